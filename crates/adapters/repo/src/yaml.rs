@@ -1,0 +1,469 @@
+//! YAML with positions.
+//!
+//! Every YAML document sluice reads (its own `sluice.yaml`, Kustomize files, Kubernetes manifests)
+//! goes through this module so that a diagnostic can always name a line and column. It builds a
+//! small node tree from saphyr's event stream and enforces what serde-style loaders silently
+//! accept: duplicate keys are errors, and alias expansion has a budget so that a "billion laughs"
+//! document fails fast instead of exhausting memory.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
+
+/// Upper bound on nodes materialised through aliases in one stream (alias bombs).
+pub const DEFAULT_ALIAS_BUDGET: usize = 100_000;
+
+/// A YAML node and where it starts (1-based line and column).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    pub line: u32,
+    pub col: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    /// Entries in document order; keys are unique (checked while loading).
+    Map(Vec<(Node, Node)>),
+}
+
+/// A YAML syntax or structure error at a position (1-based).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{col}: {message}")]
+pub struct YamlError {
+    pub line: u32,
+    pub col: u32,
+    pub message: String,
+}
+
+impl Node {
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.value {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.value {
+            Value::Seq(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value under a string key of a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    /// The key node (for its position) of a string key of a mapping.
+    pub fn key_node(&self, key: &str) -> Option<&Node> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, _)| k)
+    }
+
+    /// Human name of the node's type, for "expected X, found Y" messages.
+    pub fn type_name(&self) -> &'static str {
+        match self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Int(_) => "integer",
+            Value::Float(_) => "number",
+            Value::Str(_) => "string",
+            Value::Seq(_) => "sequence",
+            Value::Map(_) => "mapping",
+        }
+    }
+
+    /// Scalar rendered as text (keys of any scalar type are used as strings by Kubernetes tools).
+    pub fn scalar_text(&self) -> Option<String> {
+        match &self.value {
+            Value::Null => Some(String::new()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Str(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The node as JSON (mapping keys become strings); positions are dropped.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.scalar_text().unwrap_or_default(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.scalar_text() {
+            Some(s) => f.write_str(&s),
+            None => f.write_str(self.type_name()),
+        }
+    }
+}
+
+/// Parse every document of a YAML stream. Empty documents are returned as `Null` nodes so that
+/// document indexes stay aligned with the `---` separators a user counts.
+pub fn parse_stream(src: &str) -> Result<Vec<Node>, YamlError> {
+    parse_stream_with_budget(src, DEFAULT_ALIAS_BUDGET)
+}
+
+pub fn parse_stream_with_budget(src: &str, alias_budget: usize) -> Result<Vec<Node>, YamlError> {
+    let mut builder = Builder {
+        stack: Vec::new(),
+        docs: Vec::new(),
+        anchors: HashMap::new(),
+        alias_budget,
+    };
+    for item in Parser::new_from_str(src) {
+        let (event, span) = item.map_err(scan_error)?;
+        builder.event(event, span)?;
+    }
+    Ok(builder.docs)
+}
+
+/// Parse a stream that must hold exactly one document (an empty stream is `Null`).
+pub fn parse_one(src: &str) -> Result<Node, YamlError> {
+    let mut docs = parse_stream(src)?;
+    match docs.len() {
+        0 => Ok(Node {
+            value: Value::Null,
+            line: 1,
+            col: 1,
+        }),
+        1 => Ok(docs.remove(0)),
+        _ => Err(YamlError {
+            line: docs[1].line,
+            col: docs[1].col,
+            message: "expected a single YAML document, found several".into(),
+        }),
+    }
+}
+
+fn scan_error(e: ScanError) -> YamlError {
+    let m = e.marker();
+    YamlError {
+        line: m.line() as u32,
+        col: m.col() as u32 + 1,
+        message: e.info().to_string(),
+    }
+}
+
+enum Frame {
+    Seq {
+        node: Node,
+        anchor: usize,
+    },
+    Map {
+        node: Node,
+        anchor: usize,
+        pending_key: Option<Node>,
+    },
+}
+
+struct Builder {
+    stack: Vec<Frame>,
+    docs: Vec<Node>,
+    anchors: HashMap<usize, Node>,
+    alias_budget: usize,
+}
+
+impl Builder {
+    fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), YamlError> {
+        let (line, col) = (span.start.line() as u32, span.start.col() as u32 + 1);
+        match event {
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
+            Event::DocumentStart(_) => self.anchors.clear(),
+            Event::Alias(id) => {
+                let Some(target) = self.anchors.get(&id) else {
+                    return Err(YamlError {
+                        line,
+                        col,
+                        message: "alias refers to an unknown anchor".into(),
+                    });
+                };
+                let cost = count_nodes(target);
+                if cost > self.alias_budget {
+                    return Err(YamlError {
+                        line,
+                        col,
+                        message: "alias expansion exceeds the budget (possible alias bomb)".into(),
+                    });
+                }
+                self.alias_budget -= cost;
+                let mut node = target.clone();
+                node.line = line;
+                node.col = col;
+                self.push_value(node)?;
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                let value = if style == ScalarStyle::Plain && !is_str_tag {
+                    resolve_plain(&text)
+                } else {
+                    Value::Str(text.into_owned())
+                };
+                let node = Node { value, line, col };
+                if anchor > 0 {
+                    self.anchors.insert(anchor, node.clone());
+                }
+                self.push_value(node)?;
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
+                node: Node {
+                    value: Value::Seq(Vec::new()),
+                    line,
+                    col,
+                },
+                anchor,
+            }),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
+                node: Node {
+                    value: Value::Map(Vec::new()),
+                    line,
+                    col,
+                },
+                anchor,
+                pending_key: None,
+            }),
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (node, anchor) = match self.stack.pop() {
+                    Some(Frame::Seq { node, anchor }) | Some(Frame::Map { node, anchor, .. }) => {
+                        (node, anchor)
+                    }
+                    None => return Ok(()),
+                };
+                if anchor > 0 {
+                    self.anchors.insert(anchor, node.clone());
+                }
+                self.push_value(node)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn push_value(&mut self, node: Node) -> Result<(), YamlError> {
+        match self.stack.last_mut() {
+            None => self.docs.push(node),
+            Some(Frame::Seq { node: seq, .. }) => {
+                if let Value::Seq(items) = &mut seq.value {
+                    items.push(node);
+                }
+            }
+            Some(Frame::Map {
+                node: map,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => {
+                    let Value::Map(entries) = &mut map.value else {
+                        return Ok(());
+                    };
+                    if key.as_str() == Some("<<") {
+                        merge_into(entries, node);
+                    } else {
+                        if let Some((first, _)) = entries.iter().find(|(k, _)| k.value == key.value)
+                        {
+                            return Err(YamlError {
+                                line: key.line,
+                                col: key.col,
+                                message: format!(
+                                    "duplicate key `{key}` (first defined at line {})",
+                                    first.line
+                                ),
+                            });
+                        }
+                        entries.push((key, node));
+                    }
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// `<<: *base` merge keys: entries already present win, as in YAML 1.1 and kubectl.
+fn merge_into(entries: &mut Vec<(Node, Node)>, merged: Node) {
+    let sources = match merged.value {
+        Value::Map(m) => vec![m],
+        Value::Seq(items) => items
+            .into_iter()
+            .filter_map(|n| match n.value {
+                Value::Map(m) => Some(m),
+                _ => None,
+            })
+            .collect(),
+        _ => return,
+    };
+    for source in sources {
+        for (k, v) in source {
+            if !entries.iter().any(|(e, _)| e.value == k.value) {
+                entries.push((k, v));
+            }
+        }
+    }
+}
+
+fn count_nodes(node: &Node) -> usize {
+    match &node.value {
+        Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| count_nodes(k) + count_nodes(v))
+                .sum::<usize>()
+        }
+        _ => 1,
+    }
+}
+
+/// YAML 1.2 core schema resolution of a plain scalar.
+fn resolve_plain(text: &str) -> Value {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+        _ => {}
+    }
+    if let Some(hex) = text.strip_prefix("0x") {
+        if let Ok(i) = i64::from_str_radix(hex, 16) {
+            return Value::Int(i);
+        }
+    } else if let Some(oct) = text.strip_prefix("0o") {
+        if let Ok(i) = i64::from_str_radix(oct, 8) {
+            return Value::Int(i);
+        }
+    } else if looks_numeric(text) {
+        if let Ok(i) = text.parse::<i64>() {
+            return Value::Int(i);
+        }
+        if let Ok(f) = text.parse::<f64>() {
+            return Value::Float(f);
+        }
+    }
+    Value::Str(text.to_string())
+}
+
+/// Rust's float parser accepts "inf" and "nan"; YAML does not, so gate on the YAML number shape.
+fn looks_numeric(text: &str) -> bool {
+    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
+    body.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && body
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based() {
+        let doc = parse_one("a: 1\nb:\n  c: [x, y]\n").unwrap();
+        let b = doc.get("b").unwrap();
+        let c = b.get("c").unwrap();
+        assert_eq!((c.line, c.col), (3, 6));
+        assert_eq!(doc.key_node("b").unwrap().line, 2);
+        assert_eq!(doc.get("a").unwrap().value, Value::Int(1));
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_with_position() {
+        let err = parse_one("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!((err.line, err.col), (3, 1));
+        assert!(err.message.contains("duplicate key `a`"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_carry_position() {
+        let err = parse_one("a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(err.line >= 1);
+    }
+
+    #[test]
+    fn alias_bomb_hits_budget() {
+        let mut src = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        let mut prev = 'a';
+        for name in 'b'..='k' {
+            src.push_str(&format!(
+                "{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
+            prev = name;
+        }
+        let err = parse_stream(&src).unwrap_err();
+        assert!(err.message.contains("alias"), "{err}");
+    }
+
+    #[test]
+    fn merge_keys_and_multi_documents() {
+        let docs = parse_stream("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  y: 3\n---\n---\nk: v\n").unwrap();
+        assert_eq!(docs.len(), 3);
+        let d = docs[0].get("d").unwrap();
+        assert_eq!(d.get("x").unwrap().value, Value::Int(1));
+        assert_eq!(d.get("y").unwrap().value, Value::Int(3));
+        assert_eq!(docs[1].value, Value::Null);
+    }
+
+    #[test]
+    fn quoted_scalars_stay_strings() {
+        let doc = parse_one("a: \"1\"\nb: 'true'\nc: yes\nd: 1.5\ne: inf\n").unwrap();
+        assert_eq!(doc.get("a").unwrap().value, Value::Str("1".into()));
+        assert_eq!(doc.get("b").unwrap().value, Value::Str("true".into()));
+        assert_eq!(doc.get("c").unwrap().value, Value::Str("yes".into()));
+        assert_eq!(doc.get("d").unwrap().value, Value::Float(1.5));
+        assert_eq!(doc.get("e").unwrap().value, Value::Str("inf".into()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(src in "\\PC{0,200}") {
+            let _ = parse_stream(&src);
+        }
+
+        #[test]
+        fn plain_strings_round_trip_through_json(key in "[a-z]{1,8}", val in "[a-z][a-z0-9 ]{0,20}[a-z0-9]") {
+            let doc = parse_one(&format!("{key}: {val}\n")).unwrap();
+            let expected = match resolve_plain(&val) { Value::Str(s) => serde_json::Value::String(s), Value::Null => serde_json::Value::Null, Value::Bool(b) => serde_json::Value::Bool(b), _ => return Ok(()) };
+            proptest::prop_assert_eq!(doc.to_json()[&key].clone(), expected);
+        }
+    }
+}
