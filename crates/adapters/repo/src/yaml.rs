@@ -435,7 +435,8 @@ mod tests {
 
     #[test]
     fn merge_keys_and_multi_documents() {
-        let docs = parse_stream("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  y: 3\n---\n---\nk: v\n").unwrap();
+        let docs =
+            parse_stream("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  y: 3\n---\n---\nk: v\n").unwrap();
         assert_eq!(docs.len(), 3);
         let d = docs[0].get("d").unwrap();
         assert_eq!(d.get("x").unwrap().value, Value::Int(1));

@@ -1,1 +1,10 @@
-//! placeholder
+//! The orchestration layer: runs the stages of the change flow over the adapters (git,
+//! parsers, discovery) and the pure decisions of `sluice-model`, and shapes their reports.
+
+pub mod affected;
+pub mod demo;
+pub mod error;
+pub mod sarif;
+pub mod secrets;
+pub mod validate;
+pub mod workspace;

@@ -1,1 +1,20 @@
-fn main() {}
+//! The `sluice` command line: one binary for the change flow of GitOps and IaC changes.
+//!
+//! Each subcommand is a thin surface over `sluice-pipeline`: parse flags, run, render the
+//! report in the requested format and map the outcome to the documented exit codes.
+
+mod commands;
+
+use clap::Parser;
+
+fn main() {
+    let cli = commands::Cli::parse();
+    let code = match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,857 @@
+//! Loading `sluice.yaml` (DESIGN.md §5) into [`OrgConfig`], with every problem reported at its
+//! file, line and column, with a hint. All problems are collected, not just the first, so one
+//! run of `sluice validate` shows a user everything to fix.
+
+use std::collections::BTreeMap;
+
+use sluice_model::config::{
+    self, AppsConfig, Environment, ExplicitDependency, Layer, LogicalRepo, OrgConfig, OwnersConfig,
+    RepoLocation, StacksConfig, ValidateConfig, WatchRule,
+};
+use sluice_model::glob::GlobList;
+use sluice_model::layout::Layout;
+
+use crate::yaml::{self, Node, Value};
+
+/// The file name sluice looks for at the repository root.
+pub const FILE_NAME: &str = "sluice.yaml";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{col}: {message}{}", hint.as_ref().map(|h| format!(" (hint: {h})")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: String,
+    pub line: u32,
+    pub col: u32,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Sections owned by later stages; accepted and kept as JSON.
+const LATER_SECTIONS: &[&str] = &[
+    "risk",
+    "approvals",
+    "policy",
+    "exceptions",
+    "sync",
+    "runners",
+    "evidence",
+    "server",
+];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "org",
+    "environments",
+    "repos",
+    "stacks",
+    "apps",
+    "owners",
+    "validate",
+];
+
+struct Ctx<'a> {
+    file: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, node: &Node, message: impl Into<String>, hint: Option<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line: node.line,
+            col: node.col,
+            message: message.into(),
+            hint,
+        });
+    }
+
+    fn expect_map<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [(Node, Node)]> {
+        match &node.value {
+            Value::Map(m) => Some(m),
+            _ => {
+                self.error(
+                    node,
+                    format!("`{what}` must be a mapping, found {}", node.type_name()),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) if !s.is_empty() => Some(s.clone()),
+            Value::Str(_) => {
+                self.error(node, format!("`{what}` must not be empty"), None);
+                None
+            }
+            _ => {
+                self.error(
+                    node,
+                    format!("`{what}` must be a string, found {}", node.type_name()),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, node: &Node, what: &str) -> Vec<String> {
+        match &node.value {
+            Value::Seq(items) => items.iter().filter_map(|n| self.string(n, what)).collect(),
+            Value::Str(_) => self.string(node, what).into_iter().collect(),
+            _ => {
+                self.error(
+                    node,
+                    format!(
+                        "`{what}` must be a list of strings, found {}",
+                        node.type_name()
+                    ),
+                    None,
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn bool(&mut self, node: &Node, what: &str) -> Option<bool> {
+        match node.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.error(
+                    node,
+                    format!("`{what}` must be true or false, found {}", node.type_name()),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, node: &Node, what: &str) -> Option<i64> {
+        match node.value {
+            Value::Int(i) => Some(i),
+            _ => {
+                self.error(
+                    node,
+                    format!("`{what}` must be an integer, found {}", node.type_name()),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    /// A repository-relative path that must stay inside the repository.
+    fn repo_path(&mut self, node: &Node, what: &str) -> Option<String> {
+        let raw = self.string(node, what)?;
+        match sluice_model::path::normalize(&raw) {
+            Some(p) if !raw.starts_with('/') => Some(p),
+            _ => {
+                self.error(
+                    node,
+                    format!("`{what}` path `{raw}` escapes the repository"),
+                    Some("paths are relative to the repository root and may not use `..` to leave it".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn globs(&mut self, node: &Node, what: &str) -> Option<GlobList> {
+        let patterns = self.strings(node, what);
+        match GlobList::new(&patterns) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                self.error(node, format!("`{what}`: {e}"), None);
+                None
+            }
+        }
+    }
+
+    /// Report keys that are not in `allowed`, with the closest allowed key as a hint.
+    fn check_keys(&mut self, map: &[(Node, Node)], allowed: &[&str], section: &str) {
+        for (k, _) in map {
+            let key = k.scalar_text().unwrap_or_default();
+            if !allowed.contains(&key.as_str()) {
+                let hint = closest(&key, allowed).map(|c| format!("did you mean `{c}`?"));
+                let hint = hint.or_else(|| Some(format!("allowed keys: {}", allowed.join(", "))));
+                self.error(k, format!("unknown key `{key}` in {section}"), hint);
+            }
+        }
+    }
+}
+
+fn get<'n>(map: &'n [(Node, Node)], key: &str) -> Option<&'n Node> {
+    map.iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, v)| v)
+}
+
+/// Parse and validate `sluice.yaml`. `file` is the name used in diagnostics.
+pub fn load(file: &str, text: &str) -> Result<OrgConfig, Vec<ConfigError>> {
+    let root = yaml::parse_one(text).map_err(|e| {
+        vec![ConfigError {
+            file: file.to_string(),
+            line: e.line,
+            col: e.col,
+            message: e.message,
+            hint: Some("sluice.yaml must be valid YAML".into()),
+        }]
+    })?;
+    let mut cx = Ctx {
+        file,
+        errors: Vec::new(),
+    };
+    let config = decode(&mut cx, &root);
+    match config {
+        Some(c) if cx.errors.is_empty() => Ok(c),
+        _ => {
+            if cx.errors.is_empty() {
+                cx.error(&root, "invalid configuration", None);
+            }
+            Err(cx.errors)
+        }
+    }
+}
+
+fn decode(cx: &mut Ctx<'_>, root: &Node) -> Option<OrgConfig> {
+    let Value::Map(map) = &root.value else {
+        cx.error(
+            root,
+            format!("sluice.yaml must be a mapping, found {}", root.type_name()),
+            Some("start with `version: 1`".into()),
+        );
+        return None;
+    };
+    let allowed: Vec<&str> = TOP_KEYS.iter().chain(LATER_SECTIONS).copied().collect();
+    cx.check_keys(map, &allowed, "sluice.yaml");
+
+    let version = match get(map, "version") {
+        Some(v) => cx.int(v, "version"),
+        None => {
+            cx.error(
+                root,
+                "missing `version`",
+                Some("add `version: 1` at the top".into()),
+            );
+            None
+        }
+    };
+    if let (Some(v), Some(node)) = (version, get(map, "version"))
+        && v != config::CURRENT_VERSION
+    {
+        cx.error(
+            node,
+            format!("unsupported config version {v}"),
+            Some(format!(
+                "this sluice reads version {}",
+                config::CURRENT_VERSION
+            )),
+        );
+    }
+    let org = match get(map, "org") {
+        Some(n) => cx.string(n, "org"),
+        None => {
+            cx.error(
+                root,
+                "missing `org`",
+                Some("name the organisation, e.g. `org: acme`".into()),
+            );
+            None
+        }
+    };
+    let environments = get(map, "environments")
+        .map(|n| environments(cx, n))
+        .unwrap_or_default();
+    if environments.is_empty() {
+        let at = get(map, "environments").unwrap_or(root);
+        cx.error(
+            at,
+            "no environments defined",
+            Some(
+                "e.g. `environments: { dev: { order: 1 }, prod: { order: 2, protected: true } }`"
+                    .into(),
+            ),
+        );
+    }
+    let repos = get(map, "repos").map(|n| repos(cx, n)).unwrap_or_default();
+    let stacks = match get(map, "stacks") {
+        Some(n) => stacks(cx, n),
+        None => {
+            cx.error(root, "missing `stacks`", Some("e.g. `stacks: { root: infra-live/accounts, layout: \"{env}/{region}/{stack}\" }`".into()));
+            None
+        }
+    };
+    let apps = match get(map, "apps") {
+        Some(n) => apps(cx, n),
+        None => {
+            cx.error(
+                root,
+                "missing `apps`",
+                Some(
+                    "e.g. `apps: { root: env-gitops/clusters, layout: \"{cluster}/apps/{app}\" }`"
+                        .into(),
+                ),
+            );
+            None
+        }
+    };
+    let owners = get(map, "owners")
+        .map(|n| owners(cx, n))
+        .unwrap_or_default();
+    let validate = get(map, "validate")
+        .map(|n| validate(cx, n))
+        .unwrap_or_default();
+    let sections = map
+        .iter()
+        .filter_map(|(k, v)| {
+            let key = k.as_str()?;
+            LATER_SECTIONS
+                .contains(&key)
+                .then(|| (key.to_string(), v.to_json()))
+        })
+        .collect();
+
+    let config = OrgConfig {
+        version: version?,
+        org: org?,
+        environments,
+        repos,
+        stacks: stacks?,
+        apps: apps?,
+        owners,
+        validate,
+        sections,
+    };
+    cross_check(cx, root, &config);
+    Some(config)
+}
+
+fn environments(cx: &mut Ctx<'_>, node: &Node) -> Vec<Environment> {
+    let Some(map) = cx.expect_map(node, "environments") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, v) in map {
+        let Some(name) = cx.string(k, "environment name") else {
+            continue;
+        };
+        let mut env = Environment {
+            name,
+            order: out.len() as i64 + 1,
+            protected: false,
+        };
+        if let Value::Map(fields) = &v.value {
+            cx.check_keys(
+                fields,
+                &["order", "protected"],
+                &format!("environment `{}`", env.name),
+            );
+            if let Some(o) = get(fields, "order").and_then(|n| cx.int(n, "order")) {
+                env.order = o;
+            }
+            if let Some(p) = get(fields, "protected").and_then(|n| cx.bool(n, "protected")) {
+                env.protected = p;
+            }
+        } else if v.value != Value::Null {
+            cx.error(
+                v,
+                format!(
+                    "environment `{}` must be a mapping such as `{{ order: 1 }}`",
+                    env.name
+                ),
+                None,
+            );
+        }
+        out.push(env);
+    }
+    out.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.name.cmp(&b.name)));
+    out
+}
+
+fn repos(cx: &mut Ctx<'_>, node: &Node) -> Vec<LogicalRepo> {
+    let Some(map) = cx.expect_map(node, "repos") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, v) in map {
+        let Some(name) = cx.string(k, "repo name") else {
+            continue;
+        };
+        let Some(fields) = cx.expect_map(v, &format!("repos.{name}")) else {
+            continue;
+        };
+        cx.check_keys(fields, &["path", "url"], &format!("repo `{name}`"));
+        let location = match (get(fields, "path"), get(fields, "url")) {
+            (Some(p), None) => cx.repo_path(p, "path").map(RepoLocation::Path),
+            (None, Some(u)) => cx.string(u, "url").map(RepoLocation::Url),
+            _ => {
+                cx.error(v, format!("repo `{name}` needs exactly one of `path` (a folder of this repository) or `url`"), None);
+                None
+            }
+        };
+        if let Some(location) = location {
+            out.push(LogicalRepo { name, location });
+        }
+    }
+    out
+}
+
+fn layout(cx: &mut Ctx<'_>, map: &[(Node, Node)], parent: &Node, section: &str) -> Option<Layout> {
+    let Some(node) = get(map, "layout") else {
+        cx.error(
+            parent,
+            format!("missing `{section}.layout`"),
+            Some("e.g. `layout: \"{env}/{region}/{stack}\"`".into()),
+        );
+        return None;
+    };
+    let text = cx.string(node, "layout")?;
+    match Layout::parse(&text) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            cx.error(node, format!("invalid layout `{text}`: {e}"), None);
+            None
+        }
+    }
+}
+
+fn root_path(
+    cx: &mut Ctx<'_>,
+    map: &[(Node, Node)],
+    parent: &Node,
+    section: &str,
+) -> Option<String> {
+    match get(map, "root") {
+        Some(n) => cx.repo_path(n, "root"),
+        None => {
+            cx.error(parent, format!("missing `{section}.root`"), None);
+            None
+        }
+    }
+}
+
+fn watch_rules(cx: &mut Ctx<'_>, node: &Node, unit_key: &str) -> Vec<WatchRule> {
+    let Some(items) = node.as_seq() else {
+        cx.error(
+            node,
+            "`watch` must be a list of `{ <unit>: glob, paths: [globs] }`",
+            None,
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(fields) = cx.expect_map(item, "watch entry") else {
+            continue;
+        };
+        cx.check_keys(fields, &[unit_key, "paths"], "watch entry");
+        let units = match get(fields, unit_key) {
+            Some(n) => cx.globs(n, unit_key),
+            None => {
+                cx.error(
+                    item,
+                    format!("watch entry needs `{unit_key}` (a glob over ids)"),
+                    None,
+                );
+                None
+            }
+        };
+        let paths = match get(fields, "paths") {
+            Some(n) => {
+                let p = cx.strings(n, "paths");
+                if let Err(e) = GlobList::new(&p) {
+                    cx.error(n, e.to_string(), None);
+                }
+                p
+            }
+            None => {
+                cx.error(item, "watch entry needs `paths`", None);
+                Vec::new()
+            }
+        };
+        if let Some(units) = units {
+            out.push(WatchRule { units, paths });
+        }
+    }
+    out
+}
+
+fn stacks(cx: &mut Ctx<'_>, node: &Node) -> Option<StacksConfig> {
+    let map = cx.expect_map(node, "stacks")?;
+    cx.check_keys(
+        map,
+        &[
+            "root",
+            "layout",
+            "layers",
+            "depends_on",
+            "watch",
+            "dependents",
+        ],
+        "stacks",
+    );
+    let root = root_path(cx, map, node, "stacks");
+    let layout = layout(cx, map, node, "stacks");
+    let mut layers: Vec<Layer> = Vec::new();
+    if let Some(n) = get(map, "layers") {
+        match n.as_seq() {
+            Some(items) => {
+                for item in items {
+                    let layer = match &item.value {
+                        Value::Str(name) => config::layer_named(name).ok(),
+                        Value::Map(fields) => {
+                            cx.check_keys(fields, &["name", "stacks"], "layer");
+                            let name = get(fields, "name").and_then(|n| cx.string(n, "name"));
+                            let globs = match get(fields, "stacks") {
+                                Some(s) => cx.globs(s, "stacks"),
+                                None => name.as_deref().and_then(|n| GlobList::new(&[n]).ok()),
+                            };
+                            name.zip(globs).map(|(name, stacks)| Layer { name, stacks })
+                        }
+                        _ => {
+                            cx.error(
+                                item,
+                                "a layer is a name or `{ name: ..., stacks: [globs] }`",
+                                None,
+                            );
+                            None
+                        }
+                    };
+                    if let Some(l) = layer {
+                        if layers.iter().any(|x| x.name == l.name) {
+                            cx.error(item, format!("layer `{}` is listed twice", l.name), None);
+                        }
+                        layers.push(l);
+                    }
+                }
+            }
+            None => cx.error(n, "`layers` must be a list, upstream first", None),
+        }
+    }
+    let mut depends_on = Vec::new();
+    if let Some(n) = get(map, "depends_on") {
+        match n.as_seq() {
+            Some(items) => {
+                for item in items {
+                    let Some(fields) = cx.expect_map(item, "depends_on entry") else {
+                        continue;
+                    };
+                    cx.check_keys(fields, &["stack", "on"], "depends_on entry");
+                    let stack = get(fields, "stack").and_then(|n| cx.string(n, "stack"));
+                    let on = get(fields, "on")
+                        .map(|n| cx.strings(n, "on"))
+                        .unwrap_or_default();
+                    match stack {
+                        Some(stack) if !on.is_empty() => depends_on.push(ExplicitDependency {
+                            stack,
+                            on,
+                            line: item.line,
+                        }),
+                        _ => cx.error(
+                            item,
+                            "a depends_on entry needs `stack` and a non-empty `on`",
+                            None,
+                        ),
+                    }
+                }
+            }
+            None => cx.error(n, "`depends_on` must be a list", None),
+        }
+    }
+    let watch = get(map, "watch")
+        .map(|n| watch_rules(cx, n, "stacks"))
+        .unwrap_or_default();
+    let propagate_dependents = get(map, "dependents")
+        .and_then(|n| cx.bool(n, "dependents"))
+        .unwrap_or(true);
+    Some(StacksConfig {
+        root: root?,
+        layout: layout?,
+        layers,
+        depends_on,
+        watch,
+        propagate_dependents,
+    })
+}
+
+fn apps(cx: &mut Ctx<'_>, node: &Node) -> Option<AppsConfig> {
+    let map = cx.expect_map(node, "apps")?;
+    cx.check_keys(map, &["root", "layout", "clusters", "watch"], "apps");
+    let root = root_path(cx, map, node, "apps");
+    let layout = layout(cx, map, node, "apps");
+    let mut clusters = BTreeMap::new();
+    if let Some(n) = get(map, "clusters")
+        && let Some(entries) = cx.expect_map(n, "clusters")
+    {
+        for (k, v) in entries {
+            let Some(name) = cx.string(k, "cluster name") else {
+                continue;
+            };
+            let env = match &v.value {
+                Value::Map(fields) => {
+                    cx.check_keys(fields, &["env"], &format!("cluster `{name}`"));
+                    get(fields, "env").and_then(|n| cx.string(n, "env"))
+                }
+                _ => cx.string(v, "env"),
+            };
+            if let Some(env) = env {
+                clusters.insert(name, env);
+            }
+        }
+    }
+    let watch = get(map, "watch")
+        .map(|n| watch_rules(cx, n, "apps"))
+        .unwrap_or_default();
+    Some(AppsConfig {
+        root: root?,
+        layout: layout?,
+        clusters,
+        watch,
+    })
+}
+
+fn owners(cx: &mut Ctx<'_>, node: &Node) -> OwnersConfig {
+    let mut out = OwnersConfig::default();
+    if let Some(map) = cx.expect_map(node, "owners") {
+        cx.check_keys(map, &["codeowners"], "owners");
+        out.codeowners = get(map, "codeowners").and_then(|n| cx.repo_path(n, "codeowners"));
+    }
+    out
+}
+
+fn validate(cx: &mut Ctx<'_>, node: &Node) -> ValidateConfig {
+    let mut out = ValidateConfig::default();
+    let Some(map) = cx.expect_map(node, "validate") else {
+        return out;
+    };
+    cx.check_keys(
+        map,
+        &["forbidden_paths", "max_file_bytes", "secrets"],
+        "validate",
+    );
+    if let Some(n) = get(map, "forbidden_paths") {
+        out.forbidden_paths = cx.strings(n, "forbidden_paths");
+        if let Err(e) = GlobList::new(&out.forbidden_paths) {
+            cx.error(n, e.to_string(), None);
+        }
+    }
+    if let Some(n) = get(map, "max_file_bytes")
+        && let Some(v) = cx.int(n, "max_file_bytes")
+    {
+        if v <= 0 {
+            cx.error(n, "`max_file_bytes` must be positive", None);
+        } else {
+            out.max_file_bytes = v as u64;
+        }
+    }
+    if let Some(n) = get(map, "secrets")
+        && let Some(fields) = cx.expect_map(n, "secrets")
+    {
+        cx.check_keys(
+            fields,
+            &["rules", "default_rules", "allow_paths"],
+            "validate.secrets",
+        );
+        out.secret_rules = get(fields, "rules").and_then(|n| cx.repo_path(n, "rules"));
+        if let Some(b) = get(fields, "default_rules").and_then(|n| cx.bool(n, "default_rules")) {
+            out.default_secret_rules = b;
+        }
+        if let Some(a) = get(fields, "allow_paths") {
+            out.secret_allow_paths = cx.strings(a, "allow_paths");
+            if let Err(e) = GlobList::new(&out.secret_allow_paths) {
+                cx.error(a, e.to_string(), None);
+            }
+        }
+    }
+    out
+}
+
+/// Checks across sections: the layouts name their environment, explicit dependencies
+/// name plausible stacks, clusters map to known environments.
+fn cross_check(cx: &mut Ctx<'_>, root: &Node, config: &OrgConfig) {
+    let stacks_node = root.get("stacks").unwrap_or(root);
+    let has = |l: &Layout, name: &str| l.placeholders().any(|p| p == name);
+    if !has(&config.stacks.layout, "env") {
+        cx.error(
+            stacks_node.get("layout").unwrap_or(stacks_node),
+            "the stacks layout needs an `{env}` placeholder",
+            Some("stacks belong to an environment, e.g. \"{env}/{region}/{stack}\"".into()),
+        );
+    }
+    let apps_node = root.get("apps").unwrap_or(root);
+    if !has(&config.apps.layout, "env") && !has(&config.apps.layout, "cluster") {
+        cx.error(
+            apps_node.get("layout").unwrap_or(apps_node),
+            "the apps layout needs an `{env}` or `{cluster}` placeholder",
+            None,
+        );
+    }
+    for (cluster, env) in &config.apps.clusters {
+        if config.environment(env).is_none() {
+            let at = apps_node
+                .get("clusters")
+                .and_then(|c| c.get(cluster))
+                .unwrap_or(apps_node);
+            cx.error(
+                at,
+                format!("cluster `{cluster}` maps to unknown environment `{env}`"),
+                Some(known_envs(config)),
+            );
+        }
+    }
+    for dep in &config.stacks.depends_on {
+        let depth = config.stacks.layout.depth();
+        for id in std::iter::once(&dep.stack).chain(&dep.on) {
+            if id.split('/').count() != config.stacks.layout.placeholders().count() {
+                let at = Node {
+                    value: Value::Null,
+                    line: dep.line,
+                    col: 1,
+                };
+                cx.error(
+                    &at,
+                    format!("`{id}` is not a stack id of the layout ({depth} levels)"),
+                    Some("stack ids look like `prod/ap-southeast-1/network`".into()),
+                );
+            }
+        }
+    }
+}
+
+fn known_envs(config: &OrgConfig) -> String {
+    let names: Vec<&str> = config
+        .environments
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    format!("known environments: {}", names.join(", "))
+}
+
+/// The allowed key closest to `key` by edit distance, if close enough to be a typo.
+fn closest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|a| (levenshtein(key, a), *a))
+        .filter(|(d, a)| *d <= 2.max(a.len() / 4))
+        .min()
+        .map(|(_, a)| a)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const SAMPLE: &str = r#"version: 1
+org: acme
+environments:
+  dev:   { order: 1 }
+  stage: { order: 2 }
+  prod:  { order: 3, protected: true }
+repos:
+  infra-live:    { path: infra-live }
+  infra-modules: { path: infra-modules }
+stacks:
+  root: infra-live/accounts
+  layout: "{env}/{region}/{stack}"
+  layers: [network, identity, { name: cluster, stacks: ["eks-*"] }, { name: data, stacks: ["rds-*"] }, app]
+  watch:
+    - { stacks: "prod/*/*", paths: ["infra-live/accounts/prod/account.hcl"] }
+apps:
+  root: env-gitops/clusters
+  layout: "{cluster}/apps/{app}"
+risk:
+  rules: []
+"#;
+
+    #[test]
+    fn loads_the_design_sketch() {
+        let c = load("sluice.yaml", SAMPLE).unwrap();
+        assert_eq!(c.org, "acme");
+        assert_eq!(
+            c.environments
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>(),
+            ["dev", "stage", "prod"]
+        );
+        assert!(c.is_protected("prod"));
+        assert_eq!(c.layer_of("eks-cluster"), Some((2, "cluster")));
+        assert_eq!(c.layer_of("rds-payments"), Some((3, "data")));
+        assert_eq!(c.layer_of("network"), Some((0, "network")));
+        assert!(c.sections.contains_key("risk"));
+        let caps = c
+            .apps
+            .layout
+            .capture("prod-ap-southeast-1/apps/payments")
+            .unwrap();
+        assert_eq!(c.app_env(&caps.values).as_deref(), Some("prod"));
+    }
+
+    #[test]
+    fn unknown_key_has_position_and_hint() {
+        let text = SAMPLE.replace("  layout: \"{env}", "  layuot: \"{env}");
+        let errs = load("sluice.yaml", &text).unwrap_err();
+        let e = errs
+            .iter()
+            .find(|e| e.message.contains("layuot"))
+            .expect("unknown key reported");
+        assert_eq!((e.line, e.col), (12, 3));
+        assert_eq!(e.hint.as_deref(), Some("did you mean `layout`?"));
+    }
+
+    #[test]
+    fn escaping_paths_are_rejected() {
+        let text = SAMPLE.replace("root: infra-live/accounts", "root: ../../etc");
+        let errs = load("sluice.yaml", &text).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("escapes the repository") && e.line == 11),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_versions() {
+        let text = SAMPLE
+            .replace("version: 1", "version: 2")
+            .replace("protected: true", "protected: yes");
+        let errs = load("sluice.yaml", &text).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("unsupported config version 2"))
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("`protected` must be true or false") && e.line == 6)
+        );
+    }
+
+    #[test]
+    fn syntax_error_is_one_error() {
+        let errs = load("sluice.yaml", "version: 1\norg: [acme\n").unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].to_string().starts_with("sluice.yaml:"));
+    }
+
+    #[test]
+    fn typo_distance() {
+        assert_eq!(closest("enviroments", TOP_KEYS), Some("environments"));
+        assert_eq!(closest("zzz", TOP_KEYS), None);
+    }
+}

@@ -1,0 +1,234 @@
+//! Subcommands, their flags and their rendering.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice_model::stage::STAGES;
+use sluice_pipeline::error::{PipelineError, exit};
+use sluice_pipeline::{affected, demo, workspace};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Change control plane for GitOps and Infrastructure-as-Code",
+    long_about = "sluice takes a change from pull request to production: it finds what the change touches, \
+validates it, plans it, evaluates policy, classifies risk, binds approvals to the exact plan and \
+keeps a verifiable evidence trail.\n\nExit codes: 0 ok, 1 blocked (blocking findings), 2 usage or \
+configuration error, 3 repository error (not a git repository, unknown revision), 4 inconsistent \
+org (dependency cycle, layer rule), 5 internal or IO error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a sample org as a git repository, open a PR and run every stage over it.
+    Demo(DemoArgs),
+    /// Stacks and apps a change touches, with the reason for each.
+    Affected(AffectedArgs),
+    /// The stack dependency graph (Terragrunt dependencies and sluice.yaml depends_on).
+    Graph(GraphArgs),
+    /// Discovered stacks and apps with their environment, layer and owners.
+    Stacks(RevArgs),
+    /// The stage contracts of the change flow.
+    Stages(FormatArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct FormatArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Where to build the sample org (replaced if a previous demo built it).
+    #[arg(long, default_value = "sluice-demo")]
+    dir: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Args)]
+struct AffectedArgs {
+    /// The platform repository (work tree or bare).
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// The revision the change is based on (e.g. main).
+    #[arg(long)]
+    base: String,
+    /// The revision carrying the change (e.g. the PR head).
+    #[arg(long)]
+    head: String,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Args)]
+struct RevArgs {
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Revision to read.
+    #[arg(long, default_value = "HEAD")]
+    rev: String,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GraphFormat {
+    Text,
+    Json,
+    Dot,
+}
+
+#[derive(Args)]
+struct GraphArgs {
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    #[arg(long, default_value = "HEAD")]
+    rev: String,
+    #[arg(long, value_enum, default_value = "text")]
+    format: GraphFormat,
+}
+
+pub fn run(cli: Cli) -> Result<i32, PipelineError> {
+    match cli.command {
+        Command::Demo(a) => run_demo(a),
+        Command::Affected(a) => run_affected(a),
+        Command::Graph(a) => run_graph(a),
+        Command::Stacks(a) => run_stacks(a),
+        Command::Stages(a) => run_stages(a),
+    }
+}
+
+/// Write a report to stdout. A closed pipe (`sluice ... | head`) ends the process quietly
+/// instead of panicking, as Unix tools do.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(exit::OK);
+        }
+        eprintln!("error: writing output: {e}");
+        std::process::exit(exit::INTERNAL);
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    let mut text = serde_json::to_string_pretty(value).expect("reports serialize");
+    text.push('\n');
+    emit(&text);
+}
+
+fn run_affected(a: AffectedArgs) -> Result<i32, PipelineError> {
+    let analysis = affected::run(&a.repo, &a.base, &a.head)?;
+    match a.format {
+        Format::Json => print_json(&analysis.report),
+        Format::Text => emit(&affected::render_text(&analysis.report)),
+    }
+    Ok(exit::OK)
+}
+
+fn run_graph(a: GraphArgs) -> Result<i32, PipelineError> {
+    let repo = workspace::open(&a.repo)?;
+    let rev = workspace::revision(&repo, &a.rev)?;
+    let org = rev.discover();
+    let errors = org.graph_errors(&rev.config);
+    match a.format {
+        GraphFormat::Dot => emit(&org.graph.to_dot()),
+        GraphFormat::Json => print_json(&serde_json::json!({
+            "schema": "sluice.graph/v1",
+            "rev": rev.commit(),
+            "stacks": org.stacks,
+            "edges": org.graph.edges().iter().map(|(s, u)| serde_json::json!({"stack": s, "depends_on": u})).collect::<Vec<_>>(),
+            "errors": errors,
+            "warnings": org.warnings,
+        })),
+        GraphFormat::Text => {
+            let mut out = String::new();
+            for s in &org.stacks {
+                let layer = s.layer.as_deref().unwrap_or("-");
+                let _ = writeln!(out, "{} [{layer}]", s.id);
+                for d in &s.depends_on {
+                    let _ = writeln!(out, "  -> {d}");
+                }
+            }
+            emit(&out);
+            for w in &org.warnings {
+                eprintln!("warning: {}:{}:{}: {}", w.file, w.line, w.col, w.message);
+            }
+        }
+    }
+    for c in &errors.cycles {
+        eprintln!("error: dependency cycle: {}", c.join(" -> "));
+    }
+    for v in &errors.layer_violations {
+        eprintln!("error: {v}");
+    }
+    Ok(if errors.is_empty() { exit::OK } else { exit::GRAPH })
+}
+
+fn run_stacks(a: RevArgs) -> Result<i32, PipelineError> {
+    let repo = workspace::open(&a.repo)?;
+    let rev = workspace::revision(&repo, &a.rev)?;
+    let org = rev.discover();
+    match a.format {
+        Format::Json => print_json(&serde_json::json!({
+            "schema": "sluice.stacks/v1",
+            "rev": rev.commit(),
+            "stacks": org.stacks,
+            "apps": org.apps,
+            "warnings": org.warnings,
+        })),
+        Format::Text => {
+            let mut out = format!("stacks ({}):\n", org.stacks.len());
+            for s in &org.stacks {
+                let _ = writeln!(out, "  {:<45} env={} layer={} owners={}", s.id, s.env, s.layer.as_deref().unwrap_or("-"), s.owners.join(","));
+            }
+            let _ = writeln!(out, "apps ({}):", org.apps.len());
+            for app in &org.apps {
+                let _ = writeln!(out, "  {:<45} env={} owners={}", app.id, app.env.as_deref().unwrap_or("-"), app.owners.join(","));
+            }
+            emit(&out);
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn run_stages(a: FormatArgs) -> Result<i32, PipelineError> {
+    match a.format {
+        Format::Json => print_json(&STAGES),
+        Format::Text => {
+            let mut out = String::new();
+            for s in STAGES {
+                let _ = writeln!(out, "{}. {:?}: {} -> {} [{}; events: {}; on failure: {}]", s.number, s.stage, s.input, s.output, s.authority, s.events.join(", "), s.on_failure);
+            }
+            emit(&out);
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
+    let built = demo::build(&a.dir)?;
+    eprintln!("built sample org in {} ({} ms)", built.dir.display(), built.build_ms);
+    let analysis = affected::run(&built.dir, &built.base, &built.head)?;
+    match a.format {
+        Format::Json => print_json(&analysis.report),
+        Format::Text => emit(&affected::render_text(&analysis.report)),
+    }
+    Ok(exit::OK)
+}
