@@ -331,9 +331,19 @@ impl HclFile {
         })
     }
 
-    fn text(&self, span: Option<Range<usize>>) -> &str {
-        span.and_then(|span| self.src.get(span))
-            .map_or("<expression>", str::trim)
+    /// The source text of a span for a message: on one line, and cut short, because a warning
+    /// must stay readable in a PR comment even when the expression is a 40-line conditional.
+    fn text(&self, span: Option<Range<usize>>) -> String {
+        const MAX_CHARS: usize = 160;
+        let text = span
+            .and_then(|span| self.src.get(span))
+            .unwrap_or("<expression>");
+        let mut one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if let Some((cut, _)) = one_line.char_indices().nth(MAX_CHARS) {
+            one_line.truncate(cut);
+            one_line.push('…');
+        }
+        one_line
     }
 
     fn warning(&self, span: Option<Range<usize>>, message: String) -> Warning {
@@ -483,8 +493,8 @@ fn go_base(path: &str) -> String {
 
 /// Marks "the repository root" inside an evaluated string. Terragrunt's path functions return
 /// absolute paths whose prefix depends on where the repository is checked out; the marker keeps
-/// them exact without knowing that prefix. NUL cannot occur in an HCL string literal, so a marker
-/// always comes from a function.
+/// them exact without knowing that prefix. NUL is never part of a real path, and literals that
+/// spell one (`"\u0000"`) are refused, so a marker always comes from a function.
 const ROOT: char = '\0';
 
 fn rooted(repo_path: &str) -> Value {
@@ -573,7 +583,7 @@ impl<'a> Scope<'a> {
 
     fn eval(&self, expr: &Expression) -> Eval {
         match expr {
-            Expression::String(s) => Ok(Value::Str(s.value().clone())),
+            Expression::String(s) if !s.contains(ROOT) => Ok(Value::Str(s.value().clone())),
             Expression::Number(n) => Ok(Value::Str(n.value().to_string())),
             Expression::StringTemplate(t) => self.eval_template(t),
             Expression::Parenthesis(p) => self.eval(p.inner()),
@@ -636,7 +646,9 @@ impl<'a> Scope<'a> {
         let mut out = String::new();
         for element in template.iter() {
             match element {
-                Element::Literal(literal) => out.push_str(literal.value()),
+                Element::Literal(literal) if !literal.contains(ROOT) => {
+                    out.push_str(literal.value());
+                }
                 Element::Interpolation(interp) if interp.strip == Strip::None => {
                     match self.eval(&interp.expr)? {
                         Value::Str(s) => out.push_str(&s),
@@ -2053,6 +2065,14 @@ dependency "c" {
 dependency "d" {
   config_path = var.dir
 }
+
+dependency "e" {
+  config_path = (
+    local.env == "prod"
+    ? "../prod-vpc"
+    : "../vpc"
+  )
+}
 "#,
         )]);
         let refs = eval(&files, "live/app");
@@ -2072,6 +2092,12 @@ dependency "d" {
         assert_eq!(b.line, 11);
         warning(&refs, "get_env(\"VPC_DIR\", \"../vpc\")");
         warning(&refs, "var.dir");
+        // Multi-line expressions are quoted on one line.
+        let e = warning(
+            &refs,
+            "statically: ( local.env == \"prod\" ? \"../prod-vpc\" : \"../vpc\" )",
+        );
+        assert_eq!((e.line, e.col), (23, 17));
         // The read itself has no env.hcl to find.
         warning(&refs, "find_in_parent_folders: no `env.hcl`");
     }

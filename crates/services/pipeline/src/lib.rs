@@ -2,8 +2,10 @@
 //! parsers, discovery) and the pure decisions of `sluice-model`, and shapes their reports.
 
 pub mod affected;
+pub mod bench;
 pub mod demo;
 pub mod error;
+pub mod generate;
 pub mod sarif;
 pub mod secrets;
 pub mod validate;

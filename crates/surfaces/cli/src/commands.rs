@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_model::stage::STAGES;
 use sluice_pipeline::error::{PipelineError, exit};
-use sluice_pipeline::{affected, demo, workspace};
+use sluice_pipeline::{affected, bench, demo, generate, workspace};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +36,50 @@ enum Command {
     Stacks(RevArgs),
     /// The stage contracts of the change flow.
     Stages(FormatArgs),
+    /// Generate large orgs and measure sluice against a peer in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Write a deterministic generated org (branches `main` and `pr/bench`) as a git repository.
+    GenOrg(GenOrgArgs),
+    /// Time `sluice affected` (fresh process) against `git diff --name-only` plus reading
+    /// every terragrunt.hcl, on a generated org.
+    Affected(BenchAffectedArgs),
+}
+
+#[derive(Args)]
+struct GenOrgArgs {
+    /// Number of stacks.
+    #[arg(long, default_value_t = 10_000)]
+    stacks: usize,
+    /// Seed: the same seed always yields the same repository.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Files the PR branch touches.
+    #[arg(long, default_value_t = 50)]
+    pr_files: usize,
+    /// Directory to create (must not exist or be empty).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct BenchAffectedArgs {
+    /// A repository made by `sluice bench gen-org`; generated into a temporary folder if omitted.
+    #[arg(long)]
+    repo: Option<PathBuf>,
+    #[arg(long, default_value_t = 10_000)]
+    stacks: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Timed runs of each side (after one warm-up run).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,6 +154,8 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Graph(a) => run_graph(a),
         Command::Stacks(a) => run_stacks(a),
         Command::Stages(a) => run_stages(a),
+        Command::Bench(BenchCommand::GenOrg(a)) => run_gen_org(a),
+        Command::Bench(BenchCommand::Affected(a)) => run_bench_affected(a),
     }
 }
 
@@ -229,6 +275,53 @@ fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
     match a.format {
         Format::Json => print_json(&analysis.report),
         Format::Text => emit(&affected::render_text(&analysis.report)),
+    }
+    Ok(exit::OK)
+}
+
+fn run_gen_org(a: GenOrgArgs) -> Result<i32, PipelineError> {
+    let spec = generate::Spec { pr_files: a.pr_files, ..generate::Spec::new(a.stacks, a.seed) };
+    let started = std::time::Instant::now();
+    let generated = generate::write_repo(&spec, &a.out)?;
+    eprintln!(
+        "generated {} stacks in {} ({} ms); compare `{}` with `{}`",
+        generated.stacks.len(),
+        a.out.display(),
+        started.elapsed().as_millis(),
+        generate::BASE_BRANCH,
+        generate::PR_BRANCH
+    );
+    Ok(exit::OK)
+}
+
+fn run_bench_affected(a: BenchAffectedArgs) -> Result<i32, PipelineError> {
+    let tmp;
+    let repo = match a.repo {
+        Some(r) => r,
+        None => {
+            tmp = std::env::temp_dir().join(format!("sluice-bench-{}-{}-{}", a.stacks, a.seed, std::process::id()));
+            let spec = generate::Spec::new(a.stacks, a.seed);
+            eprintln!("generating {} stacks into {} ...", a.stacks, tmp.display());
+            generate::write_repo(&spec, &tmp)?;
+            tmp
+        }
+    };
+    let exe = std::env::current_exe().map_err(|e| PipelineError::Io(e.to_string()))?;
+    let result = bench::affected(&exe, &repo, a.runs)?;
+    match a.format {
+        Format::Json => print_json(&result),
+        Format::Text => {
+            let mut out = format!("sluice affected on {} ({} affected stacks)\n", result.repo, result.affected_stacks);
+            let _ = writeln!(out, "  sluice (fresh process): median {:.0} ms, min {:.0} ms", result.sluice.median_ms, result.sluice.min_ms);
+            match (&result.peer, result.ratio) {
+                (Some(p), Some(r)) => {
+                    let _ = writeln!(out, "  peer (git diff --name-only + read every terragrunt.hcl): median {:.0} ms, min {:.0} ms", p.median_ms, p.min_ms);
+                    let _ = writeln!(out, "  ratio sluice/peer: {r:.2}");
+                }
+                _ => out.push_str("  peer: git not on PATH, not measured\n"),
+            }
+            emit(&out);
+        }
     }
     Ok(exit::OK)
 }
