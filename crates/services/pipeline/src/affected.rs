@@ -49,7 +49,8 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
     let changes = git::diff(&base_snap, &head.snapshot);
     // The base may predate sluice.yaml or carry an older layout: use its own config when it
     // has a valid one, the head's otherwise.
-    let base_config = workspace::load_config(&base_snap, base).unwrap_or_else(|_| head.config.clone());
+    let base_config =
+        workspace::load_config(&base_snap, base).unwrap_or_else(|_| head.config.clone());
 
     let org = head.discover();
     let errors = org.graph_errors(&head.config);
@@ -101,7 +102,12 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
         apps,
         warnings,
     };
-    Ok(Analysis { report, head, org, changes })
+    Ok(Analysis {
+        report,
+        head,
+        org,
+        changes,
+    })
 }
 
 fn report_warning(w: &Warning) -> ReportWarning {
@@ -114,7 +120,10 @@ fn report_warning(w: &Warning) -> ReportWarning {
 
 /// Stacks and apps of a revision by id and path only: enough to tell what was deleted,
 /// without evaluating any configuration.
-fn unit_ids(config: &sluice_model::config::OrgConfig, snapshot: &git::Snapshot) -> (Vec<Unit>, Vec<Unit>) {
+fn unit_ids(
+    config: &sluice_model::config::OrgConfig,
+    snapshot: &git::Snapshot,
+) -> (Vec<Unit>, Vec<Unit>) {
     let mut stacks = std::collections::BTreeMap::new();
     let mut apps = std::collections::BTreeMap::new();
     for file in snapshot.files() {
@@ -124,14 +133,18 @@ fn unit_ids(config: &sluice_model::config::OrgConfig, snapshot: &git::Snapshot) 
             && sluice_repo::discovery::is_stack_file(name)
             && let Some(c) = config.stacks.layout.capture(rel)
         {
-            stacks.entry(c.id.clone()).or_insert_with(|| bare_unit(c.id, dir, c.values.get("env").cloned()));
+            stacks
+                .entry(c.id.clone())
+                .or_insert_with(|| bare_unit(c.id, dir, c.values.get("env").cloned()));
         }
         if let Some(rel) = strip_root(dir, &config.apps.root)
-            && (sluice_repo::kustomize::is_manifest_name(name) || sluice_repo::kustomize::KUSTOMIZATION_FILES.contains(&name))
+            && (sluice_repo::kustomize::is_manifest_name(name)
+                || sluice_repo::kustomize::KUSTOMIZATION_FILES.contains(&name))
             && let Some(c) = config.apps.layout.capture(rel)
         {
             let env = config.app_env(&c.values);
-            apps.entry(c.id.clone()).or_insert_with(|| bare_unit(c.id, dir, env));
+            apps.entry(c.id.clone())
+                .or_insert_with(|| bare_unit(c.id, dir, env));
         }
     }
     (stacks.into_values().collect(), apps.into_values().collect())
@@ -156,16 +169,26 @@ fn bare_unit(id: String, dir: &str, env: Option<String>) -> Unit {
 
 /// Human-readable rendering.
 pub fn render_text(report: &AffectedReport) -> String {
-    let mut out = format!("affected {}..{}\n", short(&report.base), short(&report.head));
+    let mut out = format!(
+        "affected {}..{}\n",
+        short(&report.base),
+        short(&report.head)
+    );
     for (title, units) in [("stacks", &report.stacks), ("apps", &report.apps)] {
         out.push_str(&format!("\n{title} ({}):\n", units.len()));
         for u in units.iter() {
-            out.push_str(&format!("  {:<10} {}\n", format!("{:?}", u.status).to_lowercase(), u.id));
+            out.push_str(&format!(
+                "  {:<10} {}\n",
+                format!("{:?}", u.status).to_lowercase(),
+                u.id
+            ));
             for r in &u.reasons {
                 let kind = format!("{:?}", r.kind).to_lowercase();
                 let what = r.path.as_deref().or(r.stack.as_deref()).unwrap_or("");
                 match &r.via {
-                    Some(via) => out.push_str(&format!("             {kind}: {what} (via {via})\n")),
+                    Some(via) => {
+                        out.push_str(&format!("             {kind}: {what} (via {via})\n"))
+                    }
                     None => out.push_str(&format!("             {kind}: {what}\n")),
                 }
             }

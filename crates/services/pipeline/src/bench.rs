@@ -68,12 +68,23 @@ pub fn affected(exe: &Path, repo: &Path, runs: usize) -> Result<AffectedBench, P
     let runs = runs.max(1);
     let sluice_cmd = || {
         let mut c = Command::new(exe);
-        c.args(["affected", "--format", "json", "--base", BASE_BRANCH, "--head", PR_BRANCH, "--repo"]).arg(repo);
+        c.args([
+            "affected",
+            "--format",
+            "json",
+            "--base",
+            BASE_BRANCH,
+            "--head",
+            PR_BRANCH,
+            "--repo",
+        ])
+        .arg(repo);
         c
     };
     // One warm-up run so both sides read from the page cache.
     let (_, out) = time_command(&mut sluice_cmd())?;
-    let report: serde_json::Value = serde_json::from_slice(&out).map_err(|e| PipelineError::Io(format!("affected output: {e}")))?;
+    let report: serde_json::Value = serde_json::from_slice(&out)
+        .map_err(|e| PipelineError::Io(format!("affected output: {e}")))?;
     let affected_stacks = report["stacks"].as_array().map_or(0, Vec::len);
     let mut sluice_runs = Vec::new();
     for _ in 0..runs {
@@ -81,7 +92,8 @@ pub fn affected(exe: &Path, repo: &Path, runs: usize) -> Result<AffectedBench, P
     }
     let peer_cmd = || {
         let mut c = Command::new("sh");
-        c.args(["-c", PEER, BASE_BRANCH, PR_BRANCH]).current_dir(repo);
+        c.args(["-c", PEER, BASE_BRANCH, PR_BRANCH])
+            .current_dir(repo);
         c
     };
     let peer = match time_command(&mut peer_cmd()) {

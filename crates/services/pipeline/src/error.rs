@@ -26,7 +26,9 @@ pub enum PipelineError {
     Git(#[from] GitError),
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Config(Vec<ConfigError>),
-    #[error("{file}: not found at revision {rev}; every sluice repository has one at its root (see docs/config.md)")]
+    #[error(
+        "{file}: not found at revision {rev}; every sluice repository has one at its root (see docs/config.md)"
+    )]
     MissingConfig { file: String, rev: String },
     #[error("{0}")]
     Graph(String),

@@ -43,13 +43,27 @@ pub struct Spec {
 
 impl Spec {
     pub fn new(stacks: usize, seed: u64) -> Self {
-        Spec { stacks, seed, pr_files: 50, modules: (stacks / 200).clamp(5, 60) }
+        Spec {
+            stacks,
+            seed,
+            pr_files: 50,
+            modules: (stacks / 200).clamp(5, 60),
+        }
     }
 }
 
 const ENVS: &[&str] = &["dev", "stage", "prod"];
 const REGIONS: &[&str] = &[
-    "ap-southeast-1", "ap-southeast-2", "ap-northeast-1", "eu-west-1", "eu-central-1", "us-east-1", "us-east-2", "us-west-2", "sa-east-1", "ca-central-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-northeast-1",
+    "eu-west-1",
+    "eu-central-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-2",
+    "sa-east-1",
+    "ca-central-1",
 ];
 
 /// One generated stack.
@@ -79,21 +93,36 @@ pub fn generate(spec: &Spec) -> Generated {
     for m in 0..spec.modules {
         let mut tf = format!("resource \"null_resource\" \"m{m}\" {{}}\n");
         if m % 3 == 1 {
-            tf.push_str(&format!("module \"common\" {{\n  source = \"../common-{}\"\n}}\n", m % 5));
+            tf.push_str(&format!(
+                "module \"common\" {{\n  source = \"../common-{}\"\n}}\n",
+                m % 5
+            ));
         }
         main.insert(format!("modules/mod-{m:03}/main.tf"), tf.into_bytes());
-        main.insert(format!("modules/mod-{m:03}/variables.tf"), format!("variable \"name\" {{ default = \"m{m}\" }}\n").into_bytes());
+        main.insert(
+            format!("modules/mod-{m:03}/variables.tf"),
+            format!("variable \"name\" {{ default = \"m{m}\" }}\n").into_bytes(),
+        );
     }
     for c in 0..5 {
-        main.insert(format!("modules/common-{c}/main.tf"), format!("locals {{ common = {c} }}\n").into_bytes());
+        main.insert(
+            format!("modules/common-{c}/main.tf"),
+            format!("locals {{ common = {c} }}\n").into_bytes(),
+        );
     }
 
-    let cells: Vec<(&str, &str)> = ENVS.iter().flat_map(|e| REGIONS.iter().map(move |r| (*e, *r))).collect();
+    let cells: Vec<(&str, &str)> = ENVS
+        .iter()
+        .flat_map(|e| REGIONS.iter().map(move |r| (*e, *r)))
+        .collect();
     let per_cell = spec.stacks.div_ceil(cells.len()).max(3);
     let mut stacks: Vec<GenStack> = Vec::with_capacity(spec.stacks);
     'cells: for (env, region) in &cells {
         let base = format!("live/{env}/{region}");
-        main.insert(format!("live/{env}/env.hcl"), format!("locals {{ env = \"{env}\" }}\n").into_bytes());
+        main.insert(
+            format!("live/{env}/env.hcl"),
+            format!("locals {{ env = \"{env}\" }}\n").into_bytes(),
+        );
         let mut cell: Vec<String> = Vec::new();
         for i in 0..per_cell {
             if stacks.len() == spec.stacks {
@@ -109,9 +138,17 @@ pub fn generate(spec: &Spec) -> Generated {
                 },
             };
             // Depend only on earlier stacks of earlier or equal layers, as the layer rule asks.
-            let layer = |n: &str| ["network", "identity", "cluster", "data", "app"].iter().position(|l| n.starts_with(l)).unwrap_or(4);
+            let layer = |n: &str| {
+                ["network", "identity", "cluster", "data", "app"]
+                    .iter()
+                    .position(|l| n.starts_with(l))
+                    .unwrap_or(4)
+            };
             let mine = layer(&name);
-            let candidates: Vec<&String> = cell.iter().filter(|c| layer(c) <= mine && layer(c) < 4).collect();
+            let candidates: Vec<&String> = cell
+                .iter()
+                .filter(|c| layer(c) <= mine && layer(c) < 4)
+                .collect();
             let mut deps: Vec<String> = Vec::new();
             if !candidates.is_empty() {
                 for _ in 0..1 + rng.below(3) {
@@ -123,14 +160,28 @@ pub fn generate(spec: &Spec) -> Generated {
             }
             deps.sort();
             let module = rng.below(spec.modules);
-            let mut hcl = String::from("include \"root\" {\n  path = find_in_parent_folders(\"root.hcl\")\n}\n\nlocals {\n  env = read_terragrunt_config(find_in_parent_folders(\"env.hcl\"))\n}\n\n");
-            hcl.push_str(&format!("terraform {{\n  source = \"../../../../modules//mod-{module:03}\"\n}}\n\n"));
+            let mut hcl = String::from(
+                "include \"root\" {\n  path = find_in_parent_folders(\"root.hcl\")\n}\n\nlocals {\n  env = read_terragrunt_config(find_in_parent_folders(\"env.hcl\"))\n}\n\n",
+            );
+            hcl.push_str(&format!(
+                "terraform {{\n  source = \"../../../../modules//mod-{module:03}\"\n}}\n\n"
+            ));
             for d in &deps {
-                hcl.push_str(&format!("dependency \"{d}\" {{\n  config_path = \"../{d}\"\n}}\n\n"));
+                hcl.push_str(&format!(
+                    "dependency \"{d}\" {{\n  config_path = \"../{d}\"\n}}\n\n"
+                ));
             }
-            hcl.push_str(&format!("inputs = {{\n  name  = \"{name}\"\n  size  = {}\n}}\n", rng.below(16) + 1));
+            hcl.push_str(&format!(
+                "inputs = {{\n  name  = \"{name}\"\n  size  = {}\n}}\n",
+                rng.below(16) + 1
+            ));
             main.insert(format!("{base}/{name}/terragrunt.hcl"), hcl.into_bytes());
-            stacks.push(GenStack { id: format!("{env}/{region}/{name}"), path: format!("{base}/{name}"), deps: deps.iter().map(|d| format!("{env}/{region}/{d}")).collect(), module });
+            stacks.push(GenStack {
+                id: format!("{env}/{region}/{name}"),
+                path: format!("{base}/{name}"),
+                deps: deps.iter().map(|d| format!("{env}/{region}/{d}")).collect(),
+                module,
+            });
             cell.push(name);
         }
     }
@@ -145,15 +196,26 @@ fn pr_change(main: &Files, stacks: &[GenStack], spec: &Spec, rng: &mut Rng) -> F
     let module_edits = (spec.pr_files / 12).max(1);
     let mut touched = 0;
     for k in 0..module_edits.min(spec.modules) {
-        let path = format!("modules/mod-{:03}/main.tf", (k * 7 + rng.below(3)) % spec.modules);
+        let path = format!(
+            "modules/mod-{:03}/main.tf",
+            (k * 7 + rng.below(3)) % spec.modules
+        );
         if let Some(content) = pr.get_mut(&path) {
             content.extend_from_slice(b"# tuned by the PR\n");
             touched += 1;
         }
     }
-    let new_stack = stacks.first().map(|s| format!("{}/app-new/terragrunt.hcl", sluice_model::path::parent(&s.path)));
+    let new_stack = stacks.first().map(|s| {
+        format!(
+            "{}/app-new/terragrunt.hcl",
+            sluice_model::path::parent(&s.path)
+        )
+    });
     if let Some(path) = &new_stack {
-        pr.insert(path.clone(), b"terraform {\n  source = \"../../../../modules//mod-000\"\n}\n".to_vec());
+        pr.insert(
+            path.clone(),
+            b"terraform {\n  source = \"../../../../modules//mod-000\"\n}\n".to_vec(),
+        );
         touched += 1;
     }
     let mut guard = 0;
@@ -175,16 +237,47 @@ fn pr_change(main: &Files, stacks: &[GenStack], spec: &Spec, rng: &mut Rng) -> F
 /// and `pr/bench`).
 pub fn write_repo(spec: &Spec, dir: &Path) -> Result<Generated, PipelineError> {
     let io = |e: sluice_repo::git::GitError| PipelineError::Io(e.to_string());
-    if dir.exists() && std::fs::read_dir(dir).map_err(|e| PipelineError::Io(e.to_string()))?.next().is_some() {
-        return Err(PipelineError::Io(format!("{}: directory is not empty", dir.display())));
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(|e| PipelineError::Io(e.to_string()))?
+            .next()
+            .is_some()
+    {
+        return Err(PipelineError::Io(format!(
+            "{}: directory is not empty",
+            dir.display()
+        )));
     }
-    std::fs::create_dir_all(dir).map_err(|e| PipelineError::Io(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| PipelineError::Io(format!("{}: {e}", dir.display())))?;
     let generated = generate(spec);
     let writer = Writer::init(dir).map_err(io)?;
-    let author = Author { name: "Bench Generator", email: "bench@sluice.invalid", time: 1_790_000_000 };
-    let base = writer.commit(BASE_BRANCH, &generated.main, None, "Generated org\n", &author).map_err(io)?;
-    writer.commit(PR_BRANCH, &generated.pr, Some(base), "Generated PR\n", &author).map_err(io)?;
-    writer.checkout(BASE_BRANCH, base, &generated.main).map_err(io)?;
+    let author = Author {
+        name: "Bench Generator",
+        email: "bench@sluice.invalid",
+        time: 1_790_000_000,
+    };
+    let base = writer
+        .commit(
+            BASE_BRANCH,
+            &generated.main,
+            None,
+            "Generated org\n",
+            &author,
+        )
+        .map_err(io)?;
+    writer
+        .commit(
+            PR_BRANCH,
+            &generated.pr,
+            Some(base),
+            "Generated PR\n",
+            &author,
+        )
+        .map_err(io)?;
+    writer
+        .checkout(BASE_BRANCH, base, &generated.main)
+        .map_err(io)?;
     Ok(generated)
 }
 
@@ -205,7 +298,10 @@ mod tests {
     #[test]
     fn pr_touches_the_requested_number_of_files() {
         let g = generate(&Spec::new(1000, 1));
-        let changed = g.pr.iter().filter(|(p, c)| g.main.get(*p) != Some(*c)).count();
+        let changed =
+            g.pr.iter()
+                .filter(|(p, c)| g.main.get(*p) != Some(*c))
+                .count();
         assert_eq!(changed, 50);
     }
 }

@@ -190,7 +190,9 @@ impl SecretRules {
                         warn_at(
                             &mut warnings,
                             start,
-                            format!("rule `{id}` is defined more than once; the last definition wins"),
+                            format!(
+                                "rule `{id}` is defined more than once; the last definition wins"
+                            ),
                         );
                         rules[i] = rule;
                     } else {
@@ -467,7 +469,11 @@ impl Rule {
                 matched: &hay[matched.clone()],
                 line: &hay[line_bounds(hay, matched.clone())],
             };
-            if global.iter().chain(&self.allowlists).any(|a| a.allows(&candidate)) {
+            if global
+                .iter()
+                .chain(&self.allowlists)
+                .any(|a| a.allows(&candidate))
+            {
                 continue;
             }
             out.push(RawMatch {
@@ -540,7 +546,12 @@ impl Allowlist {
 
 /// gitleaks' `filter`: a generic rule's finding is dropped when a specific rule found a secret
 /// containing it on the same line.
-fn drop_generic_duplicates(found: &mut Vec<RawMatch>, rules: &[Rule], hay: &[u8], lines: &LineIndex) {
+fn drop_generic_duplicates(
+    found: &mut Vec<RawMatch>,
+    rules: &[Rule],
+    hay: &[u8],
+    lines: &LineIndex,
+) {
     let text_of = |m: &RawMatch| match &m.secret {
         SecretSpan::Text(r) => Some((&hay[r.clone()], lines.locate(r.start).0)),
         SecretSpan::Path => None,
@@ -734,7 +745,9 @@ fn compile_rule(raw: RawRule, warn: &mut dyn FnMut(String)) -> Result<Rule, Stri
         return Err("it has no `id`".into());
     }
     if raw.skip_report == Some(true) {
-        return Err("`skipReport` rules only feed composite rules, which sluice does not support".into());
+        return Err(
+            "`skipReport` rules only feed composite rules, which sluice does not support".into(),
+        );
     }
     for key in raw.other.keys() {
         match key.as_str() {
@@ -793,11 +806,18 @@ fn compile_rule(raw: RawRule, warn: &mut dyn FnMut(String)) -> Result<Rule, Stri
 /// An allowlist that cannot be compiled is dropped whole: dropping one of its checks could turn
 /// an AND allowlist into a broader one and hide real secrets.
 fn compile_allowlist(raw: RawAllowlist, what: &str) -> Result<Allowlist, String> {
-    let and = match raw.condition.as_deref().map(str::to_ascii_uppercase).as_deref() {
+    let and = match raw
+        .condition
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
         None | Some("OR") | Some("") => false,
         Some("AND") => true,
         Some(other) => {
-            return Err(format!("{what} skipped: unknown condition `{other}` (OR or AND)"));
+            return Err(format!(
+                "{what} skipped: unknown condition `{other}` (OR or AND)"
+            ));
         }
     };
     let target = match raw.regex_target.as_deref() {
@@ -814,7 +834,8 @@ fn compile_allowlist(raw: RawAllowlist, what: &str) -> Result<Allowlist, String>
         patterns
             .iter()
             .map(|p| {
-                compile_re2(p).map_err(|e| format!("{what} skipped: a `{field}` entry does not compile: {e}"))
+                compile_re2(p)
+                    .map_err(|e| format!("{what} skipped: a `{field}` entry does not compile: {e}"))
             })
             .collect()
     };
@@ -829,13 +850,12 @@ fn compile_allowlist(raw: RawAllowlist, what: &str) -> Result<Allowlist, String>
     let stopwords = if words.is_empty() {
         None
     } else {
-        Some(
-            AhoCorasick::new(&words)
-                .map_err(|e| format!("{what} skipped: stopwords: {e}"))?,
-        )
+        Some(AhoCorasick::new(&words).map_err(|e| format!("{what} skipped: stopwords: {e}"))?)
     };
     if regexes.is_empty() && paths.is_empty() && stopwords.is_none() && raw.commits.is_empty() {
-        return Err(format!("{what} skipped: it has no regexes, paths, stopwords or commits"));
+        return Err(format!(
+            "{what} skipped: it has no regexes, paths, stopwords or commits"
+        ));
     }
     Ok(Allowlist {
         and,
@@ -858,7 +878,9 @@ fn compile_re2(pattern: &str) -> Result<Regex, String> {
             .size_limit(REGEX_SIZE_LIMIT)
             .build()
     };
-    build(false).or_else(|_| build(true)).map_err(|e| one_line(&e.to_string()))
+    build(false)
+        .or_else(|_| build(true))
+        .map_err(|e| one_line(&e.to_string()))
 }
 
 /// regex errors are multi-line (pattern, caret, message); a warning wants the message.
@@ -866,7 +888,11 @@ fn one_line(message: &str) -> String {
     message
         .lines()
         .rev()
-        .find_map(|l| l.trim().strip_prefix("error:").map(|m| m.trim().to_string()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("error:")
+                .map(|m| m.trim().to_string())
+        })
         .unwrap_or_else(|| message.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
@@ -902,7 +928,8 @@ fn translate_re2(pattern: &str) -> String {
                 }
             }
             b'[' => {
-                let posix = b[i..].starts_with(b"[:")
+                let posix = b[i..]
+                    .starts_with(b"[:")
                     .then(|| find(&b[i + 2..], b":]").map(|e| i + 2 + e + 2))
                     .flatten();
                 match posix {
@@ -984,24 +1011,60 @@ mod tests {
     fn builtin_finds_common_credentials() {
         let r = SecretRules::builtin();
         let cases: &[(&str, &str)] = &[
-            ("aws-access-key-id", "access_key = \"AKIAQYLPMN5HHHFPZAM2\"\n"),
-            ("aws-secret-access-key", "aws_secret_access_key: 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\n"),
-            ("github-token", "token: ghp_R8x2Lq9ZkT4vB7nW1mY6cJ3pD5sF0hG2aE8u\n"),
-            ("github-fine-grained-pat", "t = github_pat_11ABCDEFG0123456789abc_Qw3rTy9UiOp4AsDfGhJkLzXcVbNm1234567890QwErTyUiOpAsDfGhJkLzX\n"),
+            (
+                "aws-access-key-id",
+                "access_key = \"AKIAQYLPMN5HHHFPZAM2\"\n",
+            ),
+            (
+                "aws-secret-access-key",
+                "aws_secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYzXq7Q2pK9m\n",
+            ),
+            (
+                "github-token",
+                "token: ghp_R8x2Lq9ZkT4vB7nW1mY6cJ3pD5sF0hG2aE8u\n",
+            ),
+            (
+                "github-fine-grained-pat",
+                "t = github_pat_11ABCDEFG0123456789abc_Qw3rTy9UiOp4AsDfGhJkLzXcVbNm1234567890QwErTyUiOpAsDfGhJkLzX\n",
+            ),
             ("gitlab-token", "GITLAB=glpat-x8Kq2LmZ9vT4bN7wR1yC\n"),
-            ("slack-token", "SLACK=xoxb-2304958102-4938572019-Fq8LmZ2vT9kN4bW7\n"),
-            ("slack-webhook", "url: https://hooks.slack.com/services/T0ABC1234/B0DEF5678/q8LmZ2vT9kN4bW7xR1yC3pD\n"),
-            ("stripe-live-key", "STRIPE_KEY=sk_live_4eC39HqLyjWDarjtT1zdp7dc9x\n"),
-            ("google-api-key", "key=AIzaSyD8x2Lq9ZkT4vB7nW1mY6cJ3pD5sF0hG2a\n"),
-            ("jwt", "auth: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U\n"),
-            ("database-connection-string", "DATABASE_URL=postgres://app:Hx7rTq2Lm@db.internal:5432/app\n"),
+            (
+                "slack-token",
+                "SLACK=xoxb-2304958102-4938572019-Fq8LmZ2vT9kN4bW7\n",
+            ),
+            (
+                "slack-webhook",
+                "url: https://hooks.slack.com/services/T0ABC1234/B0DEF5678/q8LmZ2vT9kN4bW7xR1yC3pD\n",
+            ),
+            (
+                "stripe-live-key",
+                "STRIPE_KEY=sk_live_4eC39HqLyjWDarjtT1zdp7dc9x\n",
+            ),
+            (
+                "google-api-key",
+                "key=AIzaSyD8x2Lq9ZkT4vB7nW1mY6cJ3pD5sF0hG2a\n",
+            ),
+            (
+                "jwt",
+                "auth: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U\n",
+            ),
+            (
+                "database-connection-string",
+                "DATABASE_URL=postgres://app:Hx7rTq2Lm@db.internal:5432/app\n",
+            ),
             ("generic-credential", "password = \"Zq8vN2pLr7xTe4Kd\"\n"),
             ("generic-credential", "db_password: Zq8#vN2!pLr7@xTe\n"),
-            ("npm-token", "//registry.npmjs.org/:_authToken=npm_Fq8LmZ2vT9kN4bW7xR1yC3pD5sG6hJ0kQ2aE\n"),
+            (
+                "npm-token",
+                "//registry.npmjs.org/:_authToken=npm_Fq8LmZ2vT9kN4bW7xR1yC3pD5sG6hJ0kQ2aE\n",
+            ),
         ];
         for (rule, text) in cases {
             let found = r.scan("x.env", text);
-            assert!(ids(&found).contains(rule), "{rule} not found in {text:?}: {found:?}");
+            assert!(
+                ids(&found).contains(rule),
+                "{rule} not found in {text:?}: {found:?}"
+            );
         }
         let pem = "key: |\n  -----BEGIN RSA PRIVATE KEY-----\n  MIIEpAIBAAKCAQEA7x2Lq9ZkT4vB7nW1mY6cJ3pD5sF0hG2aE8uR8x2Lq9ZkT4vB\n  -----END RSA PRIVATE KEY-----\n";
         let found = r.scan("k.yaml", pem);
@@ -1028,13 +1091,23 @@ mod tests {
             "password: ENC[AES256_GCM,data:q8LmZ2vT9kN4,iv:abc,tag:def,type:str]\n",
             "DATABASE_URL=postgres://app:${DB_PASSWORD}@db:5432/app\n",
             "client_secret_method: client_secret_basic\n",
+            "iam_web_identity_token = \"__FILL_IN_IDENTITY_TOKEN_FILE_PATH__\"\n",
         ];
         for text in quiet {
             let found = r.scan("x.yaml", text);
-            assert!(found.is_empty(), "unexpected finding in {text:?}: {found:?}");
+            assert!(
+                found.is_empty(),
+                "unexpected finding in {text:?}: {found:?}"
+            );
         }
         // Lock files are never scanned.
-        assert!(r.scan("infra/.terraform.lock.hcl", "password = \"Zq8vN2pLr7xTe4Kd\"\n").is_empty());
+        assert!(
+            r.scan(
+                "infra/.terraform.lock.hcl",
+                "password = \"Zq8vN2pLr7xTe4Kd\"\n"
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -1138,16 +1211,41 @@ id = "u"
 regex = '''tok_[a-z]{4}'''
 "#,
         );
-        assert!(r.scan("fixtures/a.txt", "tok_abcd").is_empty(), "global path allowlist");
-        assert!(ids(&r.scan("a.txt", "tok_skip")).eq(&["u"]), "old-style rule allowlist");
-        assert_eq!(ids(&r.scan("a.txt", "tok_zzzz")), vec!["u"], "targetRules only applies to t");
-        assert_eq!(ids(&r.scan("a.txt", "tok_mmmm")), vec!["u"], "regexTarget match");
-        assert_eq!(ids(&r.scan("a.md", "tok_abcd # ok")), vec!["u"], "AND: path and line");
-        assert_eq!(ids(&r.scan("a.txt", "tok_abcd # ok")), vec!["u", "t"], "AND needs the path too");
+        assert!(
+            r.scan("fixtures/a.txt", "tok_abcd").is_empty(),
+            "global path allowlist"
+        );
+        assert!(
+            ids(&r.scan("a.txt", "tok_skip")).eq(&["u"]),
+            "old-style rule allowlist"
+        );
+        assert_eq!(
+            ids(&r.scan("a.txt", "tok_zzzz")),
+            vec!["u"],
+            "targetRules only applies to t"
+        );
+        assert_eq!(
+            ids(&r.scan("a.txt", "tok_mmmm")),
+            vec!["u"],
+            "regexTarget match"
+        );
+        assert_eq!(
+            ids(&r.scan("a.md", "tok_abcd # ok")),
+            vec!["u"],
+            "AND: path and line"
+        );
+        assert_eq!(
+            ids(&r.scan("a.txt", "tok_abcd # ok")),
+            vec!["u", "t"],
+            "AND needs the path too"
+        );
         let r2 = rules(
             "[allowlist]\nstopwords = [\"DUMMY\"]\n[[rules]]\nid = \"w\"\nregex = '''w_([a-z]+)'''\n",
         );
-        assert!(r2.scan("a", "w_xxdummyxx").is_empty(), "stopwords are case-insensitive");
+        assert!(
+            r2.scan("a", "w_xxdummyxx").is_empty(),
+            "stopwords are case-insensitive"
+        );
         assert_eq!(r2.scan("a", "w_real").len(), 1);
     }
 
@@ -1193,16 +1291,31 @@ regex = '''go{2}d\${x}'''
         let (r, warnings) = SecretRules::from_toml(src, "user.toml").unwrap();
         assert_eq!(r.rule_ids().collect::<Vec<_>>(), vec!["good"]);
         let all = warnings.join("\n");
-        for needle in ["[extend]", "bad-regex", "rule #2", "no-pattern", "bad-group", "user.toml:"] {
+        for needle in [
+            "[extend]",
+            "bad-regex",
+            "rule #2",
+            "no-pattern",
+            "bad-group",
+            "user.toml:",
+        ] {
             assert!(all.contains(needle), "{needle} missing in {all}");
         }
-        assert!(all.contains("user.toml:6:"), "warnings carry the rule's line: {all}");
-        assert_eq!(r.scan("a", "good${x}").len(), 1, "a literal `{{` in RE2 stays a literal");
+        assert!(
+            all.contains("user.toml:6:"),
+            "warnings carry the rule's line: {all}"
+        );
+        assert_eq!(
+            r.scan("a", "good${x}").len(),
+            1,
+            "a literal `{{` in RE2 stays a literal"
+        );
     }
 
     #[test]
     fn toml_syntax_error_has_position() {
-        let err = SecretRules::from_toml("title = \"x\"\n[[rules]\nid = 1\n", "bad.toml").unwrap_err();
+        let err =
+            SecretRules::from_toml("title = \"x\"\n[[rules]\nid = 1\n", "bad.toml").unwrap_err();
         assert_eq!(err.origin, "bad.toml");
         assert_eq!(err.line, 2);
         assert!(err.to_string().starts_with("bad.toml:2:"), "{err}");
@@ -1211,7 +1324,9 @@ regex = '''go{2}d\${x}'''
     #[test]
     fn merge_replaces_same_id_and_keeps_others() {
         let a = rules("[[rules]]\nid = \"x\"\nregex = '''aaa_[a-z]+'''\n");
-        let b = rules("[[rules]]\nid = \"x\"\nregex = '''bbb_[a-z]+'''\n[[rules]]\nid = \"y\"\nregex = '''ccc_[a-z]+'''\n");
+        let b = rules(
+            "[[rules]]\nid = \"x\"\nregex = '''bbb_[a-z]+'''\n[[rules]]\nid = \"y\"\nregex = '''ccc_[a-z]+'''\n",
+        );
         let m = a.merge(b);
         assert_eq!(m.len(), 2);
         assert!(m.scan("f", "aaa_q").is_empty());
@@ -1292,13 +1407,21 @@ regex = '''go{2}d\${x}'''
         );
         let found = r.scan("infra/main.tf", &text);
         let got = ids(&found);
-        for want in ["aws-access-token", "github-pat", "stripe-access-token", "private-key"] {
+        for want in [
+            "aws-access-token",
+            "github-pat",
+            "stripe-access-token",
+            "private-key",
+        ] {
             assert!(got.contains(&want), "{want} not found: {got:?}");
         }
         let aws = found.iter().find(|m| m.rule == "aws-access-token").unwrap();
         assert_eq!((aws.line, aws.col), (2, 17));
         let shown = format!("{found:?}");
-        assert!(!shown.contains(AWS_ID) && !shown.contains("ghp_R8x2"), "{shown}");
+        assert!(
+            !shown.contains(AWS_ID) && !shown.contains("ghp_R8x2"),
+            "{shown}"
+        );
         // The global allowlist of the file is honoured.
         assert!(r.scan("site/logo.png", &text).is_empty());
 
@@ -1319,7 +1442,9 @@ regex = '''go{2}d\${x}'''
     }
 
     fn collect_text_files(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {

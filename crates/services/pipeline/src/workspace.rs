@@ -37,12 +37,13 @@ pub fn snapshot(repo: &Arc<GitRepo>, rev: &str) -> Result<Snapshot, PipelineErro
 }
 
 pub fn load_config(snapshot: &Snapshot, rev: &str) -> Result<OrgConfig, PipelineError> {
-    let bytes = snapshot
-        .read_file(org_config::FILE_NAME)?
-        .ok_or_else(|| PipelineError::MissingConfig {
-            file: org_config::FILE_NAME.into(),
-            rev: rev.to_string(),
-        })?;
+    let bytes =
+        snapshot
+            .read_file(org_config::FILE_NAME)?
+            .ok_or_else(|| PipelineError::MissingConfig {
+                file: org_config::FILE_NAME.into(),
+                rev: rev.to_string(),
+            })?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         PipelineError::Config(vec![org_config::ConfigError {
             file: org_config::FILE_NAME.into(),

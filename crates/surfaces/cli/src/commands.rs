@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_model::stage::STAGES;
 use sluice_pipeline::error::{PipelineError, exit};
-use sluice_pipeline::{affected, bench, demo, generate, workspace};
+use sluice_pipeline::{affected, bench, demo, generate, pr, sarif, validation, workspace};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +30,12 @@ enum Command {
     Demo(DemoArgs),
     /// Stacks and apps a change touches, with the reason for each.
     Affected(AffectedArgs),
+    /// Static validation (stage 2): syntax, sluice.yaml schema, module pinning, mutable
+    /// images, plaintext secrets, forbidden paths. Exit 1 on blocking findings.
+    Validate(ValidateArgs),
+    /// The PR report: affected units, validation, stages, required reviewers. Exit 1 when
+    /// the change is blocked.
+    Pr(PrArgs),
     /// The stack dependency graph (Terragrunt dependencies and sluice.yaml depends_on).
     Graph(GraphArgs),
     /// Discovered stacks and apps with their environment, layer and owners.
@@ -119,6 +125,53 @@ struct AffectedArgs {
     format: Format,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ValidateFormat {
+    Text,
+    Json,
+    Sarif,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Validate the files the change added or modified since this revision.
+    #[arg(long, requires = "head", conflicts_with = "all")]
+    base: Option<String>,
+    /// The revision to validate.
+    #[arg(long)]
+    head: Option<String>,
+    /// Validate every file of the revision (`--head`, default HEAD).
+    #[arg(long)]
+    all: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    format: ValidateFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PrFormat {
+    /// Markdown, for a PR comment or a terminal.
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(Args)]
+struct PrArgs {
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    #[arg(long)]
+    base: String,
+    #[arg(long)]
+    head: String,
+    /// The pull request number, for correlation ids.
+    #[arg(long)]
+    pr: Option<u64>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: PrFormat,
+}
+
 #[derive(Args)]
 struct RevArgs {
     #[arg(long, default_value = ".")]
@@ -151,6 +204,8 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
     match cli.command {
         Command::Demo(a) => run_demo(a),
         Command::Affected(a) => run_affected(a),
+        Command::Validate(a) => run_validate(a),
+        Command::Pr(a) => run_pr(a),
         Command::Graph(a) => run_graph(a),
         Command::Stacks(a) => run_stacks(a),
         Command::Stages(a) => run_stages(a),
@@ -268,14 +323,55 @@ fn run_stages(a: FormatArgs) -> Result<i32, PipelineError> {
     Ok(exit::OK)
 }
 
-fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
-    let built = demo::build(&a.dir)?;
-    eprintln!("built sample org in {} ({} ms)", built.dir.display(), built.build_ms);
-    let analysis = affected::run(&built.dir, &built.base, &built.head)?;
+fn run_validate(a: ValidateArgs) -> Result<i32, PipelineError> {
+    let scope = match (a.base, a.all) {
+        (Some(base), false) => validation::Scope::Change { base, head: a.head.unwrap_or_else(|| "HEAD".into()) },
+        (None, true) => validation::Scope::All { rev: a.head.unwrap_or_else(|| "HEAD".into()) },
+        _ => {
+            eprintln!("error: give either --base REV --head REV (the change) or --all (every file)");
+            return Ok(exit::USAGE);
+        }
+    };
+    let report = validation::run(&a.repo, &scope)?;
     match a.format {
-        Format::Json => print_json(&analysis.report),
-        Format::Text => emit(&affected::render_text(&analysis.report)),
+        ValidateFormat::Text => emit(&validation::render_text(&report)),
+        ValidateFormat::Json => print_json(&report),
+        ValidateFormat::Sarif => print_json(&sarif::to_sarif(&report.findings, env!("CARGO_PKG_VERSION"))),
     }
+    Ok(if report.config_invalid {
+        exit::USAGE
+    } else if report.passed {
+        exit::OK
+    } else {
+        exit::BLOCKED
+    })
+}
+
+fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
+    let report = pr::run(&a.repo, &a.base, &a.head, a.pr)?;
+    match a.format {
+        PrFormat::Text | PrFormat::Markdown => emit(&pr::render_markdown(&report)),
+        PrFormat::Json => print_json(&report),
+    }
+    Ok(if report.blocked { exit::BLOCKED } else { exit::OK })
+}
+
+fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
+    let started = std::time::Instant::now();
+    let built = demo::build(&a.dir)?;
+    eprintln!("built the sample org as a git repository in {} ({} ms)", built.dir.display(), built.build_ms);
+    eprintln!("opened PR #{} on branch {}: prod rds-payments read_replicas 1 -> 2, payments image v1.4.2 -> v1.5.0", demo::org::PR_NUMBER, demo::org::PR_BRANCH);
+    let report = pr::run(&built.dir, &built.base, &built.head, Some(demo::org::PR_NUMBER))?;
+    match a.format {
+        Format::Json => print_json(&report),
+        Format::Text => emit(&pr::render_markdown(&report)),
+    }
+    eprintln!(
+        "demo finished in {ms} ms; explore it with `sluice stacks --repo {dir}`, `sluice graph --repo {dir}` or `sluice pr --repo {dir} --base main --head {branch}`",
+        ms = started.elapsed().as_millis(),
+        dir = built.dir.display(),
+        branch = demo::org::PR_BRANCH,
+    );
     Ok(exit::OK)
 }
 

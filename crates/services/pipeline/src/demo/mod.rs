@@ -40,10 +40,33 @@ pub fn build(dir: &Path) -> Result<DemoRepo, PipelineError> {
         .filter(|(p, _)| !p.contains("/dns/"))
         .map(|(p, c)| (p.clone(), c.clone()))
         .collect();
-    let c1 = writer.commit("main", &first, None, "Bootstrap the acme platform org\n", &ALICE).map_err(io)?;
-    let later = Author { time: ALICE.time + 86_400, ..ALICE };
-    let c2 = writer.commit("main", &main, Some(c1), "Add the dns layer in every environment\n", &later).map_err(io)?;
-    let bob = Author { name: "Bob Payments", email: "bob@acme.example", time: ALICE.time + 2 * 86_400 };
+    let c1 = writer
+        .commit(
+            "main",
+            &first,
+            None,
+            "Bootstrap the acme platform org\n",
+            &ALICE,
+        )
+        .map_err(io)?;
+    let later = Author {
+        time: ALICE.time + 86_400,
+        ..ALICE
+    };
+    let c2 = writer
+        .commit(
+            "main",
+            &main,
+            Some(c1),
+            "Add the dns layer in every environment\n",
+            &later,
+        )
+        .map_err(io)?;
+    let bob = Author {
+        name: "Bob Payments",
+        email: "bob@acme.example",
+        time: ALICE.time + 2 * 86_400,
+    };
     let pr = org::pr_tree(&main);
     let c3 = writer
         .commit(
@@ -55,7 +78,8 @@ pub fn build(dir: &Path) -> Result<DemoRepo, PipelineError> {
         )
         .map_err(io)?;
     writer.checkout("main", c2, &main).map_err(io)?;
-    std::fs::write(dir.join(MARKER), "built by `sluice demo`; safe to delete\n").map_err(|e| PipelineError::Io(e.to_string()))?;
+    std::fs::write(dir.join(MARKER), "built by `sluice demo`; safe to delete\n")
+        .map_err(|e| PipelineError::Io(e.to_string()))?;
     Ok(DemoRepo {
         dir: dir.to_path_buf(),
         base: c2.to_string(),

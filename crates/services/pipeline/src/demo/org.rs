@@ -79,9 +79,14 @@ fn stack_hcl(env: &str, module: &str, deps: &[&str], inputs: &str) -> String {
         "include \"root\" {\n  path = find_in_parent_folders(\"root.hcl\")\n}\n\n\
          locals {\n  env    = read_terragrunt_config(find_in_parent_folders(\"env.hcl\"))\n  region = read_terragrunt_config(find_in_parent_folders(\"region.hcl\"))\n}\n\n",
     );
-    s.push_str(&format!("terraform {{\n  source = \"{}\"\n}}\n\n", module_source(env, module)));
+    s.push_str(&format!(
+        "terraform {{\n  source = \"{}\"\n}}\n\n",
+        module_source(env, module)
+    ));
     for dep in deps {
-        s.push_str(&format!("dependency \"{dep}\" {{\n  config_path = \"../{dep}\"\n}}\n\n"));
+        s.push_str(&format!(
+            "dependency \"{dep}\" {{\n  config_path = \"../{dep}\"\n}}\n\n"
+        ));
     }
     s.push_str(&format!("inputs = {{\n{inputs}}}\n"));
     s
@@ -92,17 +97,33 @@ pub fn main_tree() -> Files {
     let mut f = Files::new();
     put(&mut f, "sluice.yaml", SLUICE_YAML);
     put(&mut f, ".github/CODEOWNERS", CODEOWNERS);
-    put(&mut f, "README.md", "# acme platform\n\nThe acme organisation's platform monorepo, governed by sluice.\n");
+    put(
+        &mut f,
+        "README.md",
+        "# acme platform\n\nThe acme organisation's platform monorepo, governed by sluice.\n",
+    );
     put(
         &mut f,
         "infra-live/root.hcl",
         "# Shared by every stack: remote state and provider generation.\nremote_state {\n  backend = \"s3\"\n  config = {\n    bucket         = \"acme-tf-state\"\n    key            = \"${path_relative_to_include()}/terraform.tfstate\"\n    region         = \"ap-southeast-1\"\n    dynamodb_table = \"acme-tf-locks\"\n    encrypt        = true\n  }\n}\n\ngenerate \"provider\" {\n  path      = \"provider.tf\"\n  if_exists = \"overwrite\"\n  contents  = \"provider \\\"aws\\\" { region = \\\"ap-southeast-1\\\" }\"\n}\n",
     );
-    put(&mut f, "infra-live/accounts/prod/account.hcl", "locals {\n  account_id = \"210987654321\"\n}\n");
+    put(
+        &mut f,
+        "infra-live/accounts/prod/account.hcl",
+        "locals {\n  account_id = \"210987654321\"\n}\n",
+    );
     for env in ENVS {
         let base = format!("infra-live/accounts/{env}");
-        put(&mut f, &format!("{base}/env.hcl"), format!("locals {{\n  env = \"{env}\"\n}}\n"));
-        put(&mut f, &format!("{base}/{REGION}/region.hcl"), format!("locals {{\n  region = \"{REGION}\"\n}}\n"));
+        put(
+            &mut f,
+            &format!("{base}/env.hcl"),
+            format!("locals {{\n  env = \"{env}\"\n}}\n"),
+        );
+        put(
+            &mut f,
+            &format!("{base}/{REGION}/region.hcl"),
+            format!("locals {{\n  region = \"{REGION}\"\n}}\n"),
+        );
         let cidr = match *env {
             "dev" => "10.10.0.0/16",
             "stage" => "10.20.0.0/16",
@@ -116,7 +137,11 @@ pub fn main_tree() -> Files {
             ("dns", "dns", &["eks-cluster"], format!("  zone = \"{env}.acme.internal\"\n")),
         ];
         for (name, module, deps, inputs) in stacks {
-            put(&mut f, &format!("{base}/{REGION}/{name}/terragrunt.hcl"), stack_hcl(env, module, deps, &inputs));
+            put(
+                &mut f,
+                &format!("{base}/{REGION}/{name}/terragrunt.hcl"),
+                stack_hcl(env, module, deps, &inputs),
+            );
         }
     }
     modules(&mut f);
@@ -139,21 +164,48 @@ fn modules(f: &mut Files) {
         put(f, &format!("infra-modules/{name}/main.tf"), main);
         put(f, &format!("infra-modules/{name}/variables.tf"), vars);
     };
-    m(f, "network", "resource \"aws_vpc\" \"this\" {\n  cidr_block = var.cidr_block\n}\n", "variable \"cidr_block\" { type = string }\nvariable \"azs\" { type = number }\n");
-    m(f, "identity", "resource \"aws_iam_openid_connect_provider\" \"this\" {\n  count = var.oidc_provider ? 1 : 0\n  url   = \"https://token.actions.githubusercontent.com\"\n  client_id_list = [\"sts.amazonaws.com\"]\n}\n", "variable \"oidc_provider\" { type = bool }\n");
-    m(f, "eks-cluster", "resource \"aws_eks_cluster\" \"this\" {\n  name    = \"acme\"\n  version = var.cluster_version\n}\n", "variable \"cluster_version\" { type = string }\nvariable \"node_count\" { type = number }\n");
+    m(
+        f,
+        "network",
+        "resource \"aws_vpc\" \"this\" {\n  cidr_block = var.cidr_block\n}\n",
+        "variable \"cidr_block\" { type = string }\nvariable \"azs\" { type = number }\n",
+    );
+    m(
+        f,
+        "identity",
+        "resource \"aws_iam_openid_connect_provider\" \"this\" {\n  count = var.oidc_provider ? 1 : 0\n  url   = \"https://token.actions.githubusercontent.com\"\n  client_id_list = [\"sts.amazonaws.com\"]\n}\n",
+        "variable \"oidc_provider\" { type = bool }\n",
+    );
+    m(
+        f,
+        "eks-cluster",
+        "resource \"aws_eks_cluster\" \"this\" {\n  name    = \"acme\"\n  version = var.cluster_version\n}\n",
+        "variable \"cluster_version\" { type = string }\nvariable \"node_count\" { type = number }\n",
+    );
     m(
         f,
         "rds",
         "module \"sg\" {\n  source = \"../security-group\"\n  name   = \"rds\"\n}\n\nresource \"aws_db_instance\" \"primary\" {\n  engine                  = var.engine\n  instance_class          = var.instance_class\n  backup_retention_period = var.backup_retention_days\n  storage_encrypted       = true\n  deletion_protection     = true\n}\n\nresource \"aws_db_instance\" \"replica\" {\n  count               = var.read_replicas\n  replicate_source_db = aws_db_instance.primary.identifier\n  instance_class      = var.instance_class\n}\n",
         "variable \"engine\" { type = string }\nvariable \"instance_class\" { type = string }\nvariable \"read_replicas\" { type = number }\nvariable \"backup_retention_days\" { type = number }\n",
     );
-    m(f, "security-group", "resource \"aws_security_group\" \"this\" {\n  name = var.name\n}\n", "variable \"name\" { type = string }\n");
-    m(f, "dns", "resource \"aws_route53_zone\" \"this\" {\n  name = var.zone\n}\n", "variable \"zone\" { type = string }\n");
+    m(
+        f,
+        "security-group",
+        "resource \"aws_security_group\" \"this\" {\n  name = var.name\n}\n",
+        "variable \"name\" { type = string }\n",
+    );
+    m(
+        f,
+        "dns",
+        "resource \"aws_route53_zone\" \"this\" {\n  name = var.zone\n}\n",
+        "variable \"zone\" { type = string }\n",
+    );
 }
 
-pub const PAYMENTS_DIGEST_OLD: &str = "sha256:4f1c2d6e8a0b3c5d7e9f1a2b4c6d8e0f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c2d";
-pub const PAYMENTS_DIGEST_NEW: &str = "sha256:9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b";
+pub const PAYMENTS_DIGEST_OLD: &str =
+    "sha256:4f1c2d6e8a0b3c5d7e9f1a2b4c6d8e0f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c2d";
+pub const PAYMENTS_DIGEST_NEW: &str =
+    "sha256:9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b";
 
 fn app_kustomization(app: &str, tag: &str, digest: &str) -> String {
     format!(
@@ -164,7 +216,11 @@ fn app_kustomization(app: &str, tag: &str, digest: &str) -> String {
 fn gitops(f: &mut Files) {
     for app in ["payments", "orders"] {
         let base = format!("env-gitops/base/{app}");
-        put(f, &format!("{base}/kustomization.yaml"), "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - deployment.yaml\n  - service.yaml\n");
+        put(
+            f,
+            &format!("{base}/kustomization.yaml"),
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - deployment.yaml\n  - service.yaml\n",
+        );
         put(
             f,
             &format!("{base}/deployment.yaml"),
@@ -175,15 +231,24 @@ fn gitops(f: &mut Files) {
         put(
             f,
             &format!("{base}/service.yaml"),
-            format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {app}\nspec:\n  selector: {{ app: {app} }}\n  ports:\n    - port: 80\n      targetPort: 8080\n"),
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: {app}\nspec:\n  selector: {{ app: {app} }}\n  ports:\n    - port: 80\n      targetPort: 8080\n"
+            ),
         );
         for env in ENVS {
             let (tag, digest) = if app == "payments" {
                 ("v1.4.2", PAYMENTS_DIGEST_OLD)
             } else {
-                ("v2.0.1", "sha256:1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9e1b3d")
+                (
+                    "v2.0.1",
+                    "sha256:1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9e1b3d",
+                )
             };
-            put(f, &format!("env-gitops/clusters/{env}-{REGION}/apps/{app}/kustomization.yaml"), app_kustomization(app, tag, digest));
+            put(
+                f,
+                &format!("env-gitops/clusters/{env}-{REGION}/apps/{app}/kustomization.yaml"),
+                app_kustomization(app, tag, digest),
+            );
         }
     }
 }
@@ -192,7 +257,8 @@ fn gitops(f: &mut Files) {
 pub fn pr_tree(main: &Files) -> Files {
     let mut f = main.clone();
     let rds = format!("infra-live/accounts/prod/{REGION}/rds-payments/terragrunt.hcl");
-    let text = String::from_utf8_lossy(&f[&rds]).replace("read_replicas   = 1", "read_replicas   = 2");
+    let text =
+        String::from_utf8_lossy(&f[&rds]).replace("read_replicas   = 1", "read_replicas   = 2");
     put(&mut f, &rds, text);
     put(
         &mut f,
