@@ -221,8 +221,15 @@ impl<'a> InputIndex<'a> {
         for (i, unit) in units.iter().enumerate() {
             by_dir.entry(unit.path.as_str()).or_default().push(i);
             for input in &unit.inputs {
-                let table = if input.is_dir { &mut inputs_by_dir } else { &mut inputs_by_file };
-                table.entry(input.path.as_str()).or_default().push((i, input));
+                let table = if input.is_dir {
+                    &mut inputs_by_dir
+                } else {
+                    &mut inputs_by_file
+                };
+                table
+                    .entry(input.path.as_str())
+                    .or_default()
+                    .push((i, input));
             }
             for w in &unit.watch {
                 patterns.push(w.as_str());
@@ -307,7 +314,12 @@ mod tests {
         }
     }
 
-    fn run(head: &[Unit], base: &[Unit], changes: &[ChangedFile], graph: Option<&StackGraph>) -> Vec<AffectedUnit> {
+    fn run(
+        head: &[Unit],
+        base: &[Unit],
+        changes: &[ChangedFile],
+        graph: Option<&StackGraph>,
+    ) -> Vec<AffectedUnit> {
         affected(
             head,
             base,
@@ -352,14 +364,29 @@ mod tests {
 
         let r = run(&head, &all, &[changed("live/root.hcl")], Some(&g));
         let ids: Vec<_> = r.iter().map(|u| (u.id.as_str(), u.status)).collect();
-        assert_eq!(ids, vec![("prod/app", UnitStatus::Dependent), ("prod/db", UnitStatus::Modified)]);
+        assert_eq!(
+            ids,
+            vec![
+                ("prod/app", UnitStatus::Dependent),
+                ("prod/db", UnitStatus::Modified)
+            ]
+        );
         assert_eq!(r[0].reasons[0].stack.as_deref(), Some("prod/db"));
 
         let r = run(&head, &all, &[changed("shared/dns/zone.json")], Some(&g));
         assert_eq!(r[0].reasons[0].kind, ReasonKind::Pattern);
         assert_eq!(r[0].reasons[0].via.as_deref(), Some("shared/dns/**"));
 
-        let r = affected(&head, &all, &[changed("live/root.hcl")], &Options { graph: Some(&g), propagate_dependents: false }).unwrap();
+        let r = affected(
+            &head,
+            &all,
+            &[changed("live/root.hcl")],
+            &Options {
+                graph: Some(&g),
+                propagate_dependents: false,
+            },
+        )
+        .unwrap();
         assert_eq!(r.len(), 1);
     }
 
@@ -368,8 +395,14 @@ mod tests {
         let head = vec![unit("dev/a", "live/dev/a")];
         let base = vec![unit("dev/b", "live/dev/b")];
         let changes = vec![
-            ChangedFile { path: "live/dev/a/main.tf".into(), status: FileStatus::Added },
-            ChangedFile { path: "live/dev/b/main.tf".into(), status: FileStatus::Deleted },
+            ChangedFile {
+                path: "live/dev/a/main.tf".into(),
+                status: FileStatus::Added,
+            },
+            ChangedFile {
+                path: "live/dev/b/main.tf".into(),
+                status: FileStatus::Deleted,
+            },
         ];
         let r = run(&head, &base, &changes, None);
         assert_eq!(r[0].status, UnitStatus::Added);

@@ -53,8 +53,18 @@ mod tests {
             env: "prod".into(),
             unit: "prod/ap-southeast-1/rds-payments".into(),
         };
-        assert_eq!(id.to_string(), "infra-live#412@9f3a12c/prod/ap-southeast-1/rds-payments");
-        let app = ChangeId { unit: "prod-ap-southeast-1/payments".into(), pr: None, ..id };
-        assert_eq!(app.to_string(), "infra-live@9f3a12c/prod/prod-ap-southeast-1/payments");
+        assert_eq!(
+            id.to_string(),
+            "infra-live#412@9f3a12c/prod/ap-southeast-1/rds-payments"
+        );
+        let app = ChangeId {
+            unit: "prod-ap-southeast-1/payments".into(),
+            pr: None,
+            ..id
+        };
+        assert_eq!(
+            app.to_string(),
+            "infra-live@9f3a12c/prod/prod-ap-southeast-1/payments"
+        );
     }
 }

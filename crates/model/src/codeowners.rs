@@ -49,7 +49,9 @@ impl CodeOwners {
             if pattern.starts_with('!') || pattern.contains('[') {
                 warnings.push(ParseWarning {
                     line,
-                    message: format!("`{pattern}`: negation and character ranges are not supported by CODEOWNERS"),
+                    message: format!(
+                        "`{pattern}`: negation and character ranges are not supported by CODEOWNERS"
+                    ),
                 });
                 continue;
             }
@@ -60,10 +62,17 @@ impl CodeOwners {
                 });
                 continue;
             }
-            let globs = match to_globs(pattern).iter().map(|g| compile(g)).collect::<Result<Vec<_>, _>>() {
+            let globs = match to_globs(pattern)
+                .iter()
+                .map(|g| compile(g))
+                .collect::<Result<Vec<_>, _>>()
+            {
                 Ok(g) => g,
                 Err(e) => {
-                    warnings.push(ParseWarning { line, message: e.to_string() });
+                    warnings.push(ParseWarning {
+                        line,
+                        message: e.to_string(),
+                    });
                     continue;
                 }
             };
@@ -77,8 +86,17 @@ impl CodeOwners {
                 line,
             });
         }
-        let set = builder.build().unwrap_or_else(|_| globset::GlobSet::empty());
-        (CodeOwners { rules, glob_rule, set }, warnings)
+        let set = builder
+            .build()
+            .unwrap_or_else(|_| globset::GlobSet::empty());
+        (
+            CodeOwners {
+                rules,
+                glob_rule,
+                set,
+            },
+            warnings,
+        )
     }
 
     pub fn empty() -> Self {
@@ -178,14 +196,23 @@ apps/   @acme/apps
     #[test]
     fn directory_star_is_not_recursive() {
         let (co, _) = CodeOwners::parse(SAMPLE);
-        assert_eq!(co.owners_of("docs/getting-started.md"), ["docs@example.com"]);
-        assert_eq!(co.owners_of("docs/build-app/troubleshooting.md"), ["@acme/platform"]);
+        assert_eq!(
+            co.owners_of("docs/getting-started.md"),
+            ["docs@example.com"]
+        );
+        assert_eq!(
+            co.owners_of("docs/build-app/troubleshooting.md"),
+            ["@acme/platform"]
+        );
     }
 
     #[test]
     fn unanchored_directory_matches_anywhere() {
         let (co, _) = CodeOwners::parse(SAMPLE);
-        assert_eq!(co.owners_of("env-gitops/apps/payments/k.yaml"), ["@acme/apps"]);
+        assert_eq!(
+            co.owners_of("env-gitops/apps/payments/k.yaml"),
+            ["@acme/apps"]
+        );
         assert_eq!(co.owners_of("apps/x"), ["@acme/apps"]);
     }
 
@@ -199,7 +226,10 @@ apps/   @acme/apps
     #[test]
     fn bad_lines_warn_with_line_numbers() {
         let (co, warnings) = CodeOwners::parse("!x @a\n*.md notanowner\n*.rs @rust\n");
-        assert_eq!(warnings.iter().map(|w| w.line).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            warnings.iter().map(|w| w.line).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         assert_eq!(co.owners_of("src/lib.rs"), ["@rust"]);
     }
 

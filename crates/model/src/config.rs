@@ -109,7 +109,11 @@ pub struct ValidateConfig {
 impl Default for ValidateConfig {
     fn default() -> Self {
         ValidateConfig {
-            forbidden_paths: vec!["**/*.tfstate".into(), "**/*.tfstate.backup".into(), "**/.terraform/**".into()],
+            forbidden_paths: vec![
+                "**/*.tfstate".into(),
+                "**/*.tfstate.backup".into(),
+                "**/.terraform/**".into(),
+            ],
             max_file_bytes: 1024 * 1024,
             secret_rules: None,
             default_secret_rules: true,
@@ -156,10 +160,13 @@ impl OrgConfig {
 
     /// The folder of a logical repo in this monorepo.
     pub fn repo_path(&self, name: &str) -> Option<&str> {
-        self.repos.iter().find(|r| r.name == name).and_then(|r| match &r.location {
-            RepoLocation::Path(p) => Some(p.as_str()),
-            RepoLocation::Url(_) => None,
-        })
+        self.repos
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| match &r.location {
+                RepoLocation::Path(p) => Some(p.as_str()),
+                RepoLocation::Url(_) => None,
+            })
     }
 }
 

@@ -40,7 +40,14 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn new(rule: &str, severity: Severity, file: &str, line: u32, col: u32, message: impl Into<String>) -> Self {
+    pub fn new(
+        rule: &str,
+        severity: Severity,
+        file: &str,
+        line: u32,
+        col: u32,
+        message: impl Into<String>,
+    ) -> Self {
         Finding {
             file: file.to_string(),
             line,

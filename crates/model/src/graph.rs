@@ -34,7 +34,11 @@ impl std::fmt::Display for LayerViolation {
 impl StackGraph {
     pub fn new<I: IntoIterator<Item = String>>(ids: I) -> Self {
         let ids: Vec<String> = ids.into_iter().collect();
-        let index = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
+        let index = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
         let n = ids.len();
         StackGraph {
             ids,
@@ -95,7 +99,8 @@ impl StackGraph {
     pub fn cycles(&self) -> Vec<Vec<String>> {
         let mut cycles = Vec::new();
         for component in self.strongly_connected() {
-            let self_loop = component.len() == 1 && self.upstream[component[0]].contains(&component[0]);
+            let self_loop =
+                component.len() == 1 && self.upstream[component[0]].contains(&component[0]);
             if component.len() > 1 || self_loop {
                 cycles.push(self.cycle_within(&component));
             }
@@ -157,7 +162,10 @@ impl StackGraph {
 
     /// A concrete cycle inside one strongly connected component, by BFS back to the start.
     fn cycle_within(&self, component: &[usize]) -> Vec<String> {
-        let start = *component.iter().min_by_key(|i| &self.ids[**i]).expect("non-empty");
+        let start = *component
+            .iter()
+            .min_by_key(|i| &self.ids[**i])
+            .expect("non-empty");
         let inside: std::collections::HashSet<usize> = component.iter().copied().collect();
         let mut prev: HashMap<usize, usize> = HashMap::new();
         let mut queue = VecDeque::from([start]);
@@ -288,7 +296,11 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].stack, "s00");
         assert_eq!(v[0].upstream, "s01");
-        assert!(graph(2, &[(1, 0)]).layer_violations(&[Some((0, "network")), Some((3, "data"))]).is_empty());
+        assert!(
+            graph(2, &[(1, 0)])
+                .layer_violations(&[Some((0, "network")), Some((3, "data"))])
+                .is_empty()
+        );
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub struct Layout {
 pub enum LayoutError {
     #[error("layout is empty")]
     Empty,
-    #[error("segment `{0}` mixes a placeholder with other text; use a whole segment such as `{{env}}`")]
+    #[error(
+        "segment `{0}` mixes a placeholder with other text; use a whole segment such as `{{env}}`"
+    )]
     PartialSegment(String),
     #[error("placeholder `{{{0}}}` appears twice")]
     Repeated(String),
@@ -57,7 +59,10 @@ impl Layout {
         if segments.is_empty() {
             return Err(LayoutError::Empty);
         }
-        if !segments.iter().any(|s| matches!(s, Segment::Placeholder(_))) {
+        if !segments
+            .iter()
+            .any(|s| matches!(s, Segment::Placeholder(_)))
+        {
             return Err(LayoutError::NoPlaceholder);
         }
         Ok(Layout { segments })
@@ -115,15 +120,24 @@ mod tests {
     #[test]
     fn literals_must_match() {
         let l = Layout::parse("{cluster}/apps/{app}").unwrap();
-        assert_eq!(l.capture("prod-eu/apps/payments").unwrap().id, "prod-eu/payments");
+        assert_eq!(
+            l.capture("prod-eu/apps/payments").unwrap().id,
+            "prod-eu/payments"
+        );
         assert!(l.capture("prod-eu/infra/payments").is_none());
     }
 
     #[test]
     fn rejects_bad_layouts() {
         assert_eq!(Layout::parse(""), Err(LayoutError::Empty));
-        assert!(matches!(Layout::parse("env-{env}"), Err(LayoutError::PartialSegment(_))));
-        assert!(matches!(Layout::parse("{a}/{a}"), Err(LayoutError::Repeated(_))));
+        assert!(matches!(
+            Layout::parse("env-{env}"),
+            Err(LayoutError::PartialSegment(_))
+        ));
+        assert!(matches!(
+            Layout::parse("{a}/{a}"),
+            Err(LayoutError::Repeated(_))
+        ));
         assert_eq!(Layout::parse("a/b"), Err(LayoutError::NoPlaceholder));
     }
 }

@@ -133,7 +133,11 @@ pub fn contract(stage: Stage) -> &'static StageContract {
 /// Whether `stage` may start given the stages that have passed so far; on refusal, the first
 /// missing prerequisite.
 pub fn may_start(stage: Stage, passed: &[Stage]) -> Result<(), Stage> {
-    match contract(stage).requires.iter().find(|r| !passed.contains(r)) {
+    match contract(stage)
+        .requires
+        .iter()
+        .find(|r| !passed.contains(r))
+    {
         Some(missing) => Err(*missing),
         None => Ok(()),
     }
@@ -148,14 +152,24 @@ mod tests {
         for (i, c) in STAGES.iter().enumerate() {
             assert_eq!(c.number as usize, i + 1);
             for r in c.requires {
-                assert!(contract(*r).number < c.number, "{:?} requires a later stage", c.stage);
+                assert!(
+                    contract(*r).number < c.number,
+                    "{:?} requires a later stage",
+                    c.stage
+                );
             }
         }
     }
 
     #[test]
     fn plan_requires_validate() {
-        assert_eq!(may_start(Stage::Plan, &[Stage::Propose]), Err(Stage::Validate));
-        assert_eq!(may_start(Stage::Plan, &[Stage::Validate, Stage::Render]), Ok(()));
+        assert_eq!(
+            may_start(Stage::Plan, &[Stage::Propose]),
+            Err(Stage::Validate)
+        );
+        assert_eq!(
+            may_start(Stage::Plan, &[Stage::Validate, Stage::Render]),
+            Ok(())
+        );
     }
 }

@@ -75,11 +75,17 @@ pub struct Org {
 
 /// Whether a file name makes its directory a stack.
 pub fn is_stack_file(name: &str) -> bool {
-    name == "terragrunt.hcl" || name.ends_with(".tf") || name.ends_with(".tf.json") || name.ends_with(".tofu")
+    name == "terragrunt.hcl"
+        || name.ends_with(".tf")
+        || name.ends_with(".tf.json")
+        || name.ends_with(".tofu")
 }
 
 /// Directories directly containing a file, relative to `root`, for every file under `root`.
-fn candidate_dirs<'a>(files: impl Iterator<Item = &'a str>, root: &str) -> BTreeMap<String, Vec<&'a str>> {
+fn candidate_dirs<'a>(
+    files: impl Iterator<Item = &'a str>,
+    root: &str,
+) -> BTreeMap<String, Vec<&'a str>> {
     let mut dirs: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for f in files {
         let dir = path::parent(f);
@@ -110,7 +116,12 @@ pub fn codeowners(config: &OrgConfig, files: &dyn RepoFiles) -> (CodeOwners, Vec
             let (co, warnings) = CodeOwners::parse(&String::from_utf8_lossy(&bytes));
             let warnings = warnings
                 .into_iter()
-                .map(|w| Warning { file: candidate.to_string(), line: w.line, col: 1, message: w.message })
+                .map(|w| Warning {
+                    file: candidate.to_string(),
+                    line: w.line,
+                    col: 1,
+                    message: w.message,
+                })
                 .collect();
             return (co, warnings);
         }
@@ -119,19 +130,32 @@ pub fn codeowners(config: &OrgConfig, files: &dyn RepoFiles) -> (CodeOwners, Vec
 }
 
 /// Discover stacks and apps in the tree whose file list is `all_files`.
-pub fn discover<'a>(config: &OrgConfig, files: &dyn RepoFiles, all_files: impl Iterator<Item = &'a str> + Clone) -> Org {
+pub fn discover<'a>(
+    config: &OrgConfig,
+    files: &dyn RepoFiles,
+    all_files: impl Iterator<Item = &'a str> + Clone,
+) -> Org {
     let (codeowners, mut warnings) = codeowners(config, files);
     let cache = ModuleCache::new();
 
-    let stack_dirs: Vec<(String, String, BTreeMap<String, String>)> = candidate_dirs(all_files.clone(), &config.stacks.root)
-        .into_iter()
-        .filter(|(_, names)| names.iter().any(|n| is_stack_file(n)))
-        .filter_map(|(dir, names)| {
-            let caps = config.stacks.layout.capture(relative(&dir, &config.stacks.root))?;
-            let representative = names.iter().find(|n| **n == "terragrunt.hcl").or(names.first()).copied().unwrap_or_default();
-            Some((dir.clone(), format!("{dir}/{representative}"), caps.values))
-        })
-        .collect();
+    let stack_dirs: Vec<(String, String, BTreeMap<String, String>)> =
+        candidate_dirs(all_files.clone(), &config.stacks.root)
+            .into_iter()
+            .filter(|(_, names)| names.iter().any(|n| is_stack_file(n)))
+            .filter_map(|(dir, names)| {
+                let caps = config
+                    .stacks
+                    .layout
+                    .capture(relative(&dir, &config.stacks.root))?;
+                let representative = names
+                    .iter()
+                    .find(|n| **n == "terragrunt.hcl")
+                    .or(names.first())
+                    .copied()
+                    .unwrap_or_default();
+                Some((dir.clone(), format!("{dir}/{representative}"), caps.values))
+            })
+            .collect();
 
     let evaluated: Vec<_> = stack_dirs
         .par_iter()
@@ -148,15 +172,25 @@ pub fn discover<'a>(config: &OrgConfig, files: &dyn RepoFiles, all_files: impl I
                 StackRefs::default()
             }
         };
-        let caps = config.stacks.layout.capture(relative(&dir, &config.stacks.root)).unwrap_or_default();
-        let name = values.get("stack").cloned().unwrap_or_else(|| caps.id.clone());
+        let caps = config
+            .stacks
+            .layout
+            .capture(relative(&dir, &config.stacks.root))
+            .unwrap_or_default();
+        let name = values
+            .get("stack")
+            .cloned()
+            .unwrap_or_else(|| caps.id.clone());
         let env = values.get("env").cloned().unwrap_or_default();
         if !env.is_empty() && config.environment(&env).is_none() {
             warnings.push(Warning {
                 file: representative.clone(),
                 line: 1,
                 col: 1,
-                message: format!("stack {} is in environment `{env}`, which sluice.yaml does not define", caps.id),
+                message: format!(
+                    "stack {} is in environment `{env}`, which sluice.yaml does not define",
+                    caps.id
+                ),
             });
         }
         stacks.push(Stack {
@@ -180,12 +214,27 @@ pub fn discover<'a>(config: &OrgConfig, files: &dyn RepoFiles, all_files: impl I
     }
     warnings.sort();
     warnings.dedup();
-    Org { stacks, apps, graph, codeowners, warnings, errors }
+    Org {
+        stacks,
+        apps,
+        graph,
+        codeowners,
+        warnings,
+        errors,
+    }
 }
 
-fn build_graph(config: &OrgConfig, stacks: &mut [Stack], warnings: &mut Vec<Warning>) -> StackGraph {
+fn build_graph(
+    config: &OrgConfig,
+    stacks: &mut [Stack],
+    warnings: &mut Vec<Warning>,
+) -> StackGraph {
     let mut graph = StackGraph::new(stacks.iter().map(|s| s.id.clone()));
-    let by_path: HashMap<String, usize> = stacks.iter().enumerate().map(|(i, s)| (s.path.clone(), i)).collect();
+    let by_path: HashMap<String, usize> = stacks
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.path.clone(), i))
+        .collect();
     for (i, stack) in stacks.iter().enumerate() {
         for dep in &stack.refs.dependencies {
             match by_path.get(&dep.dir) {
@@ -194,7 +243,10 @@ fn build_graph(config: &OrgConfig, stacks: &mut [Stack], warnings: &mut Vec<Warn
                     file: dep.file.clone(),
                     line: dep.line,
                     col: 1,
-                    message: format!("dependency `{}` of stack {} is not a discovered stack", dep.dir, stack.id),
+                    message: format!(
+                        "dependency `{}` of stack {} is not a discovered stack",
+                        dep.dir, stack.id
+                    ),
                 }),
             }
         }
@@ -222,7 +274,11 @@ fn build_graph(config: &OrgConfig, stacks: &mut [Stack], warnings: &mut Vec<Warn
         }
     }
     for (i, stack) in stacks.iter_mut().enumerate() {
-        let mut ups: Vec<String> = graph.upstream_of(i).iter().map(|u| graph.id(*u).to_string()).collect();
+        let mut ups: Vec<String> = graph
+            .upstream_of(i)
+            .iter()
+            .map(|u| graph.id(*u).to_string())
+            .collect();
         ups.sort();
         stack.depends_on = ups;
     }
@@ -238,8 +294,16 @@ fn discover_apps<'a>(
 ) -> Vec<App> {
     let mut apps = Vec::new();
     for (dir, names) in candidate_dirs(all_files, &config.apps.root) {
-        let Some(caps) = config.apps.layout.capture(relative(&dir, &config.apps.root)) else { continue };
-        let Some(kind) = kustomize::kind_of(&dir, files) else { continue };
+        let Some(caps) = config
+            .apps
+            .layout
+            .capture(relative(&dir, &config.apps.root))
+        else {
+            continue;
+        };
+        let Some(kind) = kustomize::kind_of(&dir, files) else {
+            continue;
+        };
         let (refs, w) = kustomize::app_refs(&dir, files);
         warnings.extend(w);
         let representative = format!("{dir}/{}", names.first().copied().unwrap_or_default());
@@ -260,10 +324,19 @@ fn discover_apps<'a>(
 impl Org {
     /// Cycles and layer-rule violations in the stack graph.
     pub fn graph_errors(&self, config: &OrgConfig) -> GraphErrors {
-        let layers: Vec<Option<(usize, &str)>> = self.stacks.iter().map(|s| config.layer_of(&s.name)).collect();
+        let layers: Vec<Option<(usize, &str)>> = self
+            .stacks
+            .iter()
+            .map(|s| config.layer_of(&s.name))
+            .collect();
         GraphErrors {
             cycles: self.graph.cycles(),
-            layer_violations: self.graph.layer_violations(&layers).iter().map(LayerViolation::to_string).collect(),
+            layer_violations: self
+                .graph
+                .layer_violations(&layers)
+                .iter()
+                .map(LayerViolation::to_string)
+                .collect(),
         }
     }
 
@@ -283,7 +356,9 @@ impl Org {
                     .map(|i| UnitInput {
                         kind: match i.kind {
                             InputKind::Source | InputKind::Module => ReasonKind::Module,
-                            InputKind::Include | InputKind::Read | InputKind::VarFile => ReasonKind::Include,
+                            InputKind::Include | InputKind::Read | InputKind::VarFile => {
+                                ReasonKind::Include
+                            }
                         },
                         path: i.path.clone(),
                         is_dir: i.is_dir,
@@ -306,7 +381,12 @@ impl Org {
                     .refs
                     .iter()
                     .filter(|r| !path::is_under(&r.path, &a.path))
-                    .map(|r| UnitInput { kind: ReasonKind::Include, path: r.path.clone(), is_dir: r.is_dir, via: r.via.clone() })
+                    .map(|r| UnitInput {
+                        kind: ReasonKind::Include,
+                        path: r.path.clone(),
+                        is_dir: r.is_dir,
+                        via: r.via.clone(),
+                    })
                     .collect(),
                 watch: config::watch_paths(&config.apps.watch, &a.id),
             })
@@ -319,6 +399,11 @@ impl Org {
             .iter()
             .find(|s| path::is_under(file, &s.path))
             .map(|s| s.env.clone())
-            .or_else(|| self.apps.iter().find(|a| path::is_under(file, &a.path)).and_then(|a| a.env.clone()))
+            .or_else(|| {
+                self.apps
+                    .iter()
+                    .find(|a| path::is_under(file, &a.path))
+                    .and_then(|a| a.env.clone())
+            })
     }
 }

@@ -78,12 +78,22 @@ impl Writer {
     }
 
     /// Write the subtree of `files` below `prefix` and return its id.
-    fn write_tree(&self, files: &BTreeMap<String, Vec<u8>>, prefix: &str) -> Result<ObjectId, GitError> {
-        let start = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    fn write_tree(
+        &self,
+        files: &BTreeMap<String, Vec<u8>>,
+        prefix: &str,
+    ) -> Result<ObjectId, GitError> {
+        let start = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
         let mut entries = Vec::new();
         let mut subdirs: Vec<&str> = Vec::new();
         for (path, content) in files.range(start.clone()..) {
-            let Some(rest) = path.strip_prefix(&start) else { break };
+            let Some(rest) = path.strip_prefix(&start) else {
+                break;
+            };
             match rest.split_once('/') {
                 Some((dir, _)) => {
                     if subdirs.last() != Some(&dir) {
@@ -116,11 +126,30 @@ impl Writer {
     /// Check out `branch` whose tip `commit` holds `files`: point HEAD at it (symbolically, as
     /// `git checkout` does), write the files into the work tree and the index from its tree,
     /// so that `git status` is clean.
-    pub fn checkout(&self, branch: &str, commit: ObjectId, files: &BTreeMap<String, Vec<u8>>) -> Result<(), GitError> {
-        std::fs::write(self.repo.git_dir().join("HEAD"), format!("ref: refs/heads/{branch}\n")).map_err(err)?;
-        let work_dir = self.repo.workdir().ok_or_else(|| err("repository has no work tree"))?.to_path_buf();
+    pub fn checkout(
+        &self,
+        branch: &str,
+        commit: ObjectId,
+        files: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<(), GitError> {
+        std::fs::write(
+            self.repo.git_dir().join("HEAD"),
+            format!("ref: refs/heads/{branch}\n"),
+        )
+        .map_err(err)?;
+        let work_dir = self
+            .repo
+            .workdir()
+            .ok_or_else(|| err("repository has no work tree"))?
+            .to_path_buf();
         export(&work_dir, files)?;
-        let tree = self.repo.find_commit(commit).map_err(err)?.tree_id().map_err(err)?.detach();
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .map_err(err)?
+            .tree_id()
+            .map_err(err)?
+            .detach();
         let mut index = self.repo.index_from_tree(&tree).map_err(err)?;
         index.write(Default::default()).map_err(err)
     }

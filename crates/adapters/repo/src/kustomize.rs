@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use crate::terragrunt::{RepoFiles, Warning};
 use crate::yaml::{self, Node};
 
-pub const KUSTOMIZATION_FILES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
+pub const KUSTOMIZATION_FILES: &[&str] =
+    &["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// How an app's manifests are produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -29,7 +30,10 @@ pub struct AppRef {
 
 pub fn kind_of(dir: &str, files: &dyn RepoFiles) -> Option<AppKind> {
     let names = files.list_dir(dir);
-    if names.iter().any(|n| KUSTOMIZATION_FILES.contains(&n.as_str())) {
+    if names
+        .iter()
+        .any(|n| KUSTOMIZATION_FILES.contains(&n.as_str()))
+    {
         Some(AppKind::Kustomize)
     } else if names.iter().any(|n| n == "Chart.yaml") {
         Some(AppKind::Helm)
@@ -85,7 +89,10 @@ impl Walk<'_> {
             return;
         }
         let names = self.files.list_dir(dir);
-        if let Some(name) = names.iter().find(|n| KUSTOMIZATION_FILES.contains(&n.as_str())) {
+        if let Some(name) = names
+            .iter()
+            .find(|n| KUSTOMIZATION_FILES.contains(&n.as_str()))
+        {
             let file = join_name(dir, name);
             self.kustomization(dir, &file);
         } else if names.iter().any(|n| n == "Chart.yaml") {
@@ -108,27 +115,54 @@ impl Walk<'_> {
             return;
         }
         let Some(path) = sluice_model::path::join(dir, raw) else {
-            self.warn(via, Some(node), format!("reference `{raw}` escapes the repository; not followed"));
+            self.warn(
+                via,
+                Some(node),
+                format!("reference `{raw}` escapes the repository; not followed"),
+            );
             return;
         };
         if self.files.is_dir(&path) {
-            self.refs.insert(AppRef { path: path.clone(), is_dir: true, via: via.to_string() });
+            self.refs.insert(AppRef {
+                path: path.clone(),
+                is_dir: true,
+                via: via.to_string(),
+            });
             self.dir(&path);
         } else if self.files.is_file(&path) {
-            self.refs.insert(AppRef { path, is_dir: false, via: via.to_string() });
+            self.refs.insert(AppRef {
+                path,
+                is_dir: false,
+                via: via.to_string(),
+            });
         } else {
-            self.warn(via, Some(node), format!("reference `{raw}` does not exist at this revision"));
+            self.warn(
+                via,
+                Some(node),
+                format!("reference `{raw}` does not exist at this revision"),
+            );
         }
     }
 
     fn kustomization(&mut self, dir: &str, file: &str) {
-        self.refs.insert(AppRef { path: file.to_string(), is_dir: false, via: file.to_string() });
-        let Some(bytes) = self.files.read(file) else { return };
+        self.refs.insert(AppRef {
+            path: file.to_string(),
+            is_dir: false,
+            via: file.to_string(),
+        });
+        let Some(bytes) = self.files.read(file) else {
+            return;
+        };
         let text = String::from_utf8_lossy(&bytes);
         let doc = match yaml::parse_one(&text) {
             Ok(d) => d,
             Err(e) => {
-                self.warnings.push(Warning { file: file.to_string(), line: e.line, col: e.col, message: e.message });
+                self.warnings.push(Warning {
+                    file: file.to_string(),
+                    line: e.line,
+                    col: e.col,
+                    message: e.message,
+                });
                 return;
             }
         };
@@ -153,7 +187,11 @@ impl Walk<'_> {
         for key in GENERATORS {
             for generator in doc.get(key).and_then(Node::as_seq).unwrap_or_default() {
                 for field in ["files", "envs"] {
-                    for f in generator.get(field).and_then(Node::as_seq).unwrap_or_default() {
+                    for f in generator
+                        .get(field)
+                        .and_then(Node::as_seq)
+                        .unwrap_or_default()
+                    {
                         self.generator_file(dir, file, f);
                     }
                 }
@@ -162,11 +200,19 @@ impl Walk<'_> {
                 }
             }
         }
-        for chart in doc.get("helmCharts").and_then(Node::as_seq).unwrap_or_default() {
+        for chart in doc
+            .get("helmCharts")
+            .and_then(Node::as_seq)
+            .unwrap_or_default()
+        {
             if let Some(v) = chart.get("valuesFile") {
                 self.reference(dir, file, v);
             }
-            for v in chart.get("additionalValuesFiles").and_then(Node::as_seq).unwrap_or_default() {
+            for v in chart
+                .get("additionalValuesFiles")
+                .and_then(Node::as_seq)
+                .unwrap_or_default()
+            {
                 self.reference(dir, file, v);
             }
         }
@@ -179,27 +225,46 @@ impl Walk<'_> {
     fn generator_file(&mut self, dir: &str, file: &str, node: &Node) {
         let Some(raw) = node.as_str() else { return };
         let path = raw.split_once('=').map_or(raw, |(_, p)| p);
-        let synthetic = Node { value: yaml::Value::Str(path.to_string()), line: node.line, col: node.col };
+        let synthetic = Node {
+            value: yaml::Value::Str(path.to_string()),
+            line: node.line,
+            col: node.col,
+        };
         self.reference(dir, file, &synthetic);
     }
 
     /// Helm: `dependencies[].repository: file://../lib` and the chart's own values files.
     fn chart(&mut self, dir: &str) {
         let file = join_name(dir, "Chart.yaml");
-        let Some(bytes) = self.files.read(&file) else { return };
+        let Some(bytes) = self.files.read(&file) else {
+            return;
+        };
         let text = String::from_utf8_lossy(&bytes);
         let doc = match yaml::parse_one(&text) {
             Ok(d) => d,
             Err(e) => {
-                self.warnings.push(Warning { file, line: e.line, col: e.col, message: e.message });
+                self.warnings.push(Warning {
+                    file,
+                    line: e.line,
+                    col: e.col,
+                    message: e.message,
+                });
                 return;
             }
         };
-        for dep in doc.get("dependencies").and_then(Node::as_seq).unwrap_or_default() {
+        for dep in doc
+            .get("dependencies")
+            .and_then(Node::as_seq)
+            .unwrap_or_default()
+        {
             if let Some(repo) = dep.get("repository")
                 && let Some(local) = repo.as_str().and_then(|r| r.strip_prefix("file://"))
             {
-                let synthetic = Node { value: yaml::Value::Str(local.to_string()), line: repo.line, col: repo.col };
+                let synthetic = Node {
+                    value: yaml::Value::Str(local.to_string()),
+                    line: repo.line,
+                    col: repo.col,
+                };
                 self.reference(dir, &file, &synthetic);
             }
         }
@@ -207,7 +272,11 @@ impl Walk<'_> {
 }
 
 fn join_name(dir: &str, name: &str) -> String {
-    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
 }
 
 /// Kustomize accepts URLs and go-getter style remote bases; they are not files of this repo.
@@ -236,7 +305,9 @@ mod tests {
             self.0.contains_key(path)
         }
         fn is_dir(&self, path: &str) -> bool {
-            self.0.keys().any(|k| sluice_model::path::is_under(k, path) && k != path)
+            self.0
+                .keys()
+                .any(|k| sluice_model::path::is_under(k, path) && k != path)
         }
         fn list_dir(&self, dir: &str) -> Vec<String> {
             self.0
@@ -248,13 +319,19 @@ mod tests {
     }
 
     fn mem(files: &[(&str, &str)]) -> Mem {
-        Mem(files.iter().map(|(p, c)| (p.to_string(), c.to_string())).collect())
+        Mem(files
+            .iter()
+            .map(|(p, c)| (p.to_string(), c.to_string()))
+            .collect())
     }
 
     #[test]
     fn follows_bases_components_and_generators() {
         let repo = mem(&[
-            ("apps/pay/kustomization.yaml", "resources:\n  - ../../base/pay\n  - svc.yaml\n  - https://github.com/x/y//z?ref=v1\ncomponents:\n  - ../../components/tls\nconfigMapGenerator:\n  - name: c\n    files:\n      - conf=../../shared/app.conf\npatches:\n  - path: patch.yaml\n"),
+            (
+                "apps/pay/kustomization.yaml",
+                "resources:\n  - ../../base/pay\n  - svc.yaml\n  - https://github.com/x/y//z?ref=v1\ncomponents:\n  - ../../components/tls\nconfigMapGenerator:\n  - name: c\n    files:\n      - conf=../../shared/app.conf\npatches:\n  - path: patch.yaml\n",
+            ),
             ("apps/pay/svc.yaml", "kind: Service\n"),
             ("apps/pay/patch.yaml", "kind: Deployment\n"),
             ("base/pay/kustomization.yaml", "resources: [deploy.yaml]\n"),
@@ -265,7 +342,13 @@ mod tests {
         let (refs, warnings) = app_refs("apps/pay", &repo);
         assert!(warnings.is_empty(), "{warnings:?}");
         let paths: Vec<&str> = refs.iter().map(|r| r.path.as_str()).collect();
-        for want in ["base/pay", "base/pay/deploy.yaml", "components/tls", "shared/app.conf", "apps/pay/patch.yaml"] {
+        for want in [
+            "base/pay",
+            "base/pay/deploy.yaml",
+            "components/tls",
+            "shared/app.conf",
+            "apps/pay/patch.yaml",
+        ] {
             assert!(paths.contains(&want), "{want} missing from {paths:?}");
         }
         assert_eq!(kind_of("apps/pay", &repo), Some(AppKind::Kustomize));
@@ -273,7 +356,10 @@ mod tests {
 
     #[test]
     fn missing_and_escaping_references_warn() {
-        let repo = mem(&[("a/kustomization.yaml", "resources:\n  - ../../../etc\n  - gone.yaml\n")]);
+        let repo = mem(&[(
+            "a/kustomization.yaml",
+            "resources:\n  - ../../../etc\n  - gone.yaml\n",
+        )]);
         let (_, warnings) = app_refs("a", &repo);
         assert_eq!(warnings.len(), 2);
         assert_eq!(warnings[0].line, 2);

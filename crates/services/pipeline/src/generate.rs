@@ -200,7 +200,9 @@ fn pr_change(main: &Files, stacks: &[GenStack], spec: &Spec, rng: &mut Rng) -> F
             "modules/mod-{:03}/main.tf",
             (k * 7 + rng.below(3)) % spec.modules
         );
-        if let Some(content) = pr.get_mut(&path) {
+        if let Some(content) = pr.get_mut(&path)
+            && !content.ends_with(b"# tuned by the PR\n")
+        {
             content.extend_from_slice(b"# tuned by the PR\n");
             touched += 1;
         }

@@ -1421,6 +1421,23 @@ mod tests {
         assert_eq!(one, only_file(&first, files[2].0));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Bad input gets findings, never a panic, whatever parser the extension selects.
+        #[test]
+        fn never_panics_on_arbitrary_files(
+            text in "\\PC{0,300}",
+            ext in proptest::sample::select(vec!["yaml", "json", "tf", "hcl", "tfvars", "txt"]),
+        ) {
+            let path = format!("{LIVE}/f.{ext}");
+            let findings = run(&[(&path, &text), ("env-gitops/clusters/prod/apps/a/kustomization.yaml", &text)]);
+            for f in &findings {
+                proptest::prop_assert!(f.line >= 1 && f.col >= 1, "{:?}", f);
+            }
+        }
+    }
+
     fn only_file(findings: &[Finding], file: &str) -> Vec<Finding> {
         findings
             .iter()

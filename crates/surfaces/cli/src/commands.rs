@@ -279,7 +279,11 @@ fn run_graph(a: GraphArgs) -> Result<i32, PipelineError> {
     for v in &errors.layer_violations {
         eprintln!("error: {v}");
     }
-    Ok(if errors.is_empty() { exit::OK } else { exit::GRAPH })
+    Ok(if errors.is_empty() {
+        exit::OK
+    } else {
+        exit::GRAPH
+    })
 }
 
 fn run_stacks(a: RevArgs) -> Result<i32, PipelineError> {
@@ -297,11 +301,24 @@ fn run_stacks(a: RevArgs) -> Result<i32, PipelineError> {
         Format::Text => {
             let mut out = format!("stacks ({}):\n", org.stacks.len());
             for s in &org.stacks {
-                let _ = writeln!(out, "  {:<45} env={} layer={} owners={}", s.id, s.env, s.layer.as_deref().unwrap_or("-"), s.owners.join(","));
+                let _ = writeln!(
+                    out,
+                    "  {:<45} env={} layer={} owners={}",
+                    s.id,
+                    s.env,
+                    s.layer.as_deref().unwrap_or("-"),
+                    s.owners.join(",")
+                );
             }
             let _ = writeln!(out, "apps ({}):", org.apps.len());
             for app in &org.apps {
-                let _ = writeln!(out, "  {:<45} env={} owners={}", app.id, app.env.as_deref().unwrap_or("-"), app.owners.join(","));
+                let _ = writeln!(
+                    out,
+                    "  {:<45} env={} owners={}",
+                    app.id,
+                    app.env.as_deref().unwrap_or("-"),
+                    app.owners.join(",")
+                );
             }
             emit(&out);
         }
@@ -315,7 +332,17 @@ fn run_stages(a: FormatArgs) -> Result<i32, PipelineError> {
         Format::Text => {
             let mut out = String::new();
             for s in STAGES {
-                let _ = writeln!(out, "{}. {:?}: {} -> {} [{}; events: {}; on failure: {}]", s.number, s.stage, s.input, s.output, s.authority, s.events.join(", "), s.on_failure);
+                let _ = writeln!(
+                    out,
+                    "{}. {:?}: {} -> {} [{}; events: {}; on failure: {}]",
+                    s.number,
+                    s.stage,
+                    s.input,
+                    s.output,
+                    s.authority,
+                    s.events.join(", "),
+                    s.on_failure
+                );
             }
             emit(&out);
         }
@@ -325,10 +352,17 @@ fn run_stages(a: FormatArgs) -> Result<i32, PipelineError> {
 
 fn run_validate(a: ValidateArgs) -> Result<i32, PipelineError> {
     let scope = match (a.base, a.all) {
-        (Some(base), false) => validation::Scope::Change { base, head: a.head.unwrap_or_else(|| "HEAD".into()) },
-        (None, true) => validation::Scope::All { rev: a.head.unwrap_or_else(|| "HEAD".into()) },
+        (Some(base), false) => validation::Scope::Change {
+            base,
+            head: a.head.unwrap_or_else(|| "HEAD".into()),
+        },
+        (None, true) => validation::Scope::All {
+            rev: a.head.unwrap_or_else(|| "HEAD".into()),
+        },
         _ => {
-            eprintln!("error: give either --base REV --head REV (the change) or --all (every file)");
+            eprintln!(
+                "error: give either --base REV --head REV (the change) or --all (every file)"
+            );
             return Ok(exit::USAGE);
         }
     };
@@ -336,7 +370,10 @@ fn run_validate(a: ValidateArgs) -> Result<i32, PipelineError> {
     match a.format {
         ValidateFormat::Text => emit(&validation::render_text(&report)),
         ValidateFormat::Json => print_json(&report),
-        ValidateFormat::Sarif => print_json(&sarif::to_sarif(&report.findings, env!("CARGO_PKG_VERSION"))),
+        ValidateFormat::Sarif => print_json(&sarif::to_sarif(
+            &report.findings,
+            env!("CARGO_PKG_VERSION"),
+        )),
     }
     Ok(if report.config_invalid {
         exit::USAGE
@@ -353,15 +390,32 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
         PrFormat::Text | PrFormat::Markdown => emit(&pr::render_markdown(&report)),
         PrFormat::Json => print_json(&report),
     }
-    Ok(if report.blocked { exit::BLOCKED } else { exit::OK })
+    Ok(if report.blocked {
+        exit::BLOCKED
+    } else {
+        exit::OK
+    })
 }
 
 fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
     let started = std::time::Instant::now();
     let built = demo::build(&a.dir)?;
-    eprintln!("built the sample org as a git repository in {} ({} ms)", built.dir.display(), built.build_ms);
-    eprintln!("opened PR #{} on branch {}: prod rds-payments read_replicas 1 -> 2, payments image v1.4.2 -> v1.5.0", demo::org::PR_NUMBER, demo::org::PR_BRANCH);
-    let report = pr::run(&built.dir, &built.base, &built.head, Some(demo::org::PR_NUMBER))?;
+    eprintln!(
+        "built the sample org as a git repository in {} ({} ms)",
+        built.dir.display(),
+        built.build_ms
+    );
+    eprintln!(
+        "opened PR #{} on branch {}: prod rds-payments read_replicas 1 -> 2, payments image v1.4.2 -> v1.5.0",
+        demo::org::PR_NUMBER,
+        demo::org::PR_BRANCH
+    );
+    let report = pr::run(
+        &built.dir,
+        &built.base,
+        &built.head,
+        Some(demo::org::PR_NUMBER),
+    )?;
     match a.format {
         Format::Json => print_json(&report),
         Format::Text => emit(&pr::render_markdown(&report)),
@@ -376,7 +430,10 @@ fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
 }
 
 fn run_gen_org(a: GenOrgArgs) -> Result<i32, PipelineError> {
-    let spec = generate::Spec { pr_files: a.pr_files, ..generate::Spec::new(a.stacks, a.seed) };
+    let spec = generate::Spec {
+        pr_files: a.pr_files,
+        ..generate::Spec::new(a.stacks, a.seed)
+    };
     let started = std::time::Instant::now();
     let generated = generate::write_repo(&spec, &a.out)?;
     eprintln!(
@@ -395,7 +452,12 @@ fn run_bench_affected(a: BenchAffectedArgs) -> Result<i32, PipelineError> {
     let repo = match a.repo {
         Some(r) => r,
         None => {
-            tmp = std::env::temp_dir().join(format!("sluice-bench-{}-{}-{}", a.stacks, a.seed, std::process::id()));
+            tmp = std::env::temp_dir().join(format!(
+                "sluice-bench-{}-{}-{}",
+                a.stacks,
+                a.seed,
+                std::process::id()
+            ));
             let spec = generate::Spec::new(a.stacks, a.seed);
             eprintln!("generating {} stacks into {} ...", a.stacks, tmp.display());
             generate::write_repo(&spec, &tmp)?;
@@ -407,11 +469,22 @@ fn run_bench_affected(a: BenchAffectedArgs) -> Result<i32, PipelineError> {
     match a.format {
         Format::Json => print_json(&result),
         Format::Text => {
-            let mut out = format!("sluice affected on {} ({} affected stacks)\n", result.repo, result.affected_stacks);
-            let _ = writeln!(out, "  sluice (fresh process): median {:.0} ms, min {:.0} ms", result.sluice.median_ms, result.sluice.min_ms);
+            let mut out = format!(
+                "sluice affected on {} ({} affected stacks)\n",
+                result.repo, result.affected_stacks
+            );
+            let _ = writeln!(
+                out,
+                "  sluice (fresh process): median {:.0} ms, min {:.0} ms",
+                result.sluice.median_ms, result.sluice.min_ms
+            );
             match (&result.peer, result.ratio) {
                 (Some(p), Some(r)) => {
-                    let _ = writeln!(out, "  peer (git diff --name-only + read every terragrunt.hcl): median {:.0} ms, min {:.0} ms", p.median_ms, p.min_ms);
+                    let _ = writeln!(
+                        out,
+                        "  peer (git diff --name-only + read every terragrunt.hcl): median {:.0} ms, min {:.0} ms",
+                        p.median_ms, p.min_ms
+                    );
                     let _ = writeln!(out, "  ratio sluice/peer: {r:.2}");
                 }
                 _ => out.push_str("  peer: git not on PATH, not measured\n"),

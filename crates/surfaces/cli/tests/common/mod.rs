@@ -77,7 +77,14 @@ impl Repo {
     /// Stage everything and commit; returns the new commit's full SHA.
     pub fn commit(&self, message: &str) -> String {
         self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "--allow-empty", "--no-verify", "-m", message]);
+        self.git(&[
+            "commit",
+            "-q",
+            "--allow-empty",
+            "--no-verify",
+            "-m",
+            message,
+        ]);
         self.head()
     }
 
@@ -100,7 +107,13 @@ impl Repo {
         let src = self.path().to_str().expect("utf-8 path");
         git_in(
             tmp.path(),
-            &["clone", "-q", "--bare", src, bare.to_str().expect("utf-8 path")],
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                src,
+                bare.to_str().expect("utf-8 path"),
+            ],
         );
         (tmp, bare)
     }
