@@ -122,19 +122,13 @@ pub fn affected(
 
     let mut out: Vec<AffectedUnit> = Vec::new();
     let direct: Vec<usize> = reasons.keys().copied().collect();
+    // Every affected stack names each affected stack it reads from, so a dependent with two
+    // affected upstreams shows both.
     let mut dependency_reasons: HashMap<usize, Vec<Reason>> = HashMap::new();
     if let (Some(graph), true) = (opts.graph, opts.propagate_dependents) {
-        for (unit, via) in graph.dependents(&direct) {
-            dependency_reasons.entry(unit).or_default().push(Reason {
-                kind: ReasonKind::Dependency,
-                path: None,
-                via: None,
-                stack: Some(head[via].id.clone()),
-            });
-        }
-        // A directly affected stack also names the affected stacks it reads from.
-        let affected_set: HashSet<usize> = direct.iter().copied().collect();
-        for &unit in &direct {
+        let mut affected_set: HashSet<usize> = direct.iter().copied().collect();
+        affected_set.extend(graph.dependents(&direct).into_iter().map(|(unit, _)| unit));
+        for &unit in &affected_set {
             for &up in graph.upstream_of(unit) {
                 if affected_set.contains(&up) {
                     dependency_reasons.entry(unit).or_default().push(Reason {

@@ -191,6 +191,8 @@ enum Frame {
         node: Node,
         anchor: usize,
         pending_key: Option<Node>,
+        /// Indexes of entries that came from `<<` merges; an explicit key may override them.
+        merged: Vec<usize>,
     },
 }
 
@@ -258,6 +260,7 @@ impl Builder {
                 },
                 anchor,
                 pending_key: None,
+                merged: Vec::new(),
             }),
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
@@ -286,6 +289,7 @@ impl Builder {
             Some(Frame::Map {
                 node: map,
                 pending_key,
+                merged,
                 ..
             }) => match pending_key.take() {
                 None => *pending_key = Some(node),
@@ -294,20 +298,25 @@ impl Builder {
                         return Ok(());
                     };
                     if key.as_str() == Some("<<") {
-                        merge_into(entries, node);
-                    } else {
-                        if let Some((first, _)) = entries.iter().find(|(k, _)| k.value == key.value)
-                        {
+                        merge_into(entries, merged, node);
+                        return Ok(());
+                    }
+                    match entries.iter().position(|(k, _)| k.value == key.value) {
+                        Some(i) if merged.contains(&i) => {
+                            merged.retain(|m| *m != i);
+                            entries[i] = (key, node);
+                        }
+                        Some(i) => {
                             return Err(YamlError {
                                 line: key.line,
                                 col: key.col,
                                 message: format!(
                                     "duplicate key `{key}` (first defined at line {})",
-                                    first.line
+                                    entries[i].0.line
                                 ),
                             });
                         }
-                        entries.push((key, node));
+                        None => entries.push((key, node)),
                     }
                 }
             },
@@ -316,8 +325,8 @@ impl Builder {
     }
 }
 
-/// `<<: *base` merge keys: entries already present win, as in YAML 1.1 and kubectl.
-fn merge_into(entries: &mut Vec<(Node, Node)>, merged: Node) {
+/// `<<: *base` merge keys: explicit entries win over merged ones, as in YAML 1.1 and kubectl.
+fn merge_into(entries: &mut Vec<(Node, Node)>, merged_at: &mut Vec<usize>, merged: Node) {
     let sources = match merged.value {
         Value::Map(m) => vec![m],
         Value::Seq(items) => items
@@ -332,6 +341,7 @@ fn merge_into(entries: &mut Vec<(Node, Node)>, merged: Node) {
     for source in sources {
         for (k, v) in source {
             if !entries.iter().any(|(e, _)| e.value == k.value) {
+                merged_at.push(entries.len());
                 entries.push((k, v));
             }
         }

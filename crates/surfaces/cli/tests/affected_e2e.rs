@@ -919,3 +919,321 @@ fn reports_are_sorted_by_id() {
         .collect();
     assert_eq!(raw, paths, "reasons are sorted");
 }
+
+// ---------------------------------------------------------------------------------------------
+// more Terragrunt shapes seen in real repositories
+
+#[test]
+fn file_read_by_an_included_file_is_an_input_of_the_includer() {
+    let repo = org_repo();
+    repo.write(
+        "live/root.hcl",
+        "locals {\n  common = read_terragrunt_config(\"${get_parent_terragrunt_dir()}/common.hcl\")\n}\n",
+    );
+    repo.write("live/common.hcl", "locals {\n  org = \"acme\"\n}\n");
+    repo.write(
+        &format!("{R}/a/terragrunt.hcl"),
+        "include \"root\" {\n  path = find_in_parent_folders(\"root.hcl\")\n}\n",
+    );
+    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 1"));
+    let base = repo.commit("base");
+    repo.write("live/common.hcl", "locals {\n  org = \"acme2\"\n}\n");
+    let head = repo.commit("common");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[("dev/eu-west-1/a", "modified")])
+    );
+    assert_eq!(
+        kind_paths(&r, "stacks", "dev/eu-west-1/a"),
+        vec![("include".into(), "live/common.hcl".into())]
+    );
+}
+
+#[test]
+fn envcommon_include_with_dependency_and_module() {
+    // The `_envcommon` pattern: the stack includes a shared file that declares the module
+    // source and a dependency, with paths relative to the including stack.
+    let repo = org_repo();
+    repo.write(
+        "live/_envcommon/app.hcl",
+        "terraform {\n  source = \"${get_repo_root()}/modules//app\"\n}\n\ndependency \"network\" {\n  config_path = \"${get_terragrunt_dir()}/../network\"\n}\n",
+    );
+    repo.write(
+        &format!("{R}/app/terragrunt.hcl"),
+        "include \"envcommon\" {\n  path = \"${dirname(find_in_parent_folders(\"_envcommon/app.hcl\"))}/app.hcl\"\n}\n",
+    );
+    repo.write(&format!("{R}/network/terragrunt.hcl"), plain_stack("n = 1"));
+    repo.write("modules/app/main.tf", "# v1\n");
+    let base = repo.commit("base");
+    repo.checkout_new("change");
+
+    repo.write(&format!("{R}/network/terragrunt.hcl"), plain_stack("n = 2"));
+    let head = repo.commit("network");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[
+            ("dev/eu-west-1/app", "dependent"),
+            ("dev/eu-west-1/network", "modified"),
+        ]),
+        "warnings: {:?}",
+        warnings(&r)
+    );
+
+    repo.checkout("main");
+    repo.checkout_new("module");
+    repo.write("modules/app/main.tf", "# v2\n");
+    repo.write(
+        "live/_envcommon/app.hcl",
+        format!(
+            "{}\n# note\n",
+            std::fs::read_to_string(repo.path().join("live/_envcommon/app.hcl")).unwrap()
+        ),
+    );
+    let head = repo.commit("module and envcommon");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[("dev/eu-west-1/app", "modified")])
+    );
+    assert_eq!(
+        kind_paths(&r, "stacks", "dev/eu-west-1/app"),
+        vec![
+            ("include".into(), "live/_envcommon/app.hcl".into()),
+            ("module".into(), "modules/app/main.tf".into()),
+        ]
+    );
+}
+
+#[test]
+fn find_in_parent_folders_picks_the_nearest_file() {
+    let repo = org_repo();
+    let reader =
+        "locals {\n  env = read_terragrunt_config(find_in_parent_folders(\"env.hcl\"))\n}\n";
+    repo.write("live/env.hcl", "locals {\n  env = \"default\"\n}\n");
+    repo.write("live/dev/env.hcl", "locals {\n  env = \"dev\"\n}\n");
+    repo.write(&format!("{R}/a/terragrunt.hcl"), reader);
+    repo.write("live/prod/eu-west-1/a/terragrunt.hcl", reader);
+    let base = repo.commit("base");
+    repo.write("live/env.hcl", "locals {\n  env = \"default2\"\n}\n");
+    let head = repo.commit("top-level env");
+    let r = affected(repo.path(), &base, &head);
+    // dev stacks find live/dev/env.hcl first; only prod reads live/env.hcl.
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[("prod/eu-west-1/a", "modified")])
+    );
+}
+
+#[test]
+fn legacy_include_without_arguments_finds_parent_terragrunt_hcl() {
+    let repo = org_repo();
+    repo.write(
+        "live/terragrunt.hcl",
+        "remote_state {\n  backend = \"s3\"\n  config = {\n    key = \"${path_relative_to_include()}/tf.tfstate\"\n  }\n}\n",
+    );
+    repo.write(
+        &format!("{R}/a/terragrunt.hcl"),
+        "include {\n  path = find_in_parent_folders()\n}\n",
+    );
+    repo.write(&format!("{R}/b/main.tf"), "# plain terraform, no include\n");
+    let base = repo.commit("base");
+    repo.write(
+        "live/terragrunt.hcl",
+        "remote_state {\n  backend = \"gcs\"\n  config = {\n    key = \"${path_relative_to_include()}/tf.tfstate\"\n  }\n}\n",
+    );
+    let head = repo.commit("root");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[("dev/eu-west-1/a", "modified")])
+    );
+    assert_eq!(
+        kind_paths(&r, "stacks", "dev/eu-west-1/a"),
+        vec![("include".into(), "live/terragrunt.hcl".into())]
+    );
+}
+
+#[test]
+fn nested_module_files_and_deleted_module_files_count() {
+    let (repo, base) = module_org();
+    repo.write("modules/vpc/templates/user-data.sh", "#!/bin/sh\necho hi\n");
+    repo.remove("modules/sg/variables.tf");
+    let head = repo.commit("nested and deleted");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[
+            ("dev/eu-west-1/firewall", "modified"),
+            ("dev/eu-west-1/network", "modified"),
+        ])
+    );
+    assert_eq!(
+        kind_paths(&r, "stacks", "dev/eu-west-1/network"),
+        vec![
+            ("module".into(), "modules/sg/variables.tf".into()),
+            ("module".into(), "modules/vpc/templates/user-data.sh".into()),
+        ]
+    );
+    assert_eq!(
+        kind_paths(&r, "stacks", "dev/eu-west-1/firewall"),
+        vec![("module".into(), "modules/sg/variables.tf".into())]
+    );
+}
+
+#[test]
+fn module_blocks_in_tofu_files_are_followed() {
+    let repo = org_repo();
+    repo.write(
+        &format!("{R}/tofu/main.tofu"),
+        "module \"sg\" {\n  source = \"../../../../modules/sg\"\n}\n",
+    );
+    repo.write(&format!("{R}/other/main.tf"), "# nothing\n");
+    repo.write("modules/sg/main.tf", "# v1\n");
+    let base = repo.commit("base");
+    repo.write("modules/sg/main.tf", "# v2\n");
+    let head = repo.commit("sg");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[("dev/eu-west-1/tofu", "modified")])
+    );
+    assert_eq!(kinds(&r, "stacks", "dev/eu-west-1/tofu"), ["module"]);
+}
+
+#[test]
+fn module_blocks_in_tf_json_files_are_followed() {
+    let repo = org_repo();
+    repo.write(
+        &format!("{R}/json/main.tf.json"),
+        "{\n  \"module\": {\n    \"sg\": {\n      \"source\": \"../../../../modules/sg\"\n    }\n  }\n}\n",
+    );
+    repo.write("modules/sg/main.tf", "# v1\n");
+    let base = repo.commit("base");
+    repo.write("modules/sg/main.tf", "# v2\n");
+    let head = repo.commit("sg");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[("dev/eu-west-1/json", "modified")])
+    );
+    assert_eq!(kinds(&r, "stacks", "dev/eu-west-1/json"), ["module"]);
+}
+
+#[test]
+fn file_function_reads_are_inputs() {
+    let repo = org_repo();
+    repo.write(
+        &format!("{R}/a/terragrunt.hcl"),
+        "inputs = {\n  policy = file(\"${get_terragrunt_dir()}/../../../../policies/bucket.json\")\n}\n",
+    );
+    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 1"));
+    repo.write("policies/bucket.json", "{}\n");
+    repo.write("policies/other.json", "{}\n");
+    let base = repo.commit("base");
+    repo.write("policies/bucket.json", "{\"v\": 2}\n");
+    repo.write("policies/other.json", "{\"v\": 2}\n");
+    let head = repo.commit("policies");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[("dev/eu-west-1/a", "modified")])
+    );
+    assert_eq!(
+        kind_paths(&r, "stacks", "dev/eu-west-1/a"),
+        vec![("include".into(), "policies/bucket.json".into())]
+    );
+}
+
+#[test]
+fn file_of_one_stack_read_by_another_affects_both() {
+    let repo = org_repo();
+    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 1"));
+    repo.write(&format!("{R}/a/shared.hcl"), "locals {\n  x = 1\n}\n");
+    repo.write(
+        &format!("{R}/b/terragrunt.hcl"),
+        "locals {\n  a = read_terragrunt_config(\"../a/shared.hcl\")\n}\n",
+    );
+    let base = repo.commit("base");
+    repo.write(&format!("{R}/a/shared.hcl"), "locals {\n  x = 2\n}\n");
+    let head = repo.commit("shared");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[
+            ("dev/eu-west-1/a", "modified"),
+            ("dev/eu-west-1/b", "modified"),
+        ])
+    );
+    assert_eq!(kinds(&r, "stacks", "dev/eu-west-1/a"), ["file"]);
+    assert_eq!(kinds(&r, "stacks", "dev/eu-west-1/b"), ["include"]);
+}
+
+#[test]
+fn nested_directories_inside_a_stack_belong_to_it() {
+    let repo = org_repo();
+    repo.write(
+        &format!("{R}/app/main.tf"),
+        "module \"x\" {\n  source = \"./modules/x\"\n}\n",
+    );
+    repo.write(&format!("{R}/app/modules/x/main.tf"), "# v1\n");
+    let base = repo.commit("base");
+    repo.write(&format!("{R}/app/modules/x/main.tf"), "# v2\n");
+    let head = repo.commit("inner module");
+    let r = affected(repo.path(), &base, &head);
+    // `app/modules/x` is deeper than the layout: not a stack of its own.
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[("dev/eu-west-1/app", "modified")])
+    );
+    assert_eq!(
+        kind_paths(&r, "stacks", "dev/eu-west-1/app"),
+        vec![("file".into(), format!("{R}/app/modules/x/main.tf"))]
+    );
+}
+
+#[test]
+fn helm_chart_app_and_external_kustomize_patch() {
+    let repo = org_repo();
+    repo.write(
+        "gitops/clusters/dev-eu/apps/chart/Chart.yaml",
+        "apiVersion: v2\nname: chart\nversion: 0.1.0\n",
+    );
+    repo.write(
+        "gitops/clusters/dev-eu/apps/chart/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+    );
+    repo.write(
+        "gitops/clusters/dev-eu/apps/web/kustomization.yaml",
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - deploy.yaml\npatches:\n  - path: ../../../../patches/replicas.yaml\n",
+    );
+    repo.write(
+        "gitops/clusters/dev-eu/apps/web/deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n",
+    );
+    repo.write(
+        "gitops/patches/replicas.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n",
+    );
+    let base = repo.commit("base");
+    repo.write(
+        "gitops/clusters/dev-eu/apps/chart/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n",
+    );
+    repo.write(
+        "gitops/patches/replicas.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n",
+    );
+    let head = repo.commit("apps");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "apps"),
+        expect(&[("dev-eu/chart", "modified"), ("dev-eu/web", "modified")])
+    );
+    assert_eq!(kinds(&r, "apps", "dev-eu/chart"), ["file"]);
+    assert_eq!(
+        kind_paths(&r, "apps", "dev-eu/web"),
+        vec![("include".into(), "gitops/patches/replicas.yaml".into())]
+    );
+}
