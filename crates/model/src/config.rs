@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::approval::ApprovalMatrix;
 use crate::glob::{self, GlobList};
 use crate::layout::Layout;
+use crate::risk::{self, RiskRule};
 
 pub const CURRENT_VERSION: i64 = 1;
 
@@ -20,6 +22,8 @@ pub struct OrgConfig {
     pub apps: AppsConfig,
     pub owners: OwnersConfig,
     pub validate: ValidateConfig,
+    pub risk: RiskConfig,
+    pub approvals: ApprovalMatrix,
     /// Sections later stages own (risk, approvals, policy, sync, runners), kept as JSON so that
     /// a config written for a newer sluice still loads here.
     pub sections: BTreeMap<String, serde_json::Value>,
@@ -122,7 +126,44 @@ impl Default for ValidateConfig {
     }
 }
 
+/// Risk rules from `sluice.yaml`: the built-in defaults (unless `defaults: false`) then the
+/// configured rules; the highest matching level wins.
+#[derive(Debug, Clone)]
+pub struct RiskConfig {
+    pub defaults: bool,
+    pub rules: Vec<RiskRule>,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        RiskConfig {
+            defaults: true,
+            rules: Vec::new(),
+        }
+    }
+}
+
 impl OrgConfig {
+    /// The environments whose changes count as production (the protected ones).
+    pub fn production_envs(&self) -> Vec<String> {
+        self.environments
+            .iter()
+            .filter(|e| e.protected)
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
+    /// The risk rules in force: built-in defaults (unless disabled) followed by configured ones.
+    pub fn risk_rules(&self) -> Vec<RiskRule> {
+        let mut rules = if self.risk.defaults {
+            risk::default_rules(&self.production_envs()).expect("built-in globs are valid")
+        } else {
+            Vec::new()
+        };
+        rules.extend(self.risk.rules.iter().cloned());
+        rules
+    }
+
     pub fn environment(&self, name: &str) -> Option<&Environment> {
         self.environments.iter().find(|e| e.name == name)
     }

@@ -5,6 +5,7 @@
 //! owns a path and which stage may run, and are tested without touching a disk.
 
 pub mod affected;
+pub mod approval;
 pub mod change;
 pub mod codeowners;
 pub mod config;
@@ -13,4 +14,5 @@ pub mod glob;
 pub mod graph;
 pub mod layout;
 pub mod path;
+pub mod risk;
 pub mod stage;

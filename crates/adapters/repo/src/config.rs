@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use sluice_model::approval::{ApprovalMatrix, Approver};
 use sluice_model::config::{
     self, AppsConfig, Environment, ExplicitDependency, Layer, LogicalRepo, OrgConfig, OwnersConfig,
-    RepoLocation, StacksConfig, ValidateConfig, WatchRule,
+    RepoLocation, RiskConfig, StacksConfig, ValidateConfig, WatchRule,
 };
 use sluice_model::glob::GlobList;
 use sluice_model::layout::Layout;
+use sluice_model::risk::{ChangeAction, PolicyOutcome, RiskLevel, RiskRule, RiskWhen};
 
 use crate::yaml::{self, Node, Value};
 
@@ -303,6 +305,10 @@ fn decode(cx: &mut Ctx<'_>, root: &Node) -> Option<OrgConfig> {
     let validate = get(map, "validate")
         .map(|n| validate(cx, n))
         .unwrap_or_default();
+    let risk = get(map, "risk").map(|n| risk(cx, n)).unwrap_or_default();
+    let approvals = get(map, "approvals")
+        .map(|n| approvals(cx, n))
+        .unwrap_or_default();
     let sections = map
         .iter()
         .filter_map(|(k, v)| {
@@ -322,6 +328,8 @@ fn decode(cx: &mut Ctx<'_>, root: &Node) -> Option<OrgConfig> {
         apps: apps?,
         owners,
         validate,
+        risk,
+        approvals,
         sections,
     };
     cross_check(cx, root, &config);
@@ -668,6 +676,192 @@ fn validate(cx: &mut Ctx<'_>, node: &Node) -> ValidateConfig {
     out
 }
 
+fn risk(cx: &mut Ctx<'_>, node: &Node) -> RiskConfig {
+    let mut out = RiskConfig::default();
+    let Some(map) = cx.expect_map(node, "risk") else {
+        return out;
+    };
+    cx.check_keys(map, &["defaults", "rules"], "risk");
+    if let Some(b) = get(map, "defaults").and_then(|n| cx.bool(n, "defaults")) {
+        out.defaults = b;
+    }
+    let Some(rules) = get(map, "rules") else {
+        return out;
+    };
+    let Some(items) = rules.as_seq() else {
+        cx.error(
+            rules,
+            "`risk.rules` must be a list of `{ when: {...}, risk: R1..R5, reason: ... }`",
+            None,
+        );
+        return out;
+    };
+    for item in items {
+        let Some(fields) = cx.expect_map(item, "risk rule") else {
+            continue;
+        };
+        cx.check_keys(fields, &["when", "risk", "reason"], "risk rule");
+        let level = match get(fields, "risk") {
+            Some(n) => cx.string(n, "risk").and_then(|t| {
+                let l = RiskLevel::parse(&t);
+                if l.is_none() {
+                    cx.error(
+                        n,
+                        format!("unknown risk level `{t}`"),
+                        Some("use R1, R2, R3, R4 or R5".into()),
+                    );
+                }
+                l
+            }),
+            None => {
+                cx.error(item, "risk rule needs `risk`", None);
+                None
+            }
+        };
+        let reason = match get(fields, "reason") {
+            Some(n) => cx.string(n, "reason"),
+            None => {
+                cx.error(
+                    item,
+                    "risk rule needs a `reason` (it is shown to reviewers)",
+                    None,
+                );
+                None
+            }
+        };
+        let when = get(fields, "when")
+            .map(|n| risk_when(cx, n))
+            .unwrap_or_default();
+        if let (Some(risk), Some(reason)) = (level, reason) {
+            out.rules.push(RiskRule { when, risk, reason });
+        }
+    }
+    out
+}
+
+fn risk_when(cx: &mut Ctx<'_>, node: &Node) -> RiskWhen {
+    let mut when = RiskWhen::default();
+    let Some(map) = cx.expect_map(node, "when") else {
+        return when;
+    };
+    cx.check_keys(
+        map,
+        &[
+            "env",
+            "stacks",
+            "resource_types",
+            "actions",
+            "policy",
+            "min_changes",
+        ],
+        "risk rule `when`",
+    );
+    if let Some(n) = get(map, "env") {
+        when.envs = cx.strings(n, "env");
+    }
+    if let Some(n) = get(map, "stacks") {
+        when.stacks = cx.globs(n, "stacks");
+    }
+    if let Some(n) = get(map, "resource_types") {
+        when.resource_types = cx.globs(n, "resource_types");
+    }
+    if let Some(n) = get(map, "actions") {
+        for item in n.as_seq().unwrap_or(std::slice::from_ref(n)) {
+            let Some(text) = cx.string(item, "actions") else {
+                continue;
+            };
+            match ChangeAction::parse(&text) {
+                Some(a) => when.actions.push(a),
+                None => cx.error(
+                    item,
+                    format!("unknown action `{text}`"),
+                    Some(
+                        "use create, read, update, delete, replace, forget, import or move".into(),
+                    ),
+                ),
+            }
+        }
+    }
+    if let Some(n) = get(map, "policy") {
+        for item in n.as_seq().unwrap_or(std::slice::from_ref(n)) {
+            let Some(text) = cx.string(item, "policy") else {
+                continue;
+            };
+            match PolicyOutcome::parse(&text) {
+                Some(p) => when.policy.push(p),
+                None => cx.error(
+                    item,
+                    format!("unknown policy outcome `{text}`"),
+                    Some("use allow, warn, require_approval or deny".into()),
+                ),
+            }
+        }
+    }
+    if let Some(n) = get(map, "min_changes")
+        && let Some(v) = cx.int(n, "min_changes")
+    {
+        if v < 1 {
+            cx.error(n, "`min_changes` must be at least 1", None);
+        } else {
+            when.min_changes = Some(v as usize);
+        }
+    }
+    when
+}
+
+fn approvals(cx: &mut Ctx<'_>, node: &Node) -> ApprovalMatrix {
+    let mut out = ApprovalMatrix::default();
+    let Some(map) = cx.expect_map(node, "approvals") else {
+        return out;
+    };
+    for (k, v) in map {
+        let Some(key) = cx.string(k, "risk level") else {
+            continue;
+        };
+        let Some(level) = RiskLevel::parse(&key) else {
+            cx.error(
+                k,
+                format!("unknown risk level `{key}` in approvals"),
+                Some("keys are R1, R2, R3, R4 or R5".into()),
+            );
+            continue;
+        };
+        let Some(items) = v.as_seq() else {
+            cx.error(v, format!("`approvals.{key}` must be a list of `codeowners`, \"@org/team\" or `{{ group: \"@org/team\", count: 2 }}`"), None);
+            continue;
+        };
+        let mut approvers = Vec::new();
+        for item in items {
+            match &item.value {
+                Value::Str(s) if s == "codeowners" => approvers.push(Approver::Codeowners),
+                Value::Str(s) if s.starts_with('@') || s.contains('@') => approvers.push(Approver::Group { group: s.clone(), count: 1 }),
+                Value::Map(fields) => {
+                    cx.check_keys(fields, &["group", "count"], "approver");
+                    let group = get(fields, "group").and_then(|n| cx.string(n, "group"));
+                    let count = match get(fields, "count") {
+                        Some(n) => cx.int(n, "count").filter(|c| {
+                            let ok = *c >= 1;
+                            if !ok {
+                                cx.error(n, "`count` must be at least 1", None);
+                            }
+                            ok
+                        }),
+                        None => Some(1),
+                    };
+                    match (group, count) {
+                        (Some(group), Some(count)) => approvers.push(Approver::Group { group, count: count as u32 }),
+                        (None, _) => cx.error(item, "approver needs `group`", None),
+                        _ => {}
+                    }
+                }
+                _ => cx.error(item, format!("approver `{item}` is not `codeowners`, a @team or @user, or `{{ group, count }}`"), None),
+            }
+        }
+        out.levels.insert(level, approvers);
+    }
+    out
+}
+
 /// Checks across sections: the layouts name their environment, explicit dependencies
 /// name plausible stacks, clusters map to known environments.
 fn cross_check(cx: &mut Ctx<'_>, root: &Node, config: &OrgConfig) {
@@ -794,7 +988,8 @@ risk:
         assert_eq!(c.layer_of("eks-cluster"), Some((2, "cluster")));
         assert_eq!(c.layer_of("rds-payments"), Some((3, "data")));
         assert_eq!(c.layer_of("network"), Some((0, "network")));
-        assert!(c.sections.contains_key("risk"));
+        assert_eq!(c.risk.rules.len(), 0);
+        assert!(c.risk.defaults);
         let caps = c
             .apps
             .layout
@@ -847,6 +1042,42 @@ risk:
         let errs = load("sluice.yaml", "version: 1\norg: [acme\n").unwrap_err();
         assert_eq!(errs.len(), 1);
         assert!(errs[0].to_string().starts_with("sluice.yaml:"));
+    }
+
+    #[test]
+    fn risk_rules_and_approval_matrix() {
+        let text = format!(
+            "{SAMPLE}  defaults: false\n  rules:\n    - {{ when: {{ env: prod, resource_types: [\"aws_db_*\"], actions: [replace] }}, risk: R4, reason: db replace }}\napprovals:\n  R1: [codeowners]\n  R3: [\"@acme/platform\", {{ group: \"@acme/security\", count: 2 }}]\n"
+        )
+        .replace("risk:\n  rules: []\n", "risk:\n");
+        let c = load("sluice.yaml", &text).unwrap();
+        assert!(!c.risk.defaults);
+        assert_eq!(c.risk.rules.len(), 1);
+        assert_eq!(c.risk.rules[0].risk, RiskLevel::R4);
+        assert_eq!(c.approvals.levels[&RiskLevel::R3].len(), 2);
+        assert_eq!(
+            c.approvals.levels[&RiskLevel::R3][1],
+            Approver::Group {
+                group: "@acme/security".into(),
+                count: 2
+            }
+        );
+
+        let bad = text
+            .replace("actions: [replace]", "actions: [destroy]")
+            .replace("R3: [", "R9: [");
+        let errs = load("sluice.yaml", &bad).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("unknown action `destroy`")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("unknown risk level `R9`")),
+            "{errs:?}"
+        );
+        assert!(errs.iter().all(|e| e.line > 20), "{errs:?}");
     }
 
     #[test]
