@@ -365,7 +365,24 @@ impl HclFile {
     }
 }
 
+/// Larger HCL files are refused: the parser's time grows faster than linearly with the size
+/// of object literals (a 512 KiB `inputs` map takes seconds), and no real Terragrunt or
+/// Terraform file comes close.
+pub const MAX_HCL_BYTES: usize = 512 * 1024;
+
 fn parse_hcl(file: &str, src: &str) -> Result<Body, HclError> {
+    if src.len() > MAX_HCL_BYTES {
+        return Err(HclError {
+            file: file.to_owned(),
+            line: 1,
+            col: 1,
+            message: format!(
+                "file is {} bytes, over the {} KiB limit for HCL files; not parsed",
+                src.len(),
+                MAX_HCL_BYTES / 1024
+            ),
+        });
+    }
     hcl_edit::parser::parse_body(src).map_err(|err| {
         let location = err.location();
         HclError {

@@ -342,6 +342,19 @@ fn check_file(ctx: &Context, prepared: &Prepared, file: &SourceFile) -> Vec<Find
                 format!("JSON: {e}", e = json_message(&e)),
             )),
         },
+        Kind::Hcl | Kind::Terraform if body.len() > sluice_repo::terragrunt::MAX_HCL_BYTES => out
+            .push(Finding::new(
+                FILE_TOO_LARGE,
+                Severity::Warning,
+                path,
+                1,
+                1,
+                format!(
+                    "{} bytes is over the {} KiB limit for HCL files; not parsed or checked",
+                    body.len(),
+                    sluice_repo::terragrunt::MAX_HCL_BYTES / 1024
+                ),
+            )),
         kind @ (Kind::Hcl | Kind::Terraform) => match hcl_edit::parser::parse_body(body) {
             Ok(parsed) => {
                 if (ctx.in_live_stack)(path) {
