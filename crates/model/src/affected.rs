@@ -101,6 +101,10 @@ pub struct Options<'a> {
     pub graph: Option<&'a StackGraph>,
     /// Mark stacks that depend on an affected stack as affected (DESIGN: on by default).
     pub propagate_dependents: bool,
+    /// Dependencies of head units on directories that are not head units, as (unit index,
+    /// directory). When such a directory held a unit the change deleted, the dependent is
+    /// affected: its plan reads outputs that will no longer exist.
+    pub dangling: &'a [(usize, String)],
 }
 
 /// Decide which units are affected. Output is sorted by id; reasons are sorted and unique.
@@ -120,28 +124,46 @@ pub fn affected(
         });
     }
 
-    let mut out: Vec<AffectedUnit> = Vec::new();
+    let head_ids: HashSet<&str> = head.iter().map(|u| u.id.as_str()).collect();
+    let deleted: Vec<&Unit> = base
+        .iter()
+        .filter(|u| !head_ids.contains(u.id.as_str()))
+        .collect();
     let direct: Vec<usize> = reasons.keys().copied().collect();
+
     // Every affected stack names each affected stack it reads from, so a dependent with two
     // affected upstreams shows both.
     let mut dependency_reasons: HashMap<usize, Vec<Reason>> = HashMap::new();
     if let (Some(graph), true) = (opts.graph, opts.propagate_dependents) {
-        let mut affected_set: HashSet<usize> = direct.iter().copied().collect();
-        affected_set.extend(graph.dependents(&direct).into_iter().map(|(unit, _)| unit));
+        let deleted_at: HashMap<&str, &str> = deleted
+            .iter()
+            .map(|u| (u.path.as_str(), u.id.as_str()))
+            .collect();
+        let mut seeds = direct.clone();
+        for (unit, dir) in opts.dangling {
+            if let Some(id) = deleted_at.get(dir.as_str()) {
+                dependency_reasons
+                    .entry(*unit)
+                    .or_default()
+                    .push(dependency_reason(id));
+                seeds.push(*unit);
+            }
+        }
+        let mut affected_set: HashSet<usize> = seeds.iter().copied().collect();
+        affected_set.extend(graph.dependents(&seeds).into_iter().map(|(unit, _)| unit));
         for &unit in &affected_set {
             for &up in graph.upstream_of(unit) {
                 if affected_set.contains(&up) {
-                    dependency_reasons.entry(unit).or_default().push(Reason {
-                        kind: ReasonKind::Dependency,
-                        path: None,
-                        via: None,
-                        stack: Some(head[up].id.clone()),
-                    });
+                    dependency_reasons
+                        .entry(unit)
+                        .or_default()
+                        .push(dependency_reason(&head[up].id));
                 }
             }
         }
     }
 
+    let mut out: Vec<AffectedUnit> = Vec::new();
     for (i, unit) in head.iter().enumerate() {
         let mut rs = reasons.remove(&i).unwrap_or_default();
         let direct = !rs.is_empty();
@@ -165,8 +187,7 @@ pub fn affected(
         });
     }
 
-    let head_ids: HashSet<&str> = head.iter().map(|u| u.id.as_str()).collect();
-    for unit in base.iter().filter(|u| !head_ids.contains(u.id.as_str())) {
+    for unit in deleted {
         let mut rs: Vec<Reason> = changes
             .iter()
             .filter(|c| path::is_under(&c.path, &unit.path))
@@ -184,6 +205,15 @@ pub fn affected(
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
+}
+
+fn dependency_reason(upstream: &str) -> Reason {
+    Reason {
+        kind: ReasonKind::Dependency,
+        path: None,
+        via: None,
+        stack: Some(upstream.to_string()),
+    }
 }
 
 fn file_reason(p: &str) -> Reason {
@@ -321,6 +351,7 @@ mod tests {
             &Options {
                 graph,
                 propagate_dependents: true,
+                dangling: &[],
             },
         )
         .unwrap()
@@ -378,6 +409,7 @@ mod tests {
             &Options {
                 graph: Some(&g),
                 propagate_dependents: false,
+                dangling: &[],
             },
         )
         .unwrap();
@@ -402,6 +434,47 @@ mod tests {
         assert_eq!(r[0].status, UnitStatus::Added);
         assert_eq!(r[1].status, UnitStatus::Deleted);
         assert_eq!(r[1].reasons[0].path.as_deref(), Some("live/dev/b/main.tf"));
+    }
+
+    #[test]
+    fn dependents_of_a_deleted_stack_are_affected() {
+        // b depended on a (now deleted); c depends on b.
+        let head = vec![unit("dev/b", "live/dev/b"), unit("dev/c", "live/dev/c")];
+        let base = vec![
+            unit("dev/a", "live/dev/a"),
+            head[0].clone(),
+            head[1].clone(),
+        ];
+        let mut g = StackGraph::new(head.iter().map(|u| u.id.clone()));
+        g.add_edge(1, 0);
+        let changes = vec![ChangedFile {
+            path: "live/dev/a/main.tf".into(),
+            status: FileStatus::Deleted,
+        }];
+        let dangling = vec![(0, "live/dev/a".to_string())];
+        let r = affected(
+            &head,
+            &base,
+            &changes,
+            &Options {
+                graph: Some(&g),
+                propagate_dependents: true,
+                dangling: &dangling,
+            },
+        )
+        .unwrap();
+        let got: Vec<_> = r
+            .iter()
+            .map(|u| (u.id.as_str(), u.status, u.reasons[0].stack.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("dev/a", UnitStatus::Deleted, None),
+                ("dev/b", UnitStatus::Dependent, Some("dev/a")),
+                ("dev/c", UnitStatus::Dependent, Some("dev/b")),
+            ]
+        );
     }
 
     #[test]

@@ -242,13 +242,14 @@ impl StackGraph {
     /// Graphviz rendering, edges pointing from a stack to what it depends on.
     pub fn to_dot(&self) -> String {
         let mut out = String::from("digraph stacks {\n  rankdir=LR;\n");
+        let quote = |id: &str| format!("\"{}\"", id.replace('\\', "\\\\").replace('"', "\\\""));
         let mut ids: Vec<&String> = self.ids.iter().collect();
         ids.sort();
         for id in ids {
-            out.push_str(&format!("  \"{}\";\n", id.replace('"', "\\\"")));
+            out.push_str(&format!("  {};\n", quote(id)));
         }
         for (s, u) in self.edges() {
-            out.push_str(&format!("  \"{s}\" -> \"{u}\";\n"));
+            out.push_str(&format!("  {} -> {};\n", quote(s), quote(u)));
         }
         out.push_str("}\n");
         out

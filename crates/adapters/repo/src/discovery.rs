@@ -393,6 +393,19 @@ impl Org {
             .collect()
     }
 
+    /// Dependencies on directories that are not stacks at this revision, as (stack index,
+    /// directory), for affected detection to match against deleted stacks.
+    pub fn dangling_dependencies(&self) -> Vec<(usize, String)> {
+        let paths: std::collections::HashSet<&str> =
+            self.stacks.iter().map(|s| s.path.as_str()).collect();
+        self.stacks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.refs.dependencies.iter().map(move |d| (i, d.dir.clone())))
+            .filter(|(_, dir)| !paths.contains(dir.as_str()))
+            .collect()
+    }
+
     /// The environment of the stack or app that contains `file`, if any.
     pub fn env_of(&self, file: &str) -> Option<String> {
         self.stacks

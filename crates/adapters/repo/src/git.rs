@@ -93,6 +93,17 @@ impl GitRepo {
         })
     }
 
+    /// The best common ancestor of two commits, as `git merge-base` finds it; `None` for
+    /// unrelated histories.
+    pub fn merge_base(&self, one: ObjectId, two: ObjectId) -> Result<Option<ObjectId>, GitError> {
+        self.with_local(|repo| {
+            Ok(repo
+                .merge_base(one, two)
+                .map_err(other)?
+                .map(|id| id.detach()))
+        })
+    }
+
     /// List the tree of `commit` into a snapshot.
     pub fn snapshot(self: &Arc<Self>, commit: ObjectId) -> Result<Snapshot, GitError> {
         let root = self.with_local(|repo| -> Result<ObjectId, GitError> {
@@ -292,6 +303,12 @@ impl RepoFiles for Snapshot {
 
     fn list_dir(&self, dir: &str) -> Vec<String> {
         self.files_in.get(dir).cloned().unwrap_or_default()
+    }
+
+    fn is_symlink(&self, path: &str) -> bool {
+        self.entries
+            .get(path)
+            .is_some_and(|e| e.kind == EntryType::Symlink)
     }
 }
 

@@ -45,6 +45,29 @@ pub trait RepoFiles: Sync {
     fn is_dir(&self, path: &str) -> bool;
     /// Immediate child file names (not directories) of `dir`, sorted.
     fn list_dir(&self, dir: &str) -> Vec<String>;
+    /// Whether `path` is a symbolic link. Links are never followed, so a reference through
+    /// one reads as missing; this lets the warning say why.
+    fn is_symlink(&self, _path: &str) -> bool {
+        false
+    }
+}
+
+/// Rewrite a "… not found: PATH" warning when PATH (or a folder above it) is a symlink, so
+/// the user learns the reference goes through a link sluice refuses to follow.
+fn explain_symlink(repo: &dyn RepoFiles, mut warning: Warning) -> Warning {
+    if let Some((_, path)) = warning.message.rsplit_once(" not found: ") {
+        let path = path.trim_end_matches('/');
+        let link = std::iter::once(path)
+            .chain(sluice_model::path::ancestors(path))
+            .take_while(|p| !p.is_empty())
+            .find(|p| repo.is_symlink(p));
+        if let Some(link) = link {
+            warning.message = format!(
+                "{path} is reached through the symlink {link}, which sluice never follows (symlinks may lead outside the repository)"
+            );
+        }
+    }
+    warning
 }
 
 /// Why a path is an input of a stack.
@@ -1029,6 +1052,7 @@ struct Fragment<'a> {
 
 impl StackEval<'_> {
     fn warn(&mut self, warning: Warning) {
+        let warning = explain_symlink(self.repo, warning);
         self.refs.warnings.push(warning);
     }
 

@@ -38,14 +38,11 @@ pub struct Analysis {
     pub changes: Vec<ChangedFile>,
 }
 
-/// Compute the affected report for `base..head` of the repository at `repo`.
+/// Compute the affected report for the change `base...head` (head against its merge base with
+/// base) of the repository at `repo`.
 pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineError> {
     let repository = workspace::open(repo)?;
-    let (base_rev, head_rev) = rayon::join(
-        || workspace::snapshot(&repository, base),
-        || workspace::revision(&repository, head),
-    );
-    let (base_snap, head) = (base_rev?, head_rev?);
+    let (base_snap, head) = workspace::change(&repository, base, head)?;
     let changes = git::diff(&base_snap, &head.snapshot);
     // The base may predate sluice.yaml or carry an older layout: use its own config when it
     // has a valid one, the head's otherwise.
@@ -66,6 +63,7 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
 
     let base_units = unit_ids(&base_config, &base_snap);
     let stack_units = org.stack_units(&head.config);
+    let dangling = org.dangling_dependencies();
     let app_units = org.app_units(&head.config);
     let stacks = affected::affected(
         &stack_units,
@@ -74,6 +72,7 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
         &Options {
             graph: Some(&org.graph),
             propagate_dependents: head.config.stacks.propagate_dependents,
+            dangling: &dangling,
         },
     )
     .map_err(|e| PipelineError::Graph(e.to_string()))?;
@@ -84,6 +83,7 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
         &Options {
             graph: None,
             propagate_dependents: false,
+            dangling: &[],
         },
     )
     .map_err(|e| PipelineError::Graph(e.to_string()))?;

@@ -57,13 +57,13 @@ pub struct ValidationReport {
 
 pub fn run(repo: &Path, scope: &Scope) -> Result<ValidationReport, PipelineError> {
     let repository = workspace::open(repo)?;
-    let (head_rev, base) = match scope {
+    let (head_rev, base, head) = match scope {
         Scope::Change { base, head } => {
-            (head.as_str(), Some(workspace::snapshot(&repository, base)?))
+            let (base, head_snap) = workspace::change_snapshots(&repository, base, head)?;
+            (head.as_str(), Some(base), head_snap)
         }
-        Scope::All { rev } => (rev.as_str(), None),
+        Scope::All { rev } => (rev.as_str(), None, workspace::snapshot(&repository, rev)?),
     };
-    let head = workspace::snapshot(&repository, head_rev)?;
     let in_scope: Vec<String> = match &base {
         Some(base) => git::diff(base, &head)
             .into_iter()

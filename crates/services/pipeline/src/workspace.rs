@@ -36,6 +36,41 @@ pub fn snapshot(repo: &Arc<GitRepo>, rev: &str) -> Result<Snapshot, PipelineErro
     Ok(repo.snapshot(commit)?)
 }
 
+/// The two sides of a change `base...head`: the head revision and the snapshot of the point
+/// where head branched off base (their merge base), so that commits landing on base after the
+/// branch was cut are not mistaken for part of the change — the diff GitHub shows for a PR.
+/// Unrelated histories fall back to base itself.
+pub fn change(
+    repo: &Arc<GitRepo>,
+    base: &str,
+    head: &str,
+) -> Result<(Snapshot, Revision), PipelineError> {
+    let (base_snap, head_snap) = change_snapshots(repo, base, head)?;
+    let config = load_config(&head_snap, head)?;
+    Ok((
+        base_snap,
+        Revision {
+            snapshot: head_snap,
+            config,
+        },
+    ))
+}
+
+/// The snapshots of `change` without loading any configuration.
+pub fn change_snapshots(
+    repo: &Arc<GitRepo>,
+    base: &str,
+    head: &str,
+) -> Result<(Snapshot, Snapshot), PipelineError> {
+    let base_commit = repo.resolve(base)?;
+    let head_commit = repo.resolve(head)?;
+    let fork = repo
+        .merge_base(base_commit, head_commit)?
+        .unwrap_or(base_commit);
+    let (base_snap, head_snap) = rayon::join(|| repo.snapshot(fork), || repo.snapshot(head_commit));
+    Ok((base_snap?, head_snap?))
+}
+
 pub fn load_config(snapshot: &Snapshot, rev: &str) -> Result<OrgConfig, PipelineError> {
     let bytes =
         snapshot

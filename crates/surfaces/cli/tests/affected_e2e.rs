@@ -448,7 +448,6 @@ fn dependencies_block_and_get_terragrunt_dir_make_edges() {
 }
 
 #[test]
-#[ignore = "BUG: a dependent stack names only the first affected upstream found (BFS parent), not every affected stack it depends on"]
 fn dependent_names_every_affected_upstream() {
     // d reads from both b and c, and both change: the report explains d by both.
     let repo = org_repo();
@@ -1235,5 +1234,209 @@ fn helm_chart_app_and_external_kustomize_patch() {
     assert_eq!(
         kind_paths(&r, "apps", "dev-eu/web"),
         vec![("include".into(), "gitops/patches/replicas.yaml".into())]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// deletions, history shapes and reference cycles
+
+#[test]
+fn stack_depending_on_a_deleted_stack_is_affected() {
+    let (repo, base) = chain_org("");
+    // Back out the change to a, then delete a: b still names it in its dependency block.
+    repo.remove(&format!("{R}/a"));
+    let head = repo.commit("delete a");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[
+            ("dev/eu-west-1/a", "deleted"),
+            ("dev/eu-west-1/b", "dependent"),
+            ("dev/eu-west-1/c", "dependent"),
+        ]),
+        "warnings: {:?}",
+        warnings(&r)
+    );
+    assert_eq!(
+        dependency_reasons(&r, "stacks", "dev/eu-west-1/b"),
+        ["dev/eu-west-1/a"]
+    );
+}
+
+#[test]
+fn base_that_moved_on_after_branching_reports_only_the_branch_changes() {
+    // A pull request's change is what its branch did since it left the base branch: stacks
+    // that changed on main in the meantime are not part of it (GitHub's three-dot diff).
+    let repo = org_repo();
+    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 1"));
+    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 1"));
+    repo.commit("base");
+    repo.checkout_new("pr");
+    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 2"));
+    let head = repo.commit("pr changes a");
+    repo.checkout("main");
+    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 2"));
+    repo.write(
+        &format!("{R}/new-on-main/terragrunt.hcl"),
+        plain_stack("n = 1"),
+    );
+    repo.commit("main moves on");
+    let r = affected(repo.path(), "main", &head);
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[("dev/eu-west-1/a", "modified")])
+    );
+}
+
+#[test]
+fn same_base_and_head_affects_nothing() {
+    let (repo, base) = module_org();
+    let r = affected(repo.path(), &base, &base);
+    assert_eq!(statuses(&r, "stacks"), expect(&[]));
+    assert_eq!(statuses(&r, "apps"), expect(&[]));
+    assert_eq!(r["base"], r["head"]);
+}
+
+#[test]
+fn cyclic_references_terminate() {
+    let repo = org_repo();
+    // Terraform modules that reference each other, HCL files that read each other and
+    // Kustomize bases that include each other.
+    repo.write(
+        "modules/x/main.tf",
+        "module \"y\" {\n  source = \"../y\"\n}\n",
+    );
+    repo.write(
+        "modules/y/main.tf",
+        "module \"x\" {\n  source = \"../x\"\n}\n",
+    );
+    repo.write(
+        "live/one.hcl",
+        "locals {\n  two = read_terragrunt_config(\"${get_parent_terragrunt_dir()}/two.hcl\")\n}\n",
+    );
+    repo.write(
+        "live/two.hcl",
+        "locals {\n  one = read_terragrunt_config(\"${get_parent_terragrunt_dir()}/one.hcl\")\n}\n",
+    );
+    repo.write(
+        &format!("{R}/a/terragrunt.hcl"),
+        "terraform {\n  source = \"../../../../modules//x\"\n}\n\nlocals {\n  one = read_terragrunt_config(find_in_parent_folders(\"one.hcl\"))\n}\n",
+    );
+    let k = |r: &str| {
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {r}\n"
+        )
+    };
+    repo.write("gitops/base/p/kustomization.yaml", k("../q"));
+    repo.write("gitops/base/q/kustomization.yaml", k("../p"));
+    repo.write(
+        "gitops/clusters/dev-eu/apps/web/kustomization.yaml",
+        k("../../../../base/p"),
+    );
+    let base = repo.commit("base");
+    repo.write(
+        "modules/y/main.tf",
+        "module \"x\" {\n  source = \"../x\"\n}\n# v2\n",
+    );
+    repo.write("live/two.hcl", "locals {\n  one = read_terragrunt_config(\"${get_parent_terragrunt_dir()}/one.hcl\")\n}\n# v2\n");
+    repo.write(
+        "gitops/base/q/kustomization.yaml",
+        format!("{}# v2\n", k("../p")),
+    );
+    let head = repo.commit("touch the far end of each cycle");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[("dev/eu-west-1/a", "modified")])
+    );
+    assert_eq!(
+        kinds(&r, "stacks", "dev/eu-west-1/a"),
+        ["include", "module"]
+    );
+    assert_eq!(statuses(&r, "apps"), expect(&[("dev-eu/web", "modified")]));
+}
+
+#[test]
+fn overlay_of_another_app_is_affected_by_its_changes() {
+    let repo = org_repo();
+    let k = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n";
+    repo.write(
+        "gitops/clusters/dev-eu/apps/api/kustomization.yaml",
+        format!("{k}resources:\n  - deploy.yaml\n"),
+    );
+    repo.write(
+        "gitops/clusters/dev-eu/apps/api/deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n",
+    );
+    repo.write(
+        "gitops/clusters/dev-eu/apps/api-canary/kustomization.yaml",
+        format!("{k}resources:\n  - ../api\nnameSuffix: -canary\n"),
+    );
+    let base = repo.commit("base");
+    repo.write(
+        "gitops/clusters/dev-eu/apps/api/deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  labels: { v: \"2\" }\n",
+    );
+    let head = repo.commit("api");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "apps"),
+        expect(&[
+            ("dev-eu/api", "modified"),
+            ("dev-eu/api-canary", "modified")
+        ])
+    );
+    assert_eq!(kinds(&r, "apps", "dev-eu/api"), ["file"]);
+    assert_eq!(kinds(&r, "apps", "dev-eu/api-canary"), ["include"]);
+}
+
+#[test]
+fn app_watch_patterns_and_layouts_with_literal_segments() {
+    let repo = Repo::new();
+    repo.write(
+        "sluice.yaml",
+        "version: 1\norg: test\nenvironments:\n  dev: { order: 1 }\n  prod: { order: 2 }\nstacks:\n  root: infra\n  layout: \"accounts/{env}/regions/{region}/{stack}\"\napps:\n  root: k8s\n  layout: \"{env}/{app}\"\n  watch:\n    - { apps: \"prod/*\", paths: [\"policies/prod/**\"] }\n",
+    );
+    repo.write("infra/accounts/dev/regions/eu/net/main.tf", "# v1\n");
+    // Not under the literal `regions` segment: not a stack.
+    repo.write("infra/accounts/dev/zones/eu/net/main.tf", "# v1\n");
+    repo.write(
+        "k8s/prod/web/deploy.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w\n",
+    );
+    repo.write(
+        "k8s/dev/web/deploy.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w\n",
+    );
+    repo.write(
+        "policies/prod/limits/range.yaml",
+        "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: l\n",
+    );
+    let base = repo.commit("base");
+    repo.write("infra/accounts/dev/regions/eu/net/main.tf", "# v2\n");
+    repo.write("infra/accounts/dev/zones/eu/net/main.tf", "# v2\n");
+    repo.write(
+        "policies/prod/limits/range.yaml",
+        "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: l2\n",
+    );
+    let head = repo.commit("change");
+    let r = affected(repo.path(), &base, &head);
+    assert_eq!(
+        statuses(&r, "stacks"),
+        expect(&[("dev/eu/net", "modified")])
+    );
+    assert_eq!(
+        unit(&r, "stacks", "dev/eu/net")["path"],
+        "infra/accounts/dev/regions/eu/net"
+    );
+    assert_eq!(statuses(&r, "apps"), expect(&[("prod/web", "modified")]));
+    assert_eq!(
+        reasons(&r, "apps", "prod/web"),
+        vec![(
+            "pattern".to_string(),
+            "policies/prod/limits/range.yaml".to_string(),
+            "policies/prod/**".to_string(),
+            String::new()
+        )]
     );
 }
