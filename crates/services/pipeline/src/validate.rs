@@ -939,6 +939,8 @@ mod tests {
                 secret_allow_paths: vec!["docs/fixtures/**".into()],
                 ..ValidateConfig::default()
             },
+            risk: Default::default(),
+            approvals: Default::default(),
             sections: BTreeMap::new(),
         }
     }
