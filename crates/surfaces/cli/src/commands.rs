@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::cmd_render;
 use sluice_model::stage::STAGES;
 use sluice_pipeline::error::{PipelineError, exit};
 use sluice_pipeline::{affected, bench, demo, generate, pr, sarif, validation, workspace};
@@ -42,6 +44,12 @@ enum Command {
     Stacks(RevArgs),
     /// The stage contracts of the change flow.
     Stages(FormatArgs),
+    /// Render an app at a revision (stage 3): normalised objects, their digest and schema
+    /// validation. Exit 1 when the app does not render or does not validate.
+    Render(cmd_render::RenderArgs),
+    /// The rendered diff of an app between two revisions (stage 4 for apps): added, removed
+    /// and changed objects, image, replica and resource changes. Secret values never shown.
+    Diff(cmd_render::DiffArgs),
     /// Generate large orgs and measure sluice against a peer in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -54,6 +62,9 @@ enum BenchCommand {
     /// Time `sluice affected` (fresh process) against `git diff --name-only` plus reading
     /// every terragrunt.hcl, on a generated org.
     Affected(BenchAffectedArgs),
+    /// Time parse + normalise + schema validation of generated manifests (10,000 by default)
+    /// and a generated Kustomize overlay with `kubectl kustomize` alone and with sluice.
+    Render(cmd_render::BenchRenderArgs),
 }
 
 #[derive(Args)]
@@ -211,6 +222,9 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Stages(a) => run_stages(a),
         Command::Bench(BenchCommand::GenOrg(a)) => run_gen_org(a),
         Command::Bench(BenchCommand::Affected(a)) => run_bench_affected(a),
+        Command::Render(a) => cmd_render::run_render(a),
+        Command::Diff(a) => cmd_render::run_diff(a),
+        Command::Bench(BenchCommand::Render(a)) => cmd_render::run_bench_render(a),
     }
 }
 

@@ -3,6 +3,7 @@
 //! Each subcommand is a thin surface over `sluice-pipeline`: parse flags, run, render the
 //! report in the requested format and map the outcome to the documented exit codes.
 
+mod cmd_render;
 mod commands;
 
 use clap::Parser;
