@@ -1,1 +1,26 @@
-//! placeholder: being written
+//! The IaC engine adapter: plans stacks with OpenTofu, Terraform or Terragrunt and stores the
+//! results.
+//!
+//! - [`config`]: the `plan` section of `sluice.yaml` (engine, parallelism, timeouts, cache,
+//!   redaction rules).
+//! - [`engine`]: finding the engine on PATH and its version (`version -json`).
+//! - [`export`]: the stack and its local inputs exported from git into an isolated directory.
+//! - [`driver`]: `init`, `plan -out -detailed-exitcode`, `show -json` per stack, in parallel
+//!   with a provider cache that concurrent inits cannot corrupt.
+//! - [`classify`]: failures classified (engine missing, init/provider, auth, module,
+//!   state/lock, plan, timeout) with a redacted stderr excerpt.
+//! - [`store`]: plan files and plan JSON stored content-addressed as secrets behind
+//!   [`store::PlanStore`].
+//! - [`ingest`]: accepting a plan JSON (and plan file) made in the user's CI.
+//!
+//! What a plan *means* (its JSON model, summary and redaction) is pure and lives in
+//! `sluice_model::plan` and `sluice_model::redact`.
+
+pub mod classify;
+pub mod config;
+pub mod driver;
+pub mod engine;
+pub mod export;
+pub mod ingest;
+pub mod process;
+pub mod store;

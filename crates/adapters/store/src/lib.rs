@@ -1,1 +1,256 @@
-//! placeholder: being written
+//! sluice's durable store (DESIGN.md §6): changes, stage results, events, the transparency log
+//! (leaves, perfect-subtree nodes, checkpoints) and the artifact index, on SQLite (the embedded
+//! default, `.sluice/sluice.db`) or PostgreSQL (`postgres://…`, for several replicas), behind one
+//! async trait, [`Store`]; plus content-addressed artifact blobs ([`blobs`]) on local disk or S3.
+//!
+//! - [`open`] picks the backend from a URL or a path and migrates the schema (a database from a
+//!   newer sluice is refused untouched).
+//! - [`Store::append_batch`] appends log leaves and the subtree nodes they complete in one
+//!   durable transaction; [`Appender`] coalesces concurrent appends into one commit.
+//! - [`log`] builds inclusion and consistency proofs from stored nodes (O(log n) look-ups) and
+//!   signed checkpoints; [`audit`] recomputes the tree from every leaf and finds tampering,
+//!   truncation, gaps and reordering.
+//! - [`bench`] measures append throughput, audit time and proof latency.
+//!
+//! The Merkle hashing itself is sluice-evidence's (RFC 6962); this crate persists it.
+
+pub mod appender;
+pub mod audit;
+mod backend;
+pub mod bench;
+pub mod blobs;
+pub mod error;
+pub mod frontier;
+pub mod log;
+pub mod records;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+
+pub use appender::{Appender, AppenderOptions, LeafSink};
+pub use audit::{AuditOptions, AuditProblem, AuditReport, audit};
+pub use backend::postgres::PgStore;
+pub use backend::sqlite::SqliteStore;
+pub use blobs::{BlobStore, LocalBlobs, ObjectBlobs, put_artifact};
+pub use error::{Result, StoreError};
+pub use log::{CheckpointSigner, LogSnapshot};
+pub use records::{
+    ArtifactRecord, ChangeRecord, CheckpointRecord, Digest, EventRecord, Hash, LeafInput, LogLeaf,
+    LogNode, PackedLeaves, PackedNodes, StageOutcome, StageResultRecord, UnitKind, UnixMillis,
+    now_millis,
+};
+pub use store::{Backend, Store};
+
+/// The embedded database, relative to the working directory.
+pub const DEFAULT_DATABASE: &str = ".sluice/sluice.db";
+/// The local artifact store, relative to the working directory.
+pub const DEFAULT_BLOBS: &str = ".sluice/blobs";
+
+/// Where a store lives, parsed from what a user typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// Reads `--database-url`-style input: `postgres://…` or `postgresql://…`, `sqlite://PATH`
+/// (also `sqlite:PATH`), or a plain path to a SQLite file.
+pub fn parse_location(input: &str) -> Result<Location> {
+    let bad = |reason: &str| StoreError::BadLocation {
+        input: backend::postgres::redact_url(input),
+        reason: reason.to_string(),
+    };
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Err(StoreError::BadLocation {
+            input: String::new(),
+            reason: "empty; give a path or a postgres:// URL".into(),
+        });
+    }
+    if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+        return Ok(Location::Postgres(trimmed.to_string()));
+    }
+    if let Some(rest) = trimmed.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        let path = path.split('?').next().unwrap_or("");
+        if path.is_empty() || path == ":memory:" {
+            return Err(bad(
+                "a sqlite URL needs a file path (an in-memory database would lose everything)",
+            ));
+        }
+        return Ok(Location::Sqlite(PathBuf::from(path)));
+    }
+    if let Some((scheme, _)) = trimmed.split_once("://") {
+        return Err(StoreError::BadLocation {
+            input: format!("{scheme}://…"),
+            reason: format!(
+                "unsupported scheme {scheme:?}; use postgres://, sqlite:// or a file path"
+            ),
+        });
+    }
+    Ok(Location::Sqlite(PathBuf::from(trimmed)))
+}
+
+/// A store on either backend, chosen at run time.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Opens the store named by `input` (see [`parse_location`]) and migrates its schema.
+pub async fn open(input: &str) -> Result<AnyStore> {
+    match parse_location(input)? {
+        Location::Sqlite(path) => Ok(AnyStore::Sqlite(SqliteStore::open(&path).await?)),
+        Location::Postgres(url) => Ok(AnyStore::Postgres(PgStore::open(&url).await?)),
+    }
+}
+
+/// Opens the embedded default store under `dir` (normally the working directory).
+pub async fn open_default(dir: &Path) -> Result<SqliteStore> {
+    SqliteStore::open(dir.join(DEFAULT_DATABASE)).await
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $call,
+            AnyStore::Postgres($s) => $call,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    fn backend(&self) -> Backend {
+        delegate!(self, s => s.backend())
+    }
+
+    fn location(&self) -> &str {
+        delegate!(self, s => s.location())
+    }
+
+    async fn schema_version(&self) -> Result<i64> {
+        delegate!(self, s => s.schema_version().await)
+    }
+
+    async fn put_change(&self, change: &ChangeRecord) -> Result<()> {
+        delegate!(self, s => s.put_change(change).await)
+    }
+
+    async fn change(&self, change_id: &str) -> Result<Option<ChangeRecord>> {
+        delegate!(self, s => s.change(change_id).await)
+    }
+
+    async fn changes(&self, limit: u32) -> Result<Vec<ChangeRecord>> {
+        delegate!(self, s => s.changes(limit).await)
+    }
+
+    async fn put_stage_result(&self, result: &StageResultRecord) -> Result<i64> {
+        delegate!(self, s => s.put_stage_result(result).await)
+    }
+
+    async fn stage_results(&self, change_id: &str) -> Result<Vec<StageResultRecord>> {
+        delegate!(self, s => s.stage_results(change_id).await)
+    }
+
+    async fn append_event(&self, event: &EventRecord) -> Result<i64> {
+        delegate!(self, s => s.append_event(event).await)
+    }
+
+    async fn events(
+        &self,
+        change_id: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>> {
+        delegate!(self, s => s.events(change_id, after, limit).await)
+    }
+
+    async fn append_batch(&self, entries: &[Hash]) -> Result<Vec<u64>> {
+        delegate!(self, s => s.append_batch(entries).await)
+    }
+
+    async fn append_leaves(&self, leaves: &[LeafInput]) -> Result<Vec<u64>> {
+        delegate!(self, s => s.append_leaves(leaves).await)
+    }
+
+    async fn log_size(&self) -> Result<u64> {
+        delegate!(self, s => s.log_size().await)
+    }
+
+    async fn leaves(&self, from: u64, to: u64) -> Result<Vec<LogLeaf>> {
+        delegate!(self, s => s.leaves(from, to).await)
+    }
+
+    async fn find_leaf(&self, entry: &Hash) -> Result<Option<LogLeaf>> {
+        delegate!(self, s => s.find_leaf(entry).await)
+    }
+
+    async fn subtrees(&self, keys: &[(u8, u64)]) -> Result<Vec<Option<Hash>>> {
+        delegate!(self, s => s.subtrees(keys).await)
+    }
+
+    async fn nodes(&self, from: u64, to: u64) -> Result<Vec<LogNode>> {
+        delegate!(self, s => s.nodes(from, to).await)
+    }
+
+    async fn packed_leaves(&self, from: u64, to: u64) -> Result<PackedLeaves> {
+        delegate!(self, s => s.packed_leaves(from, to).await)
+    }
+
+    async fn packed_nodes(&self, from: u64, to: u64) -> Result<PackedNodes> {
+        delegate!(self, s => s.packed_nodes(from, to).await)
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<()> {
+        delegate!(self, s => s.put_checkpoint(checkpoint).await)
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<CheckpointRecord>> {
+        delegate!(self, s => s.checkpoints().await)
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>> {
+        delegate!(self, s => s.latest_checkpoint().await)
+    }
+
+    async fn put_artifact(&self, artifact: &ArtifactRecord) -> Result<()> {
+        delegate!(self, s => s.put_artifact(artifact).await)
+    }
+
+    async fn artifact(&self, digest: &Digest) -> Result<Option<ArtifactRecord>> {
+        delegate!(self, s => s.artifact(digest).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        assert_eq!(
+            parse_location("postgres://u@h:5432/db").unwrap(),
+            Location::Postgres("postgres://u@h:5432/db".into())
+        );
+        assert_eq!(
+            parse_location("sqlite://.sluice/sluice.db").unwrap(),
+            Location::Sqlite(".sluice/sluice.db".into())
+        );
+        assert_eq!(
+            parse_location("sqlite:///var/lib/sluice.db?mode=rwc").unwrap(),
+            Location::Sqlite("/var/lib/sluice.db".into())
+        );
+        assert_eq!(
+            parse_location("state/sluice.db").unwrap(),
+            Location::Sqlite("state/sluice.db".into())
+        );
+        assert!(parse_location("sqlite::memory:").is_err());
+        let err = parse_location("mysql://root:pw@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unsupported scheme"), "{err}");
+        assert!(!err.contains("pw"), "{err}");
+        assert!(parse_location("  ").is_err());
+    }
+}

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod demo;
 pub mod error;
 pub mod generate;
+pub mod plangen;
 pub mod pr;
 pub mod sarif;
 pub mod secrets;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cmd_plan;
+use crate::cmd_policy;
 use crate::cmd_render;
 use sluice_model::stage::STAGES;
 use sluice_pipeline::error::{PipelineError, exit};
@@ -44,12 +46,25 @@ enum Command {
     Stacks(RevArgs),
     /// The stage contracts of the change flow.
     Stages(FormatArgs),
+    /// Plan the stacks a change affects (stage 4) with OpenTofu/Terraform/Terragrunt; store
+    /// each plan as a secret and print its summary and digest. Exit 3 when a plan failed.
+    Plan(cmd_plan::PlanArgs),
+    /// Validate and store a plan JSON (and plan file) made in your own CI. Exit 2 on a
+    /// malformed or unsupported plan.
+    IngestPlan(cmd_plan::IngestPlanArgs),
     /// Render an app at a revision (stage 3): normalised objects, their digest and schema
     /// validation. Exit 1 when the app does not render or does not validate.
     Render(cmd_render::RenderArgs),
     /// The rendered diff of an app between two revisions (stage 4 for apps): added, removed
     /// and changed objects, image, replica and resource changes. Secret values never shown.
     Diff(cmd_render::DiffArgs),
+    /// The policy stage on its own: the built-in pack (`list`), policy tests like `opa test`
+    /// (`test`) and a decision record for one plan JSON (`eval`, exit 1 on deny).
+    #[command(subcommand)]
+    Policy(cmd_policy::PolicyCommand),
+    /// Exceptions as code: status, expiry and warnings of the org's security exceptions.
+    #[command(subcommand)]
+    Exceptions(cmd_policy::ExceptionsCommand),
     /// Generate large orgs and measure sluice against a peer in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -62,9 +77,15 @@ enum BenchCommand {
     /// Time `sluice affected` (fresh process) against `git diff --name-only` plus reading
     /// every terragrunt.hcl, on a generated org.
     Affected(BenchAffectedArgs),
+    /// Time parsing, summarising and redacting a generated plan JSON (10,000 changes by
+    /// default); optionally write the plan for other tools.
+    Plan(cmd_plan::BenchPlanArgs),
     /// Time parse + normalise + schema validation of generated manifests (10,000 by default)
     /// and a generated Kustomize overlay with `kubectl kustomize` alone and with sluice.
     Render(cmd_render::BenchRenderArgs),
+    /// Time the built-in policy pack over a generated plan (10,000 changes by default, and
+    /// 50): parse + redact, evaluation, decision record.
+    Policy(cmd_policy::BenchPolicyArgs),
 }
 
 #[derive(Args)]
@@ -222,9 +243,15 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Stages(a) => run_stages(a),
         Command::Bench(BenchCommand::GenOrg(a)) => run_gen_org(a),
         Command::Bench(BenchCommand::Affected(a)) => run_bench_affected(a),
+        Command::Plan(a) => cmd_plan::run_plan(a),
+        Command::IngestPlan(a) => cmd_plan::run_ingest_plan(a),
+        Command::Bench(BenchCommand::Plan(a)) => cmd_plan::run_bench_plan(a),
         Command::Render(a) => cmd_render::run_render(a),
         Command::Diff(a) => cmd_render::run_diff(a),
         Command::Bench(BenchCommand::Render(a)) => cmd_render::run_bench_render(a),
+        Command::Policy(c) => cmd_policy::run_policy(c),
+        Command::Exceptions(c) => cmd_policy::run_exceptions(c),
+        Command::Bench(BenchCommand::Policy(a)) => cmd_policy::run_bench_policy(a),
     }
 }
 

@@ -154,7 +154,7 @@ pub fn main_tree() -> Files {
     put(
         &mut f,
         "security-exceptions/EXC-0007.yaml",
-        "id: EXC-0007\npolicy: aws-sg-open-ingress\nresource: \"dev/*/eks-cluster/aws_security_group.debug\"\nowner: \"@acme/platform\"\napprovedBy: \"@acme/security\"\nreason: temporary debugging access for the dev cluster\nexpiresAt: \"2027-01-31T00:00:00Z\"\n",
+        "id: EXC-0007\npolicy: sg-open-ingress\nresource: \"dev/*/eks-cluster/aws_security_group.debug\"\nowner: \"@acme/platform\"\napprovedBy: \"@acme/security\"\nreason: temporary debugging access for the dev cluster\nexpiresAt: \"2027-01-31T00:00:00Z\"\n",
     );
     f
 }

@@ -1,0 +1,218 @@
+//! The scale-out store: PostgreSQL (`postgres://…`). Several `sluice serve` replicas may append
+//! to the log at once: each append locks the log head row (`SELECT … FOR UPDATE`), so appends
+//! are serialised in the database and the cached right edge of the tree is re-read whenever
+//! another replica moved the head. A commit returns after PostgreSQL has flushed its WAL
+//! (`synchronous_commit` is left at its default, `on`).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions as _, Connection as _, Postgres, Transaction};
+use tokio::sync::Mutex;
+
+use crate::backend::{check_applied, impl_store, known_version};
+use crate::error::{Result, StoreError};
+use crate::frontier::Frontier;
+use crate::store::Backend;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The PostgreSQL implementation of [`crate::Store`]. Clones share the pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+    pub(crate) location: String,
+    /// Shared by clones: every handle appends through the same cached right edge.
+    pub(crate) frontier: Arc<Mutex<Option<Frontier>>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// SQL that reads the log size and holds its row lock until the transaction ends.
+    pub(crate) const HEAD_FOR_UPDATE: &'static str =
+        "SELECT size FROM log_head WHERE id = 1 FOR UPDATE";
+
+    /// Subtree hashes by key: leaf indexes ($1, a JSON array) and nodes' (last leaf, level)
+    /// pairs ($2, a JSON array of pairs), each answered by a primary-key look-up.
+    pub(crate) const SUBTREES: &'static str = "\
+         SELECT 0, idx, leaf_hash FROM log_leaves \
+         WHERE idx IN (SELECT value::bigint FROM json_array_elements_text($1::json)) \
+         UNION ALL \
+         SELECT n.level, n.end_leaf, n.hash FROM json_array_elements($2::json) AS k(v) \
+         JOIN log_nodes AS n ON n.end_leaf = (k.v ->> 0)::bigint AND n.level = (k.v ->> 1)::int";
+
+    /// The audit's bulk read of leaves: entries and leaf hashes concatenated in index order.
+    pub(crate) const PACKED_LEAVES: &'static str = "SELECT COUNT(*), \
+         string_agg(entry || leaf_hash, ''::bytea ORDER BY idx) \
+         FROM log_leaves WHERE idx >= $1 AND idx < $2";
+    /// The audit's bulk read of nodes; `misplaced` counts rows at a level their last leaf does
+    /// not complete (the low `level` bits of `end_leaf + 1` must be zero).
+    pub(crate) const PACKED_NODES: &'static str = "SELECT COUNT(*), \
+         SUM(CASE WHEN ((end_leaf + 1) & ((1::bigint << level) - 1)) <> 0 THEN 1 ELSE 0 END)::bigint, \
+         string_agg(hash, ''::bytea ORDER BY end_leaf, level) \
+         FROM log_nodes WHERE end_leaf >= $1 AND end_leaf < $2";
+
+    /// Connects to `url` (`postgres://user@host:port/db`) and brings the schema up to date. A
+    /// database written by a newer sluice is refused before anything in it is changed.
+    pub async fn open(url: &str) -> Result<PgStore> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadLocation {
+            input: redact_url(url),
+            reason: format!("not a PostgreSQL URL: {e}"),
+        })?;
+        PgStore::open_with(options).await
+    }
+
+    /// Connects with explicit options (tests use this to pin `search_path` to a schema of
+    /// their own).
+    pub async fn open_with(options: PgConnectOptions) -> Result<PgStore> {
+        let location = describe(&options);
+        let unreachable = |e: sqlx::Error| StoreError::BadLocation {
+            input: location.clone(),
+            reason: format!("cannot connect: {e}"),
+        };
+        let mut conn = options.connect().await.map_err(unreachable)?;
+        let has_table: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(unreachable)?;
+        let applied: Vec<(i64, bool)> = if has_table {
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&mut conn)
+                .await
+                .map_err(unreachable)?
+        } else {
+            Vec::new()
+        };
+        let _ = conn.close().await;
+        check_applied(&location, &applied, known_version(&MIGRATOR))?;
+
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(unreachable)?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                location: location.clone(),
+                source,
+            })?;
+        Ok(PgStore {
+            pool,
+            location,
+            frontier: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// The connection pool, for adapters that keep their own tables in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The newest schema version this binary knows.
+    pub fn known_schema_version() -> i64 {
+        known_version(&MIGRATOR)
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
+        self.pool
+            .begin()
+            .await
+            .map_err(self.fail("starting a write transaction"))
+    }
+
+    /// Classifies an error from a write: storage failures are fatal.
+    pub(crate) fn fail(&self, context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |source| {
+            if is_storage_failure(&source) {
+                StoreError::Durability { context, source }
+            } else {
+                StoreError::Database { context, source }
+            }
+        }
+    }
+}
+
+/// SQLSTATE classes that mean the server's storage failed: 53 (insufficient resources: disk
+/// full, out of memory), 58 (system error: I/O), XX (internal error: data corrupted).
+fn is_storage_failure(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| {
+            ["53", "58", "XX"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        })
+}
+
+/// `postgres://user@host:port/db`: enough to say where, never the password.
+fn describe(options: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("")
+    )
+}
+
+/// A URL for an error message, with any password replaced.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparseable URL>".to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let tail = tail.split('?').next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => format!("{scheme}://{authority}{tail}"),
+    }
+}
+
+impl_store!(PgStore, Postgres, Backend::Postgres);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url(
+                "postgres://sluice:hunter2@db.internal:5432/sluice?sslmode=disable&password=x"
+            ),
+            "postgres://sluice:***@db.internal:5432/sluice"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/test"
+        );
+        assert_eq!(redact_url("garbage"), "<unparseable URL>");
+    }
+}

@@ -1,0 +1,202 @@
+//! The embedded store: one SQLite file (`.sluice/sluice.db` by default) in WAL mode with
+//! `synchronous=FULL`, so a commit returns only after the WAL is fsynced; every write
+//! transaction starts with `BEGIN IMMEDIATE`, taking the write lock up front instead of failing
+//! on a lock upgrade halfway through.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions as _, Connection as _, Sqlite, Transaction};
+use tokio::sync::Mutex;
+
+use crate::backend::{check_applied, impl_store, known_version};
+use crate::error::{Result, StoreError};
+use crate::frontier::Frontier;
+use crate::store::Backend;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a writer waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The SQLite implementation of [`crate::Store`]. Clones share the pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pub(crate) pool: SqlitePool,
+    pub(crate) location: String,
+    /// Shared by clones: every handle appends through the same cached right edge.
+    pub(crate) frontier: Arc<Mutex<Option<Frontier>>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// SQL that reads the log size once the write lock is held (BEGIN IMMEDIATE holds it).
+    pub(crate) const HEAD_FOR_UPDATE: &'static str = "SELECT size FROM log_head WHERE id = 1";
+
+    /// Subtree hashes by key: leaf indexes ($1, a JSON array) and nodes' (last leaf, level)
+    /// pairs ($2, a JSON array of pairs), each answered by a primary-key look-up.
+    pub(crate) const SUBTREES: &'static str = "\
+         SELECT 0, idx, leaf_hash FROM log_leaves \
+         WHERE idx IN (SELECT value FROM json_each($1)) \
+         UNION ALL \
+         SELECT n.level, n.end_leaf, n.hash FROM json_each($2) AS k \
+         JOIN log_nodes AS n ON n.end_leaf = k.value ->> 0 AND n.level = k.value ->> 1";
+
+    /// The audit's bulk read of leaves: hex-concatenated in SQLite's C and unhexed back to
+    /// bytes, because SQLite has no binary concatenation aggregate.
+    pub(crate) const PACKED_LEAVES: &'static str = "SELECT COUNT(*), \
+         unhex(group_concat(hex(entry) || hex(leaf_hash), '' ORDER BY idx)) \
+         FROM log_leaves WHERE idx >= $1 AND idx < $2";
+    /// The audit's bulk read of nodes; `misplaced` counts rows at a level their last leaf does
+    /// not complete (the low `level` bits of `end_leaf + 1` must be zero).
+    pub(crate) const PACKED_NODES: &'static str = "SELECT COUNT(*), \
+         SUM(((end_leaf + 1) & ((1 << level) - 1)) != 0), \
+         unhex(group_concat(hex(hash), '' ORDER BY end_leaf, level)) \
+         FROM log_nodes WHERE end_leaf >= $1 AND end_leaf < $2";
+
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date. A
+    /// database written by a newer sluice is refused before anything in it is changed.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        let location = path.display().to_string();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                op: "creating the store directory",
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        if path.exists() {
+            check_existing(&path, &location).await?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            // The entry index takes random inserts: with SQLite's 2 MiB default page cache a
+            // log of a million leaves spills to disk on every append. 64 MiB per connection.
+            .pragma("cache_size", "-65536");
+        // WAL lets readers (audit scans, proofs) run beside the one writer; two cores here, so
+        // a few connections are enough.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| open_error(&location, e))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                location: location.clone(),
+                source,
+            })?;
+        Ok(SqliteStore {
+            pool,
+            location,
+            frontier: Arc::new(Mutex::new(None)),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection pool, for adapters that keep their own tables in the same database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The newest schema version this binary knows.
+    pub fn known_schema_version() -> i64 {
+        known_version(&MIGRATOR)
+    }
+
+    /// Closes the pool, checkpointing the WAL into the main file.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.fail("starting a write transaction"))
+    }
+
+    /// Classifies an error from a write: storage failures are fatal.
+    pub(crate) fn fail(&self, context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |source| {
+            if is_storage_failure(&source) {
+                StoreError::Durability { context, source }
+            } else {
+                StoreError::Database { context, source }
+            }
+        }
+    }
+}
+
+/// SQLite result codes that mean the file or the disk failed, not the statement: I/O error,
+/// corrupt database, disk full, cannot open, not a database.
+fn is_storage_failure(err: &sqlx::Error) -> bool {
+    let Some(db) = err.as_database_error() else {
+        return matches!(err, sqlx::Error::Io(_));
+    };
+    let Some(code) = db.code().and_then(|c| c.parse::<i32>().ok()) else {
+        return false;
+    };
+    matches!(code & 0xff, 10 | 11 | 13 | 14 | 26)
+}
+
+fn open_error(location: &str, err: sqlx::Error) -> StoreError {
+    StoreError::BadLocation {
+        input: location.to_string(),
+        reason: format!("not a usable SQLite database: {err}"),
+    }
+}
+
+/// Reads the applied migrations of an existing file on a read-only connection, so a database
+/// from a newer sluice is refused before WAL mode or a migration touches it.
+async fn check_existing(path: &Path, location: &str) -> Result<()> {
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(BUSY_TIMEOUT)
+        .connect()
+        .await
+        .map_err(|e| open_error(location, e))?;
+    let has_table: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(&mut conn)
+    .await
+    .map_err(|e| open_error(location, e))?;
+    let applied: Vec<(i64, bool)> = if has_table.is_some() {
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| open_error(location, e))?
+    } else {
+        Vec::new()
+    };
+    let _ = conn.close().await;
+    check_applied(location, &applied, known_version(&MIGRATOR))
+}
+
+impl_store!(SqliteStore, Sqlite, Backend::Sqlite);

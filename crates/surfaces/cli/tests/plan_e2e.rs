@@ -1,0 +1,543 @@
+//! End-to-end tests of `sluice plan` and `sluice ingest-plan`: real git repositories, the
+//! `sluice` binary, and `tofu-test-double` (crates/adapters/iac/tests/support), a test double
+//! of the OpenTofu CLI that serves plans from `../shared/corpus/tf-plans`, put first on PATH.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../../shared/corpus/tf-plans"
+);
+const DOUBLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../adapters/iac/tests/support/tofu-test-double.sh"
+);
+const CANARY: &str = "CANARY-e2e-51d0c3";
+const R: &str = "live/prod/eu-west-1";
+
+fn corpus(rel: &str) -> Option<PathBuf> {
+    let p = Path::new(CORPUS).join(rel);
+    if p.is_file() {
+        return Some(p);
+    }
+    if std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() == Ok("1") {
+        panic!("corpus missing at {CORPUS}");
+    }
+    eprintln!("notice: corpus not found at {CORPUS}; skipping");
+    None
+}
+
+/// A bin directory holding the test double installed as `tofu`.
+fn double_bin() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let double = dir.path().join("tofu-test-double");
+    std::fs::copy(DOUBLE, &double).unwrap();
+    std::fs::set_permissions(&double, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(&double, dir.path().join("tofu")).unwrap();
+    dir
+}
+
+/// `sluice` with PATH = the double's directory first, then the system's basics.
+fn sluice_with(bin: &Path, args: &[&str]) -> Run {
+    let path = std::env::join_paths([bin, Path::new("/usr/bin"), Path::new("/bin")]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("PATH", path)
+        .env_remove("TF_PLUGIN_CACHE_DIR")
+        .output()
+        .expect("sluice runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stack_files(repo: &Repo, name: &str, plan: &Path, extra: &str) {
+    repo.write(
+        &format!("{R}/{name}/main.tf"),
+        "module \"db\" { source = \"../../../../modules/db\" }\n",
+    );
+    repo.write(
+        &format!("{R}/{name}/tofu-double.conf"),
+        format!(
+            "plan_json={}\nrequire=../../../../modules/db/main.tf\n{extra}",
+            plan.display()
+        ),
+    );
+}
+
+#[test]
+fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
+    let (Some(p1), Some(p2)) = (
+        corpus("terraform-json/testdata/action_reason/plan.json"),
+        corpus("terraform-json/testdata/moved_block/plan.json"),
+    ) else {
+        return;
+    };
+    let repo = org_repo();
+    repo.write("modules/db/main.tf", "# db module\n");
+    stack_files(&repo, "rds", &p1, "");
+    stack_files(&repo, "cache", &p2, "exit=2\n");
+    stack_files(&repo, "old", &p2, "");
+    // Not using the module: the change does not affect it.
+    repo.write(&format!("{R}/untouched/main.tf"), "# standalone\n");
+    repo.write(
+        &format!("{R}/untouched/tofu-double.conf"),
+        format!("plan_json={}\n", p2.display()),
+    );
+    let base = repo.commit("base");
+    repo.checkout_new("change");
+    // A module both stacks use changes; `old` is deleted.
+    repo.write("modules/db/main.tf", "# db module v2\n");
+    repo.remove(&format!("{R}/old"));
+    let head = repo.commit("change");
+
+    let bin = double_bin();
+    let store = tempfile::tempdir().unwrap();
+    let run = sluice_with(
+        bin.path(),
+        &[
+            "plan",
+            "--repo",
+            s(repo.path()),
+            "--base",
+            &base,
+            "--head",
+            &head,
+            "--store",
+            s(store.path()),
+            "--format",
+            "json",
+        ],
+    );
+    run.expect_code(0);
+    let r = run.json();
+    assert_eq!(r["schema"], "sluice.plan/v1");
+    let stacks = r["stacks"].as_array().unwrap();
+    let ids: Vec<&str> = stacks
+        .iter()
+        .map(|s| s["stack"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["prod/eu-west-1/cache", "prod/eu-west-1/rds"]);
+    for st in stacks {
+        assert_eq!(st["status"], "planned", "{st:#}");
+        assert_eq!(st["engine"]["kind"], "tofu");
+        let digest = st["plan_digest"].as_str().unwrap();
+        assert!(digest.starts_with("sha256:") && digest.len() == 71);
+        let hex = &digest[7..];
+        let blob = store
+            .path()
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(&hex[2..]);
+        let mode = std::fs::metadata(&blob).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let rds = &stacks[1];
+    assert_eq!(
+        rds["summary"]["replaced"][0]["reason"],
+        "replace_because_tainted"
+    );
+    let skipped = r["skipped"].as_array().unwrap();
+    assert_eq!(skipped[0]["stack"], "prod/eu-west-1/old");
+
+    // The same run as text.
+    let run = sluice_with(
+        bin.path(),
+        &[
+            "plan",
+            "--repo",
+            s(repo.path()),
+            "--base",
+            &base,
+            "--head",
+            &head,
+            "--store",
+            s(store.path()),
+        ],
+    );
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("2 stacks planned, 0 failed"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("±  null_resource.example [replace_because_tainted]"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("skipped prod/eu-west-1/old: deleted at head"),
+        "{}",
+        run.stdout
+    );
+
+    // --stack narrows the set; an unknown id is a usage error.
+    let run = sluice_with(
+        bin.path(),
+        &[
+            "plan",
+            "--repo",
+            s(repo.path()),
+            "--base",
+            &base,
+            "--head",
+            &head,
+            "--store",
+            s(store.path()),
+            "--stack",
+            "prod/eu-west-1/untouched",
+            "--format",
+            "json",
+        ],
+    );
+    run.expect_code(0);
+    assert_eq!(run.json()["stacks"][0]["stack"], "prod/eu-west-1/untouched");
+    let run = sluice_with(
+        bin.path(),
+        &[
+            "plan",
+            "--repo",
+            s(repo.path()),
+            "--base",
+            &base,
+            "--head",
+            &head,
+            "--stack",
+            "prod/nowhere/x",
+        ],
+    );
+    run.expect_code(2);
+    assert!(run.stderr.contains("unknown stack at"), "{}", run.stderr);
+}
+
+#[test]
+fn a_failed_plan_exits_3_with_a_redacted_classified_excerpt() {
+    let Some(p) = corpus("terraform-json/testdata/moved_block/plan.json") else {
+        return;
+    };
+    let repo = org_repo();
+    repo.write("modules/db/main.tf", "# db\n");
+    stack_files(&repo, "ok", &p, "");
+    stack_files(
+        &repo,
+        "locked",
+        &p,
+        &format!("fail=state-lock\nstderr=  password = \"{CANARY}\"\n"),
+    );
+    let base = repo.commit("base");
+    repo.write("modules/db/main.tf", "# db v2\n");
+    let head = repo.commit("change");
+    let bin = double_bin();
+    let store = tempfile::tempdir().unwrap();
+    for format in ["text", "json"] {
+        let run = sluice_with(
+            bin.path(),
+            &[
+                "plan",
+                "--repo",
+                s(repo.path()),
+                "--base",
+                &base,
+                "--head",
+                &head,
+                "--store",
+                s(store.path()),
+                "--format",
+                format,
+            ],
+        );
+        run.expect_code(3);
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(!all.contains(CANARY), "{all}");
+        if format == "text" {
+            assert!(all.contains("FAILED (state/lock) at plan"), "{all}");
+            assert!(
+                all.contains("| Error: Error acquiring the state lock"),
+                "{all}"
+            );
+            assert!(all.contains("1 stack planned, 1 failed"), "{all}");
+        } else {
+            let r = run.json();
+            let locked = r["stacks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["status"] == "failed")
+                .unwrap();
+            assert_eq!(locked["class"], "state_lock");
+            assert_eq!(locked["step"], "plan");
+        }
+    }
+}
+
+#[test]
+fn plan_without_an_engine_fails_as_engine_missing() {
+    let repo = org_repo();
+    repo.write(&format!("{R}/a/main.tf"), "# a\n");
+    let base = repo.commit("base");
+    repo.write(&format!("{R}/a/main.tf"), "# a v2\n");
+    let head = repo.commit("change");
+    let empty = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let run = sluice_with(
+        empty.path(),
+        &[
+            "plan",
+            "--repo",
+            s(repo.path()),
+            "--base",
+            &base,
+            "--head",
+            &head,
+            "--store",
+            s(store.path()),
+        ],
+    );
+    run.expect_code(3);
+    assert!(
+        run.stdout.contains("FAILED (engine missing)"),
+        "{}",
+        run.stdout
+    );
+}
+
+fn ingest(args: &[&str]) -> Run {
+    let empty = tempfile::tempdir().unwrap();
+    let mut all = vec!["ingest-plan"];
+    all.extend_from_slice(args);
+    sluice_with(empty.path(), &all)
+}
+
+fn blobs(store: &Path) -> usize {
+    fn walk(p: &Path) -> usize {
+        std::fs::read_dir(p).map_or(0, |rd| {
+            rd.map(|e| e.unwrap().path())
+                .map(|p| if p.is_dir() { walk(&p) } else { 1 })
+                .sum()
+        })
+    }
+    walk(store)
+}
+
+#[test]
+fn ingest_plan_stores_and_summarises() {
+    let Some(p) = corpus("terraform-json/testdata/action_reason/plan.json") else {
+        return;
+    };
+    let store = tempfile::tempdir().unwrap();
+    let planfile = store.path().join("tfplan.bin");
+    std::fs::write(&planfile, b"binary plan").unwrap();
+    let run = ingest(&[
+        "--stack",
+        "prod/eu-west-1/rds",
+        "--plan-json",
+        s(&p),
+        "--plan-file",
+        s(&planfile),
+        "--store",
+        s(&store.path().join("s")),
+        "--format",
+        "json",
+    ]);
+    run.expect_code(0);
+    let r: Value = run.json();
+    let bytes = std::fs::read(&p).unwrap();
+    let json_digest = sluice_iac::store::Digest::of(&bytes).to_string();
+    let file_digest = sluice_iac::store::Digest::of(b"binary plan").to_string();
+    assert_eq!(r["plan"]["plan_json"], json_digest);
+    assert_eq!(r["plan"]["plan_file"], file_digest);
+    assert_eq!(r["plan"]["plan_digest"], file_digest);
+    assert_eq!(r["plan"]["summary"]["totals"]["replace"], 1);
+    assert_eq!(blobs(&store.path().join("s")), 2);
+    assert!(
+        run.stderr.contains("not checked against a repository"),
+        "{}",
+        run.stderr
+    );
+
+    let run = ingest(&[
+        "--stack",
+        "x",
+        "--plan-json",
+        s(&p),
+        "--store",
+        s(&store.path().join("t")),
+    ]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains(&format!("plan {json_digest}")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Plan: 1 to add, 0 to change, 1 to destroy (1 replaced)."),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn ingest_plan_bad_input_exits_2_and_stores_nothing() {
+    let Some(invalid) = corpus("terraform-json/testdata/invalid/plan.json") else {
+        return;
+    };
+    let store = tempfile::tempdir().unwrap();
+    let st = store.path().join("s");
+    let run = ingest(&[
+        "--stack",
+        "a",
+        "--plan-json",
+        s(&invalid),
+        "--store",
+        s(&st),
+    ]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(&format!("{}:676:", invalid.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("malformed plan JSON"), "{}", run.stderr);
+
+    let v2 = store.path().join("v2.json");
+    std::fs::write(&v2, r#"{"format_version": "2.0", "planned_values": {}}"#).unwrap();
+    let run = ingest(&["--stack", "a", "--plan-json", s(&v2), "--store", s(&st)]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("unsupported plan format_version `2.0`"),
+        "{}",
+        run.stderr
+    );
+
+    let state = corpus("terraform-json/testdata/no_changes/state.json").unwrap();
+    let run = ingest(&["--stack", "a", "--plan-json", s(&state), "--store", s(&st)]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("not a plan JSON document"),
+        "{}",
+        run.stderr
+    );
+
+    let run = ingest(&[
+        "--stack",
+        "a",
+        "--plan-json",
+        "/nonexistent/plan.json",
+        "--store",
+        s(&st),
+    ]);
+    run.expect_code(2);
+    assert_eq!(blobs(&st), 0, "nothing partially written");
+}
+
+#[test]
+fn ingest_plan_checks_the_stack_when_given_a_repo() {
+    let Some(p) = corpus("terraform-json/testdata/moved_block/plan.json") else {
+        return;
+    };
+    let repo = org_repo();
+    repo.write(&format!("{R}/rds/main.tf"), "# rds\n");
+    repo.commit("base");
+    let store = tempfile::tempdir().unwrap();
+    let ok = ingest(&[
+        "--stack",
+        "prod/eu-west-1/rds",
+        "--plan-json",
+        s(&p),
+        "--repo",
+        s(repo.path()),
+        "--store",
+        s(store.path()),
+    ]);
+    ok.expect_code(0);
+    let bad = ingest(&[
+        "--stack",
+        "prod/eu-west-1/nope",
+        "--plan-json",
+        s(&p),
+        "--repo",
+        s(repo.path()),
+        "--store",
+        s(store.path()),
+    ]);
+    bad.expect_code(2);
+    assert!(
+        bad.stderr.contains("unknown stack `prod/eu-west-1/nope`"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn ingest_plan_output_never_carries_the_canary() {
+    let store = tempfile::tempdir().unwrap();
+    let plan = serde_json::json!({
+        "format_version": "1.2",
+        "variables": {"db_password": {"value": CANARY}},
+        "prior_state": {"values": {"x": CANARY}},
+        "planned_values": {"outputs": {"o": {"sensitive": true, "value": CANARY}}},
+        "resource_changes": [{
+            "address": "aws_db_instance.db", "mode": "managed", "type": "aws_db_instance", "name": "db",
+            "change": {"actions": ["update"],
+                "before": {"password": CANARY, "db_password": CANARY},
+                "after": {"password": CANARY, "endpoint": format!("mysql://u:{CANARY}@h/d")},
+                "after_unknown": {}, "before_sensitive": {"password": true}, "after_sensitive": {"password": true}}
+        }],
+        "output_changes": {"o": {"actions": ["create"], "before": null, "after": CANARY,
+            "after_unknown": false, "before_sensitive": true, "after_sensitive": true}}
+    });
+    let f = store.path().join("canary.json");
+    std::fs::write(&f, serde_json::to_vec_pretty(&plan).unwrap()).unwrap();
+    for format in ["text", "json"] {
+        let run = ingest(&[
+            "--stack",
+            "a",
+            "--plan-json",
+            s(&f),
+            "--store",
+            s(&store.path().join("s")),
+            "--format",
+            format,
+        ]);
+        run.expect_code(0);
+        assert!(
+            !run.stdout.contains(CANARY) && !run.stderr.contains(CANARY),
+            "{}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+    // And a malformed variant: the error names the position, not the value.
+    std::fs::write(
+        &f,
+        format!("{{\"format_version\": \"1.2\", \"planned_values\": {{}}, \"x\": \"{CANARY}\" !}}"),
+    )
+    .unwrap();
+    let run = ingest(&[
+        "--stack",
+        "a",
+        "--plan-json",
+        s(&f),
+        "--store",
+        s(&store.path().join("s")),
+    ]);
+    run.expect_code(2);
+    assert!(!run.stderr.contains(CANARY), "{}", run.stderr);
+}
