@@ -42,6 +42,23 @@ pub fn parent(path: &str) -> &str {
     path.rfind('/').map_or("", |i| &path[..i])
 }
 
+/// The last component of a repository path (`a/b/c.tf` → `c.tf`).
+pub fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// `path` relative to the directory `root` (`None` when it is not below it). The empty `root`
+/// is the repository root.
+pub fn strip_dir<'a>(path: &'a str, root: &str) -> Option<&'a str> {
+    if root.is_empty() {
+        return Some(path);
+    }
+    if path == root {
+        return Some("");
+    }
+    path.strip_prefix(root)?.strip_prefix('/')
+}
+
 /// The directories containing `path`, innermost first, ending with the root `""`.
 pub fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     let mut next = (!path.is_empty()).then(|| parent(path));
@@ -72,6 +89,16 @@ mod tests {
         assert!(is_under("a/b", "a/b"));
         assert!(!is_under("a/bc", "a/b"));
         assert!(is_under("x", ""));
+    }
+
+    #[test]
+    fn names_and_relative_paths() {
+        assert_eq!(file_name("a/b/c.tf"), "c.tf");
+        assert_eq!(file_name("c.tf"), "c.tf");
+        assert_eq!(strip_dir("a/b/c", "a"), Some("b/c"));
+        assert_eq!(strip_dir("ab/c", "a"), None);
+        assert_eq!(strip_dir("a", "a"), Some(""));
+        assert_eq!(strip_dir("x/y", ""), Some("x/y"));
     }
 
     #[test]

@@ -90,19 +90,55 @@ fn candidate_dirs<'a>(
     for f in files {
         let dir = path::parent(f);
         if path::is_under(dir, root) {
-            let name = &f[if dir.is_empty() { 0 } else { dir.len() + 1 }..];
-            dirs.entry(dir.to_string()).or_default().push(name);
+            dirs.entry(dir.to_string())
+                .or_default()
+                .push(path::file_name(f));
         }
     }
     dirs
 }
 
 fn relative<'a>(dir: &'a str, root: &str) -> &'a str {
-    if root.is_empty() {
-        dir
-    } else {
-        dir.get(root.len() + 1..).unwrap_or("")
+    path::strip_dir(dir, root).unwrap_or("")
+}
+
+/// Stacks and apps of a revision by id and path only, without evaluating any configuration:
+/// enough to tell which units a change deleted.
+pub fn unit_ids<'a>(
+    config: &OrgConfig,
+    all_files: impl Iterator<Item = &'a str>,
+) -> (Vec<Unit>, Vec<Unit>) {
+    let mut stacks = BTreeMap::new();
+    let mut apps = BTreeMap::new();
+    let bare = |id: String, dir: &str, env: Option<String>| Unit {
+        id,
+        path: dir.to_string(),
+        env,
+        inputs: Vec::new(),
+        watch: Vec::new(),
+    };
+    for file in all_files {
+        let dir = path::parent(file);
+        let name = path::file_name(file);
+        if is_stack_file(name)
+            && let Some(c) = path::strip_dir(dir, &config.stacks.root)
+                .and_then(|rel| config.stacks.layout.capture(rel))
+        {
+            let env = c.values.get("env").cloned();
+            stacks
+                .entry(c.id.clone())
+                .or_insert_with(|| bare(c.id, dir, env));
+        }
+        if (kustomize::is_manifest_name(name) || kustomize::KUSTOMIZATION_FILES.contains(&name))
+            && let Some(c) = path::strip_dir(dir, &config.apps.root)
+                .and_then(|rel| config.apps.layout.capture(rel))
+        {
+            let env = config.app_env(&c.values);
+            apps.entry(c.id.clone())
+                .or_insert_with(|| bare(c.id, dir, env));
+        }
     }
+    (stacks.into_values().collect(), apps.into_values().collect())
 }
 
 /// Load the CODEOWNERS file GitHub would use.

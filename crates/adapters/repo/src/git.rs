@@ -197,11 +197,7 @@ impl Snapshot {
         for (path, entry) in &entries {
             let parent = sluice_model::path::parent(path);
             if entry.kind == EntryType::File {
-                let name = &path[if parent.is_empty() {
-                    0
-                } else {
-                    parent.len() + 1
-                }..];
+                let name = sluice_model::path::file_name(path);
                 files_in
                     .entry(parent.to_string())
                     .or_default()

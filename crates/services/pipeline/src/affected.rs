@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use serde::Serialize;
-use sluice_model::affected::{self, AffectedUnit, ChangedFile, Options, Unit};
+use sluice_model::affected::{self, AffectedUnit, ChangedFile, Options};
 use sluice_repo::discovery::Org;
 use sluice_repo::git;
 use sluice_repo::terragrunt::Warning;
@@ -61,7 +61,7 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
         return Err(PipelineError::Graph(lines.join("\n")));
     }
 
-    let base_units = unit_ids(&base_config, &base_snap);
+    let base_units = sluice_repo::discovery::unit_ids(&base_config, base_snap.files());
     let stack_units = org.stack_units(&head.config);
     let dangling = org.dangling_dependencies();
     let app_units = org.app_units(&head.config);
@@ -115,55 +115,6 @@ fn report_warning(w: &Warning) -> ReportWarning {
         file: w.file.clone(),
         line: w.line,
         message: w.message.clone(),
-    }
-}
-
-/// Stacks and apps of a revision by id and path only: enough to tell what was deleted,
-/// without evaluating any configuration.
-fn unit_ids(
-    config: &sluice_model::config::OrgConfig,
-    snapshot: &git::Snapshot,
-) -> (Vec<Unit>, Vec<Unit>) {
-    let mut stacks = std::collections::BTreeMap::new();
-    let mut apps = std::collections::BTreeMap::new();
-    for file in snapshot.files() {
-        let dir = sluice_model::path::parent(file);
-        let name = &file[if dir.is_empty() { 0 } else { dir.len() + 1 }..];
-        if let Some(rel) = strip_root(dir, &config.stacks.root)
-            && sluice_repo::discovery::is_stack_file(name)
-            && let Some(c) = config.stacks.layout.capture(rel)
-        {
-            stacks
-                .entry(c.id.clone())
-                .or_insert_with(|| bare_unit(c.id, dir, c.values.get("env").cloned()));
-        }
-        if let Some(rel) = strip_root(dir, &config.apps.root)
-            && (sluice_repo::kustomize::is_manifest_name(name)
-                || sluice_repo::kustomize::KUSTOMIZATION_FILES.contains(&name))
-            && let Some(c) = config.apps.layout.capture(rel)
-        {
-            let env = config.app_env(&c.values);
-            apps.entry(c.id.clone())
-                .or_insert_with(|| bare_unit(c.id, dir, env));
-        }
-    }
-    (stacks.into_values().collect(), apps.into_values().collect())
-}
-
-fn strip_root<'a>(dir: &'a str, root: &str) -> Option<&'a str> {
-    if root.is_empty() {
-        return Some(dir);
-    }
-    dir.strip_prefix(root)?.strip_prefix('/')
-}
-
-fn bare_unit(id: String, dir: &str, env: Option<String>) -> Unit {
-    Unit {
-        id,
-        path: dir.to_string(),
-        env,
-        inputs: Vec::new(),
-        watch: Vec::new(),
     }
 }
 
