@@ -215,15 +215,49 @@ pub fn default_rules(production_envs: &[String]) -> Result<Vec<RiskRule>, GlobEr
         },
         RiskRule {
             when: RiskWhen {
-                envs: prod,
+                envs: prod.clone(),
                 actions: vec![ChangeAction::Delete, ChangeAction::Replace],
                 ..Default::default()
             },
             risk: RiskLevel::R4,
             reason: "destructive production change".into(),
         },
+        // GitOps apps (resource types per `k8s_resource_type`).
+        RiskRule {
+            when: RiskWhen {
+                envs: prod,
+                resource_types: Some(GlobList::new(&[K8S_IMAGE])?),
+                ..Default::default()
+            },
+            risk: RiskLevel::R2,
+            reason: "production image change".into(),
+        },
+        RiskRule {
+            when: RiskWhen {
+                resource_types: Some(GlobList::new(&[
+                    "k8s:rbac.authorization.k8s.io/*",
+                    "k8s:apiextensions.k8s.io/CustomResourceDefinition",
+                    "k8s:admissionregistration.k8s.io/*",
+                ])?),
+                ..Default::default()
+            },
+            risk: RiskLevel::R3,
+            reason: "Kubernetes RBAC, CRD or admission change".into(),
+        },
     ])
 }
+
+/// The resource type risk rules see for a Kubernetes object: `k8s:<group>/<Kind>`, with
+/// `core` for the core group (`k8s:apps/Deployment`, `k8s:core/Secret`,
+/// `k8s:rbac.authorization.k8s.io/ClusterRole`).
+pub fn k8s_resource_type(group: &str, kind: &str) -> String {
+    let group = if group.is_empty() { "core" } else { group };
+    format!("k8s:{group}/{kind}")
+}
+
+/// The resource type of a container image reference that a change sets or changes (one fact
+/// per container, next to the fact of its workload).
+pub const K8S_IMAGE: &str = "k8s:image";
 
 /// Addresses of resources matching the rule's type and action conditions.
 fn matching_resources<'a>(when: &RiskWhen, input: &'a RiskInput<'_>) -> Vec<&'a str> {
@@ -340,6 +374,45 @@ mod tests {
             &[ChangeAction::Update],
         )];
         assert_eq!(classify(&rules, &input("prod", &tag)).risk, RiskLevel::R2);
+    }
+
+    #[test]
+    fn kubernetes_defaults() {
+        let rules = default_rules(&["prod".into()]).unwrap();
+        let image = [
+            res(
+                "Deployment/payments/payments",
+                &k8s_resource_type("apps", "Deployment"),
+                &[ChangeAction::Update],
+            ),
+            res(
+                "Deployment/payments/payments#payments",
+                K8S_IMAGE,
+                &[ChangeAction::Update],
+            ),
+        ];
+        assert_eq!(classify(&rules, &input("dev", &image)).risk, RiskLevel::R1);
+        let a = classify(&rules, &input("prod", &image));
+        assert_eq!(a.risk, RiskLevel::R2);
+        assert!(
+            a.reasons
+                .iter()
+                .any(|r| r.reason == "production image change"
+                    && r.addresses == ["Deployment/payments/payments#payments"])
+        );
+        let rbac = [res(
+            "ClusterRole/admin-ish",
+            &k8s_resource_type("rbac.authorization.k8s.io", "ClusterRole"),
+            &[ChangeAction::Create],
+        )];
+        assert_eq!(classify(&rules, &input("dev", &rbac)).risk, RiskLevel::R3);
+        let crd = [res(
+            "CustomResourceDefinition/widgets.acme.io",
+            &k8s_resource_type("apiextensions.k8s.io", "CustomResourceDefinition"),
+            &[ChangeAction::Update],
+        )];
+        assert_eq!(classify(&rules, &input("dev", &crd)).risk, RiskLevel::R3);
+        assert_eq!(k8s_resource_type("", "Secret"), "k8s:core/Secret");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub use bundle::{
     Bundle, BundleInput, PreviousCheckpoint, VerifiedBundle, VerifyError, verify_bundle,
     write_bundle,
 };
+pub use ed25519_dalek::VerifyingKey;
 pub use keys::EvidenceKey;
 pub use merkle::{Hash, MemoryTree, SubtreeHashes};
 

@@ -299,6 +299,31 @@ fn parse_params(v: &J) -> Result<Params, PolicyError> {
             "required_tags" => p.required_tags = string_list(v, &field(k))?,
             "production_envs" => p.production_envs = string_list(v, &field(k))?,
             "stateful_types" => p.stateful_types = string_list(v, &field(k))?,
+            "k8s_required_resources" => {
+                let list = string_list(v, &field(k))?;
+                for (i, r) in list.iter().enumerate() {
+                    if !builtin::K8S_RESOURCE_FIELDS.contains(&r.as_str()) {
+                        return Err(bad(
+                            &format!("{}[{i}]", field(k)),
+                            format!(
+                                "unknown resource `{r}` (known: {})",
+                                builtin::K8S_RESOURCE_FIELDS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                p.k8s_required_resources = list;
+            }
+            "k8s_loadbalancer_namespaces" => {
+                p.k8s_loadbalancer_namespaces = string_list(v, &field(k))?
+            }
+            "k8s_loadbalancer_approvers" => {
+                let groups = string_list(v, &field(k))?;
+                if groups.is_empty() {
+                    return Err(bad(&field(k), "must name at least one group"));
+                }
+                p.k8s_loadbalancer_approvers = groups;
+            }
             "stateful_approvers" | "open_ingress_approvers" => {
                 let groups = string_list(v, &field(k))?;
                 if groups.is_empty() {
@@ -423,5 +448,19 @@ mod tests {
                 .starts_with("sluice.yaml: policy.namespace: unknown field")
         );
         assert!(err(json!(["main"])).starts_with("sluice.yaml: policy: expected a mapping"));
+        assert!(
+            err(json!({"builtin": {"params": {"k8s_required_resources": ["limits.gpu"]}}}))
+                .starts_with("sluice.yaml: policy.builtin.params.k8s_required_resources[0]: unknown resource `limits.gpu`")
+        );
+        assert!(
+            err(json!({"builtin": {"params": {"k8s_loadbalancer_approvers": []}}}))
+                .contains("must name at least one group")
+        );
+        let k = parse(Some(&json!({"builtin": {"params": {"k8s_loadbalancer_namespaces": ["ingress"]}, "disable": ["k8s-probes"]}})))
+            .unwrap()
+            .builtin
+            .unwrap();
+        assert_eq!(k.params.k8s_loadbalancer_namespaces, ["ingress"]);
+        assert!(k.disabled.contains("k8s-probes"));
     }
 }

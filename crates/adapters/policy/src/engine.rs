@@ -24,7 +24,7 @@ use regorus::utils::limits::ExecutionTimerConfig;
 use sluice_model::exception::{self, Exception, Resolution, Timestamp};
 use sluice_model::glob::GlobList;
 
-use crate::builtin::{self, Params};
+use crate::builtin::{self, Params, Target};
 use crate::bundle::{Bundle, FileKind, Origin, RegoVersion};
 use crate::canonical;
 use crate::error::{self, PolicyError};
@@ -107,8 +107,10 @@ struct BuiltinMeta {
     outcome: Option<Outcome>,
     groups: Option<Vec<String>>,
     severity: &'static str,
-    /// Resource types the rule reads (`*` suffix: a prefix); empty: every change.
+    /// Resource types (plan rules) or kinds (manifest rules) the rule reads (`*` suffix: a
+    /// prefix); empty: everything.
     reads: &'static [&'static str],
+    target: Target,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +140,8 @@ struct Compiled {
     entrypoints: Vec<Entrypoint>,
     /// Rule ids a bundle's sources declare literally (`"id": "..."`), for exception review.
     declared_ids: BTreeSet<String>,
+    /// The inputs a built-in bundle judges; `None` (user bundles): every input.
+    target: Option<Target>,
 }
 
 /// A compiled set of bundles, ready to evaluate inputs.
@@ -376,31 +380,40 @@ impl PolicyEngine {
                     });
                 }
             }
-            let bundle = builtin::bundle(&settings.params)?;
-            let engine = compile_bundle(&bundle, false, Some(&extra))?;
-            let entrypoints = discover_entrypoints(&engine, |package| {
-                let rule = builtin::RULES.iter().find(|r| r.package == package)?;
-                if settings.disabled.contains(rule.id) {
-                    return None;
-                }
-                let o = settings.overrides.get(rule.id);
-                Some(Some(BuiltinMeta {
-                    id: rule.id,
-                    outcome: o.and_then(|o| o.outcome),
-                    groups: o.and_then(|o| o.groups.clone()),
-                    severity: rule.severity.as_str(),
-                    reads: rule.reads,
-                }))
-            })?;
-            bundles.push(Compiled {
-                reference: BundleRef {
-                    name: bundle.name.clone(),
-                    version: bundle.version(),
-                },
-                engine,
-                entrypoints,
-                declared_ids: builtin::RULES.iter().map(|r| r.id.to_string()).collect(),
-            });
+            for (target, bundle) in builtin::bundles(&settings.params)? {
+                let engine = compile_bundle(&bundle, false, Some(&extra))?;
+                let entrypoints = discover_entrypoints(&engine, |package| {
+                    let rule = builtin::RULES
+                        .iter()
+                        .find(|r| r.package == package && r.target == target)?;
+                    if settings.disabled.contains(rule.id) {
+                        return None;
+                    }
+                    let o = settings.overrides.get(rule.id);
+                    Some(Some(BuiltinMeta {
+                        id: rule.id,
+                        outcome: o.and_then(|o| o.outcome),
+                        groups: o.and_then(|o| o.groups.clone()),
+                        severity: rule.severity.as_str(),
+                        reads: rule.reads,
+                        target,
+                    }))
+                })?;
+                bundles.push(Compiled {
+                    reference: BundleRef {
+                        name: bundle.name.clone(),
+                        version: bundle.version(),
+                    },
+                    engine,
+                    entrypoints,
+                    declared_ids: builtin::RULES
+                        .iter()
+                        .filter(|r| r.target == target)
+                        .map(|r| r.id.to_string())
+                        .collect(),
+                    target: Some(target),
+                });
+            }
         }
         let namespaces = namespace_matcher(&spec.options.namespaces)?;
         for bundle in &spec.bundles {
@@ -421,6 +434,7 @@ impl PolicyEngine {
                 engine,
                 declared_ids: declared_ids(bundle),
                 entrypoints,
+                target: None,
             });
         }
         Ok(PolicyEngine {
@@ -490,11 +504,18 @@ impl PolicyEngine {
         let value =
             value.map_err(|e| PolicyError::Input(format!("not accepted by the engine: {e}")))?;
 
+        // Built-in bundles judge only their kind of input (plan or manifests).
+        let target = Target::of(&input.document);
+        let selected: Vec<&Compiled> = self
+            .bundles
+            .iter()
+            .filter(|b| b.target.is_none_or(|t| t == target))
+            .collect();
         // Bundles run side by side, each on its own worker with its own deadline.
         let outputs: Vec<Vec<(usize, RawOutput)>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .bundles
+            let handles: Vec<_> = selected
                 .iter()
+                .copied()
                 .map(|b| {
                     let value = value.clone();
                     scope.spawn(move || self.run_bundle(b, value))
@@ -507,7 +528,7 @@ impl PolicyEngine {
         });
 
         let mut results = Vec::new();
-        for (bundle, outputs) in self.bundles.iter().zip(outputs) {
+        for (bundle, outputs) in selected.iter().copied().zip(outputs) {
             for (idx, output) in outputs {
                 let ep = &bundle.entrypoints[idx];
                 results.extend(self.results_of(bundle, ep, output, &input.unit));
@@ -519,7 +540,7 @@ impl PolicyEngine {
                 name: "regorus".into(),
                 version: REGORUS_VERSION.into(),
             },
-            bundles: self.bundle_refs(),
+            bundles: selected.iter().map(|b| b.reference.clone()).collect(),
             input_digest,
             results,
             exceptions_applied: Vec::new(),
@@ -549,9 +570,10 @@ impl PolicyEngine {
             .enumerate()
             .map(|(i, ep)| {
                 let view = match &ep.builtin {
-                    Some(b) if self.options.input_views && !b.reads.is_empty() => {
-                        view_of(&input, b.reads)
-                    }
+                    Some(b) if self.options.input_views && !b.reads.is_empty() => match b.target {
+                        Target::Plan => view_of(&input, b.reads),
+                        Target::Manifests => manifests_view(&input, b.reads),
+                    },
                     _ => input.clone(),
                 };
                 (i, ep.path.clone(), view)
@@ -796,6 +818,32 @@ fn view_of(input: &regorus::Value, types: &[&str]) -> regorus::Value {
         key("plan"),
         regorus::Value::Object(std::sync::Arc::new(plan_obj)),
     );
+    regorus::Value::Object(std::sync::Arc::new(doc))
+}
+
+/// The input with `manifests` narrowed to objects of the given kinds (`input.manifest`, one
+/// object, is left as it is). Shares everything it keeps, like [`view_of`].
+fn manifests_view(input: &regorus::Value, kinds: &[&str]) -> regorus::Value {
+    let key = |k: &str| regorus::Value::from(k);
+    let Ok(doc) = input.as_object() else {
+        return input.clone();
+    };
+    let Some(Ok(objects)) = doc.get(&key("manifests")).map(|m| m.as_array()) else {
+        return input.clone();
+    };
+    let kept: Vec<regorus::Value> = objects
+        .iter()
+        .filter(|o| {
+            o.as_object()
+                .ok()
+                .and_then(|o| o.get(&key("kind")))
+                .and_then(|k| k.as_string().ok())
+                .is_some_and(|k| kinds.contains(&k.as_ref()))
+        })
+        .cloned()
+        .collect();
+    let mut doc = doc.clone();
+    doc.insert(key("manifests"), regorus::Value::from(kept));
     regorus::Value::Object(std::sync::Arc::new(doc))
 }
 

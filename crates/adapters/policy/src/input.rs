@@ -1,6 +1,8 @@
 //! The input document policies see. For a stack's plan it is
-//! `{"plan": …, "change": …, "stack": …}` (conftest's conventions, sluice's names); other stages
-//! (GitOps manifests) build their own document and use the same engine.
+//! `{"plan": …, "change": …, "stack": …}` (conftest's conventions, sluice's names); for an app's
+//! rendered manifests `{"manifests": [...], "change": …, "app": …}` (or `"manifest"` for one
+//! object). Secret values never reach a policy: plan state and variables are stripped, and
+//! Secret manifests' values are replaced by `<redacted>`.
 
 use serde::Serialize;
 
@@ -70,6 +72,113 @@ impl EvalInput {
     }
 }
 
+/// What `input.app` holds for a GitOps app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AppContext {
+    /// The app id (`prod-ap-southeast-1/payments`).
+    pub id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub env: String,
+    /// Whether `env` is a protected (production) environment.
+    pub protected: bool,
+    /// Destination namespace applied to namespaced objects without one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    /// Repository folder of the app.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path: String,
+}
+
+/// Replaces every Secret value in a policy input.
+pub const REDACTED: &str = "<redacted>";
+
+impl EvalInput {
+    /// The input for an app's rendered objects: `input.manifests` (Secret values redacted),
+    /// `input.change` and `input.app`. Exception globs match `app-id/Kind/namespace/name`.
+    pub fn manifests(
+        objects: &[serde_json::Value],
+        change: &ChangeContext,
+        app: &AppContext,
+    ) -> Self {
+        let objects: Vec<serde_json::Value> = objects.iter().map(redact_manifest).collect();
+        Self::app_document("manifests", serde_json::Value::Array(objects), change, app)
+    }
+
+    /// The input for one object: `input.manifest` (Secret values redacted), `input.change`
+    /// and `input.app`.
+    pub fn manifest(object: &serde_json::Value, change: &ChangeContext, app: &AppContext) -> Self {
+        Self::app_document("manifest", redact_manifest(object), change, app)
+    }
+
+    fn app_document(
+        key: &str,
+        value: serde_json::Value,
+        change: &ChangeContext,
+        app: &AppContext,
+    ) -> Self {
+        let mut change = change.clone();
+        if change.stack.is_empty() {
+            change.stack = app.id.clone();
+        }
+        if change.env.is_empty() {
+            change.env = app.env.clone();
+        }
+        if change.production.is_none() {
+            change.production = Some(app.protected);
+        }
+        let mut doc = serde_json::Map::new();
+        doc.insert(key.into(), value);
+        doc.insert(
+            "change".into(),
+            serde_json::to_value(&change).expect("change context serializes"),
+        );
+        doc.insert(
+            "app".into(),
+            serde_json::to_value(app).expect("app context serializes"),
+        );
+        EvalInput {
+            document: serde_json::Value::Object(doc),
+            unit: change.stack.clone(),
+        }
+    }
+}
+
+/// A copy of a manifest a policy may see: for a core `Secret`, every value of `data` and
+/// `stringData` (and a `last-applied-configuration` annotation, which repeats them) becomes
+/// `<redacted>`; keys stay, so policies can name them. Other objects are unchanged.
+pub fn redact_manifest(object: &serde_json::Value) -> serde_json::Value {
+    let mut out = object.clone();
+    let is_secret = object.get("kind").and_then(|k| k.as_str()) == Some("Secret")
+        && object
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .is_none_or(|v| v == "v1");
+    if !is_secret {
+        return out;
+    }
+    for field in ["data", "stringData"] {
+        if let Some(map) = out.get_mut(field).and_then(|d| d.as_object_mut()) {
+            for v in map.values_mut() {
+                *v = serde_json::Value::String(REDACTED.into());
+            }
+        } else if let Some(v) = out.get_mut(field)
+            && !v.is_null()
+        {
+            *v = serde_json::Value::String(REDACTED.into());
+        }
+    }
+    if let Some(ann) = out
+        .pointer_mut("/metadata/annotations")
+        .and_then(|a| a.as_object_mut())
+        && let Some(v) = ann.get_mut("kubectl.kubernetes.io/last-applied-configuration")
+    {
+        *v = serde_json::Value::String(REDACTED.into());
+    }
+    out
+}
+
 /// A copy of the plan without the keys policies must never see.
 pub fn strip_plan(plan: &serde_json::Value) -> serde_json::Value {
     match plan {
@@ -111,5 +220,37 @@ mod tests {
             json!({"env": "prod", "stack": "prod/eu-west-1/data", "production": true})
         );
         assert_eq!(input.unit, "prod/eu-west-1/data");
+    }
+
+    #[test]
+    fn manifest_input_redacts_secret_values_and_keeps_keys() {
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db", "namespace": "pay", "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"password\":\"aHVudGVyMi1jYW5hcnk=\"}}"}},
+            "data": {"password": "aHVudGVyMi1jYW5hcnk="},
+            "stringData": {"token": "hunter2-canary"}
+        });
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "visible"}});
+        let app = AppContext {
+            id: "prod-eu/payments".into(),
+            env: "prod".into(),
+            protected: true,
+            ..Default::default()
+        };
+        let input = EvalInput::manifests(&[secret.clone(), cm], &ChangeContext::default(), &app);
+        let text = input.document.to_string();
+        assert!(
+            !text.contains("hunter2-canary") && !text.contains("aHVudGVy"),
+            "{text}"
+        );
+        assert_eq!(input.document["manifests"][0]["data"]["password"], REDACTED);
+        assert_eq!(input.document["manifests"][1]["data"]["k"], "visible");
+        assert_eq!(input.document["change"]["stack"], "prod-eu/payments");
+        assert_eq!(input.document["change"]["production"], true);
+        assert_eq!(input.document["app"]["protected"], true);
+        assert_eq!(input.unit, "prod-eu/payments");
+        let one = EvalInput::manifest(&secret, &ChangeContext::default(), &app);
+        assert!(!one.document.to_string().contains("hunter2-canary"));
     }
 }

@@ -7,6 +7,7 @@
 //! - [`exceptions`]: exception files with positions (the model lives in
 //!   `sluice_model::exception`).
 //! - [`config`]: the `policy:` section of `sluice.yaml`.
+//! - [`gatekeeper`]: Gatekeeper ConstraintTemplates and constraints, and `suite.yaml` runs.
 //! - [`testing`]: `sluice policy test`, running `test_*` rules like `opa test`.
 //!
 //! [`from_revision`] wires them for a platform repository revision.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod exceptions;
+pub mod gatekeeper;
 pub mod input;
 pub mod record;
 pub mod testing;
@@ -30,7 +32,7 @@ pub use bundle::Bundle;
 pub use config::PolicyConfig;
 pub use engine::{EngineOptions, EngineSpec, PolicyEngine};
 pub use error::PolicyError;
-pub use input::{ChangeContext, EvalInput};
+pub use input::{AppContext, ChangeContext, EvalInput};
 pub use record::{Decision, DecisionRecord, Outcome, RuleResult};
 
 /// The logical repos the policy stage reads by default (DESIGN.md §5).

@@ -123,7 +123,11 @@ fn loads_bundles_config_and_exceptions_from_a_revision() {
     let org = org("policy:\n  builtin:\n    disable: [required-tags]\n");
     let setup = sluice_policy::from_revision(&snap, &org, now()).unwrap();
     let refs = setup.engine.bundle_refs();
-    assert_eq!(refs.len(), 2);
+    assert_eq!(
+        refs.len(),
+        3,
+        "builtin, builtin-k8s and the library: {refs:?}"
+    );
     let library = refs.iter().find(|b| b.name == "policy-library").unwrap();
     let (commit, digest) = library.version.split_once('+').unwrap();
     assert_eq!(commit, snap.commit.to_string());

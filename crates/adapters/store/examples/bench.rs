@@ -9,13 +9,7 @@
 //!
 //! SQLite runs in a temporary directory; PostgreSQL in a schema of its own, dropped afterwards.
 
-use std::str::FromStr as _;
-use std::sync::Arc;
-
 use sluice_store::bench;
-use sluice_store::{PgStore, SqliteStore};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions as _, Connection as _};
 
 struct Args {
     backend: String,
@@ -56,10 +50,8 @@ fn parse_args() -> Result<Args, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     if matches!(args.backend.as_str(), "sqlite" | "both") {
-        let dir = tempfile::tempdir()?;
-        let store = Arc::new(SqliteStore::open(dir.path().join("sluice.db")).await?);
-        let report = bench::run(
-            store,
+        let report = bench::run_sqlite_scratch(
+            &std::env::temp_dir(),
             args.appends,
             args.callers,
             args.log_size,
@@ -69,34 +61,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{report}");
     }
     if matches!(args.backend.as_str(), "postgres" | "both") {
-        let base = PgConnectOptions::from_str(&args.postgres_url)?;
-        let schema = format!("sluice_bench_{}", std::process::id());
-        let mut conn = base.connect().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut conn)
-            .await?;
-        let result = async {
-            let store = Arc::new(
-                PgStore::open_with(base.clone().options([("search_path", schema.as_str())]))
-                    .await?,
-            );
-            let report = bench::run(
-                store.clone(),
-                args.appends,
-                args.callers,
-                args.log_size,
-                args.samples,
-            )
-            .await?;
-            store.pool().close().await;
-            Ok::<_, sluice_store::StoreError>(report)
-        }
-        .await;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .execute(&mut conn)
-            .await?;
-        conn.close().await?;
-        println!("{}", result?);
+        let report = bench::run_postgres_scratch(
+            &args.postgres_url,
+            args.appends,
+            args.callers,
+            args.log_size,
+            args.samples,
+        )
+        .await?;
+        println!("{report}");
     }
     Ok(())
 }

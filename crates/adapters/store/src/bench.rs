@@ -237,3 +237,78 @@ impl fmt::Display for Report {
         )
     }
 }
+
+/// [`run`] on a fresh SQLite store in a scratch directory under `parent` (removed afterwards),
+/// so the figures never include an existing log.
+pub async fn run_sqlite_scratch(
+    parent: &std::path::Path,
+    appends: u64,
+    callers: usize,
+    log_size: u64,
+    proof_samples: usize,
+) -> Result<Report> {
+    let dir = parent.join(format!(
+        "sluice-bench-{}-{}",
+        std::process::id(),
+        crate::records::now_millis()
+    ));
+    let result = async {
+        let store = Arc::new(crate::SqliteStore::open(dir.join(crate::DEFAULT_DATABASE)).await?);
+        let report = run(store.clone(), appends, callers, log_size, proof_samples).await;
+        store.pool().close().await;
+        report
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// [`run`] on PostgreSQL at `url`, in a schema of its own (`sluice_bench_<pid>_<ms>`) that is
+/// dropped afterwards, so the figures never include (or disturb) an existing log.
+pub async fn run_postgres_scratch(
+    url: &str,
+    appends: u64,
+    callers: usize,
+    log_size: u64,
+    proof_samples: usize,
+) -> Result<Report> {
+    use sqlx::{ConnectOptions as _, Connection as _};
+    use std::str::FromStr as _;
+    let base =
+        sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| StoreError::BadLocation {
+            input: crate::backend::postgres::redact_url(url),
+            reason: format!("not a PostgreSQL URL: {e}"),
+        })?;
+    let unreachable = |e: sqlx::Error| StoreError::BadLocation {
+        input: crate::backend::postgres::redact_url(url),
+        reason: format!("cannot connect: {e}"),
+    };
+    let schema = format!(
+        "sluice_bench_{}_{}",
+        std::process::id(),
+        crate::records::now_millis()
+    );
+    let mut conn = base.connect().await.map_err(unreachable)?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .map_err(crate::error::db("creating the benchmark schema"))?;
+    let result = async {
+        let store = Arc::new(
+            crate::PgStore::open_with(base.clone().options([("search_path", schema.as_str())]))
+                .await?,
+        );
+        let report = run(store.clone(), appends, callers, log_size, proof_samples).await;
+        store.pool().close().await;
+        report
+    }
+    .await;
+    let dropped = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut conn)
+        .await
+        .map_err(crate::error::db("dropping the benchmark schema"));
+    let _ = conn.close().await;
+    let report = result?;
+    dropped?;
+    Ok(report)
+}

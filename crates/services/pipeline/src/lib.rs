@@ -2,9 +2,13 @@
 //! parsers, discovery) and the pure decisions of `sluice-model`, and shapes their reports.
 
 pub mod affected;
+pub mod apps;
 pub mod bench;
+pub mod check;
+pub mod decide;
 pub mod demo;
 pub mod error;
+pub mod evidence;
 pub mod generate;
 pub mod plangen;
 pub mod pr;

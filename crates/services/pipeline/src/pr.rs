@@ -1,29 +1,67 @@
-//! `sluice pr`: the PR report. It runs the stages that exist over a change (propose, affected
-//! detection, validate) and records the others as not run, never invented, so a reviewer can
-//! decide from the PR alone what the change touches, what blocks it and who must review it.
+//! `sluice pr`: the PR report. It runs the stages of the change flow over a change — propose
+//! (correlation ids), validate, and for every affected stack plan (stage 4), policy (5) and
+//! the approvals it needs (6) — and records a stage that did not run as not run, never
+//! invented, so a reviewer can decide from the PR alone what the change does, what blocks it
+//! and who must approve it.
+//!
+//! Where a stack's plan comes from ([`PrOptions`]):
+//! - `plans_dir`: plan JSON files made elsewhere (the user's CI), one per stack, named by
+//!   [`plan_file_name`]: the stack id with `/` replaced by `__`, plus `.json`
+//!   (`prod/ap-southeast-1/rds-payments` → `prod__ap-southeast-1__rds-payments.json`);
+//! - `run_plans`: sluice runs OpenTofu/Terraform/Terragrunt itself (as `sluice plan` does) for
+//!   the stacks without a file, storing each plan as a secret in the plan store.
+//!
+//! Plans already ingested into the plan store are not looked up: the store is
+//! content-addressed (a digest names a blob) and keeps no index from stack and commit to
+//! digest, so "the plan of this stack at this commit" cannot be found there yet.
+//!
+//! Validation blocks stages 3–7 (DESIGN.md §2): when it fails, no plan is read or made.
+//!
+//! The Markdown report is a list of self-contained blocks ([`sections`]) that
+//! [`render_markdown_parts`] packs into PR comments under GitHub's 65,536-character limit.
+//! A new section (e.g. apps) is one more field on [`PrReport`] and one more push in
+//! [`sections`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use serde_json::Value;
+use sluice_iac::config::PlanConfig;
+use sluice_iac::driver::{Driver, Outcome as PlanOutcome, StackSpec};
+use sluice_iac::store::FsPlanStore;
 use sluice_model::affected::{AffectedUnit, UnitStatus};
 use sluice_model::change::ChangeId;
 use sluice_model::config::{OrgConfig, RepoLocation};
+use sluice_model::exception::Timestamp;
 use sluice_model::path;
+use sluice_model::plan::Plan;
 use sluice_model::stage::{STAGES, Stage};
+use sluice_policy::PolicyError;
+use sluice_repo::config::ConfigError;
 
 use crate::affected::{self, AffectedReport};
-use crate::error::PipelineError;
+use crate::check::{CheckError, Checker, Target};
+use crate::decide::{self, PlanNote, StackDecision, Status};
+use crate::error::{PipelineError, exit};
 use crate::validation::{self, ValidationReport};
 
 pub const SCHEMA: &str = "sluice.pr/v1";
 
-#[derive(Debug, Clone, Serialize)]
+/// GitHub's limit on the body of one issue or PR comment, in characters.
+pub const COMMENT_LIMIT: usize = 65_536;
+
+// Not `Copy`: callers serialise it by reference (the evidence recorder reads its name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
     Passed,
     Blocked,
+    /// The stage ran for some units and not for others (some stacks have no plan).
+    Partial,
+    /// The stage's output is known but waits for people (approvals to be given).
+    Pending,
     /// The stage is not part of this build yet or was not run for this change.
     NotRun,
 }
@@ -46,6 +84,102 @@ pub struct UnitChange {
     pub owners: Vec<String>,
 }
 
+/// Where a stack's plan came from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PlanSource {
+    /// A plan JSON file from `--plans DIR`.
+    File {
+        path: String,
+        /// Who made the file, when the caller knows (the demo says it wrote them).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// sluice ran the engine; the plan is stored under its digest.
+    Engine { engine: String, plan_digest: String },
+}
+
+impl PlanSource {
+    fn describe(&self) -> String {
+        match self {
+            PlanSource::File { path, note: None } => format!("plan JSON {path}"),
+            PlanSource::File {
+                path,
+                note: Some(n),
+            } => format!("plan JSON {path} ({n})"),
+            PlanSource::Engine {
+                engine,
+                plan_digest,
+            } => format!("{engine}, plan {plan_digest}"),
+        }
+    }
+}
+
+/// Stage 4 for one stack.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PlanState {
+    NotRun {
+        reason: String,
+    },
+    Planned {
+        source: PlanSource,
+    },
+    Failed {
+        /// `engine_missing`, `auth`, `module`, `state_lock`, `plan`, `plan_json`, …
+        class: String,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+        /// Last lines of the engine's stderr, redacted.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        stderr_excerpt: Vec<String>,
+    },
+}
+
+/// Stages 4–6 for one affected stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackReport {
+    pub id: String,
+    pub change_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    pub status: UnitStatus,
+    pub plan: PlanState,
+    /// Policy, risk and approvals; present exactly when the plan is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<StackDecision>,
+}
+
+/// What the change as a whole may do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every affected stack was planned and allowed without approvals.
+    Allowed,
+    /// Allowed once the listed approvals are given.
+    ApprovalsRequired,
+    /// Some stack has no plan, so policy and risk were not decided for it.
+    Undecided,
+    /// A stack could not be planned (or its plan JSON could not be read).
+    PlanFailed,
+    Denied,
+    ValidationBlocked,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::ApprovalsRequired => "approvals required",
+            Verdict::Undecided => "undecided (plan not run)",
+            Verdict::PlanFailed => "PLAN FAILED",
+            Verdict::Denied => "DENIED",
+            Verdict::ValidationBlocked => "BLOCKED by validation",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PrReport {
     pub schema: &'static str,
@@ -54,22 +188,82 @@ pub struct PrReport {
     pub pr: Option<u64>,
     pub base: String,
     pub head: String,
+    /// Validation blocked the change or a policy denied it.
     pub blocked: bool,
+    pub verdict: Verdict,
     pub changes: Vec<UnitChange>,
     /// Reviewers CODEOWNERS requires for the affected units.
     pub reviewers: Vec<String>,
     pub stages: Vec<StageResult>,
+    /// Stages 4–6 per affected stack.
+    pub stacks: Vec<StackReport>,
+    /// What the reader must know about where plans came from (e.g. written by the demo).
+    pub notes: Vec<String>,
+    /// Unused plan files, exception notices and similar.
+    pub warnings: Vec<String>,
     pub affected: AffectedReport,
     pub validation: ValidationReport,
 }
 
-/// Run the available stages for `base..head` and assemble the report.
+impl PrReport {
+    /// 0 allowed (approvals may be required, or plans were not given), 1 denied or blocked by
+    /// validation, 3 a plan failed.
+    pub fn exit_code(&self) -> i32 {
+        match self.verdict {
+            Verdict::ValidationBlocked | Verdict::Denied => exit::BLOCKED,
+            Verdict::PlanFailed => exit::REPO,
+            Verdict::Undecided | Verdict::ApprovalsRequired | Verdict::Allowed => exit::OK,
+        }
+    }
+}
+
+/// How `sluice pr` gets plans and judges exceptions.
+#[derive(Debug, Clone, Default)]
+pub struct PrOptions {
+    pub pr: Option<u64>,
+    /// Plan JSON per stack, named by [`plan_file_name`].
+    pub plans_dir: Option<PathBuf>,
+    /// Run the engine for stacks without a plan file.
+    pub run_plans: bool,
+    /// Plan store for engine runs (default `<repo>/.sluice`).
+    pub store: Option<PathBuf>,
+    /// Said of every plan read from `plans_dir`, and once in the report's notes.
+    pub plans_note: Option<String>,
+    /// Judge exception expiry at this instant (default: now).
+    pub now: Option<Timestamp>,
+}
+
+/// The plan file name of a stack in `--plans DIR`: `/` becomes `__`, then `.json`.
+pub fn plan_file_name(stack_id: &str) -> String {
+    format!("{}.json", stack_id.replace('/', "__"))
+}
+
+/// Run the stages without plans (stages 4–6 not run) for `base..head`.
 pub fn run(
     repo: &Path,
     base: &str,
     head: &str,
     pr: Option<u64>,
 ) -> Result<PrReport, PipelineError> {
+    run_with(
+        repo,
+        base,
+        head,
+        &PrOptions {
+            pr,
+            ..Default::default()
+        },
+    )
+}
+
+/// Run every stage the options allow for `base..head` and assemble the report.
+pub fn run_with(
+    repo: &Path,
+    base: &str,
+    head: &str,
+    opts: &PrOptions,
+) -> Result<PrReport, PipelineError> {
+    let pr = opts.pr;
     let analysis = affected::run(repo, base, head)?;
     let scope: Vec<String> = analysis
         .changes
@@ -122,20 +316,372 @@ pub fn run(
         .iter()
         .flat_map(|c| c.owners.iter().cloned())
         .collect();
-    let stages = stage_results(&changes, &validation);
+
+    let mut warnings = Vec::new();
+    let mut notes = Vec::new();
+    let store_root = opts.store.clone().unwrap_or_else(|| repo.join(".sluice"));
+    let stacks = stack_stages(
+        &analysis,
+        &validation,
+        opts,
+        &store_root,
+        &mut warnings,
+        &mut notes,
+    )?;
+    let stages = stage_results(&changes, &validation, &stacks);
+    let verdict = verdict(validation.passed, &stacks);
     Ok(PrReport {
         schema: SCHEMA,
         org: config.org.clone(),
         pr,
         base: analysis.report.base.clone(),
         head: analysis.report.head.clone(),
-        blocked: !validation.passed,
+        blocked: matches!(verdict, Verdict::ValidationBlocked | Verdict::Denied),
+        verdict,
         changes,
         reviewers: reviewers.into_iter().collect(),
         stages,
+        stacks,
+        notes,
+        warnings,
         affected: analysis.report,
         validation,
     })
+}
+
+/// The change's verdict from validation and the stacks' stages (worst first).
+pub fn verdict(validation_passed: bool, stacks: &[StackReport]) -> Verdict {
+    if !validation_passed {
+        return Verdict::ValidationBlocked;
+    }
+    let status = |s: Status| {
+        stacks
+            .iter()
+            .any(|r| r.decision.as_ref().is_some_and(|d| d.status == s))
+    };
+    if status(Status::Denied) {
+        Verdict::Denied
+    } else if stacks
+        .iter()
+        .any(|s| matches!(s.plan, PlanState::Failed { .. }))
+    {
+        Verdict::PlanFailed
+    } else if stacks
+        .iter()
+        .any(|s| s.decision.is_none() && s.status != UnitStatus::Deleted)
+    {
+        Verdict::Undecided
+    } else if status(Status::ApprovalsRequired) {
+        Verdict::ApprovalsRequired
+    } else {
+        Verdict::Allowed
+    }
+}
+
+/// A plan waiting to be checked.
+enum Pending {
+    Plan(Box<Plan>, PlanSource),
+    Failed(PlanState),
+}
+
+/// Stages 4–6 for every affected stack.
+fn stack_stages(
+    analysis: &affected::Analysis,
+    validation: &ValidationReport,
+    opts: &PrOptions,
+    store_root: &Path,
+    warnings: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<StackReport>, PipelineError> {
+    let config = &analysis.head.config;
+    let units = &analysis.report.stacks;
+    let mut pending: BTreeMap<usize, Pending> = BTreeMap::new();
+    let mut not_run: BTreeMap<usize, String> = BTreeMap::new();
+    let mut to_engine: Vec<(usize, StackSpec)> = Vec::new();
+
+    if let Some(dir) = &opts.plans_dir {
+        unused_plan_files(dir, units, warnings);
+        if let Some(n) = &opts.plans_note {
+            notes.push(format!("plans read from {}: {n}", dir.display()));
+        }
+    }
+    for (i, u) in units.iter().enumerate() {
+        if !validation.passed {
+            not_run.insert(
+                i,
+                "validation blocked the change (stage 2 blocks stages 3–7)".into(),
+            );
+            continue;
+        }
+        if u.status == UnitStatus::Deleted {
+            not_run.insert(
+                i,
+                "deleted at head: nothing to plan here (destroying its resources needs a \
+                 destroy plan of the base revision)"
+                    .into(),
+            );
+            continue;
+        }
+        if let Some(dir) = &opts.plans_dir {
+            let file = dir.join(plan_file_name(&u.id));
+            if file.exists() {
+                pending.insert(i, read_plan_file(&file, opts.plans_note.clone()));
+                continue;
+            }
+        }
+        if opts.run_plans
+            && let Some(s) = analysis.org.stacks.iter().find(|s| s.id == u.id)
+        {
+            to_engine.push((i, StackSpec::from_discovered(s)));
+            continue;
+        }
+        not_run.insert(
+            i,
+            match &opts.plans_dir {
+                Some(dir) => format!(
+                    "no plan: {} not found{}",
+                    dir.join(plan_file_name(&u.id)).display(),
+                    if opts.run_plans {
+                        ""
+                    } else {
+                        " (or pass --run-plans to plan with the engine)"
+                    }
+                ),
+                None => {
+                    "no plan given: pass --plans DIR (plan JSON per stack) or --run-plans".into()
+                }
+            },
+        );
+    }
+    if !to_engine.is_empty() {
+        for (i, p) in run_engine(analysis, store_root, &to_engine)? {
+            pending.insert(i, p);
+        }
+    }
+
+    let checker = if pending.values().any(|p| matches!(p, Pending::Plan(..))) {
+        let c = Checker::for_revision(
+            &analysis.head,
+            analysis.org.codeowners.clone(),
+            opts.now.unwrap_or_else(sluice_policy::now),
+        )
+        .map_err(check_to_pipeline)?;
+        warnings.extend(c.warnings());
+        Some(c)
+    } else {
+        None
+    };
+
+    let mut out = Vec::with_capacity(units.len());
+    for (i, u) in units.iter().enumerate() {
+        let cid = change_id(config, u, opts.pr, &analysis.report.head).to_string();
+        let (plan, decision) = match pending.remove(&i) {
+            Some(Pending::Plan(plan, source)) => {
+                let checker = checker.as_ref().expect("built when a plan is pending");
+                let target = stack_target(analysis, u, cid.clone());
+                let decision = checker.check(*plan, &target).map_err(check_to_pipeline)?;
+                (PlanState::Planned { source }, Some(decision))
+            }
+            Some(Pending::Failed(state)) => (state, None),
+            None => (
+                PlanState::NotRun {
+                    reason: not_run.remove(&i).unwrap_or_default(),
+                },
+                None,
+            ),
+        };
+        out.push(StackReport {
+            id: u.id.clone(),
+            change_id: cid,
+            env: u.env.clone(),
+            status: u.status,
+            plan,
+            decision,
+        });
+    }
+    Ok(out)
+}
+
+/// The check target of an affected stack: CODEOWNERS is matched on the changed files that
+/// made it affected, or on the stack's own files when it is affected only as a dependent.
+fn stack_target(analysis: &affected::Analysis, u: &AffectedUnit, cid: String) -> Target {
+    let config = &analysis.head.config;
+    let mut paths: BTreeSet<String> = u.reasons.iter().filter_map(|r| r.path.clone()).collect();
+    let stack = analysis.org.stacks.iter().find(|s| s.id == u.id);
+    if paths.is_empty() {
+        paths = analysis
+            .head
+            .snapshot
+            .files_under(&u.path)
+            .map(str::to_string)
+            .collect();
+    }
+    let env = u.env.clone().unwrap_or_default();
+    let mut target = match stack {
+        Some(s) => Target::of_stack(s, config.is_protected(&s.env), paths.into_iter().collect()),
+        None => Target {
+            stack: u.id.clone(),
+            production: config.is_protected(&env),
+            env,
+            paths: paths.into_iter().collect(),
+            stack_json: serde_json::json!({"id": u.id}),
+            ..Default::default()
+        },
+    };
+    target.change_id = Some(cid);
+    target.base = Some(analysis.report.base.clone());
+    target.head = Some(analysis.report.head.clone());
+    target
+}
+
+fn read_plan_file(file: &Path, note: Option<String>) -> Pending {
+    let name = file.display().to_string();
+    let failed = |class: &str, message: String| {
+        Pending::Failed(PlanState::Failed {
+            class: class.into(),
+            message,
+            hint: Some(
+                "give the output of `tofu show -json PLANFILE` (or terraform's), unmodified".into(),
+            ),
+            stderr_excerpt: Vec::new(),
+        })
+    };
+    match std::fs::read(file) {
+        Err(e) => failed("plan_json", format!("{name}: {e}")),
+        Ok(bytes) => match Plan::parse(&name, &bytes) {
+            Ok(plan) => Pending::Plan(Box::new(plan), PlanSource::File { path: name, note }),
+            Err(e) => failed("plan_json", e.to_string()),
+        },
+    }
+}
+
+/// Warn about `*.json` files in the plans folder that no affected stack would read (a typo in
+/// a file name must not silently leave a stack unplanned).
+fn unused_plan_files(dir: &Path, units: &[AffectedUnit], warnings: &mut Vec<String>) {
+    let expected: BTreeSet<String> = units.iter().map(|u| plan_file_name(&u.id)).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        warnings.push(format!("{}: plans folder not readable", dir.display()));
+        return;
+    };
+    let mut unused: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && !expected.contains(n))
+        .collect();
+    unused.sort();
+    for n in unused {
+        warnings.push(format!(
+            "{}: no affected stack reads this plan file (a stack `a/b/c` reads `a__b__c.json`); ignored",
+            dir.join(n).display()
+        ));
+    }
+}
+
+/// Plan the given stacks with the engine, as `sluice plan` does.
+fn run_engine(
+    analysis: &affected::Analysis,
+    repo_root: &Path,
+    specs: &[(usize, StackSpec)],
+) -> Result<Vec<(usize, Pending)>, PipelineError> {
+    let config =
+        PlanConfig::from_section(analysis.head.config.sections.get("plan")).map_err(|errors| {
+            PipelineError::Config(
+                errors
+                    .iter()
+                    .map(|e| ConfigError {
+                        file: "sluice.yaml".into(),
+                        line: 1,
+                        col: 1,
+                        message: e.to_string(),
+                        hint: None,
+                    })
+                    .collect(),
+            )
+        })?;
+    let store = FsPlanStore::new(repo_root);
+    let plugin_cache = match &config.plugin_cache_dir {
+        Some(p) if p.is_absolute() => p.clone(),
+        Some(p) => repo_root.join(p),
+        None => repo_root.join("plugin-cache"),
+    };
+    let driver = Driver {
+        config: &config,
+        store: &store,
+        rules: config.redaction_rules(),
+        path_var: None,
+        work_root: std::env::temp_dir().join(format!("sluice-pr-{}", std::process::id())),
+        plugin_cache,
+    };
+    let list: Vec<StackSpec> = specs.iter().map(|(_, s)| s.clone()).collect();
+    let results = driver.plan_stacks(&analysis.head.snapshot, &list);
+    let _ = std::fs::remove_dir(&driver.work_root);
+    Ok(specs
+        .iter()
+        .map(|(i, _)| *i)
+        .zip(results)
+        .map(|(i, r)| {
+            let engine = r
+                .engine
+                .as_ref()
+                .map(|e| {
+                    let mut t = format!("{} {}", e.kind.program(), e.version);
+                    if let Some(tg) = &e.terragrunt {
+                        let _ = write!(t, " via terragrunt {tg}");
+                    }
+                    t
+                })
+                .unwrap_or_else(|| "engine".into());
+            let pending = match r.outcome {
+                PlanOutcome::Planned(p) => Pending::Plan(
+                    Box::new(p.plan),
+                    PlanSource::Engine {
+                        engine,
+                        plan_digest: p.plan_digest.to_string(),
+                    },
+                ),
+                PlanOutcome::Failed(f) => Pending::Failed(PlanState::Failed {
+                    class: serde_json::to_value(f.class)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_else(|| f.class.as_str().to_string()),
+                    message: f.message,
+                    hint: Some(f.hint.to_string()),
+                    stderr_excerpt: f.stderr_excerpt,
+                }),
+            };
+            (i, pending)
+        })
+        .collect())
+}
+
+/// Policy setup problems are configuration errors of the org (exit 2), with their positions.
+fn check_to_pipeline(e: CheckError) -> PipelineError {
+    let at = |file: &str, line: u32, col: u32, message: String| ConfigError {
+        file: file.to_string(),
+        line,
+        col,
+        message,
+        hint: None,
+    };
+    match e {
+        CheckError::Pipeline(p) => p,
+        CheckError::Policy(PolicyError::Rego {
+            file,
+            line,
+            col,
+            message,
+        }) => PipelineError::Config(vec![at(&file, line, col, message)]),
+        CheckError::Policy(PolicyError::Exceptions(errors)) => PipelineError::Config(
+            errors
+                .into_iter()
+                .map(|e| at(&e.file, e.line, e.col, e.message))
+                .collect(),
+        ),
+        CheckError::Policy(PolicyError::Input(m)) => {
+            PipelineError::Io(format!("policy input: {m}"))
+        }
+        other => PipelineError::Config(vec![at("sluice.yaml", 1, 1, other.to_string())]),
+    }
 }
 
 /// The correlation id of one unit's change; the repo is the logical repo holding the unit.
@@ -154,7 +700,38 @@ pub fn change_id(config: &OrgConfig, unit: &AffectedUnit, pr: Option<u64>, head:
     }
 }
 
-fn stage_results(changes: &[UnitChange], validation: &ValidationReport) -> Vec<StageResult> {
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+fn stage_results(
+    changes: &[UnitChange],
+    validation: &ValidationReport,
+    stacks: &[StackReport],
+) -> Vec<StageResult> {
+    let active: Vec<&StackReport> = stacks
+        .iter()
+        .filter(|s| s.status != UnitStatus::Deleted)
+        .collect();
+    let planned = active
+        .iter()
+        .filter(|s| matches!(s.plan, PlanState::Planned { .. }))
+        .count();
+    let failed = active
+        .iter()
+        .filter(|s| matches!(s.plan, PlanState::Failed { .. }))
+        .count();
+    let decisions: Vec<&StackDecision> =
+        stacks.iter().filter_map(|s| s.decision.as_ref()).collect();
+    let denied = decisions
+        .iter()
+        .filter(|d| d.status == Status::Denied)
+        .count();
+    let requirements: usize = decisions.iter().map(|d| d.approvals.len()).sum();
     STAGES
         .iter()
         .map(|c| {
@@ -173,6 +750,73 @@ fn stage_results(changes: &[UnitChange], validation: &ValidationReport) -> Vec<S
                 Stage::Validate => (
                     StageStatus::Blocked,
                     format!("{} blocking finding(s)", validation.summary.errors),
+                ),
+                Stage::Plan if !validation.passed => {
+                    (StageStatus::NotRun, "blocked by validation".to_string())
+                }
+                Stage::Plan if failed > 0 => (
+                    StageStatus::Blocked,
+                    format!(
+                        "{} failed, {} of {} planned",
+                        plural(failed, "stack plan"),
+                        planned,
+                        plural(active.len(), "stack")
+                    ),
+                ),
+                Stage::Plan if active.is_empty() => {
+                    (StageStatus::NotRun, "no stack to plan".to_string())
+                }
+                Stage::Plan if planned == active.len() => (
+                    StageStatus::Passed,
+                    format!("{} planned", plural(planned, "stack")),
+                ),
+                Stage::Plan if planned > 0 => (
+                    StageStatus::Partial,
+                    format!(
+                        "{planned} of {} planned; the others have no plan",
+                        plural(active.len(), "stack")
+                    ),
+                ),
+                Stage::Plan => (
+                    StageStatus::NotRun,
+                    format!(
+                        "no plan for {} (pass --plans DIR or --run-plans)",
+                        plural(active.len(), "stack")
+                    ),
+                ),
+                Stage::Policy if decisions.is_empty() => {
+                    (StageStatus::NotRun, "no plan to evaluate".to_string())
+                }
+                Stage::Policy if denied > 0 => (
+                    StageStatus::Blocked,
+                    format!(
+                        "{} denied of {} evaluated",
+                        plural(denied, "stack"),
+                        decisions.len()
+                    ),
+                ),
+                Stage::Policy => (
+                    StageStatus::Passed,
+                    format!("{} evaluated, none denied", plural(decisions.len(), "stack")),
+                ),
+                Stage::Approve if decisions.is_empty() || denied > 0 => (
+                    StageStatus::NotRun,
+                    if denied > 0 {
+                        "a denied change cannot be approved".to_string()
+                    } else {
+                        "no policy decision to approve".to_string()
+                    },
+                ),
+                Stage::Approve if requirements == 0 => (
+                    StageStatus::Passed,
+                    "no approval required".to_string(),
+                ),
+                Stage::Approve => (
+                    StageStatus::Pending,
+                    format!(
+                        "{} to collect (listed per stack); approvals bind to commit + plan + decision",
+                        plural(requirements, "approval requirement")
+                    ),
                 ),
                 _ => (
                     StageStatus::NotRun,
@@ -198,31 +842,45 @@ fn status_word(s: UnitStatus) -> &'static str {
     }
 }
 
-/// The report as Markdown, for a PR comment or a terminal.
+/// The report as Markdown, in one piece (a terminal; for PR comments use
+/// [`render_markdown_parts`]).
 pub fn render_markdown(r: &PrReport) -> String {
+    sections(r).concat()
+}
+
+/// The report as PR comments, each under GitHub's comment limit, split at section
+/// boundaries.
+pub fn render_markdown_parts(r: &PrReport) -> Vec<String> {
+    split_parts(&sections(r), COMMENT_LIMIT)
+}
+
+/// The report's Markdown blocks in order. Each block is self-contained (closes every code
+/// fence and `<details>` it opens), so the report may be cut between any two.
+pub fn sections(r: &PrReport) -> Vec<String> {
+    let mut blocks = Vec::new();
     let mut out = String::new();
     let pr = r.pr.map(|n| format!(" PR #{n}")).unwrap_or_default();
-    let verdict = if r.blocked {
-        "BLOCKED"
-    } else {
-        "ready for the next stage"
-    };
-    let _ = writeln!(out, "## sluice: {}{pr} — {verdict}\n", r.org);
+    let _ = writeln!(out, "## sluice: {}{pr} — {}\n", r.org, r.verdict.as_str());
     let _ = writeln!(
         out,
         "`{}` → `{}`\n",
         affected::short(&r.base),
         affected::short(&r.head)
     );
+    for n in &r.notes {
+        let _ = writeln!(out, "> **Note:** {}\n", decide::md_text(n));
+    }
+    blocks.push(out);
 
-    let _ = writeln!(out, "### Changes ({})\n", r.changes.len());
+    let mut out = format!("### Changes ({})\n\n", r.changes.len());
     if r.changes.is_empty() {
         out.push_str("No stack or app is affected.\n\n");
+        blocks.push(out);
     } else {
-        out.push_str("| unit | status | change id | owners |\n|---|---|---|---|\n");
+        let mut table = String::from("| unit | status | change id | owners |\n|---|---|---|---|\n");
         for c in &r.changes {
             let _ = writeln!(
-                out,
+                table,
                 "| {} `{}` | {} | `{}` | {} |",
                 c.kind,
                 c.id,
@@ -231,10 +889,15 @@ pub fn render_markdown(r: &PrReport) -> String {
                 c.owners.join(" ")
             );
         }
-        out.push('\n');
+        out.push_str(&decide::collapse(
+            &format!("{} affected units", r.changes.len()),
+            &table,
+            false,
+        ));
+        blocks.push(out);
     }
 
-    out.push_str("### Why\n\n");
+    let mut why = String::new();
     for u in r.affected.stacks.iter().chain(&r.affected.apps) {
         let reasons: Vec<String> = u
             .reasons
@@ -248,57 +911,332 @@ pub fn render_markdown(r: &PrReport) -> String {
                 }
             })
             .collect();
-        let _ = writeln!(out, "- `{}`: {}", u.id, reasons.join("; "));
+        let _ = writeln!(why, "- `{}`: {}", u.id, reasons.join("; "));
     }
-    out.push('\n');
+    blocks.push(format!(
+        "### Why\n\n{}",
+        decide::collapse("why each unit is affected", &why, false)
+    ));
 
-    out.push_str("### Stages\n\n| # | stage | status | detail |\n|---|---|---|---|\n");
+    let mut out =
+        String::from("### Stages\n\n| # | stage | status | detail |\n|---|---|---|---|\n");
     for s in &r.stages {
         let status = match s.status {
             StageStatus::Passed => "passed",
             StageStatus::Blocked => "**blocked**",
+            StageStatus::Partial => "partial",
+            StageStatus::Pending => "pending",
             StageStatus::NotRun => "not run",
         };
         let _ = writeln!(
             out,
             "| {} | {:?} | {status} | {} |",
-            s.number, s.stage, s.detail
+            s.number,
+            s.stage,
+            decide::md_text(&s.detail)
         );
     }
     out.push('\n');
+    blocks.push(out);
+
+    for s in &r.stacks {
+        blocks.extend(stack_blocks(s));
+    }
+    // Apps (render / diff / policy) go here, as one more list of blocks.
 
     if !r.validation.findings.is_empty() {
-        let _ = writeln!(
-            out,
-            "### Validation findings ({})\n",
-            r.validation.findings.len()
-        );
+        let mut list = String::new();
         for f in &r.validation.findings {
             let _ = writeln!(
-                out,
+                list,
                 "- {} `{}` at `{}:{}:{}`: {}",
                 f.severity.as_str(),
                 f.rule,
                 f.file,
                 f.line,
                 f.col,
-                f.message
+                decide::md_text(&f.message)
             );
         }
-        out.push('\n');
+        blocks.push(format!(
+            "### Validation findings ({})\n\n{}",
+            r.validation.findings.len(),
+            decide::collapse("findings", &list, false)
+        ));
     }
     if !r.reviewers.is_empty() {
-        let _ = writeln!(
-            out,
-            "### Required reviewers (CODEOWNERS)\n\n{}\n",
+        blocks.push(format!(
+            "### Required reviewers (CODEOWNERS)\n\n{}\n\n",
             r.reviewers.join(", ")
-        );
+        ));
     }
-    if !r.affected.warnings.is_empty() {
-        let _ = writeln!(out, "### Warnings ({})\n", r.affected.warnings.len());
-        for w in &r.affected.warnings {
-            let _ = writeln!(out, "- `{}:{}`: {}", w.file, w.line, w.message);
+    let mut warnings: Vec<String> = r
+        .affected
+        .warnings
+        .iter()
+        .map(|w| format!("`{}:{}`: {}", w.file, w.line, decide::md_text(&w.message)))
+        .collect();
+    warnings.extend(r.warnings.iter().map(|w| decide::md_text(w)));
+    if !warnings.is_empty() {
+        let mut out = format!("### Warnings ({})\n\n", warnings.len());
+        for w in warnings {
+            let _ = writeln!(out, "- {w}");
+        }
+        out.push('\n');
+        blocks.push(out);
+    }
+    blocks
+}
+
+/// One stack's stage 4–6 blocks.
+fn stack_blocks(s: &StackReport) -> Vec<String> {
+    match (&s.plan, &s.decision) {
+        (PlanState::Planned { source }, Some(d)) => {
+            let text = source.describe();
+            decide::render_stack_markdown(d, Some(PlanNote { source: &text }))
+        }
+        (
+            PlanState::Failed {
+                class,
+                message,
+                hint,
+                stderr_excerpt,
+            },
+            _,
+        ) => {
+            let mut out = format!(
+                "### Stack {} — **plan failed** ({})\n\nChange {}\n\n{}\n\n",
+                decide::md_code(&s.id),
+                decide::md_text(class),
+                decide::md_code(&s.change_id),
+                decide::md_text(message)
+            );
+            if let Some(h) = hint {
+                let _ = writeln!(out, "Hint: {}\n", decide::md_text(h));
+            }
+            if !stderr_excerpt.is_empty() {
+                let body = format!(
+                    "```text\n{}\n```\n",
+                    stderr_excerpt.join("\n").replace("```", "'''")
+                );
+                out.push_str(&decide::collapse(
+                    "stderr (last lines, redacted)",
+                    &body,
+                    true,
+                ));
+            }
+            out.push_str("Policy and approvals: not run (no plan).\n\n");
+            vec![out]
+        }
+        (PlanState::NotRun { .. }, _) | (PlanState::Planned { .. }, None) => {
+            let reason = match &s.plan {
+                PlanState::NotRun { reason } => reason.as_str(),
+                _ => "",
+            };
+            vec![format!(
+                "### Stack {} — plan not run\n\nChange {}\n\nStage 4 (plan) not run: {}. Policy, risk and approvals are not decided without a plan.\n\n",
+                decide::md_code(&s.id),
+                decide::md_code(&s.change_id),
+                decide::md_text(reason)
+            )]
         }
     }
+}
+
+/// Room kept in every part for its `Part i of n` line.
+const PART_HEADER_ROOM: usize = 64;
+
+/// Pack blocks into parts of at most `limit` bytes (bytes bound characters from above), in
+/// order, cutting only between blocks. A block larger than a part is cut at line boundaries,
+/// closing and reopening the code fence or `<details>` it is inside. With more than one part,
+/// each starts with `*Part i of n*`.
+pub fn split_parts(blocks: &[String], limit: usize) -> Vec<String> {
+    let room = limit.saturating_sub(PART_HEADER_ROOM).max(256);
+    let mut pieces: Vec<String> = Vec::new();
+    for b in blocks {
+        if b.len() <= room {
+            pieces.push(b.clone());
+        } else {
+            pieces.extend(split_block(b, room));
+        }
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for p in pieces {
+        if !current.is_empty() && current.len() + p.len() > room {
+            parts.push(std::mem::take(&mut current));
+        }
+        current.push_str(&p);
+    }
+    if !current.is_empty() || parts.is_empty() {
+        parts.push(current);
+    }
+    let n = parts.len();
+    if n > 1 {
+        for (i, p) in parts.iter_mut().enumerate() {
+            *p = format!("*Part {} of {n}*\n\n{p}", i + 1);
+        }
+    }
+    parts
+}
+
+/// Cut one oversized block at line boundaries into pieces of at most `room` bytes.
+fn split_block(block: &str, room: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    // The open fence line (```diff) and whether a <details> is open, to close and reopen.
+    let mut fence: Option<String> = None;
+    let mut details = false;
+    let closing = |fence: &Option<String>, details: bool| {
+        let mut c = String::new();
+        if fence.is_some() {
+            c.push_str("```\n");
+        }
+        if details {
+            c.push_str("</details>\n\n");
+        }
+        c
+    };
+    let reopening = |fence: &Option<String>, details: bool| {
+        let mut c = String::new();
+        if details {
+            c.push_str("<details><summary>(continued)</summary>\n\n");
+        }
+        if let Some(f) = fence {
+            c.push_str(f);
+            c.push('\n');
+        }
+        c
+    };
+    for line in block.split_inclusive('\n') {
+        let mut line = line.to_string();
+        // A single line longer than a part (never produced by sluice's renderers) is cut.
+        let max_line = room / 2;
+        if line.len() > max_line {
+            let mut end = max_line;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line.truncate(end);
+            line.push_str(" …\n");
+        }
+        let tail = closing(&fence, details);
+        if current.len() + line.len() + tail.len() > room && !current.is_empty() {
+            current.push_str(&tail);
+            out.push(std::mem::take(&mut current));
+            current = reopening(&fence, details);
+        }
+        let trimmed = line.trim_end();
+        if trimmed.starts_with("```") {
+            fence = if fence.is_some() {
+                None
+            } else {
+                Some(trimmed.to_string())
+            };
+        } else if fence.is_none() {
+            if trimmed.starts_with("<details>") {
+                details = true;
+            }
+            if trimmed.ends_with("</details>") {
+                details = false;
+            }
+        }
+        current.push_str(&line);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
     out
+}
+
+/// The report as SARIF: validation findings (one run) and policy findings of every decided
+/// stack (another run), located at the stack's folder.
+pub fn render_sarif(r: &PrReport, tool_version: &str) -> Value {
+    let mut runs = Vec::new();
+    let validation = crate::sarif::to_sarif(&r.validation.findings, tool_version);
+    if let Some(run) = validation["runs"].get(0) {
+        runs.push(run.clone());
+    }
+    let paths: BTreeMap<&str, &str> = r
+        .affected
+        .stacks
+        .iter()
+        .map(|u| (u.id.as_str(), u.path.as_str()))
+        .collect();
+    let decided: Vec<(&StackDecision, &str)> = r
+        .stacks
+        .iter()
+        .filter_map(|s| {
+            s.decision
+                .as_ref()
+                .map(|d| (d, paths.get(s.id.as_str()).copied().unwrap_or(".")))
+        })
+        .collect();
+    runs.push(decide::decisions_sarif(&decided, tool_version));
+    decide::sarif_log(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn plan_file_names_are_flat() {
+        assert_eq!(
+            plan_file_name("prod/ap-southeast-1/rds-payments"),
+            "prod__ap-southeast-1__rds-payments.json"
+        );
+        assert_eq!(plan_file_name("network"), "network.json");
+    }
+
+    fn balanced(part: &str) -> bool {
+        part.matches("```").count().is_multiple_of(2)
+            && part.matches("<details>").count() == part.matches("</details>").count()
+    }
+
+    #[test]
+    fn huge_blocks_are_cut_with_fences_and_details_closed() {
+        let mut body = String::from("```diff\n");
+        for i in 0..20_000 {
+            let _ = writeln!(body, "+ aws_s3_bucket.bucket_number_{i}");
+        }
+        body.push_str("```\n");
+        let block = decide::collapse("20000 address lines", &body, false);
+        let blocks = vec!["## head\n\n".to_string(), block, "### tail\n\n".into()];
+        let parts = split_parts(&blocks, COMMENT_LIMIT);
+        assert!(parts.len() > 5, "{}", parts.len());
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.len() <= COMMENT_LIMIT, "part {i} is {} bytes", p.len());
+            assert!(balanced(p), "part {i} leaves a fence or details open");
+            assert!(p.starts_with(&format!("*Part {} of {}*", i + 1, parts.len())));
+        }
+        let all = parts.concat();
+        for i in [0, 9_999, 19_999] {
+            assert!(all.contains(&format!("+ aws_s3_bucket.bucket_number_{i}\n")));
+        }
+        assert!(parts[0].contains("## head"));
+        assert!(parts.last().unwrap().contains("### tail"));
+    }
+
+    proptest! {
+        /// Blocks are never reordered, dropped or cut when they fit; every part fits.
+        #[test]
+        fn packing_keeps_order_and_limit(sizes in proptest::collection::vec(1usize..3000, 0..40)) {
+            let blocks: Vec<String> = sizes.iter().enumerate().map(|(i, n)| format!("<!-- {i} -->{}\n", "x".repeat(*n))).collect();
+            let limit = 8_000;
+            let parts = split_parts(&blocks, limit);
+            prop_assert!(parts.iter().all(|p| p.len() <= limit));
+            let all = parts.concat();
+            let mut at = 0;
+            for b in &blocks {
+                let found = all[at..].find(b.as_str());
+                prop_assert!(found.is_some());
+                at += found.unwrap() + b.len();
+            }
+            if blocks.iter().map(String::len).sum::<usize>() <= limit - PART_HEADER_ROOM {
+                prop_assert_eq!(parts.len(), 1);
+            }
+        }
+    }
 }

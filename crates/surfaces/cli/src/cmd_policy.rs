@@ -1,10 +1,12 @@
-//! `sluice policy list|test|eval`, `sluice exceptions list` and `sluice bench policy`: the policy
-//! stage (5) on its own, for policy authors and for debugging a decision.
+//! `sluice policy list|test|eval|gatekeeper-test`, `sluice exceptions list` and `sluice bench
+//! policy`: the policy stage (5) on its own, for policy authors and for debugging a decision.
 //!
 //! Exit codes: `policy eval` 0 allowed (warnings or approvals may remain), 1 denied, 2 usage,
 //! configuration, bundle or input error (Rego syntax errors with file:line, malformed plan JSON
 //! with position, invalid exception files), 3 repository error. `policy test` 0 all tests
-//! passed, 1 a test failed or none was found, 2 the bundle does not load. `exceptions list` 0,
+//! passed, 1 a test failed or none was found, 2 the bundle does not load. `policy
+//! gatekeeper-test` 0 when at least --min-agreement of the suite cases agree, 1 otherwise, 2
+//! when the folder holds no suite. `exceptions list` 0,
 //! or 2 when an exception file is invalid.
 
 use std::fmt::Write as _;
@@ -42,6 +44,27 @@ pub enum PolicyCommand {
     Test(TestArgs),
     /// Evaluate policy over one plan JSON and print the decision record (exit 1 on deny).
     Eval(EvalArgs),
+    /// Run every suite.yaml of a Gatekeeper library (ConstraintTemplates, constraints and
+    /// samples) and print how many cases agree with their expected violations. Exit 1 when
+    /// the agreement is below --min-agreement.
+    GatekeeperTest(GatekeeperTestArgs),
+}
+
+#[derive(Args)]
+pub struct GatekeeperTestArgs {
+    /// A gatekeeper-library checkout's `library` folder, or any folder holding suite.yaml files.
+    lib_dir: PathBuf,
+    /// Lowest share of agreeing cases (0 to 1) that still exits 0.
+    #[arg(long, default_value_t = 0.95)]
+    min_agreement: f64,
+    /// Time limit per case, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// List agreeing cases too.
+    #[arg(long, short)]
+    verbose: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
 }
 
 #[derive(Subcommand)]
@@ -212,6 +235,7 @@ pub fn run_policy(cmd: PolicyCommand) -> Result<i32, PipelineError> {
         PolicyCommand::List(a) => run_list(a),
         PolicyCommand::Test(a) => Ok(run_test(a)),
         PolicyCommand::Eval(a) => run_eval(a),
+        PolicyCommand::GatekeeperTest(a) => Ok(run_gatekeeper_test(a)),
     }
 }
 
@@ -256,6 +280,7 @@ fn run_list(a: ListArgs) -> Result<i32, PipelineError> {
                 "enabled": enabled,
                 "package": r.package,
                 "rule": r.rule,
+                "target": r.target,
             })
         })
         .collect();
@@ -266,6 +291,7 @@ fn run_list(a: ListArgs) -> Result<i32, PipelineError> {
             "builtin_enabled": settings.is_some(),
             "rules": rows,
             "params": params,
+            "k8s_params": params.as_ref().map(|p| p.to_k8s_data()["sluice"]["params"].clone()),
         })),
         Format::Text => {
             let mut out = String::new();
@@ -306,6 +332,13 @@ fn run_list(a: ListArgs) -> Result<i32, PipelineError> {
                     p.open_ingress_approvers.join(", "),
                     p.stateful_types.len()
                 );
+                let _ = writeln!(
+                    out,
+                    "        k8s_required_resources=[{}] k8s_loadbalancer_namespaces=[{}] k8s_loadbalancer_approvers=[{}]",
+                    p.k8s_required_resources.join(", "),
+                    p.k8s_loadbalancer_namespaces.join(", "),
+                    p.k8s_loadbalancer_approvers.join(", "),
+                );
             }
             emit(&out);
         }
@@ -317,9 +350,33 @@ fn run_list(a: ListArgs) -> Result<i32, PipelineError> {
 // policy test
 
 fn run_test(a: TestArgs) -> i32 {
-    let bundle = if a.builtin {
-        builtin::bundle(&Params::default())
-    } else {
+    if a.builtin {
+        // Both halves of the pack (plan rules and Kubernetes rules), reported as one.
+        let timeout = Duration::from_millis(a.timeout_ms.max(1));
+        let mut merged: Option<testing::TestReport> = None;
+        let bundles = match builtin::bundles(&Params::default()) {
+            Ok(b) => b,
+            Err(e) => return fail(&e),
+        };
+        for (_, b) in bundles {
+            let r = match testing::run(&b, None, timeout) {
+                Ok(r) => r,
+                Err(e) => return fail(&e),
+            };
+            match &mut merged {
+                None => merged = Some(r),
+                Some(m) => {
+                    m.version = format!("{} {}", m.version, r.version);
+                    m.passed += r.passed;
+                    m.failed += r.failed;
+                    m.tests.extend(r.tests);
+                }
+            }
+        }
+        let report = merged.expect("the pack has bundles");
+        return finish_test(&a, &report);
+    }
+    let bundle = {
         let dir = a
             .dir
             .as_deref()
@@ -332,14 +389,57 @@ fn run_test(a: TestArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
+    finish_test(&a, &report)
+}
+
+fn finish_test(a: &TestArgs, report: &testing::TestReport) -> i32 {
     match a.format {
-        Format::Json => print_json(&report),
+        Format::Json => print_json(report),
         Format::Text => emit(&report.render_text(a.verbose)),
     }
     if report.failed > 0 || report.tests.is_empty() {
         exit::BLOCKED
     } else {
         exit::OK
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// policy gatekeeper-test
+
+fn run_gatekeeper_test(a: GatekeeperTestArgs) -> i32 {
+    if !(0.0..=1.0).contains(&a.min_agreement) {
+        eprintln!(
+            "error: --min-agreement {} must be between 0 and 1",
+            a.min_agreement
+        );
+        return exit::USAGE;
+    }
+    let report = match sluice_policy::gatekeeper::run_suites(
+        &a.lib_dir,
+        Duration::from_millis(a.timeout_ms.max(1)),
+    ) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    match a.format {
+        Format::Json => print_json(&json!({
+            "schema": "sluice.gatekeeper-test/v1",
+            "library": report.library,
+            "suites": report.suites,
+            "cases": report.cases,
+            "agreed": report.agreed,
+            "rate": report.rate,
+            "min_agreement": a.min_agreement,
+            "disagreements": report.disagreements().collect::<Vec<_>>(),
+            "results": if a.verbose { Some(&report.results) } else { None },
+        })),
+        Format::Text => emit(&report.render_text(a.verbose)),
+    }
+    if report.rate + 1e-12 >= a.min_agreement {
+        exit::OK
+    } else {
+        exit::BLOCKED
     }
 }
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cmd_check;
+use crate::cmd_evidence;
 use crate::cmd_plan;
 use crate::cmd_policy;
 use crate::cmd_render;
@@ -65,6 +67,13 @@ enum Command {
     /// Exceptions as code: status, expiry and warnings of the org's security exceptions.
     #[command(subcommand)]
     Exceptions(cmd_policy::ExceptionsCommand),
+    /// Policy, risk (R1–R5) and required approvals for one plan JSON of a stack. Exit 0
+    /// allowed (approvals may be required), 1 denied, 2 bad input or unknown stack.
+    Check(cmd_check::CheckArgs),
+    /// Evidence: change bundles, offline verification, the transparency log, checkpoints and
+    /// audit. See docs/evidence.md.
+    #[command(subcommand)]
+    Evidence(cmd_evidence::EvidenceCommand),
     /// Generate large orgs and measure sluice against a peer in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -86,6 +95,12 @@ enum BenchCommand {
     /// Time the built-in policy pack over a generated plan (10,000 changes by default, and
     /// 50): parse + redact, evaluation, decision record.
     Policy(cmd_policy::BenchPolicyArgs),
+    /// Time `sluice check` (fresh process, built-in pack, risk, approvals, report) on a
+    /// generated 10,000-change plan and a 50-change plan, with peak RSS.
+    Check(cmd_check::BenchCheckArgs),
+    /// Durable batched appends per second on SQLite and PostgreSQL, the audit of a
+    /// 1,000,000-leaf log and inclusion proof build + verify latency.
+    Evidence(cmd_evidence::BenchEvidenceArgs),
 }
 
 #[derive(Args)]
@@ -184,9 +199,11 @@ struct ValidateArgs {
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PrFormat {
     /// Markdown, for a PR comment or a terminal.
+    #[value(alias = "md")]
     Text,
     Markdown,
     Json,
+    Sarif,
 }
 
 #[derive(Args)]
@@ -200,6 +217,29 @@ struct PrArgs {
     /// The pull request number, for correlation ids.
     #[arg(long)]
     pr: Option<u64>,
+    /// Plan JSON per stack, made in your CI: `DIR/<stack id with / replaced by __>.json`
+    /// (e.g. `prod__ap-southeast-1__rds-payments.json`).
+    #[arg(long, value_name = "DIR")]
+    plans: Option<PathBuf>,
+    /// Plan stacks without a plan file with OpenTofu/Terraform/Terragrunt (as `sluice plan`).
+    #[arg(long)]
+    run_plans: bool,
+    /// Plan store for --run-plans (default: `<repo>/.sluice`).
+    #[arg(long, value_name = "DIR")]
+    plan_store: Option<PathBuf>,
+    /// Judge exception expiry at this instant (RFC 3339) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    now: Option<String>,
+    /// With markdown: write the comment parts (each under GitHub's 65,536-character limit)
+    /// as DIR/part-1.md, part-2.md, … and print their paths instead of the report.
+    #[arg(long, value_name = "DIR")]
+    parts_dir: Option<PathBuf>,
+    /// Record the stage results as signed evidence (statements, transparency log) in the
+    /// store: REPO/.sluice/sluice.db, or --database-url.
+    #[arg(long)]
+    record: bool,
+    #[command(flatten)]
+    evidence: cmd_evidence::StoreArgs,
     #[arg(long, value_enum, default_value = "text")]
     format: PrFormat,
 }
@@ -252,6 +292,10 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Policy(c) => cmd_policy::run_policy(c),
         Command::Exceptions(c) => cmd_policy::run_exceptions(c),
         Command::Bench(BenchCommand::Policy(a)) => cmd_policy::run_bench_policy(a),
+        Command::Check(a) => cmd_check::run_check(a),
+        Command::Bench(BenchCommand::Check(a)) => cmd_check::run_bench_check(a),
+        Command::Evidence(c) => Ok(cmd_evidence::run_evidence(c)),
+        Command::Bench(BenchCommand::Evidence(a)) => Ok(cmd_evidence::run_bench_evidence(a)),
     }
 }
 
@@ -426,21 +470,63 @@ fn run_validate(a: ValidateArgs) -> Result<i32, PipelineError> {
 }
 
 fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
-    let report = pr::run(&a.repo, &a.base, &a.head, a.pr)?;
-    match a.format {
-        PrFormat::Text | PrFormat::Markdown => emit(&pr::render_markdown(&report)),
-        PrFormat::Json => print_json(&report),
+    let now = match a.now.as_deref() {
+        None => None,
+        Some(t) => match sluice_model::exception::Timestamp::parse_rfc3339(t) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("error: --now `{t}`: {e}");
+                return Ok(exit::USAGE);
+            }
+        },
+    };
+    if let Some(dir) = a.plans.as_ref().filter(|d| !d.is_dir()) {
+        eprintln!("error: --plans {}: not a folder", dir.display());
+        return Ok(exit::USAGE);
     }
-    Ok(if report.blocked {
-        exit::BLOCKED
-    } else {
-        exit::OK
-    })
+    let opts = pr::PrOptions {
+        pr: a.pr,
+        plans_dir: a.plans.clone(),
+        run_plans: a.run_plans,
+        store: a.plan_store.clone(),
+        plans_note: None,
+        now,
+    };
+    let report = pr::run_with(&a.repo, &a.base, &a.head, &opts)?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    match a.format {
+        PrFormat::Text | PrFormat::Markdown => match &a.parts_dir {
+            None => emit(&pr::render_markdown(&report)),
+            Some(dir) => {
+                let parts = pr::render_markdown_parts(&report);
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| PipelineError::Io(format!("{}: {e}", dir.display())))?;
+                for (i, p) in parts.iter().enumerate() {
+                    let file = dir.join(format!("part-{}.md", i + 1));
+                    std::fs::write(&file, p)
+                        .map_err(|e| PipelineError::Io(format!("{}: {e}", file.display())))?;
+                    emit(&format!("{}\n", file.display()));
+                }
+            }
+        },
+        PrFormat::Json => print_json(&report),
+        PrFormat::Sarif => print_json(&pr::render_sarif(&report, env!("CARGO_PKG_VERSION"))),
+    }
+    if a.record
+        && let Some(code) = cmd_evidence::record_pr(&a.repo, &a.evidence, &report)
+    {
+        return Ok(code);
+    }
+    Ok(report.exit_code())
 }
 
 fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
     let started = std::time::Instant::now();
-    let built = demo::build(&a.dir)?;
+    let mode = demo::detect_plan_mode();
+    let run = demo::run(&a.dir, mode)?;
+    let built = &run.repo;
     eprintln!(
         "built the sample org as a git repository in {} ({} ms)",
         built.dir.display(),
@@ -451,21 +537,34 @@ fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
         demo::org::PR_NUMBER,
         demo::org::PR_BRANCH
     );
-    let report = pr::run(
-        &built.dir,
-        &built.base,
-        &built.head,
-        Some(demo::org::PR_NUMBER),
-    )?;
+    match mode {
+        demo::PlanMode::Engine => {
+            eprintln!("planning the affected stacks with terragrunt and tofu/terraform from PATH")
+        }
+        demo::PlanMode::DemoWritten => {
+            eprintln!(
+                "no terragrunt + tofu/terraform on PATH: the demo wrote plan JSON for its affected stacks itself; these plans were written by the demo, not by an engine:"
+            );
+            for f in &run.written {
+                eprintln!("  {}", f.display());
+            }
+        }
+    }
+    let report = &run.report;
     match a.format {
-        Format::Json => print_json(&report),
-        Format::Text => emit(&pr::render_markdown(&report)),
+        Format::Json => print_json(report),
+        Format::Text => emit(&pr::render_markdown(report)),
     }
     eprintln!(
-        "demo finished in {ms} ms; explore it with `sluice stacks --repo {dir}`, `sluice graph --repo {dir}` or `sluice pr --repo {dir} --base main --head {branch}`",
+        "demo finished in {ms} ms; explore it with `sluice stacks --repo {dir}`, `sluice graph --repo {dir}` or `sluice pr --repo {dir} --base main --head {branch}{plans}`",
         ms = started.elapsed().as_millis(),
         dir = built.dir.display(),
         branch = demo::org::PR_BRANCH,
+        plans = run
+            .plans_dir
+            .as_ref()
+            .map(|p| format!(" --plans {}", p.display()))
+            .unwrap_or_default(),
     );
     Ok(exit::OK)
 }

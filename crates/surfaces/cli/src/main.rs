@@ -3,6 +3,8 @@
 //! Each subcommand is a thin surface over `sluice-pipeline`: parse flags, run, render the
 //! report in the requested format and map the outcome to the documented exit codes.
 
+mod cmd_check;
+mod cmd_evidence;
 mod cmd_plan;
 mod cmd_policy;
 mod cmd_render;

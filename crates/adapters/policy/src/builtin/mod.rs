@@ -39,6 +39,40 @@ pub struct BuiltinRule {
     pub source: &'static str,
     #[serde(skip)]
     pub tests: &'static str,
+    /// What the rule reads: a stack's plan or an app's rendered manifests.
+    pub target: Target,
+}
+
+/// The kind of input a built-in rule judges. The engine evaluates a rule only over inputs of
+/// its kind, and the decision record lists only the bundles evaluated: a plan's record does
+/// not change when the Kubernetes rules do, and vice versa.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// `input.plan`: Terraform/OpenTofu plan JSON of a stack.
+    Plan,
+    /// `input.manifests` / `input.manifest`: rendered Kubernetes objects of an app.
+    Manifests,
+}
+
+impl Target {
+    /// The kind of an input document: manifests when it has `manifests` or `manifest` and no
+    /// `plan`, else a plan (the default for every other document, as before manifests existed).
+    pub fn of(document: &serde_json::Value) -> Target {
+        let has = |k: &str| document.get(k).is_some();
+        if !has("plan") && (has("manifests") || has("manifest")) {
+            Target::Manifests
+        } else {
+            Target::Plan
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Plan => "plan",
+            Target::Manifests => "manifests",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -63,6 +97,8 @@ impl Severity {
 
 const LIB: &str = include_str!("rego/lib.rego");
 const LIB_TESTS: &str = include_str!("rego/lib_test.rego");
+const K8S_LIB: &str = include_str!("rego/k8s_lib.rego");
+const K8S_LIB_TESTS: &str = include_str!("rego/k8s_lib_test.rego");
 
 macro_rules! rule_files {
     ($name:literal) => {
@@ -101,8 +137,51 @@ const fn rule(
         file: files.0,
         source: files.1,
         tests: files.2,
+        target: Target::Plan,
     }
 }
+
+/// A row for a Kubernetes rule (reads rendered manifests; `reads` lists kinds).
+#[allow(clippy::too_many_arguments)]
+const fn k8s(
+    id: &'static str,
+    title: &'static str,
+    description: &'static str,
+    docs: &'static str,
+    default_outcome: Outcome,
+    severity: Severity,
+    package: &'static str,
+    rule_name: &'static str,
+    reads: &'static [&'static str],
+    files: (&'static str, &'static str, &'static str),
+) -> BuiltinRule {
+    let mut r = rule(
+        id,
+        title,
+        description,
+        docs,
+        default_outcome,
+        severity,
+        package,
+        rule_name,
+        reads,
+        files,
+    );
+    r.target = Target::Manifests;
+    r
+}
+
+/// Kinds with a pod template (what the workload rules read).
+const WORKLOAD_KINDS: &[&str] = &[
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "Job",
+    "CronJob",
+];
 
 /// The pack, in the order `sluice policy list` shows it.
 pub static RULES: &[BuiltinRule] = &[
@@ -270,6 +349,119 @@ pub static RULES: &[BuiltinRule] = &[
         ],
         rule_files!("s3_public_access"),
     ),
+    k8s(
+        "k8s-resources",
+        "Containers declare resource requests and limits",
+        "Denies workload containers (Pods and pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs; init containers included) missing any of params.k8s_required_resources (default requests.cpu, requests.memory, limits.cpu, limits.memory).",
+        "Without requests the scheduler packs pods blindly and a namespace quota cannot admit them; without limits one container can starve its neighbours or the node. Set resources.requests and resources.limits on every container (a LimitRange default hides the choice from review).",
+        Outcome::Deny,
+        Severity::Medium,
+        "sluice.builtin.k8s_resources",
+        "deny",
+        WORKLOAD_KINDS,
+        rule_files!("k8s_resources"),
+    ),
+    k8s(
+        "k8s-privileged",
+        "No privileged containers",
+        "Denies any container, init or ephemeral container of a workload with securityContext.privileged: true.",
+        "A privileged container has every capability and the host's devices: it is root on the node. Remove privileged and add only the capabilities the process needs (securityContext.capabilities.add); device plugins cover hardware access.",
+        Outcome::Deny,
+        Severity::Critical,
+        "sluice.builtin.k8s_privileged",
+        "deny",
+        WORKLOAD_KINDS,
+        rule_files!("k8s_privileged"),
+    ),
+    k8s(
+        "k8s-host-path",
+        "No hostPath volumes",
+        "Denies workloads that mount a hostPath volume and PersistentVolumes backed by hostPath.",
+        "A hostPath mount reads or writes the node's file system (the container runtime socket, kubelet credentials, other pods' data) and ties the pod to one node. Use a PersistentVolumeClaim, a ConfigMap, a Secret reference or an emptyDir.",
+        Outcome::Deny,
+        Severity::High,
+        "sluice.builtin.k8s_host_path",
+        "deny",
+        &[
+            "Pod",
+            "Deployment",
+            "StatefulSet",
+            "DaemonSet",
+            "ReplicaSet",
+            "ReplicationController",
+            "Job",
+            "CronJob",
+            "PersistentVolume",
+        ],
+        rule_files!("k8s_host_path"),
+    ),
+    k8s(
+        "k8s-image-digest",
+        "Production images are pinned by digest",
+        "In protected environments (input.app.protected, else input.change.production or the environment in params.production_envs), denies workload containers whose image is not pinned as name[:tag]@sha256:<digest>.",
+        "A tag can be moved after review: what runs in production must be the image that was reviewed and scanned. Pin the digest (Kustomize images[].digest, Helm values, or an image updater that writes digests).",
+        Outcome::Deny,
+        Severity::High,
+        "sluice.builtin.k8s_image_digest",
+        "deny",
+        WORKLOAD_KINDS,
+        rule_files!("k8s_image_digest"),
+    ),
+    k8s(
+        "k8s-probes",
+        "Long-running containers have liveness and readiness probes",
+        "Warns when an app container of a Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet or ReplicationController has no livenessProbe or no readinessProbe (Jobs and CronJobs are exempt).",
+        "Without a readiness probe a rollout sends traffic to pods that are not ready and cannot stop a bad release; without a liveness probe a hung process is never restarted. Add both, pointing at cheap health endpoints.",
+        Outcome::Warn,
+        Severity::Low,
+        "sluice.builtin.k8s_probes",
+        "warn",
+        &[
+            "Pod",
+            "Deployment",
+            "StatefulSet",
+            "DaemonSet",
+            "ReplicaSet",
+            "ReplicationController",
+        ],
+        rule_files!("k8s_probes"),
+    ),
+    k8s(
+        "k8s-loadbalancer",
+        "LoadBalancer Services need approval",
+        "Requires approval (params.k8s_loadbalancer_approvers, default platform) for each Service of type LoadBalancer outside params.k8s_loadbalancer_namespaces (default none).",
+        "A LoadBalancer Service provisions a cloud load balancer, often internet-facing, outside the ingress controls the platform reviews (TLS, WAF, authentication) and at a cost. Route through the shared Ingress or Gateway, or have the network edge owners approve it.",
+        Outcome::RequireApproval,
+        Severity::Medium,
+        "sluice.builtin.k8s_loadbalancer",
+        "require_approval",
+        &["Service"],
+        rule_files!("k8s_loadbalancer"),
+    ),
+    k8s(
+        "k8s-network-policy",
+        "Every namespace has a NetworkPolicy",
+        "Over a whole app (input.manifests), warns for each namespace that runs the app's workloads or that the app declares without a NetworkPolicy in that namespace among the app's manifests.",
+        "Kubernetes allows all pod-to-pod traffic until a NetworkPolicy selects a pod. Ship a default-deny policy with the app and allow the ingress and egress it needs; if another app owns the namespace's policies, disable or override this rule for the app's environment.",
+        Outcome::Warn,
+        Severity::Medium,
+        "sluice.builtin.k8s_network_policy",
+        "warn",
+        &[],
+        rule_files!("k8s_network_policy"),
+    ),
+    k8s(
+        "k8s-plaintext-secret",
+        "No plaintext Secrets in Git",
+        "Denies core v1 Secret manifests with any data or stringData entry. The finding names the keys, never the values (sluice redacts Secret values before any policy runs).",
+        "Base64 is an encoding, not encryption: a Secret manifest in Git is readable by everyone with repository access, forever (history keeps it). Rotate the value, keep it in a secret manager and reference it with an ExternalSecret, or commit a SealedSecret (encrypted for the cluster).",
+        Outcome::Deny,
+        Severity::Critical,
+        "sluice.builtin.k8s_plaintext_secret",
+        "deny",
+        &["Secret"],
+        rule_files!("k8s_plaintext_secret"),
+    ),
 ];
 
 pub fn find(id: &str) -> Option<&'static BuiltinRule> {
@@ -287,6 +479,16 @@ pub struct Params {
     pub stateful_types: Vec<String>,
     pub stateful_approvers: Vec<String>,
     pub open_ingress_approvers: Vec<String>,
+    /// `requests.cpu`, `limits.memory`, ...: what `k8s-resources` requires of each container.
+    /// (The Kubernetes parameters reach only the Kubernetes bundle's data, so the plan
+    /// bundle's version does not change with them.)
+    #[serde(skip)]
+    pub k8s_required_resources: Vec<String>,
+    /// Namespaces where `k8s-loadbalancer` allows LoadBalancer Services without approval.
+    #[serde(skip)]
+    pub k8s_loadbalancer_namespaces: Vec<String>,
+    #[serde(skip)]
+    pub k8s_loadbalancer_approvers: Vec<String>,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -340,6 +542,14 @@ impl Default for Params {
             ]),
             stateful_approvers: strings(&["platform"]),
             open_ingress_approvers: strings(&["security"]),
+            k8s_required_resources: strings(&[
+                "requests.cpu",
+                "requests.memory",
+                "limits.cpu",
+                "limits.memory",
+            ]),
+            k8s_loadbalancer_namespaces: Vec::new(),
+            k8s_loadbalancer_approvers: strings(&["platform"]),
         }
     }
 }
@@ -352,12 +562,36 @@ pub const PARAM_NAMES: &[&str] = &[
     "stateful_types",
     "stateful_approvers",
     "open_ingress_approvers",
+    "k8s_required_resources",
+    "k8s_loadbalancer_namespaces",
+    "k8s_loadbalancer_approvers",
+];
+
+/// The resources `k8s_required_resources` may name.
+pub const K8S_RESOURCE_FIELDS: &[&str] = &[
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
 ];
 
 impl Params {
     /// The data document the Rego reads (`data.sluice.params`).
     pub fn to_data(&self) -> serde_json::Value {
         serde_json::json!({ "sluice": { "params": self } })
+    }
+
+    /// The data document of the Kubernetes bundle: the shared production settings and the
+    /// Kubernetes parameters.
+    pub fn to_k8s_data(&self) -> serde_json::Value {
+        serde_json::json!({ "sluice": { "params": {
+            "production_envs": self.production_envs,
+            "k8s_required_resources": self.k8s_required_resources,
+            "k8s_loadbalancer_namespaces": self.k8s_loadbalancer_namespaces,
+            "k8s_loadbalancer_approvers": self.k8s_loadbalancer_approvers,
+        } } })
     }
 }
 
@@ -372,11 +606,41 @@ pub fn bundle(params: &Params) -> Result<Bundle, PolicyError> {
             content: Arc::from(crate::canonical::to_string(&params.to_data()).into_bytes()),
         },
     ];
-    for r in RULES {
+    for r in RULES.iter().filter(|r| r.target == Target::Plan) {
         files.push(file(r.file, r.source));
         files.push(file(&r.file.replace(".rego", "_test.rego"), r.tests));
     }
     Bundle::from_files("builtin", Origin::Builtin, files)
+}
+
+/// Name of the Kubernetes half of the pack.
+pub const K8S_BUNDLE: &str = "builtin-k8s";
+
+/// The Kubernetes rules as a bundle of their own (with the shared library, which they use for
+/// the production test), so that plan decision records do not name it.
+pub fn k8s_bundle(params: &Params) -> Result<Bundle, PolicyError> {
+    let mut files = vec![
+        file("lib.rego", LIB),
+        file("k8s_lib.rego", K8S_LIB),
+        file("k8s_lib_test.rego", K8S_LIB_TESTS),
+        BundleFile {
+            path: "data.json".into(),
+            content: Arc::from(crate::canonical::to_string(&params.to_k8s_data()).into_bytes()),
+        },
+    ];
+    for r in RULES.iter().filter(|r| r.target == Target::Manifests) {
+        files.push(file(r.file, r.source));
+        files.push(file(&r.file.replace(".rego", "_test.rego"), r.tests));
+    }
+    Bundle::from_files(K8S_BUNDLE, Origin::Builtin, files)
+}
+
+/// Both halves of the pack, with the target each judges.
+pub fn bundles(params: &Params) -> Result<Vec<(Target, Bundle)>, PolicyError> {
+    Ok(vec![
+        (Target::Plan, bundle(params)?),
+        (Target::Manifests, k8s_bundle(params)?),
+    ])
 }
 
 fn file(path: &str, text: &str) -> BundleFile {

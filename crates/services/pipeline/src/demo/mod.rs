@@ -1,14 +1,23 @@
 //! `sluice demo`: build the sample org as a real git repository with history, open a PR branch
 //! and run every stage that exists over it, ending with the PR report.
+//!
+//! Plans (stage 4): the demo's stacks are Terragrunt stacks, so with `terragrunt` and
+//! `tofu`/`terraform` on PATH the demo plans them with the engine ([`PlanMode::Engine`]).
+//! Otherwise it writes plan JSON for the affected stacks itself ([`plans`]) into
+//! `<dir>/.sluice/demo-plans/` and the report says plainly that these plans were written by
+//! the demo, not by an engine ([`PlanMode::DemoWritten`]).
 
 pub mod org;
+pub mod plans;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use sluice_model::exception::Timestamp;
 use sluice_repo::git_write::{Author, Writer};
 
 use crate::error::PipelineError;
+use crate::pr::{self, PrOptions, PrReport};
 
 /// Marks a directory as built by the demo, so a re-run may replace it and nothing else. It
 /// lives inside `.git` so that the work tree stays clean.
@@ -104,4 +113,89 @@ fn prepare_dir(dir: &Path) -> Result<(), PipelineError> {
         }
     }
     std::fs::create_dir_all(dir).map_err(io)
+}
+
+/// Where the demo's plans come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanMode {
+    /// Run terragrunt with tofu/terraform over the affected stacks.
+    Engine,
+    /// Write plan JSON for the affected stacks from their inputs (no engine available).
+    DemoWritten,
+}
+
+/// The engine mode when `terragrunt` and `tofu` or `terraform` are on PATH (the demo's stacks
+/// need both), else the demo writes its plans.
+pub fn detect_plan_mode() -> PlanMode {
+    let path = std::env::var_os("PATH");
+    let on_path = |name: &str| sluice_iac::engine::find_on_path(name, path.as_deref()).is_some();
+    if on_path("terragrunt") && (on_path("tofu") || on_path("terraform")) {
+        PlanMode::Engine
+    } else {
+        PlanMode::DemoWritten
+    }
+}
+
+/// The folder (inside the demo repository, ignored by git) for the plans the demo writes.
+pub const PLANS_DIR: &str = ".sluice/demo-plans";
+
+/// What the report says about every plan the demo wrote.
+pub const DEMO_PLANS_NOTE: &str = "written by `sluice demo` from the stack's terragrunt.hcl \
+     inputs, not by an engine: no terragrunt + tofu/terraform on PATH";
+
+/// The time the demo judges exceptions at: the PR's commit time, so its report is the same
+/// on every run.
+pub fn demo_now() -> Timestamp {
+    Timestamp::from_unix(ALICE.time + 2 * 86_400, 0)
+}
+
+pub struct DemoRun {
+    pub repo: DemoRepo,
+    pub mode: PlanMode,
+    /// The plan files the demo wrote (DemoWritten mode).
+    pub written: Vec<PathBuf>,
+    pub plans_dir: Option<PathBuf>,
+    pub report: PrReport,
+}
+
+/// Build the demo repository and run the PR report over it, with plans from `mode`.
+pub fn run(dir: &Path, mode: PlanMode) -> Result<DemoRun, PipelineError> {
+    let repo = build(dir)?;
+    let mut opts = PrOptions {
+        pr: Some(org::PR_NUMBER),
+        now: Some(demo_now()),
+        ..Default::default()
+    };
+    let mut written = Vec::new();
+    let mut plans_dir = None;
+    match mode {
+        PlanMode::Engine => opts.run_plans = true,
+        PlanMode::DemoWritten => {
+            let out = repo.dir.join(PLANS_DIR);
+            let io = |e: std::io::Error| PipelineError::Io(format!("{}: {e}", out.display()));
+            std::fs::create_dir_all(&out).map_err(io)?;
+            let analysis = crate::affected::run(&repo.dir, &repo.base, &repo.head)?;
+            let (base, head) = plans::trees();
+            for u in &analysis.report.stacks {
+                if let Some(doc) = plans::plan_for(&u.id, &base, &head) {
+                    let file = out.join(pr::plan_file_name(&u.id));
+                    let mut text = serde_json::to_string_pretty(&doc).expect("plans serialize");
+                    text.push('\n');
+                    std::fs::write(&file, text).map_err(io)?;
+                    written.push(file);
+                }
+            }
+            opts.plans_note = Some(DEMO_PLANS_NOTE.to_string());
+            opts.plans_dir = Some(out.clone());
+            plans_dir = Some(out);
+        }
+    }
+    let report = pr::run_with(&repo.dir, &repo.base, &repo.head, &opts)?;
+    Ok(DemoRun {
+        repo,
+        mode,
+        written,
+        plans_dir,
+        report,
+    })
 }

@@ -97,6 +97,8 @@ pub fn main_tree() -> Files {
     let mut f = Files::new();
     put(&mut f, "sluice.yaml", SLUICE_YAML);
     put(&mut f, ".github/CODEOWNERS", CODEOWNERS);
+    // The plan store (`sluice plan`, `sluice ingest-plan`, the demo's plans) lives here.
+    put(&mut f, ".gitignore", ".sluice/\n");
     put(
         &mut f,
         "README.md",
@@ -130,11 +132,38 @@ pub fn main_tree() -> Files {
             _ => "10.30.0.0/16",
         };
         let stacks: [(&str, &str, &[&str], String); 5] = [
-            ("network", "network", &[], format!("  cidr_block = \"{cidr}\"\n  azs        = 3\n")),
-            ("identity", "identity", &["network"], "  oidc_provider = true\n".to_string()),
-            ("eks-cluster", "eks-cluster", &["network", "identity"], "  cluster_version = \"1.31\"\n  node_count      = 3\n".to_string()),
-            ("rds-payments", "rds", &["network"], "  engine          = \"postgres\"\n  instance_class  = \"db.r6g.large\"\n  read_replicas   = 1\n  backup_retention_days = 14\n".to_string()),
-            ("dns", "dns", &["eks-cluster"], format!("  zone = \"{env}.acme.internal\"\n")),
+            (
+                "network",
+                "network",
+                &[],
+                format!("  cidr_block = \"{cidr}\"\n  azs        = 3\n"),
+            ),
+            (
+                "identity",
+                "identity",
+                &["network"],
+                "  oidc_provider = true\n".to_string(),
+            ),
+            (
+                "eks-cluster",
+                "eks-cluster",
+                &["network", "identity"],
+                "  cluster_version = \"1.31\"\n  node_count      = 3\n".to_string(),
+            ),
+            (
+                "rds-payments",
+                "rds",
+                &["network"],
+                format!(
+                    "  env             = \"{env}\"\n  engine          = \"postgres\"\n  instance_class  = \"db.r6g.large\"\n  read_replicas   = 1\n  backup_retention_days = 14\n"
+                ),
+            ),
+            (
+                "dns",
+                "dns",
+                &["eks-cluster"],
+                format!("  zone = \"{env}.acme.internal\"\n"),
+            ),
         ];
         for (name, module, deps, inputs) in stacks {
             put(
@@ -185,8 +214,8 @@ fn modules(f: &mut Files) {
     m(
         f,
         "rds",
-        "module \"sg\" {\n  source = \"../security-group\"\n  name   = \"rds\"\n}\n\nresource \"aws_db_instance\" \"primary\" {\n  engine                  = var.engine\n  instance_class          = var.instance_class\n  backup_retention_period = var.backup_retention_days\n  storage_encrypted       = true\n  deletion_protection     = true\n}\n\nresource \"aws_db_instance\" \"replica\" {\n  count               = var.read_replicas\n  replicate_source_db = aws_db_instance.primary.identifier\n  instance_class      = var.instance_class\n}\n",
-        "variable \"engine\" { type = string }\nvariable \"instance_class\" { type = string }\nvariable \"read_replicas\" { type = number }\nvariable \"backup_retention_days\" { type = number }\n",
+        "module \"sg\" {\n  source = \"../security-group\"\n  name   = \"rds\"\n}\n\nresource \"aws_db_instance\" \"primary\" {\n  engine                  = var.engine\n  instance_class          = var.instance_class\n  backup_retention_period = var.backup_retention_days\n  storage_encrypted       = true\n  deletion_protection     = true\n  tags                    = { owner = \"payments\", env = var.env }\n}\n\nresource \"aws_db_instance\" \"replica\" {\n  count               = var.read_replicas\n  replicate_source_db = aws_db_instance.primary.identifier\n  instance_class      = var.instance_class\n  deletion_protection = true\n  skip_final_snapshot = true\n  tags                = { owner = \"payments\", env = var.env }\n}\n",
+        "variable \"env\" { type = string }\nvariable \"engine\" { type = string }\nvariable \"instance_class\" { type = string }\nvariable \"read_replicas\" { type = number }\nvariable \"backup_retention_days\" { type = number }\n",
     );
     m(
         f,

@@ -1,0 +1,287 @@
+//! `sluice check` and `sluice bench check`: policy, risk and required approvals over one plan
+//! JSON (the decision of `sluice pr` for one stack, for a plan made anywhere).
+//!
+//! Exit codes: 0 allowed (approvals may be required), 1 denied, 2 bad input (malformed plan
+//! JSON with file:line:col, unsupported `format_version`, unknown stack, missing `--env`,
+//! invalid policy bundle or exception file), 3 repository error.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use sluice_model::exception::Timestamp;
+use sluice_pipeline::check::{self, CheckOptions};
+use sluice_pipeline::error::{PipelineError, exit};
+use sluice_pipeline::plangen;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// Markdown, for a PR comment or a terminal.
+    #[value(alias = "markdown", alias = "text")]
+    Md,
+    Json,
+    Sarif,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The plan JSON (`tofu show -json PLANFILE` / `terraform show -json PLANFILE`).
+    #[arg(long, value_name = "FILE")]
+    plan_json: PathBuf,
+    /// The stack the plan is for (an id as `sluice stacks` prints it).
+    #[arg(long, value_name = "ID")]
+    stack: String,
+    /// The stack's environment; required without --repo (with it, discovery knows it).
+    #[arg(long)]
+    env: Option<String>,
+    /// The platform repository: its sluice.yaml (risk rules, approvals, policy, redaction),
+    /// policy-library, security-exceptions and CODEOWNERS, and the stack's environment.
+    #[arg(long)]
+    repo: Option<PathBuf>,
+    #[arg(long, default_value = "HEAD", requires = "repo")]
+    rev: String,
+    /// Judge exception expiry at this instant (RFC 3339) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    now: Option<String>,
+    #[arg(long, value_enum, default_value = "md")]
+    format: CheckFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+pub struct BenchCheckArgs {
+    /// Resource changes of the large generated plan (a 50-change plan is measured too).
+    #[arg(long, default_value_t = 10_000)]
+    changes: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Timed runs per plan (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Keep the generated plans in this folder (`plan-<changes>.json`), e.g. for Checkov.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: BenchFormat,
+}
+
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(exit::OK);
+        }
+        eprintln!("error: writing output: {e}");
+        std::process::exit(exit::INTERNAL);
+    }
+}
+
+fn print_json(value: &impl Serialize) {
+    let mut text = serde_json::to_string_pretty(value).expect("reports serialize");
+    text.push('\n');
+    emit(&text);
+}
+
+pub fn run_check(a: CheckArgs) -> Result<i32, PipelineError> {
+    let now = match a.now.as_deref().map(Timestamp::parse_rfc3339) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            eprintln!("error: --now: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let opts = CheckOptions {
+        plan_json: a.plan_json,
+        stack: a.stack,
+        env: a.env,
+        repo: a.repo,
+        rev: a.rev,
+        now,
+    };
+    let report = match check::run(&opts) {
+        Ok(r) => r,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            return Ok(e.exit_code());
+        }
+    };
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    match a.format {
+        CheckFormat::Md => emit(&check::render_markdown(&report)),
+        CheckFormat::Json => print_json(&report),
+        CheckFormat::Sarif => print_json(&check::render_sarif(&report, env!("CARGO_PKG_VERSION"))),
+    }
+    Ok(report.exit_code())
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench check
+
+#[derive(Serialize)]
+struct Timing {
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(Serialize)]
+struct CheckBench {
+    changes: usize,
+    plan_bytes: u64,
+    runs: usize,
+    /// `sluice check` as a fresh process, end to end.
+    wall: Timing,
+    /// Peak RSS of the largest `sluice check` process of this batch.
+    peak_rss_mb: Option<f64>,
+    exit_code: i32,
+    target_ms: f64,
+    target_rss_mb: Option<f64>,
+    meets_target: bool,
+}
+
+/// Peak RSS of the largest child waited for so far (`getrusage(RUSAGE_CHILDREN)`), in MB.
+fn children_max_rss_mb() -> Option<f64> {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    // ru_maxrss is in kilobytes on Linux.
+    (rc == 0).then(|| usage.ru_maxrss as f64 / 1024.0)
+}
+
+fn time_check(exe: &Path, plan: &Path, runs: usize) -> Result<(Vec<f64>, i32), PipelineError> {
+    let mut samples = Vec::new();
+    let mut code = 0;
+    for i in 0..=runs {
+        let t = Instant::now();
+        let status = Command::new(exe)
+            .args(["check", "--stack", "prod/eu-west-1/bench", "--env", "prod"])
+            .arg("--plan-json")
+            .arg(plan)
+            .args(["--format", "json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| PipelineError::Io(format!("{}: {e}", exe.display())))?;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        code = status.code().unwrap_or(-1);
+        if code != exit::OK && code != exit::BLOCKED {
+            return Err(PipelineError::Io(format!(
+                "`sluice check --plan-json {}` exited with {code}",
+                plan.display()
+            )));
+        }
+        if i > 0 {
+            samples.push(ms);
+        }
+    }
+    Ok((samples, code))
+}
+
+fn timing(mut s: Vec<f64>) -> Timing {
+    s.sort_by(f64::total_cmp);
+    Timing {
+        median_ms: s[s.len() / 2],
+        min_ms: s[0],
+        max_ms: s[s.len() - 1],
+    }
+}
+
+pub fn run_bench_check(a: BenchCheckArgs) -> Result<i32, PipelineError> {
+    let io = |e: std::io::Error| PipelineError::Io(e.to_string());
+    let tmp = tempdir_in_temp()?;
+    let dir = a.keep.clone().unwrap_or_else(|| tmp.clone());
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let exe = std::env::current_exe().map_err(io)?;
+    let runs = a.runs.max(1);
+    // The small plan first: RUSAGE_CHILDREN keeps the maximum over all children, so measuring
+    // the large plan last gives each batch its own peak.
+    let mut benches = Vec::new();
+    for (changes, target_ms, target_rss) in [(50, 20.0, None), (a.changes, 1500.0, Some(300.0))] {
+        let path = dir.join(format!("plan-{changes}.json"));
+        let doc = plangen::generate_plan(changes, a.seed);
+        std::fs::write(&path, serde_json::to_vec(&doc).expect("plans serialize")).map_err(io)?;
+        drop(doc);
+        let plan_bytes = std::fs::metadata(&path).map_err(io)?.len();
+        let (samples, exit_code) = time_check(&exe, &path, runs)?;
+        let wall = timing(samples);
+        let peak_rss_mb = children_max_rss_mb();
+        let meets_target = wall.median_ms <= target_ms
+            && target_rss.is_none_or(|t| peak_rss_mb.is_some_and(|r| r <= t));
+        benches.push(CheckBench {
+            changes,
+            plan_bytes,
+            runs,
+            wall,
+            peak_rss_mb,
+            exit_code,
+            target_ms,
+            target_rss_mb: target_rss,
+            meets_target,
+        });
+    }
+    if a.keep.is_none() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    match a.format {
+        BenchFormat::Json => print_json(&serde_json::json!({
+            "schema": "sluice.bench.check/v1",
+            "seed": a.seed,
+            "runs": benches,
+        })),
+        BenchFormat::Text => {
+            let mut out = String::from(
+                "sluice check (fresh process: parse, redact, built-in policy pack, risk, approvals, JSON report)\n",
+            );
+            for b in &benches {
+                let _ = write!(
+                    out,
+                    "  {:>6} changes ({:.1} MB plan): median {:.1} ms, min {:.1} ms, max {:.1} ms over {} runs",
+                    b.changes,
+                    b.plan_bytes as f64 / 1e6,
+                    b.wall.median_ms,
+                    b.wall.min_ms,
+                    b.wall.max_ms,
+                    b.runs
+                );
+                if let Some(r) = b.peak_rss_mb {
+                    let _ = write!(out, ", peak RSS {r:.0} MB");
+                }
+                let _ = writeln!(
+                    out,
+                    " — target ≤ {} ms{}: {}",
+                    b.target_ms,
+                    b.target_rss_mb
+                        .map(|t| format!(" and ≤ {t} MB"))
+                        .unwrap_or_default(),
+                    if b.meets_target { "met" } else { "MISSED" }
+                );
+            }
+            if let Some(k) = &a.keep {
+                let _ = writeln!(out, "plans kept in {}", k.display());
+            }
+            emit(&out);
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn tempdir_in_temp() -> Result<PathBuf, PipelineError> {
+    let dir = std::env::temp_dir().join(format!("sluice-bench-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| PipelineError::Io(format!("{}: {e}", dir.display())))?;
+    Ok(dir)
+}
