@@ -205,13 +205,18 @@ fn render_side(
 fn decide_app(input: &AppsInput<'_>, unit: &AffectedUnit) -> AppDecision {
     let env = unit.env.clone();
     let production = env.as_deref().is_some_and(|e| input.config.is_protected(e));
-    let (base_state, base) = render_side(
-        input.base,
-        input.base_config,
-        &unit.id,
-        &input.render_options,
+    // Both sides at once: a Kustomize or Helm render is an external process each.
+    let ((base_state, base), (head_state, head)) = rayon::join(
+        || {
+            render_side(
+                input.base,
+                input.base_config,
+                &unit.id,
+                &input.render_options,
+            )
+        },
+        || render_side(input.head, input.config, &unit.id, &input.render_options),
     );
-    let (head_state, head) = render_side(input.head, input.config, &unit.id, &input.render_options);
     let mut blockers = Vec::new();
     if let RenderState::Failed { error } = &head_state {
         blockers.push(format!("the head does not render: {error}"));
@@ -504,92 +509,226 @@ fn change_word(c: Change) -> &'static str {
     }
 }
 
-/// The apps part of the PR report: one section per app with render status, validation, the
-/// rendered diff summary (long unified diffs collapsed in `<details>`), policy results, risk
-/// and approvals.
+/// The apps part of the PR report in one piece: an `## Apps` heading and one section per app
+/// ([`app_markdown`]).
 pub fn render_markdown(apps: &[AppDecision]) -> String {
-    let mut out = String::new();
     if apps.is_empty() {
-        return out;
+        return String::new();
     }
-    let _ = writeln!(out, "## Apps\n");
+    let mut out = String::from("## Apps\n\n");
     for a in apps {
+        out.push_str(&app_markdown(a));
+    }
+    out
+}
+
+/// One app's section, self-contained (every fence and `<details>` it opens is closed) so a
+/// report may be cut before or after it: render status, validation, the rendered diff summary
+/// (long unified diffs collapsed in `<details>`), policy results, risk and approvals.
+pub fn app_markdown(a: &AppDecision) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### App `{}` — {} — {}\n",
+        a.app,
+        a.risk.risk,
+        status_word(a.status)
+    );
+    let env = match (&a.env, a.production) {
+        (Some(e), true) => format!("environment `{e}` (protected)"),
+        (Some(e), false) => format!("environment `{e}`"),
+        (None, _) => "no environment".to_string(),
+    };
+    match &a.change_id {
+        Some(id) => {
+            let _ = writeln!(out, "Change `{id}` · {env}\n");
+        }
+        None => {
+            let _ = writeln!(out, "{env}\n");
+        }
+    }
+    for b in &a.blockers {
+        let _ = writeln!(out, "- :no_entry: {}", md_inline(b));
+    }
+    if !a.blockers.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "| render | |\n|---|---|");
+    let _ = writeln!(out, "| base | {} |", render_state(&a.render.base));
+    let _ = writeln!(out, "| head | {} |", render_state(&a.render.head));
+    if let Some(v) = &a.validation {
         let _ = writeln!(
             out,
-            "### `{}` — {} ({}, risk {})\n",
-            a.app,
-            status_word(a.status),
-            a.env.as_deref().unwrap_or("no environment"),
-            a.risk.risk
+            "| schema (Kubernetes {}) | {} valid, {} invalid; {} error(s), {} warning(s) |",
+            v.kubernetes_version, v.valid, v.invalid, v.errors, v.warnings
         );
-        if let Some(id) = &a.change_id {
-            let _ = writeln!(out, "Change `{id}`\n");
+    }
+    out.push('\n');
+    if let Some(v) = &a.validation {
+        for f in v.findings.iter().filter(|f| f.severity == Severity::Error) {
+            let _ = writeln!(out, "- {}", md_inline(&f.to_string()));
         }
-        for b in &a.blockers {
-            let _ = writeln!(out, "- :no_entry: {}", md_inline(b));
+    }
+    render_diff(&mut out, &a.diff);
+    render_policy(&mut out, a);
+    if a.risk.reasons.iter().any(|r| r.risk > risk::RiskLevel::R1) {
+        let _ = writeln!(out, "**Risk {}**\n", a.risk.risk);
+        for r in a
+            .risk
+            .reasons
+            .iter()
+            .filter(|r| r.risk > risk::RiskLevel::R1)
+        {
+            let via = if r.addresses.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.addresses.join(", "))
+            };
+            let _ = writeln!(out, "- {} {}{}", r.risk, r.reason, md_inline(&via));
         }
-        if !a.blockers.is_empty() {
-            out.push('\n');
-        }
-        let _ = writeln!(out, "| render | |\n|---|---|");
-        let _ = writeln!(out, "| base | {} |", render_state(&a.render.base));
-        let _ = writeln!(out, "| head | {} |", render_state(&a.render.head));
-        if let Some(v) = &a.validation {
+        out.push('\n');
+    }
+    if !a.approvals.is_empty() {
+        let _ = writeln!(out, "**Required approvals ({})**\n", a.approvals.len());
+        for r in &a.approvals {
+            let why = match &r.source {
+                approval::Source::Risk { risk, configured } => {
+                    format!("risk {risk} (`approvals.{configured}`)")
+                }
+                approval::Source::Codeowners { pattern, line, .. } => {
+                    format!("CODEOWNERS line {line} `{pattern}`")
+                }
+                approval::Source::Policy { rule, .. } => format!("policy `{rule}`"),
+            };
             let _ = writeln!(
                 out,
-                "| schema (Kubernetes {}) | {} valid, {} invalid; {} error(s), {} warning(s) |",
-                v.kubernetes_version, v.valid, v.invalid, v.errors, v.warnings
+                "- {} of {} — {}",
+                r.count,
+                r.approvers.join(" or "),
+                why
             );
         }
         out.push('\n');
-        if let Some(v) = &a.validation {
-            for f in v.findings.iter().filter(|f| f.severity == Severity::Error) {
-                let _ = writeln!(out, "- {}", md_inline(&f.to_string()));
-            }
-        }
-        render_diff(&mut out, &a.diff);
-        render_policy(&mut out, a);
-        if a.risk.reasons.iter().any(|r| r.risk > risk::RiskLevel::R1) {
-            let _ = writeln!(out, "**Risk {}**:", a.risk.risk);
-            for r in a
-                .risk
-                .reasons
-                .iter()
-                .filter(|r| r.risk > risk::RiskLevel::R1)
-            {
-                let via = if r.addresses.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", r.addresses.join(", "))
-                };
-                let _ = writeln!(out, "- {} {}{}", r.risk, r.reason, md_inline(&via));
-            }
-            out.push('\n');
-        }
-        if !a.approvals.is_empty() {
-            let _ = writeln!(out, "**Approvals required**:");
-            for r in &a.approvals {
-                let why = match &r.source {
-                    approval::Source::Risk { risk, configured } => {
-                        format!("risk {risk} (approvals.{configured})")
-                    }
-                    approval::Source::Codeowners { pattern, line, .. } => {
-                        format!("CODEOWNERS `{pattern}` (line {line})")
-                    }
-                    approval::Source::Policy { rule, .. } => format!("policy `{rule}`"),
-                };
-                let _ = writeln!(
-                    out,
-                    "- {} × {} — {}",
-                    r.count,
-                    r.approvers.join(" or "),
-                    why
-                );
-            }
-            out.push('\n');
-        }
     }
     out
+}
+
+/// App findings as one SARIF run: manifest policy results that are not a pass and schema
+/// validation errors and warnings, each located at the app's folder (or the source file a
+/// finding names).
+pub fn apps_sarif(apps: &[AppDecision], tool_version: &str) -> serde_json::Value {
+    use serde_json::json;
+    let mut rules: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut results = Vec::new();
+    for a in apps {
+        if let Some(p) = &a.policy {
+            for r in p
+                .record
+                .results
+                .iter()
+                .filter(|r| r.outcome != Outcome::Pass)
+            {
+                rules.entry(r.rule.clone()).or_insert_with(|| {
+                    let mut rule = json!({
+                        "id": r.rule,
+                        "shortDescription": {"text": format!("policy rule {}", r.rule)},
+                    });
+                    if let Some(docs) = &r.docs {
+                        rule["helpUri"] = json!(docs);
+                    }
+                    rule
+                });
+                let level = match r.outcome {
+                    Outcome::Deny => "error",
+                    Outcome::RequireApproval | Outcome::Warn => "warning",
+                    Outcome::Excepted | Outcome::Pass => "note",
+                };
+                let mut logical = vec![json!({"name": a.app, "kind": "module"})];
+                if let Some(res) = &r.resource {
+                    logical.push(json!({
+                        "name": res,
+                        "fullyQualifiedName": format!("{}/{res}", a.app),
+                        "kind": "resource",
+                    }));
+                }
+                let mut result = json!({
+                    "ruleId": r.rule,
+                    "level": level,
+                    "message": {"text": if r.message.is_empty() { r.rule.clone() } else { r.message.clone() }},
+                    "locations": [{
+                        "physicalLocation": {"artifactLocation": {"uri": a.path}},
+                        "logicalLocations": logical,
+                    }],
+                    "properties": {
+                        "outcome": r.outcome.as_str(),
+                        "app": a.app,
+                        "risk": a.risk.risk,
+                        "decisionDigest": p.decision_digest,
+                    },
+                });
+                if let Some(e) = &r.exception {
+                    result["suppressions"] = json!([{
+                        "kind": "external",
+                        "justification": format!("exception {e}"),
+                    }]);
+                }
+                results.push(result);
+            }
+        }
+        if let Some(v) = &a.validation {
+            for f in &v.findings {
+                rules.entry(f.rule.clone()).or_insert_with(|| {
+                    json!({
+                        "id": f.rule,
+                        "shortDescription": {"text": format!("Kubernetes schema check {}", f.rule)},
+                    })
+                });
+                let level = match f.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                    Severity::Info => "note",
+                };
+                let file = f.origin.as_deref().unwrap_or(f.file.as_str());
+                let mut physical = json!({"artifactLocation": {"uri": file}});
+                if f.line > 0 && f.origin.is_none() {
+                    physical["region"] = json!({"startLine": f.line});
+                }
+                let mut logical = vec![json!({"name": a.app, "kind": "module"})];
+                if let Some(o) = &f.object {
+                    logical.push(json!({"name": address(o), "kind": "resource"}));
+                }
+                results.push(json!({
+                    "ruleId": f.rule,
+                    "level": level,
+                    "message": {"text": f.to_string()},
+                    "locations": [{
+                        "physicalLocation": physical,
+                        "logicalLocations": logical,
+                    }],
+                    "properties": {"app": a.app, "path": f.path},
+                }));
+            }
+        }
+    }
+    let rules: Vec<serde_json::Value> = rules.into_values().collect();
+    let index: BTreeMap<String, usize> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r["id"].as_str().unwrap_or_default().to_string(), i))
+        .collect();
+    for r in &mut results {
+        let id = r["ruleId"].as_str().unwrap_or_default().to_string();
+        r["ruleIndex"] = json!(index[&id]);
+    }
+    json!({
+        "tool": {"driver": {
+            "name": "sluice-apps",
+            "version": tool_version,
+            "informationUri": crate::sarif::INFORMATION_URI,
+            "rules": rules,
+        }},
+        "results": results,
+    })
 }
 
 fn render_diff(out: &mut String, d: &RenderedDiff) {

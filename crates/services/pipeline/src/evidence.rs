@@ -1245,6 +1245,14 @@ pub fn pr_entries(report: &PrReport, change: &ChangeSubject, who: &Identity) -> 
                 "partial" => Some(Outcome::Partial),
                 _ => None,
             };
+            // Stage 3 renders apps; a stack's change must not carry the apps' render result.
+            if s.stage == Stage::Render && change.kind == UnitKind::Stack {
+                return StageEntry::NotRun {
+                    stage: s.stage,
+                    reason: "not_run: stage 3 renders apps; a stack has nothing to render"
+                        .to_string(),
+                };
+            }
             match outcome {
                 None => StageEntry::NotRun {
                     stage: s.stage,
@@ -1329,7 +1337,8 @@ pub fn demo_evidence(repo: &Path, report: &PrReport) -> Result<DemoEvidence> {
     Ok(DemoEvidence {
         change_id: change.change_id.clone(),
         verify_command: format!(
-            "sluice evidence verify {} --trusted-key \"$(sluice evidence key --repo {})\"",
+            // `=`: the key is a PEM starting with `-----`, which would read as an option.
+            "sluice evidence verify {} --trusted-key=\"$(sluice evidence key --repo {})\"",
             path.display(),
             repo.display()
         ),

@@ -15,12 +15,17 @@
 //! content-addressed (a digest names a blob) and keeps no index from stack and commit to
 //! digest, so "the plan of this stack at this commit" cannot be found there yet.
 //!
-//! Validation blocks stages 3–7 (DESIGN.md §2): when it fails, no plan is read or made.
+//! Affected apps go through the GitOps half of stages 3–6 ([`crate::apps`]): render base and
+//! head from git objects, schema validation, the rendered diff, manifest policy, risk and
+//! approvals. Stacks and apps share one policy engine (the org's bundles, exceptions and the
+//! built-in packs), compiled once per report.
+//!
+//! Validation blocks stages 3–7 (DESIGN.md §2): when it fails, no plan is read or made and no
+//! app is rendered.
 //!
 //! The Markdown report is a list of self-contained blocks ([`sections`]) that
 //! [`render_markdown_parts`] packs into PR comments under GitHub's 65,536-character limit.
-//! A new section (e.g. apps) is one more field on [`PrReport`] and one more push in
-//! [`sections`].
+//! A new section is one more field on [`PrReport`] and one more push in [`sections`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -42,10 +47,12 @@ use sluice_policy::PolicyError;
 use sluice_repo::config::ConfigError;
 
 use crate::affected::{self, AffectedReport};
+use crate::apps::{self, AppDecision, AppStatus, AppsInput, RenderState};
 use crate::check::{CheckError, Checker, Target};
 use crate::decide::{self, PlanNote, StackDecision, Status};
 use crate::error::{PipelineError, exit};
 use crate::validation::{self, ValidationReport};
+use crate::workspace;
 
 pub const SCHEMA: &str = "sluice.pr/v1";
 
@@ -164,6 +171,9 @@ pub enum Verdict {
     /// A stack could not be planned (or its plan JSON could not be read).
     PlanFailed,
     Denied,
+    /// An app's head does not render, fails schema validation, or its policy could not be
+    /// evaluated.
+    AppBlocked,
     ValidationBlocked,
 }
 
@@ -175,6 +185,7 @@ impl Verdict {
             Verdict::Undecided => "undecided (plan not run)",
             Verdict::PlanFailed => "PLAN FAILED",
             Verdict::Denied => "DENIED",
+            Verdict::AppBlocked => "BLOCKED: an app does not render, validate or evaluate",
             Verdict::ValidationBlocked => "BLOCKED by validation",
         }
     }
@@ -188,7 +199,7 @@ pub struct PrReport {
     pub pr: Option<u64>,
     pub base: String,
     pub head: String,
-    /// Validation blocked the change or a policy denied it.
+    /// Validation blocked the change, a policy denied it or an app is blocked.
     pub blocked: bool,
     pub verdict: Verdict,
     pub changes: Vec<UnitChange>,
@@ -197,6 +208,8 @@ pub struct PrReport {
     pub stages: Vec<StageResult>,
     /// Stages 4–6 per affected stack.
     pub stacks: Vec<StackReport>,
+    /// Stages 3–6 per affected app (empty when validation blocked the change).
+    pub apps: Vec<AppDecision>,
     /// What the reader must know about where plans came from (e.g. written by the demo).
     pub notes: Vec<String>,
     /// Unused plan files, exception notices and similar.
@@ -206,11 +219,11 @@ pub struct PrReport {
 }
 
 impl PrReport {
-    /// 0 allowed (approvals may be required, or plans were not given), 1 denied or blocked by
-    /// validation, 3 a plan failed.
+    /// 0 allowed (approvals may be required, or plans were not given), 1 denied, an app
+    /// blocked or blocked by validation, 3 a plan failed.
     pub fn exit_code(&self) -> i32 {
         match self.verdict {
-            Verdict::ValidationBlocked | Verdict::Denied => exit::BLOCKED,
+            Verdict::ValidationBlocked | Verdict::Denied | Verdict::AppBlocked => exit::BLOCKED,
             Verdict::PlanFailed => exit::REPO,
             Verdict::Undecided | Verdict::ApprovalsRequired | Verdict::Allowed => exit::OK,
         }
@@ -320,28 +333,40 @@ pub fn run_with(
     let mut warnings = Vec::new();
     let mut notes = Vec::new();
     let store_root = opts.store.clone().unwrap_or_else(|| repo.join(".sluice"));
+    let mut checker = None;
     let stacks = stack_stages(
         &analysis,
         &validation,
         opts,
         &store_root,
+        &mut checker,
         &mut warnings,
         &mut notes,
     )?;
-    let stages = stage_results(&changes, &validation, &stacks);
-    let verdict = verdict(validation.passed, &stacks);
+    let apps = if validation.passed && !analysis.report.apps.is_empty() {
+        let checker = ensure_checker(&mut checker, &analysis, opts, &mut warnings)?;
+        app_stages(repo, base, head, &analysis, &changes, checker)?
+    } else {
+        Vec::new()
+    };
+    let stages = stage_results(&changes, &validation, &stacks, &apps);
+    let verdict = verdict(validation.passed, &stacks, &apps);
     Ok(PrReport {
         schema: SCHEMA,
         org: config.org.clone(),
         pr,
         base: analysis.report.base.clone(),
         head: analysis.report.head.clone(),
-        blocked: matches!(verdict, Verdict::ValidationBlocked | Verdict::Denied),
+        blocked: matches!(
+            verdict,
+            Verdict::ValidationBlocked | Verdict::Denied | Verdict::AppBlocked
+        ),
         verdict,
         changes,
         reviewers: reviewers.into_iter().collect(),
         stages,
         stacks,
+        apps,
         notes,
         warnings,
         affected: analysis.report,
@@ -349,8 +374,9 @@ pub fn run_with(
     })
 }
 
-/// The change's verdict from validation and the stacks' stages (worst first).
-pub fn verdict(validation_passed: bool, stacks: &[StackReport]) -> Verdict {
+/// The change's verdict from validation and the stacks' and apps' stages (worst first). An
+/// app's approvals (risk matrix, CODEOWNERS, policy) count as a stack's do.
+pub fn verdict(validation_passed: bool, stacks: &[StackReport], apps: &[AppDecision]) -> Verdict {
     if !validation_passed {
         return Verdict::ValidationBlocked;
     }
@@ -359,8 +385,10 @@ pub fn verdict(validation_passed: bool, stacks: &[StackReport]) -> Verdict {
             .iter()
             .any(|r| r.decision.as_ref().is_some_and(|d| d.status == s))
     };
-    if status(Status::Denied) {
+    if status(Status::Denied) || apps.iter().any(app_denied) {
         Verdict::Denied
+    } else if apps.iter().any(|a| a.status == AppStatus::Blocked) {
+        Verdict::AppBlocked
     } else if stacks
         .iter()
         .any(|s| matches!(s.plan, PlanState::Failed { .. }))
@@ -371,11 +399,82 @@ pub fn verdict(validation_passed: bool, stacks: &[StackReport]) -> Verdict {
         .any(|s| s.decision.is_none() && s.status != UnitStatus::Deleted)
     {
         Verdict::Undecided
-    } else if status(Status::ApprovalsRequired) {
+    } else if status(Status::ApprovalsRequired) || apps.iter().any(|a| !a.approvals.is_empty()) {
         Verdict::ApprovalsRequired
     } else {
         Verdict::Allowed
     }
+}
+
+/// A policy denies the app's head manifests.
+fn app_denied(a: &AppDecision) -> bool {
+    a.policy
+        .as_ref()
+        .is_some_and(|p| p.record.outcome == sluice_policy::Decision::Deny)
+}
+
+/// The org's policy setup, risk rules and approvals, compiled on first need and shared by
+/// stacks and apps.
+fn ensure_checker<'c>(
+    checker: &'c mut Option<Checker>,
+    analysis: &affected::Analysis,
+    opts: &PrOptions,
+    warnings: &mut Vec<String>,
+) -> Result<&'c Checker, PipelineError> {
+    if checker.is_none() {
+        let c = Checker::for_revision(
+            &analysis.head,
+            analysis.org.codeowners.clone(),
+            opts.now.unwrap_or_else(sluice_policy::now),
+        )
+        .map_err(check_to_pipeline)?;
+        warnings.extend(c.warnings());
+        *checker = Some(c);
+    }
+    Ok(checker.as_ref().expect("set above"))
+}
+
+/// Stages 3–6 for every affected app, with the stacks' policy engine. The base side renders
+/// from the merge base (as the affected analysis diffs), with its own configuration when it
+/// has a valid one.
+fn app_stages(
+    repo: &Path,
+    base: &str,
+    head: &str,
+    analysis: &affected::Analysis,
+    changes: &[UnitChange],
+    checker: &Checker,
+) -> Result<Vec<AppDecision>, PipelineError> {
+    let repository = workspace::open(repo)?;
+    let (base_snap, _) = workspace::change_snapshots(&repository, base, head)?;
+    let base_config =
+        workspace::load_config(&base_snap, base).unwrap_or_else(|_| analysis.head.config.clone());
+    let owners: BTreeMap<String, Vec<String>> = analysis
+        .org
+        .apps
+        .iter()
+        .map(|a| (a.id.clone(), a.owners.clone()))
+        .collect();
+    let changed: Vec<String> = analysis.changes.iter().map(|c| c.path.clone()).collect();
+    let change_ids: BTreeMap<String, String> = changes
+        .iter()
+        .filter(|c| c.kind == "app")
+        .map(|c| (c.id.clone(), c.change_id.clone()))
+        .collect();
+    Ok(apps::decide_apps(&AppsInput {
+        base: &base_snap,
+        base_config: &base_config,
+        head: &analysis.head.snapshot,
+        config: &analysis.head.config,
+        apps: &analysis.report.apps,
+        owners: &owners,
+        codeowners: &analysis.org.codeowners,
+        changed_paths: &changed,
+        engine: Some(&checker.setup.engine),
+        change_ids: &change_ids,
+        render_options: sluice_render::render::Options::default(),
+        strict: false,
+    }))
 }
 
 /// A plan waiting to be checked.
@@ -390,6 +489,7 @@ fn stack_stages(
     validation: &ValidationReport,
     opts: &PrOptions,
     store_root: &Path,
+    checker: &mut Option<Checker>,
     warnings: &mut Vec<String>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<StackReport>, PipelineError> {
@@ -460,14 +560,7 @@ fn stack_stages(
     }
 
     let checker = if pending.values().any(|p| matches!(p, Pending::Plan(..))) {
-        let c = Checker::for_revision(
-            &analysis.head,
-            analysis.org.codeowners.clone(),
-            opts.now.unwrap_or_else(sluice_policy::now),
-        )
-        .map_err(check_to_pipeline)?;
-        warnings.extend(c.warnings());
-        Some(c)
+        Some(ensure_checker(checker, analysis, opts, warnings)?)
     } else {
         None
     };
@@ -477,7 +570,7 @@ fn stack_stages(
         let cid = change_id(config, u, opts.pr, &analysis.report.head).to_string();
         let (plan, decision) = match pending.remove(&i) {
             Some(Pending::Plan(plan, source)) => {
-                let checker = checker.as_ref().expect("built when a plan is pending");
+                let checker = checker.expect("built when a plan is pending");
                 let target = stack_target(analysis, u, cid.clone());
                 let decision = checker.check(*plan, &target).map_err(check_to_pipeline)?;
                 (PlanState::Planned { source }, Some(decision))
@@ -708,10 +801,182 @@ fn plural(n: usize, one: &str) -> String {
     }
 }
 
+/// A stage's status and detail for one kind of unit (stacks or apps); `None` when no unit of
+/// that kind takes part.
+type Part = Option<(StageStatus, String)>;
+
+/// One stage row from its stack part and its app part: blocked when either is, the common
+/// status when they agree, partial otherwise (e.g. apps diffed, stacks without plans).
+fn merge_parts(stacks: Part, apps: Part, none: &str) -> (StageStatus, String) {
+    match (stacks, apps) {
+        (None, None) => (StageStatus::NotRun, none.to_string()),
+        (Some(p), None) | (None, Some(p)) => p,
+        (Some((a, da)), Some((b, db))) => {
+            let status = if a == StageStatus::Blocked || b == StageStatus::Blocked {
+                StageStatus::Blocked
+            } else if a == b {
+                a
+            } else {
+                StageStatus::Partial
+            };
+            (status, format!("{da}; {db}"))
+        }
+    }
+}
+
+/// What the apps contribute to stages 3–6.
+#[derive(Default)]
+struct AppCounts {
+    total: usize,
+    /// Head rendered (an app deleted by the change has no head and is not counted).
+    rendered: usize,
+    render_failed: usize,
+    objects: usize,
+    schema_errors: usize,
+    schema_warnings: usize,
+    /// Both sides rendered or absent, so the rendered diff is known.
+    diffed: usize,
+    added: usize,
+    removed: usize,
+    changed: usize,
+    evaluated: usize,
+    denied: usize,
+    /// Head rendered but policy could not be evaluated (fails closed).
+    policy_failed: usize,
+    blocked: usize,
+    requirements: usize,
+}
+
+impl AppCounts {
+    fn of(apps: &[AppDecision]) -> AppCounts {
+        let mut c = AppCounts {
+            total: apps.len(),
+            ..Default::default()
+        };
+        for a in apps {
+            let head_rendered = matches!(a.render.head, RenderState::Rendered { .. });
+            if let RenderState::Rendered { objects, .. } = &a.render.head {
+                c.rendered += 1;
+                c.objects += objects;
+            }
+            let failed = |s: &RenderState| matches!(s, RenderState::Failed { .. });
+            if failed(&a.render.head) {
+                c.render_failed += 1;
+            }
+            if let Some(v) = &a.validation {
+                c.schema_errors += v.errors;
+                c.schema_warnings += v.warnings;
+            }
+            if !failed(&a.render.head) && !failed(&a.render.base) {
+                c.diffed += 1;
+                c.added += a.diff.added;
+                c.removed += a.diff.removed;
+                c.changed += a.diff.changed;
+            }
+            if a.policy.is_some() {
+                c.evaluated += 1;
+            } else if head_rendered {
+                c.policy_failed += 1;
+            }
+            if app_denied(a) {
+                c.denied += 1;
+            }
+            if a.status == AppStatus::Blocked {
+                c.blocked += 1;
+            }
+            c.requirements += a.approvals.len();
+        }
+        c
+    }
+
+    fn render(&self) -> Part {
+        if self.total == 0 {
+            return None;
+        }
+        let schema = format!(
+            "{} object(s), {} schema error(s), {} warning(s)",
+            self.objects, self.schema_errors, self.schema_warnings
+        );
+        Some(if self.render_failed > 0 || self.schema_errors > 0 {
+            (
+                StageStatus::Blocked,
+                format!(
+                    "{} of {} do not render; {schema}",
+                    self.render_failed,
+                    plural(self.total, "app")
+                ),
+            )
+        } else {
+            (
+                StageStatus::Passed,
+                format!("{} rendered; {schema}", plural(self.rendered, "app")),
+            )
+        })
+    }
+
+    fn plan(&self) -> Part {
+        if self.total == 0 {
+            return None;
+        }
+        let objects = format!(
+            "{} added, {} removed, {} changed object(s)",
+            self.added, self.removed, self.changed
+        );
+        Some(if self.diffed == self.total {
+            (
+                StageStatus::Passed,
+                format!("{} diffed ({objects})", plural(self.diffed, "app")),
+            )
+        } else if self.diffed > 0 {
+            (
+                StageStatus::Partial,
+                format!(
+                    "{} of {} diffed ({objects}); the others do not render",
+                    self.diffed,
+                    plural(self.total, "app")
+                ),
+            )
+        } else {
+            (
+                StageStatus::NotRun,
+                format!("no app diff ({} do not render)", plural(self.total, "app")),
+            )
+        })
+    }
+
+    fn policy(&self) -> Part {
+        if self.total == 0 {
+            return None;
+        }
+        Some(if self.denied > 0 || self.policy_failed > 0 {
+            let mut d = format!(
+                "{} denied of {} evaluated",
+                plural(self.denied, "app"),
+                self.evaluated
+            );
+            if self.policy_failed > 0 {
+                let _ = write!(d, ", {} could not be evaluated", self.policy_failed);
+            }
+            (StageStatus::Blocked, d)
+        } else if self.evaluated == 0 {
+            (
+                StageStatus::NotRun,
+                "no rendered app to evaluate".to_string(),
+            )
+        } else {
+            (
+                StageStatus::Passed,
+                format!("{} evaluated, none denied", plural(self.evaluated, "app")),
+            )
+        })
+    }
+}
+
 fn stage_results(
     changes: &[UnitChange],
     validation: &ValidationReport,
     stacks: &[StackReport],
+    apps: &[AppDecision],
 ) -> Vec<StageResult> {
     let active: Vec<&StackReport> = stacks
         .iter()
@@ -731,7 +996,65 @@ fn stage_results(
         .iter()
         .filter(|d| d.status == Status::Denied)
         .count();
-    let requirements: usize = decisions.iter().map(|d| d.approvals.len()).sum();
+    let app = AppCounts::of(apps);
+    let requirements: usize =
+        decisions.iter().map(|d| d.approvals.len()).sum::<usize>() + app.requirements;
+
+    let stack_plan: Part = if active.is_empty() {
+        None
+    } else if failed > 0 {
+        Some((
+            StageStatus::Blocked,
+            format!(
+                "{} failed, {} of {} planned",
+                plural(failed, "stack plan"),
+                planned,
+                plural(active.len(), "stack")
+            ),
+        ))
+    } else if planned == active.len() {
+        Some((
+            StageStatus::Passed,
+            format!("{} planned", plural(planned, "stack")),
+        ))
+    } else if planned > 0 {
+        Some((
+            StageStatus::Partial,
+            format!(
+                "{planned} of {} planned; the others have no plan",
+                plural(active.len(), "stack")
+            ),
+        ))
+    } else {
+        Some((
+            StageStatus::NotRun,
+            format!(
+                "no plan for {} (pass --plans DIR or --run-plans)",
+                plural(active.len(), "stack")
+            ),
+        ))
+    };
+    let stack_policy: Part = if decisions.is_empty() {
+        (!active.is_empty()).then(|| (StageStatus::NotRun, "no stack plan to evaluate".into()))
+    } else if denied > 0 {
+        Some((
+            StageStatus::Blocked,
+            format!(
+                "{} denied of {} evaluated",
+                plural(denied, "stack"),
+                decisions.len()
+            ),
+        ))
+    } else {
+        Some((
+            StageStatus::Passed,
+            format!(
+                "{} evaluated, none denied",
+                plural(decisions.len(), "stack")
+            ),
+        ))
+    };
+
     STAGES
         .iter()
         .map(|c| {
@@ -751,71 +1074,39 @@ fn stage_results(
                     StageStatus::Blocked,
                     format!("{} blocking finding(s)", validation.summary.errors),
                 ),
-                Stage::Plan if !validation.passed => {
+                Stage::Render | Stage::Plan | Stage::Policy | Stage::Approve
+                    if !validation.passed =>
+                {
                     (StageStatus::NotRun, "blocked by validation".to_string())
                 }
-                Stage::Plan if failed > 0 => (
-                    StageStatus::Blocked,
-                    format!(
-                        "{} failed, {} of {} planned",
-                        plural(failed, "stack plan"),
-                        planned,
-                        plural(active.len(), "stack")
-                    ),
+                Stage::Render => merge_parts(None, app.render(), "no app affected"),
+                Stage::Plan => merge_parts(stack_plan.clone(), app.plan(), "nothing to plan"),
+                Stage::Policy => merge_parts(
+                    stack_policy.clone(),
+                    app.policy(),
+                    "no plan or rendered app to evaluate",
                 ),
-                Stage::Plan if active.is_empty() => {
-                    (StageStatus::NotRun, "no stack to plan".to_string())
-                }
-                Stage::Plan if planned == active.len() => (
-                    StageStatus::Passed,
-                    format!("{} planned", plural(planned, "stack")),
-                ),
-                Stage::Plan if planned > 0 => (
-                    StageStatus::Partial,
-                    format!(
-                        "{planned} of {} planned; the others have no plan",
-                        plural(active.len(), "stack")
-                    ),
-                ),
-                Stage::Plan => (
+                Stage::Approve if denied > 0 || app.blocked > 0 => (
                     StageStatus::NotRun,
-                    format!(
-                        "no plan for {} (pass --plans DIR or --run-plans)",
-                        plural(active.len(), "stack")
-                    ),
+                    "a denied or blocked change cannot be approved".to_string(),
                 ),
-                Stage::Policy if decisions.is_empty() => {
-                    (StageStatus::NotRun, "no plan to evaluate".to_string())
-                }
-                Stage::Policy if denied > 0 => (
-                    StageStatus::Blocked,
-                    format!(
-                        "{} denied of {} evaluated",
-                        plural(denied, "stack"),
-                        decisions.len()
-                    ),
-                ),
-                Stage::Policy => (
-                    StageStatus::Passed,
-                    format!("{} evaluated, none denied", plural(decisions.len(), "stack")),
-                ),
-                Stage::Approve if decisions.is_empty() || denied > 0 => (
+                Stage::Approve if decisions.is_empty() && app.total == 0 => (
                     StageStatus::NotRun,
-                    if denied > 0 {
-                        "a denied change cannot be approved".to_string()
-                    } else {
-                        "no policy decision to approve".to_string()
-                    },
+                    "no policy decision to approve".to_string(),
                 ),
-                Stage::Approve if requirements == 0 => (
-                    StageStatus::Passed,
-                    "no approval required".to_string(),
-                ),
+                Stage::Approve if requirements == 0 => {
+                    (StageStatus::Passed, "no approval required".to_string())
+                }
                 Stage::Approve => (
                     StageStatus::Pending,
                     format!(
-                        "{} to collect (listed per stack); approvals bind to commit + plan + decision",
-                        plural(requirements, "approval requirement")
+                        "{} to collect ({}); approvals bind to commit + plan/render + decision",
+                        plural(requirements, "approval requirement"),
+                        match (decisions.is_empty(), app.total) {
+                            (false, 0) => "listed per stack",
+                            (true, _) => "listed per app",
+                            _ => "listed per stack and app",
+                        }
                     ),
                 ),
                 _ => (
@@ -942,7 +1233,8 @@ pub fn sections(r: &PrReport) -> Vec<String> {
     for s in &r.stacks {
         blocks.extend(stack_blocks(s));
     }
-    // Apps (render / diff / policy) go here, as one more list of blocks.
+    // One block per app: a long app section is cut by the splitter like any other block.
+    blocks.extend(r.apps.iter().map(apps::app_markdown));
 
     if !r.validation.findings.is_empty() {
         let mut list = String::new();
@@ -1149,8 +1441,9 @@ fn split_block(block: &str, room: usize) -> Vec<String> {
     out
 }
 
-/// The report as SARIF: validation findings (one run) and policy findings of every decided
-/// stack (another run), located at the stack's folder.
+/// The report as SARIF: validation findings (one run), policy findings of every decided
+/// stack (another run), located at the stack's folder, and, when apps are affected, their
+/// manifest policy and schema findings (a third run), located at the app's folder.
 pub fn render_sarif(r: &PrReport, tool_version: &str) -> Value {
     let mut runs = Vec::new();
     let validation = crate::sarif::to_sarif(&r.validation.findings, tool_version);
@@ -1173,6 +1466,9 @@ pub fn render_sarif(r: &PrReport, tool_version: &str) -> Value {
         })
         .collect();
     runs.push(decide::decisions_sarif(&decided, tool_version));
+    if !r.apps.is_empty() {
+        runs.push(apps::apps_sarif(&r.apps, tool_version));
+    }
     decide::sarif_log(runs)
 }
 
@@ -1188,6 +1484,45 @@ mod tests {
             "prod__ap-southeast-1__rds-payments.json"
         );
         assert_eq!(plan_file_name("network"), "network.json");
+    }
+
+    #[test]
+    fn stage_parts_merge_worst_first() {
+        let p = |s: StageStatus, d: &str| Some((s, d.to_string()));
+        assert_eq!(
+            merge_parts(None, None, "nothing"),
+            (StageStatus::NotRun, "nothing".into())
+        );
+        assert_eq!(
+            merge_parts(p(StageStatus::Passed, "a"), None, "-"),
+            (StageStatus::Passed, "a".into())
+        );
+        assert_eq!(
+            merge_parts(
+                p(StageStatus::Passed, "a"),
+                p(StageStatus::Passed, "b"),
+                "-"
+            ),
+            (StageStatus::Passed, "a; b".into())
+        );
+        assert_eq!(
+            merge_parts(
+                p(StageStatus::NotRun, "a"),
+                p(StageStatus::Passed, "b"),
+                "-"
+            )
+            .0,
+            StageStatus::Partial
+        );
+        assert_eq!(
+            merge_parts(
+                p(StageStatus::Passed, "a"),
+                p(StageStatus::Blocked, "b"),
+                "-"
+            )
+            .0,
+            StageStatus::Blocked
+        );
     }
 
     fn balanced(part: &str) -> bool {

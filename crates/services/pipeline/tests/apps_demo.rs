@@ -147,7 +147,10 @@ fn demo_payments_image_bump_is_an_app_decision() {
     if std::env::var("SLUICE_PRINT").is_ok() {
         println!("{md}");
     }
-    assert!(md.contains("### `prod-ap-southeast-1/payments`"), "{md}");
+    assert!(
+        md.contains("### App `prod-ap-southeast-1/payments`"),
+        "{md}"
+    );
     assert!(md.contains("→"), "{md}");
     assert!(md.contains("k8s-network-policy"), "{md}");
     assert!(md.contains("<details>"), "{md}");

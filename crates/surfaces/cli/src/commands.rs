@@ -555,6 +555,27 @@ fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
         Format::Json => print_json(report),
         Format::Text => emit(&pr::render_markdown(report)),
     }
+    let ev = &run.evidence;
+    eprintln!(
+        "recorded {} signed stage statement(s) in {}; log size {}, checkpoint {} (root {})",
+        ev.statements,
+        ev.store,
+        ev.log_size,
+        ev.checkpoint_size,
+        &ev.checkpoint_root[..ev.checkpoint_root.len().min(16)]
+    );
+    eprintln!(
+        "wrote the bundle of change {} to {} (manifest leaf {})",
+        ev.change_id,
+        ev.bundle_path.display(),
+        ev.leaf_index
+    );
+    if ev.verified {
+        eprintln!("{}", ev.verification.trim_end());
+    } else {
+        eprintln!("bundle NOT verified: {}", ev.verification);
+    }
+    eprintln!("check it again offline with: {}", ev.verify_command);
     eprintln!(
         "demo finished in {ms} ms; explore it with `sluice stacks --repo {dir}`, `sluice graph --repo {dir}` or `sluice pr --repo {dir} --base main --head {branch}{plans}`",
         ms = started.elapsed().as_millis(),
@@ -566,7 +587,12 @@ fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
             .map(|p| format!(" --plans {}", p.display()))
             .unwrap_or_default(),
     );
-    Ok(exit::OK)
+    // A bundle that does not verify is a defect the demo must not hide.
+    Ok(if ev.verified {
+        exit::OK
+    } else {
+        exit::INTERNAL
+    })
 }
 
 fn run_gen_org(a: GenOrgArgs) -> Result<i32, PipelineError> {

@@ -1,5 +1,9 @@
 //! `sluice demo`: build the sample org as a real git repository with history, open a PR branch
-//! and run every stage that exists over it, ending with the PR report.
+//! and run every stage that exists over it: the PR report (the rds-payments read replica as a
+//! stack plan, the payments image bump as an app diff), then the evidence of its stages,
+//! recorded in `<dir>/.sluice/sluice.db`, and the change bundle of the stack, written to
+//! `<dir>/.sluice/bundles/` and verified offline. `.sluice/` is ignored by the demo
+//! repository's `.gitignore`, and a re-run replaces the whole folder (see [`MARKER`]).
 //!
 //! Plans (stage 4): the demo's stacks are Terragrunt stacks, so with `terragrunt` and
 //! `tofu`/`terraform` on PATH the demo plans them with the engine ([`PlanMode::Engine`]).
@@ -17,6 +21,7 @@ use sluice_model::exception::Timestamp;
 use sluice_repo::git_write::{Author, Writer};
 
 use crate::error::PipelineError;
+use crate::evidence::{self, DemoEvidence};
 use crate::pr::{self, PrOptions, PrReport};
 
 /// Marks a directory as built by the demo, so a re-run may replace it and nothing else. It
@@ -156,9 +161,12 @@ pub struct DemoRun {
     pub written: Vec<PathBuf>,
     pub plans_dir: Option<PathBuf>,
     pub report: PrReport,
+    /// The recorded stage statements and the verified bundle of the stack's change.
+    pub evidence: DemoEvidence,
 }
 
-/// Build the demo repository and run the PR report over it, with plans from `mode`.
+/// Build the demo repository, run the PR report over it with plans from `mode`, then record
+/// its evidence and write and verify the change bundle.
 pub fn run(dir: &Path, mode: PlanMode) -> Result<DemoRun, PipelineError> {
     let repo = build(dir)?;
     let mut opts = PrOptions {
@@ -191,11 +199,14 @@ pub fn run(dir: &Path, mode: PlanMode) -> Result<DemoRun, PipelineError> {
         }
     }
     let report = pr::run_with(&repo.dir, &repo.base, &repo.head, &opts)?;
+    let evidence = evidence::demo_evidence(&repo.dir, &report)
+        .map_err(|e| PipelineError::Io(format!("evidence of the demo: {e}")))?;
     Ok(DemoRun {
         repo,
         mode,
         written,
         plans_dir,
         report,
+        evidence,
     })
 }
