@@ -22,7 +22,7 @@ use crate::keys::{self, key_id, public_key_pem};
 use crate::merkle::{self, Hash, MerkleError, SubtreeHashes, leaf_hash};
 use crate::statement::{
     ChangeRef, ManifestPredicate, StagePredicate, StatementError, Subject, detail, digest_string,
-    manifest_subjects, open_statement, parse_digest, stage_name,
+    input, manifest_subjects, open_statement, parse_digest, stage_name,
 };
 use crate::summary::{EvidenceSummary, summarize};
 
@@ -672,7 +672,17 @@ fn check_bindings(change: &ChangeRef, stages: &[VerifiedStage]) -> Result<(), Ve
                 plan = plan_digest;
                 approved_plan = None;
             }
-            Stage::Policy => decision = decision_digest,
+            Stage::Policy => {
+                // The decision must be about the plan the plan stage produced.
+                if let (Some(p), Some(i)) = (&plan, s.predicate.input_digests.get(input::PLAN))
+                    && p != i
+                {
+                    return bad(format!(
+                        "policy decision was made over plan {i}, the plan stage produced {p}"
+                    ));
+                }
+                decision = decision_digest;
+            }
             Stage::Approve => {
                 if let (Some(p), Some(a)) = (&plan, &plan_digest)
                     && p != a

@@ -48,6 +48,12 @@ pub mod detail {
     pub const PR_URL: &str = "pr_url";
 }
 
+/// Names of [`StagePredicate::input_digests`] entries the verifier binds.
+pub mod input {
+    /// policy: the plan the decision was made over (the plan stage's `plan_digest`).
+    pub const PLAN: &str = "plan";
+}
+
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum StatementError {
     #[error(transparent)]

@@ -33,8 +33,9 @@ use sluice_evidence::dsse::Envelope;
 use sluice_evidence::keys::{self, EvidenceKey, KeyError};
 use sluice_evidence::merkle::{self, Hash, MerkleError, SubtreeHashes};
 use sluice_evidence::statement::{
-    ChangeRef, ManifestEntry, ManifestPredicate, Outcome, StagePredicate, Subject, digest_string,
-    manifest_statement, now_rfc3339, open_statement, sign_statement, stage_name, stage_statement,
+    ChangeRef, ManifestEntry, ManifestPredicate, Outcome, StagePredicate, Subject, detail,
+    digest_string, manifest_statement, now_rfc3339, open_statement, sign_statement, stage_name,
+    stage_statement,
 };
 use sluice_model::change::ChangeId;
 use sluice_model::stage::{Stage, contract};
@@ -1226,58 +1227,517 @@ fn change_subject(report: &PrReport, index: usize) -> Result<ChangeSubject> {
     })
 }
 
-/// The stage entries a PR report establishes for one change: passed and blocked stages become
-/// statements (blocked = failed), the rest are recorded as not run.
+/// The stage entries a PR report establishes for one change, each from that change's own
+/// results: stages 1–2 (and the PR-wide rows of stages 7 on) from the report's stage rows with the
+/// head commit as subject; stages 3–6 from the change's stack or app in the report, matched by
+/// change id. Nothing is filled in that the report does not say: a stage without a result is
+/// recorded as not run with the reason.
 pub fn pr_entries(report: &PrReport, change: &ChangeSubject, who: &Identity) -> Vec<StageEntry> {
-    report
+    let cid = change.id.to_string();
+    let mut out: Vec<StageEntry> = report
         .stages
         .iter()
-        .map(|s| {
-            // Read the status by its serialised name so that statuses added later are never
-            // mistaken for a run.
-            let status = serde_json::to_value(&s.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let outcome = match status.as_str() {
-                "passed" => Some(Outcome::Passed),
-                "blocked" | "failed" => Some(Outcome::Failed),
-                "partial" => Some(Outcome::Partial),
-                _ => None,
-            };
-            // Stage 3 renders apps; a stack's change must not carry the apps' render result.
-            if s.stage == Stage::Render && change.kind == UnitKind::Stack {
-                return StageEntry::NotRun {
+        .filter(|s| matches!(s.stage, Stage::Propose | Stage::Validate))
+        .map(|s| pr_row_entry(report, change, who, s))
+        .collect();
+    let unit_entries = match change.kind {
+        UnitKind::App => report
+            .apps
+            .iter()
+            .find(|a| a.change_id.as_deref() == Some(cid.as_str()))
+            .map(|a| app_entries(report, change, who, a)),
+        _ => report
+            .stacks
+            .iter()
+            .find(|s| s.change_id == cid)
+            .map(|s| stack_entries(report, change, who, s)),
+    };
+    match unit_entries {
+        Some(entries) => out.extend(entries),
+        // No per-unit result (validation blocked the change before apps were decided): stages
+        // 3–6 did not run for it, for the reason the PR row gives.
+        None => out.extend(
+            report
+                .stages
+                .iter()
+                .filter(|s| {
+                    matches!(
+                        s.stage,
+                        Stage::Render | Stage::Plan | Stage::Policy | Stage::Approve
+                    )
+                })
+                .map(|s| StageEntry::NotRun {
                     stage: s.stage,
-                    reason: "not_run: stage 3 renders apps; a stack has nothing to render"
-                        .to_string(),
-                };
-            }
-            match outcome {
-                None => StageEntry::NotRun {
-                    stage: s.stage,
-                    reason: format!("{status}: {}", s.detail),
-                },
-                Some(outcome) => StageEntry::Ran(StageEvent {
-                    stage: s.stage,
-                    who: who.clone(),
-                    input_digests: BTreeMap::from([
-                        ("base".to_string(), format!("gitCommit:{}", report.base)),
-                        ("head".to_string(), format!("gitCommit:{}", report.head)),
-                    ]),
-                    subjects: vec![Subject::git_commit(&change.id.repo, &report.head)],
-                    outcome,
-                    details: json!({
-                        "summary": s.detail,
-                        "stage_number": s.number,
-                        "org": report.org,
-                        "pr": report.pr,
-                        "unit_kind": change.kind.as_str(),
-                    }),
+                    reason: format!("not_run: no result for this change ({})", s.detail),
                 }),
+        ),
+    }
+    out.extend(
+        report
+            .stages
+            .iter()
+            .filter(|s| {
+                !matches!(
+                    s.stage,
+                    Stage::Propose
+                        | Stage::Validate
+                        | Stage::Render
+                        | Stage::Plan
+                        | Stage::Policy
+                        | Stage::Approve
+                )
+            })
+            .map(|s| pr_row_entry(report, change, who, s)),
+    );
+    out
+}
+
+/// A PR-wide stage row: passed and blocked rows become statements about the head commit
+/// (blocked = failed), the rest are recorded as not run.
+fn pr_row_entry(
+    report: &PrReport,
+    change: &ChangeSubject,
+    who: &Identity,
+    s: &crate::pr::StageResult,
+) -> StageEntry {
+    // Read the status by its serialised name so that statuses added later are never mistaken
+    // for a run.
+    let status = serde_json::to_value(&s.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let outcome = match status.as_str() {
+        "passed" => Outcome::Passed,
+        "blocked" | "failed" => Outcome::Failed,
+        "partial" => Outcome::Partial,
+        _ => {
+            return StageEntry::NotRun {
+                stage: s.stage,
+                reason: format!("{status}: {}", s.detail),
+            };
+        }
+    };
+    StageEntry::Ran(StageEvent {
+        stage: s.stage,
+        who: who.clone(),
+        input_digests: commit_inputs(report),
+        subjects: vec![head_subject(report, change)],
+        outcome,
+        details: json!({
+            "summary": s.detail,
+            "stage_number": s.number,
+            "org": report.org,
+            "pr": report.pr,
+            "unit_kind": change.kind.as_str(),
+        }),
+    })
+}
+
+fn commit_inputs(report: &PrReport) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("base".to_string(), format!("gitCommit:{}", report.base)),
+        ("head".to_string(), format!("gitCommit:{}", report.head)),
+    ])
+}
+
+fn head_subject(report: &PrReport, change: &ChangeSubject) -> Subject {
+    Subject::git_commit(&change.id.repo, &report.head)
+}
+
+/// A subject for a `sha256:<hex>` digest; `None` for anything else (never a malformed subject).
+fn digest_subject(name: &str, digest: &str) -> Option<Subject> {
+    sluice_evidence::statement::parse_digest(name, digest)
+        .ok()
+        .map(|hash| Subject::sha256(name, &hex::encode(hash)))
+}
+
+/// The statement of a unit's stage: its artifacts as subjects, or the head commit when it made
+/// none (a failed plan), so that every statement names what it is about.
+fn unit_event(
+    (report, change, who): (&PrReport, &ChangeSubject, &Identity),
+    stage: Stage,
+    subjects: Vec<Subject>,
+    input_digests: BTreeMap<String, String>,
+    outcome: Outcome,
+    details: Value,
+) -> StageEntry {
+    let subjects = if subjects.is_empty() {
+        vec![head_subject(report, change)]
+    } else {
+        subjects
+    };
+    StageEntry::Ran(StageEvent {
+        stage,
+        who: who.clone(),
+        input_digests,
+        subjects,
+        outcome,
+        details,
+    })
+}
+
+/// A policy decision as evidence details: bundle versions, final outcome, counts per outcome.
+fn decision_details(record: &sluice_policy::DecisionRecord, decision_digest: &str) -> Value {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &record.results {
+        *counts.entry(r.outcome.as_str()).or_default() += 1;
+    }
+    let version = record
+        .bundles
+        .iter()
+        .map(|b| format!("{}@{}", b.name, b.version))
+        .collect::<Vec<_>>()
+        .join(", ");
+    json!({
+        detail::POLICY_VERSION: version,
+        "bundles": record.bundles,
+        detail::DECISION: record.outcome.as_str(),
+        detail::DECISION_DIGEST: decision_digest,
+        "policy_input_digest": record.input_digest,
+        "outcome_counts": counts,
+        "exceptions_applied": record.exceptions_applied,
+    })
+}
+
+/// Stage 6: approvals are not collected by this build, so it is never recorded as run; the
+/// reason lists what would have to be collected.
+fn approve_not_run(
+    approvals: &[sluice_model::approval::Requirement],
+    blocked: Option<String>,
+) -> StageEntry {
+    let reason = match blocked {
+        Some(why) => format!("not_run: {why}; nothing to approve"),
+        None if approvals.is_empty() => "not_run: no approvals required".to_string(),
+        None => {
+            let total: u32 = approvals.iter().map(|r| r.count).sum();
+            let each = approvals
+                .iter()
+                .map(|r| format!("{} of {}", r.count, r.approvers.join(" | ")))
+                .collect::<Vec<_>>()
+                .join("; ");
+            format!("pending: {total} approvals to collect ({each})")
+        }
+    };
+    StageEntry::NotRun {
+        stage: Stage::Approve,
+        reason,
+    }
+}
+
+/// Stages 3–6 of one stack: nothing to render; its own plan, policy decision and approvals.
+fn stack_entries(
+    report: &PrReport,
+    change: &ChangeSubject,
+    who: &Identity,
+    stack: &crate::pr::StackReport,
+) -> Vec<StageEntry> {
+    use crate::pr::{PlanSource, PlanState};
+    let mut out = vec![StageEntry::NotRun {
+        stage: Stage::Render,
+        reason: "not_run: stage 3 renders apps; a stack has nothing to render".to_string(),
+    }];
+    let file_stem = stack.id.replace('/', "__");
+    // The plan's identity (what approvals and apply bind to) when there is a plan.
+    let mut plan_identity: Option<(String, String)> = None;
+    match &stack.plan {
+        PlanState::NotRun { reason } => out.push(StageEntry::NotRun {
+            stage: Stage::Plan,
+            reason: format!("not_run: {reason}"),
+        }),
+        PlanState::Failed {
+            class,
+            message,
+            hint,
+            ..
+        } => out.push(unit_event(
+            (report, change, who),
+            Stage::Plan,
+            Vec::new(),
+            commit_inputs(report),
+            Outcome::Failed,
+            json!({"class": class, "message": message, "hint": hint, "stack": stack.id}),
+        )),
+        PlanState::Planned { source } => {
+            let (identity, json_digest, artifact, file_digest) = match source {
+                PlanSource::File {
+                    path,
+                    plan_json_digest,
+                    ..
+                } => (
+                    plan_json_digest.clone(),
+                    plan_json_digest.clone(),
+                    path.clone(),
+                    None,
+                ),
+                PlanSource::Engine {
+                    engine,
+                    plan_digest,
+                    plan_json_digest,
+                } => (
+                    plan_digest.clone(),
+                    plan_json_digest.clone(),
+                    format!("{file_stem}.tfplan ({engine})"),
+                    Some(plan_digest.clone()),
+                ),
+            };
+            let mut subjects: Vec<Subject> =
+                digest_subject(&format!("{file_stem}.plan.json"), &json_digest)
+                    .into_iter()
+                    .collect();
+            if let Some(f) = &file_digest {
+                subjects.extend(digest_subject(&format!("{file_stem}.tfplan"), f));
             }
-        })
-        .collect()
+            let summary = stack.decision.as_ref().map(|d| {
+                let p = &d.plan;
+                json!({
+                    "totals": p.totals,
+                    "counts": p.counts,
+                    "has_changes": p.has_changes,
+                    "complete": p.complete,
+                    "drifted": p.drifted.len(),
+                    "deferred": p.deferred.len(),
+                })
+            });
+            let mut details = json!({
+                detail::PLAN_DIGEST: identity,
+                "plan_json_digest": json_digest,
+                detail::PLAN_ARTIFACT: artifact,
+                "stack": stack.id,
+            });
+            // Absent rather than null: the bundle's summary reads a present key as a summary.
+            if let Some(summary) = summary {
+                details[detail::PLAN_SUMMARY] = summary;
+            }
+            out.push(unit_event(
+                (report, change, who),
+                Stage::Plan,
+                subjects,
+                commit_inputs(report),
+                Outcome::Passed,
+                details,
+            ));
+            plan_identity = Some((identity, json_digest));
+        }
+    }
+    match (&stack.decision, &plan_identity) {
+        (Some(d), Some((identity, json_digest))) => {
+            let mut details = decision_details(&d.policy.record, &d.policy.decision_digest);
+            details["risk"] = json!(d.risk);
+            details["status"] = json!(d.status.as_str());
+            let mut inputs = commit_inputs(report);
+            inputs.insert(
+                sluice_evidence::statement::input::PLAN.into(),
+                identity.clone(),
+            );
+            inputs.insert("plan_json".into(), json_digest.clone());
+            inputs.insert("policy_input".into(), d.policy.record.input_digest.clone());
+            let denied = d.status == crate::decide::Status::Denied
+                || d.policy.record.outcome == sluice_policy::Decision::Deny;
+            out.push(unit_event(
+                (report, change, who),
+                Stage::Policy,
+                digest_subject("policy-decision.json", &d.policy.decision_digest)
+                    .into_iter()
+                    .collect(),
+                inputs,
+                if denied {
+                    Outcome::Failed
+                } else {
+                    Outcome::Passed
+                },
+                details,
+            ));
+            out.push(approve_not_run(
+                &d.approvals,
+                denied.then(|| "denied by policy".to_string()),
+            ));
+        }
+        _ => {
+            out.push(StageEntry::NotRun {
+                stage: Stage::Policy,
+                reason: "not_run: no plan to evaluate (stage 4 did not pass)".into(),
+            });
+            out.push(StageEntry::NotRun {
+                stage: Stage::Approve,
+                reason: "not_run: no plan to approve (stage 4 did not pass)".into(),
+            });
+        }
+    }
+    out
+}
+
+/// Stages 3–6 of one app: its head render (with schema validation), the rendered diff, the
+/// manifest policy decision and its approvals.
+fn app_entries(
+    report: &PrReport,
+    change: &ChangeSubject,
+    who: &Identity,
+    app: &crate::apps::AppDecision,
+) -> Vec<StageEntry> {
+    use crate::apps::{AppStatus, RenderState};
+    let name = |side: &str| format!("rendered/{}@{side}", app.app);
+    let rendered = |state: &RenderState| match state {
+        RenderState::Rendered { digest, .. } => Some(digest.clone()),
+        _ => None,
+    };
+    let (base_digest, head_digest) = (rendered(&app.render.base), rendered(&app.render.head));
+    let mut out = Vec::new();
+    // Stage 3: the head render and its schema validation.
+    match &app.render.head {
+        RenderState::Absent => out.push(StageEntry::NotRun {
+            stage: Stage::Render,
+            reason: "not_run: the app is absent at head (deleted by the change)".into(),
+        }),
+        RenderState::Failed { error } => out.push(unit_event(
+            (report, change, who),
+            Stage::Render,
+            Vec::new(),
+            commit_inputs(report),
+            Outcome::Failed,
+            json!({"app": app.app, "error": error}),
+        )),
+        RenderState::Rendered {
+            digest,
+            objects,
+            tool,
+            ..
+        } => {
+            let invalid = app
+                .validation
+                .as_ref()
+                .is_some_and(|v| v.invalid > 0 || v.errors > 0);
+            let validation = app.validation.as_ref().map(|v| {
+                json!({
+                    "kubernetes_version": v.kubernetes_version,
+                    "objects": v.objects,
+                    "valid": v.valid,
+                    "invalid": v.invalid,
+                    "errors": v.errors,
+                    "warnings": v.warnings,
+                })
+            });
+            out.push(unit_event(
+                (report, change, who),
+                Stage::Render,
+                digest_subject(&name("head"), digest).into_iter().collect(),
+                commit_inputs(report),
+                if invalid {
+                    Outcome::Failed
+                } else {
+                    Outcome::Passed
+                },
+                json!({
+                    detail::RENDERED_DIGEST: digest,
+                    "app": app.app,
+                    "objects": objects,
+                    "tool": tool,
+                    "validation": validation,
+                }),
+            ));
+        }
+    }
+    // Stage 4: the diff of the two renders (needs the head; an absent base is an added app).
+    match &app.render.head {
+        RenderState::Failed { .. } => out.push(StageEntry::NotRun {
+            stage: Stage::Plan,
+            reason: "not_run: the head does not render; nothing to diff".into(),
+        }),
+        _ if matches!(app.render.base, RenderState::Failed { .. }) => {
+            out.push(StageEntry::NotRun {
+                stage: Stage::Plan,
+                reason: "not_run: the base does not render; nothing to diff against".into(),
+            })
+        }
+        _ => {
+            let mut subjects = Vec::new();
+            let mut inputs = commit_inputs(report);
+            if let Some(d) = &base_digest {
+                subjects.extend(digest_subject(&name("base"), d));
+                inputs.insert("base_rendered".into(), d.clone());
+            }
+            if let Some(d) = &head_digest {
+                subjects.extend(digest_subject(&name("head"), d));
+                inputs.insert("head_rendered".into(), d.clone());
+            }
+            let images: Vec<Value> = app
+                .diff
+                .images
+                .iter()
+                .map(|i| json!({"object": i.object.to_string(), "container": i.container, "summary": i.summary}))
+                .collect();
+            out.push(unit_event(
+                (report, change, who),
+                Stage::Plan,
+                subjects,
+                inputs,
+                Outcome::Passed,
+                json!({
+                    "app": app.app,
+                    detail::RENDERED_DIGEST: head_digest,
+                    "base_rendered_digest": base_digest,
+                    detail::PLAN_SUMMARY: {
+                        "added": app.diff.added,
+                        "removed": app.diff.removed,
+                        "changed": app.diff.changed,
+                        "unchanged": app.diff.unchanged,
+                    },
+                    "images": images,
+                    "replicas_changed": app.diff.replicas.len(),
+                    "resources_changed": app.diff.resources.len(),
+                }),
+            ));
+        }
+    }
+    // Stage 5: manifest policy over the head objects.
+    let denied = app
+        .policy
+        .as_ref()
+        .is_some_and(|p| p.record.outcome == sluice_policy::Decision::Deny);
+    match &app.policy {
+        Some(p) => {
+            let mut details = decision_details(&p.record, &p.decision_digest);
+            details["risk"] = json!(app.risk);
+            details["status"] = json!(app.status);
+            let mut inputs = commit_inputs(report);
+            if let Some(d) = &head_digest {
+                inputs.insert("head_rendered".into(), d.clone());
+            }
+            inputs.insert("policy_input".into(), p.record.input_digest.clone());
+            out.push(unit_event(
+                (report, change, who),
+                Stage::Policy,
+                digest_subject("policy-decision.json", &p.decision_digest)
+                    .into_iter()
+                    .collect(),
+                inputs,
+                if denied {
+                    Outcome::Failed
+                } else {
+                    Outcome::Passed
+                },
+                details,
+            ));
+        }
+        None => out.push(StageEntry::NotRun {
+            stage: Stage::Policy,
+            reason: format!(
+                "not_run: {}",
+                app.policy_error
+                    .as_deref()
+                    .unwrap_or("manifest policy was not evaluated")
+            ),
+        }),
+    }
+    // Stage 6.
+    let blocked = (app.status == AppStatus::Blocked).then(|| {
+        if app.blockers.is_empty() {
+            "blocked".to_string()
+        } else {
+            format!("blocked: {}", app.blockers.join("; "))
+        }
+    });
+    out.push(approve_not_run(&app.approvals, blocked));
+    out
 }
 
 /// Records the stage results of a PR report for each of its changes, in one batch.
@@ -1607,6 +2067,258 @@ mod tests {
         let err = verify_file(&out, &[other], None).unwrap_err();
         assert_eq!(err.exit_code(), exit::BLOCKED);
         assert!(err.to_string().starts_with("checkpoint:"), "{err}");
+    }
+
+    /// A PR with one planned stack and one app whose head does not render.
+    fn mixed_report(plan_digest: &str) -> PrReport {
+        use crate::apps::{AppDecision, AppStatus, RenderSection, RenderState};
+        use crate::pr::{
+            PlanSource, PlanState, StackReport, StageResult, StageStatus, UnitChange, Verdict,
+        };
+        use sluice_model::affected::UnitStatus;
+        let head = "9f3a12cdeadbeef9f3a12cdeadbeef9f3a12cdea".to_string();
+        let base = "1111111111111111111111111111111111111111".to_string();
+        let cid = |unit: &str| {
+            ChangeId {
+                repo: "infra-live".into(),
+                pr: Some(7),
+                commit: head.clone(),
+                env: "prod".into(),
+                unit: unit.into(),
+            }
+            .to_string()
+        };
+        let row = |number: u8, stage: Stage, status: StageStatus| StageResult {
+            number,
+            stage,
+            status,
+            detail: format!("row {number}"),
+        };
+        let change = |kind: &'static str, id: &str| UnitChange {
+            kind,
+            change_id: cid(id),
+            id: id.into(),
+            env: Some("prod".into()),
+            status: UnitStatus::Modified,
+            owners: vec![],
+        };
+        PrReport {
+            schema: crate::pr::SCHEMA,
+            org: "acme".into(),
+            pr: Some(7),
+            base: base.clone(),
+            head: head.clone(),
+            blocked: true,
+            verdict: Verdict::AppBlocked,
+            changes: vec![change("stack", "prod/network"), change("app", "web")],
+            reviewers: vec![],
+            stages: vec![
+                row(1, Stage::Propose, StageStatus::Passed),
+                row(2, Stage::Validate, StageStatus::Passed),
+                row(3, Stage::Render, StageStatus::Blocked),
+                row(4, Stage::Plan, StageStatus::Partial),
+                row(5, Stage::Policy, StageStatus::Partial),
+                row(6, Stage::Approve, StageStatus::Pending),
+                row(7, Stage::Apply, StageStatus::NotRun),
+                row(8, Stage::Verify, StageStatus::NotRun),
+            ],
+            stacks: vec![StackReport {
+                id: "prod/network".into(),
+                change_id: cid("prod/network"),
+                env: Some("prod".into()),
+                status: UnitStatus::Modified,
+                plan: PlanState::Planned {
+                    source: PlanSource::File {
+                        path: "plans/prod__network.json".into(),
+                        note: None,
+                        plan_json_digest: plan_digest.into(),
+                    },
+                },
+                decision: None,
+            }],
+            apps: vec![AppDecision {
+                app: "web".into(),
+                path: "apps/web".into(),
+                env: Some("prod".into()),
+                production: true,
+                change_id: Some(cid("web")),
+                change: UnitStatus::Modified,
+                render: RenderSection {
+                    base: RenderState::Rendered {
+                        commit: base.clone(),
+                        digest: format!("sha256:{}", "cd".repeat(32)),
+                        objects: 3,
+                        tool: None,
+                    },
+                    head: RenderState::Failed {
+                        error: "apps/web/values.yaml:3:1: bad indentation".into(),
+                    },
+                    notes: vec![],
+                },
+                validation: None,
+                diff: Default::default(),
+                policy: None,
+                policy_error: Some("the head does not render".into()),
+                risk: sluice_model::risk::RiskAssessment {
+                    risk: sluice_model::risk::RiskLevel::R2,
+                    reasons: vec![],
+                },
+                approvals: vec![],
+                status: AppStatus::Blocked,
+                blockers: vec!["head render failed".into()],
+            }],
+            notes: vec![],
+            warnings: vec![],
+            affected: crate::affected::AffectedReport {
+                schema: crate::affected::SCHEMA,
+                base: base.clone(),
+                head: head.clone(),
+                stacks: vec![],
+                apps: vec![],
+                warnings: vec![],
+            },
+            validation: crate::validation::ValidationReport {
+                schema: "sluice.validation/v1",
+                rev: head,
+                base: Some(base),
+                passed: true,
+                summary: crate::validation::Summary {
+                    files: 0,
+                    errors: 0,
+                    warnings: 0,
+                    info: 0,
+                },
+                findings: vec![],
+                config_invalid: false,
+            },
+        }
+    }
+
+    fn entry(entries: &[StageEntry], stage: Stage) -> &StageEntry {
+        entries.iter().find(|e| e.stage() == stage).unwrap()
+    }
+
+    #[test]
+    fn pr_entries_come_from_each_changes_own_results() {
+        let plan_hex = "ab".repeat(32);
+        let plan_digest = format!("sha256:{plan_hex}");
+        let report = mixed_report(&plan_digest);
+        let stack = change_subject(&report, 0).unwrap();
+        let app = change_subject(&report, 1).unwrap();
+        let stack_entries = pr_entries(&report, &stack, &who());
+        let app_entries = pr_entries(&report, &app, &who());
+        // One entry per stage, in stage order.
+        let order: Vec<Stage> = stack_entries.iter().map(StageEntry::stage).collect();
+        assert_eq!(
+            order,
+            report.stages.iter().map(|s| s.stage).collect::<Vec<_>>()
+        );
+
+        // The stack's plan passed, about its own plan JSON — not "partial" because of the app.
+        match entry(&stack_entries, Stage::Plan) {
+            StageEntry::Ran(e) => {
+                assert_eq!(e.outcome, Outcome::Passed);
+                assert_eq!(e.subjects[0].digest["sha256"], plan_hex);
+                assert_eq!(e.details[detail::PLAN_DIGEST], plan_digest);
+            }
+            other => panic!("stack plan: {other:?}"),
+        }
+        assert!(matches!(
+            entry(&stack_entries, Stage::Render),
+            StageEntry::NotRun { .. }
+        ));
+        // No decision in the report: policy and approvals are not invented.
+        assert!(matches!(
+            entry(&stack_entries, Stage::Policy),
+            StageEntry::NotRun { .. }
+        ));
+        assert!(matches!(
+            entry(&stack_entries, Stage::Approve),
+            StageEntry::NotRun { .. }
+        ));
+        // Stage 1 is PR-wide, about the head commit.
+        match entry(&stack_entries, Stage::Propose) {
+            StageEntry::Ran(e) => {
+                assert_eq!(
+                    e.subjects,
+                    vec![Subject::git_commit("infra-live", &report.head)]
+                )
+            }
+            other => panic!("propose: {other:?}"),
+        }
+
+        // The app's render failed; there is nothing to diff; policy did not run.
+        match entry(&app_entries, Stage::Render) {
+            StageEntry::Ran(e) => {
+                assert_eq!(e.outcome, Outcome::Failed);
+                assert!(
+                    e.details["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("values.yaml:3:1")
+                );
+            }
+            other => panic!("app render: {other:?}"),
+        }
+        assert!(matches!(
+            entry(&app_entries, Stage::Plan),
+            StageEntry::NotRun { .. }
+        ));
+        match entry(&app_entries, Stage::Policy) {
+            StageEntry::NotRun { reason, .. } => assert!(reason.contains("does not render")),
+            other => panic!("app policy: {other:?}"),
+        }
+
+        // Recorded, bundled and verified: the bundle's plan hash is the stack's plan.
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Recorder::open(&RecorderOptions::new(dir.path())).unwrap();
+        record_pr_as(&recorder, &report, &who()).unwrap();
+        let out = dir.path().join("stack.json");
+        recorder.write_bundle(&stack.id.to_string(), &out).unwrap();
+        let v = verify_file(&out, &[recorder.public_key()], None).unwrap();
+        match &v.summary.plan {
+            sluice_evidence::summary::Recorded::Ran(p) => {
+                assert_eq!(p.hash.as_deref(), Some(plan_digest.as_str()));
+                assert_eq!(p.outcome, "passed");
+            }
+            other => panic!("bundle plan: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_policy_decision_over_another_plan_does_not_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Recorder::open(&RecorderOptions::new(dir.path())).unwrap();
+        let change = subject();
+        let planned = format!("sha256:{}", "ab".repeat(32));
+        let other = format!("sha256:{}", "cd".repeat(32));
+        let mut policy = match ran(Stage::Policy, json!({})) {
+            StageEntry::Ran(e) => e,
+            StageEntry::NotRun { .. } => unreachable!(),
+        };
+        policy.input_digests.insert(
+            sluice_evidence::statement::input::PLAN.into(),
+            other.clone(),
+        );
+        recorder
+            .record(
+                &change,
+                &[
+                    ran(Stage::Plan, json!({detail::PLAN_DIGEST: planned})),
+                    StageEntry::Ran(policy),
+                ],
+            )
+            .unwrap();
+        let out = dir.path().join("b.json");
+        // Writing checks the bundle as the verifier will, so the broken link is caught here.
+        let err = recorder
+            .write_bundle(&change.id.to_string(), &out)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("policy decision was made over plan {other}")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -101,22 +101,34 @@ pub enum PlanSource {
         /// Who made the file, when the caller knows (the demo says it wrote them).
         #[serde(skip_serializing_if = "Option::is_none")]
         note: Option<String>,
+        /// `sha256:` of the file's bytes as read (what policy evaluated; the evidence subject).
+        plan_json_digest: String,
     },
     /// sluice ran the engine; the plan is stored under its digest.
-    Engine { engine: String, plan_digest: String },
+    Engine {
+        engine: String,
+        /// The plan file's digest (what approvals and apply bind to).
+        plan_digest: String,
+        /// `sha256:` of the plan JSON the engine showed for it (what policy evaluated).
+        plan_json_digest: String,
+    },
 }
 
 impl PlanSource {
     fn describe(&self) -> String {
         match self {
-            PlanSource::File { path, note: None } => format!("plan JSON {path}"),
+            PlanSource::File {
+                path, note: None, ..
+            } => format!("plan JSON {path}"),
             PlanSource::File {
                 path,
                 note: Some(n),
+                ..
             } => format!("plan JSON {path} ({n})"),
             PlanSource::Engine {
                 engine,
                 plan_digest,
+                ..
             } => format!("{engine}, plan {plan_digest}"),
         }
     }
@@ -642,7 +654,20 @@ fn read_plan_file(file: &Path, note: Option<String>) -> Pending {
     match std::fs::read(file) {
         Err(e) => failed("plan_json", format!("{name}: {e}")),
         Ok(bytes) => match Plan::parse(&name, &bytes) {
-            Ok(plan) => Pending::Plan(Box::new(plan), PlanSource::File { path: name, note }),
+            Ok(plan) => {
+                use sha2::Digest as _;
+                // The digest of the bytes policy evaluated: the plan's identity in evidence.
+                let plan_json_digest =
+                    format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+                Pending::Plan(
+                    Box::new(plan),
+                    PlanSource::File {
+                        path: name,
+                        note,
+                        plan_json_digest,
+                    },
+                )
+            }
             Err(e) => failed("plan_json", e.to_string()),
         },
     }
@@ -730,6 +755,7 @@ fn run_engine(
                     PlanSource::Engine {
                         engine,
                         plan_digest: p.plan_digest.to_string(),
+                        plan_json_digest: p.plan_json.to_string(),
                     },
                 ),
                 PlanOutcome::Failed(f) => Pending::Failed(PlanState::Failed {
