@@ -229,11 +229,11 @@ impl VerifiedBundle {
         if let Some(prev) = &self.previous_manifest {
             let _ = writeln!(out, "  previous manifest: {prev}");
         }
-        for (i, s) in self.stages.iter().enumerate() {
+        for s in &self.stages {
             let _ = writeln!(
                 out,
                 "  stage {:>2} {:<9} {:<8} {} by {} ({})",
-                i + 1,
+                sluice_model::stage::contract(s.stage).number,
                 stage_name(s.stage),
                 s.predicate.outcome.as_str(),
                 digest_string(&s.digest),
