@@ -115,6 +115,18 @@ impl GitRepo {
         Ok(Snapshot::new(self.clone(), commit, entries))
     }
 
+    /// The author signature of `commit`, as git recorded it.
+    pub fn author(&self, commit: ObjectId) -> Result<Author, GitError> {
+        self.with_local(|repo| {
+            let commit = repo.find_commit(commit).map_err(other)?;
+            let sig = commit.author().map_err(other)?;
+            Ok(Author {
+                name: sig.name.to_string(),
+                email: sig.email.to_string(),
+            })
+        })
+    }
+
     fn read_blob(&self, id: ObjectId) -> Result<Arc<[u8]>, GitError> {
         self.with_local(|repo| {
             let blob = repo.find_blob(id).map_err(other)?;
@@ -179,6 +191,13 @@ fn list_tree(
     Ok(())
 }
 
+/// Who wrote a commit. A claim the committer made, not an authenticated identity.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Author {
+    pub name: String,
+    pub email: String,
+}
+
 /// The files of one commit.
 pub struct Snapshot {
     repo: Arc<GitRepo>,
@@ -217,6 +236,11 @@ impl Snapshot {
             files_in,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The author of this snapshot's commit.
+    pub fn author(&self) -> Result<Author, GitError> {
+        self.repo.author(self.commit)
     }
 
     pub fn entries(&self) -> &BTreeMap<String, Entry> {

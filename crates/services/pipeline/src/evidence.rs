@@ -1238,7 +1238,11 @@ pub fn pr_entries(report: &PrReport, change: &ChangeSubject, who: &Identity) -> 
         .stages
         .iter()
         .filter(|s| matches!(s.stage, Stage::Propose | Stage::Validate))
-        .map(|s| pr_row_entry(report, change, who, s))
+        .map(|s| match (s.stage, &report.author) {
+            // The proposer is the head commit's author; the recorder only witnessed it.
+            (Stage::Propose, Some(author)) => pr_row_entry(report, change, &proposer(author), s),
+            _ => pr_row_entry(report, change, who, s),
+        })
         .collect();
     let unit_entries = match change.kind {
         UnitKind::App => report
@@ -1294,6 +1298,14 @@ pub fn pr_entries(report: &PrReport, change: &ChangeSubject, who: &Identity) -> 
 
 /// A PR-wide stage row: passed and blocked rows become statements about the head commit
 /// (blocked = failed), the rest are recorded as not run.
+/// The identity of a change's proposer as git recorded it: a claim, named as such.
+fn proposer(author: &sluice_repo::git::Author) -> Identity {
+    Identity {
+        actor: author.name.clone(),
+        identity: format!("git-author:{}", author.email),
+    }
+}
+
 fn pr_row_entry(
     report: &PrReport,
     change: &ChangeSubject,
@@ -2108,6 +2120,10 @@ mod tests {
             pr: Some(7),
             base: base.clone(),
             head: head.clone(),
+            author: Some(sluice_repo::git::Author {
+                name: "Mona Lisa".into(),
+                email: "mona@example.com".into(),
+            }),
             blocked: true,
             verdict: Verdict::AppBlocked,
             changes: vec![change("stack", "prod/network"), change("app", "web")],
@@ -2242,7 +2258,10 @@ mod tests {
                 assert_eq!(
                     e.subjects,
                     vec![Subject::git_commit("infra-live", &report.head)]
-                )
+                );
+                // Proposed by the head commit's author, not by whoever ran the recorder.
+                assert_eq!(e.who.actor, "Mona Lisa");
+                assert_eq!(e.who.identity, "git-author:mona@example.com");
             }
             other => panic!("propose: {other:?}"),
         }

@@ -211,6 +211,9 @@ pub struct PrReport {
     pub pr: Option<u64>,
     pub base: String,
     pub head: String,
+    /// The head commit's author: who proposed the change, as git recorded it (unauthenticated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<sluice_repo::git::Author>,
     /// Validation blocked the change, a policy denied it or an app is blocked.
     pub blocked: bool,
     pub verdict: Verdict,
@@ -369,6 +372,7 @@ pub fn run_with(
         pr,
         base: analysis.report.base.clone(),
         head: analysis.report.head.clone(),
+        author: analysis.head.snapshot.author().ok(),
         blocked: matches!(
             verdict,
             Verdict::ValidationBlocked | Verdict::Denied | Verdict::AppBlocked

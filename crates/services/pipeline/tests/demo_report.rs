@@ -30,6 +30,12 @@ fn demo_pr_report() {
     let apps: Vec<&str> = report.affected.apps.iter().map(|u| u.id.as_str()).collect();
     assert_eq!(apps, vec!["prod-ap-southeast-1/payments"]);
     assert!(!report.blocked);
+    // The proposer is the PR commit's author, read from git.
+    let author = report.author.as_ref().expect("head commit author");
+    assert_eq!(
+        (author.name.as_str(), author.email.as_str()),
+        ("Bob Payments", "bob@acme.example")
+    );
     assert!(
         report.affected.warnings.is_empty(),
         "{:?}",
