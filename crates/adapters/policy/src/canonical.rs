@@ -10,8 +10,45 @@ use sha2::{Digest, Sha256};
 /// Serialise `value` canonically.
 pub fn to_string(value: &serde_json::Value) -> String {
     let mut out = String::with_capacity(256);
-    write(value, &mut out);
+    write(value, &mut out, &mut Readback::default());
     out
+}
+
+/// Nesting a JSON reader accepts: serde_json's parser stops at 128 levels.
+pub const MAX_READ_DEPTH: usize = 120;
+
+/// Whether reading a canonical text back yields the value it was written from, as far as the
+/// writer can tell: nesting within [`MAX_READ_DEPTH`] and every float written in a form that
+/// parses back to the same float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readback {
+    depth: usize,
+    pub max_depth: usize,
+    pub floats_exact: bool,
+}
+
+impl Default for Readback {
+    fn default() -> Self {
+        Readback {
+            depth: 0,
+            max_depth: 0,
+            floats_exact: true,
+        }
+    }
+}
+
+impl Readback {
+    pub fn is_exact(&self) -> bool {
+        self.floats_exact && self.max_depth <= MAX_READ_DEPTH
+    }
+}
+
+/// [`to_string`], also saying whether parsing the text gives back `value` (see [`Readback`]).
+pub fn to_string_checked(value: &serde_json::Value) -> (String, Readback) {
+    let mut out = String::with_capacity(256);
+    let mut readback = Readback::default();
+    write(value, &mut out, &mut readback);
+    (out, readback)
 }
 
 /// `sha256:<hex>` of the canonical form of `value`.
@@ -24,25 +61,35 @@ pub fn digest_bytes(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-fn write(value: &serde_json::Value, out: &mut String) {
+fn write(value: &serde_json::Value, out: &mut String, rb: &mut Readback) {
     use serde_json::Value as J;
     match value {
         J::Null => out.push_str("null"),
         J::Bool(true) => out.push_str("true"),
         J::Bool(false) => out.push_str("false"),
-        J::Number(n) => out.push_str(&n.to_string()),
+        J::Number(n) => {
+            let text = n.to_string();
+            // Integers always read back; a float does when the parser is exact for it.
+            if rb.floats_exact && n.is_f64() {
+                rb.floats_exact = serde_json::from_str::<f64>(&text).ok() == n.as_f64();
+            }
+            out.push_str(&text);
+        }
         J::String(s) => write_str(s, out),
         J::Array(items) => {
+            rb.enter();
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                write(item, out);
+                write(item, out, rb);
             }
             out.push(']');
+            rb.depth -= 1;
         }
         J::Object(map) => {
+            rb.enter();
             let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
             entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
             out.push('{');
@@ -52,10 +99,18 @@ fn write(value: &serde_json::Value, out: &mut String) {
                 }
                 write_str(k, out);
                 out.push(':');
-                write(v, out);
+                write(v, out, rb);
             }
             out.push('}');
+            rb.depth -= 1;
         }
+    }
+}
+
+impl Readback {
+    fn enter(&mut self) {
+        self.depth += 1;
+        self.max_depth = self.max_depth.max(self.depth);
     }
 }
 
@@ -128,7 +183,30 @@ mod tests {
         })
     }
 
+    #[test]
+    fn readback_flags_deep_nesting() {
+        let mut deep = json!(1);
+        for _ in 0..MAX_READ_DEPTH {
+            deep = json!([deep]);
+        }
+        let (text, rb) = to_string_checked(&deep);
+        assert_eq!(text, to_string(&deep));
+        assert_eq!(rb.max_depth, MAX_READ_DEPTH);
+        assert!(rb.is_exact());
+        let (_, rb) = to_string_checked(&json!({ "a": deep }));
+        assert!(!rb.is_exact());
+    }
+
     proptest! {
+        #[test]
+        fn checked_text_is_the_canonical_text_and_reads_back(v in arb_json(), f in any::<f64>()) {
+            let v = json!([v, f.is_finite().then_some(f)]);
+            let (text, rb) = to_string_checked(&v);
+            prop_assert_eq!(&text, &to_string(&v));
+            let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(rb.is_exact(), back == v);
+        }
+
         #[test]
         fn canonical_form_parses_back_to_the_same_value(v in arb_json()) {
             let text = to_string(&v);

@@ -1,5 +1,12 @@
 //! The policy engine: bundles compiled once into regorus engines, evaluated per input with
 //! conftest's conventions, exceptions applied, and the result written as a decision record.
+//! User bundles compile when the engine is built; each built-in bundle (plan rules, Kubernetes
+//! rules) compiles the first time an input of its kind needs it, or when
+//! [`PolicyEngine::prepare`] asks, so a plan check never compiles the Kubernetes rules.
+//!
+//! The engine's copy of an input is read from the input's canonical JSON (the text the
+//! digest covers): [`PolicyEngine::evaluate_owned`] frees the caller's JSON tree first, so a
+//! large plan is never held as a tree and as the engine's value at once.
 //!
 //! Entry points are the conftest rules `deny`, `violation`, `warn` and sluice's
 //! `require_approval`, in packages matching the configured namespaces (default `main`) or, for
@@ -17,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use regorus::utils::limits::ExecutionTimerConfig;
@@ -134,14 +141,77 @@ impl Entrypoint {
     }
 }
 
-struct Compiled {
-    reference: BundleRef,
+/// A bundle's prepared engine and the entry points found in it.
+struct Prepared {
     engine: regorus::Engine,
     entrypoints: Vec<Entrypoint>,
+}
+
+/// What a built-in bundle is compiled from when it is first needed.
+struct LazySource {
+    bundle: Bundle,
+    target: Target,
+    settings: BuiltinSettings,
+    /// `data.exceptions`, shared by every bundle.
+    extra: std::sync::Arc<serde_json::Value>,
+}
+
+struct Compiled {
+    reference: BundleRef,
+    /// User bundles are compiled when the engine is built (their errors are configuration
+    /// errors, reported then); built-in bundles on first use, so that a plan check never
+    /// pays for compiling the Kubernetes rules and an app check never for the plan rules.
+    prepared: OnceLock<Result<Prepared, PolicyError>>,
+    lazy: Option<LazySource>,
     /// Rule ids a bundle's sources declare literally (`"id": "..."`), for exception review.
     declared_ids: BTreeSet<String>,
     /// The inputs a built-in bundle judges; `None` (user bundles): every input.
     target: Option<Target>,
+}
+
+impl Compiled {
+    /// The prepared engine, compiling a built-in bundle the first time it is asked for (once,
+    /// even when several threads ask together).
+    fn prepared(&self) -> Result<&Prepared, PolicyError> {
+        self.prepared
+            .get_or_init(|| match &self.lazy {
+                Some(src) => compile_builtin(src),
+                None => Err(PolicyError::Compile {
+                    bundle: self.reference.name.clone(),
+                    message: "internal error: the bundle was not compiled".into(),
+                }),
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+/// Compile one built-in bundle and find the entry points of its enabled rules.
+fn compile_builtin(src: &LazySource) -> Result<Prepared, PolicyError> {
+    let engine = compile_bundle(&src.bundle, false, Some(&src.extra))?;
+    let settings = &src.settings;
+    let target = src.target;
+    let entrypoints = discover_entrypoints(&engine, |package| {
+        let rule = builtin::RULES
+            .iter()
+            .find(|r| r.package == package && r.target == target)?;
+        if settings.disabled.contains(rule.id) {
+            return None;
+        }
+        let o = settings.overrides.get(rule.id);
+        Some(Some(BuiltinMeta {
+            id: rule.id,
+            outcome: o.and_then(|o| o.outcome),
+            groups: o.and_then(|o| o.groups.clone()),
+            severity: rule.severity.as_str(),
+            reads: rule.reads,
+            target,
+        }))
+    })?;
+    Ok(Prepared {
+        engine,
+        entrypoints,
+    })
 }
 
 /// A compiled set of bundles, ready to evaluate inputs.
@@ -343,6 +413,110 @@ fn declared_ids(bundle: &Bundle) -> BTreeSet<String> {
     out
 }
 
+/// Canonical size from which an input's tree is freed on a thread of its own: freeing a
+/// 10,000-change plan's value is a pass over millions of allocations that the caller need not
+/// wait for.
+const BACKGROUND_FREE_BYTES: usize = 4 << 20;
+
+/// Drop `value` on a detached thread when the input was large (inline when small, or when no
+/// thread can be started).
+fn dispose<T: Send + 'static>(value: T, canonical_len: usize) {
+    if canonical_len < BACKGROUND_FREE_BYTES {
+        return;
+    }
+    // A failed spawn drops the closure, and with it the value, here.
+    let _ = std::thread::Builder::new()
+        .name("policy-input-free".into())
+        .spawn(move || drop(value));
+}
+
+/// The kind of an input document, which must be a JSON object.
+fn input_target(document: &serde_json::Value) -> Result<Target, PolicyError> {
+    if !document.is_object() {
+        return Err(PolicyError::Input(
+            "the input document must be a JSON object".into(),
+        ));
+    }
+    Ok(Target::of(document))
+}
+
+/// Builds the engine's value of a JSON document, as regorus' own deserializer would, but
+/// sharing each distinct object key between all the objects that have it (a plan's thousands
+/// of alike resource changes repeat a few hundred keys), which saves an allocation per key.
+#[derive(Default)]
+struct EngineValues {
+    keys: std::collections::HashMap<String, regorus::Value>,
+}
+
+impl EngineValues {
+    fn key(&mut self, k: &str) -> regorus::Value {
+        if let Some(v) = self.keys.get(k) {
+            return v.clone();
+        }
+        let v = regorus::Value::from(k);
+        self.keys.insert(k.to_string(), v.clone());
+        v
+    }
+
+    /// Numbers go through regorus' deserializer: its rules (integer or float, non-finite
+    /// rejected) are the ones the engine applies to every document.
+    fn number(n: &serde_json::Number) -> Result<regorus::Value, String> {
+        serde::Deserialize::deserialize(serde_json::Value::Number(n.clone()))
+            .map_err(|e: serde_json::Error| e.to_string())
+    }
+
+    fn of_ref(&mut self, v: &serde_json::Value) -> Result<regorus::Value, String> {
+        use serde_json::Value as J;
+        Ok(match v {
+            J::Null => regorus::Value::Null,
+            J::Bool(b) => regorus::Value::Bool(*b),
+            J::Number(n) => Self::number(n)?,
+            J::String(s) => regorus::Value::from(s.as_str()),
+            J::Array(items) => regorus::Value::from(
+                items
+                    .iter()
+                    .map(|i| self.of_ref(i))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            J::Object(map) => {
+                let mut out = BTreeMap::new();
+                for (k, v) in map {
+                    let key = self.key(k);
+                    out.insert(key, self.of_ref(v)?);
+                }
+                regorus::Value::from(out)
+            }
+        })
+    }
+
+    /// Consumes the tree: each part is freed once converted.
+    fn of_owned(&mut self, v: serde_json::Value) -> Result<regorus::Value, String> {
+        use serde_json::Value as J;
+        Ok(match v {
+            J::Null => regorus::Value::Null,
+            J::Bool(b) => regorus::Value::Bool(b),
+            J::Number(n) => Self::number(&n)?,
+            J::String(s) => regorus::Value::from(s),
+            J::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    out.push(self.of_owned(i)?);
+                }
+                regorus::Value::from(out)
+            }
+            J::Object(map) => {
+                let mut out = BTreeMap::new();
+                for (k, v) in map {
+                    let key = self.key(&k);
+                    drop(k);
+                    out.insert(key, self.of_owned(v)?);
+                }
+                regorus::Value::from(out)
+            }
+        })
+    }
+}
+
 /// `data.exceptions`: the active exceptions, by id, for policies that read their constraints.
 fn exceptions_data(exceptions: &[Exception], now: Timestamp) -> serde_json::Value {
     let mut map = serde_json::Map::new();
@@ -362,7 +536,7 @@ impl PolicyEngine {
     /// position (Rego syntax and compile errors) or the bundle.
     pub fn new(spec: EngineSpec) -> Result<PolicyEngine, PolicyError> {
         let now = spec.now.unwrap_or(Timestamp::UNIX_EPOCH);
-        let extra = exceptions_data(&spec.exceptions, now);
+        let extra = std::sync::Arc::new(exceptions_data(&spec.exceptions, now));
         let mut bundles = Vec::new();
         if let Some(settings) = &spec.builtin {
             for id in settings.disabled.iter().chain(settings.overrides.keys()) {
@@ -381,31 +555,18 @@ impl PolicyEngine {
                 }
             }
             for (target, bundle) in builtin::bundles(&settings.params)? {
-                let engine = compile_bundle(&bundle, false, Some(&extra))?;
-                let entrypoints = discover_entrypoints(&engine, |package| {
-                    let rule = builtin::RULES
-                        .iter()
-                        .find(|r| r.package == package && r.target == target)?;
-                    if settings.disabled.contains(rule.id) {
-                        return None;
-                    }
-                    let o = settings.overrides.get(rule.id);
-                    Some(Some(BuiltinMeta {
-                        id: rule.id,
-                        outcome: o.and_then(|o| o.outcome),
-                        groups: o.and_then(|o| o.groups.clone()),
-                        severity: rule.severity.as_str(),
-                        reads: rule.reads,
-                        target,
-                    }))
-                })?;
                 bundles.push(Compiled {
                     reference: BundleRef {
                         name: bundle.name.clone(),
                         version: bundle.version(),
                     },
-                    engine,
-                    entrypoints,
+                    prepared: OnceLock::new(),
+                    lazy: Some(LazySource {
+                        bundle,
+                        target,
+                        settings: settings.clone(),
+                        extra: extra.clone(),
+                    }),
                     declared_ids: builtin::RULES
                         .iter()
                         .filter(|r| r.target == target)
@@ -431,9 +592,12 @@ impl PolicyEngine {
                     name: bundle.name.clone(),
                     version: bundle.version(),
                 },
-                engine,
+                prepared: OnceLock::from(Ok(Prepared {
+                    engine,
+                    entrypoints,
+                })),
+                lazy: None,
                 declared_ids: declared_ids(bundle),
-                entrypoints,
                 target: None,
             });
         }
@@ -449,22 +613,38 @@ impl PolicyEngine {
         self.bundles.iter().map(|b| b.reference.clone()).collect()
     }
 
-    /// Rule ids results can carry: entry point ids and ids declared in the sources.
+    /// Rule ids results can carry: entry point ids and ids declared in the sources. Needs no
+    /// compilation: a built-in bundle's entry point ids are its catalog's rule ids, which
+    /// `declared_ids` already holds.
     pub fn known_rule_ids(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for b in &self.bundles {
             out.extend(b.declared_ids.iter().cloned());
-            out.extend(b.entrypoints.iter().map(Entrypoint::default_id));
+            if let Some(Ok(p)) = b.prepared.get() {
+                out.extend(p.entrypoints.iter().map(Entrypoint::default_id));
+            }
         }
         out
     }
 
-    /// The entry points evaluated, as `data.<package>.<rule>` queries.
+    /// The entry points evaluated, as `data.<package>.<rule>` queries (compiling the built-in
+    /// bundles not used yet; one that fails to compile has none, and its error is what
+    /// [`evaluate`](Self::evaluate) and [`prepare`](Self::prepare) return).
     pub fn entrypoints(&self) -> Vec<String> {
         self.bundles
             .iter()
-            .flat_map(|b| b.entrypoints.iter().map(|e| e.path.clone()))
+            .filter_map(|b| b.prepared().ok())
+            .flat_map(|p| p.entrypoints.iter().map(|e| e.path.clone()))
             .collect()
+    }
+
+    /// Compile now the built-in bundles that judge `target` inputs (otherwise compiled by the
+    /// first evaluation that needs them), e.g. on a second thread while the input is read.
+    pub fn prepare(&self, target: Target) -> Result<(), PolicyError> {
+        for b in self.bundles.iter().filter(|b| b.target == Some(target)) {
+            b.prepared()?;
+        }
+        Ok(())
     }
 
     pub fn exceptions(&self) -> &[Exception] {
@@ -473,13 +653,10 @@ impl PolicyEngine {
 
     /// Evaluate every bundle over `input` and build the decision record. Policy errors and
     /// timeouts do not fail this call: they become `deny` results (fail closed). Only an
-    /// input that is not a JSON object or exceeds the size ceiling is an error.
+    /// input that is not a JSON object or exceeds the size ceiling is an error (or a built-in
+    /// bundle that fails to compile on first use, which the crate's tests rule out).
     pub fn evaluate(&self, input: &EvalInput) -> Result<DecisionRecord, PolicyError> {
-        if !input.document.is_object() {
-            return Err(PolicyError::Input(
-                "the input document must be a JSON object".into(),
-            ));
-        }
+        let target = input_target(&input.document)?;
         // The digest (over the canonical bytes) and the engine's copy of the document are
         // independent passes over a possibly large input: make them side by side.
         let (canonical_len, input_digest, value) = std::thread::scope(|scope| {
@@ -487,14 +664,56 @@ impl PolicyEngine {
                 let text = canonical::to_string(&input.document);
                 (text.len(), canonical::digest_bytes(text.as_bytes()))
             });
-            let value: Result<regorus::Value, String> =
-                serde::Deserialize::deserialize(&input.document)
-                    .map_err(|e: serde_json::Error| e.to_string());
+            let value = EngineValues::default().of_ref(&input.document);
             let (len, digest) = digest
                 .join()
                 .expect("canonical serialisation does not panic");
             (len, digest, value)
         });
+        self.evaluate_value(target, canonical_len, input_digest, value, &input.unit)
+    }
+
+    /// [`evaluate`](Self::evaluate), consuming the input, for large documents: the JSON tree is
+    /// freed once its canonical text is written, and the engine reads its value from that
+    /// text, so a large input is never held whole as a tree and as the engine's value at
+    /// once. The decision record is the same.
+    pub fn evaluate_owned(&self, input: EvalInput) -> Result<DecisionRecord, PolicyError> {
+        let EvalInput { document, unit } = input;
+        let target = input_target(&document)?;
+        let (text, readback) = canonical::to_string_checked(&document);
+        // Reading the text back is the fast way (the engine's value is laid out afresh, in
+        // the order it is read, and regorus shares repeated object keys). A document the
+        // text would not give back exactly (nested past the reader's limit, a float the
+        // parser would round differently) is converted from the tree instead.
+        let tree = if readback.is_exact() {
+            drop(document);
+            None
+        } else {
+            Some(document)
+        };
+        let (input_digest, value) = std::thread::scope(|scope| {
+            let digest = scope.spawn(|| canonical::digest_bytes(text.as_bytes()));
+            let value = match tree {
+                None => regorus::Value::from_json_str(&text).map_err(|e| e.to_string()),
+                Some(tree) => EngineValues::default().of_owned(tree),
+            };
+            (digest.join().expect("hashing does not panic"), value)
+        });
+        let canonical_len = text.len();
+        drop(text);
+        self.evaluate_value(target, canonical_len, input_digest, value, &unit)
+    }
+
+    /// The evaluation proper, once the input's size and digest are known and the engine's
+    /// value is made.
+    fn evaluate_value(
+        &self,
+        target: Target,
+        canonical_len: usize,
+        input_digest: String,
+        value: Result<regorus::Value, String>,
+        unit: &str,
+    ) -> Result<DecisionRecord, PolicyError> {
         if canonical_len > self.options.max_input_bytes {
             return Err(PolicyError::Input(format!(
                 "{canonical_len} bytes, more than the limit of {} (policy.limits.max_input_bytes)",
@@ -503,22 +722,22 @@ impl PolicyEngine {
         }
         let value =
             value.map_err(|e| PolicyError::Input(format!("not accepted by the engine: {e}")))?;
-
-        // Built-in bundles judge only their kind of input (plan or manifests).
-        let target = Target::of(&input.document);
-        let selected: Vec<&Compiled> = self
+        // Built-in bundles judge only their kind of input (plan or manifests); they are
+        // compiled here if nothing prepared them yet.
+        let selected: Vec<(&Compiled, &Prepared)> = self
             .bundles
             .iter()
             .filter(|b| b.target.is_none_or(|t| t == target))
-            .collect();
+            .map(|b| b.prepared().map(|p| (b, p)))
+            .collect::<Result<_, _>>()?;
         // Bundles run side by side, each on its own worker with its own deadline.
         let outputs: Vec<Vec<(usize, RawOutput)>> = std::thread::scope(|scope| {
             let handles: Vec<_> = selected
                 .iter()
                 .copied()
-                .map(|b| {
+                .map(|(b, p)| {
                     let value = value.clone();
-                    scope.spawn(move || self.run_bundle(b, value))
+                    scope.spawn(move || self.run_bundle(b, p, value))
                 })
                 .collect();
             handles
@@ -526,12 +745,13 @@ impl PolicyEngine {
                 .map(|h| h.join().unwrap_or_default())
                 .collect()
         });
+        dispose(value, canonical_len);
 
         let mut results = Vec::new();
-        for (bundle, outputs) in selected.iter().copied().zip(outputs) {
+        for ((bundle, prepared), outputs) in selected.iter().copied().zip(outputs) {
             for (idx, output) in outputs {
-                let ep = &bundle.entrypoints[idx];
-                results.extend(self.results_of(bundle, ep, output, &input.unit));
+                let ep = &prepared.entrypoints[idx];
+                results.extend(self.results_of(bundle, ep, output, unit));
             }
         }
         let mut record = DecisionRecord {
@@ -540,7 +760,7 @@ impl PolicyEngine {
                 name: "regorus".into(),
                 version: REGORUS_VERSION.into(),
             },
-            bundles: selected.iter().map(|b| b.reference.clone()).collect(),
+            bundles: selected.iter().map(|(b, _)| b.reference.clone()).collect(),
             input_digest,
             results,
             exceptions_applied: Vec::new(),
@@ -554,17 +774,22 @@ impl PolicyEngine {
     /// Evaluate one bundle's entry points under the time budget, spread over a few workers
     /// (each owns a clone of the prepared engine). A worker that does not report in time is
     /// abandoned and its missing entry points fail closed.
-    fn run_bundle(&self, bundle: &Compiled, input: regorus::Value) -> Vec<(usize, RawOutput)> {
+    fn run_bundle(
+        &self,
+        bundle: &Compiled,
+        prepared: &Prepared,
+        input: regorus::Value,
+    ) -> Vec<(usize, RawOutput)> {
         let timeout = self.options.timeout;
         let deadline = Instant::now() + timeout;
-        let n = bundle.entrypoints.len();
+        let n = prepared.entrypoints.len();
         let workers = match self.options.workers {
             0 => std::thread::available_parallelism().map_or(1, |p| p.get().min(4)),
             w => w,
         }
         .clamp(1, n.max(1));
         // Each entry point gets the whole document, or its view of it.
-        let jobs: Vec<(usize, String, regorus::Value)> = bundle
+        let jobs: Vec<(usize, String, regorus::Value)> = prepared
             .entrypoints
             .iter()
             .enumerate()
@@ -591,7 +816,7 @@ impl PolicyEngine {
                 .into_iter()
                 .enumerate()
                 .map(|(w, group)| {
-                    let mut engine = bundle.engine.clone();
+                    let mut engine = prepared.engine.clone();
                     let name = format!("policy-{}-{w}", bundle.reference.name);
                     scope.spawn(move || {
                         let expected = group.len();
@@ -1055,6 +1280,82 @@ mod tests {
         assert!(done.is_empty());
         assert_eq!(wait, Wait::WorkerStopped);
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    fn builtin_engine() -> PolicyEngine {
+        PolicyEngine::new(EngineSpec {
+            builtin: Some(BuiltinSettings::default()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn plan_input(after: serde_json::Value) -> EvalInput {
+        let plan = serde_json::json!({
+            "format_version": "1.2",
+            "resource_changes": [{
+                "address": "aws_db_instance.db", "mode": "managed", "type": "aws_db_instance",
+                "name": "db",
+                "change": {"actions": ["create"], "before": null, "after": after},
+            }],
+        });
+        let change = crate::ChangeContext {
+            env: "prod".into(),
+            stack: "prod/db".into(),
+            production: Some(true),
+            ..Default::default()
+        };
+        EvalInput::plan(&plan, &change, serde_json::json!({"id": "prod/db"}))
+    }
+
+    #[test]
+    fn built_in_bundles_compile_only_for_the_inputs_they_judge() {
+        let engine = builtin_engine();
+        let compiled = |t: Target| {
+            engine
+                .bundles
+                .iter()
+                .filter(|b| b.target == Some(t))
+                .all(|b| b.prepared.get().is_some())
+        };
+        assert!(!compiled(Target::Plan) && !compiled(Target::Manifests));
+        let ids = engine.known_rule_ids();
+        let record = engine
+            .evaluate(&plan_input(
+                serde_json::json!({"publicly_accessible": true}),
+            ))
+            .unwrap();
+        assert!(compiled(Target::Plan));
+        assert!(
+            !compiled(Target::Manifests),
+            "a plan needs no Kubernetes rules"
+        );
+        assert!(record.results.iter().any(|r| r.outcome == Outcome::Deny));
+        // Known ids do not depend on what has been compiled.
+        assert_eq!(engine.known_rule_ids(), ids);
+        engine.prepare(Target::Manifests).unwrap();
+        assert!(compiled(Target::Manifests));
+        assert_eq!(engine.known_rule_ids(), ids);
+    }
+
+    #[test]
+    fn owned_evaluation_gives_the_borrowed_record() {
+        let engine = builtin_engine();
+        let mut deep = serde_json::json!("leaf");
+        for _ in 0..canonical::MAX_READ_DEPTH + 10 {
+            deep = serde_json::json!({ "a": deep });
+        }
+        // Read back from the canonical text; then from the tree (nested past the reader's
+        // limit), with a float that needs all 17 digits.
+        for after in [
+            serde_json::json!({"publicly_accessible": true, "allocated_storage": 20}),
+            serde_json::json!({"publicly_accessible": true, "x": 0.30000000000000004, "tags": deep}),
+        ] {
+            let input = plan_input(after);
+            let by_ref = engine.evaluate(&input).unwrap();
+            assert!(by_ref.results.iter().any(|r| r.outcome == Outcome::Deny));
+            assert_eq!(engine.evaluate_owned(input).unwrap(), by_ref);
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ use sluice_model::exception::Timestamp;
 use sluice_model::plan::{Plan, PlanError};
 use sluice_model::redact::{self, RedactionRules};
 use sluice_model::risk::{self, RiskRule};
+use sluice_policy::builtin::Target as PolicyTarget;
 use sluice_policy::{ChangeContext, EvalInput, PolicyConfig, PolicyError, PolicySetup};
 use sluice_repo::discovery::Stack;
 
@@ -190,8 +191,7 @@ impl Checker {
             ..Default::default()
         };
         let input = plan_input(projected.into_value(), &change, target.stack_json.clone());
-        let record = self.setup.engine.evaluate(&input)?;
-        drop(input);
+        let record = self.setup.engine.evaluate_owned(input)?;
         Ok(decide::decide(DecideInput {
             stack: &target.stack,
             env: &target.env,
@@ -221,10 +221,12 @@ pub fn plan_input(mut plan: Value, change: &ChangeContext, stack: Value) -> Eval
     }
     let unit = change.stack.clone();
     let change = serde_json::to_value(change).expect("change context serializes");
-    EvalInput::new(
-        json!({"plan": plan, "change": change, "stack": stack}),
-        unit,
-    )
+    // Not `json!`: it serializes an interpolated `Value` into a fresh tree, a full deep copy.
+    let mut doc = serde_json::Map::new();
+    doc.insert("plan".into(), plan);
+    doc.insert("change".into(), change);
+    doc.insert("stack".into(), stack);
+    EvalInput::new(Value::Object(doc), unit)
 }
 
 /// `sluice check`'s flags.
@@ -262,9 +264,9 @@ impl CheckReport {
     }
 }
 
-/// Run the check: parse the plan, resolve the stack, evaluate. The policy engine is compiled
-/// (and the repository read) on a second thread while the plan is parsed: for a typical plan
-/// compiling the built-in pack is the larger half of the work.
+/// Run the check: parse the plan, resolve the stack, evaluate. The repository is read and the
+/// org's configuration loaded on a second thread while the plan is parsed; the built-in plan
+/// rules then compile on a second thread while the plan is redacted.
 pub fn run(opts: &CheckOptions) -> Result<CheckReport, CheckError> {
     let now = opts.now.unwrap_or_else(sluice_policy::now);
     let (parsed, setup) = std::thread::scope(|scope| {
@@ -281,7 +283,18 @@ pub fn run(opts: &CheckOptions) -> Result<CheckReport, CheckError> {
     let mut warnings: Vec<String> = plan.warnings.iter().map(|w| w.to_string()).collect();
     warnings.append(&mut notes);
     warnings.extend(checker.warnings());
-    let decision = checker.check(plan, &target)?;
+    // The built-in plan rules compile on a second thread while the plan is redacted and made
+    // into the engine's input; evaluation waits for them (for a typical plan compiling is
+    // the larger half of the work). A compile error is the evaluation's error.
+    let decision = std::thread::scope(|scope| {
+        let engine = &checker.setup.engine;
+        let compiling = scope.spawn(move || engine.prepare(PolicyTarget::Plan));
+        let decision = checker.check(plan, &target);
+        if let Err(panic) = compiling.join() {
+            std::panic::resume_unwind(panic);
+        }
+        decision
+    })?;
     Ok(CheckReport {
         schema: SCHEMA,
         plan_file: file,

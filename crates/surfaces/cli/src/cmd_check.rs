@@ -15,7 +15,6 @@ use serde::Serialize;
 use sluice_model::exception::Timestamp;
 use sluice_pipeline::check::{self, CheckOptions};
 use sluice_pipeline::error::{PipelineError, exit};
-use sluice_pipeline::plangen;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CheckFormat {
@@ -153,31 +152,59 @@ struct CheckBench {
     meets_target: bool,
 }
 
-/// Peak RSS of the largest child waited for so far (`getrusage(RUSAGE_CHILDREN)`), in MB.
-fn children_max_rss_mb() -> Option<f64> {
-    // SAFETY: getrusage only writes into the zeroed struct we pass.
+/// Wait for `child` and return its exit code (-1: killed by a signal) and its own peak RSS in
+/// MB (`wait4`, so that only this process counts).
+fn wait_with_peak_rss(child: std::process::Child) -> Result<(i32, Option<f64>), PipelineError> {
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: wait4 only writes into the zeroed struct and the status we pass; the child is
+    // ours and not waited for elsewhere (`Child` does not wait on drop).
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let rc = loop {
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc != -1 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break rc;
+        }
+    };
+    if rc != pid {
+        return Err(PipelineError::Io(format!(
+            "waiting for process {pid}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
     // ru_maxrss is in kilobytes on Linux.
-    (rc == 0).then(|| usage.ru_maxrss as f64 / 1024.0)
+    Ok((code, Some(usage.ru_maxrss as f64 / 1024.0)))
 }
 
-fn time_check(exe: &Path, plan: &Path, runs: usize) -> Result<(Vec<f64>, i32), PipelineError> {
+/// The timed runs of `sluice check` on `plan`: wall times (after one warm-up), the last exit
+/// code and the largest peak RSS of any run.
+fn time_check(
+    exe: &Path,
+    plan: &Path,
+    runs: usize,
+) -> Result<(Vec<f64>, i32, Option<f64>), PipelineError> {
     let mut samples = Vec::new();
     let mut code = 0;
+    let mut peak: Option<f64> = None;
     for i in 0..=runs {
         let t = Instant::now();
-        let status = Command::new(exe)
+        let child = Command::new(exe)
             .args(["check", "--stack", "prod/eu-west-1/bench", "--env", "prod"])
             .arg("--plan-json")
             .arg(plan)
             .args(["--format", "json"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
+            .spawn()
             .map_err(|e| PipelineError::Io(format!("{}: {e}", exe.display())))?;
+        let (c, rss) = wait_with_peak_rss(child)?;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
-        code = status.code().unwrap_or(-1);
+        code = c;
         if code != exit::OK && code != exit::BLOCKED {
             return Err(PipelineError::Io(format!(
                 "`sluice check --plan-json {}` exited with {code}",
@@ -186,9 +213,41 @@ fn time_check(exe: &Path, plan: &Path, runs: usize) -> Result<(Vec<f64>, i32), P
         }
         if i > 0 {
             samples.push(ms);
+            peak = match (peak, rss) {
+                (Some(p), Some(r)) => Some(p.max(r)),
+                (p, r) => p.or(r),
+            };
         }
     }
-    Ok((samples, code))
+    Ok((samples, code, peak))
+}
+
+/// Write the generated plan with a separate `sluice bench plan` process. Generating holds the
+/// whole document in memory, and on Linux a child's peak RSS starts from its parent's
+/// high-water mark (`execve` carries it over): a bench process that generated a 10,000-change
+/// plan itself would report its own peak for every `sluice check` it starts.
+fn write_plan(exe: &Path, path: &Path, changes: usize, seed: u64) -> Result<(), PipelineError> {
+    let status = Command::new(exe)
+        .args(["bench", "plan", "--runs", "1"])
+        .args([
+            "--changes",
+            &changes.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .arg("--out")
+        .arg(path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| PipelineError::Io(format!("{}: {e}", exe.display())))?;
+    if !status.success() {
+        return Err(PipelineError::Io(format!(
+            "`sluice bench plan --out {}` failed ({status})",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn timing(mut s: Vec<f64>) -> Timing {
@@ -207,18 +266,13 @@ pub fn run_bench_check(a: BenchCheckArgs) -> Result<i32, PipelineError> {
     std::fs::create_dir_all(&dir).map_err(io)?;
     let exe = std::env::current_exe().map_err(io)?;
     let runs = a.runs.max(1);
-    // The small plan first: RUSAGE_CHILDREN keeps the maximum over all children, so measuring
-    // the large plan last gives each batch its own peak.
     let mut benches = Vec::new();
     for (changes, target_ms, target_rss) in [(50, 20.0, None), (a.changes, 1500.0, Some(300.0))] {
         let path = dir.join(format!("plan-{changes}.json"));
-        let doc = plangen::generate_plan(changes, a.seed);
-        std::fs::write(&path, serde_json::to_vec(&doc).expect("plans serialize")).map_err(io)?;
-        drop(doc);
+        write_plan(&exe, &path, changes, a.seed)?;
         let plan_bytes = std::fs::metadata(&path).map_err(io)?.len();
-        let (samples, exit_code) = time_check(&exe, &path, runs)?;
+        let (samples, exit_code, peak_rss_mb) = time_check(&exe, &path, runs)?;
         let wall = timing(samples);
-        let peak_rss_mb = children_max_rss_mb();
         let meets_target = wall.median_ms <= target_ms
             && target_rss.is_none_or(|t| peak_rss_mb.is_some_and(|r| r <= t));
         benches.push(CheckBench {
