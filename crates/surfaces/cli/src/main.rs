@@ -12,6 +12,11 @@ mod commands;
 
 use clap::Parser;
 
+// Plans and rendered apps are large JSON trees built and freed in one pass; mimalloc builds and
+// frees them markedly faster than the system allocator (see `sluice bench check`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = commands::Cli::parse();
     let code = match commands::run(cli) {
