@@ -34,6 +34,8 @@ use sluice_render::render::{self, Rendered};
 use sluice_render::schema::{self, Validation};
 use sluice_repo::git::Snapshot;
 
+use crate::decide;
+
 /// Findings kept per app in the report (the counts stay exact).
 pub const MAX_FINDINGS: usize = 50;
 /// Unified diffs longer than this (lines) are cut in the Markdown report.
@@ -622,58 +624,14 @@ pub fn apps_sarif(apps: &[AppDecision], tool_version: &str) -> serde_json::Value
     let mut results = Vec::new();
     for a in apps {
         if let Some(p) = &a.policy {
-            for r in p
-                .record
-                .results
-                .iter()
-                .filter(|r| r.outcome != Outcome::Pass)
-            {
-                rules.entry(r.rule.clone()).or_insert_with(|| {
-                    let mut rule = json!({
-                        "id": r.rule,
-                        "shortDescription": {"text": format!("policy rule {}", r.rule)},
-                    });
-                    if let Some(docs) = &r.docs {
-                        rule["helpUri"] = json!(docs);
-                    }
-                    rule
-                });
-                let level = match r.outcome {
-                    Outcome::Deny => "error",
-                    Outcome::RequireApproval | Outcome::Warn => "warning",
-                    Outcome::Excepted | Outcome::Pass => "note",
-                };
-                let mut logical = vec![json!({"name": a.app, "kind": "module"})];
-                if let Some(res) = &r.resource {
-                    logical.push(json!({
-                        "name": res,
-                        "fullyQualifiedName": format!("{}/{res}", a.app),
-                        "kind": "resource",
-                    }));
-                }
-                let mut result = json!({
-                    "ruleId": r.rule,
-                    "level": level,
-                    "message": {"text": if r.message.is_empty() { r.rule.clone() } else { r.message.clone() }},
-                    "locations": [{
-                        "physicalLocation": {"artifactLocation": {"uri": a.path}},
-                        "logicalLocations": logical,
-                    }],
-                    "properties": {
-                        "outcome": r.outcome.as_str(),
-                        "app": a.app,
-                        "risk": a.risk.risk,
-                        "decisionDigest": p.decision_digest,
-                    },
-                });
-                if let Some(e) = &r.exception {
-                    result["suppressions"] = json!([{
-                        "kind": "external",
-                        "justification": format!("exception {e}"),
-                    }]);
-                }
-                results.push(result);
-            }
+            let unit = decide::SarifUnit {
+                kind: "app",
+                name: &a.app,
+                uri: &a.path,
+                risk: a.risk.risk,
+                decision_digest: &p.decision_digest,
+            };
+            decide::push_policy_results(&p.record, &unit, &mut rules, &mut results);
         }
         if let Some(v) = &a.validation {
             for f in &v.findings {
@@ -710,25 +668,7 @@ pub fn apps_sarif(apps: &[AppDecision], tool_version: &str) -> serde_json::Value
             }
         }
     }
-    let rules: Vec<serde_json::Value> = rules.into_values().collect();
-    let index: BTreeMap<String, usize> = rules
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r["id"].as_str().unwrap_or_default().to_string(), i))
-        .collect();
-    for r in &mut results {
-        let id = r["ruleId"].as_str().unwrap_or_default().to_string();
-        r["ruleIndex"] = json!(index[&id]);
-    }
-    json!({
-        "tool": {"driver": {
-            "name": "sluice-apps",
-            "version": tool_version,
-            "informationUri": crate::sarif::INFORMATION_URI,
-            "rules": rules,
-        }},
-        "results": results,
-    })
+    decide::sarif_run("sluice-apps", tool_version, rules, results)
 }
 
 fn render_diff(out: &mut String, d: &RenderedDiff) {

@@ -593,65 +593,101 @@ pub fn decisions_sarif(decisions: &[(&StackDecision, &str)], tool_version: &str)
     let mut rules: BTreeMap<String, Value> = BTreeMap::new();
     let mut results = Vec::new();
     for (d, location) in decisions {
-        for r in &d.policy.record.results {
-            if r.outcome == Outcome::Pass {
-                continue;
-            }
-            rules.entry(r.rule.clone()).or_insert_with(|| {
-                let mut rule = json!({
-                    "id": r.rule,
-                    "shortDescription": {"text": format!("policy rule {}", r.rule)},
-                });
-                if let Some(docs) = &r.docs {
-                    rule["helpUri"] = json!(docs);
-                }
-                rule
-            });
-            let level = match r.outcome {
-                Outcome::Deny => "error",
-                Outcome::RequireApproval | Outcome::Warn => "warning",
-                Outcome::Excepted | Outcome::Pass => "note",
-            };
-            let mut message = if r.message.is_empty() {
-                r.rule.clone()
-            } else {
-                r.message.clone()
-            };
-            if r.outcome == Outcome::RequireApproval && !r.groups.is_empty() {
-                let _ = write!(message, " (approval by {})", r.groups.join(", "));
-            }
-            let mut logical = vec![json!({"name": d.stack, "kind": "module"})];
-            if let Some(a) = &r.resource {
-                logical.push(json!({
-                    "name": a,
-                    "fullyQualifiedName": format!("{}/{a}", d.stack),
-                    "kind": "resource",
-                }));
-            }
-            let mut result = json!({
-                "ruleId": r.rule,
-                "level": level,
-                "message": {"text": message},
-                "locations": [{
-                    "physicalLocation": {"artifactLocation": {"uri": location}},
-                    "logicalLocations": logical,
-                }],
-                "properties": {
-                    "outcome": r.outcome.as_str(),
-                    "stack": d.stack,
-                    "risk": d.risk.risk,
-                    "decisionDigest": d.policy.decision_digest,
-                },
-            });
-            if let Some(e) = &r.exception {
-                result["suppressions"] = json!([{
-                    "kind": "external",
-                    "justification": format!("exception {e}"),
-                }]);
-            }
-            results.push(result);
-        }
+        let unit = SarifUnit {
+            kind: "stack",
+            name: &d.stack,
+            uri: location,
+            risk: d.risk.risk,
+            decision_digest: &d.policy.decision_digest,
+        };
+        push_policy_results(&d.policy.record, &unit, &mut rules, &mut results);
     }
+    sarif_run("sluice-policy", tool_version, rules, results)
+}
+
+/// The unit (stack or app) a decision record's SARIF results belong to.
+pub struct SarifUnit<'a> {
+    /// `stack` or `app`: the property naming the unit.
+    pub kind: &'static str,
+    pub name: &'a str,
+    /// The artifact the findings point at.
+    pub uri: &'a str,
+    pub risk: sluice_model::risk::RiskLevel,
+    pub decision_digest: &'a str,
+}
+
+/// Adds the findings of one decision record (passes left out) to a SARIF run's rules and
+/// results; excepted findings carry an external suppression naming the exception.
+pub fn push_policy_results(
+    record: &DecisionRecord,
+    unit: &SarifUnit<'_>,
+    rules: &mut BTreeMap<String, Value>,
+    results: &mut Vec<Value>,
+) {
+    for r in record.results.iter().filter(|r| r.outcome != Outcome::Pass) {
+        rules.entry(r.rule.clone()).or_insert_with(|| {
+            let mut rule = json!({
+                "id": r.rule,
+                "shortDescription": {"text": format!("policy rule {}", r.rule)},
+            });
+            if let Some(docs) = &r.docs {
+                rule["helpUri"] = json!(docs);
+            }
+            rule
+        });
+        let level = match r.outcome {
+            Outcome::Deny => "error",
+            Outcome::RequireApproval | Outcome::Warn => "warning",
+            Outcome::Excepted | Outcome::Pass => "note",
+        };
+        let mut message = if r.message.is_empty() {
+            r.rule.clone()
+        } else {
+            r.message.clone()
+        };
+        if r.outcome == Outcome::RequireApproval && !r.groups.is_empty() {
+            let _ = write!(message, " (approval by {})", r.groups.join(", "));
+        }
+        let mut logical = vec![json!({"name": unit.name, "kind": "module"})];
+        if let Some(a) = &r.resource {
+            logical.push(json!({
+                "name": a,
+                "fullyQualifiedName": format!("{}/{a}", unit.name),
+                "kind": "resource",
+            }));
+        }
+        let mut result = json!({
+            "ruleId": r.rule,
+            "level": level,
+            "message": {"text": message},
+            "locations": [{
+                "physicalLocation": {"artifactLocation": {"uri": unit.uri}},
+                "logicalLocations": logical,
+            }],
+            "properties": {
+                "outcome": r.outcome.as_str(),
+                unit.kind: unit.name,
+                "risk": unit.risk,
+                "decisionDigest": unit.decision_digest,
+            },
+        });
+        if let Some(e) = &r.exception {
+            result["suppressions"] = json!([{
+                "kind": "external",
+                "justification": format!("exception {e}"),
+            }]);
+        }
+        results.push(result);
+    }
+}
+
+/// A SARIF run of `tool` over `rules` and `results`, each result indexed to its rule.
+pub fn sarif_run(
+    tool: &str,
+    tool_version: &str,
+    rules: BTreeMap<String, Value>,
+    mut results: Vec<Value>,
+) -> Value {
     let rules: Vec<Value> = rules.into_values().collect();
     let index: BTreeMap<String, usize> = rules
         .iter()
@@ -664,7 +700,7 @@ pub fn decisions_sarif(decisions: &[(&StackDecision, &str)], tool_version: &str)
     }
     json!({
         "tool": {"driver": {
-            "name": "sluice-policy",
+            "name": tool,
             "version": tool_version,
             "informationUri": crate::sarif::INFORMATION_URI,
             "rules": rules,
