@@ -110,7 +110,7 @@ pub enum GitHubError {
         status: u16,
         message: String,
     },
-    #[error("{method} {path}: rate limited by GitHub; try again in {}s", wait.as_secs())]
+    #[error("{method} {path}: rate limited by GitHub; try again in {}s", .wait.as_secs())]
     RateLimited {
         method: Method,
         path: String,
@@ -707,12 +707,16 @@ impl InstallationClient<'_> {
         self.app.send(&auth, &call).await.map(drop)
     }
 
-    /// `login`'s permission on `repo`. A user GitHub does not know (404) has none.
+    /// `login`'s permission on `repo`. A user GitHub does not know (404) has none, and so has a
+    /// login that is not a user's (`dependabot[bot]`): bots do not run commands.
     pub async fn collaborator_permission(
         &self,
         repo: &RepoName,
         login: &str,
     ) -> Result<Permission, GitHubError> {
+        if !is_user_login(login) {
+            return Ok(Permission::None);
+        }
         let call = Call::new(
             Method::GET,
             &["repos", repo.owner(), repo.name(), "collaborators", login, "permission"],
@@ -725,9 +729,29 @@ impl InstallationClient<'_> {
     }
 }
 
+/// A GitHub user name: up to 39 letters, digits and single inner hyphens.
+fn is_user_login(login: &str) -> bool {
+    !login.is_empty()
+        && login.len() <= 39
+        && login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !login.starts_with('-')
+        && !login.ends_with('-')
+        && !login.contains("--")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_logins() {
+        for ok in ["octocat", "a", "mona-lisa", "A1-b2"] {
+            assert!(is_user_login(ok), "{ok}");
+        }
+        for bad in ["", "dependabot[bot]", "-x", "x-", "a--b", "a/b", "../x", &"a".repeat(40)] {
+            assert!(!is_user_login(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn truncation_keeps_the_limit_and_says_so() {

@@ -102,7 +102,11 @@ pub fn parse(body: &str) -> Option<Command> {
         return Some(help(HelpReason::NoCommand));
     };
     let args: Vec<&str> = words.collect();
-    let units = match args.iter().map(|a| UnitArg::parse(a).ok_or(*a)).collect() {
+    let units = match args
+        .iter()
+        .map(|a| UnitArg::parse(a).ok_or(*a))
+        .collect::<Result<Vec<_>, _>>()
+    {
         Ok(units) => units,
         Err(bad) => return Some(help(HelpReason::BadUnit(bad.to_owned()))),
     };
@@ -312,10 +316,10 @@ mod tests {
     }
 
     fn command_strategy() -> impl Strategy<Value = Command> {
-        let units = proptest::collection::vec(unit_strategy(), 0..4);
+        let units = || proptest::collection::vec(unit_strategy(), 0..4);
         prop_oneof![
-            units.clone().prop_map(|units| Command::Plan { units }),
-            units.prop_map(|units| Command::Apply { units }),
+            units().prop_map(|units| Command::Plan { units }),
+            units().prop_map(|units| Command::Apply { units }),
             unit_strategy().prop_map(|unit| Command::Unlock { unit }),
             Just(Command::Help { reason: None }),
         ]

@@ -35,8 +35,7 @@ impl fmt::Display for EventName {
 
 /// `owner/name` of a repository. Both parts are checked against GitHub's naming rules because
 /// they end up in API paths.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepoName {
     owner: String,
     name: String,
@@ -83,11 +82,20 @@ impl std::str::FromStr for RepoName {
     }
 }
 
-impl TryFrom<String> for RepoName {
-    type Error = RepoNameError;
-
-    fn try_from(full_name: String) -> Result<Self, Self::Error> {
-        full_name.parse()
+/// Checked while the string is read (not after), so a bad name's error carries its field path.
+impl<'de> Deserialize<'de> for RepoName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RepoName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a repository name `owner/name`")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RepoName, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Visitor)
     }
 }
 
@@ -598,6 +606,7 @@ mod tests {
         assert!(err.to_string().contains("line 1"), "{err}");
         let body = PR
             .replace("ACTION", "opened")
+            .replace("MERGED", "false")
             .replace("acme/infra-live", "acme/../x");
         let err = Event::parse(&name("pull_request"), body.as_bytes()).unwrap_err();
         assert_eq!(err.path, "pull_request.base.repo.full_name");

@@ -341,11 +341,11 @@ async fn the_installation_token_is_reused_until_shortly_before_it_expires() {
 }
 
 #[tokio::test]
-async fn permission_of_a_bot_login_is_path_encoded_and_an_unknown_user_has_none() {
+async fn an_unknown_user_has_no_permission_and_a_bot_is_not_asked_about() {
     let server = MockServer::start().await;
     token_endpoint(&server, 3600, 1).await;
     as_installation(Mock::given(method("GET")))
-        .and(path("/repos/acme/infra-live/collaborators/dependabot%5Bbot%5D/permission"))
+        .and(path("/repos/acme/infra-live/collaborators/ghost-user/permission"))
         .respond_with(ResponseTemplate::new(404).set_body_json(json!({
             "message": "Not Found",
             "documentation_url": "https://docs.github.com/rest/collaborators/collaborators#get-repository-permissions-for-a-user"
@@ -354,12 +354,17 @@ async fn permission_of_a_bot_login_is_path_encoded_and_an_unknown_user_has_none(
         .mount(&server)
         .await;
     let app = app_at(&server.uri());
-    let permission = app
-        .installation(INSTALLATION)
-        .collaborator_permission(&repo(), "dependabot[bot]")
-        .await
-        .unwrap();
-    assert_eq!(permission, Permission::None);
+    let client = app.installation(INSTALLATION);
+    assert_eq!(
+        client.collaborator_permission(&repo(), "ghost-user").await.unwrap(),
+        Permission::None
+    );
+    // Not a user name: refused without a call (the mock would 404 any other path).
+    assert_eq!(
+        client.collaborator_permission(&repo(), "dependabot[bot]").await.unwrap(),
+        Permission::None
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
 
 fn comment(id: u64, login: &str, kind: &str, body: &str) -> Value {
