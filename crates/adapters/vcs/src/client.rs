@@ -230,7 +230,10 @@ impl GitHubApp {
     pub fn new(config: GitHubConfig, key: AppKey) -> Result<Self, GitHubError> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(MEDIA_TYPE));
-        headers.insert("x-github-api-version", HeaderValue::from_static(API_VERSION));
+        headers.insert(
+            "x-github-api-version",
+            HeaderValue::from_static(API_VERSION),
+        );
         let http = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
             .default_headers(headers)
@@ -277,7 +280,10 @@ impl GitHubApp {
             return Ok(Bearer::new(&cached.token));
         }
         let id = installation.to_string();
-        let call = Call::new(Method::POST, &["app", "installations", &id, "access_tokens"]);
+        let call = Call::new(
+            Method::POST,
+            &["app", "installations", &id, "access_tokens"],
+        );
         let response: TokenResponse = self.send_json(&Bearer::new(&self.jwt()?), call).await?;
         let expires_at = Timestamp::parse_rfc3339(&response.expires_at).map_err(|source| {
             GitHubError::Expiry {
@@ -345,13 +351,14 @@ impl GitHubApp {
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
-                    let body = response.bytes().await.map_err(|source| {
-                        GitHubError::Transport {
+                    let body = response
+                        .bytes()
+                        .await
+                        .map_err(|source| GitHubError::Transport {
                             method: call.method.clone(),
                             path: call.path(),
                             source,
-                        }
-                    })?;
+                        })?;
                     if status.is_success() {
                         return Ok((status, body.to_vec()));
                     }
@@ -420,7 +427,9 @@ fn answer_of(status: StatusCode, headers: &HeaderMap, message: &str) -> Answer {
         retry_after: number("retry-after"),
         remaining: number("x-ratelimit-remaining"),
         reset: number("x-ratelimit-reset"),
-        secondary: message.to_ascii_lowercase().contains("secondary rate limit"),
+        secondary: message
+            .to_ascii_lowercase()
+            .contains("secondary rate limit"),
     }
 }
 
@@ -440,7 +449,9 @@ pub fn truncate(text: &str, max: usize) -> String {
 pub enum Conclusion {
     Success,
     Failure,
-    ActionRequired { details_url: String },
+    ActionRequired {
+        details_url: String,
+    },
     /// Superseded by a newer push.
     Cancelled,
 }
@@ -574,7 +585,10 @@ impl InstallationClient<'_> {
         report: &CheckRunReport,
     ) -> Result<u64, GitHubError> {
         let body = CheckRunBody::of(report);
-        match self.find_check_run(repo, &report.head_sha, &report.name).await? {
+        match self
+            .find_check_run(repo, &report.head_sha, &report.name)
+            .await?
+        {
             Some(id) => {
                 let id_text = id.to_string();
                 let call = Call::new(
@@ -585,8 +599,11 @@ impl InstallationClient<'_> {
                 Ok(self.json::<WithId>(call).await?.id)
             }
             None => {
-                let call = Call::new(Method::POST, &["repos", repo.owner(), repo.name(), "check-runs"])
-                    .json(&body);
+                let call = Call::new(
+                    Method::POST,
+                    &["repos", repo.owner(), repo.name(), "check-runs"],
+                )
+                .json(&body);
                 Ok(self.json::<WithId>(call).await?.id)
             }
         }
@@ -601,7 +618,14 @@ impl InstallationClient<'_> {
     ) -> Result<Option<u64>, GitHubError> {
         let call = Call::new(
             Method::GET,
-            &["repos", repo.owner(), repo.name(), "commits", sha, "check-runs"],
+            &[
+                "repos",
+                repo.owner(),
+                repo.name(),
+                "commits",
+                sha,
+                "check-runs",
+            ],
         )
         .query("check_name", name)
         .query("app_id", self.app.config.app_id)
@@ -629,7 +653,9 @@ impl InstallationClient<'_> {
         for op in plan_sync(existing, desired) {
             match op {
                 CommentOp::Update { id, body } => self.update_comment(repo, id, &body).await?,
-                CommentOp::Create { body } => ids.push(self.create_comment(repo, issue, &body).await?),
+                CommentOp::Create { body } => {
+                    ids.push(self.create_comment(repo, issue, &body).await?)
+                }
                 CommentOp::Delete { id } => self.delete_comment(repo, id).await?,
             }
         }
@@ -649,7 +675,14 @@ impl InstallationClient<'_> {
         for page in 1.. {
             let call = Call::new(
                 Method::GET,
-                &["repos", repo.owner(), repo.name(), "issues", &issue_text, "comments"],
+                &[
+                    "repos",
+                    repo.owner(),
+                    repo.name(),
+                    "issues",
+                    &issue_text,
+                    "comments",
+                ],
             )
             .query("per_page", PER_PAGE)
             .query("page", page);
@@ -681,17 +714,36 @@ impl InstallationClient<'_> {
         let issue_text = issue.to_string();
         let call = Call::new(
             Method::POST,
-            &["repos", repo.owner(), repo.name(), "issues", &issue_text, "comments"],
+            &[
+                "repos",
+                repo.owner(),
+                repo.name(),
+                "issues",
+                &issue_text,
+                "comments",
+            ],
         )
         .json(&CommentBody { body });
         Ok(self.json::<WithId>(call).await?.id)
     }
 
-    async fn update_comment(&self, repo: &RepoName, id: u64, body: &str) -> Result<(), GitHubError> {
+    async fn update_comment(
+        &self,
+        repo: &RepoName,
+        id: u64,
+        body: &str,
+    ) -> Result<(), GitHubError> {
         let id_text = id.to_string();
         let call = Call::new(
             Method::PATCH,
-            &["repos", repo.owner(), repo.name(), "issues", "comments", &id_text],
+            &[
+                "repos",
+                repo.owner(),
+                repo.name(),
+                "issues",
+                "comments",
+                &id_text,
+            ],
         )
         .json(&CommentBody { body });
         self.json::<WithId>(call).await.map(drop)
@@ -701,7 +753,14 @@ impl InstallationClient<'_> {
         let id_text = id.to_string();
         let call = Call::new(
             Method::DELETE,
-            &["repos", repo.owner(), repo.name(), "issues", "comments", &id_text],
+            &[
+                "repos",
+                repo.owner(),
+                repo.name(),
+                "issues",
+                "comments",
+                &id_text,
+            ],
         );
         let auth = self.app.token(self.installation).await?;
         self.app.send(&auth, &call).await.map(drop)
@@ -719,7 +778,14 @@ impl InstallationClient<'_> {
         }
         let call = Call::new(
             Method::GET,
-            &["repos", repo.owner(), repo.name(), "collaborators", login, "permission"],
+            &[
+                "repos",
+                repo.owner(),
+                repo.name(),
+                "collaborators",
+                login,
+                "permission",
+            ],
         );
         match self.json::<PermissionResponse>(call).await {
             Ok(p) => Ok(Permission::from_api(&p.permission, p.role_name.as_deref())),
@@ -733,7 +799,9 @@ impl InstallationClient<'_> {
 fn is_user_login(login: &str) -> bool {
     !login.is_empty()
         && login.len() <= 39
-        && login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && login
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && !login.starts_with('-')
         && !login.ends_with('-')
         && !login.contains("--")
@@ -748,7 +816,16 @@ mod tests {
         for ok in ["octocat", "a", "mona-lisa", "A1-b2"] {
             assert!(is_user_login(ok), "{ok}");
         }
-        for bad in ["", "dependabot[bot]", "-x", "x-", "a--b", "a/b", "../x", &"a".repeat(40)] {
+        for bad in [
+            "",
+            "dependabot[bot]",
+            "-x",
+            "x-",
+            "a--b",
+            "a/b",
+            "../x",
+            &"a".repeat(40),
+        ] {
             assert!(!is_user_login(bad), "{bad}");
         }
     }

@@ -22,10 +22,12 @@ impl UnitArg {
     /// Letters, digits and `-_./@+`, no empty, `.` or `..` segment and no leading `/`: it names a
     /// unit, never a path outside the repository.
     pub fn parse(text: &str) -> Option<Self> {
-        let chars_ok = text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b'@' | b'+'));
-        let segments_ok = text.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+        let chars_ok = text.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b'@' | b'+')
+        });
+        let segments_ok = text
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..");
         let ok = !text.is_empty()
             && text.len() <= MAX_UNIT_LEN
             && !text.starts_with('-')
@@ -267,9 +269,18 @@ mod tests {
         );
         assert_eq!(reason("sluice unlock"), HelpReason::MissingUnit);
         assert_eq!(reason("sluice unlock a b"), HelpReason::TooManyUnits);
-        assert_eq!(reason("sluice plan ../../etc"), HelpReason::BadUnit("../../etc".into()));
-        assert_eq!(reason("sluice plan --all"), HelpReason::BadUnit("--all".into()));
-        assert_eq!(reason("sluice apply /abs"), HelpReason::BadUnit("/abs".into()));
+        assert_eq!(
+            reason("sluice plan ../../etc"),
+            HelpReason::BadUnit("../../etc".into())
+        );
+        assert_eq!(
+            reason("sluice plan --all"),
+            HelpReason::BadUnit("--all".into())
+        );
+        assert_eq!(
+            reason("sluice apply /abs"),
+            HelpReason::BadUnit("/abs".into())
+        );
     }
 
     #[test]
@@ -302,10 +313,19 @@ mod tests {
 
     #[test]
     fn permission_from_the_api_prefers_the_role_and_fails_closed() {
-        assert_eq!(Permission::from_api("write", Some("maintain")), Permission::Maintain);
-        assert_eq!(Permission::from_api("read", Some("triage")), Permission::Triage);
+        assert_eq!(
+            Permission::from_api("write", Some("maintain")),
+            Permission::Maintain
+        );
+        assert_eq!(
+            Permission::from_api("read", Some("triage")),
+            Permission::Triage
+        );
         // A custom role falls back to the legacy level it is based on.
-        assert_eq!(Permission::from_api("write", Some("deployer")), Permission::Write);
+        assert_eq!(
+            Permission::from_api("write", Some("deployer")),
+            Permission::Write
+        );
         assert_eq!(Permission::from_api("admin", None), Permission::Admin);
         assert_eq!(Permission::from_api("owner?", Some("?")), Permission::None);
     }

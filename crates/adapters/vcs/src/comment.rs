@@ -134,7 +134,10 @@ fn cut(text: &str, max_chars: usize) -> Vec<&str> {
         }
         while n > max_chars {
             let rest = &text[line_start..end + line.len()];
-            let at = rest.char_indices().nth(max_chars).map_or(rest.len(), |(i, _)| i);
+            let at = rest
+                .char_indices()
+                .nth(max_chars)
+                .map_or(rest.len(), |(i, _)| i);
             pieces.push(&rest[..at]);
             line_start += at;
             n -= max_chars;
@@ -227,17 +230,29 @@ mod tests {
     #[test]
     fn a_short_report_is_one_marked_part() {
         let parts = marker().render(&["## sluice\nall good\n"]);
-        assert_eq!(parts, vec!["<!-- sluice:pr-report part 1/1 -->\n## sluice\nall good\n"]);
+        assert_eq!(
+            parts,
+            vec!["<!-- sluice:pr-report part 1/1 -->\n## sluice\nall good\n"]
+        );
         assert!(marker().marks(&parts[0]));
         assert!(!CommentMarker::new("other").unwrap().marks(&parts[0]));
         assert!(!marker().marks("## sluice\n<!-- sluice:pr-report part 1/1 -->"));
         assert!(!marker().marks("<!-- sluice:pr-report part x/1 -->"));
-        assert_eq!(marker().render(&[""]), vec!["<!-- sluice:pr-report part 1/1 -->\n"]);
+        assert_eq!(
+            marker().render(&[""]),
+            vec!["<!-- sluice:pr-report part 1/1 -->\n"]
+        );
         let none: [&str; 0] = [];
-        assert_eq!(marker().render(&none), vec!["<!-- sluice:pr-report part 1/1 -->\n"]);
+        assert_eq!(
+            marker().render(&none),
+            vec!["<!-- sluice:pr-report part 1/1 -->\n"]
+        );
         assert_eq!(
             marker().render(&["a", "b"]),
-            vec!["<!-- sluice:pr-report part 1/2 -->\na", "<!-- sluice:pr-report part 2/2 -->\nb"]
+            vec![
+                "<!-- sluice:pr-report part 1/2 -->\na",
+                "<!-- sluice:pr-report part 2/2 -->\nb"
+            ]
         );
     }
 
@@ -254,10 +269,17 @@ mod tests {
         for (i, part) in parts.iter().enumerate() {
             assert!(part.chars().count() <= MAX_COMMENT_CHARS);
             assert!(part.starts_with(&format!("<!-- sluice:pr-report part {}/{n} -->\n", i + 1)));
-            assert_eq!(part.matches("```").count() % 2, 0, "part {i} has an open fence");
+            assert_eq!(
+                part.matches("```").count() % 2,
+                0,
+                "part {i} has an open fence"
+            );
             for line in part.lines().skip(1) {
                 let known = line.starts_with("+ resource.r") && line.ends_with(" will be created");
-                assert!(known || ["```", "```diff", "# Plan", "done"].contains(&line), "{line}");
+                assert!(
+                    known || ["```", "```diff", "# Plan", "done"].contains(&line),
+                    "{line}"
+                );
             }
         }
         assert_eq!(parts[1].lines().nth(1), Some("```diff"));
@@ -268,7 +290,10 @@ mod tests {
         let body = "é".repeat(MAX_COMMENT_CHARS * 2);
         let parts = marker().render(&[&body]);
         assert_eq!(parts.len(), 3);
-        let text: String = parts.iter().map(|p| p.split_once('\n').unwrap().1).collect();
+        let text: String = parts
+            .iter()
+            .map(|p| p.split_once('\n').unwrap().1)
+            .collect();
         assert_eq!(text, body);
     }
 

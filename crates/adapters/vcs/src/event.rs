@@ -466,9 +466,7 @@ impl Event {
                         }
                     }
                     _ => PullRequestAction::Closed {
-                        merged: from_json::<ClosedPayload>(event, body)?
-                            .pull_request
-                            .merged,
+                        merged: from_json::<ClosedPayload>(event, body)?.pull_request.merged,
                     },
                 };
                 Event::PullRequest(PullRequestEvent {
@@ -506,7 +504,9 @@ impl Event {
             }
             // A push has no action.
             ("push", _) => Event::Push(from_json(event, body)?),
-            ("check_run", Some("rerequested")) => Event::CheckRunRerequested(from_json(event, body)?),
+            ("check_run", Some("rerequested")) => {
+                Event::CheckRunRerequested(from_json(event, body)?)
+            }
             (other, _) => Event::Unsupported {
                 event: other.to_owned(),
                 action,
@@ -595,11 +595,17 @@ mod tests {
         // `closed` needs `merged` to be a boolean.
         let err = Event::parse(&name("pull_request"), &pr("closed", "null")).unwrap_err();
         assert_eq!(err.path, "pull_request.merged");
-        assert!(err.to_string().contains("field `pull_request.merged`"), "{err}");
+        assert!(
+            err.to_string().contains("field `pull_request.merged`"),
+            "{err}"
+        );
         let body = PR
             .replace("ACTION", "opened")
             .replace("MERGED", "false")
-            .replace(r#""sha": "2222222222222222222222222222222222222222""#, r#""sha": 5"#);
+            .replace(
+                r#""sha": "2222222222222222222222222222222222222222""#,
+                r#""sha": 5"#,
+            );
         let err = Event::parse(&name("pull_request"), body.as_bytes()).unwrap_err();
         assert_eq!(err.path, "pull_request.head.sha");
         let err = Event::parse(&name("pull_request"), b"{\"action\": ").unwrap_err();
@@ -665,7 +671,9 @@ mod tests {
         let r: RepoName = "acme/infra-live".parse().unwrap();
         assert_eq!((r.owner(), r.name()), ("acme", "infra-live"));
         assert_eq!(r.to_string(), "acme/infra-live");
-        for bad in ["acme", "acme/", "/x", "acme/..", "a/b/c", "a b/c", "a/b?x=1"] {
+        for bad in [
+            "acme", "acme/", "/x", "acme/..", "a/b/c", "a b/c", "a/b?x=1",
+        ] {
             assert!(bad.parse::<RepoName>().is_err(), "{bad}");
         }
     }

@@ -125,8 +125,14 @@ mod tests {
     #[test]
     fn server_errors_back_off_exponentially_then_stop() {
         let f = Failure::Answer(answer(502));
-        assert_eq!(decide(&f, 1, NOW, &policy()), Verdict::RetryAfter(Duration::from_secs(1)));
-        assert_eq!(decide(&f, 3, NOW, &policy()), Verdict::RetryAfter(Duration::from_secs(4)));
+        assert_eq!(
+            decide(&f, 1, NOW, &policy()),
+            Verdict::RetryAfter(Duration::from_secs(1))
+        );
+        assert_eq!(
+            decide(&f, 3, NOW, &policy()),
+            Verdict::RetryAfter(Duration::from_secs(4))
+        );
         assert_eq!(decide(&f, 5, NOW, &policy()), Verdict::Exhausted);
         assert_eq!(
             decide(&Failure::Transport, 2, NOW, &policy()),
@@ -180,7 +186,10 @@ mod tests {
     #[test]
     fn other_client_errors_are_final() {
         for status in [400, 401, 403, 404, 409, 410, 422] {
-            assert_eq!(decide(&Failure::Answer(answer(status)), 1, NOW, &policy()), Verdict::Final);
+            assert_eq!(
+                decide(&Failure::Answer(answer(status)), 1, NOW, &policy()),
+                Verdict::Final
+            );
         }
         // A 403 with quota left is a permission problem, not a rate limit.
         let forbidden = Failure::Answer(Answer {

@@ -42,7 +42,10 @@ impl WebhookSecret {
     /// `sha256=<hex>` for `body`: what GitHub puts in `X-Hub-Signature-256`. Used by load
     /// generators and tests that replay deliveries.
     pub fn sign(&self, body: &[u8]) -> String {
-        format!("sha256={}", hex::encode(self.mac(body).finalize().into_bytes()))
+        format!(
+            "sha256={}",
+            hex::encode(self.mac(body).finalize().into_bytes())
+        )
     }
 
     fn mac(&self, body: &[u8]) -> Hmac<Sha256> {
@@ -296,7 +299,8 @@ mod tests {
         };
         let ok = receive(&s, good, body).unwrap();
         assert_eq!(ok.id.as_str(), "72d3162e-cc78-11e3-81ab-4c9367dc0958");
-        let cases: [(DeliveryHeaders, fn(&WebhookError) -> bool); 4] = [
+        type Expect = fn(&WebhookError) -> bool;
+        let cases: [(DeliveryHeaders, Expect); 4] = [
             (
                 DeliveryHeaders {
                     delivery: None,
@@ -311,9 +315,13 @@ mod tests {
                 },
                 |e| matches!(e, WebhookError::MalformedDeliveryId),
             ),
-            (DeliveryHeaders { event: None, ..good }, |e| {
-                matches!(e, WebhookError::MissingEvent)
-            }),
+            (
+                DeliveryHeaders {
+                    event: None,
+                    ..good
+                },
+                |e| matches!(e, WebhookError::MissingEvent),
+            ),
             (
                 DeliveryHeaders {
                     event: Some("Push Event"),

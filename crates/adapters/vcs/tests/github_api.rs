@@ -110,9 +110,12 @@ impl Match for AppJwt {
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
         };
         let (header, claims) = (decode(header), decode(claims));
-        let (iat, exp) = (claims["iat"].as_u64().unwrap(), claims["exp"].as_u64().unwrap());
+        let (iat, exp) = (
+            claims["iat"].as_u64().unwrap(),
+            claims["exp"].as_u64().unwrap(),
+        );
         header["alg"] == "RS256"
-            && claims["iss"] == APP_ID.to_string()
+            && claims["iss"].as_str() == Some(APP_ID.to_string().as_str())
             && iat <= now()
             && exp > now()
             && exp - iat <= 600
@@ -184,14 +187,15 @@ fn report(state: CheckState) -> CheckRunReport {
 
 async fn list_check_runs(server: &MockServer, runs: Value) {
     as_installation(Mock::given(method("GET")))
-        .and(path(format!("/repos/acme/infra-live/commits/{SHA}/check-runs").as_str()))
+        .and(path(
+            format!("/repos/acme/infra-live/commits/{SHA}/check-runs").as_str(),
+        ))
         .and(query_param("check_name", "sluice"))
         .and(query_param("app_id", "7"))
         .and(query_param("filter", "latest"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"total_count": runs.as_array().unwrap().len(), "check_runs": runs})),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"total_count": runs.as_array().unwrap().len(), "check_runs": runs}),
+        ))
         .expect(1)
         .mount(server)
         .await;
@@ -233,7 +237,11 @@ async fn first_report_on_a_head_creates_its_check_run() {
 async fn a_later_report_updates_the_same_check_run() {
     let server = MockServer::start().await;
     token_endpoint(&server, 3600, 1).await;
-    list_check_runs(&server, json!([{"id": 4, "name": "sluice", "head_sha": SHA}])).await;
+    list_check_runs(
+        &server,
+        json!([{"id": 4, "name": "sluice", "head_sha": SHA}]),
+    )
+    .await;
     as_installation(Mock::given(method("PATCH")))
         .and(path("/repos/acme/infra-live/check-runs/4"))
         .and(body_json(json!({
@@ -302,7 +310,9 @@ async fn the_installation_token_is_reused_until_shortly_before_it_expires() {
     let server = MockServer::start().await;
     token_endpoint(&server, 3600, 1).await;
     as_installation(Mock::given(method("GET")))
-        .and(path("/repos/acme/infra-live/collaborators/octocat/permission"))
+        .and(path(
+            "/repos/acme/infra-live/collaborators/octocat/permission",
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "permission": "write", "role_name": "maintain", "user": {"login": "octocat"}
         })))
@@ -313,7 +323,10 @@ async fn the_installation_token_is_reused_until_shortly_before_it_expires() {
     let client = app.installation(INSTALLATION);
     for _ in 0..2 {
         assert_eq!(
-            client.collaborator_permission(&repo(), "octocat").await.unwrap(),
+            client
+                .collaborator_permission(&repo(), "octocat")
+                .await
+                .unwrap(),
             Permission::Maintain
         );
     }
@@ -323,7 +336,9 @@ async fn the_installation_token_is_reused_until_shortly_before_it_expires() {
     let server = MockServer::start().await;
     token_endpoint(&server, 120, 2).await;
     as_installation(Mock::given(method("GET")))
-        .and(path("/repos/acme/infra-live/collaborators/octocat/permission"))
+        .and(path(
+            "/repos/acme/infra-live/collaborators/octocat/permission",
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "permission": "read", "role_name": "triage", "user": {"login": "octocat"}
         })))
@@ -334,7 +349,10 @@ async fn the_installation_token_is_reused_until_shortly_before_it_expires() {
     let client = app.installation(INSTALLATION);
     for _ in 0..2 {
         assert_eq!(
-            client.collaborator_permission(&repo(), "octocat").await.unwrap(),
+            client
+                .collaborator_permission(&repo(), "octocat")
+                .await
+                .unwrap(),
             Permission::Triage
         );
     }
@@ -356,12 +374,18 @@ async fn an_unknown_user_has_no_permission_and_a_bot_is_not_asked_about() {
     let app = app_at(&server.uri());
     let client = app.installation(INSTALLATION);
     assert_eq!(
-        client.collaborator_permission(&repo(), "ghost-user").await.unwrap(),
+        client
+            .collaborator_permission(&repo(), "ghost-user")
+            .await
+            .unwrap(),
         Permission::None
     );
     // Not a user name: refused without a call (the mock would 404 any other path).
     assert_eq!(
-        client.collaborator_permission(&repo(), "dependabot[bot]").await.unwrap(),
+        client
+            .collaborator_permission(&repo(), "dependabot[bot]")
+            .await
+            .unwrap(),
         Permission::None
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
@@ -412,7 +436,9 @@ async fn a_report_over_the_limit_becomes_several_comments_and_a_shorter_one_remo
     let server = MockServer::start().await;
     token_endpoint(&server, 3600, 1).await;
     let marker = CommentMarker::new("pr-report").unwrap();
-    let long: String = (0..6000).map(|i| format!("| stack-{i:05} | update | R2 |\n")).collect();
+    let long: String = (0..6000)
+        .map(|i| format!("| stack-{i:05} | update | R2 |\n"))
+        .collect();
     let parts = marker.render(&[&long]);
     assert_eq!(parts.len(), 3);
     assert!(parts.iter().all(|p| p.chars().count() <= MAX_COMMENT_CHARS));
@@ -436,7 +462,10 @@ async fn a_report_over_the_limit_becomes_several_comments_and_a_shorter_one_remo
     }
     let app = app_at(&server.uri());
     let client = app.installation(INSTALLATION);
-    let ids = client.upsert_comment(&repo(), 2, &marker, &[&long]).await.unwrap();
+    let ids = client
+        .upsert_comment(&repo(), 2, &marker, &[&long])
+        .await
+        .unwrap();
     assert_eq!(ids, vec![100, 101, 102]);
     let posts: Vec<u64> = server
         .received_requests()
@@ -467,20 +496,27 @@ async fn a_report_over_the_limit_becomes_several_comments_and_a_shorter_one_remo
         .await;
     as_installation(Mock::given(method("PATCH")))
         .and(path("/repos/acme/infra-live/issues/comments/100"))
-        .and(body_json(json!({"body": marker.render(&["all clear"]).remove(0)})))
+        .and(body_json(
+            json!({"body": marker.render(&["all clear"]).remove(0)}),
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 100})))
         .expect(1)
         .mount(&server)
         .await;
     for id in [101, 102] {
         as_installation(Mock::given(method("DELETE")))
-            .and(path(format!("/repos/acme/infra-live/issues/comments/{id}").as_str()))
+            .and(path(
+                format!("/repos/acme/infra-live/issues/comments/{id}").as_str(),
+            ))
             .respond_with(ResponseTemplate::new(204))
             .expect(1)
             .mount(&server)
             .await;
     }
-    let ids = client.upsert_comment(&repo(), 2, &marker, &["all clear"]).await.unwrap();
+    let ids = client
+        .upsert_comment(&repo(), 2, &marker, &["all clear"])
+        .await
+        .unwrap();
     assert_eq!(ids, vec![100]);
 }
 
@@ -489,7 +525,9 @@ async fn comments_are_read_across_pages() {
     let server = MockServer::start().await;
     token_endpoint(&server, 3600, 1).await;
     let marker = CommentMarker::new("pr-report").unwrap();
-    let chatter: Vec<Value> = (1..=100).map(|i| comment(i, "octocat", "User", "+1")).collect();
+    let chatter: Vec<Value> = (1..=100)
+        .map(|i| comment(i, "octocat", "User", "+1"))
+        .collect();
     as_installation(Mock::given(method("GET")))
         .and(path("/repos/acme/infra-live/issues/2/comments"))
         .and(query_param("page", "1"))
@@ -501,9 +539,12 @@ async fn comments_are_read_across_pages() {
     as_installation(Mock::given(method("GET")))
         .and(path("/repos/acme/infra-live/issues/2/comments"))
         .and(query_param("page", "2"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!([comment(500, "sluice-app[bot]", "Bot", &current)])),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([comment(
+            500,
+            "sluice-app[bot]",
+            "Bot",
+            &current
+        )])))
         .expect(1)
         .mount(&server)
         .await;
@@ -525,8 +566,9 @@ async fn permission_call(server: &MockServer) -> Result<Permission, GitHubError>
 }
 
 fn permission_path() -> wiremock::MockBuilder {
-    as_installation(Mock::given(method("GET")))
-        .and(path("/repos/acme/infra-live/collaborators/octocat/permission"))
+    as_installation(Mock::given(method("GET"))).and(path(
+        "/repos/acme/infra-live/collaborators/octocat/permission",
+    ))
 }
 
 fn permission_ok() -> ResponseTemplate {
@@ -544,7 +586,11 @@ async fn server_errors_are_retried_then_succeed() {
         .expect(2)
         .mount(&server)
         .await;
-    permission_path().respond_with(permission_ok()).expect(1).mount(&server).await;
+    permission_path()
+        .respond_with(permission_ok())
+        .expect(1)
+        .mount(&server)
+        .await;
     assert_eq!(permission_call(&server).await.unwrap(), Permission::Admin);
 }
 
@@ -558,7 +604,10 @@ async fn server_errors_stop_after_the_attempt_limit() {
         .mount(&server)
         .await;
     let err = permission_call(&server).await.unwrap_err();
-    assert!(matches!(err, GitHubError::Status { status: 500, .. }), "{err}");
+    assert!(
+        matches!(err, GitHubError::Status { status: 500, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("Server Error"), "{err}");
 }
 
@@ -599,7 +648,11 @@ async fn rate_limits_are_waited_out_as_github_says() {
         .expect(1)
         .mount(&server)
         .await;
-    permission_path().respond_with(permission_ok()).expect(1).mount(&server).await;
+    permission_path()
+        .respond_with(permission_ok())
+        .expect(1)
+        .mount(&server)
+        .await;
     assert_eq!(permission_call(&server).await.unwrap(), Permission::Admin);
     drop(server);
 
@@ -611,17 +664,27 @@ async fn rate_limits_are_waited_out_as_github_says() {
             ResponseTemplate::new(403)
                 .insert_header("x-ratelimit-remaining", "0")
                 .insert_header("x-ratelimit-reset", now().to_string().as_str())
-                .set_body_json(json!({"message": "API rate limit exceeded for installation ID 42."})),
+                .set_body_json(
+                    json!({"message": "API rate limit exceeded for installation ID 42."}),
+                ),
         )
         .up_to_n_times(1)
         .with_priority(1)
         .expect(1)
         .mount(&server)
         .await;
-    permission_path().respond_with(permission_ok()).expect(1).mount(&server).await;
+    permission_path()
+        .respond_with(permission_ok())
+        .expect(1)
+        .mount(&server)
+        .await;
     let started = Instant::now();
     assert_eq!(permission_call(&server).await.unwrap(), Permission::Admin);
-    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     drop(server);
 
     // Secondary limit without headers: recognised by its message.
@@ -636,7 +699,11 @@ async fn rate_limits_are_waited_out_as_github_says() {
         .expect(1)
         .mount(&server)
         .await;
-    permission_path().respond_with(permission_ok()).expect(1).mount(&server).await;
+    permission_path()
+        .respond_with(permission_ok())
+        .expect(1)
+        .mount(&server)
+        .await;
     assert_eq!(permission_call(&server).await.unwrap(), Permission::Admin);
 }
 
@@ -655,7 +722,10 @@ async fn a_rate_limit_longer_than_allowed_is_reported_not_slept() {
         .await;
     let started = Instant::now();
     let err = permission_call(&server).await.unwrap_err();
-    assert!(matches!(err, GitHubError::RateLimited { wait, .. } if wait >= Duration::from_secs(1700)), "{err}");
+    assert!(
+        matches!(err, GitHubError::RateLimited { wait, .. } if wait >= Duration::from_secs(1700)),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -689,8 +759,11 @@ async fn a_github_enterprise_base_url_prefixes_every_path() {
 
 #[test]
 fn a_key_that_is_not_rsa_pem_is_refused() {
-    let err = AppKey::from_pem(b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n")
-        .unwrap_err();
+    let err =
+        AppKey::from_pem(b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n")
+            .unwrap_err();
     assert!(matches!(err, GitHubError::Key(_)));
-    assert!(format!("{:?}", AppKey::from_pem(app_key().0.as_bytes()).unwrap()).contains("redacted"));
+    assert!(
+        format!("{:?}", AppKey::from_pem(app_key().0.as_bytes()).unwrap()).contains("redacted")
+    );
 }

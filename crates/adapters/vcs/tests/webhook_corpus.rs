@@ -134,7 +134,10 @@ fn check(event_name: &str, v: &Value, event: &Event) -> &'static str {
                 }
                 PullRequestAction::Closed { merged } => {
                     assert_eq!(s(v, "/action"), "closed");
-                    assert_eq!(Some(*merged), v.pointer("/pull_request/merged").and_then(Value::as_bool));
+                    assert_eq!(
+                        Some(*merged),
+                        v.pointer("/pull_request/merged").and_then(Value::as_bool)
+                    );
                 }
             }
             "pull_request"
@@ -180,7 +183,10 @@ fn check(event_name: &str, v: &Value, event: &Event) -> &'static str {
             check_common(v, repository, *installation, &sender.login);
             assert_eq!(issue.number, n(v, "/issue/number"));
             assert_eq!(issue.user.login, s(v, "/issue/user/login"));
-            assert_eq!(issue.is_pull_request(), v.pointer("/issue/pull_request").is_some());
+            assert_eq!(
+                issue.is_pull_request(),
+                v.pointer("/issue/pull_request").is_some()
+            );
             assert_eq!(comment.id, n(v, "/comment/id"));
             assert_eq!(comment.body, s(v, "/comment/body"));
             assert_eq!(comment.user.login, s(v, "/comment/user/login"));
@@ -255,7 +261,11 @@ fn every_corpus_payload_parses_into_its_typed_event() {
     let secret = WebhookSecret::new("corpus-replay-secret").unwrap();
     let mut seen = std::collections::BTreeMap::<&str, usize>::new();
     let all = payloads(&root);
-    assert!(all.len() >= 80, "only {} payloads under {CORPUS}", all.len());
+    assert!(
+        all.len() >= 80,
+        "only {} payloads under {CORPUS}",
+        all.len()
+    );
     for (event_name, file) in &all {
         let body = std::fs::read(file).unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
@@ -265,8 +275,8 @@ fn every_corpus_payload_parses_into_its_typed_event() {
             delivery: Some("9f0c7a10-0000-11ef-8000-000000000000"),
             event: Some(event_name),
         };
-        let delivery = receive(&secret, headers, &body)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let delivery =
+            receive(&secret, headers, &body).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let kind = check(event_name, &v, &delivery.event);
         let action = v.get("action").and_then(Value::as_str);
         let supported = SUPPORTED.contains(&(event_name.as_str(), action));
@@ -305,7 +315,10 @@ fn every_corpus_payload_parses_into_its_typed_event() {
         "check_run",
         "unsupported",
     ] {
-        assert!(seen.get(kind).copied().unwrap_or(0) > 0, "no {kind} in the corpus: {seen:?}");
+        assert!(
+            seen.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} in the corpus: {seen:?}"
+        );
     }
     eprintln!("parsed {} corpus payloads: {seen:?}", all.len());
 }
