@@ -200,6 +200,13 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// A call under `/repos/{owner}/{repo}/`.
+    fn repo(method: Method, repo: &RepoName, rest: &[&dyn fmt::Display]) -> Self {
+        let mut call = Call::new(method, &["repos", repo.owner(), repo.name()]);
+        call.segments.extend(rest.iter().map(|s| s.to_string()));
+        call
+    }
+
     fn query(mut self, name: &'a str, value: impl ToString) -> Self {
         self.query.push((name, value.to_string()));
         self
@@ -584,29 +591,15 @@ impl InstallationClient<'_> {
         repo: &RepoName,
         report: &CheckRunReport,
     ) -> Result<u64, GitHubError> {
-        let body = CheckRunBody::of(report);
-        match self
+        let existing = self
             .find_check_run(repo, &report.head_sha, &report.name)
-            .await?
-        {
-            Some(id) => {
-                let id_text = id.to_string();
-                let call = Call::new(
-                    Method::PATCH,
-                    &["repos", repo.owner(), repo.name(), "check-runs", &id_text],
-                )
-                .json(&body);
-                Ok(self.json::<WithId>(call).await?.id)
-            }
-            None => {
-                let call = Call::new(
-                    Method::POST,
-                    &["repos", repo.owner(), repo.name(), "check-runs"],
-                )
-                .json(&body);
-                Ok(self.json::<WithId>(call).await?.id)
-            }
-        }
+            .await?;
+        let call = match existing {
+            Some(id) => Call::repo(Method::PATCH, repo, &[&"check-runs", &id]),
+            None => Call::repo(Method::POST, repo, &[&"check-runs"]),
+        };
+        let call = call.json(&CheckRunBody::of(report));
+        Ok(self.json::<WithId>(call).await?.id)
     }
 
     /// This app's latest check run called `name` on commit `sha`, if any.
@@ -616,20 +609,10 @@ impl InstallationClient<'_> {
         sha: &str,
         name: &str,
     ) -> Result<Option<u64>, GitHubError> {
-        let call = Call::new(
-            Method::GET,
-            &[
-                "repos",
-                repo.owner(),
-                repo.name(),
-                "commits",
-                sha,
-                "check-runs",
-            ],
-        )
-        .query("check_name", name)
-        .query("app_id", self.app.config.app_id)
-        .query("filter", "latest");
+        let call = Call::repo(Method::GET, repo, &[&"commits", &sha, &"check-runs"])
+            .query("check_name", name)
+            .query("app_id", self.app.config.app_id)
+            .query("filter", "latest");
         let list: CheckRunList = self.json(call).await?;
         Ok(list.check_runs.first().map(|c| c.id))
     }
@@ -669,23 +652,12 @@ impl InstallationClient<'_> {
         issue: u64,
         marker: &CommentMarker,
     ) -> Result<Vec<ExistingComment>, GitHubError> {
-        let issue_text = issue.to_string();
         let bot = self.app.config.bot_login.as_deref();
         let mut own = Vec::new();
         for page in 1.. {
-            let call = Call::new(
-                Method::GET,
-                &[
-                    "repos",
-                    repo.owner(),
-                    repo.name(),
-                    "issues",
-                    &issue_text,
-                    "comments",
-                ],
-            )
-            .query("per_page", PER_PAGE)
-            .query("page", page);
+            let call = Call::repo(Method::GET, repo, &[&"issues", &issue, &"comments"])
+                .query("per_page", PER_PAGE)
+                .query("page", page);
             let comments: Vec<IssueComment> = self.json(call).await?;
             let last = comments.len() < PER_PAGE;
             own.extend(comments.into_iter().filter_map(|c| {
@@ -711,19 +683,8 @@ impl InstallationClient<'_> {
         issue: u64,
         body: &str,
     ) -> Result<u64, GitHubError> {
-        let issue_text = issue.to_string();
-        let call = Call::new(
-            Method::POST,
-            &[
-                "repos",
-                repo.owner(),
-                repo.name(),
-                "issues",
-                &issue_text,
-                "comments",
-            ],
-        )
-        .json(&CommentBody { body });
+        let call = Call::repo(Method::POST, repo, &[&"issues", &issue, &"comments"])
+            .json(&CommentBody { body });
         Ok(self.json::<WithId>(call).await?.id)
     }
 
@@ -733,35 +694,13 @@ impl InstallationClient<'_> {
         id: u64,
         body: &str,
     ) -> Result<(), GitHubError> {
-        let id_text = id.to_string();
-        let call = Call::new(
-            Method::PATCH,
-            &[
-                "repos",
-                repo.owner(),
-                repo.name(),
-                "issues",
-                "comments",
-                &id_text,
-            ],
-        )
-        .json(&CommentBody { body });
+        let call = Call::repo(Method::PATCH, repo, &[&"issues", &"comments", &id])
+            .json(&CommentBody { body });
         self.json::<WithId>(call).await.map(drop)
     }
 
     async fn delete_comment(&self, repo: &RepoName, id: u64) -> Result<(), GitHubError> {
-        let id_text = id.to_string();
-        let call = Call::new(
-            Method::DELETE,
-            &[
-                "repos",
-                repo.owner(),
-                repo.name(),
-                "issues",
-                "comments",
-                &id_text,
-            ],
-        );
+        let call = Call::repo(Method::DELETE, repo, &[&"issues", &"comments", &id]);
         let auth = self.app.token(self.installation).await?;
         self.app.send(&auth, &call).await.map(drop)
     }
@@ -776,16 +715,10 @@ impl InstallationClient<'_> {
         if !is_user_login(login) {
             return Ok(Permission::None);
         }
-        let call = Call::new(
+        let call = Call::repo(
             Method::GET,
-            &[
-                "repos",
-                repo.owner(),
-                repo.name(),
-                "collaborators",
-                login,
-                "permission",
-            ],
+            repo,
+            &[&"collaborators", &login, &"permission"],
         );
         match self.json::<PermissionResponse>(call).await {
             Ok(p) => Ok(Permission::from_api(&p.permission, p.role_name.as_deref())),

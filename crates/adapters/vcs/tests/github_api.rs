@@ -304,15 +304,12 @@ async fn an_oversized_summary_is_cut_to_githubs_limit() {
     assert_eq!(body["conclusion"], "failure");
 }
 
-#[tokio::test]
-async fn the_installation_token_is_reused_until_shortly_before_it_expires() {
-    // An hour left: one token for both calls.
+/// Two permission look-ups through one client, with installation tokens valid `lifetime`
+/// seconds; the token endpoint must be called `token_calls` times.
+async fn two_lookups_with_tokens_lasting(lifetime: u64, token_calls: u64) {
     let server = MockServer::start().await;
-    token_endpoint(&server, 3600, 1).await;
-    as_installation(Mock::given(method("GET")))
-        .and(path(
-            "/repos/acme/infra-live/collaborators/octocat/permission",
-        ))
+    token_endpoint(&server, lifetime, token_calls).await;
+    permission_path()
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "permission": "write", "role_name": "maintain", "user": {"login": "octocat"}
         })))
@@ -322,40 +319,17 @@ async fn the_installation_token_is_reused_until_shortly_before_it_expires() {
     let app = app_at(&server.uri());
     let client = app.installation(INSTALLATION);
     for _ in 0..2 {
-        assert_eq!(
-            client
-                .collaborator_permission(&repo(), "octocat")
-                .await
-                .unwrap(),
-            Permission::Maintain
-        );
+        let permission = client.collaborator_permission(&repo(), "octocat").await;
+        assert_eq!(permission.unwrap(), Permission::Maintain);
     }
-    drop(server); // verifies the expectations
+}
 
+#[tokio::test]
+async fn the_installation_token_is_reused_until_shortly_before_it_expires() {
+    // An hour left: one token for both calls.
+    two_lookups_with_tokens_lasting(3600, 1).await;
     // Two minutes left, inside the refresh margin: a new token for each call.
-    let server = MockServer::start().await;
-    token_endpoint(&server, 120, 2).await;
-    as_installation(Mock::given(method("GET")))
-        .and(path(
-            "/repos/acme/infra-live/collaborators/octocat/permission",
-        ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "permission": "read", "role_name": "triage", "user": {"login": "octocat"}
-        })))
-        .expect(2)
-        .mount(&server)
-        .await;
-    let app = app_at(&server.uri());
-    let client = app.installation(INSTALLATION);
-    for _ in 0..2 {
-        assert_eq!(
-            client
-                .collaborator_permission(&repo(), "octocat")
-                .await
-                .unwrap(),
-            Permission::Triage
-        );
-    }
+    two_lookups_with_tokens_lasting(120, 2).await;
 }
 
 #[tokio::test]
