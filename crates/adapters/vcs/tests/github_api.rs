@@ -741,3 +741,40 @@ fn a_key_that_is_not_rsa_pem_is_refused() {
         format!("{:?}", AppKey::from_pem(app_key().0.as_bytes()).unwrap()).contains("redacted")
     );
 }
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_then_reported() {
+    // Bind a port, then free it: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = app_at(&format!("http://127.0.0.1:{port}"));
+    let started = Instant::now();
+    let err = app
+        .installation(INSTALLATION)
+        .collaborator_permission(&repo(), "octocat")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, GitHubError::Transport { path, .. } if path == "/app/installations/42/access_tokens"),
+        "{err}"
+    );
+    // Three attempts: backoffs of 10 ms and 20 ms between them.
+    assert!(started.elapsed() >= Duration::from_millis(30));
+}
+
+#[test]
+fn the_client_can_be_shared_across_tasks() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<F: std::future::Future + Send>(_: F) {}
+    let app = app_at("http://127.0.0.1:9");
+    send_sync(&app);
+    let client = app.installation(INSTALLATION);
+    let marker = CommentMarker::new("pr-report").unwrap();
+    send(client.publish_check_run(&repo(), &report(CheckState::InProgress)));
+    send(client.upsert_comment(&repo(), 2, &marker, &["report"]));
+    send(client.collaborator_permission(&repo(), "octocat"));
+    send(client.create_comment(&repo(), 2, "reply"));
+}
