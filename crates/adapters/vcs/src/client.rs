@@ -326,7 +326,7 @@ impl GitHubApp {
         auth: &Bearer,
         call: Call<'_>,
     ) -> Result<T, GitHubError> {
-        let (_, bytes) = self.send(auth, &call).await?;
+        let bytes = self.send(auth, &call).await?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(&mut de).map_err(|e| GitHubError::Decode {
             method: call.method.clone(),
@@ -337,11 +337,7 @@ impl GitHubApp {
     }
 
     /// Send `call`, retrying as [`retry::decide`] says; the status and body of the success.
-    async fn send(
-        &self,
-        auth: &Bearer,
-        call: &Call<'_>,
-    ) -> Result<(StatusCode, Vec<u8>), GitHubError> {
+    async fn send(&self, auth: &Bearer, call: &Call<'_>) -> Result<Vec<u8>, GitHubError> {
         let url = self.url(call);
         let policy = &self.config.retry;
         let mut attempt = 0;
@@ -367,7 +363,7 @@ impl GitHubApp {
                             source,
                         })?;
                     if status.is_success() {
-                        return Ok((status, body.to_vec()));
+                        return Ok(body.to_vec());
                     }
                     let message = error_message(&body);
                     let answer = answer_of(status, &headers, &message);

@@ -57,7 +57,7 @@ impl CommentMarker {
     }
 
     /// The comment bodies to post for a report already split into `parts` (the PR report splits
-    /// between its sections; see `PART_LIMIT`), each with its marker and within
+    /// between its sections; each should fit in [`PART_LIMIT`]), each with its marker and within
     /// [`MAX_COMMENT_CHARS`]. A part too long for one comment is cut further here.
     pub fn render(&self, parts: &[impl AsRef<str>]) -> Vec<String> {
         self.render_within(parts, MAX_COMMENT_CHARS)

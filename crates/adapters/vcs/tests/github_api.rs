@@ -24,25 +24,33 @@ const INSTALLATION: InstallationId = InstallationId(42);
 const TOKEN: &str = "ghs_installation_token_for_tests";
 const SHA: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
 
-/// A fresh 2048-bit RSA key as GitHub hands it out (PKCS#1 PEM), and its public key (PKCS#1 DER).
-fn app_key() -> &'static (String, Vec<u8>) {
-    static KEY: OnceLock<(String, Vec<u8>)> = OnceLock::new();
+/// A fresh 2048-bit RSA key as GitHub hands it out (PKCS#1 PEM), the same key as PKCS#8 PEM,
+/// and its public key (PKCS#1 DER).
+fn app_key() -> &'static (String, String, Vec<u8>) {
+    static KEY: OnceLock<(String, String, Vec<u8>)> = OnceLock::new();
     KEY.get_or_init(|| {
         let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
         let pkcs8 = pair.as_der().unwrap();
         let pkcs1 = pkcs1_from_pkcs8(pkcs8.as_ref());
-        let body = STANDARD.encode(pkcs1);
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        let pem = format!(
-            "-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----\n",
-            lines.join("\n")
-        );
-        (pem, pair.public_key().as_ref().to_vec())
+        (
+            pem("RSA PRIVATE KEY", &pkcs1),
+            pem("PRIVATE KEY", pkcs8.as_ref()),
+            pair.public_key().as_ref().to_vec(),
+        )
     })
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }
 
 /// One DER element: (tag, contents, rest).
@@ -97,7 +105,7 @@ impl Match for AppJwt {
         };
         let key = signature::UnparsedPublicKey::new(
             &signature::RSA_PKCS1_2048_8192_SHA256,
-            app_key().1.as_slice(),
+            app_key().2.as_slice(),
         );
         let Ok(sig) = URL_SAFE_NO_PAD.decode(sig) else {
             return false;
@@ -729,6 +737,34 @@ async fn a_github_enterprise_base_url_prefixes_every_path() {
         .await
         .unwrap();
     assert_eq!(id, 9);
+}
+
+#[test]
+fn a_pkcs8_key_signs_the_same_jwt() {
+    let mut config = GitHubConfig::new(APP_ID);
+    config.user_agent = "sluice-test".into();
+    let app = GitHubApp::new(config, AppKey::from_pem(app_key().1.as_bytes()).unwrap()).unwrap();
+    let jwt = app.jwt().unwrap();
+    let mut request = Request {
+        url: "http://localhost/".parse().unwrap(),
+        method: "POST".parse().unwrap(),
+        headers: Default::default(),
+        body: Vec::new(),
+    };
+    request
+        .headers
+        .insert("authorization", format!("Bearer {jwt}").parse().unwrap());
+    assert!(AppJwt.matches(&request));
+    // The matcher is not a formality: a JWT from another key does not pass.
+    let other = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let other_pem = pem("PRIVATE KEY", other.as_der().unwrap().as_ref());
+    let config = GitHubConfig::new(APP_ID);
+    let forged = GitHubApp::new(config, AppKey::from_pem(other_pem.as_bytes()).unwrap()).unwrap();
+    let jwt = forged.jwt().unwrap();
+    request
+        .headers
+        .insert("authorization", format!("Bearer {jwt}").parse().unwrap());
+    assert!(!AppJwt.matches(&request));
 }
 
 #[test]
