@@ -544,6 +544,7 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn name(s: &str) -> EventName {
         EventName::parse(s).unwrap()
@@ -676,5 +677,52 @@ mod tests {
         ] {
             assert!(bad.parse::<RepoName>().is_err(), "{bad}");
         }
+    }
+
+    /// Fields sluice reads from a `synchronize` payload, as JSON pointers.
+    const READ_FIELDS: &[&str] = &[
+        "/before",
+        "/after",
+        "/pull_request/number",
+        "/pull_request/title",
+        "/pull_request/user/login",
+        "/pull_request/head/ref",
+        "/pull_request/head/sha",
+        "/pull_request/base/ref",
+        "/pull_request/base/sha",
+        "/pull_request/base/repo/full_name",
+        "/repository/full_name",
+        "/repository/default_branch",
+        "/installation/id",
+        "/sender/login",
+    ];
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_or_fail_without_panicking(
+            event in prop::sample::select(vec!["pull_request", "pull_request_review", "issue_comment", "push", "check_run", "ping"]),
+            body in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let _ = Event::parse(&name(event), &body);
+        }
+
+        #[test]
+        fn a_field_of_the_wrong_type_is_named_by_its_path(
+            field in prop::sample::select(READ_FIELDS.to_vec()),
+            wrong in prop::sample::select(vec![json_wrong("[]"), json_wrong("{}"), json_wrong("true"), json_wrong("-1")]),
+        ) {
+            let mut v: serde_json::Value = serde_json::from_slice(&pr("synchronize", "false")).unwrap();
+            let (parent, key) = field.rsplit_once('/').unwrap();
+            let target = v.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+            // A number is right for ids and numbers; make it wrong there too.
+            let wrong = if target[key].is_number() { serde_json::json!("text") } else { wrong };
+            target.insert(key.to_owned(), wrong);
+            let err = Event::parse(&name("pull_request"), v.to_string().as_bytes()).unwrap_err();
+            prop_assert_eq!(err.path, field[1..].replace('/', "."));
+        }
+    }
+
+    fn json_wrong(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).unwrap()
     }
 }

@@ -204,6 +204,7 @@ pub fn receive(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// The example in GitHub's "Validating webhook deliveries" documentation.
     const DOC_SECRET: &str = "It's a Secret to Everybody";
@@ -347,5 +348,28 @@ mod tests {
         assert_eq!(h.signature, Some(DOC_SIGNATURE));
         assert_eq!(h.delivery, Some("abc-123"));
         assert_eq!(h.event, Some("push"));
+    }
+
+    proptest! {
+        #[test]
+        fn only_the_right_secret_and_body_verify(
+            secret in prop::collection::vec(any::<u8>(), 1..64),
+            body in prop::collection::vec(any::<u8>(), 0..512),
+            flip in any::<prop::sample::Index>(),
+            header in "\\PC{0,80}",
+        ) {
+            let s = WebhookSecret::new(secret).unwrap();
+            let sig = s.sign(&body);
+            prop_assert!(s.verify(Some(&sig), &body).is_ok());
+            if !body.is_empty() {
+                let mut altered = body.clone();
+                altered[flip.index(body.len())] ^= 0x01;
+                prop_assert!(matches!(s.verify(Some(&sig), &altered), Err(WebhookError::SignatureMismatch)));
+            }
+            // An arbitrary header never verifies unless it is the signature itself.
+            if header.trim() != sig {
+                prop_assert!(s.verify(Some(&header), &body).unwrap_err().is_unauthenticated());
+            }
+        }
     }
 }
