@@ -327,13 +327,7 @@ impl GitHubApp {
         call: Call<'_>,
     ) -> Result<T, GitHubError> {
         let bytes = self.send(auth, &call).await?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(&mut de).map_err(|e| GitHubError::Decode {
-            method: call.method.clone(),
-            path: call.path(),
-            field: e.path().to_string(),
-            source: e.into_inner(),
-        })
+        decode(&call, &bytes)
     }
 
     /// Send `call`, retrying as [`retry::decide`] says; the status and body of the success.
@@ -404,6 +398,16 @@ impl GitHubApp {
             }
         }
     }
+}
+
+fn decode<T: DeserializeOwned>(call: &Call<'_>, bytes: &[u8]) -> Result<T, GitHubError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| GitHubError::Decode {
+        method: call.method.clone(),
+        path: call.path(),
+        field: e.path().to_string(),
+        source: e.into_inner(),
+    })
 }
 
 /// GitHub's `{"message": …}`, shortened; the raw start of the body when it is not JSON.
@@ -575,9 +579,20 @@ pub struct InstallationClient<'a> {
 }
 
 impl InstallationClient<'_> {
-    async fn json<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, GitHubError> {
+    /// Send `call` as the installation. A 401 means the token was revoked or expired early: it
+    /// is forgotten so the next call gets a new one (this call is not repeated; a 4xx is final).
+    async fn send(&self, call: &Call<'_>) -> Result<Vec<u8>, GitHubError> {
         let auth = self.app.token(self.installation).await?;
-        self.app.send_json(&auth, call).await
+        let result = self.app.send(&auth, call).await;
+        if let Err(GitHubError::Status { status: 401, .. }) = result {
+            self.app.tokens.lock().await.remove(&self.installation);
+        }
+        result
+    }
+
+    async fn json<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, GitHubError> {
+        let bytes = self.send(&call).await?;
+        decode(&call, &bytes)
     }
 
     /// Create or update the check run named `report.name` on `report.head_sha`: one per head.
@@ -697,8 +712,7 @@ impl InstallationClient<'_> {
 
     async fn delete_comment(&self, repo: &RepoName, id: u64) -> Result<(), GitHubError> {
         let call = Call::repo(Method::DELETE, repo, &[&"issues", &"comments", &id]);
-        let auth = self.app.token(self.installation).await?;
-        self.app.send(&auth, &call).await.map(drop)
+        self.send(&call).await.map(drop)
     }
 
     /// `login`'s permission on `repo`. A user GitHub does not know (404) has none, and so has a

@@ -619,6 +619,35 @@ async fn client_errors_are_never_retried() {
 }
 
 #[tokio::test]
+async fn a_rejected_token_is_forgotten_and_the_next_call_gets_a_new_one() {
+    let server = MockServer::start().await;
+    token_endpoint(&server, 3600, 2).await;
+    permission_path()
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(json!({"message": "Bad credentials"})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    permission_path()
+        .respond_with(permission_ok())
+        .expect(1)
+        .mount(&server)
+        .await;
+    let app = app_at(&server.uri());
+    let client = app.installation(INSTALLATION);
+    let first = client.collaborator_permission(&repo(), "octocat").await;
+    assert!(matches!(
+        first,
+        Err(GitHubError::Status { status: 401, .. })
+    ));
+    let second = client.collaborator_permission(&repo(), "octocat").await;
+    assert_eq!(second.unwrap(), Permission::Admin);
+}
+
+#[tokio::test]
 async fn rate_limits_are_waited_out_as_github_says() {
     // retry-after on a 429.
     let server = MockServer::start().await;
