@@ -96,6 +96,10 @@ pub enum GitHubError {
     Jwt(#[source] jsonwebtoken::errors::Error),
     #[error("cannot build an HTTP client")]
     Client(#[source] reqwest::Error),
+    #[error("the GitHub API URL `{0}` is not an http(s) URL")]
+    ApiUrl(String),
+    #[error("GitHub returned an installation token that is not a valid header value")]
+    TokenFormat,
     #[error("{method} {path}: request failed")]
     Transport {
         method: Method,
@@ -132,10 +136,10 @@ pub enum GitHubError {
     },
 }
 
-/// `token` with the instant it stops working.
+/// An installation token, ready to send, with the instant it stops working.
 #[derive(Clone)]
 struct CachedToken {
-    token: String,
+    bearer: Bearer,
     expires_at: Timestamp,
 }
 
@@ -170,15 +174,15 @@ struct TokenResponse {
 }
 
 /// How a call authenticates: as the app (its JWT) or as an installation (its token). Both are
-/// sent as `Authorization: Bearer …`.
+/// sent as `Authorization: Bearer …`, marked sensitive so HTTP tooling does not print them.
+#[derive(Clone)]
 struct Bearer(HeaderValue);
 
 impl Bearer {
-    fn new(secret: &str) -> Self {
-        let mut value = HeaderValue::from_str(&format!("Bearer {secret}"))
-            .expect("JWTs and tokens are visible ASCII");
+    fn new(secret: &str) -> Option<Self> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {secret}")).ok()?;
         value.set_sensitive(true);
-        Bearer(value)
+        Some(Bearer(value))
     }
 }
 
@@ -235,6 +239,10 @@ fn now() -> Timestamp {
 
 impl GitHubApp {
     pub fn new(config: GitHubConfig, key: AppKey) -> Result<Self, GitHubError> {
+        let url = &config.api_url;
+        if url.cannot_be_a_base() || !matches!(url.scheme(), "http" | "https") {
+            return Err(GitHubError::ApiUrl(url.to_string()));
+        }
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(MEDIA_TYPE));
         headers.insert(
@@ -284,35 +292,34 @@ impl GitHubApp {
         if let Some(cached) = tokens.get(&installation)
             && cached.expires_at > fresh_until
         {
-            return Ok(Bearer::new(&cached.token));
+            return Ok(cached.bearer.clone());
         }
         let id = installation.to_string();
         let call = Call::new(
             Method::POST,
             &["app", "installations", &id, "access_tokens"],
         );
-        let response: TokenResponse = self.send_json(&Bearer::new(&self.jwt()?), call).await?;
+        let jwt = Bearer::new(&self.jwt()?).expect("a JWT is base64url and dots");
+        let response: TokenResponse = self.send_json(&jwt, call).await?;
         let expires_at = Timestamp::parse_rfc3339(&response.expires_at).map_err(|source| {
             GitHubError::Expiry {
                 value: response.expires_at.clone(),
                 source,
             }
         })?;
-        let bearer = Bearer::new(&response.token);
-        tokens.insert(
-            installation,
-            CachedToken {
-                token: response.token,
-                expires_at,
-            },
-        );
+        let bearer = Bearer::new(&response.token).ok_or(GitHubError::TokenFormat)?;
+        let cached = CachedToken {
+            bearer: bearer.clone(),
+            expires_at,
+        };
+        tokens.insert(installation, cached);
         Ok(bearer)
     }
 
     fn url(&self, call: &Call<'_>) -> Url {
         let mut url = self.config.api_url.clone();
         url.path_segments_mut()
-            .expect("an http(s) URL has a path")
+            .expect("checked in GitHubApp::new: the API URL can be a base")
             .pop_if_empty()
             .extend(&call.segments);
         if !call.query.is_empty() {

@@ -802,6 +802,13 @@ fn a_key_that_is_not_rsa_pem_is_refused() {
         AppKey::from_pem(b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n")
             .unwrap_err();
     assert!(matches!(err, GitHubError::Key(_)));
+    let mut config = GitHubConfig::new(APP_ID);
+    config.api_url = "mailto:octocat@example.com".parse().unwrap();
+    let key = AppKey::from_pem(app_key().0.as_bytes()).unwrap();
+    assert!(matches!(
+        GitHubApp::new(config, key),
+        Err(GitHubError::ApiUrl(_))
+    ));
     assert!(
         format!("{:?}", AppKey::from_pem(app_key().0.as_bytes()).unwrap()).contains("redacted")
     );
