@@ -496,8 +496,8 @@ struct CheckOutput<'a> {
     summary: String,
 }
 
-/// The body of "create a check run" and "update a check run" (the latter ignores nothing sent
-/// here: `name` and `head_sha` are accepted and unchanged).
+/// The body of "create a check run"; "update a check run" takes the same fields, so one shape
+/// serves both.
 #[derive(Debug, Serialize)]
 struct CheckRunBody<'a> {
     name: &'a str,
@@ -543,8 +543,8 @@ impl<'a> CheckRunBody<'a> {
     }
 }
 
-#[derive(Deserialize)]
 /// Any response of which only the id is needed.
+#[derive(Deserialize)]
 struct WithId {
     id: u64,
 }
