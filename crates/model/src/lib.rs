@@ -5,7 +5,11 @@
 //! owns a path and which stage may run, and are tested without touching a disk.
 
 pub mod affected;
+/// The apply gate, degraded stacks and their recovery, multi-stack apply order.
+pub mod apply;
 pub mod approval;
+/// Approval records and the binding rules: whether an approval counts for what is applied.
+pub mod binding;
 pub mod change;
 pub mod codeowners;
 pub mod config;
@@ -14,7 +18,11 @@ pub mod finding;
 pub mod glob;
 pub mod graph;
 pub mod layout;
+/// State-domain locks: one holder per stack, leases, fencing tokens, a FIFO queue.
+pub mod lock;
 pub mod path;
+/// The `people:` registry: approvers, their emails, groups and public keys.
+pub mod people;
 pub mod plan;
 pub mod redact;
 pub mod risk;
