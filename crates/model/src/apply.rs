@@ -50,7 +50,9 @@ pub enum PrState {
 pub enum PlanResult {
     NotRun,
     /// Failed with the stage's classification (auth, module, state, engine).
-    Failed { class: String },
+    Failed {
+        class: String,
+    },
     Passed {
         subject: Subject,
         planned_at: Timestamp,
@@ -94,6 +96,18 @@ pub enum ApplyErrorClass {
     Engine,
     /// The process died or its lease ran out mid-apply: nothing was reported.
     Killed,
+}
+
+impl fmt::Display for ApplyErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ApplyErrorClass::Auth => "auth",
+            ApplyErrorClass::Provider => "provider",
+            ApplyErrorClass::State => "state",
+            ApplyErrorClass::Engine => "engine",
+            ApplyErrorClass::Killed => "killed",
+        })
+    }
 }
 
 /// Which resources the failed apply changed.
@@ -160,7 +174,9 @@ impl Degradation {
 pub enum StackHealth {
     Healthy,
     /// Recovery required: a refresh-only plan (or an admin `sluice recover`).
-    Degraded { degradation: Degradation },
+    Degraded {
+        degradation: Degradation,
+    },
     /// A refresh-only plan showed what changed; a plan made after it may be approved and
     /// applied to recover.
     Recovering {
@@ -240,11 +256,12 @@ impl StackHealth {
     pub fn refreshed(&self, at: Timestamp) -> Result<StackHealth, RecoveryError> {
         match self {
             StackHealth::Healthy => Err(RecoveryError::NotDegraded),
-            StackHealth::Degraded { degradation }
-            | StackHealth::Recovering { degradation, .. } => Ok(StackHealth::Recovering {
-                degradation: degradation.clone(),
-                refreshed_at: at,
-            }),
+            StackHealth::Degraded { degradation } | StackHealth::Recovering { degradation, .. } => {
+                Ok(StackHealth::Recovering {
+                    degradation: degradation.clone(),
+                    refreshed_at: at,
+                })
+            }
         }
     }
 
@@ -312,20 +329,26 @@ pub enum GateRefusal {
     NotThePlan { planned: Subject, applying: Subject },
     #[error("policy was not evaluated: run the policy stage first")]
     PolicyNotEvaluated,
-    #[error("policy denies this plan (decision {decision_digest}): fix the violation or request an exception")]
+    #[error(
+        "policy denies this plan (decision {decision_digest}): fix the violation or request an exception"
+    )]
     PolicyDenied { decision_digest: String },
     #[error("the apply names policy decision {applying}, but the current decision is {evaluated}")]
     DecisionDiffers { evaluated: String, applying: String },
-    #[error("approvals missing for {subject}: {}", .missing.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[error("approvals missing for {subject}: {}", joined(.missing))]
     ApprovalsMissing {
         subject: Subject,
         missing: Vec<MissingApproval>,
     },
     #[error("this stack applies after merge: merge the PR into the default branch first")]
     NotMerged,
-    #[error("the PR was merged into a branch other than the default branch; apply-after-merge applies only from the default branch")]
+    #[error(
+        "the PR was merged into a branch other than the default branch; apply-after-merge applies only from the default branch"
+    )]
     MergedElsewhere,
-    #[error("the PR is already merged; this stack applies before merge, so open a new PR for further changes")]
+    #[error(
+        "the PR is already merged; this stack applies before merge, so open a new PR for further changes"
+    )]
     AlreadyMerged,
     #[error("the PR is closed")]
     Closed,
@@ -335,17 +358,26 @@ pub enum GateRefusal {
     PlanAlreadyFailed,
     #[error("the state moved since this plan was made: plan again (approvals do not carry over)")]
     PlanStale,
-    #[error("the stack is degraded since {at} ({error:?} during the apply of {change}): run a refresh-only plan, or an admin runs `sluice recover UNIT --reason`")]
+    #[error(
+        "the stack is degraded since {at}: the apply of {change} failed ({error}); run a refresh-only plan, or an admin runs `sluice recover UNIT --reason`"
+    )]
     Degraded {
         change: String,
         at: Timestamp,
         error: ApplyErrorClass,
     },
-    #[error("the stack is recovering: this plan ({planned_at}) predates the refresh-only plan ({refreshed_at}); plan again")]
+    #[error(
+        "the stack is recovering: this plan ({planned_at}) predates the refresh-only plan ({refreshed_at}); plan again"
+    )]
     PlanPredatesRefresh {
         planned_at: Timestamp,
         refreshed_at: Timestamp,
     },
+}
+
+fn joined(missing: &[MissingApproval]) -> String {
+    let parts: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    parts.join("; ")
 }
 
 /// The gate's answer: the approval evaluation (for the report) and every reason to refuse
@@ -624,7 +656,11 @@ impl ApplyRun {
 }
 
 /// The stacks of `chosen` that `stack` depends on, following upstream edges through any stack.
-fn reachable_upstream(graph: &StackGraph, stack: usize, chosen: &BTreeSet<usize>) -> BTreeSet<usize> {
+fn reachable_upstream(
+    graph: &StackGraph,
+    stack: usize,
+    chosen: &BTreeSet<usize>,
+) -> BTreeSet<usize> {
     let mut seen = vec![false; graph.len()];
     let mut todo = vec![stack];
     let mut out = BTreeSet::new();

@@ -149,18 +149,38 @@ pub struct Approval {
 #[serde(rename_all = "snake_case", tag = "reason")]
 pub enum Void {
     /// Another repository or PR.
-    OtherChange { approved: String, applying: String },
-    CommitDiffers { approved: String, applying: String },
-    EnvDiffers { approved: String, applying: String },
-    UnitDiffers { approved: String, applying: String },
+    OtherChange {
+        approved: String,
+        applying: String,
+    },
+    CommitDiffers {
+        approved: String,
+        applying: String,
+    },
+    EnvDiffers {
+        approved: String,
+        applying: String,
+    },
+    UnitDiffers {
+        approved: String,
+        applying: String,
+    },
     /// Another plan (or rendered) digest, or a plan where rendered manifests are applied.
-    SubjectDiffers { approved: Subject, applying: Subject },
-    DecisionDiffers { approved: String, applying: String },
+    SubjectDiffers {
+        approved: Subject,
+        applying: Subject,
+    },
+    DecisionDiffers {
+        approved: String,
+        applying: String,
+    },
     Dismissed,
     /// The approver authored the change.
     SelfApproval,
     /// The approver holds none of the groups the approval was given for any more.
-    LeftGroups { groups: Vec<String> },
+    LeftGroups {
+        groups: Vec<String>,
+    },
 }
 
 impl fmt::Display for Void {
@@ -178,7 +198,10 @@ impl fmt::Display for Void {
                 "approves environment `{approved}`, but `{applying}` is being applied"
             ),
             Void::UnitDiffers { approved, applying } => {
-                write!(f, "approves `{approved}`, but `{applying}` is being applied")
+                write!(
+                    f,
+                    "approves `{approved}`, but `{applying}` is being applied"
+                )
             }
             Void::SubjectDiffers { approved, applying } => write!(
                 f,
@@ -190,11 +213,9 @@ impl fmt::Display for Void {
             ),
             Void::Dismissed => f.write_str("the approval was dismissed"),
             Void::SelfApproval => f.write_str("the approver authored the change"),
-            Void::LeftGroups { groups } => write!(
-                f,
-                "the approver no longer belongs to {}",
-                groups.join(", ")
-            ),
+            Void::LeftGroups { groups } => {
+                write!(f, "the approver no longer belongs to {}", groups.join(", "))
+            }
         }
     }
 }
@@ -283,9 +304,14 @@ pub struct Signoff {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum Fulfilment {
-    Met { by: Vec<Signoff> },
+    Met {
+        by: Vec<Signoff>,
+    },
     /// `by` counted so far; `needed` more are required.
-    Missing { by: Vec<Signoff>, needed: u32 },
+    Missing {
+        by: Vec<Signoff>,
+        needed: u32,
+    },
 }
 
 impl Fulfilment {

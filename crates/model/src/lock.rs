@@ -113,7 +113,7 @@ pub enum Refusal {
         token: FencingToken,
         last: FencingToken,
     },
-    #[error("fencing token {token} is stale: {}", match .current { Some(c) => format!("the lock is now held with token {c}"), None => "the lock is no longer held".to_string() })]
+    #[error("fencing token {token} is stale: {}", held_now(.current))]
     Stale {
         token: FencingToken,
         current: Option<FencingToken>,
@@ -123,7 +123,7 @@ pub enum Refusal {
         token: FencingToken,
         expired_at: Timestamp,
     },
-    #[error("the lock is kept by {change} since {since} after a {} apply; recovery is required", match .cause { KeptCause::Failed => "failed", KeptCause::Interrupted => "interrupted" })]
+    #[error("the lock is kept by {change} since {since} after {cause}; recovery is required")]
     Kept {
         change: String,
         since: Timestamp,
@@ -133,6 +133,22 @@ pub enum Refusal {
     AlreadyApplying { token: FencingToken },
     #[error("an unlock needs a reason (it is recorded in the audit log)")]
     ReasonRequired,
+}
+
+fn held_now(current: &Option<FencingToken>) -> String {
+    match current {
+        Some(c) => format!("the lock is now held with token {c}"),
+        None => "the lock is no longer held".to_string(),
+    }
+}
+
+impl fmt::Display for KeptCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeptCause::Failed => "a failed apply",
+            KeptCause::Interrupted => "an interrupted apply",
+        })
+    }
 }
 
 /// What [`Lock::close`] did when the change was merged or closed.

@@ -140,7 +140,10 @@ impl People {
         let mut by_email: BTreeMap<String, BTreeSet<&PersonId>> = BTreeMap::new();
         for (id, p) in &self.persons {
             for e in &p.emails {
-                by_email.entry(e.to_ascii_lowercase()).or_default().insert(id);
+                by_email
+                    .entry(e.to_ascii_lowercase())
+                    .or_default()
+                    .insert(id);
             }
         }
         by_email
@@ -213,7 +216,12 @@ mod tests {
             AuthorLookup::Person(&PersonId::new("bob"))
         );
         assert_eq!(people.author("mallory@evil.example"), AuthorLookup::Unknown);
-        assert!(people.author("mallory@evil.example").candidates().is_empty());
+        assert!(
+            people
+                .author("mallory@evil.example")
+                .candidates()
+                .is_empty()
+        );
         assert!(people.shared_emails().is_empty());
     }
 

@@ -128,26 +128,53 @@ fn a_complete_change_passes() {
 fn every_precondition_has_its_refusal() {
     type Break = (&'static str, fn(&mut Fixture), fn(&GateRefusal) -> bool);
     let cases: &[Break] = &[
-        ("plan not run", |f| f.plan = PlanResult::NotRun, |r| *r == GateRefusal::PlanNotRun),
+        (
+            "plan not run",
+            |f| f.plan = PlanResult::NotRun,
+            |r| *r == GateRefusal::PlanNotRun,
+        ),
         (
             "plan failed",
-            |f| f.plan = PlanResult::Failed { class: "state".into() },
+            |f| {
+                f.plan = PlanResult::Failed {
+                    class: "state".into(),
+                }
+            },
             |r| matches!(r, GateRefusal::PlanFailed { class } if class == "state"),
         ),
         (
             "another plan file",
-            |f| f.plan = PlanResult::Passed { subject: plan("sha256:p2"), planned_at: at(0) },
+            |f| {
+                f.plan = PlanResult::Passed {
+                    subject: plan("sha256:p2"),
+                    planned_at: at(0),
+                }
+            },
             |r| matches!(r, GateRefusal::NotThePlan { .. }),
         ),
-        ("policy not run", |f| f.policy = PolicyResult::NotEvaluated, |r| *r == GateRefusal::PolicyNotEvaluated),
+        (
+            "policy not run",
+            |f| f.policy = PolicyResult::NotEvaluated,
+            |r| *r == GateRefusal::PolicyNotEvaluated,
+        ),
         (
             "policy denies",
-            |f| f.policy = PolicyResult::Evaluated { outcome: PolicyOutcome::Deny, decision_digest: "sha256:d1".into() },
+            |f| {
+                f.policy = PolicyResult::Evaluated {
+                    outcome: PolicyOutcome::Deny,
+                    decision_digest: "sha256:d1".into(),
+                }
+            },
             |r| matches!(r, GateRefusal::PolicyDenied { .. }),
         ),
         (
             "policy decided again",
-            |f| f.policy = PolicyResult::Evaluated { outcome: PolicyOutcome::Allow, decision_digest: "sha256:d2".into() },
+            |f| {
+                f.policy = PolicyResult::Evaluated {
+                    outcome: PolicyOutcome::Allow,
+                    decision_digest: "sha256:d2".into(),
+                }
+            },
             |r| matches!(r, GateRefusal::DecisionDiffers { evaluated, .. } if evaluated == "sha256:d2"),
         ),
         (
@@ -170,29 +197,83 @@ fn every_precondition_has_its_refusal() {
             |f| f.authors = vec![PersonId::new("alice")],
             |r| matches!(r, GateRefusal::ApprovalsMissing { .. }),
         ),
-        ("merged before a before-merge apply", |f| f.pr = PrState::Merged { into_default_branch: true }, |r| *r == GateRefusal::AlreadyMerged),
-        ("closed", |f| f.pr = PrState::Closed, |r| *r == GateRefusal::Closed),
-        ("not merged for an after-merge apply", |f| f.merge_rule = MergeRule::AfterMerge, |r| *r == GateRefusal::NotMerged),
+        (
+            "merged before a before-merge apply",
+            |f| {
+                f.pr = PrState::Merged {
+                    into_default_branch: true,
+                }
+            },
+            |r| *r == GateRefusal::AlreadyMerged,
+        ),
+        (
+            "closed",
+            |f| f.pr = PrState::Closed,
+            |r| *r == GateRefusal::Closed,
+        ),
+        (
+            "not merged for an after-merge apply",
+            |f| f.merge_rule = MergeRule::AfterMerge,
+            |r| *r == GateRefusal::NotMerged,
+        ),
         (
             "merged elsewhere",
             |f| {
                 f.merge_rule = MergeRule::AfterMerge;
-                f.pr = PrState::Merged { into_default_branch: false };
+                f.pr = PrState::Merged {
+                    into_default_branch: false,
+                };
             },
             |r| *r == GateRefusal::MergedElsewhere,
         ),
-        ("closed after merge rule", |f| { f.merge_rule = MergeRule::AfterMerge; f.pr = PrState::Closed; }, |r| *r == GateRefusal::Closed),
-        ("applied twice", |f| f.plan_use = PlanUse::Applied, |r| *r == GateRefusal::PlanAlreadyApplied),
-        ("after a failed apply", |f| f.plan_use = PlanUse::Failed, |r| *r == GateRefusal::PlanAlreadyFailed),
-        ("stale plan", |f| f.plan_use = PlanUse::Stale, |r| *r == GateRefusal::PlanStale),
+        (
+            "closed after merge rule",
+            |f| {
+                f.merge_rule = MergeRule::AfterMerge;
+                f.pr = PrState::Closed;
+            },
+            |r| *r == GateRefusal::Closed,
+        ),
+        (
+            "applied twice",
+            |f| f.plan_use = PlanUse::Applied,
+            |r| *r == GateRefusal::PlanAlreadyApplied,
+        ),
+        (
+            "after a failed apply",
+            |f| f.plan_use = PlanUse::Failed,
+            |r| *r == GateRefusal::PlanAlreadyFailed,
+        ),
+        (
+            "stale plan",
+            |f| f.plan_use = PlanUse::Stale,
+            |r| *r == GateRefusal::PlanStale,
+        ),
         (
             "degraded",
-            |f| f.health = StackHealth::Degraded { degradation: degradation(at(5)) },
-            |r| matches!(r, GateRefusal::Degraded { error: ApplyErrorClass::Provider, .. }),
+            |f| {
+                f.health = StackHealth::Degraded {
+                    degradation: degradation(at(5)),
+                }
+            },
+            |r| {
+                matches!(
+                    r,
+                    GateRefusal::Degraded {
+                        error: ApplyErrorClass::Provider,
+                        ..
+                    }
+                )
+            },
         ),
         (
             "recovering with a plan from before the refresh",
-            |f| f.health = StackHealth::Recovering { degradation: degradation(at(-10)), refreshed_at: at(0) },
+            |f| {
+                f.health = StackHealth::Recovering {
+                    degradation: degradation(at(-10)),
+                    refreshed_at: at(0),
+                }
+            },
             |r| matches!(r, GateRefusal::PlanPredatesRefresh { .. }),
         ),
     ];
@@ -283,7 +364,11 @@ fn a_failed_apply_degrades_and_keeps_the_lock_with_a_redacted_tail() {
     };
     assert_eq!(degradation.token, FencingToken(3));
     assert_eq!(degradation.at, at(9));
-    assert!(!degradation.excerpt.contains(canary), "{}", degradation.excerpt);
+    assert!(
+        !degradation.excerpt.contains(canary),
+        "{}",
+        degradation.excerpt
+    );
     assert!(degradation.excerpt.contains("Error: bad request"));
     assert!(degradation.excerpt.chars().count() <= EXCERPT_CHARS);
     assert!(!serde_json::to_string(&after).unwrap().contains(canary));
@@ -365,10 +450,13 @@ fn recovery_walks_through_a_refresh_and_a_new_plan() {
         planned_at: at(30),
     };
     f.applying.subject = plan("sha256:p2");
-    assert!(matches!(
-        f.refusals().as_slice(),
-        [GateRefusal::ApprovalsMissing { .. }]
-    ), "the old approval does not carry over");
+    assert!(
+        matches!(
+            f.refusals().as_slice(),
+            [GateRefusal::ApprovalsMissing { .. }]
+        ),
+        "the old approval does not carry over"
+    );
     f.approvals[0].binding.subject = plan("sha256:p2");
     assert!(f.gate().allows());
     let after = after_apply(
@@ -481,7 +569,10 @@ fn the_first_failure_stops_the_run_and_names_the_failed_upstream() {
             }),
         ]
     );
-    assert!(run.record("b-cluster", true).is_err(), "nothing runs after the stop");
+    assert!(
+        run.record("b-cluster", true).is_err(),
+        "nothing runs after the stop"
+    );
 }
 
 #[test]

@@ -81,7 +81,10 @@ fn heartbeats_keep_the_lease_and_expiry_fences_the_holder() {
         lock.heartbeat(t, at(51), LEASE),
         Err(Refusal::Expired { .. })
     ));
-    assert!(matches!(lock.release(t, at(51)), Err(Refusal::Expired { .. })));
+    assert!(matches!(
+        lock.release(t, at(51)),
+        Err(Refusal::Expired { .. })
+    ));
     let t2 = granted(lock.acquire("a#1", at(52), LEASE));
     assert!(t2 > t);
     assert_eq!(
@@ -153,7 +156,10 @@ fn an_interrupted_apply_keeps_the_lock() {
     let mut lock = Lock::new("s");
     let t = granted(lock.acquire("a#1", at(0), LEASE));
     lock.begin_apply(t, at(5)).unwrap();
-    assert_eq!(lock.begin_apply(t, at(6)), Err(Refusal::AlreadyApplying { token: t }));
+    assert_eq!(
+        lock.begin_apply(t, at(6)),
+        Err(Refusal::AlreadyApplying { token: t })
+    );
     lock.heartbeat(t, at(20), LEASE).unwrap();
     // The runner is killed: no heartbeat after 20, the lease ends at 50.
     assert_eq!(
@@ -226,15 +232,23 @@ fn unlock_needs_a_reason_and_fences_the_old_holder() {
     lock.begin_apply(t, at(1)).unwrap();
     lock.fail(t, at(2)).unwrap();
     let before = lock.clone();
-    assert_eq!(lock.unlock("root", "  ", at(3)), Err(Refusal::ReasonRequired));
+    assert_eq!(
+        lock.unlock("root", "  ", at(3)),
+        Err(Refusal::ReasonRequired)
+    );
     assert_eq!(lock, before);
-    let u = lock.unlock("root", " state checked by hand ", at(3)).unwrap();
+    let u = lock
+        .unlock("root", " state checked by hand ", at(3))
+        .unwrap();
     assert_eq!(u.reason, "state checked by hand");
     assert_eq!(u.unit, "prod/network");
     assert_eq!(u.previous.unwrap().token, t);
     let t2 = granted(lock.acquire("a#2", at(4), LEASE));
     assert!(t2 > t);
-    assert!(matches!(lock.check_write(t, at(4)), Err(Refusal::Stale { .. })));
+    assert!(matches!(
+        lock.check_write(t, at(4)),
+        Err(Refusal::Stale { .. })
+    ));
 }
 
 #[test]
@@ -294,11 +308,14 @@ proptest! {
         let mut now = at(0);
         let mut tokens: Vec<Option<FencingToken>> = vec![None; 4];
         let mut issued: Vec<FencingToken> = Vec::new();
+        // The lease end each change was last told (by a grant or a heartbeat).
+        let mut told: Vec<Option<Timestamp>> = vec![None; 4];
         for op in ops {
             let before = lock.clone();
             let refused = match op {
                 Op::Acquire(c) => match lock.acquire(&name(c), now, LEASE) {
-                    Ok(Acquired::Granted { token, .. }) => {
+                    Ok(Acquired::Granted { token, expires_at }) => {
+                        told[c] = Some(expires_at);
                         if let Some(last) = issued.last() {
                             prop_assert!(token > *last, "token {} after {}", token, last);
                         }
@@ -309,7 +326,13 @@ proptest! {
                     Ok(Acquired::Queued { .. }) => false,
                     Err(_) => true,
                 },
-                Op::Heartbeat(c) => tokens[c].is_none_or(|t| lock.heartbeat(t, now, LEASE).is_err()),
+                Op::Heartbeat(c) => match tokens[c].map(|t| lock.heartbeat(t, now, LEASE)) {
+                    Some(Ok(until)) => {
+                        told[c] = Some(until);
+                        false
+                    }
+                    _ => true,
+                },
                 Op::BeginApply(c) => tokens[c].is_none_or(|t| lock.begin_apply(t, now).is_err()),
                 Op::Release(c) => tokens[c].is_none_or(|t| lock.release(t, now).is_err()),
                 Op::Fail(c) => tokens[c].is_none_or(|t| lock.fail(t, now).is_err()),
@@ -338,6 +361,8 @@ proptest! {
             prop_assert!(accepted.len() <= 1, "several writers: {:?}", accepted);
             if let Some(t) = accepted.first() {
                 prop_assert_eq!(Some(*t), issued.last().copied(), "only the newest token may write");
+                let c = tokens.iter().position(|x| *x == Some(*t)).expect("issued to someone");
+                prop_assert!(told[c].is_some_and(|end| now < end), "{} writes after its lease", t);
                 prop_assert_eq!(lock.holder.as_ref().map(|h| h.token), Some(*t));
             }
             prop_assert!(lock.check_write(FencingToken(lock.last_token.0 + 1), now).is_err());
