@@ -402,9 +402,20 @@ fn distinct_groups_need_distinct_people_at_high_risk() {
     let reqs = [req(&[PLATFORM], 1), req(&[SECURITY], 1)];
     let bob = approval("bob", &[PLATFORM, SECURITY]);
     // Per requirement (R1–R3): bob meets both.
-    assert!(eval(&reqs, std::slice::from_ref(&bob), Counting::for_risk(RiskLevel::R3)).all_met());
+    assert!(
+        eval(
+            &reqs,
+            std::slice::from_ref(&bob),
+            Counting::for_risk(RiskLevel::R3)
+        )
+        .all_met()
+    );
     // Distinct people (R4/R5): bob fills one slot, the other is missing.
-    let e = eval(&reqs, std::slice::from_ref(&bob), Counting::for_risk(RiskLevel::R4));
+    let e = eval(
+        &reqs,
+        std::slice::from_ref(&bob),
+        Counting::for_risk(RiskLevel::R4),
+    );
     assert_eq!(e.missing().len(), 1);
     // alice (platform only) arrives: bob moves to security, both are met.
     let e = eval(
