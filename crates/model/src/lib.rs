@@ -2,7 +2,8 @@
 //!
 //! Nothing in this crate performs IO or needs async. Adapters (git, parsers, engines, stores) feed
 //! it plain data; the functions here decide what is affected, how stacks depend on each other, who
-//! owns a path and which stage may run, and are tested without touching a disk.
+//! owns a path, which stage may run, whether an approval binds to what is applied and who may
+//! hold a stack's lock, and are tested without touching a disk.
 
 pub mod affected;
 /// The apply gate, degraded stacks and their recovery, multi-stack apply order.

@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::binding::Membership;
+use crate::binding::{Approval, ApprovalState, Binding, Membership};
 
 /// A person's stable name: the key under `people:` (CLI mode) or a GitHub login (server mode).
 ///
@@ -93,6 +93,15 @@ impl<'a> AuthorLookup<'a> {
     }
 }
 
+/// Why `sluice approve --as NAME` cannot record an approval.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApproveError {
+    #[error("`{0}` is not registered under `people:` in sluice.yaml")]
+    UnknownPerson(String),
+    #[error("{0} authored this change and cannot approve it")]
+    SelfApproval(PersonId),
+}
+
 impl People {
     pub fn new<I: IntoIterator<Item = (PersonId, Person)>>(persons: I) -> Self {
         People {
@@ -151,6 +160,31 @@ impl People {
             .filter(|(_, ids)| ids.len() > 1)
             .map(|(e, ids)| (e, ids.into_iter().collect()))
             .collect()
+    }
+
+    /// The approval `name` gives to `binding`, counting for every group they are registered
+    /// in. Refused for an unknown name and for an author of the change (`authors`), before
+    /// anything is signed or recorded. Proving that the caller is `name` (the signature with a
+    /// registered key) is the evidence adapter's job.
+    pub fn approval(
+        &self,
+        name: &str,
+        binding: &Binding,
+        authors: &[PersonId],
+    ) -> Result<Approval, ApproveError> {
+        let (id, person) = self
+            .persons
+            .get_key_value(&PersonId::new(name))
+            .ok_or_else(|| ApproveError::UnknownPerson(name.to_string()))?;
+        if authors.contains(id) {
+            return Err(ApproveError::SelfApproval(id.clone()));
+        }
+        Ok(Approval {
+            binding: binding.clone(),
+            approver: id.clone(),
+            groups: person.groups.clone(),
+            state: ApprovalState::Given,
+        })
     }
 
     /// Current membership as the binding rules read it: each person holds their groups, their
@@ -245,6 +279,39 @@ mod tests {
                 "alice@acme.example".to_string(),
                 vec![&PersonId::new("alice"), &PersonId::new("carol")]
             )]
+        );
+    }
+
+    #[test]
+    fn approvals_are_recorded_for_registered_non_authors_only() {
+        let people = registry();
+        let binding = Binding {
+            repo: "infra-live".into(),
+            pr: Some(1),
+            commit: "c0ffee".into(),
+            env: "prod".into(),
+            unit: "prod/network".into(),
+            subject: crate::binding::Subject::Plan("sha256:p".into()),
+            decision_digest: "sha256:d".into(),
+        };
+        let author = match people.author("bob@acme.example") {
+            AuthorLookup::Person(p) => p.clone(),
+            other => panic!("{other:?}"),
+        };
+        let authors = [author];
+        let a = people.approval("Alice", &binding, &authors).unwrap();
+        assert_eq!(a.approver, PersonId::new("alice"));
+        assert_eq!(a.groups, vec!["@acme/platform"]);
+        assert_eq!(a.binding, binding);
+        assert_eq!(a.state, ApprovalState::Given);
+        assert_eq!(
+            people.approval("bob", &binding, &authors),
+            Err(ApproveError::SelfApproval(PersonId::new("bob")))
+        );
+        let err = people.approval("mallory", &binding, &authors).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`mallory` is not registered under `people:` in sluice.yaml"
         );
     }
 

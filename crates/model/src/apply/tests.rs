@@ -655,3 +655,60 @@ proptest! {
         }
     }
 }
+
+/// The CLI scenario, decisions only: apply refused without approval, bob (the author)
+/// cannot approve, alice can, the plan applies once, and a new commit needs a new approval.
+#[test]
+fn the_cli_scenario_in_pure_form() {
+    use crate::people::{AuthorLookup, People};
+    let people: People = serde_json::from_value(serde_json::json!({
+        "alice": { "emails": ["alice@acme.example"], "groups": [PLATFORM], "keys": ["ssh-ed25519 AAAA alice"] },
+        "bob": { "emails": ["bob@acme.example"], "groups": [PLATFORM], "keys": ["ssh-ed25519 AAAA bob"] }
+    }))
+    .unwrap();
+    let mut f = Fixture::new();
+    f.membership = people.membership();
+    f.authors = people
+        .author("bob@acme.example")
+        .candidates()
+        .into_iter()
+        .cloned()
+        .collect();
+    assert!(matches!(
+        people.author("bob@acme.example"),
+        AuthorLookup::Person(_)
+    ));
+    f.approvals.clear();
+    assert!(matches!(
+        f.refusals().as_slice(),
+        [GateRefusal::ApprovalsMissing { .. }]
+    ));
+    assert!(people.approval("bob", &f.applying, &f.authors).is_err());
+    let alice = people.approval("alice", &f.applying, &f.authors).unwrap();
+    f.approvals.push(alice);
+    assert!(f.gate().allows());
+    let after = after_apply(
+        &f.health,
+        "infra-live#1",
+        FencingToken(1),
+        at(5),
+        ApplyEnd::Applied,
+        &RedactionRules::default(),
+    );
+    f.plan_use = after.plan;
+    assert_eq!(f.refusals(), vec![GateRefusal::PlanAlreadyApplied]);
+    // A new commit on the PR: new plan, same policy outcome, the old approval does not bind.
+    f.applying.commit = "beef01".into();
+    f.applying.subject = plan("sha256:p9");
+    f.plan = PlanResult::Passed {
+        subject: plan("sha256:p9"),
+        planned_at: at(10),
+    };
+    f.plan_use = PlanUse::Unused;
+    let d = f.gate();
+    assert!(matches!(
+        d.refusals.as_slice(),
+        [GateRefusal::ApprovalsMissing { .. }]
+    ));
+    assert!(d.evaluation.binding().is_empty());
+}
