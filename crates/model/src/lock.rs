@@ -223,6 +223,14 @@ impl Lock {
         }
     }
 
+    /// The lock as it stands at `now`, without changing the stored one: what `sluice locks`
+    /// and the API show (an expired holder gone, an interrupted apply kept).
+    pub fn settled(&self, now: Timestamp) -> Lock {
+        let mut view = self.clone();
+        view.settle(now);
+        view
+    }
+
     /// Ask for the lock for `change`. Granted when nobody holds it and the change is first in
     /// line (or the line is empty); otherwise the change joins (or keeps its place in) the
     /// queue. The change that keeps a lock after a failed apply may take it again to recover.
@@ -232,8 +240,7 @@ impl Lock {
         now: Timestamp,
         lease: Duration,
     ) -> Result<Acquired, Refusal> {
-        let mut next = self.clone();
-        next.settle(now);
+        let mut next = self.settled(now);
         let outcome = match &next.holder {
             Some(h) if h.change == change => match h.tenure {
                 Tenure::Kept { .. } => next.grant(change, now, lease),

@@ -97,6 +97,27 @@ fn heartbeats_keep_the_lease_and_expiry_fences_the_holder() {
 }
 
 #[test]
+fn the_settled_view_shows_what_time_decided() {
+    let mut lock = Lock::new("s");
+    let t = granted(lock.acquire("a#1", at(0), LEASE));
+    queued(lock.acquire("a#2", at(0), LEASE));
+    assert_eq!(lock.settled(at(29)), lock, "nothing due yet");
+    let later = lock.settled(at(30));
+    assert!(later.holder.is_none(), "the lease ran out");
+    assert!(later.queue.is_empty(), "so did the waiter's");
+    assert!(lock.holder.is_some(), "the stored lock is untouched");
+    lock.begin_apply(t, at(1)).unwrap();
+    let kept = lock.settled(at(30)).holder.unwrap();
+    assert_eq!(
+        kept.tenure,
+        Tenure::Kept {
+            since: at(30),
+            cause: KeptCause::Interrupted
+        }
+    );
+}
+
+#[test]
 fn an_expired_holder_yields_to_the_first_waiter() {
     let mut lock = Lock::new("s");
     let t1 = granted(lock.acquire("a#1", at(0), LEASE));
