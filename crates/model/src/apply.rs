@@ -398,50 +398,6 @@ impl GateDecision {
 /// of the stage flow, so one run tells the user everything that stands in the way.
 pub fn gate(input: GateInput<'_>) -> GateDecision {
     let applying = input.applying.binding;
-    let mut refusals = Vec::new();
-    let planned_at = match input.plan {
-        PlanResult::NotRun => {
-            refusals.push(GateRefusal::PlanNotRun);
-            None
-        }
-        PlanResult::Failed { class } => {
-            refusals.push(GateRefusal::PlanFailed {
-                class: class.clone(),
-            });
-            None
-        }
-        PlanResult::Passed {
-            subject,
-            planned_at,
-        } => {
-            if *subject != applying.subject {
-                refusals.push(GateRefusal::NotThePlan {
-                    planned: subject.clone(),
-                    applying: applying.subject.clone(),
-                });
-            }
-            Some(*planned_at)
-        }
-    };
-    match input.policy {
-        PolicyResult::NotEvaluated => refusals.push(GateRefusal::PolicyNotEvaluated),
-        PolicyResult::Evaluated {
-            outcome,
-            decision_digest,
-        } => {
-            if *outcome == PolicyOutcome::Deny {
-                refusals.push(GateRefusal::PolicyDenied {
-                    decision_digest: decision_digest.clone(),
-                });
-            }
-            if *decision_digest != applying.decision_digest {
-                refusals.push(GateRefusal::DecisionDiffers {
-                    evaluated: decision_digest.clone(),
-                    applying: applying.decision_digest.clone(),
-                });
-            }
-        }
-    }
     let evaluation = binding::evaluate(
         input.applying,
         input.requirements,
@@ -449,8 +405,67 @@ pub fn gate(input: GateInput<'_>) -> GateDecision {
         input.membership,
         input.counting,
     );
-    let missing: Vec<MissingApproval> = input
-        .requirements
+    let mut refusals = Vec::new();
+    refusals.extend(plan_refusal(input.plan, &applying.subject));
+    refusals.extend(policy_refusals(input.policy, &applying.decision_digest));
+    refusals.extend(approvals_refusal(
+        input.requirements,
+        &evaluation,
+        &applying.subject,
+    ));
+    refusals.extend(merge_refusal(input.merge_rule, input.pr));
+    refusals.extend(use_refusal(input.plan_use));
+    refusals.extend(health_refusal(input.health, input.plan));
+    GateDecision {
+        evaluation,
+        refusals,
+    }
+}
+
+fn plan_refusal(plan: &PlanResult, applying: &Subject) -> Option<GateRefusal> {
+    match plan {
+        PlanResult::NotRun => Some(GateRefusal::PlanNotRun),
+        PlanResult::Failed { class } => Some(GateRefusal::PlanFailed {
+            class: class.clone(),
+        }),
+        PlanResult::Passed { subject, .. } => {
+            (subject != applying).then(|| GateRefusal::NotThePlan {
+                planned: subject.clone(),
+                applying: applying.clone(),
+            })
+        }
+    }
+}
+
+fn policy_refusals(policy: &PolicyResult, applying: &str) -> Vec<GateRefusal> {
+    let PolicyResult::Evaluated {
+        outcome,
+        decision_digest,
+    } = policy
+    else {
+        return vec![GateRefusal::PolicyNotEvaluated];
+    };
+    let mut out = Vec::new();
+    if *outcome == PolicyOutcome::Deny {
+        out.push(GateRefusal::PolicyDenied {
+            decision_digest: decision_digest.clone(),
+        });
+    }
+    if decision_digest != applying {
+        out.push(GateRefusal::DecisionDiffers {
+            evaluated: decision_digest.clone(),
+            applying: applying.to_string(),
+        });
+    }
+    out
+}
+
+fn approvals_refusal(
+    requirements: &[Requirement],
+    evaluation: &Evaluation,
+    subject: &Subject,
+) -> Option<GateRefusal> {
+    let missing: Vec<MissingApproval> = requirements
         .iter()
         .zip(&evaluation.requirements)
         .filter_map(|(r, f)| match f {
@@ -461,57 +476,54 @@ pub fn gate(input: GateInput<'_>) -> GateDecision {
             binding::Fulfilment::Met { .. } => None,
         })
         .collect();
-    if !missing.is_empty() {
-        refusals.push(GateRefusal::ApprovalsMissing {
-            subject: applying.subject.clone(),
-            missing,
-        });
-    }
-    match (input.merge_rule, input.pr) {
-        (_, PrState::Closed) => refusals.push(GateRefusal::Closed),
-        (MergeRule::BeforeMerge, PrState::Open) => {}
-        (MergeRule::BeforeMerge, PrState::Merged { .. }) => {
-            refusals.push(GateRefusal::AlreadyMerged)
-        }
-        (MergeRule::AfterMerge, PrState::Open) => refusals.push(GateRefusal::NotMerged),
+    (!missing.is_empty()).then(|| GateRefusal::ApprovalsMissing {
+        subject: subject.clone(),
+        missing,
+    })
+}
+
+fn merge_refusal(rule: MergeRule, pr: PrState) -> Option<GateRefusal> {
+    match (rule, pr) {
+        (_, PrState::Closed) => Some(GateRefusal::Closed),
+        (MergeRule::BeforeMerge, PrState::Open) => None,
+        (MergeRule::BeforeMerge, PrState::Merged { .. }) => Some(GateRefusal::AlreadyMerged),
+        (MergeRule::AfterMerge, PrState::Open) => Some(GateRefusal::NotMerged),
         (
             MergeRule::AfterMerge,
             PrState::Merged {
                 into_default_branch,
             },
-        ) => {
-            if !into_default_branch {
-                refusals.push(GateRefusal::MergedElsewhere);
-            }
-        }
+        ) => (!into_default_branch).then_some(GateRefusal::MergedElsewhere),
     }
-    match input.plan_use {
-        PlanUse::Unused => {}
-        PlanUse::Applied => refusals.push(GateRefusal::PlanAlreadyApplied),
-        PlanUse::Failed => refusals.push(GateRefusal::PlanAlreadyFailed),
-        PlanUse::Stale => refusals.push(GateRefusal::PlanStale),
+}
+
+fn use_refusal(plan_use: PlanUse) -> Option<GateRefusal> {
+    match plan_use {
+        PlanUse::Unused => None,
+        PlanUse::Applied => Some(GateRefusal::PlanAlreadyApplied),
+        PlanUse::Failed => Some(GateRefusal::PlanAlreadyFailed),
+        PlanUse::Stale => Some(GateRefusal::PlanStale),
     }
-    match input.health {
-        StackHealth::Healthy => {}
-        StackHealth::Degraded { degradation } => refusals.push(GateRefusal::Degraded {
+}
+
+fn health_refusal(health: &StackHealth, plan: &PlanResult) -> Option<GateRefusal> {
+    match (health, plan) {
+        (StackHealth::Healthy, _) => None,
+        (StackHealth::Degraded { degradation }, _) => Some(GateRefusal::Degraded {
             change: degradation.change.clone(),
             at: degradation.at,
             error: degradation.error,
         }),
-        StackHealth::Recovering { refreshed_at, .. } => {
-            if let Some(planned_at) = planned_at
-                && planned_at <= *refreshed_at
-            {
-                refusals.push(GateRefusal::PlanPredatesRefresh {
-                    planned_at,
-                    refreshed_at: *refreshed_at,
-                });
-            }
+        // Only a plan made after the refresh-only plan has seen what the failed apply changed.
+        (StackHealth::Recovering { refreshed_at, .. }, PlanResult::Passed { planned_at, .. })
+            if planned_at <= refreshed_at =>
+        {
+            Some(GateRefusal::PlanPredatesRefresh {
+                planned_at: *planned_at,
+                refreshed_at: *refreshed_at,
+            })
         }
-    }
-    GateDecision {
-        evaluation,
-        refusals,
+        (StackHealth::Recovering { .. }, _) => None,
     }
 }
 
