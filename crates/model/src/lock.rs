@@ -234,6 +234,10 @@ impl Lock {
     /// Ask for the lock for `change`. Granted when nobody holds it and the change is first in
     /// line (or the line is empty); otherwise the change joins (or keeps its place in) the
     /// queue. The change that keeps a lock after a failed apply may take it again to recover.
+    ///
+    /// What time decided is applied first (see [`Lock::settle`]); call `settle` before to
+    /// learn of it as an event. Nothing is lost either way: an interrupted apply stays visible
+    /// as a holder kept with [`KeptCause::Interrupted`].
     pub fn acquire(
         &mut self,
         change: &str,

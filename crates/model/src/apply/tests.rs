@@ -712,3 +712,70 @@ fn the_cli_scenario_in_pure_form() {
     ));
     assert!(d.evaluation.binding().is_empty());
 }
+
+proptest! {
+    /// Broken preconditions never mask each other: each one broken adds exactly one refusal,
+    /// and the gate allows exactly when none is broken.
+    #[test]
+    fn each_broken_precondition_adds_one_refusal(
+        plan_bad in 0usize..4,
+        policy_bad in 0usize..4,
+        approvals_bad in 0usize..3,
+        merge_bad in 0usize..5,
+        use_bad in 0usize..4,
+        health_bad in 0usize..3,
+    ) {
+        let mut f = Fixture::new();
+        match plan_bad {
+            1 => f.plan = PlanResult::NotRun,
+            2 => f.plan = PlanResult::Failed { class: "auth".into() },
+            3 => f.plan = PlanResult::Passed { subject: plan("sha256:other"), planned_at: at(0) },
+            _ => {}
+        }
+        match policy_bad {
+            1 => f.policy = PolicyResult::NotEvaluated,
+            2 => f.policy = PolicyResult::Evaluated { outcome: PolicyOutcome::Deny, decision_digest: "sha256:d1".into() },
+            3 => f.policy = PolicyResult::Evaluated { outcome: PolicyOutcome::Warn, decision_digest: "sha256:d7".into() },
+            _ => {}
+        }
+        match approvals_bad {
+            1 => f.approvals[0].state = ApprovalState::Dismissed,
+            2 => f.approvals[0].binding.unit = "prod/other".into(),
+            _ => {}
+        }
+        match merge_bad {
+            1 => f.pr = PrState::Closed,
+            2 => f.pr = PrState::Merged { into_default_branch: true },
+            3 => f.merge_rule = MergeRule::AfterMerge,
+            4 => {
+                f.merge_rule = MergeRule::AfterMerge;
+                f.pr = PrState::Merged { into_default_branch: false };
+            }
+            _ => {}
+        }
+        match use_bad {
+            1 => f.plan_use = PlanUse::Applied,
+            2 => f.plan_use = PlanUse::Failed,
+            3 => f.plan_use = PlanUse::Stale,
+            _ => {}
+        }
+        let mut health_broken = health_bad == 1;
+        match (health_bad, &f.plan) {
+            (1, _) => f.health = StackHealth::Degraded { degradation: degradation(at(1)) },
+            // Only a passed plan can predate a refresh.
+            (2, PlanResult::Passed { .. }) => {
+                health_broken = true;
+                f.health = StackHealth::Recovering { degradation: degradation(at(-5)), refreshed_at: at(1) }
+            }
+            _ => {}
+        }
+        let broken = [plan_bad, policy_bad, approvals_bad, merge_bad, use_bad]
+            .iter()
+            .filter(|b| **b > 0)
+            .count()
+            + usize::from(health_broken);
+        let d = f.gate();
+        prop_assert_eq!(d.refusals.len(), broken, "{:?}", d.refusals);
+        prop_assert_eq!(d.allows(), broken == 0);
+    }
+}
