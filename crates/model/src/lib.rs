@@ -6,6 +6,7 @@
 
 pub mod affected;
 pub mod approval;
+pub mod canonical;
 pub mod change;
 pub mod codeowners;
 pub mod config;
@@ -16,6 +17,8 @@ pub mod graph;
 pub mod layout;
 pub mod path;
 pub mod plan;
+pub mod record;
 pub mod redact;
 pub mod risk;
 pub mod stage;
+pub mod tree;

@@ -14,16 +14,17 @@
 
 pub mod builtin;
 pub mod bundle;
-pub mod canonical;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod exceptions;
 pub mod gatekeeper;
 pub mod input;
-pub mod record;
 pub mod testing;
 
+// The decision record and its canonical JSON are domain types (sluice-model); re-exported so
+// the policy API keeps reading as one place.
+pub use sluice_model::{canonical, record};
 use sluice_model::config::OrgConfig;
 use sluice_model::exception::{self, Notice, Timestamp};
 use sluice_repo::git::Snapshot;

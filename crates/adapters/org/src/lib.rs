@@ -1,0 +1,10 @@
+//! The org adapter: reads the org's definition from the files of one revision (any
+//! `sluice_model::tree::Tree`, never git directly): `sluice.yaml`, YAML with positions, HCL and
+//! Terragrunt evaluated statically, Kustomize references, and discovery of the org's stacks and
+//! apps.
+
+pub mod config;
+pub mod discovery;
+pub mod kustomize;
+pub mod terragrunt;
+pub mod yaml;
