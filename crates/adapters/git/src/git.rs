@@ -13,8 +13,7 @@ use std::sync::{Arc, Mutex};
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 use sluice_model::affected::{ChangedFile, FileStatus};
-
-use crate::terragrunt::RepoFiles;
+use sluice_model::tree::{Tree, TreeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -306,9 +305,21 @@ impl Snapshot {
     }
 }
 
-impl RepoFiles for Snapshot {
+impl Tree for Snapshot {
+    fn revision(&self) -> String {
+        self.commit.to_string()
+    }
+
+    fn files_under<'a>(&'a self, dir: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+        Box::new(Snapshot::files_under(self, dir))
+    }
+
     fn read(&self, path: &str) -> Option<Arc<[u8]>> {
         self.read_file(path).ok().flatten()
+    }
+
+    fn read_file(&self, path: &str) -> Result<Option<Arc<[u8]>>, TreeError> {
+        Snapshot::read_file(self, path).map_err(TreeError::new)
     }
 
     fn is_file(&self, path: &str) -> bool {

@@ -10,9 +10,10 @@ use sluice_model::codeowners::CodeOwners;
 use sluice_model::config::{self, OrgConfig};
 use sluice_model::graph::{LayerViolation, StackGraph};
 use sluice_model::path;
+use sluice_model::tree::Tree;
 
 use crate::kustomize::{self, AppKind};
-use crate::terragrunt::{self, InputKind, ModuleCache, RepoFiles, StackRefs, Warning};
+use crate::terragrunt::{self, InputKind, ModuleCache, StackRefs, Warning};
 
 /// Where GitHub looks for CODEOWNERS, in its order of precedence.
 pub const CODEOWNERS_PATHS: &[&str] = &[".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS"];
@@ -142,7 +143,7 @@ pub fn unit_ids<'a>(
 }
 
 /// Load the CODEOWNERS file GitHub would use.
-pub fn codeowners(config: &OrgConfig, files: &dyn RepoFiles) -> (CodeOwners, Vec<Warning>) {
+pub fn codeowners(config: &OrgConfig, files: &dyn Tree) -> (CodeOwners, Vec<Warning>) {
     let candidates: Vec<&str> = match &config.owners.codeowners {
         Some(p) => vec![p.as_str()],
         None => CODEOWNERS_PATHS.to_vec(),
@@ -168,7 +169,7 @@ pub fn codeowners(config: &OrgConfig, files: &dyn RepoFiles) -> (CodeOwners, Vec
 /// Discover stacks and apps in the tree whose file list is `all_files`.
 pub fn discover<'a>(
     config: &OrgConfig,
-    files: &dyn RepoFiles,
+    files: &dyn Tree,
     all_files: impl Iterator<Item = &'a str> + Clone,
 ) -> Org {
     let (codeowners, mut warnings) = codeowners(config, files);
@@ -323,7 +324,7 @@ fn build_graph(
 
 fn discover_apps<'a>(
     config: &OrgConfig,
-    files: &dyn RepoFiles,
+    files: &dyn Tree,
     all_files: impl Iterator<Item = &'a str>,
     codeowners: &CodeOwners,
     warnings: &mut Vec<Warning>,

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::terragrunt::{RepoFiles, Warning};
+use sluice_model::tree::Tree;
+
+use crate::terragrunt::Warning;
 use crate::yaml::{self, Node};
 
 pub const KUSTOMIZATION_FILES: &[&str] =
@@ -28,7 +30,7 @@ pub struct AppRef {
     pub via: String,
 }
 
-pub fn kind_of(dir: &str, files: &dyn RepoFiles) -> Option<AppKind> {
+pub fn kind_of(dir: &str, files: &dyn Tree) -> Option<AppKind> {
     let names = files.list_dir(dir);
     if names
         .iter()
@@ -50,7 +52,7 @@ pub fn is_manifest_name(name: &str) -> bool {
 
 /// Every local file and folder the app at `dir` is built from (including ones inside `dir`),
 /// with warnings for references that cannot be followed.
-pub fn app_refs(dir: &str, files: &dyn RepoFiles) -> (Vec<AppRef>, Vec<Warning>) {
+pub fn app_refs(dir: &str, files: &dyn Tree) -> (Vec<AppRef>, Vec<Warning>) {
     let mut walk = Walk {
         files,
         refs: BTreeSet::new(),
@@ -62,7 +64,7 @@ pub fn app_refs(dir: &str, files: &dyn RepoFiles) -> (Vec<AppRef>, Vec<Warning>)
 }
 
 struct Walk<'a> {
-    files: &'a dyn RepoFiles,
+    files: &'a dyn Tree,
     refs: BTreeSet<AppRef>,
     warnings: Vec<Warning>,
     visited: BTreeSet<String>,
@@ -297,7 +299,18 @@ mod tests {
 
     struct Mem(BTreeMap<String, String>);
 
-    impl RepoFiles for Mem {
+    impl Tree for Mem {
+        fn revision(&self) -> String {
+            "memory".to_string()
+        }
+        fn files_under<'a>(&'a self, dir: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+            Box::new(
+                self.0
+                    .keys()
+                    .filter(move |k| sluice_model::path::is_under(k, dir) && *k != dir)
+                    .map(String::as_str),
+            )
+        }
         fn read(&self, path: &str) -> Option<Arc<[u8]>> {
             self.0.get(path).map(|s| Arc::from(s.as_bytes()))
         }

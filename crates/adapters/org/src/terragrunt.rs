@@ -21,7 +21,7 @@
 //! naming the file, the line and the expression text, so an affected-stack computation can say
 //! exactly where it is blind.
 //!
-//! The tree is read through [`RepoFiles`] (one revision), and work shared by many stacks (parsed
+//! The tree is read through a [`Tree`] (one revision), and work shared by many stacks (parsed
 //! root and env configs, local module closures) is memoised in a [`ModuleCache`], so evaluating
 //! 10,000 stacks in parallel parses each shared file once.
 
@@ -35,26 +35,11 @@ use hcl_edit::expr::{Expression, FuncCall, ObjectKey, TraversalOperator};
 use hcl_edit::structure::{Block, Body};
 use hcl_edit::template::{Element, Strip, Template};
 use hcl_edit::visit::{self, Visit};
-
-/// Read-only view of the repository tree at one revision. Paths are repo-relative, '/'-separated,
-/// no leading './'.
-pub trait RepoFiles: Sync {
-    /// File content, `None` if absent or not a file.
-    fn read(&self, path: &str) -> Option<Arc<[u8]>>;
-    fn is_file(&self, path: &str) -> bool;
-    fn is_dir(&self, path: &str) -> bool;
-    /// Immediate child file names (not directories) of `dir`, sorted.
-    fn list_dir(&self, dir: &str) -> Vec<String>;
-    /// Whether `path` is a symbolic link. Links are never followed, so a reference through
-    /// one reads as missing; this lets the warning say why.
-    fn is_symlink(&self, _path: &str) -> bool {
-        false
-    }
-}
+use sluice_model::tree::Tree;
 
 /// Rewrite a "… not found: PATH" warning when PATH (or a folder above it) is a symlink, so
 /// the user learns the reference goes through a link sluice refuses to follow.
-fn explain_symlink(repo: &dyn RepoFiles, mut warning: Warning) -> Warning {
+fn explain_symlink(repo: &dyn Tree, mut warning: Warning) -> Warning {
     if let Some((_, path)) = warning.message.rsplit_once(" not found: ") {
         let path = path.trim_end_matches('/');
         let link = std::iter::once(path)
@@ -153,7 +138,7 @@ pub fn check_syntax(file: &str, src: &str) -> Result<(), HclError> {
 /// in [`StackRefs::warnings`] and the reference dropped.
 pub fn evaluate_stack(
     stack_dir: &str,
-    files: &dyn RepoFiles,
+    files: &dyn Tree,
     cache: &ModuleCache,
 ) -> Result<StackRefs, HclError> {
     let Some(stack_dir) = normalize(stack_dir) else {
@@ -201,7 +186,7 @@ pub fn evaluate_stack(
 /// Memoises work shared between stacks of one revision: parsed included/read config files, the
 /// local modules each directory references, and each directory's transitive module closure.
 ///
-/// A cache is valid for one [`RepoFiles`] (one revision); use a new one per revision. It is
+/// A cache is valid for one [`Tree`] (one revision); use a new one per revision. It is
 /// `Sync`: stacks are evaluated in parallel.
 #[derive(Default)]
 pub struct ModuleCache {
@@ -216,7 +201,7 @@ impl ModuleCache {
     }
 
     /// A parsed config file (included or read by many stacks).
-    fn config(&self, repo: &dyn RepoFiles, path: &str) -> Arc<Loaded> {
+    fn config(&self, repo: &dyn Tree, path: &str) -> Arc<Loaded> {
         memoised(&self.configs, path, || match repo.read(path) {
             None => Loaded::Missing,
             Some(bytes) => match HclFile::parse(path, &bytes) {
@@ -226,12 +211,12 @@ impl ModuleCache {
         })
     }
 
-    fn dir_modules(&self, repo: &dyn RepoFiles, dir: &str) -> Arc<DirModules> {
+    fn dir_modules(&self, repo: &dyn Tree, dir: &str) -> Arc<DirModules> {
         memoised(&self.dir_modules, dir, || scan_module_dir(repo, dir))
     }
 
     /// Every local module reachable from the Terraform files in `root` (not `root` itself).
-    fn module_closure(&self, repo: &dyn RepoFiles, root: &str) -> Arc<Closure> {
+    fn module_closure(&self, repo: &dyn Tree, root: &str) -> Arc<Closure> {
         memoised(&self.closures, root, || {
             // Breadth-first over the per-directory edges; cycles (which Terraform rejects, but a
             // broken tree may contain) end at the `seen` set.
@@ -583,7 +568,7 @@ struct IterVars {
 /// Everything an expression can see: the file it is in (for `local.X` and positions) and the
 /// Terragrunt context that the path functions answer from.
 struct Scope<'a> {
-    repo: &'a dyn RepoFiles,
+    repo: &'a dyn Tree,
     file: &'a HclFile,
     /// `get_terragrunt_dir()`: the including stack for included files, the read file's own
     /// directory for `read_terragrunt_config` targets. Relative paths resolve against it.
@@ -600,7 +585,7 @@ struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
-    fn new(repo: &'a dyn RepoFiles, file: &'a HclFile, terragrunt_dir: &'a str) -> Self {
+    fn new(repo: &'a dyn Tree, file: &'a HclFile, terragrunt_dir: &'a str) -> Self {
         Scope {
             repo,
             file,
@@ -1034,7 +1019,7 @@ const READ_FUNCTIONS: &[&str] = &[
 ];
 
 struct StackEval<'a> {
-    repo: &'a dyn RepoFiles,
+    repo: &'a dyn Tree,
     cache: &'a ModuleCache,
     stack_dir: String,
     refs: StackRefs,
@@ -1740,7 +1725,7 @@ fn is_remote_source(source: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 
 /// The local `module` sources of the Terraform files directly in `dir`.
-fn scan_module_dir(repo: &dyn RepoFiles, dir: &str) -> DirModules {
+fn scan_module_dir(repo: &dyn Tree, dir: &str) -> DirModules {
     let mut modules = DirModules::default();
     for name in repo.list_dir(dir) {
         let path = join(dir, &name);
@@ -1769,7 +1754,7 @@ fn scan_module_dir(repo: &dyn RepoFiles, dir: &str) -> DirModules {
     modules
 }
 
-fn hcl_module_sources(repo: &dyn RepoFiles, file: &HclFile, dir: &str, out: &mut DirModules) {
+fn hcl_module_sources(repo: &dyn Tree, file: &HclFile, dir: &str, out: &mut DirModules) {
     for block in file.body.get_blocks("module") {
         let Some(attr) = block.body.get_attribute("source") else {
             continue;
@@ -1802,13 +1787,7 @@ fn hcl_module_sources(repo: &dyn RepoFiles, file: &HclFile, dir: &str, out: &mut
     }
 }
 
-fn json_module_sources(
-    repo: &dyn RepoFiles,
-    path: &str,
-    bytes: &[u8],
-    dir: &str,
-    out: &mut DirModules,
-) {
+fn json_module_sources(repo: &dyn Tree, path: &str, bytes: &[u8], dir: &str, out: &mut DirModules) {
     let value: serde_json::Value = match serde_json::from_slice(bytes) {
         Ok(value) => value,
         Err(err) => {
@@ -1856,7 +1835,7 @@ fn json_module_sources(
 }
 
 fn module_edge(
-    repo: &dyn RepoFiles,
+    repo: &dyn Tree,
     source: &str,
     dir: &str,
     via: &str,
@@ -1902,7 +1881,7 @@ fn module_edge(
 // In-memory tree
 // ---------------------------------------------------------------------------------------------
 
-/// A [`RepoFiles`] over an in-memory map of path → content, for tests and generated fixtures.
+/// A [`Tree`] over an in-memory map of path → content, for tests and generated fixtures.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryFiles {
     files: std::collections::BTreeMap<String, Arc<[u8]>>,
@@ -1929,7 +1908,25 @@ impl<P: AsRef<str>, C: AsRef<[u8]>> FromIterator<(P, C)> for MemoryFiles {
     }
 }
 
-impl RepoFiles for MemoryFiles {
+impl Tree for MemoryFiles {
+    fn revision(&self) -> String {
+        "memory".to_string()
+    }
+
+    fn files_under<'a>(&'a self, dir: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        Box::new(
+            self.files
+                .range(prefix.clone()..)
+                .take_while(move |(p, _)| p.starts_with(&prefix))
+                .map(|(p, _)| p.as_str()),
+        )
+    }
+
     fn read(&self, path: &str) -> Option<Arc<[u8]>> {
         self.files.get(path).cloned()
     }

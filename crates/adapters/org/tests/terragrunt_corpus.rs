@@ -7,13 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sluice_repo::terragrunt::{
-    InputKind, ModuleCache, RepoFiles, StackRefs, check_syntax, evaluate_stack,
-};
+use sluice_model::tree::Tree;
+use sluice_org::terragrunt::{InputKind, ModuleCache, StackRefs, check_syntax, evaluate_stack};
 
-/// The corpus tree on disk as a [`RepoFiles`], rooted at `corpus/terragrunt`.
+/// The corpus tree on disk as a [`Tree`], rooted at `corpus/terragrunt`.
 struct DiskFiles {
     root: PathBuf,
+    /// Every file, walked once, for `files_under`.
+    files: Vec<String>,
 }
 
 impl DiskFiles {
@@ -22,7 +23,20 @@ impl DiskFiles {
     }
 }
 
-impl RepoFiles for DiskFiles {
+impl Tree for DiskFiles {
+    fn revision(&self) -> String {
+        "corpus".to_string()
+    }
+
+    fn files_under<'a>(&'a self, dir: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+        Box::new(
+            self.files
+                .iter()
+                .filter(move |p| sluice_model::path::is_under(p, dir))
+                .map(String::as_str),
+        )
+    }
+
     fn read(&self, path: &str) -> Option<Arc<[u8]>> {
         let path = self.path(path);
         path.is_file()
@@ -56,7 +70,15 @@ impl RepoFiles for DiskFiles {
 fn corpus() -> Option<DiskFiles> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/corpus/terragrunt");
     if root.is_dir() {
-        return Some(DiskFiles { root });
+        let mut files = DiskFiles {
+            root,
+            files: Vec::new(),
+        };
+        let mut all = Vec::new();
+        walk(&files, "", &mut all);
+        all.sort();
+        files.files = all;
+        return Some(files);
     }
     assert!(
         std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() != Ok("1"),

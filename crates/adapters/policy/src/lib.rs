@@ -24,10 +24,10 @@ pub mod testing;
 
 // The decision record and its canonical JSON are domain types (sluice-model); re-exported so
 // the policy API keeps reading as one place.
-pub use sluice_model::{canonical, record};
 use sluice_model::config::OrgConfig;
 use sluice_model::exception::{self, Notice, Timestamp};
-use sluice_repo::git::Snapshot;
+use sluice_model::tree::Tree;
+pub use sluice_model::{canonical, record};
 
 pub use bundle::Bundle;
 pub use config::PolicyConfig;
@@ -59,7 +59,7 @@ pub struct PolicySetup {
 /// Invalid exception files are an error (a typo must not silently leave a deny in force, nor an
 /// intended waiver unreviewed); warnings are returned for the caller to show.
 pub fn from_revision(
-    snapshot: &Snapshot,
+    snapshot: &dyn Tree,
     org: &OrgConfig,
     now: Timestamp,
 ) -> Result<PolicySetup, PolicyError> {
@@ -72,7 +72,7 @@ pub fn from_revision(
 /// The bundles of a revision: `policy.bundles`, else the `policy-library` folder when it holds
 /// Rego. A configured folder that is missing is an error.
 pub fn revision_bundles(
-    snapshot: &Snapshot,
+    snapshot: &dyn Tree,
     org: &OrgConfig,
     config: &PolicyConfig,
 ) -> Result<Vec<Bundle>, PolicyError> {
@@ -88,7 +88,7 @@ pub fn revision_bundles(
         if snapshot.files_under(dir).next().is_none() {
             return Err(PolicyError::Config {
                 field: "policy.bundles".into(),
-                message: format!("`{dir}` holds no files at revision {}", snapshot.commit),
+                message: format!("`{dir}` holds no files at revision {}", snapshot.revision()),
             });
         }
         bundles.push(Bundle::from_snapshot(snapshot, dir)?);
@@ -99,7 +99,7 @@ pub fn revision_bundles(
 /// The exception files of a revision: `policy.exceptions.path`, else the
 /// `security-exceptions` folder (none when the org has neither).
 pub fn revision_exceptions(
-    snapshot: &Snapshot,
+    snapshot: &dyn Tree,
     org: &OrgConfig,
     config: &PolicyConfig,
 ) -> exceptions::LoadedExceptions {

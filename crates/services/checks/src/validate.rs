@@ -28,7 +28,7 @@ use regex::Regex;
 use sluice_model::config::OrgConfig;
 use sluice_model::finding::{Finding, Severity};
 use sluice_model::glob;
-use sluice_repo::yaml::{self, Node, Value};
+use sluice_org::yaml::{self, Node, Value};
 
 use crate::secrets::{self, LineIndex, SecretRules};
 
@@ -342,7 +342,7 @@ fn check_file(ctx: &Context, prepared: &Prepared, file: &SourceFile) -> Vec<Find
                 format!("JSON: {e}", e = json_message(&e)),
             )),
         },
-        Kind::Hcl | Kind::Terraform if body.len() > sluice_repo::terragrunt::MAX_HCL_BYTES => out
+        Kind::Hcl | Kind::Terraform if body.len() > sluice_org::terragrunt::MAX_HCL_BYTES => out
             .push(Finding::new(
                 FILE_TOO_LARGE,
                 Severity::Warning,
@@ -352,7 +352,7 @@ fn check_file(ctx: &Context, prepared: &Prepared, file: &SourceFile) -> Vec<Find
                 format!(
                     "{} bytes is over the {} KiB limit for HCL files; not parsed or checked",
                     body.len(),
-                    sluice_repo::terragrunt::MAX_HCL_BYTES / 1024
+                    sluice_org::terragrunt::MAX_HCL_BYTES / 1024
                 ),
             )),
         kind @ (Kind::Hcl | Kind::Terraform) => match hcl_edit::parser::parse_body(body) {
@@ -1507,7 +1507,7 @@ mod tests {
                 );
             }
         }
-        let sarif = crate::sarif::to_sarif(&findings, "0.0.0-test").to_string();
+        let sarif = sluice_report::sarif::to_sarif(&findings, "0.0.0-test").to_string();
         let debug = format!("{findings:?}");
         for canary in [CANARY_ID, CANARY_SECRET, CANARY_PASSWORD] {
             for f in &findings {

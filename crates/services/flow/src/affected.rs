@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use serde::Serialize;
+use sluice_git::git;
 use sluice_model::affected::{self, AffectedUnit, ChangedFile, Options};
-use sluice_repo::discovery::Org;
-use sluice_repo::git;
-use sluice_repo::terragrunt::Warning;
+use sluice_org::discovery::Org;
+use sluice_org::terragrunt::Warning;
 
 use crate::error::PipelineError;
 use crate::workspace::{self, Revision};
@@ -61,7 +61,7 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
         return Err(PipelineError::Graph(lines.join("\n")));
     }
 
-    let base_units = sluice_repo::discovery::unit_ids(&base_config, base_snap.files());
+    let base_units = sluice_org::discovery::unit_ids(&base_config, base_snap.files());
     let stack_units = org.stack_units(&head.config);
     let dangling = org.dangling_dependencies();
     let app_units = org.app_units(&head.config);

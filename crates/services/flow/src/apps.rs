@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use sluice_git::git::Snapshot;
 use sluice_model::affected::{AffectedUnit, UnitStatus};
 use sluice_model::approval::{self, PolicyRequest, Requirement};
 use sluice_model::codeowners::CodeOwners;
@@ -32,7 +33,6 @@ use sluice_render::diff::{self, Change, RenderedDiff};
 use sluice_render::object::Identity;
 use sluice_render::render::{self, Rendered};
 use sluice_render::schema::{self, Validation};
-use sluice_repo::git::Snapshot;
 
 use crate::decide;
 

@@ -23,9 +23,9 @@ use sluice_model::exception::Timestamp;
 use sluice_model::plan::{Plan, PlanError};
 use sluice_model::redact::{self, RedactionRules};
 use sluice_model::risk::{self, RiskRule};
+use sluice_org::discovery::Stack;
 use sluice_policy::builtin::Target as PolicyTarget;
 use sluice_policy::{ChangeContext, EvalInput, PolicyConfig, PolicyError, PolicySetup};
-use sluice_repo::discovery::Stack;
 
 use crate::decide::{self, DecideInput, PlanNote, StackDecision, Status};
 use crate::error::{PipelineError, exit};

@@ -20,11 +20,11 @@ use serde_json::{Value, json};
 use sluice_model::approval::{self, ApprovalMatrix, PolicyRequest, Requirement, Source};
 use sluice_model::codeowners::CodeOwners;
 use sluice_model::plan::{Action, Plan, PlanSummary, ResourceChange};
+use sluice_model::record::{Decision, DecisionRecord, Outcome, RuleResult};
 use sluice_model::redact::RedactionRules;
 use sluice_model::risk::{
     self, ChangeAction, PolicyOutcome, ResourceFact, RiskAssessment, RiskInput, RiskRule,
 };
-use sluice_policy::{Decision, DecisionRecord, Outcome, RuleResult};
 
 /// Whether a stack's change may go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -702,7 +702,7 @@ pub fn sarif_run(
         "tool": {"driver": {
             "name": tool,
             "version": tool_version,
-            "informationUri": crate::sarif::INFORMATION_URI,
+            "informationUri": sluice_report::sarif::INFORMATION_URI,
             "rules": rules,
         }},
         "results": results,
@@ -712,8 +712,8 @@ pub fn sarif_run(
 /// A SARIF log holding `runs`.
 pub fn sarif_log(runs: Vec<Value>) -> Value {
     json!({
-        "$schema": crate::sarif::SARIF_SCHEMA,
-        "version": crate::sarif::SARIF_VERSION,
+        "$schema": sluice_report::sarif::SARIF_SCHEMA,
+        "version": sluice_report::sarif::SARIF_VERSION,
         "runs": runs,
     })
 }
@@ -723,8 +723,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use sluice_model::approval::Approver;
+    use sluice_model::record::{BundleRef, EngineRef};
     use sluice_model::risk::RiskLevel;
-    use sluice_policy::record::{BundleRef, EngineRef};
 
     fn result(rule: &str, outcome: Outcome, resource: Option<&str>, groups: &[&str]) -> RuleResult {
         RuleResult {

@@ -1,7 +1,7 @@
 //! Errors of pipeline runs and the exit codes the CLI maps them to.
 
-use sluice_repo::config::ConfigError;
-use sluice_repo::git::GitError;
+use sluice_git::git::GitError;
+use sluice_org::config::ConfigError;
 
 /// Exit codes shared by every command (documented in the README).
 pub mod exit {

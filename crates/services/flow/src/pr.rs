@@ -43,8 +43,8 @@ use sluice_model::exception::Timestamp;
 use sluice_model::path;
 use sluice_model::plan::Plan;
 use sluice_model::stage::{STAGES, Stage};
+use sluice_org::config::ConfigError;
 use sluice_policy::PolicyError;
-use sluice_repo::config::ConfigError;
 
 use crate::affected::{self, AffectedReport};
 use crate::apps::{self, AppDecision, AppStatus, AppsInput, RenderState};
@@ -213,7 +213,7 @@ pub struct PrReport {
     pub head: String,
     /// The head commit's author: who proposed the change, as git recorded it (unauthenticated).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub author: Option<sluice_repo::git::Author>,
+    pub author: Option<sluice_git::git::Author>,
     /// Validation blocked the change, a policy denied it or an app is blocked.
     pub blocked: bool,
     pub verdict: Verdict,
@@ -1476,7 +1476,7 @@ fn split_block(block: &str, room: usize) -> Vec<String> {
 /// manifest policy and schema findings (a third run), located at the app's folder.
 pub fn render_sarif(r: &PrReport, tool_version: &str) -> Value {
     let mut runs = Vec::new();
-    let validation = crate::sarif::to_sarif(&r.validation.findings, tool_version);
+    let validation = sluice_report::sarif::to_sarif(&r.validation.findings, tool_version);
     if let Some(run) = validation["runs"].get(0) {
         runs.push(run.clone());
     }

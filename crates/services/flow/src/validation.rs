@@ -9,18 +9,18 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Serialize;
+use sluice_git::git::{self, Snapshot};
 use sluice_model::affected::FileStatus;
 use sluice_model::config::OrgConfig;
 use sluice_model::finding::{self, Finding, Severity};
 use sluice_model::path;
-use sluice_repo::config::{self as org_config, ConfigError};
-use sluice_repo::discovery::Org;
-use sluice_repo::git::{self, Snapshot};
+use sluice_org::config::{self as org_config, ConfigError};
+use sluice_org::discovery::Org;
 
 use crate::error::PipelineError;
-use crate::secrets::SecretRules;
-use crate::validate::{self, Context, SourceFile};
 use crate::workspace;
+use sluice_checks::secrets::SecretRules;
+use sluice_checks::validate::{self, Context, SourceFile};
 
 pub const SCHEMA: &str = "sluice.validate/v1";
 
@@ -75,7 +75,7 @@ pub fn run(repo: &Path, scope: &Scope) -> Result<ValidationReport, PipelineError
     let base = base.as_ref().map(|b| b.commit.to_string());
     Ok(match workspace::load_config(&head, head_rev) {
         Ok(config) => {
-            let org = sluice_repo::discovery::discover(&config, &head, head.files());
+            let org = sluice_org::discovery::discover(&config, &head, head.files());
             validate_snapshot(&head, base, &in_scope, Ok((&config, &org)))
         }
         Err(e) => validate_snapshot(&head, base, &in_scope, Err(e)),

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use sluice_git::git::{GitRepo, Snapshot};
 use sluice_model::config::OrgConfig;
-use sluice_repo::config as org_config;
-use sluice_repo::discovery::{self, Org};
-use sluice_repo::git::{GitRepo, Snapshot};
+use sluice_org::config as org_config;
+use sluice_org::discovery::{self, Org};
 
 use crate::error::PipelineError;
 

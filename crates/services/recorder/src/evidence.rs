@@ -47,8 +47,8 @@ use sluice_store::{
     StoreError, UnitKind,
 };
 
-use crate::error::exit;
-use crate::pr::PrReport;
+use sluice_flow::error::exit;
+use sluice_flow::pr::PrReport;
 
 /// Where the embedded store, keys and blobs live under a repository.
 pub const SLUICE_DIR: &str = ".sluice";
@@ -84,7 +84,7 @@ pub enum EvidenceError {
 }
 
 impl EvidenceError {
-    /// The exit code (crates/services/pipeline/src/error.rs): 1 for a broken link or tampered
+    /// The exit code (sluice-flow's `error::exit`): 1 for a broken link or tampered
     /// evidence, 2 for bad or unreadable input, 5 for internal and durability failures.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -1299,7 +1299,7 @@ pub fn pr_entries(report: &PrReport, change: &ChangeSubject, who: &Identity) -> 
 /// A PR-wide stage row: passed and blocked rows become statements about the head commit
 /// (blocked = failed), the rest are recorded as not run.
 /// The identity of a change's proposer as git recorded it: a claim, named as such.
-fn proposer(author: &sluice_repo::git::Author) -> Identity {
+fn proposer(author: &sluice_git::git::Author) -> Identity {
     Identity {
         actor: author.name.clone(),
         identity: format!("git-author:{}", author.email),
@@ -1310,7 +1310,7 @@ fn pr_row_entry(
     report: &PrReport,
     change: &ChangeSubject,
     who: &Identity,
-    s: &crate::pr::StageResult,
+    s: &sluice_flow::pr::StageResult,
 ) -> StageEntry {
     // Read the status by its serialised name so that statuses added later are never mistaken
     // for a run.
@@ -1389,7 +1389,7 @@ fn unit_event(
 }
 
 /// A policy decision as evidence details: bundle versions, final outcome, counts per outcome.
-fn decision_details(record: &sluice_policy::DecisionRecord, decision_digest: &str) -> Value {
+fn decision_details(record: &sluice_model::record::DecisionRecord, decision_digest: &str) -> Value {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in &record.results {
         *counts.entry(r.outcome.as_str()).or_default() += 1;
@@ -1441,9 +1441,9 @@ fn stack_entries(
     report: &PrReport,
     change: &ChangeSubject,
     who: &Identity,
-    stack: &crate::pr::StackReport,
+    stack: &sluice_flow::pr::StackReport,
 ) -> Vec<StageEntry> {
-    use crate::pr::{PlanSource, PlanState};
+    use sluice_flow::pr::{PlanSource, PlanState};
     let mut out = vec![StageEntry::NotRun {
         stage: Stage::Render,
         reason: "not_run: stage 3 renders apps; a stack has nothing to render".to_string(),
@@ -1543,8 +1543,8 @@ fn stack_entries(
             );
             inputs.insert("plan_json".into(), json_digest.clone());
             inputs.insert("policy_input".into(), d.policy.record.input_digest.clone());
-            let denied = d.status == crate::decide::Status::Denied
-                || d.policy.record.outcome == sluice_policy::Decision::Deny;
+            let denied = d.status == sluice_flow::decide::Status::Denied
+                || d.policy.record.outcome == sluice_model::record::Decision::Deny;
             out.push(unit_event(
                 (report, change, who),
                 Stage::Policy,
@@ -1584,9 +1584,9 @@ fn app_entries(
     report: &PrReport,
     change: &ChangeSubject,
     who: &Identity,
-    app: &crate::apps::AppDecision,
+    app: &sluice_flow::apps::AppDecision,
 ) -> Vec<StageEntry> {
-    use crate::apps::{AppStatus, RenderState};
+    use sluice_flow::apps::{AppStatus, RenderState};
     let name = |side: &str| format!("rendered/{}@{side}", app.app);
     let rendered = |state: &RenderState| match state {
         RenderState::Rendered { digest, .. } => Some(digest.clone()),
@@ -1704,7 +1704,7 @@ fn app_entries(
     let denied = app
         .policy
         .as_ref()
-        .is_some_and(|p| p.record.outcome == sluice_policy::Decision::Deny);
+        .is_some_and(|p| p.record.outcome == sluice_model::record::Decision::Deny);
     match &app.policy {
         Some(p) => {
             let mut details = decision_details(&p.record, &p.decision_digest);
@@ -2083,8 +2083,8 @@ mod tests {
 
     /// A PR with one planned stack and one app whose head does not render.
     fn mixed_report(plan_digest: &str) -> PrReport {
-        use crate::apps::{AppDecision, AppStatus, RenderSection, RenderState};
-        use crate::pr::{
+        use sluice_flow::apps::{AppDecision, AppStatus, RenderSection, RenderState};
+        use sluice_flow::pr::{
             PlanSource, PlanState, StackReport, StageResult, StageStatus, UnitChange, Verdict,
         };
         use sluice_model::affected::UnitStatus;
@@ -2115,12 +2115,12 @@ mod tests {
             owners: vec![],
         };
         PrReport {
-            schema: crate::pr::SCHEMA,
+            schema: sluice_flow::pr::SCHEMA,
             org: "acme".into(),
             pr: Some(7),
             base: base.clone(),
             head: head.clone(),
-            author: Some(sluice_repo::git::Author {
+            author: Some(sluice_git::git::Author {
                 name: "Mona Lisa".into(),
                 email: "mona@example.com".into(),
             }),
@@ -2185,20 +2185,20 @@ mod tests {
             }],
             notes: vec![],
             warnings: vec![],
-            affected: crate::affected::AffectedReport {
-                schema: crate::affected::SCHEMA,
+            affected: sluice_flow::affected::AffectedReport {
+                schema: sluice_flow::affected::SCHEMA,
                 base: base.clone(),
                 head: head.clone(),
                 stacks: vec![],
                 apps: vec![],
                 warnings: vec![],
             },
-            validation: crate::validation::ValidationReport {
+            validation: sluice_flow::validation::ValidationReport {
                 schema: "sluice.validation/v1",
                 rev: head,
                 base: Some(base),
                 passed: true,
-                summary: crate::validation::Summary {
+                summary: sluice_flow::validation::Summary {
                     files: 0,
                     errors: 0,
                     warnings: 0,

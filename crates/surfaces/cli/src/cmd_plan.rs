@@ -22,6 +22,9 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use serde_json::json;
+use sluice_demo::plangen;
+use sluice_flow::error::{PipelineError, exit};
+use sluice_flow::{affected, workspace};
 use sluice_iac::config::PlanConfig;
 use sluice_iac::driver::{Driver, Outcome, Planned, StackPlan, StackSpec};
 use sluice_iac::ingest::{self, IngestError};
@@ -29,8 +32,6 @@ use sluice_iac::store::FsPlanStore;
 use sluice_model::affected::UnitStatus;
 use sluice_model::plan::{Plan, PlanSummary};
 use sluice_model::redact::{self, RedactionRules};
-use sluice_pipeline::error::{PipelineError, exit};
-use sluice_pipeline::{affected, plangen, workspace};
 
 /// `sluice plan` exits with this when a stack could not be planned.
 pub const EXIT_PLAN_FAILED: i32 = 3;

@@ -10,9 +10,11 @@ use crate::cmd_evidence;
 use crate::cmd_plan;
 use crate::cmd_policy;
 use crate::cmd_render;
+use sluice_demo::{bench, demo, generate};
+use sluice_flow::error::{PipelineError, exit};
+use sluice_flow::{affected, pr, validation, workspace};
 use sluice_model::stage::STAGES;
-use sluice_pipeline::error::{PipelineError, exit};
-use sluice_pipeline::{affected, bench, demo, generate, pr, sarif, validation, workspace};
+use sluice_report::sarif;
 
 #[derive(Parser)]
 #[command(

@@ -1,6 +1,6 @@
 //! Findings as SARIF 2.1.0, the format code-scanning tools (GitHub, GitLab, IDEs) import.
 //!
-//! One run whose driver is sluice: its rules are the catalogue of [`crate::validate::RULES`]
+//! One run whose driver is sluice: its rules are the catalogue of [`sluice_checks::validate::RULES`]
 //! (so a tool can describe a rule even when this run did not trigger it) plus the `secret/*`
 //! rules that occur. Locations are repository-relative URIs with 1-based line and column;
 //! columns count Unicode code points, as sluice's positions do. Secret findings carry their
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use sluice_model::finding::{Finding, Severity};
 
-use crate::validate::{RULES, SECRET_PREFIX};
+use sluice_checks::validate::{RULES, SECRET_PREFIX};
 
 pub const SARIF_SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 pub const SARIF_VERSION: &str = "2.1.0";

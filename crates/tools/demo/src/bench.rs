@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::error::PipelineError;
 use crate::generate::{BASE_BRANCH, PR_BRANCH};
+use sluice_flow::error::PipelineError;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Timing {

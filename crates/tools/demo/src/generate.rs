@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use sluice_repo::git_write::{Author, Writer};
+use sluice_git::git_write::{Author, Writer};
 
-use crate::error::PipelineError;
+use sluice_flow::error::PipelineError;
 
 pub type Files = BTreeMap<String, Vec<u8>>;
 
@@ -238,7 +238,7 @@ fn pr_change(main: &Files, stacks: &[GenStack], spec: &Spec, rng: &mut Rng) -> F
 /// Generate the org and write it as a bare-bones git repository at `dir` (branches `main`
 /// and `pr/bench`).
 pub fn write_repo(spec: &Spec, dir: &Path) -> Result<Generated, PipelineError> {
-    let io = |e: sluice_repo::git::GitError| PipelineError::Io(e.to_string());
+    let io = |e: sluice_git::git::GitError| PipelineError::Io(e.to_string());
     if dir.exists()
         && std::fs::read_dir(dir)
             .map_err(|e| PipelineError::Io(e.to_string()))?

@@ -9,17 +9,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
-use sluice_repo::git::GitRepo;
-use sluice_repo::git_write::{Author, Writer};
-use sluice_repo::kustomize::AppKind;
+use sluice_git::git::GitRepo;
+use sluice_git::git_write::{Author, Writer};
+use sluice_org::kustomize::AppKind;
 
-use crate::assemble::assemble;
-use crate::error::RenderError;
-use crate::generate;
-use crate::manifest::{Limits, parse_documents};
-use crate::render::{self, AppSpec};
-use crate::schema::{self, SchemaSet};
-use crate::tool::{self, Tool};
+use sluice_render::assemble::assemble;
+use sluice_render::error::RenderError;
+use sluice_render::generate;
+use sluice_render::manifest::{Limits, parse_documents};
+use sluice_render::render::{self, AppSpec};
+use sluice_render::schema::{self, SchemaSet};
+use sluice_render::tool::{self, Tool};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Timing {
@@ -149,7 +149,7 @@ pub fn kustomize_bench(
     runs: usize,
     search_path: Option<OsString>,
 ) -> Result<KustomizeBench, RenderError> {
-    let io = |e: sluice_repo::git::GitError| RenderError::Io(e.to_string());
+    let io = |e: sluice_git::git::GitError| RenderError::Io(e.to_string());
     let tool = tool::kustomize(search_path.as_deref())?;
     let dir = tempfile::tempdir().map_err(|e| RenderError::Io(e.to_string()))?;
     let files = overlay_files(objects, seed);
@@ -163,8 +163,9 @@ pub fn kustomize_bench(
         .commit("main", &files, None, "generated overlay", &author)
         .map_err(io)?;
     writer.checkout("main", commit, &files).map_err(io)?;
-    let repo = Arc::new(GitRepo::open(dir.path())?);
-    let snapshot = repo.snapshot(commit)?;
+    let repo_error = |e: sluice_git::git::GitError| RenderError::Repo(e.to_string());
+    let repo = Arc::new(GitRepo::open(dir.path()).map_err(repo_error)?);
+    let snapshot = repo.snapshot(commit).map_err(repo_error)?;
     let app = AppSpec {
         id: "bench/overlay".into(),
         path: "overlay".into(),

@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use sluice_demo::demo;
+use sluice_flow::apps::{self, AppStatus, AppsInput};
+use sluice_flow::{affected, workspace};
 use sluice_model::exception::Timestamp;
 use sluice_model::risk::RiskLevel;
-use sluice_pipeline::apps::{self, AppStatus, AppsInput};
-use sluice_pipeline::{affected, demo, workspace};
 use sluice_policy::{Decision, Outcome};
 use sluice_render::render;
 
@@ -184,8 +185,8 @@ fn a_planted_plaintext_secret_is_denied_without_its_value() {
         format!("{app}/secret.yaml"),
         format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: orders-db\ntype: Opaque\ndata:\n  password: {encoded}\nstringData:\n  token: {CANARY}\n").into_bytes(),
     );
-    let writer = sluice_repo::git_write::Writer::init(&root).unwrap();
-    let author = sluice_repo::git_write::Author {
+    let writer = sluice_git::git_write::Writer::init(&root).unwrap();
+    let author = sluice_git::git_write::Author {
         name: "t",
         email: "t@x",
         time: 1_800_000_000,
@@ -201,7 +202,7 @@ fn a_planted_plaintext_secret_is_denied_without_its_value() {
     let head = workspace::revision(&repo, &c2.to_string()).unwrap();
     let org = head.discover();
     let scope = vec![format!("{app}/secret.yaml")];
-    let validation = sluice_pipeline::validation::validate_snapshot(
+    let validation = sluice_flow::validation::validate_snapshot(
         &head.snapshot,
         Some(c1.to_string()),
         &scope,

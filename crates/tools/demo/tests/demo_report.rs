@@ -1,10 +1,11 @@
 //! The demo org end to end: the PR report a reviewer sees, pinned as snapshots. The demo writes
 //! commits with fixed authors and times, so its commit ids (and thus the report) are stable.
 
+use sluice_demo::demo;
+use sluice_flow::apps::AppStatus;
+use sluice_flow::{check, decide, pr};
 use sluice_model::affected::UnitStatus;
 use sluice_model::risk::RiskLevel;
-use sluice_pipeline::apps::AppStatus;
-use sluice_pipeline::{check, decide, demo, pr};
 
 /// The demo's app renders with Kustomize (`kustomize` or `kubectl kustomize`).
 fn kustomize_available() -> bool {
@@ -81,11 +82,11 @@ fn demo_pr_report() {
     assert_eq!(ev.checkpoint_size, ev.log_size);
     assert!(ev.leaf_index < ev.log_size);
     // The printed command re-checks the bundle: run it as a shell would.
-    let key = sluice_pipeline::evidence::local_public_key(&run.repo.dir, None)
+    let key = sluice_recorder::evidence::local_public_key(&run.repo.dir, None)
         .unwrap()
         .expect("the demo made a key");
     assert!(
-        sluice_pipeline::evidence::verify_file(&ev.bundle_path, &[key], None).is_ok(),
+        sluice_recorder::evidence::verify_file(&ev.bundle_path, &[key], None).is_ok(),
         "the written bundle verifies with the repository's key"
     );
     assert!(
@@ -452,8 +453,8 @@ fn a_denied_app_blocks_the_pr() {
         format!("{app}/debug-pod.yaml"),
         b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: debug\nspec:\n  containers:\n    - name: debug\n      image: busybox:1.36\n      securityContext:\n        privileged: true\n".to_vec(),
     );
-    let writer = sluice_repo::git_write::Writer::init(&root).unwrap();
-    let author = sluice_repo::git_write::Author {
+    let writer = sluice_git::git_write::Writer::init(&root).unwrap();
+    let author = sluice_git::git_write::Author {
         name: "t",
         email: "t@x",
         time: 1_800_000_000,

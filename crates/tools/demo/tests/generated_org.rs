@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sluice_pipeline::affected;
-use sluice_pipeline::generate::{self, BASE_BRANCH, PR_BRANCH, Spec};
+use sluice_demo::generate::{self, BASE_BRANCH, PR_BRANCH, Spec};
+use sluice_flow::affected;
 
 #[test]
 fn affected_matches_the_generators_ground_truth() {

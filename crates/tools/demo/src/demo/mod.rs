@@ -17,12 +17,12 @@ pub mod plans;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use sluice_git::git_write::{Author, Writer};
 use sluice_model::exception::Timestamp;
-use sluice_repo::git_write::{Author, Writer};
 
-use crate::error::PipelineError;
-use crate::evidence::{self, DemoEvidence};
-use crate::pr::{self, PrOptions, PrReport};
+use sluice_flow::error::PipelineError;
+use sluice_flow::pr::{self, PrOptions, PrReport};
+use sluice_recorder::evidence::{self, DemoEvidence};
 
 /// Marks a directory as built by the demo, so a re-run may replace it and nothing else. It
 /// lives inside `.git` so that the work tree stays clean.
@@ -45,7 +45,7 @@ const ALICE: Author<'static> = Author {
 pub fn build(dir: &Path) -> Result<DemoRepo, PipelineError> {
     let started = Instant::now();
     prepare_dir(dir)?;
-    let io = |e: sluice_repo::git::GitError| PipelineError::Io(e.to_string());
+    let io = |e: sluice_git::git::GitError| PipelineError::Io(e.to_string());
     let writer = Writer::init(dir).map_err(io)?;
     let main = org::main_tree();
     // History: the org without its dns stacks first, then the dns layer on top.
@@ -182,7 +182,7 @@ pub fn run(dir: &Path, mode: PlanMode) -> Result<DemoRun, PipelineError> {
             let out = repo.dir.join(PLANS_DIR);
             let io = |e: std::io::Error| PipelineError::Io(format!("{}: {e}", out.display()));
             std::fs::create_dir_all(&out).map_err(io)?;
-            let analysis = crate::affected::run(&repo.dir, &repo.base, &repo.head)?;
+            let analysis = sluice_flow::affected::run(&repo.dir, &repo.base, &repo.head)?;
             let (base, head) = plans::trees();
             for u in &analysis.report.stacks {
                 if let Some(doc) = plans::plan_for(&u.id, &base, &head) {
