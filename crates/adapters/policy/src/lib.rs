@@ -1,9 +1,10 @@
 //! sluice's policy stage (DESIGN.md §2, stage 5): Rego evaluated in process with regorus.
 //!
-//! - [`bundle`]: policy bundles from disk or a git snapshot, versioned by commit + digest.
+//! - [`bundle`]: policy bundles from disk or a revision's tree, versioned by commit + digest.
 //! - [`builtin`]: the built-in pack shipped in the binary, with its catalog.
 //! - [`engine`]: compile once, evaluate per input under time limits, fail closed.
-//! - [`record`]: the decision record, byte-identical for the same input and bundles.
+//! - [`record`]: the decision record, byte-identical for the same input and bundles (its types
+//!   live in `sluice_model::record`, re-exported here).
 //! - [`exceptions`]: exception files with positions (the model lives in
 //!   `sluice_model::exception`).
 //! - [`config`]: the `policy:` section of `sluice.yaml`.

@@ -1507,7 +1507,7 @@ mod tests {
                 );
             }
         }
-        let sarif = sluice_report::sarif::to_sarif(&findings, "0.0.0-test").to_string();
+        let sarif = sluice_report::to_sarif(&findings, "0.0.0-test").to_string();
         let debug = format!("{findings:?}");
         for canary in [CANARY_ID, CANARY_SECRET, CANARY_PASSWORD] {
             for f in &findings {

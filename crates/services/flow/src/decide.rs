@@ -702,7 +702,7 @@ pub fn sarif_run(
         "tool": {"driver": {
             "name": tool,
             "version": tool_version,
-            "informationUri": sluice_report::sarif::INFORMATION_URI,
+            "informationUri": sluice_report::INFORMATION_URI,
             "rules": rules,
         }},
         "results": results,
@@ -712,8 +712,8 @@ pub fn sarif_run(
 /// A SARIF log holding `runs`.
 pub fn sarif_log(runs: Vec<Value>) -> Value {
     json!({
-        "$schema": sluice_report::sarif::SARIF_SCHEMA,
-        "version": sluice_report::sarif::SARIF_VERSION,
+        "$schema": sluice_report::SARIF_SCHEMA,
+        "version": sluice_report::SARIF_VERSION,
         "runs": runs,
     })
 }

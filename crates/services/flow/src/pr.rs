@@ -1476,7 +1476,7 @@ fn split_block(block: &str, room: usize) -> Vec<String> {
 /// manifest policy and schema findings (a third run), located at the app's folder.
 pub fn render_sarif(r: &PrReport, tool_version: &str) -> Value {
     let mut runs = Vec::new();
-    let validation = sluice_report::sarif::to_sarif(&r.validation.findings, tool_version);
+    let validation = sluice_report::to_sarif(&r.validation.findings, tool_version);
     if let Some(run) = validation["runs"].get(0) {
         runs.push(run.clone());
     }

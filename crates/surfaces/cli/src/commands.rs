@@ -14,7 +14,6 @@ use sluice_demo::{bench, demo, generate};
 use sluice_flow::error::{PipelineError, exit};
 use sluice_flow::{affected, pr, validation, workspace};
 use sluice_model::stage::STAGES;
-use sluice_report::sarif;
 
 #[derive(Parser)]
 #[command(
@@ -457,7 +456,7 @@ fn run_validate(a: ValidateArgs) -> Result<i32, PipelineError> {
     match a.format {
         ValidateFormat::Text => emit(&validation::render_text(&report)),
         ValidateFormat::Json => print_json(&report),
-        ValidateFormat::Sarif => print_json(&sarif::to_sarif(
+        ValidateFormat::Sarif => print_json(&sluice_report::to_sarif(
             &report.findings,
             env!("CARGO_PKG_VERSION"),
         )),

@@ -2,4 +2,6 @@
 //! renderings of the PR report still live beside the flow that builds it (`sluice-flow`) and
 //! move here next.
 
-pub mod sarif;
+mod sarif;
+
+pub use sarif::{FINGERPRINT_KEY, INFORMATION_URI, SARIF_SCHEMA, SARIF_VERSION, to_sarif};
