@@ -25,3 +25,4 @@ pub mod redact;
 pub mod risk;
 pub mod stage;
 pub mod tree;
+pub mod yaml;

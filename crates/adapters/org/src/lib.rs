@@ -7,4 +7,7 @@ pub mod config;
 pub mod discovery;
 pub mod kustomize;
 pub mod terragrunt;
-pub mod yaml;
+
+// YAML with positions is a pure parser every layer reads with (sluice-model); re-exported so
+// the org's parsers keep reading it as `crate::yaml`.
+pub use sluice_model::yaml;
