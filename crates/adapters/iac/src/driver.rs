@@ -43,17 +43,6 @@ pub struct StackSpec {
     pub inputs: Vec<Input>,
 }
 
-impl StackSpec {
-    /// A discovered stack with the inputs its static evaluation found.
-    pub fn from_discovered(stack: &sluice_org::discovery::Stack) -> StackSpec {
-        StackSpec {
-            id: stack.id.clone(),
-            dir: stack.path.clone(),
-            inputs: export::inputs_of(&stack.refs),
-        }
-    }
-}
-
 /// The engine that ran (or would have run) a stack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EngineUsed {

@@ -16,30 +16,12 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
 use sluice_model::tree::Tree;
-use sluice_org::terragrunt::StackRefs;
 
 /// A repo path the stack needs: one file, or a directory and everything under it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Input {
     pub path: String,
     pub is_dir: bool,
-}
-
-/// The inputs of a discovered stack: its local references and its dependencies' directories.
-pub fn inputs_of(refs: &StackRefs) -> Vec<Input> {
-    let mut out: BTreeSet<Input> = refs
-        .inputs
-        .iter()
-        .map(|i| Input {
-            path: i.path.clone(),
-            is_dir: i.is_dir,
-        })
-        .collect();
-    out.extend(refs.dependencies.iter().map(|d| Input {
-        path: d.dir.clone(),
-        is_dir: true,
-    }));
-    out.into_iter().collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -433,7 +433,7 @@ fn parse_data_file(bundle: &Bundle, f: &BundleFile) -> Result<serde_json::Value,
             message: format!("{}:{}: invalid JSON: {e}", e.line(), e.column()),
         })
     } else {
-        let node = sluice_org::yaml::parse_one(text).map_err(|e| PolicyError::Data {
+        let node = sluice_model::yaml::parse_one(text).map_err(|e| PolicyError::Data {
             file,
             message: format!("{}:{}: invalid YAML: {}", e.line, e.col, e.message),
         })?;

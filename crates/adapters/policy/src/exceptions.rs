@@ -9,7 +9,7 @@ use std::path::Path;
 
 use sluice_model::exception::{Exception, ExceptionSpec, SourceRef};
 use sluice_model::tree::Tree;
-use sluice_org::yaml::{self, Node, Value};
+use sluice_model::yaml::{self, Node, Value};
 
 /// Exception files larger than this are rejected unread.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;

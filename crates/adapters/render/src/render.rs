@@ -421,7 +421,7 @@ fn chart_needs_dependencies(snapshot: &dyn Tree, dir: &str) -> bool {
     else {
         return false;
     };
-    let Ok(doc) = sluice_org::yaml::parse_one(&String::from_utf8_lossy(&bytes)) else {
+    let Ok(doc) = sluice_model::yaml::parse_one(&String::from_utf8_lossy(&bytes)) else {
         return false;
     };
     let declared = doc

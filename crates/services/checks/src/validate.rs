@@ -28,7 +28,7 @@ use regex::Regex;
 use sluice_model::config::OrgConfig;
 use sluice_model::finding::{Finding, Severity};
 use sluice_model::glob;
-use sluice_org::yaml::{self, Node, Value};
+use sluice_model::yaml::{self, Node, Value};
 
 use crate::secrets::{self, LineIndex, SecretRules};
 

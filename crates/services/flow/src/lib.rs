@@ -9,5 +9,6 @@ pub mod check;
 pub mod decide;
 pub mod error;
 pub mod pr;
+pub mod stack_spec;
 pub mod validation;
 pub mod workspace;

@@ -548,7 +548,7 @@ fn stack_stages(
         if opts.run_plans
             && let Some(s) = analysis.org.stacks.iter().find(|s| s.id == u.id)
         {
-            to_engine.push((i, StackSpec::from_discovered(s)));
+            to_engine.push((i, crate::stack_spec::stack_spec(s)));
             continue;
         }
         not_run.insert(
