@@ -17,6 +17,7 @@ pub mod exception;
 pub mod finding;
 pub mod glob;
 pub mod graph;
+pub mod kustomize;
 pub mod layout;
 pub mod path;
 pub mod plan;

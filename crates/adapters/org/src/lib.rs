@@ -5,9 +5,8 @@
 
 pub mod config;
 pub mod discovery;
-pub mod kustomize;
 pub mod terragrunt;
 
-// YAML with positions is a pure parser every layer reads with (sluice-model); re-exported so
-// the org's parsers keep reading it as `crate::yaml`.
-pub use sluice_model::yaml;
+// YAML with positions and Kustomize references are pure reads every layer shares
+// (sluice-model); re-exported so the org's parsers keep reading them as `crate::…`.
+pub use sluice_model::{kustomize, yaml};
