@@ -4,9 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use sluice_model::tree::Tree;
-
-use crate::terragrunt::Warning;
+use crate::tree::{Tree, Warning};
 use crate::yaml::{self, Node};
 
 pub const KUSTOMIZATION_FILES: &[&str] =
@@ -116,7 +114,7 @@ impl Walk<'_> {
         if is_remote(raw) {
             return;
         }
-        let Some(path) = sluice_model::path::join(dir, raw) else {
+        let Some(path) = crate::path::join(dir, raw) else {
             self.warn(
                 via,
                 Some(node),
@@ -307,7 +305,7 @@ mod tests {
             Box::new(
                 self.0
                     .keys()
-                    .filter(move |k| sluice_model::path::is_under(k, dir) && *k != dir)
+                    .filter(move |k| crate::path::is_under(k, dir) && *k != dir)
                     .map(String::as_str),
             )
         }
@@ -320,12 +318,12 @@ mod tests {
         fn is_dir(&self, path: &str) -> bool {
             self.0
                 .keys()
-                .any(|k| sluice_model::path::is_under(k, path) && k != path)
+                .any(|k| crate::path::is_under(k, path) && k != path)
         }
         fn list_dir(&self, dir: &str) -> Vec<String> {
             self.0
                 .keys()
-                .filter(|k| sluice_model::path::parent(k) == dir)
+                .filter(|k| crate::path::parent(k) == dir)
                 .map(|k| k.rsplit('/').next().unwrap().to_string())
                 .collect()
         }

@@ -19,6 +19,16 @@ impl TreeError {
     }
 }
 
+/// Something a reader of a revision could not decide statically, or a reference to something
+/// missing, at a 1-based position.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Warning {
+    pub file: String,
+    pub line: u32,
+    pub col: u32,
+    pub message: String,
+}
+
 /// The files of one revision.
 pub trait Tree: Sync {
     /// The revision these files are of (a commit id when read from git), for messages and

@@ -96,14 +96,9 @@ pub struct ChangeInput {
     pub line: u32,
 }
 
-/// Something the evaluator could not decide statically, or a reference to something missing.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub struct Warning {
-    pub file: String,
-    pub line: u32,
-    pub col: u32,
-    pub message: String,
-}
+/// Something the evaluator could not decide statically, or a reference to something missing
+/// (shared with the Kustomize reader, hence defined in sluice-model).
+pub use sluice_model::tree::Warning;
 
 /// What one stack references. Sorted and deduplicated.
 #[derive(Debug, Default, Clone, serde::Serialize)]

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use sluice_model::kustomize::AppRef;
 use sluice_model::tree::Tree;
-use sluice_org::kustomize::AppRef;
 use tempfile::TempDir;
 
 use crate::error::RenderError;

@@ -12,9 +12,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 use sluice_model::config::OrgConfig;
 use sluice_model::finding::Severity;
+use sluice_model::kustomize::{self, AppKind, KUSTOMIZATION_FILES};
 use sluice_model::path;
 use sluice_model::tree::Tree;
-use sluice_org::kustomize::{self, AppKind, KUSTOMIZATION_FILES};
 
 use crate::assemble::{self, assemble};
 use crate::diagnostic::Diagnostic;

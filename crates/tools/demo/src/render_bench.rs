@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::Serialize;
 use sluice_git::git::GitRepo;
 use sluice_git::git_write::{Author, Writer};
-use sluice_org::kustomize::AppKind;
+use sluice_model::kustomize::AppKind;
 
 use sluice_render::assemble::assemble;
 use sluice_render::error::RenderError;
