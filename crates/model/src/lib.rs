@@ -3,9 +3,10 @@
 //! Nothing in this crate performs IO or needs async. Adapters (git, parsers, engines, stores) feed
 //! it plain data; the functions here decide what is affected, how stacks depend on each other, who
 //! owns a path and which stage may run, and are tested without touching a disk. It also holds the
-//! types the layers share: the policy decision record and its canonical JSON (`record`,
-//! `canonical`), and the [`tree::Tree`] trait through which adapters read one revision's files
-//! without knowing about git.
+//! types and readers the layers share: the policy decision record and its canonical JSON
+//! (`record`, `canonical`), the [`tree::Tree`] trait through which adapters read one revision's
+//! files without knowing about git, YAML with positions (`yaml`) and Kustomize references
+//! (`kustomize`).
 
 pub mod affected;
 pub mod approval;

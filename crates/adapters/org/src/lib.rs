@@ -1,7 +1,7 @@
 //! The org adapter: reads the org's definition from the files of one revision (any
-//! `sluice_model::tree::Tree`, never git directly): `sluice.yaml`, YAML with positions, HCL and
-//! Terragrunt evaluated statically, Kustomize references, and discovery of the org's stacks and
-//! apps.
+//! `sluice_model::tree::Tree`, never git directly): `sluice.yaml`, HCL and Terragrunt evaluated
+//! statically, and discovery of the org's stacks and apps (using the YAML and Kustomize readers
+//! of `sluice-model`).
 
 pub mod config;
 pub mod discovery;
