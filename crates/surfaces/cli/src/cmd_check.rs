@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
+use sluice_flow::check::{self, CheckOptions};
+use sluice_flow::error::{PipelineError, exit};
 use sluice_model::exception::Timestamp;
-use sluice_pipeline::check::{self, CheckOptions};
-use sluice_pipeline::error::{PipelineError, exit};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CheckFormat {

@@ -1,7 +1,7 @@
 //! `sluice evidence`: bundles, offline verification, the log, checkpoints and audit.
 //!
 //! Also `sluice bench evidence` and the `--record` step of `sluice pr`. The work is
-//! `sluice_pipeline::evidence`'s; this module parses flags, prints and maps outcomes to exit
+//! `sluice_recorder::evidence`'s; this module parses flags, prints and maps outcomes to exit
 //! codes: 0 ok; 1 a broken link (a bundle that does not verify, an audit that finds tampering,
 //! stored evidence that does not open); 2 bad or unreadable input (a missing or truncated
 //! file, a malformed key, an unknown change, a database at a newer schema version); 5 internal
@@ -14,11 +14,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use sluice_evidence::VerifyingKey;
 use sluice_evidence::keys::{key_id, public_key_pem};
-use sluice_pipeline::error::exit;
-use sluice_pipeline::evidence::{
+use sluice_flow::error::exit;
+use sluice_flow::pr::PrReport;
+use sluice_recorder::evidence::{
     self, BenchOptions, EvidenceError, LogListing, Recorded, Recorder, RecorderOptions,
 };
-use sluice_pipeline::pr::PrReport;
 use sluice_store::Store as _;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

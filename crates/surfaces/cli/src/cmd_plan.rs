@@ -22,15 +22,16 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use serde_json::json;
+use sluice_demo::plangen;
+use sluice_flow::error::{PipelineError, exit};
+use sluice_flow::{affected, workspace};
 use sluice_iac::config::PlanConfig;
-use sluice_iac::driver::{Driver, Outcome, Planned, StackPlan, StackSpec};
+use sluice_iac::driver::{Driver, Outcome, Planned, StackPlan};
 use sluice_iac::ingest::{self, IngestError};
 use sluice_iac::store::FsPlanStore;
 use sluice_model::affected::UnitStatus;
 use sluice_model::plan::{Plan, PlanSummary};
 use sluice_model::redact::{self, RedactionRules};
-use sluice_pipeline::error::{PipelineError, exit};
-use sluice_pipeline::{affected, plangen, workspace};
 
 /// `sluice plan` exits with this when a stack could not be planned.
 pub const EXIT_PLAN_FAILED: i32 = 3;
@@ -171,14 +172,14 @@ pub fn run_plan(a: PlanArgs) -> Result<i32, PipelineError> {
                 continue;
             }
             if let Some(s) = analysis.org.stacks.iter().find(|s| s.id == unit.id) {
-                specs.push(StackSpec::from_discovered(s));
+                specs.push(sluice_flow::stack_spec::stack_spec(s));
             }
         }
     } else {
         let mut unknown = Vec::new();
         for id in &a.stacks {
             match analysis.org.stacks.iter().find(|s| &s.id == id) {
-                Some(s) => specs.push(StackSpec::from_discovered(s)),
+                Some(s) => specs.push(sluice_flow::stack_spec::stack_spec(s)),
                 None if analysis
                     .report
                     .stacks

@@ -10,9 +10,10 @@ use crate::cmd_evidence;
 use crate::cmd_plan;
 use crate::cmd_policy;
 use crate::cmd_render;
+use sluice_demo::{bench, demo, generate};
+use sluice_flow::error::{PipelineError, exit};
+use sluice_flow::{affected, pr, validation, workspace};
 use sluice_model::stage::STAGES;
-use sluice_pipeline::error::{PipelineError, exit};
-use sluice_pipeline::{affected, bench, demo, generate, pr, sarif, validation, workspace};
 
 #[derive(Parser)]
 #[command(
@@ -455,7 +456,7 @@ fn run_validate(a: ValidateArgs) -> Result<i32, PipelineError> {
     match a.format {
         ValidateFormat::Text => emit(&validation::render_text(&report)),
         ValidateFormat::Json => print_json(&report),
-        ValidateFormat::Sarif => print_json(&sarif::to_sarif(
+        ValidateFormat::Sarif => print_json(&sluice_report::to_sarif(
             &report.findings,
             env!("CARGO_PKG_VERSION"),
         )),
