@@ -192,6 +192,10 @@ struct ValidateArgs {
     /// Validate every file of the revision (`--head`, default HEAD).
     #[arg(long)]
     all: bool,
+    /// With --record (needs --base and --head): each change's stage 2 result (and its
+    /// proposal, stage 1, when none is recorded yet).
+    #[command(flatten)]
+    record: cmd_evidence::RecordArgs,
     #[arg(long, value_enum, default_value = "text")]
     format: ValidateFormat,
 }
@@ -436,6 +440,10 @@ fn run_stages(a: FormatArgs) -> Result<i32, PipelineError> {
 }
 
 fn run_validate(a: ValidateArgs) -> Result<i32, PipelineError> {
+    if a.record.record && a.base.is_none() {
+        eprintln!("error: --record needs the change: --base REV --head REV");
+        return Ok(exit::USAGE);
+    }
     let scope = match (a.base, a.all) {
         (Some(base), false) => validation::Scope::Change {
             base,
@@ -452,6 +460,10 @@ fn run_validate(a: ValidateArgs) -> Result<i32, PipelineError> {
         }
     };
     let report = validation::run(&a.repo, &scope)?;
+    let recorder = match a.record.open(&a.repo) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
     match a.format {
         ValidateFormat::Text => emit(&validation::render_text(&report)),
         ValidateFormat::Json => print_json(&report),
@@ -459,6 +471,20 @@ fn run_validate(a: ValidateArgs) -> Result<i32, PipelineError> {
             &report.findings,
             env!("CARGO_PKG_VERSION"),
         )),
+    }
+    if let (Some(recorder), validation::Scope::Change { base, head }) = (&recorder, &scope) {
+        let analysis = affected::run(&a.repo, base, head)?;
+        let who = sluice_pipeline::evidence::Identity::from_env();
+        let outcome = sluice_pipeline::evidence::record_validation(
+            recorder,
+            &analysis,
+            a.record.pr,
+            &report,
+            &who,
+        );
+        if let Some(code) = cmd_evidence::report_recorded(recorder, outcome) {
+            return Ok(code);
+        }
     }
     Ok(if report.config_invalid {
         exit::USAGE
