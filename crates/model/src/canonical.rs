@@ -72,11 +72,7 @@ pub fn to_vec(value: &Value) -> Vec<u8> {
 /// the former sorts first. Byte comparison up to the first differing character keeps the common
 /// (ASCII) case as fast as a plain byte sort.
 pub fn key_order(a: &str, b: &str) -> Ordering {
-    let common = a
-        .bytes()
-        .zip(b.bytes())
-        .take_while(|(x, y)| x == y)
-        .count();
+    let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
     // Back up to the start of the character the difference is in.
     let mut at = common;
     while !a.is_char_boundary(at) {

@@ -284,7 +284,11 @@ pub enum Refusal {
         contract(*.input).name(),
         match .mark { Mark::Failed => "it failed", Mark::NotRun => "it did not run", Mark::Passed => "passed" }
     )]
-    InputNotPassed { stage: Stage, input: Stage, mark: Mark },
+    InputNotPassed {
+        stage: Stage,
+        input: Stage,
+        mark: Mark,
+    },
     #[error(
         "stage {} cannot start: it runs as {:?}, which the caller does not hold",
         contract(*.stage).name(),
@@ -455,7 +459,12 @@ mod tests {
     /// caller holds the stage's authority, and otherwise names the first reason.
     #[test]
     fn every_forbidden_transition_is_refused() {
-        let marks = [None, Some(Mark::Passed), Some(Mark::Failed), Some(Mark::NotRun)];
+        let marks = [
+            None,
+            Some(Mark::Passed),
+            Some(Mark::Failed),
+            Some(Mark::NotRun),
+        ];
         let mut opened = 0;
         let mut refused = 0;
         for c in STAGES {
@@ -465,7 +474,8 @@ mod tests {
                 for combo in 0..combos {
                     // Results for the stage's inputs, and every other stage passed, so that
                     // only the inputs can close the gate.
-                    let mut progress = Progress::passed(&STAGES.iter().map(|c| c.stage).collect::<Vec<_>>());
+                    let mut progress =
+                        Progress::passed(&STAGES.iter().map(|c| c.stage).collect::<Vec<_>>());
                     let mut rest = combo;
                     let mut first_bad = None;
                     for input in &inputs {
@@ -497,7 +507,11 @@ mod tests {
                             }),
                             None => Ok(()),
                         };
-                        assert_eq!(got, expected, "{:?} for a {unit:?} held by {holder:?}", c.stage);
+                        assert_eq!(
+                            got, expected,
+                            "{:?} for a {unit:?} held by {holder:?}",
+                            c.stage
+                        );
                         if got.is_ok() {
                             opened += 1;
                         } else {
@@ -524,11 +538,15 @@ mod tests {
         }
         assert!(!contract(Stage::Render).applies(UnitKind::Stack));
         assert_eq!(
-            contract(Stage::Plan).inputs(UnitKind::Stack).collect::<Vec<_>>(),
+            contract(Stage::Plan)
+                .inputs(UnitKind::Stack)
+                .collect::<Vec<_>>(),
             [Stage::Validate]
         );
         assert_eq!(
-            contract(Stage::Plan).inputs(UnitKind::App).collect::<Vec<_>>(),
+            contract(Stage::Plan)
+                .inputs(UnitKind::App)
+                .collect::<Vec<_>>(),
             [Stage::Validate, Stage::Render]
         );
         for c in STAGES {

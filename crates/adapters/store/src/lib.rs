@@ -236,7 +236,6 @@ impl LogStore for AnyStore {
     async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>> {
         delegate!(self, s => s.latest_checkpoint().await)
     }
-
 }
 
 impl ArtifactIndex for AnyStore {

@@ -144,7 +144,6 @@ pub trait LogStore: Send + Sync + 'static {
 
     /// The checkpoint of the largest size.
     fn latest_checkpoint(&self) -> impl Future<Output = Result<Option<CheckpointRecord>>> + Send;
-
 }
 
 /// The index of content-addressed artifacts (the bytes live in a [`crate::BlobStore`]).

@@ -12,9 +12,9 @@ use sluice_model::stage::Stage;
 use sluice_store::audit::{AuditOptions, AuditProblem, audit};
 use sluice_store::log::{FnSigner, consistency_proof, create_checkpoint, inclusion_proof, root_at};
 use sluice_store::{
-    Appender, AppenderOptions, ArtifactIndex, ArtifactRecord, ChangeRecord, ChangeStore, Digest,
-    EventRecord, Hash, LeafInput, LogStore, NewManifest, PgStore, SqliteStore, StageOutcome,
-    StageResultRecord, Store, StoreError, Transaction, UnitKind,
+    Appender, AppenderOptions, ArtifactRecord, ChangeRecord, Digest, EventRecord, Hash, LeafInput,
+    NewManifest, PgStore, SqliteStore, StageOutcome, StageResultRecord, Store, StoreError,
+    Transaction, UnitKind,
 };
 
 fn entry(i: u64) -> Hash {
@@ -284,7 +284,14 @@ async fn transactions_write_everything_or_nothing<S: Store + Clone>(store: &S) {
     // ... and wrote nothing: no leaf, no stage row, no event, no version.
     assert_eq!(store.log_size().await.unwrap(), 6);
     assert_eq!(store.stage_results(&rec.change_id).await.unwrap().len(), 2);
-    assert_eq!(store.events(Some(&rec.change_id), 0, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .events(Some(&rec.change_id), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     // Prepared again from the new head, it commits as version 3.
     let (retry, _) = stage_tx(&rec, 3, 3, Some(second));
     let done = store.commit(retry).await.unwrap();
@@ -299,7 +306,11 @@ async fn transactions_write_everything_or_nothing<S: Store + Clone>(store: &S) {
         chain.iter().map(|m| m.version).collect::<Vec<_>>(),
         [1, 2, 3]
     );
-    assert!(chain.windows(2).all(|w| w[1].previous == Some(w[0].envelope)));
+    assert!(
+        chain
+            .windows(2)
+            .all(|w| w[1].previous == Some(w[0].envelope))
+    );
 
     // An invalid record refuses the whole transaction before anything is written.
     let (mut tx, _) = stage_tx(&rec, 4, 4, Some(chain[2].envelope));
@@ -780,7 +791,7 @@ both_backends!(
 );
 
 mod schema_version {
-    use sluice_store::{PgStore, SqliteStore, Store, StoreError};
+    use sluice_store::{LogStore, PgStore, SqliteStore, Store, StoreError};
 
     #[tokio::test]
     async fn sqlite_refuses_a_newer_database_untouched() {

@@ -523,11 +523,10 @@ fn gate(
     progress: &Progress,
     held: &[Authority],
 ) -> Result<()> {
-    may_start(stage, change.kind, progress, held)
-        .map_err(|refusal| EvidenceError::Gate {
-            change_id: change.id.to_string(),
-            refusal,
-        })
+    may_start(stage, change.kind, progress, held).map_err(|refusal| EvidenceError::Gate {
+        change_id: change.id.to_string(),
+        refusal,
+    })
 }
 
 /// A stage signed for a record, waiting for its leaf index.
@@ -690,7 +689,11 @@ impl EvidenceService {
 
     /// Records one stage as it finishes: what the server, the runners and the commands run on
     /// their own (`plan`, `check`, `validate` with `--record`) call.
-    pub async fn record_stage(&self, change: &ChangeSubject, entry: StageEntry) -> Result<Recorded> {
+    pub async fn record_stage(
+        &self,
+        change: &ChangeSubject,
+        entry: StageEntry,
+    ) -> Result<Recorded> {
         self.record(change, std::slice::from_ref(&entry)).await
     }
 
@@ -1346,7 +1349,9 @@ pub fn pr_entries(report: &PrReport, change: &ChangeSubject, who: &Identity) -> 
         .filter(|s| matches!(s.stage, Stage::Propose | Stage::Validate))
         .map(|s| match (s.stage, &report.author) {
             // The proposer is the head commit's author; the recorder only witnessed it.
-            (Stage::Propose, Some(author)) => pr_row_entry(&Revisions::of(report), change, &proposer(author), s),
+            (Stage::Propose, Some(author)) => {
+                pr_row_entry(&Revisions::of(report), change, &proposer(author), s)
+            }
             _ => pr_row_entry(&Revisions::of(report), change, who, s),
         })
         .collect();
@@ -1977,7 +1982,8 @@ impl Recorder {
     /// The stage gate for `stage` of each change, before the stage starts.
     pub fn may_start(&self, changes: &[ChangeSubject], stage: Stage) -> Result<()> {
         for change in changes {
-            self.runtime.block_on(self.service.may_start(change, stage))?;
+            self.runtime
+                .block_on(self.service.may_start(change, stage))?;
         }
         Ok(())
     }
@@ -2151,7 +2157,11 @@ impl Recorder {
                 .store
                 .stage_results(&change.id.to_string()),
         )?;
-        let Some(last) = results.iter().rev().find(|r| r.stage == stage_name(Stage::Plan)) else {
+        let Some(last) = results
+            .iter()
+            .rev()
+            .find(|r| r.stage == stage_name(Stage::Plan))
+        else {
             return Ok(None);
         };
         if last.outcome != StageOutcome::Passed {

@@ -779,7 +779,9 @@ fn run_engine(
         .zip(results)
         .map(|(i, r)| {
             let pending = match plan_outcome(r) {
-                (PlanState::Planned { source }, Some(plan)) => Pending::Plan(Box::new(plan), source),
+                (PlanState::Planned { source }, Some(plan)) => {
+                    Pending::Plan(Box::new(plan), source)
+                }
                 (state, _) => Pending::Failed(state),
             };
             (i, pending)

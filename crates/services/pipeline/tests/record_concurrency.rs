@@ -85,9 +85,16 @@ fn record_worker() {
     runtime().block_on(async {
         let service = EvidenceService::open(&options(&repo, &url)).await.unwrap();
         for i in 0..RECORDS {
-            let stage = if i % 2 == 0 { Stage::Plan } else { Stage::Policy };
+            let stage = if i % 2 == 0 {
+                Stage::Plan
+            } else {
+                Stage::Policy
+            };
             service
-                .record_stage(&change(), ran(stage, json!({"worker": worker, "record": i})))
+                .record_stage(
+                    &change(),
+                    ran(stage, json!({"worker": worker, "record": i})),
+                )
                 .await
                 .unwrap_or_else(|e| panic!("worker {worker}, record {i}: {e}"));
         }
@@ -107,7 +114,9 @@ fn spawn_worker(worker: &str, repo: &Path, url: &str) -> std::process::Child {
 /// Proposal and validation once, then two processes at once, then the checks.
 fn two_processes_record(repo: &Path, url: &str) {
     let rt = runtime();
-    let service = rt.block_on(EvidenceService::open(&options(repo, url))).unwrap();
+    let service = rt
+        .block_on(EvidenceService::open(&options(repo, url)))
+        .unwrap();
     let first = rt
         .block_on(service.record(
             &change(),
@@ -160,7 +169,9 @@ fn two_processes_record(repo: &Path, url: &str) {
     // Every leaf is a stage or a manifest that the store points to: two per record, three first.
     let size = rt.block_on(store.log_size()).unwrap();
     assert_eq!(size, 3 + 4 * u64::from(RECORDS));
-    let events = rt.block_on(store.events(Some(&change_id), 0, 10_000)).unwrap();
+    let events = rt
+        .block_on(store.events(Some(&change_id), 0, 10_000))
+        .unwrap();
     assert_eq!(events.len() as u64, size, "one event per leaf");
     let results = rt.block_on(store.stage_results(&change_id)).unwrap();
     assert_eq!(results.len() as u32, 2 + 2 * RECORDS);
@@ -198,7 +209,11 @@ fn two_processes_record_one_change_on_postgres() {
     );
     let rt = runtime();
     let connect = || {
-        rt.block_on(sqlx::postgres::PgConnectOptions::from_str(&server).unwrap().connect())
+        rt.block_on(
+            sqlx::postgres::PgConnectOptions::from_str(&server)
+                .unwrap()
+                .connect(),
+        )
     };
     let mut conn = match connect() {
         Ok(conn) => conn,
@@ -225,9 +240,8 @@ fn two_processes_record_one_change_on_postgres() {
                 .fetch_one(&mut conn),
         )
         .unwrap_or(0);
-    let _ = rt.block_on(
-        sqlx::query(sql(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut conn),
-    );
+    let _ =
+        rt.block_on(sqlx::query(sql(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut conn));
     let _ = rt.block_on(conn.close());
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);

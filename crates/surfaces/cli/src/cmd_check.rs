@@ -14,8 +14,8 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use sluice_model::exception::Timestamp;
 use sluice_pipeline::check::{self, CheckOptions};
-use sluice_pipeline::evidence;
 use sluice_pipeline::error::{PipelineError, exit};
+use sluice_pipeline::evidence;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CheckFormat {
@@ -106,7 +106,10 @@ pub fn run_check(a: CheckArgs) -> Result<i32, PipelineError> {
     };
     // With --record, the gate first: policy does not start for a change whose plan was not
     // recorded as passed.
-    let recorded = match (&a.repo, a.record.open(a.repo.as_deref().unwrap_or(Path::new(".")))) {
+    let recorded = match (
+        &a.repo,
+        a.record.open(a.repo.as_deref().unwrap_or(Path::new("."))),
+    ) {
         (_, Err(code)) => return Ok(code),
         (None, Ok(Some(_))) => {
             eprintln!("error: --record needs --repo (the change is the stack at --rev)");

@@ -81,7 +81,10 @@ impl RecordArgs {
 
 /// Reports a recording step on stderr; returns the exit code to use instead of the command's
 /// when recording failed (the stage gate refused, the store failed).
-pub fn report_recorded(recorder: &Recorder, outcome: Result<Recorded, EvidenceError>) -> Option<i32> {
+pub fn report_recorded(
+    recorder: &Recorder,
+    outcome: Result<Recorded, EvidenceError>,
+) -> Option<i32> {
     match outcome {
         Ok(recorded) => {
             eprintln!("{}", recorded_line(recorder, &recorded));

@@ -29,8 +29,8 @@ use sluice_iac::store::FsPlanStore;
 use sluice_model::affected::UnitStatus;
 use sluice_model::plan::{Plan, PlanSummary};
 use sluice_model::redact::{self, RedactionRules};
-use sluice_pipeline::error::{PipelineError, exit};
 use sluice_model::stage::Stage;
+use sluice_pipeline::error::{PipelineError, exit};
 use sluice_pipeline::{affected, evidence, plangen, workspace};
 
 /// `sluice plan` exits with this when a stack could not be planned.
