@@ -2737,6 +2737,67 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_refuses_a_stage_whose_input_is_missing_or_failed_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Recorder::open(&RecorderOptions::new(dir.path())).unwrap();
+        let change = subject();
+        let err = recorder
+            .record(&change, &[ran(Stage::Plan, json!({}))])
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                EvidenceError::Gate {
+                    refusal: sluice_model::stage::Refusal::InputMissing {
+                        stage: Stage::Plan,
+                        input: Stage::Validate
+                    },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), exit::BLOCKED);
+        use sluice_store::LogStore as _;
+        let store = recorder.service().store();
+        let rt = &recorder.runtime;
+        assert_eq!(rt.block_on(store.log_size()).unwrap(), 0);
+        // A failed validation closes the gate for the plan, in the same record and later.
+        let mut failed = match ran(Stage::Validate, json!({})) {
+            StageEntry::Ran(e) => e,
+            StageEntry::NotRun { .. } => unreachable!(),
+        };
+        failed.outcome = Outcome::Failed;
+        let err = recorder
+            .record(
+                &change,
+                &[
+                    ran(Stage::Propose, json!({})),
+                    StageEntry::Ran(failed.clone()),
+                    ran(Stage::Plan, json!({})),
+                ],
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("did not pass"), "{err}");
+        assert_eq!(rt.block_on(store.log_size()).unwrap(), 0);
+        recorder
+            .record(
+                &change,
+                &[ran(Stage::Propose, json!({})), StageEntry::Ran(failed)],
+            )
+            .unwrap();
+        assert!(recorder.may_start(&[change.clone()], Stage::Plan).is_err());
+        // Nor an approval out of order (no policy decision is recorded).
+        let err = recorder
+            .record(&change, &[ran(Stage::Approve, json!({}))])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("stage approve cannot start"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_policy_decision_over_another_plan_does_not_verify() {
         let dir = tempfile::tempdir().unwrap();
         let recorder = Recorder::open(&RecorderOptions::new(dir.path())).unwrap();
@@ -2755,6 +2816,8 @@ mod tests {
             .record(
                 &change,
                 &[
+                    ran(Stage::Propose, json!({})),
+                    ran(Stage::Validate, json!({})),
                     ran(Stage::Plan, json!({detail::PLAN_DIGEST: planned})),
                     StageEntry::Ran(policy),
                 ],
