@@ -2786,7 +2786,11 @@ mod tests {
                 &[ran(Stage::Propose, json!({})), StageEntry::Ran(failed)],
             )
             .unwrap();
-        assert!(recorder.may_start(std::slice::from_ref(&change), Stage::Plan).is_err());
+        assert!(
+            recorder
+                .may_start(std::slice::from_ref(&change), Stage::Plan)
+                .is_err()
+        );
         // Nor an approval out of order (no policy decision is recorded).
         let err = recorder
             .record(&change, &[ran(Stage::Approve, json!({}))])
