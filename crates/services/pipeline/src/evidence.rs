@@ -7,15 +7,21 @@
 //!   `<repo>/.sluice/sluice.db` by default, or `postgres://…`), the signing key
 //!   (`<repo>/.sluice/keys`, or a PKCS#8 PEM file) and the artifact store (`<repo>/.sluice/blobs`,
 //!   or `s3://…`).
-//! - `record(change, entries)`: each stage that ran becomes an in-toto statement in a DSSE
-//!   envelope, kept as a content-addressed blob; a new version of the change's manifest lists
-//!   every stage envelope in order and names the previous version; all the new envelopes and the
-//!   manifest are appended to the transparency log in one durable transaction, then the stage
-//!   results and events are written and a signed checkpoint is made. A stage that did not run is
-//!   stored as `not_run` and never signed.
+//! - `record(change, entries)` (and `record_stage(change, entry)`, for one stage as it
+//!   finishes): each stage that ran must pass the stage gate (`sluice_model::stage::may_start`:
+//!   its inputs recorded as passed, the caller holding its authority), then becomes an in-toto
+//!   statement in a DSSE envelope, kept as a content-addressed blob; a new version of the
+//!   change's manifest lists every stage envelope in order and names the previous version. The
+//!   log leaves, the stage results, the events and the manifest version are written in one store
+//!   transaction; a manifest version another writer (process, replica) got to first makes the
+//!   store refuse the whole transaction, and the record is prepared again from the new head. A
+//!   signed checkpoint is made after the commit. A stage that did not run is stored as
+//!   `not_run` and never signed.
 //! - `bundle(change_id)` writes the offline-verifiable bundle; [`verify_file`] checks one.
 //!
-//! [`record_pr`] records a PR report's stages; [`demo_evidence`] is the demo's last step.
+//! [`record_pr`] records a PR report's stages; [`record_validation`], [`record_plans`] and
+//! [`record_check`] record the stage of `validate`, `plan` and `check` run on their own with
+//! `--record`; [`demo_evidence`] is the demo's last step.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
