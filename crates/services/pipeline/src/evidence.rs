@@ -1974,14 +1974,17 @@ fn row(
 }
 
 impl Recorder {
+    /// The stage results recorded for `change`, in order.
+    fn stage_results(&self, change: &ChangeSubject) -> Result<Vec<StageResultRecord>> {
+        let store = &self.service.inner.store;
+        Ok(self
+            .runtime
+            .block_on(store.stage_results(&change.id.to_string()))?)
+    }
+
     /// Whether `stage` of `change` has a recorded result.
     fn has_result(&self, change: &ChangeSubject, stage: Stage) -> Result<bool> {
-        let results = self.runtime.block_on(
-            self.service
-                .inner
-                .store
-                .stage_results(&change.id.to_string()),
-        )?;
+        let results = self.stage_results(change)?;
         Ok(results.iter().any(|r| r.stage == stage_name(stage)))
     }
 
@@ -2157,12 +2160,7 @@ pub fn record_check(
 impl Recorder {
     /// The identity of the plan stage 4 last recorded as passed for `change`.
     fn recorded_plan(&self, change: &ChangeSubject) -> Result<Option<PlanIdentity>> {
-        let results = self.runtime.block_on(
-            self.service
-                .inner
-                .store
-                .stage_results(&change.id.to_string()),
-        )?;
+        let results = self.stage_results(change)?;
         let Some(last) = results
             .iter()
             .rev()
