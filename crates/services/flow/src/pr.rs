@@ -42,7 +42,7 @@ use sluice_model::config::{OrgConfig, RepoLocation};
 use sluice_model::exception::Timestamp;
 use sluice_model::path;
 use sluice_model::plan::Plan;
-use sluice_model::stage::{STAGES, Stage};
+use sluice_model::stage::{Authority, Mark, Progress, Refusal, STAGES, Stage, UnitKind, may_start};
 use sluice_org::config::ConfigError;
 use sluice_policy::PolicyError;
 
@@ -358,7 +358,9 @@ pub fn run_with(
         &mut warnings,
         &mut notes,
     )?;
-    let apps = if validation.passed && !analysis.report.apps.is_empty() {
+    let apps = if start(Stage::Render, UnitKind::App, &pr_progress(&validation)).is_ok()
+        && !analysis.report.apps.is_empty()
+    {
         let checker = ensure_checker(&mut checker, &analysis, opts, &mut warnings)?;
         app_stages(repo, base, head, &analysis, &changes, checker)?
     } else {
@@ -493,6 +495,33 @@ fn app_stages(
     }))
 }
 
+/// What the PR path knows when stage 3 could start: the change is proposed (this PR) and
+/// validation passed or blocked it.
+fn pr_progress(validation: &ValidationReport) -> Progress {
+    let mut progress = Progress::passed(&[Stage::Propose]);
+    progress.set(
+        Stage::Validate,
+        if validation.passed {
+            Mark::Passed
+        } else {
+            Mark::Failed
+        },
+    );
+    progress
+}
+
+/// The stage gate as the PR path asks it, holding [`Authority::PR_PIPELINE`]; a refusal becomes
+/// the reason the report gives for the stage not running.
+fn start(stage: Stage, unit: UnitKind, progress: &Progress) -> Result<(), String> {
+    may_start(stage, unit, progress, Authority::PR_PIPELINE).map_err(|refusal| match refusal {
+        Refusal::InputNotPassed {
+            input: Stage::Validate,
+            ..
+        } => "validation blocked the change (stage 2 blocks stages 3–7)".to_string(),
+        other => other.to_string(),
+    })
+}
+
 /// A plan waiting to be checked.
 enum Pending {
     Plan(Box<Plan>, PlanSource),
@@ -521,12 +550,10 @@ fn stack_stages(
             notes.push(format!("plans read from {}: {n}", dir.display()));
         }
     }
+    let progress = pr_progress(validation);
     for (i, u) in units.iter().enumerate() {
-        if !validation.passed {
-            not_run.insert(
-                i,
-                "validation blocked the change (stage 2 blocks stages 3–7)".into(),
-            );
+        if let Err(reason) = start(Stage::Plan, UnitKind::Stack, &progress) {
+            not_run.insert(i, reason);
             continue;
         }
         if u.status == UnitStatus::Deleted {
@@ -584,13 +611,22 @@ fn stack_stages(
     let mut out = Vec::with_capacity(units.len());
     for (i, u) in units.iter().enumerate() {
         let cid = change_id(config, u, opts.pr, &analysis.report.head).to_string();
+        let planned = {
+            let mut p = progress;
+            p.set(Stage::Plan, Mark::Passed);
+            p
+        };
         let (plan, decision) = match pending.remove(&i) {
-            Some(Pending::Plan(plan, source)) => {
+            Some(Pending::Plan(plan, source))
+                if start(Stage::Policy, UnitKind::Stack, &planned).is_ok() =>
+            {
                 let checker = checker.expect("built when a plan is pending");
                 let target = stack_target(analysis, u, cid.clone());
                 let decision = checker.check(*plan, &target).map_err(check_to_pipeline)?;
                 (PlanState::Planned { source }, Some(decision))
             }
+            // The gate kept policy from starting: no decision, so nothing can be approved.
+            Some(Pending::Plan(_, source)) => (PlanState::Planned { source }, None),
             Some(Pending::Failed(state)) => (state, None),
             None => (
                 PlanState::NotRun {
@@ -742,39 +778,55 @@ fn run_engine(
         .map(|(i, _)| *i)
         .zip(results)
         .map(|(i, r)| {
-            let engine = r
-                .engine
-                .as_ref()
-                .map(|e| {
-                    let mut t = format!("{} {}", e.kind.program(), e.version);
-                    if let Some(tg) = &e.terragrunt {
-                        let _ = write!(t, " via terragrunt {tg}");
-                    }
-                    t
-                })
-                .unwrap_or_else(|| "engine".into());
-            let pending = match r.outcome {
-                PlanOutcome::Planned(p) => Pending::Plan(
-                    Box::new(p.plan),
-                    PlanSource::Engine {
-                        engine,
-                        plan_digest: p.plan_digest.to_string(),
-                        plan_json_digest: p.plan_json.to_string(),
-                    },
-                ),
-                PlanOutcome::Failed(f) => Pending::Failed(PlanState::Failed {
-                    class: serde_json::to_value(f.class)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_else(|| f.class.as_str().to_string()),
-                    message: f.message,
-                    hint: Some(f.hint.to_string()),
-                    stderr_excerpt: f.stderr_excerpt,
-                }),
+            let pending = match plan_outcome(r) {
+                (PlanState::Planned { source }, Some(plan)) => {
+                    Pending::Plan(Box::new(plan), source)
+                }
+                (state, _) => Pending::Failed(state),
             };
             (i, pending)
         })
         .collect())
+}
+
+/// An engine run's result as stage 4's state, with the parsed plan when there is one (for
+/// `sluice pr --run-plans` and `sluice plan --record` alike).
+pub fn plan_outcome(r: sluice_iac::driver::StackPlan) -> (PlanState, Option<Plan>) {
+    let engine = r
+        .engine
+        .as_ref()
+        .map(|e| {
+            let mut t = format!("{} {}", e.kind.program(), e.version);
+            if let Some(tg) = &e.terragrunt {
+                let _ = write!(t, " via terragrunt {tg}");
+            }
+            t
+        })
+        .unwrap_or_else(|| "engine".into());
+    match r.outcome {
+        PlanOutcome::Planned(p) => (
+            PlanState::Planned {
+                source: PlanSource::Engine {
+                    engine,
+                    plan_digest: p.plan_digest.to_string(),
+                    plan_json_digest: p.plan_json.to_string(),
+                },
+            },
+            Some(p.plan),
+        ),
+        PlanOutcome::Failed(f) => (
+            PlanState::Failed {
+                class: serde_json::to_value(f.class)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| f.class.as_str().to_string()),
+                message: f.message,
+                hint: Some(f.hint.to_string()),
+                stderr_excerpt: f.stderr_excerpt,
+            },
+            None,
+        ),
+    }
 }
 
 /// Policy setup problems are configuration errors of the org (exit 2), with their positions.
@@ -809,17 +861,30 @@ fn check_to_pipeline(e: CheckError) -> PipelineError {
 
 /// The correlation id of one unit's change; the repo is the logical repo holding the unit.
 pub fn change_id(config: &OrgConfig, unit: &AffectedUnit, pr: Option<u64>, head: &str) -> ChangeId {
+    change_id_of(config, &unit.path, &unit.id, unit.env.as_deref(), pr, head)
+}
+
+/// [`change_id`] of a unit at `path` with id `unit` (a stack checked on its own, by `sluice
+/// check --record`).
+pub fn change_id_of(
+    config: &OrgConfig,
+    path: &str,
+    unit: &str,
+    env: Option<&str>,
+    pr: Option<u64>,
+    head: &str,
+) -> ChangeId {
     let repo = config
         .repos
         .iter()
-        .find(|r| matches!(&r.location, RepoLocation::Path(p) if path::is_under(&unit.path, p)))
+        .find(|r| matches!(&r.location, RepoLocation::Path(p) if path::is_under(path, p)))
         .map_or_else(|| config.org.clone(), |r| r.name.clone());
     ChangeId {
         repo,
         pr,
         commit: head.to_string(),
-        env: unit.env.clone().unwrap_or_else(|| "-".into()),
-        unit: unit.id.clone(),
+        env: env.unwrap_or("-").to_string(),
+        unit: unit.to_string(),
     }
 }
 
@@ -1089,21 +1154,8 @@ fn stage_results(
         .iter()
         .map(|c| {
             let (status, detail) = match c.stage {
-                Stage::Propose => (
-                    StageStatus::Passed,
-                    format!("{} unit(s) with correlation ids", changes.len()),
-                ),
-                Stage::Validate if validation.passed => (
-                    StageStatus::Passed,
-                    format!(
-                        "{} file(s), {} warning(s)",
-                        validation.summary.files, validation.summary.warnings
-                    ),
-                ),
-                Stage::Validate => (
-                    StageStatus::Blocked,
-                    format!("{} blocking finding(s)", validation.summary.errors),
-                ),
+                Stage::Propose => propose_row(changes.len()),
+                Stage::Validate => validate_row(validation),
                 Stage::Render | Stage::Plan | Stage::Policy | Stage::Approve
                     if !validation.passed =>
                 {
@@ -1152,6 +1204,32 @@ fn stage_results(
             }
         })
         .collect()
+}
+
+/// Stage 1's row: the change proposed as `units` units with correlation ids.
+pub fn propose_row(units: usize) -> (StageStatus, String) {
+    (
+        StageStatus::Passed,
+        format!("{units} unit(s) with correlation ids"),
+    )
+}
+
+/// Stage 2's row from the validation report.
+pub fn validate_row(validation: &ValidationReport) -> (StageStatus, String) {
+    if validation.passed {
+        (
+            StageStatus::Passed,
+            format!(
+                "{} file(s), {} warning(s)",
+                validation.summary.files, validation.summary.warnings
+            ),
+        )
+    } else {
+        (
+            StageStatus::Blocked,
+            format!("{} blocking finding(s)", validation.summary.errors),
+        )
+    }
 }
 
 fn status_word(s: UnitStatus) -> &'static str {

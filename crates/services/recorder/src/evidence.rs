@@ -7,15 +7,21 @@
 //!   `<repo>/.sluice/sluice.db` by default, or `postgres://…`), the signing key
 //!   (`<repo>/.sluice/keys`, or a PKCS#8 PEM file) and the artifact store (`<repo>/.sluice/blobs`,
 //!   or `s3://…`).
-//! - `record(change, entries)`: each stage that ran becomes an in-toto statement in a DSSE
-//!   envelope, kept as a content-addressed blob; a new version of the change's manifest lists
-//!   every stage envelope in order and names the previous version; all the new envelopes and the
-//!   manifest are appended to the transparency log in one durable transaction, then the stage
-//!   results and events are written and a signed checkpoint is made. A stage that did not run is
-//!   stored as `not_run` and never signed.
+//! - `record(change, entries)` (and `record_stage(change, entry)`, for one stage as it
+//!   finishes): each stage that ran must pass the stage gate (`sluice_model::stage::may_start`:
+//!   its inputs recorded as passed, the caller holding its authority), then becomes an in-toto
+//!   statement in a DSSE envelope, kept as a content-addressed blob; a new version of the
+//!   change's manifest lists every stage envelope in order and names the previous version. The
+//!   log leaves, the stage results, the events and the manifest version are written in one store
+//!   transaction; a manifest version another writer (process, replica) got to first makes the
+//!   store refuse the whole transaction, and the record is prepared again from the new head. A
+//!   signed checkpoint is made after the commit. A stage that did not run is stored as
+//!   `not_run` and never signed.
 //! - `bundle(change_id)` writes the offline-verifiable bundle; [`verify_file`] checks one.
 //!
-//! [`record_pr`] records a PR report's stages; [`demo_evidence`] is the demo's last step.
+//! [`record_pr`] records a PR report's stages; [`record_validation`], [`record_plans`] and
+//! [`record_check`] record the stage of `validate`, `plan` and `check` run on their own with
+//! `--record`; [`demo_evidence`] is the demo's last step.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,13 +44,14 @@ use sluice_evidence::statement::{
     stage_statement,
 };
 use sluice_model::change::ChangeId;
-use sluice_model::stage::{Stage, contract};
+use sluice_model::stage::{Authority, Mark, Progress, STAGES, Stage, contract, may_start};
 use sluice_store::blobs::BlobStore as _;
 use sluice_store::log::{FnSigner, LogSnapshot, create_checkpoint};
 use sluice_store::{
-    AnyStore, AuditOptions, AuditReport, ChangeRecord, CheckpointRecord, Digest, EventRecord,
-    LeafInput, LocalBlobs, Location, ObjectBlobs, StageOutcome, StageResultRecord, Store,
-    StoreError, UnitKind,
+    AnyStore, AuditOptions, AuditReport, ChangeRecord, ChangeStore as _, CheckpointRecord,
+    Committed, Digest, EventRecord, LeafInput, LeafRef, LocalBlobs, Location, LogStore as _,
+    ManifestRecord, NewManifest, ObjectBlobs, StageOutcome, StageResultRecord, Store, StoreError,
+    Transaction, UnitKind,
 };
 
 use sluice_flow::error::exit;
@@ -76,6 +83,14 @@ pub enum EvidenceError {
     /// The request names something that is not there (an unknown change, a missing store).
     #[error("{0}")]
     Usage(String),
+    /// The stage gate refused: a stage's input does not exist or did not pass, or the caller
+    /// lacks the stage's authority.
+    #[error("change {change_id}: {refusal}")]
+    Gate {
+        change_id: String,
+        #[source]
+        refusal: sluice_model::stage::Refusal,
+    },
     /// Stored evidence does not open or does not match what it is indexed under.
     #[error("stored evidence: {0}")]
     Corrupt(String),
@@ -102,6 +117,7 @@ impl EvidenceError {
             EvidenceError::Key(_) | EvidenceError::Input { .. } | EvidenceError::Usage(_) => {
                 exit::USAGE
             }
+            EvidenceError::Gate { .. } => exit::BLOCKED,
             EvidenceError::Verify(
                 VerifyError::Parse { .. } | VerifyError::Format(_) | VerifyError::NoTrustedKeys,
             ) => exit::USAGE,
@@ -133,6 +149,9 @@ pub struct RecorderOptions {
     pub origin: Option<String>,
     /// Refuse to create a new embedded store or key (for commands that only read).
     pub existing_only: bool,
+    /// What the caller may run, for the stage gate; default [`Authority::PR_PIPELINE`] (the
+    /// server and runners will pass their own).
+    pub authorities: Option<Vec<Authority>>,
 }
 
 impl RecorderOptions {
@@ -470,6 +489,100 @@ impl SubtreeHashes for KeyRecorder {
     }
 }
 
+/// How many times a record is prepared again after other writers moved a change's manifest
+/// first. Each retry follows a commit by someone else, so this bounds starvation, not progress.
+const RECORD_ATTEMPTS: u32 = 200;
+
+/// A short, jittered pause before preparing a record again, so that two writers that lost to
+/// each other do not collide in step.
+fn retry_pause(attempt: u32) -> std::time::Duration {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    let ceiling_us = 500u64 << attempt.min(5);
+    std::time::Duration::from_micros(jitter % ceiling_us)
+}
+
+/// The gate's view of a change: the latest recorded result of each stage.
+fn progress_of(results: &[StageResultRecord]) -> Progress {
+    let mut progress = Progress::new();
+    for r in results {
+        if let Some(c) = STAGES.iter().find(|c| c.name() == r.stage) {
+            progress.set(c.stage, mark_of(r.outcome));
+        }
+    }
+    progress
+}
+
+fn mark_of(outcome: StageOutcome) -> Mark {
+    match outcome {
+        StageOutcome::Passed => Mark::Passed,
+        StageOutcome::Failed | StageOutcome::Blocked => Mark::Failed,
+        StageOutcome::NotRun => Mark::NotRun,
+    }
+}
+
+/// The stage gate ([`may_start`]) for a change, as an evidence error naming the change.
+fn gate(
+    change: &ChangeSubject,
+    stage: Stage,
+    progress: &Progress,
+    held: &[Authority],
+) -> Result<()> {
+    may_start(stage, change.kind, progress, held).map_err(|refusal| EvidenceError::Gate {
+        change_id: change.id.to_string(),
+        refusal,
+    })
+}
+
+/// A stage signed for a record, waiting for its leaf index.
+struct PreparedStage {
+    stage: Stage,
+    outcome: Outcome,
+    envelope: String,
+    leaf: LeafRef,
+}
+
+/// What one record adds to one change, before commit.
+struct PreparedChange {
+    change_id: String,
+    stages: Vec<PreparedStage>,
+    unchanged: Vec<String>,
+    not_run: Vec<String>,
+    manifest: Option<(RecordedManifest, LeafRef)>,
+}
+
+impl PreparedChange {
+    fn recorded(self, committed: &Committed) -> RecordedChange {
+        let index = |leaf| committed.index(leaf).unwrap_or_default();
+        RecordedChange {
+            change_id: self.change_id,
+            stages: self
+                .stages
+                .into_iter()
+                .map(|s| RecordedStage {
+                    stage: stage_name(s.stage).to_string(),
+                    outcome: s.outcome.as_str().to_string(),
+                    envelope: s.envelope,
+                    leaf_index: index(s.leaf),
+                })
+                .collect(),
+            unchanged: self.unchanged,
+            not_run: self.not_run,
+            manifest: self.manifest.map(|(m, leaf)| RecordedManifest {
+                leaf_index: index(leaf),
+                ..m
+            }),
+        }
+    }
+}
+
+/// A record's transaction and what it will report.
+struct Prepared {
+    tx: Transaction,
+    changes: Vec<PreparedChange>,
+}
+
 // ---- the service -------------------------------------------------------------------------------
 
 struct Inner {
@@ -477,11 +590,11 @@ struct Inner {
     blobs: Blobs,
     key: EvidenceKey,
     origin: String,
-    /// One manifest writer at a time in this process: a manifest version lists the one before.
-    write: tokio::sync::Mutex<()>,
+    /// What this recorder's caller may run (the stage gate checks it for every stage recorded).
+    authorities: Vec<Authority>,
 }
 
-/// The evidence API the stages call (async; clones share one store, key and writer lock).
+/// The evidence API the stages call (async; clones share one store and key).
 #[derive(Clone)]
 pub struct EvidenceService {
     inner: Arc<Inner>,
@@ -545,7 +658,10 @@ impl EvidenceService {
                 blobs,
                 key,
                 origin,
-                write: tokio::sync::Mutex::new(()),
+                authorities: options
+                    .authorities
+                    .clone()
+                    .unwrap_or_else(|| Authority::PR_PIPELINE.to_vec()),
             }),
         })
     }
@@ -577,58 +693,101 @@ impl EvidenceService {
             .await
     }
 
-    /// Records stage entries of several changes: signs each new stage result, stores the
-    /// envelopes, logs them with a new manifest version per change in one durable append, then
-    /// writes the stage results and events and makes a checkpoint. A result identical to the
-    /// last one recorded for its stage is not signed again; a stage that did not run is stored
-    /// as `not_run` unless the stage already has a result.
+    /// Records one stage as it finishes: what the server, the runners and the commands run on
+    /// their own (`plan`, `check`, `validate` with `--record`) call.
+    pub async fn record_stage(
+        &self,
+        change: &ChangeSubject,
+        entry: StageEntry,
+    ) -> Result<Recorded> {
+        self.record(change, std::slice::from_ref(&entry)).await
+    }
+
+    /// The gate for `stage` of `change` as recorded so far: whether this recorder's caller may
+    /// start it now (the same [`may_start`] the PR path asks). Call it before a stage runs.
+    pub async fn may_start(&self, change: &ChangeSubject, stage: Stage) -> Result<()> {
+        let existing = self
+            .inner
+            .store
+            .stage_results(&change.id.to_string())
+            .await?;
+        let progress = progress_of(&existing);
+        gate(change, stage, &progress, &self.inner.authorities)
+    }
+
+    /// Records stage entries of several changes in one store transaction: each new stage result
+    /// is signed, its envelope kept as a blob, and its log leaf, stage row and event are written
+    /// together with the change's next manifest version (which lists every stage envelope so far
+    /// and names the version before), then a checkpoint is made. A result identical to the last
+    /// one recorded for its stage is not signed again; a stage that did not run is stored as
+    /// `not_run` unless the stage already has a result. A stage that ran is recorded only if the
+    /// stage gate lets it start given the change's recorded results.
+    ///
+    /// Writers of the same change race on its manifest version in the database: the loser's
+    /// transaction is refused whole ([`StoreError::Stale`]) and prepared again from the new head.
     pub async fn record_many(
         &self,
         items: &[(ChangeSubject, Vec<StageEntry>)],
     ) -> Result<Recorded> {
+        let mut attempt = 0u32;
+        let (prepared, committed) = loop {
+            let prepared = self.prepare(items).await?;
+            match self.inner.store.commit(prepared.tx.clone()).await {
+                Ok(committed) => break (prepared, committed),
+                Err(e) if e.is_stale() && attempt < RECORD_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(retry_pause(attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let changes = prepared
+            .changes
+            .into_iter()
+            .map(|p| p.recorded(&committed))
+            .collect();
+        let checkpoint = create_checkpoint(&self.inner.store, &self.signer()).await?;
+        Ok(Recorded {
+            changes,
+            log_size: checkpoint.size,
+            checkpoint: Some(CheckpointView::from(&checkpoint)),
+        })
+    }
+
+    /// Signs what `items` add to each change's evidence and gathers the writes into one
+    /// transaction, against the changes' current manifest heads.
+    async fn prepare(&self, items: &[(ChangeSubject, Vec<StageEntry>)]) -> Result<Prepared> {
         let inner = &self.inner;
-        let _writer = inner.write.lock().await;
         let recorded_at = now_rfc3339();
-
-        struct Pending {
-            change_id: String,
-            kind: UnitKind,
-            stages: Vec<(StageEvent, Envelope)>,
-            unchanged: Vec<String>,
-            not_run: Vec<(Stage, String)>,
-            manifest: Option<(ManifestPredicate, Envelope)>,
-        }
-
-        let mut pending = Vec::with_capacity(items.len());
-        let mut leaves: Vec<LeafInput> = Vec::new();
+        let mut tx = Transaction::new();
+        let mut changes = Vec::with_capacity(items.len());
         for (change, entries) in items {
             let change_id = change.id.to_string();
             // The first record of a change stays: a re-run after the base branch moved names
             // another base for the same head, which is the same change.
             if inner.store.change(&change_id).await?.is_none() {
-                inner
-                    .store
-                    .put_change(&ChangeRecord::new(
-                        &change.id,
-                        change.base.clone(),
-                        change.kind,
-                    ))
-                    .await?;
+                tx.put_change(ChangeRecord::new(
+                    &change.id,
+                    change.base.clone(),
+                    change.kind,
+                ));
             }
             let existing = inner.store.stage_results(&change_id).await?;
+            let mut progress = progress_of(&existing);
             let previous = self.latest_manifest(&change_id).await?;
             let mut listed: Vec<Stage> = previous
                 .as_ref()
                 .map(|(m, _)| m.stages.iter().map(|e| e.stage).collect())
                 .unwrap_or_default();
-            let mut p = Pending {
+            let mut p = PreparedChange {
                 change_id: change_id.clone(),
-                kind: change.kind,
                 stages: Vec::new(),
                 unchanged: Vec::new(),
                 not_run: Vec::new(),
                 manifest: None,
             };
+            // Rows of stages that did not run follow those that ran, as they always have.
+            let mut not_run = Vec::new();
             for entry in entries {
                 let name = stage_name(entry.stage());
                 let last = existing.iter().rev().find(|r| r.stage == name);
@@ -643,10 +802,12 @@ impl EvidenceService {
                             p.unchanged.push(name.to_string());
                             continue;
                         }
+                        gate(change, event.stage, &progress, &inner.authorities)?;
                         check_order(&listed, event.stage).map_err(|e| {
                             EvidenceError::Usage(format!("change {change_id}: {e}"))
                         })?;
                         listed.push(event.stage);
+                        progress.set(event.stage, mark_of(store_outcome(event.outcome)));
                         let predicate = StagePredicate {
                             change_id: change_id.clone(),
                             commit: change.id.commit.clone(),
@@ -663,142 +824,113 @@ impl EvidenceService {
                             &inner.key,
                         );
                         self.put_envelope(&envelope).await?;
-                        leaves.push(leaf_of(&envelope));
-                        p.stages.push((event.clone(), envelope));
+                        let leaf = tx.append_leaf(leaf_of(&envelope));
+                        let digest = digest_string(&envelope.digest());
+                        let mut row = StageResultRecord::new(
+                            &change_id,
+                            event.stage,
+                            store_outcome(event.outcome),
+                            detail,
+                        );
+                        row.envelope_digest = Some(Digest(envelope.digest()));
+                        tx.put_stage_result(row);
+                        tx.append_event(
+                            EventRecord::new(
+                                &change_id,
+                                event_kind(event.stage, change.kind),
+                                json!({
+                                    "stage": name,
+                                    "outcome": event.outcome.as_str(),
+                                    "actor": event.who.actor,
+                                    "identity": event.who.identity,
+                                    "envelope": digest,
+                                    // Set by the store to the leaf's index at commit.
+                                    "leaf_index": null,
+                                }),
+                            ),
+                            Some(leaf),
+                        );
+                        p.stages.push(PreparedStage {
+                            stage: event.stage,
+                            outcome: event.outcome,
+                            envelope: digest,
+                            leaf,
+                        });
                     }
                     StageEntry::NotRun { stage, reason } => {
-                        let ran_now = p.stages.iter().any(|(e, _)| e.stage == *stage);
+                        let ran_now = p.stages.iter().any(|s| s.stage == *stage);
                         if last.is_none() && !ran_now {
-                            p.not_run.push((*stage, reason.clone()));
+                            if progress.get(*stage).is_none() {
+                                progress.set(*stage, Mark::NotRun);
+                            }
+                            not_run.push(StageResultRecord::new(
+                                &change_id,
+                                *stage,
+                                StageOutcome::NotRun,
+                                json!({ "reason": reason }),
+                            ));
+                            p.not_run.push(name.to_string());
                         }
                     }
                 }
+            }
+            for row in not_run {
+                tx.put_stage_result(row);
             }
             if !p.stages.is_empty() {
                 let mut stages: Vec<ManifestEntry> = previous
                     .as_ref()
                     .map(|(m, _)| m.stages.clone())
                     .unwrap_or_default();
-                stages.extend(p.stages.iter().map(|(e, env)| ManifestEntry {
-                    stage: e.stage,
-                    envelope: digest_string(&env.digest()),
+                stages.extend(p.stages.iter().map(|s| ManifestEntry {
+                    stage: s.stage,
+                    envelope: s.envelope.clone(),
                 }));
                 let predicate = ManifestPredicate {
                     change: ChangeRef::from(&change.id),
                     version: previous.as_ref().map_or(1, |(m, _)| m.version + 1),
-                    previous: previous.as_ref().map(|(_, d)| d.clone()),
+                    previous: previous.as_ref().map(|(_, r)| digest_string(&r.envelope.0)),
                     stages,
                     recorded_at: recorded_at.clone(),
                 };
                 let envelope = sign_statement(&manifest_statement(&predicate), &inner.key);
                 self.put_envelope(&envelope).await?;
-                leaves.push(leaf_of(&envelope));
-                p.manifest = Some((predicate, envelope));
-            }
-            pending.push(p);
-        }
-
-        // One durable transaction for every new leaf: acknowledged only once committed.
-        let indexes = if leaves.is_empty() {
-            Vec::new()
-        } else {
-            inner.store.append_leaves(&leaves).await?
-        };
-        if indexes.len() != leaves.len() {
-            return Err(EvidenceError::Internal(format!(
-                "the log acknowledged {} of {} entries",
-                indexes.len(),
-                leaves.len()
-            )));
-        }
-
-        let mut at = indexes.into_iter();
-        let mut changes = Vec::with_capacity(pending.len());
-        for p in pending {
-            let mut out = RecordedChange {
-                change_id: p.change_id.clone(),
-                stages: Vec::new(),
-                unchanged: p.unchanged,
-                not_run: Vec::new(),
-                manifest: None,
-            };
-            for (event, envelope) in &p.stages {
-                let leaf_index = at.next().expect("one index per leaf");
+                let leaf = tx.append_leaf(leaf_of(&envelope));
                 let digest = digest_string(&envelope.digest());
-                let mut row = StageResultRecord::new(
-                    &p.change_id,
-                    event.stage,
-                    store_outcome(event.outcome),
-                    stage_record_detail(event),
-                );
-                row.envelope_digest = Some(Digest(envelope.digest()));
-                inner.store.put_stage_result(&row).await?;
-                inner
-                    .store
-                    .append_event(&EventRecord::new(
-                        &p.change_id,
-                        event_kind(event.stage, p.kind),
-                        json!({
-                            "stage": stage_name(event.stage),
-                            "outcome": event.outcome.as_str(),
-                            "actor": event.who.actor,
-                            "identity": event.who.identity,
-                            "envelope": digest,
-                            "leaf_index": leaf_index,
-                        }),
-                    ))
-                    .await?;
-                out.stages.push(RecordedStage {
-                    stage: stage_name(event.stage).to_string(),
-                    outcome: event.outcome.as_str().to_string(),
-                    envelope: digest,
-                    leaf_index,
-                });
-            }
-            for (stage, reason) in &p.not_run {
-                inner
-                    .store
-                    .put_stage_result(&StageResultRecord::new(
-                        &p.change_id,
-                        *stage,
-                        StageOutcome::NotRun,
-                        json!({ "reason": reason }),
-                    ))
-                    .await?;
-                out.not_run.push(stage_name(*stage).to_string());
-            }
-            if let Some((predicate, envelope)) = &p.manifest {
-                let leaf_index = at.next().expect("one index per leaf");
-                let digest = digest_string(&envelope.digest());
-                inner
-                    .store
-                    .append_event(&EventRecord::new(
-                        &p.change_id,
+                tx.append_event(
+                    EventRecord::new(
+                        &change_id,
                         MANIFEST_EVENT,
                         json!({
                             "version": predicate.version,
                             "envelope": digest,
                             "previous": predicate.previous,
-                            "leaf_index": leaf_index,
+                            "leaf_index": null,
                             "stages": predicate.stages.len(),
                         }),
-                    ))
-                    .await?;
-                out.manifest = Some(RecordedManifest {
+                    ),
+                    Some(leaf),
+                );
+                tx.put_manifest(NewManifest {
+                    change_id: change_id.clone(),
                     version: predicate.version,
-                    envelope: digest,
-                    previous: predicate.previous.clone(),
-                    leaf_index,
+                    envelope: Digest(envelope.digest()),
+                    previous: previous.as_ref().map(|(_, r)| r.envelope),
+                    leaf,
                 });
+                p.manifest = Some((
+                    RecordedManifest {
+                        version: predicate.version,
+                        envelope: digest,
+                        previous: predicate.previous,
+                        leaf_index: 0,
+                    },
+                    leaf,
+                ));
             }
-            changes.push(out);
+            changes.push(p);
         }
-        let checkpoint = create_checkpoint(&inner.store, &self.signer()).await?;
-        Ok(Recorded {
-            changes,
-            log_size: checkpoint.size,
-            checkpoint: Some(CheckpointView::from(&checkpoint)),
-        })
+        Ok(Prepared { tx, changes })
     }
 
     /// Keeps an envelope as a blob of its canonical bytes, so the blob's address is the
@@ -839,30 +971,15 @@ impl EvidenceService {
         }
     }
 
-    /// The latest manifest event of a change: (version payload, leaf index, envelope digest).
-    async fn latest_manifest_event(&self, change_id: &str) -> Result<Option<EventRecord>> {
-        Ok(self
-            .all_events(Some(change_id))
-            .await?
-            .into_iter()
-            .rev()
-            .find(|e| e.kind == MANIFEST_EVENT))
-    }
-
-    /// The change's latest manifest, opened under this service's key, with its digest.
+    /// The change's latest manifest version, opened under this service's key.
     async fn latest_manifest(
         &self,
         change_id: &str,
-    ) -> Result<Option<(ManifestPredicate, String)>> {
-        let Some(event) = self.latest_manifest_event(change_id).await? else {
+    ) -> Result<Option<(ManifestPredicate, ManifestRecord)>> {
+        let Some(record) = self.inner.store.latest_manifest(change_id).await? else {
             return Ok(None);
         };
-        let digest = event.payload["envelope"]
-            .as_str()
-            .ok_or_else(|| {
-                EvidenceError::Corrupt(format!("manifest event {} has no envelope", event.id))
-            })?
-            .to_string();
+        let digest = record.envelope.to_string();
         let envelope = self.load_envelope(&digest).await?;
         let manifest = open_statement(&envelope, &[self.public_key()])
             .and_then(|o| o.manifest_predicate())
@@ -871,7 +988,13 @@ impl EvidenceService {
                     "manifest {digest} of {change_id} does not open with the evidence key: {e}"
                 ))
             })?;
-        Ok(Some((manifest, digest)))
+        if manifest.version != record.version {
+            return Err(EvidenceError::Corrupt(format!(
+                "manifest {digest} of {change_id} says version {}, the store version {}",
+                manifest.version, record.version
+            )));
+        }
+        Ok(Some((manifest, record)))
     }
 
     /// Builds the bundle of a change's latest manifest: its envelopes, the inclusion proof
@@ -879,23 +1002,15 @@ impl EvidenceService {
     /// the checkpoint before, and the public key. The bytes verify with that key.
     pub async fn bundle(&self, change_id: &str) -> Result<BundleOutput> {
         let inner = &self.inner;
-        let event = self
-            .latest_manifest_event(change_id)
-            .await?
-            .ok_or_else(|| {
-                EvidenceError::Usage(format!(
-                    "no evidence recorded for change {change_id:?}; `sluice evidence log` lists \
+        let (manifest, record) = self.latest_manifest(change_id).await?.ok_or_else(|| {
+            EvidenceError::Usage(format!(
+                "no evidence recorded for change {change_id:?}; `sluice evidence log` lists \
                  what is recorded"
-                ))
-            })?;
-        let (manifest, digest) = self
-            .latest_manifest(change_id)
-            .await?
-            .ok_or_else(|| EvidenceError::Internal("the manifest vanished".into()))?;
-        let manifest_env = self.load_envelope(&digest).await?;
-        let leaf_index = event.payload["leaf_index"].as_u64().ok_or_else(|| {
-            EvidenceError::Corrupt(format!("manifest event {} has no leaf index", event.id))
+            ))
         })?;
+        let digest = record.envelope.to_string();
+        let manifest_env = self.load_envelope(&digest).await?;
+        let leaf_index = record.leaf_index;
         let leaf = inner.store.leaves(leaf_index, leaf_index + 1).await?;
         if leaf.first().map(|l| l.entry) != Some(manifest_env.digest()) {
             return Err(EvidenceError::Corrupt(format!(
@@ -1240,8 +1355,10 @@ pub fn pr_entries(report: &PrReport, change: &ChangeSubject, who: &Identity) -> 
         .filter(|s| matches!(s.stage, Stage::Propose | Stage::Validate))
         .map(|s| match (s.stage, &report.author) {
             // The proposer is the head commit's author; the recorder only witnessed it.
-            (Stage::Propose, Some(author)) => pr_row_entry(report, change, &proposer(author), s),
-            _ => pr_row_entry(report, change, who, s),
+            (Stage::Propose, Some(author)) => {
+                pr_row_entry(&Revisions::of(report), change, &proposer(author), s)
+            }
+            _ => pr_row_entry(&Revisions::of(report), change, who, s),
         })
         .collect();
     let unit_entries = match change.kind {
@@ -1291,7 +1408,7 @@ pub fn pr_entries(report: &PrReport, change: &ChangeSubject, who: &Identity) -> 
                         | Stage::Approve
                 )
             })
-            .map(|s| pr_row_entry(report, change, who, s)),
+            .map(|s| pr_row_entry(&Revisions::of(report), change, who, s)),
     );
     out
 }
@@ -1306,8 +1423,42 @@ fn proposer(author: &sluice_git::git::Author) -> Identity {
     }
 }
 
+/// What a change's statements say besides the unit: the revisions it compares, the org and the
+/// PR (from a PR report, or from a stage run on its own).
+#[derive(Debug, Clone, Copy)]
+pub struct Revisions<'a> {
+    /// None when the stage ran on one revision (`sluice check --repo --rev`).
+    pub base: Option<&'a str>,
+    pub head: &'a str,
+    pub org: &'a str,
+    pub pr: Option<u64>,
+}
+
+impl<'a> Revisions<'a> {
+    fn of(report: &'a PrReport) -> Revisions<'a> {
+        Revisions {
+            base: Some(&report.base),
+            head: &report.head,
+            org: &report.org,
+            pr: report.pr,
+        }
+    }
+
+    fn commit_inputs(&self) -> BTreeMap<String, String> {
+        let mut inputs = BTreeMap::from([("head".to_string(), format!("gitCommit:{}", self.head))]);
+        if let Some(base) = self.base {
+            inputs.insert("base".to_string(), format!("gitCommit:{base}"));
+        }
+        inputs
+    }
+
+    fn head_subject(&self, change: &ChangeSubject) -> Subject {
+        Subject::git_commit(&change.id.repo, self.head)
+    }
+}
+
 fn pr_row_entry(
-    report: &PrReport,
+    rev: &Revisions,
     change: &ChangeSubject,
     who: &Identity,
     s: &sluice_flow::pr::StageResult,
@@ -1332,28 +1483,17 @@ fn pr_row_entry(
     StageEntry::Ran(StageEvent {
         stage: s.stage,
         who: who.clone(),
-        input_digests: commit_inputs(report),
-        subjects: vec![head_subject(report, change)],
+        input_digests: rev.commit_inputs(),
+        subjects: vec![rev.head_subject(change)],
         outcome,
         details: json!({
             "summary": s.detail,
             "stage_number": s.number,
-            "org": report.org,
-            "pr": report.pr,
+            "org": rev.org,
+            "pr": rev.pr,
             "unit_kind": change.kind.as_str(),
         }),
     })
-}
-
-fn commit_inputs(report: &PrReport) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("base".to_string(), format!("gitCommit:{}", report.base)),
-        ("head".to_string(), format!("gitCommit:{}", report.head)),
-    ])
-}
-
-fn head_subject(report: &PrReport, change: &ChangeSubject) -> Subject {
-    Subject::git_commit(&change.id.repo, &report.head)
 }
 
 /// A subject for a `sha256:<hex>` digest; `None` for anything else (never a malformed subject).
@@ -1366,7 +1506,7 @@ fn digest_subject(name: &str, digest: &str) -> Option<Subject> {
 /// The statement of a unit's stage: its artifacts as subjects, or the head commit when it made
 /// none (a failed plan), so that every statement names what it is about.
 fn unit_event(
-    (report, change, who): (&PrReport, &ChangeSubject, &Identity),
+    (rev, change, who): (&Revisions, &ChangeSubject, &Identity),
     stage: Stage,
     subjects: Vec<Subject>,
     input_digests: BTreeMap<String, String>,
@@ -1374,7 +1514,7 @@ fn unit_event(
     details: Value,
 ) -> StageEntry {
     let subjects = if subjects.is_empty() {
-        vec![head_subject(report, change)]
+        vec![rev.head_subject(change)]
     } else {
         subjects
     };
@@ -1443,32 +1583,72 @@ fn stack_entries(
     who: &Identity,
     stack: &sluice_flow::pr::StackReport,
 ) -> Vec<StageEntry> {
-    use sluice_flow::pr::{PlanSource, PlanState};
+    let rev = Revisions::of(report);
     let mut out = vec![StageEntry::NotRun {
         stage: Stage::Render,
         reason: "not_run: stage 3 renders apps; a stack has nothing to render".to_string(),
     }];
-    let file_stem = stack.id.replace('/', "__");
-    // The plan's identity (what approvals and apply bind to) when there is a plan.
-    let mut plan_identity: Option<(String, String)> = None;
-    match &stack.plan {
-        PlanState::NotRun { reason } => out.push(StageEntry::NotRun {
-            stage: Stage::Plan,
-            reason: format!("not_run: {reason}"),
-        }),
+    let summary = stack.decision.as_ref().map(|d| &d.plan);
+    let (plan, identity) = plan_entry((&rev, change, who), &stack.id, &stack.plan, summary);
+    out.push(plan);
+    match (&stack.decision, &identity) {
+        (Some(d), Some(identity)) => out.extend(policy_entries((&rev, change, who), d, identity)),
+        _ => {
+            out.push(StageEntry::NotRun {
+                stage: Stage::Policy,
+                reason: "not_run: no plan to evaluate (stage 4 did not pass)".into(),
+            });
+            out.push(StageEntry::NotRun {
+                stage: Stage::Approve,
+                reason: "not_run: no plan to approve (stage 4 did not pass)".into(),
+            });
+        }
+    }
+    out
+}
+
+/// A plan's identities in evidence: what approvals and apply bind to (the plan file's digest,
+/// or the plan JSON's when there is no plan file) and the plan JSON policy evaluated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanIdentity {
+    pub identity: String,
+    pub json_digest: String,
+}
+
+/// Stage 4 of one stack: its statement (or why it did not run), and the plan's identity when
+/// there is a plan.
+fn plan_entry(
+    (rev, change, who): (&Revisions, &ChangeSubject, &Identity),
+    stack_id: &str,
+    plan: &sluice_flow::pr::PlanState,
+    summary: Option<&sluice_model::plan::PlanSummary>,
+) -> (StageEntry, Option<PlanIdentity>) {
+    use sluice_flow::pr::{PlanSource, PlanState};
+    let file_stem = stack_id.replace('/', "__");
+    match plan {
+        PlanState::NotRun { reason } => (
+            StageEntry::NotRun {
+                stage: Stage::Plan,
+                reason: format!("not_run: {reason}"),
+            },
+            None,
+        ),
         PlanState::Failed {
             class,
             message,
             hint,
             ..
-        } => out.push(unit_event(
-            (report, change, who),
-            Stage::Plan,
-            Vec::new(),
-            commit_inputs(report),
-            Outcome::Failed,
-            json!({"class": class, "message": message, "hint": hint, "stack": stack.id}),
-        )),
+        } => (
+            unit_event(
+                (rev, change, who),
+                Stage::Plan,
+                Vec::new(),
+                rev.commit_inputs(),
+                Outcome::Failed,
+                json!({"class": class, "message": message, "hint": hint, "stack": stack_id}),
+            ),
+            None,
+        ),
         PlanState::Planned { source } => {
             let (identity, json_digest, artifact, file_digest) = match source {
                 PlanSource::File {
@@ -1499,83 +1679,76 @@ fn stack_entries(
             if let Some(f) = &file_digest {
                 subjects.extend(digest_subject(&format!("{file_stem}.tfplan"), f));
             }
-            let summary = stack.decision.as_ref().map(|d| {
-                let p = &d.plan;
-                json!({
+            let mut details = json!({
+                detail::PLAN_DIGEST: identity,
+                "plan_json_digest": json_digest,
+                detail::PLAN_ARTIFACT: artifact,
+                "stack": stack_id,
+            });
+            // Absent rather than null: the bundle's summary reads a present key as a summary.
+            if let Some(p) = summary {
+                details[detail::PLAN_SUMMARY] = json!({
                     "totals": p.totals,
                     "counts": p.counts,
                     "has_changes": p.has_changes,
                     "complete": p.complete,
                     "drifted": p.drifted.len(),
                     "deferred": p.deferred.len(),
-                })
-            });
-            let mut details = json!({
-                detail::PLAN_DIGEST: identity,
-                "plan_json_digest": json_digest,
-                detail::PLAN_ARTIFACT: artifact,
-                "stack": stack.id,
-            });
-            // Absent rather than null: the bundle's summary reads a present key as a summary.
-            if let Some(summary) = summary {
-                details[detail::PLAN_SUMMARY] = summary;
+                });
             }
-            out.push(unit_event(
-                (report, change, who),
-                Stage::Plan,
-                subjects,
-                commit_inputs(report),
-                Outcome::Passed,
-                details,
-            ));
-            plan_identity = Some((identity, json_digest));
+            (
+                unit_event(
+                    (rev, change, who),
+                    Stage::Plan,
+                    subjects,
+                    rev.commit_inputs(),
+                    Outcome::Passed,
+                    details,
+                ),
+                Some(PlanIdentity {
+                    identity,
+                    json_digest,
+                }),
+            )
         }
     }
-    match (&stack.decision, &plan_identity) {
-        (Some(d), Some((identity, json_digest))) => {
-            let mut details = decision_details(&d.policy.record, &d.policy.decision_digest);
-            details["risk"] = json!(d.risk);
-            details["status"] = json!(d.status.as_str());
-            let mut inputs = commit_inputs(report);
-            inputs.insert(
-                sluice_evidence::statement::input::PLAN.into(),
-                identity.clone(),
-            );
-            inputs.insert("plan_json".into(), json_digest.clone());
-            inputs.insert("policy_input".into(), d.policy.record.input_digest.clone());
-            let denied = d.status == sluice_flow::decide::Status::Denied
-                || d.policy.record.outcome == sluice_model::record::Decision::Deny;
-            out.push(unit_event(
-                (report, change, who),
-                Stage::Policy,
-                digest_subject("policy-decision.json", &d.policy.decision_digest)
-                    .into_iter()
-                    .collect(),
-                inputs,
-                if denied {
-                    Outcome::Failed
-                } else {
-                    Outcome::Passed
-                },
-                details,
-            ));
-            out.push(approve_not_run(
-                &d.approvals,
-                denied.then(|| "denied by policy".to_string()),
-            ));
-        }
-        _ => {
-            out.push(StageEntry::NotRun {
-                stage: Stage::Policy,
-                reason: "not_run: no plan to evaluate (stage 4 did not pass)".into(),
-            });
-            out.push(StageEntry::NotRun {
-                stage: Stage::Approve,
-                reason: "not_run: no plan to approve (stage 4 did not pass)".into(),
-            });
-        }
-    }
-    out
+}
+
+/// Stages 5–6 of one stack: its policy decision over `plan`, and its approvals (never run here).
+fn policy_entries(
+    (rev, change, who): (&Revisions, &ChangeSubject, &Identity),
+    d: &sluice_flow::decide::StackDecision,
+    plan: &PlanIdentity,
+) -> [StageEntry; 2] {
+    let mut details = decision_details(&d.policy.record, &d.policy.decision_digest);
+    details["risk"] = json!(d.risk);
+    details["status"] = json!(d.status.as_str());
+    let mut inputs = rev.commit_inputs();
+    inputs.insert(
+        sluice_evidence::statement::input::PLAN.into(),
+        plan.identity.clone(),
+    );
+    inputs.insert("plan_json".into(), plan.json_digest.clone());
+    inputs.insert("policy_input".into(), d.policy.record.input_digest.clone());
+    let denied = d.status == sluice_flow::decide::Status::Denied
+        || d.policy.record.outcome == sluice_model::record::Decision::Deny;
+    [
+        unit_event(
+            (rev, change, who),
+            Stage::Policy,
+            digest_subject("policy-decision.json", &d.policy.decision_digest)
+                .into_iter()
+                .collect(),
+            inputs,
+            if denied {
+                Outcome::Failed
+            } else {
+                Outcome::Passed
+            },
+            details,
+        ),
+        approve_not_run(&d.approvals, denied.then(|| "denied by policy".to_string())),
+    ]
 }
 
 /// Stages 3–6 of one app: its head render (with schema validation), the rendered diff, the
@@ -1601,10 +1774,10 @@ fn app_entries(
             reason: "not_run: the app is absent at head (deleted by the change)".into(),
         }),
         RenderState::Failed { error } => out.push(unit_event(
-            (report, change, who),
+            (&Revisions::of(report), change, who),
             Stage::Render,
             Vec::new(),
-            commit_inputs(report),
+            Revisions::of(report).commit_inputs(),
             Outcome::Failed,
             json!({"app": app.app, "error": error}),
         )),
@@ -1629,10 +1802,10 @@ fn app_entries(
                 })
             });
             out.push(unit_event(
-                (report, change, who),
+                (&Revisions::of(report), change, who),
                 Stage::Render,
                 digest_subject(&name("head"), digest).into_iter().collect(),
-                commit_inputs(report),
+                Revisions::of(report).commit_inputs(),
                 if invalid {
                     Outcome::Failed
                 } else {
@@ -1662,7 +1835,7 @@ fn app_entries(
         }
         _ => {
             let mut subjects = Vec::new();
-            let mut inputs = commit_inputs(report);
+            let mut inputs = Revisions::of(report).commit_inputs();
             if let Some(d) = &base_digest {
                 subjects.extend(digest_subject(&name("base"), d));
                 inputs.insert("base_rendered".into(), d.clone());
@@ -1678,7 +1851,7 @@ fn app_entries(
                 .map(|i| json!({"object": i.object.to_string(), "container": i.container, "summary": i.summary}))
                 .collect();
             out.push(unit_event(
-                (report, change, who),
+                (&Revisions::of(report), change, who),
                 Stage::Plan,
                 subjects,
                 inputs,
@@ -1710,13 +1883,13 @@ fn app_entries(
             let mut details = decision_details(&p.record, &p.decision_digest);
             details["risk"] = json!(app.risk);
             details["status"] = json!(app.status);
-            let mut inputs = commit_inputs(report);
+            let mut inputs = Revisions::of(report).commit_inputs();
             if let Some(d) = &head_digest {
                 inputs.insert("head_rendered".into(), d.clone());
             }
             inputs.insert("policy_input".into(), p.record.input_digest.clone());
             out.push(unit_event(
-                (report, change, who),
+                (&Revisions::of(report), change, who),
                 Stage::Policy,
                 digest_subject("policy-decision.json", &p.decision_digest)
                     .into_iter()
@@ -1750,6 +1923,275 @@ fn app_entries(
     });
     out.push(approve_not_run(&app.approvals, blocked));
     out
+}
+
+// ---- stages run on their own (`validate`, `plan`, `check` with --record) ------------------------
+
+/// The changes of `base..head` as `sluice pr` names them: one per affected stack and app.
+pub fn changes_of(
+    analysis: &sluice_flow::affected::Analysis,
+    pr: Option<u64>,
+) -> Vec<ChangeSubject> {
+    let config = &analysis.head.config;
+    let head = &analysis.report.head;
+    let stacks = analysis.report.stacks.iter().map(|u| (u, UnitKind::Stack));
+    let apps = analysis.report.apps.iter().map(|u| (u, UnitKind::App));
+    stacks
+        .chain(apps)
+        .map(|(u, kind)| ChangeSubject {
+            id: sluice_flow::pr::change_id(config, u, pr, head),
+            base: Some(analysis.report.base.clone()),
+            kind,
+        })
+        .collect()
+}
+
+fn analysis_revisions(
+    analysis: &sluice_flow::affected::Analysis,
+    pr: Option<u64>,
+) -> Revisions<'_> {
+    Revisions {
+        base: Some(&analysis.report.base),
+        head: &analysis.report.head,
+        org: &analysis.head.config.org,
+        pr,
+    }
+}
+
+/// A stage row (as the PR report has it) as a statement about the head commit.
+fn row(
+    rev: &Revisions,
+    change: &ChangeSubject,
+    who: &Identity,
+    stage: Stage,
+    (status, detail): (sluice_flow::pr::StageStatus, String),
+) -> StageEntry {
+    pr_row_entry(
+        rev,
+        change,
+        who,
+        &sluice_flow::pr::StageResult {
+            number: contract(stage).number,
+            stage,
+            status,
+            detail,
+        },
+    )
+}
+
+impl Recorder {
+    /// The stage results recorded for `change`, in order.
+    fn stage_results(&self, change: &ChangeSubject) -> Result<Vec<StageResultRecord>> {
+        let store = &self.service.inner.store;
+        Ok(self
+            .runtime
+            .block_on(store.stage_results(&change.id.to_string()))?)
+    }
+
+    /// Whether `stage` of `change` has a recorded result.
+    fn has_result(&self, change: &ChangeSubject, stage: Stage) -> Result<bool> {
+        let results = self.stage_results(change)?;
+        Ok(results.iter().any(|r| r.stage == stage_name(stage)))
+    }
+
+    /// The stage gate for `stage` of each change, before the stage starts.
+    pub fn may_start(&self, changes: &[ChangeSubject], stage: Stage) -> Result<()> {
+        for change in changes {
+            self.runtime
+                .block_on(self.service.may_start(change, stage))?;
+        }
+        Ok(())
+    }
+}
+
+/// `sluice validate --record`: stage 2's result for every change of `base..head`, each after
+/// its proposal (stage 1, as git recorded it) when none is recorded for the change yet. The rows
+/// are the ones `sluice pr` records, so a later `pr --record` over the same revisions finds them
+/// unchanged.
+pub fn record_validation(
+    recorder: &Recorder,
+    analysis: &sluice_flow::affected::Analysis,
+    pr: Option<u64>,
+    validation: &sluice_flow::validation::ValidationReport,
+    who: &Identity,
+) -> Result<Recorded> {
+    let rev = analysis_revisions(analysis, pr);
+    let changes = changes_of(analysis, pr);
+    let proposer = match analysis.head.snapshot.author() {
+        Ok(author) => proposer(&author),
+        Err(_) => who.clone(),
+    };
+    let mut items = Vec::with_capacity(changes.len());
+    for change in &changes {
+        let mut entries = Vec::new();
+        if !recorder.has_result(change, Stage::Propose)? {
+            entries.push(row(
+                &rev,
+                change,
+                &proposer,
+                Stage::Propose,
+                sluice_flow::pr::propose_row(changes.len()),
+            ));
+        }
+        entries.push(row(
+            &rev,
+            change,
+            who,
+            Stage::Validate,
+            sluice_flow::pr::validate_row(validation),
+        ));
+        items.push((change.clone(), entries));
+    }
+    recorder.record_many(&items)
+}
+
+/// `sluice plan --record`: stage 4's result of each planned stack, for the change the stack
+/// is part of in `base..head` (or, for a stack named with `--stack` that the change does not
+/// affect, the change it would be).
+pub fn record_plans(
+    recorder: &Recorder,
+    analysis: &sluice_flow::affected::Analysis,
+    pr: Option<u64>,
+    results: &[sluice_iac::driver::StackPlan],
+    who: &Identity,
+) -> Result<Recorded> {
+    let rev = analysis_revisions(analysis, pr);
+    let mut items = Vec::with_capacity(results.len());
+    for r in results {
+        let change = plan_change(analysis, pr, &r.stack);
+        let summary = match &r.outcome {
+            sluice_iac::driver::Outcome::Planned(p) => Some(p.summary.clone()),
+            sluice_iac::driver::Outcome::Failed(_) => None,
+        };
+        let (state, _) = sluice_flow::pr::plan_outcome(r.clone());
+        let (entry, _) = plan_entry((&rev, &change, who), &r.stack, &state, summary.as_ref());
+        items.push((change, vec![entry]));
+    }
+    recorder.record_many(&items)
+}
+
+/// The change a planned stack belongs to (see [`record_plans`]).
+pub fn plan_change(
+    analysis: &sluice_flow::affected::Analysis,
+    pr: Option<u64>,
+    stack: &str,
+) -> ChangeSubject {
+    let affected = changes_of(analysis, pr)
+        .into_iter()
+        .find(|c| c.kind == UnitKind::Stack && c.id.unit == stack);
+    affected.unwrap_or_else(|| {
+        let found = analysis.org.stacks.iter().find(|s| s.id == stack);
+        ChangeSubject {
+            id: sluice_flow::pr::change_id_of(
+                &analysis.head.config,
+                found.map_or("", |s| s.path.as_str()),
+                stack,
+                found.map(|s| s.env.as_str()),
+                pr,
+                &analysis.report.head,
+            ),
+            base: Some(analysis.report.base.clone()),
+            kind: UnitKind::Stack,
+        }
+    })
+}
+
+/// The change `sluice check --repo --rev --stack` judges (the stack at that revision), with the
+/// org's name.
+pub fn check_change(
+    repo: &Path,
+    rev: &str,
+    stack: &str,
+    pr: Option<u64>,
+) -> std::result::Result<(ChangeSubject, String), sluice_flow::error::PipelineError> {
+    let repository = sluice_flow::workspace::open(repo)?;
+    let revision = sluice_flow::workspace::revision(&repository, rev)?;
+    let org = revision.discover();
+    let found = org.stacks.iter().find(|s| s.id == stack);
+    let change = ChangeSubject {
+        id: sluice_flow::pr::change_id_of(
+            &revision.config,
+            found.map_or("", |s| s.path.as_str()),
+            stack,
+            found.map(|s| s.env.as_str()),
+            pr,
+            &revision.commit(),
+        ),
+        base: None,
+        kind: UnitKind::Stack,
+    };
+    Ok((change, revision.config.org.clone()))
+}
+
+/// `sluice check --record`: stage 5's decision (and stage 6, not run) for `change`, bound to the
+/// plan recorded for it. The plan JSON checked must be the one stage 4 recorded (its digest is
+/// compared), so that the bundle's policy-to-plan binding holds.
+pub fn record_check(
+    recorder: &Recorder,
+    change: &ChangeSubject,
+    org: &str,
+    plan_json: &Path,
+    report: &sluice_flow::check::CheckReport,
+    who: &Identity,
+) -> Result<Recorded> {
+    let bytes = std::fs::read(plan_json).map_err(|e| EvidenceError::Input {
+        path: plan_json.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let given = digest_string(&sluice_evidence::sha256(&bytes));
+    recorder.may_start(std::slice::from_ref(change), Stage::Policy)?;
+    let plan = recorder.recorded_plan(change)?.ok_or_else(|| {
+        EvidenceError::Internal(format!("{}: the gate passed without a plan", change.id))
+    })?;
+    if plan.json_digest != given {
+        return Err(EvidenceError::Usage(format!(
+            "change {}: {} ({given}) is not the plan JSON recorded by stage 4 ({}); check the \
+             recorded plan, or record this one first (`sluice plan --record` or `sluice pr \
+             --record --plans DIR`)",
+            change.id,
+            plan_json.display(),
+            plan.json_digest
+        )));
+    }
+    let rev = Revisions {
+        base: None,
+        head: &change.id.commit,
+        org,
+        pr: change.id.pr,
+    };
+    let entries = policy_entries((&rev, change, who), &report.decision, &plan).to_vec();
+    recorder.record(change, &entries)
+}
+
+impl Recorder {
+    /// The identity of the plan stage 4 last recorded as passed for `change`.
+    fn recorded_plan(&self, change: &ChangeSubject) -> Result<Option<PlanIdentity>> {
+        let results = self.stage_results(change)?;
+        let Some(last) = results
+            .iter()
+            .rev()
+            .find(|r| r.stage == stage_name(Stage::Plan))
+        else {
+            return Ok(None);
+        };
+        if last.outcome != StageOutcome::Passed {
+            return Ok(None);
+        }
+        let details = &last.detail["details"];
+        match (
+            details[detail::PLAN_DIGEST].as_str(),
+            details["plan_json_digest"].as_str(),
+        ) {
+            (Some(identity), Some(json_digest)) => Ok(Some(PlanIdentity {
+                identity: identity.to_string(),
+                json_digest: json_digest.to_string(),
+            })),
+            _ => Err(EvidenceError::Corrupt(format!(
+                "stage result {} of {} names no plan digest",
+                last.id, change.id
+            ))),
+        }
+    }
 }
 
 /// Records the stage results of a PR report for each of its changes, in one batch.
@@ -2305,6 +2747,71 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_refuses_a_stage_whose_input_is_missing_or_failed_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Recorder::open(&RecorderOptions::new(dir.path())).unwrap();
+        let change = subject();
+        let err = recorder
+            .record(&change, &[ran(Stage::Plan, json!({}))])
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                EvidenceError::Gate {
+                    refusal: sluice_model::stage::Refusal::InputMissing {
+                        stage: Stage::Plan,
+                        input: Stage::Validate
+                    },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), exit::BLOCKED);
+        use sluice_store::LogStore as _;
+        let store = recorder.service().store();
+        let rt = &recorder.runtime;
+        assert_eq!(rt.block_on(store.log_size()).unwrap(), 0);
+        // A failed validation closes the gate for the plan, in the same record and later.
+        let mut failed = match ran(Stage::Validate, json!({})) {
+            StageEntry::Ran(e) => e,
+            StageEntry::NotRun { .. } => unreachable!(),
+        };
+        failed.outcome = Outcome::Failed;
+        let err = recorder
+            .record(
+                &change,
+                &[
+                    ran(Stage::Propose, json!({})),
+                    StageEntry::Ran(failed.clone()),
+                    ran(Stage::Plan, json!({})),
+                ],
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("did not pass"), "{err}");
+        assert_eq!(rt.block_on(store.log_size()).unwrap(), 0);
+        recorder
+            .record(
+                &change,
+                &[ran(Stage::Propose, json!({})), StageEntry::Ran(failed)],
+            )
+            .unwrap();
+        assert!(
+            recorder
+                .may_start(std::slice::from_ref(&change), Stage::Plan)
+                .is_err()
+        );
+        // Nor an approval out of order (no policy decision is recorded).
+        let err = recorder
+            .record(&change, &[ran(Stage::Approve, json!({}))])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("stage approve cannot start"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_policy_decision_over_another_plan_does_not_verify() {
         let dir = tempfile::tempdir().unwrap();
         let recorder = Recorder::open(&RecorderOptions::new(dir.path())).unwrap();
@@ -2323,6 +2830,8 @@ mod tests {
             .record(
                 &change,
                 &[
+                    ran(Stage::Propose, json!({})),
+                    ran(Stage::Validate, json!({})),
                     ran(Stage::Plan, json!({detail::PLAN_DIGEST: planned})),
                     StageEntry::Ran(policy),
                 ],

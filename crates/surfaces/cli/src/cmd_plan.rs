@@ -32,6 +32,8 @@ use sluice_iac::store::FsPlanStore;
 use sluice_model::affected::UnitStatus;
 use sluice_model::plan::{Plan, PlanSummary};
 use sluice_model::redact::{self, RedactionRules};
+use sluice_model::stage::Stage;
+use sluice_recorder::evidence;
 
 /// `sluice plan` exits with this when a stack could not be planned.
 pub const EXIT_PLAN_FAILED: i32 = 3;
@@ -60,6 +62,9 @@ pub struct PlanArgs {
     /// Where plans are stored (default: `<repo>/.sluice`).
     #[arg(long)]
     store: Option<PathBuf>,
+    /// With --record: each planned stack's stage 4 result, for its change.
+    #[command(flatten)]
+    record: crate::cmd_evidence::RecordArgs,
     #[arg(long, value_enum, default_value = "text")]
     format: PlanFormat,
 }
@@ -207,6 +212,22 @@ pub fn run_plan(a: PlanArgs) -> Result<i32, PipelineError> {
         }
     }
 
+    // With --record, the gate first: no stack is planned for a change whose validation was not
+    // recorded as passed.
+    let recorder = match a.record.open(&a.repo) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    if let Some(recorder) = &recorder {
+        let changes: Vec<_> = specs
+            .iter()
+            .map(|s| evidence::plan_change(&analysis, a.record.pr, &s.id))
+            .collect();
+        if let Err(code) = crate::cmd_evidence::gate(recorder, &changes, Stage::Plan) {
+            return Ok(code);
+        }
+    }
+
     let store_root = a.store.clone().unwrap_or_else(|| a.repo.join(".sluice"));
     let store = FsPlanStore::new(&store_root);
     let plugin_cache = plugin_cache_dir(&config, &store_root);
@@ -236,6 +257,13 @@ pub fn run_plan(a: PlanArgs) -> Result<i32, PipelineError> {
     match a.format {
         PlanFormat::Json => print_json(&report),
         PlanFormat::Text => emit(&render_plan_text(&report)),
+    }
+    if let Some(recorder) = &recorder {
+        let who = evidence::Identity::from_env();
+        let outcome = evidence::record_plans(recorder, &analysis, a.record.pr, &results, &who);
+        if let Some(code) = crate::cmd_evidence::report_recorded(recorder, outcome) {
+            return Ok(code);
+        }
     }
     Ok(if results.iter().any(StackPlan::failed) {
         EXIT_PLAN_FAILED
