@@ -149,20 +149,17 @@ pub fn kustomize_bench(
     runs: usize,
     search_path: Option<OsString>,
 ) -> Result<KustomizeBench, RenderError> {
-    let io = |e: sluice_repo::git::GitError| RenderError::Io(e.to_string());
     let tool = tool::kustomize(search_path.as_deref())?;
-    let dir = tempfile::tempdir().map_err(|e| RenderError::Io(e.to_string()))?;
+    let dir = tempfile::tempdir().map_err(|e| RenderError::io("creating a temporary directory", e))?;
     let files = overlay_files(objects, seed);
-    let writer = Writer::init(dir.path()).map_err(io)?;
+    let writer = Writer::init(dir.path())?;
     let author = Author {
         name: "sluice bench",
         email: "bench@sluice.invalid",
         time: 1_700_000_000,
     };
-    let commit = writer
-        .commit("main", &files, None, "generated overlay", &author)
-        .map_err(io)?;
-    writer.checkout("main", commit, &files).map_err(io)?;
+    let commit = writer.commit("main", &files, None, "generated overlay", &author)?;
+    writer.checkout("main", commit, &files)?;
     let repo = Arc::new(GitRepo::open(dir.path())?);
     let snapshot = repo.snapshot(commit)?;
     let app = AppSpec {

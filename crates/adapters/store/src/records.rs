@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+pub use sluice_model::change::UnitKind;
 use sluice_model::change::ChangeId;
 
 use crate::error::StoreError;
@@ -90,31 +91,6 @@ pub fn now_millis() -> UnixMillis {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Whether a change's unit is an IaC stack or a Kubernetes app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnitKind {
-    Stack,
-    App,
-}
-
-impl UnitKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnitKind::Stack => "stack",
-            UnitKind::App => "app",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<UnitKind> {
-        match s {
-            "stack" => Some(UnitKind::Stack),
-            "app" => Some(UnitKind::App),
-            _ => None,
-        }
-    }
 }
 
 /// One change: a PR (or break-glass action) against one environment and one stack or app.

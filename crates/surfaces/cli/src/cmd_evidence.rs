@@ -14,7 +14,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use sluice_evidence::VerifyingKey;
 use sluice_evidence::keys::{key_id, public_key_pem};
-use sluice_pipeline::error::exit;
+use crate::exit;
 use sluice_pipeline::evidence::{
     self, BenchOptions, EvidenceError, LogListing, Recorded, Recorder, RecorderOptions,
 };
@@ -95,9 +95,12 @@ pub struct BundleArgs {
 pub struct VerifyArgs {
     /// The bundle file.
     path: PathBuf,
-    /// A trusted public key: a file or the key itself (PEM, C2SP verifier key, base64 or hex).
-    /// Repeatable. Default: the local evidence key under --repo.
-    #[arg(long, value_name = "KEY")]
+    /// A trusted public key: a file or the key itself (PEM, C2SP verifier key, base64 or hex),
+    /// e.g. `--trusted-key "$(sluice evidence key)"`. Repeatable. Default: the local evidence
+    /// key under --repo.
+    // PEM text starts with `-----`: without `allow_hyphen_values` the parser takes it for an
+    // option and rejects it.
+    #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
     trusted_key: Vec<String>,
     /// A previously seen checkpoint (signed note file): the log must be consistent with it.
     #[arg(long, value_name = "FILE")]
@@ -189,7 +192,7 @@ pub enum BenchBackend {
 /// Prints an evidence error and returns its exit code.
 fn fail(e: &EvidenceError) -> i32 {
     eprintln!("error: {e}");
-    e.exit_code()
+    exit::evidence(e)
 }
 
 /// Writes to stdout; a closed pipe (`… | head`) ends the process quietly, as Unix tools do.
@@ -506,5 +509,35 @@ pub fn run_bench_evidence(a: BenchEvidenceArgs) -> i32 {
             exit::OK
         }
         Err(e) => fail(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::commands::{Cli, Command};
+
+    use super::EvidenceCommand;
+
+    #[test]
+    fn trusted_key_takes_pem_text_as_a_separate_argument() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n";
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "evidence",
+            "verify",
+            "bundle.json",
+            "--trusted-key",
+            pem,
+            "--trusted-key",
+            "keys/other.pem",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Evidence(EvidenceCommand::Verify(a)) = cli.command else {
+            panic!("not evidence verify");
+        };
+        assert_eq!(a.trusted_key, vec![pem.to_string(), "keys/other.pem".into()]);
+        assert_eq!(a.path, std::path::PathBuf::from("bundle.json"));
     }
 }

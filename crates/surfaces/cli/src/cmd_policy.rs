@@ -19,7 +19,9 @@ use sluice_model::config::OrgConfig;
 use sluice_model::exception::{self, ExceptionStatus, Timestamp};
 use sluice_model::plan::Plan;
 use sluice_model::redact::{self, RedactionRules};
-use sluice_pipeline::error::{PipelineError, exit};
+use sluice_pipeline::error::PipelineError;
+
+use crate::exit;
 use sluice_pipeline::{plangen, workspace};
 use sluice_policy::builtin::{self, Params};
 use sluice_policy::engine::{BuiltinSettings, EngineSpec};
@@ -500,7 +502,7 @@ fn run_eval(a: EvalArgs) -> Result<i32, PipelineError> {
             .as_ref()
             .is_some_and(|o: &OrgConfig| !a.env.is_empty() && o.is_protected(&a.env));
     let change = ChangeContext {
-        correlation_id: String::new(),
+        correlation_id: None,
         env: a.env.clone(),
         stack: a.stack.clone(),
         production: Some(production),
@@ -793,7 +795,7 @@ fn bench_once(
     for i in 0..=runs {
         let t0 = Instant::now();
         let plan =
-            Plan::parse("generated.json", bytes).map_err(|e| PipelineError::Io(e.to_string()))?;
+            Plan::parse("generated.json", bytes).map_err(|e| PipelineError::failed("parsing", e))?;
         let projected = redact::redact_plan(&plan, &rules);
         drop(plan);
         let input = EvalInput::plan(projected.as_value(), &change, json!({"id": change.stack}));
@@ -801,7 +803,7 @@ fn bench_once(
         let t1 = Instant::now();
         let record = engine
             .evaluate(&input)
-            .map_err(|e| PipelineError::Io(e.to_string()))?;
+            .map_err(|e| PipelineError::failed("evaluating", e))?;
         let t2 = Instant::now();
         let text = record.to_canonical_json();
         let digest = record.digest();
@@ -837,7 +839,7 @@ pub fn run_bench_policy(a: BenchPolicyArgs) -> Result<i32, PipelineError> {
         now: Some(sluice_policy::now()),
         ..Default::default()
     })
-    .map_err(|e| PipelineError::Io(e.to_string()))?;
+    .map_err(|e| PipelineError::failed("compiling the built-in pack", e))?;
     let compile_ms = t.elapsed().as_secs_f64() * 1000.0;
     let mut benches = Vec::new();
     for changes in [a.changes, 50] {

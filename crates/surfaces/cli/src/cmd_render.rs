@@ -14,7 +14,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use sluice_pipeline::error::{PipelineError, exit};
+use sluice_pipeline::error::PipelineError;
+
+use crate::exit;
 use sluice_pipeline::workspace;
 use sluice_render::error::RenderError;
 use sluice_render::manifest::{DEFAULT_MAX_DOCUMENT_BYTES, Limits};
@@ -201,7 +203,7 @@ fn emit_json(value: &serde_json::Value) {
 /// A render failure is reported here (it has its own exit code), not as a pipeline error.
 fn fail(context: &str, e: &RenderError) -> i32 {
     eprintln!("error: {context}{e}");
-    e.exit_code()
+    exit::render(e)
 }
 
 pub fn run_render(a: RenderArgs) -> Result<i32, PipelineError> {

@@ -11,7 +11,9 @@ use crate::cmd_plan;
 use crate::cmd_policy;
 use crate::cmd_render;
 use sluice_model::stage::STAGES;
-use sluice_pipeline::error::{PipelineError, exit};
+use sluice_pipeline::error::PipelineError;
+
+use crate::exit;
 use sluice_pipeline::{affected, bench, demo, generate, pr, sarif, validation, workspace};
 
 #[derive(Parser)]
@@ -23,15 +25,15 @@ use sluice_pipeline::{affected, bench, demo, generate, pr, sarif, validation, wo
 validates it, plans it, evaluates policy, classifies risk, binds approvals to the exact plan and \
 keeps a verifiable evidence trail.\n\nExit codes: 0 ok, 1 blocked (blocking findings), 2 usage or \
 configuration error, 3 repository error (not a git repository, unknown revision), 4 inconsistent \
-org (dependency cycle, layer rule), 5 internal or IO error."
+org (dependency cycle, layer rule), 5 internal or IO error, 6 a plan failed."
 )]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Build a sample org as a git repository, open a PR and run every stage over it.
     Demo(DemoArgs),
     /// Stacks and apps a change touches, with the reason for each.
@@ -502,11 +504,11 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
             Some(dir) => {
                 let parts = pr::render_markdown_parts(&report);
                 std::fs::create_dir_all(dir)
-                    .map_err(|e| PipelineError::Io(format!("{}: {e}", dir.display())))?;
+                    .map_err(|e| PipelineError::io(dir, e))?;
                 for (i, p) in parts.iter().enumerate() {
                     let file = dir.join(format!("part-{}.md", i + 1));
                     std::fs::write(&file, p)
-                        .map_err(|e| PipelineError::Io(format!("{}: {e}", file.display())))?;
+                        .map_err(|e| PipelineError::io(&file, e))?;
                     emit(&format!("{}\n", file.display()));
                 }
             }
@@ -519,7 +521,7 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
     {
         return Ok(code);
     }
-    Ok(report.exit_code())
+    Ok(exit::verdict(report.verdict))
 }
 
 fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
@@ -630,7 +632,7 @@ fn run_bench_affected(a: BenchAffectedArgs) -> Result<i32, PipelineError> {
             tmp
         }
     };
-    let exe = std::env::current_exe().map_err(|e| PipelineError::Io(e.to_string()))?;
+    let exe = std::env::current_exe().map_err(|e| PipelineError::failed("finding sluice", e))?;
     let result = bench::affected(&exe, &repo, a.runs)?;
     match a.format {
         Format::Json => print_json(&result),

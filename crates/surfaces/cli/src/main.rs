@@ -9,6 +9,7 @@ mod cmd_plan;
 mod cmd_policy;
 mod cmd_render;
 mod commands;
+mod exit;
 
 use clap::Parser;
 
@@ -23,7 +24,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            e.exit_code()
+            exit::pipeline(&e)
         }
     };
     std::process::exit(code);
