@@ -35,6 +35,7 @@ use crate::builtin::{self, Params, Target};
 use crate::bundle::{Bundle, FileKind, Origin, RegoVersion};
 use crate::canonical;
 use crate::error::{self, PolicyError};
+use crate::guard;
 use crate::input::EvalInput;
 use crate::record::{BundleRef, Decision, DecisionRecord, EngineRef, Outcome, RuleResult, SCHEMA};
 
@@ -254,8 +255,11 @@ pub(crate) fn compile_bundle(
             message: format!("not UTF-8: {e}"),
         })?;
         engine.set_rego_v0(bundle.rego_version_of(&f.path) == RegoVersion::V0);
-        engine
-            .add_policy(display.clone(), text.to_string())
+        guard::catch(|| engine.add_policy(display.clone(), text.to_string()))
+            .map_err(|panic| PolicyError::Compile {
+                bundle: bundle.name.clone(),
+                message: format!("{display}: {panic}"),
+            })?
             .map_err(|e| rego_error(&display, &e.to_string()))?;
     }
     let mut data = bundle.data()?;
@@ -282,8 +286,11 @@ pub(crate) fn compile_bundle(
     })?;
     // Analyse and schedule now, once; clones start prepared. Semantic errors (unsafe
     // variables, unknown functions, conflicting rules) surface here with their position.
-    engine
-        .eval_query("true".to_string(), false)
+    guard::catch(|| engine.eval_query("true".to_string(), false))
+        .map_err(|panic| PolicyError::Compile {
+            bundle: bundle.name.clone(),
+            message: panic,
+        })?
         .map_err(|e| compile_error(bundle, &e.to_string()))?;
     Ok(engine)
 }
@@ -833,14 +840,20 @@ impl PolicyEngine {
                                         limit: remaining,
                                         check_interval: NonZeroU32::new(64).expect("non-zero"),
                                     });
-                                    let out = match engine.eval_rule(path) {
-                                        Ok(regorus::Value::Undefined) => {
+                                    let out = match guard::catch(|| engine.eval_rule(path)) {
+                                        Ok(Ok(regorus::Value::Undefined)) => {
                                             Ok(serde_json::Value::Null)
                                         }
-                                        Ok(v) => {
+                                        Ok(Ok(v)) => {
                                             serde_json::to_value(&v).map_err(|e| e.to_string())
                                         }
-                                        Err(e) => Err(error_text(&e)),
+                                        Ok(Err(e)) => Err(error_text(&e)),
+                                        // The engine may be left half-way: go on with a
+                                        // fresh copy of the prepared one.
+                                        Err(panic) => {
+                                            engine = prepared.engine.clone();
+                                            Err(panic)
+                                        }
                                     };
                                     if tx.send((i, out)).is_err() {
                                         return;

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::bundle::{Bundle, FileKind};
 use crate::engine::compile_bundle;
 use crate::error::{self, PolicyError};
+use crate::guard;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TestCase {
@@ -86,7 +87,8 @@ pub fn run(
     extra_data: Option<&serde_json::Value>,
     timeout: Duration,
 ) -> Result<TestReport, PolicyError> {
-    let mut engine = compile_bundle(bundle, true, extra_data)?;
+    let prepared = compile_bundle(bundle, true, extra_data)?;
+    let mut engine = prepared.clone();
     let packages = engine
         .get_policy_package_components()
         .map_err(|e| PolicyError::Compile {
@@ -121,22 +123,28 @@ pub fn run(
                 check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
             });
             let started = Instant::now();
-            let outcome = engine.eval_rule(path);
+            let outcome = guard::catch(|| engine.eval_rule(path));
             let duration_us = started.elapsed().as_micros() as u64;
             let (passed, message) = match outcome {
-                Ok(regorus::Value::Bool(true)) => (true, None),
-                Ok(regorus::Value::Undefined) => (
+                // A panic fails the test (closed); the engine goes on with a fresh copy, since
+                // the panicking one may be left half-way.
+                Err(panic) => {
+                    engine = prepared.clone();
+                    (false, Some(format!("error: {panic}")))
+                }
+                Ok(Ok(regorus::Value::Bool(true))) => (true, None),
+                Ok(Ok(regorus::Value::Undefined)) => (
                     false,
                     Some("undefined: a condition of the test does not hold".to_string()),
                 ),
-                Ok(v) => (
+                Ok(Ok(v)) => (
                     false,
                     Some(format!(
                         "evaluated to {}, expected true",
                         error::truncate(&v.to_json_str().unwrap_or_default(), 200)
                     )),
                 ),
-                Err(e) => (
+                Ok(Err(e)) => (
                     false,
                     Some(format!("error: {}", error::summarize(&e.to_string()))),
                 ),
