@@ -47,8 +47,9 @@ pub const ENTRY_RULES: &[(&str, Outcome)] = &[
     ("require_approval", Outcome::RequireApproval),
 ];
 
-/// The regorus version sluice is built against (recorded in every decision).
-pub const REGORUS_VERSION: &str = "0.14.1";
+/// The regorus version sluice is built against (recorded in every decision), as `Cargo.lock`
+/// resolved it (see `build.rs`).
+pub const REGORUS_VERSION: &str = env!("SLUICE_REGORUS_VERSION");
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -1260,6 +1261,18 @@ fn type_name(v: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The engine reports the version it was compiled as (`opa.runtime()`); the version the
+    /// decision records name must be that one.
+    #[test]
+    fn the_recorded_regorus_version_is_the_engine_that_runs() {
+        let mut engine = regorus::Engine::new();
+        let results = engine
+            .eval_query("x := opa.runtime()[\"regorus-version\"]".into(), false)
+            .unwrap();
+        let built = &results.result[0].bindings[&regorus::Value::from("x")];
+        assert_eq!(built.as_string().unwrap().as_ref(), REGORUS_VERSION);
+    }
 
     #[test]
     fn the_watchdog_abandons_a_worker_that_does_not_yield() {

@@ -848,6 +848,12 @@ impl EvidenceService {
     /// against the latest checkpoint (made if the log grew past it), a consistency proof from
     /// the checkpoint before, and the public key. The bytes verify with that key.
     pub async fn bundle(&self, change_id: &str) -> Result<BundleOutput> {
+        self.bundle_from(change_id, None).await
+    }
+
+    /// [`EvidenceService::bundle`] with the consistency proof from `from_size` (a size the log
+    /// had, e.g. of an older checkpoint an auditor holds) instead of the checkpoint before.
+    pub async fn bundle_from(&self, change_id: &str, from_size: Option<u64>) -> Result<BundleOutput> {
         let inner = &self.inner;
         let event = self
             .latest_manifest_event(change_id)
@@ -882,14 +888,24 @@ impl EvidenceService {
             Some(cp) if cp.size > leaf_index && cp.origin == inner.origin => cp,
             _ => create_checkpoint(&inner.store, &self.signer()).await?,
         };
-        let consistency_from = inner
-            .store
-            .checkpoints()
-            .await?
-            .iter()
-            .map(|c| c.size)
-            .filter(|s| *s > 0 && *s < checkpoint.size)
-            .max();
+        let consistency_from = match from_size {
+            Some(size) if size == 0 || size > checkpoint.size => {
+                return Err(EvidenceError::Usage(format!(
+                    "no consistency proof from size {size}: the log's checkpoint has size {}",
+                    checkpoint.size
+                )));
+            }
+            // The same size needs no proof: the roots must simply be equal.
+            Some(size) => Some(size).filter(|s| *s < checkpoint.size),
+            None => inner
+                .store
+                .checkpoints()
+                .await?
+                .iter()
+                .map(|c| c.size)
+                .filter(|s| *s > 0 && *s < checkpoint.size)
+                .max(),
+        };
 
         let rec = KeyRecorder::default();
         let _ = merkle::inclusion_proof(leaf_index, checkpoint.size, &rec);
@@ -1056,7 +1072,20 @@ impl Recorder {
 
     /// Writes the bundle of `change_id` to `out` (fsynced; the directory is created).
     pub fn write_bundle(&self, change_id: &str, out: &Path) -> Result<BundleOutput> {
-        let bundle = self.bundle(change_id)?;
+        self.write_bundle_from(change_id, None, out)
+    }
+
+    /// [`Recorder::write_bundle`] with the consistency proof from `from_size`
+    /// ([`EvidenceService::bundle_from`]).
+    pub fn write_bundle_from(
+        &self,
+        change_id: &str,
+        from_size: Option<u64>,
+        out: &Path,
+    ) -> Result<BundleOutput> {
+        let bundle = self
+            .runtime
+            .block_on(self.service.bundle_from(change_id, from_size))?;
         write_file(out, &bundle.bytes)?;
         Ok(bundle)
     }
@@ -1114,6 +1143,21 @@ pub fn load_trusted_key(spec: &str) -> Result<VerifyingKey> {
         path: origin,
         message: e.to_string(),
     })
+}
+
+/// The tree size a checkpoint file (a signed note) states. Its signature and root are the
+/// verifier's to check, against the bundle that carries the proof from this size.
+pub fn checkpoint_file_size(path: &Path) -> Result<u64> {
+    let input = |message: String| EvidenceError::Input {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| input(format!("cannot read the checkpoint: {e}")))?;
+    let note = parse_note(&text).map_err(|e| input(e.to_string()))?;
+    let checkpoint = sluice_evidence::checkpoint::Checkpoint::parse(&note.text)
+        .map_err(|e| input(e.to_string()))?;
+    Ok(checkpoint.size)
 }
 
 /// The public half of the local evidence key (`key_file`, or `<repo>/.sluice/keys`), if one

@@ -85,6 +85,10 @@ pub struct BundleArgs {
     /// Where to write the bundle.
     #[arg(long)]
     out: PathBuf,
+    /// An earlier checkpoint (signed note file) the verifier holds: the bundle carries the
+    /// consistency proof from its size, whichever size the log had then.
+    #[arg(long, value_name = "FILE")]
+    from_checkpoint: Option<PathBuf>,
     #[command(flatten)]
     at: RepoArgs,
     #[arg(long, value_enum, default_value = "text")]
@@ -227,8 +231,13 @@ pub fn run_evidence(command: EvidenceCommand) -> i32 {
 }
 
 fn bundle(a: BundleArgs) -> Result<i32, EvidenceError> {
+    let from_size = a
+        .from_checkpoint
+        .as_deref()
+        .map(evidence::checkpoint_file_size)
+        .transpose()?;
     let recorder = Recorder::open(&a.at.store.options(&a.at.repo, true))?;
-    let out = recorder.write_bundle(&a.change_id, &a.out)?;
+    let out = recorder.write_bundle_from(&a.change_id, from_size, &a.out)?;
     match a.format {
         Format::Json => print_json(&json!({
             "bundle": a.out,
