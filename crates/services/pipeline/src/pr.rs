@@ -43,8 +43,6 @@ use sluice_model::exception::Timestamp;
 use sluice_model::path;
 use sluice_model::plan::Plan;
 use sluice_model::stage::{STAGES, Stage};
-use sluice_policy::PolicyError;
-use sluice_repo::config::ConfigError;
 
 use crate::affected::{self, AffectedReport};
 use crate::apps::{self, AppDecision, AppStatus, AppsInput, RenderState};
@@ -1481,6 +1479,41 @@ pub fn render_sarif(r: &PrReport, tool_version: &str) -> Value {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use sluice_policy::PolicyError;
+
+    /// Errors of a bundle or an exception file name that file, not `sluice.yaml:1:1`.
+    #[test]
+    fn policy_setup_errors_keep_their_own_file() {
+        let data = check_to_pipeline(CheckError::Policy(PolicyError::Data {
+            file: "policy-library/data/limits.json".into(),
+            message: "not a JSON object".into(),
+        }));
+        assert_eq!(
+            data.to_string(),
+            "policy-library/data/limits.json: not a JSON object"
+        );
+        let bundle = check_to_pipeline(CheckError::Policy(PolicyError::Compile {
+            bundle: "policy-library".into(),
+            message: "conflicting rules".into(),
+        }));
+        assert_eq!(bundle.to_string(), "bundle policy-library: conflicting rules");
+        let exceptions = check_to_pipeline(CheckError::Policy(PolicyError::Exceptions(vec![
+            sluice_policy::exceptions::LoadError {
+                file: "security-exceptions/db.yaml".into(),
+                line: 4,
+                col: 3,
+                message: "expiresAt is required".into(),
+            },
+        ])));
+        assert_eq!(
+            exceptions.to_string(),
+            "security-exceptions/db.yaml:4:3: expiresAt is required"
+        );
+        for e in [data, bundle, exceptions] {
+            assert!(matches!(e, PipelineError::Policy(_)), "{e:?}");
+            assert!(!e.to_string().contains("sluice.yaml"), "{e}");
+        }
+    }
 
     #[test]
     fn stage_status_names_are_the_json_names() {
