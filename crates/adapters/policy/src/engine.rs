@@ -849,12 +849,9 @@ impl PolicyEngine {
                                             serde_json::to_value(&v).map_err(|e| e.to_string())
                                         }
                                         Ok(Err(e)) => Err(error_text(&e)),
-                                        // The engine may be left half-way: go on with a
-                                        // fresh copy of the prepared one.
-                                        Err(panic) => {
-                                            engine = prepared.engine.clone();
-                                            Err(panic)
-                                        }
+                                        // `eval_rule` clears the evaluation state it starts
+                                        // from, so the next entry point may use this engine.
+                                        Err(panic) => Err(panic),
                                     };
                                     if tx.send((i, out)).is_err() {
                                         return;

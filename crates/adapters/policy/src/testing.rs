@@ -87,8 +87,7 @@ pub fn run(
     extra_data: Option<&serde_json::Value>,
     timeout: Duration,
 ) -> Result<TestReport, PolicyError> {
-    let prepared = compile_bundle(bundle, true, extra_data)?;
-    let mut engine = prepared.clone();
+    let mut engine = compile_bundle(bundle, true, extra_data)?;
     let packages = engine
         .get_policy_package_components()
         .map_err(|e| PolicyError::Compile {
@@ -126,12 +125,9 @@ pub fn run(
             let outcome = guard::catch(|| engine.eval_rule(path));
             let duration_us = started.elapsed().as_micros() as u64;
             let (passed, message) = match outcome {
-                // A panic fails the test (closed); the engine goes on with a fresh copy, since
-                // the panicking one may be left half-way.
-                Err(panic) => {
-                    engine = prepared.clone();
-                    (false, Some(format!("error: {panic}")))
-                }
+                // A panic fails the test; `eval_rule` clears the evaluation state it starts
+                // from, so the next test may use this engine.
+                Err(panic) => (false, Some(format!("error: {panic}"))),
                 Ok(Ok(regorus::Value::Bool(true))) => (true, None),
                 Ok(Ok(regorus::Value::Undefined)) => (
                     false,

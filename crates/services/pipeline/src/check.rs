@@ -29,7 +29,7 @@ use sluice_policy::builtin::Target as PolicyTarget;
 use sluice_policy::{ChangeContext, EvalInput, PolicyConfig, PolicyError, PolicySetup};
 use sluice_repo::discovery::Stack;
 
-use crate::decide::{self, DecideInput, PlanNote, StackDecision, Status};
+use crate::decide::{self, DecideInput, PlanNote, StackDecision};
 use crate::error::PipelineError;
 use crate::workspace::{self, Revision};
 

@@ -617,7 +617,7 @@ fn stack_stages(
 
 /// The check target of an affected stack: CODEOWNERS is matched on the changed files that
 /// made it affected, or on the stack's own files when it is affected only as a dependent.
-fn stack_target(analysis: &affected::Analysis, u: &AffectedUnit, cid: String) -> Target {
+fn stack_target(analysis: &affected::Analysis, u: &AffectedUnit, cid: ChangeId) -> Target {
     let config = &analysis.head.config;
     let mut paths: BTreeSet<String> = u.reasons.iter().filter_map(|r| r.path.clone()).collect();
     let stack = analysis.org.stacks.iter().find(|s| s.id == u.id);

@@ -72,7 +72,7 @@ fn demo_pr_report() {
 
     // The demo ends with its evidence: the stack's change bundle, written and verified.
     let ev = &run.evidence;
-    assert_eq!(ev.change_id, stack.change_id);
+    assert_eq!(ev.change_id, stack.change_id.to_string());
     assert!(ev.verified, "{}", ev.verification);
     assert!(ev.bundle_path.is_file(), "{}", ev.bundle_path.display());
     assert!(ev.bundle_path.starts_with(run.repo.dir.join(".sluice")));

@@ -523,17 +523,21 @@ pub fn run_bench_evidence(a: BenchEvidenceArgs) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser as _;
-
-    use crate::commands::{Cli, Command};
+    use clap::Parser;
 
     use super::EvidenceCommand;
+
+    /// `sluice evidence …` as the binary parses it.
+    #[derive(Parser)]
+    struct Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
+    }
 
     #[test]
     fn trusted_key_takes_pem_text_as_a_separate_argument() {
         let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n";
-        let cli = Cli::try_parse_from([
-            "sluice",
+        let parsed = Evidence::try_parse_from([
             "evidence",
             "verify",
             "bundle.json",
@@ -543,7 +547,7 @@ mod tests {
             "keys/other.pem",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
-        let Command::Evidence(EvidenceCommand::Verify(a)) = cli.command else {
+        let EvidenceCommand::Verify(a) = parsed.command else {
             panic!("not evidence verify");
         };
         assert_eq!(a.trusted_key, vec![pem.to_string(), "keys/other.pem".into()]);

@@ -29,11 +29,11 @@ org (dependency cycle, layer rule), 5 internal or IO error, 6 a plan failed."
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub(crate) command: Command,
+    command: Command,
 }
 
 #[derive(Subcommand)]
-pub(crate) enum Command {
+enum Command {
     /// Build a sample org as a git repository, open a PR and run every stage over it.
     Demo(DemoArgs),
     /// Stacks and apps a change touches, with the reason for each.
