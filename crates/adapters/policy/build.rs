@@ -18,7 +18,9 @@ fn main() {
         None => None,
     };
     let version = version.unwrap_or_else(|| {
-        println!("cargo:warning=no Cargo.lock entry for regorus; decision records name it `unknown`");
+        println!(
+            "cargo:warning=no Cargo.lock entry for regorus; decision records name it `unknown`"
+        );
         "unknown".to_string()
     });
     println!("cargo:rustc-env=SLUICE_REGORUS_VERSION={version}");

@@ -1518,7 +1518,9 @@ mod tests {
             .find(|w| w.message.contains("resource_drift"))
             .expect("a warning about the derived addresses");
         assert!(
-            warning.message.starts_with("3 resource_drift entries without `address`"),
+            warning
+                .message
+                .starts_with("3 resource_drift entries without `address`"),
             "{warning}"
         );
         assert!(!warning.message.contains("CANARY"), "{warning}");

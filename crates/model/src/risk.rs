@@ -198,11 +198,7 @@ pub fn default_rules(production_envs: &[String]) -> Vec<RiskRule> {
         RiskRule {
             when: RiskWhen {
                 envs: prod.clone(),
-                resource_types: Some(builtin(&[
-                    "aws_iam_*",
-                    "google_*iam*",
-                    "azurerm_role_*",
-                ])),
+                resource_types: Some(builtin(&["aws_iam_*", "google_*iam*", "azurerm_role_*"])),
                 actions: vec![
                     ChangeAction::Create,
                     ChangeAction::Update,

@@ -520,7 +520,10 @@ mod tests {
         let left = dir.path().join("left");
         std::fs::create_dir_all(left.join("stack")).unwrap();
         let warning = driver(left.clone()).remove_work_root().unwrap();
-        assert!(warning.starts_with(&left.display().to_string()), "{warning}");
+        assert!(
+            warning.starts_with(&left.display().to_string()),
+            "{warning}"
+        );
         assert!(left.exists());
     }
 

@@ -243,7 +243,10 @@ mod tests {
             "infra-live#412@9f3a12c/prod/eu-west-1/data"
         );
         let without = EvalInput::plan(&json!({}), &ChangeContext::default(), json!({})).document;
-        assert!(without["change"].get("correlation_id").is_none(), "{without}");
+        assert!(
+            without["change"].get("correlation_id").is_none(),
+            "{without}"
+        );
     }
 
     #[test]

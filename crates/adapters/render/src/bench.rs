@@ -150,7 +150,8 @@ pub fn kustomize_bench(
     search_path: Option<OsString>,
 ) -> Result<KustomizeBench, RenderError> {
     let tool = tool::kustomize(search_path.as_deref())?;
-    let dir = tempfile::tempdir().map_err(|e| RenderError::io("creating a temporary directory", e))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| RenderError::io("creating a temporary directory", e))?;
     let files = overlay_files(objects, seed);
     let writer = Writer::init(dir.path())?;
     let author = Author {

@@ -412,7 +412,10 @@ fn bad_input_names_the_source() {
         e.to_string().starts_with(&format!("{APP}/bad.yaml:")),
         "{e}"
     );
-    assert!(matches!(e, RenderError::Syntax { .. } | RenderError::Manifest { .. }), "{e}");
+    assert!(
+        matches!(e, RenderError::Syntax { .. } | RenderError::Manifest { .. }),
+        "{e}"
+    );
 
     let e = plain_error(
         &[(

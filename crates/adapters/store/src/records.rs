@@ -6,8 +6,8 @@ use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-pub use sluice_model::change::UnitKind;
 use sluice_model::change::ChangeId;
+pub use sluice_model::change::UnitKind;
 
 use crate::error::StoreError;
 

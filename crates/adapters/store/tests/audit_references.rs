@@ -77,7 +77,10 @@ async fn record<S: Store + Clone>(store: &S) -> String {
 }
 
 async fn problems<S: Store + Clone>(store: &S) -> Vec<AuditProblem> {
-    audit(store, &AuditOptions::default()).await.unwrap().problems
+    audit(store, &AuditOptions::default())
+        .await
+        .unwrap()
+        .problems
 }
 
 #[tokio::test]

@@ -205,7 +205,10 @@ mod base_config_tests {
         }]);
         let warnings = base_config_fallback(invalid, "main").unwrap();
         assert_eq!(warnings.len(), 1);
-        assert_eq!((warnings[0].file.as_str(), warnings[0].line), ("sluice.yaml", 7));
+        assert_eq!(
+            (warnings[0].file.as_str(), warnings[0].line),
+            ("sluice.yaml", 7)
+        );
         assert!(
             warnings[0]
                 .message

@@ -18,8 +18,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 use sluice_model::affected::{AffectedUnit, UnitStatus};
-use sluice_model::change::{ChangeId, UnitKind};
 use sluice_model::approval::{self, PolicyRequest, Requirement};
+use sluice_model::change::{ChangeId, UnitKind};
 use sluice_model::codeowners::CodeOwners;
 use sluice_model::config::OrgConfig;
 use sluice_model::finding::Severity;

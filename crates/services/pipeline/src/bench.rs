@@ -83,8 +83,8 @@ pub fn affected(exe: &Path, repo: &Path, runs: usize) -> Result<AffectedBench, P
     };
     // One warm-up run so both sides read from the page cache.
     let (_, out) = time_command(&mut sluice_cmd())?;
-    let report: serde_json::Value = serde_json::from_slice(&out)
-        .map_err(|e| PipelineError::failed("affected output", e))?;
+    let report: serde_json::Value =
+        serde_json::from_slice(&out).map_err(|e| PipelineError::failed("affected output", e))?;
     let affected_stacks = report["stacks"].as_array().map_or(0, Vec::len);
     let mut sluice_runs = Vec::new();
     for _ in 0..runs {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::{Value, json};
+use sluice_iac::config::ConfigFieldError;
 use sluice_model::approval::ApprovalMatrix;
 use sluice_model::change::ChangeId;
 use sluice_model::codeowners::CodeOwners;
@@ -24,7 +25,6 @@ use sluice_model::exception::Timestamp;
 use sluice_model::plan::{Plan, PlanError};
 use sluice_model::redact::{self, RedactionRules};
 use sluice_model::risk::{self, RiskRule};
-use sluice_iac::config::ConfigFieldError;
 use sluice_policy::builtin::Target as PolicyTarget;
 use sluice_policy::{ChangeContext, EvalInput, PolicyConfig, PolicyError, PolicySetup};
 use sluice_repo::discovery::Stack;
@@ -242,7 +242,6 @@ pub struct CheckReport {
     pub decision: StackDecision,
     pub warnings: Vec<String>,
 }
-
 
 /// Run the check: parse the plan, resolve the stack, evaluate. The repository is read and the
 /// org's configuration loaded on a second thread while the plan is parsed; the built-in plan

@@ -82,7 +82,6 @@ pub enum EvidenceError {
     Internal(String),
 }
 
-
 pub type Result<T, E = EvidenceError> = std::result::Result<T, E>;
 
 // ---- inputs ------------------------------------------------------------------------------------
@@ -853,7 +852,11 @@ impl EvidenceService {
 
     /// [`EvidenceService::bundle`] with the consistency proof from `from_size` (a size the log
     /// had, e.g. of an older checkpoint an auditor holds) instead of the checkpoint before.
-    pub async fn bundle_from(&self, change_id: &str, from_size: Option<u64>) -> Result<BundleOutput> {
+    pub async fn bundle_from(
+        &self,
+        change_id: &str,
+        from_size: Option<u64>,
+    ) -> Result<BundleOutput> {
         let inner = &self.inner;
         let event = self
             .latest_manifest_event(change_id)
@@ -2074,14 +2077,12 @@ mod tests {
         use sluice_model::affected::UnitStatus;
         let head = "9f3a12cdeadbeef9f3a12cdeadbeef9f3a12cdea".to_string();
         let base = "1111111111111111111111111111111111111111".to_string();
-        let cid = |unit: &str| {
-            ChangeId {
-                repo: "infra-live".into(),
-                pr: Some(7),
-                commit: head.clone(),
-                env: "prod".into(),
-                unit: unit.into(),
-            }
+        let cid = |unit: &str| ChangeId {
+            repo: "infra-live".into(),
+            pr: Some(7),
+            commit: head.clone(),
+            env: "prod".into(),
+            unit: unit.into(),
         };
         let row = |number: u8, stage: Stage, status: StageStatus| StageResult {
             number,

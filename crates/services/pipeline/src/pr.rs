@@ -252,7 +252,6 @@ pub struct PrReport {
     pub validation: ValidationReport,
 }
 
-
 /// How `sluice pr` gets plans and judges exceptions.
 #[derive(Debug, Clone, Default)]
 pub struct PrOptions {
@@ -1496,7 +1495,10 @@ mod tests {
             bundle: "policy-library".into(),
             message: "conflicting rules".into(),
         }));
-        assert_eq!(bundle.to_string(), "bundle policy-library: conflicting rules");
+        assert_eq!(
+            bundle.to_string(),
+            "bundle policy-library: conflicting rules"
+        );
         let exceptions = check_to_pipeline(CheckError::Policy(PolicyError::Exceptions(vec![
             sluice_policy::exceptions::LoadError {
                 file: "security-exceptions/db.yaml".into(),

@@ -340,7 +340,6 @@ pub fn run_bench_check(a: BenchCheckArgs) -> Result<i32, PipelineError> {
 
 fn tempdir_in_temp() -> Result<PathBuf, PipelineError> {
     let dir = std::env::temp_dir().join(format!("sluice-bench-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| PipelineError::io(&dir, e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
     Ok(dir)
 }

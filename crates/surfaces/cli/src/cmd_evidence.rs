@@ -10,11 +10,11 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use crate::exit;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use sluice_evidence::VerifyingKey;
 use sluice_evidence::keys::{key_id, public_key_pem};
-use crate::exit;
 use sluice_pipeline::evidence::{
     self, BenchOptions, EvidenceError, LogListing, Recorded, Recorder, RecorderOptions,
 };
@@ -550,7 +550,10 @@ mod tests {
         let EvidenceCommand::Verify(a) = parsed.command else {
             panic!("not evidence verify");
         };
-        assert_eq!(a.trusted_key, vec![pem.to_string(), "keys/other.pem".into()]);
+        assert_eq!(
+            a.trusted_key,
+            vec![pem.to_string(), "keys/other.pem".into()]
+        );
         assert_eq!(a.path, std::path::PathBuf::from("bundle.json"));
     }
 }

@@ -34,7 +34,6 @@ use sluice_pipeline::error::PipelineError;
 use crate::exit;
 use sluice_pipeline::{affected, plangen, workspace};
 
-
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
     Text,
@@ -470,17 +469,14 @@ fn max_rss_mb() -> Option<f64> {
 /// Measure parsing, summarising and redacting a generated plan of `--changes` changes.
 pub fn run_bench_plan(a: BenchPlanArgs) -> Result<i32, PipelineError> {
     let bytes = match &a.plan {
-        Some(p) => {
-            std::fs::read(p).map_err(|e| PipelineError::io(p, e))?
-        }
+        Some(p) => std::fs::read(p).map_err(|e| PipelineError::io(p, e))?,
         None => {
             let doc = plangen::generate_plan(a.changes, a.seed);
             serde_json::to_vec(&doc).expect("plan serializes")
         }
     };
     if let Some(out) = &a.out {
-        std::fs::write(out, &bytes)
-            .map_err(|e| PipelineError::io(out, e))?;
+        std::fs::write(out, &bytes).map_err(|e| PipelineError::io(out, e))?;
         eprintln!("wrote {} ({} bytes)", out.display(), bytes.len());
     }
     let rules = RedactionRules::default();
@@ -492,8 +488,8 @@ pub fn run_bench_plan(a: BenchPlanArgs) -> Result<i32, PipelineError> {
     for i in 0..=runs {
         // The flow of a stage: parse, summarise, then redact in place for the policy input.
         let t0 = Instant::now();
-        let plan =
-            Plan::parse("generated.json", &bytes).map_err(|e| PipelineError::failed("parsing", e))?;
+        let plan = Plan::parse("generated.json", &bytes)
+            .map_err(|e| PipelineError::failed("parsing", e))?;
         let t1 = Instant::now();
         let s: PlanSummary = plan.summary();
         let t2 = Instant::now();
@@ -504,8 +500,8 @@ pub fn run_bench_plan(a: BenchPlanArgs) -> Result<i32, PipelineError> {
         // The peak so far is the stage's own (before the copying variant below runs).
         stage_rss = stage_rss.or_else(max_rss_mb);
         // The same with a borrowed plan, which copies what it renders.
-        let plan =
-            Plan::parse("generated.json", &bytes).map_err(|e| PipelineError::failed("parsing", e))?;
+        let plan = Plan::parse("generated.json", &bytes)
+            .map_err(|e| PipelineError::failed("parsing", e))?;
         let c0 = Instant::now();
         let copied = serde_json::to_vec(&redact::redact_plan(&plan, &rules)).expect("serializes");
         let c1 = Instant::now();

@@ -794,8 +794,8 @@ fn bench_once(
     let mut last = None;
     for i in 0..=runs {
         let t0 = Instant::now();
-        let plan =
-            Plan::parse("generated.json", bytes).map_err(|e| PipelineError::failed("parsing", e))?;
+        let plan = Plan::parse("generated.json", bytes)
+            .map_err(|e| PipelineError::failed("parsing", e))?;
         let projected = redact::redact_plan(&plan, &rules);
         drop(plan);
         let input = EvalInput::plan(projected.as_value(), &change, json!({"id": change.stack}));

@@ -503,12 +503,10 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
             None => emit(&pr::render_markdown(&report)),
             Some(dir) => {
                 let parts = pr::render_markdown_parts(&report);
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| PipelineError::io(dir, e))?;
+                std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
                 for (i, p) in parts.iter().enumerate() {
                     let file = dir.join(format!("part-{}.md", i + 1));
-                    std::fs::write(&file, p)
-                        .map_err(|e| PipelineError::io(&file, e))?;
+                    std::fs::write(&file, p).map_err(|e| PipelineError::io(&file, e))?;
                     emit(&format!("{}\n", file.display()));
                 }
             }

@@ -108,9 +108,7 @@ pub fn evidence(e: &EvidenceError) -> i32 {
         EvidenceError::Verify(
             VerifyError::Parse { .. } | VerifyError::Format(_) | VerifyError::NoTrustedKeys,
         ) => USAGE,
-        EvidenceError::Verify(_) | EvidenceError::Bundle(_) | EvidenceError::Corrupt(_) => {
-            BLOCKED
-        }
+        EvidenceError::Verify(_) | EvidenceError::Bundle(_) | EvidenceError::Corrupt(_) => BLOCKED,
         EvidenceError::Internal(_) => INTERNAL,
     }
 }
@@ -123,7 +121,11 @@ mod tests {
     fn a_failed_plan_is_not_a_repository_error() {
         assert_eq!(verdict(Verdict::PlanFailed), PLAN_FAILED);
         assert_ne!(PLAN_FAILED, REPO);
-        for v in [Verdict::ValidationBlocked, Verdict::Denied, Verdict::AppBlocked] {
+        for v in [
+            Verdict::ValidationBlocked,
+            Verdict::Denied,
+            Verdict::AppBlocked,
+        ] {
             assert_eq!(verdict(v), BLOCKED, "{v:?}");
         }
         for v in [

@@ -77,5 +77,8 @@ fn policy_eval_denies_naming_bundle_and_rule_without_a_backtrace() {
     let message = failed[0]["message"].as_str().unwrap();
     assert!(message.contains("data.main.deny"), "{message}");
     assert!(message.contains("the Rego engine panicked"), "{message}");
-    assert!(failed[0]["bundle"].as_str().is_some_and(|b| !b.is_empty()), "{record}");
+    assert!(
+        failed[0]["bundle"].as_str().is_some_and(|b| !b.is_empty()),
+        "{record}"
+    );
 }
