@@ -203,7 +203,7 @@ fn time_check(
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| PipelineError::io(&exe, e))?;
+            .map_err(|e| PipelineError::io(exe, e))?;
         let (c, rss) = wait_with_peak_rss(child)?;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         code = c;
