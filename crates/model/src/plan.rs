@@ -463,7 +463,7 @@ pub struct Plan {
     pub variables: BTreeMap<String, Variable>,
     #[serde(default)]
     pub planned_values: Option<Value>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "drift_entries")]
     pub resource_drift: Vec<ResourceChange>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub resource_changes: Vec<ResourceChange>,
@@ -535,6 +535,58 @@ pub struct ResourceChange {
     pub change: Change,
     #[serde(default)]
     pub action_reason: Option<ActionReason>,
+    /// The plan did not give `address`; it was derived from mode, type, name and index.
+    #[serde(skip)]
+    address_derived: bool,
+}
+
+/// `resource_drift[]`. Terraform 1.0 wrote its entries without `address`: such an entry gets
+/// the address derived from its parts (and [`Plan::parse`] warns) instead of failing the plan.
+fn drift_entries<'de, D>(d: D) -> Result<Vec<ResourceChange>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let entries: Vec<Value> = null_as_default(d)?;
+    entries
+        .into_iter()
+        .map(|mut entry| {
+            let derived = match entry.as_object_mut() {
+                Some(fields) if !fields.contains_key("address") => {
+                    let address = derived_address(fields);
+                    fields.insert("address".into(), Value::String(address));
+                    true
+                }
+                _ => false,
+            };
+            let mut rc: ResourceChange = serde_json::from_value(entry)
+                .map_err(|e| serde::de::Error::custom(scrub_serde_message(&e)))?;
+            rc.address_derived = derived;
+            Ok(rc)
+        })
+        .collect()
+}
+
+/// `module.x.data.type.name["key"]` from an entry's `module_address`, `mode`, `type`, `name`
+/// and `index`, as Terraform writes addresses.
+fn derived_address(fields: &serde_json::Map<String, Value>) -> String {
+    let text = |k: &str| fields.get(k).and_then(Value::as_str).unwrap_or_default();
+    let mut address = String::new();
+    if !text("module_address").is_empty() {
+        address.push_str(text("module_address"));
+        address.push('.');
+    }
+    if text("mode") == "data" {
+        address.push_str("data.");
+    }
+    address.push_str(text("type"));
+    address.push('.');
+    address.push_str(text("name"));
+    match fields.get("index") {
+        Some(Value::Number(n)) => address.push_str(&format!("[{n}]")),
+        Some(Value::String(key)) => address.push_str(&format!("[{}]", Value::String(key.clone()))),
+        _ => {}
+    }
+    address
 }
 
 impl fmt::Debug for ResourceChange {
@@ -754,6 +806,24 @@ impl Plan {
         }
 
         plan.format_version = Some(version);
+        let derived: Vec<&str> = plan
+            .resource_drift
+            .iter()
+            .filter(|rc| rc.address_derived)
+            .map(|rc| rc.address.as_str())
+            .collect();
+        if !derived.is_empty() {
+            warnings.push(PlanWarning {
+                file: file.to_string(),
+                message: format!(
+                    "{} resource_drift entr{} without `address` (as Terraform 1.0 wrote them): \
+                     derived from mode, type, name and index: {}",
+                    derived.len(),
+                    if derived.len() == 1 { "y" } else { "ies" },
+                    derived.join(", ")
+                ),
+            });
+        }
         if plan.errored == Some(true) {
             warnings.push(PlanWarning {
                 file: file.to_string(),
@@ -1401,6 +1471,73 @@ mod tests {
 
     fn parse(v: &Value) -> Result<Plan, PlanError> {
         Plan::parse("plan.json", v.to_string().as_bytes())
+    }
+
+    /// Terraform 1.0 (format 0.2) wrote `resource_drift` entries without `address`.
+    #[test]
+    fn drift_without_address_is_accepted_with_a_derived_address_and_a_warning() {
+        let entry = |mode: &str, index: Value, module: Option<&str>| {
+            let mut e = json!({
+                "mode": mode, "type": "aws_s3_bucket", "name": "logs",
+                "provider_name": "registry.terraform.io/hashicorp/aws",
+                "change": {"actions": ["update"], "before": {"acl": "CANARY-before"}, "after": {}}
+            });
+            if !index.is_null() {
+                e["index"] = index;
+            }
+            if let Some(m) = module {
+                e["module_address"] = json!(m);
+            }
+            e
+        };
+        let mut d = doc("0.2", vec![rc("aws_instance.web", &["create"])]);
+        d["resource_drift"] = json!([
+            entry("managed", Value::Null, None),
+            entry("managed", json!(2), Some("module.store")),
+            entry("data", json!("eu \"west\""), None),
+            rc("aws_s3_bucket.kept", &["update"]),
+        ]);
+        let plan = parse(&d).unwrap();
+        let addresses: Vec<&str> = plan
+            .resource_drift
+            .iter()
+            .map(|r| r.address.as_str())
+            .collect();
+        assert_eq!(
+            addresses,
+            vec![
+                "aws_s3_bucket.logs",
+                "module.store.aws_s3_bucket.logs[2]",
+                "data.aws_s3_bucket.logs[\"eu \\\"west\\\"\"]",
+                "aws_s3_bucket.kept",
+            ]
+        );
+        let warning = plan
+            .warnings
+            .iter()
+            .find(|w| w.message.contains("resource_drift"))
+            .expect("a warning about the derived addresses");
+        assert!(
+            warning
+                .message
+                .starts_with("3 resource_drift entries without `address`"),
+            "{warning}"
+        );
+        assert!(!warning.message.contains("CANARY"), "{warning}");
+        // resource_changes still need their address, with a position.
+        let mut bad = doc("1.2", vec![rc("aws_instance.web", &["create"])]);
+        bad["resource_changes"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("address");
+        assert!(matches!(parse(&bad), Err(PlanError::Malformed { .. })));
+        // A drift entry of the wrong shape is an error that does not quote values.
+        let mut wrong = doc("1.2", vec![]);
+        wrong["resource_drift"] = json!([{"mode": "managed", "type": "t", "name": "n",
+            "change": {"actions": "CANARY-x"}}]);
+        let err = parse(&wrong).unwrap_err().to_string();
+        assert!(err.starts_with("plan.json:"), "{err}");
+        assert!(!err.contains("CANARY"), "{err}");
     }
 
     #[test]

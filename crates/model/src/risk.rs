@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::glob::{GlobError, GlobList};
+use crate::glob::GlobList;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum RiskLevel {
@@ -154,10 +154,11 @@ pub struct RiskAssessment {
 
 /// The built-in rules, used unless configuration turns them off: any change is R1, a
 /// production change R2, production database topology and production IAM R3, destructive
-/// production changes R4.
-pub fn default_rules(production_envs: &[String]) -> Result<Vec<RiskRule>, GlobError> {
+/// production changes R4. The patterns are constants, so this cannot fail (the tests compile
+/// every one).
+pub fn default_rules(production_envs: &[String]) -> Vec<RiskRule> {
     let prod = production_envs.to_vec();
-    Ok(vec![
+    vec![
         RiskRule {
             when: RiskWhen::default(),
             risk: RiskLevel::R1,
@@ -174,7 +175,7 @@ pub fn default_rules(production_envs: &[String]) -> Result<Vec<RiskRule>, GlobEr
         RiskRule {
             when: RiskWhen {
                 envs: prod.clone(),
-                resource_types: Some(GlobList::new(&[
+                resource_types: Some(builtin(&[
                     "aws_db_*",
                     "aws_rds_*",
                     "aws_docdb_*",
@@ -182,7 +183,7 @@ pub fn default_rules(production_envs: &[String]) -> Result<Vec<RiskRule>, GlobEr
                     "aws_dynamodb_*",
                     "google_sql_*",
                     "azurerm_*sql*",
-                ])?),
+                ])),
                 actions: vec![
                     ChangeAction::Create,
                     ChangeAction::Update,
@@ -197,11 +198,7 @@ pub fn default_rules(production_envs: &[String]) -> Result<Vec<RiskRule>, GlobEr
         RiskRule {
             when: RiskWhen {
                 envs: prod.clone(),
-                resource_types: Some(GlobList::new(&[
-                    "aws_iam_*",
-                    "google_*iam*",
-                    "azurerm_role_*",
-                ])?),
+                resource_types: Some(builtin(&["aws_iam_*", "google_*iam*", "azurerm_role_*"])),
                 actions: vec![
                     ChangeAction::Create,
                     ChangeAction::Update,
@@ -226,7 +223,7 @@ pub fn default_rules(production_envs: &[String]) -> Result<Vec<RiskRule>, GlobEr
         RiskRule {
             when: RiskWhen {
                 envs: prod,
-                resource_types: Some(GlobList::new(&[K8S_IMAGE])?),
+                resource_types: Some(builtin(&[K8S_IMAGE])),
                 ..Default::default()
             },
             risk: RiskLevel::R2,
@@ -234,17 +231,22 @@ pub fn default_rules(production_envs: &[String]) -> Result<Vec<RiskRule>, GlobEr
         },
         RiskRule {
             when: RiskWhen {
-                resource_types: Some(GlobList::new(&[
+                resource_types: Some(builtin(&[
                     "k8s:rbac.authorization.k8s.io/*",
                     "k8s:apiextensions.k8s.io/CustomResourceDefinition",
                     "k8s:admissionregistration.k8s.io/*",
-                ])?),
+                ])),
                 ..Default::default()
             },
             risk: RiskLevel::R3,
             reason: "Kubernetes RBAC, CRD or admission change".into(),
         },
-    ])
+    ]
+}
+
+/// A glob list of built-in patterns.
+fn builtin(patterns: &[&str]) -> GlobList {
+    GlobList::new(patterns).expect("built-in risk patterns compile")
 }
 
 /// The resource type risk rules see for a Kubernetes object: `k8s:<group>/<Kind>`, with
@@ -345,7 +347,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_issue() {
-        let rules = default_rules(&["prod".into()]).unwrap();
+        let rules = default_rules(&["prod".into()]);
         let db = [res(
             "aws_db_instance.replica[1]",
             "aws_db_instance",
@@ -378,7 +380,7 @@ mod tests {
 
     #[test]
     fn kubernetes_defaults() {
-        let rules = default_rules(&["prod".into()]).unwrap();
+        let rules = default_rules(&["prod".into()]);
         let image = [
             res(
                 "Deployment/payments/payments",

@@ -23,32 +23,8 @@ pub enum Stage {
     Archive,
 }
 
-/// Whether a change's unit is an IaC stack or a Kubernetes app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnitKind {
-    Stack,
-    App,
-}
-
-impl UnitKind {
-    pub const ALL: [UnitKind; 2] = [UnitKind::Stack, UnitKind::App];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnitKind::Stack => "stack",
-            UnitKind::App => "app",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<UnitKind> {
-        match s {
-            "stack" => Some(UnitKind::Stack),
-            "app" => Some(UnitKind::App),
-            _ => None,
-        }
-    }
-}
+// The unit kind is the change's (`crate::change`); the gate reads it from there.
+pub use crate::change::UnitKind;
 
 /// Who may run a stage (the "authority" column of DESIGN.md §2), as a type the gate checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

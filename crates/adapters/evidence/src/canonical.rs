@@ -22,6 +22,28 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The number forms docs/evidence.md specifies for verifiers (not RFC 8785's).
+    #[test]
+    fn numbers_are_written_as_the_docs_say() {
+        let cases = [
+            (json!(-3), "-3"),
+            (json!(u64::MAX), "18446744073709551615"),
+            (json!(1.0), "1.0"),
+            (json!(0.5), "0.5"),
+            (json!(1e16), "1e+16"),
+            (json!(1.5e-7), "1.5e-7"),
+            (json!(1e21), "1e+21"),
+            (json!(0.00001), "0.00001"),
+            (json!(0.000001), "1e-6"),
+        ];
+        let got: Vec<String> = cases
+            .iter()
+            .map(|(v, _)| String::from_utf8(value_to_vec(v)).unwrap())
+            .collect();
+        let want: Vec<&str> = cases.iter().map(|(_, t)| *t).collect();
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn serialisable_values_take_the_canonical_form() {
         #[derive(Serialize)]

@@ -162,9 +162,18 @@ const INIT_PROVIDER: &[&str] = &[
     "could not load plugin",
 ];
 
+/// Shells and wrappers (terragrunt, a `terraform` shim) exit 126 when the program they start
+/// cannot be executed and 127 when it is not found.
+const EXIT_NOT_EXECUTABLE: i32 = 126;
+const EXIT_NOT_FOUND: i32 = 127;
+
 /// Classify a failed step. `exit_code` is `None` when the process did not exit normally.
+///
+/// What the engine printed decides first (an expired token wins over everything). Without a
+/// known message the exit status says what it can: 126/127 mean the engine behind a wrapper
+/// could not be started, and a process killed by a signal (out of memory, a crash) is the
+/// runner's problem, not the configuration's. Only then does the step decide.
 pub fn classify(step: Step, exit_code: Option<i32>, stderr: &str) -> FailureClass {
-    let _ = exit_code;
     let text = stderr.to_ascii_lowercase();
     let any = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
     if any(AUTH) {
@@ -176,11 +185,13 @@ pub fn classify(step: Step, exit_code: Option<i32>, stderr: &str) -> FailureClas
     } else if any(INIT_PROVIDER) {
         FailureClass::InitProvider
     } else {
-        match step {
-            Step::Init => FailureClass::InitProvider,
-            Step::Export | Step::Store => FailureClass::Internal,
-            Step::Version => FailureClass::EngineMissing,
-            Step::Plan | Step::Show => FailureClass::Plan,
+        match (exit_code, step) {
+            (Some(EXIT_NOT_EXECUTABLE | EXIT_NOT_FOUND), _) => FailureClass::EngineMissing,
+            (None, _) => FailureClass::Internal,
+            (Some(_), Step::Init) => FailureClass::InitProvider,
+            (Some(_), Step::Export | Step::Store) => FailureClass::Internal,
+            (Some(_), Step::Version) => FailureClass::EngineMissing,
+            (Some(_), Step::Plan | Step::Show) => FailureClass::Plan,
         }
     }
 }
@@ -304,6 +315,27 @@ mod tests {
         for (step, stderr, want) in cases {
             assert_eq!(classify(step, Some(1), stderr), want, "{stderr}");
         }
+    }
+
+    #[test]
+    fn exit_status_decides_when_stderr_says_nothing_known() {
+        // A wrapper could not start the engine: not a configuration error.
+        assert_eq!(
+            classify(Step::Plan, Some(127), "terraform: command not found"),
+            FailureClass::EngineMissing
+        );
+        assert_eq!(
+            classify(Step::Init, Some(126), "permission denied"),
+            FailureClass::EngineMissing
+        );
+        // Killed by a signal (OOM killer, crash): the runner's problem.
+        assert_eq!(classify(Step::Plan, None, ""), FailureClass::Internal);
+        assert_eq!(classify(Step::Plan, Some(1), ""), FailureClass::Plan);
+        // A known message still wins over the exit status.
+        assert_eq!(
+            classify(Step::Plan, None, "Error: error acquiring the state lock"),
+            FailureClass::StateLock
+        );
     }
 
     #[test]

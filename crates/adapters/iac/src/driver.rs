@@ -141,6 +141,21 @@ struct Engines {
 }
 
 impl Driver<'_> {
+    /// Remove the work root once every stack's own folder is gone (call it after
+    /// [`Driver::plan_stacks`]). It may never have been made, which is fine; any other failure
+    /// is returned as a warning naming the folder: a folder left behind is clutter the user
+    /// should hear about, not a failed plan.
+    pub fn remove_work_root(&self) -> Option<String> {
+        match std::fs::remove_dir(&self.work_root) {
+            Ok(()) => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(format!(
+                "{}: the plan work folder could not be removed: {e}",
+                self.work_root.display()
+            )),
+        }
+    }
+
     /// Plan every stack; results in the order of `stacks`.
     pub fn plan_stacks(&self, tree: &dyn Tree, stacks: &[StackSpec]) -> Vec<StackPlan> {
         let path_var = self.path_var.as_deref();
@@ -470,6 +485,37 @@ fn slug(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_the_work_root_reports_what_it_could_not_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = PlanConfig::default();
+        let store = crate::store::FsPlanStore::new(dir.path());
+        let driver = |work_root: PathBuf| Driver {
+            config: &config,
+            store: &store,
+            rules: RedactionRules::default(),
+            path_var: None,
+            work_root,
+            plugin_cache: dir.path().join("cache"),
+        };
+        // Never made: nothing to say.
+        assert_eq!(driver(dir.path().join("never")).remove_work_root(), None);
+        // Empty: removed.
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert_eq!(driver(empty.clone()).remove_work_root(), None);
+        assert!(!empty.exists());
+        // Something left in it: a warning naming the folder, the folder kept.
+        let left = dir.path().join("left");
+        std::fs::create_dir_all(left.join("stack")).unwrap();
+        let warning = driver(left.clone()).remove_work_root().unwrap();
+        assert!(
+            warning.starts_with(&left.display().to_string()),
+            "{warning}"
+        );
+        assert!(left.exists());
+    }
 
     #[test]
     fn slugs_are_safe() {

@@ -1,6 +1,7 @@
 //! The driver with a real `tofu` or `terraform` when one is on PATH (skipped with a notice
-//! otherwise). The stacks use only the built-in `terraform_data` resource, so `init` needs no
-//! network and `plan` no credentials.
+//! otherwise, and a failure when `SLUICE_REQUIRE_TERRAFORM=1`, as `.ci/run` sets, and
+//! `terraform` is missing). The stacks use only the built-in `terraform_data` resource, so
+//! `init` needs no network and `plan` no credentials.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,13 +18,28 @@ use sluice_model::redact::{RedactionRules, redact_plan};
 
 const CANARY: &str = "CANARY-real-engine-4b1d";
 
-#[test]
-fn real_engine_plans_redacts_and_classifies() {
+/// Whether a real engine can run this test. Under CI (`SLUICE_REQUIRE_TERRAFORM=1`) the real
+/// Terraform is required: its absence fails the test instead of skipping it.
+fn engine_available() -> bool {
+    if std::env::var_os("SLUICE_REQUIRE_TERRAFORM").is_some_and(|v| v == "1") {
+        assert!(
+            engine::find_on_path("terraform", None).is_some(),
+            "SLUICE_REQUIRE_TERRAFORM=1 but terraform is not on PATH"
+        );
+        return true;
+    }
     let found = ["tofu", "terraform"]
         .iter()
         .find_map(|n| engine::find_on_path(n, None));
     if found.is_none() {
         eprintln!("notice: neither tofu nor terraform on PATH; real-engine test skipped");
+    }
+    found.is_some()
+}
+
+#[test]
+fn real_engine_plans_redacts_and_classifies() {
+    if !engine_available() {
         return;
     }
     let main_tf = format!(

@@ -30,6 +30,8 @@ pub struct ConfigError {
 
 /// Sections owned by later stages; accepted and kept as JSON.
 const LATER_SECTIONS: &[&str] = &[
+    // `sluice plan`'s engine settings (docs/config.md), read by the iac adapter.
+    "plan",
     "risk",
     "approvals",
     "policy",

@@ -24,6 +24,17 @@
 //! The tree is read through a [`Tree`] (one revision), and work shared by many stacks (parsed
 //! root and env configs, local module closures) is memoised in a [`ModuleCache`], so evaluating
 //! 10,000 stacks in parallel parses each shared file once.
+//!
+//! The in-memory tree the unit tests use is a test double and exists only under `cfg(test)`;
+//! the product build does not have it (this fails to compile, while [`Tree`](sluice_model::tree::Tree) is there):
+//!
+//! ```compile_fail
+//! let _files = sluice_org::terragrunt::MemoryFiles::default();
+//! ```
+//!
+//! ```
+//! let _files: Option<&dyn sluice_model::tree::Tree> = None;
+//! ```
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -1876,12 +1887,15 @@ fn module_edge(
 // In-memory tree
 // ---------------------------------------------------------------------------------------------
 
-/// A [`Tree`] over an in-memory map of path → content, for tests and generated fixtures.
+/// A [`Tree`] over an in-memory map of path → content: a test double for this module's
+/// unit tests, never compiled into the product (a product reads trees through git).
+#[cfg(test)]
 #[derive(Debug, Default, Clone)]
 pub struct MemoryFiles {
     files: std::collections::BTreeMap<String, Arc<[u8]>>,
 }
 
+#[cfg(test)]
 impl MemoryFiles {
     pub fn new() -> Self {
         Self::default()
@@ -1893,6 +1907,7 @@ impl MemoryFiles {
     }
 }
 
+#[cfg(test)]
 impl<P: AsRef<str>, C: AsRef<[u8]>> FromIterator<(P, C)> for MemoryFiles {
     fn from_iter<I: IntoIterator<Item = (P, C)>>(iter: I) -> Self {
         let mut files = MemoryFiles::new();
@@ -1903,6 +1918,7 @@ impl<P: AsRef<str>, C: AsRef<[u8]>> FromIterator<(P, C)> for MemoryFiles {
     }
 }
 
+#[cfg(test)]
 impl Tree for MemoryFiles {
     fn revision(&self) -> String {
         "memory".to_string()

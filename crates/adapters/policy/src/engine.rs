@@ -35,6 +35,7 @@ use crate::builtin::{self, Params, Target};
 use crate::bundle::{Bundle, FileKind, Origin, RegoVersion};
 use crate::canonical;
 use crate::error::{self, PolicyError};
+use crate::guard;
 use crate::input::EvalInput;
 use crate::record::{BundleRef, Decision, DecisionRecord, EngineRef, Outcome, RuleResult, SCHEMA};
 
@@ -46,8 +47,9 @@ pub const ENTRY_RULES: &[(&str, Outcome)] = &[
     ("require_approval", Outcome::RequireApproval),
 ];
 
-/// The regorus version sluice is built against (recorded in every decision).
-pub const REGORUS_VERSION: &str = "0.14.1";
+/// The regorus version sluice is built against (recorded in every decision), as `Cargo.lock`
+/// resolved it (see `build.rs`).
+pub const REGORUS_VERSION: &str = env!("SLUICE_REGORUS_VERSION");
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -254,8 +256,11 @@ pub(crate) fn compile_bundle(
             message: format!("not UTF-8: {e}"),
         })?;
         engine.set_rego_v0(bundle.rego_version_of(&f.path) == RegoVersion::V0);
-        engine
-            .add_policy(display.clone(), text.to_string())
+        guard::catch(|| engine.add_policy(display.clone(), text.to_string()))
+            .map_err(|panic| PolicyError::Compile {
+                bundle: bundle.name.clone(),
+                message: format!("{display}: {panic}"),
+            })?
             .map_err(|e| rego_error(&display, &e.to_string()))?;
     }
     let mut data = bundle.data()?;
@@ -282,8 +287,11 @@ pub(crate) fn compile_bundle(
     })?;
     // Analyse and schedule now, once; clones start prepared. Semantic errors (unsafe
     // variables, unknown functions, conflicting rules) surface here with their position.
-    engine
-        .eval_query("true".to_string(), false)
+    guard::catch(|| engine.eval_query("true".to_string(), false))
+        .map_err(|panic| PolicyError::Compile {
+            bundle: bundle.name.clone(),
+            message: panic,
+        })?
         .map_err(|e| compile_error(bundle, &e.to_string()))?;
     Ok(engine)
 }
@@ -833,14 +841,17 @@ impl PolicyEngine {
                                         limit: remaining,
                                         check_interval: NonZeroU32::new(64).expect("non-zero"),
                                     });
-                                    let out = match engine.eval_rule(path) {
-                                        Ok(regorus::Value::Undefined) => {
+                                    let out = match guard::catch(|| engine.eval_rule(path)) {
+                                        Ok(Ok(regorus::Value::Undefined)) => {
                                             Ok(serde_json::Value::Null)
                                         }
-                                        Ok(v) => {
+                                        Ok(Ok(v)) => {
                                             serde_json::to_value(&v).map_err(|e| e.to_string())
                                         }
-                                        Err(e) => Err(error_text(&e)),
+                                        Ok(Err(e)) => Err(error_text(&e)),
+                                        // `eval_rule` clears the evaluation state it starts
+                                        // from, so the next entry point may use this engine.
+                                        Err(panic) => Err(panic),
                                     };
                                     if tx.send((i, out)).is_err() {
                                         return;
@@ -1247,6 +1258,18 @@ fn type_name(v: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The engine reports the version it was compiled as (`opa.runtime()`); the version the
+    /// decision records name must be that one.
+    #[test]
+    fn the_recorded_regorus_version_is_the_engine_that_runs() {
+        let mut engine = regorus::Engine::new();
+        let results = engine
+            .eval_query("x := opa.runtime()[\"regorus-version\"]".into(), false)
+            .unwrap();
+        let built = &results.result[0].bindings[&regorus::Value::from("x")];
+        assert_eq!(built.as_string().unwrap().as_ref(), REGORUS_VERSION);
+    }
 
     #[test]
     fn the_watchdog_abandons_a_worker_that_does_not_yield() {

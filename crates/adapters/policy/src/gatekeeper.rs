@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::{self, PolicyError};
+use crate::guard;
 
 /// The admission target whose Rego sluice runs.
 pub const ADMISSION_TARGET: &str = "admission.k8s.gatekeeper.sh";
@@ -209,8 +210,8 @@ impl Template {
         let mut engine = regorus::Engine::new();
         engine.set_strict_builtin_errors(false);
         engine.set_rego_v0(true);
-        engine
-            .add_policy(format!("{file}#rego"), rego.to_string())
+        guard::catch(|| engine.add_policy(format!("{file}#rego"), rego.to_string()))
+            .map_err(bad)?
             .map_err(|e| rego_error(file, &e.to_string()))?;
         for (i, lib) in source
             .get("libs")
@@ -222,13 +223,13 @@ impl Template {
             let text = lib
                 .as_str()
                 .ok_or_else(|| bad(format!("spec.targets[].libs[{i}] is not a string")))?;
-            engine
-                .add_policy(format!("{file}#libs[{i}]"), compat_rego(text))
+            guard::catch(|| engine.add_policy(format!("{file}#libs[{i}]"), compat_rego(text)))
+                .map_err(bad)?
                 .map_err(|e| rego_error(file, &e.to_string()))?;
         }
         // Analyse once (unsafe variables, unknown functions surface here).
-        engine
-            .eval_query("true".to_string(), false)
+        guard::catch(|| engine.eval_query("true".to_string(), false))
+            .map_err(bad)?
             .map_err(|e| rego_error(file, &e.to_string()))?;
         Ok(Template {
             name,
@@ -271,8 +272,7 @@ impl Template {
             check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
         });
         let path = format!("data.{}.violation", self.package);
-        let value = engine
-            .eval_rule(path)
+        let value = guard::catch(|| engine.eval_rule(path))?
             .map_err(|e| error::summarize(&e.to_string()))?;
         let json: Value = match value {
             regorus::Value::Undefined => return Ok(Vec::new()),

@@ -5,6 +5,7 @@
 //! Secret manifests' values are replaced by `<redacted>`.
 
 use serde::Serialize;
+use sluice_model::change::ChangeId;
 
 /// Plan JSON keys that never reach a policy: `prior_state` holds every attribute of the current
 /// state (secrets included) and `variables` the variable values of the run.
@@ -13,9 +14,10 @@ pub const STRIPPED_PLAN_KEYS: &[&str] = &["prior_state", "variables"];
 /// The change a document belongs to (`input.change`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ChangeContext {
-    /// DESIGN.md §2: `infra-live#412@9f3a12c/prod/ap-southeast-1/rds-payments`.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub correlation_id: String,
+    /// DESIGN.md §2: `infra-live#412@9f3a12c/prod/ap-southeast-1/rds-payments`; absent (never
+    /// empty) when the document belongs to no recorded change, e.g. `sluice policy eval`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<ChangeId>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub env: String,
     /// The stack (or app) id the document is about.
@@ -220,6 +222,31 @@ mod tests {
             json!({"env": "prod", "stack": "prod/eu-west-1/data", "production": true})
         );
         assert_eq!(input.unit, "prod/eu-west-1/data");
+    }
+
+    #[test]
+    fn the_correlation_id_is_the_rendered_change_id_or_absent() {
+        let id = ChangeId {
+            repo: "infra-live".into(),
+            pr: Some(412),
+            commit: "9f3a12cdeadbeef".into(),
+            env: "prod".into(),
+            unit: "prod/eu-west-1/data".into(),
+        };
+        let with = ChangeContext {
+            correlation_id: Some(id),
+            ..Default::default()
+        };
+        let doc = EvalInput::plan(&json!({}), &with, json!({})).document;
+        assert_eq!(
+            doc["change"]["correlation_id"],
+            "infra-live#412@9f3a12c/prod/eu-west-1/data"
+        );
+        let without = EvalInput::plan(&json!({}), &ChangeContext::default(), json!({})).document;
+        assert!(
+            without["change"].get("correlation_id").is_none(),
+            "{without}"
+        );
     }
 
     #[test]

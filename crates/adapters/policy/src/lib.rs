@@ -20,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod exceptions;
 pub mod gatekeeper;
+mod guard;
 pub mod input;
 pub mod testing;
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::bundle::{Bundle, FileKind};
 use crate::engine::compile_bundle;
 use crate::error::{self, PolicyError};
+use crate::guard;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TestCase {
@@ -121,22 +122,25 @@ pub fn run(
                 check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
             });
             let started = Instant::now();
-            let outcome = engine.eval_rule(path);
+            let outcome = guard::catch(|| engine.eval_rule(path));
             let duration_us = started.elapsed().as_micros() as u64;
             let (passed, message) = match outcome {
-                Ok(regorus::Value::Bool(true)) => (true, None),
-                Ok(regorus::Value::Undefined) => (
+                // A panic fails the test; `eval_rule` clears the evaluation state it starts
+                // from, so the next test may use this engine.
+                Err(panic) => (false, Some(format!("error: {panic}"))),
+                Ok(Ok(regorus::Value::Bool(true))) => (true, None),
+                Ok(Ok(regorus::Value::Undefined)) => (
                     false,
                     Some("undefined: a condition of the test does not hold".to_string()),
                 ),
-                Ok(v) => (
+                Ok(Ok(v)) => (
                     false,
                     Some(format!(
                         "evaluated to {}, expected true",
                         error::truncate(&v.to_json_str().unwrap_or_default(), 200)
                     )),
                 ),
-                Err(e) => (
+                Ok(Err(e)) => (
                     false,
                     Some(format!("error: {}", error::summarize(&e.to_string()))),
                 ),

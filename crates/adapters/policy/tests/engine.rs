@@ -54,7 +54,13 @@ fn plan(changes: Vec<Value>) -> Value {
 
 fn input(plan: &Value, production: bool) -> EvalInput {
     let ctx = ChangeContext {
-        correlation_id: format!("infra-live#412@9f3a12c/{STACK}"),
+        correlation_id: Some(sluice_model::change::ChangeId {
+            repo: "infra-live".into(),
+            pr: Some(412),
+            commit: "9f3a12c".into(),
+            env: "prod".into(),
+            unit: STACK.into(),
+        }),
         env: if production { "prod" } else { "dev" }.into(),
         stack: STACK.into(),
         author: Some("carol".into()),

@@ -1,19 +1,9 @@
-//! Why a render failed, with the file and position (or the tool's own message), and the exit
-//! code each failure maps to (docs/render.md).
+//! Why a render failed, with the file and position (or the tool's own message), keeping the
+//! error underneath. The CLI maps each to its exit code (docs/render.md).
+
+use sluice_model::tree::TreeError;
 
 use crate::object::{Identity, Source};
-
-/// Exit codes, consistent with `sluice_flow::error::exit`.
-pub mod exit {
-    /// The change does not render or does not validate: it is blocked (like blocking findings).
-    pub const BLOCKED: i32 = 1;
-    /// Usage: unknown app, bad flags.
-    pub const USAGE: i32 = 2;
-    /// The repository could not be read.
-    pub const REPO: i32 = 3;
-    /// The machine lacks a tool the app needs, or IO failed.
-    pub const INTERNAL: i32 = 5;
-}
 
 /// Two objects with one identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,10 +55,18 @@ pub enum RenderError {
     ToolMissing { tool: String, hint: String },
     #[error("app `{app}` not found at this revision{}", suggestion(known))]
     UnknownApp { app: String, known: Vec<String> },
+    #[error(transparent)]
+    Repo(#[from] TreeError),
+    /// Reading or writing files failed: what was being done, and the error.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A folder or path sluice will not write to or export (not empty, not a plain path).
     #[error("{0}")]
-    Repo(String),
-    #[error("{0}")]
-    Io(String),
+    Refused(String),
 }
 
 fn suggestion(known: &[String]) -> String {
@@ -83,16 +81,11 @@ fn suggestion(known: &[String]) -> String {
 }
 
 impl RenderError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            RenderError::Syntax { .. }
-            | RenderError::Manifest { .. }
-            | RenderError::Oversized { .. }
-            | RenderError::Duplicate(_)
-            | RenderError::Tool { .. } => exit::BLOCKED,
-            RenderError::UnknownApp { .. } => exit::USAGE,
-            RenderError::Repo(_) => exit::REPO,
-            RenderError::ToolMissing { .. } | RenderError::Io(_) => exit::INTERNAL,
+    /// `context` failed with the IO error `source`.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> RenderError {
+        RenderError::Io {
+            context: context.into(),
+            source,
         }
     }
 
@@ -107,13 +100,7 @@ impl RenderError {
             RenderError::ToolMissing { .. } => "render/tool-missing",
             RenderError::UnknownApp { .. } => "render/unknown-app",
             RenderError::Repo(_) => "render/repo",
-            RenderError::Io(_) => "render/io",
+            RenderError::Io { .. } | RenderError::Refused(_) => "render/io",
         }
-    }
-}
-
-impl From<sluice_model::tree::TreeError> for RenderError {
-    fn from(e: sluice_model::tree::TreeError) -> Self {
-        RenderError::Repo(e.to_string())
     }
 }

@@ -47,12 +47,12 @@ pub fn export(snapshot: &dyn Tree, files: &BTreeSet<String>) -> Result<Exported,
     let dir = tempfile::Builder::new()
         .prefix("sluice-render-")
         .tempdir()
-        .map_err(|e| RenderError::Io(format!("creating a temporary directory: {e}")))?;
+        .map_err(|e| RenderError::io("creating a temporary directory", e))?;
     let mut bytes = 0u64;
     let mut written = Vec::with_capacity(files.len());
     for path in files {
         if !is_safe_path(path) {
-            return Err(RenderError::Io(format!(
+            return Err(RenderError::Refused(format!(
                 "refusing to export `{path}`: not a plain repository path"
             )));
         }
@@ -75,9 +75,9 @@ fn write_file(root: &Path, path: &str, content: &[u8]) -> Result<(), RenderError
     let target = root.join(path);
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent)
-            .map_err(|e| RenderError::Io(format!("exporting {path}: {e}")))?;
+            .map_err(|e| RenderError::io(format!("exporting {path}"), e))?;
     }
-    std::fs::write(&target, content).map_err(|e| RenderError::Io(format!("exporting {path}: {e}")))
+    std::fs::write(&target, content).map_err(|e| RenderError::io(format!("exporting {path}"), e))
 }
 
 #[cfg(test)]

@@ -43,11 +43,11 @@ pub fn write_dir(
     objects: &[Object],
     summary: &serde_json::Value,
 ) -> Result<PathBuf, RenderError> {
-    let io = |what: &str, e: std::io::Error| RenderError::Io(format!("{what}: {e}"));
+    let io = |what: &str, e: std::io::Error| RenderError::io(what, e);
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir).map_err(|e| io(&dir.display().to_string(), e))?;
         if entries.next().is_some() {
-            return Err(RenderError::Io(format!(
+            return Err(RenderError::Refused(format!(
                 "{} exists and is not empty; choose a new folder (a render is never merged into another)",
                 dir.display()
             )));

@@ -328,7 +328,7 @@ mod tests {
     fn missing_tools_are_clear_errors() {
         let empty = tempfile::tempdir().unwrap();
         let err = helm(Some(empty.path().as_os_str())).unwrap_err();
-        assert_eq!(err.exit_code(), crate::error::exit::INTERNAL);
+        assert!(matches!(err, crate::error::RenderError::ToolMissing { .. }));
         assert!(
             err.to_string().starts_with("helm not found on PATH"),
             "{err}"

@@ -7,10 +7,17 @@
 //! checkpoint larger than the log (truncation), a checkpoint whose root the leaves do not
 //! reproduce, and a checkpoint note that states another size or root than its row.
 //!
+//! The log alone cannot tell when its newest leaves were removed together with the head and
+//! the checkpoints that covered them: what is left is a whole, smaller log. So the audit also
+//! holds the records that point into the log against it: every event naming a leaf
+//! (`leaf_index`, with the `envelope` digest that leaf must hold) and every stage result signed
+//! by an envelope must find that envelope in the log.
+//!
 //! [`Auditor`] is the pure part: it is fed leaves with the nodes stored for them and keeps only
 //! the right edge of the tree (O(log n) memory), so a log of any size streams through it.
 //! [`audit`] drives it from a store.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::Serialize;
@@ -19,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Result, StoreError};
 use crate::log::parse_checkpoint_note;
-use crate::records::{CheckpointRecord, LogLeaf, LogNode};
+use crate::records::{CheckpointRecord, Digest, EventRecord, LogLeaf, LogNode};
 use crate::store::Store;
 
 /// How many problems a report lists in full; the rest are counted.
@@ -96,6 +103,25 @@ pub enum AuditProblem {
         size: u64,
         detail: String,
     },
+    /// An event names a leaf the log does not hold (leaves, head and checkpoints were removed).
+    EventLeafMissing {
+        event: i64,
+        change_id: String,
+        leaf_index: u64,
+        log_size: u64,
+    },
+    /// An event names a leaf that holds another entry than the envelope it names.
+    EventLeafMismatch {
+        event: i64,
+        change_id: String,
+        leaf_index: u64,
+    },
+    /// A stage result is signed by an envelope the log does not hold.
+    StageResultUnlogged {
+        change_id: String,
+        stage: String,
+        envelope: String,
+    },
 }
 
 impl fmt::Display for AuditProblem {
@@ -166,6 +192,34 @@ impl fmt::Display for AuditProblem {
             AuditProblem::CheckpointSignature { size, detail } => {
                 write!(f, "checkpoint at size {size}: signature {detail}")
             }
+            AuditProblem::EventLeafMissing {
+                event,
+                change_id,
+                leaf_index,
+                log_size,
+            } => write!(
+                f,
+                "event {event} of {change_id} names leaf {leaf_index}, but the log holds \
+                 {log_size} leaves (its newest leaves were removed)"
+            ),
+            AuditProblem::EventLeafMismatch {
+                event,
+                change_id,
+                leaf_index,
+            } => write!(
+                f,
+                "event {event} of {change_id} names leaf {leaf_index}, which holds another \
+                 entry than the event's envelope"
+            ),
+            AuditProblem::StageResultUnlogged {
+                change_id,
+                stage,
+                envelope,
+            } => write!(
+                f,
+                "stage result {stage} of {change_id} is signed by {envelope}, which is not in \
+                 the log"
+            ),
         }
     }
 }
@@ -707,7 +761,90 @@ pub async fn audit<S: Store + Clone>(store: &S, options: &AuditOptions<'_>) -> R
             });
         }
     }
+    for problem in cross_check(store, head_now).await? {
+        auditor.problem(problem);
+    }
     Ok(auditor.finish())
+}
+
+/// Events read per page.
+const EVENT_PAGE: u32 = 10_000;
+
+/// What an event says about the log: the leaf it names and the entry that leaf must hold.
+fn event_leaf(event: &EventRecord) -> Option<(u64, Option<Hash>)> {
+    let index = event.payload.get("leaf_index")?.as_u64()?;
+    let entry = event
+        .payload
+        .get("envelope")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|d| d.parse::<Digest>().ok())
+        .map(|d| d.0);
+    Some((index, entry))
+}
+
+/// The records that point into the log, held against a log of `log_size` leaves.
+async fn cross_check<S: Store>(store: &S, log_size: u64) -> Result<Vec<AuditProblem>> {
+    let mut problems = Vec::new();
+    // Entries events showed to be in the log, so that stage results signed by them need no
+    // search (the leaves have no index on their entry).
+    let mut logged: HashSet<Hash> = HashSet::new();
+    let mut after = 0;
+    loop {
+        let page = store.events(None, after, EVENT_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for event in &page {
+            let Some((leaf_index, entry)) = event_leaf(event) else {
+                continue;
+            };
+            if leaf_index >= log_size {
+                problems.push(AuditProblem::EventLeafMissing {
+                    event: event.id,
+                    change_id: event.change_id.clone(),
+                    leaf_index,
+                    log_size,
+                });
+                continue;
+            }
+            // A missing leaf row below the head is reported as a gap by the log audit.
+            let leaf = store.leaves(leaf_index, leaf_index + 1).await?;
+            match (leaf.first(), entry) {
+                (Some(leaf), Some(entry)) if leaf.entry != entry => {
+                    problems.push(AuditProblem::EventLeafMismatch {
+                        event: event.id,
+                        change_id: event.change_id.clone(),
+                        leaf_index,
+                    });
+                }
+                (Some(leaf), _) => {
+                    logged.insert(leaf.entry);
+                }
+                (None, _) => {}
+            }
+        }
+    }
+    for change in store.changes(u32::MAX).await? {
+        for result in store.stage_results(&change.change_id).await? {
+            let Some(envelope) = result.envelope_digest else {
+                continue;
+            };
+            if logged.contains(&envelope.0) {
+                continue;
+            }
+            let found = store
+                .find_leaf(&envelope.0)
+                .await?
+                .is_some_and(|leaf| leaf.index < log_size);
+            if !found {
+                problems.push(AuditProblem::StageResultUnlogged {
+                    change_id: result.change_id.clone(),
+                    stage: result.stage.clone(),
+                    envelope: envelope.to_string(),
+                });
+            }
+        }
+    }
+    Ok(problems)
 }
 
 #[cfg(test)]

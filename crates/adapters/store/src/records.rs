@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sluice_model::change::ChangeId;
+pub use sluice_model::change::UnitKind;
 
 use crate::error::StoreError;
 
@@ -91,10 +92,6 @@ pub fn now_millis() -> UnixMillis {
         .unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
-
-/// Whether a change's unit is an IaC stack or a Kubernetes app (the model's type: the stage
-/// gate reads it too).
-pub use sluice_model::stage::UnitKind;
 
 /// One change: a PR (or break-glass action) against one environment and one stack or app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

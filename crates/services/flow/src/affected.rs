@@ -45,9 +45,15 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
     let (base_snap, head) = workspace::change(&repository, base, head)?;
     let changes = git::diff(&base_snap, &head.snapshot);
     // The base may predate sluice.yaml or carry an older layout: use its own config when it
-    // has a valid one, the head's otherwise.
-    let base_config =
-        workspace::load_config(&base_snap, base).unwrap_or_else(|_| head.config.clone());
+    // has a valid one, the head's otherwise (saying so when the base's is invalid).
+    let mut base_warnings = Vec::new();
+    let base_config = match workspace::load_config(&base_snap, base) {
+        Ok(config) => config,
+        Err(e) => {
+            base_warnings = base_config_fallback(e, base)?;
+            head.config.clone()
+        }
+    };
 
     let org = head.discover();
     let errors = org.graph_errors(&head.config);
@@ -58,7 +64,7 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
             .map(|c| format!("dependency cycle: {}", c.join(" -> ")))
             .collect();
         lines.extend(errors.layer_violations.iter().cloned());
-        return Err(PipelineError::Graph(lines.join("\n")));
+        return Err(PipelineError::Graph(lines));
     }
 
     let base_units = sluice_org::discovery::unit_ids(&base_config, base_snap.files());
@@ -74,8 +80,7 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
             propagate_dependents: head.config.stacks.propagate_dependents,
             dangling: &dangling,
         },
-    )
-    .map_err(|e| PipelineError::Graph(e.to_string()))?;
+    )?;
     let apps = affected::affected(
         &app_units,
         &base_units.1,
@@ -85,10 +90,10 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
             propagate_dependents: false,
             dangling: &[],
         },
-    )
-    .map_err(|e| PipelineError::Graph(e.to_string()))?;
+    )?;
 
-    let mut warnings: Vec<ReportWarning> = org.warnings.iter().map(report_warning).collect();
+    let mut warnings: Vec<ReportWarning> = base_warnings;
+    warnings.extend(org.warnings.iter().map(report_warning));
     warnings.extend(org.errors.iter().map(|e| ReportWarning {
         file: e.file.clone(),
         line: e.line,
@@ -108,6 +113,32 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
         org,
         changes,
     })
+}
+
+/// When the base's own `sluice.yaml` cannot be used, the head's stands in for it. A base that
+/// predates the file falls back quietly (there is nothing else to read); an invalid one falls
+/// back with a warning per error, because the base's units are then found under the head's
+/// layout and the reader must know. Anything else (an unreadable tree) is an error.
+fn base_config_fallback(
+    err: PipelineError,
+    base: &str,
+) -> Result<Vec<ReportWarning>, PipelineError> {
+    match err {
+        PipelineError::MissingConfig { .. } => Ok(Vec::new()),
+        PipelineError::Config(errors) => Ok(errors
+            .into_iter()
+            .map(|e| ReportWarning {
+                file: e.file,
+                line: e.line,
+                message: format!(
+                    "invalid at base {base} ({}); the base's units are read with the head's \
+                     configuration",
+                    e.message
+                ),
+            })
+            .collect()),
+        other => Err(other),
+    }
 }
 
 fn report_warning(w: &Warning) -> ReportWarning {
@@ -156,4 +187,44 @@ pub fn render_text(report: &AffectedReport) -> String {
 
 pub fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
+}
+
+#[cfg(test)]
+mod base_config_tests {
+    use super::*;
+    use sluice_org::config::ConfigError;
+
+    #[test]
+    fn an_invalid_base_config_is_a_warning_and_other_failures_are_errors() {
+        let invalid = PipelineError::Config(vec![ConfigError {
+            file: "sluice.yaml".into(),
+            line: 7,
+            col: 3,
+            message: "unknown field `stackz`".into(),
+            hint: None,
+        }]);
+        let warnings = base_config_fallback(invalid, "main").unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(
+            (warnings[0].file.as_str(), warnings[0].line),
+            ("sluice.yaml", 7)
+        );
+        assert!(
+            warnings[0]
+                .message
+                .starts_with("invalid at base main (unknown field `stackz`)"),
+            "{}",
+            warnings[0].message
+        );
+        let missing = PipelineError::MissingConfig {
+            file: "sluice.yaml".into(),
+            rev: "main".into(),
+        };
+        assert!(base_config_fallback(missing, "main").unwrap().is_empty());
+        let other = PipelineError::Graph(vec!["cycle".into()]);
+        assert!(matches!(
+            base_config_fallback(other, "main"),
+            Err(PipelineError::Graph(_))
+        ));
+    }
 }

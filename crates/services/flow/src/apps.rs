@@ -20,6 +20,7 @@ use serde::Serialize;
 use sluice_git::git::Snapshot;
 use sluice_model::affected::{AffectedUnit, UnitStatus};
 use sluice_model::approval::{self, PolicyRequest, Requirement};
+use sluice_model::change::{ChangeId, UnitKind};
 use sluice_model::codeowners::CodeOwners;
 use sluice_model::config::OrgConfig;
 use sluice_model::finding::Severity;
@@ -114,7 +115,7 @@ pub struct AppDecision {
     pub env: Option<String>,
     pub production: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub change_id: Option<String>,
+    pub change_id: Option<ChangeId>,
     pub change: UnitStatus,
     pub render: RenderSection,
     /// Schema validation of the head objects (absent when the head did not render).
@@ -154,7 +155,7 @@ pub struct AppsInput<'a> {
     /// The manifest policy; `None`: not run (reported as such).
     pub engine: Option<&'a PolicyEngine>,
     /// Correlation ids by app id.
-    pub change_ids: &'a BTreeMap<String, String>,
+    pub change_ids: &'a BTreeMap<String, ChangeId>,
     pub render_options: render::Options,
     /// Kinds without a schema are errors.
     pub strict: bool,
@@ -257,7 +258,7 @@ fn decide_app(input: &AppsInput<'_>, unit: &AffectedUnit) -> AppDecision {
                 path: r.app.path.clone(),
             };
             let change = ChangeContext {
-                correlation_id: change_id.clone().unwrap_or_default(),
+                correlation_id: change_id.clone(),
                 env: app.env.clone(),
                 stack: unit.id.clone(),
                 production: Some(production),
@@ -625,7 +626,7 @@ pub fn apps_sarif(apps: &[AppDecision], tool_version: &str) -> serde_json::Value
     for a in apps {
         if let Some(p) = &a.policy {
             let unit = decide::SarifUnit {
-                kind: "app",
+                kind: UnitKind::App,
                 name: &a.app,
                 uri: &a.path,
                 risk: a.risk.risk,

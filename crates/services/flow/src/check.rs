@@ -7,9 +7,9 @@
 //! planned stack. [`run`] is the command: read and parse the plan, find the stack (and its
 //! environment) in the repository when one is given, check, and return a report.
 //!
-//! Bad input is an error with a distinct exit code ([`CheckError::exit_code`]): malformed plan
-//! JSON (with file:line:col), an unsupported `format_version`, an unknown stack, an invalid
-//! policy bundle or exception file — all exit 2 — and an unreadable repository, exit 3.
+//! Bad input is a [`CheckError`] naming what is wrong: malformed plan JSON (with
+//! file:line:col), an unsupported `format_version`, an unknown stack, an invalid policy bundle
+//! or exception file, an unreadable repository. The CLI gives each its exit code.
 //! Nothing is written anywhere: the report goes to the caller.
 
 use std::fmt::Write as _;
@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::{Value, json};
+use sluice_iac::config::ConfigFieldError;
 use sluice_model::approval::ApprovalMatrix;
+use sluice_model::change::ChangeId;
 use sluice_model::codeowners::CodeOwners;
 use sluice_model::exception::Timestamp;
 use sluice_model::plan::{Plan, PlanError};
@@ -27,8 +29,8 @@ use sluice_org::discovery::Stack;
 use sluice_policy::builtin::Target as PolicyTarget;
 use sluice_policy::{ChangeContext, EvalInput, PolicyConfig, PolicyError, PolicySetup};
 
-use crate::decide::{self, DecideInput, PlanNote, StackDecision, Status};
-use crate::error::{PipelineError, exit};
+use crate::decide::{self, DecideInput, PlanNote, StackDecision};
+use crate::error::PipelineError;
 use crate::workspace::{self, Revision};
 
 pub const SCHEMA: &str = "sluice.check/v1";
@@ -39,8 +41,12 @@ pub const DEFAULT_PRODUCTION_ENVS: &[&str] = &["prod", "production"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error("{file}: {message}")]
-    Read { file: String, message: String },
+    #[error("{file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(
@@ -54,21 +60,13 @@ pub enum CheckError {
     },
     #[error("{0}")]
     Usage(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Policy(#[from] PolicyError),
-    #[error("{0}")]
-    Config(String),
+    /// The `plan:` section of `sluice.yaml` (its redaction rules), by field.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    PlanConfig(Vec<ConfigFieldError>),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
-}
-
-impl CheckError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            CheckError::Pipeline(e) => e.exit_code(),
-            _ => exit::USAGE,
-        }
-    }
 }
 
 /// The stack a plan is checked for, with what the policy input and the approvals need.
@@ -77,7 +75,7 @@ pub struct Target {
     pub stack: String,
     pub env: String,
     pub production: bool,
-    pub change_id: Option<String>,
+    pub change_id: Option<ChangeId>,
     pub base: Option<String>,
     pub head: Option<String>,
     /// Repository paths CODEOWNERS is matched on (the change's files in the stack, or the
@@ -125,15 +123,7 @@ impl Checker {
         let redaction =
             match sluice_iac::config::PlanConfig::from_section(rev.config.sections.get("plan")) {
                 Ok(c) => c.redaction_rules(),
-                Err(errors) => {
-                    return Err(CheckError::Config(
-                        errors
-                            .iter()
-                            .map(|e| format!("sluice.yaml: {e}"))
-                            .collect::<Vec<_>>()
-                            .join("\n"),
-                    ));
-                }
+                Err(errors) => return Err(CheckError::PlanConfig(errors)),
             };
         Ok(Checker {
             setup,
@@ -157,7 +147,7 @@ impl Checker {
         Ok(Checker {
             setup,
             redaction,
-            risk_rules: risk::default_rules(&prod).expect("built-in globs are valid"),
+            risk_rules: risk::default_rules(&prod),
             approvals: ApprovalMatrix::default(),
             codeowners: CodeOwners::empty(),
         })
@@ -182,7 +172,7 @@ impl Checker {
         let facts = decide::resource_facts(&plan);
         let projected = redact::redact_plan_owned(plan, &self.redaction);
         let change = ChangeContext {
-            correlation_id: target.change_id.clone().unwrap_or_default(),
+            correlation_id: target.change_id.clone(),
             env: target.env.clone(),
             stack: target.stack.clone(),
             base: target.base.clone(),
@@ -196,7 +186,7 @@ impl Checker {
             stack: &target.stack,
             env: &target.env,
             production: target.production,
-            change_id: target.change_id.clone(),
+            change_id: target.change_id.as_ref().map(ChangeId::to_string),
             summary,
             facts: &facts,
             record,
@@ -253,17 +243,6 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
 }
 
-impl CheckReport {
-    /// 0 allowed (approvals may be required), 1 denied.
-    pub fn exit_code(&self) -> i32 {
-        if self.decision.status == Status::Denied {
-            exit::BLOCKED
-        } else {
-            exit::OK
-        }
-    }
-}
-
 /// Run the check: parse the plan, resolve the stack, evaluate. The repository is read and the
 /// org's configuration loaded on a second thread while the plan is parsed; the built-in plan
 /// rules then compile on a second thread while the plan is redacted.
@@ -308,7 +287,7 @@ fn read_plan(path: &Path) -> Result<(String, Plan), CheckError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| CheckError::Read {
         file: file.clone(),
-        message: e.to_string(),
+        source: e,
     })?;
     let plan = Plan::parse(&file, &bytes)?;
     Ok((file, plan))

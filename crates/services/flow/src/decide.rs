@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sluice_model::approval::{self, ApprovalMatrix, PolicyRequest, Requirement, Source};
+use sluice_model::change::UnitKind;
 use sluice_model::codeowners::CodeOwners;
 use sluice_model::plan::{Action, Plan, PlanSummary, ResourceChange};
 use sluice_model::record::{Decision, DecisionRecord, Outcome, RuleResult};
@@ -594,7 +595,7 @@ pub fn decisions_sarif(decisions: &[(&StackDecision, &str)], tool_version: &str)
     let mut results = Vec::new();
     for (d, location) in decisions {
         let unit = SarifUnit {
-            kind: "stack",
+            kind: UnitKind::Stack,
             name: &d.stack,
             uri: location,
             risk: d.risk.risk,
@@ -607,8 +608,8 @@ pub fn decisions_sarif(decisions: &[(&StackDecision, &str)], tool_version: &str)
 
 /// The unit (stack or app) a decision record's SARIF results belong to.
 pub struct SarifUnit<'a> {
-    /// `stack` or `app`: the property naming the unit.
-    pub kind: &'static str,
+    /// Names the property that holds the unit (`stack` or `app`).
+    pub kind: UnitKind,
     pub name: &'a str,
     /// The artifact the findings point at.
     pub uri: &'a str,
@@ -666,7 +667,7 @@ pub fn push_policy_results(
             }],
             "properties": {
                 "outcome": r.outcome.as_str(),
-                unit.kind: unit.name,
+                unit.kind.as_str(): unit.name,
                 "risk": unit.risk,
                 "decisionDigest": unit.decision_digest,
             },
@@ -819,7 +820,7 @@ mod tests {
 
     fn run(p: &Plan, rec: DecisionRecord, env: &str, co: &CodeOwners) -> StackDecision {
         let facts = resource_facts(p);
-        let rules = risk::default_rules(&["prod".into()]).unwrap();
+        let rules = risk::default_rules(&["prod".into()]);
         let paths = vec!["infra/prod/db/main.tf".to_string()];
         decide(DecideInput {
             stack: "prod/db",

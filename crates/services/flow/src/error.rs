@@ -1,24 +1,16 @@
-//! Errors of pipeline runs and the exit codes the CLI maps them to.
+//! Errors of pipeline runs. Each keeps the error it came from (`#[source]`); which exit code
+//! an error means is decided by the CLI (`crates/surfaces/cli/src/exit.rs`), not here.
+
+use std::path::{Path, PathBuf};
 
 use sluice_git::git::GitError;
+use sluice_iac::config::ConfigFieldError;
+use sluice_model::glob::GlobError;
 use sluice_org::config::ConfigError;
+use sluice_policy::PolicyError;
 
-/// Exit codes shared by every command (documented in the README).
-pub mod exit {
-    /// Success: nothing blocks.
-    pub const OK: i32 = 0;
-    /// The command ran and found something blocking (validation findings, a blocked change).
-    pub const BLOCKED: i32 = 1;
-    /// Usage or configuration error (bad flags, invalid `sluice.yaml`).
-    pub const USAGE: i32 = 2;
-    /// The repository could not be read (not a git repository, unknown revision).
-    pub const REPO: i32 = 3;
-    /// The org's definition is inconsistent (dependency cycle, layer rule violation, a stack
-    /// config that does not parse).
-    pub const GRAPH: i32 = 4;
-    /// Anything else (IO failure writing output, internal error).
-    pub const INTERNAL: i32 = 5;
-}
+/// An error a cause is carried under, whatever its type.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -30,19 +22,78 @@ pub enum PipelineError {
         "{file}: not found at revision {rev}; every sluice repository has one at its root (see docs/config.md)"
     )]
     MissingConfig { file: String, rev: String },
+    /// The `plan:` section of `sluice.yaml`, by field.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    PlanConfig(Vec<ConfigFieldError>),
+    /// A policy bundle, an exception file or the `policy:` section; the error names the file and
+    /// position (or the field).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The org's definition is inconsistent: dependency cycles and layer-rule violations, one
+    /// per line.
+    #[error("{}", .0.join("\n"))]
+    Graph(Vec<String>),
+    /// A unit's path pattern does not compile.
+    #[error(transparent)]
+    Glob(#[from] GlobError),
+    /// A file or folder could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A step failed underneath: what was being done, and the error.
+    #[error("{context}: {source}")]
+    Failed {
+        context: String,
+        #[source]
+        source: Cause,
+    },
+    /// A failure with no error underneath (a child process's exit status, a refusal).
     #[error("{0}")]
-    Graph(String),
-    #[error("{0}")]
-    Io(String),
+    Internal(String),
 }
 
 impl PipelineError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            PipelineError::Git(_) => exit::REPO,
-            PipelineError::Config(_) | PipelineError::MissingConfig { .. } => exit::USAGE,
-            PipelineError::Graph(_) => exit::GRAPH,
-            PipelineError::Io(_) => exit::INTERNAL,
+    /// A file or folder at `path` that could not be read or written.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> PipelineError {
+        PipelineError::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
         }
+    }
+
+    /// `context` failed because of `source`.
+    pub fn failed(context: impl Into<String>, source: impl Into<Cause>) -> PipelineError {
+        PipelineError::Failed {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn causes_are_kept() {
+        let e = PipelineError::io(
+            "plans/a.json",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        );
+        assert_eq!(e.to_string(), "plans/a.json: gone");
+        assert_eq!(e.source().unwrap().to_string(), "gone");
+        let inner = PipelineError::Internal("inner".into());
+        let e = PipelineError::failed("the demo's evidence", inner);
+        assert_eq!(e.to_string(), "the demo's evidence: inner");
+        assert_eq!(e.source().unwrap().to_string(), "inner");
+        let e = PipelineError::from(PolicyError::Bundle {
+            bundle: "policy/acme".into(),
+            message: "no rules".into(),
+        });
+        assert_eq!(e.to_string(), "bundle policy/acme: no rules");
     }
 }

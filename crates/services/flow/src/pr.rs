@@ -37,12 +37,12 @@ use sluice_iac::config::PlanConfig;
 use sluice_iac::driver::{Driver, Outcome as PlanOutcome, StackSpec};
 use sluice_iac::store::FsPlanStore;
 use sluice_model::affected::{AffectedUnit, UnitStatus};
-use sluice_model::change::ChangeId;
+use sluice_model::change::{ChangeId, UnitKind};
 use sluice_model::config::{OrgConfig, RepoLocation};
 use sluice_model::exception::Timestamp;
 use sluice_model::path;
 use sluice_model::plan::Plan;
-use sluice_model::stage::{Authority, Mark, Progress, Refusal, STAGES, Stage, UnitKind, may_start};
+use sluice_model::stage::{Authority, Mark, Progress, Refusal, STAGES, Stage, may_start};
 use sluice_org::config::ConfigError;
 use sluice_policy::PolicyError;
 
@@ -50,7 +50,7 @@ use crate::affected::{self, AffectedReport};
 use crate::apps::{self, AppDecision, AppStatus, AppsInput, RenderState};
 use crate::check::{CheckError, Checker, Target};
 use crate::decide::{self, PlanNote, StackDecision, Status};
-use crate::error::{PipelineError, exit};
+use crate::error::PipelineError;
 use crate::validation::{self, ValidationReport};
 use crate::workspace;
 
@@ -59,8 +59,7 @@ pub const SCHEMA: &str = "sluice.pr/v1";
 /// GitHub's limit on the body of one issue or PR comment, in characters.
 pub const COMMENT_LIMIT: usize = 65_536;
 
-// Not `Copy`: callers serialise it by reference (the evidence recorder reads its name).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
     Passed,
@@ -73,6 +72,19 @@ pub enum StageStatus {
     NotRun,
 }
 
+impl StageStatus {
+    /// The status as the report's JSON names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageStatus::Passed => "passed",
+            StageStatus::Blocked => "blocked",
+            StageStatus::Partial => "partial",
+            StageStatus::Pending => "pending",
+            StageStatus::NotRun => "not_run",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StageResult {
     pub number: u8,
@@ -83,8 +95,8 @@ pub struct StageResult {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitChange {
-    pub kind: &'static str,
-    pub change_id: String,
+    pub kind: UnitKind,
+    pub change_id: ChangeId,
     pub id: String,
     pub env: Option<String>,
     pub status: UnitStatus,
@@ -160,7 +172,7 @@ pub enum PlanState {
 #[derive(Debug, Clone, Serialize)]
 pub struct StackReport {
     pub id: String,
-    pub change_id: String,
+    pub change_id: ChangeId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
     pub status: UnitStatus,
@@ -201,6 +213,16 @@ impl Verdict {
             Verdict::ValidationBlocked => "BLOCKED by validation",
         }
     }
+
+    /// Validation blocked the change, a policy denied it or an app is blocked: it cannot go
+    /// on until the change itself changes. A failed plan is not a block of the change (a retry
+    /// may plan it).
+    pub fn blocks(self) -> bool {
+        matches!(
+            self,
+            Verdict::ValidationBlocked | Verdict::Denied | Verdict::AppBlocked
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -214,8 +236,7 @@ pub struct PrReport {
     /// The head commit's author: who proposed the change, as git recorded it (unauthenticated).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub author: Option<sluice_git::git::Author>,
-    /// Validation blocked the change, a policy denied it or an app is blocked.
-    pub blocked: bool,
+    /// The change as a whole; whether it is blocked is read off it ([`Verdict::blocks`]).
     pub verdict: Verdict,
     pub changes: Vec<UnitChange>,
     /// Reviewers CODEOWNERS requires for the affected units.
@@ -231,18 +252,6 @@ pub struct PrReport {
     pub warnings: Vec<String>,
     pub affected: AffectedReport,
     pub validation: ValidationReport,
-}
-
-impl PrReport {
-    /// 0 allowed (approvals may be required, or plans were not given), 1 denied, an app
-    /// blocked or blocked by validation, 3 a plan failed.
-    pub fn exit_code(&self) -> i32 {
-        match self.verdict {
-            Verdict::ValidationBlocked | Verdict::Denied | Verdict::AppBlocked => exit::BLOCKED,
-            Verdict::PlanFailed => exit::REPO,
-            Verdict::Undecided | Verdict::ApprovalsRequired | Verdict::Allowed => exit::OK,
-        }
-    }
 }
 
 /// How `sluice pr` gets plans and judges exceptions.
@@ -326,17 +335,17 @@ pub fn run_with(
     };
     let mut changes = Vec::new();
     for (kind, units) in [
-        ("stack", &analysis.report.stacks),
-        ("app", &analysis.report.apps),
+        (UnitKind::Stack, &analysis.report.stacks),
+        (UnitKind::App, &analysis.report.apps),
     ] {
         for u in units.iter() {
             changes.push(UnitChange {
                 kind,
-                change_id: change_id(config, u, pr, &analysis.report.head).to_string(),
+                change_id: change_id(config, u, pr, &analysis.report.head),
                 id: u.id.clone(),
                 env: u.env.clone(),
                 status: u.status,
-                owners: owners_of(&u.id, kind == "stack"),
+                owners: owners_of(&u.id, kind == UnitKind::Stack),
             });
         }
     }
@@ -375,10 +384,6 @@ pub fn run_with(
         base: analysis.report.base.clone(),
         head: analysis.report.head.clone(),
         author: analysis.head.snapshot.author().ok(),
-        blocked: matches!(
-            verdict,
-            Verdict::ValidationBlocked | Verdict::Denied | Verdict::AppBlocked
-        ),
         verdict,
         changes,
         reviewers: reviewers.into_iter().collect(),
@@ -474,9 +479,9 @@ fn app_stages(
         .map(|a| (a.id.clone(), a.owners.clone()))
         .collect();
     let changed: Vec<String> = analysis.changes.iter().map(|c| c.path.clone()).collect();
-    let change_ids: BTreeMap<String, String> = changes
+    let change_ids: BTreeMap<String, ChangeId> = changes
         .iter()
-        .filter(|c| c.kind == "app")
+        .filter(|c| c.kind == UnitKind::App)
         .map(|c| (c.id.clone(), c.change_id.clone()))
         .collect();
     Ok(apps::decide_apps(&AppsInput {
@@ -597,7 +602,7 @@ fn stack_stages(
         );
     }
     if !to_engine.is_empty() {
-        for (i, p) in run_engine(analysis, store_root, &to_engine)? {
+        for (i, p) in run_engine(analysis, store_root, &to_engine, warnings)? {
             pending.insert(i, p);
         }
     }
@@ -610,7 +615,7 @@ fn stack_stages(
 
     let mut out = Vec::with_capacity(units.len());
     for (i, u) in units.iter().enumerate() {
-        let cid = change_id(config, u, opts.pr, &analysis.report.head).to_string();
+        let cid = change_id(config, u, opts.pr, &analysis.report.head);
         let planned = {
             let mut p = progress;
             p.set(Stage::Plan, Mark::Passed);
@@ -649,7 +654,7 @@ fn stack_stages(
 
 /// The check target of an affected stack: CODEOWNERS is matched on the changed files that
 /// made it affected, or on the stack's own files when it is affected only as a dependent.
-fn stack_target(analysis: &affected::Analysis, u: &AffectedUnit, cid: String) -> Target {
+fn stack_target(analysis: &affected::Analysis, u: &AffectedUnit, cid: ChangeId) -> Target {
     let config = &analysis.head.config;
     let mut paths: BTreeSet<String> = u.reasons.iter().filter_map(|r| r.path.clone()).collect();
     let stack = analysis.org.stacks.iter().find(|s| s.id == u.id);
@@ -740,22 +745,10 @@ fn run_engine(
     analysis: &affected::Analysis,
     repo_root: &Path,
     specs: &[(usize, StackSpec)],
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<(usize, Pending)>, PipelineError> {
-    let config =
-        PlanConfig::from_section(analysis.head.config.sections.get("plan")).map_err(|errors| {
-            PipelineError::Config(
-                errors
-                    .iter()
-                    .map(|e| ConfigError {
-                        file: "sluice.yaml".into(),
-                        line: 1,
-                        col: 1,
-                        message: e.to_string(),
-                        hint: None,
-                    })
-                    .collect(),
-            )
-        })?;
+    let config = PlanConfig::from_section(analysis.head.config.sections.get("plan"))
+        .map_err(PipelineError::PlanConfig)?;
     let store = FsPlanStore::new(repo_root);
     let plugin_cache = match &config.plugin_cache_dir {
         Some(p) if p.is_absolute() => p.clone(),
@@ -772,7 +765,7 @@ fn run_engine(
     };
     let list: Vec<StackSpec> = specs.iter().map(|(_, s)| s.clone()).collect();
     let results = driver.plan_stacks(&analysis.head.snapshot, &list);
-    let _ = std::fs::remove_dir(&driver.work_root);
+    warnings.extend(driver.remove_work_root());
     Ok(specs
         .iter()
         .map(|(i, _)| *i)
@@ -829,33 +822,14 @@ pub fn plan_outcome(r: sluice_iac::driver::StackPlan) -> (PlanState, Option<Plan
     }
 }
 
-/// Policy setup problems are configuration errors of the org (exit 2), with their positions.
+/// Policy setup problems keep their own error, which names the bundle, exception file or
+/// configuration field (and position) they are about.
 fn check_to_pipeline(e: CheckError) -> PipelineError {
-    let at = |file: &str, line: u32, col: u32, message: String| ConfigError {
-        file: file.to_string(),
-        line,
-        col,
-        message,
-        hint: None,
-    };
     match e {
         CheckError::Pipeline(p) => p,
-        CheckError::Policy(PolicyError::Rego {
-            file,
-            line,
-            col,
-            message,
-        }) => PipelineError::Config(vec![at(&file, line, col, message)]),
-        CheckError::Policy(PolicyError::Exceptions(errors)) => PipelineError::Config(
-            errors
-                .into_iter()
-                .map(|e| at(&e.file, e.line, e.col, e.message))
-                .collect(),
-        ),
-        CheckError::Policy(PolicyError::Input(m)) => {
-            PipelineError::Io(format!("policy input: {m}"))
-        }
-        other => PipelineError::Config(vec![at("sluice.yaml", 1, 1, other.to_string())]),
+        CheckError::Policy(p) => PipelineError::Policy(p),
+        CheckError::PlanConfig(errors) => PipelineError::PlanConfig(errors),
+        other => PipelineError::failed("checking the plan", other),
     }
 }
 
@@ -1408,7 +1382,7 @@ fn stack_blocks(s: &StackReport) -> Vec<String> {
                 "### Stack {} — **plan failed** ({})\n\nChange {}\n\n{}\n\n",
                 decide::md_code(&s.id),
                 decide::md_text(class),
-                decide::md_code(&s.change_id),
+                decide::md_code(&s.change_id.to_string()),
                 decide::md_text(message)
             );
             if let Some(h) = hint {
@@ -1436,7 +1410,7 @@ fn stack_blocks(s: &StackReport) -> Vec<String> {
             vec![format!(
                 "### Stack {} — plan not run\n\nChange {}\n\nStage 4 (plan) not run: {}. Policy, risk and approvals are not decided without a plan.\n\n",
                 decide::md_code(&s.id),
-                decide::md_code(&s.change_id),
+                decide::md_code(&s.change_id.to_string()),
                 decide::md_text(reason)
             )]
         }
@@ -1584,6 +1558,57 @@ pub fn render_sarif(r: &PrReport, tool_version: &str) -> Value {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use sluice_policy::PolicyError;
+
+    /// Errors of a bundle or an exception file name that file, not `sluice.yaml:1:1`.
+    #[test]
+    fn policy_setup_errors_keep_their_own_file() {
+        let data = check_to_pipeline(CheckError::Policy(PolicyError::Data {
+            file: "policy-library/data/limits.json".into(),
+            message: "not a JSON object".into(),
+        }));
+        assert_eq!(
+            data.to_string(),
+            "policy-library/data/limits.json: not a JSON object"
+        );
+        let bundle = check_to_pipeline(CheckError::Policy(PolicyError::Compile {
+            bundle: "policy-library".into(),
+            message: "conflicting rules".into(),
+        }));
+        assert_eq!(
+            bundle.to_string(),
+            "bundle policy-library: conflicting rules"
+        );
+        let exceptions = check_to_pipeline(CheckError::Policy(PolicyError::Exceptions(vec![
+            sluice_policy::exceptions::LoadError {
+                file: "security-exceptions/db.yaml".into(),
+                line: 4,
+                col: 3,
+                message: "expiresAt is required".into(),
+            },
+        ])));
+        assert_eq!(
+            exceptions.to_string(),
+            "security-exceptions/db.yaml:4:3: expiresAt is required"
+        );
+        for e in [data, bundle, exceptions] {
+            assert!(matches!(e, PipelineError::Policy(_)), "{e:?}");
+            assert!(!e.to_string().contains("sluice.yaml"), "{e}");
+        }
+    }
+
+    #[test]
+    fn stage_status_names_are_the_json_names() {
+        for status in [
+            StageStatus::Passed,
+            StageStatus::Blocked,
+            StageStatus::Partial,
+            StageStatus::Pending,
+            StageStatus::NotRun,
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+    }
 
     #[test]
     fn plan_file_names_are_flat() {

@@ -54,8 +54,7 @@ use sluice_store::{
     Transaction, UnitKind,
 };
 
-use sluice_flow::error::exit;
-use sluice_flow::pr::PrReport;
+use sluice_flow::pr::{PrReport, StageStatus};
 
 /// Where the embedded store, keys and blobs live under a repository.
 pub const SLUICE_DIR: &str = ".sluice";
@@ -96,37 +95,6 @@ pub enum EvidenceError {
     Corrupt(String),
     #[error("{0}")]
     Internal(String),
-}
-
-impl EvidenceError {
-    /// The exit code (sluice-flow's `error::exit`): 1 for a broken link or tampered
-    /// evidence, 2 for bad or unreadable input, 5 for internal and durability failures.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            EvidenceError::Store(e) if e.is_fatal() => exit::INTERNAL,
-            EvidenceError::Store(e) => match e {
-                StoreError::SchemaTooNew { .. }
-                | StoreError::SchemaDirty { .. }
-                | StoreError::BadLocation { .. }
-                | StoreError::Migrate { .. }
-                | StoreError::Invalid { .. }
-                | StoreError::NotFound { .. } => exit::USAGE,
-                StoreError::BlobCorrupt { .. } | StoreError::Conflict { .. } => exit::BLOCKED,
-                _ => exit::INTERNAL,
-            },
-            EvidenceError::Key(_) | EvidenceError::Input { .. } | EvidenceError::Usage(_) => {
-                exit::USAGE
-            }
-            EvidenceError::Gate { .. } => exit::BLOCKED,
-            EvidenceError::Verify(
-                VerifyError::Parse { .. } | VerifyError::Format(_) | VerifyError::NoTrustedKeys,
-            ) => exit::USAGE,
-            EvidenceError::Verify(_) | EvidenceError::Bundle(_) | EvidenceError::Corrupt(_) => {
-                exit::BLOCKED
-            }
-            EvidenceError::Internal(_) => exit::INTERNAL,
-        }
-    }
 }
 
 pub type Result<T, E = EvidenceError> = std::result::Result<T, E>;
@@ -1001,6 +969,16 @@ impl EvidenceService {
     /// against the latest checkpoint (made if the log grew past it), a consistency proof from
     /// the checkpoint before, and the public key. The bytes verify with that key.
     pub async fn bundle(&self, change_id: &str) -> Result<BundleOutput> {
+        self.bundle_from(change_id, None).await
+    }
+
+    /// [`EvidenceService::bundle`] with the consistency proof from `from_size` (a size the log
+    /// had, e.g. of an older checkpoint an auditor holds) instead of the checkpoint before.
+    pub async fn bundle_from(
+        &self,
+        change_id: &str,
+        from_size: Option<u64>,
+    ) -> Result<BundleOutput> {
         let inner = &self.inner;
         let (manifest, record) = self.latest_manifest(change_id).await?.ok_or_else(|| {
             EvidenceError::Usage(format!(
@@ -1027,14 +1005,24 @@ impl EvidenceService {
             Some(cp) if cp.size > leaf_index && cp.origin == inner.origin => cp,
             _ => create_checkpoint(&inner.store, &self.signer()).await?,
         };
-        let consistency_from = inner
-            .store
-            .checkpoints()
-            .await?
-            .iter()
-            .map(|c| c.size)
-            .filter(|s| *s > 0 && *s < checkpoint.size)
-            .max();
+        let consistency_from = match from_size {
+            Some(size) if size == 0 || size > checkpoint.size => {
+                return Err(EvidenceError::Usage(format!(
+                    "no consistency proof from size {size}: the log's checkpoint has size {}",
+                    checkpoint.size
+                )));
+            }
+            // The same size needs no proof: the roots must simply be equal.
+            Some(size) => Some(size).filter(|s| *s < checkpoint.size),
+            None => inner
+                .store
+                .checkpoints()
+                .await?
+                .iter()
+                .map(|c| c.size)
+                .filter(|s| *s > 0 && *s < checkpoint.size)
+                .max(),
+        };
 
         let rec = KeyRecorder::default();
         let _ = merkle::inclusion_proof(leaf_index, checkpoint.size, &rec);
@@ -1201,7 +1189,20 @@ impl Recorder {
 
     /// Writes the bundle of `change_id` to `out` (fsynced; the directory is created).
     pub fn write_bundle(&self, change_id: &str, out: &Path) -> Result<BundleOutput> {
-        let bundle = self.bundle(change_id)?;
+        self.write_bundle_from(change_id, None, out)
+    }
+
+    /// [`Recorder::write_bundle`] with the consistency proof from `from_size`
+    /// ([`EvidenceService::bundle_from`]).
+    pub fn write_bundle_from(
+        &self,
+        change_id: &str,
+        from_size: Option<u64>,
+        out: &Path,
+    ) -> Result<BundleOutput> {
+        let bundle = self
+            .runtime
+            .block_on(self.service.bundle_from(change_id, from_size))?;
         write_file(out, &bundle.bytes)?;
         Ok(bundle)
     }
@@ -1261,6 +1262,21 @@ pub fn load_trusted_key(spec: &str) -> Result<VerifyingKey> {
     })
 }
 
+/// The tree size a checkpoint file (a signed note) states. Its signature and root are the
+/// verifier's to check, against the bundle that carries the proof from this size.
+pub fn checkpoint_file_size(path: &Path) -> Result<u64> {
+    let input = |message: String| EvidenceError::Input {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| input(format!("cannot read the checkpoint: {e}")))?;
+    let note = parse_note(&text).map_err(|e| input(e.to_string()))?;
+    let checkpoint = sluice_evidence::checkpoint::Checkpoint::parse(&note.text)
+        .map_err(|e| input(e.to_string()))?;
+    Ok(checkpoint.size)
+}
+
 /// The public half of the local evidence key (`key_file`, or `<repo>/.sluice/keys`), if one
 /// exists; never generates one.
 pub fn local_public_key(repo: &Path, key_file: Option<&Path>) -> Result<Option<VerifyingKey>> {
@@ -1307,39 +1323,15 @@ pub fn verify_file(
 
 // ---- the PR report -------------------------------------------------------------------------------
 
-/// The correlation id of one of the report's changes, rebuilt from its parts and checked
-/// against the rendered id the report carries.
-fn change_subject(report: &PrReport, index: usize) -> Result<ChangeSubject> {
+/// The subject of one of the report's changes: its correlation id and unit kind as the
+/// report carries them.
+fn change_subject(report: &PrReport, index: usize) -> ChangeSubject {
     let c = &report.changes[index];
-    let repo = c
-        .change_id
-        .split(['#', '@'])
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let id = ChangeId {
-        repo,
-        pr: report.pr,
-        commit: report.head.clone(),
-        env: c.env.clone().unwrap_or_else(|| "-".into()),
-        unit: c.id.clone(),
-    };
-    if id.to_string() != c.change_id {
-        return Err(EvidenceError::Internal(format!(
-            "change {}: its parts render as {id}",
-            c.change_id
-        )));
-    }
-    let kind = if c.kind == "app" {
-        UnitKind::App
-    } else {
-        UnitKind::Stack
-    };
-    Ok(ChangeSubject {
-        id,
+    ChangeSubject {
+        id: c.change_id.clone(),
         base: Some(report.base.clone()),
-        kind,
-    })
+        kind: c.kind,
+    }
 }
 
 /// The stage entries a PR report establishes for one change, each from that change's own
@@ -1348,7 +1340,6 @@ fn change_subject(report: &PrReport, index: usize) -> Result<ChangeSubject> {
 /// change id. Nothing is filled in that the report does not say: a stage without a result is
 /// recorded as not run with the reason.
 pub fn pr_entries(report: &PrReport, change: &ChangeSubject, who: &Identity) -> Vec<StageEntry> {
-    let cid = change.id.to_string();
     let mut out: Vec<StageEntry> = report
         .stages
         .iter()
@@ -1365,12 +1356,12 @@ pub fn pr_entries(report: &PrReport, change: &ChangeSubject, who: &Identity) -> 
         UnitKind::App => report
             .apps
             .iter()
-            .find(|a| a.change_id.as_deref() == Some(cid.as_str()))
+            .find(|a| a.change_id.as_ref() == Some(&change.id))
             .map(|a| app_entries(report, change, who, a)),
         _ => report
             .stacks
             .iter()
-            .find(|s| s.change_id == cid)
+            .find(|s| s.change_id == change.id)
             .map(|s| stack_entries(report, change, who, s)),
     };
     match unit_entries {
@@ -1463,20 +1454,15 @@ fn pr_row_entry(
     who: &Identity,
     s: &sluice_flow::pr::StageResult,
 ) -> StageEntry {
-    // Read the status by its serialised name so that statuses added later are never mistaken
-    // for a run.
-    let status = serde_json::to_value(&s.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let outcome = match status.as_str() {
-        "passed" => Outcome::Passed,
-        "blocked" | "failed" => Outcome::Failed,
-        "partial" => Outcome::Partial,
-        _ => {
+    // Matched without a wildcard so that a status added later must be placed here.
+    let outcome = match s.status {
+        StageStatus::Passed => Outcome::Passed,
+        StageStatus::Blocked => Outcome::Failed,
+        StageStatus::Partial => Outcome::Partial,
+        StageStatus::Pending | StageStatus::NotRun => {
             return StageEntry::NotRun {
                 stage: s.stage,
-                reason: format!("{status}: {}", s.detail),
+                reason: format!("{}: {}", s.status.as_str(), s.detail),
             };
         }
     };
@@ -2203,7 +2189,7 @@ pub fn record_pr(recorder: &Recorder, report: &PrReport) -> Result<Recorded> {
 pub fn record_pr_as(recorder: &Recorder, report: &PrReport, who: &Identity) -> Result<Recorded> {
     let mut items = Vec::with_capacity(report.changes.len());
     for i in 0..report.changes.len() {
-        let change = change_subject(report, i)?;
+        let change = change_subject(report, i);
         let entries = pr_entries(report, &change, who);
         items.push((change, entries));
     }
@@ -2237,19 +2223,19 @@ pub fn demo_evidence(repo: &Path, report: &PrReport) -> Result<DemoEvidence> {
     let change = report
         .changes
         .iter()
-        .find(|c| c.kind == "stack")
+        .find(|c| c.kind == UnitKind::Stack)
         .or_else(|| report.changes.first())
         .ok_or_else(|| EvidenceError::Usage("the report has no change to bundle".into()))?;
     let path = repo
         .join(DEMO_BUNDLE_DIR)
-        .join(bundle_file_name(&change.change_id));
-    let bundle = recorder.write_bundle(&change.change_id, &path)?;
+        .join(bundle_file_name(&change.change_id.to_string()));
+    let bundle = recorder.write_bundle(&change.change_id.to_string(), &path)?;
     let (verified, verification) = match verify_file(&path, &[recorder.public_key()], None) {
         Ok(v) => (true, v.report()),
         Err(e) => (false, e.to_string()),
     };
     Ok(DemoEvidence {
-        change_id: change.change_id.clone(),
+        change_id: change.change_id.to_string(),
         verify_command: format!(
             // `=`: the key is a PEM starting with `-----`, which would read as an option.
             "sluice evidence verify {} --trusted-key=\"$(sluice evidence key --repo {})\"",
@@ -2491,7 +2477,7 @@ mod tests {
         let err = recorder
             .record(&change, &[ran(Stage::Render, json!({}))])
             .unwrap_err();
-        assert_eq!(err.exit_code(), exit::USAGE);
+        assert!(matches!(err, EvidenceError::Usage(_)), "{err}");
 
         let out = dir.path().join("b.json");
         let bundle = recorder.write_bundle(&change.id.to_string(), &out).unwrap();
@@ -2519,7 +2505,7 @@ mod tests {
         // Another key is not trusted.
         let other = EvidenceKey::from_seed(&[9; 32]).verifying_key();
         let err = verify_file(&out, &[other], None).unwrap_err();
-        assert_eq!(err.exit_code(), exit::BLOCKED);
+        assert!(matches!(err, EvidenceError::Verify(_)), "{err}");
         assert!(err.to_string().starts_with("checkpoint:"), "{err}");
     }
 
@@ -2532,15 +2518,12 @@ mod tests {
         use sluice_model::affected::UnitStatus;
         let head = "9f3a12cdeadbeef9f3a12cdeadbeef9f3a12cdea".to_string();
         let base = "1111111111111111111111111111111111111111".to_string();
-        let cid = |unit: &str| {
-            ChangeId {
-                repo: "infra-live".into(),
-                pr: Some(7),
-                commit: head.clone(),
-                env: "prod".into(),
-                unit: unit.into(),
-            }
-            .to_string()
+        let cid = |unit: &str| ChangeId {
+            repo: "infra-live".into(),
+            pr: Some(7),
+            commit: head.clone(),
+            env: "prod".into(),
+            unit: unit.into(),
         };
         let row = |number: u8, stage: Stage, status: StageStatus| StageResult {
             number,
@@ -2548,7 +2531,7 @@ mod tests {
             status,
             detail: format!("row {number}"),
         };
-        let change = |kind: &'static str, id: &str| UnitChange {
+        let change = |kind: UnitKind, id: &str| UnitChange {
             kind,
             change_id: cid(id),
             id: id.into(),
@@ -2566,9 +2549,11 @@ mod tests {
                 name: "Mona Lisa".into(),
                 email: "mona@example.com".into(),
             }),
-            blocked: true,
             verdict: Verdict::AppBlocked,
-            changes: vec![change("stack", "prod/network"), change("app", "web")],
+            changes: vec![
+                change(UnitKind::Stack, "prod/network"),
+                change(UnitKind::App, "web"),
+            ],
             reviewers: vec![],
             stages: vec![
                 row(1, Stage::Propose, StageStatus::Passed),
@@ -2661,8 +2646,8 @@ mod tests {
         let plan_hex = "ab".repeat(32);
         let plan_digest = format!("sha256:{plan_hex}");
         let report = mixed_report(&plan_digest);
-        let stack = change_subject(&report, 0).unwrap();
-        let app = change_subject(&report, 1).unwrap();
+        let stack = change_subject(&report, 0);
+        let app = change_subject(&report, 1);
         let stack_entries = pr_entries(&report, &stack, &who());
         let app_entries = pr_entries(&report, &app, &who());
         // One entry per stage, in stage order.
@@ -2767,7 +2752,6 @@ mod tests {
             ),
             "{err}"
         );
-        assert_eq!(err.exit_code(), exit::BLOCKED);
         use sluice_store::LogStore as _;
         let store = recorder.service().store();
         let rt = &recorder.runtime;
@@ -2855,7 +2839,7 @@ mod tests {
         let mut options = RecorderOptions::new(dir.path());
         options.existing_only = true;
         let err = Recorder::open(&options).err().unwrap();
-        assert_eq!(err.exit_code(), exit::USAGE);
+        assert!(matches!(err, EvidenceError::Usage(_)), "{err}");
         assert!(err.to_string().contains("no evidence store"), "{err}");
         assert!(!dir.path().join(SLUICE_DIR).exists());
     }

@@ -13,9 +13,11 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use sluice_flow::check::{self, CheckOptions};
-use sluice_flow::error::{PipelineError, exit};
+use sluice_flow::error::PipelineError;
 use sluice_model::exception::Timestamp;
 use sluice_recorder::evidence;
+
+use crate::exit;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CheckFormat {
@@ -142,7 +144,7 @@ pub fn run_check(a: CheckArgs) -> Result<i32, PipelineError> {
             for line in e.to_string().lines() {
                 eprintln!("error: {line}");
             }
-            return Ok(e.exit_code());
+            return Ok(exit::check(&e));
         }
     };
     for w in &report.warnings {
@@ -160,7 +162,7 @@ pub fn run_check(a: CheckArgs) -> Result<i32, PipelineError> {
             return Ok(code);
         }
     }
-    Ok(report.exit_code())
+    Ok(exit::check_report(&report))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,10 +205,10 @@ fn wait_with_peak_rss(child: std::process::Child) -> Result<(i32, Option<f64>), 
         }
     };
     if rc != pid {
-        return Err(PipelineError::Io(format!(
-            "waiting for process {pid}: {}",
-            std::io::Error::last_os_error()
-        )));
+        return Err(PipelineError::failed(
+            format!("waiting for process {pid}"),
+            std::io::Error::last_os_error(),
+        ));
     }
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
@@ -237,12 +239,12 @@ fn time_check(
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| PipelineError::Io(format!("{}: {e}", exe.display())))?;
+            .map_err(|e| PipelineError::io(exe, e))?;
         let (c, rss) = wait_with_peak_rss(child)?;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         code = c;
         if code != exit::OK && code != exit::BLOCKED {
-            return Err(PipelineError::Io(format!(
+            return Err(PipelineError::Internal(format!(
                 "`sluice check --plan-json {}` exited with {code}",
                 plan.display()
             )));
@@ -276,9 +278,9 @@ fn write_plan(exe: &Path, path: &Path, changes: usize, seed: u64) -> Result<(), 
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .map_err(|e| PipelineError::Io(format!("{}: {e}", exe.display())))?;
+        .map_err(|e| PipelineError::io(exe, e))?;
     if !status.success() {
-        return Err(PipelineError::Io(format!(
+        return Err(PipelineError::Internal(format!(
             "`sluice bench plan --out {}` failed ({status})",
             path.display()
         )));
@@ -296,17 +298,18 @@ fn timing(mut s: Vec<f64>) -> Timing {
 }
 
 pub fn run_bench_check(a: BenchCheckArgs) -> Result<i32, PipelineError> {
-    let io = |e: std::io::Error| PipelineError::Io(e.to_string());
     let tmp = tempdir_in_temp()?;
     let dir = a.keep.clone().unwrap_or_else(|| tmp.clone());
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    let exe = std::env::current_exe().map_err(io)?;
+    std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
+    let exe = std::env::current_exe().map_err(|e| PipelineError::failed("finding sluice", e))?;
     let runs = a.runs.max(1);
     let mut benches = Vec::new();
     for (changes, target_ms, target_rss) in [(50, 20.0, None), (a.changes, 1500.0, Some(300.0))] {
         let path = dir.join(format!("plan-{changes}.json"));
         write_plan(&exe, &path, changes, a.seed)?;
-        let plan_bytes = std::fs::metadata(&path).map_err(io)?.len();
+        let plan_bytes = std::fs::metadata(&path)
+            .map_err(|e| PipelineError::io(&path, e))?
+            .len();
         let (samples, exit_code, peak_rss_mb) = time_check(&exe, &path, runs)?;
         let wall = timing(samples);
         let meets_target = wall.median_ms <= target_ms
@@ -323,8 +326,10 @@ pub fn run_bench_check(a: BenchCheckArgs) -> Result<i32, PipelineError> {
             meets_target,
         });
     }
-    if a.keep.is_none() {
-        let _ = std::fs::remove_dir_all(&tmp);
+    if a.keep.is_none()
+        && let Err(e) = std::fs::remove_dir_all(&tmp)
+    {
+        eprintln!("warning: {}: not removed: {e}", tmp.display());
     }
     match a.format {
         BenchFormat::Json => print_json(&serde_json::json!({
@@ -371,7 +376,6 @@ pub fn run_bench_check(a: BenchCheckArgs) -> Result<i32, PipelineError> {
 
 fn tempdir_in_temp() -> Result<PathBuf, PipelineError> {
     let dir = std::env::temp_dir().join(format!("sluice-bench-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| PipelineError::Io(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
     Ok(dir)
 }

@@ -11,11 +11,11 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use crate::exit;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use sluice_evidence::VerifyingKey;
 use sluice_evidence::keys::{key_id, public_key_pem};
-use sluice_flow::error::exit;
 use sluice_flow::pr::PrReport;
 use sluice_recorder::evidence::{
     self, BenchOptions, EvidenceError, LogListing, Recorded, Recorder, RecorderOptions,
@@ -138,6 +138,10 @@ pub struct BundleArgs {
     /// Where to write the bundle.
     #[arg(long)]
     out: PathBuf,
+    /// An earlier checkpoint (signed note file) the verifier holds: the bundle carries the
+    /// consistency proof from its size, whichever size the log had then.
+    #[arg(long, value_name = "FILE")]
+    from_checkpoint: Option<PathBuf>,
     #[command(flatten)]
     at: RepoArgs,
     #[arg(long, value_enum, default_value = "text")]
@@ -148,9 +152,12 @@ pub struct BundleArgs {
 pub struct VerifyArgs {
     /// The bundle file.
     path: PathBuf,
-    /// A trusted public key: a file or the key itself (PEM, C2SP verifier key, base64 or hex).
-    /// Repeatable. Default: the local evidence key under --repo.
-    #[arg(long, value_name = "KEY")]
+    /// A trusted public key: a file or the key itself (PEM, C2SP verifier key, base64 or hex),
+    /// e.g. `--trusted-key "$(sluice evidence key)"`. Repeatable. Default: the local evidence
+    /// key under --repo.
+    // PEM text starts with `-----`: without `allow_hyphen_values` the parser takes it for an
+    // option and rejects it.
+    #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
     trusted_key: Vec<String>,
     /// A previously seen checkpoint (signed note file): the log must be consistent with it.
     #[arg(long, value_name = "FILE")]
@@ -242,7 +249,7 @@ pub enum BenchBackend {
 /// Prints an evidence error and returns its exit code.
 fn fail(e: &EvidenceError) -> i32 {
     eprintln!("error: {e}");
-    e.exit_code()
+    exit::evidence(e)
 }
 
 /// Writes to stdout; a closed pipe (`… | head`) ends the process quietly, as Unix tools do.
@@ -277,8 +284,13 @@ pub fn run_evidence(command: EvidenceCommand) -> i32 {
 }
 
 fn bundle(a: BundleArgs) -> Result<i32, EvidenceError> {
+    let from_size = a
+        .from_checkpoint
+        .as_deref()
+        .map(evidence::checkpoint_file_size)
+        .transpose()?;
     let recorder = Recorder::open(&a.at.store.options(&a.at.repo, true))?;
-    let out = recorder.write_bundle(&a.change_id, &a.out)?;
+    let out = recorder.write_bundle_from(&a.change_id, from_size, &a.out)?;
     match a.format {
         Format::Json => print_json(&json!({
             "bundle": a.out,
@@ -554,5 +566,42 @@ pub fn run_bench_evidence(a: BenchEvidenceArgs) -> i32 {
             exit::OK
         }
         Err(e) => fail(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::EvidenceCommand;
+
+    /// `sluice evidence …` as the binary parses it.
+    #[derive(Parser)]
+    struct Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
+    }
+
+    #[test]
+    fn trusted_key_takes_pem_text_as_a_separate_argument() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n";
+        let parsed = Evidence::try_parse_from([
+            "evidence",
+            "verify",
+            "bundle.json",
+            "--trusted-key",
+            pem,
+            "--trusted-key",
+            "keys/other.pem",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let EvidenceCommand::Verify(a) = parsed.command else {
+            panic!("not evidence verify");
+        };
+        assert_eq!(
+            a.trusted_key,
+            vec![pem.to_string(), "keys/other.pem".into()]
+        );
+        assert_eq!(a.path, std::path::PathBuf::from("bundle.json"));
     }
 }

@@ -5,8 +5,8 @@
 //! isolated export of the head revision, stores every plan file and plan JSON as secrets under
 //! `.sluice/blobs/sha256/` and prints a summary per stack with its plan digest. Exit codes:
 //! 0 every stack planned, 2 usage or configuration error (bad `plan` section, unknown
-//! `--stack`), 3 at least one stack failed to plan (or the repository could not be read),
-//! 4 inconsistent org.
+//! `--stack`), 3 the repository could not be read, 4 inconsistent org, 6 at least one stack
+//! failed to plan.
 //!
 //! `sluice ingest-plan --stack ID --plan-json FILE [--plan-file FILE]` validates a plan made in
 //! the user's own CI and stores it the same way. Exit codes: 0 stored, 2 malformed plan JSON
@@ -23,7 +23,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use serde_json::json;
 use sluice_demo::plangen;
-use sluice_flow::error::{PipelineError, exit};
+use sluice_flow::error::PipelineError;
 use sluice_flow::{affected, workspace};
 use sluice_iac::config::PlanConfig;
 use sluice_iac::driver::{Driver, Outcome, Planned, StackPlan};
@@ -35,8 +35,7 @@ use sluice_model::redact::{self, RedactionRules};
 use sluice_model::stage::Stage;
 use sluice_recorder::evidence;
 
-/// `sluice plan` exits with this when a stack could not be planned.
-pub const EXIT_PLAN_FAILED: i32 = 3;
+use crate::exit;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
@@ -244,7 +243,9 @@ pub fn run_plan(a: PlanArgs) -> Result<i32, PipelineError> {
     } else {
         driver.plan_stacks(&analysis.head.snapshot, &specs)
     };
-    let _ = std::fs::remove_dir(&driver.work_root);
+    if let Some(w) = driver.remove_work_root() {
+        eprintln!("warning: {w}");
+    }
 
     let report = PlanReport {
         schema: "sluice.plan/v1",
@@ -266,7 +267,7 @@ pub fn run_plan(a: PlanArgs) -> Result<i32, PipelineError> {
         }
     }
     Ok(if results.iter().any(StackPlan::failed) {
-        EXIT_PLAN_FAILED
+        exit::PLAN_FAILED
     } else {
         exit::OK
     })
@@ -419,7 +420,9 @@ pub fn run_ingest_plan(a: IngestPlanArgs) -> Result<i32, PipelineError> {
             eprintln!("error: {e}");
             return Ok(exit::USAGE);
         }
-        Err(IngestError::Store(e)) => return Err(PipelineError::Io(e.to_string())),
+        Err(IngestError::Store(e)) => {
+            return Err(PipelineError::failed("storing the plan", e));
+        }
     };
     for w in &warnings {
         eprintln!("warning: {w}");
@@ -495,17 +498,14 @@ fn max_rss_mb() -> Option<f64> {
 /// Measure parsing, summarising and redacting a generated plan of `--changes` changes.
 pub fn run_bench_plan(a: BenchPlanArgs) -> Result<i32, PipelineError> {
     let bytes = match &a.plan {
-        Some(p) => {
-            std::fs::read(p).map_err(|e| PipelineError::Io(format!("{}: {e}", p.display())))?
-        }
+        Some(p) => std::fs::read(p).map_err(|e| PipelineError::io(p, e))?,
         None => {
             let doc = plangen::generate_plan(a.changes, a.seed);
             serde_json::to_vec(&doc).expect("plan serializes")
         }
     };
     if let Some(out) = &a.out {
-        std::fs::write(out, &bytes)
-            .map_err(|e| PipelineError::Io(format!("{}: {e}", out.display())))?;
+        std::fs::write(out, &bytes).map_err(|e| PipelineError::io(out, e))?;
         eprintln!("wrote {} ({} bytes)", out.display(), bytes.len());
     }
     let rules = RedactionRules::default();
@@ -517,8 +517,8 @@ pub fn run_bench_plan(a: BenchPlanArgs) -> Result<i32, PipelineError> {
     for i in 0..=runs {
         // The flow of a stage: parse, summarise, then redact in place for the policy input.
         let t0 = Instant::now();
-        let plan =
-            Plan::parse("generated.json", &bytes).map_err(|e| PipelineError::Io(e.to_string()))?;
+        let plan = Plan::parse("generated.json", &bytes)
+            .map_err(|e| PipelineError::failed("parsing", e))?;
         let t1 = Instant::now();
         let s: PlanSummary = plan.summary();
         let t2 = Instant::now();
@@ -529,8 +529,8 @@ pub fn run_bench_plan(a: BenchPlanArgs) -> Result<i32, PipelineError> {
         // The peak so far is the stage's own (before the copying variant below runs).
         stage_rss = stage_rss.or_else(max_rss_mb);
         // The same with a borrowed plan, which copies what it renders.
-        let plan =
-            Plan::parse("generated.json", &bytes).map_err(|e| PipelineError::Io(e.to_string()))?;
+        let plan = Plan::parse("generated.json", &bytes)
+            .map_err(|e| PipelineError::failed("parsing", e))?;
         let c0 = Instant::now();
         let copied = serde_json::to_vec(&redact::redact_plan(&plan, &rules)).expect("serializes");
         let c1 = Instant::now();

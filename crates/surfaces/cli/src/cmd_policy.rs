@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use sluice_demo::plangen;
-use sluice_flow::error::{PipelineError, exit};
+use sluice_flow::error::PipelineError;
 use sluice_flow::workspace;
+
+use crate::exit;
 use sluice_model::config::OrgConfig;
 use sluice_model::exception::{self, ExceptionStatus, Timestamp};
 use sluice_model::plan::Plan;
@@ -501,7 +503,7 @@ fn run_eval(a: EvalArgs) -> Result<i32, PipelineError> {
             .as_ref()
             .is_some_and(|o: &OrgConfig| !a.env.is_empty() && o.is_protected(&a.env));
     let change = ChangeContext {
-        correlation_id: String::new(),
+        correlation_id: None,
         env: a.env.clone(),
         stack: a.stack.clone(),
         production: Some(production),
@@ -793,8 +795,8 @@ fn bench_once(
     let mut last = None;
     for i in 0..=runs {
         let t0 = Instant::now();
-        let plan =
-            Plan::parse("generated.json", bytes).map_err(|e| PipelineError::Io(e.to_string()))?;
+        let plan = Plan::parse("generated.json", bytes)
+            .map_err(|e| PipelineError::failed("parsing", e))?;
         let projected = redact::redact_plan(&plan, &rules);
         drop(plan);
         let input = EvalInput::plan(projected.as_value(), &change, json!({"id": change.stack}));
@@ -802,7 +804,7 @@ fn bench_once(
         let t1 = Instant::now();
         let record = engine
             .evaluate(&input)
-            .map_err(|e| PipelineError::Io(e.to_string()))?;
+            .map_err(|e| PipelineError::failed("evaluating", e))?;
         let t2 = Instant::now();
         let text = record.to_canonical_json();
         let digest = record.digest();
@@ -838,7 +840,7 @@ pub fn run_bench_policy(a: BenchPolicyArgs) -> Result<i32, PipelineError> {
         now: Some(sluice_policy::now()),
         ..Default::default()
     })
-    .map_err(|e| PipelineError::Io(e.to_string()))?;
+    .map_err(|e| PipelineError::failed("compiling the built-in pack", e))?;
     let compile_ms = t.elapsed().as_secs_f64() * 1000.0;
     let mut benches = Vec::new();
     for changes in [a.changes, 50] {

@@ -15,8 +15,10 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use sluice_demo::render_bench as bench;
-use sluice_flow::error::{PipelineError, exit};
+use sluice_flow::error::PipelineError;
 use sluice_flow::workspace;
+
+use crate::exit;
 use sluice_render::error::RenderError;
 use sluice_render::manifest::{DEFAULT_MAX_DOCUMENT_BYTES, Limits};
 use sluice_render::render::{self, Rendered};
@@ -202,7 +204,7 @@ fn emit_json(value: &serde_json::Value) {
 /// A render failure is reported here (it has its own exit code), not as a pipeline error.
 fn fail(context: &str, e: &RenderError) -> i32 {
     eprintln!("error: {context}{e}");
-    e.exit_code()
+    exit::render(e)
 }
 
 pub fn run_render(a: RenderArgs) -> Result<i32, PipelineError> {

@@ -10,8 +10,9 @@ use crate::cmd_evidence;
 use crate::cmd_plan;
 use crate::cmd_policy;
 use crate::cmd_render;
+use crate::exit;
 use sluice_demo::{bench, demo, generate};
-use sluice_flow::error::{PipelineError, exit};
+use sluice_flow::error::PipelineError;
 use sluice_flow::{affected, pr, validation, workspace};
 use sluice_model::stage::STAGES;
 
@@ -24,7 +25,7 @@ use sluice_model::stage::STAGES;
 validates it, plans it, evaluates policy, classifies risk, binds approvals to the exact plan and \
 keeps a verifiable evidence trail.\n\nExit codes: 0 ok, 1 blocked (blocking findings), 2 usage or \
 configuration error, 3 repository error (not a git repository, unknown revision), 4 inconsistent \
-org (dependency cycle, layer rule), 5 internal or IO error."
+org (dependency cycle, layer rule), 5 internal or IO error, 6 a plan failed."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -528,12 +529,10 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
             None => emit(&pr::render_markdown(&report)),
             Some(dir) => {
                 let parts = pr::render_markdown_parts(&report);
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| PipelineError::Io(format!("{}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
                 for (i, p) in parts.iter().enumerate() {
                     let file = dir.join(format!("part-{}.md", i + 1));
-                    std::fs::write(&file, p)
-                        .map_err(|e| PipelineError::Io(format!("{}: {e}", file.display())))?;
+                    std::fs::write(&file, p).map_err(|e| PipelineError::io(&file, e))?;
                     emit(&format!("{}\n", file.display()));
                 }
             }
@@ -546,7 +545,7 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
     {
         return Ok(code);
     }
-    Ok(report.exit_code())
+    Ok(exit::verdict(report.verdict))
 }
 
 fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
@@ -657,7 +656,7 @@ fn run_bench_affected(a: BenchAffectedArgs) -> Result<i32, PipelineError> {
             tmp
         }
     };
-    let exe = std::env::current_exe().map_err(|e| PipelineError::Io(e.to_string()))?;
+    let exe = std::env::current_exe().map_err(|e| PipelineError::failed("finding sluice", e))?;
     let result = bench::affected(&exe, &repo, a.runs)?;
     match a.format {
         Format::Json => print_json(&result),

@@ -10,6 +10,7 @@ mod cmd_plan;
 mod cmd_policy;
 mod cmd_render;
 mod commands;
+mod exit;
 
 use clap::Parser;
 
@@ -24,7 +25,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            e.exit_code()
+            exit::pipeline(&e)
         }
     };
     std::process::exit(code);

@@ -687,14 +687,14 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
     );
     assert!(md.stdout.contains("| 4 | Plan | passed |"), "{}", md.stdout);
 
-    // A malformed plan file: the stack's plan failed (exit 3), with the position.
+    // A malformed plan file: the stack's plan failed (exit 6), with the position.
     std::fs::write(
         plans.path().join("dev__eu-west-1__app.json"),
         "{\"format_version\": \"1.2\",\n  oops}",
     )
     .unwrap();
     let run = pr(plans.path(), "json");
-    run.expect_code(3);
+    run.expect_code(6);
     let v = run.json();
     assert_eq!(v["verdict"], "plan_failed");
     let dev = v["stacks"]
@@ -832,7 +832,7 @@ fn pr_run_plans_uses_the_engine_and_classifies_failures() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verdict"], "plan_failed");
     let stack = |id: &str| {

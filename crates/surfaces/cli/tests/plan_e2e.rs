@@ -227,7 +227,7 @@ fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
 }
 
 #[test]
-fn a_failed_plan_exits_3_with_a_redacted_classified_excerpt() {
+fn a_failed_plan_exits_6_with_a_redacted_classified_excerpt() {
     let Some(p) = corpus("terraform-json/testdata/moved_block/plan.json") else {
         return;
     };
@@ -262,7 +262,7 @@ fn a_failed_plan_exits_3_with_a_redacted_classified_excerpt() {
                 format,
             ],
         );
-        run.expect_code(3);
+        run.expect_code(6);
         let all = format!("{}{}", run.stdout, run.stderr);
         assert!(!all.contains(CANARY), "{all}");
         if format == "text" {
@@ -309,7 +309,7 @@ fn plan_without_an_engine_fails_as_engine_missing() {
             s(store.path()),
         ],
     );
-    run.expect_code(3);
+    run.expect_code(6);
     assert!(
         run.stdout.contains("FAILED (engine missing)"),
         "{}",

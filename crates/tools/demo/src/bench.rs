@@ -50,10 +50,10 @@ fn time_command(cmd: &mut Command) -> Result<(f64, Vec<u8>), PipelineError> {
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| PipelineError::Io(format!("running {cmd:?}: {e}")))?;
+        .map_err(|e| PipelineError::failed(format!("running {cmd:?}"), e))?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if !out.status.success() {
-        return Err(PipelineError::Io(format!(
+        return Err(PipelineError::Internal(format!(
             "{cmd:?} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
@@ -83,8 +83,8 @@ pub fn affected(exe: &Path, repo: &Path, runs: usize) -> Result<AffectedBench, P
     };
     // One warm-up run so both sides read from the page cache.
     let (_, out) = time_command(&mut sluice_cmd())?;
-    let report: serde_json::Value = serde_json::from_slice(&out)
-        .map_err(|e| PipelineError::Io(format!("affected output: {e}")))?;
+    let report: serde_json::Value =
+        serde_json::from_slice(&out).map_err(|e| PipelineError::failed("affected output", e))?;
     let affected_stacks = report["stacks"].as_array().map_or(0, Vec::len);
     let mut sluice_runs = Vec::new();
     for _ in 0..runs {

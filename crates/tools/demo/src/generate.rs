@@ -238,20 +238,21 @@ fn pr_change(main: &Files, stacks: &[GenStack], spec: &Spec, rng: &mut Rng) -> F
 /// Generate the org and write it as a bare-bones git repository at `dir` (branches `main`
 /// and `pr/bench`).
 pub fn write_repo(spec: &Spec, dir: &Path) -> Result<Generated, PipelineError> {
-    let io = |e: sluice_git::git::GitError| PipelineError::Io(e.to_string());
+    let io = |e: sluice_git::git::GitError| {
+        PipelineError::failed(format!("writing {}", dir.display()), e)
+    };
     if dir.exists()
         && std::fs::read_dir(dir)
-            .map_err(|e| PipelineError::Io(e.to_string()))?
+            .map_err(|e| PipelineError::io(dir, e))?
             .next()
             .is_some()
     {
-        return Err(PipelineError::Io(format!(
+        return Err(PipelineError::Internal(format!(
             "{}: directory is not empty",
             dir.display()
         )));
     }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| PipelineError::Io(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
     let generated = generate(spec);
     let writer = Writer::init(dir).map_err(io)?;
     let author = Author {

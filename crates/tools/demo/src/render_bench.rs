@@ -149,9 +149,11 @@ pub fn kustomize_bench(
     runs: usize,
     search_path: Option<OsString>,
 ) -> Result<KustomizeBench, RenderError> {
-    let io = |e: sluice_git::git::GitError| RenderError::Io(e.to_string());
+    let io =
+        |e: sluice_git::git::GitError| RenderError::Repo(sluice_model::tree::TreeError::new(e));
     let tool = tool::kustomize(search_path.as_deref())?;
-    let dir = tempfile::tempdir().map_err(|e| RenderError::Io(e.to_string()))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| RenderError::io("creating a temporary directory", e))?;
     let files = overlay_files(objects, seed);
     let writer = Writer::init(dir.path()).map_err(io)?;
     let author = Author {
@@ -163,7 +165,7 @@ pub fn kustomize_bench(
         .commit("main", &files, None, "generated overlay", &author)
         .map_err(io)?;
     writer.checkout("main", commit, &files).map_err(io)?;
-    let repo_error = |e: sluice_git::git::GitError| RenderError::Repo(e.to_string());
+    let repo_error = io;
     let repo = Arc::new(GitRepo::open(dir.path()).map_err(repo_error)?);
     let snapshot = repo.snapshot(commit).map_err(repo_error)?;
     let app = AppSpec {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use sluice_demo::demo;
 use sluice_flow::apps::{self, AppStatus, AppsInput};
 use sluice_flow::{affected, workspace};
+use sluice_model::change::ChangeId;
 use sluice_model::exception::Timestamp;
 use sluice_model::risk::RiskLevel;
 use sluice_policy::{Decision, Outcome};
@@ -39,14 +40,20 @@ fn run(dir: &std::path::Path, base: &str, head: &str) -> Run {
         .map(|a| (a.id.clone(), a.owners.clone()))
         .collect();
     let changed: Vec<String> = analysis.changes.iter().map(|c| c.path.clone()).collect();
-    let change_ids: BTreeMap<String, String> = analysis
+    let change_ids: BTreeMap<String, ChangeId> = analysis
         .report
         .apps
         .iter()
         .map(|u| {
             (
                 u.id.clone(),
-                format!("env-gitops#412@{}/{}", &analysis.report.head[..7], u.id),
+                ChangeId {
+                    repo: "env-gitops".into(),
+                    pr: Some(412),
+                    commit: analysis.report.head.clone(),
+                    env: u.env.clone().unwrap_or_else(|| "-".into()),
+                    unit: u.id.clone(),
+                },
             )
         })
         .collect();

@@ -45,7 +45,9 @@ const ALICE: Author<'static> = Author {
 pub fn build(dir: &Path) -> Result<DemoRepo, PipelineError> {
     let started = Instant::now();
     prepare_dir(dir)?;
-    let io = |e: sluice_git::git::GitError| PipelineError::Io(e.to_string());
+    let io = |e: sluice_git::git::GitError| {
+        PipelineError::failed(format!("writing the demo repository {}", dir.display()), e)
+    };
     let writer = Writer::init(dir).map_err(io)?;
     let main = org::main_tree();
     // History: the org without its dns stacks first, then the dns layer on top.
@@ -93,7 +95,7 @@ pub fn build(dir: &Path) -> Result<DemoRepo, PipelineError> {
         .map_err(io)?;
     writer.checkout("main", c2, &main).map_err(io)?;
     std::fs::write(dir.join(MARKER), "built by `sluice demo`; safe to delete\n")
-        .map_err(|e| PipelineError::Io(e.to_string()))?;
+        .map_err(|e| PipelineError::io(dir.join(MARKER), e))?;
     Ok(DemoRepo {
         dir: dir.to_path_buf(),
         base: c2.to_string(),
@@ -104,12 +106,12 @@ pub fn build(dir: &Path) -> Result<DemoRepo, PipelineError> {
 
 /// Empty `dir` if the demo built it before; refuse to touch anything else.
 fn prepare_dir(dir: &Path) -> Result<(), PipelineError> {
-    let io = |e: std::io::Error| PipelineError::Io(format!("{}: {e}", dir.display()));
+    let io = |e: std::io::Error| PipelineError::io(dir, e);
     if dir.exists() {
         let empty = std::fs::read_dir(dir).map_err(io)?.next().is_none();
         if !empty {
             if !dir.join(MARKER).exists() {
-                return Err(PipelineError::Io(format!(
+                return Err(PipelineError::Internal(format!(
                     "{}: directory exists and was not created by `sluice demo`; choose another --dir",
                     dir.display()
                 )));
@@ -180,7 +182,7 @@ pub fn run(dir: &Path, mode: PlanMode) -> Result<DemoRun, PipelineError> {
         PlanMode::Engine => opts.run_plans = true,
         PlanMode::DemoWritten => {
             let out = repo.dir.join(PLANS_DIR);
-            let io = |e: std::io::Error| PipelineError::Io(format!("{}: {e}", out.display()));
+            let io = |e: std::io::Error| PipelineError::io(&out, e);
             std::fs::create_dir_all(&out).map_err(io)?;
             let analysis = sluice_flow::affected::run(&repo.dir, &repo.base, &repo.head)?;
             let (base, head) = plans::trees();
@@ -200,7 +202,7 @@ pub fn run(dir: &Path, mode: PlanMode) -> Result<DemoRun, PipelineError> {
     }
     let report = pr::run_with(&repo.dir, &repo.base, &repo.head, &opts)?;
     let evidence = evidence::demo_evidence(&repo.dir, &report)
-        .map_err(|e| PipelineError::Io(format!("evidence of the demo: {e}")))?;
+        .map_err(|e| PipelineError::failed("evidence of the demo", e))?;
     Ok(DemoRun {
         repo,
         mode,

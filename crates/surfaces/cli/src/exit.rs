@@ -1,0 +1,161 @@
+//! Exit codes (the README's table) and the one place errors and outcomes are mapped to them:
+//! services and adapters return errors that keep their cause, and only this surface decides
+//! what each means to a shell.
+
+use sluice_flow::check::{CheckError, CheckReport};
+use sluice_flow::decide::Status;
+use sluice_flow::error::PipelineError;
+use sluice_flow::pr::Verdict;
+use sluice_policy::PolicyError;
+use sluice_recorder::evidence::EvidenceError;
+use sluice_render::error::RenderError;
+use sluice_store::StoreError;
+
+/// Success: nothing blocks.
+pub const OK: i32 = 0;
+/// The command ran and found something blocking (validation findings, a policy deny, a
+/// broken evidence link).
+pub const BLOCKED: i32 = 1;
+/// Usage or configuration error (bad flags, invalid `sluice.yaml`, a bad bundle or key).
+pub const USAGE: i32 = 2;
+/// The repository could not be read (not a git repository, unknown revision).
+pub const REPO: i32 = 3;
+/// The org's definition is inconsistent (dependency cycle, layer rule violation).
+pub const GRAPH: i32 = 4;
+/// Anything else (IO failure writing output, internal error).
+pub const INTERNAL: i32 = 5;
+/// A stack could not be planned (`sluice plan`, `sluice pr`): the engine failed, or a plan
+/// file could not be read.
+pub const PLAN_FAILED: i32 = 6;
+
+pub fn pipeline(e: &PipelineError) -> i32 {
+    match e {
+        PipelineError::Git(_) => REPO,
+        PipelineError::Policy(PolicyError::Input(_)) => INTERNAL,
+        PipelineError::Config(_)
+        | PipelineError::MissingConfig { .. }
+        | PipelineError::PlanConfig(_)
+        | PipelineError::Policy(_) => USAGE,
+        PipelineError::Graph(_) | PipelineError::Glob(_) => GRAPH,
+        PipelineError::Io { .. } | PipelineError::Failed { .. } | PipelineError::Internal(_) => {
+            INTERNAL
+        }
+    }
+}
+
+/// `sluice check`: bad input is a usage error, a repository that cannot be read keeps its code.
+pub fn check(e: &CheckError) -> i32 {
+    match e {
+        CheckError::Pipeline(e) => pipeline(e),
+        _ => USAGE,
+    }
+}
+
+/// 0 allowed (approvals may be required), 1 denied.
+pub fn check_report(r: &CheckReport) -> i32 {
+    if r.decision.status == Status::Denied {
+        BLOCKED
+    } else {
+        OK
+    }
+}
+
+/// 0 allowed (approvals may be required, or plans were not given), 1 blocked, 6 a plan failed.
+pub fn verdict(v: Verdict) -> i32 {
+    if v.blocks() {
+        BLOCKED
+    } else if v == Verdict::PlanFailed {
+        PLAN_FAILED
+    } else {
+        OK
+    }
+}
+
+/// 1 a change that does not render or validate, 2 an unknown app, 3 an unreadable repository,
+/// 5 a missing tool or IO.
+pub fn render(e: &RenderError) -> i32 {
+    match e {
+        RenderError::Syntax { .. }
+        | RenderError::Manifest { .. }
+        | RenderError::Oversized { .. }
+        | RenderError::Duplicate(_)
+        | RenderError::Tool { .. } => BLOCKED,
+        RenderError::UnknownApp { .. } => USAGE,
+        RenderError::Repo(_) => REPO,
+        RenderError::ToolMissing { .. } | RenderError::Io { .. } | RenderError::Refused(_) => {
+            INTERNAL
+        }
+    }
+}
+
+/// 1 a broken link or tampered evidence, 2 bad or unreadable input, 5 internal and
+/// durability failures.
+pub fn evidence(e: &EvidenceError) -> i32 {
+    use sluice_evidence::bundle::VerifyError;
+    match e {
+        EvidenceError::Store(e) if e.is_fatal() => INTERNAL,
+        EvidenceError::Store(e) => match e {
+            StoreError::SchemaTooNew { .. }
+            | StoreError::SchemaDirty { .. }
+            | StoreError::BadLocation { .. }
+            | StoreError::Migrate { .. }
+            | StoreError::Invalid { .. }
+            | StoreError::NotFound { .. } => USAGE,
+            StoreError::BlobCorrupt { .. } | StoreError::Conflict { .. } => BLOCKED,
+            _ => INTERNAL,
+        },
+        EvidenceError::Key(_) | EvidenceError::Input { .. } | EvidenceError::Usage(_) => USAGE,
+        EvidenceError::Verify(
+            VerifyError::Parse { .. } | VerifyError::Format(_) | VerifyError::NoTrustedKeys,
+        ) => USAGE,
+        EvidenceError::Verify(_) | EvidenceError::Bundle(_) | EvidenceError::Corrupt(_) => BLOCKED,
+        // The stage gate refused: the change is blocked at that stage.
+        EvidenceError::Gate { .. } => BLOCKED,
+        EvidenceError::Internal(_) => INTERNAL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_plan_is_not_a_repository_error() {
+        assert_eq!(verdict(Verdict::PlanFailed), PLAN_FAILED);
+        assert_ne!(PLAN_FAILED, REPO);
+        for v in [
+            Verdict::ValidationBlocked,
+            Verdict::Denied,
+            Verdict::AppBlocked,
+        ] {
+            assert_eq!(verdict(v), BLOCKED, "{v:?}");
+        }
+        for v in [
+            Verdict::Allowed,
+            Verdict::ApprovalsRequired,
+            Verdict::Undecided,
+        ] {
+            assert_eq!(verdict(v), OK, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn every_code_is_distinct() {
+        let mut codes = vec![OK, BLOCKED, USAGE, REPO, GRAPH, INTERNAL, PLAN_FAILED];
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), 7);
+    }
+
+    #[test]
+    fn policy_setup_errors_are_usage_errors() {
+        let bundle = PipelineError::Policy(PolicyError::Bundle {
+            bundle: "policy/acme".into(),
+            message: "no rules".into(),
+        });
+        assert_eq!(pipeline(&bundle), USAGE);
+        let input = PipelineError::Policy(PolicyError::Input("not an object".into()));
+        assert_eq!(pipeline(&input), INTERNAL);
+        assert_eq!(pipeline(&PipelineError::Graph(vec!["cycle".into()])), GRAPH);
+    }
+}
