@@ -43,8 +43,6 @@ use sluice_model::exception::Timestamp;
 use sluice_model::path;
 use sluice_model::plan::Plan;
 use sluice_model::stage::{Authority, Mark, Progress, Refusal, STAGES, Stage, may_start};
-use sluice_org::config::ConfigError;
-use sluice_policy::PolicyError;
 
 use crate::affected::{self, AffectedReport};
 use crate::apps::{self, AppDecision, AppStatus, AppsInput, RenderState};
