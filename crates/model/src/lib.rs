@@ -18,4 +18,5 @@ pub mod path;
 pub mod plan;
 pub mod redact;
 pub mod risk;
+pub mod sensitive;
 pub mod stage;

@@ -9,6 +9,7 @@ use sluice_iac::classify::{FailureClass, Step};
 use sluice_iac::config::PlanConfig;
 use sluice_iac::driver::{Driver, Outcome, StackSpec};
 use sluice_iac::engine;
+use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
 use sluice_iac::store::{FsPlanStore, PlanStore};
 use sluice_model::plan::Action;
 use sluice_model::redact::{RedactionRules, redact_plan};
@@ -79,7 +80,7 @@ output "password" {{
     let snapshot = repo.snapshot(repo.resolve("main").unwrap()).unwrap();
 
     let store_dir = tempfile::tempdir().unwrap();
-    let store = FsPlanStore::new(store_dir.path());
+    let store = FsPlanStore::with_keys(store_dir.path(), test_keys());
     let config = PlanConfig::default();
     let driver = Driver {
         config: &config,
@@ -139,4 +140,9 @@ output "password" {{
             .any(|l| l.contains("Unsupported argument")),
         "{f:?}"
     );
+}
+
+/// A fresh key for this test, so that no test touches the user's default key file.
+fn test_keys() -> std::sync::Arc<LocalKeys> {
+    std::sync::Arc::new(LocalKeys::new(KeySource::Inline(generate_key().unwrap())))
 }

@@ -1305,7 +1305,13 @@ mod tests {
             production: Some(true),
             ..Default::default()
         };
-        EvalInput::plan(&plan, &change, serde_json::json!({"id": "prod/db"}))
+        let plan = sluice_model::redact::RedactedPlan::parse(
+            "plan.json",
+            plan.to_string().as_bytes(),
+            &Default::default(),
+        )
+        .expect("test plan parses");
+        EvalInput::plan(plan, &change, serde_json::json!({"id": "prod/db"}))
     }
 
     #[test]

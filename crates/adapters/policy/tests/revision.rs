@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use sluice_model::exception::{NoticeKind, Timestamp};
+use sluice_model::redact::RedactedPlan;
 use sluice_policy::record::{Decision, Outcome};
 use sluice_policy::{ChangeContext, EvalInput, PolicyError};
 use sluice_repo::git::GitRepo;
@@ -97,7 +98,9 @@ fn plan_input(stack: &str) -> EvalInput {
         production: Some(true),
         ..Default::default()
     };
-    EvalInput::plan(&plan, &ctx, json!({"id": stack}))
+    let plan = RedactedPlan::parse("plan.json", plan.to_string().as_bytes(), &Default::default())
+        .expect("test plan parses");
+    EvalInput::plan(plan, &ctx, json!({"id": stack}))
 }
 
 #[test]
