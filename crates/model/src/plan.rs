@@ -865,9 +865,9 @@ impl Plan {
 
     /// Names of root outputs declared sensitive (in `planned_values`, `prior_state` or the
     /// configuration), whatever their change's masks say.
-    pub fn sensitive_output_names(&self) -> std::collections::BTreeSet<&str> {
+    pub fn sensitive_output_names<'a>(&'a self) -> std::collections::BTreeSet<&'a str> {
         let mut out = std::collections::BTreeSet::new();
-        let mut from = |outputs: Option<&Value>| {
+        let mut from = |outputs: Option<&'a Value>| {
             if let Some(Value::Object(map)) = outputs {
                 for (name, o) in map {
                     if o.get("sensitive").and_then(Value::as_bool) == Some(true) {
@@ -1810,9 +1810,21 @@ mod tests {
     fn format_versions() {
         assert!(parse(&doc("1.0", vec![])).unwrap().warnings.is_empty());
         assert!(parse(&doc("1.2", vec![])).is_ok());
-        let legacy = parse(&doc("0.1", vec![])).unwrap();
+        // The "no masks" note only where the plan truly has none: Terraform 0.15 and 1.0 write
+        // masks in format 0.x too.
+        let mut unmasked = rc("aws_db_instance.db", &["create"]);
+        unmasked["change"]["after"] = json!({"name": "db"});
+        let legacy = parse(&doc("0.1", vec![unmasked.clone()])).unwrap();
         assert_eq!(legacy.warnings.len(), 1);
         assert!(legacy.warnings[0].message.contains("no sensitivity masks"));
+        let mut masked = unmasked.clone();
+        masked["change"]["after_sensitive"] = json!({});
+        let legacy = parse(&doc("0.1", vec![masked.clone()])).unwrap();
+        assert_eq!(legacy.warnings.len(), 1);
+        assert!(!legacy.warnings[0].message.contains("no sensitivity masks"));
+        let current = parse(&doc("1.2", vec![unmasked])).unwrap();
+        assert!(current.warnings[0].message.contains("no sensitivity masks"));
+        assert!(parse(&doc("1.2", vec![masked])).unwrap().warnings.is_empty());
         assert!(
             parse(&doc("0.2", vec![])).unwrap().warnings[0]
                 .message
@@ -1936,6 +1948,98 @@ mod tests {
             plan.prior_state.as_ref().unwrap().expose()["values"]["x"],
             "CANARY-3"
         );
+    }
+
+    /// The shapes of a real Terraform 1.11 plan (`terraform_data` updated with a sensitive
+    /// variable): the masked value repeats unmasked in `before.output`, inside a longer string
+    /// of another resource, in an output and in a replace trigger.
+    fn leaky_plan() -> Value {
+        json!({
+            "format_version": "1.2",
+            "variables": {"db_pw": {"value": "CANARYnew1234567"}, "region": {"value": "eu-west-1"}},
+            "configuration": {"root_module": {
+                "variables": {"db_pw": {"sensitive": true}, "region": {}},
+                "outputs": {"pw": {"sensitive": true, "expression": {"references": ["var.db_pw"]}}}
+            }},
+            "planned_values": {
+                "outputs": {"pw": {"sensitive": true, "value": "CANARYnew1234567"},
+                            "both": {"sensitive": false, "value": "xCANARYnew1234567"}},
+                "root_module": {"resources": [{
+                    "address": "terraform_data.a", "mode": "managed", "type": "terraform_data",
+                    "name": "a", "values": {"input": "CANARYnew1234567", "id": "id-1"},
+                    "sensitive_values": {"input": true}
+                }]}
+            },
+            "resource_changes": [
+                {"address": "terraform_data.a", "mode": "managed", "type": "terraform_data", "name": "a",
+                 "change": {"actions": ["update"],
+                    "before": {"id": "id-1", "input": "CANARYold1234567", "output": "CANARYold1234567"},
+                    "after": {"id": "id-1", "input": "CANARYnew1234567"},
+                    "after_unknown": {"output": true},
+                    "before_sensitive": {"input": true}, "after_sensitive": {"input": true}}},
+                {"address": "terraform_data.copy", "mode": "managed", "type": "terraform_data", "name": "copy",
+                 "change": {"actions": ["create"], "before": null,
+                    "after": {"input": "prefix-CANARYnew1234567-suffix", "short": "pin1"},
+                    "after_unknown": {}, "before_sensitive": false, "after_sensitive": {}}}
+            ],
+            "output_changes": {
+                "both": {"actions": ["update"], "before": "xCANARYold1234567", "after": "xCANARYnew1234567",
+                         "after_unknown": false, "before_sensitive": false, "after_sensitive": false},
+                "pw": {"actions": ["update"], "before": "CANARYold1234567", "after": "CANARYnew1234567",
+                       "after_unknown": false, "before_sensitive": false, "after_sensitive": false}
+            }
+        })
+    }
+
+    #[test]
+    fn sensitive_values_are_scrubbed_wherever_they_occur() {
+        let plan = parse(&leaky_plan()).unwrap();
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+        // Everything sluice may render is scrubbed; the sensitive parts keep their values.
+        let rc = &plan.resource_changes[0];
+        assert_eq!(rc.change.before["output"], REDACTED);
+        assert_eq!(
+            plan.resource_changes[1].change.after["input"],
+            format!("prefix-{REDACTED}-suffix")
+        );
+        assert_eq!(plan.resource_changes[1].change.after["short"], "pin1");
+        assert_eq!(plan.output_changes["both"].after, format!("x{REDACTED}"));
+        let pv = plan.planned_values.as_ref().unwrap();
+        assert_eq!(pv["outputs"]["both"]["value"], format!("x{REDACTED}"));
+        assert_eq!(
+            plan.variables["db_pw"].value.expose(),
+            &json!("CANARYnew1234567")
+        );
+        // The output declared sensitive is reported as such although its masks say false.
+        let s = plan.summary();
+        assert!(s.outputs.iter().any(|o| o.name == "pw" && o.sensitive));
+        assert!(s.outputs.iter().any(|o| o.name == "both" && !o.sensitive));
+    }
+
+    #[test]
+    fn mask_problems_fail_closed_with_a_warning_naming_the_address() {
+        let mut d = leaky_plan();
+        // A mask shaped for a list over a string, and a mask on an attribute that is absent.
+        d["resource_changes"][1]["change"]["after_sensitive"] =
+            json!({"input": [true], "missing": true});
+        let plan = parse(&d).unwrap();
+        let messages: Vec<&str> = plan.warnings.iter().map(|w| w.message.as_str()).collect();
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("`terraform_data.copy` (after)") && m.contains("shape")),
+            "{messages:?}"
+        );
+        assert!(messages.iter().any(|m| m.contains("marks `missing`")), "{messages:?}");
+        // Fail closed: the mismatched value counts as sensitive (and is scrubbed).
+        assert_eq!(plan.resource_changes[1].change.after["input"], REDACTED);
+        // Huge strings complete too.
+        let mut d = leaky_plan();
+        let huge = format!("{}CANARYnew1234567{}", "a".repeat(2_000_000), "b".repeat(10));
+        d["resource_changes"][1]["change"]["after"]["input"] = json!(huge);
+        let plan = parse(&d).unwrap();
+        let after = plan.resource_changes[1].change.after["input"].as_str().unwrap();
+        assert!(!after.contains("CANARY") && after.ends_with(&format!("{REDACTED}bbbbbbbbbb")));
     }
 
     proptest::proptest! {
