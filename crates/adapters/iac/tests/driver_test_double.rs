@@ -480,7 +480,9 @@ fn a_stack_missing_at_the_revision_is_an_internal_failure() {
     assert_eq!((f.class, f.step), (FailureClass::Internal, Step::Export));
 }
 
-/// A fresh key for this test, so that no test touches the user's default key file.
+/// One key for this test binary, so that no test touches the user's default key file.
 fn test_keys() -> std::sync::Arc<LocalKeys> {
-    std::sync::Arc::new(LocalKeys::new(KeySource::Inline(generate_key().unwrap())))
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| generate_key().unwrap());
+    std::sync::Arc::new(LocalKeys::new(KeySource::Inline(key.clone())))
 }
