@@ -26,7 +26,7 @@ use serde_json::json;
 use sluice_iac::config::PlanConfig;
 use sluice_iac::driver::{Driver, Outcome, Planned, StackPlan, StackSpec};
 use sluice_iac::ingest::{self, IngestError};
-use sluice_iac::keys::LocalKeys;
+use sluice_iac::keys::{KeyProvider as _, LocalKeys};
 use sluice_iac::store::{Digest, FsPlanStore, PlanStore, StoreError};
 use sluice_model::affected::UnitStatus;
 use sluice_model::plan::{Plan, PlanSummary};
