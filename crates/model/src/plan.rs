@@ -793,7 +793,11 @@ impl Plan {
             any_values |= !c.before.is_null() || !c.after.is_null();
         }
         let mut planned = false;
-        if let Some(root) = self.planned_values.as_ref().and_then(|p| p.get("root_module")) {
+        if let Some(root) = self
+            .planned_values
+            .as_ref()
+            .and_then(|p| p.get("root_module"))
+        {
             for_each_state_resource(root, 0, &mut |r| {
                 planned |= r.get("sensitive_values").is_some();
             });
@@ -846,9 +850,17 @@ impl Plan {
         }
         if let Some(state) = &self.prior_state {
             let state = state.expose();
-            collect_state(state.get("values").unwrap_or(state), &before_masks, &mut found, &mut note);
+            collect_state(
+                state.get("values").unwrap_or(state),
+                &before_masks,
+                &mut found,
+                &mut note,
+            );
         }
-        let config_root = self.configuration.as_ref().and_then(|c| c.get("root_module"));
+        let config_root = self
+            .configuration
+            .as_ref()
+            .and_then(|c| c.get("root_module"));
         for (name, var) in &self.variables {
             let declared = config_root
                 .and_then(|r| r.pointer(&format!("/variables/{}/sensitive", pointer_escape(name))))
@@ -877,8 +889,16 @@ impl Plan {
             }
         };
         from(self.planned_values.as_ref().and_then(|p| p.get("outputs")));
-        from(self.configuration.as_ref().and_then(|c| c.pointer("/root_module/outputs")));
-        from(self.prior_state.as_ref().and_then(|s| s.expose().pointer("/values/outputs")));
+        from(
+            self.configuration
+                .as_ref()
+                .and_then(|c| c.pointer("/root_module/outputs")),
+        );
+        from(
+            self.prior_state
+                .as_ref()
+                .and_then(|s| s.expose().pointer("/values/outputs")),
+        );
         out
     }
 
@@ -918,7 +938,10 @@ impl Plan {
             });
             return;
         }
-        let deferred = self.deferred_changes.iter_mut().map(|d| &mut d.resource_change);
+        let deferred = self
+            .deferred_changes
+            .iter_mut()
+            .map(|d| &mut d.resource_change);
         for rc in self
             .resource_changes
             .iter_mut()
@@ -941,13 +964,19 @@ impl Plan {
         for c in self.output_changes.values_mut() {
             scrub_change(c, &r);
         }
-        for v in [&mut self.planned_values, &mut self.configuration, &mut self.checks]
-            .into_iter()
-            .flatten()
+        for v in [
+            &mut self.planned_values,
+            &mut self.configuration,
+            &mut self.checks,
+        ]
+        .into_iter()
+        .flatten()
         {
             r.redact_value(v);
         }
-        self.relevant_attributes.iter_mut().for_each(|v| r.redact_value(v));
+        self.relevant_attributes
+            .iter_mut()
+            .for_each(|v| r.redact_value(v));
     }
 
     /// A copy without `prior_state` and variable values (the parts nothing renders), cheaper
@@ -1047,7 +1076,9 @@ fn collect_state(
     }
     if let Some(root) = doc.get("root_module") {
         for_each_state_resource(root, 0, &mut |r| {
-            let Some(values) = r.get("values") else { return };
+            let Some(values) = r.get("values") else {
+                return;
+            };
             let address = r.get("address").and_then(Value::as_str).unwrap_or("");
             let mask = r
                 .get("sensitive_values")
@@ -1824,7 +1855,12 @@ mod tests {
         assert!(!legacy.warnings[0].message.contains("no sensitivity masks"));
         let current = parse(&doc("1.2", vec![unmasked])).unwrap();
         assert!(current.warnings[0].message.contains("no sensitivity masks"));
-        assert!(parse(&doc("1.2", vec![masked])).unwrap().warnings.is_empty());
+        assert!(
+            parse(&doc("1.2", vec![masked]))
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
         assert!(
             parse(&doc("0.2", vec![])).unwrap().warnings[0]
                 .message
@@ -2030,15 +2066,24 @@ mod tests {
                 .any(|m| m.contains("`terraform_data.copy` (after)") && m.contains("shape")),
             "{messages:?}"
         );
-        assert!(messages.iter().any(|m| m.contains("marks `missing`")), "{messages:?}");
+        assert!(
+            messages.iter().any(|m| m.contains("marks `missing`")),
+            "{messages:?}"
+        );
         // Fail closed: the mismatched value counts as sensitive (and is scrubbed).
         assert_eq!(plan.resource_changes[1].change.after["input"], REDACTED);
         // Huge strings complete too.
         let mut d = leaky_plan();
-        let huge = format!("{}CANARYnew1234567{}", "a".repeat(2_000_000), "b".repeat(10));
+        let huge = format!(
+            "{}CANARYnew1234567{}",
+            "a".repeat(2_000_000),
+            "b".repeat(10)
+        );
         d["resource_changes"][1]["change"]["after"]["input"] = json!(huge);
         let plan = parse(&d).unwrap();
-        let after = plan.resource_changes[1].change.after["input"].as_str().unwrap();
+        let after = plan.resource_changes[1].change.after["input"]
+            .as_str()
+            .unwrap();
         assert!(!after.contains("CANARY") && after.ends_with(&format!("{REDACTED}bbbbbbbbbb")));
     }
 

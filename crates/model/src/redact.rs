@@ -438,8 +438,8 @@ static TOKENS: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Substrings every [`TOKENS`] match contains: a cheap gate before the regex.
 const TOKEN_HINTS: &[&str] = &[
-    "earer ", "EARER ", "asic ", "ASIC ", "gh", "xox", "sk_live_", "AIza", "AKIA", "ASIA",
-    "ABIA", "ACCA",
+    "earer ", "EARER ", "asic ", "ASIC ", "gh", "xox", "sk_live_", "AIza", "AKIA", "ASIA", "ABIA",
+    "ACCA",
 ];
 
 /// Value-shape rules over one string. Borrowed when nothing matched.

@@ -98,7 +98,11 @@ impl MaskIssue {
 }
 
 fn show_path(path: &str) -> &str {
-    if path.is_empty() { "(whole value)" } else { path }
+    if path.is_empty() {
+        "(whole value)"
+    } else {
+        path
+    }
 }
 
 /// The sensitive values of one plan, collected from its masks and sensitive declarations.
@@ -137,7 +141,12 @@ impl SensitiveValues {
     /// The leaves of `value` that `mask` marks. `unknown` is the `after_unknown` mask of the
     /// same value, if any: a marked attribute that is unknown until apply is absent from the
     /// value without anything being wrong. Returns where mask and value did not line up.
-    pub fn collect(&mut self, value: &Value, mask: &Value, unknown: Option<&Value>) -> Vec<MaskIssue> {
+    pub fn collect(
+        &mut self,
+        value: &Value,
+        mask: &Value,
+        unknown: Option<&Value>,
+    ) -> Vec<MaskIssue> {
         let mut issues = Vec::new();
         let mut path = String::new();
         self.walk(value, mask, unknown, &mut path, &mut issues, 0);
@@ -322,7 +331,10 @@ mod tests {
         let mut v = value.clone();
         r.redact_value(&mut v);
         let text = v.to_string();
-        assert!(!text.contains("hunter2") && !text.contains("s3cr3t"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("s3cr3t"),
+            "{text}"
+        );
         assert_eq!(v["input"]["plain"], "hello");
         assert_eq!(v["input"]["pin"], "1234");
         assert_eq!(v["list"][1], "public");
@@ -340,7 +352,10 @@ mod tests {
         assert_eq!(r.redact_str("xabcdefghijklx"), format!("x{REDACTED}x"));
         let mut v = json!({"n": 123456789012u64, "m": 5, "s": "id-123456789012"});
         r.redact_value(&mut v);
-        assert_eq!(v, json!({"n": REDACTED, "m": 5, "s": format!("id-{REDACTED}")}));
+        assert_eq!(
+            v,
+            json!({"n": REDACTED, "m": 5, "s": format!("id-{REDACTED}")})
+        );
     }
 
     #[test]
@@ -378,11 +393,21 @@ mod tests {
     #[test]
     fn nothing_marked_is_inactive_and_cheap() {
         let mut s = SensitiveValues::new();
-        assert!(s.collect(&json!({"a": "value-long-enough"}), &json!({"a": false}), None).is_empty());
+        assert!(
+            s.collect(
+                &json!({"a": "value-long-enough"}),
+                &json!({"a": false}),
+                None
+            )
+            .is_empty()
+        );
         assert!(!s.any_marked());
         let r = s.redactor();
         assert!(!r.is_active());
-        assert!(matches!(r.redact_str("value-long-enough"), Cow::Borrowed(_)));
+        assert!(matches!(
+            r.redact_str("value-long-enough"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -484,7 +484,11 @@ mod tests {
         let w = keys.wrap(&[1u8; KEY_LEN]).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let dmode = fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        let dmode = fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dmode, 0o700);
         let again = LocalKeys::new(KeySource::File {
             path: path.clone(),
@@ -492,9 +496,15 @@ mod tests {
         });
         assert_eq!(*again.unwrap(&w).unwrap(), [1u8; KEY_LEN]);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        let exposed = LocalKeys::new(KeySource::File { path, create: false });
+        let exposed = LocalKeys::new(KeySource::File {
+            path,
+            create: false,
+        });
         let err = exposed.key_ids().unwrap_err();
-        assert!(matches!(err, KeyError::Exposed { mode: 0o644, .. }), "{err}");
+        assert!(
+            matches!(err, KeyError::Exposed { mode: 0o644, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("chmod 600"), "{err}");
     }
 
@@ -525,13 +535,16 @@ mod tests {
         let good = generate_key().unwrap();
         let text = format!("# comment\n{good}\nnot-base64-secretish\n");
         let err = parse_keys(&text, "keys.txt").err().unwrap();
-        assert_eq!(err.to_string().contains("keys.txt: line 3"), true, "{err}");
+        assert!(err.to_string().contains("keys.txt: line 3"), "{err}");
         assert!(!err.to_string().contains("secretish"));
         let short = B64.encode([1u8; 16]);
         assert!(matches!(
             parse_keys(&short, KEY_ENV),
             Err(KeyError::Malformed { line: 1, .. })
         ));
-        assert!(matches!(parse_keys("# only\n", KEY_ENV), Err(KeyError::Missing { .. })));
+        assert!(matches!(
+            parse_keys("# only\n", KEY_ENV),
+            Err(KeyError::Missing { .. })
+        ));
     }
 }

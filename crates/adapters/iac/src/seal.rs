@@ -55,8 +55,8 @@ pub fn seal(keys: &dyn KeyProvider, plain: &[u8], digest: &[u8; 32]) -> Result<V
     header.extend_from_slice(&wrapped_len.to_be_bytes());
     header.extend_from_slice(&wrapped.bytes);
 
-    let sealer = RandomizedNonceKey::new(&AES_256_GCM, &data_key[..])
-        .map_err(|_| KeyError::Random)?;
+    let sealer =
+        RandomizedNonceKey::new(&AES_256_GCM, &data_key[..]).map_err(|_| KeyError::Random)?;
     let mut body = plain.to_vec();
     let nonce = sealer
         .seal_in_place_append_tag(Aad::from(aad(&header, digest)), &mut body)
@@ -69,7 +69,11 @@ pub fn seal(keys: &dyn KeyProvider, plain: &[u8], digest: &[u8; 32]) -> Result<V
 }
 
 /// Decrypt an artifact sealed by [`seal`] for the plaintext digest `digest`.
-pub fn open(keys: &dyn KeyProvider, sealed: &[u8], digest: &[u8; 32]) -> Result<Vec<u8>, SealError> {
+pub fn open(
+    keys: &dyn KeyProvider,
+    sealed: &[u8],
+    digest: &[u8; 32],
+) -> Result<Vec<u8>, SealError> {
     let rest = sealed.strip_prefix(MAGIC).ok_or(SealError::Malformed)?;
     let (&id_len, rest) = rest.split_first().ok_or(SealError::Malformed)?;
     let (key_id, rest) = split(rest, id_len as usize)?;
@@ -86,11 +90,15 @@ pub fn open(keys: &dyn KeyProvider, sealed: &[u8], digest: &[u8; 32]) -> Result<
         bytes: wrapped.to_vec(),
     })?;
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Malformed)?;
-    let opener = RandomizedNonceKey::new(&AES_256_GCM, &data_key[..])
-        .map_err(|_| KeyError::Random)?;
+    let opener =
+        RandomizedNonceKey::new(&AES_256_GCM, &data_key[..]).map_err(|_| KeyError::Random)?;
     let mut buf = body.to_vec();
     let plain_len = opener
-        .open_in_place(nonce, Aad::from(aad(&sealed[..header_len], digest)), &mut buf)
+        .open_in_place(
+            nonce,
+            Aad::from(aad(&sealed[..header_len], digest)),
+            &mut buf,
+        )
         .map_err(|_| SealError::Tampered)?
         .len();
     buf.truncate(plain_len);
@@ -137,7 +145,10 @@ mod tests {
             assert!(open(&k, &bad, &digest).is_err(), "byte {i}");
         }
         // Bound to its digest.
-        assert!(matches!(open(&k, &sealed, &[8u8; 32]), Err(SealError::Tampered)));
+        assert!(matches!(
+            open(&k, &sealed, &[8u8; 32]),
+            Err(SealError::Tampered)
+        ));
         for n in 0..sealed.len() {
             assert!(open(&k, &sealed[..n], &digest).is_err(), "truncated to {n}");
         }

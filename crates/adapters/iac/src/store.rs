@@ -241,19 +241,17 @@ impl PlanStore for FsPlanStore {
                 // Blobs written before encryption at rest are plaintext; their digest still
                 // vouches for them.
                 let bytes = if seal::is_sealed(&stored) {
-                    seal::open(self.keys.as_ref(), &stored, &digest.raw()).map_err(
-                        |e| match e {
-                            SealError::Key(k @ KeyError::Unwrap { .. }) => StoreError::Sealed {
-                                digest: digest.clone(),
-                                source: SealError::Key(k),
-                            },
-                            SealError::Key(k) => self.key_error(k),
-                            other => StoreError::Sealed {
-                                digest: digest.clone(),
-                                source: other,
-                            },
+                    seal::open(self.keys.as_ref(), &stored, &digest.raw()).map_err(|e| match e {
+                        SealError::Key(k @ KeyError::Unwrap { .. }) => StoreError::Sealed {
+                            digest: digest.clone(),
+                            source: SealError::Key(k),
                         },
-                    )?
+                        SealError::Key(k) => self.key_error(k),
+                        other => StoreError::Sealed {
+                            digest: digest.clone(),
+                            source: other,
+                        },
+                    })?
                 } else {
                     stored
                 };
@@ -339,7 +337,10 @@ mod tests {
         // Another key: a clear error naming the key id needed, not bytes.
         let other = FsPlanStore::with_keys(dir.path(), keys());
         let err = other.get(&d).unwrap_err();
-        assert!(err.to_string().contains("not among the keys configured"), "{err}");
+        assert!(
+            err.to_string().contains("not among the keys configured"),
+            "{err}"
+        );
         // Tampered ciphertext.
         let path = store.blob_path(&d);
         let mut bad = on_disk.clone();

@@ -9,7 +9,10 @@ use serde_json::Value;
 use sluice_model::plan::Plan;
 use sluice_model::redact::{REDACTED, RedactionRules, redact_plan};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../shared/corpus/tf-plans");
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../../shared/corpus/tf-plans"
+);
 
 fn corpus_plan(rel: &str) -> Option<(Plan, Value)> {
     let root = PathBuf::from(CORPUS);
@@ -22,7 +25,8 @@ fn corpus_plan(rel: &str) -> Option<(Plan, Value)> {
     }
     let bytes = std::fs::read(root.join(rel)).unwrap();
     let plan = Plan::parse(rel, &bytes).unwrap();
-    let raw = serde_json::from_slice(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes)).unwrap();
+    let raw =
+        serde_json::from_slice(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes)).unwrap();
     Some((plan, raw))
 }
 
@@ -41,14 +45,20 @@ fn format_0_15_masks_reach_planned_values_and_the_warning_is_honest() {
     let Some((plan, raw)) = corpus_plan("terraform-json/testdata/basic/plan-0.15.json") else {
         return;
     };
-    assert_eq!(planned_resource(&raw, "test_instance.test")["values"]["ami"], "boop");
+    assert_eq!(
+        planned_resource(&raw, "test_instance.test")["values"]["ami"],
+        "boop"
+    );
     let red = redact_plan(&plan, &RedactionRules::default()).into_value();
     assert_eq!(
         planned_resource(&red, "test_instance.test")["values"]["ami"],
         REDACTED
     );
     let warnings: Vec<&str> = plan.warnings.iter().map(|w| w.message.as_str()).collect();
-    assert!(warnings.iter().any(|w| w.contains("0.12–1.0")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("0.12–1.0")),
+        "{warnings:?}"
+    );
     assert!(
         !warnings.iter().any(|w| w.contains("no sensitivity masks")),
         "this plan has masks: {warnings:?}"
@@ -75,7 +85,10 @@ fn key_specs_and_ids_stay_visible_access_key_ids_do_not() {
     assert!(raw.to_string().contains("AKIAIOSFODNN7EXAMPLE"));
     let red = redact_plan(&plan, &RedactionRules::default()).into_value();
     let text = red.to_string();
-    assert!(!text.contains("AKIAIOSFODNN7EXAMPLE"), "an access key id survived");
+    assert!(
+        !text.contains("AKIAIOSFODNN7EXAMPLE"),
+        "an access key id survived"
+    );
     let kms = red["resource_changes"]
         .as_array()
         .unwrap()

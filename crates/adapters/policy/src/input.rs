@@ -191,8 +191,12 @@ mod tests {
 
     /// The redacted view of a plan JSON document.
     fn redacted(plan: &serde_json::Value) -> RedactedPlan {
-        RedactedPlan::parse("plan.json", plan.to_string().as_bytes(), &Default::default())
-            .expect("test plans parse")
+        RedactedPlan::parse(
+            "plan.json",
+            plan.to_string().as_bytes(),
+            &Default::default(),
+        )
+        .expect("test plans parse")
     }
 
     #[test]
@@ -221,7 +225,11 @@ mod tests {
             production: Some(true),
             ..Default::default()
         };
-        let input = EvalInput::plan(redacted(&plan), &change, json!({"id": "prod/eu-west-1/data"}));
+        let input = EvalInput::plan(
+            redacted(&plan),
+            &change,
+            json!({"id": "prod/eu-west-1/data"}),
+        );
         let text = input.document.to_string();
         assert!(!text.contains("hunter2"), "{text}");
         assert!(input.document["plan"].get("variables").is_none());

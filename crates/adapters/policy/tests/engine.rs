@@ -63,8 +63,12 @@ fn input(plan: &Value, production: bool) -> EvalInput {
         head: Some("9f3a12c".into()),
         production: Some(production),
     };
-    let plan = RedactedPlan::parse("plan.json", plan.to_string().as_bytes(), &Default::default())
-        .expect("test plans parse");
+    let plan = RedactedPlan::parse(
+        "plan.json",
+        plan.to_string().as_bytes(),
+        &Default::default(),
+    )
+    .expect("test plans parse");
     EvalInput::plan(plan, &ctx, json!({"id": STACK, "env": "prod"}))
 }
 

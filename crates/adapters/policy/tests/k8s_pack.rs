@@ -290,8 +290,12 @@ fn plan_inputs_do_not_name_the_kubernetes_bundle() {
     let plan = json!({"format_version": "1.2", "resource_changes": []});
     let record = engine()
         .evaluate(&EvalInput::plan(
-            RedactedPlan::parse("plan.json", plan.to_string().as_bytes(), &Default::default())
-                .unwrap(),
+            RedactedPlan::parse(
+                "plan.json",
+                plan.to_string().as_bytes(),
+                &Default::default(),
+            )
+            .unwrap(),
             &ChangeContext::default(),
             json!({}),
         ))

@@ -98,8 +98,12 @@ fn plan_input(stack: &str) -> EvalInput {
         production: Some(true),
         ..Default::default()
     };
-    let plan = RedactedPlan::parse("plan.json", plan.to_string().as_bytes(), &Default::default())
-        .expect("test plan parses");
+    let plan = RedactedPlan::parse(
+        "plan.json",
+        plan.to_string().as_bytes(),
+        &Default::default(),
+    )
+    .expect("test plan parses");
     EvalInput::plan(plan, &ctx, json!({"id": stack}))
 }
 

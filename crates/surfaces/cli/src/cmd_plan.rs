@@ -459,8 +459,8 @@ pub fn run_ingest_plan(a: IngestPlanArgs) -> Result<i32, PipelineError> {
 pub fn run_artifact(cmd: ArtifactCommand) -> Result<i32, PipelineError> {
     match cmd {
         ArtifactCommand::NewKey => {
-            let key = sluice_iac::keys::generate_key()
-                .map_err(|e| PipelineError::Io(e.to_string()))?;
+            let key =
+                sluice_iac::keys::generate_key().map_err(|e| PipelineError::Io(e.to_string()))?;
             emit(&format!("{key}\n"));
             Ok(exit::OK)
         }

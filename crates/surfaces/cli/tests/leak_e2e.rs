@@ -25,7 +25,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../shared/corpus/tf-plans");
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../../shared/corpus/tf-plans"
+);
 
 /// Secrets planted in the plans. Each is long enough to be redacted wherever it occurs.
 const VAR_OLD: &str = "CANARYvarOLD9f8e7d";
@@ -151,7 +154,13 @@ fn build_plan(bin: &Path, dir: &Path) -> (PathBuf, PathBuf) {
     tf(
         bin,
         dir,
-        &["apply", "-auto-approve", "-input=false", "-no-color", "-var-file=old.tfvars"],
+        &[
+            "apply",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+            "-var-file=old.tfvars",
+        ],
     );
     let plan_file = dir.join("tfplan");
     tf(
@@ -269,7 +278,11 @@ fn assert_no_leak_in_files(what: &str, dir: &Path, skip: &[&Path]) {
             }
         }
     }
-    assert!(files > 0, "{what}: no files written under {}", dir.display());
+    assert!(
+        files > 0,
+        "{what}: no files written under {}",
+        dir.display()
+    );
 }
 
 fn s(p: &Path) -> &str {
@@ -299,7 +312,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "t@example.org")
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -333,7 +350,11 @@ fn org(tf_dir: &Path) -> (tempfile::TempDir, String, String) {
     let stack = r.join("live").join(STACK);
     std::fs::create_dir_all(&stack).unwrap();
     std::fs::write(stack.join("main.tf"), MAIN_TF).unwrap();
-    std::fs::copy(tf_dir.join("terraform.tfstate"), stack.join("terraform.tfstate")).unwrap();
+    std::fs::copy(
+        tf_dir.join("terraform.tfstate"),
+        stack.join("terraform.tfstate"),
+    )
+    .unwrap();
     std::fs::write(stack.join("terraform.tfvars"), tfvars(VAR_OLD, NESTED_OLD)).unwrap();
     git(r, &["add", "-A"]);
     git(r, &["commit", "-q", "-m", "base"]);
@@ -375,14 +396,34 @@ fn no_secret_leaves_any_command_that_reads_a_real_terraform_plan() {
     // check, standalone (built-in pack) and with the org (echo policy), every format.
     for format in ["md", "json", "sarif"] {
         let out = sluice.run(&[
-            "check", "--plan-json", s(&plan_json), "--stack", STACK, "--env", "prod", "--format",
+            "check",
+            "--plan-json",
+            s(&plan_json),
+            "--stack",
+            STACK,
+            "--env",
+            "prod",
+            "--format",
             format,
         ]);
-        assert!(out.code == 0 || out.code == 1, "check {format}: {}", out.text);
+        assert!(
+            out.code == 0 || out.code == 1,
+            "check {format}: {}",
+            out.text
+        );
         assert_no_leak(&format!("check --env ({format})"), &out.text);
         let out = sluice.run(&[
-            "check", "--plan-json", s(&plan_json), "--stack", STACK, "--repo", s(r), "--rev",
-            &head, "--format", format,
+            "check",
+            "--plan-json",
+            s(&plan_json),
+            "--stack",
+            STACK,
+            "--repo",
+            s(r),
+            "--rev",
+            &head,
+            "--format",
+            format,
         ]);
         assert_eq!(out.code, 1, "the echo policy denies: {}", out.text);
         assert!(out.text.contains("echo"), "{}", out.text);
@@ -390,16 +431,35 @@ fn no_secret_leaves_any_command_that_reads_a_real_terraform_plan() {
     }
     // The echo policy really quotes the plan: visible values come through.
     let out = sluice.run(&[
-        "check", "--plan-json", s(&plan_json), "--stack", STACK, "--repo", s(r), "--rev", &head,
-        "--format", "json",
+        "check",
+        "--plan-json",
+        s(&plan_json),
+        "--stack",
+        STACK,
+        "--repo",
+        s(r),
+        "--rev",
+        &head,
+        "--format",
+        "json",
     ]);
-    assert!(out.text.contains("plain-visible") || out.text.contains("payments"), "{}", out.text);
+    assert!(
+        out.text.contains("plain-visible") || out.text.contains("payments"),
+        "{}",
+        out.text
+    );
 
     // policy eval with the echo bundle, both formats.
     for format in ["text", "json"] {
         let out = sluice.run(&[
-            "policy", "eval", "--plan-json", s(&plan_json), "--bundle",
-            s(&r.join("policy-library")), "--format", format,
+            "policy",
+            "eval",
+            "--plan-json",
+            s(&plan_json),
+            "--bundle",
+            s(&r.join("policy-library")),
+            "--format",
+            format,
         ]);
         assert_eq!(out.code, 1, "{}", out.text);
         assert_no_leak(&format!("policy eval ({format})"), &out.text);
@@ -408,17 +468,42 @@ fn no_secret_leaves_any_command_that_reads_a_real_terraform_plan() {
     // pr with the plan given, every format, then recorded as evidence and bundled.
     let plans = work.path().join("plans");
     std::fs::create_dir_all(&plans).unwrap();
-    std::fs::copy(&plan_json, plans.join(format!("{}.json", STACK.replace('/', "__")))).unwrap();
+    std::fs::copy(
+        &plan_json,
+        plans.join(format!("{}.json", STACK.replace('/', "__"))),
+    )
+    .unwrap();
     for format in ["md", "json", "sarif"] {
         let out = sluice.run(&[
-            "pr", "--repo", s(r), "--base", &base, "--head", &head, "--plans", s(&plans),
-            "--format", format,
+            "pr",
+            "--repo",
+            s(r),
+            "--base",
+            &base,
+            "--head",
+            &head,
+            "--plans",
+            s(&plans),
+            "--format",
+            format,
         ]);
         assert_no_leak(&format!("pr ({format})"), &out.text);
     }
     let out = sluice.run(&[
-        "pr", "--repo", s(r), "--base", &base, "--head", &head, "--plans", s(&plans), "--pr", "9",
-        "--format", "json", "--record",
+        "pr",
+        "--repo",
+        s(r),
+        "--base",
+        &base,
+        "--head",
+        &head,
+        "--plans",
+        s(&plans),
+        "--pr",
+        "9",
+        "--format",
+        "json",
+        "--record",
     ]);
     assert_no_leak("pr --record", &out.text);
     let report: Value = serde_json::from_str(&out.stdout).expect("pr prints JSON");
@@ -441,17 +526,33 @@ fn no_secret_leaves_any_command_that_reads_a_real_terraform_plan() {
         assert_no_leak("evidence bundle", &out.text);
         if out.code == 0 {
             bundled += 1;
-            assert_no_leak("the evidence bundle file", &std::fs::read_to_string(&path).unwrap());
+            assert_no_leak(
+                "the evidence bundle file",
+                &std::fs::read_to_string(&path).unwrap(),
+            );
         }
     }
-    assert!(bundled > 0, "no evidence bundle was written ({change_ids:?}): {}", out.text);
+    assert!(
+        bundled > 0,
+        "no evidence bundle was written ({change_ids:?}): {}",
+        out.text
+    );
 
     // plan: the real engine plans the stack from git (state and variables committed).
     let store = work.path().join("plan-store");
     for format in ["text", "json"] {
         let out = sluice.run(&[
-            "plan", "--repo", s(r), "--base", &base, "--head", &head, "--store", s(&store),
-            "--format", format,
+            "plan",
+            "--repo",
+            s(r),
+            "--base",
+            &base,
+            "--head",
+            &head,
+            "--store",
+            s(&store),
+            "--format",
+            format,
         ]);
         assert_eq!(out.code, 0, "sluice plan ({format}): {}", out.text);
         assert_no_leak(&format!("plan ({format})"), &out.text);
@@ -462,8 +563,17 @@ fn no_secret_leaves_any_command_that_reads_a_real_terraform_plan() {
     let mut digest = String::new();
     for format in ["text", "json"] {
         let out = sluice.run(&[
-            "ingest-plan", "--stack", STACK, "--plan-json", s(&plan_json), "--plan-file",
-            s(&plan_file), "--store", s(&ingest_store), "--format", format,
+            "ingest-plan",
+            "--stack",
+            STACK,
+            "--plan-json",
+            s(&plan_json),
+            "--plan-file",
+            s(&plan_file),
+            "--store",
+            s(&ingest_store),
+            "--format",
+            format,
         ]);
         assert_eq!(out.code, 0, "{}", out.text);
         assert_no_leak(&format!("ingest-plan ({format})"), &out.text);
@@ -475,15 +585,33 @@ fn no_secret_leaves_any_command_that_reads_a_real_terraform_plan() {
     let other_key = Sluice::new().key;
     let opened = work.path().join("opened.json");
     let out = sluice.run_with_key(
-        &["artifact", "open", &digest, "--store", s(&ingest_store), "--out", s(&opened)],
+        &[
+            "artifact",
+            "open",
+            &digest,
+            "--store",
+            s(&ingest_store),
+            "--out",
+            s(&opened),
+        ],
         &other_key,
     );
     assert_eq!(out.code, 2, "a wrong key is refused: {}", out.text);
-    assert!(out.text.contains("not among the keys configured"), "{}", out.text);
+    assert!(
+        out.text.contains("not among the keys configured"),
+        "{}",
+        out.text
+    );
     assert!(!opened.exists());
     assert_no_leak("artifact open (wrong key)", &out.text);
     let out = sluice.run(&[
-        "artifact", "open", &digest, "--store", s(&ingest_store), "--out", s(&opened),
+        "artifact",
+        "open",
+        &digest,
+        "--store",
+        s(&ingest_store),
+        "--out",
+        s(&opened),
     ]);
     assert_eq!(out.code, 0, "{}", out.text);
     assert_eq!(std::fs::read(&opened).unwrap(), raw.as_bytes());
@@ -514,7 +642,10 @@ fn corpus() -> Option<PathBuf> {
 }
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -570,11 +701,21 @@ fn sensitive_values(plan: &Value) -> BTreeSet<String> {
             masked(&c["after"], &c["after_sensitive"], &mut out);
         }
     }
-    for c in plan["output_changes"].as_object().into_iter().flatten().map(|(_, c)| c) {
+    for c in plan["output_changes"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, c)| c)
+    {
         masked(&c["before"], &c["before_sensitive"], &mut out);
         masked(&c["after"], &c["after_sensitive"], &mut out);
     }
-    for o in plan["planned_values"]["outputs"].as_object().into_iter().flatten().map(|(_, o)| o) {
+    for o in plan["planned_values"]["outputs"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, o)| o)
+    {
         if o["sensitive"] == true {
             leaves(&o["value"], &mut out);
         }
@@ -599,7 +740,9 @@ fn no_corpus_plan_leaks_what_its_own_masks_mark() {
     json_files(&dir, &mut files);
     let (mut checked, mut with_secrets) = (0, 0);
     for file in &files {
-        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
         let Ok(plan) = serde_json::from_str::<Value>(text.trim_start_matches('\u{feff}')) else {
             continue;
         };
@@ -618,16 +761,34 @@ fn no_corpus_plan_leaks_what_its_own_masks_mark() {
             .collect();
         let outs = [
             sluice.run(&[
-                "policy", "eval", "--plan-json", s(file), "--bundle", s(bundle.path()), "--format",
+                "policy",
+                "eval",
+                "--plan-json",
+                s(file),
+                "--bundle",
+                s(bundle.path()),
+                "--format",
                 "json",
             ]),
             sluice.run(&[
-                "check", "--plan-json", s(file), "--stack", "prod/x/y", "--env", "prod",
-                "--format", "md",
+                "check",
+                "--plan-json",
+                s(file),
+                "--stack",
+                "prod/x/y",
+                "--env",
+                "prod",
+                "--format",
+                "md",
             ]),
         ];
         for out in &outs {
-            assert!(out.code == 0 || out.code == 1 || out.code == 2, "{}: {}", file.display(), out.text);
+            assert!(
+                out.code == 0 || out.code == 1 || out.code == 2,
+                "{}: {}",
+                file.display(),
+                out.text
+            );
             let found = leaks(&out.text, secrets.iter().map(String::as_str));
             assert!(found.is_empty(), "{} leaks {found:?}", file.display());
         }
@@ -635,6 +796,9 @@ fn no_corpus_plan_leaks_what_its_own_masks_mark() {
         with_secrets += usize::from(!all.is_empty());
     }
     assert!(checked >= 50, "only {checked} corpus plans checked");
-    assert!(with_secrets >= 3, "only {with_secrets} corpus plans carry masked values");
+    assert!(
+        with_secrets >= 3,
+        "only {with_secrets} corpus plans carry masked values"
+    );
     eprintln!("{checked} corpus plans, {with_secrets} with masked values: no leak");
 }
