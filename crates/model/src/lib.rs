@@ -34,6 +34,7 @@ pub mod plan;
 pub mod record;
 pub mod redact;
 pub mod risk;
+pub mod sensitive;
 pub mod stage;
 pub mod tree;
 pub mod yaml;

@@ -33,6 +33,9 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::sensitive::is_sensitive_mask;
+use crate::sensitive::{MaskIssue, REDACTED, SensitiveValues};
+
 // ---------------------------------------------------------------------------------------------
 // Errors and warnings
 
@@ -97,7 +100,7 @@ impl<T> Sensitive<T> {
 
 impl<T> fmt::Debug for Sensitive<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(crate::redact::REDACTED)
+        f.write_str(REDACTED)
     }
 }
 
@@ -504,7 +507,7 @@ pub struct Variable {
 
 impl fmt::Debug for Variable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(crate::redact::REDACTED)
+        f.write_str(REDACTED)
     }
 }
 
@@ -789,21 +792,26 @@ impl Plan {
             check_probe(file, &probe)?;
         }
         let version = version_of(file, plan.format_version_raw.as_ref())?;
+        // Said only where it is true: Terraform 0.15 and 1.0 write masks in format 0.x too.
+        let no_masks = !plan.has_sensitivity_masks();
+        let no_masks_note = ": this plan carries no sensitivity masks, so only sluice's \
+                             attribute-name and value-shape rules hide secrets in it";
         if version.support() == VersionSupport::Legacy {
             warnings.push(PlanWarning {
                 file: file.to_string(),
                 message: format!(
                     "plan JSON format_version {version} comes from Terraform 0.12–1.0; it is read \
                      with the 1.x model{}",
-                    if version.minor < 2 {
-                        ": this format has no sensitivity masks, so only sluice's attribute-name \
-                         and value-shape rules hide secrets in it"
-                    } else {
-                        ""
-                    }
+                    if no_masks { no_masks_note } else { "" }
                 ),
             });
+        } else if no_masks {
+            warnings.push(PlanWarning {
+                file: file.to_string(),
+                message: format!("plan JSON format_version {version}{no_masks_note}"),
+            });
         }
+        plan.scrub_sensitive_values(file, &mut warnings);
 
         plan.format_version = Some(version);
         let derived: Vec<&str> = plan
@@ -834,6 +842,211 @@ impl Plan {
         }
         plan.warnings = warnings;
         Ok(plan)
+    }
+
+    /// Whether the engine wrote sensitivity masks: a `before_sensitive`/`after_sensitive` on
+    /// some change, or `sensitive_values` on some planned resource. Checked on the fields'
+    /// presence, not on whether they mark anything: a plan without secrets has all-false masks.
+    /// A plan without changes has nothing to mask and counts as masked.
+    pub fn has_sensitivity_masks(&self) -> bool {
+        let changes = self
+            .resource_changes
+            .iter()
+            .chain(&self.resource_drift)
+            .map(|rc| &rc.change)
+            .chain(self.output_changes.values());
+        let mut any_values = false;
+        for c in changes {
+            if !c.before_sensitive.is_null() || !c.after_sensitive.is_null() {
+                return true;
+            }
+            any_values |= !c.before.is_null() || !c.after.is_null();
+        }
+        let mut planned = false;
+        if let Some(root) = self
+            .planned_values
+            .as_ref()
+            .and_then(|p| p.get("root_module"))
+        {
+            for_each_state_resource(root, 0, &mut |r| {
+                planned |= r.get("sensitive_values").is_some();
+            });
+        }
+        planned || !any_values
+    }
+
+    /// Every value the plan marks sensitive: resource masks before and after (also of drift
+    /// and deferred changes), sensitive outputs and variables, sensitive variable defaults and
+    /// output constants of the configuration, and the masks of `resource_changes` carried to
+    /// `planned_values` and `prior_state` where those have none (format 0.x). Returns, too,
+    /// where a mask could not be lined up with its value (named by address).
+    pub fn sensitive_values(&self) -> (SensitiveValues, Vec<String>) {
+        let mut found = SensitiveValues::new();
+        let mut notes = Vec::new();
+        let mut note = |what: String, issues: Vec<MaskIssue>| {
+            notes.extend(issues.iter().map(|i| i.describe(&what)));
+        };
+        let deferred = self.deferred_changes.iter().map(|d| &d.resource_change);
+        for rc in self
+            .resource_changes
+            .iter()
+            .chain(&self.resource_drift)
+            .chain(deferred)
+        {
+            let c = &rc.change;
+            let b = found.collect(&c.before, &c.before_sensitive, None);
+            note(format!("`{}` (before)", rc.address), b);
+            let a = found.collect(&c.after, &c.after_sensitive, Some(&c.after_unknown));
+            note(format!("`{}` (after)", rc.address), a);
+        }
+        let sensitive_outputs = self.sensitive_output_names();
+        for (name, c) in &self.output_changes {
+            if sensitive_outputs.contains(name.as_str()) {
+                found.add_all(&c.before);
+                found.add_all(&c.after);
+            } else {
+                let b = found.collect(&c.before, &c.before_sensitive, None);
+                note(format!("output `{name}` (before)"), b);
+                let a = found.collect(&c.after, &c.after_sensitive, Some(&c.after_unknown));
+                note(format!("output `{name}` (after)"), a);
+            }
+        }
+        // Masks `resource_changes` carry for the state-shaped documents (0.x plans have none
+        // of their own there).
+        let after_masks = self.masks_by_address(|c| &c.after_sensitive);
+        let before_masks = self.masks_by_address(|c| &c.before_sensitive);
+        if let Some(pv) = &self.planned_values {
+            collect_state(pv, &after_masks, &mut found, &mut note);
+        }
+        if let Some(state) = &self.prior_state {
+            let state = state.expose();
+            collect_state(
+                state.get("values").unwrap_or(state),
+                &before_masks,
+                &mut found,
+                &mut note,
+            );
+        }
+        let config_root = self
+            .configuration
+            .as_ref()
+            .and_then(|c| c.get("root_module"));
+        for (name, var) in &self.variables {
+            let declared = config_root
+                .and_then(|r| r.pointer(&format!("/variables/{}/sensitive", pointer_escape(name))))
+                .and_then(Value::as_bool);
+            if declared == Some(true) {
+                found.add_all(var.value.expose());
+            }
+        }
+        if let Some(root) = config_root {
+            collect_config(root, &mut found, 0);
+        }
+        (found, notes)
+    }
+
+    /// Names of root outputs declared sensitive (in `planned_values`, `prior_state` or the
+    /// configuration), whatever their change's masks say.
+    pub fn sensitive_output_names<'a>(&'a self) -> std::collections::BTreeSet<&'a str> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut from = |outputs: Option<&'a Value>| {
+            if let Some(Value::Object(map)) = outputs {
+                for (name, o) in map {
+                    if o.get("sensitive").and_then(Value::as_bool) == Some(true) {
+                        out.insert(name.as_str());
+                    }
+                }
+            }
+        };
+        from(self.planned_values.as_ref().and_then(|p| p.get("outputs")));
+        from(
+            self.configuration
+                .as_ref()
+                .and_then(|c| c.pointer("/root_module/outputs")),
+        );
+        from(
+            self.prior_state
+                .as_ref()
+                .and_then(|s| s.expose().pointer("/values/outputs")),
+        );
+        out
+    }
+
+    /// `address → mask` of the resource changes, for state-shaped documents without masks.
+    pub fn masks_by_address(
+        &self,
+        mask: impl Fn(&Change) -> &Value,
+    ) -> std::collections::HashMap<&str, &Value> {
+        self.resource_changes
+            .iter()
+            .map(|rc| (rc.address.as_str(), mask(&rc.change)))
+            .filter(|(_, m)| !m.is_null())
+            .collect()
+    }
+
+    /// Replace every occurrence of a sensitive value (whole or inside a longer string) in
+    /// everything sluice may render: values, addresses, replace paths, import ids, generated
+    /// configuration, planned values, configuration, checks. `variables` and `prior_state`
+    /// are left as they are (never rendered). Mask issues become warnings naming the address.
+    fn scrub_sensitive_values(&mut self, file: &str, warnings: &mut Vec<PlanWarning>) {
+        let (found, notes) = self.sensitive_values();
+        warnings.extend(notes.into_iter().map(|message| PlanWarning {
+            file: file.to_string(),
+            message,
+        }));
+        if found.is_empty() {
+            return;
+        }
+        let r = found.redactor();
+        if !r.is_active() {
+            // Only a pathological value set fails to build; fail closed on what it covers.
+            warnings.push(PlanWarning {
+                file: file.to_string(),
+                message: "the plan's sensitive values could not be indexed; only masked \
+                          positions are hidden"
+                    .into(),
+            });
+            return;
+        }
+        let deferred = self
+            .deferred_changes
+            .iter_mut()
+            .map(|d| &mut d.resource_change);
+        for rc in self
+            .resource_changes
+            .iter_mut()
+            .chain(self.resource_drift.iter_mut())
+            .chain(deferred)
+        {
+            for s in [&mut rc.address, &mut rc.name]
+                .into_iter()
+                .chain(rc.previous_address.as_mut())
+                .chain(rc.module_address.as_mut())
+                .chain(rc.deposed.as_mut())
+            {
+                r.redact_string(s);
+            }
+            if let Some(i) = &mut rc.index {
+                r.redact_value(i);
+            }
+            scrub_change(&mut rc.change, &r);
+        }
+        for c in self.output_changes.values_mut() {
+            scrub_change(c, &r);
+        }
+        for v in [
+            &mut self.planned_values,
+            &mut self.configuration,
+            &mut self.checks,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            r.redact_value(v);
+        }
+        self.relevant_attributes
+            .iter_mut()
+            .for_each(|v| r.redact_value(v));
     }
 
     /// A copy without `prior_state` and variable values (the parts nothing renders), cheaper
@@ -874,6 +1087,119 @@ impl Plan {
     pub fn variable_names(&self) -> impl Iterator<Item = &str> {
         self.variables.keys().map(String::as_str)
     }
+}
+
+fn scrub_change(c: &mut Change, r: &crate::sensitive::ValueRedactor) {
+    for v in [&mut c.before, &mut c.after]
+        .into_iter()
+        .chain(c.before_identity.as_mut())
+        .chain(c.after_identity.as_mut())
+    {
+        r.redact_value(v);
+    }
+    c.replace_paths.iter_mut().for_each(|p| r.redact_value(p));
+    if let Some(imp) = &mut c.importing {
+        if let Some(id) = &mut imp.id {
+            r.redact_string(id);
+        }
+        if let Some(identity) = &mut imp.identity {
+            r.redact_value(identity);
+        }
+    }
+    if let Some(g) = &mut c.generated_config {
+        r.redact_string(g);
+    }
+}
+
+/// Calls `f` with every resource object of a state-shaped module tree (`planned_values`,
+/// `prior_state.values`), child modules included.
+pub fn for_each_state_resource(module: &Value, depth: usize, f: &mut impl FnMut(&Value)) {
+    // Module nesting is bounded by Terraform; the guard stops a crafted document.
+    if depth > 64 {
+        return;
+    }
+    if let Some(Value::Array(resources)) = module.get("resources") {
+        resources.iter().for_each(&mut *f);
+    }
+    if let Some(Value::Array(children)) = module.get("child_modules") {
+        for c in children {
+            for_each_state_resource(c, depth + 1, f);
+        }
+    }
+}
+
+/// Sensitive outputs and masked resource values of a state-shaped document.
+fn collect_state(
+    doc: &Value,
+    carried: &std::collections::HashMap<&str, &Value>,
+    found: &mut SensitiveValues,
+    note: &mut impl FnMut(String, Vec<MaskIssue>),
+) {
+    if let Some(Value::Object(outputs)) = doc.get("outputs") {
+        for o in outputs.values() {
+            if o.get("sensitive").and_then(Value::as_bool) == Some(true)
+                && let Some(v) = o.get("value")
+            {
+                found.add_all(v);
+            }
+        }
+    }
+    if let Some(root) = doc.get("root_module") {
+        for_each_state_resource(root, 0, &mut |r| {
+            let Some(values) = r.get("values") else {
+                return;
+            };
+            let address = r.get("address").and_then(Value::as_str).unwrap_or("");
+            let mask = r
+                .get("sensitive_values")
+                .or_else(|| carried.get(address).copied());
+            if let Some(mask) = mask {
+                let issues = found.collect(values, mask, None);
+                // A carried mask lines up with `planned_values` only roughly (unknown values
+                // are absent there); report the document's own masks only.
+                if r.get("sensitive_values").is_some() {
+                    note(format!("`{address}` (planned or prior values)"), issues);
+                }
+            }
+        });
+    }
+}
+
+/// Defaults of sensitive variables and constants of sensitive outputs, in every module.
+fn collect_config(module: &Value, found: &mut SensitiveValues, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    if let Some(Value::Object(vars)) = module.get("variables") {
+        for var in vars.values() {
+            if var.get("sensitive").and_then(Value::as_bool) == Some(true)
+                && let Some(d) = var.get("default")
+            {
+                found.add_all(d);
+            }
+        }
+    }
+    if let Some(Value::Object(outputs)) = module.get("outputs") {
+        for out in outputs.values() {
+            if out.get("sensitive").and_then(Value::as_bool) == Some(true)
+                && let Some(c) = out.pointer("/expression/constant_value")
+            {
+                found.add_all(c);
+            }
+        }
+    }
+    if let Some(Value::Object(calls)) = module.get("module_calls") {
+        for call in calls.values() {
+            if let Some(m) = call.get("module") {
+                collect_config(m, found, depth + 1);
+            }
+        }
+    }
+}
+
+/// A JSON pointer token (RFC 6901).
+fn pointer_escape(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
 }
 
 /// What a document that is not a (supported) plan is, from its top-level keys.
@@ -1291,6 +1617,7 @@ impl PlanSummary {
                 actions: d.resource_change.change.actions,
             })
             .collect();
+        let sensitive_outputs = plan.sensitive_output_names();
         let outputs: Vec<OutputChange> = plan
             .output_changes
             .iter()
@@ -1299,7 +1626,8 @@ impl PlanSummary {
                 name: name.clone(),
                 actions: c.actions,
                 sensitive: is_sensitive_mask(&c.before_sensitive)
-                    || is_sensitive_mask(&c.after_sensitive),
+                    || is_sensitive_mask(&c.after_sensitive)
+                    || sensitive_outputs.contains(name.as_str()),
             })
             .collect();
         let has_changes = counts.total() > counts.no_op + counts.read
@@ -1414,16 +1742,6 @@ impl PlanSummary {
             let _ = writeln!(out, "warning: {w}");
         }
         out
-    }
-}
-
-/// Whether a sensitivity mask marks anything at all.
-pub fn is_sensitive_mask(mask: &Value) -> bool {
-    match mask {
-        Value::Bool(b) => *b,
-        Value::Array(a) => a.iter().any(is_sensitive_mask),
-        Value::Object(o) => o.values().any(is_sensitive_mask),
-        _ => false,
     }
 }
 
@@ -1660,9 +1978,26 @@ mod tests {
     fn format_versions() {
         assert!(parse(&doc("1.0", vec![])).unwrap().warnings.is_empty());
         assert!(parse(&doc("1.2", vec![])).is_ok());
-        let legacy = parse(&doc("0.1", vec![])).unwrap();
+        // The "no masks" note only where the plan truly has none: Terraform 0.15 and 1.0 write
+        // masks in format 0.x too.
+        let mut unmasked = rc("aws_db_instance.db", &["create"]);
+        unmasked["change"]["after"] = json!({"name": "db"});
+        let legacy = parse(&doc("0.1", vec![unmasked.clone()])).unwrap();
         assert_eq!(legacy.warnings.len(), 1);
         assert!(legacy.warnings[0].message.contains("no sensitivity masks"));
+        let mut masked = unmasked.clone();
+        masked["change"]["after_sensitive"] = json!({});
+        let legacy = parse(&doc("0.1", vec![masked.clone()])).unwrap();
+        assert_eq!(legacy.warnings.len(), 1);
+        assert!(!legacy.warnings[0].message.contains("no sensitivity masks"));
+        let current = parse(&doc("1.2", vec![unmasked])).unwrap();
+        assert!(current.warnings[0].message.contains("no sensitivity masks"));
+        assert!(
+            parse(&doc("1.2", vec![masked]))
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
         assert!(
             parse(&doc("0.2", vec![])).unwrap().warnings[0]
                 .message
@@ -1786,6 +2121,107 @@ mod tests {
             plan.prior_state.as_ref().unwrap().expose()["values"]["x"],
             "CANARY-3"
         );
+    }
+
+    /// The shapes of a real Terraform 1.11 plan (`terraform_data` updated with a sensitive
+    /// variable): the masked value repeats unmasked in `before.output`, inside a longer string
+    /// of another resource, in an output and in a replace trigger.
+    fn leaky_plan() -> Value {
+        json!({
+            "format_version": "1.2",
+            "variables": {"db_pw": {"value": "CANARYnew1234567"}, "region": {"value": "eu-west-1"}},
+            "configuration": {"root_module": {
+                "variables": {"db_pw": {"sensitive": true}, "region": {}},
+                "outputs": {"pw": {"sensitive": true, "expression": {"references": ["var.db_pw"]}}}
+            }},
+            "planned_values": {
+                "outputs": {"pw": {"sensitive": true, "value": "CANARYnew1234567"},
+                            "both": {"sensitive": false, "value": "xCANARYnew1234567"}},
+                "root_module": {"resources": [{
+                    "address": "terraform_data.a", "mode": "managed", "type": "terraform_data",
+                    "name": "a", "values": {"input": "CANARYnew1234567", "id": "id-1"},
+                    "sensitive_values": {"input": true}
+                }]}
+            },
+            "resource_changes": [
+                {"address": "terraform_data.a", "mode": "managed", "type": "terraform_data", "name": "a",
+                 "change": {"actions": ["update"],
+                    "before": {"id": "id-1", "input": "CANARYold1234567", "output": "CANARYold1234567"},
+                    "after": {"id": "id-1", "input": "CANARYnew1234567"},
+                    "after_unknown": {"output": true},
+                    "before_sensitive": {"input": true}, "after_sensitive": {"input": true}}},
+                {"address": "terraform_data.copy", "mode": "managed", "type": "terraform_data", "name": "copy",
+                 "change": {"actions": ["create"], "before": null,
+                    "after": {"input": "prefix-CANARYnew1234567-suffix", "short": "pin1"},
+                    "after_unknown": {}, "before_sensitive": false, "after_sensitive": {}}}
+            ],
+            "output_changes": {
+                "both": {"actions": ["update"], "before": "xCANARYold1234567", "after": "xCANARYnew1234567",
+                         "after_unknown": false, "before_sensitive": false, "after_sensitive": false},
+                "pw": {"actions": ["update"], "before": "CANARYold1234567", "after": "CANARYnew1234567",
+                       "after_unknown": false, "before_sensitive": false, "after_sensitive": false}
+            }
+        })
+    }
+
+    #[test]
+    fn sensitive_values_are_scrubbed_wherever_they_occur() {
+        let plan = parse(&leaky_plan()).unwrap();
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+        // Everything sluice may render is scrubbed; the sensitive parts keep their values.
+        let rc = &plan.resource_changes[0];
+        assert_eq!(rc.change.before["output"], REDACTED);
+        assert_eq!(
+            plan.resource_changes[1].change.after["input"],
+            format!("prefix-{REDACTED}-suffix")
+        );
+        assert_eq!(plan.resource_changes[1].change.after["short"], "pin1");
+        assert_eq!(plan.output_changes["both"].after, format!("x{REDACTED}"));
+        let pv = plan.planned_values.as_ref().unwrap();
+        assert_eq!(pv["outputs"]["both"]["value"], format!("x{REDACTED}"));
+        assert_eq!(
+            plan.variables["db_pw"].value.expose(),
+            &json!("CANARYnew1234567")
+        );
+        // The output declared sensitive is reported as such although its masks say false.
+        let s = plan.summary();
+        assert!(s.outputs.iter().any(|o| o.name == "pw" && o.sensitive));
+        assert!(s.outputs.iter().any(|o| o.name == "both" && !o.sensitive));
+    }
+
+    #[test]
+    fn mask_problems_fail_closed_with_a_warning_naming_the_address() {
+        let mut d = leaky_plan();
+        // A mask shaped for a list over a string, and a mask on an attribute that is absent.
+        d["resource_changes"][1]["change"]["after_sensitive"] =
+            json!({"input": [true], "missing": true});
+        let plan = parse(&d).unwrap();
+        let messages: Vec<&str> = plan.warnings.iter().map(|w| w.message.as_str()).collect();
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("`terraform_data.copy` (after)") && m.contains("shape")),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.contains("marks `missing`")),
+            "{messages:?}"
+        );
+        // Fail closed: the mismatched value counts as sensitive (and is scrubbed).
+        assert_eq!(plan.resource_changes[1].change.after["input"], REDACTED);
+        // Huge strings complete too.
+        let mut d = leaky_plan();
+        let huge = format!(
+            "{}CANARYnew1234567{}",
+            "a".repeat(2_000_000),
+            "b".repeat(10)
+        );
+        d["resource_changes"][1]["change"]["after"]["input"] = json!(huge);
+        let plan = parse(&d).unwrap();
+        let after = plan.resource_changes[1].change.after["input"]
+            .as_str()
+            .unwrap();
+        assert!(!after.contains("CANARY") && after.ends_with(&format!("{REDACTED}bbbbbbbbbb")));
     }
 
     proptest::proptest! {

@@ -1,32 +1,42 @@
 //! Redaction of secrets in plans and engine output, before anything is rendered or stored in a
 //! report (DESIGN.md §8). Pure: no IO, deterministic.
 //!
-//! Three layers, because no single one is enough:
+//! Four layers, because no single one is enough:
 //!
-//! 1. **Sensitivity masks** the engine wrote (`before_sensitive`, `after_sensitive`,
+//! 1. **Sensitive values, wherever they occur.** Every value the plan marks sensitive (masks
+//!    before and after, sensitive variables and outputs, 0.x masks carried to
+//!    `planned_values`) is replaced wherever it appears, whole or inside a longer string,
+//!    when the plan is parsed ([`crate::sensitive`], [`Plan::sensitive_values`]): Terraform
+//!    masks `before.input` of a `terraform_data` but not `before.output`, which holds the
+//!    same value.
+//! 2. **Sensitivity masks** the engine wrote (`before_sensitive`, `after_sensitive`,
 //!    `sensitive_values`, sensitive outputs and variables): [`overlay_mask`]. A `true` at any
-//!    level hides the whole subtree; objects and arrays recurse. Where the mask and the value
-//!    disagree in shape, the value is hidden whole (fail closed).
-//! 2. **Attribute-name rules** for values the provider did not mark: a configurable list of
+//!    level hides the whole subtree, however short the value; objects and arrays recurse.
+//!    Where the mask and the value disagree in shape, the value is hidden whole (fail closed).
+//!    A format 0.x plan's `planned_values` take the masks of its `resource_changes`.
+//! 3. **Attribute-name rules** for values the provider did not mark: a configurable list of
 //!    regexes over attribute names (`db_password`, `client_secret`, `access_key`,
 //!    `connection_string`, ...), matched on a normalised name (`clientSecret` and
-//!    `Client-Secret` become `client_secret`). A string or number under a matching name is
-//!    replaced, objects and arrays under it are hidden leaf by leaf; booleans and nulls carry
-//!    no secret and are kept. A second list names what is *not* secret although it looks like
-//!    it (`secret_arn`, `min_password_length`, `kms_key_id`, `references`).
-//! 3. **Value-shape rules** on every string, whatever its name: PEM private key blocks (whole
+//!    `Client-Secret` become `client_secret`). The default rules match a secret word only as
+//!    the name's last word (or before a value suffix such as `_string`, `_pem`, `_b64`), so
+//!    `customer_master_key_spec` (a key *spec*) and `auth_token_update_strategy` stay
+//!    visible. A string or number under a matching name is replaced, objects and arrays under
+//!    it are hidden leaf by leaf; booleans and nulls carry no secret and are kept. A second
+//!    list names what is *not* secret although it looks like it (`secret_arn`,
+//!    `min_password_length`, `kms_key_id`, `references`).
+//! 4. **Value-shape rules** on every string, whatever its name: PEM private key blocks (whole
 //!    value hidden), URL credentials (`postgres://app:PASS@db` keeps everything but `PASS`),
-//!    `Password=...;` pairs of connection strings and query strings, bearer tokens and a few
-//!    unmistakable token formats.
+//!    `Password=...;` pairs of connection strings and query strings, bearer tokens, AWS access
+//!    key ids (`AKIA…`, `ASIA…`) and a few unmistakable token formats.
 //!
-//! [`redact_plan`] applies all three to a [`Plan`] and yields the only serializable view of a
+//! [`redact_plan`] applies them to a [`Plan`] and yields the only serializable view of a
 //! whole plan, [`RedactedPlan`]: `variables` keep their names only and `prior_state` is
 //! dropped. It is also the policy input (`input.plan`), so a policy message cannot quote a
-//! secret sluice could have recognised. [`redact_text`] applies the name and shape rules to
-//! free text (engine stderr, generated HCL).
+//! secret sluice could have recognised. [`redact_text`](RedactionRules::redact_text) applies
+//! the name and shape rules to free text (engine stderr, generated HCL, policy messages).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use regex::{Regex, RegexSet};
@@ -35,21 +45,26 @@ use serde_json::{Map, Value};
 
 use crate::plan::{Change, Plan, ResourceChange};
 
-/// What a hidden value is replaced with.
-pub const REDACTED: &str = "(sensitive)";
+pub use crate::sensitive::{REDACTED, is_sensitive_mask, overlay_mask};
 
-/// Default secret attribute names, matched against the normalised (snake_case) name.
+/// What may follow a secret word in an attribute name and still name the secret itself
+/// (`secret_string`, `private_key_pem`, `password_wo`), as a regex group ending the name.
+const VALUE_SUFFIX: &str = r"(_(string|value|values|data|text|plaintext|pem|b64|base64|json|binary|raw|encoded|wo|list|map))?$";
+
+/// Default secret attribute names, matched against the normalised (snake_case) name. Each
+/// matches the secret word as the name's last word (optionally before a [`VALUE_SUFFIX`]):
+/// `master_key` is a secret, `customer_master_key_spec` is not.
 pub const DEFAULT_SECRET_NAMES: &[&str] = &[
-    r"(^|_)(password|passwd|passphrase|pwd)s?(_|$)",
-    r"(^|_)secrets?(_|$)",
-    r"(^|_)tokens?(_|$)",
-    r"(^|_)private_keys?(_|$)",
-    r"(^|_)(access|secret|api|master|account|storage|client|signing|shared|primary|secondary|raw|admin|auth|sas)_keys?(_|$)",
-    r"(^|_)(apikey|accesskey|secretkey)(_|$)",
-    r"(^|_)(connection_strings?|conn_str|connstr|dsn|database_url|db_url)(_|$)",
-    r"(^|_)credentials?(_|$)",
-    r"(^|_)(authorization|proxy_authorization|cookie|set_cookie)(_|$)",
-    r"(^|_)(certificate_key|key_pem|private_pem)(_|$)",
+    r"(^|_)(password|passwd|passphrase|pwd)s?",
+    r"(^|_)secrets?",
+    r"(^|_)tokens?",
+    r"(^|_)private_keys?",
+    r"(^|_)(access|secret|api|master|account|storage|client|signing|shared|primary|secondary|raw|admin|auth|sas)_keys?",
+    r"(^|_)(apikey|accesskey|secretkey)",
+    r"(^|_)(connection_strings?|conn_str|connstr|dsn|database_url|db_url)",
+    r"(^|_)credentials?",
+    r"(^|_)(authorization|proxy_authorization|cookie|set_cookie)",
+    r"(^|_)(certificate_key|key_pem|private_pem)",
 ];
 
 /// Names that match a secret rule but hold no secret (identifiers, lengths, policies, flags).
@@ -177,9 +192,10 @@ impl Default for RedactionRules {
 
 impl RedactionRules {
     pub fn new(config: &RedactionConfig) -> Result<Self, RedactError> {
-        let pick = |defaults: &[&str], extra: &[String]| -> Vec<String> {
+        // `suffix` ends each default pattern (the user's patterns are taken as written).
+        let pick = |defaults: &[&str], suffix: &str, extra: &[String]| -> Vec<String> {
             let mut all: Vec<String> = if config.defaults {
-                defaults.iter().map(|s| s.to_string()).collect()
+                defaults.iter().map(|s| format!("{s}{suffix}")).collect()
             } else {
                 Vec::new()
             };
@@ -195,11 +211,11 @@ impl RedactionRules {
         Ok(RedactionRules {
             secret: build(
                 "secret_names",
-                pick(DEFAULT_SECRET_NAMES, &config.secret_names),
+                pick(DEFAULT_SECRET_NAMES, VALUE_SUFFIX, &config.secret_names),
             )?,
             not_secret: build(
                 "not_secret_names",
-                pick(DEFAULT_NOT_SECRET_NAMES, &config.not_secret_names),
+                pick(DEFAULT_NOT_SECRET_NAMES, "", &config.not_secret_names),
             )?,
         })
     }
@@ -409,16 +425,21 @@ static KV_SECRET: LazyLock<Regex> = LazyLock::new(|| {
     .expect("kv regex")
 });
 
+/// Token formats. AWS access key ids (`AKIA` long-term, `ASIA` temporary, `ABIA`/`ACCA`
+/// service credentials) are matched without a leading word boundary, so an id glued into a
+/// longer string (`key=AKIA…`, `creds_AKIA…`) is found too; the user, role and KMS ids that
+/// share the shape (`AIDA…`, `AROA…`) name principals, not credentials, and stay visible.
 static TOKENS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i:\b(?:bearer|basic)\s+[A-Za-z0-9._~+/\-]{8,}=*)|\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|xox[abprs]-[A-Za-z0-9\-]{10,}|sk_live_[A-Za-z0-9]{16,}|AIza[0-9A-Za-z_\-]{35})\b",
+        r"(?i:\b(?:bearer|basic)\s+[A-Za-z0-9._~+/\-]{8,}=*)|\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|xox[abprs]-[A-Za-z0-9\-]{10,}|sk_live_[A-Za-z0-9]{16,}|AIza[0-9A-Za-z_\-]{35})\b|(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}",
     )
     .expect("token regex")
 });
 
 /// Substrings every [`TOKENS`] match contains: a cheap gate before the regex.
 const TOKEN_HINTS: &[&str] = &[
-    "earer ", "EARER ", "asic ", "ASIC ", "gh", "xox", "sk_live_", "AIza",
+    "earer ", "EARER ", "asic ", "ASIC ", "gh", "xox", "sk_live_", "AIza", "AKIA", "ASIA", "ABIA",
+    "ACCA",
 ];
 
 /// Value-shape rules over one string. Borrowed when nothing matched.
@@ -462,33 +483,6 @@ pub fn redact_shapes(s: &str) -> Cow<'_, str> {
     out
 }
 
-/// Hide what a sensitivity mask marks, in place (layer 1 of the module docs).
-pub fn overlay_mask(value: &mut Value, mask: &Value) {
-    match (mask, &mut *value) {
-        (_, Value::Null) => {}
-        (Value::Bool(true), v) => *v = Value::String(REDACTED.into()),
-        (Value::Object(m), Value::Object(v)) => {
-            for (k, mv) in m {
-                if let Some(vv) = v.get_mut(k) {
-                    overlay_mask(vv, mv);
-                }
-            }
-        }
-        (Value::Array(m), Value::Array(v)) => {
-            for (vv, mv) in v.iter_mut().zip(m) {
-                overlay_mask(vv, mv);
-            }
-            // A mask shorter than the list says nothing about the rest; a mask that marks
-            // anything but cannot be lined up hides the whole list below.
-            if m.len() > v.len() && m[v.len()..].iter().any(crate::plan::is_sensitive_mask) {
-                *value = Value::String(REDACTED.into());
-            }
-        }
-        (m, _) if crate::plan::is_sensitive_mask(m) => *value = Value::String(REDACTED.into()),
-        _ => {}
-    }
-}
-
 /// A plan with every secret sluice can recognise hidden, `prior_state` dropped and
 /// `variables` reduced to their names: the plan JSON sluice renders, stores in reports and
 /// gives policies as `input.plan`.
@@ -507,6 +501,15 @@ impl RedactedPlan {
     pub fn into_value(self) -> Value {
         self.0
     }
+
+    /// Parse a plan JSON document and redact it (no copy of the plan is kept).
+    pub fn parse(
+        file: &str,
+        bytes: &[u8],
+        rules: &RedactionRules,
+    ) -> Result<RedactedPlan, crate::plan::PlanError> {
+        Ok(redact_plan_owned(Plan::parse(file, bytes)?, rules))
+    }
 }
 
 /// Build the redacted view of a plan (all three layers of the module docs). Clones what it
@@ -518,10 +521,21 @@ pub fn redact_plan(plan: &Plan, rules: &RedactionRules) -> RedactedPlan {
 
 /// [`redact_plan`], consuming the plan: values are redacted in place, not copied, which
 /// halves the allocations on a large plan.
-pub fn redact_plan_owned(plan: Plan, rules: &RedactionRules) -> RedactedPlan {
+pub fn redact_plan_owned(mut plan: Plan, rules: &RedactionRules) -> RedactedPlan {
     // One walker for the whole plan: its memo of attribute-name decisions is what keeps a
     // 10,000-change plan fast.
     let w = &mut Walker::new(rules);
+    let sensitive_outputs: HashSet<String> = plan
+        .sensitive_output_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let planned_values = plan.planned_values.take().map(|mut pv| {
+        // Format 0.x writes masks in `resource_changes` only: carry them over by address.
+        let carried = plan.masks_by_address(|c| &c.after_sensitive);
+        redact_module_values(&mut pv, &carried, w);
+        pv
+    });
     let mut out = Map::new();
     if let Some(v) = plan.format_version {
         out.insert("format_version".into(), Value::String(v.to_string()));
@@ -537,8 +551,7 @@ pub fn redact_plan_owned(plan: Plan, rules: &RedactionRules) -> RedactedPlan {
         .collect();
     out.insert("variables".into(), Value::Object(variables));
     drop(plan.prior_state);
-    if let Some(mut pv) = plan.planned_values {
-        redact_module_values(&mut pv, w);
+    if let Some(pv) = planned_values {
         out.insert("planned_values".into(), pv);
     }
     let mut changes = |list: Vec<ResourceChange>| -> Value {
@@ -567,7 +580,7 @@ pub fn redact_plan_owned(plan: Plan, rules: &RedactionRules) -> RedactedPlan {
         .output_changes
         .into_iter()
         .map(|(name, c)| {
-            let secret = w.is_secret(&name);
+            let secret = sensitive_outputs.contains(&name) || w.is_secret(&name);
             (name, change(c, w, secret))
         })
         .collect();
@@ -630,7 +643,8 @@ fn resource_change(rc: ResourceChange, w: &mut Walker<'_>) -> Value {
     Value::Object(m)
 }
 
-/// `secret_name`: the change is an output whose name says secret (`db_password`).
+/// `secret_name`: the change is an output declared sensitive or whose name says secret
+/// (`db_password`).
 fn change(c: Change, w: &mut Walker<'_>, secret_name: bool) -> Value {
     let mut masked = |mut v: Value, mask: &Value| {
         overlay_mask(&mut v, mask);
@@ -684,7 +698,7 @@ fn change(c: Change, w: &mut Walker<'_>, secret_name: bool) -> Value {
 
 /// `planned_values` (and state-shaped values): each resource's `values` under its
 /// `sensitive_values` mask, sensitive outputs hidden, then the name and shape rules.
-fn redact_module_values(pv: &mut Value, w: &mut Walker<'_>) {
+fn redact_module_values(pv: &mut Value, carried: &HashMap<&str, &Value>, w: &mut Walker<'_>) {
     if let Some(Value::Object(outputs)) = pv.get_mut("outputs") {
         for (name, out) in outputs.iter_mut() {
             let sensitive = out.get("sensitive").and_then(Value::as_bool) == Some(true);
@@ -698,17 +712,33 @@ fn redact_module_values(pv: &mut Value, w: &mut Walker<'_>) {
         }
     }
     if let Some(root) = pv.get_mut("root_module") {
-        redact_state_module(root, w);
+        redact_state_module(root, carried, w, 0);
     }
 }
 
-fn redact_state_module(module: &mut Value, w: &mut Walker<'_>) {
+fn redact_state_module(
+    module: &mut Value,
+    carried: &HashMap<&str, &Value>,
+    w: &mut Walker<'_>,
+    depth: usize,
+) {
+    // Module nesting is bounded by Terraform; past this a crafted document loses its values.
+    if depth > 64 {
+        *module = Value::String(REDACTED.into());
+        return;
+    }
     if let Some(Value::Array(resources)) = module.get_mut("resources") {
         for r in resources {
             let Value::Object(r) = r else { continue };
             let mask = r.remove("sensitive_values");
+            let address = r.get("address").and_then(Value::as_str).unwrap_or("");
+            let carried = carried.get(address).copied();
             if let Some(values) = r.get_mut("values") {
-                overlay_mask(values, mask.as_ref().unwrap_or(&Value::Null));
+                match (&mask, carried) {
+                    (Some(m), _) => overlay_mask(values, m),
+                    (None, Some(m)) => overlay_mask(values, m),
+                    (None, None) => {}
+                }
                 w.walk(values, false);
             }
             if let Some(mask) = mask {
@@ -718,7 +748,7 @@ fn redact_state_module(module: &mut Value, w: &mut Walker<'_>) {
     }
     if let Some(Value::Array(children)) = module.get_mut("child_modules") {
         for c in children {
-            redact_state_module(c, w);
+            redact_state_module(c, carried, w, depth + 1);
         }
     }
 }
@@ -802,6 +832,12 @@ mod tests {
             "apikey",
             "sas_token",
             "admin_password",
+            "secret_binary",
+            "password_wo",
+            "master_key",
+            "storage_account_key",
+            "credentials_json",
+            "token_b64",
         ] {
             assert!(r.is_secret_name(name), "{name} should be secret");
         }
@@ -816,6 +852,17 @@ mod tests {
             "references",
             "storage_encrypted",
             "tokens_enabled",
+            // Facts that only look like secret names (issue 14): key specs and usages, ids,
+            // strategies, versions of write-only attributes.
+            "customer_master_key_spec",
+            "key_spec",
+            "key_usage",
+            "master_key_id",
+            "access_key_id",
+            "auth_token_update_strategy",
+            "password_wo_version",
+            "secret_key_ref",
+            "token_audience",
             "bypass",
             "passthrough",
             "monkey",
@@ -824,44 +871,6 @@ mod tests {
         ] {
             assert!(!r.is_secret_name(name), "{name} should not be secret");
         }
-    }
-
-    #[test]
-    fn overlay_nested_masks() {
-        let mut v = json!({
-            "name": "db",
-            "password": "p4ss",
-            "nested": {"a": "x", "b": ["y", "z"]},
-            "list": [{"k": "v1"}, {"k": "v2"}],
-            "gone": null
-        });
-        let mask = json!({
-            "password": true,
-            "nested": {"b": [false, true]},
-            "list": [{}, {"k": true}],
-            "gone": true
-        });
-        overlay_mask(&mut v, &mask);
-        assert_eq!(
-            v,
-            json!({
-                "name": "db",
-                "password": REDACTED,
-                "nested": {"a": "x", "b": ["y", REDACTED]},
-                "list": [{"k": "v1"}, {"k": REDACTED}],
-                "gone": null
-            })
-        );
-        let mut whole = json!({"a": {"b": 1}});
-        overlay_mask(&mut whole, &json!(true));
-        assert_eq!(whole, json!(REDACTED));
-        // Shapes that cannot be lined up: a mask marking something hides the value whole.
-        let mut odd = json!(["a", "b"]);
-        overlay_mask(&mut odd, &json!({"x": true}));
-        assert_eq!(odd, json!(REDACTED));
-        let mut fine = json!(["a", "b"]);
-        overlay_mask(&mut fine, &json!({}));
-        assert_eq!(fine, json!(["a", "b"]));
     }
 
     #[test]
@@ -930,12 +939,28 @@ mod tests {
             redact_shapes("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.abc"),
             format!("Authorization: {REDACTED}")
         );
+        // AWS access key ids, whole and inside longer strings (issue 14).
+        for (text, want) in [
+            ("AKIAIOSFODNN7EXAMPLE", REDACTED.to_string()),
+            ("ASIAY34FZKBOKMUTVV7A", REDACTED.to_string()),
+            (
+                "aws configure set aws_access_key_id AKIAIOSFODNN7EXAMPLE --profile x",
+                format!("aws configure set aws_access_key_id {REDACTED} --profile x"),
+            ),
+            ("creds_AKIAIOSFODNN7EXAMPLE:", format!("creds_{REDACTED}:")),
+        ] {
+            assert_eq!(redact_shapes(text), want, "{text}");
+        }
         // Public material and plain strings stay as they are.
         for s in [
             "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
             "https://example.com/path?x=1",
             "arn:aws:iam::123456789012:role/app",
             "ssh-rsa AAAAB3Nza user@host",
+            // Principal ids share the shape of key ids but are not credentials.
+            "AIDAJQABLZS4A3QDU576Q",
+            "AROAJQABLZS4A3QDU576Q",
+            "SYMMETRIC_DEFAULT",
             "plain",
         ] {
             assert!(matches!(redact_shapes(s), Cow::Borrowed(_)), "{s}");

@@ -9,8 +9,9 @@
 //!   with a provider cache that concurrent inits cannot corrupt.
 //! - [`classify`]: failures classified (engine missing, init/provider, auth, module,
 //!   state/lock, plan, timeout) with a redacted stderr excerpt.
-//! - [`store`]: plan files and plan JSON stored content-addressed as secrets behind
-//!   [`store::PlanStore`].
+//! - [`store`]: plan files and plan JSON stored content-addressed and encrypted at rest
+//!   behind [`store::PlanStore`]; [`seal`] is the encrypted format and [`keys`] the
+//!   key-encryption keys ([`keys::KeyProvider`], local key file or environment).
 //! - [`ingest`]: accepting a plan JSON (and plan file) made in the user's CI.
 //!
 //! What a plan *means* (its JSON model, summary and redaction) is pure and lives in
@@ -22,5 +23,7 @@ pub mod driver;
 pub mod engine;
 pub mod export;
 pub mod ingest;
+pub mod keys;
 pub mod process;
+pub mod seal;
 pub mod store;

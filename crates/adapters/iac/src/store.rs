@@ -1,10 +1,12 @@
-//! Content-addressed storage of plan files and plan JSON.
+//! Content-addressed storage of plan files and plan JSON, encrypted at rest.
 //!
 //! Both hold secrets (a saved plan carries every variable and attribute value in clear), so
-//! they are written as secrets: directories `0700`, files `0600`, never printed. Each blob is
-//! named by the SHA-256 of its bytes and written create-only (temp file, fsync, rename, fsync
-//! of the directory), so a crash leaves either the whole blob or nothing and a digest always
-//! names the same bytes.
+//! each is encrypted with its own data key ([`crate::seal`], keys from [`crate::keys`]) and
+//! written as a secret: directories `0700`, files `0600`, never printed. Each blob is named by
+//! the SHA-256 of its *plaintext* (evidence names plans by that digest) and written
+//! create-only (temp file, fsync, rename, fsync of the directory), so a crash leaves either
+//! the whole blob or nothing and a digest always names the same content. Reading needs the
+//! key; a wrong key or a tampered blob is an error, never wrong bytes.
 //!
 //! The [`PlanStore`] trait is the seam for the general artifact store (SQLite/PostgreSQL
 //! records with local or S3-compatible blobs, DESIGN.md §6); [`FsPlanStore`] is the embedded
@@ -14,9 +16,13 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
+
+use crate::keys::{KeyError, KeyProvider, LocalKeys, WrappedKey};
+use crate::seal::{self, SealError};
 
 /// A SHA-256 digest, rendered `sha256:<64 hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,6 +42,12 @@ impl Digest {
 
     pub fn hex(&self) -> &str {
         &self.0
+    }
+
+    fn raw(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&self.0, &mut out).expect("a digest is 64 hex digits");
+        out
     }
 }
 
@@ -57,6 +69,18 @@ pub enum StoreError {
     Io { path: PathBuf, message: String },
     #[error("blob {digest} is corrupt: its content hashes to {actual}")]
     Corrupt { digest: Digest, actual: Digest },
+    #[error("plan artifact keys ({place}): {source}")]
+    Key {
+        place: String,
+        #[source]
+        source: KeyError,
+    },
+    #[error("plan artifact {digest}: {source}")]
+    Sealed {
+        digest: Digest,
+        #[source]
+        source: SealError,
+    },
 }
 
 fn io(path: &Path, e: std::io::Error) -> StoreError {
@@ -76,16 +100,65 @@ pub trait PlanStore: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// Blobs on local disk under `<root>/blobs/sha256/<2 hex>/<62 hex>`.
-#[derive(Debug, Clone)]
+/// Encrypted blobs on local disk under `<root>/blobs/sha256/<2 hex>/<62 hex>`.
+#[derive(Clone)]
 pub struct FsPlanStore {
     root: PathBuf,
+    keys: Arc<dyn KeyProvider>,
+}
+
+impl std::fmt::Debug for FsPlanStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsPlanStore")
+            .field("root", &self.root)
+            .field("keys", &self.keys.describe())
+            .finish()
+    }
+}
+
+/// A provider for when no key source could even be named (no HOME): every use says why.
+struct NoKeys(String);
+
+impl KeyProvider for NoKeys {
+    fn wrap(&self, _: &[u8; crate::keys::KEY_LEN]) -> Result<WrappedKey, KeyError> {
+        Err(KeyError::Missing {
+            wanted: self.0.clone(),
+        })
+    }
+    fn unwrap(&self, _: &WrappedKey) -> Result<crate::keys::DataKey, KeyError> {
+        Err(KeyError::Missing {
+            wanted: self.0.clone(),
+        })
+    }
+    fn describe(&self) -> String {
+        "no key source".into()
+    }
 }
 
 impl FsPlanStore {
-    /// `root` is the `.sluice` directory; it is created (0700) on first write.
+    /// `root` is the `.sluice` directory; it is created (0700) on first write. Keys come
+    /// from the environment or the default key file ([`LocalKeys::from_env`]).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FsPlanStore { root: root.into() }
+        let keys: Arc<dyn KeyProvider> = match LocalKeys::from_env(None) {
+            Ok(k) => Arc::new(k),
+            Err(e) => Arc::new(NoKeys(e.to_string())),
+        };
+        Self::with_keys(root, keys)
+    }
+
+    /// A store whose artifacts are wrapped by `keys` (a KMS, or keys given explicitly).
+    pub fn with_keys(root: impl Into<PathBuf>, keys: Arc<dyn KeyProvider>) -> Self {
+        FsPlanStore {
+            root: root.into(),
+            keys,
+        }
+    }
+
+    fn key_error(&self, source: KeyError) -> StoreError {
+        StoreError::Key {
+            place: self.keys.describe(),
+            source,
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -119,6 +192,13 @@ impl PlanStore for FsPlanStore {
         if path.exists() {
             return Ok(digest);
         }
+        let sealed = seal::seal(self.keys.as_ref(), bytes, &digest.raw()).map_err(|e| match e {
+            SealError::Key(k) => self.key_error(k),
+            other => StoreError::Sealed {
+                digest: digest.clone(),
+                source: other,
+            },
+        })?;
         create_private_dirs(dir)?;
         let tmp = dir.join(format!(
             ".tmp-{}-{}-{}",
@@ -135,7 +215,7 @@ impl PlanStore for FsPlanStore {
             // The umask cannot widen 0600, but an inherited ACL or odd umask could narrow it
             // oddly; set it explicitly.
             f.set_permissions(fs::Permissions::from_mode(0o600))?;
-            f.write_all(bytes)?;
+            f.write_all(&sealed)?;
             f.sync_all()?;
             Ok(())
         };
@@ -143,7 +223,7 @@ impl PlanStore for FsPlanStore {
             let _ = fs::remove_file(&tmp);
             return Err(io(&tmp, e));
         }
-        // rename over an existing identical blob is harmless (same content, same digest).
+        // rename over an existing blob is harmless (same plaintext, same digest).
         if let Err(e) = fs::rename(&tmp, &path) {
             let _ = fs::remove_file(&tmp);
             return Err(io(&path, e));
@@ -157,7 +237,24 @@ impl PlanStore for FsPlanStore {
     fn get(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.blob_path(digest);
         match fs::read(&path) {
-            Ok(bytes) => {
+            Ok(stored) => {
+                // Blobs written before encryption at rest are plaintext; their digest still
+                // vouches for them.
+                let bytes = if seal::is_sealed(&stored) {
+                    seal::open(self.keys.as_ref(), &stored, &digest.raw()).map_err(|e| match e {
+                        SealError::Key(k @ KeyError::Unwrap { .. }) => StoreError::Sealed {
+                            digest: digest.clone(),
+                            source: SealError::Key(k),
+                        },
+                        SealError::Key(k) => self.key_error(k),
+                        other => StoreError::Sealed {
+                            digest: digest.clone(),
+                            source: other,
+                        },
+                    })?
+                } else {
+                    stored
+                };
                 let actual = Digest::of(&bytes);
                 if &actual != digest {
                     return Err(StoreError::Corrupt {
@@ -173,7 +270,11 @@ impl PlanStore for FsPlanStore {
     }
 
     fn describe(&self) -> String {
-        format!("{}/blobs/sha256", self.root.display())
+        format!(
+            "{}/blobs/sha256 (encrypted, keys: {})",
+            self.root.display(),
+            self.keys.describe()
+        )
     }
 }
 
@@ -186,11 +287,16 @@ fn unique() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::{KeySource, generate_key};
+
+    fn keys() -> Arc<dyn KeyProvider> {
+        Arc::new(LocalKeys::new(KeySource::Inline(generate_key().unwrap())))
+    }
 
     #[test]
     fn put_get_modes_and_idempotence() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FsPlanStore::new(dir.path().join(".sluice"));
+        let store = FsPlanStore::with_keys(dir.path().join(".sluice"), keys());
         let d = store.put_secret(b"plan bytes").unwrap();
         assert_eq!(d, Digest::of(b"plan bytes"));
         assert_eq!(d.to_string(), format!("sha256:{}", d.hex()));
@@ -216,14 +322,52 @@ mod tests {
     }
 
     #[test]
-    fn corruption_is_detected() {
+    fn stored_encrypted_and_unreadable_without_the_key() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FsPlanStore::new(dir.path());
-        let d = store.put_secret(b"abc").unwrap();
+        let k = keys();
+        let store = FsPlanStore::with_keys(dir.path(), k.clone());
+        let secret = b"{\"password\": \"CANARY-at-rest-1234\"}";
+        let d = store.put_secret(secret).unwrap();
+        // Named by the plaintext's digest, holding ciphertext.
+        assert_eq!(d, Digest::of(secret));
+        let on_disk = fs::read(store.blob_path(&d)).unwrap();
+        assert!(seal::is_sealed(&on_disk));
+        assert!(!on_disk.windows(6).any(|w| w == b"CANARY"));
+        assert_eq!(store.get(&d).unwrap().unwrap(), secret);
+        // Another key: a clear error naming the key id needed, not bytes.
+        let other = FsPlanStore::with_keys(dir.path(), keys());
+        let err = other.get(&d).unwrap_err();
+        assert!(
+            err.to_string().contains("not among the keys configured"),
+            "{err}"
+        );
+        // Tampered ciphertext.
         let path = store.blob_path(&d);
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        fs::write(&path, b"abd").unwrap();
-        assert!(matches!(store.get(&d), Err(StoreError::Corrupt { .. })));
+        let mut bad = on_disk.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        fs::write(&path, &bad).unwrap();
+        let err = store.get(&d).unwrap_err();
+        assert!(err.to_string().contains("tampered"), "{err}");
+        // A plaintext blob from before encryption is read when its digest holds.
+        let legacy = b"legacy plan";
+        let ld = Digest::of(legacy);
+        let lpath = store.blob_path(&ld);
+        fs::create_dir_all(lpath.parent().unwrap()).unwrap();
+        fs::write(&lpath, legacy).unwrap();
+        assert_eq!(store.get(&ld).unwrap().unwrap(), legacy);
+        fs::write(&lpath, b"legacy plam").unwrap();
+        assert!(matches!(store.get(&ld), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_sealed_blob_cannot_pass_for_another_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsPlanStore::with_keys(dir.path(), keys());
+        let a = store.put_secret(b"plan a").unwrap();
+        let b = store.put_secret(b"plan b").unwrap();
+        fs::copy(store.blob_path(&a), store.blob_path(&b)).unwrap();
+        assert!(matches!(store.get(&b), Err(StoreError::Sealed { .. })));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use sluice_iac::config::{EngineChoice, PlanConfig};
 use sluice_iac::driver::{Driver, Outcome, StackPlan, StackSpec};
 use sluice_iac::engine::EngineKind;
 use sluice_iac::export::Input;
+use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
 use sluice_iac::store::{Digest, FsPlanStore, PlanStore};
 use sluice_model::plan::Plan;
 
@@ -112,7 +113,7 @@ fn spec(id: &str, dir: &str, inputs: Vec<Input>) -> StackSpec {
 }
 
 fn run(fx: &Fixture, bin: &Bin, config: &PlanConfig, stacks: &[StackSpec]) -> Vec<StackPlan> {
-    let store = FsPlanStore::new(fx.store_dir.path());
+    let store = FsPlanStore::with_keys(fx.store_dir.path(), test_keys());
     let driver = Driver {
         config,
         store: &store,
@@ -199,7 +200,7 @@ fn plans_stacks_in_parallel_with_serialised_init_and_stores_secrets() {
         .collect();
     let results = run(&fx, &bin, &config, &stacks);
     assert_eq!(results.len(), 4);
-    let store = FsPlanStore::new(fx.store_dir.path());
+    let store = FsPlanStore::with_keys(fx.store_dir.path(), test_keys());
     for (i, r) in results.iter().enumerate() {
         assert_eq!(r.stack, stacks[i].id, "results keep the input order");
         let p = planned(r);
@@ -477,4 +478,11 @@ fn a_stack_missing_at_the_revision_is_an_internal_failure() {
     );
     let f = failed(&r[0]);
     assert_eq!((f.class, f.step), (FailureClass::Internal, Step::Export));
+}
+
+/// One key for this test binary, so that no test touches the user's default key file.
+fn test_keys() -> std::sync::Arc<LocalKeys> {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| generate_key().unwrap());
+    std::sync::Arc::new(LocalKeys::new(KeySource::Inline(key.clone())))
 }

@@ -12,6 +12,7 @@ use sluice_iac::classify::{FailureClass, Step};
 use sluice_iac::config::PlanConfig;
 use sluice_iac::driver::{Driver, Outcome, StackSpec};
 use sluice_iac::engine;
+use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
 use sluice_iac::store::{FsPlanStore, PlanStore};
 use sluice_model::plan::Action;
 use sluice_model::redact::{RedactionRules, redact_plan};
@@ -95,7 +96,7 @@ output "password" {{
     let snapshot = repo.snapshot(repo.resolve("main").unwrap()).unwrap();
 
     let store_dir = tempfile::tempdir().unwrap();
-    let store = FsPlanStore::new(store_dir.path());
+    let store = FsPlanStore::with_keys(store_dir.path(), test_keys());
     let config = PlanConfig::default();
     let driver = Driver {
         config: &config,
@@ -155,4 +156,11 @@ output "password" {{
             .any(|l| l.contains("Unsupported argument")),
         "{f:?}"
     );
+}
+
+/// One key for this test binary, so that no test touches the user's default key file.
+fn test_keys() -> std::sync::Arc<LocalKeys> {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| generate_key().unwrap());
+    std::sync::Arc::new(LocalKeys::new(KeySource::Inline(key.clone())))
 }

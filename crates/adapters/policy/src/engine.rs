@@ -1328,7 +1328,16 @@ mod tests {
             production: Some(true),
             ..Default::default()
         };
-        EvalInput::plan(&plan, &change, serde_json::json!({"id": "prod/db"}))
+        // Built by hand, not through `EvalInput::plan`: the engine's own behaviour is under
+        // test here, with documents nested deeper than a plan JSON parser accepts.
+        EvalInput::new(
+            serde_json::json!({
+                "plan": plan,
+                "change": serde_json::to_value(&change).unwrap(),
+                "stack": {"id": "prod/db"},
+            }),
+            change.stack.clone(),
+        )
     }
 
     #[test]

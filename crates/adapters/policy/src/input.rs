@@ -1,11 +1,13 @@
 //! The input document policies see. For a stack's plan it is
 //! `{"plan": …, "change": …, "stack": …}` (conftest's conventions, sluice's names); for an app's
 //! rendered manifests `{"manifests": [...], "change": …, "app": …}` (or `"manifest"` for one
-//! object). Secret values never reach a policy: plan state and variables are stripped, and
-//! Secret manifests' values are replaced by `<redacted>`.
+//! object). Secret values never reach a policy: a plan input can only be built from a
+//! [`RedactedPlan`] (sensitive values hidden wherever they occur, plan state and variable
+//! values dropped), and Secret manifests' values are replaced by `<redacted>`.
 
 use serde::Serialize;
 use sluice_model::change::ChangeId;
+use sluice_model::redact::RedactedPlan;
 
 /// Plan JSON keys that never reach a policy: `prior_state` holds every attribute of the current
 /// state (secrets included) and `variables` the variable values of the run.
@@ -52,14 +54,17 @@ impl EvalInput {
         }
     }
 
-    /// The input for a stack's plan: `input.plan` (without `prior_state` and `variables`, even
-    /// if the caller left them in), `input.change` and `input.stack` (the stack's metadata).
-    pub fn plan(
-        plan: &serde_json::Value,
-        change: &ChangeContext,
-        stack: serde_json::Value,
-    ) -> Self {
-        let plan = strip_plan(plan);
+    /// The input for a stack's plan: `input.plan`, `input.change` and `input.stack` (the
+    /// stack's metadata). The plan must be the redacted view (the type says so) and is moved,
+    /// not copied: a 10,000-change plan is a few hundred MB as a JSON tree. `prior_state` and
+    /// `variables` are removed as well, whatever the redacted view kept of them.
+    pub fn plan(plan: RedactedPlan, change: &ChangeContext, stack: serde_json::Value) -> Self {
+        let mut plan = plan.into_value();
+        if let serde_json::Value::Object(map) = &mut plan {
+            for key in STRIPPED_PLAN_KEYS {
+                map.remove(*key);
+            }
+        }
         let mut doc = serde_json::Map::new();
         doc.insert("plan".into(), plan);
         doc.insert(
@@ -181,31 +186,40 @@ pub fn redact_manifest(object: &serde_json::Value) -> serde_json::Value {
     out
 }
 
-/// A copy of the plan without the keys policies must never see.
-pub fn strip_plan(plan: &serde_json::Value) -> serde_json::Value {
-    match plan {
-        serde_json::Value::Object(map) => serde_json::Value::Object(
-            map.iter()
-                .filter(|(k, _)| !STRIPPED_PLAN_KEYS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The redacted view of a plan JSON document.
+    fn redacted(plan: &serde_json::Value) -> RedactedPlan {
+        RedactedPlan::parse(
+            "plan.json",
+            plan.to_string().as_bytes(),
+            &Default::default(),
+        )
+        .expect("test plans parse")
+    }
+
     #[test]
-    fn plan_input_strips_state_and_variables() {
+    fn plan_input_strips_state_and_variables_and_hides_copies() {
+        // The masked value also appears unmasked in `before.output` (as Terraform writes a
+        // `terraform_data` update): the policy must not see it there either.
         let plan = json!({
             "format_version": "1.2",
             "variables": {"db_password": {"value": "hunter2-canary"}},
             "prior_state": {"values": {"root_module": {"resources": [{"values": {"password": "hunter2-canary"}}]}}},
-            "resource_changes": []
+            "resource_changes": [{
+                "address": "terraform_data.x", "mode": "managed", "type": "terraform_data", "name": "x",
+                "change": {
+                    "actions": ["update"],
+                    "before": {"input": "hunter2-canary", "output": "hunter2-canary"},
+                    "after": {"input": "hunter2-canary-2"},
+                    "after_unknown": {"output": true},
+                    "before_sensitive": {"input": true},
+                    "after_sensitive": {"input": true}
+                }
+            }]
         });
         let change = ChangeContext {
             env: "prod".into(),
@@ -213,9 +227,14 @@ mod tests {
             production: Some(true),
             ..Default::default()
         };
-        let input = EvalInput::plan(&plan, &change, json!({"id": "prod/eu-west-1/data"}));
+        let input = EvalInput::plan(
+            redacted(&plan),
+            &change,
+            json!({"id": "prod/eu-west-1/data"}),
+        );
         let text = input.document.to_string();
-        assert!(!text.contains("hunter2-canary"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(input.document["plan"].get("variables").is_none());
         assert_eq!(input.document["plan"]["format_version"], "1.2");
         assert_eq!(
             input.document["change"],
@@ -237,12 +256,22 @@ mod tests {
             correlation_id: Some(id),
             ..Default::default()
         };
-        let doc = EvalInput::plan(&json!({}), &with, json!({})).document;
+        let doc = EvalInput::plan(
+            redacted(&json!({"format_version": "1.2"})),
+            &with,
+            json!({}),
+        )
+        .document;
         assert_eq!(
             doc["change"]["correlation_id"],
             "infra-live#412@9f3a12c/prod/eu-west-1/data"
         );
-        let without = EvalInput::plan(&json!({}), &ChangeContext::default(), json!({})).document;
+        let without = EvalInput::plan(
+            redacted(&json!({"format_version": "1.2"})),
+            &ChangeContext::default(),
+            json!({}),
+        )
+        .document;
         assert!(
             without["change"].get("correlation_id").is_none(),
             "{without}"

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_model::exception::{Exception, ExceptionSpec, SourceRef, Timestamp};
+use sluice_model::redact::RedactedPlan;
 use sluice_policy::PolicyError;
 use sluice_policy::bundle::{Bundle, BundleFile, Origin};
 use sluice_policy::engine::{
@@ -68,6 +69,12 @@ fn input(plan: &Value, production: bool) -> EvalInput {
         head: Some("9f3a12c".into()),
         production: Some(production),
     };
+    let plan = RedactedPlan::parse(
+        "plan.json",
+        plan.to_string().as_bytes(),
+        &Default::default(),
+    )
+    .expect("test plans parse");
     EvalInput::plan(plan, &ctx, json!({"id": STACK, "env": "prod"}))
 }
 

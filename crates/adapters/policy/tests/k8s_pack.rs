@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 use sluice_model::exception::Timestamp;
+use sluice_model::redact::RedactedPlan;
 use sluice_policy::builtin::{self, Target};
 use sluice_policy::engine::{BuiltinSettings, EngineOptions, EngineSpec, RuleOverride};
 use sluice_policy::{
@@ -289,7 +290,12 @@ fn plan_inputs_do_not_name_the_kubernetes_bundle() {
     let plan = json!({"format_version": "1.2", "resource_changes": []});
     let record = engine()
         .evaluate(&EvalInput::plan(
-            &plan,
+            RedactedPlan::parse(
+                "plan.json",
+                plan.to_string().as_bytes(),
+                &Default::default(),
+            )
+            .unwrap(),
             &ChangeContext::default(),
             json!({}),
         ))

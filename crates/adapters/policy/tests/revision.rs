@@ -9,6 +9,7 @@ use serde_json::json;
 use sluice_git::git::GitRepo;
 use sluice_git::git_write::{Author, Writer};
 use sluice_model::exception::{NoticeKind, Timestamp};
+use sluice_model::redact::RedactedPlan;
 use sluice_policy::record::{Decision, Outcome};
 use sluice_policy::{ChangeContext, EvalInput, PolicyError};
 
@@ -97,7 +98,13 @@ fn plan_input(stack: &str) -> EvalInput {
         production: Some(true),
         ..Default::default()
     };
-    EvalInput::plan(&plan, &ctx, json!({"id": stack}))
+    let plan = RedactedPlan::parse(
+        "plan.json",
+        plan.to_string().as_bytes(),
+        &Default::default(),
+    )
+    .expect("test plan parses");
+    EvalInput::plan(plan, &ctx, json!({"id": stack}))
 }
 
 #[test]

@@ -180,7 +180,7 @@ impl Checker {
             production: Some(target.production),
             ..Default::default()
         };
-        let input = plan_input(projected.into_value(), &change, target.stack_json.clone());
+        let input = EvalInput::plan(projected, &change, target.stack_json.clone());
         let record = self.setup.engine.evaluate_owned(input)?;
         Ok(decide::decide(DecideInput {
             stack: &target.stack,
@@ -198,25 +198,6 @@ impl Checker {
             redaction: &self.redaction,
         }))
     }
-}
-
-/// [`EvalInput::plan`] without its copy of the plan: the redacted plan is moved into the
-/// input document (a 10,000-change plan is a few hundred MB as a JSON tree; holding it twice
-/// doubles the stage's peak memory).
-pub fn plan_input(mut plan: Value, change: &ChangeContext, stack: Value) -> EvalInput {
-    if let Value::Object(map) = &mut plan {
-        for key in sluice_policy::input::STRIPPED_PLAN_KEYS {
-            map.remove(*key);
-        }
-    }
-    let unit = change.stack.clone();
-    let change = serde_json::to_value(change).expect("change context serializes");
-    // Not `json!`: it serializes an interpolated `Value` into a fresh tree, a full deep copy.
-    let mut doc = serde_json::Map::new();
-    doc.insert("plan".into(), plan);
-    doc.insert("change".into(), change);
-    doc.insert("stack".into(), stack);
-    EvalInput::new(Value::Object(doc), unit)
 }
 
 /// `sluice check`'s flags.
@@ -403,30 +384,4 @@ pub fn render_sarif(r: &CheckReport, tool_version: &str) -> Value {
         &[(&r.decision, r.plan_file.as_str())],
         tool_version,
     )])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plan_input_is_the_policy_crates_input_without_the_copy() {
-        let plan = json!({
-            "format_version": "1.2",
-            "variables": {"p": {"value": "x"}},
-            "prior_state": {"values": {}},
-            "resource_changes": [{"address": "a.b"}],
-        });
-        let change = ChangeContext {
-            env: "prod".into(),
-            stack: "prod/x".into(),
-            production: Some(true),
-            ..Default::default()
-        };
-        let stack = json!({"id": "prod/x"});
-        let theirs = EvalInput::plan(&plan, &change, stack.clone());
-        let ours = plan_input(plan, &change, stack);
-        assert_eq!(ours.document, theirs.document);
-        assert_eq!(ours.unit, theirs.unit);
-    }
 }

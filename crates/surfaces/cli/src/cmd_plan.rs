@@ -17,6 +17,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
@@ -28,7 +29,8 @@ use sluice_flow::{affected, workspace};
 use sluice_iac::config::PlanConfig;
 use sluice_iac::driver::{Driver, Outcome, Planned, StackPlan};
 use sluice_iac::ingest::{self, IngestError};
-use sluice_iac::store::FsPlanStore;
+use sluice_iac::keys::{KeyProvider as _, LocalKeys};
+use sluice_iac::store::{Digest, FsPlanStore, PlanStore, StoreError};
 use sluice_model::affected::UnitStatus;
 use sluice_model::plan::{Plan, PlanSummary};
 use sluice_model::redact::{self, RedactionRules};
@@ -64,6 +66,11 @@ pub struct PlanArgs {
     /// With --record: each planned stack's stage 4 result, for its change.
     #[command(flatten)]
     record: crate::cmd_evidence::RecordArgs,
+    /// Key file for encrypting stored plans at rest (default: $SLUICE_ARTIFACT_KEY, then
+    /// $SLUICE_ARTIFACT_KEY_FILE, then `$XDG_DATA_HOME/sluice/artifact-keys`, created on first
+    /// use). See docs/artifact-keys.md.
+    #[arg(long, value_name = "FILE")]
+    artifact_key_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     format: PlanFormat,
 }
@@ -87,8 +94,39 @@ pub struct IngestPlanArgs {
     /// Where plans are stored (default: `<repo>/.sluice`, or `./.sluice`).
     #[arg(long)]
     store: Option<PathBuf>,
+    /// Key file for encrypting stored plans at rest (default: $SLUICE_ARTIFACT_KEY, then
+    /// $SLUICE_ARTIFACT_KEY_FILE, then `$XDG_DATA_HOME/sluice/artifact-keys`, created on first
+    /// use). See docs/artifact-keys.md.
+    #[arg(long, value_name = "FILE")]
+    artifact_key_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     format: PlanFormat,
+}
+
+/// `sluice artifact …`: stored plan artifacts and their keys.
+#[derive(clap::Subcommand)]
+pub enum ArtifactCommand {
+    /// Decrypt one stored plan file or plan JSON into a new file (mode 0600). Needs the key
+    /// it was stored with; a wrong key or a tampered artifact is an error (exit 2).
+    Open(ArtifactOpenArgs),
+    /// Print a fresh random artifact key (base64 of 32 bytes) for `SLUICE_ARTIFACT_KEY` or a
+    /// key file (docs/artifact-keys.md explains rotation).
+    NewKey,
+}
+
+#[derive(Args)]
+pub struct ArtifactOpenArgs {
+    /// The artifact's digest (`sha256:…`, as `plan` and `ingest-plan` print it).
+    digest: String,
+    /// Write the plaintext here (created new; never overwritten).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Where plans are stored (default: `./.sluice`).
+    #[arg(long, default_value = ".sluice")]
+    store: PathBuf,
+    /// Key file (default as for `sluice plan`).
+    #[arg(long, value_name = "FILE")]
+    artifact_key_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -228,7 +266,10 @@ pub fn run_plan(a: PlanArgs) -> Result<i32, PipelineError> {
     }
 
     let store_root = a.store.clone().unwrap_or_else(|| a.repo.join(".sluice"));
-    let store = FsPlanStore::new(&store_root);
+    let store = match open_store(&store_root, a.artifact_key_file.as_deref(), true) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
     let plugin_cache = plugin_cache_dir(&config, &store_root);
     let driver = Driver {
         config: &config,
@@ -413,16 +454,21 @@ pub fn run_ingest_plan(a: IngestPlanArgs) -> Result<i32, PipelineError> {
         .store
         .clone()
         .unwrap_or_else(|| a.repo.as_deref().unwrap_or(Path::new(".")).join(".sluice"));
-    let store = FsPlanStore::new(&store_root);
+    let store = match open_store(&store_root, a.artifact_key_file.as_deref(), true) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
     let planned = match ingest::ingest(&store, &name, &json, plan_file.as_deref()) {
         Ok(p) => p,
         Err(IngestError::Plan(e)) => {
             eprintln!("error: {e}");
             return Ok(exit::USAGE);
         }
-        Err(IngestError::Store(e)) => {
-            return Err(PipelineError::failed("storing the plan", e));
+        Err(IngestError::Store(e @ StoreError::Key { .. })) => {
+            eprintln!("error: {e}");
+            return Ok(exit::USAGE);
         }
+        Err(IngestError::Store(e)) => return Err(PipelineError::failed("storing the plan", e)),
     };
     for w in &warnings {
         eprintln!("warning: {w}");
@@ -440,6 +486,69 @@ pub fn run_ingest_plan(a: IngestPlanArgs) -> Result<i32, PipelineError> {
     Ok(exit::OK)
 }
 
+pub fn run_artifact(cmd: ArtifactCommand) -> Result<i32, PipelineError> {
+    match cmd {
+        ArtifactCommand::NewKey => {
+            let key = sluice_iac::keys::generate_key()
+                .map_err(|e| PipelineError::failed("generating an artifact key", e))?;
+            emit(&format!("{key}\n"));
+            Ok(exit::OK)
+        }
+        ArtifactCommand::Open(a) => {
+            let Some(digest) = Digest::parse(&a.digest) else {
+                eprintln!("error: `{}` is not a sha256 digest", a.digest);
+                return Ok(exit::USAGE);
+            };
+            let store = match open_store(&a.store, a.artifact_key_file.as_deref(), false) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let bytes = match store.get(&digest) {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    eprintln!("error: no artifact {digest} in {}", store.describe());
+                    return Ok(exit::USAGE);
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(exit::USAGE);
+                }
+            };
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&a.out)
+                .and_then(|mut f| f.write_all(&bytes).and_then(|_| f.sync_all()));
+            if let Err(e) = written {
+                eprintln!("error: {}: {e}", a.out.display());
+                return Ok(exit::USAGE);
+            }
+            eprintln!("wrote {} ({} bytes, 0600)", a.out.display(), bytes.len());
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// The plan store under `root` with its keys. `writing`: load (and on first use create) the
+/// key now, so that a missing or refused key is a usage error (exit 2) before any work.
+fn open_store(root: &Path, key_file: Option<&Path>, writing: bool) -> Result<FsPlanStore, i32> {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("error: plan artifact keys: {e}");
+        exit::USAGE
+    };
+    let keys = LocalKeys::from_env(key_file).map_err(|e| fail(&e))?;
+    let loaded = if writing {
+        keys.ensure()
+    } else {
+        keys.key_ids()
+    };
+    loaded.map_err(|e| fail(&format!("{} ({})", e, keys.describe())))?;
+    Ok(FsPlanStore::with_keys(root, Arc::new(keys)))
+}
+
 fn render_ingested(stack: &str, p: &Planned, store: &Path) -> String {
     let mut out = format!("{stack}\n  plan {}\n", p.plan_digest);
     if let Some(f) = &p.plan_file {
@@ -449,7 +558,11 @@ fn render_ingested(stack: &str, p: &Planned, store: &Path) -> String {
     for line in p.summary.render_text().lines() {
         let _ = writeln!(out, "  {line}");
     }
-    let _ = writeln!(out, "stored (secret, 0600) under {}", store.display());
+    let _ = writeln!(
+        out,
+        "stored encrypted (AES-256-GCM, 0600) under {}",
+        store.display()
+    );
     out
 }
 

@@ -510,13 +510,8 @@ fn run_eval(a: EvalArgs) -> Result<i32, PipelineError> {
         ..Default::default()
     };
     // Policies see the redacted projection of the plan (never prior_state or variable values).
-    let projected = redact::redact_plan(&plan, &rules);
-    drop(plan);
-    let input = EvalInput::plan(
-        projected.as_value(),
-        &change,
-        json!({"id": a.stack, "env": a.env}),
-    );
+    let projected = redact::redact_plan_owned(plan, &rules);
+    let input = EvalInput::plan(projected, &change, json!({"id": a.stack, "env": a.env}));
     let record = match setup.engine.evaluate(&input) {
         Ok(r) => r,
         Err(e) => return Ok(fail(&e)),
@@ -797,10 +792,8 @@ fn bench_once(
         let t0 = Instant::now();
         let plan = Plan::parse("generated.json", bytes)
             .map_err(|e| PipelineError::failed("parsing", e))?;
-        let projected = redact::redact_plan(&plan, &rules);
-        drop(plan);
-        let input = EvalInput::plan(projected.as_value(), &change, json!({"id": change.stack}));
-        drop(projected);
+        let projected = redact::redact_plan_owned(plan, &rules);
+        let input = EvalInput::plan(projected, &change, json!({"id": change.stack}));
         let t1 = Instant::now();
         let record = engine
             .evaluate(&input)

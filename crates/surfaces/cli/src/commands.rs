@@ -56,6 +56,9 @@ enum Command {
     /// Validate and store a plan JSON (and plan file) made in your own CI. Exit 2 on a
     /// malformed or unsupported plan.
     IngestPlan(cmd_plan::IngestPlanArgs),
+    /// Stored plan artifacts (encrypted at rest): decrypt one with its key, make a new key.
+    #[command(subcommand)]
+    Artifact(cmd_plan::ArtifactCommand),
     /// Render an app at a revision (stage 3): normalised objects, their digest and schema
     /// validation. Exit 1 when the app does not render or does not validate.
     Render(cmd_render::RenderArgs),
@@ -291,6 +294,7 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Bench(BenchCommand::Affected(a)) => run_bench_affected(a),
         Command::Plan(a) => cmd_plan::run_plan(a),
         Command::IngestPlan(a) => cmd_plan::run_ingest_plan(a),
+        Command::Artifact(c) => cmd_plan::run_artifact(c),
         Command::Bench(BenchCommand::Plan(a)) => cmd_plan::run_bench_plan(a),
         Command::Render(a) => cmd_render::run_render(a),
         Command::Diff(a) => cmd_render::run_diff(a),
