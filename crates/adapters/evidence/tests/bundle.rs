@@ -29,24 +29,7 @@ const ORIGIN: &str = "sluice.example/acme/evidence";
 const T0: &str = "2026-07-03T10:00:00Z";
 
 fn corpus(rel: &str) -> Option<Vec<u8>> {
-    let path = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../../shared/corpus"
-    ))
-    .join(rel);
-    match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) => {
-            if std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() == Ok("1") {
-                panic!("corpus file {} is required: {e}", path.display());
-            }
-            eprintln!(
-                "notice: corpus file {} missing ({e}); skipping",
-                path.display()
-            );
-            None
-        }
-    }
+    sluice_testkit::corpus(rel).map(|p| std::fs::read(p).expect("read corpus file"))
 }
 
 /// The facts of one change, taken from real inputs.

@@ -11,21 +11,8 @@ use serde_json::Value;
 use sluice_model::plan::{Action, Plan, PlanError};
 use sluice_model::redact::{RedactionRules, redact_plan};
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../../shared/corpus/tf-plans"
-);
-
 fn corpus() -> Option<PathBuf> {
-    let p = PathBuf::from(CORPUS);
-    if p.is_dir() {
-        return Some(p);
-    }
-    if std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() == Ok("1") {
-        panic!("corpus missing at {CORPUS} and SLUICE_REQUIRE_CORPUS=1");
-    }
-    eprintln!("notice: corpus not found at {CORPUS}; skipping");
-    None
+    sluice_testkit::corpus("tf-plans")
 }
 
 /// What a non-plan file must be rejected as.

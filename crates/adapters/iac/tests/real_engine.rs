@@ -1,5 +1,5 @@
-//! The driver with a real `tofu` or `terraform` when one is on PATH (skipped with a notice
-//! otherwise). The stacks use only the built-in `terraform_data` resource, so `init` needs no
+//! The driver with the real engine: `terraform` must be on PATH (skipped with a notice
+//! otherwise, a failure under `SLUICE_REQUIRE_TERRAFORM=1`); the driver may pick `tofu` first. The stacks use only the built-in `terraform_data` resource, so `init` needs no
 //! network and `plan` no credentials.
 
 use std::collections::BTreeMap;
@@ -8,24 +8,18 @@ use std::sync::Arc;
 use sluice_iac::classify::{FailureClass, Step};
 use sluice_iac::config::PlanConfig;
 use sluice_iac::driver::{Driver, Outcome, StackSpec};
-use sluice_iac::engine;
 use sluice_iac::store::{FsPlanStore, PlanStore};
 use sluice_model::plan::Action;
 use sluice_model::redact::{RedactionRules, redact_plan};
 use sluice_repo::git::GitRepo;
-use sluice_repo::git_write::{Author, Writer};
 
 const CANARY: &str = "CANARY-real-engine-4b1d";
 
 #[test]
 fn real_engine_plans_redacts_and_classifies() {
-    let found = ["tofu", "terraform"]
-        .iter()
-        .find_map(|n| engine::find_on_path(n, None));
-    if found.is_none() {
-        eprintln!("notice: neither tofu nor terraform on PATH; real-engine test skipped");
+    let Some(_terraform) = sluice_testkit::terraform() else {
         return;
-    }
+    };
     let main_tf = format!(
         r#"
 variable "db_password" {{
@@ -51,32 +45,13 @@ output "password" {{
 }}
 "#
     );
-    let files: BTreeMap<String, Vec<u8>> = [
-        ("live/dev/data/main.tf".to_string(), main_tf.into_bytes()),
-        (
-            "live/dev/broken/main.tf".to_string(),
-            b"resource \"terraform_data\" \"x\" {\n  no_such_argument = 1\n}\n".to_vec(),
-        ),
-    ]
-    .into_iter()
-    .collect();
-    let dir = tempfile::tempdir().unwrap();
-    Writer::init(dir.path())
-        .unwrap()
-        .commit(
-            "main",
-            &files,
-            None,
-            "stacks",
-            &Author {
-                name: "t",
-                email: "t@t",
-                time: 1_767_225_600,
-            },
-        )
-        .unwrap();
+    let broken = "resource \"terraform_data\" \"x\" {\n  no_such_argument = 1\n}\n";
+    let (dir, commit) = sluice_testkit::Repo::with_files(&[
+        ("live/dev/data/main.tf", main_tf.as_str()),
+        ("live/dev/broken/main.tf", broken),
+    ]);
     let repo = Arc::new(GitRepo::open(dir.path()).unwrap());
-    let snapshot = repo.snapshot(repo.resolve("main").unwrap()).unwrap();
+    let snapshot = repo.snapshot(repo.resolve(&commit).unwrap()).unwrap();
 
     let store_dir = tempfile::tempdir().unwrap();
     let store = FsPlanStore::new(store_dir.path());

@@ -9,21 +9,8 @@ use sluice_policy::engine::{BuiltinSettings, EngineOptions, EngineSpec, PolicyEn
 use sluice_policy::input::{ChangeContext, EvalInput};
 use sluice_policy::record::Outcome;
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../../shared/corpus/tf-plans"
-);
-
 fn corpus() -> Option<PathBuf> {
-    let p = PathBuf::from(CORPUS);
-    if p.is_dir() {
-        return Some(p);
-    }
-    if std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() == Ok("1") {
-        panic!("corpus missing at {CORPUS}");
-    }
-    eprintln!("notice: corpus missing at {CORPUS}; skipping");
-    None
+    sluice_testkit::corpus("tf-plans")
 }
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -120,7 +107,7 @@ fn builtin_pack_evaluates_every_corpus_plan_without_error() {
         "corpus: {plans} plans evaluated, {skipped} other JSON files skipped; results (production): {counts:?}"
     );
     assert!(errors.is_empty(), "{}", errors.join("\n"));
-    assert!(plans >= 50, "only {plans} plans found in {CORPUS}");
+    assert!(plans >= 50, "only {plans} plans found in the corpus");
     // The corpus holds real misconfigurations (Checkov's fixtures): the pack must find some.
     assert!(
         counts.get(Outcome::Deny.as_str()).copied().unwrap_or(0) > 0,

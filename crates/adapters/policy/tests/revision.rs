@@ -10,7 +10,6 @@ use sluice_model::exception::{NoticeKind, Timestamp};
 use sluice_policy::record::{Decision, Outcome};
 use sluice_policy::{ChangeContext, EvalInput, PolicyError};
 use sluice_repo::git::GitRepo;
-use sluice_repo::git_write::{Author, Writer};
 
 const SLUICE_YAML: &str = r#"version: 1
 org: acme
@@ -55,23 +54,10 @@ reason: quarterly reprocessing
 expiresAt: "2025-06-20T00:00:00Z"
 "#;
 
-fn commit(files: &[(&str, &str)]) -> (tempfile::TempDir, sluice_repo::git::Snapshot) {
-    let dir = tempfile::tempdir().unwrap();
-    let writer = Writer::init(dir.path()).unwrap();
-    let map: BTreeMap<String, Vec<u8>> = files
-        .iter()
-        .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
-        .collect();
-    let author = Author {
-        name: "t",
-        email: "t@example.invalid",
-        time: 1_700_000_000,
-    };
-    let id = writer
-        .commit("main", &map, None, "policy", &author)
-        .unwrap();
+fn commit(files: &[(&str, &str)]) -> (sluice_testkit::Repo, sluice_repo::git::Snapshot) {
+    let (dir, commit) = sluice_testkit::Repo::with_files(files);
     let repo = Arc::new(GitRepo::open(dir.path()).unwrap());
-    let snap = repo.snapshot(id).unwrap();
+    let snap = repo.snapshot(repo.resolve(&commit).unwrap()).unwrap();
     (dir, snap)
 }
 

@@ -54,17 +54,7 @@ impl RepoFiles for DiskFiles {
 }
 
 fn corpus() -> Option<DiskFiles> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/corpus/terragrunt");
-    if root.is_dir() {
-        return Some(DiskFiles { root });
-    }
-    assert!(
-        std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() != Ok("1"),
-        "corpus not found at {} and SLUICE_REQUIRE_CORPUS=1",
-        root.display()
-    );
-    println!("corpus not found at {}, skipping", root.display());
-    None
+    sluice_testkit::corpus("terragrunt").map(|root| DiskFiles { root })
 }
 
 /// Repo-relative paths of every file under `dir`, sorted.

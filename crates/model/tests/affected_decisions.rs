@@ -1,0 +1,228 @@
+//! The affected decision as a pure function: units, a dependency graph and the changed files
+//! in, affected units with their status and reasons out. These cases were end-to-end tests of
+//! `sluice affected` (crates/surfaces/cli/tests/affected_e2e.rs); what they check is the
+//! decision, not git or parsing, so they run here without a repository.
+
+use sluice_model::affected::{
+    AffectedUnit, ChangedFile, FileStatus, Options, ReasonKind, Unit, UnitStatus, affected,
+};
+use sluice_model::graph::StackGraph;
+
+const R: &str = "live/dev/eu-west-1";
+
+/// A stack `dev/eu-west-1/{name}` at `live/dev/eu-west-1/{name}` with no inputs.
+fn stack(name: &str) -> Unit {
+    Unit {
+        id: format!("dev/eu-west-1/{name}"),
+        path: format!("{R}/{name}"),
+        env: Some("dev".into()),
+        inputs: Vec::new(),
+        watch: Vec::new(),
+    }
+}
+
+fn stacks(names: &[&str]) -> Vec<Unit> {
+    names.iter().map(|n| stack(n)).collect()
+}
+
+fn modified(path: &str) -> ChangedFile {
+    ChangedFile {
+        path: path.into(),
+        status: FileStatus::Modified,
+    }
+}
+
+/// The graph over `units` with `(stack, upstream)` edges given by stack name.
+fn graph(units: &[Unit], edges: &[(&str, &str)]) -> StackGraph {
+    let mut g = StackGraph::new(units.iter().map(|u| u.id.clone()));
+    let at = |name: &str| {
+        g.index_of(&format!("dev/eu-west-1/{name}"))
+            .unwrap_or_else(|| panic!("{name} is a unit"))
+    };
+    let edges: Vec<(usize, usize)> = edges.iter().map(|(s, u)| (at(s), at(u))).collect();
+    for (s, u) in edges {
+        g.add_edge(s, u);
+    }
+    g
+}
+
+fn decide(
+    head: &[Unit],
+    base: &[Unit],
+    changes: &[ChangedFile],
+    graph: Option<&StackGraph>,
+    propagate_dependents: bool,
+) -> Vec<AffectedUnit> {
+    affected(
+        head,
+        base,
+        changes,
+        &Options {
+            graph,
+            propagate_dependents,
+            dangling: &[],
+        },
+    )
+    .expect("valid globs")
+}
+
+/// `(id, status)` of each affected unit, in output order.
+fn statuses(out: &[AffectedUnit]) -> Vec<(&str, UnitStatus)> {
+    out.iter().map(|u| (u.id.as_str(), u.status)).collect()
+}
+
+/// The upstream stacks named by a unit's dependency reasons.
+fn upstreams<'a>(out: &'a [AffectedUnit], id: &str) -> Vec<&'a str> {
+    let unit = out.iter().find(|u| u.id == id).expect("unit affected");
+    unit.reasons
+        .iter()
+        .filter(|r| r.kind == ReasonKind::Dependency)
+        .map(|r| r.stack.as_deref().expect("dependency names its stack"))
+        .collect()
+}
+
+/// a <- b <- c (b reads a, c reads b) and an unrelated z.
+fn chain() -> (Vec<Unit>, StackGraph) {
+    let units = stacks(&["a", "b", "c", "z"]);
+    let g = graph(&units, &[("b", "a"), ("c", "b")]);
+    (units, g)
+}
+
+#[test]
+fn dependents_of_a_changed_stack_follow_the_chain_and_name_their_upstream() {
+    let (units, g) = chain();
+    let out = decide(
+        &units,
+        &units,
+        &[modified(&format!("{R}/a/terragrunt.hcl"))],
+        Some(&g),
+        true,
+    );
+    assert_eq!(
+        statuses(&out),
+        [
+            ("dev/eu-west-1/a", UnitStatus::Modified),
+            ("dev/eu-west-1/b", UnitStatus::Dependent),
+            ("dev/eu-west-1/c", UnitStatus::Dependent),
+        ]
+    );
+    assert_eq!(upstreams(&out, "dev/eu-west-1/b"), ["dev/eu-west-1/a"]);
+    assert_eq!(upstreams(&out, "dev/eu-west-1/c"), ["dev/eu-west-1/b"]);
+}
+
+#[test]
+fn change_in_the_middle_propagates_downstream_only() {
+    let (units, g) = chain();
+    let out = decide(
+        &units,
+        &units,
+        &[modified(&format!("{R}/b/terragrunt.hcl"))],
+        Some(&g),
+        true,
+    );
+    assert_eq!(
+        statuses(&out),
+        [
+            ("dev/eu-west-1/b", UnitStatus::Modified),
+            ("dev/eu-west-1/c", UnitStatus::Dependent),
+        ]
+    );
+}
+
+#[test]
+fn without_propagation_only_the_changed_stack_is_affected() {
+    let (units, g) = chain();
+    let out = decide(
+        &units,
+        &units,
+        &[modified(&format!("{R}/a/terragrunt.hcl"))],
+        Some(&g),
+        false,
+    );
+    assert_eq!(statuses(&out), [("dev/eu-west-1/a", UnitStatus::Modified)]);
+    assert!(out[0].reasons.iter().all(|r| r.kind == ReasonKind::File));
+}
+
+#[test]
+fn a_dependent_names_every_affected_upstream() {
+    let units = stacks(&["b", "c", "d"]);
+    let g = graph(&units, &[("d", "b"), ("d", "c")]);
+    let out = decide(
+        &units,
+        &units,
+        &[
+            modified(&format!("{R}/b/terragrunt.hcl")),
+            modified(&format!("{R}/c/terragrunt.hcl")),
+        ],
+        Some(&g),
+        true,
+    );
+    assert_eq!(
+        statuses(&out),
+        [
+            ("dev/eu-west-1/b", UnitStatus::Modified),
+            ("dev/eu-west-1/c", UnitStatus::Modified),
+            ("dev/eu-west-1/d", UnitStatus::Dependent),
+        ]
+    );
+    assert_eq!(
+        upstreams(&out, "dev/eu-west-1/d"),
+        ["dev/eu-west-1/b", "dev/eu-west-1/c"]
+    );
+}
+
+#[test]
+fn units_and_their_reasons_come_out_sorted_and_unique() {
+    let ids = [
+        "prod/eu-west-1/zeta",
+        "dev/us-east-1/alpha",
+        "dev/eu-west-1/mid",
+        "prod/ap-south-1/beta",
+    ];
+    let units: Vec<Unit> = ids
+        .iter()
+        .map(|id| Unit {
+            id: id.to_string(),
+            path: format!("live/{id}"),
+            env: id.split('/').next().map(str::to_string),
+            inputs: Vec::new(),
+            watch: Vec::new(),
+        })
+        .collect();
+    let mut changes = Vec::new();
+    for id in ids {
+        for file in ["terragrunt.hcl", "b.tf", "a.tf", "b.tf"] {
+            changes.push(modified(&format!("live/{id}/{file}")));
+        }
+    }
+    let out = decide(&units, &units, &changes, None, true);
+    let got: Vec<&str> = out.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(
+        got,
+        [
+            "dev/eu-west-1/mid",
+            "dev/us-east-1/alpha",
+            "prod/ap-south-1/beta",
+            "prod/eu-west-1/zeta",
+        ]
+    );
+    let paths: Vec<&str> = out[1]
+        .reasons
+        .iter()
+        .map(|r| r.path.as_deref().expect("file reason has a path"))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "live/dev/us-east-1/alpha/a.tf",
+            "live/dev/us-east-1/alpha/b.tf",
+            "live/dev/us-east-1/alpha/terragrunt.hcl",
+        ]
+    );
+}
+
+#[test]
+fn no_changed_files_affect_nothing() {
+    let (units, g) = chain();
+    assert!(decide(&units, &units, &[], Some(&g), true).is_empty());
+}
