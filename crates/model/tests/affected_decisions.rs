@@ -10,26 +10,24 @@ use sluice_model::graph::StackGraph;
 
 const R: &str = "live/dev/eu-west-1";
 
-/// A stack `dev/eu-west-1/{name}` at `live/dev/eu-west-1/{name}` with no inputs.
-fn stack(name: &str) -> Unit {
+/// A unit `id` at `live/{id}`, in the environment its id starts with, with no inputs.
+fn unit(id: &str) -> Unit {
     Unit {
-        id: format!("dev/eu-west-1/{name}"),
-        path: format!("{R}/{name}"),
-        env: Some("dev".into()),
+        id: id.to_string(),
+        path: format!("live/{id}"),
+        env: id.split('/').next().map(str::to_string),
         inputs: Vec::new(),
         watch: Vec::new(),
     }
 }
 
-fn stacks(names: &[&str]) -> Vec<Unit> {
-    names.iter().map(|n| stack(n)).collect()
+/// A stack `dev/eu-west-1/{name}` at `live/dev/eu-west-1/{name}`.
+fn stack(name: &str) -> Unit {
+    unit(&format!("dev/eu-west-1/{name}"))
 }
 
-fn modified(path: &str) -> ChangedFile {
-    ChangedFile {
-        path: path.into(),
-        status: FileStatus::Modified,
-    }
+fn stacks(names: &[&str]) -> Vec<Unit> {
+    names.iter().map(|n| stack(n)).collect()
 }
 
 /// The graph over `units` with `(stack, upstream)` edges given by stack name.
@@ -46,24 +44,31 @@ fn graph(units: &[Unit], edges: &[(&str, &str)]) -> StackGraph {
     g
 }
 
+/// The decision for a change of the `changed` files over `units` (the same at base and head).
 fn decide(
-    head: &[Unit],
-    base: &[Unit],
-    changes: &[ChangedFile],
+    units: &[Unit],
     graph: Option<&StackGraph>,
     propagate_dependents: bool,
+    changed: &[String],
 ) -> Vec<AffectedUnit> {
-    affected(
-        head,
-        base,
-        changes,
-        &Options {
-            graph,
-            propagate_dependents,
-            dangling: &[],
-        },
-    )
-    .expect("valid globs")
+    let changes: Vec<ChangedFile> = changed
+        .iter()
+        .map(|p| ChangedFile {
+            path: p.clone(),
+            status: FileStatus::Modified,
+        })
+        .collect();
+    let opts = Options {
+        graph,
+        propagate_dependents,
+        dangling: &[],
+    };
+    affected(units, units, &changes, &opts).expect("valid globs")
+}
+
+/// The Terragrunt file of stack `name`.
+fn tg(name: &str) -> String {
+    format!("{R}/{name}/terragrunt.hcl")
 }
 
 /// `(id, status)` of each affected unit, in output order.
@@ -91,13 +96,7 @@ fn chain() -> (Vec<Unit>, StackGraph) {
 #[test]
 fn dependents_of_a_changed_stack_follow_the_chain_and_name_their_upstream() {
     let (units, g) = chain();
-    let out = decide(
-        &units,
-        &units,
-        &[modified(&format!("{R}/a/terragrunt.hcl"))],
-        Some(&g),
-        true,
-    );
+    let out = decide(&units, Some(&g), true, &[tg("a")]);
     assert_eq!(
         statuses(&out),
         [
@@ -113,13 +112,7 @@ fn dependents_of_a_changed_stack_follow_the_chain_and_name_their_upstream() {
 #[test]
 fn change_in_the_middle_propagates_downstream_only() {
     let (units, g) = chain();
-    let out = decide(
-        &units,
-        &units,
-        &[modified(&format!("{R}/b/terragrunt.hcl"))],
-        Some(&g),
-        true,
-    );
+    let out = decide(&units, Some(&g), true, &[tg("b")]);
     assert_eq!(
         statuses(&out),
         [
@@ -132,13 +125,7 @@ fn change_in_the_middle_propagates_downstream_only() {
 #[test]
 fn without_propagation_only_the_changed_stack_is_affected() {
     let (units, g) = chain();
-    let out = decide(
-        &units,
-        &units,
-        &[modified(&format!("{R}/a/terragrunt.hcl"))],
-        Some(&g),
-        false,
-    );
+    let out = decide(&units, Some(&g), false, &[tg("a")]);
     assert_eq!(statuses(&out), [("dev/eu-west-1/a", UnitStatus::Modified)]);
     assert!(out[0].reasons.iter().all(|r| r.kind == ReasonKind::File));
 }
@@ -147,16 +134,7 @@ fn without_propagation_only_the_changed_stack_is_affected() {
 fn a_dependent_names_every_affected_upstream() {
     let units = stacks(&["b", "c", "d"]);
     let g = graph(&units, &[("d", "b"), ("d", "c")]);
-    let out = decide(
-        &units,
-        &units,
-        &[
-            modified(&format!("{R}/b/terragrunt.hcl")),
-            modified(&format!("{R}/c/terragrunt.hcl")),
-        ],
-        Some(&g),
-        true,
-    );
+    let out = decide(&units, Some(&g), true, &[tg("b"), tg("c")]);
     assert_eq!(
         statuses(&out),
         [
@@ -179,23 +157,14 @@ fn units_and_their_reasons_come_out_sorted_and_unique() {
         "dev/eu-west-1/mid",
         "prod/ap-south-1/beta",
     ];
-    let units: Vec<Unit> = ids
-        .iter()
-        .map(|id| Unit {
-            id: id.to_string(),
-            path: format!("live/{id}"),
-            env: id.split('/').next().map(str::to_string),
-            inputs: Vec::new(),
-            watch: Vec::new(),
-        })
-        .collect();
+    let units: Vec<Unit> = ids.iter().map(|id| unit(id)).collect();
     let mut changes = Vec::new();
     for id in ids {
         for file in ["terragrunt.hcl", "b.tf", "a.tf", "b.tf"] {
-            changes.push(modified(&format!("live/{id}/{file}")));
+            changes.push(format!("live/{id}/{file}"));
         }
     }
-    let out = decide(&units, &units, &changes, None, true);
+    let out = decide(&units, None, true, &changes);
     let got: Vec<&str> = out.iter().map(|u| u.id.as_str()).collect();
     assert_eq!(
         got,
@@ -224,5 +193,5 @@ fn units_and_their_reasons_come_out_sorted_and_unique() {
 #[test]
 fn no_changed_files_affect_nothing() {
     let (units, g) = chain();
-    assert!(decide(&units, &units, &[], Some(&g), true).is_empty());
+    assert!(decide(&units, Some(&g), true, &[]).is_empty());
 }

@@ -66,21 +66,6 @@ fn expected_rejection(rel: &str) -> Option<Rejection> {
         .then_some(Rejection::NotAPlan)
 }
 
-fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            json_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "json") {
-            out.push(p);
-        }
-    }
-}
-
 /// Decode independently of the model: BOM-aware, as a second opinion.
 fn raw_json(bytes: &[u8]) -> Value {
     let text = if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
@@ -181,8 +166,7 @@ fn counted_from_summary(plan: &Plan) -> Counted {
 #[test]
 fn every_corpus_plan_parses_or_is_rejected_for_its_documented_reason() {
     let Some(root) = corpus() else { return };
-    let mut files = Vec::new();
-    json_files(&root, &mut files);
+    let files = sluice_testkit::files_with_extension(&root, "json");
     assert!(
         files.len() > 60,
         "corpus looks incomplete: {} files",

@@ -13,21 +13,6 @@ fn corpus() -> Option<PathBuf> {
     sluice_testkit::corpus("tf-plans")
 }
 
-fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            json_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "json") {
-            out.push(p);
-        }
-    }
-}
-
 /// Plan JSON as `terraform show -json` writes it (format 1.x or the 0.x of Terraform 0.12+).
 fn is_plan(v: &Value) -> bool {
     v.get("format_version").is_some()
@@ -55,8 +40,7 @@ fn builtin_pack_evaluates_every_corpus_plan_without_error() {
         ..Default::default()
     })
     .unwrap();
-    let mut files = Vec::new();
-    json_files(&dir, &mut files);
+    let files = sluice_testkit::files_with_extension(&dir, "json");
     let (mut plans, mut skipped) = (0, 0);
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     let mut errors = Vec::new();

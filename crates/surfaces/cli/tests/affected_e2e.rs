@@ -278,10 +278,7 @@ fn chain_org(stacks_extra: &str) -> (Repo, String) {
         &tg("b"),
         "dependency \"a\" {\n  config_path = \"../a\"\n}\n\ninputs = {\n  x = dependency.a.outputs.x\n}\n",
     );
-    repo.write(
-        &tg("c"),
-        "dependency \"b\" {\n  config_path = \"../b\"\n}\n",
-    );
+    repo.write(&tg("c"), dependency_on("b"));
     repo.write(&tg("z"), plain_stack("z = 1"));
     let base = repo.commit("base");
     repo.checkout_new("change");
@@ -759,8 +756,8 @@ fn bare_clone_gives_the_same_report_as_the_work_tree() {
 #[test]
 fn revisions_accept_branches_tags_shas_and_relative_refs() {
     let (repo, base, head) = two_commit_org();
-    repo.git(&["tag", "v1", &base]);
-    repo.git(&["tag", "-a", "v2", "-m", "annotated", &head]);
+    repo.tag("v1", &base);
+    repo.tag_annotated("v2", &head, "annotated");
     let want = affected_run(repo.path(), &base, &head);
     want.expect_code(exit::OK);
     let short = |s: &str| s[..8].to_string();
@@ -796,7 +793,7 @@ fn same_input_gives_byte_identical_output() {
         vec![
             "affected".to_string(),
             "--repo".into(),
-            repo.path().to_str().unwrap().to_string(),
+            repo.arg().to_string(),
             "--base".into(),
             base.clone(),
             "--head".into(),
@@ -878,7 +875,7 @@ fn envcommon_include_with_dependency_and_module() {
         "live/_envcommon/app.hcl",
         format!(
             "{}\n# note\n",
-            std::fs::read_to_string(repo.path().join("live/_envcommon/app.hcl")).unwrap()
+            repo.read("live/_envcommon/app.hcl")
         ),
     );
     let r = affected_since(&repo, &base);

@@ -58,7 +58,7 @@ fn unknown_revision_exits_3_naming_the_revision() {
         assert!(run.stderr.contains(bad), "{bad}: {}", run.stderr);
         assert_has(&run.stderr, &["unknown revision"]);
     }
-    let run = sluice(&["graph", "--repo", s(repo.path()), "--rev", "v9.9.9"]);
+    let run = sluice(&["graph", "--repo", repo.arg(), "--rev", "v9.9.9"]);
     run.expect_code(exit::REPOSITORY);
     assert_has(&run.stderr, &["v9.9.9"]);
 }
@@ -162,14 +162,8 @@ fn has_file_line_col(line: &str, file: &str) -> bool {
 #[test]
 fn dependency_cycle_exits_4_and_prints_the_cycle() {
     let (repo, base) = small_org();
-    repo.write(
-        &tg("a"),
-        "dependency \"b\" {\n  config_path = \"../b\"\n}\n",
-    );
-    repo.write(
-        &tg("b"),
-        "dependency \"a\" {\n  config_path = \"../a\"\n}\n",
-    );
+    repo.write(&tg("a"), dependency_on("b"));
+    repo.write(&tg("b"), dependency_on("a"));
     repo.write(&tg("c"), plain_stack("c = 1"));
     let head = repo.commit("cycle");
     let run = affected_run(repo.path(), &base, &head);
@@ -180,7 +174,7 @@ fn dependency_cycle_exits_4_and_prints_the_cycle() {
     );
     assert_lacks(&run.stderr, &["dev/eu-west-1/c"]);
 
-    let run = sluice(&["graph", "--repo", s(repo.path()), "--rev", &head]);
+    let run = sluice(&["graph", "--repo", repo.arg(), "--rev", &head]);
     run.expect_code(exit::INCONSISTENT_ORG);
     assert_has(&run.stderr, &["cycle", "dev/eu-west-1/a"]);
 }
@@ -190,14 +184,8 @@ fn cycle_through_sluice_yaml_depends_on_exits_4() {
     let repo =
         org_repo_with("  depends_on:\n    - { stack: dev/eu-west-1/a, on: [dev/eu-west-1/c] }\n");
     repo.write(&tg("a"), plain_stack("a = 1"));
-    repo.write(
-        &tg("b"),
-        "dependency \"a\" {\n  config_path = \"../a\"\n}\n",
-    );
-    repo.write(
-        &tg("c"),
-        "dependency \"b\" {\n  config_path = \"../b\"\n}\n",
-    );
+    repo.write(&tg("b"), dependency_on("a"));
+    repo.write(&tg("c"), dependency_on("b"));
     let head = repo.commit("cycle of three");
     let run = affected_run(repo.path(), &head, &head);
     run.expect_code(exit::INCONSISTENT_ORG);
@@ -211,10 +199,7 @@ fn layer_violation_exits_4_naming_both_stacks() {
     let layers = "  layers: [network, { name: data, stacks: [\"rds-*\"] }]\n";
     let repo = org_repo_with(layers);
     repo.write(&tg("network"), plain_stack("a = 1"));
-    repo.write(
-        &tg("rds-main"),
-        "dependency \"network\" {\n  config_path = \"../network\"\n}\n",
-    );
+    repo.write(&tg("rds-main"), dependency_on("network"));
     let base = repo.commit("allowed direction");
     // The allowed direction (data reads network) is fine.
     let ok = affected_run(repo.path(), &base, &base);
@@ -233,7 +218,7 @@ fn layer_violation_exits_4_naming_both_stacks() {
         &["dev/eu-west-1/network", "dev/eu-west-1/rds-other", "layer"],
     );
 
-    let run = sluice(&["graph", "--repo", s(repo.path()), "--format", "json"]);
+    let run = sluice(&["graph", "--repo", repo.arg(), "--format", "json"]);
     run.expect_code(exit::INCONSISTENT_ORG);
     let g = run.json();
     let violations = g["errors"]["layer_violations"].as_array().expect("list");
@@ -338,7 +323,7 @@ fn symlinks_leading_outside_the_repository_are_never_followed() {
         vec!["stacks", "--rev", &head, "--format", "json"],
     ] {
         let mut full = args.clone();
-        full.extend(["--repo", s(repo.path())]);
+        full.extend(["--repo", repo.arg()]);
         let run = sluice(&full);
         run.expect_code(exit::OK);
         assert!(
@@ -547,7 +532,7 @@ fn shallow_clone_missing_the_base_exits_3() {
     repo.write(&tg("a"), plain_stack("a = 2"));
     repo.commit("a");
     let tmp = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", s(repo.path()));
+    let url = format!("file://{}", repo.arg());
     let shallow = tmp.path().join("shallow");
     git_in(
         tmp.path(),

@@ -57,10 +57,11 @@ fn replica_plan() -> Value {
     )])
 }
 
-fn check(args: &[&str]) -> Run {
-    let mut all = vec!["check"];
-    all.extend_from_slice(args);
-    sluice(&all)
+/// `sluice check --plan-json PLAN --stack STACK EXTRA…`.
+fn check(plan: &Path, stack: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["check", "--plan-json", s(plan), "--stack", stack];
+    args.extend_from_slice(extra);
+    sluice(&args)
 }
 
 #[test]
@@ -77,16 +78,7 @@ fn allowed_without_a_repo_uses_the_builtin_pack_and_default_risk() {
             json!({"name": "events", "tags": {"owner": "team"}}),
         )]),
     );
-    let run = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
-        "dev/x",
-        "--env",
-        "dev",
-        "--format",
-        "json",
-    ]);
+    let run = check(&p, "dev/x", &["--env", "dev", "--format", "json"]);
     run.expect_code(exit::OK);
     let v = run.json();
     assert_eq!(v["schema"], "sluice.check/v1");
@@ -96,20 +88,11 @@ fn allowed_without_a_repo_uses_the_builtin_pack_and_default_risk() {
     assert!(v["decision"]["approvals"].as_array().unwrap().is_empty());
     assert_has(&run.stderr, &["not checked against a repository"]);
     // Production without a repo: `prod` counts as production by default.
-    let run = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
-        "prod/x",
-        "--env",
-        "prod",
-        "--format",
-        "json",
-    ]);
+    let run = check(&p, "prod/x", &["--env", "prod", "--format", "json"]);
     run.expect_code(exit::OK);
     assert_eq!(run.json()["decision"]["risk"]["risk"], "R2");
     // Without --env and --repo the environment is unknown: a usage error.
-    let run = check(&["--plan-json", s(&p), "--stack", "dev/x"]);
+    let run = check(&p, "dev/x", &[]);
     run.expect_code(exit::USAGE);
     assert_has(&run.stderr, &["--env"]);
 }
@@ -119,16 +102,7 @@ fn read_replica_in_prod_is_r3_with_every_approval_and_its_source() {
     let (repo, _) = org();
     let dir = tempfile::tempdir().unwrap();
     let p = write_json(dir.path(), "plan.json", &replica_plan());
-    let run = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
-        STACK,
-        "--repo",
-        s(repo.path()),
-        "--format",
-        "json",
-    ]);
+    let run = check(&p, STACK, &["--repo", repo.arg(), "--format", "json"]);
     run.expect_code(exit::OK);
     let d = &run.json()["decision"];
     assert_eq!(d["env"], "prod");
@@ -173,14 +147,7 @@ fn read_replica_in_prod_is_r3_with_every_approval_and_its_source() {
         "aws_db_instance.replica[1]"
     );
 
-    let md = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
-        STACK,
-        "--repo",
-        s(repo.path()),
-    ]);
+    let md = check(&p, STACK, &["--repo", repo.arg()]);
     md.expect_code(exit::OK);
     assert_has(
         &md.stdout,
@@ -193,16 +160,7 @@ fn read_replica_in_prod_is_r3_with_every_approval_and_its_source() {
     );
 
     // --env that contradicts discovery is refused.
-    let run = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
-        STACK,
-        "--env",
-        "dev",
-        "--repo",
-        s(repo.path()),
-    ]);
+    let run = check(&p, STACK, &["--env", "dev", "--repo", repo.arg()]);
     run.expect_code(exit::USAGE);
     assert_has(&run.stderr, &["belongs to environment `prod`"]);
 }
@@ -224,15 +182,8 @@ fn a_public_database_is_denied_with_exit_1_in_every_format() {
                    "tags": {"owner": "db"}}),
         )]),
     );
-    let base = [
-        "--plan-json",
-        s(&p),
-        "--stack",
-        STACK,
-        "--repo",
-        s(repo.path()),
-    ];
-    let md = check(&[&base[..], &["--format", "md"]].concat());
+    let in_repo = |format| check(&p, STACK, &["--repo", repo.arg(), "--format", format]);
+    let md = in_repo("md");
     md.expect_code(exit::BLOCKED);
     assert_has(
         &md.stdout,
@@ -241,10 +192,10 @@ fn a_public_database_is_denied_with_exit_1_in_every_format() {
             "(`aws_db_instance.main`)",
         ],
     );
-    let json = check(&[&base[..], &["--format", "json"]].concat());
+    let json = in_repo("json");
     json.expect_code(exit::BLOCKED);
     assert_eq!(json.json()["decision"]["status"], "denied");
-    let sarif = check(&[&base[..], &["--format", "sarif"]].concat());
+    let sarif = in_repo("sarif");
     sarif.expect_code(exit::BLOCKED);
     let v = sarif.json();
     assert_eq!(v["version"], "2.1.0");
@@ -294,18 +245,18 @@ fn an_active_exception_turns_a_finding_into_excepted_and_an_expired_one_does_not
             open("aws_security_group.old"),
         ]),
     );
-    let run = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
+    let run = check(
+        &p,
         STACK,
-        "--repo",
-        s(repo.path()),
-        "--now",
-        "2029-06-01T00:00:00Z",
-        "--format",
-        "md",
-    ]);
+        &[
+            "--repo",
+            repo.arg(),
+            "--now",
+            "2029-06-01T00:00:00Z",
+            "--format",
+            "md",
+        ],
+    );
     run.expect_code(exit::OK);
     assert!(
         run.stdout.contains("EXCEPTED `sg-open-ingress`")
@@ -317,18 +268,18 @@ fn an_active_exception_turns_a_finding_into_excepted_and_an_expired_one_does_not
         &run.stdout,
         &["REQUIRE `sg-open-ingress`", "Expired exception `EXC-2`"],
     );
-    let v = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
+    let v = check(
+        &p,
         STACK,
-        "--repo",
-        s(repo.path()),
-        "--now",
-        "2029-06-01T00:00:00Z",
-        "--format",
-        "json",
-    ])
+        &[
+            "--repo",
+            repo.arg(),
+            "--now",
+            "2029-06-01T00:00:00Z",
+            "--format",
+            "json",
+        ],
+    )
     .json();
     assert_eq!(
         v["decision"]["policy"]["exceptions_applied"],
@@ -359,7 +310,7 @@ fn bad_input_is_exit_2_with_a_clear_message() {
         "{\n  \"format_version\": \"1.2\",\n  \"resource_changes\": [ }\n",
     )
     .unwrap();
-    let run = check(&["--plan-json", s(&bad), "--stack", STACK, "--env", "prod"]);
+    let run = check(&bad, STACK, &["--env", "prod"]);
     run.expect_code(exit::USAGE);
     assert!(
         run.stderr.contains(&format!("{}:3:", bad.display()))
@@ -374,30 +325,16 @@ fn bad_input_is_exit_2_with_a_clear_message() {
         "v2.json",
         &json!({"format_version": "2.0", "resource_changes": []}),
     );
-    let run = check(&["--plan-json", s(&v2), "--stack", STACK, "--env", "prod"]);
+    let run = check(&v2, STACK, &["--env", "prod"]);
     run.expect_code(exit::USAGE);
     assert_has(&run.stderr, &["unsupported plan format_version `2.0`"]);
 
     let ok = write_json(dir.path(), "ok.json", &replica_plan());
-    let run = check(&[
-        "--plan-json",
-        s(&ok),
-        "--stack",
-        "prod/eu-west-1/nope",
-        "--repo",
-        s(repo.path()),
-    ]);
+    let run = check(&ok, "prod/eu-west-1/nope", &["--repo", repo.arg()]);
     run.expect_code(exit::USAGE);
     assert_has(&run.stderr, &["unknown stack `prod/eu-west-1/nope`"]);
 
-    let run = check(&[
-        "--plan-json",
-        s(&dir.path().join("missing.json")),
-        "--stack",
-        STACK,
-        "--env",
-        "prod",
-    ]);
+    let run = check(&dir.path().join("missing.json"), STACK, &["--env", "prod"]);
     run.expect_code(exit::USAGE);
     assert_has(&run.stderr, &["missing.json"]);
 
@@ -414,14 +351,7 @@ fn bad_input_is_exit_2_with_a_clear_message() {
         ),
     );
     repo.commit("bad policy");
-    let run = check(&[
-        "--plan-json",
-        s(&ok),
-        "--stack",
-        STACK,
-        "--repo",
-        s(repo.path()),
-    ]);
+    let run = check(&ok, STACK, &["--repo", repo.arg()]);
     run.expect_code(exit::USAGE);
     assert_has(&run.stderr, &["bad.rego:"]);
 }
@@ -474,16 +404,7 @@ fn a_planted_secret_appears_in_no_check_or_pr_output() {
     let plans = tempfile::tempdir().unwrap();
     write_json(plans.path(), "prod__eu-west-1__rds.json", &canary_plan());
     for format in ["md", "json", "sarif"] {
-        let run = check(&[
-            "--plan-json",
-            s(&p),
-            "--stack",
-            STACK,
-            "--repo",
-            s(repo.path()),
-            "--format",
-            format,
-        ]);
+        let run = check(&p, STACK, &["--repo", repo.arg(), "--format", format]);
         run.expect_code(exit::BLOCKED);
         assert!(
             !run.stdout.contains(CANARY) && !run.stderr.contains(CANARY),
@@ -611,13 +532,7 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
     run.expect_code(exit::PLAN_FAILED);
     let v = run.json();
     assert_eq!(v["verdict"], "plan_failed");
-    let dev = v["stacks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == DEV_STACK)
-        .unwrap()
-        .clone();
+    let dev = unit(&v, "stacks", DEV_STACK).clone();
     assert_eq!(dev["plan"]["state"], "failed");
     assert!(
         dev["plan"]["message"]
@@ -717,15 +632,7 @@ fn pr_run_plans_uses_the_engine_and_classifies_failures() {
     run.expect_code(exit::PLAN_FAILED);
     let v = run.json();
     assert_eq!(v["verdict"], "plan_failed");
-    let stack = |id: &str| {
-        v["stacks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let stack = |id: &str| unit(&v, "stacks", id).clone();
     let prod = stack(STACK);
     assert_eq!(prod["plan"]["source"]["kind"], "engine");
     assert!(

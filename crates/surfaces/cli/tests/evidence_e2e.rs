@@ -81,7 +81,7 @@ fn verify(bundle: &Path, key: &str) -> Run {
 #[test]
 fn pr_record_bundle_verify_and_tamper() {
     let (repo, base, head) = changed_repo();
-    let dir = repo.path().to_str().unwrap();
+    let dir = repo.arg();
     let first = record(repo.path(), &base, &head, &[]);
     first.expect_code(exit::OK);
     assert_has(&first.stderr, &["4 new statement(s)"]);
@@ -249,7 +249,8 @@ fn pr_record_bundle_verify_and_tamper() {
     verify(&bad, pem_s).expect_error(exit::USAGE, &["truncated file"]);
 
     // A key that signed nothing here.
-    verify(&bundle, STRANGER_KEY).expect_error(exit::BLOCKED, &["checkpoint: signature by unknown key"]);
+    verify(&bundle, STRANGER_KEY)
+        .expect_error(exit::BLOCKED, &["checkpoint: signature by unknown key"]);
     // A malformed key, and a missing bundle, are bad input.
     verify(&bundle, "not-a-key").expect_error(exit::USAGE, &["--trusted-key"]);
     verify(&out_dir.path().join("missing.json"), pem_s)
@@ -268,7 +269,7 @@ fn audit_detects_a_tampered_leaf_and_newer_schema_is_refused_untouched() {
         return;
     }
     let (repo, base, head) = changed_repo();
-    let dir = repo.path().to_str().unwrap();
+    let dir = repo.arg();
     record(repo.path(), &base, &head, &[]).expect_code(exit::OK);
     let db = repo.path().join(".sluice/sluice.db");
     let sql = |q: &str| {
@@ -306,7 +307,7 @@ fn audit_detects_a_tampered_leaf_and_newer_schema_is_refused_untouched() {
 #[test]
 fn read_only_commands_do_not_create_a_store() {
     let repo = org_repo();
-    let dir = repo.path().to_str().unwrap();
+    let dir = repo.arg();
     for args in [
         vec!["evidence", "log", "--repo", dir],
         vec!["evidence", "audit", "--repo", dir],
@@ -334,7 +335,7 @@ fn postgres_store_records_bundles_and_audits() {
     let db = schema.database_url();
 
     let (repo, base, head) = changed_repo();
-    let dir = repo.path().to_str().unwrap();
+    let dir = repo.arg();
     let first = record(repo.path(), &base, &head, &["--database-url", &db]);
     first.expect_code(exit::OK);
     assert_has(&first.stderr, &["postgres://"]);

@@ -16,6 +16,11 @@ fn sluice_with(bin: &Path) -> Sluice {
     Sluice::new().path_first(bin)
 }
 
+/// `sluice plan` over `base...head` with `bin` first on PATH.
+fn plan(bin: &Path, repo: &Repo, base: &str, head: &str, extra: &[&str]) -> Run {
+    sluice_with(bin).change("plan", repo.path(), base, head, extra)
+}
+
 fn stack_files(repo: &Repo, name: &str, plan: &Path, extra: &str) {
     repo.write(
         &format!("{R}/{name}/main.tf"),
@@ -58,9 +63,9 @@ fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
 
     let bin = TestDoubleBin::new(&["tofu"]);
     let store = tempfile::tempdir().unwrap();
-    let run = sluice_with(bin.path()).change(
-        "plan",
-        repo.path(),
+    let run = plan(
+        bin.path(),
+        &repo,
         &base,
         &head,
         &["--store", s(store.path()), "--format", "json"],
@@ -97,9 +102,9 @@ fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
     assert_eq!(skipped[0]["stack"], "prod/eu-west-1/old");
 
     // The same run as text.
-    let run = sluice_with(bin.path()).change(
-        "plan",
-        repo.path(),
+    let run = plan(
+        bin.path(),
+        &repo,
         &base,
         &head,
         &["--store", s(store.path())],
@@ -115,9 +120,9 @@ fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
     );
 
     // --stack narrows the set; an unknown id is a usage error.
-    let run = sluice_with(bin.path()).change(
-        "plan",
-        repo.path(),
+    let run = plan(
+        bin.path(),
+        &repo,
         &base,
         &head,
         &[
@@ -131,9 +136,9 @@ fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
     );
     run.expect_code(exit::OK);
     assert_eq!(run.json()["stacks"][0]["stack"], "prod/eu-west-1/untouched");
-    let run = sluice_with(bin.path()).change(
-        "plan",
-        repo.path(),
+    let run = plan(
+        bin.path(),
+        &repo,
         &base,
         &head,
         &["--stack", "prod/nowhere/x"],
@@ -162,23 +167,25 @@ fn a_failed_plan_exits_3_with_a_redacted_classified_excerpt() {
     let bin = TestDoubleBin::new(&["tofu"]);
     let store = tempfile::tempdir().unwrap();
     for format in ["text", "json"] {
-        let run = sluice_with(bin.path()).change(
-            "plan",
-            repo.path(),
+        let run = plan(
+            bin.path(),
+            &repo,
             &base,
             &head,
             &["--store", s(store.path()), "--format", format],
         );
         run.expect_code(exit::PLAN_FAILED);
-        let all = format!("{}{}", run.stdout, run.stderr);
-        assert!(!all.contains(CANARY), "{all}");
+        let all = run.all_output();
+        assert_lacks(&all, &[CANARY]);
         if format == "text" {
-            assert!(all.contains("FAILED (state/lock) at plan"), "{all}");
-            assert!(
-                all.contains("| Error: Error acquiring the state lock"),
-                "{all}"
+            assert_has(
+                &all,
+                &[
+                    "FAILED (state/lock) at plan",
+                    "| Error: Error acquiring the state lock",
+                    "1 stack planned, 1 failed",
+                ],
             );
-            assert!(all.contains("1 stack planned, 1 failed"), "{all}");
         } else {
             let r = run.json();
             let locked = r["stacks"]
@@ -202,9 +209,9 @@ fn plan_without_an_engine_fails_as_engine_missing() {
     let head = repo.commit("change");
     let empty = tempfile::tempdir().unwrap();
     let store = tempfile::tempdir().unwrap();
-    let run = sluice_with(empty.path()).change(
-        "plan",
-        repo.path(),
+    let run = plan(
+        empty.path(),
+        &repo,
         &base,
         &head,
         &["--store", s(store.path())],
@@ -343,7 +350,7 @@ fn ingest_plan_checks_the_stack_when_given_a_repo() {
         "--plan-json",
         s(&p),
         "--repo",
-        s(repo.path()),
+        repo.arg(),
         "--store",
         s(store.path()),
     ]);
@@ -354,7 +361,7 @@ fn ingest_plan_checks_the_stack_when_given_a_repo() {
         "--plan-json",
         s(&p),
         "--repo",
-        s(repo.path()),
+        repo.arg(),
         "--store",
         s(store.path()),
     ]);

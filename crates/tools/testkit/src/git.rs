@@ -230,3 +230,42 @@ fn run_git(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
         .trim()
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_carry_their_author_and_tags_and_branches_resolve() {
+        let repo = Repo::new();
+        repo.write("a.txt", "1\n");
+        let first = repo.commit("first");
+        repo.checkout_new("topic");
+        repo.write("a.txt", "2\n");
+        let second = repo.commit_as(
+            Author {
+                name: "Mona",
+                email: "mona@example.com",
+            },
+            "second",
+        );
+        assert_eq!(repo.git(&["log", "-1", "--format=%an <%ae>"]), "Mona <mona@example.com>");
+        assert_eq!(repo.git(&["log", "-1", "--format=%an", &first]), "t");
+        repo.tag("v1", &first);
+        repo.tag_annotated("v2", &second, "release");
+        assert_eq!(repo.git(&["rev-parse", "v1"]), first);
+        assert_eq!(repo.git(&["rev-parse", "v2^{commit}"]), second);
+        assert_eq!(repo.git(&["rev-parse", "main"]), first);
+        assert_eq!(repo.read("a.txt"), "2\n");
+    }
+
+    #[test]
+    fn commit_tree_holds_exactly_the_given_files() {
+        let (repo, first) = Repo::with_files(&[("x/a.txt", "a"), ("b.txt", "b")]);
+        let second = repo.commit_tree(&[("c.txt", "c")], "replace");
+        assert_eq!(repo.git(&["ls-tree", "-r", "--name-only", &first]), "b.txt\nx/a.txt");
+        assert_eq!(repo.git(&["ls-tree", "-r", "--name-only", &second]), "c.txt");
+        let (_tmp, bare) = repo.bare_clone();
+        assert_eq!(git_in(&bare, &["rev-parse", "main"]), second);
+    }
+}

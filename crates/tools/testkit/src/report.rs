@@ -95,3 +95,14 @@ pub fn warnings(report: &Value) -> Vec<(String, u64, String)> {
         })
         .collect()
 }
+
+/// Fails unless `report["warnings"]` holds one for `file` whose message contains `needle`.
+#[track_caller]
+pub fn assert_warning(report: &Value, file: &str, needle: &str) {
+    let found = report["warnings"]
+        .as_array()
+        .expect("warnings list")
+        .iter()
+        .any(|w| w["file"] == file && w["message"].as_str().is_some_and(|m| m.contains(needle)));
+    assert!(found, "no warning for {file} naming {needle:?}: {report:#}");
+}

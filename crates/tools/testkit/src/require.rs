@@ -39,3 +39,4 @@ impl Requirement {
         None
     }
 }
+

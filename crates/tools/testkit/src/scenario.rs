@@ -124,3 +124,8 @@ pub fn assert_kind_paths<S: AsRef<str>>(
         .collect();
     assert_eq!(crate::kind_paths(report, section, id), want, "{section} {id}");
 }
+
+/// A Terragrunt `dependency` block on the sibling stack `upstream` (`config_path = "../upstream"`).
+pub fn dependency_on(upstream: &str) -> String {
+    format!("dependency \"{upstream}\" {{\n  config_path = \"../{upstream}\"\n}}\n")
+}
