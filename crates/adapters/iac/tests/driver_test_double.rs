@@ -57,7 +57,12 @@ fn spec(id: &str, dir: &str, inputs: Vec<Input>) -> StackSpec {
     }
 }
 
-fn run(fx: &Fixture, bin: &TestDoubleBin, config: &PlanConfig, stacks: &[StackSpec]) -> Vec<StackPlan> {
+fn run(
+    fx: &Fixture,
+    bin: &TestDoubleBin,
+    config: &PlanConfig,
+    stacks: &[StackSpec],
+) -> Vec<StackPlan> {
     let store = FsPlanStore::new(fx.store_dir.path());
     let driver = Driver {
         config,

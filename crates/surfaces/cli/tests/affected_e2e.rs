@@ -738,10 +738,10 @@ fn bare_clone_gives_the_same_report_as_the_work_tree() {
     let (repo, base, head) = two_commit_org();
     let (_tmp, bare) = repo.bare_clone();
     let work = affected_run(repo.path(), &base, &head);
-    work.expect_code(exit::OK);
+    work.expect_code(Exit::OK);
     // Branch names resolve in the bare clone too.
     let from_bare = affected_run(&bare, "main", "change");
-    from_bare.expect_code(exit::OK);
+    from_bare.expect_code(Exit::OK);
     assert_eq!(from_bare.stdout, work.stdout);
     assert_eq!(
         statuses(&work.json(), "stacks"),
@@ -759,7 +759,7 @@ fn revisions_accept_branches_tags_shas_and_relative_refs() {
     repo.tag("v1", &base);
     repo.tag_annotated("v2", &head, "annotated");
     let want = affected_run(repo.path(), &base, &head);
-    want.expect_code(exit::OK);
+    want.expect_code(Exit::OK);
     let short = |s: &str| s[..8].to_string();
     let (base_short, head_short) = (short(&base), short(&head));
     let cases: Vec<(&str, &str)> = vec![
@@ -774,7 +774,7 @@ fn revisions_accept_branches_tags_shas_and_relative_refs() {
     ];
     for (b, h) in cases {
         let got = affected_run(repo.path(), b, h);
-        got.expect_code(exit::OK);
+        got.expect_code(Exit::OK);
         assert_eq!(got.stdout, want.stdout, "--base {b} --head {h}");
     }
     let report = want.json();
@@ -787,7 +787,7 @@ fn same_input_gives_byte_identical_output() {
     let (repo, base, head) = two_commit_org();
     let first = affected_run(repo.path(), &base, &head);
     let second = affected_run(repo.path(), &base, &head);
-    first.expect_code(exit::OK);
+    first.expect_code(Exit::OK);
     assert_eq!(first.stdout, second.stdout);
     let args = |fmt: &'static str| {
         vec![
@@ -806,7 +806,7 @@ fn same_input_gives_byte_identical_output() {
     let text: Vec<&str> = text.iter().map(String::as_str).collect();
     let t1 = sluice(&text);
     let t2 = sluice(&text);
-    t1.expect_code(exit::OK);
+    t1.expect_code(Exit::OK);
     assert_eq!(t1.stdout, t2.stdout);
     assert_has(&t1.stdout, &["dev/eu-west-1/b"]);
 }
@@ -873,10 +873,7 @@ fn envcommon_include_with_dependency_and_module() {
     repo.write("modules/app/main.tf", "# v2\n");
     repo.write(
         "live/_envcommon/app.hcl",
-        format!(
-            "{}\n# note\n",
-            repo.read("live/_envcommon/app.hcl")
-        ),
+        format!("{}\n# note\n", repo.read("live/_envcommon/app.hcl")),
     );
     let r = affected_since(&repo, &base);
     assert_units(&r, "stacks", &[("dev/eu-west-1/app", "modified")]);

@@ -19,18 +19,18 @@ fn not_a_git_repository_exits_3_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("sluice.yaml"), sluice_yaml("")).unwrap();
     let run = affected_run(dir.path(), "main", "HEAD");
-    run.expect_code(exit::REPOSITORY);
+    run.expect_code(Exit::REPOSITORY);
     assert_has(&run.stderr, &["not a git repository", s(dir.path())]);
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 
     let missing = dir.path().join("does-not-exist");
     let run = affected_run(&missing, "main", "HEAD");
-    run.expect_code(exit::REPOSITORY);
+    run.expect_code(Exit::REPOSITORY);
     assert_has(&run.stderr, &["does-not-exist"]);
 
     for cmd in ["graph", "stacks"] {
         let run = sluice(&[cmd, "--repo", s(dir.path())]);
-        run.expect_code(exit::REPOSITORY);
+        run.expect_code(Exit::REPOSITORY);
         assert!(
             run.stderr.contains("not a git repository"),
             "{cmd}: {}",
@@ -54,12 +54,12 @@ fn unknown_revision_exits_3_naming_the_revision() {
         (base.as_str(), "HEAD~5", "HEAD~5"),
     ] {
         let run = affected_run(repo.path(), b, h);
-        run.expect_code(exit::REPOSITORY);
+        run.expect_code(Exit::REPOSITORY);
         assert!(run.stderr.contains(bad), "{bad}: {}", run.stderr);
         assert_has(&run.stderr, &["unknown revision"]);
     }
     let run = sluice(&["graph", "--repo", repo.arg(), "--rev", "v9.9.9"]);
-    run.expect_code(exit::REPOSITORY);
+    run.expect_code(Exit::REPOSITORY);
     assert_has(&run.stderr, &["v9.9.9"]);
 }
 
@@ -69,7 +69,7 @@ fn revision_that_is_not_a_commit_exits_3() {
     // A tree and a blob are objects, not commits.
     let tree = repo.git(&["rev-parse", "HEAD^{tree}"]);
     let run = affected_run(repo.path(), &base, &tree);
-    run.expect_code(exit::REPOSITORY);
+    run.expect_code(Exit::REPOSITORY);
     assert_has(&run.stderr, &[&tree]);
 }
 
@@ -79,7 +79,7 @@ fn missing_sluice_yaml_at_head_exits_2() {
     repo.remove("sluice.yaml");
     let head = repo.commit("drop config");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(&run.stderr, &["sluice.yaml"]);
     assert!(
         run.stderr.contains(&head),
@@ -110,7 +110,7 @@ fn malformed_sluice_yaml_exits_2_with_line_and_column() {
     );
     let head = repo.commit("broken yaml");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     let re_pos = run
         .stderr
         .lines()
@@ -130,7 +130,7 @@ fn invalid_sluice_yaml_schema_points_at_the_key() {
     repo.write("sluice.yaml", text);
     let head = repo.commit("typo");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(&run.stderr, &["sluice.yaml:8:3", "layuot"]);
     assert!(
         run.stderr.contains("layout"),
@@ -143,7 +143,7 @@ fn invalid_sluice_yaml_schema_points_at_the_key() {
     repo.write("sluice.yaml", text);
     let head = repo.commit("bad bool");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(&run.stderr, &["sluice.yaml:9:", "dependents"]);
 }
 
@@ -167,7 +167,7 @@ fn dependency_cycle_exits_4_and_prints_the_cycle() {
     repo.write(&tg("c"), plain_stack("c = 1"));
     let head = repo.commit("cycle");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(exit::INCONSISTENT_ORG);
+    run.expect_code(Exit::INCONSISTENT_ORG);
     assert_has(
         &run.stderr,
         &["cycle", "dev/eu-west-1/a", "dev/eu-west-1/b"],
@@ -175,7 +175,7 @@ fn dependency_cycle_exits_4_and_prints_the_cycle() {
     assert_lacks(&run.stderr, &["dev/eu-west-1/c"]);
 
     let run = sluice(&["graph", "--repo", repo.arg(), "--rev", &head]);
-    run.expect_code(exit::INCONSISTENT_ORG);
+    run.expect_code(Exit::INCONSISTENT_ORG);
     assert_has(&run.stderr, &["cycle", "dev/eu-west-1/a"]);
 }
 
@@ -188,7 +188,7 @@ fn cycle_through_sluice_yaml_depends_on_exits_4() {
     repo.write(&tg("c"), dependency_on("b"));
     let head = repo.commit("cycle of three");
     let run = affected_run(repo.path(), &head, &head);
-    run.expect_code(exit::INCONSISTENT_ORG);
+    run.expect_code(Exit::INCONSISTENT_ORG);
     for id in ["dev/eu-west-1/a", "dev/eu-west-1/b", "dev/eu-west-1/c"] {
         assert!(run.stderr.contains(id), "{id}: {}", run.stderr);
     }
@@ -203,7 +203,7 @@ fn layer_violation_exits_4_naming_both_stacks() {
     let base = repo.commit("allowed direction");
     // The allowed direction (data reads network) is fine.
     let ok = affected_run(repo.path(), &base, &base);
-    ok.expect_code(exit::OK);
+    ok.expect_code(Exit::OK);
 
     repo.write(
         &tg("network"),
@@ -212,14 +212,14 @@ fn layer_violation_exits_4_naming_both_stacks() {
     repo.write(&tg("rds-other"), plain_stack("b = 1"));
     let head = repo.commit("network reads a data stack");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(exit::INCONSISTENT_ORG);
+    run.expect_code(Exit::INCONSISTENT_ORG);
     assert_has(
         &run.stderr,
         &["dev/eu-west-1/network", "dev/eu-west-1/rds-other", "layer"],
     );
 
     let run = sluice(&["graph", "--repo", repo.arg(), "--format", "json"]);
-    run.expect_code(exit::INCONSISTENT_ORG);
+    run.expect_code(Exit::INCONSISTENT_ORG);
     let g = run.json();
     let violations = g["errors"]["layer_violations"].as_array().expect("list");
     assert_eq!(violations.len(), 1, "{g:#}");
@@ -282,7 +282,7 @@ fn config_path_escaping_the_repository_is_a_warning() {
     );
     let head = repo.commit("escape");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let r = run.json();
     assert_units(&r, "stacks", &[("dev/eu-west-1/c", "added")]);
     let ws = warnings(&r);
@@ -325,7 +325,7 @@ fn symlinks_leading_outside_the_repository_are_never_followed() {
         let mut full = args.clone();
         full.extend(["--repo", repo.arg()]);
         let run = sluice(&full);
-        run.expect_code(exit::OK);
+        run.expect_code(Exit::OK);
         assert!(
             !run.all_output().contains("root:x:0:0"),
             "{args:?} printed /etc/passwd: {}",
@@ -390,7 +390,7 @@ fn binary_files_do_not_crash() {
     repo.write(&tg("bin"), &binary);
     let head = repo.commit("binaries");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let r = run.json();
     assert_units(
         &r,
@@ -433,7 +433,7 @@ fn malformed_hcl_in_a_stack_is_reported_with_file_and_line() {
     );
     let head = repo.commit("broken hcl");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let r = run.json();
     // The change is still attributed to its stack.
     assert_units(&r, "stacks", &[("dev/eu-west-1/b", "modified")]);
@@ -499,12 +499,12 @@ fn dependency_on_a_missing_directory_is_a_warning() {
 #[test]
 fn bad_flags_exit_2() {
     let run = sluice(&["affected", "--base", "main"]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(&run.stderr, &["--head"]);
     let run = sluice(&["affected", "--base", "a", "--head", "b", "--format", "xml"]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     let run = sluice(&["no-such-command"]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
 }
 
 #[test]
@@ -513,16 +513,16 @@ fn git_dir_and_linked_worktree_paths_work() {
     repo.write(&tg("a"), plain_stack("a = 2"));
     let head = repo.commit("a");
     let want = affected_run(repo.path(), &base, &head);
-    want.expect_code(exit::OK);
+    want.expect_code(Exit::OK);
     let via_git_dir = affected_run(&repo.path().join(".git"), &base, &head);
-    via_git_dir.expect_code(exit::OK);
+    via_git_dir.expect_code(Exit::OK);
     assert_eq!(via_git_dir.stdout, want.stdout);
 
     let tmp = tempfile::tempdir().unwrap();
     let wt = tmp.path().join("wt");
     repo.git(&["worktree", "add", "-q", "--detach", s(&wt), &base]);
     let via_worktree = affected_run(&wt, &base, &head);
-    via_worktree.expect_code(exit::OK);
+    via_worktree.expect_code(Exit::OK);
     assert_eq!(via_worktree.stdout, want.stdout);
 }
 
@@ -548,10 +548,10 @@ fn shallow_clone_missing_the_base_exits_3() {
         ],
     );
     let run = affected_run(&shallow, &base, "HEAD");
-    run.expect_code(exit::REPOSITORY);
+    run.expect_code(Exit::REPOSITORY);
     assert_has(&run.stderr, &[&base]);
     let run = affected_run(&shallow, "HEAD~1", "HEAD");
-    run.expect_code(exit::REPOSITORY);
+    run.expect_code(Exit::REPOSITORY);
     assert_has(&run.stderr, &["HEAD~1"]);
 
     // Deep enough for the change: works.
@@ -603,7 +603,7 @@ fn non_utf8_file_names_do_not_crash() {
     std::fs::write(dir.join(name), "x = 1\n").unwrap();
     let head = repo.commit("latin-1 name");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let r = run.json();
     assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
 }
@@ -617,6 +617,6 @@ fn self_dependency_is_a_cycle() {
     );
     let head = repo.commit("self");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(exit::INCONSISTENT_ORG);
+    run.expect_code(Exit::INCONSISTENT_ORG);
     assert_has(&run.stderr, &["cycle", "dev/eu-west-1/a"]);
 }

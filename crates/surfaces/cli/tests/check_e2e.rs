@@ -79,7 +79,7 @@ fn allowed_without_a_repo_uses_the_builtin_pack_and_default_risk() {
         )]),
     );
     let run = check(&p, "dev/x", &["--env", "dev", "--format", "json"]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let v = run.json();
     assert_eq!(v["schema"], "sluice.check/v1");
     assert_eq!(v["decision"]["status"], "allowed");
@@ -89,11 +89,11 @@ fn allowed_without_a_repo_uses_the_builtin_pack_and_default_risk() {
     assert_has(&run.stderr, &["not checked against a repository"]);
     // Production without a repo: `prod` counts as production by default.
     let run = check(&p, "prod/x", &["--env", "prod", "--format", "json"]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     assert_eq!(run.json()["decision"]["risk"]["risk"], "R2");
     // Without --env and --repo the environment is unknown: a usage error.
     let run = check(&p, "dev/x", &[]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(&run.stderr, &["--env"]);
 }
 
@@ -103,7 +103,7 @@ fn read_replica_in_prod_is_r3_with_every_approval_and_its_source() {
     let dir = tempfile::tempdir().unwrap();
     let p = write_json(dir.path(), "plan.json", &replica_plan());
     let run = check(&p, STACK, &["--repo", repo.arg(), "--format", "json"]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let d = &run.json()["decision"];
     assert_eq!(d["env"], "prod");
     assert_eq!(d["production"], true);
@@ -148,7 +148,7 @@ fn read_replica_in_prod_is_r3_with_every_approval_and_its_source() {
     );
 
     let md = check(&p, STACK, &["--repo", repo.arg()]);
-    md.expect_code(exit::OK);
+    md.expect_code(Exit::OK);
     assert_has(
         &md.stdout,
         &[
@@ -161,7 +161,7 @@ fn read_replica_in_prod_is_r3_with_every_approval_and_its_source() {
 
     // --env that contradicts discovery is refused.
     let run = check(&p, STACK, &["--env", "dev", "--repo", repo.arg()]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(&run.stderr, &["belongs to environment `prod`"]);
 }
 
@@ -184,7 +184,7 @@ fn a_public_database_is_denied_with_exit_1_in_every_format() {
     );
     let in_repo = |format| check(&p, STACK, &["--repo", repo.arg(), "--format", format]);
     let md = in_repo("md");
-    md.expect_code(exit::BLOCKED);
+    md.expect_code(Exit::BLOCKED);
     assert_has(
         &md.stdout,
         &[
@@ -193,10 +193,10 @@ fn a_public_database_is_denied_with_exit_1_in_every_format() {
         ],
     );
     let json = in_repo("json");
-    json.expect_code(exit::BLOCKED);
+    json.expect_code(Exit::BLOCKED);
     assert_eq!(json.json()["decision"]["status"], "denied");
     let sarif = in_repo("sarif");
-    sarif.expect_code(exit::BLOCKED);
+    sarif.expect_code(Exit::BLOCKED);
     let v = sarif.json();
     assert_eq!(v["version"], "2.1.0");
     let results = v["runs"][0]["results"].as_array().unwrap();
@@ -257,7 +257,7 @@ fn an_active_exception_turns_a_finding_into_excepted_and_an_expired_one_does_not
             "md",
         ],
     );
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     assert!(
         run.stdout.contains("EXCEPTED `sg-open-ingress`")
             && run.stdout.contains("exception `EXC-1`"),
@@ -311,7 +311,7 @@ fn bad_input_is_exit_2_with_a_clear_message() {
     )
     .unwrap();
     let run = check(&bad, STACK, &["--env", "prod"]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert!(
         run.stderr.contains(&format!("{}:3:", bad.display()))
             && run.stderr.contains("malformed plan JSON"),
@@ -326,16 +326,16 @@ fn bad_input_is_exit_2_with_a_clear_message() {
         &json!({"format_version": "2.0", "resource_changes": []}),
     );
     let run = check(&v2, STACK, &["--env", "prod"]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(&run.stderr, &["unsupported plan format_version `2.0`"]);
 
     let ok = write_json(dir.path(), "ok.json", &replica_plan());
     let run = check(&ok, "prod/eu-west-1/nope", &["--repo", repo.arg()]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(&run.stderr, &["unknown stack `prod/eu-west-1/nope`"]);
 
     let run = check(&dir.path().join("missing.json"), STACK, &["--env", "prod"]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(&run.stderr, &["missing.json"]);
 
     // A policy-library module that does not parse: file:line, exit 2.
@@ -352,7 +352,7 @@ fn bad_input_is_exit_2_with_a_clear_message() {
     );
     repo.commit("bad policy");
     let run = check(&ok, STACK, &["--repo", repo.arg()]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(&run.stderr, &["bad.rego:"]);
 }
 
@@ -405,7 +405,7 @@ fn a_planted_secret_appears_in_no_check_or_pr_output() {
     write_json(plans.path(), "prod__eu-west-1__rds.json", &canary_plan());
     for format in ["md", "json", "sarif"] {
         let run = check(&p, STACK, &["--repo", repo.arg(), "--format", format]);
-        run.expect_code(exit::BLOCKED);
+        run.expect_code(Exit::BLOCKED);
         assert!(
             !run.stdout.contains(CANARY) && !run.stderr.contains(CANARY),
             "check {format}:\n{}{}",
@@ -419,7 +419,7 @@ fn a_planted_secret_appears_in_no_check_or_pr_output() {
             &head,
             &["--plans", s(plans.path()), "--format", format],
         );
-        run.expect_code(exit::BLOCKED);
+        run.expect_code(Exit::BLOCKED);
         assert!(
             !run.stdout.contains(CANARY) && !run.stderr.contains(CANARY),
             "pr {format}:\n{}{}",
@@ -435,7 +435,7 @@ fn a_planted_secret_appears_in_no_check_or_pr_output() {
         &head,
         &["--plans", s(plans.path()), "--parts-dir", s(parts.path())],
     );
-    run.expect_code(exit::BLOCKED);
+    run.expect_code(Exit::BLOCKED);
     let part = std::fs::read_to_string(parts.path().join("part-1.md")).unwrap();
     assert!(part.contains("DENY"), "{part}");
     assert!(!part.contains(CANARY), "{part}");
@@ -462,7 +462,7 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
     write_json(plans.path(), "typo.json", &replica_plan());
     // The dev stack has no plan: stage 4 partial, the change undecided (exit 0).
     let run = pr(plans.path(), "json");
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let v = run.json();
     assert_eq!(v["verdict"], "undecided");
     let stacks = v["stacks"].as_array().unwrap();
@@ -509,10 +509,10 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
         )]),
     );
     let run = pr(plans.path(), "json");
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     assert_eq!(run.json()["verdict"], "approvals_required");
     let md = pr(plans.path(), "md");
-    md.expect_code(exit::OK);
+    md.expect_code(Exit::OK);
     assert_has(
         &md.stdout,
         &[
@@ -529,7 +529,7 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
     )
     .unwrap();
     let run = pr(plans.path(), "json");
-    run.expect_code(exit::PLAN_FAILED);
+    run.expect_code(Exit::PLAN_FAILED);
     let v = run.json();
     assert_eq!(v["verdict"], "plan_failed");
     let dev = unit(&v, "stacks", DEV_STACK).clone();
@@ -555,7 +555,7 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
         )]),
     );
     let run = pr(plans.path(), "sarif");
-    run.expect_code(exit::BLOCKED);
+    run.expect_code(Exit::BLOCKED);
     let v = run.json();
     let policy_run = v["runs"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(policy_run["tool"]["driver"]["name"], "sluice-policy");
@@ -571,7 +571,7 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
 
     // Not a folder: usage error.
     let run = pr(&plans.path().join("nope"), "json");
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
 }
 
 #[test]
@@ -581,7 +581,7 @@ fn pr_without_plans_says_stage_4_was_not_run() {
     repo.write(&format!("live/{STACK}/main.tf"), "# rds v2\n");
     let head = repo.commit("change");
     let run = sluice_change("pr", repo.path(), &base, &head, &[]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     assert_has(
         &run.stdout,
         &[
@@ -629,7 +629,7 @@ fn pr_run_plans_uses_the_engine_and_classifies_failures() {
             "json",
         ],
     );
-    run.expect_code(exit::PLAN_FAILED);
+    run.expect_code(Exit::PLAN_FAILED);
     let v = run.json();
     assert_eq!(v["verdict"], "plan_failed");
     let stack = |id: &str| unit(&v, "stacks", id).clone();

@@ -83,19 +83,19 @@ fn pr_record_bundle_verify_and_tamper() {
     let (repo, base, head) = changed_repo();
     let dir = repo.arg();
     let first = record(repo.path(), &base, &head, &[]);
-    first.expect_code(exit::OK);
+    first.expect_code(Exit::OK);
     assert_has(&first.stderr, &["4 new statement(s)"]);
     let ids = change_ids(&first.json());
     assert_eq!(ids.len(), 2, "{ids:?}");
     // The same report again signs nothing new.
     let again = record(repo.path(), &base, &head, &[]);
-    again.expect_code(exit::OK);
+    again.expect_code(Exit::OK);
     assert_has(&again.stderr, &["0 new statement(s), 4 unchanged"]);
 
     // The log lists both changes' statements and manifests; per change, the stages that did
     // not run are stored as not run.
     let log = run(&["evidence", "log", "--repo", dir, "--format", "json"]);
-    log.expect_code(exit::OK);
+    log.expect_code(Exit::OK);
     let log = log.json();
     assert_eq!(log["log_size"], 6);
     assert_eq!(log["entries"].as_array().unwrap().len(), 6);
@@ -103,7 +103,7 @@ fn pr_record_bundle_verify_and_tamper() {
     let one = run(&[
         "evidence", "log", "--repo", dir, "--change", id, "--format", "json",
     ]);
-    one.expect_code(exit::OK);
+    one.expect_code(Exit::OK);
     let one = one.json();
     let stages: Vec<(String, String)> = one["stage_results"]
         .as_array()
@@ -131,7 +131,7 @@ fn pr_record_bundle_verify_and_tamper() {
         "--change",
         "nope#1@abc/x/y",
     ]);
-    unknown.expect_error(exit::USAGE, &["no change"]);
+    unknown.expect_error(Exit::USAGE, &["no change"]);
 
     // Bundle and verify with the exported public key.
     let out_dir = tempfile::tempdir().unwrap();
@@ -145,14 +145,14 @@ fn pr_record_bundle_verify_and_tamper() {
         "--repo",
         dir,
     ])
-    .expect_code(exit::OK);
+    .expect_code(Exit::OK);
     let key = run(&["evidence", "key", "--repo", dir]);
-    key.expect_code(exit::OK);
+    key.expect_code(Exit::OK);
     let pem = out_dir.path().join("evidence.pub");
     std::fs::write(&pem, &key.stdout).unwrap();
     let pem_s = pem.to_str().unwrap();
     let ok = verify(&bundle, pem_s);
-    ok.expect_code(exit::OK);
+    ok.expect_code(Exit::OK);
     assert_has(
         &ok.stdout,
         &[
@@ -170,7 +170,7 @@ fn pr_record_bundle_verify_and_tamper() {
         "--format",
         "json",
     ]);
-    json.expect_code(exit::OK);
+    json.expect_code(Exit::OK);
     let json = json.json();
     assert_eq!(json["verified"], true);
     assert_eq!(json["commit"], head);
@@ -183,12 +183,12 @@ fn pr_record_bundle_verify_and_tamper() {
         "--repo",
         dir,
     ]);
-    local.expect_code(exit::OK);
+    local.expect_code(Exit::OK);
     assert!(local.stderr.contains("trusting the local evidence key"));
 
     // A previously seen checkpoint: the current one is consistent with itself.
     let cp = run(&["evidence", "checkpoint", "--repo", dir]);
-    cp.expect_code(exit::OK);
+    cp.expect_code(Exit::OK);
     assert_has(&cp.stdout, &["\n6\n"]);
     let cp_file = out_dir.path().join("checkpoint.txt");
     std::fs::write(&cp_file, &cp.stdout).unwrap();
@@ -201,7 +201,7 @@ fn pr_record_bundle_verify_and_tamper() {
         "--checkpoint",
         cp_file.to_str().unwrap(),
     ])
-    .expect_code(exit::OK);
+    .expect_code(Exit::OK);
 
     let bad = out_dir.path().join("bad.json");
 
@@ -213,7 +213,7 @@ fn pr_record_bundle_verify_and_tamper() {
             .to_string();
         v["stages"][0]["envelope"]["payload"] = Value::String(flip_char(&p, 40));
     });
-    verify(&bad, pem_s).expect_error(exit::BLOCKED, &["stage propose: envelope digest"]);
+    verify(&bad, pem_s).expect_error(Exit::BLOCKED, &["stage propose: envelope digest"]);
 
     // A flipped character in the checkpoint's root line.
     tampered(&bundle, &bad, |v| {
@@ -221,44 +221,44 @@ fn pr_record_bundle_verify_and_tamper() {
         let root_at = note.split('\n').take(2).map(|l| l.len() + 1).sum::<usize>();
         v["log"]["checkpoint"] = Value::String(flip_char(&note, root_at + 3));
     });
-    verify(&bad, pem_s).expect_error(exit::BLOCKED, &["checkpoint:"]);
+    verify(&bad, pem_s).expect_error(Exit::BLOCKED, &["checkpoint:"]);
 
     // A flipped character in the inclusion proof.
     tampered(&bundle, &bad, |v| {
         let h = v["log"]["inclusionProof"][0].as_str().unwrap().to_string();
         v["log"]["inclusionProof"][0] = Value::String(flip_char(&h, 5));
     });
-    verify(&bad, pem_s).expect_error(exit::BLOCKED, &["inclusion:"]);
+    verify(&bad, pem_s).expect_error(Exit::BLOCKED, &["inclusion:"]);
 
     // A flipped character in the manifest: it is no longer the logged leaf.
     tampered(&bundle, &bad, |v| {
         let p = v["manifest"]["payload"].as_str().unwrap().to_string();
         v["manifest"]["payload"] = Value::String(flip_char(&p, 60));
     });
-    verify(&bad, pem_s).expect_error(exit::BLOCKED, &["inclusion:"]);
+    verify(&bad, pem_s).expect_error(Exit::BLOCKED, &["inclusion:"]);
 
     // A stage removed from the bundle.
     tampered(&bundle, &bad, |v| {
         v["stages"].as_array_mut().unwrap().pop();
     });
-    verify(&bad, pem_s).expect_error(exit::BLOCKED, &["stage validate:"]);
+    verify(&bad, pem_s).expect_error(Exit::BLOCKED, &["stage validate:"]);
 
     // A truncated file is unreadable input.
     let bytes = std::fs::read(&bundle).unwrap();
     std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
-    verify(&bad, pem_s).expect_error(exit::USAGE, &["truncated file"]);
+    verify(&bad, pem_s).expect_error(Exit::USAGE, &["truncated file"]);
 
     // A key that signed nothing here.
     verify(&bundle, STRANGER_KEY)
-        .expect_error(exit::BLOCKED, &["checkpoint: signature by unknown key"]);
+        .expect_error(Exit::BLOCKED, &["checkpoint: signature by unknown key"]);
     // A malformed key, and a missing bundle, are bad input.
-    verify(&bundle, "not-a-key").expect_error(exit::USAGE, &["--trusted-key"]);
+    verify(&bundle, "not-a-key").expect_error(Exit::USAGE, &["--trusted-key"]);
     verify(&out_dir.path().join("missing.json"), pem_s)
-        .expect_error(exit::USAGE, &["cannot read the bundle"]);
+        .expect_error(Exit::USAGE, &["cannot read the bundle"]);
 
     // The audit recomputes the log and finds it whole.
     let audit = run(&["evidence", "audit", "--repo", dir]);
-    audit.expect_code(exit::OK);
+    audit.expect_code(Exit::OK);
     assert_has(&audit.stdout, &["clean"]);
 }
 
@@ -270,7 +270,7 @@ fn audit_detects_a_tampered_leaf_and_newer_schema_is_refused_untouched() {
     }
     let (repo, base, head) = changed_repo();
     let dir = repo.arg();
-    record(repo.path(), &base, &head, &[]).expect_code(exit::OK);
+    record(repo.path(), &base, &head, &[]).expect_code(Exit::OK);
     let db = repo.path().join(".sluice/sluice.db");
     let sql = |q: &str| {
         let out = Command::new("sqlite3").arg(&db).arg(q).output().unwrap();
@@ -284,7 +284,7 @@ fn audit_detects_a_tampered_leaf_and_newer_schema_is_refused_untouched() {
     // A changed leaf entry.
     sql("UPDATE log_leaves SET entry = zeroblob(32) WHERE idx = 1");
     let audit = run(&["evidence", "audit", "--repo", dir]);
-    audit.expect_error(exit::BLOCKED, &[""]);
+    audit.expect_error(Exit::BLOCKED, &[""]);
     assert_has(&audit.stdout, &["leaf 1"]);
 
     // A database from a newer sluice: refused with a clear error, and not modified.
@@ -294,9 +294,9 @@ fn audit_detects_a_tampered_leaf_and_newer_schema_is_refused_untouched() {
     );
     let before = std::fs::read(&db).unwrap();
     let newer = run(&["evidence", "log", "--repo", dir]);
-    newer.expect_error(exit::USAGE, &["schema version 999"]);
+    newer.expect_error(Exit::USAGE, &["schema version 999"]);
     let again = record(repo.path(), &base, &head, &[]);
-    again.expect_error(exit::USAGE, &["nothing was changed"]);
+    again.expect_error(Exit::USAGE, &["nothing was changed"]);
     assert_eq!(
         std::fs::read(&db).unwrap(),
         before,
@@ -321,7 +321,7 @@ fn read_only_commands_do_not_create_a_store() {
             dir,
         ],
     ] {
-        run(&args).expect_error(exit::USAGE, &["no evidence store"]);
+        run(&args).expect_error(Exit::USAGE, &["no evidence store"]);
     }
     assert!(!repo.path().join(".sluice").exists());
 }
@@ -337,7 +337,7 @@ fn postgres_store_records_bundles_and_audits() {
     let (repo, base, head) = changed_repo();
     let dir = repo.arg();
     let first = record(repo.path(), &base, &head, &["--database-url", &db]);
-    first.expect_code(exit::OK);
+    first.expect_code(Exit::OK);
     assert_has(&first.stderr, &["postgres://"]);
     assert!(!repo.path().join(".sluice/sluice.db").exists());
     let id = change_ids(&first.json())[0].clone();
@@ -352,7 +352,7 @@ fn postgres_store_records_bundles_and_audits() {
         "--format",
         "json",
     ]);
-    log.expect_code(exit::OK);
+    log.expect_code(Exit::OK);
     assert_eq!(log.json()["log_size"], 6);
 
     let out_dir = tempfile::tempdir().unwrap();
@@ -368,18 +368,18 @@ fn postgres_store_records_bundles_and_audits() {
         "--database-url",
         &db,
     ])
-    .expect_code(exit::OK);
+    .expect_code(Exit::OK);
     let key = run(&["evidence", "key", "--repo", dir, "--format", "json"]);
-    key.expect_code(exit::OK);
+    key.expect_code(Exit::OK);
     let key_id = key.json()["keyId"].as_str().unwrap().to_string();
     let pem = out_dir.path().join("evidence.pub");
     std::fs::write(&pem, key.json()["publicKeyPem"].as_str().unwrap()).unwrap();
     let ok = verify(&bundle, pem.to_str().unwrap());
-    ok.expect_code(exit::OK);
+    ok.expect_code(Exit::OK);
     assert!(ok.stdout.contains(&format!("bundle verified: {id}")));
     assert!(!key_id.is_empty());
 
     let audit = run(&["evidence", "audit", "--repo", dir, "--database-url", &db]);
-    audit.expect_code(exit::OK);
+    audit.expect_code(Exit::OK);
     assert_has(&audit.stdout, &["6 leaves"]);
 }

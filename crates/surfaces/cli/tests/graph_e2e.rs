@@ -90,7 +90,7 @@ fn expected_edges() -> BTreeSet<(String, String)> {
 fn graph_json_lists_every_edge() {
     let (repo, head) = graph_org();
     let run = run_in(&repo, &["graph", "--format", "json"]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let g = run.json();
     assert_eq!(g["rev"], head);
     let edges: Vec<(String, String)> = g["edges"]
@@ -137,7 +137,7 @@ fn graph_json_lists_every_edge() {
 fn graph_dot_is_well_formed() {
     let (repo, _) = graph_org();
     let run = run_in(&repo, &["graph", "--format", "dot"]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let dot = run.stdout.trim_end();
     assert!(dot.starts_with("digraph"), "{dot}");
     assert!(dot.ends_with('}'), "{dot}");
@@ -164,7 +164,7 @@ fn graph_dot_is_well_formed() {
 fn graph_text_shows_stacks_layers_and_upstreams() {
     let (repo, _) = graph_org();
     let run = run_in(&repo, &["graph"]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let out = &run.stdout;
     assert!(out.contains("dev/eu-west-1/eks-cluster [cluster]"), "{out}");
     assert!(out.contains("  -> dev/eu-west-1/identity"), "{out}");
@@ -177,10 +177,10 @@ fn graph_of_an_older_revision() {
     repo.remove("live/dev/eu-west-1/dns");
     let second = repo.commit("drop dns");
     let run = run_in(&repo, &["graph", "--format", "json", "--rev", &first]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     assert_eq!(run.json()["edges"].as_array().unwrap().len(), 7);
     let run = run_in(&repo, &["graph", "--format", "json", "--rev", &second]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     // The explicit depends_on now names a missing stack: a warning, not an edge.
     let g = run.json();
     assert_eq!(g["edges"].as_array().unwrap().len(), 5, "{g:#}");
@@ -191,7 +191,7 @@ fn graph_of_an_older_revision() {
 fn stacks_json_shows_env_region_layer_and_codeowners() {
     let (repo, head) = graph_org();
     let run = run_in(&repo, &["stacks", "--format", "json"]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let s = run.json();
     assert_eq!(s["rev"], head);
     let stacks = s["stacks"].as_array().expect("stacks");
@@ -321,7 +321,7 @@ fn stacks_json_shows_env_region_layer_and_codeowners() {
 fn stacks_text_lists_every_stack_and_app() {
     let (repo, _) = graph_org();
     let run = run_in(&repo, &["stacks"]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     assert_has(
         &run.stdout,
         &["stacks (8)", "apps (2)", "prod/us-east-1/rds-payments"],
@@ -337,7 +337,7 @@ fn codeowners_falls_back_to_root_then_docs() {
     repo.commit("root codeowners");
     let owners = |repo: &Repo| {
         let run = run_in(repo, &["stacks", "--format", "json"]);
-        run.expect_code(exit::OK);
+        run.expect_code(Exit::OK);
         run.json()["stacks"][0]["owners"].clone()
     };
     assert_eq!(owners(&repo), serde_json::json!(["@org/root"]));
@@ -358,7 +358,7 @@ fn affected_text_format_explains_reasons() {
     );
     let head = repo.commit("network");
     let run = sluice_change("affected", repo.path(), &base, &head, &[]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let out = &run.stdout;
     for id in [
         "dev/eu-west-1/network",
@@ -407,7 +407,7 @@ fn dot_quotes_unusual_stack_names() {
     );
     repo.commit("odd names");
     let run = run_in(&repo, &["graph", "--format", "json"]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let edges = run.json()["edges"].clone();
     assert_eq!(
         edges,
@@ -417,7 +417,7 @@ fn dot_quotes_unusual_stack_names() {
         ])
     );
     let run = run_in(&repo, &["graph", "--format", "dot"]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     // Every quote inside an id is escaped, in node and edge statements alike.
     for line in run.stdout.lines() {
         let unescaped = line.replace("\\\"", "");
@@ -442,7 +442,7 @@ fn stack_in_an_undefined_environment_is_a_warning() {
     );
     repo.commit("staging is not in sluice.yaml");
     let run = run_in(&repo, &["stacks", "--format", "json"]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let s = run.json();
     assert_eq!(s["stacks"][0]["env"], "staging");
     assert_warning(&s, "live/staging/eu-west-1/a/terragrunt.hcl", "staging");

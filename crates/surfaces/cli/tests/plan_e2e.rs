@@ -70,7 +70,7 @@ fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
         &head,
         &["--store", s(store.path()), "--format", "json"],
     );
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let r = run.json();
     assert_eq!(r["schema"], "sluice.plan/v1");
     let stacks = r["stacks"].as_array().unwrap();
@@ -109,7 +109,7 @@ fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
         &head,
         &["--store", s(store.path())],
     );
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     assert_has(
         &run.stdout,
         &[
@@ -134,7 +134,7 @@ fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
             "json",
         ],
     );
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     assert_eq!(run.json()["stacks"][0]["stack"], "prod/eu-west-1/untouched");
     let run = plan(
         bin.path(),
@@ -143,7 +143,7 @@ fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
         &head,
         &["--stack", "prod/nowhere/x"],
     );
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(&run.stderr, &["unknown stack at"]);
 }
 
@@ -174,7 +174,7 @@ fn a_failed_plan_exits_3_with_a_redacted_classified_excerpt() {
             &head,
             &["--store", s(store.path()), "--format", format],
         );
-        run.expect_code(exit::PLAN_FAILED);
+        run.expect_code(Exit::PLAN_FAILED);
         let all = run.all_output();
         assert_lacks(&all, &[CANARY]);
         if format == "text" {
@@ -216,7 +216,7 @@ fn plan_without_an_engine_fails_as_engine_missing() {
         &head,
         &["--store", s(store.path())],
     );
-    run.expect_code(exit::PLAN_FAILED);
+    run.expect_code(Exit::PLAN_FAILED);
     assert_has(&run.stdout, &["FAILED (engine missing)"]);
 }
 
@@ -258,7 +258,7 @@ fn ingest_plan_stores_and_summarises() {
         "--format",
         "json",
     ]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let r: Value = run.json();
     let bytes = std::fs::read(&p).unwrap();
     let json_digest = sluice_iac::store::Digest::of(&bytes).to_string();
@@ -278,7 +278,7 @@ fn ingest_plan_stores_and_summarises() {
         "--store",
         s(&store.path().join("t")),
     ]);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     assert_has(
         &run.stdout,
         &[
@@ -303,7 +303,7 @@ fn ingest_plan_bad_input_exits_2_and_stores_nothing() {
         "--store",
         s(&st),
     ]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(
         &run.stderr,
         &[
@@ -315,12 +315,12 @@ fn ingest_plan_bad_input_exits_2_and_stores_nothing() {
     let v2 = store.path().join("v2.json");
     std::fs::write(&v2, r#"{"format_version": "2.0", "planned_values": {}}"#).unwrap();
     let run = ingest(&["--stack", "a", "--plan-json", s(&v2), "--store", s(&st)]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(&run.stderr, &["unsupported plan format_version `2.0`"]);
 
     let state = corpus("tf-plans/terraform-json/testdata/no_changes/state.json").unwrap();
     let run = ingest(&["--stack", "a", "--plan-json", s(&state), "--store", s(&st)]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_has(&run.stderr, &["not a plan JSON document"]);
 
     let run = ingest(&[
@@ -331,7 +331,7 @@ fn ingest_plan_bad_input_exits_2_and_stores_nothing() {
         "--store",
         s(&st),
     ]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_eq!(blobs(&st), 0, "nothing partially written");
 }
 
@@ -354,7 +354,7 @@ fn ingest_plan_checks_the_stack_when_given_a_repo() {
         "--store",
         s(store.path()),
     ]);
-    ok.expect_code(exit::OK);
+    ok.expect_code(Exit::OK);
     let bad = ingest(&[
         "--stack",
         "prod/eu-west-1/nope",
@@ -365,7 +365,7 @@ fn ingest_plan_checks_the_stack_when_given_a_repo() {
         "--store",
         s(store.path()),
     ]);
-    bad.expect_code(exit::USAGE);
+    bad.expect_code(Exit::USAGE);
     assert_has(&bad.stderr, &["unknown stack `prod/eu-west-1/nope`"]);
 }
 
@@ -400,7 +400,7 @@ fn ingest_plan_output_never_carries_the_canary() {
             "--format",
             format,
         ]);
-        run.expect_code(exit::OK);
+        run.expect_code(Exit::OK);
         assert!(
             !run.stdout.contains(CANARY) && !run.stderr.contains(CANARY),
             "{}{}",
@@ -422,6 +422,6 @@ fn ingest_plan_output_never_carries_the_canary() {
         "--store",
         s(&store.path().join("s")),
     ]);
-    run.expect_code(exit::USAGE);
+    run.expect_code(Exit::USAGE);
     assert_lacks(&run.stderr, &[CANARY]);
 }

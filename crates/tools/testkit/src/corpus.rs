@@ -24,7 +24,10 @@ pub fn corpus(rel: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    Requirement::Corpus.missing(&format!("corpus entry {rel} not found at {}", path.display()))
+    Requirement::Corpus.missing(&format!(
+        "corpus entry {rel} not found at {}",
+        path.display()
+    ))
 }
 
 /// Every file under `dir` whose name ends in `.{extension}`, recursively, in sorted path order.

@@ -54,7 +54,6 @@ impl TestDoubleBin {
 
     /// A PATH of this directory, then the system directories the double's shell script needs.
     pub fn path_var(&self) -> OsString {
-        std::env::join_paths([self.path(), Path::new("/usr/bin"), Path::new("/bin")])
-            .expect("PATH")
+        std::env::join_paths([self.path(), Path::new("/usr/bin"), Path::new("/bin")]).expect("PATH")
     }
 }

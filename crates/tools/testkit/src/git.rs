@@ -43,7 +43,11 @@ impl Repo {
 
     /// Make the work tree hold exactly `files` (everything else removed) and commit it on the
     /// current branch; returns the commit. Successive calls give one commit per file set.
-    pub fn commit_tree<P: AsRef<str>, C: AsRef<[u8]>>(&self, files: &[(P, C)], message: &str) -> String {
+    pub fn commit_tree<P: AsRef<str>, C: AsRef<[u8]>>(
+        &self,
+        files: &[(P, C)],
+        message: &str,
+    ) -> String {
         for entry in std::fs::read_dir(self.path()).expect("read work tree") {
             let entry = entry.expect("dir entry");
             if entry.file_name() != ".git" {
@@ -249,7 +253,10 @@ mod tests {
             },
             "second",
         );
-        assert_eq!(repo.git(&["log", "-1", "--format=%an <%ae>"]), "Mona <mona@example.com>");
+        assert_eq!(
+            repo.git(&["log", "-1", "--format=%an <%ae>"]),
+            "Mona <mona@example.com>"
+        );
         assert_eq!(repo.git(&["log", "-1", "--format=%an", &first]), "t");
         repo.tag("v1", &first);
         repo.tag_annotated("v2", &second, "release");
@@ -263,8 +270,14 @@ mod tests {
     fn commit_tree_holds_exactly_the_given_files() {
         let (repo, first) = Repo::with_files(&[("x/a.txt", "a"), ("b.txt", "b")]);
         let second = repo.commit_tree(&[("c.txt", "c")], "replace");
-        assert_eq!(repo.git(&["ls-tree", "-r", "--name-only", &first]), "b.txt\nx/a.txt");
-        assert_eq!(repo.git(&["ls-tree", "-r", "--name-only", &second]), "c.txt");
+        assert_eq!(
+            repo.git(&["ls-tree", "-r", "--name-only", &first]),
+            "b.txt\nx/a.txt"
+        );
+        assert_eq!(
+            repo.git(&["ls-tree", "-r", "--name-only", &second]),
+            "c.txt"
+        );
         let (_tmp, bare) = repo.bare_clone();
         assert_eq!(git_in(&bare, &["rev-parse", "main"]), second);
     }

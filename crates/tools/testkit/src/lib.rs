@@ -21,13 +21,14 @@ pub use engines::{TestDoubleBin, terraform};
 pub use git::{Author, Repo, git_in};
 pub use plan_json::{plan_json, resource_change, write_json};
 pub use report::{
-    assert_warning, dependency_reasons, expect, kind_paths, kinds, reasons, statuses, unit, warnings,
+    assert_warning, dependency_reasons, expect, kind_paths, kinds, reasons, statuses, unit,
+    warnings,
 };
 pub use require::Requirement;
-pub use run::{Run, Sluice, exit, sluice, sluice_bin, sluice_change};
+pub use run::{Exit, Run, Sluice, sluice, sluice_bin, sluice_change};
 pub use scenario::{
-    Change, R, affected, affected_run, affected_since, assert_kind_paths, assert_units, org_repo,
-    dependency_on, org_repo_with, plain_stack, sluice_yaml, tg,
+    R, affected, affected_run, affected_since, assert_kind_paths, assert_units, dependency_on,
+    org_repo, org_repo_with, plain_stack, sluice_yaml, tg,
 };
 
 use std::path::{Path, PathBuf};

@@ -59,10 +59,7 @@ impl PsqlSchema {
     /// A database URL whose connections use this schema.
     pub fn database_url(&self) -> String {
         let sep = if self.url.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{sep}options=-c%20search_path%3D{}",
-            self.url, self.name
-        )
+        format!("{}{sep}options=-c%20search_path%3D{}", self.url, self.name)
     }
 }
 

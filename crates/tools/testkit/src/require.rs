@@ -35,8 +35,10 @@ impl Requirement {
         if self.required() {
             panic!("{what}, and {}=1 requires it", self.variable());
         }
-        eprintln!("notice: {what}; skipping (set {}=1 to fail instead)", self.variable());
+        eprintln!(
+            "notice: {what}; skipping (set {}=1 to fail instead)",
+            self.variable()
+        );
         None
     }
 }
-

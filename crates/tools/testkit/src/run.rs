@@ -6,23 +6,26 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// The documented exit codes (README "Exit codes"), named so a test says which outcome it
-/// expects and a renumbering is one edit here.
-pub mod exit {
+/// An exit code of `sluice`, named after the README's "Exit codes" table so a test says which
+/// outcome it expects (and a renumbering is one edit here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit(pub i32);
+
+impl Exit {
     /// Success, nothing blocks.
-    pub const OK: i32 = 0;
+    pub const OK: Exit = Exit(0);
     /// Blocked: blocking validation findings or a policy deny.
-    pub const BLOCKED: i32 = 1;
+    pub const BLOCKED: Exit = Exit(1);
     /// Usage or configuration error (bad flags, invalid or missing `sluice.yaml`, bad input file).
-    pub const USAGE: i32 = 2;
+    pub const USAGE: Exit = Exit(2);
     /// Repository error (not a git repository, unknown revision).
-    pub const REPOSITORY: i32 = 3;
+    pub const REPOSITORY: Exit = Exit(3);
     /// A plan failed (`sluice plan`, `sluice pr`).
-    pub const PLAN_FAILED: i32 = 3;
+    pub const PLAN_FAILED: Exit = Exit(3);
     /// Inconsistent org (dependency cycle, layer-rule violation).
-    pub const INCONSISTENT_ORG: i32 = 4;
+    pub const INCONSISTENT_ORG: Exit = Exit(4);
     /// Internal or IO error.
-    pub const INTERNAL: i32 = 5;
+    pub const INTERNAL: Exit = Exit(5);
 }
 
 /// The `sluice` binary cargo built beside the running test (`target/<profile>/sluice`): cargo
@@ -80,14 +83,22 @@ impl Sluice {
     /// PATH = `dir`, `/usr/bin`, `/bin` (what a shell-script test double needs), and no plugin
     /// cache from the developer's environment.
     pub fn path_first(self, dir: &Path) -> Self {
-        let path = std::env::join_paths([dir, Path::new("/usr/bin"), Path::new("/bin")])
-            .expect("PATH");
+        let path =
+            std::env::join_paths([dir, Path::new("/usr/bin"), Path::new("/bin")]).expect("PATH");
         self.env("PATH", path).env_remove("TF_PLUGIN_CACHE_DIR")
     }
 
     /// `CMD --repo REPO --base BASE --head HEAD EXTRA…`: a command over one change.
     pub fn change(&self, cmd: &str, repo: &Path, base: &str, head: &str, extra: &[&str]) -> Run {
-        let mut args = vec![cmd, "--repo", crate::s(repo), "--base", base, "--head", head];
+        let mut args = vec![
+            cmd,
+            "--repo",
+            crate::s(repo),
+            "--base",
+            base,
+            "--head",
+            head,
+        ];
         args.extend_from_slice(extra);
         self.run(&args)
     }
@@ -142,9 +153,9 @@ impl Run {
 
     /// Panics, showing both streams, unless the exit code is `code`.
     #[track_caller]
-    pub fn expect_code(&self, code: i32) -> &Self {
+    pub fn expect_code(&self, code: Exit) -> &Self {
         assert_eq!(
-            self.code, code,
+            self.code, code.0,
             "exit code\nstdout:\n{}\nstderr:\n{}",
             self.stdout, self.stderr
         );
@@ -168,7 +179,7 @@ impl Run {
     /// Panics, showing both streams, unless the code is `code` and stderr names every needle:
     /// the shape of every "bad input is refused with a clear message" assertion.
     #[track_caller]
-    pub fn expect_error(&self, code: i32, needles: &[&str]) -> &Self {
+    pub fn expect_error(&self, code: Exit, needles: &[&str]) -> &Self {
         self.expect_code(code).stderr_has(needles)
     }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::git::Repo;
-use crate::run::{Run, exit, sluice};
+use crate::run::{Exit, Run, sluice};
 
 /// The region folder most scenarios put their stacks in.
 pub const R: &str = "live/dev/eu-west-1";
@@ -56,36 +56,10 @@ pub fn affected_run(repo: &Path, base: &str, head: &str) -> Run {
 /// `sluice affected --format json`, which must succeed; the parsed report.
 pub fn affected(repo: &Path, base: &str, head: &str) -> Value {
     let run = affected_run(repo, base, head);
-    run.expect_code(exit::OK);
+    run.expect_code(Exit::OK);
     let report = run.json();
     assert_eq!(report["schema"], "sluice.affected/v1");
     report
-}
-
-/// A change to an org: what `main` held at the base commit and what the branch `change` made of
-/// it at the head commit.
-pub struct Change {
-    pub repo: Repo,
-    pub base: String,
-    pub head: String,
-}
-
-impl Change {
-    /// Commit `base` files (over what `repo` already has written) on `main`, then write `head`
-    /// files on branch `change` and commit them.
-    pub fn new(repo: Repo, base: &[(&str, &str)], head: &[(&str, &str)]) -> Self {
-        repo.write_all(base);
-        let base = repo.commit("base");
-        repo.checkout_new("change");
-        repo.write_all(head);
-        let head = repo.commit("change");
-        Change { repo, base, head }
-    }
-
-    /// The `sluice affected` report of this change.
-    pub fn affected(&self) -> Value {
-        affected(self.repo.path(), &self.base, &self.head)
-    }
 }
 
 /// The `terragrunt.hcl` of stack `name` in the region folder [`R`].
@@ -122,7 +96,11 @@ pub fn assert_kind_paths<S: AsRef<str>>(
         .iter()
         .map(|(k, p)| (k.to_string(), p.as_ref().to_string()))
         .collect();
-    assert_eq!(crate::kind_paths(report, section, id), want, "{section} {id}");
+    assert_eq!(
+        crate::kind_paths(report, section, id),
+        want,
+        "{section} {id}"
+    );
 }
 
 /// A Terragrunt `dependency` block on the sibling stack `upstream` (`config_path = "../upstream"`).
