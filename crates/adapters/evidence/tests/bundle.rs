@@ -4,7 +4,6 @@
 //! the first broken link.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 use proptest::prelude::*;
@@ -605,7 +604,6 @@ fn tampered_proof_hash_or_leaf_index_is_detected() {
     let Some((_, built)) = build_valid() else {
         return;
     };
-    let trusted = built.keys.trusted();
     let err = rejected(&built, |v| {
         let h = v["log"]["inclusionProof"][1].as_str().unwrap().to_string();
         let first = if h.starts_with('0') { '1' } else { '0' };
@@ -646,7 +644,6 @@ fn tampered_checkpoint_is_detected() {
     let Some((_, built)) = build_valid() else {
         return;
     };
-    let trusted = built.keys.trusted();
     // Claim a different root: the signature no longer covers the text.
     let err = rejected(&built, |v| {
         let cp = v["log"]["checkpoint"].as_str().unwrap().to_string();
@@ -687,7 +684,6 @@ fn deleted_stage_is_detected() {
     let Some((_, built)) = build_valid() else {
         return;
     };
-    let trusted = built.keys.trusted();
     // Deleting the policy stage in the middle.
     let err = rejected(&built, |v| {
         v["stages"].as_array_mut().unwrap().remove(3);

@@ -2,7 +2,6 @@
 //! double of the OpenTofu CLI that serves real plans from `../shared/corpus/tf-plans` and can
 //! simulate each failure class. Stacks come from a real git repository written in the test.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! sensitive outputs, import by identity, deferred changes).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 use sluice_model::plan::{Action, Plan, PlanError};

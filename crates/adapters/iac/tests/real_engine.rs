@@ -2,7 +2,6 @@
 //! otherwise, a failure under `SLUICE_REQUIRE_TERRAFORM=1`); the driver may pick `tofu` first. The stacks use only the built-in `terraform_data` resource, so `init` needs no
 //! network and `plan` no credentials.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_iac::classify::{FailureClass, Step};

@@ -1,7 +1,7 @@
 //! The whole built-in pack over every real plan in `../shared/corpus/tf-plans`: no plan may make
 //! a rule error (an error would fail closed and block a real change for nothing).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use sluice_model::exception::Timestamp;

@@ -2,7 +2,6 @@
 //! folder as a bundle versioned by commit + digest, `sluice.yaml`'s `policy` section, and the
 //! `security-exceptions` folder with its review notices.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::json;

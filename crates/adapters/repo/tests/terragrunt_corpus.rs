@@ -4,7 +4,7 @@
 //! Every `.hcl` file must parse or fail cleanly, every stack must evaluate without panicking, and
 //! for a set of fixtures the dependency edges and inputs were read off the files by hand.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use sluice_repo::terragrunt::{

@@ -3,7 +3,7 @@
 //! of the OpenTofu CLI that serves plans from `../shared/corpus/tf-plans`, put first on PATH.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use sluice_testkit::*;
