@@ -114,7 +114,7 @@ fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
         &run.stdout,
         &[
             "2 stacks planned, 0 failed",
-            "± null_resource.example [replace_because_tainted]",
+            "±  null_resource.example [replace_because_tainted]",
             "skipped prod/eu-west-1/old: deleted at head",
         ],
     );
