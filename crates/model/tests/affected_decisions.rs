@@ -4,7 +4,7 @@
 //! decision, not git or parsing, so they run here without a repository.
 
 use sluice_model::affected::{
-    AffectedUnit, ChangedFile, FileStatus, Options, ReasonKind, Unit, UnitStatus, affected,
+    AffectedUnit, ChangedFile, FileStatus, Options, ReasonKind, Unit, affected,
 };
 use sluice_model::graph::StackGraph;
 
@@ -71,9 +71,15 @@ fn tg(name: &str) -> String {
     format!("{R}/{name}/terragrunt.hcl")
 }
 
-/// `(id, status)` of each affected unit, in output order.
-fn statuses(out: &[AffectedUnit]) -> Vec<(&str, UnitStatus)> {
-    out.iter().map(|u| (u.id.as_str(), u.status)).collect()
+/// `"{name} {status:?}"` of each affected unit in output order, the name being the id without
+/// the `dev/eu-west-1/` every stack here shares.
+fn statuses(out: &[AffectedUnit]) -> Vec<String> {
+    out.iter()
+        .map(|u| {
+            let name = u.id.strip_prefix("dev/eu-west-1/").unwrap_or(&u.id);
+            format!("{name} {:?}", u.status)
+        })
+        .collect()
 }
 
 /// The upstream stacks named by a unit's dependency reasons.
@@ -97,14 +103,7 @@ fn chain() -> (Vec<Unit>, StackGraph) {
 fn dependents_of_a_changed_stack_follow_the_chain_and_name_their_upstream() {
     let (units, g) = chain();
     let out = decide(&units, Some(&g), true, &[tg("a")]);
-    assert_eq!(
-        statuses(&out),
-        [
-            ("dev/eu-west-1/a", UnitStatus::Modified),
-            ("dev/eu-west-1/b", UnitStatus::Dependent),
-            ("dev/eu-west-1/c", UnitStatus::Dependent),
-        ]
-    );
+    assert_eq!(statuses(&out), ["a Modified", "b Dependent", "c Dependent"]);
     assert_eq!(upstreams(&out, "dev/eu-west-1/b"), ["dev/eu-west-1/a"]);
     assert_eq!(upstreams(&out, "dev/eu-west-1/c"), ["dev/eu-west-1/b"]);
 }
@@ -113,20 +112,14 @@ fn dependents_of_a_changed_stack_follow_the_chain_and_name_their_upstream() {
 fn change_in_the_middle_propagates_downstream_only() {
     let (units, g) = chain();
     let out = decide(&units, Some(&g), true, &[tg("b")]);
-    assert_eq!(
-        statuses(&out),
-        [
-            ("dev/eu-west-1/b", UnitStatus::Modified),
-            ("dev/eu-west-1/c", UnitStatus::Dependent),
-        ]
-    );
+    assert_eq!(statuses(&out), ["b Modified", "c Dependent"]);
 }
 
 #[test]
 fn without_propagation_only_the_changed_stack_is_affected() {
     let (units, g) = chain();
     let out = decide(&units, Some(&g), false, &[tg("a")]);
-    assert_eq!(statuses(&out), [("dev/eu-west-1/a", UnitStatus::Modified)]);
+    assert_eq!(statuses(&out), ["a Modified"]);
     assert!(out[0].reasons.iter().all(|r| r.kind == ReasonKind::File));
 }
 
@@ -135,14 +128,7 @@ fn a_dependent_names_every_affected_upstream() {
     let units = stacks(&["b", "c", "d"]);
     let g = graph(&units, &[("d", "b"), ("d", "c")]);
     let out = decide(&units, Some(&g), true, &[tg("b"), tg("c")]);
-    assert_eq!(
-        statuses(&out),
-        [
-            ("dev/eu-west-1/b", UnitStatus::Modified),
-            ("dev/eu-west-1/c", UnitStatus::Modified),
-            ("dev/eu-west-1/d", UnitStatus::Dependent),
-        ]
-    );
+    assert_eq!(statuses(&out), ["b Modified", "c Modified", "d Dependent"]);
     assert_eq!(
         upstreams(&out, "dev/eu-west-1/d"),
         ["dev/eu-west-1/b", "dev/eu-west-1/c"]

@@ -38,7 +38,7 @@ fn file_under_stack_dir_marks_only_that_stack() {
         "dev/eu-west-1/network",
         &[
             ("file", format!("{R}/network/policies/extra.json")),
-            ("file", format!("{R}/network/terragrunt.hcl")),
+            ("file", tg("network")),
         ],
     );
     let u = unit(&r, "stacks", "dev/eu-west-1/network");
@@ -240,11 +240,7 @@ fn file_read_with_read_terragrunt_config_marks_its_readers_only() {
     assert_eq!(rs.len(), 1, "{rs:?}");
     assert_eq!(rs[0].0, "include");
     assert_eq!(rs[0].1, "live/dev/env.hcl");
-    assert_eq!(
-        rs[0].2,
-        format!("{R}/app/terragrunt.hcl"),
-        "via names the reader"
-    );
+    assert_eq!(rs[0].2, tg("app"), "via names the reader");
 }
 
 #[test]
@@ -512,7 +508,7 @@ fn added_deleted_and_renamed_stacks() {
         "dev/eu-west-1/gone",
         &[
             ("file", format!("{R}/gone/extra.tfvars")),
-            ("file", format!("{R}/gone/terragrunt.hcl")),
+            ("file", tg("gone")),
         ],
     );
     assert_kind_paths(
@@ -521,7 +517,7 @@ fn added_deleted_and_renamed_stacks() {
         "dev/eu-west-1/old-name",
         &[
             ("file", format!("{R}/old-name/main.tf")),
-            ("file", format!("{R}/old-name/terragrunt.hcl")),
+            ("file", tg("old-name")),
         ],
     );
     assert_kind_paths(
@@ -530,14 +526,14 @@ fn added_deleted_and_renamed_stacks() {
         "dev/eu-west-1/new-name",
         &[
             ("file", format!("{R}/new-name/main.tf")),
-            ("file", format!("{R}/new-name/terragrunt.hcl")),
+            ("file", tg("new-name")),
         ],
     );
     assert_kind_paths(
         &r,
         "stacks",
         "dev/eu-west-1/fresh",
-        &[("file", format!("{R}/fresh/terragrunt.hcl"))],
+        &[("file", tg("fresh"))],
     );
     let gone = unit(&r, "stacks", "dev/eu-west-1/gone");
     assert_eq!(gone["path"], format!("{R}/gone"));
@@ -553,12 +549,7 @@ fn stack_that_stops_being_a_stack_is_deleted() {
     repo.remove(&tg("a"));
     let r = affected_since(&repo, &base);
     assert_units(&r, "stacks", &[("dev/eu-west-1/a", "deleted")]);
-    assert_kind_paths(
-        &r,
-        "stacks",
-        "dev/eu-west-1/a",
-        &[("file", format!("{R}/a/terragrunt.hcl"))],
-    );
+    assert_kind_paths(&r, "stacks", "dev/eu-west-1/a", &[("file", tg("a"))]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -228,7 +228,7 @@ fn layer_violation_exits_4_naming_both_stacks() {
 #[test]
 fn unresolvable_config_path_is_a_warning_with_file_and_line() {
     let (repo, base) = small_org();
-    let file = format!("{R}/c/terragrunt.hcl");
+    let file = tg("c");
     repo.write(
         &file,
         "locals {\n  some_map = jsondecode(get_env(\"DEPS_JSON\"))\n}\n\ndependency \"x\" {\n  config_path = local.some_map.x\n}\n",
@@ -259,7 +259,7 @@ fn unresolvable_config_path_is_a_warning_with_file_and_line() {
 #[test]
 fn unresolvable_module_source_is_a_warning() {
     let (repo, base) = small_org();
-    let file = format!("{R}/c/terragrunt.hcl");
+    let file = tg("c");
     repo.write(
         &file,
         "terraform {\n  source = \"${get_env(\"MODULES\")}//vpc\"\n}\n",
@@ -275,15 +275,12 @@ fn unresolvable_module_source_is_a_warning() {
 #[test]
 fn config_path_escaping_the_repository_is_a_warning() {
     let (repo, base) = small_org();
-    let file = format!("{R}/c/terragrunt.hcl");
+    let file = tg("c");
     repo.write(
         &file,
         "dependency \"etc\" {\n  config_path = \"../../../../../../../etc\"\n}\n\nlocals {\n  x = read_terragrunt_config(\"../../../../../../passwd.hcl\")\n}\n",
     );
-    let head = repo.commit("escape");
-    let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(Exit::OK);
-    let r = run.json();
+    let r = affected_since(&repo, &base);
     assert_units(&r, "stacks", &[("dev/eu-west-1/c", "added")]);
     let ws = warnings(&r);
     let lines: Vec<u64> = ws
@@ -342,7 +339,7 @@ fn symlinks_leading_outside_the_repository_are_never_followed() {
     assert!(paths.iter().all(|p| !p.starts_with('/')), "{paths:?}");
     assert!(paths.contains(&tg("a")), "{paths:?}");
     // Each reference that would have gone through a symlink is a warning at its line.
-    let file = format!("{R}/a/terragrunt.hcl");
+    let file = tg("a");
     let ws = warnings(&r);
     for line in [2, 6, 7] {
         assert!(
@@ -364,7 +361,7 @@ fn escaping_symlink_warning_says_it_is_a_symlink() {
     let r = affected_since(&repo, &base);
     let ws = warnings(&r);
     assert!(
-        ws.iter().any(|w| w.0 == format!("{R}/a/terragrunt.hcl")
+        ws.iter().any(|w| w.0 == tg("a")
             && w.1 == 2
             && w.2.contains("symlink")
             && w.2.contains(&format!("{R}/a/env.hcl"))),
@@ -388,10 +385,7 @@ fn binary_files_do_not_crash() {
     );
     // A stack whose config is not text at all.
     repo.write(&tg("bin"), &binary);
-    let head = repo.commit("binaries");
-    let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(Exit::OK);
-    let r = run.json();
+    let r = affected_since(&repo, &base);
     assert_units(
         &r,
         "stacks",
@@ -406,10 +400,7 @@ fn binary_files_do_not_crash() {
     );
     // The undecodable stack config is reported, naming the file.
     let ws = warnings(&r);
-    assert!(
-        ws.iter().any(|w| w.0 == format!("{R}/bin/terragrunt.hcl")),
-        "{ws:?}"
-    );
+    assert!(ws.iter().any(|w| w.0 == tg("bin")), "{ws:?}");
     assert!(
         ws.iter()
             .any(|w| w.0 == "gitops/clusters/dev-eu/apps/web/kustomization.yaml"),
@@ -417,24 +408,21 @@ fn binary_files_do_not_crash() {
     );
 
     // Binary modifications (not just additions) too.
+    let head = repo.head();
     repo.write(&format!("{R}/a/logo.png"), &binary[..1000]);
-    let head2 = repo.commit("binary edit");
-    let r = affected(repo.path(), &head, &head2);
+    let r = affected_since(&repo, &head);
     assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
 }
 
 #[test]
 fn malformed_hcl_in_a_stack_is_reported_with_file_and_line() {
     let (repo, base) = small_org();
-    let file = format!("{R}/b/terragrunt.hcl");
+    let file = tg("b");
     repo.write(
         &file,
         "inputs = {\n  b = 2\n\ndependency \"a\" {\n  config_path = \n}\n",
     );
-    let head = repo.commit("broken hcl");
-    let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(Exit::OK);
-    let r = run.json();
+    let r = affected_since(&repo, &base);
     // The change is still attributed to its stack.
     assert_units(&r, "stacks", &[("dev/eu-west-1/b", "modified")]);
     let ws = warnings(&r);
@@ -474,7 +462,7 @@ fn very_large_files_do_not_crash() {
         ],
     );
     // The oversized HCL file is not parsed, and the report says so, naming it.
-    let file = format!("{R}/b/terragrunt.hcl");
+    let file = tg("b");
     let ws = warnings(&r);
     assert!(ws.iter().any(|w| w.0 == file), "{ws:?}");
 }
@@ -482,7 +470,7 @@ fn very_large_files_do_not_crash() {
 #[test]
 fn dependency_on_a_missing_directory_is_a_warning() {
     let (repo, base) = small_org();
-    let file = format!("{R}/c/terragrunt.hcl");
+    let file = tg("c");
     repo.write(
         &file,
         "dependency \"gone\" {\n  config_path = \"../does-not-exist\"\n}\n",
@@ -601,10 +589,7 @@ fn non_utf8_file_names_do_not_crash() {
     let name = std::ffi::OsStr::from_bytes(b"caf\xe9.tfvars");
     let dir = repo.path().join(R).join("a");
     std::fs::write(dir.join(name), "x = 1\n").unwrap();
-    let head = repo.commit("latin-1 name");
-    let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(Exit::OK);
-    let r = run.json();
+    let r = affected_since(&repo, &base);
     assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::git::Repo;
-use crate::run::{Exit, Run, sluice};
+use crate::run::{Exit, Run, sluice_change};
 
 /// The region folder most scenarios put their stacks in.
 pub const R: &str = "live/dev/eu-west-1";
@@ -40,17 +40,7 @@ pub fn plain_stack(inputs: &str) -> String {
 
 /// `sluice affected --format json` on any repository path; the raw run.
 pub fn affected_run(repo: &Path, base: &str, head: &str) -> Run {
-    sluice(&[
-        "affected",
-        "--repo",
-        crate::s(repo),
-        "--base",
-        base,
-        "--head",
-        head,
-        "--format",
-        "json",
-    ])
+    sluice_change("affected", repo, base, head, &["--format", "json"])
 }
 
 /// `sluice affected --format json`, which must succeed; the parsed report.
