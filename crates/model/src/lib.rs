@@ -2,10 +2,15 @@
 //!
 //! Nothing in this crate performs IO or needs async. Adapters (git, parsers, engines, stores) feed
 //! it plain data; the functions here decide what is affected, how stacks depend on each other, who
-//! owns a path and which stage may run, and are tested without touching a disk.
+//! owns a path, which stage may run, whether an approval binds to what is applied and who may
+//! hold a stack's lock, and are tested without touching a disk.
 
 pub mod affected;
+/// The apply gate, degraded stacks and their recovery, multi-stack apply order.
+pub mod apply;
 pub mod approval;
+/// Approval records and the binding rules: whether an approval counts for what is applied.
+pub mod binding;
 pub mod change;
 pub mod codeowners;
 pub mod config;
@@ -14,7 +19,11 @@ pub mod finding;
 pub mod glob;
 pub mod graph;
 pub mod layout;
+/// State-domain locks: one holder per stack, leases, fencing tokens, a FIFO queue.
+pub mod lock;
 pub mod path;
+/// The `people:` registry: approvers, their emails, groups and public keys.
+pub mod people;
 pub mod plan;
 pub mod redact;
 pub mod risk;

@@ -802,6 +802,53 @@ fn same_input_gives_byte_identical_output() {
     assert_has(&t1.stdout, &["dev/eu-west-1/b"]);
 }
 
+#[test]
+fn stacks_of_every_env_and_region_are_reported_in_the_decision_order() {
+    // The order itself is the decision's (crates/model/tests/affected_decisions.rs); this checks
+    // that discovery finds each env/region and the JSON report keeps units and reasons sorted.
+    let repo = org_repo();
+    let ids = [
+        "prod/eu-west-1/zeta",
+        "dev/us-east-1/alpha",
+        "dev/eu-west-1/mid",
+        "prod/ap-south-1/beta",
+    ];
+    for id in ids {
+        repo.write(&format!("live/{id}/terragrunt.hcl"), plain_stack("a = 1"));
+    }
+    let base = repo.commit("base");
+    for id in ids {
+        repo.write(&format!("live/{id}/terragrunt.hcl"), plain_stack("a = 2"));
+        repo.write(&format!("live/{id}/b.tf"), "# b\n");
+        repo.write(&format!("live/{id}/a.tf"), "# a\n");
+    }
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
+            ("dev/eu-west-1/mid", "modified"),
+            ("dev/us-east-1/alpha", "modified"),
+            ("prod/ap-south-1/beta", "modified"),
+            ("prod/eu-west-1/zeta", "modified"),
+        ],
+    );
+    let raw: Vec<String> = reasons(&r, "stacks", "dev/us-east-1/alpha")
+        .into_iter()
+        .map(|p| p.1)
+        .collect();
+    let alpha = "live/dev/us-east-1/alpha";
+    assert_eq!(
+        raw,
+        [
+            format!("{alpha}/a.tf"),
+            format!("{alpha}/b.tf"),
+            format!("{alpha}/terragrunt.hcl")
+        ],
+        "reasons are sorted"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // more Terragrunt shapes seen in real repositories
 
