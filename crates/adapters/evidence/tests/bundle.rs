@@ -4,7 +4,6 @@
 //! the first broken link.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 use proptest::prelude::*;
@@ -29,24 +28,7 @@ const ORIGIN: &str = "sluice.example/acme/evidence";
 const T0: &str = "2026-07-03T10:00:00Z";
 
 fn corpus(rel: &str) -> Option<Vec<u8>> {
-    let path = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../../shared/corpus"
-    ))
-    .join(rel);
-    match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) => {
-            if std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() == Ok("1") {
-                panic!("corpus file {} is required: {e}", path.display());
-            }
-            eprintln!(
-                "notice: corpus file {} missing ({e}); skipping",
-                path.display()
-            );
-            None
-        }
-    }
+    sluice_testkit::corpus(rel).map(|p| std::fs::read(p).expect("read corpus file"))
 }
 
 /// The facts of one change, taken from real inputs.
@@ -377,6 +359,11 @@ fn edit(bytes: &[u8], change: impl FnOnce(&mut Value)) -> Vec<u8> {
     serde_json::to_vec_pretty(&v).unwrap()
 }
 
+/// What the verifier says about the built bundle after `tamper`, which must make it fail.
+fn rejected(built: &Built, tamper: impl FnOnce(&mut Value)) -> VerifyError {
+    verify_bundle(&edit(&built.bytes, tamper), &built.keys.trusted(), None).unwrap_err()
+}
+
 fn flip_in_string(s: &str, at: usize) -> String {
     let mut b = s.as_bytes().to_vec();
     // Swap to another base64/hex-safe character so the text stays well-formed.
@@ -572,14 +559,13 @@ fn tampered_stage_envelope_is_detected() {
     let Some((_, built)) = build_valid() else {
         return;
     };
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         let p = v["stages"][2]["envelope"]["payload"]
             .as_str()
             .unwrap()
             .to_string();
         v["stages"][2]["envelope"]["payload"] = json!(flip_in_string(&p, 40));
     });
-    let err = verify_bundle(&bytes, &built.keys.trusted(), None).unwrap_err();
     assert!(
         matches!(&err, VerifyError::Stage { stage, problem: StageProblem::DigestMismatch { .. } } if stage == "plan"),
         "{err}"
@@ -596,11 +582,10 @@ fn tampered_manifest_is_detected_by_inclusion() {
     let Some((_, built)) = build_valid() else {
         return;
     };
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         let p = v["manifest"]["payload"].as_str().unwrap().to_string();
         v["manifest"]["payload"] = json!(flip_in_string(&p, 100));
     });
-    let err = verify_bundle(&bytes, &built.keys.trusted(), None).unwrap_err();
     assert!(
         matches!(
             err,
@@ -619,27 +604,23 @@ fn tampered_proof_hash_or_leaf_index_is_detected() {
     let Some((_, built)) = build_valid() else {
         return;
     };
-    let trusted = built.keys.trusted();
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         let h = v["log"]["inclusionProof"][1].as_str().unwrap().to_string();
         let first = if h.starts_with('0') { '1' } else { '0' };
         let flipped = format!("{first}{}", &h[1..]);
         v["log"]["inclusionProof"][1] = json!(flipped);
     });
-    let err = verify_bundle(&bytes, &trusted, None).unwrap_err();
     assert!(
         err.to_string().starts_with("inclusion: root mismatch"),
         "{err}"
     );
 
-    let bytes = edit(&built.bytes, |v| v["log"]["leafIndex"] = json!(11));
-    let err = verify_bundle(&bytes, &trusted, None).unwrap_err();
+    let err = rejected(&built, |v| v["log"]["leafIndex"] = json!(11));
     assert!(matches!(err, VerifyError::Inclusion(_)), "{err}");
 
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         v["log"]["inclusionProof"].as_array_mut().unwrap().pop();
     });
-    let err = verify_bundle(&bytes, &trusted, None).unwrap_err();
     assert_eq!(
         err,
         VerifyError::Inclusion(MerkleError::ProofLength {
@@ -648,10 +629,9 @@ fn tampered_proof_hash_or_leaf_index_is_detected() {
         })
     );
 
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         v["log"]["inclusionProof"][0] = json!("ABCD");
     });
-    let err = verify_bundle(&bytes, &trusted, None).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("bundle: log.inclusionProof[0] is not"),
@@ -664,14 +644,12 @@ fn tampered_checkpoint_is_detected() {
     let Some((_, built)) = build_valid() else {
         return;
     };
-    let trusted = built.keys.trusted();
     // Claim a different root: the signature no longer covers the text.
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         let cp = v["log"]["checkpoint"].as_str().unwrap().to_string();
         let root_at = cp.find("\n16\n").unwrap() + 4;
         v["log"]["checkpoint"] = json!(flip_in_string(&cp, root_at + 3));
     });
-    let err = verify_bundle(&bytes, &trusted, None).unwrap_err();
     assert!(
         matches!(
             err,
@@ -685,21 +663,19 @@ fn tampered_checkpoint_is_detected() {
     );
 
     // Drop the signature line's em dash: a parse error naming the line.
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         let cp = v["log"]["checkpoint"]
             .as_str()
             .unwrap()
             .replace('\u{2014}', "--");
         v["log"]["checkpoint"] = json!(cp);
     });
-    let err = verify_bundle(&bytes, &trusted, None).unwrap_err();
     assert!(err.to_string().starts_with("checkpoint: line 5:"), "{err}");
 
     // A truthful checkpoint for another size does not match the proof's tree size.
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         v["log"]["checkpoint"] = json!(built.published.early_checkpoint);
     });
-    let err = verify_bundle(&bytes, &trusted, None).unwrap_err();
     assert!(matches!(err, VerifyError::CheckpointMismatch(_)), "{err}");
 }
 
@@ -708,21 +684,18 @@ fn deleted_stage_is_detected() {
     let Some((_, built)) = build_valid() else {
         return;
     };
-    let trusted = built.keys.trusted();
     // Deleting the policy stage in the middle.
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         v["stages"].as_array_mut().unwrap().remove(3);
     });
-    let err = verify_bundle(&bytes, &trusted, None).unwrap_err();
     assert!(
         matches!(&err, VerifyError::Stage { stage, problem: StageProblem::Missing { .. } } if stage == "policy"),
         "{err}"
     );
     // Deleting the last stage.
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         v["stages"].as_array_mut().unwrap().pop();
     });
-    let err = verify_bundle(&bytes, &trusted, None).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("stage verify: listed in the manifest"),
@@ -735,10 +708,9 @@ fn reordered_stages_are_detected() {
     let Some((_, built)) = build_valid() else {
         return;
     };
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         v["stages"].as_array_mut().unwrap().swap(4, 5);
     });
-    let err = verify_bundle(&bytes, &built.keys.trusted(), None).unwrap_err();
     assert!(
         matches!(&err, VerifyError::Stage { stage, problem: StageProblem::Reordered { found_at: 5, listed_at: 6 } } if stage == "approve#1"),
         "{err}"
@@ -972,19 +944,17 @@ fn a_summary_that_says_more_than_the_statements_is_refused() {
     let Some((_, built)) = build_valid() else {
         return;
     };
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         v["evidence"]["policy"]["decision"] = json!("allow")
     });
-    let err = verify_bundle(&bytes, &built.keys.trusted(), None).unwrap_err();
     assert_eq!(
         err.to_string(),
         "evidence summary: evidence.policy.decision does not match the signed statements"
     );
     // Claiming a stage ran that did not.
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         v["evidence"]["render"] = json!({"digest": null})
     });
-    let err = verify_bundle(&bytes, &built.keys.trusted(), None).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("evidence summary: evidence.render"),
@@ -1003,10 +973,7 @@ fn changed_bundle_metadata_is_refused() {
         verify_bundle(&bytes, &trusted, None),
         Err(VerifyError::Binding(_))
     ));
-    let bytes = edit(&built.bytes, |v| {
-        v["stages"][0]["stage"] = json!("validate")
-    });
-    let err = verify_bundle(&bytes, &trusted, None).unwrap_err();
+    let err = rejected(&built, |v| v["stages"][0]["stage"] = json!("validate"));
     assert!(
         err.to_string()
             .starts_with("stage propose: bundle labels it \"validate\""),
@@ -1122,22 +1089,20 @@ fn verification_uses_only_the_callers_keys() {
     // Swap in an attacker's keys in the bundle: nothing changes for a verifier with the real
     // keys, and a verifier that trusted the bundle's keys would be told the keys don't match.
     let stranger = EvidenceKey::from_seed(&[0x99; 32]);
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         v["keys"][0]["publicKeyPem"] = json!(sluice_evidence::keys::public_key_pem(
             &stranger.verifying_key()
         ));
     });
-    let err = verify_bundle(&bytes, &built.keys.trusted(), None).unwrap_err();
     assert!(err.to_string().starts_with("keys: keys[0]: keyId"), "{err}");
     // The PEM must be exactly the canonical text (a CR for an LF would otherwise ride along).
-    let bytes = edit(&built.bytes, |v| {
+    let err = rejected(&built, |v| {
         let pem = v["keys"][0]["publicKeyPem"]
             .as_str()
             .unwrap()
             .replacen('\n', "\r\n", 1);
         v["keys"][0]["publicKeyPem"] = json!(pem);
     });
-    let err = verify_bundle(&bytes, &built.keys.trusted(), None).unwrap_err();
     assert!(err.to_string().contains("not in canonical form"), "{err}");
 }
 

@@ -2,14 +2,12 @@
 //! double of the OpenTofu CLI that serves real plans from `../shared/corpus/tf-plans` and can
 //! simulate each failure class. Stacks come from a real git repository written in the test.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_git::git::{GitRepo, Snapshot};
-use sluice_git::git_write::{Author, Writer};
 use sluice_iac::classify::{FailureClass, Step};
 use sluice_iac::config::{EngineChoice, PlanConfig};
 use sluice_iac::driver::{Driver, Outcome, StackPlan, StackSpec};
@@ -18,53 +16,14 @@ use sluice_iac::export::Input;
 use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
 use sluice_iac::store::{Digest, FsPlanStore, PlanStore};
 use sluice_model::plan::Plan;
-
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../../shared/corpus/tf-plans"
-);
-const DOUBLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/support/tofu-test-double.sh"
-);
+use sluice_testkit::TestDoubleBin;
 
 fn corpus_plan(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(CORPUS).join(rel);
-    if p.is_file() {
-        return Some(p);
-    }
-    if std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() == Ok("1") {
-        panic!("corpus missing at {CORPUS}");
-    }
-    eprintln!("notice: corpus not found at {CORPUS}; skipping");
-    None
-}
-
-/// A temporary bin directory with the test double installed under the given names, and a PATH
-/// of that directory plus the system directories the double's shell script needs.
-struct Bin {
-    dir: tempfile::TempDir,
-}
-
-impl Bin {
-    fn new(names: &[&str]) -> Bin {
-        let dir = tempfile::tempdir().unwrap();
-        let double = dir.path().join("tofu-test-double");
-        std::fs::copy(DOUBLE, &double).unwrap();
-        std::fs::set_permissions(&double, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for n in names {
-            std::os::unix::fs::symlink(&double, dir.path().join(n)).unwrap();
-        }
-        Bin { dir }
-    }
-
-    fn path_var(&self) -> std::ffi::OsString {
-        std::env::join_paths([self.dir.path(), Path::new("/usr/bin"), Path::new("/bin")]).unwrap()
-    }
+    sluice_testkit::corpus(&format!("tf-plans/{rel}"))
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    _dir: sluice_testkit::Repo,
     snapshot: Snapshot,
     store_dir: tempfile::TempDir,
     work: tempfile::TempDir,
@@ -72,23 +31,9 @@ struct Fixture {
 }
 
 fn repo<S: AsRef<str>>(files: &[(S, String)]) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let writer = Writer::init(dir.path()).unwrap();
-    let map: BTreeMap<String, Vec<u8>> = files
-        .iter()
-        .map(|(p, c)| (p.as_ref().to_string(), c.as_bytes().to_vec()))
-        .collect();
-    let author = Author {
-        name: "t",
-        email: "t@t",
-        time: 1_767_225_600,
-    };
-    writer
-        .commit("main", &map, None, "stacks", &author)
-        .unwrap();
+    let (dir, commit) = sluice_testkit::Repo::with_files(files);
     let repo = Arc::new(GitRepo::open(dir.path()).unwrap());
-    let commit = repo.resolve("main").unwrap();
-    let snapshot = repo.snapshot(commit).unwrap();
+    let snapshot = repo.snapshot(repo.resolve(&commit).unwrap()).unwrap();
     let work = tempfile::tempdir().unwrap();
     let log = work.path().join("double.log");
     Fixture {
@@ -112,7 +57,12 @@ fn spec(id: &str, dir: &str, inputs: Vec<Input>) -> StackSpec {
     }
 }
 
-fn run(fx: &Fixture, bin: &Bin, config: &PlanConfig, stacks: &[StackSpec]) -> Vec<StackPlan> {
+fn run(
+    fx: &Fixture,
+    bin: &TestDoubleBin,
+    config: &PlanConfig,
+    stacks: &[StackSpec],
+) -> Vec<StackPlan> {
     let store = FsPlanStore::with_keys(fx.store_dir.path(), test_keys());
     let driver = Driver {
         config,
@@ -184,7 +134,7 @@ fn plans_stacks_in_parallel_with_serialised_init_and_stores_secrets() {
         ));
     }
     let fx = repo(&files);
-    let bin = Bin::new(&["tofu"]);
+    let bin = TestDoubleBin::new(&["tofu"]);
     let config = PlanConfig {
         parallelism: 4,
         ..PlanConfig::default()
@@ -290,7 +240,7 @@ fn each_failure_class_is_recognised_with_a_redacted_excerpt() {
         stacks.push(spec(&format!("dev/{fail}"), &dir, vec![]));
     }
     let fx = repo(&files);
-    let bin = Bin::new(&["tofu"]);
+    let bin = TestDoubleBin::new(&["tofu"]);
     let results = run(&fx, &bin, &PlanConfig::default(), &stacks);
     for ((fail, class, step), r) in cases.iter().zip(&results) {
         let f = failed(r);
@@ -318,7 +268,7 @@ fn each_failure_class_is_recognised_with_a_redacted_excerpt() {
 #[test]
 fn engine_missing_and_configured_engine_missing() {
     let fx = repo(&[("live/a/main.tf", "# a\n".into())]);
-    let empty = Bin::new(&[]);
+    let empty = TestDoubleBin::new(&[]);
     let stacks = [spec("a", "live/a", vec![])];
     let r = run(&fx, &empty, &PlanConfig::default(), &stacks);
     let f = failed(&r[0]);
@@ -327,7 +277,7 @@ fn engine_missing_and_configured_engine_missing() {
         f.message,
         "engine missing: tofu or terraform not found on PATH; install OpenTofu or Terraform, or set plan.engine"
     );
-    let tofu_only = Bin::new(&["tofu"]);
+    let tofu_only = TestDoubleBin::new(&["tofu"]);
     let config = PlanConfig {
         engine: EngineChoice::Terraform,
         ..PlanConfig::default()
@@ -350,10 +300,10 @@ fn auto_prefers_tofu_and_terraform_is_used_when_alone() {
         ("live/a/tofu-double.conf", conf(&plan, "")),
     ]);
     let stacks = [spec("a", "live/a", vec![])];
-    let both = Bin::new(&["tofu", "terraform"]);
+    let both = TestDoubleBin::new(&["tofu", "terraform"]);
     let r = run(&fx, &both, &PlanConfig::default(), &stacks);
     assert_eq!(r[0].engine.as_ref().unwrap().kind, EngineKind::Tofu);
-    let tf = Bin::new(&["terraform"]);
+    let tf = TestDoubleBin::new(&["terraform"]);
     let r = run(&fx, &tf, &PlanConfig::default(), &stacks);
     assert_eq!(r[0].engine.as_ref().unwrap().kind, EngineKind::Terraform);
     planned(&r[0]);
@@ -380,13 +330,13 @@ fn terragrunt_stacks_need_terragrunt() {
         is_dir: false,
     }];
     let stacks = [spec("tg", "live/tg", inputs)];
-    let without = Bin::new(&["tofu"]);
+    let without = TestDoubleBin::new(&["tofu"]);
     let r = run(&fx, &without, &PlanConfig::default(), &stacks);
     let f = failed(&r[0]);
     assert_eq!(f.class, FailureClass::EngineMissing);
     assert!(f.message.contains("terragrunt"), "{}", f.message);
 
-    let with = Bin::new(&["tofu", "terragrunt"]);
+    let with = TestDoubleBin::new(&["tofu", "terragrunt"]);
     let r = run(&fx, &with, &PlanConfig::default(), &stacks);
     planned(&r[0]);
     let e = r[0].engine.as_ref().unwrap();
@@ -408,7 +358,7 @@ fn a_hanging_engine_times_out() {
         timeout: Duration::from_secs(1),
         ..PlanConfig::default()
     };
-    let bin = Bin::new(&["tofu"]);
+    let bin = TestDoubleBin::new(&["tofu"]);
     let r = run(&fx, &bin, &config, &[spec("slow", "live/slow", vec![])]);
     let f = failed(&r[0]);
     assert_eq!((f.class, f.step), (FailureClass::Timeout, Step::Plan));
@@ -442,7 +392,7 @@ fn missing_module_input_fails_as_module() {
             conf(&plan, "require=../../modules/x/main.tf\n"),
         ),
     ]);
-    let bin = Bin::new(&["tofu"]);
+    let bin = TestDoubleBin::new(&["tofu"]);
     let r = run(
         &fx,
         &bin,
@@ -469,7 +419,7 @@ fn missing_module_input_fails_as_module() {
 #[test]
 fn a_stack_missing_at_the_revision_is_an_internal_failure() {
     let fx = repo(&[("live/a/main.tf", "# a\n".into())]);
-    let bin = Bin::new(&["tofu"]);
+    let bin = TestDoubleBin::new(&["tofu"]);
     let r = run(
         &fx,
         &bin,

@@ -5,27 +5,14 @@
 //! sensitive outputs, import by identity, deferred changes).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 use sluice_model::plan::{Action, Plan, PlanError};
 use sluice_model::redact::{RedactionRules, redact_plan};
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../../shared/corpus/tf-plans"
-);
-
 fn corpus() -> Option<PathBuf> {
-    let p = PathBuf::from(CORPUS);
-    if p.is_dir() {
-        return Some(p);
-    }
-    if std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() == Ok("1") {
-        panic!("corpus missing at {CORPUS} and SLUICE_REQUIRE_CORPUS=1");
-    }
-    eprintln!("notice: corpus not found at {CORPUS}; skipping");
-    None
+    sluice_testkit::corpus("tf-plans")
 }
 
 /// What a non-plan file must be rejected as.
@@ -77,21 +64,6 @@ fn expected_rejection(rel: &str) -> Option<Rejection> {
     not_plan_names
         .contains(&name)
         .then_some(Rejection::NotAPlan)
-}
-
-fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            json_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "json") {
-            out.push(p);
-        }
-    }
 }
 
 /// Decode independently of the model: BOM-aware, as a second opinion.
@@ -194,8 +166,7 @@ fn counted_from_summary(plan: &Plan) -> Counted {
 #[test]
 fn every_corpus_plan_parses_or_is_rejected_for_its_documented_reason() {
     let Some(root) = corpus() else { return };
-    let mut files = Vec::new();
-    json_files(&root, &mut files);
+    let files = sluice_testkit::files_with_extension(&root, "json");
     assert!(
         files.len() > 60,
         "corpus looks incomplete: {} files",

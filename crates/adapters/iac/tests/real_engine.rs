@@ -1,17 +1,13 @@
-//! The driver with a real `tofu` or `terraform` when one is on PATH (skipped with a notice
-//! otherwise, and a failure when `SLUICE_REQUIRE_TERRAFORM=1`, as `.ci/run` sets, and
-//! `terraform` is missing). The stacks use only the built-in `terraform_data` resource, so
-//! `init` needs no network and `plan` no credentials.
+//! The driver with the real engine: `terraform` must be on PATH (skipped with a notice
+//! otherwise, a failure under `SLUICE_REQUIRE_TERRAFORM=1`); the driver may pick `tofu` first. The stacks use only the built-in `terraform_data` resource, so `init` needs no
+//! network and `plan` no credentials.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_git::git::GitRepo;
-use sluice_git::git_write::{Author, Writer};
 use sluice_iac::classify::{FailureClass, Step};
 use sluice_iac::config::PlanConfig;
 use sluice_iac::driver::{Driver, Outcome, StackSpec};
-use sluice_iac::engine;
 use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
 use sluice_iac::store::{FsPlanStore, PlanStore};
 use sluice_model::plan::Action;
@@ -19,30 +15,11 @@ use sluice_model::redact::{RedactionRules, redact_plan};
 
 const CANARY: &str = "CANARY-real-engine-4b1d";
 
-/// Whether a real engine can run this test. Under CI (`SLUICE_REQUIRE_TERRAFORM=1`) the real
-/// Terraform is required: its absence fails the test instead of skipping it.
-fn engine_available() -> bool {
-    if std::env::var_os("SLUICE_REQUIRE_TERRAFORM").is_some_and(|v| v == "1") {
-        assert!(
-            engine::find_on_path("terraform", None).is_some(),
-            "SLUICE_REQUIRE_TERRAFORM=1 but terraform is not on PATH"
-        );
-        return true;
-    }
-    let found = ["tofu", "terraform"]
-        .iter()
-        .find_map(|n| engine::find_on_path(n, None));
-    if found.is_none() {
-        eprintln!("notice: neither tofu nor terraform on PATH; real-engine test skipped");
-    }
-    found.is_some()
-}
-
 #[test]
 fn real_engine_plans_redacts_and_classifies() {
-    if !engine_available() {
+    let Some(_terraform) = sluice_testkit::terraform() else {
         return;
-    }
+    };
     let main_tf = format!(
         r#"
 variable "db_password" {{
@@ -68,32 +45,13 @@ output "password" {{
 }}
 "#
     );
-    let files: BTreeMap<String, Vec<u8>> = [
-        ("live/dev/data/main.tf".to_string(), main_tf.into_bytes()),
-        (
-            "live/dev/broken/main.tf".to_string(),
-            b"resource \"terraform_data\" \"x\" {\n  no_such_argument = 1\n}\n".to_vec(),
-        ),
-    ]
-    .into_iter()
-    .collect();
-    let dir = tempfile::tempdir().unwrap();
-    Writer::init(dir.path())
-        .unwrap()
-        .commit(
-            "main",
-            &files,
-            None,
-            "stacks",
-            &Author {
-                name: "t",
-                email: "t@t",
-                time: 1_767_225_600,
-            },
-        )
-        .unwrap();
+    let broken = "resource \"terraform_data\" \"x\" {\n  no_such_argument = 1\n}\n";
+    let (dir, commit) = sluice_testkit::Repo::with_files(&[
+        ("live/dev/data/main.tf", main_tf.as_str()),
+        ("live/dev/broken/main.tf", broken),
+    ]);
     let repo = Arc::new(GitRepo::open(dir.path()).unwrap());
-    let snapshot = repo.snapshot(repo.resolve("main").unwrap()).unwrap();
+    let snapshot = repo.snapshot(repo.resolve(&commit).unwrap()).unwrap();
 
     let store_dir = tempfile::tempdir().unwrap();
     let store = FsPlanStore::with_keys(store_dir.path(), test_keys());

@@ -4,7 +4,7 @@
 //! Every `.hcl` file must parse or fail cleanly, every stack must evaluate without panicking, and
 //! for a set of fixtures the dependency edges and inputs were read off the files by hand.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use sluice_model::tree::Tree;
@@ -68,25 +68,16 @@ impl Tree for DiskFiles {
 }
 
 fn corpus() -> Option<DiskFiles> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/corpus/terragrunt");
-    if root.is_dir() {
-        let mut files = DiskFiles {
-            root,
-            files: Vec::new(),
-        };
-        let mut all = Vec::new();
-        walk(&files, "", &mut all);
-        all.sort();
-        files.files = all;
-        return Some(files);
-    }
-    assert!(
-        std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() != Ok("1"),
-        "corpus not found at {} and SLUICE_REQUIRE_CORPUS=1",
-        root.display()
-    );
-    println!("corpus not found at {}, skipping", root.display());
-    None
+    let root = sluice_testkit::corpus("terragrunt")?;
+    let mut files = DiskFiles {
+        root,
+        files: Vec::new(),
+    };
+    let mut all = Vec::new();
+    walk(&files, "", &mut all);
+    all.sort();
+    files.files = all;
+    Some(files)
 }
 
 /// Repo-relative paths of every file under `dir`, sorted.

@@ -1,7 +1,7 @@
 //! The whole built-in pack over every real plan in `../shared/corpus/tf-plans`: no plan may make
 //! a rule error (an error would fail closed and block a real change for nothing).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use sluice_model::exception::Timestamp;
@@ -10,36 +10,8 @@ use sluice_policy::engine::{BuiltinSettings, EngineOptions, EngineSpec, PolicyEn
 use sluice_policy::input::{ChangeContext, EvalInput};
 use sluice_policy::record::Outcome;
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../../shared/corpus/tf-plans"
-);
-
 fn corpus() -> Option<PathBuf> {
-    let p = PathBuf::from(CORPUS);
-    if p.is_dir() {
-        return Some(p);
-    }
-    if std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() == Ok("1") {
-        panic!("corpus missing at {CORPUS}");
-    }
-    eprintln!("notice: corpus missing at {CORPUS}; skipping");
-    None
-}
-
-fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            json_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "json") {
-            out.push(p);
-        }
-    }
+    sluice_testkit::corpus("tf-plans")
 }
 
 /// Plan JSON as `terraform show -json` writes it (format 1.x or the 0.x of Terraform 0.12+).
@@ -69,8 +41,7 @@ fn builtin_pack_evaluates_every_corpus_plan_without_error() {
         ..Default::default()
     })
     .unwrap();
-    let mut files = Vec::new();
-    json_files(&dir, &mut files);
+    let files = sluice_testkit::files_with_extension(&dir, "json");
     let (mut plans, mut skipped) = (0, 0);
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     let mut errors = Vec::new();
@@ -130,7 +101,7 @@ fn builtin_pack_evaluates_every_corpus_plan_without_error() {
         "corpus: {plans} plans evaluated, {skipped} other JSON files skipped; results (production): {counts:?}"
     );
     assert!(errors.is_empty(), "{}", errors.join("\n"));
-    assert!(plans >= 50, "only {plans} plans found in {CORPUS}");
+    assert!(plans >= 50, "only {plans} plans found in the corpus");
     // The corpus holds real misconfigurations (Checkov's fixtures): the pack must find some.
     assert!(
         counts.get(Outcome::Deny.as_str()).copied().unwrap_or(0) > 0,

@@ -7,21 +7,8 @@ use std::time::Duration;
 
 use sluice_policy::gatekeeper;
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../../shared/corpus/gatekeeper-library/library"
-);
-
 fn corpus() -> Option<PathBuf> {
-    let p = PathBuf::from(CORPUS);
-    if p.is_dir() {
-        return Some(p);
-    }
-    if std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() == Ok("1") {
-        panic!("corpus missing at {CORPUS}");
-    }
-    eprintln!("notice: corpus missing at {CORPUS}; skipping");
-    None
+    sluice_testkit::corpus("gatekeeper-library/library")
 }
 
 #[test]

@@ -2,12 +2,10 @@
 //! folder as a bundle versioned by commit + digest, `sluice.yaml`'s `policy` section, and the
 //! `security-exceptions` folder with its review notices.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::json;
 use sluice_git::git::GitRepo;
-use sluice_git::git_write::{Author, Writer};
 use sluice_model::exception::{NoticeKind, Timestamp};
 use sluice_model::redact::RedactedPlan;
 use sluice_policy::record::{Decision, Outcome};
@@ -56,23 +54,10 @@ reason: quarterly reprocessing
 expiresAt: "2025-06-20T00:00:00Z"
 "#;
 
-fn commit(files: &[(&str, &str)]) -> (tempfile::TempDir, sluice_git::git::Snapshot) {
-    let dir = tempfile::tempdir().unwrap();
-    let writer = Writer::init(dir.path()).unwrap();
-    let map: BTreeMap<String, Vec<u8>> = files
-        .iter()
-        .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
-        .collect();
-    let author = Author {
-        name: "t",
-        email: "t@example.invalid",
-        time: 1_700_000_000,
-    };
-    let id = writer
-        .commit("main", &map, None, "policy", &author)
-        .unwrap();
+fn commit(files: &[(&str, &str)]) -> (sluice_testkit::Repo, sluice_git::git::Snapshot) {
+    let (dir, commit) = sluice_testkit::Repo::with_files(files);
     let repo = Arc::new(GitRepo::open(dir.path()).unwrap());
-    let snap = repo.snapshot(id).unwrap();
+    let snap = repo.snapshot(repo.resolve(&commit).unwrap()).unwrap();
     (dir, snap)
 }
 

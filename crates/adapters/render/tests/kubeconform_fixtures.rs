@@ -10,21 +10,8 @@ use sluice_render::error::RenderError;
 use sluice_render::manifest::{Limits, parse_documents};
 use sluice_render::schema::{Options, SchemaSet, Validation, validate};
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../../shared/corpus/k8s/kubeconform-fixtures/fixtures"
-);
-
 fn fixtures() -> Option<PathBuf> {
-    let dir = PathBuf::from(FIXTURES);
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() == Ok("1") {
-        panic!("corpus missing at {FIXTURES}");
-    }
-    eprintln!("notice: corpus not found at {FIXTURES}; skipping kubeconform fixtures");
-    None
+    sluice_testkit::corpus("k8s/kubeconform-fixtures/fixtures")
 }
 
 #[derive(Debug)]

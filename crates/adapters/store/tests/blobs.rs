@@ -8,21 +8,9 @@ use std::path::PathBuf;
 
 use sluice_store::{ArtifactIndex, BlobStore, Digest, LocalBlobs, StoreError, put_artifact};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../shared/corpus");
-
 /// Real plan JSON files from the corpus, or `None` (with a notice) when it is absent.
 fn corpus_plans() -> Option<Vec<PathBuf>> {
-    let dir = PathBuf::from(CORPUS).join("tf-plans/terraform-json/testdata");
-    if !dir.is_dir() {
-        if std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() == Ok("1") {
-            panic!(
-                "corpus missing at {} (SLUICE_REQUIRE_CORPUS=1)",
-                dir.display()
-            );
-        }
-        eprintln!("notice: corpus missing at {}; skipping", dir.display());
-        return None;
-    }
+    let dir = sluice_testkit::corpus("tf-plans/terraform-json/testdata")?;
     let mut plans: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| {

@@ -12,11 +12,6 @@ use sluice_vcs::event::{
 };
 use sluice_vcs::{DeliveryHeaders, Event, WebhookError, WebhookSecret, receive};
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../../shared/corpus/github-webhooks/payload-examples/api.github.com"
-);
-
 /// The (event, action) pairs sluice acts on; `None` matches a payload without an action (push).
 const SUPPORTED: &[(&str, Option<&str>)] = &[
     ("pull_request", Some("opened")),
@@ -31,15 +26,7 @@ const SUPPORTED: &[(&str, Option<&str>)] = &[
 ];
 
 fn corpus() -> Option<PathBuf> {
-    let dir = PathBuf::from(CORPUS);
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() == Ok("1") {
-        panic!("corpus missing at {CORPUS} (SLUICE_REQUIRE_CORPUS=1)");
-    }
-    eprintln!("notice: corpus missing at {CORPUS}; skipping the webhook corpus test");
-    None
+    sluice_testkit::corpus("github-webhooks/payload-examples/api.github.com")
 }
 
 /// (event name from the folder, file) for every payload, sorted.
@@ -263,8 +250,9 @@ fn every_corpus_payload_parses_into_its_typed_event() {
     let all = payloads(&root);
     assert!(
         all.len() >= 80,
-        "only {} payloads under {CORPUS}",
-        all.len()
+        "only {} payloads under {}",
+        all.len(),
+        root.display()
     );
     for (event_name, file) in &all {
         let body = std::fs::read(file).unwrap();

@@ -1,12 +1,11 @@
 //! End-to-end tests of `sluice affected` on git repositories built in the test: each test
 //! builds a small org, makes a change on a branch and checks the exact set of affected stacks
-//! and apps, their status and the kind of reason given for each.
+//! and apps, their status and the kind of reason given for each. The decision itself (how
+//! dependents propagate, ordering) is tested as a pure function in
+//! crates/model/tests/affected_decisions.rs; here each case checks what git, discovery and the
+//! parsers feed it.
 
-mod common;
-
-use common::*;
-
-const R: &str = "live/dev/eu-west-1";
+use sluice_testkit::*;
 
 /// A stack at `live/dev/eu-west-1/<name>` (or the env/region given in `id`).
 fn stack_path(id: &str) -> String {
@@ -19,14 +18,8 @@ fn stack_path(id: &str) -> String {
 #[test]
 fn file_under_stack_dir_marks_only_that_stack() {
     let repo = org_repo();
-    repo.write(
-        &format!("{R}/network/terragrunt.hcl"),
-        plain_stack("cidr = \"10.0.0.0/16\""),
-    );
-    repo.write(
-        &format!("{R}/network-b/terragrunt.hcl"),
-        plain_stack("cidr = \"10.1.0.0/16\""),
-    );
+    repo.write(&tg("network"), plain_stack("cidr = \"10.0.0.0/16\""));
+    repo.write(&tg("network-b"), plain_stack("cidr = \"10.1.0.0/16\""));
     repo.write(&format!("{R}/networkb/main.tf"), "# other\n");
     repo.write(
         &format!("{R}/dns/main.tf"),
@@ -34,38 +27,32 @@ fn file_under_stack_dir_marks_only_that_stack() {
     );
     let base = repo.commit("base");
     repo.checkout_new("change");
-    repo.write(
-        &format!("{R}/network/terragrunt.hcl"),
-        plain_stack("cidr = \"10.9.0.0/16\""),
-    );
+    repo.write(&tg("network"), plain_stack("cidr = \"10.9.0.0/16\""));
     // A nested non-Terraform file below the stack is still the stack's file.
     repo.write(&format!("{R}/network/policies/extra.json"), "{}\n");
-    let head = repo.commit("change network");
-
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/network", "modified")])
-    );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/network"),
-        vec![
-            ("file".into(), format!("{R}/network/policies/extra.json")),
-            ("file".into(), format!("{R}/network/terragrunt.hcl")),
-        ]
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/network", "modified")]);
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/network",
+        &[
+            ("file", format!("{R}/network/policies/extra.json")),
+            ("file", tg("network")),
+        ],
     );
     let u = unit(&r, "stacks", "dev/eu-west-1/network");
     assert_eq!(u["path"], format!("{R}/network"));
     assert_eq!(u["env"], "dev");
     assert_eq!(r["base"], base);
-    assert_eq!(r["head"], head);
-    assert_eq!(statuses(&r, "apps"), expect(&[]));
+    assert_eq!(r["head"], repo.head());
+    assert_units(&r, "apps", &[]);
 }
 
 #[test]
 fn change_outside_any_stack_or_input_affects_nothing() {
     let repo = org_repo();
-    repo.write(&format!("{R}/network/terragrunt.hcl"), plain_stack("a = 1"));
+    repo.write(&tg("network"), plain_stack("a = 1"));
     repo.write("README.md", "hello\n");
     let base = repo.commit("base");
     repo.write("README.md", "hello again\n");
@@ -75,10 +62,9 @@ fn change_outside_any_stack_or_input_affects_nothing() {
         &format!("{R}/region.hcl"),
         "locals { region = \"eu-west-1\" }\n",
     );
-    let head = repo.commit("docs");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(statuses(&r, "stacks"), expect(&[]));
-    assert_eq!(statuses(&r, "apps"), expect(&[]));
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[]);
+    assert_units(&r, "apps", &[]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -87,11 +73,11 @@ fn change_outside_any_stack_or_input_affects_nothing() {
 fn module_org() -> (Repo, String) {
     let repo = org_repo();
     repo.write(
-        &format!("{R}/network/terragrunt.hcl"),
+        &tg("network"),
         "terraform {\n  source = \"../../../../modules//vpc\"\n}\n\ninputs = {\n  cidr = \"10.0.0.0/16\"\n}\n",
     );
     repo.write(
-        &format!("{R}/dns/terragrunt.hcl"),
+        &tg("dns"),
         "terraform {\n  source = \"../../../../modules//dns\"\n}\n",
     );
     // A plain Terraform stack (no Terragrunt) using the security-group module directly.
@@ -134,15 +120,13 @@ fn module_change_marks_stacks_using_it() {
         "modules/vpc/main.tf",
         "module \"sg\" {\n  source = \"../sg\"\n  name   = \"vpc2\"\n}\n",
     );
-    let head = repo.commit("vpc");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/network", "modified")])
-    );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/network"),
-        vec![("module".into(), "modules/vpc/main.tf".into())]
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/network", "modified")]);
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/network",
+        &[("module", "modules/vpc/main.tf")],
     );
 }
 
@@ -153,22 +137,18 @@ fn module_used_transitively_marks_stacks() {
         "modules/sg/main.tf",
         "resource \"aws_security_group\" \"this\" {\n  name        = var.name\n  description = \"changed\"\n}\n",
     );
-    let head = repo.commit("sg");
-    let r = affected(repo.path(), &base, &head);
+    let r = affected_since(&repo, &base);
     // network uses vpc which uses sg; firewall uses sg directly; dns uses neither.
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/firewall", "modified"),
             ("dev/eu-west-1/network", "modified"),
-        ])
+        ],
     );
     for id in ["dev/eu-west-1/firewall", "dev/eu-west-1/network"] {
-        assert_eq!(
-            kind_paths(&r, "stacks", id),
-            vec![("module".into(), "modules/sg/main.tf".into())],
-            "{id}"
-        );
+        assert_kind_paths(&r, "stacks", id, &[("module", "modules/sg/main.tf")]);
     }
 }
 
@@ -177,28 +157,23 @@ fn unrelated_module_change_marks_nothing() {
     let (repo, base) = module_org();
     repo.write("modules/unused/main.tf", "# changed\n");
     repo.write("modules/unused/new.tf", "# new\n");
-    let head = repo.commit("unused");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(statuses(&r, "stacks"), expect(&[]));
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[]);
 }
 
 #[test]
 fn source_with_get_terragrunt_dir_is_evaluated() {
     let repo = org_repo();
     repo.write(
-        &format!("{R}/network/terragrunt.hcl"),
+        &tg("network"),
         "terraform {\n  source = \"${get_terragrunt_dir()}/../../../../modules//vpc\"\n}\n",
     );
-    repo.write(&format!("{R}/other/terragrunt.hcl"), plain_stack("a = 1"));
+    repo.write(&tg("other"), plain_stack("a = 1"));
     repo.write("modules/vpc/main.tf", "# v1\n");
     let base = repo.commit("base");
     repo.write("modules/vpc/main.tf", "# v2\n");
-    let head = repo.commit("vpc");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/network", "modified")])
-    );
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/network", "modified")]);
     assert_eq!(kinds(&r, "stacks", "dev/eu-west-1/network"), ["module"]);
     assert!(warnings(&r).is_empty(), "{:?}", warnings(&r));
 }
@@ -216,13 +191,10 @@ fn include_org() -> (Repo, String) {
     );
     repo.write("live/dev/env.hcl", "locals {\n  env = \"dev\"\n}\n");
     repo.write("live/prod/env.hcl", "locals {\n  env = \"prod\"\n}\n");
-    repo.write(&format!("{R}/app/terragrunt.hcl"), both);
-    repo.write(&format!("{R}/api/terragrunt.hcl"), root_only);
+    repo.write(&tg("app"), both);
+    repo.write(&tg("api"), root_only);
     repo.write("live/prod/eu-west-1/app/terragrunt.hcl", both);
-    repo.write(
-        &format!("{R}/standalone/terragrunt.hcl"),
-        plain_stack("a = 1"),
-    );
+    repo.write(&tg("standalone"), plain_stack("a = 1"));
     repo.write(
         &format!("{R}/tf/main.tf"),
         "resource \"null_resource\" \"n\" {}\n",
@@ -239,26 +211,22 @@ fn included_root_file_marks_every_stack_that_includes_it() {
         "live/root.hcl",
         "remote_state {\n  backend = \"gcs\"\n  config = {\n    key = \"${path_relative_to_include()}/terraform.tfstate\"\n  }\n}\n",
     );
-    let head = repo.commit("root");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/api", "modified"),
             ("dev/eu-west-1/app", "modified"),
             ("prod/eu-west-1/app", "modified"),
-        ])
+        ],
     );
     for id in [
         "dev/eu-west-1/api",
         "dev/eu-west-1/app",
         "prod/eu-west-1/app",
     ] {
-        assert_eq!(
-            kind_paths(&r, "stacks", id),
-            vec![("include".into(), "live/root.hcl".into())],
-            "{id}"
-        );
+        assert_kind_paths(&r, "stacks", id, &[("include", "live/root.hcl")]);
     }
 }
 
@@ -266,43 +234,33 @@ fn included_root_file_marks_every_stack_that_includes_it() {
 fn file_read_with_read_terragrunt_config_marks_its_readers_only() {
     let (repo, base) = include_org();
     repo.write("live/dev/env.hcl", "locals {\n  env = \"development\"\n}\n");
-    let head = repo.commit("env");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/app", "modified")])
-    );
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/app", "modified")]);
     let rs = reasons(&r, "stacks", "dev/eu-west-1/app");
     assert_eq!(rs.len(), 1, "{rs:?}");
     assert_eq!(rs[0].0, "include");
     assert_eq!(rs[0].1, "live/dev/env.hcl");
-    assert_eq!(
-        rs[0].2,
-        format!("{R}/app/terragrunt.hcl"),
-        "via names the reader"
-    );
+    assert_eq!(rs[0].2, tg("app"), "via names the reader");
 }
 
 #[test]
 fn var_file_from_extra_arguments_is_an_input() {
     let repo = org_repo();
     repo.write(
-        &format!("{R}/app/terragrunt.hcl"),
+        &tg("app"),
         "terraform {\n  extra_arguments \"common\" {\n    commands           = [\"plan\", \"apply\"]\n    required_var_files = [\"${get_terragrunt_dir()}/../../common.tfvars\"]\n  }\n}\n",
     );
-    repo.write(&format!("{R}/other/terragrunt.hcl"), plain_stack("a = 1"));
+    repo.write(&tg("other"), plain_stack("a = 1"));
     repo.write("live/dev/common.tfvars", "x = 1\n");
     let base = repo.commit("base");
     repo.write("live/dev/common.tfvars", "x = 2\n");
-    let head = repo.commit("tfvars");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/app", "modified")])
-    );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/app"),
-        vec![("include".into(), "live/dev/common.tfvars".into())]
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/app", "modified")]);
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/app",
+        &[("include", "live/dev/common.tfvars")],
     );
 }
 
@@ -311,34 +269,31 @@ fn var_file_from_extra_arguments_is_an_input() {
 
 fn chain_org(stacks_extra: &str) -> (Repo, String) {
     let repo = org_repo_with(stacks_extra);
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 1"));
+    repo.write(&tg("a"), plain_stack("a = 1"));
     repo.write(
-        &format!("{R}/b/terragrunt.hcl"),
+        &tg("b"),
         "dependency \"a\" {\n  config_path = \"../a\"\n}\n\ninputs = {\n  x = dependency.a.outputs.x\n}\n",
     );
-    repo.write(
-        &format!("{R}/c/terragrunt.hcl"),
-        "dependency \"b\" {\n  config_path = \"../b\"\n}\n",
-    );
-    repo.write(&format!("{R}/z/terragrunt.hcl"), plain_stack("z = 1"));
+    repo.write(&tg("c"), dependency_on("b"));
+    repo.write(&tg("z"), plain_stack("z = 1"));
     let base = repo.commit("base");
     repo.checkout_new("change");
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 2"));
+    repo.write(&tg("a"), plain_stack("a = 2"));
     (repo, base)
 }
 
 #[test]
 fn dependents_of_a_changed_stack_are_affected() {
     let (repo, base) = chain_org("");
-    let head = repo.commit("a");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/a", "modified"),
             ("dev/eu-west-1/b", "dependent"),
             ("dev/eu-west-1/c", "dependent"),
-        ])
+        ],
     );
     assert_eq!(kinds(&r, "stacks", "dev/eu-west-1/a"), ["file"]);
     assert_eq!(kinds(&r, "stacks", "dev/eu-west-1/b"), ["dependency"]);
@@ -356,33 +311,9 @@ fn dependents_of_a_changed_stack_are_affected() {
 #[test]
 fn dependents_false_affects_only_the_changed_stack() {
     let (repo, base) = chain_org("  dependents: false\n");
-    let head = repo.commit("a");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/a", "modified")])
-    );
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
     assert_eq!(kinds(&r, "stacks", "dev/eu-west-1/a"), ["file"]);
-}
-
-#[test]
-fn change_in_the_middle_propagates_downstream_only() {
-    let (repo, base) = chain_org("");
-    // Undo the change to a; change b instead.
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 1"));
-    repo.write(
-        &format!("{R}/b/terragrunt.hcl"),
-        "dependency \"a\" {\n  config_path = \"../a\"\n}\n\ninputs = {\n  x = dependency.a.outputs.y\n}\n",
-    );
-    let head = repo.commit("b");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
-            ("dev/eu-west-1/b", "modified"),
-            ("dev/eu-west-1/c", "dependent"),
-        ])
-    );
 }
 
 #[test]
@@ -390,19 +321,19 @@ fn explicit_depends_on_in_sluice_yaml_propagates() {
     let repo = org_repo_with(
         "  depends_on:\n    - { stack: dev/eu-west-1/app, on: [dev/eu-west-1/db] }\n",
     );
-    repo.write(&format!("{R}/db/terragrunt.hcl"), plain_stack("a = 1"));
-    repo.write(&format!("{R}/app/terragrunt.hcl"), plain_stack("b = 1"));
-    repo.write(&format!("{R}/other/terragrunt.hcl"), plain_stack("c = 1"));
+    repo.write(&tg("db"), plain_stack("a = 1"));
+    repo.write(&tg("app"), plain_stack("b = 1"));
+    repo.write(&tg("other"), plain_stack("c = 1"));
     let base = repo.commit("base");
-    repo.write(&format!("{R}/db/terragrunt.hcl"), plain_stack("a = 2"));
-    let head = repo.commit("db");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    repo.write(&tg("db"), plain_stack("a = 2"));
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/app", "dependent"),
             ("dev/eu-west-1/db", "modified"),
-        ])
+        ],
     );
     assert_eq!(
         dependency_reasons(&r, "stacks", "dev/eu-west-1/app"),
@@ -413,29 +344,26 @@ fn explicit_depends_on_in_sluice_yaml_propagates() {
 #[test]
 fn dependencies_block_and_get_terragrunt_dir_make_edges() {
     let repo = org_repo();
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 1"));
-    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 1"));
+    repo.write(&tg("a"), plain_stack("a = 1"));
+    repo.write(&tg("b"), plain_stack("b = 1"));
+    repo.write(&tg("c"), "dependencies {\n  paths = [\"../a\"]\n}\n");
     repo.write(
-        &format!("{R}/c/terragrunt.hcl"),
-        "dependencies {\n  paths = [\"../a\"]\n}\n",
-    );
-    repo.write(
-        &format!("{R}/d/terragrunt.hcl"),
+        &tg("d"),
         "dependency \"b\" {\n  config_path = \"${get_terragrunt_dir()}/../b\"\n}\n",
     );
     let base = repo.commit("base");
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 2"));
-    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 2"));
-    let head = repo.commit("a and b");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    repo.write(&tg("a"), plain_stack("a = 2"));
+    repo.write(&tg("b"), plain_stack("b = 2"));
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/a", "modified"),
             ("dev/eu-west-1/b", "modified"),
             ("dev/eu-west-1/c", "dependent"),
             ("dev/eu-west-1/d", "dependent"),
-        ])
+        ],
     );
     assert_eq!(
         dependency_reasons(&r, "stacks", "dev/eu-west-1/c"),
@@ -451,24 +379,24 @@ fn dependencies_block_and_get_terragrunt_dir_make_edges() {
 fn dependent_names_every_affected_upstream() {
     // d reads from both b and c, and both change: the report explains d by both.
     let repo = org_repo();
-    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 1"));
-    repo.write(&format!("{R}/c/terragrunt.hcl"), plain_stack("c = 1"));
+    repo.write(&tg("b"), plain_stack("b = 1"));
+    repo.write(&tg("c"), plain_stack("c = 1"));
     repo.write(
-        &format!("{R}/d/terragrunt.hcl"),
+        &tg("d"),
         "dependency \"b\" {\n  config_path = \"../b\"\n}\n\ndependency \"c\" {\n  config_path = \"../c\"\n}\n",
     );
     let base = repo.commit("base");
-    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 2"));
-    repo.write(&format!("{R}/c/terragrunt.hcl"), plain_stack("c = 2"));
-    let head = repo.commit("b and c");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    repo.write(&tg("b"), plain_stack("b = 2"));
+    repo.write(&tg("c"), plain_stack("c = 2"));
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/b", "modified"),
             ("dev/eu-west-1/c", "modified"),
             ("dev/eu-west-1/d", "dependent"),
-        ])
+        ],
     );
     assert_eq!(
         dependency_reasons(&r, "stacks", "dev/eu-west-1/d"),
@@ -502,14 +430,14 @@ fn watch_patterns_mark_matching_stacks() {
     repo.checkout_new("change");
 
     repo.write("live/prod/account.hcl", "locals { id = 2 }\n");
-    let head = repo.commit("account");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("prod/eu-west-1/dns", "modified"),
             ("prod/eu-west-1/network", "modified"),
-        ])
+        ],
     );
     let rs = reasons(&r, "stacks", "prod/eu-west-1/network");
     assert_eq!(
@@ -526,18 +454,20 @@ fn watch_patterns_mark_matching_stacks() {
     repo.checkout_new("zones");
     repo.write("shared/zones/internal/a.json", "{\"a\": 1}\n");
     repo.write("shared/zones/README.md", "zones, edited\n");
-    let head = repo.commit("zones");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/dns", "modified"),
             ("prod/eu-west-1/dns", "modified"),
-        ])
+        ],
     );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/dns"),
-        vec![("pattern".into(), "shared/zones/internal/a.json".into())]
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/dns",
+        &[("pattern", "shared/zones/internal/a.json")],
     );
 }
 
@@ -547,59 +477,63 @@ fn watch_patterns_mark_matching_stacks() {
 #[test]
 fn added_deleted_and_renamed_stacks() {
     let repo = org_repo();
-    repo.write(&format!("{R}/keep/terragrunt.hcl"), plain_stack("a = 1"));
-    repo.write(&format!("{R}/gone/terragrunt.hcl"), plain_stack("a = 1"));
+    repo.write(&tg("keep"), plain_stack("a = 1"));
+    repo.write(&tg("gone"), plain_stack("a = 1"));
     repo.write(&format!("{R}/gone/extra.tfvars"), "x = 1\n");
-    repo.write(
-        &format!("{R}/old-name/terragrunt.hcl"),
-        plain_stack("r = 1"),
-    );
+    repo.write(&tg("old-name"), plain_stack("r = 1"));
     repo.write(&format!("{R}/old-name/main.tf"), "# body\n");
     // A directory that is not a stack yet (no Terraform file).
     repo.write(&format!("{R}/later/README.md"), "soon\n");
     let base = repo.commit("base");
     repo.checkout_new("change");
-    repo.write(&format!("{R}/fresh/terragrunt.hcl"), plain_stack("n = 1"));
+    repo.write(&tg("fresh"), plain_stack("n = 1"));
     repo.write(&format!("{R}/later/main.tofu"), "# now a stack\n");
     repo.remove(&format!("{R}/gone"));
     repo.rename(&format!("{R}/old-name"), &format!("{R}/new-name"));
-    let head = repo.commit("shuffle");
-
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/fresh", "added"),
             ("dev/eu-west-1/gone", "deleted"),
             ("dev/eu-west-1/later", "added"),
             ("dev/eu-west-1/new-name", "added"),
             ("dev/eu-west-1/old-name", "deleted"),
-        ])
+        ],
     );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/gone"),
-        vec![
-            ("file".into(), format!("{R}/gone/extra.tfvars")),
-            ("file".into(), format!("{R}/gone/terragrunt.hcl")),
-        ]
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/gone",
+        &[
+            ("file", format!("{R}/gone/extra.tfvars")),
+            ("file", tg("gone")),
+        ],
     );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/old-name"),
-        vec![
-            ("file".into(), format!("{R}/old-name/main.tf")),
-            ("file".into(), format!("{R}/old-name/terragrunt.hcl")),
-        ]
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/old-name",
+        &[
+            ("file", format!("{R}/old-name/main.tf")),
+            ("file", tg("old-name")),
+        ],
     );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/new-name"),
-        vec![
-            ("file".into(), format!("{R}/new-name/main.tf")),
-            ("file".into(), format!("{R}/new-name/terragrunt.hcl")),
-        ]
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/new-name",
+        &[
+            ("file", format!("{R}/new-name/main.tf")),
+            ("file", tg("new-name")),
+        ],
     );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/fresh"),
-        vec![("file".into(), format!("{R}/fresh/terragrunt.hcl"))]
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/fresh",
+        &[("file", tg("fresh"))],
     );
     let gone = unit(&r, "stacks", "dev/eu-west-1/gone");
     assert_eq!(gone["path"], format!("{R}/gone"));
@@ -609,20 +543,13 @@ fn added_deleted_and_renamed_stacks() {
 #[test]
 fn stack_that_stops_being_a_stack_is_deleted() {
     let repo = org_repo();
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 1"));
+    repo.write(&tg("a"), plain_stack("a = 1"));
     repo.write(&format!("{R}/a/README.md"), "docs\n");
     let base = repo.commit("base");
-    repo.remove(&format!("{R}/a/terragrunt.hcl"));
-    let head = repo.commit("no more stack");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/a", "deleted")])
-    );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/a"),
-        vec![("file".into(), format!("{R}/a/terragrunt.hcl"))]
-    );
+    repo.remove(&tg("a"));
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/a", "deleted")]);
+    assert_kind_paths(&r, "stacks", "dev/eu-west-1/a", &[("file", tg("a"))]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -688,24 +615,22 @@ fn kustomize_base_outside_the_app_marks_every_app_using_it() {
         "gitops/base/payments/deployment.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: payments\n  labels: { a: b }\n",
     );
-    let head = repo.commit("payments base");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(statuses(&r, "stacks"), expect(&[]));
-    assert_eq!(
-        statuses(&r, "apps"),
-        expect(&[
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[]);
+    assert_units(
+        &r,
+        "apps",
+        &[
             ("dev-eu/payments", "modified"),
             ("prod-eu/payments", "modified"),
-        ])
+        ],
     );
     for id in ["dev-eu/payments", "prod-eu/payments"] {
-        assert_eq!(
-            kind_paths(&r, "apps", id),
-            vec![(
-                "include".into(),
-                "gitops/base/payments/deployment.yaml".into()
-            )],
-            "{id}"
+        assert_kind_paths(
+            &r,
+            "apps",
+            id,
+            &[("include", "gitops/base/payments/deployment.yaml")],
         );
     }
     assert_eq!(unit(&r, "apps", "prod-eu/payments")["env"], "prod");
@@ -722,14 +647,14 @@ fn kustomize_component_of_a_base_is_followed_transitively() {
         "gitops/components/logging/sidecar.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: logging-v2\n",
     );
-    let head = repo.commit("logging component");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "apps"),
-        expect(&[
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "apps",
+        &[
             ("dev-eu/payments", "modified"),
             ("prod-eu/payments", "modified"),
-        ])
+        ],
     );
     assert_eq!(kinds(&r, "apps", "dev-eu/payments"), ["include"]);
 }
@@ -741,10 +666,9 @@ fn unrelated_kustomize_base_marks_no_app() {
         "gitops/base/unused/deployment.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: unused2\n",
     );
-    let head = repo.commit("unused base");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(statuses(&r, "apps"), expect(&[]));
-    assert_eq!(statuses(&r, "stacks"), expect(&[]));
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "apps", &[]);
+    assert_units(&r, "stacks", &[]);
 }
 
 #[test]
@@ -763,29 +687,30 @@ fn app_files_added_and_deleted_apps() {
         "gitops/clusters/prod-eu/apps/search/svc.yaml",
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: search\n",
     );
-    let head = repo.commit("apps");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "apps"),
-        expect(&[
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "apps",
+        &[
             ("dev-eu/plain", "modified"),
             ("prod-eu/orders", "deleted"),
             ("prod-eu/search", "added"),
-        ])
+        ],
     );
-    assert_eq!(
-        kind_paths(&r, "apps", "prod-eu/orders"),
-        vec![(
-            "file".into(),
-            "gitops/clusters/prod-eu/apps/orders/kustomization.yaml".into()
-        )]
+    assert_kind_paths(
+        &r,
+        "apps",
+        "prod-eu/orders",
+        &[(
+            "file",
+            "gitops/clusters/prod-eu/apps/orders/kustomization.yaml",
+        )],
     );
-    assert_eq!(
-        kind_paths(&r, "apps", "dev-eu/plain"),
-        vec![(
-            "file".into(),
-            "gitops/clusters/dev-eu/apps/plain/configmap.yaml".into()
-        )]
+    assert_kind_paths(
+        &r,
+        "apps",
+        "dev-eu/plain",
+        &[("file", "gitops/clusters/dev-eu/apps/plain/configmap.yaml")],
     );
 }
 
@@ -804,10 +729,10 @@ fn bare_clone_gives_the_same_report_as_the_work_tree() {
     let (repo, base, head) = two_commit_org();
     let (_tmp, bare) = repo.bare_clone();
     let work = affected_run(repo.path(), &base, &head);
-    work.expect_code(0);
+    work.expect_code(Exit::OK);
     // Branch names resolve in the bare clone too.
     let from_bare = affected_run(&bare, "main", "change");
-    from_bare.expect_code(0);
+    from_bare.expect_code(Exit::OK);
     assert_eq!(from_bare.stdout, work.stdout);
     assert_eq!(
         statuses(&work.json(), "stacks"),
@@ -822,10 +747,10 @@ fn bare_clone_gives_the_same_report_as_the_work_tree() {
 #[test]
 fn revisions_accept_branches_tags_shas_and_relative_refs() {
     let (repo, base, head) = two_commit_org();
-    repo.git(&["tag", "v1", &base]);
-    repo.git(&["tag", "-a", "v2", "-m", "annotated", &head]);
+    repo.tag("v1", &base);
+    repo.tag_annotated("v2", &head, "annotated");
     let want = affected_run(repo.path(), &base, &head);
-    want.expect_code(0);
+    want.expect_code(Exit::OK);
     let short = |s: &str| s[..8].to_string();
     let (base_short, head_short) = (short(&base), short(&head));
     let cases: Vec<(&str, &str)> = vec![
@@ -840,7 +765,7 @@ fn revisions_accept_branches_tags_shas_and_relative_refs() {
     ];
     for (b, h) in cases {
         let got = affected_run(repo.path(), b, h);
-        got.expect_code(0);
+        got.expect_code(Exit::OK);
         assert_eq!(got.stdout, want.stdout, "--base {b} --head {h}");
     }
     let report = want.json();
@@ -853,13 +778,13 @@ fn same_input_gives_byte_identical_output() {
     let (repo, base, head) = two_commit_org();
     let first = affected_run(repo.path(), &base, &head);
     let second = affected_run(repo.path(), &base, &head);
-    first.expect_code(0);
+    first.expect_code(Exit::OK);
     assert_eq!(first.stdout, second.stdout);
     let args = |fmt: &'static str| {
         vec![
             "affected".to_string(),
             "--repo".into(),
-            repo.path().to_str().unwrap().to_string(),
+            repo.arg().to_string(),
             "--base".into(),
             base.clone(),
             "--head".into(),
@@ -872,13 +797,15 @@ fn same_input_gives_byte_identical_output() {
     let text: Vec<&str> = text.iter().map(String::as_str).collect();
     let t1 = sluice(&text);
     let t2 = sluice(&text);
-    t1.expect_code(0);
+    t1.expect_code(Exit::OK);
     assert_eq!(t1.stdout, t2.stdout);
-    assert!(t1.stdout.contains("dev/eu-west-1/b"), "{}", t1.stdout);
+    assert_has(&t1.stdout, &["dev/eu-west-1/b"]);
 }
 
 #[test]
-fn reports_are_sorted_by_id() {
+fn stacks_of_every_env_and_region_are_reported_in_the_decision_order() {
+    // The order itself is the decision's (crates/model/tests/affected_decisions.rs); this checks
+    // that discovery finds each env/region and the JSON report keeps units and reasons sorted.
     let repo = org_repo();
     let ids = [
         "prod/eu-west-1/zeta",
@@ -887,36 +814,39 @@ fn reports_are_sorted_by_id() {
         "prod/ap-south-1/beta",
     ];
     for id in ids {
-        repo.write(
-            &format!("{}/terragrunt.hcl", stack_path(id)),
-            plain_stack("a = 1"),
-        );
+        repo.write(&format!("live/{id}/terragrunt.hcl"), plain_stack("a = 1"));
     }
     let base = repo.commit("base");
     for id in ids {
-        repo.write(
-            &format!("{}/terragrunt.hcl", stack_path(id)),
-            plain_stack("a = 2"),
-        );
-        repo.write(&format!("{}/b.tf", stack_path(id)), "# b\n");
-        repo.write(&format!("{}/a.tf", stack_path(id)), "# a\n");
+        repo.write(&format!("live/{id}/terragrunt.hcl"), plain_stack("a = 2"));
+        repo.write(&format!("live/{id}/b.tf"), "# b\n");
+        repo.write(&format!("live/{id}/a.tf"), "# a\n");
     }
-    let head = repo.commit("all");
-    let r = affected(repo.path(), &base, &head);
-    let got: Vec<String> = statuses(&r, "stacks").into_iter().map(|p| p.0).collect();
-    let mut sorted = got.clone();
-    sorted.sort();
-    assert_eq!(got, sorted);
-    assert_eq!(got.len(), 4);
-    let paths: Vec<String> = kind_paths(&r, "stacks", "dev/us-east-1/alpha")
-        .into_iter()
-        .map(|p| p.1)
-        .collect();
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
+            ("dev/eu-west-1/mid", "modified"),
+            ("dev/us-east-1/alpha", "modified"),
+            ("prod/ap-south-1/beta", "modified"),
+            ("prod/eu-west-1/zeta", "modified"),
+        ],
+    );
     let raw: Vec<String> = reasons(&r, "stacks", "dev/us-east-1/alpha")
         .into_iter()
         .map(|p| p.1)
         .collect();
-    assert_eq!(raw, paths, "reasons are sorted");
+    let alpha = "live/dev/us-east-1/alpha";
+    assert_eq!(
+        raw,
+        [
+            format!("{alpha}/a.tf"),
+            format!("{alpha}/b.tf"),
+            format!("{alpha}/terragrunt.hcl")
+        ],
+        "reasons are sorted"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -931,21 +861,19 @@ fn file_read_by_an_included_file_is_an_input_of_the_includer() {
     );
     repo.write("live/common.hcl", "locals {\n  org = \"acme\"\n}\n");
     repo.write(
-        &format!("{R}/a/terragrunt.hcl"),
+        &tg("a"),
         "include \"root\" {\n  path = find_in_parent_folders(\"root.hcl\")\n}\n",
     );
-    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 1"));
+    repo.write(&tg("b"), plain_stack("b = 1"));
     let base = repo.commit("base");
     repo.write("live/common.hcl", "locals {\n  org = \"acme2\"\n}\n");
-    let head = repo.commit("common");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/a", "modified")])
-    );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/a"),
-        vec![("include".into(), "live/common.hcl".into())]
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/a",
+        &[("include", "live/common.hcl")],
     );
 }
 
@@ -959,25 +887,23 @@ fn envcommon_include_with_dependency_and_module() {
         "terraform {\n  source = \"${get_repo_root()}/modules//app\"\n}\n\ndependency \"network\" {\n  config_path = \"${get_terragrunt_dir()}/../network\"\n}\n",
     );
     repo.write(
-        &format!("{R}/app/terragrunt.hcl"),
+        &tg("app"),
         "include \"envcommon\" {\n  path = \"${dirname(find_in_parent_folders(\"_envcommon/app.hcl\"))}/app.hcl\"\n}\n",
     );
-    repo.write(&format!("{R}/network/terragrunt.hcl"), plain_stack("n = 1"));
+    repo.write(&tg("network"), plain_stack("n = 1"));
     repo.write("modules/app/main.tf", "# v1\n");
     let base = repo.commit("base");
     repo.checkout_new("change");
 
-    repo.write(&format!("{R}/network/terragrunt.hcl"), plain_stack("n = 2"));
-    let head = repo.commit("network");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    repo.write(&tg("network"), plain_stack("n = 2"));
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/app", "dependent"),
             ("dev/eu-west-1/network", "modified"),
-        ]),
-        "warnings: {:?}",
-        warnings(&r)
+        ],
     );
 
     repo.checkout("main");
@@ -985,23 +911,18 @@ fn envcommon_include_with_dependency_and_module() {
     repo.write("modules/app/main.tf", "# v2\n");
     repo.write(
         "live/_envcommon/app.hcl",
-        format!(
-            "{}\n# note\n",
-            std::fs::read_to_string(repo.path().join("live/_envcommon/app.hcl")).unwrap()
-        ),
+        format!("{}\n# note\n", repo.read("live/_envcommon/app.hcl")),
     );
-    let head = repo.commit("module and envcommon");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/app", "modified")])
-    );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/app"),
-        vec![
-            ("include".into(), "live/_envcommon/app.hcl".into()),
-            ("module".into(), "modules/app/main.tf".into()),
-        ]
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/app", "modified")]);
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/app",
+        &[
+            ("include", "live/_envcommon/app.hcl"),
+            ("module", "modules/app/main.tf"),
+        ],
     );
 }
 
@@ -1012,17 +933,13 @@ fn find_in_parent_folders_picks_the_nearest_file() {
         "locals {\n  env = read_terragrunt_config(find_in_parent_folders(\"env.hcl\"))\n}\n";
     repo.write("live/env.hcl", "locals {\n  env = \"default\"\n}\n");
     repo.write("live/dev/env.hcl", "locals {\n  env = \"dev\"\n}\n");
-    repo.write(&format!("{R}/a/terragrunt.hcl"), reader);
+    repo.write(&tg("a"), reader);
     repo.write("live/prod/eu-west-1/a/terragrunt.hcl", reader);
     let base = repo.commit("base");
     repo.write("live/env.hcl", "locals {\n  env = \"default2\"\n}\n");
-    let head = repo.commit("top-level env");
-    let r = affected(repo.path(), &base, &head);
+    let r = affected_since(&repo, &base);
     // dev stacks find live/dev/env.hcl first; only prod reads live/env.hcl.
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("prod/eu-west-1/a", "modified")])
-    );
+    assert_units(&r, "stacks", &[("prod/eu-west-1/a", "modified")]);
 }
 
 #[test]
@@ -1033,7 +950,7 @@ fn legacy_include_without_arguments_finds_parent_terragrunt_hcl() {
         "remote_state {\n  backend = \"s3\"\n  config = {\n    key = \"${path_relative_to_include()}/tf.tfstate\"\n  }\n}\n",
     );
     repo.write(
-        &format!("{R}/a/terragrunt.hcl"),
+        &tg("a"),
         "include {\n  path = find_in_parent_folders()\n}\n",
     );
     repo.write(&format!("{R}/b/main.tf"), "# plain terraform, no include\n");
@@ -1042,15 +959,13 @@ fn legacy_include_without_arguments_finds_parent_terragrunt_hcl() {
         "live/terragrunt.hcl",
         "remote_state {\n  backend = \"gcs\"\n  config = {\n    key = \"${path_relative_to_include()}/tf.tfstate\"\n  }\n}\n",
     );
-    let head = repo.commit("root");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/a", "modified")])
-    );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/a"),
-        vec![("include".into(), "live/terragrunt.hcl".into())]
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/a",
+        &[("include", "live/terragrunt.hcl")],
     );
 }
 
@@ -1059,25 +974,29 @@ fn nested_module_files_and_deleted_module_files_count() {
     let (repo, base) = module_org();
     repo.write("modules/vpc/templates/user-data.sh", "#!/bin/sh\necho hi\n");
     repo.remove("modules/sg/variables.tf");
-    let head = repo.commit("nested and deleted");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/firewall", "modified"),
             ("dev/eu-west-1/network", "modified"),
-        ])
+        ],
     );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/network"),
-        vec![
-            ("module".into(), "modules/sg/variables.tf".into()),
-            ("module".into(), "modules/vpc/templates/user-data.sh".into()),
-        ]
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/network",
+        &[
+            ("module", "modules/sg/variables.tf"),
+            ("module", "modules/vpc/templates/user-data.sh"),
+        ],
     );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/firewall"),
-        vec![("module".into(), "modules/sg/variables.tf".into())]
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/firewall",
+        &[("module", "modules/sg/variables.tf")],
     );
 }
 
@@ -1092,12 +1011,8 @@ fn module_blocks_in_tofu_files_are_followed() {
     repo.write("modules/sg/main.tf", "# v1\n");
     let base = repo.commit("base");
     repo.write("modules/sg/main.tf", "# v2\n");
-    let head = repo.commit("sg");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/tofu", "modified")])
-    );
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/tofu", "modified")]);
     assert_eq!(kinds(&r, "stacks", "dev/eu-west-1/tofu"), ["module"]);
 }
 
@@ -1111,12 +1026,8 @@ fn module_blocks_in_tf_json_files_are_followed() {
     repo.write("modules/sg/main.tf", "# v1\n");
     let base = repo.commit("base");
     repo.write("modules/sg/main.tf", "# v2\n");
-    let head = repo.commit("sg");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/json", "modified")])
-    );
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/json", "modified")]);
     assert_eq!(kinds(&r, "stacks", "dev/eu-west-1/json"), ["module"]);
 }
 
@@ -1124,46 +1035,44 @@ fn module_blocks_in_tf_json_files_are_followed() {
 fn file_function_reads_are_inputs() {
     let repo = org_repo();
     repo.write(
-        &format!("{R}/a/terragrunt.hcl"),
+        &tg("a"),
         "inputs = {\n  policy = file(\"${get_terragrunt_dir()}/../../../../policies/bucket.json\")\n}\n",
     );
-    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 1"));
+    repo.write(&tg("b"), plain_stack("b = 1"));
     repo.write("policies/bucket.json", "{}\n");
     repo.write("policies/other.json", "{}\n");
     let base = repo.commit("base");
     repo.write("policies/bucket.json", "{\"v\": 2}\n");
     repo.write("policies/other.json", "{\"v\": 2}\n");
-    let head = repo.commit("policies");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/a", "modified")])
-    );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/a"),
-        vec![("include".into(), "policies/bucket.json".into())]
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/a",
+        &[("include", "policies/bucket.json")],
     );
 }
 
 #[test]
 fn file_of_one_stack_read_by_another_affects_both() {
     let repo = org_repo();
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 1"));
+    repo.write(&tg("a"), plain_stack("a = 1"));
     repo.write(&format!("{R}/a/shared.hcl"), "locals {\n  x = 1\n}\n");
     repo.write(
-        &format!("{R}/b/terragrunt.hcl"),
+        &tg("b"),
         "locals {\n  a = read_terragrunt_config(\"../a/shared.hcl\")\n}\n",
     );
     let base = repo.commit("base");
     repo.write(&format!("{R}/a/shared.hcl"), "locals {\n  x = 2\n}\n");
-    let head = repo.commit("shared");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/a", "modified"),
             ("dev/eu-west-1/b", "modified"),
-        ])
+        ],
     );
     assert_eq!(kinds(&r, "stacks", "dev/eu-west-1/a"), ["file"]);
     assert_eq!(kinds(&r, "stacks", "dev/eu-west-1/b"), ["include"]);
@@ -1179,16 +1088,14 @@ fn nested_directories_inside_a_stack_belong_to_it() {
     repo.write(&format!("{R}/app/modules/x/main.tf"), "# v1\n");
     let base = repo.commit("base");
     repo.write(&format!("{R}/app/modules/x/main.tf"), "# v2\n");
-    let head = repo.commit("inner module");
-    let r = affected(repo.path(), &base, &head);
+    let r = affected_since(&repo, &base);
     // `app/modules/x` is deeper than the layout: not a stack of its own.
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/app", "modified")])
-    );
-    assert_eq!(
-        kind_paths(&r, "stacks", "dev/eu-west-1/app"),
-        vec![("file".into(), format!("{R}/app/modules/x/main.tf"))]
+    assert_units(&r, "stacks", &[("dev/eu-west-1/app", "modified")]);
+    assert_kind_paths(
+        &r,
+        "stacks",
+        "dev/eu-west-1/app",
+        &[("file", format!("{R}/app/modules/x/main.tf"))],
     );
 }
 
@@ -1224,16 +1131,18 @@ fn helm_chart_app_and_external_kustomize_patch() {
         "gitops/patches/replicas.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n",
     );
-    let head = repo.commit("apps");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "apps"),
-        expect(&[("dev-eu/chart", "modified"), ("dev-eu/web", "modified")])
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "apps",
+        &[("dev-eu/chart", "modified"), ("dev-eu/web", "modified")],
     );
     assert_eq!(kinds(&r, "apps", "dev-eu/chart"), ["file"]);
-    assert_eq!(
-        kind_paths(&r, "apps", "dev-eu/web"),
-        vec![("include".into(), "gitops/patches/replicas.yaml".into())]
+    assert_kind_paths(
+        &r,
+        "apps",
+        "dev-eu/web",
+        &[("include", "gitops/patches/replicas.yaml")],
     );
 }
 
@@ -1245,17 +1154,15 @@ fn stack_depending_on_a_deleted_stack_is_affected() {
     let (repo, base) = chain_org("");
     // Back out the change to a, then delete a: b still names it in its dependency block.
     repo.remove(&format!("{R}/a"));
-    let head = repo.commit("delete a");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/a", "deleted"),
             ("dev/eu-west-1/b", "dependent"),
             ("dev/eu-west-1/c", "dependent"),
-        ]),
-        "warnings: {:?}",
-        warnings(&r)
+        ],
     );
     assert_eq!(
         dependency_reasons(&r, "stacks", "dev/eu-west-1/b"),
@@ -1268,32 +1175,26 @@ fn base_that_moved_on_after_branching_reports_only_the_branch_changes() {
     // A pull request's change is what its branch did since it left the base branch: stacks
     // that changed on main in the meantime are not part of it (GitHub's three-dot diff).
     let repo = org_repo();
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 1"));
-    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 1"));
+    repo.write(&tg("a"), plain_stack("a = 1"));
+    repo.write(&tg("b"), plain_stack("b = 1"));
     repo.commit("base");
     repo.checkout_new("pr");
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 2"));
+    repo.write(&tg("a"), plain_stack("a = 2"));
     let head = repo.commit("pr changes a");
     repo.checkout("main");
-    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 2"));
-    repo.write(
-        &format!("{R}/new-on-main/terragrunt.hcl"),
-        plain_stack("n = 1"),
-    );
+    repo.write(&tg("b"), plain_stack("b = 2"));
+    repo.write(&tg("new-on-main"), plain_stack("n = 1"));
     repo.commit("main moves on");
     let r = affected(repo.path(), "main", &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/a", "modified")])
-    );
+    assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
 }
 
 #[test]
 fn same_base_and_head_affects_nothing() {
     let (repo, base) = module_org();
     let r = affected(repo.path(), &base, &base);
-    assert_eq!(statuses(&r, "stacks"), expect(&[]));
-    assert_eq!(statuses(&r, "apps"), expect(&[]));
+    assert_units(&r, "stacks", &[]);
+    assert_units(&r, "apps", &[]);
     assert_eq!(r["base"], r["head"]);
 }
 
@@ -1319,7 +1220,7 @@ fn cyclic_references_terminate() {
         "locals {\n  one = read_terragrunt_config(\"${get_parent_terragrunt_dir()}/one.hcl\")\n}\n",
     );
     repo.write(
-        &format!("{R}/a/terragrunt.hcl"),
+        &tg("a"),
         "terraform {\n  source = \"../../../../modules//x\"\n}\n\nlocals {\n  one = read_terragrunt_config(find_in_parent_folders(\"one.hcl\"))\n}\n",
     );
     let k = |r: &str| {
@@ -1343,17 +1244,13 @@ fn cyclic_references_terminate() {
         "gitops/base/q/kustomization.yaml",
         format!("{}# v2\n", k("../p")),
     );
-    let head = repo.commit("touch the far end of each cycle");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/a", "modified")])
-    );
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
     assert_eq!(
         kinds(&r, "stacks", "dev/eu-west-1/a"),
         ["include", "module"]
     );
-    assert_eq!(statuses(&r, "apps"), expect(&[("dev-eu/web", "modified")]));
+    assert_units(&r, "apps", &[("dev-eu/web", "modified")]);
 }
 
 #[test]
@@ -1377,14 +1274,14 @@ fn overlay_of_another_app_is_affected_by_its_changes() {
         "gitops/clusters/dev-eu/apps/api/deploy.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  labels: { v: \"2\" }\n",
     );
-    let head = repo.commit("api");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "apps"),
-        expect(&[
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "apps",
+        &[
             ("dev-eu/api", "modified"),
-            ("dev-eu/api-canary", "modified")
-        ])
+            ("dev-eu/api-canary", "modified"),
+        ],
     );
     assert_eq!(kinds(&r, "apps", "dev-eu/api"), ["file"]);
     assert_eq!(kinds(&r, "apps", "dev-eu/api-canary"), ["include"]);
@@ -1419,17 +1316,13 @@ fn app_watch_patterns_and_layouts_with_literal_segments() {
         "policies/prod/limits/range.yaml",
         "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: l2\n",
     );
-    let head = repo.commit("change");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu/net", "modified")])
-    );
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu/net", "modified")]);
     assert_eq!(
         unit(&r, "stacks", "dev/eu/net")["path"],
         "infra/accounts/dev/regions/eu/net"
     );
-    assert_eq!(statuses(&r, "apps"), expect(&[("prod/web", "modified")]));
+    assert_units(&r, "apps", &[("prod/web", "modified")]);
     assert_eq!(
         reasons(&r, "apps", "prod/web"),
         vec![(

@@ -2,29 +2,16 @@
 //! its documented exit code and a message naming the thing that is wrong, or a warning naming
 //! file and line when the run can still give an exact answer. Nothing crashes.
 
-mod common;
-
-use common::*;
-
-const R: &str = "live/dev/eu-west-1";
-
-fn path_str(p: &std::path::Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+use sluice_testkit::*;
 
 /// A small valid org on `main` with one commit; the caller changes it on branch `change`.
 fn small_org() -> (Repo, String) {
     let repo = org_repo();
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 1"));
-    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 1"));
+    repo.write(&tg("a"), plain_stack("a = 1"));
+    repo.write(&tg("b"), plain_stack("b = 1"));
     let base = repo.commit("base");
     repo.checkout_new("change");
     (repo, base)
-}
-
-/// Every output stream of a run, for "never printed" checks.
-fn all_output(run: &Run) -> String {
-    format!("{}\n{}", run.stdout, run.stderr)
 }
 
 #[test]
@@ -32,23 +19,18 @@ fn not_a_git_repository_exits_3_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("sluice.yaml"), sluice_yaml("")).unwrap();
     let run = affected_run(dir.path(), "main", "HEAD");
-    run.expect_code(3);
-    assert!(
-        run.stderr.contains("not a git repository"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains(path_str(dir.path())), "{}", run.stderr);
+    run.expect_code(Exit::REPOSITORY);
+    assert_has(&run.stderr, &["not a git repository", s(dir.path())]);
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 
     let missing = dir.path().join("does-not-exist");
     let run = affected_run(&missing, "main", "HEAD");
-    run.expect_code(3);
-    assert!(run.stderr.contains("does-not-exist"), "{}", run.stderr);
+    run.expect_code(Exit::REPOSITORY);
+    assert_has(&run.stderr, &["does-not-exist"]);
 
     for cmd in ["graph", "stacks"] {
-        let run = sluice(&[cmd, "--repo", path_str(dir.path())]);
-        run.expect_code(3);
+        let run = sluice(&[cmd, "--repo", s(dir.path())]);
+        run.expect_code(Exit::REPOSITORY);
         assert!(
             run.stderr.contains("not a git repository"),
             "{cmd}: {}",
@@ -72,13 +54,13 @@ fn unknown_revision_exits_3_naming_the_revision() {
         (base.as_str(), "HEAD~5", "HEAD~5"),
     ] {
         let run = affected_run(repo.path(), b, h);
-        run.expect_code(3);
+        run.expect_code(Exit::REPOSITORY);
         assert!(run.stderr.contains(bad), "{bad}: {}", run.stderr);
-        assert!(run.stderr.contains("unknown revision"), "{}", run.stderr);
+        assert_has(&run.stderr, &["unknown revision"]);
     }
-    let run = sluice(&["graph", "--repo", path_str(repo.path()), "--rev", "v9.9.9"]);
-    run.expect_code(3);
-    assert!(run.stderr.contains("v9.9.9"), "{}", run.stderr);
+    let run = sluice(&["graph", "--repo", repo.arg(), "--rev", "v9.9.9"]);
+    run.expect_code(Exit::REPOSITORY);
+    assert_has(&run.stderr, &["v9.9.9"]);
 }
 
 #[test]
@@ -87,8 +69,8 @@ fn revision_that_is_not_a_commit_exits_3() {
     // A tree and a blob are objects, not commits.
     let tree = repo.git(&["rev-parse", "HEAD^{tree}"]);
     let run = affected_run(repo.path(), &base, &tree);
-    run.expect_code(3);
-    assert!(run.stderr.contains(&tree), "{}", run.stderr);
+    run.expect_code(Exit::REPOSITORY);
+    assert_has(&run.stderr, &[&tree]);
 }
 
 #[test]
@@ -97,8 +79,8 @@ fn missing_sluice_yaml_at_head_exits_2() {
     repo.remove("sluice.yaml");
     let head = repo.commit("drop config");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(2);
-    assert!(run.stderr.contains("sluice.yaml"), "{}", run.stderr);
+    run.expect_code(Exit::USAGE);
+    assert_has(&run.stderr, &["sluice.yaml"]);
     assert!(
         run.stderr.contains(&head),
         "names the revision: {}",
@@ -110,17 +92,13 @@ fn missing_sluice_yaml_at_head_exits_2() {
 fn base_without_sluice_yaml_uses_the_head_config() {
     // Adopting sluice: the base predates sluice.yaml.
     let repo = Repo::new();
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 1"));
-    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 1"));
+    repo.write(&tg("a"), plain_stack("a = 1"));
+    repo.write(&tg("b"), plain_stack("b = 1"));
     let base = repo.commit("before sluice");
     repo.write("sluice.yaml", sluice_yaml(""));
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 2"));
-    let head = repo.commit("adopt sluice");
-    let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/a", "modified")])
-    );
+    repo.write(&tg("a"), plain_stack("a = 2"));
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
 }
 
 #[test]
@@ -132,7 +110,7 @@ fn malformed_sluice_yaml_exits_2_with_line_and_column() {
     );
     let head = repo.commit("broken yaml");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(2);
+    run.expect_code(Exit::USAGE);
     let re_pos = run
         .stderr
         .lines()
@@ -152,9 +130,8 @@ fn invalid_sluice_yaml_schema_points_at_the_key() {
     repo.write("sluice.yaml", text);
     let head = repo.commit("typo");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(2);
-    assert!(run.stderr.contains("sluice.yaml:8:3"), "{}", run.stderr);
-    assert!(run.stderr.contains("layuot"), "{}", run.stderr);
+    run.expect_code(Exit::USAGE);
+    assert_has(&run.stderr, &["sluice.yaml:8:3", "layuot"]);
     assert!(
         run.stderr.contains("layout"),
         "hint names the right key: {}",
@@ -166,9 +143,8 @@ fn invalid_sluice_yaml_schema_points_at_the_key() {
     repo.write("sluice.yaml", text);
     let head = repo.commit("bad bool");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(2);
-    assert!(run.stderr.contains("sluice.yaml:9:"), "{}", run.stderr);
-    assert!(run.stderr.contains("dependents"), "{}", run.stderr);
+    run.expect_code(Exit::USAGE);
+    assert_has(&run.stderr, &["sluice.yaml:9:", "dependents"]);
 }
 
 /// Whether `line` contains `<file>:<digits>:<digits>`.
@@ -186,45 +162,33 @@ fn has_file_line_col(line: &str, file: &str) -> bool {
 #[test]
 fn dependency_cycle_exits_4_and_prints_the_cycle() {
     let (repo, base) = small_org();
-    repo.write(
-        &format!("{R}/a/terragrunt.hcl"),
-        "dependency \"b\" {\n  config_path = \"../b\"\n}\n",
-    );
-    repo.write(
-        &format!("{R}/b/terragrunt.hcl"),
-        "dependency \"a\" {\n  config_path = \"../a\"\n}\n",
-    );
-    repo.write(&format!("{R}/c/terragrunt.hcl"), plain_stack("c = 1"));
+    repo.write(&tg("a"), dependency_on("b"));
+    repo.write(&tg("b"), dependency_on("a"));
+    repo.write(&tg("c"), plain_stack("c = 1"));
     let head = repo.commit("cycle");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(4);
-    assert!(run.stderr.contains("cycle"), "{}", run.stderr);
-    assert!(run.stderr.contains("dev/eu-west-1/a"), "{}", run.stderr);
-    assert!(run.stderr.contains("dev/eu-west-1/b"), "{}", run.stderr);
-    assert!(!run.stderr.contains("dev/eu-west-1/c"), "{}", run.stderr);
+    run.expect_code(Exit::INCONSISTENT_ORG);
+    assert_has(
+        &run.stderr,
+        &["cycle", "dev/eu-west-1/a", "dev/eu-west-1/b"],
+    );
+    assert_lacks(&run.stderr, &["dev/eu-west-1/c"]);
 
-    let run = sluice(&["graph", "--repo", path_str(repo.path()), "--rev", &head]);
-    run.expect_code(4);
-    assert!(run.stderr.contains("cycle"), "{}", run.stderr);
-    assert!(run.stderr.contains("dev/eu-west-1/a"), "{}", run.stderr);
+    let run = sluice(&["graph", "--repo", repo.arg(), "--rev", &head]);
+    run.expect_code(Exit::INCONSISTENT_ORG);
+    assert_has(&run.stderr, &["cycle", "dev/eu-west-1/a"]);
 }
 
 #[test]
 fn cycle_through_sluice_yaml_depends_on_exits_4() {
     let repo =
         org_repo_with("  depends_on:\n    - { stack: dev/eu-west-1/a, on: [dev/eu-west-1/c] }\n");
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 1"));
-    repo.write(
-        &format!("{R}/b/terragrunt.hcl"),
-        "dependency \"a\" {\n  config_path = \"../a\"\n}\n",
-    );
-    repo.write(
-        &format!("{R}/c/terragrunt.hcl"),
-        "dependency \"b\" {\n  config_path = \"../b\"\n}\n",
-    );
+    repo.write(&tg("a"), plain_stack("a = 1"));
+    repo.write(&tg("b"), dependency_on("a"));
+    repo.write(&tg("c"), dependency_on("b"));
     let head = repo.commit("cycle of three");
     let run = affected_run(repo.path(), &head, &head);
-    run.expect_code(4);
+    run.expect_code(Exit::INCONSISTENT_ORG);
     for id in ["dev/eu-west-1/a", "dev/eu-west-1/b", "dev/eu-west-1/c"] {
         assert!(run.stderr.contains(id), "{id}: {}", run.stderr);
     }
@@ -234,41 +198,28 @@ fn cycle_through_sluice_yaml_depends_on_exits_4() {
 fn layer_violation_exits_4_naming_both_stacks() {
     let layers = "  layers: [network, { name: data, stacks: [\"rds-*\"] }]\n";
     let repo = org_repo_with(layers);
-    repo.write(&format!("{R}/network/terragrunt.hcl"), plain_stack("a = 1"));
-    repo.write(
-        &format!("{R}/rds-main/terragrunt.hcl"),
-        "dependency \"network\" {\n  config_path = \"../network\"\n}\n",
-    );
+    repo.write(&tg("network"), plain_stack("a = 1"));
+    repo.write(&tg("rds-main"), dependency_on("network"));
     let base = repo.commit("allowed direction");
     // The allowed direction (data reads network) is fine.
     let ok = affected_run(repo.path(), &base, &base);
-    ok.expect_code(0);
+    ok.expect_code(Exit::OK);
 
     repo.write(
-        &format!("{R}/network/terragrunt.hcl"),
+        &tg("network"),
         "dependency \"db\" {\n  config_path = \"../rds-other\"\n}\n",
     );
-    repo.write(
-        &format!("{R}/rds-other/terragrunt.hcl"),
-        plain_stack("b = 1"),
-    );
+    repo.write(&tg("rds-other"), plain_stack("b = 1"));
     let head = repo.commit("network reads a data stack");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(4);
-    assert!(
-        run.stderr.contains("dev/eu-west-1/network"),
-        "{}",
-        run.stderr
+    run.expect_code(Exit::INCONSISTENT_ORG);
+    assert_has(
+        &run.stderr,
+        &["dev/eu-west-1/network", "dev/eu-west-1/rds-other", "layer"],
     );
-    assert!(
-        run.stderr.contains("dev/eu-west-1/rds-other"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("layer"), "{}", run.stderr);
 
-    let run = sluice(&["graph", "--repo", path_str(repo.path()), "--format", "json"]);
-    run.expect_code(4);
+    let run = sluice(&["graph", "--repo", repo.arg(), "--format", "json"]);
+    run.expect_code(Exit::INCONSISTENT_ORG);
     let g = run.json();
     let violations = g["errors"]["layer_violations"].as_array().expect("list");
     assert_eq!(violations.len(), 1, "{g:#}");
@@ -277,21 +228,21 @@ fn layer_violation_exits_4_naming_both_stacks() {
 #[test]
 fn unresolvable_config_path_is_a_warning_with_file_and_line() {
     let (repo, base) = small_org();
-    let file = format!("{R}/c/terragrunt.hcl");
+    let file = tg("c");
     repo.write(
         &file,
         "locals {\n  some_map = jsondecode(get_env(\"DEPS_JSON\"))\n}\n\ndependency \"x\" {\n  config_path = local.some_map.x\n}\n",
     );
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 2"));
-    let head = repo.commit("dynamic dependency");
-    let r = affected(repo.path(), &base, &head);
+    repo.write(&tg("a"), plain_stack("a = 2"));
+    let r = affected_since(&repo, &base);
     // No guessed edge: c is added (new), a modified, and nothing depends on a.
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/a", "modified"),
             ("dev/eu-west-1/c", "added"),
-        ])
+        ],
     );
     let ws = warnings(&r);
     let w = ws
@@ -308,13 +259,12 @@ fn unresolvable_config_path_is_a_warning_with_file_and_line() {
 #[test]
 fn unresolvable_module_source_is_a_warning() {
     let (repo, base) = small_org();
-    let file = format!("{R}/c/terragrunt.hcl");
+    let file = tg("c");
     repo.write(
         &file,
         "terraform {\n  source = \"${get_env(\"MODULES\")}//vpc\"\n}\n",
     );
-    let head = repo.commit("dynamic source");
-    let r = affected(repo.path(), &base, &head);
+    let r = affected_since(&repo, &base);
     let ws = warnings(&r);
     assert!(
         ws.iter().any(|w| w.0 == file && w.1 == 2),
@@ -325,19 +275,13 @@ fn unresolvable_module_source_is_a_warning() {
 #[test]
 fn config_path_escaping_the_repository_is_a_warning() {
     let (repo, base) = small_org();
-    let file = format!("{R}/c/terragrunt.hcl");
+    let file = tg("c");
     repo.write(
         &file,
         "dependency \"etc\" {\n  config_path = \"../../../../../../../etc\"\n}\n\nlocals {\n  x = read_terragrunt_config(\"../../../../../../passwd.hcl\")\n}\n",
     );
-    let head = repo.commit("escape");
-    let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(0);
-    let r = run.json();
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/c", "added")])
-    );
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/c", "added")]);
     let ws = warnings(&r);
     let lines: Vec<u64> = ws
         .iter()
@@ -359,11 +303,11 @@ fn symlinks_leading_outside_the_repository_are_never_followed() {
     );
     repo.symlink("modules/escape", "/etc");
     repo.write(
-        &format!("{R}/a/terragrunt.hcl"),
+        &tg("a"),
         "terraform {\n  source = \"../../../../modules//escape\"\n}\n\nlocals {\n  env = read_terragrunt_config(\"env.hcl\")\n  pw  = file(\"secrets.auto.tfvars\")\n}\n",
     );
     // A symlink named like a stack file is not a stack.
-    repo.symlink(&format!("{R}/linked/terragrunt.hcl"), "/etc/hostname");
+    repo.symlink(&tg("linked"), "/etc/hostname");
     let head = repo.commit("symlinks");
     for args in [
         vec![
@@ -376,32 +320,26 @@ fn symlinks_leading_outside_the_repository_are_never_followed() {
         vec!["stacks", "--rev", &head, "--format", "json"],
     ] {
         let mut full = args.clone();
-        full.extend(["--repo", path_str(repo.path())]);
+        full.extend(["--repo", repo.arg()]);
         let run = sluice(&full);
-        run.expect_code(0);
+        run.expect_code(Exit::OK);
         assert!(
-            !all_output(&run).contains("root:x:0:0"),
+            !run.all_output().contains("root:x:0:0"),
             "{args:?} printed /etc/passwd: {}",
-            all_output(&run)
+            run.all_output()
         );
     }
     let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/a", "modified")])
-    );
+    assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
     // The symlinks are changed entries under the stack; nothing under /etc is an input.
     let paths: Vec<String> = kind_paths(&r, "stacks", "dev/eu-west-1/a")
         .into_iter()
         .map(|p| p.1)
         .collect();
     assert!(paths.iter().all(|p| !p.starts_with('/')), "{paths:?}");
-    assert!(
-        paths.contains(&format!("{R}/a/terragrunt.hcl")),
-        "{paths:?}"
-    );
+    assert!(paths.contains(&tg("a")), "{paths:?}");
     // Each reference that would have gone through a symlink is a warning at its line.
-    let file = format!("{R}/a/terragrunt.hcl");
+    let file = tg("a");
     let ws = warnings(&r);
     for line in [2, 6, 7] {
         assert!(
@@ -417,14 +355,13 @@ fn escaping_symlink_warning_says_it_is_a_symlink() {
     let (repo, base) = small_org();
     repo.symlink(&format!("{R}/a/env.hcl"), "/etc/passwd");
     repo.write(
-        &format!("{R}/a/terragrunt.hcl"),
+        &tg("a"),
         "locals {\n  env = read_terragrunt_config(\"env.hcl\")\n}\n",
     );
-    let head = repo.commit("symlink");
-    let r = affected(repo.path(), &base, &head);
+    let r = affected_since(&repo, &base);
     let ws = warnings(&r);
     assert!(
-        ws.iter().any(|w| w.0 == format!("{R}/a/terragrunt.hcl")
+        ws.iter().any(|w| w.0 == tg("a")
             && w.1 == 2
             && w.2.contains("symlink")
             && w.2.contains(&format!("{R}/a/env.hcl"))),
@@ -447,17 +384,15 @@ fn binary_files_do_not_crash() {
         &binary,
     );
     // A stack whose config is not text at all.
-    repo.write(&format!("{R}/bin/terragrunt.hcl"), &binary);
-    let head = repo.commit("binaries");
-    let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(0);
-    let r = run.json();
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    repo.write(&tg("bin"), &binary);
+    let r = affected_since(&repo, &base);
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/a", "modified"),
             ("dev/eu-west-1/bin", "added"),
-        ])
+        ],
     );
     assert_eq!(
         kind_paths(&r, "stacks", "dev/eu-west-1/a"),
@@ -465,10 +400,7 @@ fn binary_files_do_not_crash() {
     );
     // The undecodable stack config is reported, naming the file.
     let ws = warnings(&r);
-    assert!(
-        ws.iter().any(|w| w.0 == format!("{R}/bin/terragrunt.hcl")),
-        "{ws:?}"
-    );
+    assert!(ws.iter().any(|w| w.0 == tg("bin")), "{ws:?}");
     assert!(
         ws.iter()
             .any(|w| w.0 == "gitops/clusters/dev-eu/apps/web/kustomization.yaml"),
@@ -476,32 +408,23 @@ fn binary_files_do_not_crash() {
     );
 
     // Binary modifications (not just additions) too.
+    let head = repo.head();
     repo.write(&format!("{R}/a/logo.png"), &binary[..1000]);
-    let head2 = repo.commit("binary edit");
-    let r = affected(repo.path(), &head, &head2);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/a", "modified")])
-    );
+    let r = affected_since(&repo, &head);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
 }
 
 #[test]
 fn malformed_hcl_in_a_stack_is_reported_with_file_and_line() {
     let (repo, base) = small_org();
-    let file = format!("{R}/b/terragrunt.hcl");
+    let file = tg("b");
     repo.write(
         &file,
         "inputs = {\n  b = 2\n\ndependency \"a\" {\n  config_path = \n}\n",
     );
-    let head = repo.commit("broken hcl");
-    let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(0);
-    let r = run.json();
+    let r = affected_since(&repo, &base);
     // The change is still attributed to its stack.
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/b", "modified")])
-    );
+    assert_units(&r, "stacks", &[("dev/eu-west-1/b", "modified")]);
     let ws = warnings(&r);
     let w = ws
         .iter()
@@ -521,7 +444,7 @@ fn very_large_files_do_not_crash() {
         big_hcl.push_str(&format!("  key_{i} = \"value-{i}\"\n"));
     }
     big_hcl.push_str("}\n");
-    repo.write(&format!("{R}/b/terragrunt.hcl"), &big_hcl);
+    repo.write(&tg("b"), &big_hcl);
     let head = repo.commit("big");
     let started = std::time::Instant::now();
     let r = affected(repo.path(), &base, &head);
@@ -530,15 +453,16 @@ fn very_large_files_do_not_crash() {
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/a", "modified"),
             ("dev/eu-west-1/b", "modified"),
-        ])
+        ],
     );
     // The oversized HCL file is not parsed, and the report says so, naming it.
-    let file = format!("{R}/b/terragrunt.hcl");
+    let file = tg("b");
     let ws = warnings(&r);
     assert!(ws.iter().any(|w| w.0 == file), "{ws:?}");
 }
@@ -546,13 +470,12 @@ fn very_large_files_do_not_crash() {
 #[test]
 fn dependency_on_a_missing_directory_is_a_warning() {
     let (repo, base) = small_org();
-    let file = format!("{R}/c/terragrunt.hcl");
+    let file = tg("c");
     repo.write(
         &file,
         "dependency \"gone\" {\n  config_path = \"../does-not-exist\"\n}\n",
     );
-    let head = repo.commit("dangling");
-    let r = affected(repo.path(), &base, &head);
+    let r = affected_since(&repo, &base);
     let ws = warnings(&r);
     assert!(
         ws.iter()
@@ -564,40 +487,40 @@ fn dependency_on_a_missing_directory_is_a_warning() {
 #[test]
 fn bad_flags_exit_2() {
     let run = sluice(&["affected", "--base", "main"]);
-    run.expect_code(2);
-    assert!(run.stderr.contains("--head"), "{}", run.stderr);
+    run.expect_code(Exit::USAGE);
+    assert_has(&run.stderr, &["--head"]);
     let run = sluice(&["affected", "--base", "a", "--head", "b", "--format", "xml"]);
-    run.expect_code(2);
+    run.expect_code(Exit::USAGE);
     let run = sluice(&["no-such-command"]);
-    run.expect_code(2);
+    run.expect_code(Exit::USAGE);
 }
 
 #[test]
 fn git_dir_and_linked_worktree_paths_work() {
     let (repo, base) = small_org();
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 2"));
+    repo.write(&tg("a"), plain_stack("a = 2"));
     let head = repo.commit("a");
     let want = affected_run(repo.path(), &base, &head);
-    want.expect_code(0);
+    want.expect_code(Exit::OK);
     let via_git_dir = affected_run(&repo.path().join(".git"), &base, &head);
-    via_git_dir.expect_code(0);
+    via_git_dir.expect_code(Exit::OK);
     assert_eq!(via_git_dir.stdout, want.stdout);
 
     let tmp = tempfile::tempdir().unwrap();
     let wt = tmp.path().join("wt");
-    repo.git(&["worktree", "add", "-q", "--detach", path_str(&wt), &base]);
+    repo.git(&["worktree", "add", "-q", "--detach", s(&wt), &base]);
     let via_worktree = affected_run(&wt, &base, &head);
-    via_worktree.expect_code(0);
+    via_worktree.expect_code(Exit::OK);
     assert_eq!(via_worktree.stdout, want.stdout);
 }
 
 #[test]
 fn shallow_clone_missing_the_base_exits_3() {
     let (repo, base) = small_org();
-    repo.write(&format!("{R}/a/terragrunt.hcl"), plain_stack("a = 2"));
+    repo.write(&tg("a"), plain_stack("a = 2"));
     repo.commit("a");
     let tmp = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", path_str(repo.path()));
+    let url = format!("file://{}", repo.arg());
     let shallow = tmp.path().join("shallow");
     git_in(
         tmp.path(),
@@ -609,15 +532,15 @@ fn shallow_clone_missing_the_base_exits_3() {
             "--branch",
             "change",
             &url,
-            path_str(&shallow),
+            s(&shallow),
         ],
     );
     let run = affected_run(&shallow, &base, "HEAD");
-    run.expect_code(3);
-    assert!(run.stderr.contains(&base), "{}", run.stderr);
+    run.expect_code(Exit::REPOSITORY);
+    assert_has(&run.stderr, &[&base]);
     let run = affected_run(&shallow, "HEAD~1", "HEAD");
-    run.expect_code(3);
-    assert!(run.stderr.contains("HEAD~1"), "{}", run.stderr);
+    run.expect_code(Exit::REPOSITORY);
+    assert_has(&run.stderr, &["HEAD~1"]);
 
     // Deep enough for the change: works.
     let deeper = tmp.path().join("deeper");
@@ -631,14 +554,11 @@ fn shallow_clone_missing_the_base_exits_3() {
             "--branch",
             "change",
             &url,
-            path_str(&deeper),
+            s(&deeper),
         ],
     );
     let r = affected(&deeper, "HEAD~1", "HEAD");
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/a", "modified")])
-    );
+    assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
 }
 
 #[test]
@@ -654,10 +574,7 @@ fn submodule_entries_do_not_crash() {
     repo.git(&["commit", "-q", "-m", "submodule"]);
     let head = repo.head();
     let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/a", "modified")])
-    );
+    assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
     assert_eq!(
         kind_paths(&r, "stacks", "dev/eu-west-1/a"),
         vec![("file".into(), format!("{R}/a/vendor"))]
@@ -672,26 +589,19 @@ fn non_utf8_file_names_do_not_crash() {
     let name = std::ffi::OsStr::from_bytes(b"caf\xe9.tfvars");
     let dir = repo.path().join(R).join("a");
     std::fs::write(dir.join(name), "x = 1\n").unwrap();
-    let head = repo.commit("latin-1 name");
-    let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(0);
-    let r = run.json();
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[("dev/eu-west-1/a", "modified")])
-    );
+    let r = affected_since(&repo, &base);
+    assert_units(&r, "stacks", &[("dev/eu-west-1/a", "modified")]);
 }
 
 #[test]
 fn self_dependency_is_a_cycle() {
     let (repo, base) = small_org();
     repo.write(
-        &format!("{R}/a/terragrunt.hcl"),
+        &tg("a"),
         "dependency \"me\" {\n  config_path = \"../a\"\n}\n",
     );
     let head = repo.commit("self");
     let run = affected_run(repo.path(), &base, &head);
-    run.expect_code(4);
-    assert!(run.stderr.contains("cycle"), "{}", run.stderr);
-    assert!(run.stderr.contains("dev/eu-west-1/a"), "{}", run.stderr);
+    run.expect_code(Exit::INCONSISTENT_ORG);
+    assert_has(&run.stderr, &["cycle", "dev/eu-west-1/a"]);
 }

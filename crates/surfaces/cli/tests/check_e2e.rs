@@ -2,12 +2,10 @@
 //! `sluice pr --plans DIR` (stages 4–6 in the PR report): a small org built as a real git
 //! repository, hand-written plan JSON, and the `sluice` binary.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
 use serde_json::{Value, json};
+use sluice_testkit::*;
 
 const CANARY: &str = "CANARY-check-7f21aa";
 const STACK: &str = "prod/eu-west-1/rds";
@@ -32,10 +30,6 @@ approvals:
   R3: ["@acme/platform", "@acme/security"]
 "#;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// The org at `main` with a prod rds stack and a dev app stack, and CODEOWNERS.
 fn org() -> (Repo, String) {
     let repo = Repo::new();
@@ -50,22 +44,9 @@ fn org() -> (Repo, String) {
     (repo, base)
 }
 
-fn rc(address: &str, rtype: &str, actions: &[&str], before: Value, after: Value) -> Value {
-    let name = address.rsplit('.').next().unwrap();
-    json!({
-        "address": address, "mode": "managed", "type": rtype, "name": name,
-        "change": {"actions": actions, "before": before, "after": after,
-                   "after_unknown": {}, "before_sensitive": {}, "after_sensitive": {}}
-    })
-}
-
-fn plan(changes: Vec<Value>) -> Value {
-    json!({"format_version": "1.2", "resource_changes": changes})
-}
-
 /// A read replica for the production database: R3, allowed with approvals.
 fn replica_plan() -> Value {
-    plan(vec![rc(
+    plan_json(vec![resource_change(
         "aws_db_instance.replica[1]",
         "aws_db_instance",
         &["create"],
@@ -76,25 +57,20 @@ fn replica_plan() -> Value {
     )])
 }
 
-fn write(dir: &Path, name: &str, v: &Value) -> std::path::PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, serde_json::to_vec_pretty(v).unwrap()).unwrap();
-    p
-}
-
-fn check(args: &[&str]) -> Run {
-    let mut all = vec!["check"];
-    all.extend_from_slice(args);
-    sluice(&all)
+/// `sluice check --plan-json PLAN --stack STACK EXTRA…`.
+fn check(plan: &Path, stack: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["check", "--plan-json", s(plan), "--stack", stack];
+    args.extend_from_slice(extra);
+    sluice(&args)
 }
 
 #[test]
 fn allowed_without_a_repo_uses_the_builtin_pack_and_default_risk() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(
+    let p = write_json(
         dir.path(),
         "plan.json",
-        &plan(vec![rc(
+        &plan_json(vec![resource_change(
             "aws_sns_topic.events",
             "aws_sns_topic",
             &["create"],
@@ -102,63 +78,32 @@ fn allowed_without_a_repo_uses_the_builtin_pack_and_default_risk() {
             json!({"name": "events", "tags": {"owner": "team"}}),
         )]),
     );
-    let run = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
-        "dev/x",
-        "--env",
-        "dev",
-        "--format",
-        "json",
-    ]);
-    run.expect_code(0);
+    let run = check(&p, "dev/x", &["--env", "dev", "--format", "json"]);
+    run.expect_code(Exit::OK);
     let v = run.json();
     assert_eq!(v["schema"], "sluice.check/v1");
     assert_eq!(v["decision"]["status"], "allowed");
     assert_eq!(v["decision"]["risk"]["risk"], "R1");
     assert_eq!(v["decision"]["policy"]["outcome"], "allow");
     assert!(v["decision"]["approvals"].as_array().unwrap().is_empty());
-    assert!(
-        run.stderr.contains("not checked against a repository"),
-        "{}",
-        run.stderr
-    );
+    assert_has(&run.stderr, &["not checked against a repository"]);
     // Production without a repo: `prod` counts as production by default.
-    let run = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
-        "prod/x",
-        "--env",
-        "prod",
-        "--format",
-        "json",
-    ]);
-    run.expect_code(0);
+    let run = check(&p, "prod/x", &["--env", "prod", "--format", "json"]);
+    run.expect_code(Exit::OK);
     assert_eq!(run.json()["decision"]["risk"]["risk"], "R2");
     // Without --env and --repo the environment is unknown: a usage error.
-    let run = check(&["--plan-json", s(&p), "--stack", "dev/x"]);
-    run.expect_code(2);
-    assert!(run.stderr.contains("--env"), "{}", run.stderr);
+    let run = check(&p, "dev/x", &[]);
+    run.expect_code(Exit::USAGE);
+    assert_has(&run.stderr, &["--env"]);
 }
 
 #[test]
 fn read_replica_in_prod_is_r3_with_every_approval_and_its_source() {
     let (repo, _) = org();
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "plan.json", &replica_plan());
-    let run = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
-        STACK,
-        "--repo",
-        s(repo.path()),
-        "--format",
-        "json",
-    ]);
-    run.expect_code(0);
+    let p = write_json(dir.path(), "plan.json", &replica_plan());
+    let run = check(&p, STACK, &["--repo", repo.arg(), "--format", "json"]);
+    run.expect_code(Exit::OK);
     let d = &run.json()["decision"];
     assert_eq!(d["env"], "prod");
     assert_eq!(d["production"], true);
@@ -202,63 +147,32 @@ fn read_replica_in_prod_is_r3_with_every_approval_and_its_source() {
         "aws_db_instance.replica[1]"
     );
 
-    let md = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
-        STACK,
-        "--repo",
-        s(repo.path()),
-    ]);
-    md.expect_code(0);
-    assert!(
-        md.stdout.contains("+ aws_db_instance.replica[1]"),
-        "{}",
-        md.stdout
-    );
-    assert!(
-        md.stdout.contains("R3 production database topology change"),
-        "{}",
-        md.stdout
-    );
-    assert!(
-        md.stdout.contains("1 of @acme/dba — CODEOWNERS line 3"),
-        "{}",
-        md.stdout
-    );
-    assert!(
-        md.stdout.contains("PASS `db-public-access`"),
-        "{}",
-        md.stdout
+    let md = check(&p, STACK, &["--repo", repo.arg()]);
+    md.expect_code(Exit::OK);
+    assert_has(
+        &md.stdout,
+        &[
+            "+ aws_db_instance.replica[1]",
+            "R3 production database topology change",
+            "1 of @acme/dba — CODEOWNERS line 3",
+            "PASS `db-public-access`",
+        ],
     );
 
     // --env that contradicts discovery is refused.
-    let run = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
-        STACK,
-        "--env",
-        "dev",
-        "--repo",
-        s(repo.path()),
-    ]);
-    run.expect_code(2);
-    assert!(
-        run.stderr.contains("belongs to environment `prod`"),
-        "{}",
-        run.stderr
-    );
+    let run = check(&p, STACK, &["--env", "dev", "--repo", repo.arg()]);
+    run.expect_code(Exit::USAGE);
+    assert_has(&run.stderr, &["belongs to environment `prod`"]);
 }
 
 #[test]
 fn a_public_database_is_denied_with_exit_1_in_every_format() {
     let (repo, _) = org();
     let dir = tempfile::tempdir().unwrap();
-    let p = write(
+    let p = write_json(
         dir.path(),
         "plan.json",
-        &plan(vec![rc(
+        &plan_json(vec![resource_change(
             "aws_db_instance.main",
             "aws_db_instance",
             &["update"],
@@ -268,32 +182,21 @@ fn a_public_database_is_denied_with_exit_1_in_every_format() {
                    "tags": {"owner": "db"}}),
         )]),
     );
-    let base = [
-        "--plan-json",
-        s(&p),
-        "--stack",
-        STACK,
-        "--repo",
-        s(repo.path()),
-    ];
-    let md = check(&[&base[..], &["--format", "md"]].concat());
-    md.expect_code(1);
-    assert!(
-        md.stdout
-            .contains("DENY `db-public-access`: aws_db_instance.main is publicly accessible"),
-        "{}",
-        md.stdout
+    let in_repo = |format| check(&p, STACK, &["--repo", repo.arg(), "--format", format]);
+    let md = in_repo("md");
+    md.expect_code(Exit::BLOCKED);
+    assert_has(
+        &md.stdout,
+        &[
+            "DENY `db-public-access`: aws_db_instance.main is publicly accessible",
+            "(`aws_db_instance.main`)",
+        ],
     );
-    assert!(
-        md.stdout.contains("(`aws_db_instance.main`)"),
-        "{}",
-        md.stdout
-    );
-    let json = check(&[&base[..], &["--format", "json"]].concat());
-    json.expect_code(1);
+    let json = in_repo("json");
+    json.expect_code(Exit::BLOCKED);
     assert_eq!(json.json()["decision"]["status"], "denied");
-    let sarif = check(&[&base[..], &["--format", "sarif"]].concat());
-    sarif.expect_code(1);
+    let sarif = in_repo("sarif");
+    sarif.expect_code(Exit::BLOCKED);
     let v = sarif.json();
     assert_eq!(v["version"], "2.1.0");
     let results = v["runs"][0]["results"].as_array().unwrap();
@@ -325,7 +228,7 @@ fn an_active_exception_turns_a_finding_into_excepted_and_an_expired_one_does_not
     );
     repo.commit("exceptions");
     let open = |addr: &str| {
-        rc(
+        resource_change(
             addr,
             "aws_security_group",
             &["create"],
@@ -334,55 +237,49 @@ fn an_active_exception_turns_a_finding_into_excepted_and_an_expired_one_does_not
         )
     };
     let dir = tempfile::tempdir().unwrap();
-    let p = write(
+    let p = write_json(
         dir.path(),
         "plan.json",
-        &plan(vec![
+        &plan_json(vec![
             open("aws_security_group.lb"),
             open("aws_security_group.old"),
         ]),
     );
-    let run = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
+    let run = check(
+        &p,
         STACK,
-        "--repo",
-        s(repo.path()),
-        "--now",
-        "2029-06-01T00:00:00Z",
-        "--format",
-        "md",
-    ]);
-    run.expect_code(0);
+        &[
+            "--repo",
+            repo.arg(),
+            "--now",
+            "2029-06-01T00:00:00Z",
+            "--format",
+            "md",
+        ],
+    );
+    run.expect_code(Exit::OK);
     assert!(
         run.stdout.contains("EXCEPTED `sg-open-ingress`")
             && run.stdout.contains("exception `EXC-1`"),
         "{}",
         run.stdout
     );
-    assert!(
-        run.stdout.contains("REQUIRE `sg-open-ingress`"),
-        "{}",
-        run.stdout
+    assert_has(
+        &run.stdout,
+        &["REQUIRE `sg-open-ingress`", "Expired exception `EXC-2`"],
     );
-    assert!(
-        run.stdout.contains("Expired exception `EXC-2`"),
-        "{}",
-        run.stdout
-    );
-    let v = check(&[
-        "--plan-json",
-        s(&p),
-        "--stack",
+    let v = check(
+        &p,
         STACK,
-        "--repo",
-        s(repo.path()),
-        "--now",
-        "2029-06-01T00:00:00Z",
-        "--format",
-        "json",
-    ])
+        &[
+            "--repo",
+            repo.arg(),
+            "--now",
+            "2029-06-01T00:00:00Z",
+            "--format",
+            "json",
+        ],
+    )
     .json();
     assert_eq!(
         v["decision"]["policy"]["exceptions_applied"],
@@ -413,8 +310,8 @@ fn bad_input_is_exit_2_with_a_clear_message() {
         "{\n  \"format_version\": \"1.2\",\n  \"resource_changes\": [ }\n",
     )
     .unwrap();
-    let run = check(&["--plan-json", s(&bad), "--stack", STACK, "--env", "prod"]);
-    run.expect_code(2);
+    let run = check(&bad, STACK, &["--env", "prod"]);
+    run.expect_code(Exit::USAGE);
     assert!(
         run.stderr.contains(&format!("{}:3:", bad.display()))
             && run.stderr.contains("malformed plan JSON"),
@@ -423,45 +320,23 @@ fn bad_input_is_exit_2_with_a_clear_message() {
     );
     assert!(run.stdout.is_empty());
 
-    let v2 = write(
+    let v2 = write_json(
         dir.path(),
         "v2.json",
         &json!({"format_version": "2.0", "resource_changes": []}),
     );
-    let run = check(&["--plan-json", s(&v2), "--stack", STACK, "--env", "prod"]);
-    run.expect_code(2);
-    assert!(
-        run.stderr.contains("unsupported plan format_version `2.0`"),
-        "{}",
-        run.stderr
-    );
+    let run = check(&v2, STACK, &["--env", "prod"]);
+    run.expect_code(Exit::USAGE);
+    assert_has(&run.stderr, &["unsupported plan format_version `2.0`"]);
 
-    let ok = write(dir.path(), "ok.json", &replica_plan());
-    let run = check(&[
-        "--plan-json",
-        s(&ok),
-        "--stack",
-        "prod/eu-west-1/nope",
-        "--repo",
-        s(repo.path()),
-    ]);
-    run.expect_code(2);
-    assert!(
-        run.stderr.contains("unknown stack `prod/eu-west-1/nope`"),
-        "{}",
-        run.stderr
-    );
+    let ok = write_json(dir.path(), "ok.json", &replica_plan());
+    let run = check(&ok, "prod/eu-west-1/nope", &["--repo", repo.arg()]);
+    run.expect_code(Exit::USAGE);
+    assert_has(&run.stderr, &["unknown stack `prod/eu-west-1/nope`"]);
 
-    let run = check(&[
-        "--plan-json",
-        s(&dir.path().join("missing.json")),
-        "--stack",
-        STACK,
-        "--env",
-        "prod",
-    ]);
-    run.expect_code(2);
-    assert!(run.stderr.contains("missing.json"), "{}", run.stderr);
+    let run = check(&dir.path().join("missing.json"), STACK, &["--env", "prod"]);
+    run.expect_code(Exit::USAGE);
+    assert_has(&run.stderr, &["missing.json"]);
 
     // A policy-library module that does not parse: file:line, exit 2.
     repo.write(
@@ -476,16 +351,9 @@ fn bad_input_is_exit_2_with_a_clear_message() {
         ),
     );
     repo.commit("bad policy");
-    let run = check(&[
-        "--plan-json",
-        s(&ok),
-        "--stack",
-        STACK,
-        "--repo",
-        s(repo.path()),
-    ]);
-    run.expect_code(2);
-    assert!(run.stderr.contains("bad.rego:"), "{}", run.stderr);
+    let run = check(&ok, STACK, &["--repo", repo.arg()]);
+    run.expect_code(Exit::USAGE);
+    assert_has(&run.stderr, &["bad.rego:"]);
 }
 
 /// The canary plan: a secret in sensitive positions (masked attribute, sensitive output,
@@ -532,41 +400,26 @@ fn a_planted_secret_appears_in_no_check_or_pr_output() {
     repo.write(&format!("live/{STACK}/main.tf"), "# rds v2\n");
     let head = repo.commit("change");
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "canary.json", &canary_plan());
+    let p = write_json(dir.path(), "canary.json", &canary_plan());
     let plans = tempfile::tempdir().unwrap();
-    write(plans.path(), "prod__eu-west-1__rds.json", &canary_plan());
+    write_json(plans.path(), "prod__eu-west-1__rds.json", &canary_plan());
     for format in ["md", "json", "sarif"] {
-        let run = check(&[
-            "--plan-json",
-            s(&p),
-            "--stack",
-            STACK,
-            "--repo",
-            s(repo.path()),
-            "--format",
-            format,
-        ]);
-        run.expect_code(1);
+        let run = check(&p, STACK, &["--repo", repo.arg(), "--format", format]);
+        run.expect_code(Exit::BLOCKED);
         assert!(
             !run.stdout.contains(CANARY) && !run.stderr.contains(CANARY),
             "check {format}:\n{}{}",
             run.stdout,
             run.stderr
         );
-        let run = sluice(&[
+        let run = sluice_change(
             "pr",
-            "--repo",
-            s(repo.path()),
-            "--base",
+            repo.path(),
             &base,
-            "--head",
             &head,
-            "--plans",
-            s(plans.path()),
-            "--format",
-            format,
-        ]);
-        run.expect_code(1);
+            &["--plans", s(plans.path()), "--format", format],
+        );
+        run.expect_code(Exit::BLOCKED);
         assert!(
             !run.stdout.contains(CANARY) && !run.stderr.contains(CANARY),
             "pr {format}:\n{}{}",
@@ -575,20 +428,14 @@ fn a_planted_secret_appears_in_no_check_or_pr_output() {
         );
     }
     let parts = tempfile::tempdir().unwrap();
-    let run = sluice(&[
+    let run = sluice_change(
         "pr",
-        "--repo",
-        s(repo.path()),
-        "--base",
+        repo.path(),
         &base,
-        "--head",
         &head,
-        "--plans",
-        s(plans.path()),
-        "--parts-dir",
-        s(parts.path()),
-    ]);
-    run.expect_code(1);
+        &["--plans", s(plans.path()), "--parts-dir", s(parts.path())],
+    );
+    run.expect_code(Exit::BLOCKED);
     let part = std::fs::read_to_string(parts.path().join("part-1.md")).unwrap();
     assert!(part.contains("DENY"), "{part}");
     assert!(!part.contains(CANARY), "{part}");
@@ -602,28 +449,20 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
     repo.write(&format!("live/{DEV_STACK}/main.tf"), "# app v2\n");
     let head = repo.commit("change");
     let pr = |plans: &Path, format: &str| {
-        sluice(&[
+        sluice_change(
             "pr",
-            "--repo",
-            s(repo.path()),
-            "--base",
+            repo.path(),
             &base,
-            "--head",
             &head,
-            "--pr",
-            "7",
-            "--plans",
-            s(plans),
-            "--format",
-            format,
-        ])
+            &["--pr", "7", "--plans", s(plans), "--format", format],
+        )
     };
     let plans = tempfile::tempdir().unwrap();
-    write(plans.path(), "prod__eu-west-1__rds.json", &replica_plan());
-    write(plans.path(), "typo.json", &replica_plan());
+    write_json(plans.path(), "prod__eu-west-1__rds.json", &replica_plan());
+    write_json(plans.path(), "typo.json", &replica_plan());
     // The dev stack has no plan: stage 4 partial, the change undecided (exit 0).
     let run = pr(plans.path(), "json");
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     let v = run.json();
     assert_eq!(v["verdict"], "undecided");
     let stacks = v["stacks"].as_array().unwrap();
@@ -658,10 +497,10 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
     );
 
     // Both planned: approvals required, exit 0; markdown shows both stacks' sections.
-    write(
+    write_json(
         plans.path(),
         "dev__eu-west-1__app.json",
-        &plan(vec![rc(
+        &plan_json(vec![resource_change(
             "aws_sns_topic.t",
             "aws_sns_topic",
             &["create"],
@@ -670,22 +509,18 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
         )]),
     );
     let run = pr(plans.path(), "json");
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     assert_eq!(run.json()["verdict"], "approvals_required");
     let md = pr(plans.path(), "md");
-    md.expect_code(0);
-    assert!(
-        md.stdout
-            .contains("### Stack `prod/eu-west-1/rds` — R3 — approvals required"),
-        "{}",
-        md.stdout
+    md.expect_code(Exit::OK);
+    assert_has(
+        &md.stdout,
+        &[
+            "### Stack `prod/eu-west-1/rds` — R3 — approvals required",
+            "### Stack `dev/eu-west-1/app` — R1",
+            "| 4 | Plan | passed |",
+        ],
     );
-    assert!(
-        md.stdout.contains("### Stack `dev/eu-west-1/app` — R1"),
-        "{}",
-        md.stdout
-    );
-    assert!(md.stdout.contains("| 4 | Plan | passed |"), "{}", md.stdout);
 
     // A malformed plan file: the stack's plan failed (exit 6), with the position.
     std::fs::write(
@@ -694,16 +529,10 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
     )
     .unwrap();
     let run = pr(plans.path(), "json");
-    run.expect_code(6);
+    run.expect_code(Exit::PLAN_FAILED);
     let v = run.json();
     assert_eq!(v["verdict"], "plan_failed");
-    let dev = v["stacks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == DEV_STACK)
-        .unwrap()
-        .clone();
+    let dev = unit(&v, "stacks", DEV_STACK).clone();
     assert_eq!(dev["plan"]["state"], "failed");
     assert!(
         dev["plan"]["message"]
@@ -714,10 +543,10 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
     );
 
     // A denied stack: exit 1 (deny wins over the failed plan).
-    write(
+    write_json(
         plans.path(),
         "prod__eu-west-1__rds.json",
-        &plan(vec![rc(
+        &plan_json(vec![resource_change(
             "aws_db_instance.main",
             "aws_db_instance",
             &["create"],
@@ -726,7 +555,7 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
         )]),
     );
     let run = pr(plans.path(), "sarif");
-    run.expect_code(1);
+    run.expect_code(Exit::BLOCKED);
     let v = run.json();
     let policy_run = v["runs"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(policy_run["tool"]["driver"]["name"], "sluice-policy");
@@ -742,7 +571,7 @@ fn pr_with_plans_reports_stages_4_to_6_and_exit_codes() {
 
     // Not a folder: usage error.
     let run = pr(&plans.path().join("nope"), "json");
-    run.expect_code(2);
+    run.expect_code(Exit::USAGE);
 }
 
 #[test]
@@ -751,43 +580,26 @@ fn pr_without_plans_says_stage_4_was_not_run() {
     repo.checkout_new("change");
     repo.write(&format!("live/{STACK}/main.tf"), "# rds v2\n");
     let head = repo.commit("change");
-    let run = sluice(&[
-        "pr",
-        "--repo",
-        s(repo.path()),
-        "--base",
-        &base,
-        "--head",
-        &head,
-    ]);
-    run.expect_code(0);
-    assert!(run.stdout.contains("plan not run"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("| 4 | Plan | not run |"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("| 5 | Policy | not run |"),
-        "{}",
-        run.stdout
+    let run = sluice_change("pr", repo.path(), &base, &head, &[]);
+    run.expect_code(Exit::OK);
+    assert_has(
+        &run.stdout,
+        &[
+            "plan not run",
+            "| 4 | Plan | not run |",
+            "| 5 | Policy | not run |",
+        ],
     );
 }
-
-const DOUBLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../adapters/iac/tests/support/tofu-test-double.sh"
-);
 
 /// `pr --run-plans` with the OpenTofu test double (crates/adapters/iac/tests/support) as
 /// `tofu` on PATH: one stack plans (its plan JSON is served by the double), one fails with an
 /// auth error; the report carries the engine plan's digest and the classified failure.
 #[test]
 fn pr_run_plans_uses_the_engine_and_classifies_failures() {
-    use std::os::unix::fs::PermissionsExt;
     let (repo, base) = org();
     let dir = tempfile::tempdir().unwrap();
-    let served = write(dir.path(), "served.json", &replica_plan());
+    let served = write_json(dir.path(), "served.json", &replica_plan());
     repo.write(
         &format!("live/{STACK}/tofu-double.conf"),
         format!("plan_json={}\n", served.display()),
@@ -802,48 +614,25 @@ fn pr_run_plans_uses_the_engine_and_classifies_failures() {
     repo.write(&format!("live/{DEV_STACK}/main.tf"), "# app v2\n");
     let head = repo.commit("change");
 
-    let bin = tempfile::tempdir().unwrap();
-    let double = bin.path().join("tofu-test-double");
-    std::fs::copy(DOUBLE, &double).unwrap();
-    std::fs::set_permissions(&double, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::os::unix::fs::symlink(&double, bin.path().join("tofu")).unwrap();
-    let path =
-        std::env::join_paths([bin.path(), Path::new("/usr/bin"), Path::new("/bin")]).unwrap();
+    let bin = TestDoubleBin::new(&["tofu"]);
     let store = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "pr",
-            "--repo",
-            s(repo.path()),
-            "--base",
-            &base,
-            "--head",
-            &head,
-        ])
-        .args([
+    let run = Sluice::new().path_first(bin.path()).change(
+        "pr",
+        repo.path(),
+        &base,
+        &head,
+        &[
             "--run-plans",
             "--plan-store",
             s(store.path()),
             "--format",
             "json",
-        ])
-        .env("PATH", path)
-        .env_remove("TF_PLUGIN_CACHE_DIR")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(6), "{stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        ],
+    );
+    run.expect_code(Exit::PLAN_FAILED);
+    let v = run.json();
     assert_eq!(v["verdict"], "plan_failed");
-    let stack = |id: &str| {
-        v["stacks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let stack = |id: &str| unit(&v, "stacks", id).clone();
     let prod = stack(STACK);
     assert_eq!(prod["plan"]["source"]["kind"], "engine");
     assert!(
@@ -877,7 +666,7 @@ fn check_record_binds_its_decision_to_the_recorded_plan() {
     repo.write(&format!("live/{STACK}/main.tf"), "# rds v2\n");
     let head = repo.commit("change");
     let plans = tempfile::tempdir().unwrap();
-    let plan_file = write(plans.path(), "prod__eu-west-1__rds.json", &replica_plan());
+    let plan_file = write_json(plans.path(), "prod__eu-west-1__rds.json", &replica_plan());
     let dir = s(repo.path());
     sluice(&[
         "pr",
@@ -893,26 +682,18 @@ fn check_record_binds_its_decision_to_the_recorded_plan() {
         s(plans.path()),
         "--record",
     ])
-    .expect_code(0);
+    .expect_code(Exit::OK);
     let check_record = |plan: &Path| {
-        check(&[
-            "--repo",
-            dir,
-            "--rev",
-            &head,
-            "--stack",
+        check(
+            plan,
             STACK,
-            "--plan-json",
-            s(plan),
-            "--pr",
-            "7",
-            "--record",
-        ])
+            &["--repo", dir, "--rev", &head, "--pr", "7", "--record"],
+        )
     };
-    let other = write(
+    let other = write_json(
         plans.path(),
         "other.json",
-        &plan(vec![rc(
+        &plan_json(vec![resource_change(
             "aws_sns_topic.events",
             "aws_sns_topic",
             &["create"],
@@ -921,7 +702,7 @@ fn check_record_binds_its_decision_to_the_recorded_plan() {
         )]),
     );
     let refused = check_record(&other);
-    refused.expect_code(2);
+    refused.expect_code(Exit::USAGE);
     assert!(
         refused
             .stderr
@@ -930,7 +711,7 @@ fn check_record_binds_its_decision_to_the_recorded_plan() {
         refused.stderr
     );
     let recorded = check_record(&plan_file);
-    recorded.expect_code(0);
+    recorded.expect_code(Exit::OK);
     assert!(
         recorded.stderr.contains("1 change(s), 1 new statement(s)"),
         "{}",
@@ -947,6 +728,6 @@ fn check_record_binds_its_decision_to_the_recorded_plan() {
         "--repo",
         dir,
     ])
-    .expect_code(0);
-    sluice(&["evidence", "verify", s(&out), "--repo", dir]).expect_code(0);
+    .expect_code(Exit::OK);
+    sluice(&["evidence", "verify", s(&out), "--repo", dir]).expect_code(Exit::OK);
 }

@@ -1,11 +1,9 @@
 //! End-to-end tests of `sluice graph` and `sluice stacks`: the dependency graph in JSON, DOT
 //! and text, and discovered stacks and apps with environment, region, layer and owners.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use sluice_testkit::*;
 
 const LAYERS: &str = "  layers:\n    - network\n    - identity\n    - { name: cluster, stacks: [\"eks-*\"] }\n    - { name: data, stacks: [\"rds-*\"] }\n    - { name: app, stacks: [\"dns\"] }\n  depends_on:\n    - { stack: dev/eu-west-1/dns, on: [dev/eu-west-1/rds-payments] }\n";
 
@@ -21,7 +19,7 @@ network/                            @org/any-network
 ";
 
 fn dep(name: &str) -> String {
-    format!("dependency \"{name}\" {{\n  config_path = \"../{name}\"\n}}\n\n")
+    dependency_on(name) + "\n"
 }
 
 /// The demo's shape in miniature: dev has five stacks, prod two, plus one outside every layer.
@@ -69,7 +67,7 @@ fn graph_org() -> (Repo, String) {
 
 fn run_in(repo: &Repo, args: &[&str]) -> Run {
     let mut full: Vec<&str> = args.to_vec();
-    full.extend(["--repo", repo.path().to_str().unwrap()]);
+    full.extend(["--repo", repo.arg()]);
     sluice(&full)
 }
 
@@ -92,7 +90,7 @@ fn expected_edges() -> BTreeSet<(String, String)> {
 fn graph_json_lists_every_edge() {
     let (repo, head) = graph_org();
     let run = run_in(&repo, &["graph", "--format", "json"]);
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     let g = run.json();
     assert_eq!(g["rev"], head);
     let edges: Vec<(String, String)> = g["edges"]
@@ -139,7 +137,7 @@ fn graph_json_lists_every_edge() {
 fn graph_dot_is_well_formed() {
     let (repo, _) = graph_org();
     let run = run_in(&repo, &["graph", "--format", "dot"]);
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     let dot = run.stdout.trim_end();
     assert!(dot.starts_with("digraph"), "{dot}");
     assert!(dot.ends_with('}'), "{dot}");
@@ -166,7 +164,7 @@ fn graph_dot_is_well_formed() {
 fn graph_text_shows_stacks_layers_and_upstreams() {
     let (repo, _) = graph_org();
     let run = run_in(&repo, &["graph"]);
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     let out = &run.stdout;
     assert!(out.contains("dev/eu-west-1/eks-cluster [cluster]"), "{out}");
     assert!(out.contains("  -> dev/eu-west-1/identity"), "{out}");
@@ -179,29 +177,21 @@ fn graph_of_an_older_revision() {
     repo.remove("live/dev/eu-west-1/dns");
     let second = repo.commit("drop dns");
     let run = run_in(&repo, &["graph", "--format", "json", "--rev", &first]);
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     assert_eq!(run.json()["edges"].as_array().unwrap().len(), 7);
     let run = run_in(&repo, &["graph", "--format", "json", "--rev", &second]);
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     // The explicit depends_on now names a missing stack: a warning, not an edge.
     let g = run.json();
     assert_eq!(g["edges"].as_array().unwrap().len(), 5, "{g:#}");
-    assert!(
-        g["warnings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w["file"] == "sluice.yaml"
-                && w["message"].as_str().unwrap().contains("dev/eu-west-1/dns")),
-        "{g:#}"
-    );
+    assert_warning(&g, "sluice.yaml", "dev/eu-west-1/dns");
 }
 
 #[test]
 fn stacks_json_shows_env_region_layer_and_codeowners() {
     let (repo, head) = graph_org();
     let run = run_in(&repo, &["stacks", "--format", "json"]);
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     let s = run.json();
     assert_eq!(s["rev"], head);
     let stacks = s["stacks"].as_array().expect("stacks");
@@ -331,13 +321,10 @@ fn stacks_json_shows_env_region_layer_and_codeowners() {
 fn stacks_text_lists_every_stack_and_app() {
     let (repo, _) = graph_org();
     let run = run_in(&repo, &["stacks"]);
-    run.expect_code(0);
-    assert!(run.stdout.contains("stacks (8)"), "{}", run.stdout);
-    assert!(run.stdout.contains("apps (2)"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("prod/us-east-1/rds-payments"),
-        "{}",
-        run.stdout
+    run.expect_code(Exit::OK);
+    assert_has(
+        &run.stdout,
+        &["stacks (8)", "apps (2)", "prod/us-east-1/rds-payments"],
     );
 }
 
@@ -350,7 +337,7 @@ fn codeowners_falls_back_to_root_then_docs() {
     repo.commit("root codeowners");
     let owners = |repo: &Repo| {
         let run = run_in(repo, &["stacks", "--format", "json"]);
-        run.expect_code(0);
+        run.expect_code(Exit::OK);
         run.json()["stacks"][0]["owners"].clone()
     };
     assert_eq!(owners(&repo), serde_json::json!(["@org/root"]));
@@ -370,16 +357,8 @@ fn affected_text_format_explains_reasons() {
         plain_stack("a = 2"),
     );
     let head = repo.commit("network");
-    let run = sluice(&[
-        "affected",
-        "--repo",
-        repo.path().to_str().unwrap(),
-        "--base",
-        &base,
-        "--head",
-        &head,
-    ]);
-    run.expect_code(0);
+    let run = sluice_change("affected", repo.path(), &base, &head, &[]);
+    run.expect_code(Exit::OK);
     let out = &run.stdout;
     for id in [
         "dev/eu-west-1/network",
@@ -398,15 +377,16 @@ fn affected_text_format_explains_reasons() {
     );
 
     let r = affected(repo.path(), &base, &head);
-    assert_eq!(
-        statuses(&r, "stacks"),
-        expect(&[
+    assert_units(
+        &r,
+        "stacks",
+        &[
             ("dev/eu-west-1/dns", "dependent"),
             ("dev/eu-west-1/eks-cluster", "dependent"),
             ("dev/eu-west-1/identity", "dependent"),
             ("dev/eu-west-1/network", "modified"),
             ("dev/eu-west-1/rds-payments", "dependent"),
-        ])
+        ],
     );
 }
 
@@ -427,7 +407,7 @@ fn dot_quotes_unusual_stack_names() {
     );
     repo.commit("odd names");
     let run = run_in(&repo, &["graph", "--format", "json"]);
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     let edges = run.json()["edges"].clone();
     assert_eq!(
         edges,
@@ -437,7 +417,7 @@ fn dot_quotes_unusual_stack_names() {
         ])
     );
     let run = run_in(&repo, &["graph", "--format", "dot"]);
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     // Every quote inside an id is escaped, in node and edge statements alike.
     for line in run.stdout.lines() {
         let unescaped = line.replace("\\\"", "");
@@ -447,11 +427,9 @@ fn dot_quotes_unusual_stack_names() {
             "unbalanced quotes: {line}"
         );
     }
-    assert!(
-        run.stdout
-            .contains("\"dev/eu-west-1/we\\\"ird\" -> \"dev/eu-west-1/net work\";"),
-        "{}",
-        run.stdout
+    assert_has(
+        &run.stdout,
+        &["\"dev/eu-west-1/we\\\"ird\" -> \"dev/eu-west-1/net work\";"],
     );
 }
 
@@ -464,16 +442,8 @@ fn stack_in_an_undefined_environment_is_a_warning() {
     );
     repo.commit("staging is not in sluice.yaml");
     let run = run_in(&repo, &["stacks", "--format", "json"]);
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     let s = run.json();
     assert_eq!(s["stacks"][0]["env"], "staging");
-    assert!(
-        s["warnings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w["file"] == "live/staging/eu-west-1/a/terragrunt.hcl"
-                && w["message"].as_str().unwrap().contains("staging")),
-        "{s:#}"
-    );
+    assert_warning(&s, "live/staging/eu-west-1/a/terragrunt.hcl", "staging");
 }

@@ -2,66 +2,23 @@
 //! `sluice` binary, and `tofu-test-double` (crates/adapters/iac/tests/support), a test double
 //! of the OpenTofu CLI that serves plans from `../shared/corpus/tf-plans`, put first on PATH.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use common::*;
 use serde_json::Value;
+use sluice_testkit::*;
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../../shared/corpus/tf-plans"
-);
-const DOUBLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../adapters/iac/tests/support/tofu-test-double.sh"
-);
 const CANARY: &str = "CANARY-e2e-51d0c3";
 const R: &str = "live/prod/eu-west-1";
 
-fn corpus(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(CORPUS).join(rel);
-    if p.is_file() {
-        return Some(p);
-    }
-    if std::env::var("SLUICE_REQUIRE_CORPUS").as_deref() == Ok("1") {
-        panic!("corpus missing at {CORPUS}");
-    }
-    eprintln!("notice: corpus not found at {CORPUS}; skipping");
-    None
+/// `sluice` with the OpenTofu test double's directory first on PATH.
+fn sluice_with(bin: &Path) -> Sluice {
+    Sluice::new().path_first(bin)
 }
 
-/// A bin directory holding the test double installed as `tofu`.
-fn double_bin() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let double = dir.path().join("tofu-test-double");
-    std::fs::copy(DOUBLE, &double).unwrap();
-    std::fs::set_permissions(&double, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::os::unix::fs::symlink(&double, dir.path().join("tofu")).unwrap();
-    dir
-}
-
-/// `sluice` with PATH = the double's directory first, then the system's basics.
-fn sluice_with(bin: &Path, args: &[&str]) -> Run {
-    let path = std::env::join_paths([bin, Path::new("/usr/bin"), Path::new("/bin")]).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .env("PATH", path)
-        .env_remove("TF_PLUGIN_CACHE_DIR")
-        .output()
-        .expect("sluice runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// `sluice plan` over `base...head` with `bin` first on PATH.
+fn plan(bin: &Path, repo: &Repo, base: &str, head: &str, extra: &[&str]) -> Run {
+    sluice_with(bin).change("plan", repo.path(), base, head, extra)
 }
 
 fn stack_files(repo: &Repo, name: &str, plan: &Path, extra: &str) {
@@ -81,8 +38,8 @@ fn stack_files(repo: &Repo, name: &str, plan: &Path, extra: &str) {
 #[test]
 fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
     let (Some(p1), Some(p2)) = (
-        corpus("terraform-json/testdata/action_reason/plan.json"),
-        corpus("terraform-json/testdata/moved_block/plan.json"),
+        corpus("tf-plans/terraform-json/testdata/action_reason/plan.json"),
+        corpus("tf-plans/terraform-json/testdata/moved_block/plan.json"),
     ) else {
         return;
     };
@@ -104,25 +61,16 @@ fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
     repo.remove(&format!("{R}/old"));
     let head = repo.commit("change");
 
-    let bin = double_bin();
+    let bin = TestDoubleBin::new(&["tofu"]);
     let store = tempfile::tempdir().unwrap();
-    let run = sluice_with(
+    let run = plan(
         bin.path(),
-        &[
-            "plan",
-            "--repo",
-            s(repo.path()),
-            "--base",
-            &base,
-            "--head",
-            &head,
-            "--store",
-            s(store.path()),
-            "--format",
-            "json",
-        ],
+        &repo,
+        &base,
+        &head,
+        &["--store", s(store.path()), "--format", "json"],
     );
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     let r = run.json();
     assert_eq!(r["schema"], "sluice.plan/v1");
     let stacks = r["stacks"].as_array().unwrap();
@@ -154,50 +102,30 @@ fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
     assert_eq!(skipped[0]["stack"], "prod/eu-west-1/old");
 
     // The same run as text.
-    let run = sluice_with(
+    let run = plan(
         bin.path(),
+        &repo,
+        &base,
+        &head,
+        &["--store", s(store.path())],
+    );
+    run.expect_code(Exit::OK);
+    assert_has(
+        &run.stdout,
         &[
-            "plan",
-            "--repo",
-            s(repo.path()),
-            "--base",
-            &base,
-            "--head",
-            &head,
-            "--store",
-            s(store.path()),
+            "2 stacks planned, 0 failed",
+            "±  null_resource.example [replace_because_tainted]",
+            "skipped prod/eu-west-1/old: deleted at head",
         ],
-    );
-    run.expect_code(0);
-    assert!(
-        run.stdout.contains("2 stacks planned, 0 failed"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("±  null_resource.example [replace_because_tainted]"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("skipped prod/eu-west-1/old: deleted at head"),
-        "{}",
-        run.stdout
     );
 
     // --stack narrows the set; an unknown id is a usage error.
-    let run = sluice_with(
+    let run = plan(
         bin.path(),
+        &repo,
+        &base,
+        &head,
         &[
-            "plan",
-            "--repo",
-            s(repo.path()),
-            "--base",
-            &base,
-            "--head",
-            &head,
             "--store",
             s(store.path()),
             "--stack",
@@ -206,29 +134,22 @@ fn plan_plans_affected_stacks_skips_deleted_and_stores_plans() {
             "json",
         ],
     );
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     assert_eq!(run.json()["stacks"][0]["stack"], "prod/eu-west-1/untouched");
-    let run = sluice_with(
+    let run = plan(
         bin.path(),
-        &[
-            "plan",
-            "--repo",
-            s(repo.path()),
-            "--base",
-            &base,
-            "--head",
-            &head,
-            "--stack",
-            "prod/nowhere/x",
-        ],
+        &repo,
+        &base,
+        &head,
+        &["--stack", "prod/nowhere/x"],
     );
-    run.expect_code(2);
-    assert!(run.stderr.contains("unknown stack at"), "{}", run.stderr);
+    run.expect_code(Exit::USAGE);
+    assert_has(&run.stderr, &["unknown stack at"]);
 }
 
 #[test]
 fn a_failed_plan_exits_6_with_a_redacted_classified_excerpt() {
-    let Some(p) = corpus("terraform-json/testdata/moved_block/plan.json") else {
+    let Some(p) = corpus("tf-plans/terraform-json/testdata/moved_block/plan.json") else {
         return;
     };
     let repo = org_repo();
@@ -243,35 +164,28 @@ fn a_failed_plan_exits_6_with_a_redacted_classified_excerpt() {
     let base = repo.commit("base");
     repo.write("modules/db/main.tf", "# db v2\n");
     let head = repo.commit("change");
-    let bin = double_bin();
+    let bin = TestDoubleBin::new(&["tofu"]);
     let store = tempfile::tempdir().unwrap();
     for format in ["text", "json"] {
-        let run = sluice_with(
+        let run = plan(
             bin.path(),
-            &[
-                "plan",
-                "--repo",
-                s(repo.path()),
-                "--base",
-                &base,
-                "--head",
-                &head,
-                "--store",
-                s(store.path()),
-                "--format",
-                format,
-            ],
+            &repo,
+            &base,
+            &head,
+            &["--store", s(store.path()), "--format", format],
         );
-        run.expect_code(6);
-        let all = format!("{}{}", run.stdout, run.stderr);
-        assert!(!all.contains(CANARY), "{all}");
+        run.expect_code(Exit::PLAN_FAILED);
+        let all = run.all_output();
+        assert_lacks(&all, &[CANARY]);
         if format == "text" {
-            assert!(all.contains("FAILED (state/lock) at plan"), "{all}");
-            assert!(
-                all.contains("| Error: Error acquiring the state lock"),
-                "{all}"
+            assert_has(
+                &all,
+                &[
+                    "FAILED (state/lock) at plan",
+                    "| Error: Error acquiring the state lock",
+                    "1 stack planned, 1 failed",
+                ],
             );
-            assert!(all.contains("1 stack planned, 1 failed"), "{all}");
         } else {
             let r = run.json();
             let locked = r["stacks"]
@@ -295,33 +209,22 @@ fn plan_without_an_engine_fails_as_engine_missing() {
     let head = repo.commit("change");
     let empty = tempfile::tempdir().unwrap();
     let store = tempfile::tempdir().unwrap();
-    let run = sluice_with(
+    let run = plan(
         empty.path(),
-        &[
-            "plan",
-            "--repo",
-            s(repo.path()),
-            "--base",
-            &base,
-            "--head",
-            &head,
-            "--store",
-            s(store.path()),
-        ],
+        &repo,
+        &base,
+        &head,
+        &["--store", s(store.path())],
     );
-    run.expect_code(6);
-    assert!(
-        run.stdout.contains("FAILED (engine missing)"),
-        "{}",
-        run.stdout
-    );
+    run.expect_code(Exit::PLAN_FAILED);
+    assert_has(&run.stdout, &["FAILED (engine missing)"]);
 }
 
 fn ingest(args: &[&str]) -> Run {
     let empty = tempfile::tempdir().unwrap();
     let mut all = vec!["ingest-plan"];
     all.extend_from_slice(args);
-    sluice_with(empty.path(), &all)
+    sluice_with(empty.path()).run(&all)
 }
 
 fn blobs(store: &Path) -> usize {
@@ -337,7 +240,7 @@ fn blobs(store: &Path) -> usize {
 
 #[test]
 fn ingest_plan_stores_and_summarises() {
-    let Some(p) = corpus("terraform-json/testdata/action_reason/plan.json") else {
+    let Some(p) = corpus("tf-plans/terraform-json/testdata/action_reason/plan.json") else {
         return;
     };
     let store = tempfile::tempdir().unwrap();
@@ -355,7 +258,7 @@ fn ingest_plan_stores_and_summarises() {
         "--format",
         "json",
     ]);
-    run.expect_code(0);
+    run.expect_code(Exit::OK);
     let r: Value = run.json();
     let bytes = std::fs::read(&p).unwrap();
     let json_digest = sluice_iac::store::Digest::of(&bytes).to_string();
@@ -365,11 +268,7 @@ fn ingest_plan_stores_and_summarises() {
     assert_eq!(r["plan"]["plan_digest"], file_digest);
     assert_eq!(r["plan"]["summary"]["totals"]["replace"], 1);
     assert_eq!(blobs(&store.path().join("s")), 2);
-    assert!(
-        run.stderr.contains("not checked against a repository"),
-        "{}",
-        run.stderr
-    );
+    assert_has(&run.stderr, &["not checked against a repository"]);
 
     let run = ingest(&[
         "--stack",
@@ -379,23 +278,19 @@ fn ingest_plan_stores_and_summarises() {
         "--store",
         s(&store.path().join("t")),
     ]);
-    run.expect_code(0);
-    assert!(
-        run.stdout.contains(&format!("plan {json_digest}")),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("Plan: 1 to add, 0 to change, 1 to destroy (1 replaced)."),
-        "{}",
-        run.stdout
+    run.expect_code(Exit::OK);
+    assert_has(
+        &run.stdout,
+        &[
+            &format!("plan {json_digest}"),
+            "Plan: 1 to add, 0 to change, 1 to destroy (1 replaced).",
+        ],
     );
 }
 
 #[test]
 fn ingest_plan_bad_input_exits_2_and_stores_nothing() {
-    let Some(invalid) = corpus("terraform-json/testdata/invalid/plan.json") else {
+    let Some(invalid) = corpus("tf-plans/terraform-json/testdata/invalid/plan.json") else {
         return;
     };
     let store = tempfile::tempdir().unwrap();
@@ -408,32 +303,25 @@ fn ingest_plan_bad_input_exits_2_and_stores_nothing() {
         "--store",
         s(&st),
     ]);
-    run.expect_code(2);
-    assert!(
-        run.stderr.contains(&format!("{}:676:", invalid.display())),
-        "{}",
-        run.stderr
+    run.expect_code(Exit::USAGE);
+    assert_has(
+        &run.stderr,
+        &[
+            &format!("{}:676:", invalid.display()),
+            "malformed plan JSON",
+        ],
     );
-    assert!(run.stderr.contains("malformed plan JSON"), "{}", run.stderr);
 
     let v2 = store.path().join("v2.json");
     std::fs::write(&v2, r#"{"format_version": "2.0", "planned_values": {}}"#).unwrap();
     let run = ingest(&["--stack", "a", "--plan-json", s(&v2), "--store", s(&st)]);
-    run.expect_code(2);
-    assert!(
-        run.stderr.contains("unsupported plan format_version `2.0`"),
-        "{}",
-        run.stderr
-    );
+    run.expect_code(Exit::USAGE);
+    assert_has(&run.stderr, &["unsupported plan format_version `2.0`"]);
 
-    let state = corpus("terraform-json/testdata/no_changes/state.json").unwrap();
+    let state = corpus("tf-plans/terraform-json/testdata/no_changes/state.json").unwrap();
     let run = ingest(&["--stack", "a", "--plan-json", s(&state), "--store", s(&st)]);
-    run.expect_code(2);
-    assert!(
-        run.stderr.contains("not a plan JSON document"),
-        "{}",
-        run.stderr
-    );
+    run.expect_code(Exit::USAGE);
+    assert_has(&run.stderr, &["not a plan JSON document"]);
 
     let run = ingest(&[
         "--stack",
@@ -443,13 +331,13 @@ fn ingest_plan_bad_input_exits_2_and_stores_nothing() {
         "--store",
         s(&st),
     ]);
-    run.expect_code(2);
+    run.expect_code(Exit::USAGE);
     assert_eq!(blobs(&st), 0, "nothing partially written");
 }
 
 #[test]
 fn ingest_plan_checks_the_stack_when_given_a_repo() {
-    let Some(p) = corpus("terraform-json/testdata/moved_block/plan.json") else {
+    let Some(p) = corpus("tf-plans/terraform-json/testdata/moved_block/plan.json") else {
         return;
     };
     let repo = org_repo();
@@ -462,27 +350,23 @@ fn ingest_plan_checks_the_stack_when_given_a_repo() {
         "--plan-json",
         s(&p),
         "--repo",
-        s(repo.path()),
+        repo.arg(),
         "--store",
         s(store.path()),
     ]);
-    ok.expect_code(0);
+    ok.expect_code(Exit::OK);
     let bad = ingest(&[
         "--stack",
         "prod/eu-west-1/nope",
         "--plan-json",
         s(&p),
         "--repo",
-        s(repo.path()),
+        repo.arg(),
         "--store",
         s(store.path()),
     ]);
-    bad.expect_code(2);
-    assert!(
-        bad.stderr.contains("unknown stack `prod/eu-west-1/nope`"),
-        "{}",
-        bad.stderr
-    );
+    bad.expect_code(Exit::USAGE);
+    assert_has(&bad.stderr, &["unknown stack `prod/eu-west-1/nope`"]);
 }
 
 #[test]
@@ -516,7 +400,7 @@ fn ingest_plan_output_never_carries_the_canary() {
             "--format",
             format,
         ]);
-        run.expect_code(0);
+        run.expect_code(Exit::OK);
         assert!(
             !run.stdout.contains(CANARY) && !run.stderr.contains(CANARY),
             "{}{}",
@@ -538,6 +422,6 @@ fn ingest_plan_output_never_carries_the_canary() {
         "--store",
         s(&store.path().join("s")),
     ]);
-    run.expect_code(2);
-    assert!(!run.stderr.contains(CANARY), "{}", run.stderr);
+    run.expect_code(Exit::USAGE);
+    assert_lacks(&run.stderr, &[CANARY]);
 }

@@ -3,37 +3,19 @@
 //! the command exits 6 (a plan failed). Skipped with a notice when `terraform` is not on PATH;
 //! a failure when `SLUICE_REQUIRE_TERRAFORM=1` (as `.ci/run` sets).
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
 use serde_json::Value;
+use sluice_testkit::{org_repo, sluice_yaml};
 
 const DATA: &str = "live/dev/eu-west-1/data";
 const BROKEN: &str = "live/dev/eu-west-1/broken";
 
-fn terraform_available() -> bool {
-    let found = Command::new("terraform")
-        .arg("version")
-        .env("CHECKPOINT_DISABLE", "1")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("SLUICE_REQUIRE_TERRAFORM").is_none_or(|v| v != "1"),
-            "SLUICE_REQUIRE_TERRAFORM=1 but terraform is not on PATH"
-        );
-        eprintln!("notice: terraform is not on PATH; the real-engine plan test is skipped");
-    }
-    found
-}
-
 #[test]
 fn sluice_plan_runs_the_real_terraform_and_a_failed_plan_exits_6() {
-    if !terraform_available() {
+    let Some(_terraform) = sluice_testkit::terraform() else {
         return;
-    }
+    };
     let repo = org_repo();
     repo.write(
         "sluice.yaml",

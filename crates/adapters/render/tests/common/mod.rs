@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_git::git::{GitRepo, Snapshot};
-use sluice_git::git_write::{Author, Writer};
 use sluice_model::config::OrgConfig;
-use tempfile::TempDir;
 
 pub const SLUICE_YAML: &str = "version: 1
 org: acme
@@ -24,7 +22,7 @@ apps:
 ";
 
 pub struct Repo {
-    pub dir: TempDir,
+    pub dir: sluice_testkit::Repo,
     pub repo: Arc<GitRepo>,
     pub snapshots: Vec<Snapshot>,
 }
@@ -41,24 +39,17 @@ pub fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
 
 /// One commit per file set, each on top of the previous one.
 pub fn repo(revisions: &[BTreeMap<String, Vec<u8>>]) -> Repo {
-    let dir = tempfile::tempdir().unwrap();
-    let writer = Writer::init(dir.path()).unwrap();
-    let author = Author {
-        name: "test",
-        email: "test@example.invalid",
-        time: 1_700_000_000,
-    };
-    let mut commits = Vec::new();
-    for (i, f) in revisions.iter().enumerate() {
-        let parent = commits.last().copied();
-        commits.push(
-            writer
-                .commit("main", f, parent, &format!("rev {i}"), &author)
-                .unwrap(),
-        );
-    }
+    let dir = sluice_testkit::Repo::new();
+    let commits: Vec<String> = revisions
+        .iter()
+        .enumerate()
+        .map(|(i, f)| dir.commit_tree(&f.iter().collect::<Vec<_>>(), &format!("rev {i}")))
+        .collect();
     let repo = Arc::new(GitRepo::open(dir.path()).unwrap());
-    let snapshots = commits.iter().map(|c| repo.snapshot(*c).unwrap()).collect();
+    let snapshots = commits
+        .iter()
+        .map(|c| repo.snapshot(repo.resolve(c).unwrap()).unwrap())
+        .collect();
     Repo {
         dir,
         repo,

@@ -4,17 +4,11 @@
 #![allow(dead_code)]
 
 use std::str::FromStr as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_store::{PgStore, SqliteStore};
+use sluice_testkit::postgres;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions as _, Connection as _};
-
-/// The server the suite uses; CI's is the one on 127.0.0.1:5432 with trust auth.
-pub fn postgres_url() -> String {
-    std::env::var("SLUICE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
 
 pub struct SqliteFixture {
     pub store: SqliteStore,
@@ -39,7 +33,7 @@ pub struct PgFixture {
 impl Drop for PgFixture {
     fn drop(&mut self) {
         // Async drop does not exist: clean up on a thread with a runtime of its own.
-        let url = postgres_url();
+        let url = postgres::url();
         let schema = self.schema.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -61,41 +55,16 @@ impl Drop for PgFixture {
     }
 }
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn unique_schema() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "sluice_test_{}_{}_{}",
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// A PostgreSQL store, or `None` (with a notice) when the server is unreachable, unless
 /// SLUICE_REQUIRE_POSTGRES=1, where an unreachable server fails the test.
 pub async fn postgres() -> Option<PgFixture> {
-    let url = postgres_url();
+    let url = postgres::url();
     let base = PgConnectOptions::from_str(&url).unwrap();
     let mut conn = match base.connect().await {
         Ok(conn) => conn,
-        Err(e) => {
-            if std::env::var("SLUICE_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!(
-                    "PostgreSQL at {url} is required (SLUICE_REQUIRE_POSTGRES=1) but unreachable: {e}"
-                );
-            }
-            eprintln!(
-                "notice: PostgreSQL at {url} is unreachable ({e}); skipping the PostgreSQL half of this test"
-            );
-            return None;
-        }
+        Err(e) => return postgres::unavailable(&url, e),
     };
-    let schema = unique_schema();
+    let schema = postgres::unique_schema("sluice_test");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
         .execute(&mut conn)
         .await
