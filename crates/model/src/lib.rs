@@ -6,6 +6,7 @@
 
 pub mod affected;
 pub mod approval;
+pub mod baseline;
 pub mod change;
 pub mod codeowners;
 pub mod config;

@@ -2,6 +2,7 @@
 //! parsers, discovery) and the pure decisions of `sluice-model`, and shapes their reports.
 
 pub mod affected;
+pub mod app_baseline;
 pub mod apps;
 pub mod bench;
 pub mod check;

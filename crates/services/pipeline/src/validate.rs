@@ -277,7 +277,9 @@ fn check_file(ctx: &Context, prepared: &Prepared, file: &SourceFile) -> Vec<Find
     }
 
     let limit = ctx.config.validate.max_file_bytes;
+    let sniff = &file.content[..file.content.len().min(BINARY_SNIFF_BYTES)];
     if file.content.len() as u64 > limit {
+        let binary = sniff.contains(&0);
         out.push(Finding::new(
             FILE_TOO_LARGE,
             Severity::Warning,
@@ -285,13 +287,21 @@ fn check_file(ctx: &Context, prepared: &Prepared, file: &SourceFile) -> Vec<Find
             1,
             1,
             format!(
-                "file is {} bytes, over validate.max_file_bytes ({limit}); it was not parsed or scanned for secrets",
-                file.content.len()
+                "file is {} bytes, over validate.max_file_bytes ({limit}); it was not parsed{}",
+                file.content.len(),
+                if binary {
+                    " (binary: not scanned for secrets either)"
+                } else {
+                    ", only scanned for secrets"
+                }
             ),
         ));
+        if !binary && !prepared.secret_allow.iter().any(|m| m.is_match(path)) {
+            let matches = ctx.secrets.scan_windows(path, file.content);
+            out.extend(matches.into_iter().map(|m| secret_finding(path, m)));
+        }
         return out;
     }
-    let sniff = &file.content[..file.content.len().min(BINARY_SNIFF_BYTES)];
     if sniff.contains(&0) {
         out.push(Finding::new(
             FILE_BINARY,
@@ -375,23 +385,30 @@ fn check_file(ctx: &Context, prepared: &Prepared, file: &SourceFile) -> Vec<Find
     }
 
     if !prepared.secret_allow.iter().any(|m| m.is_match(path)) {
-        for m in ctx.secrets.scan(path, &text) {
-            let mut f = Finding::new(
-                &format!("{SECRET_PREFIX}{}", m.rule),
-                Severity::Error,
-                path,
-                m.line,
-                m.col,
-                format!(
-                    "{} (fingerprint {}); rotate it and load it from a secret store instead of the repository",
-                    m.description, m.fingerprint
-                ),
-            );
-            f.fingerprint = Some(m.fingerprint);
-            out.push(f);
-        }
+        out.extend(
+            ctx.secrets
+                .scan(path, &text)
+                .into_iter()
+                .map(|m| secret_finding(path, m)),
+        );
     }
     out
+}
+
+fn secret_finding(path: &str, m: crate::secrets::SecretMatch) -> Finding {
+    let mut f = Finding::new(
+        &format!("{SECRET_PREFIX}{}", m.rule),
+        Severity::Error,
+        path,
+        m.line,
+        m.col,
+        format!(
+            "{} (fingerprint {}); rotate it and load it from a secret store instead of the repository",
+            m.description, m.fingerprint
+        ),
+    );
+    f.fingerprint = Some(m.fingerprint);
+    f
 }
 
 /// serde_json appends " at line L column C" to its messages; the finding has the position.

@@ -207,6 +207,10 @@ pub fn run_plan(a: PlanArgs) -> Result<i32, PipelineError> {
     }
 
     let store_root = a.store.clone().unwrap_or_else(|| a.repo.join(".sluice"));
+    if let Err(e) = sluice_evidence::location::prepare_state_dir(&store_root) {
+        eprintln!("error: {e}");
+        return Ok(exit::INTERNAL);
+    }
     let store = FsPlanStore::new(&store_root);
     let plugin_cache = plugin_cache_dir(&config, &store_root);
     let driver = Driver {
@@ -383,6 +387,10 @@ pub fn run_ingest_plan(a: IngestPlanArgs) -> Result<i32, PipelineError> {
         .store
         .clone()
         .unwrap_or_else(|| a.repo.as_deref().unwrap_or(Path::new(".")).join(".sluice"));
+    if let Err(e) = sluice_evidence::location::prepare_state_dir(&store_root) {
+        eprintln!("error: {e}");
+        return Ok(exit::INTERNAL);
+    }
     let store = FsPlanStore::new(&store_root);
     let planned = match ingest::ingest(&store, &name, &json, plan_file.as_deref()) {
         Ok(p) => p,
