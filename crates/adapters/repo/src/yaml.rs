@@ -565,7 +565,7 @@ mod tests {
             cmd,
             ["sh", "-c", "set -e if [ -f /x ]; then\necho 'ok'; fi", "a b 'c'"]
         );
-        assert_eq!(c.get("image").unwrap().line, 12);
+        assert_eq!(c.get("image").unwrap().line, 13);
         // An unterminated scalar is still an error at its position.
         let err = parse_stream("a:\n  - \"x\n y\n").unwrap_err();
         assert_eq!(err.line, 2);
