@@ -115,10 +115,7 @@ pub fn check(group: &str, kind: &str, object: &Value) -> Vec<Violation> {
                     for (name, v) in q {
                         if !is_quantity_value(v) {
                             out.push(Violation {
-                                path: format!(
-                                    "{pod}/{list}/{i}/resources/{part}/{}",
-                                    escape(name)
-                                ),
+                                path: format!("{pod}/{list}/{i}/resources/{part}/{}", escape(name)),
                                 rule: RULE_QUANTITY,
                                 message: format!(
                                     "`{name}` {part} is not a Kubernetes quantity (e.g. `500m`, \
@@ -306,7 +303,14 @@ mod tests {
             ]
         );
         // Custom resources and RBAC names follow rules of their own.
-        assert!(check("rbac.authorization.k8s.io", "ClusterRole", &json!({"metadata": {"name": "system:x"}})).is_empty());
+        assert!(
+            check(
+                "rbac.authorization.k8s.io",
+                "ClusterRole",
+                &json!({"metadata": {"name": "system:x"}})
+            )
+            .is_empty()
+        );
     }
 
     proptest! {

@@ -91,12 +91,8 @@ impl GitRepo {
     pub fn open(path: &Path) -> Result<Self, GitError> {
         let repo = gix::open_opts(path, gix::open::Options::isolated())
             .or_else(|e| {
-                gix::discover_opts(
-                    path,
-                    Default::default(),
-                    gix::open::Options::isolated(),
-                )
-                .map_err(|_| e)
+                gix::discover_opts(path, Default::default(), gix::open::Options::isolated())
+                    .map_err(|_| e)
             })
             .map_err(|e| GitError::NotARepository {
                 path: path.to_path_buf(),

@@ -552,7 +552,13 @@ mod tests {
     fn under_indented_quoted_scalars_parse_as_kubectl_reads_them() {
         let src = "spec:\n  containers:\n    - name: db\n      command:\n        - sh\n        - -c\n        - \"set -e\n  if [ -f /x ]; then\n\n    echo 'ok'; fi\"\n        - 'a\nb ''c'''\n      image: x\n";
         let doc = parse_one(src).unwrap();
-        let c = &doc.get("spec").unwrap().get("containers").unwrap().as_seq().unwrap()[0];
+        let c = &doc
+            .get("spec")
+            .unwrap()
+            .get("containers")
+            .unwrap()
+            .as_seq()
+            .unwrap()[0];
         let cmd: Vec<String> = c
             .get("command")
             .unwrap()
@@ -563,7 +569,12 @@ mod tests {
             .collect();
         assert_eq!(
             cmd,
-            ["sh", "-c", "set -e if [ -f /x ]; then\necho 'ok'; fi", "a b 'c'"]
+            [
+                "sh",
+                "-c",
+                "set -e if [ -f /x ]; then\necho 'ok'; fi",
+                "a b 'c'"
+            ]
         );
         assert_eq!(c.get("image").unwrap().line, 13);
         // An unterminated scalar is still an error at its position.

@@ -64,11 +64,7 @@ impl PolicyBaseline {
 fn result_key(r: &sluice_policy::RuleResult) -> FindingKey {
     FindingKey::new(
         &r.rule,
-        format!(
-            "{}\u{0}{}",
-            r.resource.as_deref().unwrap_or(""),
-            r.message
-        ),
+        format!("{}\u{0}{}", r.resource.as_deref().unwrap_or(""), r.message),
     )
 }
 
@@ -121,7 +117,11 @@ pub fn classify_policy(
 }
 
 fn diagnostic_key(d: &Diagnostic) -> FindingKey {
-    let object = d.object.as_ref().map(Identity::to_string).unwrap_or_default();
+    let object = d
+        .object
+        .as_ref()
+        .map(Identity::to_string)
+        .unwrap_or_default();
     FindingKey::new(
         &d.rule,
         format!("{object}\u{0}{}", d.path.as_deref().unwrap_or("")),
@@ -178,7 +178,11 @@ pub fn classify_schema(
 }
 
 /// Errors among `findings` that block: new ones, and pre-existing ones the org blocks.
-pub fn blocking_errors(findings: &[Diagnostic], policy: &PreexistingPolicy, env: Option<&str>) -> usize {
+pub fn blocking_errors(
+    findings: &[Diagnostic],
+    policy: &PreexistingPolicy,
+    env: Option<&str>,
+) -> usize {
     findings
         .iter()
         .filter(|d| d.severity == Severity::Error)

@@ -19,9 +19,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use sluice_model::affected::{AffectedUnit, UnitStatus};
 use sluice_model::approval::{self, PolicyRequest, Requirement};
+use sluice_model::baseline::{Baseline, PreexistingPolicy};
 use sluice_model::codeowners::CodeOwners;
 use sluice_model::config::OrgConfig;
-use sluice_model::baseline::{Baseline, PreexistingPolicy};
 use sluice_model::finding::Severity;
 use sluice_model::risk::{
     self, ChangeAction, K8S_IMAGE, PolicyOutcome, ResourceFact, RiskAssessment, RiskInput,
@@ -251,9 +251,8 @@ fn decide_app(input: &AppsInput<'_>, unit: &AffectedUnit) -> AppDecision {
     }
 
     // Old problems do not block new changes: findings are judged against the merge base.
-    let preexisting =
-        PreexistingPolicy::from_policy_section(input.config.sections.get("policy"))
-            .unwrap_or_default();
+    let preexisting = PreexistingPolicy::from_policy_section(input.config.sections.get("policy"))
+        .unwrap_or_default();
     let validate = |r: &Rendered| {
         schema::validate(
             &r.objects,
@@ -440,7 +439,10 @@ fn decide_app(input: &AppsInput<'_>, unit: &AffectedUnit) -> AppDecision {
 
 /// The policy outcome risk rules see: a denial that does not block (every denied result
 /// pre-existing and not blocked by `policy.preexisting`) counts as a warning.
-fn effective_outcome(d: Decision, baseline: Option<&app_baseline::PolicyBaseline>) -> PolicyOutcome {
+fn effective_outcome(
+    d: Decision,
+    baseline: Option<&app_baseline::PolicyBaseline>,
+) -> PolicyOutcome {
     match (d, baseline) {
         (Decision::Deny, Some(b)) if b.blocking_denials().is_empty() => PolicyOutcome::Warn,
         (d, _) => policy_outcome(d),
@@ -455,7 +457,11 @@ fn plural(n: usize, one: &str) -> String {
     }
 }
 
-fn validation_section(v: Validation, blocking: usize, mut fixed: Vec<Diagnostic>) -> ValidationSection {
+fn validation_section(
+    v: Validation,
+    blocking: usize,
+    mut fixed: Vec<Diagnostic>,
+) -> ValidationSection {
     let (errors, warnings) = (v.errors(), v.warnings());
     let mut findings = v.findings;
     // New errors first: they are what the change must fix.
@@ -682,18 +688,24 @@ pub fn app_markdown(a: &AppDecision) -> String {
     out.push('\n');
     if let Some(v) = &a.validation {
         let line = |f: &Diagnostic| match f.baseline {
-            Some(b) if b != Baseline::New => format!("- ({}) {}", b.as_str(), md_inline(&f.to_string())),
+            Some(b) if b != Baseline::New => {
+                format!("- ({}) {}", b.as_str(), md_inline(&f.to_string()))
+            }
             _ => format!("- {}", md_inline(&f.to_string())),
         };
         let errors = v.findings.iter().filter(|f| f.severity == Severity::Error);
-        let (new, old): (Vec<_>, Vec<_>) = errors.partition(|f| f.baseline != Some(Baseline::PreExisting));
+        let (new, old): (Vec<_>, Vec<_>) =
+            errors.partition(|f| f.baseline != Some(Baseline::PreExisting));
         for f in new {
             let _ = writeln!(out, "{}", line(f));
         }
         if !old.is_empty() {
             let body: String = old.iter().map(|f| line(f) + "\n").collect();
             out.push_str(&decide::collapse(
-                &format!("{} pre-existing schema error(s), not introduced by this change", old.len()),
+                &format!(
+                    "{} pre-existing schema error(s), not introduced by this change",
+                    old.len()
+                ),
                 &body,
                 true,
             ));
@@ -934,7 +946,11 @@ fn render_policy(out: &mut String, a: &AppDecision) {
                     .and_then(|b| b.results.get(i))
                     .map_or(Baseline::New, |c| c.class);
                 let _ = writeln!(
-                    if class == Baseline::PreExisting { &mut old } else { &mut new },
+                    if class == Baseline::PreExisting {
+                        &mut old
+                    } else {
+                        &mut new
+                    },
                     "| {} | {} | {} | {} |",
                     outcome,
                     rule,
@@ -954,7 +970,11 @@ fn render_policy(out: &mut String, a: &AppDecision) {
                     "\nAgainst the merge base: {} new, {} pre-existing{}, {} fixed.\n",
                     b.count(Baseline::New),
                     pre,
-                    if pre > 0 { " (not introduced by this change)" } else { "" },
+                    if pre > 0 {
+                        " (not introduced by this change)"
+                    } else {
+                        ""
+                    },
                     b.count(Baseline::Fixed)
                 );
             }

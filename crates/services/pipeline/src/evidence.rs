@@ -105,9 +105,7 @@ impl EvidenceError {
             EvidenceError::Key(_)
             | EvidenceError::Location(_)
             | EvidenceError::Input { .. }
-            | EvidenceError::Usage(_) => {
-                exit::USAGE
-            }
+            | EvidenceError::Usage(_) => exit::USAGE,
             EvidenceError::Verify(
                 VerifyError::Parse { .. } | VerifyError::Format(_) | VerifyError::NoTrustedKeys,
             ) => exit::USAGE,
@@ -527,8 +525,7 @@ impl EvidenceService {
             }
             None => Some(options.key_dir()?),
         };
-        if !options.existing_only
-            && (options.database_url.is_none() || options.blobs_url.is_none())
+        if !options.existing_only && (options.database_url.is_none() || options.blobs_url.is_none())
         {
             location::prepare_state_dir(&options.repo.join(SLUICE_DIR))?;
         }

@@ -555,10 +555,7 @@ fn stack_stages(
         if let Some(dir) = &opts.plans_dir {
             let file = dir.join(plan_file_name(&u.id));
             if file.exists() {
-                pending.insert(
-                    i,
-                    read_plan_file(&file, opts.plans_note.clone(), repo_root),
-                );
+                pending.insert(i, read_plan_file(&file, opts.plans_note.clone(), repo_root));
                 continue;
             }
         }
@@ -667,9 +664,10 @@ fn plan_file_label(file: &Path, repo_root: &Path) -> String {
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     match canonical(file).strip_prefix(canonical(repo_root)) {
         Ok(rel) => rel.display().to_string(),
-        Err(_) => file
-            .file_name()
-            .map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        Err(_) => file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
     }
 }
 
@@ -969,7 +967,11 @@ impl AppCounts {
                     "{} of {} {} not render; {schema}",
                     self.render_failed,
                     plural(self.total, "app"),
-                    if self.render_failed == 1 { "does" } else { "do" }
+                    if self.render_failed == 1 {
+                        "does"
+                    } else {
+                        "do"
+                    }
                 ),
             )
         } else {
@@ -989,7 +991,11 @@ impl AppCounts {
             self.added,
             self.removed,
             self.changed,
-            if self.changed == 1 { "object" } else { "objects" }
+            if self.changed == 1 {
+                "object"
+            } else {
+                "objects"
+            }
         );
         Some(if self.diffed == self.total {
             (
@@ -1276,7 +1282,10 @@ pub fn fit_one_comment(blocks: &[String], limit: usize) -> String {
         if b.len() <= left {
             out.push_str(b);
         } else if left >= 4_096 {
-            let piece = split_block(b, left - 256).into_iter().next().unwrap_or_default();
+            let piece = split_block(b, left - 256)
+                .into_iter()
+                .next()
+                .unwrap_or_default();
             out.push_str(&piece);
             out.push_str("\n*… cut here to fit one comment.*\n\n");
             cut.push(heading(b));
@@ -1367,7 +1376,12 @@ fn strip_links(s: &str) -> String {
             break;
         };
         out.push_str(&rest[..open]);
-        let _ = write!(out, "{} ({})", &rest[open + 1..close], &rest[close + 2..end]);
+        let _ = write!(
+            out,
+            "{} ({})",
+            &rest[open + 1..close],
+            &rest[close + 2..end]
+        );
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
@@ -1507,8 +1521,9 @@ fn validation_block(v: &ValidationReport) -> Option<String> {
     let list = |class: Option<Baseline>| {
         let mut out = String::new();
         let items = v.findings.iter().chain(fixed).filter(|f| match class {
-            Some(Baseline::New) => f.baseline != Some(Baseline::PreExisting)
-                && f.baseline != Some(Baseline::Fixed),
+            Some(Baseline::New) => {
+                f.baseline != Some(Baseline::PreExisting) && f.baseline != Some(Baseline::Fixed)
+            }
             c => f.baseline == c,
         });
         for f in items {
@@ -1537,7 +1552,10 @@ fn validation_block(v: &ValidationReport) -> Option<String> {
                 b.new,
                 b.preexisting,
                 if b.preexisting_blocking > 0 {
-                    format!(" ({} blocking by `policy.preexisting`)", b.preexisting_blocking)
+                    format!(
+                        " ({} blocking by `policy.preexisting`)",
+                        b.preexisting_blocking
+                    )
                 } else {
                     String::new()
                 },
@@ -1549,7 +1567,10 @@ fn validation_block(v: &ValidationReport) -> Option<String> {
             let pre = list(Some(Baseline::PreExisting));
             if !pre.is_empty() {
                 out.push_str(&decide::collapse(
-                    &format!("{} pre-existing (not introduced by this change)", b.preexisting - b.ignored),
+                    &format!(
+                        "{} pre-existing (not introduced by this change)",
+                        b.preexisting - b.ignored
+                    ),
                     &pre,
                     true,
                 ));

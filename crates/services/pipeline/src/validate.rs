@@ -1378,7 +1378,10 @@ mod tests {
         assert_eq!(only(&f, FILE_TOO_LARGE).len(), 1);
         assert_eq!(only(&f, FILE_TOO_LARGE)[0].severity, Severity::Warning);
         assert!(only(&f, SYNTAX_YAML).is_empty());
-        let secrets: Vec<_> = f.iter().filter(|x| x.rule.starts_with(SECRET_PREFIX)).collect();
+        let secrets: Vec<_> = f
+            .iter()
+            .filter(|x| x.rule.starts_with(SECRET_PREFIX))
+            .collect();
         assert_eq!(secrets.len(), 1, "{f:?}");
         assert_eq!(secrets[0].line, 2);
 

@@ -434,8 +434,8 @@ pub fn apply_baseline(
     if report.config_invalid {
         return;
     }
-    let policy = PreexistingPolicy::from_policy_section(config.sections.get("policy"))
-        .unwrap_or_default();
+    let policy =
+        PreexistingPolicy::from_policy_section(config.sections.get("policy")).unwrap_or_default();
     let base_scope: Vec<String> = in_scope
         .iter()
         .filter(|p| base.entry(p).is_some())

@@ -122,10 +122,7 @@ fn old_problems_do_not_block_a_replica_bump() {
     }
     // `validate` judges the change the same way.
     let r = repo.path().to_str().unwrap();
-    sluice(&[
-        "validate", "--repo", r, "--base", "main", "--head", "pr/1",
-    ])
-    .expect_code(0);
+    sluice(&["validate", "--repo", r, "--base", "main", "--head", "pr/1"]).expect_code(0);
     // Unless the org says pre-existing findings block.
     let Some((strict, _)) = guestbook("policy:\n  preexisting: block\n", replica_bump) else {
         return;
@@ -133,7 +130,12 @@ fn old_problems_do_not_block_a_replica_bump() {
     let (code, report) = pr_json(&strict, &[]);
     assert_eq!(code, 1);
     assert_eq!(report["verdict"], "validation_blocked");
-    assert!(report["validation"]["baseline"]["preexisting_blocking"].as_u64().unwrap() > 0);
+    assert!(
+        report["validation"]["baseline"]["preexisting_blocking"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 }
 
 #[test]
@@ -153,10 +155,16 @@ fn a_new_problem_blocks_and_render_diff_and_policy_still_run() {
     let found = findings(&report);
     let new: Vec<_> = found.iter().filter(|(_, _, c)| c == "new").collect();
     assert_eq!(
-        new.iter().map(|(r, f, _)| (r.as_str(), f.as_str())).collect::<Vec<_>>(),
+        new.iter()
+            .map(|(r, f, _)| (r.as_str(), f.as_str()))
+            .collect::<Vec<_>>(),
         [("k8s/mutable-image", format!("{APP}/debug.yaml").as_str())]
     );
-    assert!(found.iter().any(|(_, f, c)| c == "pre_existing" && f.ends_with("guestbook.yaml")));
+    assert!(
+        found
+            .iter()
+            .any(|(_, f, c)| c == "pre_existing" && f.ends_with("guestbook.yaml"))
+    );
     // Stage 2 blocks plan and approval, not the reviewer's view of the change.
     let app = &report["apps"][0];
     assert_eq!(app["render"]["head"]["state"], "rendered", "{app}");
@@ -194,7 +202,11 @@ fn a_head_that_does_not_render_is_a_render_failure_not_a_deletion() {
     assert!(!reasons.contains("destructive"), "{reasons}");
     let r = repo.path().to_str().unwrap();
     let md = sluice(&["pr", "--repo", r, "--base", "main", "--head", "pr/1"]);
-    assert!(md.stdout.contains("not computed (the head does not render"), "{}", md.stdout);
+    assert!(
+        md.stdout.contains("not computed (the head does not render"),
+        "{}",
+        md.stdout
+    );
     assert!(!md.stdout.contains("removed, 0 changed"), "{}", md.stdout);
 }
 
@@ -235,7 +247,10 @@ fn recording_evidence_leaves_git_status_clean_and_the_key_outside() {
     let data = tempfile::tempdir().unwrap();
     let run = record(repo.path(), data.path());
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(repo.git(&["status", "--porcelain", "--untracked-files=all"]), "");
+    assert_eq!(
+        repo.git(&["status", "--porcelain", "--untracked-files=all"]),
+        ""
+    );
     assert_eq!(
         std::fs::read_to_string(repo.path().join(".sluice/.gitignore"))
             .unwrap()
@@ -259,7 +274,11 @@ fn recording_evidence_leaves_git_status_clean_and_the_key_outside() {
     std::fs::write(&key, "not used").unwrap();
     let run = record(old.path(), data.path());
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("git does not ignore it"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("git does not ignore it"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("--evidence-key"), "{}", run.stderr);
 }
 
@@ -282,12 +301,18 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 fn shallow_clones_and_bad_revisions_get_plain_words() {
     let repo = Repo::new();
     repo.write("sluice.yaml", apps_only(""));
-    repo.write(&format!("{APP}/a.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n");
+    repo.write(
+        &format!("{APP}/a.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+    );
     repo.commit("one");
     repo.write("README", "two\n");
     repo.commit("two");
     repo.checkout_new("pr/1");
-    repo.write(&format!("{APP}/a.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n");
+    repo.write(
+        &format!("{APP}/a.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n",
+    );
     repo.commit("three");
     repo.checkout("main");
     repo.write("README", "four\n");
@@ -295,9 +320,17 @@ fn shallow_clones_and_bad_revisions_get_plain_words() {
 
     let clones = tempfile::tempdir().unwrap();
     let url = format!("file://{}", repo.path().display());
-    git_in(clones.path(), &["clone", "-q", "--depth", "1", "--branch", "pr/1", &url, "shallow"]);
+    git_in(
+        clones.path(),
+        &[
+            "clone", "-q", "--depth", "1", "--branch", "pr/1", &url, "shallow",
+        ],
+    );
     let shallow = clones.path().join("shallow");
-    git_in(&shallow, &["fetch", "-q", "--depth", "1", "origin", "main:main"]);
+    git_in(
+        &shallow,
+        &["fetch", "-q", "--depth", "1", "origin", "main:main"],
+    );
     let s = shallow.to_str().unwrap();
     let run = sluice(&["pr", "--repo", s, "--base", "main", "--head", "HEAD"]);
     assert_eq!(run.code, 3, "{}", run.stderr);
@@ -309,11 +342,25 @@ fn shallow_clones_and_bad_revisions_get_plain_words() {
 
     // In a full clone, a revision past the first commit is said plainly.
     let r = repo.path().to_str().unwrap();
-    let run = sluice(&["affected", "--repo", r, "--base", "main~9", "--head", "main"]);
+    let run = sluice(&[
+        "affected", "--repo", r, "--base", "main~9", "--head", "main",
+    ]);
     assert_eq!(run.code, 3);
     assert!(run.stderr.contains("has fewer ancestors"), "{}", run.stderr);
-    let run = sluice(&["affected", "--repo", r, "--base", "origin/nope", "--head", "main"]);
-    assert!(run.stderr.contains("git fetch origin nope"), "{}", run.stderr);
+    let run = sluice(&[
+        "affected",
+        "--repo",
+        r,
+        "--base",
+        "origin/nope",
+        "--head",
+        "main",
+    ]);
+    assert!(
+        run.stderr.contains("git fetch origin nope"),
+        "{}",
+        run.stderr
+    );
 
     // From a subfolder, as git does.
     let sub = repo.path().join("gitops");
@@ -339,18 +386,28 @@ fn an_iac_only_org_needs_no_apps_section() {
         "sluice.yaml",
         "version: 1\norg: test\nenvironments:\n  dev: { order: 1 }\nstacks:\n  root: live\n  layout: \"{env}/{stack}\"\n",
     );
-    repo.write("live/dev/net/terragrunt.hcl", plain_stack("cidr = \"10.0.0.0/16\""));
+    repo.write(
+        "live/dev/net/terragrunt.hcl",
+        plain_stack("cidr = \"10.0.0.0/16\""),
+    );
     repo.commit("iac only");
     let r = repo.path().to_str().unwrap();
     let run = sluice(&["stacks", "--repo", r, "--format", "json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("dev/net"), "{}", run.stdout);
     // Neither section: nothing to govern, said at the file's position.
-    repo.write("sluice.yaml", "version: 1\norg: test\nenvironments:\n  dev: { order: 1 }\n");
+    repo.write(
+        "sluice.yaml",
+        "version: 1\norg: test\nenvironments:\n  dev: { order: 1 }\n",
+    );
     repo.commit("nothing");
     let run = sluice(&["stacks", "--repo", r]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("neither `stacks` nor `apps`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("neither `stacks` nor `apps`"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// The shape of real StatefulSets' `command` scripts that kubectl accepts: continuation lines
