@@ -165,11 +165,11 @@ fn is_ignored(root: &Path, rel: &Path) -> bool {
         files.push((0, t));
     }
     let mut dir = root.to_path_buf();
-    for depth in 0..parts.len() {
+    for (depth, part) in parts.iter().enumerate() {
         if let Ok(t) = std::fs::read_to_string(dir.join(".gitignore")) {
             files.push((depth, t));
         }
-        dir.push(&parts[depth]);
+        dir.push(part);
     }
     let mut ignored = false;
     for (depth, text) in &files {
