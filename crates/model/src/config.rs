@@ -60,6 +60,44 @@ pub struct StacksConfig {
     pub propagate_dependents: bool,
 }
 
+/// The root of a section `sluice.yaml` leaves out (an IaC-only org has no `apps`, a
+/// GitOps-only one no `stacks`): git paths never contain NUL, so nothing is found under it.
+pub const UNDECLARED_ROOT: &str = "\0undeclared";
+
+impl StacksConfig {
+    /// No stacks: the org did not declare a `stacks` section.
+    pub fn undeclared() -> Self {
+        StacksConfig {
+            root: UNDECLARED_ROOT.to_string(),
+            layout: Layout::parse("{env}/{stack}").expect("a valid built-in layout"),
+            layers: Vec::new(),
+            depends_on: Vec::new(),
+            watch: Vec::new(),
+            propagate_dependents: true,
+        }
+    }
+
+    pub fn is_declared(&self) -> bool {
+        self.root != UNDECLARED_ROOT
+    }
+}
+
+impl AppsConfig {
+    /// No apps: the org did not declare an `apps` section.
+    pub fn undeclared() -> Self {
+        AppsConfig {
+            root: UNDECLARED_ROOT.to_string(),
+            layout: Layout::parse("{env}/{app}").expect("a valid built-in layout"),
+            clusters: BTreeMap::new(),
+            watch: Vec::new(),
+        }
+    }
+
+    pub fn is_declared(&self) -> bool {
+        self.root != UNDECLARED_ROOT
+    }
+}
+
 /// A layer of the dependency rule; a stack belongs to the first layer whose globs match its
 /// name (the `{stack}` part of the layout, or the whole id when the layout has no `{stack}`).
 #[derive(Debug, Clone)]
@@ -100,7 +138,7 @@ pub struct OwnersConfig {
 #[derive(Debug, Clone)]
 pub struct ValidateConfig {
     pub forbidden_paths: Vec<String>,
-    /// Files larger than this are reported and not scanned.
+    /// Files larger than this are reported and not parsed (still scanned for secrets).
     pub max_file_bytes: u64,
     /// A gitleaks-format TOML rule file (repository path).
     pub secret_rules: Option<String>,

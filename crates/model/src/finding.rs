@@ -37,6 +37,10 @@ pub struct Finding {
     /// runs without ever printing it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// How the finding relates to the change (`new`, `pre_existing`), when the merge base was
+    /// validated too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<crate::baseline::Baseline>,
 }
 
 impl Finding {
@@ -56,6 +60,7 @@ impl Finding {
             severity,
             message: message.into(),
             fingerprint: None,
+            baseline: None,
         }
     }
 }

@@ -84,6 +84,10 @@ pub struct StageContract {
     pub on_failure: &'static str,
     /// Stages whose success this stage requires before it may start.
     pub requires: &'static [Stage],
+    /// Of `requires`, the stages an app does not wait for. An app's rendered diff uses no
+    /// privileged credential, so it is made and shown even while validation blocks; a stack's
+    /// plan does use one, and waits (DESIGN.md §2; approval still waits for both).
+    pub apps_skip: &'static [Stage],
 }
 
 pub const STAGES: &[StageContract] = &[
@@ -98,6 +102,7 @@ pub const STAGES: &[StageContract] = &[
         events: &["change.proposed"],
         on_failure: "-",
         requires: &[],
+        apps_skip: &[],
     },
     StageContract {
         number: 2,
@@ -110,6 +115,7 @@ pub const STAGES: &[StageContract] = &[
         events: &["change.validated"],
         on_failure: "blocks 3-7; precise error; no privileged credential issued",
         requires: &[Stage::Propose],
+        apps_skip: &[],
     },
     StageContract {
         number: 3,
@@ -121,7 +127,8 @@ pub const STAGES: &[StageContract] = &[
         applies_to: &[UnitKind::App],
         events: &["change.rendered"],
         on_failure: "blocks",
-        requires: &[Stage::Validate],
+        requires: &[Stage::Propose],
+        apps_skip: &[],
     },
     StageContract {
         number: 4,
@@ -134,6 +141,7 @@ pub const STAGES: &[StageContract] = &[
         events: &["change.planned"],
         on_failure: "classified (auth / module / state / engine); no approval possible",
         requires: &[Stage::Validate, Stage::Render],
+        apps_skip: &[Stage::Validate],
     },
     StageContract {
         number: 5,
@@ -146,6 +154,7 @@ pub const STAGES: &[StageContract] = &[
         events: &["change.policy_evaluated"],
         on_failure: "deny blocks apply; explain rule, link docs, allow exception request",
         requires: &[Stage::Plan],
+        apps_skip: &[],
     },
     StageContract {
         number: 6,
@@ -157,7 +166,8 @@ pub const STAGES: &[StageContract] = &[
         applies_to: &[UnitKind::Stack, UnitKind::App],
         events: &["change.approved"],
         on_failure: "stale binding is void",
-        requires: &[Stage::Policy],
+        requires: &[Stage::Validate, Stage::Policy],
+        apps_skip: &[],
     },
     StageContract {
         number: 7,
@@ -170,6 +180,7 @@ pub const STAGES: &[StageContract] = &[
         events: &["change.applied", "app.synced"],
         on_failure: "partial: stack degraded, lock kept, recovery required",
         requires: &[Stage::Approve],
+        apps_skip: &[],
     },
     StageContract {
         number: 8,
@@ -182,6 +193,7 @@ pub const STAGES: &[StageContract] = &[
         events: &["change.verified"],
         on_failure: "blocks promotion",
         requires: &[Stage::Apply],
+        apps_skip: &[],
     },
     StageContract {
         number: 9,
@@ -194,6 +206,7 @@ pub const STAGES: &[StageContract] = &[
         events: &["change.archived"],
         on_failure: "-",
         requires: &[],
+        apps_skip: &[],
     },
 ];
 
@@ -295,10 +308,9 @@ impl StageContract {
 
     /// The stages whose results this stage takes as input for `unit`, in table order.
     pub fn inputs(&self, unit: UnitKind) -> impl Iterator<Item = Stage> + '_ {
-        self.requires
-            .iter()
-            .copied()
-            .filter(move |r| contract(*r).applies(unit))
+        self.requires.iter().copied().filter(move |r| {
+            contract(*r).applies(unit) && !(unit == UnitKind::App && self.apps_skip.contains(r))
+        })
     }
 }
 

@@ -141,7 +141,89 @@ pub fn parse_stream(src: &str) -> Result<Vec<Node>, YamlError> {
     parse_stream_with_budget(src, DEFAULT_ALIAS_BUDGET)
 }
 
+/// saphyr's message for a quoted scalar whose continuation line is indented less than the
+/// block it sits in. libyaml and go-yaml (so `kubectl`) accept such scalars, and real manifests
+/// have them (shell scripts in a container's `command`).
+const QUOTED_INDENT: &str = "invalid indentation in quoted scalar";
+
+/// At most this many such scalars are repaired per stream (each repair re-parses).
+const MAX_QUOTED_REPAIRS: usize = 64;
+
 pub fn parse_stream_with_budget(src: &str, alias_budget: usize) -> Result<Vec<Node>, YamlError> {
+    let mut text = std::borrow::Cow::Borrowed(src);
+    for _ in 0..MAX_QUOTED_REPAIRS {
+        match parse_events(&text, alias_budget) {
+            Err(e) if e.message == QUOTED_INDENT => match indent_quoted(&text, e.line, e.col) {
+                Some(repaired) => text = std::borrow::Cow::Owned(repaired),
+                None => return Err(e),
+            },
+            other => return other,
+        }
+    }
+    parse_events(&text, alias_budget)
+}
+
+/// The stream with the continuation lines of the quoted scalar starting at `line`:`col`
+/// (1-based) indented to the scalar's own column. Leading white space of a quoted scalar's
+/// continuation lines is not part of its value (YAML 1.2 §7.3, line folding), so the value is
+/// unchanged; line numbers are too. `None` if no quoted scalar starts there or it never ends.
+fn indent_quoted(src: &str, line: u32, col: u32) -> Option<String> {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        src.match_indices('\n').nth(line as usize - 2)?.0 + 1
+    };
+    let target = col.saturating_sub(1) as usize;
+    let (quote_at, quote) = src[line_start..]
+        .char_indices()
+        .nth(target)
+        .map(|(i, c)| (line_start + i, c))?;
+    if quote != '"' && quote != '\'' {
+        return None;
+    }
+    let mut out = String::with_capacity(src.len() + 64);
+    out.push_str(&src[..=quote_at]);
+    let mut chars = src[quote_at + 1..].char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        out.push(c);
+        match c {
+            '\\' if quote == '"' => {
+                if let Some((_, next)) = chars.next() {
+                    out.push(next);
+                    if next == '\n' {
+                        pad_line(&src[quote_at + 1 + i + 2..], target, &mut out);
+                    }
+                }
+            }
+            '\'' if quote == '\'' => {
+                if chars.peek().map(|(_, c)| *c) == Some('\'') {
+                    chars.next();
+                    out.push('\'');
+                } else {
+                    out.push_str(&src[quote_at + 1 + i + 1..]);
+                    return Some(out);
+                }
+            }
+            '"' if quote == '"' => {
+                out.push_str(&src[quote_at + 1 + i + 1..]);
+                return Some(out);
+            }
+            '\n' => pad_line(&src[quote_at + 1 + i + 1..], target, &mut out),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Spaces so that the line `rest` begins reaches column `target`.
+fn pad_line(rest: &str, target: usize, out: &mut String) {
+    let spaces = rest.bytes().take_while(|b| *b == b' ').count();
+    if spaces < target && !rest.starts_with('\n') {
+        out.extend(std::iter::repeat_n(' ', target - spaces));
+    }
+}
+
+fn parse_events(src: &str, alias_budget: usize) -> Result<Vec<Node>, YamlError> {
     let mut builder = Builder {
         stack: Vec::new(),
         docs: Vec::new(),
@@ -462,6 +544,42 @@ mod tests {
         assert_eq!(doc.get("c").unwrap().value, Value::Str("yes".into()));
         assert_eq!(doc.get("d").unwrap().value, Value::Float(1.5));
         assert_eq!(doc.get("e").unwrap().value, Value::Str("inf".into()));
+    }
+
+    /// The shape of real StatefulSets' `command` scripts: continuation lines of a quoted scalar
+    /// indented less than the sequence it sits in. kubectl (go-yaml) accepts them.
+    #[test]
+    fn under_indented_quoted_scalars_parse_as_kubectl_reads_them() {
+        let src = "spec:\n  containers:\n    - name: db\n      command:\n        - sh\n        - -c\n        - \"set -e\n  if [ -f /x ]; then\n\n    echo 'ok'; fi\"\n        - 'a\nb ''c'''\n      image: x\n";
+        let doc = parse_one(src).unwrap();
+        let c = &doc
+            .get("spec")
+            .unwrap()
+            .get("containers")
+            .unwrap()
+            .as_seq()
+            .unwrap()[0];
+        let cmd: Vec<String> = c
+            .get("command")
+            .unwrap()
+            .as_seq()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            cmd,
+            [
+                "sh",
+                "-c",
+                "set -e if [ -f /x ]; then\necho 'ok'; fi",
+                "a b 'c'"
+            ]
+        );
+        assert_eq!(c.get("image").unwrap().line, 13);
+        // An unterminated scalar is still an error at its position.
+        let err = parse_stream("a:\n  - \"x\n y\n").unwrap_err();
+        assert_eq!(err.line, 2);
     }
 
     proptest::proptest! {

@@ -3,8 +3,9 @@
 //! - [`merkle`]: the RFC 6962 transparency log (leaf/node hashes, inclusion and consistency
 //!   proofs over persisted subtree hashes, an in-memory tree).
 //! - [`checkpoint`]: C2SP tlog-checkpoints as C2SP signed notes (Ed25519), and verifier keys.
-//! - [`keys`]: the evidence signing key: generated on first use into `.sluice/keys` or loaded
+//! - [`keys`]: the evidence signing key: generated on first use into a key directory or loaded
 //!   from a PKCS#8 PEM file.
+//! - [`location`]: where that key and the `.sluice/` state folder live, so neither is committed.
 //! - [`dsse`] and [`statement`]: stage results as in-toto Statements v1 in DSSE envelopes.
 //! - [`summary`]: the reference architecture's evidence fields, derived from signed statements.
 //! - [`bundle`]: a change's manifest, its statements, the inclusion proof and a checkpoint in one
@@ -18,6 +19,7 @@ pub mod canonical;
 pub mod checkpoint;
 pub mod dsse;
 pub mod keys;
+pub mod location;
 pub mod merkle;
 pub mod statement;
 pub mod summary;

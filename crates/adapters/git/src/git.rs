@@ -21,8 +21,50 @@ pub enum GitError {
     NotARepository { path: PathBuf, message: String },
     #[error("unknown revision `{rev}`: {message}")]
     UnknownRevision { rev: String, message: String },
+    /// The clone lacks the history the command needs (a CI checkout with a shallow depth).
+    #[error("{what}: this is a shallow clone and {missing} is not in it; {FETCH_HINT}")]
+    Shallow { what: String, missing: String },
     #[error("git: {0}")]
     Other(String),
+}
+
+/// What to do about a shallow clone, in the words CI users search for.
+pub const FETCH_HINT: &str = "fetch the history: `fetch-depth: 0` in actions/checkout (GitLab: \
+     `GIT_DEPTH: 0`), or `git fetch --deepen=100` (or `git fetch --unshallow`) before running sluice";
+
+/// The plain-words reason a revision does not resolve (gix's parser errors name internals).
+fn revision_problem(rev: &str, shallow: bool, cause: &str) -> GitError {
+    let walks_back = rev.contains('~') || rev.contains('^');
+    if walks_back && shallow {
+        return GitError::Shallow {
+            what: format!("`{rev}`"),
+            missing: "the commit it names".into(),
+        };
+    }
+    let message = if walks_back {
+        let start = rev.split(['~', '^']).next().unwrap_or(rev);
+        format!(
+            "`{start}` has fewer ancestors than `{rev}` asks for (the first commit has no \
+             parent), or `{start}` itself is unknown"
+        )
+    } else if rev.contains("..") {
+        "give a single revision, not a range: `--base main --head HEAD`".to_string()
+    } else if let Some(branch) = rev.strip_prefix("origin/") {
+        format!(
+            "no remote-tracking branch of that name here; fetch it first (`git fetch origin \
+             {branch}`) or check the spelling"
+        )
+    } else if shallow {
+        format!(
+            "no branch, tag or commit of that name in this clone; it is shallow, so {FETCH_HINT}"
+        )
+    } else {
+        format!("no branch, tag or commit of that name in this repository ({cause})")
+    };
+    GitError::UnknownRevision {
+        rev: rev.to_string(),
+        message,
+    }
 }
 
 fn other(e: impl std::fmt::Display) -> GitError {
@@ -43,18 +85,32 @@ thread_local! {
 }
 
 impl GitRepo {
-    /// Open a repository (work tree or bare) at exactly `path`.
+    /// Open the repository (work tree or bare) at `path`, or, as git does, the one `path` is
+    /// inside of (running from a subfolder works).
     pub fn open(path: &Path) -> Result<Self, GitError> {
-        let repo = gix::open_opts(path, gix::open::Options::isolated()).map_err(|e| {
-            GitError::NotARepository {
+        let repo = gix::open_opts(path, gix::open::Options::isolated())
+            .or_else(|e| {
+                gix::discover_opts(path, Default::default(), gix::open::Options::isolated())
+                    .map_err(|_| e)
+            })
+            .map_err(|e| GitError::NotARepository {
                 path: path.to_path_buf(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(GitRepo {
             sync: repo.into_sync(),
             id: NEXT_REPO_ID.fetch_add(1, Ordering::Relaxed),
         })
+    }
+
+    /// The work tree's root (`None` for a bare repository).
+    pub fn work_dir(&self) -> Option<PathBuf> {
+        self.sync.work_dir().map(Path::to_path_buf)
+    }
+
+    /// Whether this is a shallow clone (history cut at some depth).
+    pub fn is_shallow(&self) -> bool {
+        self.with_local(|repo| repo.is_shallow().unwrap_or(false))
     }
 
     fn with_local<R>(&self, f: impl FnOnce(&gix::Repository) -> R) -> R {
@@ -80,9 +136,10 @@ impl GitRepo {
                 rev: rev.to_string(),
                 message,
             };
+            let shallow = repo.is_shallow().unwrap_or(false);
             let id = repo
                 .rev_parse_single(rev)
-                .map_err(|e| unknown(e.to_string()))?;
+                .map_err(|e| revision_problem(rev, shallow, &e.to_string()))?;
             let commit = id
                 .object()
                 .map_err(|e| unknown(e.to_string()))?
@@ -93,13 +150,22 @@ impl GitRepo {
     }
 
     /// The best common ancestor of two commits, as `git merge-base` finds it; `None` for
-    /// unrelated histories.
+    /// unrelated histories. In a shallow clone a missing merge base is an error that says to
+    /// fetch the history: the cut-off history would otherwise pass for unrelated, and the
+    /// change would be judged against the whole base branch.
     pub fn merge_base(&self, one: ObjectId, two: ObjectId) -> Result<Option<ObjectId>, GitError> {
         self.with_local(|repo| {
-            Ok(repo
-                .merge_base(one, two)
-                .map_err(other)?
-                .map(|id| id.detach()))
+            let shallow = repo.is_shallow().unwrap_or(false);
+            let missing = || GitError::Shallow {
+                what: format!("the merge base of {} and {}", short(one), short(two)),
+                missing: "the commit where the two branches meet".into(),
+            };
+            match repo.merge_base(one, two) {
+                Ok(Some(id)) => Ok(Some(id.detach())),
+                Ok(None) | Err(_) if shallow => Err(missing()),
+                Ok(None) => Ok(None),
+                Err(e) => Err(other(e)),
+            }
         })
     }
 
@@ -132,6 +198,10 @@ impl GitRepo {
             Ok(Arc::from(blob.data.as_slice()))
         })
     }
+}
+
+fn short(id: ObjectId) -> String {
+    id.to_hex_with_len(7).to_string()
 }
 
 /// Kind of a tree entry as sluice cares about it.

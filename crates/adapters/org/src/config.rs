@@ -280,26 +280,22 @@ fn decode(cx: &mut Ctx<'_>, root: &Node) -> Option<OrgConfig> {
         );
     }
     let repos = get(map, "repos").map(|n| repos(cx, n)).unwrap_or_default();
+    // Each section is optional (an IaC-only org has no apps, a GitOps-only one no stacks), but
+    // an org with neither has nothing for sluice to govern.
+    if get(map, "stacks").is_none() && get(map, "apps").is_none() {
+        cx.error(
+            root,
+            "neither `stacks` nor `apps` is declared",
+            Some("declare one or both, e.g. `stacks: { root: infra-live/accounts, layout: \"{env}/{region}/{stack}\" }` or `apps: { root: env-gitops/clusters, layout: \"{cluster}/apps/{app}\" }`".into()),
+        );
+    }
     let stacks = match get(map, "stacks") {
         Some(n) => stacks(cx, n),
-        None => {
-            cx.error(root, "missing `stacks`", Some("e.g. `stacks: { root: infra-live/accounts, layout: \"{env}/{region}/{stack}\" }`".into()));
-            None
-        }
+        None => Some(StacksConfig::undeclared()),
     };
     let apps = match get(map, "apps") {
         Some(n) => apps(cx, n),
-        None => {
-            cx.error(
-                root,
-                "missing `apps`",
-                Some(
-                    "e.g. `apps: { root: env-gitops/clusters, layout: \"{cluster}/apps/{app}\" }`"
-                        .into(),
-                ),
-            );
-            None
-        }
+        None => Some(AppsConfig::undeclared()),
     };
     let owners = get(map, "owners")
         .map(|n| owners(cx, n))
@@ -321,6 +317,19 @@ fn decode(cx: &mut Ctx<'_>, root: &Node) -> Option<OrgConfig> {
         })
         .collect();
 
+    // Read by the PR pipeline; checked here, where its position is known.
+    if let Some(node) = root.get("policy").and_then(|p| p.get("preexisting"))
+        && let Err(e) = sluice_model::baseline::PreexistingPolicy::from_json(&node.to_json())
+    {
+        cx.error(
+            node,
+            e.to_string(),
+            Some(
+                "e.g. `preexisting: warn`, or `preexisting: { default: warn, envs: { prod: block }, rules: { \"secret/*\": block } }`"
+                    .into(),
+            ),
+        );
+    }
     let config = OrgConfig {
         version: version?,
         org: org?,
@@ -869,7 +878,7 @@ fn approvals(cx: &mut Ctx<'_>, node: &Node) -> ApprovalMatrix {
 fn cross_check(cx: &mut Ctx<'_>, root: &Node, config: &OrgConfig) {
     let stacks_node = root.get("stacks").unwrap_or(root);
     let has = |l: &Layout, name: &str| l.placeholders().any(|p| p == name);
-    if !has(&config.stacks.layout, "env") {
+    if config.stacks.is_declared() && !has(&config.stacks.layout, "env") {
         cx.error(
             stacks_node.get("layout").unwrap_or(stacks_node),
             "the stacks layout needs an `{env}` placeholder",
@@ -877,7 +886,10 @@ fn cross_check(cx: &mut Ctx<'_>, root: &Node, config: &OrgConfig) {
         );
     }
     let apps_node = root.get("apps").unwrap_or(root);
-    if !has(&config.apps.layout, "env") && !has(&config.apps.layout, "cluster") {
+    if config.apps.is_declared()
+        && !has(&config.apps.layout, "env")
+        && !has(&config.apps.layout, "cluster")
+    {
         cx.error(
             apps_node.get("layout").unwrap_or(apps_node),
             "the apps layout needs an `{env}` or `{cluster}` placeholder",

@@ -150,7 +150,15 @@ pub fn parse(section: Option<&J>) -> Result<PolicyConfig, PolicyError> {
     let root = object(
         section,
         "policy",
-        &["builtin", "bundles", "namespaces", "limits", "exceptions"],
+        // `preexisting` (sluice_model::baseline) is read by the PR pipeline.
+        &[
+            "builtin",
+            "bundles",
+            "namespaces",
+            "limits",
+            "exceptions",
+            "preexisting",
+        ],
     )?;
     if let Some(b) = root.get("builtin") {
         cfg.builtin = parse_builtin(b)?;

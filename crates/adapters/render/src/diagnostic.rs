@@ -28,6 +28,10 @@ pub struct Diagnostic {
     /// The repository file a tool's output object most likely came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// How the finding relates to the change (`new`, `pre_existing`, `fixed`), when the base
+    /// revision was validated too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<sluice_model::baseline::Baseline>,
 }
 
 impl Diagnostic {
@@ -48,6 +52,7 @@ impl Diagnostic {
             path: None,
             message: message.into(),
             origin: source.origin.clone(),
+            baseline: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! (normalisation, ordering, digest, validation, diff, YAML emission) take plain data and do
 //! no IO; `export`, `tool`, `render` and `output` are the thin IO shell.
 
+pub mod apiserver;
 pub mod assemble;
 pub mod diagnostic;
 pub mod diff;

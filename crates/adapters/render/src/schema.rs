@@ -264,7 +264,24 @@ pub fn validate(objects: &[Object], set: &SchemaSet, options: Options) -> Valida
         .collect();
     let per_object: Vec<(Outcome, Vec<Diagnostic>)> = objects
         .par_iter()
-        .map(|o| validate_one(o, &targets[&gvk_of(o)], options))
+        .map(|o| {
+            let (outcome, mut findings) = validate_one(o, &targets[&gvk_of(o)], options);
+            // What the API server enforces beyond the types (names, labels, quantities).
+            let extra = crate::apiserver::check(&o.identity.group, &o.identity.kind, &o.value);
+            if extra.is_empty() {
+                return (outcome, findings);
+            }
+            findings.extend(
+                extra
+                    .into_iter()
+                    .map(|v| finding(o, Severity::Error, v.rule, &v.path, v.message)),
+            );
+            let outcome = match outcome {
+                Outcome::NoSchema => Outcome::NoSchema,
+                _ => Outcome::Invalid,
+            };
+            (outcome, findings)
+        })
         .collect();
     let mut v = Validation {
         kubernetes_version: KUBERNETES_VERSION,

@@ -981,6 +981,45 @@ fn is_repetition(s: &[u8]) -> bool {
     s.get(i) == Some(&b'}')
 }
 
+/// Bytes per window when a file over `validate.max_file_bytes` is scanned for secrets: such a
+/// file is not parsed, but skipping its secret scan would let a large dump carry credentials in.
+pub const STREAM_WINDOW: usize = 1 << 20;
+/// How far consecutive windows overlap, so a secret across a window edge (a PEM block) is seen
+/// whole in one of them.
+pub const STREAM_OVERLAP: usize = 16 * 1024;
+
+impl SecretRules {
+    /// [`SecretRules::scan`] window by window over line-aligned slices of `content`, with line
+    /// numbers of the whole file; a match seen in two overlapping windows is reported once.
+    pub fn scan_windows(&self, path: &str, content: &[u8]) -> Vec<SecretMatch> {
+        let line_end = |from: usize| {
+            content[from..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(content.len(), |i| from + i + 1)
+        };
+        let mut out = Vec::new();
+        let (mut start, mut lines_before) = (0usize, 0u32);
+        while start < content.len() {
+            let end = line_end((start + STREAM_WINDOW).min(content.len()));
+            let text = String::from_utf8_lossy(&content[start..end]);
+            out.extend(self.scan(path, &text).into_iter().map(|mut m| {
+                m.line += lines_before;
+                m
+            }));
+            if end >= content.len() {
+                break;
+            }
+            let next = line_end(end.saturating_sub(STREAM_OVERLAP).max(start + 1)).min(end);
+            lines_before += content[start..next].iter().filter(|b| **b == b'\n').count() as u32;
+            start = next;
+        }
+        out.sort_by(|a, b| (a.line, a.col, &a.rule).cmp(&(b.line, b.col, &b.rule)));
+        out.dedup();
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1494,5 +1533,28 @@ regex = '''go{2}d\${x}'''
             let shown = format!("{hit:?}");
             prop_assert!(!shown.contains(&token) && !shown.contains(&body));
         }
+    }
+
+    #[test]
+    fn windows_find_what_one_scan_finds_with_the_same_lines() {
+        let rules = SecretRules::builtin();
+        let key = "AKIAQYLPMN5HFIQR7XYZ";
+        let mut text = String::new();
+        let mut expected = Vec::new();
+        for i in 0..60_000 {
+            if i % 20_000 == 7 {
+                text.push_str(&format!("aws_access_key_id = {key}\n"));
+                expected.push(i + 1);
+            } else {
+                text.push_str("filler line of a large generated file, nothing secret here\n");
+            }
+        }
+        assert!(text.len() > 2 * STREAM_WINDOW);
+        let whole = rules.scan("big.txt", &text);
+        let windows = rules.scan_windows("big.txt", text.as_bytes());
+        assert_eq!(windows, whole);
+        let mut lines: Vec<u32> = windows.iter().map(|m| m.line).collect();
+        lines.dedup();
+        assert_eq!(lines, expected);
     }
 }

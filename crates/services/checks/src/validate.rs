@@ -277,7 +277,9 @@ fn check_file(ctx: &Context, prepared: &Prepared, file: &SourceFile) -> Vec<Find
     }
 
     let limit = ctx.config.validate.max_file_bytes;
+    let sniff = &file.content[..file.content.len().min(BINARY_SNIFF_BYTES)];
     if file.content.len() as u64 > limit {
+        let binary = sniff.contains(&0);
         out.push(Finding::new(
             FILE_TOO_LARGE,
             Severity::Warning,
@@ -285,13 +287,21 @@ fn check_file(ctx: &Context, prepared: &Prepared, file: &SourceFile) -> Vec<Find
             1,
             1,
             format!(
-                "file is {} bytes, over validate.max_file_bytes ({limit}); it was not parsed or scanned for secrets",
-                file.content.len()
+                "file is {} bytes, over validate.max_file_bytes ({limit}); it was not parsed{}",
+                file.content.len(),
+                if binary {
+                    " (binary: not scanned for secrets either)"
+                } else {
+                    ", only scanned for secrets"
+                }
             ),
         ));
+        if !binary && !prepared.secret_allow.iter().any(|m| m.is_match(path)) {
+            let matches = ctx.secrets.scan_windows(path, file.content);
+            out.extend(matches.into_iter().map(|m| secret_finding(path, m)));
+        }
         return out;
     }
-    let sniff = &file.content[..file.content.len().min(BINARY_SNIFF_BYTES)];
     if sniff.contains(&0) {
         out.push(Finding::new(
             FILE_BINARY,
@@ -375,23 +385,30 @@ fn check_file(ctx: &Context, prepared: &Prepared, file: &SourceFile) -> Vec<Find
     }
 
     if !prepared.secret_allow.iter().any(|m| m.is_match(path)) {
-        for m in ctx.secrets.scan(path, &text) {
-            let mut f = Finding::new(
-                &format!("{SECRET_PREFIX}{}", m.rule),
-                Severity::Error,
-                path,
-                m.line,
-                m.col,
-                format!(
-                    "{} (fingerprint {}); rotate it and load it from a secret store instead of the repository",
-                    m.description, m.fingerprint
-                ),
-            );
-            f.fingerprint = Some(m.fingerprint);
-            out.push(f);
-        }
+        out.extend(
+            ctx.secrets
+                .scan(path, &text)
+                .into_iter()
+                .map(|m| secret_finding(path, m)),
+        );
     }
     out
+}
+
+fn secret_finding(path: &str, m: crate::secrets::SecretMatch) -> Finding {
+    let mut f = Finding::new(
+        &format!("{SECRET_PREFIX}{}", m.rule),
+        Severity::Error,
+        path,
+        m.line,
+        m.col,
+        format!(
+            "{} (fingerprint {}); rotate it and load it from a secret store instead of the repository",
+            m.description, m.fingerprint
+        ),
+    );
+    f.fingerprint = Some(m.fingerprint);
+    f
 }
 
 /// serde_json appends " at line L column C" to its messages; the finding has the position.
@@ -1355,14 +1372,18 @@ mod tests {
 
         let mut small = config();
         small.validate.max_file_bytes = 16;
-        // Too large: reported once, not parsed (the YAML is broken) and not scanned.
+        // Too large: reported, not parsed (the YAML is broken), but still scanned for secrets.
         let big = "a: [\npassword = \"Zq8vN2pLr7xTe4Kd\"\n";
         let f = run_with(&small, &[("big.yaml", big)]);
-        assert_eq!(f.len(), 1);
-        assert_eq!(
-            (f[0].rule.as_str(), f[0].severity),
-            (FILE_TOO_LARGE, Severity::Warning)
-        );
+        assert_eq!(only(&f, FILE_TOO_LARGE).len(), 1);
+        assert_eq!(only(&f, FILE_TOO_LARGE)[0].severity, Severity::Warning);
+        assert!(only(&f, SYNTAX_YAML).is_empty());
+        let secrets: Vec<_> = f
+            .iter()
+            .filter(|x| x.rule.starts_with(SECRET_PREFIX))
+            .collect();
+        assert_eq!(secrets.len(), 1, "{f:?}");
+        assert_eq!(secrets[0].line, 2);
 
         let bin = "\0\u{1}password = \"Zq8vN2pLr7xTe4Kd\"\n";
         let f = run(&[("img.yaml", bin)]);

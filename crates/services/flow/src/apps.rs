@@ -20,6 +20,7 @@ use serde::Serialize;
 use sluice_git::git::Snapshot;
 use sluice_model::affected::{AffectedUnit, UnitStatus};
 use sluice_model::approval::{self, PolicyRequest, Requirement};
+use sluice_model::baseline::{Baseline, PreexistingPolicy};
 use sluice_model::change::{ChangeId, UnitKind};
 use sluice_model::codeowners::CodeOwners;
 use sluice_model::config::OrgConfig;
@@ -35,6 +36,7 @@ use sluice_render::object::Identity;
 use sluice_render::render::{self, Rendered};
 use sluice_render::schema::{self, Validation};
 
+use crate::app_baseline;
 use crate::decide;
 
 /// Findings kept per app in the report (the counts stay exact).
@@ -83,8 +85,14 @@ pub struct ValidationSection {
     pub invalid: usize,
     pub errors: usize,
     pub warnings: usize,
-    /// The first [`MAX_FINDINGS`] findings (errors first).
+    /// Errors that block: those the change introduced, and pre-existing ones
+    /// `policy.preexisting` blocks.
+    pub blocking: usize,
+    /// The first [`MAX_FINDINGS`] findings (new errors first), each with its baseline class.
     pub findings: Vec<Diagnostic>,
+    /// Findings of the merge-base render the head no longer has (at most [`MAX_FINDINGS`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fixed: Vec<Diagnostic>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +133,10 @@ pub struct AppDecision {
     /// Manifest policy over the head objects (absent when not run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicySection>,
+    /// Which policy results the change introduced, which were there before and which it
+    /// fixed (present with `policy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_baseline: Option<app_baseline::PolicyBaseline>,
     /// Why policy did not run, when it did not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_error: Option<String>,
@@ -134,6 +146,20 @@ pub struct AppDecision {
     /// Why the app is blocked (empty unless `status` is `blocked`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub blockers: Vec<String>,
+}
+
+impl AppDecision {
+    /// A policy denial blocks the app: a denied result the change introduced, or a
+    /// pre-existing one `policy.preexisting` blocks.
+    pub fn denied(&self) -> bool {
+        match &self.policy_baseline {
+            Some(b) => !b.blocking_denials().is_empty(),
+            None => self
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.record.outcome == Decision::Deny),
+        }
+    }
 }
 
 /// The inputs of [`decide_apps`].
@@ -225,50 +251,88 @@ fn decide_app(input: &AppsInput<'_>, unit: &AffectedUnit) -> AppDecision {
         blockers.push(format!("the head does not render: {error}"));
     }
 
-    let validation = head.as_ref().map(|r| {
-        validation_section(schema::validate(
+    // Old problems do not block new changes: findings are judged against the merge base.
+    let preexisting = PreexistingPolicy::from_policy_section(input.config.sections.get("policy"))
+        .unwrap_or_default();
+    let validate = |r: &Rendered| {
+        schema::validate(
             &r.objects,
             &r.schemas,
             schema::Options {
                 strict: input.strict,
             },
-        ))
+        )
+    };
+    let validation = head.as_ref().map(|h| {
+        let mut v = validate(h);
+        let fixed = match &base {
+            Some(b) => {
+                let at_base = validate(b);
+                app_baseline::classify_schema(
+                    &b.objects,
+                    &at_base.findings,
+                    &h.objects,
+                    &mut v.findings,
+                )
+            }
+            None => {
+                for f in &mut v.findings {
+                    f.baseline = Some(Baseline::New);
+                }
+                Vec::new()
+            }
+        };
+        let blocking = app_baseline::blocking_errors(&v.findings, &preexisting, env.as_deref());
+        validation_section(v, blocking, fixed)
     });
     if let Some(v) = &validation
-        && v.errors > 0
+        && v.blocking > 0
     {
-        blockers.push(format!("{} schema validation error(s)", v.errors));
+        blockers.push(format!(
+            "{} the change introduced",
+            plural(v.blocking, "schema validation error")
+        ));
     }
 
+    // A side that failed to render has unknown objects, not zero: diffing it against the other
+    // side would report every object as added or removed (and risk rules would read a
+    // deletion). The diff stays empty and no risk fact is inferred until both sides render.
+    let diffed = !base_state.failed() && !head_state.failed();
     let empty = Vec::new();
-    let d = diff::diff(
-        base.as_ref().map_or(&empty, |r| &r.objects),
-        head.as_ref().map_or(&empty, |r| &r.objects),
-    );
+    let d = if diffed {
+        diff::diff(
+            base.as_ref().map_or(&empty, |r| &r.objects),
+            head.as_ref().map_or(&empty, |r| &r.objects),
+        )
+    } else {
+        RenderedDiff::default()
+    };
 
     let change_id = input.change_ids.get(&unit.id).cloned();
+    let evaluate = |engine: &PolicyEngine, r: &Rendered, base_commit: Option<String>| {
+        let app = AppContext {
+            id: unit.id.clone(),
+            env: env.clone().unwrap_or_default(),
+            protected: production,
+            namespace: r.namespace.clone(),
+            cluster: r.app.cluster.clone().unwrap_or_default(),
+            path: r.app.path.clone(),
+        };
+        let change = ChangeContext {
+            correlation_id: change_id.clone(),
+            env: app.env.clone(),
+            stack: unit.id.clone(),
+            production: Some(production),
+            head: Some(r.commit.clone()),
+            base: base_commit,
+            ..Default::default()
+        };
+        let objects: Vec<serde_json::Value> = r.objects.iter().map(|o| o.value.clone()).collect();
+        engine.evaluate(&EvalInput::manifests(&objects, &change, &app))
+    };
     let (policy, policy_error) = match (&head, input.engine) {
         (Some(r), Some(engine)) => {
-            let app = AppContext {
-                id: unit.id.clone(),
-                env: env.clone().unwrap_or_default(),
-                protected: production,
-                namespace: r.namespace.clone(),
-                cluster: r.app.cluster.clone().unwrap_or_default(),
-                path: r.app.path.clone(),
-            };
-            let change = ChangeContext {
-                correlation_id: change_id.clone(),
-                env: app.env.clone(),
-                stack: unit.id.clone(),
-                production: Some(production),
-                head: Some(r.commit.clone()),
-                base: base.as_ref().map(|b| b.commit.clone()),
-                ..Default::default()
-            };
-            let objects: Vec<serde_json::Value> =
-                r.objects.iter().map(|o| o.value.clone()).collect();
-            match engine.evaluate(&EvalInput::manifests(&objects, &change, &app)) {
+            match evaluate(engine, r, base.as_ref().map(|b| b.commit.clone())) {
                 Ok(record) => (
                     Some(PolicySection {
                         decision_digest: record.digest(),
@@ -285,27 +349,39 @@ fn decide_app(input: &AppsInput<'_>, unit: &AffectedUnit) -> AppDecision {
         (None, Some(_)) => (None, None),
         (_, None) => (None, Some("not run: no policy engine configured".into())),
     };
-    if let Some(p) = &policy
-        && p.record.outcome == Decision::Deny
-    {
-        blockers.push(format!(
-            "policy denies: {}",
-            p.record
-                .results
-                .iter()
-                .filter(|r| r.outcome == Outcome::Deny)
-                .map(|r| r.rule.as_str())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+    // The same policy over the merge base's render, to tell the change's results from the
+    // repository's. A base that cannot be evaluated leaves every result new.
+    let policy_baseline = policy.as_ref().map(|p| {
+        let at_base = match (&base, input.engine) {
+            (Some(b), Some(engine)) => evaluate(engine, b, None).ok(),
+            _ => None,
+        };
+        app_baseline::classify_policy(at_base.as_ref(), &p.record, &preexisting, env.as_deref())
+    });
+    if let Some(pb) = &policy_baseline {
+        let rules = pb.blocking_denials();
+        if !rules.is_empty() {
+            blockers.push(format!("policy denies: {}", rules.join(", ")));
+        }
     }
     if policy_error.is_some() && policy.is_none() && head.is_some() {
         blockers.push("policy could not be evaluated".into());
     }
 
-    let facts = resource_facts(&d);
+    let facts = match (&base_state, &head) {
+        // The base does not render (a problem the change did not make): every head object is
+        // taken as updated, so resource-type rules still apply, and nothing as deleted.
+        (RenderState::Failed { .. }, Some(h)) => h
+            .objects
+            .iter()
+            .map(|o| ResourceFact {
+                address: address(&o.identity),
+                resource_type: risk::k8s_resource_type(&o.identity.group, &o.identity.kind),
+                actions: vec![ChangeAction::Update],
+            })
+            .collect(),
+        _ => resource_facts(&d),
+    };
     let rules = input.config.risk_rules();
     let risk = risk::classify(
         &rules,
@@ -313,7 +389,9 @@ fn decide_app(input: &AppsInput<'_>, unit: &AffectedUnit) -> AppDecision {
             env: env.as_deref().unwrap_or(""),
             stack: &unit.id,
             resources: &facts,
-            policy: policy.as_ref().map(|p| policy_outcome(p.record.outcome)),
+            policy: policy
+                .as_ref()
+                .map(|p| effective_outcome(p.record.outcome, policy_baseline.as_ref())),
         },
     );
     let owners = input.owners.get(&unit.id).cloned().unwrap_or_default();
@@ -351,6 +429,7 @@ fn decide_app(input: &AppsInput<'_>, unit: &AffectedUnit) -> AppDecision {
         validation,
         diff: d,
         policy,
+        policy_baseline,
         policy_error,
         risk,
         approvals,
@@ -359,12 +438,45 @@ fn decide_app(input: &AppsInput<'_>, unit: &AffectedUnit) -> AppDecision {
     }
 }
 
-fn validation_section(v: Validation) -> ValidationSection {
+/// The policy outcome risk rules see: a denial that does not block (every denied result
+/// pre-existing and not blocked by `policy.preexisting`) counts as a warning.
+fn effective_outcome(
+    d: Decision,
+    baseline: Option<&app_baseline::PolicyBaseline>,
+) -> PolicyOutcome {
+    match (d, baseline) {
+        (Decision::Deny, Some(b)) if b.blocking_denials().is_empty() => PolicyOutcome::Warn,
+        (d, _) => policy_outcome(d),
+    }
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+fn validation_section(
+    v: Validation,
+    blocking: usize,
+    mut fixed: Vec<Diagnostic>,
+) -> ValidationSection {
     let (errors, warnings) = (v.errors(), v.warnings());
     let mut findings = v.findings;
-    findings.sort_by_key(|f| f.severity != Severity::Error);
+    // New errors first: they are what the change must fix.
+    findings.sort_by_key(|f| {
+        (
+            f.severity != Severity::Error,
+            f.baseline != Some(Baseline::New),
+        )
+    });
     findings.truncate(MAX_FINDINGS);
+    fixed.truncate(MAX_FINDINGS);
     ValidationSection {
+        blocking,
+        fixed,
         kubernetes_version: v.kubernetes_version,
         objects: v.objects,
         valid: v.valid,
@@ -471,8 +583,10 @@ fn app_paths(unit: &AffectedUnit, changed: &[String]) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // Markdown
 
-fn status_word(s: AppStatus) -> &'static str {
+/// An app that still waits for an approval is not "ready".
+fn status_word(s: AppStatus, needs_approvals: bool) -> &'static str {
     match s {
+        AppStatus::Ready if needs_approvals => "approvals required",
         AppStatus::Ready => "ready",
         AppStatus::NeedsApproval => "needs approval",
         AppStatus::Blocked => "blocked",
@@ -535,7 +649,7 @@ pub fn app_markdown(a: &AppDecision) -> String {
         "### App `{}` — {} — {}\n",
         a.app,
         a.risk.risk,
-        status_word(a.status)
+        status_word(a.status, !a.approvals.is_empty())
     );
     let env = match (&a.env, a.production) {
         (Some(e), true) => format!("environment `{e}` (protected)"),
@@ -562,17 +676,56 @@ pub fn app_markdown(a: &AppDecision) -> String {
     if let Some(v) = &a.validation {
         let _ = writeln!(
             out,
-            "| schema (Kubernetes {}) | {} valid, {} invalid; {} error(s), {} warning(s) |",
-            v.kubernetes_version, v.valid, v.invalid, v.errors, v.warnings
+            "| schema (Kubernetes {}) | {} valid, {} invalid; {}, {} ({} blocking, {} fixed) |",
+            v.kubernetes_version,
+            v.valid,
+            v.invalid,
+            plural(v.errors, "error"),
+            plural(v.warnings, "warning"),
+            v.blocking,
+            v.fixed.len()
         );
     }
     out.push('\n');
     if let Some(v) = &a.validation {
-        for f in v.findings.iter().filter(|f| f.severity == Severity::Error) {
-            let _ = writeln!(out, "- {}", md_inline(&f.to_string()));
+        let line = |f: &Diagnostic| match f.baseline {
+            Some(b) if b != Baseline::New => {
+                format!("- ({}) {}", b.as_str(), md_inline(&f.to_string()))
+            }
+            _ => format!("- {}", md_inline(&f.to_string())),
+        };
+        let errors = v.findings.iter().filter(|f| f.severity == Severity::Error);
+        let (new, old): (Vec<_>, Vec<_>) =
+            errors.partition(|f| f.baseline != Some(Baseline::PreExisting));
+        for f in new {
+            let _ = writeln!(out, "{}", line(f));
+        }
+        if !old.is_empty() {
+            let body: String = old.iter().map(|f| line(f) + "\n").collect();
+            out.push_str(&decide::collapse(
+                &format!(
+                    "{} pre-existing schema error(s), not introduced by this change",
+                    old.len()
+                ),
+                &body,
+                true,
+            ));
         }
     }
-    render_diff(&mut out, &a.diff);
+    if a.render.base.failed() || a.render.head.failed() {
+        let side = if a.render.head.failed() {
+            "the head"
+        } else {
+            "the base"
+        };
+        let _ = writeln!(
+            out,
+            "**Rendered diff**: not computed ({side} does not render; no object is reported \
+             added or removed until both sides render)\n"
+        );
+    } else {
+        render_diff(&mut out, &a.diff);
+    }
     render_policy(&mut out, a);
     if a.risk.reasons.iter().any(|r| r.risk > risk::RiskLevel::R1) {
         let _ = writeln!(out, "**Risk {}**\n", a.risk.risk);
@@ -777,27 +930,61 @@ fn render_policy(out: &mut String, a: &AppDecision) {
                 let _ = writeln!(out, "{} rule(s) passed.\n", p.record.count(Outcome::Pass));
                 return;
             }
-            let _ = writeln!(
-                out,
-                "| outcome | rule | resource | message |\n|---|---|---|---|"
-            );
-            for r in findings {
+            let header = "| outcome | rule | resource | message |\n|---|---|---|---|\n";
+            let (mut new, mut old) = (String::new(), String::new());
+            for (i, r) in findings.into_iter().enumerate() {
                 let outcome = match (r.outcome, &r.exception) {
                     (Outcome::Excepted, Some(e)) => format!("excepted ({e})"),
                     (o, _) => o.as_str().to_string(),
                 };
                 let rule = match &r.docs {
-                    Some(d) => format!("[`{}`]({d})", r.rule),
+                    Some(d) => format!("[`{}`]({})", r.rule, decide::docs_link(d)),
                     None => format!("`{}`", r.rule),
                 };
+                let class = a
+                    .policy_baseline
+                    .as_ref()
+                    .and_then(|b| b.results.get(i))
+                    .map_or(Baseline::New, |c| c.class);
                 let _ = writeln!(
-                    out,
+                    if class == Baseline::PreExisting {
+                        &mut old
+                    } else {
+                        &mut new
+                    },
                     "| {} | {} | {} | {} |",
                     outcome,
                     rule,
                     md_inline(r.resource.as_deref().unwrap_or("")),
                     md_inline(&r.message)
                 );
+            }
+            if !new.is_empty() {
+                let _ = write!(out, "{header}{new}");
+            }
+            if let Some(b) = &a.policy_baseline
+                && b.base_evaluated
+            {
+                let pre = b.count(Baseline::PreExisting);
+                let _ = writeln!(
+                    out,
+                    "\nAgainst the merge base: {} new, {} pre-existing{}, {} fixed.\n",
+                    b.count(Baseline::New),
+                    pre,
+                    if pre > 0 {
+                        " (not introduced by this change)"
+                    } else {
+                        ""
+                    },
+                    b.count(Baseline::Fixed)
+                );
+            }
+            if !old.is_empty() {
+                out.push_str(&decide::collapse(
+                    "pre-existing policy results",
+                    &format!("{header}{old}"),
+                    true,
+                ));
             }
             let _ = writeln!(out, "\n{} rule(s) passed.\n", p.record.count(Outcome::Pass));
         }

@@ -281,6 +281,20 @@ pub fn collapse(summary: &str, body: &str, force: bool) -> String {
     }
 }
 
+/// Where a relative documentation link of a policy result (`docs/policy.md#rule`, as the
+/// built-in pack names its pages) points: the project's documentation, so that the link works
+/// in a PR comment and in code scanning, which resolve nothing against the repository.
+pub const DOCS_BASE: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/");
+
+/// A policy result's documentation link as an absolute URL (absolute ones are kept).
+pub fn docs_link(docs: &str) -> String {
+    if docs.contains("://") {
+        docs.to_string()
+    } else {
+        format!("{DOCS_BASE}{}", docs.trim_start_matches("./"))
+    }
+}
+
 /// The label of a result line.
 pub fn outcome_label(o: Outcome) -> &'static str {
     match o {
@@ -632,7 +646,7 @@ pub fn push_policy_results(
                 "shortDescription": {"text": format!("policy rule {}", r.rule)},
             });
             if let Some(docs) = &r.docs {
-                rule["helpUri"] = json!(docs);
+                rule["helpUri"] = json!(docs_link(docs));
             }
             rule
         });

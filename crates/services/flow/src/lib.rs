@@ -4,6 +4,7 @@
 //! gathers them.
 
 pub mod affected;
+pub mod app_baseline;
 pub mod apps;
 pub mod check;
 pub mod decide;

@@ -20,8 +20,12 @@
 //! approvals. Stacks and apps share one policy engine (the org's bundles, exceptions and the
 //! built-in packs), compiled once per report.
 //!
-//! Validation blocks stages 3–7 (DESIGN.md §2): when it fails, no plan is read or made and no
-//! app is rendered.
+//! Findings are judged against the merge base ([`validation::apply_baseline`] for files,
+//! [`crate::apps`] for manifests): only what the change introduced blocks by default.
+//!
+//! A stage runs where its input exists: blocking validation findings block what needs a
+//! privileged credential or a person (plan, approval, apply), but apps are still rendered,
+//! diffed and evaluated against manifest policy, so the reviewer sees what the change does.
 //!
 //! The Markdown report is a list of self-contained blocks ([`sections`]) that
 //! [`render_markdown_parts`] packs into PR comments under GitHub's 65,536-character limit.
@@ -306,11 +310,20 @@ pub fn run_with(
         .filter(|c| c.status != sluice_model::affected::FileStatus::Deleted)
         .map(|c| c.path.clone())
         .collect();
-    let validation = validation::validate_snapshot(
+    let repository = workspace::open(repo)?;
+    let (base_snap, _) = workspace::change_snapshots(&repository, base, head)?;
+    let mut validation = validation::validate_snapshot(
         &analysis.head.snapshot,
         Some(analysis.report.base.clone()),
         &scope,
         Ok((&analysis.head.config, &analysis.org)),
+    );
+    validation::apply_baseline(
+        &mut validation,
+        &base_snap,
+        &analysis.head.snapshot,
+        &scope,
+        (&analysis.head.config, &analysis.org),
     );
     let config = &analysis.head.config;
     let owners_of = |id: &str, stack: bool| -> Vec<String> {
@@ -354,13 +367,17 @@ pub fn run_with(
 
     let mut warnings = Vec::new();
     let mut notes = Vec::new();
-    let store_root = opts.store.clone().unwrap_or_else(|| repo.join(".sluice"));
+    let repo_root = workspace::state_root(repo);
+    let store_root = opts
+        .store
+        .clone()
+        .unwrap_or_else(|| repo_root.join(".sluice"));
     let mut checker = None;
     let stacks = stack_stages(
         &analysis,
         &validation,
         opts,
-        &store_root,
+        (&repo_root, &store_root),
         &mut checker,
         &mut warnings,
         &mut notes,
@@ -369,7 +386,7 @@ pub fn run_with(
         && !analysis.report.apps.is_empty()
     {
         let checker = ensure_checker(&mut checker, &analysis, opts, &mut warnings)?;
-        app_stages(repo, base, head, &analysis, &changes, checker)?
+        app_stages(base, &base_snap, &analysis, &changes, checker)?
     } else {
         Vec::new()
     };
@@ -427,11 +444,9 @@ pub fn verdict(validation_passed: bool, stacks: &[StackReport], apps: &[AppDecis
     }
 }
 
-/// A policy denies the app's head manifests.
+/// A policy denial blocks the app (see [`AppDecision::denied`]).
 fn app_denied(a: &AppDecision) -> bool {
-    a.policy
-        .as_ref()
-        .is_some_and(|p| p.record.outcome == sluice_policy::Decision::Deny)
+    a.denied()
 }
 
 /// The org's policy setup, risk rules and approvals, compiled on first need and shared by
@@ -459,17 +474,14 @@ fn ensure_checker<'c>(
 /// from the merge base (as the affected analysis diffs), with its own configuration when it
 /// has a valid one.
 fn app_stages(
-    repo: &Path,
     base: &str,
-    head: &str,
+    base_snap: &sluice_git::git::Snapshot,
     analysis: &affected::Analysis,
     changes: &[UnitChange],
     checker: &Checker,
 ) -> Result<Vec<AppDecision>, PipelineError> {
-    let repository = workspace::open(repo)?;
-    let (base_snap, _) = workspace::change_snapshots(&repository, base, head)?;
     let base_config =
-        workspace::load_config(&base_snap, base).unwrap_or_else(|_| analysis.head.config.clone());
+        workspace::load_config(base_snap, base).unwrap_or_else(|_| analysis.head.config.clone());
     let owners: BTreeMap<String, Vec<String>> = analysis
         .org
         .apps
@@ -483,7 +495,7 @@ fn app_stages(
         .map(|c| (c.id.clone(), c.change_id.clone()))
         .collect();
     Ok(apps::decide_apps(&AppsInput {
-        base: &base_snap,
+        base: base_snap,
         base_config: &base_config,
         head: &analysis.head.snapshot,
         config: &analysis.head.config,
@@ -520,7 +532,7 @@ fn start(stage: Stage, unit: UnitKind, progress: &Progress) -> Result<(), String
         Refusal::InputNotPassed {
             input: Stage::Validate,
             ..
-        } => "validation blocked the change (stage 2 blocks stages 3–7)".to_string(),
+        } => "validation blocked the change (no plan is made while stage 2 blocks)".to_string(),
         other => other.to_string(),
     })
 }
@@ -536,7 +548,7 @@ fn stack_stages(
     analysis: &affected::Analysis,
     validation: &ValidationReport,
     opts: &PrOptions,
-    store_root: &Path,
+    (repo_root, store_root): (&Path, &Path),
     checker: &mut Option<Checker>,
     warnings: &mut Vec<String>,
     notes: &mut Vec<String>,
@@ -571,7 +583,7 @@ fn stack_stages(
         if let Some(dir) = &opts.plans_dir {
             let file = dir.join(plan_file_name(&u.id));
             if file.exists() {
-                pending.insert(i, read_plan_file(&file, opts.plans_note.clone()));
+                pending.insert(i, read_plan_file(&file, opts.plans_note.clone(), repo_root));
                 continue;
             }
         }
@@ -682,8 +694,22 @@ fn stack_target(analysis: &affected::Analysis, u: &AffectedUnit, cid: ChangeId) 
     target
 }
 
-fn read_plan_file(file: &Path, note: Option<String>) -> Pending {
-    let name = file.display().to_string();
+/// A plan file as the report and its evidence name it: repository-relative when it is inside
+/// the repository (never a temporary absolute path), its file name otherwise; its content is
+/// identified by `plan_json_digest`.
+fn plan_file_label(file: &Path, repo_root: &Path) -> String {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    match canonical(file).strip_prefix(canonical(repo_root)) {
+        Ok(rel) => rel.display().to_string(),
+        Err(_) => file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+    }
+}
+
+fn read_plan_file(file: &Path, note: Option<String>, repo_root: &Path) -> Pending {
+    let name = plan_file_label(file, repo_root);
     let failed = |class: &str, message: String| {
         Pending::Failed(PlanState::Failed {
             class: class.into(),
@@ -747,6 +773,9 @@ fn run_engine(
 ) -> Result<Vec<(usize, Pending)>, PipelineError> {
     let config = PlanConfig::from_section(analysis.head.config.sections.get("plan"))
         .map_err(PipelineError::PlanConfig)?;
+    // Plans are secrets: the store folder ignores itself when it is made in a work tree.
+    sluice_evidence::location::prepare_state_dir(repo_root)
+        .map_err(|e| PipelineError::failed("preparing the plan store folder", e))?;
     let store = FsPlanStore::new(repo_root);
     let plugin_cache = match &config.plugin_cache_dir {
         Some(p) if p.is_absolute() => p.clone(),
@@ -961,16 +990,23 @@ impl AppCounts {
             return None;
         }
         let schema = format!(
-            "{} object(s), {} schema error(s), {} warning(s)",
-            self.objects, self.schema_errors, self.schema_warnings
+            "{}, {}, {}",
+            plural(self.objects, "object"),
+            plural(self.schema_errors, "schema error"),
+            plural(self.schema_warnings, "warning")
         );
         Some(if self.render_failed > 0 || self.schema_errors > 0 {
             (
                 StageStatus::Blocked,
                 format!(
-                    "{} of {} do not render; {schema}",
+                    "{} of {} {} not render; {schema}",
                     self.render_failed,
-                    plural(self.total, "app")
+                    plural(self.total, "app"),
+                    if self.render_failed == 1 {
+                        "does"
+                    } else {
+                        "do"
+                    }
                 ),
             )
         } else {
@@ -986,8 +1022,15 @@ impl AppCounts {
             return None;
         }
         let objects = format!(
-            "{} added, {} removed, {} changed object(s)",
-            self.added, self.removed, self.changed
+            "{} added, {} removed, {} changed {}",
+            self.added,
+            self.removed,
+            self.changed,
+            if self.changed == 1 {
+                "object"
+            } else {
+                "objects"
+            }
         );
         Some(if self.diffed == self.total {
             (
@@ -1006,7 +1049,11 @@ impl AppCounts {
         } else {
             (
                 StageStatus::NotRun,
-                format!("no app diff ({} do not render)", plural(self.total, "app")),
+                format!(
+                    "no app diff ({} {} not render)",
+                    plural(self.total, "app"),
+                    if self.total == 1 { "does" } else { "do" }
+                ),
             )
         })
     }
@@ -1069,6 +1116,14 @@ fn stage_results(
 
     let stack_plan: Part = if active.is_empty() {
         None
+    } else if !validation.passed {
+        Some((
+            StageStatus::NotRun,
+            format!(
+                "blocked by validation: no plan made for {}",
+                plural(active.len(), "stack")
+            ),
+        ))
     } else if failed > 0 {
         Some((
             StageStatus::Blocked,
@@ -1128,11 +1183,10 @@ fn stage_results(
             let (status, detail) = match c.stage {
                 Stage::Propose => propose_row(changes.len()),
                 Stage::Validate => validate_row(validation),
-                Stage::Render | Stage::Plan | Stage::Policy | Stage::Approve
-                    if !validation.passed =>
-                {
-                    (StageStatus::NotRun, "blocked by validation".to_string())
-                }
+                Stage::Approve if !validation.passed => (
+                    StageStatus::NotRun,
+                    "blocked by validation: nothing can be approved until it passes".to_string(),
+                ),
                 Stage::Render => merge_parts(None, app.render(), "no app affected"),
                 Stage::Plan => merge_parts(stack_plan.clone(), app.plan(), "nothing to plan"),
                 Stage::Policy => merge_parts(
@@ -1182,7 +1236,7 @@ fn stage_results(
 pub fn propose_row(units: usize) -> (StageStatus, String) {
     (
         StageStatus::Passed,
-        format!("{units} unit(s) with correlation ids"),
+        format!("{} with correlation ids", plural(units, "unit")),
     )
 }
 
@@ -1192,15 +1246,47 @@ pub fn validate_row(validation: &ValidationReport) -> (StageStatus, String) {
         (
             StageStatus::Passed,
             format!(
-                "{} file(s), {} warning(s)",
-                validation.summary.files, validation.summary.warnings
+                "{}, {}{}",
+                plural(validation.summary.files, "file"),
+                plural(validation.summary.warnings, "warning"),
+                preexisting_note(validation)
             ),
         )
     } else {
         (
             StageStatus::Blocked,
-            format!("{} blocking finding(s)", validation.summary.errors),
+            format!(
+                "{}{}",
+                plural(
+                    validation
+                        .baseline
+                        .as_ref()
+                        .map_or(validation.summary.errors, |b| b.blocking),
+                    "blocking finding"
+                ),
+                preexisting_note(validation)
+            ),
         )
+    }
+}
+
+/// `; 3 pre-existing (not blocking), 1 fixed` when the merge base was validated.
+fn preexisting_note(v: &ValidationReport) -> String {
+    match &v.baseline {
+        Some(b) if b.preexisting > 0 || !b.fixed.is_empty() => {
+            let quiet = b.preexisting - b.preexisting_blocking;
+            format!(
+                "; {} pre-existing{}, {} fixed",
+                b.preexisting,
+                if quiet == b.preexisting {
+                    " (not blocking)".to_string()
+                } else {
+                    format!(" ({quiet} not blocking)")
+                },
+                b.fixed.len()
+            )
+        }
+        _ => String::new(),
     }
 }
 
@@ -1213,10 +1299,141 @@ fn status_word(s: UnitStatus) -> &'static str {
     }
 }
 
-/// The report as Markdown, in one piece (a terminal; for PR comments use
-/// [`render_markdown_parts`]).
+/// The report as one PR comment (the default Markdown): under GitHub's comment limit, summary
+/// first, sections that do not fit cut or left out with a line saying so
+/// ([`fit_one_comment`]); [`render_markdown_parts`] (`--parts-dir`) has everything.
 pub fn render_markdown(r: &PrReport) -> String {
-    sections(r).concat()
+    fit_one_comment(&sections(r), COMMENT_LIMIT)
+}
+
+/// The report as plain text for a terminal: the Markdown's content without its markup.
+pub fn render_text(r: &PrReport) -> String {
+    plain_text(&sections(r).concat())
+}
+
+/// Room kept at the end of a fitted comment for the note on what was left out.
+const FIT_NOTE_ROOM: usize = 2_048;
+
+/// The blocks in order while they fit in `limit` bytes; a block that does not fit is cut at a
+/// line boundary (fences and `<details>` closed) when there is room for a useful part, left out
+/// otherwise; a closing note counts what was cut or left out and names `--parts-dir`.
+pub fn fit_one_comment(blocks: &[String], limit: usize) -> String {
+    let total: usize = blocks.iter().map(String::len).sum();
+    if total <= limit {
+        return blocks.concat();
+    }
+    let room = limit.saturating_sub(FIT_NOTE_ROOM);
+    let mut out = String::new();
+    let (mut cut, mut omitted): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    for b in blocks {
+        let left = room.saturating_sub(out.len());
+        if b.len() <= left {
+            out.push_str(b);
+        } else if left >= 4_096 {
+            let piece = split_block(b, left - 256)
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            out.push_str(&piece);
+            out.push_str("\n*… cut here to fit one comment.*\n\n");
+            cut.push(heading(b));
+        } else {
+            omitted.push(heading(b));
+        }
+    }
+    let mut note = format!(
+        "---\n*This report is longer than one GitHub comment ({total} characters): {} cut, {} left out. `sluice pr --parts-dir DIR` writes the whole report as several comments.*",
+        plural(cut.len(), "section"),
+        plural(omitted.len(), "section")
+    );
+    for h in omitted {
+        if note.len() + h.len() + 8 > FIT_NOTE_ROOM - 64 {
+            note.push_str("\n- …");
+            break;
+        }
+        let _ = write!(note, "\n- {h}");
+    }
+    out.push_str(&note);
+    out.push('\n');
+    out
+}
+
+/// A block's first heading (or first line), for the note on what was left out.
+fn heading(block: &str) -> &str {
+    let line = block
+        .lines()
+        .find(|l| l.starts_with('#'))
+        .or_else(|| block.lines().next())
+        .unwrap_or("");
+    let line = line.trim_start_matches('#').trim();
+    &line[..line.floor_char_boundary(120)]
+}
+
+/// Markdown to plain text: headings, emphasis, code spans, links, tables, `<details>` and
+/// fences become their text.
+pub fn plain_text(md: &str) -> String {
+    let mut out = String::with_capacity(md.len());
+    for line in md.lines() {
+        let t = line.trim();
+        if t.starts_with("```") || t == "</details>" || t == "---" {
+            continue;
+        }
+        if t.starts_with("|") && t.trim_matches(|c| c == '|' || c == '-').is_empty() {
+            continue;
+        }
+        let mut l = line.to_string();
+        if let Some(rest) = t.strip_prefix("<details><summary>") {
+            l = format!("{}:", rest.trim_end_matches("</summary>"));
+        }
+        if t.starts_with('#') {
+            let title = t.trim_start_matches('#').trim();
+            l = format!("{title}\n{}", "=".repeat(title.chars().count().min(80)));
+        }
+        if t.starts_with('|') {
+            l = t
+                .trim_matches('|')
+                .split(" | ")
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("  ")
+                .replace("\\|", "|");
+        }
+        if let Some(rest) = l.strip_prefix("> ") {
+            l = rest.to_string();
+        }
+        l = l
+            .replace("**", "")
+            .replace('`', "")
+            .replace(":no_entry: ", "BLOCKED: ")
+            .replace("<details><summary>(continued)</summary>", "");
+        out.push_str(&strip_links(&l));
+        out.push('\n');
+    }
+    out
+}
+
+/// `[text](url)` → `text (url)`.
+fn strip_links(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find("](").map(|i| open + i) else {
+            break;
+        };
+        let Some(end) = rest[close..].find(')').map(|i| close + i) else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        let _ = write!(
+            out,
+            "{} ({})",
+            &rest[open + 1..close],
+            &rest[close + 2..end]
+        );
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The report as PR comments, each under GitHub's comment limit, split at section
@@ -1316,26 +1533,7 @@ pub fn sections(r: &PrReport) -> Vec<String> {
     // One block per app: a long app section is cut by the splitter like any other block.
     blocks.extend(r.apps.iter().map(apps::app_markdown));
 
-    if !r.validation.findings.is_empty() {
-        let mut list = String::new();
-        for f in &r.validation.findings {
-            let _ = writeln!(
-                list,
-                "- {} `{}` at `{}:{}:{}`: {}",
-                f.severity.as_str(),
-                f.rule,
-                f.file,
-                f.line,
-                f.col,
-                decide::md_text(&f.message)
-            );
-        }
-        blocks.push(format!(
-            "### Validation findings ({})\n\n{}",
-            r.validation.findings.len(),
-            decide::collapse("findings", &list, false)
-        ));
-    }
+    blocks.extend(validation_block(&r.validation));
     if !r.reviewers.is_empty() {
         blocks.push(format!(
             "### Required reviewers (CODEOWNERS)\n\n{}\n\n",
@@ -1358,6 +1556,84 @@ pub fn sections(r: &PrReport) -> Vec<String> {
         blocks.push(out);
     }
     blocks
+}
+
+/// The validation findings: those the change introduced first and open, pre-existing ones
+/// collapsed, fixed ones credited.
+fn validation_block(v: &ValidationReport) -> Option<String> {
+    use sluice_model::baseline::Baseline;
+    let fixed = v.baseline.as_ref().map_or(&[][..], |b| b.fixed.as_slice());
+    if v.findings.is_empty() && fixed.is_empty() {
+        return None;
+    }
+    let list = |class: Option<Baseline>| {
+        let mut out = String::new();
+        let items = v.findings.iter().chain(fixed).filter(|f| match class {
+            Some(Baseline::New) => {
+                f.baseline != Some(Baseline::PreExisting) && f.baseline != Some(Baseline::Fixed)
+            }
+            c => f.baseline == c,
+        });
+        for f in items {
+            let _ = writeln!(
+                out,
+                "- {} `{}` at `{}:{}:{}`: {}",
+                f.severity.as_str(),
+                f.rule,
+                f.file,
+                f.line,
+                f.col,
+                decide::md_text(&f.message)
+            );
+        }
+        out
+    };
+    let new = list(Some(Baseline::New));
+    let mut out = format!("### Validation findings ({})\n\n", v.findings.len());
+    match &v.baseline {
+        None => out.push_str(&decide::collapse("findings", &new, false)),
+        Some(b) => {
+            let _ = writeln!(
+                out,
+                "Against the merge base `{}`: {} new, {} pre-existing{}, {} fixed.\n",
+                affected::short(&b.base),
+                b.new,
+                b.preexisting,
+                if b.preexisting_blocking > 0 {
+                    format!(
+                        " ({} blocking by `policy.preexisting`)",
+                        b.preexisting_blocking
+                    )
+                } else {
+                    String::new()
+                },
+                b.fixed.len()
+            );
+            if !new.is_empty() {
+                out.push_str(&decide::collapse("new findings", &new, false));
+            }
+            let pre = list(Some(Baseline::PreExisting));
+            if !pre.is_empty() {
+                out.push_str(&decide::collapse(
+                    &format!(
+                        "{} pre-existing (not introduced by this change)",
+                        b.preexisting - b.ignored
+                    ),
+                    &pre,
+                    true,
+                ));
+            }
+            let gone = list(Some(Baseline::Fixed));
+            if !gone.is_empty() {
+                out.push_str(&decide::collapse(
+                    &format!("{} fixed by this change", b.fixed.len()),
+                    &gone,
+                    true,
+                ));
+            }
+        }
+    }
+    Some(out)
 }
 
 /// One stack's stage 4–6 blocks.
@@ -1683,6 +1959,41 @@ mod tests {
         }
         assert!(parts[0].contains("## head"));
         assert!(parts.last().unwrap().contains("### tail"));
+    }
+
+    #[test]
+    fn a_large_report_fits_one_comment_and_says_what_it_left_out() {
+        let mut blocks = vec!["## sluice: acme — DENIED\n\n".to_string()];
+        for i in 0..400 {
+            blocks.push(format!("### App `a{i}`\n\n{}\n", "x ".repeat(200)));
+        }
+        let mut body = String::from("```diff\n");
+        for i in 0..10_000 {
+            let _ = writeln!(body, "+ line {i}");
+        }
+        body.push_str("```\n");
+        blocks.push(decide::collapse("big diff", &body, false));
+        let md = fit_one_comment(&blocks, COMMENT_LIMIT);
+        assert!(md.len() <= COMMENT_LIMIT, "{}", md.len());
+        assert!(md.starts_with("## sluice: acme — DENIED"));
+        assert!(balanced(&md));
+        assert!(md.contains("--parts-dir"), "{}", &md[md.len() - 500..]);
+        // Small reports are unchanged.
+        let small = vec!["## a\n".to_string(), "b\n".to_string()];
+        assert_eq!(fit_one_comment(&small, COMMENT_LIMIT), "## a\nb\n");
+    }
+
+    #[test]
+    fn text_is_plain() {
+        let md = "## sluice: acme — **DENIED**\n\n| a | b |\n|---|---|\n| `x` | [rule](https://d/r) |\n\n<details><summary>more</summary>\n\n```diff\n+ y\n```\n\n</details>\n";
+        let t = plain_text(md);
+        for markup in ["**", "`", "|", "<details>", "```", "]("] {
+            assert!(!t.contains(markup), "{markup} in {t}");
+        }
+        assert!(t.contains("sluice: acme — DENIED"));
+        assert!(t.contains("x  rule (https://d/r)"), "{t}");
+        assert!(t.contains("more:"));
+        assert!(t.contains("+ y"));
     }
 
     proptest! {

@@ -53,6 +53,10 @@ pub struct ValidationReport {
     /// The configuration itself is invalid (exit code 2 rather than 1).
     #[serde(skip)]
     pub config_invalid: bool,
+    /// How the findings relate to the change, when the merge base was validated too
+    /// ([`apply_baseline`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineSummary>,
 }
 
 pub fn run(repo: &Path, scope: &Scope) -> Result<ValidationReport, PipelineError> {
@@ -72,13 +76,17 @@ pub fn run(repo: &Path, scope: &Scope) -> Result<ValidationReport, PipelineError
             .collect(),
         None => head.entries().keys().cloned().collect(),
     };
-    let base = base.as_ref().map(|b| b.commit.to_string());
+    let base_commit = base.as_ref().map(|b| b.commit.to_string());
     Ok(match workspace::load_config(&head, head_rev) {
         Ok(config) => {
             let org = sluice_org::discovery::discover(&config, &head, head.files());
-            validate_snapshot(&head, base, &in_scope, Ok((&config, &org)))
+            let mut report = validate_snapshot(&head, base_commit, &in_scope, Ok((&config, &org)));
+            if let Some(base) = &base {
+                apply_baseline(&mut report, base, &head, &in_scope, (&config, &org));
+            }
+            report
         }
-        Err(e) => validate_snapshot(&head, base, &in_scope, Err(e)),
+        Err(e) => validate_snapshot(&head, base_commit, &in_scope, Err(e)),
     })
 }
 
@@ -169,6 +177,7 @@ pub fn validate_snapshot(
         },
         findings,
         config_invalid,
+        baseline: None,
     }
 }
 
@@ -352,14 +361,29 @@ fn org_findings(
 pub fn render_text(report: &ValidationReport) -> String {
     let mut out = String::new();
     for f in &report.findings {
+        let class = f
+            .baseline
+            .map(|b| format!(" ({})", b.as_str()))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "{}:{}:{}: {} [{}] {}\n",
+            "{}:{}:{}: {}{class} [{}] {}\n",
             f.file,
             f.line,
             f.col,
             f.severity.as_str(),
             f.rule,
             f.message
+        ));
+    }
+    if let Some(b) = &report.baseline {
+        out.push_str(&format!(
+            "against the merge base {}: {} new, {} pre-existing ({} still blocking, {} ignored), {} fixed\n",
+            &b.base[..b.base.len().min(7)],
+            b.new,
+            b.preexisting,
+            b.preexisting_blocking,
+            b.ignored,
+            b.fixed.len()
         ));
     }
     out.push_str(&format!(
@@ -370,5 +394,200 @@ pub fn render_text(report: &ValidationReport) -> String {
         report.summary.info,
         if report.passed { "passed" } else { "blocked" }
     ));
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Baseline: judge the change, not the repository
+
+/// How a change's validation findings relate to its merge base.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineSummary {
+    /// The merge base, validated over the same files for comparison.
+    pub base: String,
+    /// Findings the change introduced.
+    pub new: usize,
+    /// Findings already at the merge base on content the change did not touch.
+    pub preexisting: usize,
+    /// Pre-existing findings that block anyway (`policy.preexisting: block`).
+    pub preexisting_blocking: usize,
+    /// Pre-existing findings left out of `findings` (`policy.preexisting: ignore`).
+    pub ignored: usize,
+    /// Blocking findings after the baseline (what `passed` is decided on).
+    pub blocking: usize,
+    /// Findings at the merge base that the head no longer has, at their base positions.
+    pub fixed: Vec<Finding>,
+}
+
+/// Validate the merge base over the same files, classify every head finding `new` or
+/// `pre_existing` (sluice_model::baseline) and decide `passed` on what the change introduced:
+/// a pre-existing finding blocks only where `policy.preexisting` says `block`. The base is
+/// validated with its own configuration when it has a valid one, the head's otherwise.
+pub fn apply_baseline(
+    report: &mut ValidationReport,
+    base: &Snapshot,
+    head: &Snapshot,
+    in_scope: &[String],
+    (config, org): (&OrgConfig, &Org),
+) {
+    use sluice_model::baseline::{self, Baseline, HeadFinding, PreexistingPolicy, Treatment};
+    if report.config_invalid {
+        return;
+    }
+    let policy =
+        PreexistingPolicy::from_policy_section(config.sections.get("policy")).unwrap_or_default();
+    let base_scope: Vec<String> = in_scope
+        .iter()
+        .filter(|p| base.entry(p).is_some())
+        .cloned()
+        .collect();
+    let base_config = workspace::load_config(base, &base.commit.to_string()).ok();
+    let base_org = base_config
+        .as_ref()
+        .map(|c| sluice_org::discovery::discover(c, base, base.files()));
+    let base_report = match (&base_config, &base_org) {
+        (Some(c), Some(o)) => validate_snapshot(base, None, &base_scope, Ok((c, o))),
+        _ => validate_snapshot(base, None, &base_scope, Ok((config, org))),
+    };
+    let mut base_lines = FileLines::new(base);
+    let mut head_lines = FileLines::new(head);
+    let base_keys: Vec<_> = base_report
+        .findings
+        .iter()
+        .map(|f| finding_key(f, &mut base_lines))
+        .collect();
+    let mut touched: HashMap<String, std::collections::HashSet<u32>> = HashMap::new();
+    let head_findings: Vec<HeadFinding> = report
+        .findings
+        .iter()
+        .map(|f| {
+            let lines = touched
+                .entry(f.file.clone())
+                .or_insert_with(|| touched_lines(base, head, &f.file));
+            HeadFinding {
+                key: finding_key(f, &mut head_lines),
+                touched: lines.contains(&f.line),
+            }
+        })
+        .collect();
+    let classified = baseline::classify(&base_keys, &head_findings);
+    let units = UnitIndex::new(Some(org));
+    let mut summary = BaselineSummary {
+        base: base.commit.to_string(),
+        new: 0,
+        preexisting: 0,
+        preexisting_blocking: 0,
+        ignored: 0,
+        blocking: 0,
+        fixed: classified
+            .fixed
+            .iter()
+            .map(|i| {
+                let mut f = base_report.findings[*i].clone();
+                f.baseline = Some(Baseline::Fixed);
+                f
+            })
+            .collect(),
+    };
+    let mut kept = Vec::with_capacity(report.findings.len());
+    for (mut f, class) in std::mem::take(&mut report.findings)
+        .into_iter()
+        .zip(classified.head)
+    {
+        f.baseline = Some(class);
+        let env = units.env_of(&f.file);
+        match class {
+            Baseline::New => summary.new += 1,
+            _ => {
+                summary.preexisting += 1;
+                if policy.treatment(&f.rule, env.as_deref()) == Treatment::Ignore {
+                    summary.ignored += 1;
+                    continue;
+                }
+            }
+        }
+        if f.severity.blocks() && policy.blocks(class, &f.rule, env.as_deref()) {
+            summary.blocking += 1;
+            if class == Baseline::PreExisting {
+                summary.preexisting_blocking += 1;
+            }
+        }
+        kept.push(f);
+    }
+    report.findings = kept;
+    let count = |s: Severity| report.findings.iter().filter(|f| f.severity == s).count();
+    report.summary.errors = count(Severity::Error);
+    report.summary.warnings = count(Severity::Warning);
+    report.summary.info = count(Severity::Info);
+    report.passed = summary.blocking == 0;
+    report.baseline = Some(summary);
+}
+
+/// Lines of files at one revision, read once.
+struct FileLines<'s> {
+    snapshot: &'s Snapshot,
+    files: HashMap<String, Vec<String>>,
+}
+
+impl<'s> FileLines<'s> {
+    fn new(snapshot: &'s Snapshot) -> Self {
+        FileLines {
+            snapshot,
+            files: HashMap::new(),
+        }
+    }
+
+    fn line(&mut self, file: &str, line: u32) -> &str {
+        let snapshot = self.snapshot;
+        let lines = self.files.entry(file.to_string()).or_insert_with(|| {
+            snapshot
+                .read_file(file)
+                .ok()
+                .flatten()
+                .map(|b| {
+                    String::from_utf8_lossy(&b)
+                        .lines()
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        lines
+            .get((line as usize).saturating_sub(1))
+            .map_or("", String::as_str)
+    }
+}
+
+/// A validation finding's identity across revisions: its rule, its file, and the secret's
+/// fingerprint or a fingerprint of the line it is on (never the line number: a line inserted
+/// above it moves it without changing it).
+fn finding_key(f: &Finding, lines: &mut FileLines<'_>) -> sluice_model::baseline::FindingKey {
+    let content = match &f.fingerprint {
+        Some(fp) => fp.clone(),
+        None => sluice_model::baseline::content_fingerprint(lines.line(&f.file, f.line)),
+    };
+    sluice_model::baseline::FindingKey::new(&f.rule, format!("{}#{content}", f.file))
+}
+
+/// Head line numbers (1-based) of `file` that the change added or rewrote; every line of a
+/// file the base does not have.
+fn touched_lines(base: &Snapshot, head: &Snapshot, file: &str) -> std::collections::HashSet<u32> {
+    let read = |s: &Snapshot| s.read_file(file).ok().flatten();
+    let Some(new) = read(head) else {
+        return Default::default();
+    };
+    let new = String::from_utf8_lossy(&new).into_owned();
+    let old = match read(base) {
+        Some(b) => String::from_utf8_lossy(&b).into_owned(),
+        None => return (1..=new.lines().count().max(1) as u32).collect(),
+    };
+    let diff = similar::TextDiff::from_lines(&old, &new);
+    let mut out = std::collections::HashSet::new();
+    for op in diff.ops() {
+        let (tag, _, range) = op.as_tag_tuple();
+        if tag != similar::DiffTag::Equal {
+            out.extend(range.map(|i| i as u32 + 1));
+        }
+    }
     out
 }

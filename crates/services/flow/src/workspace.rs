@@ -21,6 +21,15 @@ pub fn open(repo: &Path) -> Result<Arc<GitRepo>, PipelineError> {
     Ok(Arc::new(GitRepo::open(repo)?))
 }
 
+/// The folder that holds `.sluice/` for the repository at `repo`: the work tree's root when
+/// `repo` is a subfolder of one (as git finds it), else `repo` itself (a bare repository).
+pub fn state_root(repo: &Path) -> std::path::PathBuf {
+    GitRepo::open(repo)
+        .ok()
+        .and_then(|r| r.work_dir())
+        .unwrap_or_else(|| repo.to_path_buf())
+}
+
 /// Resolve `rev`, list its tree and load its `sluice.yaml`.
 pub fn revision(repo: &Arc<GitRepo>, rev: &str) -> Result<Revision, PipelineError> {
     let commit = repo.resolve(rev)?;

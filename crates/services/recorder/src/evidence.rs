@@ -5,7 +5,7 @@
 //! - [`EvidenceService`] (async, cheap to clone; for the server and the runner) and [`Recorder`]
 //!   (the same with a runtime of its own, for the CLI) open the store (SQLite at
 //!   `<repo>/.sluice/sluice.db` by default, or `postgres://…`), the signing key
-//!   (`<repo>/.sluice/keys`, or a PKCS#8 PEM file) and the artifact store (`<repo>/.sluice/blobs`,
+//!   (outside the work tree by default, or a PKCS#8 PEM file) and the artifact store (`<repo>/.sluice/blobs`,
 //!   or `s3://…`).
 //! - `record(change, entries)` (and `record_stage(change, entry)`, for one stage as it
 //!   finishes): each stage that ran must pass the stage gate (`sluice_model::stage::may_start`:
@@ -37,6 +37,7 @@ use sluice_evidence::bundle::{
 use sluice_evidence::checkpoint::{parse_note, sign_note};
 use sluice_evidence::dsse::Envelope;
 use sluice_evidence::keys::{self, EvidenceKey, KeyError};
+use sluice_evidence::location;
 use sluice_evidence::merkle::{self, Hash, MerkleError, SubtreeHashes};
 use sluice_evidence::statement::{
     ChangeRef, ManifestEntry, ManifestPredicate, Outcome, StagePredicate, Subject, detail,
@@ -71,6 +72,8 @@ pub enum EvidenceError {
     Store(#[from] StoreError),
     #[error("evidence key: {0}")]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Location(#[from] location::LocationError),
     #[error("building the bundle: {0}")]
     Bundle(#[from] BundleError),
     /// The bundle did not verify: the message names the first broken link.
@@ -108,7 +111,8 @@ pub struct RecorderOptions {
     pub repo: PathBuf,
     /// `postgres://…`, `sqlite://PATH` or a path; default `<repo>/.sluice/sluice.db`.
     pub database_url: Option<String>,
-    /// A PKCS#8 PEM Ed25519 private key; default generated on first use in `<repo>/.sluice/keys`.
+    /// A PKCS#8 PEM Ed25519 private key; default generated on first use outside the work tree
+    /// (`sluice_evidence::location::key_dir`).
     pub key_file: Option<PathBuf>,
     /// `s3://BUCKET[/PREFIX]`; default `<repo>/.sluice/blobs`.
     pub blobs_url: Option<String>,
@@ -152,8 +156,9 @@ impl RecorderOptions {
         })
     }
 
-    fn key_dir(&self) -> PathBuf {
-        self.repo.join(SLUICE_DIR).join("keys")
+    /// Outside the work tree by default (see `sluice_evidence::location`).
+    fn key_dir(&self) -> Result<PathBuf> {
+        Ok(location::key_dir(&self.repo)?)
     }
 }
 
@@ -592,20 +597,33 @@ impl EvidenceService {
                 path.display()
             )));
         }
+        // Where the key is (and whether it may be used) is settled before anything is created.
+        let key_dir = match &options.key_file {
+            Some(path) => {
+                location::check_key_path(path)?;
+                None
+            }
+            None => Some(options.key_dir()?),
+        };
+        if !options.existing_only && (options.database_url.is_none() || options.blobs_url.is_none())
+        {
+            location::prepare_state_dir(&options.repo.join(SLUICE_DIR))?;
+        }
         let store = sluice_store::open(&database).await?;
-        let key = match &options.key_file {
-            Some(path) => keys::load_pem_file(path)?,
-            None if options.existing_only => {
-                let path = options.key_dir().join(keys::KEY_FILE);
+        let key = match (&options.key_file, &key_dir) {
+            (Some(path), _) => keys::load_pem_file(path)?,
+            (None, Some(dir)) if options.existing_only => {
+                let path = dir.join(keys::KEY_FILE);
                 if !path.exists() {
                     return Err(EvidenceError::Usage(format!(
                         "no evidence key at {}: pass --evidence-key PEM",
                         path.display()
                     )));
                 }
-                keys::load_or_generate(&options.key_dir())?.0
+                keys::load_or_generate(dir)?.0
             }
-            None => keys::load_or_generate(&options.key_dir())?.0,
+            (None, Some(dir)) => keys::load_or_generate(dir)?.0,
+            (None, None) => unreachable!("a key directory is resolved when no key file is given"),
         };
         let blobs = match &options.blobs_url {
             Some(url) => Blobs::Object(ObjectBlobs::s3(url)?),
@@ -1277,12 +1295,12 @@ pub fn checkpoint_file_size(path: &Path) -> Result<u64> {
     Ok(checkpoint.size)
 }
 
-/// The public half of the local evidence key (`key_file`, or `<repo>/.sluice/keys`), if one
+/// The public half of the local evidence key (`key_file`, or the generated one), if one
 /// exists; never generates one.
 pub fn local_public_key(repo: &Path, key_file: Option<&Path>) -> Result<Option<VerifyingKey>> {
     let path = match key_file {
         Some(p) => p.to_path_buf(),
-        None => repo.join(SLUICE_DIR).join("keys").join(keys::KEY_FILE),
+        None => location::key_dir(repo)?.join(keys::KEY_FILE),
     };
     if !path.exists() {
         return Ok(None);
@@ -2601,6 +2619,7 @@ mod tests {
                 validation: None,
                 diff: Default::default(),
                 policy: None,
+                policy_baseline: None,
                 policy_error: Some("the head does not render".into()),
                 risk: sluice_model::risk::RiskAssessment {
                     risk: sluice_model::risk::RiskLevel::R2,
@@ -2633,6 +2652,7 @@ mod tests {
                 },
                 findings: vec![],
                 config_invalid: false,
+                baseline: None,
             },
         }
     }

@@ -266,6 +266,10 @@ pub fn run_plan(a: PlanArgs) -> Result<i32, PipelineError> {
     }
 
     let store_root = a.store.clone().unwrap_or_else(|| a.repo.join(".sluice"));
+    if let Err(e) = sluice_evidence::location::prepare_state_dir(&store_root) {
+        eprintln!("error: {e}");
+        return Ok(exit::INTERNAL);
+    }
     let store = match open_store(&store_root, a.artifact_key_file.as_deref(), true) {
         Ok(s) => s,
         Err(code) => return Ok(code),
@@ -454,6 +458,10 @@ pub fn run_ingest_plan(a: IngestPlanArgs) -> Result<i32, PipelineError> {
         .store
         .clone()
         .unwrap_or_else(|| a.repo.as_deref().unwrap_or(Path::new(".")).join(".sluice"));
+    if let Err(e) = sluice_evidence::location::prepare_state_dir(&store_root) {
+        eprintln!("error: {e}");
+        return Ok(exit::INTERNAL);
+    }
     let store = match open_store(&store_root, a.artifact_key_file.as_deref(), true) {
         Ok(s) => s,
         Err(code) => return Ok(code),

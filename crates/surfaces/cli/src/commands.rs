@@ -207,9 +207,10 @@ struct ValidateArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PrFormat {
-    /// Markdown, for a PR comment or a terminal.
-    #[value(alias = "md")]
+    /// Plain text, for a terminal.
     Text,
+    /// Markdown for one PR comment (fits GitHub's limit; --parts-dir for the whole report).
+    #[value(alias = "md")]
     Markdown,
     Json,
     Sarif,
@@ -217,10 +218,14 @@ enum PrFormat {
 
 #[derive(Args)]
 struct PrArgs {
+    /// The platform repository (work tree, a subfolder of one, or bare).
     #[arg(long, default_value = ".")]
     repo: PathBuf,
+    /// The revision the change is based on (e.g. origin/main); the change is judged from
+    /// its merge base with --head, as GitHub shows a PR.
     #[arg(long)]
     base: String,
+    /// The revision carrying the change (e.g. the PR head, HEAD).
     #[arg(long)]
     head: String,
     /// The pull request number, for correlation ids.
@@ -249,7 +254,8 @@ struct PrArgs {
     record: bool,
     #[command(flatten)]
     evidence: cmd_evidence::StoreArgs,
-    #[arg(long, value_enum, default_value = "text")]
+    /// markdown (default): one PR comment; text: plain text for a terminal.
+    #[arg(long, value_enum, default_value = "markdown")]
     format: PrFormat,
 }
 
@@ -398,9 +404,10 @@ fn run_stacks(a: RevArgs) -> Result<i32, PipelineError> {
             for s in &org.stacks {
                 let _ = writeln!(
                     out,
-                    "  {:<45} env={} layer={} owners={}",
+                    "  {:<45} env={} region={} layer={} owners={}",
                     s.id,
                     s.env,
+                    s.region.as_deref().unwrap_or("-"),
                     s.layer.as_deref().unwrap_or("-"),
                     s.owners.join(",")
                 );
@@ -529,6 +536,7 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
         eprintln!("warning: {w}");
     }
     match a.format {
+        PrFormat::Text if a.parts_dir.is_none() => emit(&pr::render_text(&report)),
         PrFormat::Text | PrFormat::Markdown => match &a.parts_dir {
             None => emit(&pr::render_markdown(&report)),
             Some(dir) => {
@@ -545,7 +553,8 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
         PrFormat::Sarif => print_json(&pr::render_sarif(&report, env!("CARGO_PKG_VERSION"))),
     }
     if a.record
-        && let Some(code) = cmd_evidence::record_pr(&a.repo, &a.evidence, &report)
+        && let Some(code) =
+            cmd_evidence::record_pr(&workspace::state_root(&a.repo), &a.evidence, &report)
     {
         return Ok(code);
     }
@@ -573,7 +582,8 @@ fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
         }
         demo::PlanMode::DemoWritten => {
             eprintln!(
-                "no terragrunt + tofu/terraform on PATH: the demo wrote plan JSON for its affected stacks itself; these plans were written by the demo, not by an engine:"
+                "{} not on PATH (the demo plans with terragrunt and tofu or terraform): the demo wrote plan JSON for its affected stacks itself; these plans were written by the demo, not by an engine:",
+                demo::missing_engines().join(" and ")
             );
             for f in &run.written {
                 eprintln!("  {}", f.display());

@@ -104,7 +104,10 @@ pub fn evidence(e: &EvidenceError) -> i32 {
             StoreError::BlobCorrupt { .. } | StoreError::Conflict { .. } => BLOCKED,
             _ => INTERNAL,
         },
-        EvidenceError::Key(_) | EvidenceError::Input { .. } | EvidenceError::Usage(_) => USAGE,
+        EvidenceError::Key(_)
+        | EvidenceError::Location(_)
+        | EvidenceError::Input { .. }
+        | EvidenceError::Usage(_) => USAGE,
         EvidenceError::Verify(
             VerifyError::Parse { .. } | VerifyError::Format(_) | VerifyError::NoTrustedKeys,
         ) => USAGE,

@@ -304,7 +304,7 @@ fn demo_without_plans_leaves_stage_4_not_run() {
         assert!(
             plan_stage
                 .detail
-                .ends_with("; 1 app diffed (0 added, 0 removed, 1 changed object(s))")
+                .ends_with("; 1 app diffed (0 added, 0 removed, 1 changed object)")
         );
     }
     // Policy: the app was evaluated, the stack was not.

@@ -143,6 +143,21 @@ pub fn detect_plan_mode() -> PlanMode {
     }
 }
 
+/// The engines the demo's real planning needs that are not on PATH (`terragrunt`, and
+/// `tofu or terraform` when neither is there), to say which is missing.
+pub fn missing_engines() -> Vec<&'static str> {
+    let path = std::env::var_os("PATH");
+    let on_path = |name: &str| sluice_iac::engine::find_on_path(name, path.as_deref()).is_some();
+    let mut out = Vec::new();
+    if !on_path("terragrunt") {
+        out.push("terragrunt");
+    }
+    if !on_path("tofu") && !on_path("terraform") {
+        out.push("tofu or terraform");
+    }
+    out
+}
+
 /// The folder (inside the demo repository, ignored by git) for the plans the demo writes.
 pub const PLANS_DIR: &str = ".sluice/demo-plans";
 
