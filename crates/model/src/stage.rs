@@ -388,6 +388,25 @@ mod tests {
                 mark: Mark::Failed
             }
         );
+        // An app's render and rendered diff need no privileged credential: they run while
+        // validation blocks, so the reviewer sees the change; its approval still waits.
+        let mut p = Progress::passed(&[Propose]);
+        p.set(Validate, Mark::Failed);
+        assert_eq!(may_start(Render, APP, &p, ALL_AUTHORITIES), Ok(()));
+        p.set(Render, Mark::Passed);
+        assert_eq!(may_start(Plan, APP, &p, ALL_AUTHORITIES), Ok(()));
+        p.set(Plan, Mark::Passed);
+        p.set(Policy, Mark::Passed);
+        for unit in UnitKind::ALL {
+            assert_eq!(
+                refuse(Approve, unit, &p, ALL_AUTHORITIES),
+                Refusal::InputNotPassed {
+                    stage: Approve,
+                    input: Validate,
+                    mark: Mark::Failed
+                }
+            );
+        }
         // An app's diff waits for its render; a stack's plan does not (nothing to render).
         let p = Progress::passed(&[Propose, Validate]);
         assert_eq!(
