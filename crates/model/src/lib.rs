@@ -6,6 +6,7 @@
 
 pub mod affected;
 pub mod approval;
+pub mod breakglass;
 pub mod change;
 pub mod codeowners;
 pub mod config;
@@ -19,3 +20,4 @@ pub mod plan;
 pub mod redact;
 pub mod risk;
 pub mod stage;
+pub mod trust;
