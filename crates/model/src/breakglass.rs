@@ -370,7 +370,10 @@ mod tests {
         ));
         let u = g.use_for(UNIT, true, t0().plus_seconds(10)).unwrap();
         assert_eq!((u.number, u.grant.as_str()), (1, "bg-1"));
-        assert_eq!(g.use_for(UNIT, true, t0().plus_seconds(20)).unwrap().number, 2);
+        assert_eq!(
+            g.use_for(UNIT, true, t0().plus_seconds(20)).unwrap().number,
+            2
+        );
         // At the expiry instant the grant is over.
         assert_eq!(
             g.use_for(UNIT, true, t0().plus_seconds(3600)),

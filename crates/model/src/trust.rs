@@ -309,7 +309,10 @@ impl TrustPolicy {
 fn check_issuer_url(url: &str) -> Result<(), String> {
     let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
-        .any(|p| url.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with([':', '/'])));
+        .any(|p| {
+            url.strip_prefix(p)
+                .is_some_and(|r| r.is_empty() || r.starts_with([':', '/']))
+        });
     if url.starts_with("https://") && url.len() > "https://".len() || loopback {
         Ok(())
     } else {
@@ -546,8 +549,13 @@ pub enum ClaimMismatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum GrantGap {
-    StageNotGranted { rule: String, stage: Stage },
-    UnitNotCovered { rule: String },
+    StageNotGranted {
+        rule: String,
+        stage: Stage,
+    },
+    UnitNotCovered {
+        rule: String,
+    },
     /// Apply and state writes only in the environment the token was issued for.
     OtherEnvironment {
         rule: String,
@@ -601,7 +609,10 @@ impl Rule {
             Action::Run(Stage::Plan) => (self.plan, self.read.is_match(&unit.id), false),
             Action::Run(Stage::Apply) => (self.apply, self.write.is_match(&unit.id), true),
             Action::Run(stage) => {
-                return Some(GrantGap::StageNotGranted { rule: name(), stage });
+                return Some(GrantGap::StageNotGranted {
+                    rule: name(),
+                    stage,
+                });
             }
             Action::ReadState => (
                 true,
@@ -614,7 +625,10 @@ impl Rule {
             let Action::Run(stage) = action else {
                 unreachable!("only stage runs can lack a stage")
             };
-            return Some(GrantGap::StageNotGranted { rule: name(), stage });
+            return Some(GrantGap::StageNotGranted {
+                rule: name(),
+                stage,
+            });
         }
         if !covered {
             return Some(GrantGap::UnitNotCovered { rule: name() });
@@ -909,9 +923,18 @@ mod tests {
             ],
         );
         let u = unit("prod/eu-west-1/rds-payments");
-        let g = policy().authorize(&c, Action::Run(Stage::Plan), &u).unwrap();
+        let g = policy()
+            .authorize(&c, Action::Run(Stage::Plan), &u)
+            .unwrap();
         assert_eq!(g.rule, "plan-prod");
-        assert!(g.cloud_role.unwrap().aws.unwrap().role_arn.ends_with("iac-plan"));
+        assert!(
+            g.cloud_role
+                .unwrap()
+                .aws
+                .unwrap()
+                .role_arn
+                .ends_with("iac-plan")
+        );
         assert!(policy().authorize(&c, Action::ReadState, &u).is_ok());
         assert!(matches!(
             policy().authorize(&c, Action::Run(Stage::Apply), &u),
@@ -957,15 +980,24 @@ mod tests {
                         "grant": { "stages": ["apply"], "state": { "write": "**" } } }]
         }))
         .unwrap();
-        let c = claims("repo:acme/infra-live:environment:dev", &[("environment", "dev")]);
-        assert!(p.authorize(&c, Action::Run(Stage::Apply), &unit("dev/x/net")).is_ok());
+        let c = claims(
+            "repo:acme/infra-live:environment:dev",
+            &[("environment", "dev")],
+        );
+        assert!(
+            p.authorize(&c, Action::Run(Stage::Apply), &unit("dev/x/net"))
+                .is_ok()
+        );
         let r = p
             .authorize(&c, Action::WriteState, &unit("prod/x/net"))
             .unwrap_err();
         assert!(matches!(r, Refusal::NotGranted { gaps, .. }
             if gaps == vec![GrantGap::OtherEnvironment { rule: "wide".into(), token_env: Some("dev".into()) }]));
         // Reading is not environment-bound.
-        assert!(p.authorize(&c, Action::ReadState, &unit("prod/x/net")).is_ok());
+        assert!(
+            p.authorize(&c, Action::ReadState, &unit("prod/x/net"))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -1062,10 +1094,19 @@ mod tests {
 
     #[test]
     fn loopback_http_issuers_are_allowed_for_local_issuers() {
-        for ok in ["http://127.0.0.1:8080", "http://localhost", "https://a.example"] {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "https://a.example",
+        ] {
             assert!(check_issuer_url(ok).is_ok(), "{ok}");
         }
-        for bad in ["http://127.0.0.1.evil.example", "https://", "ftp://x", "http://a"] {
+        for bad in [
+            "http://127.0.0.1.evil.example",
+            "https://",
+            "ftp://x",
+            "http://a",
+        ] {
             assert!(check_issuer_url(bad).is_err(), "{bad}");
         }
     }
@@ -1082,14 +1123,20 @@ mod tests {
                                      "tenant_id": "00000000-0000-0000-0000-000000000002" } }] } }]
         }))
         .unwrap();
-        let c = claims("repo:acme/infra-live:pull_request", &[("repository", "acme/infra-live")]);
+        let c = claims(
+            "repo:acme/infra-live:pull_request",
+            &[("repository", "acme/infra-live")],
+        );
         let role = p
             .authorize(&c, Action::Run(Stage::Plan), &unit("dev/a/b"))
             .unwrap()
             .cloud_role
             .unwrap();
         assert!(role.aws.is_none());
-        assert_eq!(role.gcp.unwrap().service_account, "iac-plan@proj.iam.gserviceaccount.com");
+        assert_eq!(
+            role.gcp.unwrap().service_account,
+            "iac-plan@proj.iam.gserviceaccount.com"
+        );
         assert_eq!(role.azure.unwrap().subscription_id, None);
     }
 

@@ -7,28 +7,26 @@
 
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::jwk::JwkSet;
 use sluice_identity::verify::unix_now;
 use sluice_identity::{OidcVerifier, VerifierConfig};
+
+#[path = "../tests/support/keys.rs"]
+mod keys;
 
 const ISSUER: &str = "https://token.actions.githubusercontent.com";
 const ITERATIONS: usize = 20_000;
 
-fn token(alg: Algorithm, kid: &str, key: &EncodingKey) -> String {
+/// GitHub Actions-shaped claims, valid for an hour.
+fn claims() -> serde_json::Value {
     let now = unix_now();
-    let claims = serde_json::json!({
+    serde_json::json!({
         "iss": ISSUER, "aud": "sluice", "sub": "repo:acme/infra-live:environment:prod",
         "repository": "acme/infra-live", "repository_owner": "acme", "ref": "refs/heads/main",
         "environment": "prod", "job_workflow_ref": "acme/infra-live/.github/workflows/apply.yml@refs/heads/main",
         "run_id": "1234567890", "run_attempt": "1", "actor": "octocat", "event_name": "push",
         "iat": now, "nbf": now, "exp": now + 3600,
-    });
-    let mut header = Header::new(alg);
-    header.kid = Some(kid.into());
-    jsonwebtoken::encode(&header, &claims, key).unwrap()
+    })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -36,17 +34,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let rsa = EncodingKey::from_rsa_der(rsa.as_der().unwrap().as_ref());
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let ec = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let ec = EncodingKey::from_ec_der(ec.as_ref());
-    let mut keys = Vec::new();
-    for (kid, alg, key) in [("rsa", Algorithm::RS256, &rsa), ("ec", Algorithm::ES256, &ec)] {
-        let mut jwk = Jwk::from_encoding_key(key, alg).unwrap();
-        jwk.common.key_id = Some(kid.into());
-        keys.push(jwk);
-    }
+    let rsa = keys::rsa_key("rsa");
+    let ec = keys::ec_key("ec");
+    let keys = vec![rsa.jwk.clone(), ec.jwk.clone()];
     let verifier = OidcVerifier::new(VerifierConfig::new(ISSUER, vec!["sluice".into()])).unwrap();
     verifier.seed(&JwkSet { keys });
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -54,8 +44,8 @@ fn main() {
         .unwrap();
 
     for (name, tok) in [
-        ("RS256 (2048-bit)", token(Algorithm::RS256, "rsa", &rsa)),
-        ("ES256 (P-256)", token(Algorithm::ES256, "ec", &ec)),
+        ("RS256 (2048-bit)", rsa.sign(&claims())),
+        ("ES256 (P-256)", ec.sign(&claims())),
     ] {
         let mut samples = runtime.block_on(async {
             for _ in 0..500 {

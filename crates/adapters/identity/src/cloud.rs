@@ -180,7 +180,10 @@ pub fn engine_env(
     if let Some(aws) = &creds.role.aws {
         set("AWS_ROLE_ARN", aws.role_arn.clone());
         set("AWS_WEB_IDENTITY_TOKEN_FILE", token.clone());
-        set("AWS_ROLE_SESSION_NAME", aws_session_name(creds.session_name));
+        set(
+            "AWS_ROLE_SESSION_NAME",
+            aws_session_name(creds.session_name),
+        );
     }
     if let Some(gcp) = &creds.role.gcp {
         let path = creds.work_dir.join(GCP_CREDENTIAL_FILE);
@@ -262,9 +265,15 @@ mod tests {
             env(&[
                 ("PATH", "/usr/bin"),
                 ("AWS_REGION", "eu-west-1"),
-                ("AWS_ROLE_ARN", "arn:aws:iam::222222222222:role/iac-apply-prod-network"),
+                (
+                    "AWS_ROLE_ARN",
+                    "arn:aws:iam::222222222222:role/iac-apply-prod-network"
+                ),
                 ("AWS_WEB_IDENTITY_TOKEN_FILE", "/run/sluice/job-7/token"),
-                ("AWS_ROLE_SESSION_NAME", "sluice-infra-live-412@9f3a12c-prod-network"),
+                (
+                    "AWS_ROLE_SESSION_NAME",
+                    "sluice-infra-live-412@9f3a12c-prod-network"
+                ),
             ])
         );
         assert_eq!(
@@ -291,7 +300,11 @@ mod tests {
         let e = engine_env(&runner, &creds(&role, true)).unwrap_err();
         assert_eq!(
             e.variables,
-            ["ARM_CLIENT_SECRET", "AWS_ACCESS_KEY_ID", "GOOGLE_APPLICATION_CREDENTIALS"]
+            [
+                "ARM_CLIENT_SECRET",
+                "AWS_ACCESS_KEY_ID",
+                "GOOGLE_APPLICATION_CREDENTIALS"
+            ]
         );
         let msg = e.to_string();
         assert!(msg.contains("ARM_CLIENT_SECRET, AWS_ACCESS_KEY_ID"));
@@ -325,10 +338,19 @@ mod tests {
             "/run/sluice/job-7/gcp-credentials.json"
         );
         assert!(!out.vars.contains_key("GOOGLE_CREDENTIALS"));
-        assert_eq!(out.vars["ARM_OIDC_TOKEN_FILE_PATH"], "/run/sluice/job-7/token");
-        assert_eq!(out.vars["AZURE_FEDERATED_TOKEN_FILE"], "/run/sluice/job-7/token");
+        assert_eq!(
+            out.vars["ARM_OIDC_TOKEN_FILE_PATH"],
+            "/run/sluice/job-7/token"
+        );
+        assert_eq!(
+            out.vars["AZURE_FEDERATED_TOKEN_FILE"],
+            "/run/sluice/job-7/token"
+        );
         assert_eq!(out.vars["ARM_USE_OIDC"], "true");
-        assert_eq!(out.vars["ARM_SUBSCRIPTION_ID"], "00000000-0000-0000-0000-000000000003");
+        assert_eq!(
+            out.vars["ARM_SUBSCRIPTION_ID"],
+            "00000000-0000-0000-0000-000000000003"
+        );
         assert!(!out.vars.contains_key("AWS_ROLE_ARN"));
         let [file] = out.files.as_slice() else {
             panic!("one GCP credential file")
@@ -339,11 +361,18 @@ mod tests {
             config["audience"],
             "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/providers/github"
         );
-        assert_eq!(config["credential_source"]["file"], "/run/sluice/job-7/token");
-        assert!(config["service_account_impersonation_url"]
-            .as_str()
-            .unwrap()
-            .contains("iac-apply-prod-network@acme.iam.gserviceaccount.com:generateAccessToken"));
+        assert_eq!(
+            config["credential_source"]["file"],
+            "/run/sluice/job-7/token"
+        );
+        assert!(
+            config["service_account_impersonation_url"]
+                .as_str()
+                .unwrap()
+                .contains(
+                    "iac-apply-prod-network@acme.iam.gserviceaccount.com:generateAccessToken"
+                )
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub enum TokenError {
     Malformed(&'static str),
     #[error("unsigned token (`alg: none`)")]
     AlgNone,
-    #[error("`{alg}` is a shared-secret algorithm; runner tokens must be signed with the issuer's public key")]
+    #[error(
+        "`{alg}` is a shared-secret algorithm; runner tokens must be signed with the issuer's public key"
+    )]
     SymmetricAlgorithm { alg: String },
     #[error("unsupported signing algorithm `{alg}`")]
     UnsupportedAlgorithm { alg: String },
@@ -139,15 +141,17 @@ fn b64_json<T: for<'de> Deserialize<'de>>(part: &str, what: &'static str) -> Res
 pub fn parse_header(token: &str) -> Result<TokenHeader, TokenError> {
     let (h, _, _) = split(token)?;
     let raw: RawHeader = b64_json(h, "header is not base64url JSON")?;
-    let alg = raw.alg.ok_or(TokenError::Malformed("header has no `alg`"))?;
+    let alg = raw
+        .alg
+        .ok_or(TokenError::Malformed("header has no `alg`"))?;
     if alg.eq_ignore_ascii_case("none") {
         return Err(TokenError::AlgNone);
     }
     if alg.to_ascii_uppercase().starts_with("HS") {
         return Err(TokenError::SymmetricAlgorithm { alg });
     }
-    let parsed =
-        Algorithm::from_str(&alg).map_err(|_| TokenError::UnsupportedAlgorithm { alg: alg.clone() })?;
+    let parsed = Algorithm::from_str(&alg)
+        .map_err(|_| TokenError::UnsupportedAlgorithm { alg: alg.clone() })?;
     let kid = raw.kid.ok_or(TokenError::MissingKeyId)?;
     Ok(TokenHeader { alg: parsed, kid })
 }
@@ -267,8 +271,9 @@ impl KeySet {
         }
         let (_, payload, signature) = split(token)?;
         let message = &token[..token.len() - signature.len() - 1];
-        let ok = jsonwebtoken::crypto::verify(signature, message.as_bytes(), &published.key, header.alg)
-            .map_err(|_| TokenError::BadSignature)?;
+        let ok =
+            jsonwebtoken::crypto::verify(signature, message.as_bytes(), &published.key, header.alg)
+                .map_err(|_| TokenError::BadSignature)?;
         if !ok {
             return Err(TokenError::BadSignature);
         }
@@ -283,12 +288,19 @@ impl KeySet {
     }
 }
 
-fn seconds(claims: &serde_json::Map<String, serde_json::Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
+fn seconds(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    name: &'static str,
+) -> Result<Option<i64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
         Some(v) => v
             .as_i64()
-            .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64))
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.floor() as i64)
+            })
             .map(Some)
             .ok_or(TokenError::InvalidClaim(name)),
     }
@@ -336,7 +348,11 @@ pub fn check_claims(
         Some(serde_json::Value::String(s)) => vec![s.clone()],
         Some(serde_json::Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or(TokenError::InvalidClaim("aud")))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or(TokenError::InvalidClaim("aud"))
+            })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(TokenError::InvalidClaim("aud")),
     };
@@ -427,7 +443,10 @@ struct Discovery {
 fn is_loopback_http(url: &str) -> bool {
     ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
-        .any(|p| url.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with([':', '/'])))
+        .any(|p| {
+            url.strip_prefix(p)
+                .is_some_and(|r| r.is_empty() || r.starts_with([':', '/']))
+        })
 }
 
 pub fn unix_now() -> i64 {
@@ -613,7 +632,10 @@ mod tests {
         assert!(check_claims(claims(base()), &expect(), 1_029).is_ok());
         assert!(matches!(
             check_claims(claims(base()), &expect(), 1_030),
-            Err(TokenError::Expired { exp: 1_000, now: 1_030 })
+            Err(TokenError::Expired {
+                exp: 1_000,
+                now: 1_030
+            })
         ));
         assert!(check_claims(claims(base()), &expect(), 870).is_ok());
         assert!(matches!(
@@ -640,15 +662,39 @@ mod tests {
             b.as_object_mut().unwrap().remove(k);
             check_claims(claims(b), &expect(), 950)
         };
-        assert!(matches!(with("iss", json!("https://other")), Err(TokenError::WrongIssuer { .. })));
-        assert!(matches!(with("aud", json!(["x", "y"])), Err(TokenError::WrongAudience { .. })));
+        assert!(matches!(
+            with("iss", json!("https://other")),
+            Err(TokenError::WrongIssuer { .. })
+        ));
+        assert!(matches!(
+            with("aud", json!(["x", "y"])),
+            Err(TokenError::WrongAudience { .. })
+        ));
         assert!(with("aud", json!(["x", "sluice"])).is_ok());
-        assert!(matches!(with("aud", json!(3)), Err(TokenError::InvalidClaim("aud"))));
-        assert!(matches!(with("exp", json!("soon")), Err(TokenError::InvalidClaim("exp"))));
-        assert!(matches!(without("exp"), Err(TokenError::MissingClaim("exp"))));
-        assert!(matches!(without("aud"), Err(TokenError::MissingClaim("aud"))));
-        assert!(matches!(without("sub"), Err(TokenError::MissingClaim("sub"))));
-        assert!(matches!(without("iss"), Err(TokenError::MissingClaim("iss"))));
+        assert!(matches!(
+            with("aud", json!(3)),
+            Err(TokenError::InvalidClaim("aud"))
+        ));
+        assert!(matches!(
+            with("exp", json!("soon")),
+            Err(TokenError::InvalidClaim("exp"))
+        ));
+        assert!(matches!(
+            without("exp"),
+            Err(TokenError::MissingClaim("exp"))
+        ));
+        assert!(matches!(
+            without("aud"),
+            Err(TokenError::MissingClaim("aud"))
+        ));
+        assert!(matches!(
+            without("sub"),
+            Err(TokenError::MissingClaim("sub"))
+        ));
+        assert!(matches!(
+            without("iss"),
+            Err(TokenError::MissingClaim("iss"))
+        ));
     }
 
     fn encode(v: serde_json::Value) -> String {
@@ -658,8 +704,14 @@ mod tests {
     #[test]
     fn headers_that_pick_their_own_verification_are_refused() {
         let tok = |h: serde_json::Value| format!("{}.{}.sig", encode(h), encode(json!({})));
-        assert!(matches!(parse_header(&tok(json!({ "alg": "none", "kid": "k" }))), Err(TokenError::AlgNone)));
-        assert!(matches!(parse_header(&tok(json!({ "alg": "NONE" }))), Err(TokenError::AlgNone)));
+        assert!(matches!(
+            parse_header(&tok(json!({ "alg": "none", "kid": "k" }))),
+            Err(TokenError::AlgNone)
+        ));
+        assert!(matches!(
+            parse_header(&tok(json!({ "alg": "NONE" }))),
+            Err(TokenError::AlgNone)
+        ));
         assert!(matches!(
             parse_header(&tok(json!({ "alg": "HS256", "kid": "k" }))),
             Err(TokenError::SymmetricAlgorithm { .. })
@@ -668,12 +720,21 @@ mod tests {
             parse_header(&tok(json!({ "alg": "RS1", "kid": "k" }))),
             Err(TokenError::UnsupportedAlgorithm { .. })
         ));
-        assert!(matches!(parse_header(&tok(json!({ "alg": "RS256" }))), Err(TokenError::MissingKeyId)));
+        assert!(matches!(
+            parse_header(&tok(json!({ "alg": "RS256" }))),
+            Err(TokenError::MissingKeyId)
+        ));
         assert!(matches!(parse_header("a.b"), Err(TokenError::Malformed(_))));
-        assert!(matches!(parse_header("a.b.c.d"), Err(TokenError::Malformed(_))));
+        assert!(matches!(
+            parse_header("a.b.c.d"),
+            Err(TokenError::Malformed(_))
+        ));
         assert_eq!(
             parse_header(&tok(json!({ "alg": "ES256", "kid": "k" }))).unwrap(),
-            TokenHeader { alg: Algorithm::ES256, kid: "k".into() }
+            TokenHeader {
+                alg: Algorithm::ES256,
+                kid: "k".into()
+            }
         );
     }
 
@@ -690,7 +751,10 @@ mod tests {
         ]}))
         .unwrap();
         let keys = KeySet::from_jwks(&set);
-        assert!(!keys.contains("secret"), "a symmetric key never verifies runner tokens");
+        assert!(
+            !keys.contains("secret"),
+            "a symmetric key never verifies runner tokens"
+        );
         assert!(!keys.contains("enc"));
         assert!(keys.contains("ec"));
         assert!(!keys.contains("noid-ok"), "alg contradicts the curve");

@@ -11,11 +11,17 @@ use sluice_model::trust::{AwsRole, CloudRole};
 #[test]
 fn the_engine_process_sees_the_role_and_no_runner_keys() {
     let runner: BTreeMap<String, String> = [
-        ("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())),
+        (
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+        ),
         ("AWS_ACCESS_KEY_ID", "AKIACANARYCANARY".into()),
         ("AWS_SECRET_ACCESS_KEY", "canary-secret-value-0123".into()),
         ("AWS_PROFILE", "admin".into()),
-        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "canary-request-token".into()),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            "canary-request-token".into(),
+        ),
         ("TF_IN_AUTOMATION", "1".into()),
     ]
     .into_iter()
@@ -50,11 +56,25 @@ fn the_engine_process_sees_the_role_and_no_runner_keys() {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    assert_eq!(seen, engine.vars, "the child sees exactly the computed environment");
-    assert_eq!(seen["AWS_ROLE_ARN"], "arn:aws:iam::222222222222:role/iac-plan-prod");
-    assert_eq!(seen["AWS_WEB_IDENTITY_TOKEN_FILE"], token.display().to_string());
+    assert_eq!(
+        seen, engine.vars,
+        "the child sees exactly the computed environment"
+    );
+    assert_eq!(
+        seen["AWS_ROLE_ARN"],
+        "arn:aws:iam::222222222222:role/iac-plan-prod"
+    );
+    assert_eq!(
+        seen["AWS_WEB_IDENTITY_TOKEN_FILE"],
+        token.display().to_string()
+    );
     assert_eq!(seen["TF_IN_AUTOMATION"], "1");
-    for gone in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"] {
+    for gone in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_PROFILE",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    ] {
         assert!(!seen.contains_key(gone), "{gone} reached the engine");
     }
     assert!(
@@ -63,7 +83,10 @@ fn the_engine_process_sees_the_role_and_no_runner_keys() {
     );
 
     // The same runner in a protected environment: no engine is started at all.
-    let protected = EngineCredentials { protected: true, ..creds };
+    let protected = EngineCredentials {
+        protected: true,
+        ..creds
+    };
     let refusal = engine_env(&runner, &protected).unwrap_err();
     assert_eq!(
         refusal.variables,

@@ -4,11 +4,9 @@
 
 use std::time::Duration;
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use sluice_identity::verify::unix_now;
@@ -16,38 +14,10 @@ use sluice_identity::{JwksError, OidcVerifier, TokenError, VerifierConfig};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+mod support;
+use support::keys::{Key, ec_key, rsa_key};
+
 const AUD: &str = "sluice";
-
-/// A signing key with the JWK an issuer publishes for it.
-struct Key {
-    kid: String,
-    alg: Algorithm,
-    encoding: EncodingKey,
-    jwk: Jwk,
-}
-
-fn rsa_key(kid: &str) -> Key {
-    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let pkcs8 = pair.as_der().unwrap();
-    key(kid, Algorithm::RS256, EncodingKey::from_rsa_der(pkcs8.as_ref()))
-}
-
-fn ec_key(kid: &str) -> Key {
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    key(kid, Algorithm::ES256, EncodingKey::from_ec_der(pkcs8.as_ref()))
-}
-
-fn key(kid: &str, alg: Algorithm, encoding: EncodingKey) -> Key {
-    let mut jwk = Jwk::from_encoding_key(&encoding, alg).unwrap();
-    jwk.common.key_id = Some(kid.to_string());
-    Key {
-        kid: kid.to_string(),
-        alg,
-        encoding,
-        jwk,
-    }
-}
 
 fn jwks(keys: &[&Key]) -> Value {
     serde_json::to_value(JwkSet {
@@ -71,12 +41,6 @@ fn claims(issuer: &str) -> Value {
         "nbf": now - 5,
         "exp": now + 300,
     })
-}
-
-fn sign(key: &Key, claims: &Value) -> String {
-    let mut header = Header::new(key.alg);
-    header.kid = Some(key.kid.clone());
-    jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
 }
 
 /// A token with a hand-made header, signed (or not) by hand.
@@ -138,12 +102,18 @@ async fn a_valid_token_verifies_and_yields_its_claims() {
     issuer.publish(&[&rsa, &ec], 1).await;
     let verifier = issuer.verifier(Duration::from_secs(60));
     for key in [&rsa, &ec] {
-        let v = verifier.verify(&sign(key, &claims(&issuer.url()))).await.unwrap();
+        let v = verifier
+            .verify(&key.sign(&claims(&issuer.url())))
+            .await
+            .unwrap();
         assert_eq!(v.kid, key.kid);
         assert_eq!(v.claims.get("environment"), Some("prod"));
         assert_eq!(
             v.claims.identity().to_string(),
-            format!("oidc:{}#repo:acme/infra-live:environment:prod", issuer.url())
+            format!(
+                "oidc:{}#repo:acme/infra-live:environment:prod",
+                issuer.url()
+            )
         );
     }
     issuer.server.verify().await;
@@ -163,49 +133,89 @@ async fn bad_tokens_are_refused_each_with_its_reason() {
     };
     let now = unix_now();
 
-    let cases: Vec<(&str, String, fn(&TokenError) -> bool)> = vec![
-        ("expired", sign(&rsa, &with("exp", json!(now - 60))), |e| {
+    // (what, token, the error expected)
+    type Case = (&'static str, String, fn(&TokenError) -> bool);
+    let cases: Vec<Case> = vec![
+        ("expired", rsa.sign(&with("exp", json!(now - 60))), |e| {
             matches!(e, TokenError::Expired { .. })
         }),
-        ("nbf in the future", sign(&rsa, &with("nbf", json!(now + 600))), |e| {
-            matches!(e, TokenError::NotYetValid { claim: "nbf", .. })
-        }),
-        ("iat in the future", sign(&rsa, &with("iat", json!(now + 600))), |e| {
-            matches!(e, TokenError::NotYetValid { claim: "iat", .. })
-        }),
-        ("other audience", sign(&rsa, &with("aud", json!("https://github.com/acme"))), |e| {
-            matches!(e, TokenError::WrongAudience { .. })
-        }),
-        ("other issuer", sign(&rsa, &with("iss", json!("https://token.actions.githubusercontent.com"))), |e| {
-            matches!(e, TokenError::WrongIssuer { .. })
-        }),
-        ("alg none", raw_token(json!({ "alg": "none", "kid": "rsa-1" }), &good, b""), |e| {
-            matches!(e, TokenError::AlgNone)
-        }),
-        ("unknown key", sign(&rsa_key("forged-kid"), &good), |e| {
-            matches!(e, TokenError::UnknownKey { kid } if kid == "forged-kid")
-        }),
-        ("known kid, other key", {
-            let mut impostor = rsa_key("rsa-1");
-            impostor.kid = "rsa-1".into();
-            sign(&impostor, &good)
-        }, |e| matches!(e, TokenError::BadSignature)),
-        ("ES256 header on the RSA key", {
-            let mut confused = ec_key("rsa-1");
-            confused.kid = "rsa-1".into();
-            sign(&confused, &good)
-        }, |e| matches!(e, TokenError::AlgorithmNotAllowedForKey { alg: Algorithm::ES256, .. })),
-        ("tampered claims", {
-            let token = sign(&rsa, &good);
-            let mut parts: Vec<String> = token.split('.').map(String::from).collect();
-            parts[1] = URL_SAFE_NO_PAD.encode(with("environment", json!("dev")).to_string());
-            parts.join(".")
-        }, |e| matches!(e, TokenError::BadSignature)),
+        (
+            "nbf in the future",
+            rsa.sign(&with("nbf", json!(now + 600))),
+            |e| matches!(e, TokenError::NotYetValid { claim: "nbf", .. }),
+        ),
+        (
+            "iat in the future",
+            rsa.sign(&with("iat", json!(now + 600))),
+            |e| matches!(e, TokenError::NotYetValid { claim: "iat", .. }),
+        ),
+        (
+            "other audience",
+            rsa.sign(&with("aud", json!("https://github.com/acme"))),
+            |e| matches!(e, TokenError::WrongAudience { .. }),
+        ),
+        (
+            "other issuer",
+            rsa.sign(&with(
+                "iss",
+                json!("https://token.actions.githubusercontent.com"),
+            )),
+            |e| matches!(e, TokenError::WrongIssuer { .. }),
+        ),
+        (
+            "alg none",
+            raw_token(json!({ "alg": "none", "kid": "rsa-1" }), &good, b""),
+            |e| matches!(e, TokenError::AlgNone),
+        ),
+        (
+            "unknown key",
+            rsa_key("forged-kid").sign(&good),
+            |e| matches!(e, TokenError::UnknownKey { kid } if kid == "forged-kid"),
+        ),
+        (
+            "known kid, other key",
+            {
+                let mut impostor = rsa_key("rsa-1");
+                impostor.kid = "rsa-1".into();
+                impostor.sign(&good)
+            },
+            |e| matches!(e, TokenError::BadSignature),
+        ),
+        (
+            "ES256 header on the RSA key",
+            {
+                let mut confused = ec_key("rsa-1");
+                confused.kid = "rsa-1".into();
+                confused.sign(&good)
+            },
+            |e| {
+                matches!(
+                    e,
+                    TokenError::AlgorithmNotAllowedForKey {
+                        alg: Algorithm::ES256,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "tampered claims",
+            {
+                let token = rsa.sign(&good);
+                let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+                parts[1] = URL_SAFE_NO_PAD.encode(with("environment", json!("dev")).to_string());
+                parts.join(".")
+            },
+            |e| matches!(e, TokenError::BadSignature),
+        ),
     ];
     for (what, token, expected) in cases {
         let e = verifier.verify(&token).await.unwrap_err();
         assert!(expected(&e), "{what}: got {e:?}");
-        assert!(!e.to_string().contains(&token), "{what}: the token is not echoed");
+        assert!(
+            !e.to_string().contains(&token),
+            "{what}: the token is not echoed"
+        );
     }
 
     // HS256 "signed" with the issuer's public key as the shared secret (algorithm confusion).
@@ -233,15 +243,15 @@ async fn rotated_keys_are_fetched_and_retired_keys_stop_verifying() {
     issuer.publish(&[&old], 1).await;
     let verifier = issuer.verifier(Duration::ZERO);
     let c = claims(&issuer.url());
-    verifier.verify(&sign(&old, &c)).await.unwrap();
+    verifier.verify(&old.sign(&c)).await.unwrap();
     issuer.server.verify().await;
 
     // The issuer rotates: the new key is published, the old one withdrawn.
     issuer.publish(&[&new], 2).await;
-    let v = verifier.verify(&sign(&new, &c)).await.unwrap();
+    let v = verifier.verify(&new.sign(&c)).await.unwrap();
     assert_eq!(v.kid, "2026-12");
     assert!(matches!(
-        verifier.verify(&sign(&old, &c)).await,
+        verifier.verify(&old.sign(&c)).await,
         Err(TokenError::UnknownKey { kid }) if kid == "2026-11"
     ));
     issuer.server.verify().await;
@@ -255,15 +265,15 @@ async fn forged_key_ids_cannot_make_us_hammer_the_issuer() {
     issuer.publish(&[&good], 1).await;
     let verifier = issuer.verifier(Duration::from_secs(3600));
     let c = claims(&issuer.url());
-    verifier.verify(&sign(&good, &c)).await.unwrap();
+    verifier.verify(&good.sign(&c)).await.unwrap();
     for i in 0..20 {
-        let forged = sign(&ec_key(&format!("forged-{i}")), &c);
+        let forged = ec_key(&format!("forged-{i}")).sign(&c);
         assert!(matches!(
             verifier.verify(&forged).await,
             Err(TokenError::UnknownKey { .. })
         ));
     }
-    verifier.verify(&sign(&good, &c)).await.unwrap();
+    verifier.verify(&good.sign(&c)).await.unwrap();
     issuer.server.verify().await;
 }
 
@@ -274,15 +284,15 @@ async fn an_unknown_kid_refreshes_once_the_interval_has_passed() {
     issuer.publish(&[&a], 1).await;
     let verifier = issuer.verifier(Duration::from_millis(300));
     let c = claims(&issuer.url());
-    verifier.verify(&sign(&a, &c)).await.unwrap();
+    verifier.verify(&a.sign(&c)).await.unwrap();
     issuer.publish(&[&a, &b], 1).await;
     // Within the interval: refused without asking the issuer.
     assert!(matches!(
-        verifier.verify(&sign(&b, &c)).await,
+        verifier.verify(&b.sign(&c)).await,
         Err(TokenError::UnknownKey { .. })
     ));
     tokio::time::sleep(Duration::from_millis(350)).await;
-    verifier.verify(&sign(&b, &c)).await.unwrap();
+    verifier.verify(&b.sign(&c)).await.unwrap();
     issuer.server.verify().await;
 }
 
@@ -300,7 +310,7 @@ async fn issuer_failures_are_reported_as_key_errors() {
         .mount(&issuer.server)
         .await;
     let verifier = issuer.verifier(Duration::ZERO);
-    let token = sign(&k, &claims(&issuer.url()));
+    let token = k.sign(&claims(&issuer.url()));
     assert!(matches!(
         verifier.verify(&token).await,
         Err(TokenError::Keys(JwksError::IssuerMismatch { .. }))
