@@ -305,15 +305,19 @@ impl TrustPolicy {
     }
 }
 
-/// HTTPS only, except a loopback issuer (local tests and a sidecar issuer on the same host).
-fn check_issuer_url(url: &str) -> Result<(), String> {
-    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+/// An `http://` URL on a loopback host (a local issuer in tests, a sidecar on the same host).
+pub fn is_loopback_http(url: &str) -> bool {
+    ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
         .any(|p| {
             url.strip_prefix(p)
                 .is_some_and(|r| r.is_empty() || r.starts_with([':', '/']))
-        });
-    if url.starts_with("https://") && url.len() > "https://".len() || loopback {
+        })
+}
+
+/// HTTPS only, except a loopback issuer: the issuer's keys are fetched from this URL.
+fn check_issuer_url(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") && url.len() > "https://".len() || is_loopback_http(url) {
         Ok(())
     } else {
         Err(format!(

@@ -21,7 +21,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
-use sluice_model::trust::Claims;
+use sluice_model::trust::{Claims, is_loopback_http};
 
 /// Why a token was refused. Each failure has its own variant so the server can audit and
 /// answer precisely; none carries the token itself.
@@ -202,10 +202,11 @@ fn algorithms_for(jwk: &Jwk) -> Vec<Algorithm> {
     };
     match jwk.common.key_algorithm {
         None => by_type,
-        Some(named) => by_type
-            .into_iter()
-            .filter(|a| format!("{a:?}") == named.to_string())
-            .collect(),
+        // A named algorithm narrows the key to it, if it fits the key type at all.
+        Some(named) => match Algorithm::from_str(&named.to_string()) {
+            Ok(alg) if by_type.contains(&alg) => vec![alg],
+            _ => Vec::new(),
+        },
     }
 }
 
@@ -440,15 +441,6 @@ struct Discovery {
     jwks_uri: String,
 }
 
-fn is_loopback_http(url: &str) -> bool {
-    ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| {
-            url.strip_prefix(p)
-                .is_some_and(|r| r.is_empty() || r.starts_with([':', '/']))
-        })
-}
-
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -493,17 +485,12 @@ impl OidcVerifier {
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         // Refuse what needs no key before any network round trip.
         let header = parse_header(token)?;
-        let (keys, fresh, may_refresh) = self.snapshot();
-        let keys = if fresh {
-            keys
-        } else {
-            self.refresh(None).await?
-        };
-        let keys = if keys.contains(&header.kid) || !may_refresh || !fresh {
-            keys
-        } else {
-            self.refresh(Some(&header.kid)).await?
-        };
+        let (mut keys, fresh, may_refresh) = self.snapshot();
+        if !fresh {
+            keys = self.refresh(None).await?;
+        } else if !keys.contains(&header.kid) && may_refresh {
+            keys = self.refresh(Some(&header.kid)).await?;
+        }
         keys.verify_with_header(token, &header, &self.expect, unix_now())
     }
 
