@@ -2,11 +2,21 @@
 //!
 //! Nothing in this crate performs IO or needs async. Adapters (git, parsers, engines, stores) feed
 //! it plain data; the functions here decide what is affected, how stacks depend on each other, who
-//! owns a path and which stage may run, and are tested without touching a disk.
+//! owns a path, which stage may run, whether an approval binds to what is applied and who may
+//! hold a stack's lock, and are tested without touching a disk. It also holds the
+//! types and readers the layers share: the policy decision record and its canonical JSON
+//! (`record`, `canonical`), the [`tree::Tree`] trait through which adapters read one revision's
+//! files without knowing about git, YAML with positions (`yaml`) and Kustomize references
+//! (`kustomize`).
 
 pub mod affected;
+/// The apply gate, degraded stacks and their recovery, multi-stack apply order.
+pub mod apply;
 pub mod approval;
+/// Approval records and the binding rules: whether an approval counts for what is applied.
+pub mod binding;
 pub mod breakglass;
+pub mod canonical;
 pub mod change;
 pub mod codeowners;
 pub mod config;
@@ -14,10 +24,18 @@ pub mod exception;
 pub mod finding;
 pub mod glob;
 pub mod graph;
+pub mod kustomize;
 pub mod layout;
+/// State-domain locks: one holder per stack, leases, fencing tokens, a FIFO queue.
+pub mod lock;
 pub mod path;
+/// The `people:` registry: approvers, their emails, groups and public keys.
+pub mod people;
 pub mod plan;
+pub mod record;
 pub mod redact;
 pub mod risk;
 pub mod stage;
+pub mod tree;
 pub mod trust;
+pub mod yaml;

@@ -76,17 +76,7 @@ pub enum StatementError {
 
 /// The name of a stage in predicate types and records (matches `Stage`'s serde form).
 pub fn stage_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Propose => "propose",
-        Stage::Validate => "validate",
-        Stage::Render => "render",
-        Stage::Plan => "plan",
-        Stage::Policy => "policy",
-        Stage::Approve => "approve",
-        Stage::Apply => "apply",
-        Stage::Verify => "verify",
-        Stage::Archive => "archive",
-    }
+    sluice_model::stage::contract(stage).name()
 }
 
 pub fn parse_stage(name: &str) -> Option<Stage> {

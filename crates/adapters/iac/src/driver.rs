@@ -25,11 +25,12 @@ use std::time::Instant;
 use serde::Serialize;
 use sluice_model::plan::{Plan, PlanSummary};
 use sluice_model::redact::RedactionRules;
+use sluice_model::tree::Tree;
 
 use crate::classify::{self, FailureClass, Step};
 use crate::config::PlanConfig;
 use crate::engine::{self, Engine, EngineError, EngineKind};
-use crate::export::{self, Input, Tree};
+use crate::export::{self, Input};
 use crate::process;
 use crate::store::{Digest, PlanStore};
 
@@ -40,17 +41,6 @@ pub struct StackSpec {
     /// Repo-relative directory.
     pub dir: String,
     pub inputs: Vec<Input>,
-}
-
-impl StackSpec {
-    /// A discovered stack with the inputs its static evaluation found.
-    pub fn from_discovered(stack: &sluice_repo::discovery::Stack) -> StackSpec {
-        StackSpec {
-            id: stack.id.clone(),
-            dir: stack.path.clone(),
-            inputs: export::inputs_of(&stack.refs),
-        }
-    }
 }
 
 /// The engine that ran (or would have run) a stack.

@@ -14,57 +14,14 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 
-use sluice_repo::git::Snapshot;
-use sluice_repo::terragrunt::StackRefs;
-
-/// Read access to one revision's files: what an export needs.
-pub trait Tree {
-    /// Regular files below `dir` (recursively), repo-relative.
-    fn files_under(&self, dir: &str) -> Vec<String>;
-    fn read(&self, path: &str) -> Option<Arc<[u8]>>;
-    fn is_file(&self, path: &str) -> bool;
-}
-
-impl Tree for Snapshot {
-    fn files_under(&self, dir: &str) -> Vec<String> {
-        Snapshot::files_under(self, dir)
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn read(&self, path: &str) -> Option<Arc<[u8]>> {
-        self.read_file(path).ok().flatten()
-    }
-
-    fn is_file(&self, path: &str) -> bool {
-        sluice_repo::terragrunt::RepoFiles::is_file(self, path)
-    }
-}
+use sluice_model::tree::Tree;
 
 /// A repo path the stack needs: one file, or a directory and everything under it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Input {
     pub path: String,
     pub is_dir: bool,
-}
-
-/// The inputs of a discovered stack: its local references and its dependencies' directories.
-pub fn inputs_of(refs: &StackRefs) -> Vec<Input> {
-    let mut out: BTreeSet<Input> = refs
-        .inputs
-        .iter()
-        .map(|i| Input {
-            path: i.path.clone(),
-            is_dir: i.is_dir,
-        })
-        .collect();
-    out.extend(refs.dependencies.iter().map(|d| Input {
-        path: d.dir.clone(),
-        is_dir: true,
-    }));
-    out.into_iter().collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,7 +42,7 @@ pub fn export_stack(
     inputs: &[Input],
     root: &Path,
 ) -> Result<(PathBuf, usize), ExportError> {
-    let mut files: BTreeSet<String> = tree.files_under(stack_dir).into_iter().collect();
+    let mut files: BTreeSet<String> = tree.files_under(stack_dir).map(str::to_string).collect();
     if files.is_empty() {
         return Err(ExportError::Empty {
             dir: stack_dir.to_string(),
@@ -93,7 +50,7 @@ pub fn export_stack(
     }
     for input in inputs {
         if input.is_dir {
-            files.extend(tree.files_under(&input.path));
+            files.extend(tree.files_under(&input.path).map(str::to_string));
         } else if tree.is_file(&input.path) {
             files.insert(input.path.clone());
         }
@@ -143,16 +100,32 @@ pub fn safe_join(root: &Path, path: &str) -> Result<PathBuf, ExportError> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     struct Mem(BTreeMap<String, Vec<u8>>);
 
     impl Tree for Mem {
-        fn files_under(&self, dir: &str) -> Vec<String> {
+        fn revision(&self) -> String {
+            "memory".to_string()
+        }
+        fn files_under<'a>(&'a self, dir: &'a str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
             let prefix = format!("{dir}/");
+            Box::new(
+                self.0
+                    .keys()
+                    .filter(move |k| k.starts_with(&prefix))
+                    .map(String::as_str),
+            )
+        }
+        fn is_dir(&self, path: &str) -> bool {
+            let prefix = format!("{path}/");
+            self.0.keys().any(|k| k.starts_with(&prefix))
+        }
+        fn list_dir(&self, dir: &str) -> Vec<String> {
             self.0
                 .keys()
-                .filter(|k| k.starts_with(&prefix))
-                .cloned()
+                .filter(|k| sluice_model::path::parent(k) == dir)
+                .map(|k| sluice_model::path::file_name(k).to_string())
                 .collect()
         }
         fn read(&self, path: &str) -> Option<Arc<[u8]>> {

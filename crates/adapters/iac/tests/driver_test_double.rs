@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_git::git::{GitRepo, Snapshot};
+use sluice_git::git_write::{Author, Writer};
 use sluice_iac::classify::{FailureClass, Step};
 use sluice_iac::config::{EngineChoice, PlanConfig};
 use sluice_iac::driver::{Driver, Outcome, StackPlan, StackSpec};
@@ -15,8 +17,6 @@ use sluice_iac::engine::EngineKind;
 use sluice_iac::export::Input;
 use sluice_iac::store::{Digest, FsPlanStore, PlanStore};
 use sluice_model::plan::Plan;
-use sluice_repo::git::{GitRepo, Snapshot};
-use sluice_repo::git_write::{Author, Writer};
 
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

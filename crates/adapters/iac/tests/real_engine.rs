@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use sluice_git::git::GitRepo;
+use sluice_git::git_write::{Author, Writer};
 use sluice_iac::classify::{FailureClass, Step};
 use sluice_iac::config::PlanConfig;
 use sluice_iac::driver::{Driver, Outcome, StackSpec};
@@ -12,8 +14,6 @@ use sluice_iac::engine;
 use sluice_iac::store::{FsPlanStore, PlanStore};
 use sluice_model::plan::Action;
 use sluice_model::redact::{RedactionRules, redact_plan};
-use sluice_repo::git::GitRepo;
-use sluice_repo::git_write::{Author, Writer};
 
 const CANARY: &str = "CANARY-real-engine-4b1d";
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use sluice_model::glob::GlobList;
-use sluice_repo::git::Snapshot;
+use sluice_model::tree::Tree;
 
 use crate::error::PolicyError;
 
@@ -193,7 +193,7 @@ impl Bundle {
     }
 
     /// Read a bundle from folder `dir` of a git snapshot; its version carries the commit.
-    pub fn from_snapshot(snapshot: &Snapshot, dir: &str) -> Result<Bundle, PolicyError> {
+    pub fn from_snapshot(snapshot: &dyn Tree, dir: &str) -> Result<Bundle, PolicyError> {
         let dir = dir.trim_matches('/');
         let prefix_len = if dir.is_empty() { 0 } else { dir.len() + 1 };
         let mut files = Vec::new();
@@ -231,7 +231,7 @@ impl Bundle {
         Bundle::from_files(
             name,
             Origin::Git {
-                commit: snapshot.commit.to_string(),
+                commit: snapshot.revision(),
                 dir: dir.to_string(),
             },
             files,
@@ -433,7 +433,7 @@ fn parse_data_file(bundle: &Bundle, f: &BundleFile) -> Result<serde_json::Value,
             message: format!("{}:{}: invalid JSON: {e}", e.line(), e.column()),
         })
     } else {
-        let node = sluice_repo::yaml::parse_one(text).map_err(|e| PolicyError::Data {
+        let node = sluice_model::yaml::parse_one(text).map_err(|e| PolicyError::Data {
             file,
             message: format!("{}:{}: invalid YAML: {}", e.line, e.col, e.message),
         })?;

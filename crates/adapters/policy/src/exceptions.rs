@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use sluice_model::exception::{Exception, ExceptionSpec, SourceRef};
-use sluice_repo::git::Snapshot;
-use sluice_repo::yaml::{self, Node, Value};
+use sluice_model::tree::Tree;
+use sluice_model::yaml::{self, Node, Value};
 
 /// Exception files larger than this are rejected unread.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
@@ -59,7 +59,7 @@ fn is_exception_file(path: &str) -> bool {
 }
 
 /// Read every `.yaml`/`.yml` file below `dir` of a snapshot (a missing folder holds none).
-pub fn load_snapshot(snapshot: &Snapshot, dir: &str) -> LoadedExceptions {
+pub fn load_snapshot(snapshot: &dyn Tree, dir: &str) -> LoadedExceptions {
     let mut out = LoadedExceptions::default();
     for path in snapshot.files_under(dir.trim_matches('/')) {
         if !is_exception_file(path) {

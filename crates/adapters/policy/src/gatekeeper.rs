@@ -70,7 +70,7 @@ pub struct Violation {
 }
 
 fn yaml_docs(file: &str, text: &str) -> Result<Vec<Value>, PolicyError> {
-    let nodes = match sluice_repo::yaml::parse_stream(text) {
+    let nodes = match sluice_model::yaml::parse_stream(text) {
         Ok(nodes) => nodes,
         Err(e) => {
             // Gatekeeper reads YAML with Go's parser, which accepts a few layouts YAML 1.2
@@ -92,7 +92,7 @@ fn yaml_docs(file: &str, text: &str) -> Result<Vec<Value>, PolicyError> {
     };
     Ok(nodes
         .iter()
-        .map(sluice_repo::yaml::Node::to_json)
+        .map(sluice_model::yaml::Node::to_json)
         .filter(|v| !v.is_null())
         .collect())
 }

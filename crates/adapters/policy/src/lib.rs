@@ -1,9 +1,10 @@
 //! sluice's policy stage (DESIGN.md §2, stage 5): Rego evaluated in process with regorus.
 //!
-//! - [`bundle`]: policy bundles from disk or a git snapshot, versioned by commit + digest.
+//! - [`bundle`]: policy bundles from disk or a revision's tree, versioned by commit + digest.
 //! - [`builtin`]: the built-in pack shipped in the binary, with its catalog.
 //! - [`engine`]: compile once, evaluate per input under time limits, fail closed.
-//! - [`record`]: the decision record, byte-identical for the same input and bundles.
+//! - [`record`]: the decision record, byte-identical for the same input and bundles (its types
+//!   live in `sluice_model::record`, re-exported here).
 //! - [`exceptions`]: exception files with positions (the model lives in
 //!   `sluice_model::exception`).
 //! - [`config`]: the `policy:` section of `sluice.yaml`.
@@ -14,19 +15,20 @@
 
 pub mod builtin;
 pub mod bundle;
-pub mod canonical;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod exceptions;
 pub mod gatekeeper;
 pub mod input;
-pub mod record;
 pub mod testing;
 
+// The decision record and its canonical JSON are domain types (sluice-model); re-exported so
+// the policy API keeps reading as one place.
 use sluice_model::config::OrgConfig;
 use sluice_model::exception::{self, Notice, Timestamp};
-use sluice_repo::git::Snapshot;
+use sluice_model::tree::Tree;
+pub use sluice_model::{canonical, record};
 
 pub use bundle::Bundle;
 pub use config::PolicyConfig;
@@ -58,7 +60,7 @@ pub struct PolicySetup {
 /// Invalid exception files are an error (a typo must not silently leave a deny in force, nor an
 /// intended waiver unreviewed); warnings are returned for the caller to show.
 pub fn from_revision(
-    snapshot: &Snapshot,
+    snapshot: &dyn Tree,
     org: &OrgConfig,
     now: Timestamp,
 ) -> Result<PolicySetup, PolicyError> {
@@ -71,7 +73,7 @@ pub fn from_revision(
 /// The bundles of a revision: `policy.bundles`, else the `policy-library` folder when it holds
 /// Rego. A configured folder that is missing is an error.
 pub fn revision_bundles(
-    snapshot: &Snapshot,
+    snapshot: &dyn Tree,
     org: &OrgConfig,
     config: &PolicyConfig,
 ) -> Result<Vec<Bundle>, PolicyError> {
@@ -87,7 +89,7 @@ pub fn revision_bundles(
         if snapshot.files_under(dir).next().is_none() {
             return Err(PolicyError::Config {
                 field: "policy.bundles".into(),
-                message: format!("`{dir}` holds no files at revision {}", snapshot.commit),
+                message: format!("`{dir}` holds no files at revision {}", snapshot.revision()),
             });
         }
         bundles.push(Bundle::from_snapshot(snapshot, dir)?);
@@ -98,7 +100,7 @@ pub fn revision_bundles(
 /// The exception files of a revision: `policy.exceptions.path`, else the
 /// `security-exceptions` folder (none when the org has neither).
 pub fn revision_exceptions(
-    snapshot: &Snapshot,
+    snapshot: &dyn Tree,
     org: &OrgConfig,
     config: &PolicyConfig,
 ) -> exceptions::LoadedExceptions {

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::json;
+use sluice_git::git::GitRepo;
+use sluice_git::git_write::{Author, Writer};
 use sluice_model::exception::{NoticeKind, Timestamp};
 use sluice_policy::record::{Decision, Outcome};
 use sluice_policy::{ChangeContext, EvalInput, PolicyError};
-use sluice_repo::git::GitRepo;
-use sluice_repo::git_write::{Author, Writer};
 
 const SLUICE_YAML: &str = r#"version: 1
 org: acme
@@ -55,7 +55,7 @@ reason: quarterly reprocessing
 expiresAt: "2025-06-20T00:00:00Z"
 "#;
 
-fn commit(files: &[(&str, &str)]) -> (tempfile::TempDir, sluice_repo::git::Snapshot) {
+fn commit(files: &[(&str, &str)]) -> (tempfile::TempDir, sluice_git::git::Snapshot) {
     let dir = tempfile::tempdir().unwrap();
     let writer = Writer::init(dir.path()).unwrap();
     let map: BTreeMap<String, Vec<u8>> = files
@@ -80,7 +80,7 @@ fn now() -> Timestamp {
 }
 
 fn org(policy: &str) -> sluice_model::config::OrgConfig {
-    sluice_repo::config::load("sluice.yaml", &SLUICE_YAML.replace("POLICY", policy)).unwrap()
+    sluice_org::config::load("sluice.yaml", &SLUICE_YAML.replace("POLICY", policy)).unwrap()
 }
 
 fn plan_input(stack: &str) -> EvalInput {

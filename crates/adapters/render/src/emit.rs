@@ -227,7 +227,7 @@ mod tests {
 
     fn round_trip(v: &Value) -> Value {
         let text = to_yaml(v);
-        let node = sluice_repo::yaml::parse_one(&text)
+        let node = sluice_model::yaml::parse_one(&text)
             .unwrap_or_else(|e| panic!("emitted YAML does not parse: {e}\n{text}"));
         node.to_json()
     }

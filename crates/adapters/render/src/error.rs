@@ -3,7 +3,7 @@
 
 use crate::object::{Identity, Source};
 
-/// Exit codes, consistent with `sluice_pipeline::error::exit`.
+/// Exit codes, consistent with `sluice_flow::error::exit`.
 pub mod exit {
     /// The change does not render or does not validate: it is blocked (like blocking findings).
     pub const BLOCKED: i32 = 1;
@@ -112,8 +112,8 @@ impl RenderError {
     }
 }
 
-impl From<sluice_repo::git::GitError> for RenderError {
-    fn from(e: sluice_repo::git::GitError) -> Self {
+impl From<sluice_model::tree::TreeError> for RenderError {
+    fn from(e: sluice_model::tree::TreeError) -> Self {
         RenderError::Repo(e.to_string())
     }
 }

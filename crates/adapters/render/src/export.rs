@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use sluice_repo::git::Snapshot;
-use sluice_repo::kustomize::AppRef;
+use sluice_model::kustomize::AppRef;
+use sluice_model::tree::Tree;
 use tempfile::TempDir;
 
 use crate::error::RenderError;
@@ -20,12 +20,12 @@ pub struct Exported {
 
 /// The repository files an app's build needs: everything under its folder and under every
 /// folder it references, and every referenced file.
-pub fn files_for(snapshot: &Snapshot, app_path: &str, refs: &[AppRef]) -> BTreeSet<String> {
+pub fn files_for(snapshot: &dyn Tree, app_path: &str, refs: &[AppRef]) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = snapshot.files_under(app_path).map(String::from).collect();
     for r in refs {
         if r.is_dir {
             out.extend(snapshot.files_under(&r.path).map(String::from));
-        } else if snapshot.entry(&r.path).is_some() {
+        } else if snapshot.is_file(&r.path) || snapshot.is_symlink(&r.path) {
             out.insert(r.path.clone());
         }
     }
@@ -43,7 +43,7 @@ pub fn is_safe_path(path: &str) -> bool {
 }
 
 /// Write `files` of `snapshot` below a fresh temporary directory.
-pub fn export(snapshot: &Snapshot, files: &BTreeSet<String>) -> Result<Exported, RenderError> {
+pub fn export(snapshot: &dyn Tree, files: &BTreeSet<String>) -> Result<Exported, RenderError> {
     let dir = tempfile::Builder::new()
         .prefix("sluice-render-")
         .tempdir()

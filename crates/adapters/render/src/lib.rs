@@ -10,7 +10,6 @@
 //! no IO; `export`, `tool`, `render` and `output` are the thin IO shell.
 
 pub mod assemble;
-pub mod bench;
 pub mod diagnostic;
 pub mod diff;
 pub mod emit;

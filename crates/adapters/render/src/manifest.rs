@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use sluice_repo::yaml::{self, Node, Value};
+use sluice_model::yaml::{self, Node, Value};
 
 use crate::error::RenderError;
 use crate::object::Source;

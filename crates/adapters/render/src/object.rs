@@ -70,7 +70,7 @@ pub struct Object {
     pub source: Source,
     /// The parsed document, to map a JSON path to a line (repository files only).
     #[serde(skip)]
-    pub tree: Option<Arc<sluice_repo::yaml::Node>>,
+    pub tree: Option<Arc<sluice_model::yaml::Node>>,
     /// The object, normalised (keys sorted, empty values dropped, namespace applied).
     pub value: serde_json::Value,
 }

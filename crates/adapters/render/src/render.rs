@@ -12,10 +12,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 use sluice_model::config::OrgConfig;
 use sluice_model::finding::Severity;
+use sluice_model::kustomize::{self, AppKind, KUSTOMIZATION_FILES};
 use sluice_model::path;
-use sluice_repo::git::Snapshot;
-use sluice_repo::kustomize::{self, AppKind, KUSTOMIZATION_FILES};
-use sluice_repo::terragrunt::RepoFiles;
+use sluice_model::tree::Tree;
 
 use crate::assemble::{self, assemble};
 use crate::diagnostic::Diagnostic;
@@ -84,7 +83,7 @@ pub struct Rendered {
 }
 
 /// Every app of the revision: (id, spec), by id.
-pub fn apps(config: &OrgConfig, snapshot: &Snapshot) -> BTreeMap<String, AppSpec> {
+pub fn apps(config: &OrgConfig, snapshot: &dyn Tree) -> BTreeMap<String, AppSpec> {
     let root = &config.apps.root;
     let dirs: BTreeSet<&str> = snapshot.files_under(root).map(path::parent).collect();
     let mut out = BTreeMap::new();
@@ -121,7 +120,7 @@ pub fn apps(config: &OrgConfig, snapshot: &Snapshot) -> BTreeMap<String, AppSpec
 }
 
 /// The app with this id, or an error listing the known ones.
-pub fn find_app(config: &OrgConfig, snapshot: &Snapshot, id: &str) -> Result<AppSpec, RenderError> {
+pub fn find_app(config: &OrgConfig, snapshot: &dyn Tree, id: &str) -> Result<AppSpec, RenderError> {
     let mut all = apps(config, snapshot);
     all.remove(id).ok_or_else(|| RenderError::UnknownApp {
         app: id.to_string(),
@@ -131,7 +130,7 @@ pub fn find_app(config: &OrgConfig, snapshot: &Snapshot, id: &str) -> Result<App
 
 /// Render `app` at the revision of `snapshot`.
 pub fn render_app(
-    snapshot: &Snapshot,
+    snapshot: &dyn Tree,
     app: &AppSpec,
     options: &Options,
 ) -> Result<Rendered, RenderError> {
@@ -173,7 +172,7 @@ pub fn render_app(
     notes.extend(assembled.notes);
     Ok(Rendered {
         app: app.clone(),
-        commit: snapshot.commit.to_string(),
+        commit: snapshot.revision(),
         tool,
         namespace,
         digest: assembled.digest,
@@ -184,9 +183,9 @@ pub fn render_app(
 }
 
 /// CRDs anywhere in the revision: a quick byte search, then a parse of the files that match.
-pub fn repo_schemas(snapshot: &Snapshot, limits: &Limits) -> (SchemaSet, Vec<Diagnostic>) {
+pub fn repo_schemas(snapshot: &dyn Tree, limits: &Limits) -> (SchemaSet, Vec<Diagnostic>) {
     let candidates: Vec<&str> = snapshot
-        .files()
+        .files_under("")
         .filter(|f| kustomize::is_manifest_name(f))
         .collect();
     let mut found: Vec<Document> = candidates
@@ -222,7 +221,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// Plain folders: every `*.yaml`, `*.yml` and `*.json` directly in the app folder, in name
 /// order (not recursive, as Argo CD's directory source by default).
 fn plain_documents(
-    snapshot: &Snapshot,
+    snapshot: &dyn Tree,
     dir: &str,
     limits: &Limits,
 ) -> Result<Vec<Document>, RenderError> {
@@ -240,7 +239,7 @@ fn plain_documents(
 }
 
 fn kustomize_documents(
-    snapshot: &Snapshot,
+    snapshot: &dyn Tree,
     app: &AppSpec,
     refs: &[kustomize::AppRef],
     options: &Options,
@@ -279,7 +278,7 @@ fn kustomize_documents(
     Ok((docs, tool))
 }
 
-fn uses_helm_charts(snapshot: &Snapshot, files: &BTreeSet<String>) -> bool {
+fn uses_helm_charts(snapshot: &dyn Tree, files: &BTreeSet<String>) -> bool {
     files
         .iter()
         .filter(|f| KUSTOMIZATION_FILES.contains(&f.rsplit('/').next().unwrap_or_default()))
@@ -290,7 +289,7 @@ fn uses_helm_charts(snapshot: &Snapshot, files: &BTreeSet<String>) -> bool {
 /// (kind, name) → `file:line` of the exported manifests: where a built object most likely
 /// comes from (Kustomize does not say unless asked to annotate).
 fn origin_index(
-    snapshot: &Snapshot,
+    snapshot: &dyn Tree,
     files: &BTreeSet<String>,
     limits: &Limits,
 ) -> HashMap<(String, String), String> {
@@ -366,7 +365,7 @@ pub fn helm_values_files(app: &AppSpec, names: &[String]) -> Vec<String> {
 }
 
 fn helm_documents(
-    snapshot: &Snapshot,
+    snapshot: &dyn Tree,
     app: &AppSpec,
     refs: &[kustomize::AppRef],
     namespace: &str,
@@ -414,7 +413,7 @@ fn helm_documents(
 }
 
 /// Dependencies declared in Chart.yaml but not vendored under `charts/`.
-fn chart_needs_dependencies(snapshot: &Snapshot, dir: &str) -> bool {
+fn chart_needs_dependencies(snapshot: &dyn Tree, dir: &str) -> bool {
     let Some(bytes) = snapshot
         .read_file(&format!("{dir}/Chart.yaml"))
         .ok()
@@ -422,7 +421,7 @@ fn chart_needs_dependencies(snapshot: &Snapshot, dir: &str) -> bool {
     else {
         return false;
     };
-    let Ok(doc) = sluice_repo::yaml::parse_one(&String::from_utf8_lossy(&bytes)) else {
+    let Ok(doc) = sluice_model::yaml::parse_one(&String::from_utf8_lossy(&bytes)) else {
         return false;
     };
     let declared = doc

@@ -246,7 +246,7 @@ mod tests {
     use crate::manifest::{Limits, parse_documents};
     use crate::render::AppSpec;
     use crate::schema::{Options, SchemaSet, validate};
-    use sluice_repo::kustomize::AppKind;
+    use sluice_model::kustomize::AppKind;
 
     fn rendered(text: &str, commit: &str) -> Rendered {
         let file = "gitops/clusters/prod-eu/apps/pay/app.yaml";

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sluice_model::finding::Severity;
-use sluice_repo::yaml::Node;
+use sluice_model::yaml::Node;
 
 use crate::diagnostic::Diagnostic;
 use crate::kinds::{self, KUBERNETES_VERSION};

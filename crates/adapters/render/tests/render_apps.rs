@@ -274,7 +274,7 @@ fn plain_folder_of_real_manifests_renders_and_validates() {
     let r = repo(&[as_files(&shop_files())]);
     let snap = &r.snapshots[0];
     let app = find_app(&config(snap), snap, "prod-eu/shop").unwrap();
-    assert_eq!(app.kind, sluice_repo::kustomize::AppKind::Plain);
+    assert_eq!(app.kind, sluice_model::kustomize::AppKind::Plain);
     assert_eq!(app.env.as_deref(), Some("prod"));
     let rendered = render_app(snap, &app, &Options::default()).unwrap();
     assert_eq!(rendered.namespace, "shop");
@@ -735,7 +735,7 @@ fn helm_apps_render_through_the_helm_cli_test_double() {
     let r = chart_repo("");
     let snap = &r.snapshots[0];
     let app = find_app(&config(snap), snap, "prod-eu/web").unwrap();
-    assert_eq!(app.kind, sluice_repo::kustomize::AppKind::Helm);
+    assert_eq!(app.kind, sluice_model::kustomize::AppKind::Helm);
     let options = Options {
         search_path: Some(helm_double(tmp.path(), &log)),
         ..Options::default()
@@ -799,7 +799,7 @@ fn render_options_default_to_the_app_name_namespace() {
     let spec = AppSpec {
         id: "x/y".into(),
         path: "a/y".into(),
-        kind: sluice_repo::kustomize::AppKind::Plain,
+        kind: sluice_model::kustomize::AppKind::Plain,
         env: None,
         cluster: None,
         name: "y".into(),

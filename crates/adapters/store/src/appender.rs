@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Result, StoreError};
 use crate::records::{Hash, LeafInput};
-use crate::store::Store;
+use crate::store::LogStore;
 
 /// Settings of the group-commit appender.
 #[derive(Debug, Clone, Copy)]
@@ -34,22 +34,22 @@ impl Default for AppenderOptions {
     }
 }
 
-/// What the appender needs of a store: the one durable append. Every [`Store`] is one; tests
+/// What the appender needs of a store: the one durable append. Every [`LogStore`] is one; tests
 /// put a failing disk behind it.
 pub trait LeafSink: Send + Sync + 'static {
-    /// [`Store::append_leaves`]: the leaves' indexes once their commit is durable.
+    /// [`LogStore::append_leaves`]: the leaves' indexes once their commit is durable.
     fn append_durable(
         &self,
         leaves: &[LeafInput],
     ) -> impl std::future::Future<Output = Result<Vec<u64>>> + Send;
 }
 
-impl<S: Store> LeafSink for S {
+impl<S: LogStore> LeafSink for S {
     fn append_durable(
         &self,
         leaves: &[LeafInput],
     ) -> impl std::future::Future<Output = Result<Vec<u64>>> + Send {
-        Store::append_leaves(self, leaves)
+        LogStore::append_leaves(self, leaves)
     }
 }
 

@@ -85,6 +85,12 @@ pub enum StoreError {
     #[error("{what} already exists with different content: {detail}")]
     Conflict { what: &'static str, detail: String },
 
+    /// A transaction was prepared against a state another writer has since moved (a manifest
+    /// version someone else wrote first). Nothing was written; prepare it again from the new
+    /// state and retry.
+    #[error("{what} changed while this write was prepared: {detail}; nothing was written, retry")]
+    Stale { what: &'static str, detail: String },
+
     #[error("{what} not found: {key}")]
     NotFound { what: &'static str, key: String },
 
@@ -130,6 +136,13 @@ impl StoreError {
                 | StoreError::BlobDurability { .. }
                 | StoreError::AppendFailed { fatal: true, .. }
         )
+    }
+}
+
+impl StoreError {
+    /// True when the write lost a race and may be prepared again and retried.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, StoreError::Stale { .. })
     }
 }
 

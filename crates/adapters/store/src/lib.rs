@@ -1,11 +1,16 @@
 //! sluice's durable store (DESIGN.md §6): changes, stage results, events, the transparency log
 //! (leaves, perfect-subtree nodes, checkpoints) and the artifact index, on SQLite (the embedded
-//! default, `.sluice/sluice.db`) or PostgreSQL (`postgres://…`, for several replicas), behind one
-//! async trait, [`Store`]; plus content-addressed artifact blobs ([`blobs`]) on local disk or S3.
+//! default, `.sluice/sluice.db`) or PostgreSQL (`postgres://…`, for several replicas), behind
+//! async traits by concern ([`ChangeStore`], [`LogStore`], [`ArtifactIndex`], together
+//! [`Store`]) that write through one transaction type, [`Transaction`]; plus content-addressed
+//! artifact blobs ([`blobs`]) on local disk or S3.
 //!
+//! - [`Store::commit`] writes a transaction (a stage's log leaf, its stage row, its event and the
+//!   change's new manifest version) atomically; the manifest chain is guarded by the database
+//!   (a (change, version) key, checked under the log head's lock), not by a process.
 //! - [`open`] picks the backend from a URL or a path and migrates the schema (a database from a
 //!   newer sluice is refused untouched).
-//! - [`Store::append_batch`] appends log leaves and the subtree nodes they complete in one
+//! - [`LogStore::append_batch`] appends log leaves and the subtree nodes they complete in one
 //!   durable transaction; [`Appender`] coalesces concurrent appends into one commit.
 //! - [`log`] builds inclusion and consistency proofs from stored nodes (O(log n) look-ups) and
 //!   signed checkpoints; [`audit`] recomputes the tree from every leaf and finds tampering,
@@ -24,6 +29,7 @@ pub mod frontier;
 pub mod log;
 pub mod records;
 pub mod store;
+pub mod tx;
 
 use std::path::{Path, PathBuf};
 
@@ -36,10 +42,11 @@ pub use error::{Result, StoreError};
 pub use log::{CheckpointSigner, LogSnapshot};
 pub use records::{
     ArtifactRecord, ChangeRecord, CheckpointRecord, Digest, EventRecord, Hash, LeafInput, LogLeaf,
-    LogNode, PackedLeaves, PackedNodes, StageOutcome, StageResultRecord, UnitKind, UnixMillis,
-    now_millis,
+    LogNode, ManifestRecord, PackedLeaves, PackedNodes, StageOutcome, StageResultRecord, UnitKind,
+    UnixMillis, now_millis,
 };
-pub use store::{Backend, Store};
+pub use store::{ArtifactIndex, Backend, ChangeStore, LogStore, Store};
+pub use tx::{Committed, LeafRef, NewManifest, Transaction};
 
 /// The embedded database, relative to the working directory.
 pub const DEFAULT_DATABASE: &str = ".sluice/sluice.db";
@@ -133,6 +140,12 @@ impl Store for AnyStore {
         delegate!(self, s => s.schema_version().await)
     }
 
+    async fn commit(&self, tx: Transaction) -> Result<Committed> {
+        delegate!(self, s => s.commit(tx).await)
+    }
+}
+
+impl ChangeStore for AnyStore {
     async fn put_change(&self, change: &ChangeRecord) -> Result<()> {
         delegate!(self, s => s.put_change(change).await)
     }
@@ -166,6 +179,16 @@ impl Store for AnyStore {
         delegate!(self, s => s.events(change_id, after, limit).await)
     }
 
+    async fn latest_manifest(&self, change_id: &str) -> Result<Option<ManifestRecord>> {
+        delegate!(self, s => s.latest_manifest(change_id).await)
+    }
+
+    async fn manifests(&self, change_id: &str) -> Result<Vec<ManifestRecord>> {
+        delegate!(self, s => s.manifests(change_id).await)
+    }
+}
+
+impl LogStore for AnyStore {
     async fn append_batch(&self, entries: &[Hash]) -> Result<Vec<u64>> {
         delegate!(self, s => s.append_batch(entries).await)
     }
@@ -213,7 +236,9 @@ impl Store for AnyStore {
     async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>> {
         delegate!(self, s => s.latest_checkpoint().await)
     }
+}
 
+impl ArtifactIndex for AnyStore {
     async fn put_artifact(&self, artifact: &ArtifactRecord) -> Result<()> {
         delegate!(self, s => s.put_artifact(artifact).await)
     }

@@ -92,30 +92,9 @@ pub fn now_millis() -> UnixMillis {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Whether a change's unit is an IaC stack or a Kubernetes app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnitKind {
-    Stack,
-    App,
-}
-
-impl UnitKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnitKind::Stack => "stack",
-            UnitKind::App => "app",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<UnitKind> {
-        match s {
-            "stack" => Some(UnitKind::Stack),
-            "app" => Some(UnitKind::App),
-            _ => None,
-        }
-    }
-}
+/// Whether a change's unit is an IaC stack or a Kubernetes app (the model's type: the stage
+/// gate reads it too).
+pub use sluice_model::stage::UnitKind;
 
 /// One change: a PR (or break-glass action) against one environment and one stack or app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -273,6 +252,23 @@ impl EventRecord {
             created_at: now_millis(),
         }
     }
+}
+
+/// One version of a change's evidence manifest: the chain link the database guards. Versions of
+/// a change count 1, 2, 3… with no gap, each naming the envelope of the one before; the
+/// primary key (change, version) makes a second version N+1 impossible, whichever process or
+/// replica writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManifestRecord {
+    pub change_id: String,
+    pub version: u32,
+    /// The digest of the manifest's DSSE envelope (its log entry).
+    pub envelope: Digest,
+    /// The envelope of version `version - 1` (none for version 1).
+    pub previous: Option<Digest>,
+    /// The manifest's leaf in the transparency log.
+    pub leaf_index: u64,
+    pub created_at: UnixMillis,
 }
 
 /// What an append hands the log: the 32-byte entry (for sluice, the SHA-256 of a DSSE envelope)

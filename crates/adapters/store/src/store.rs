@@ -1,14 +1,27 @@
-//! The one store trait (DESIGN.md §6): what the pipeline, the evidence service and the server
-//! need from durable storage, implemented by SQLite (embedded default) and PostgreSQL
-//! (scale-out). The same test suite runs against both.
+//! The store traits by concern (DESIGN.md §4, §6): what the pipeline, the evidence recorder and
+//! the server need from durable storage, implemented by SQLite (embedded default) and
+//! PostgreSQL (scale-out). The same test suite runs against both.
+//!
+//! - [`ChangeStore`]: changes, their stage results, events and manifest versions.
+//! - [`LogStore`]: the transparency log (leaves, perfect-subtree nodes, checkpoints).
+//! - [`ArtifactIndex`]: the index of content-addressed artifacts.
+//! - [`Store`]: all of them on one database, and [`Store::commit`], which writes one
+//!   [`Transaction`] (the one transaction type every concern writes through) atomically.
+//!
+//! Two concerns are the next issues' and have no trait yet, only their place here: a
+//! `LockStore` (per-state-domain locks with holder, lease and fencing token, surviving crashes)
+//! and a `JobQueue` (runner jobs claimed with `FOR UPDATE SKIP LOCKED`, woken by
+//! `LISTEN/NOTIFY` on PostgreSQL). Both are to write through [`Transaction`] too, so that a job's
+//! completion, its stage's evidence and a lock's release commit together.
 
 use std::future::Future;
 
 use crate::error::Result;
 use crate::records::{
     ArtifactRecord, ChangeRecord, CheckpointRecord, Digest, EventRecord, Hash, LeafInput, LogLeaf,
-    LogNode, PackedLeaves, PackedNodes, StageResultRecord,
+    LogNode, ManifestRecord, PackedLeaves, PackedNodes, StageResultRecord,
 };
+use crate::tx::{Committed, Transaction};
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,23 +39,8 @@ impl Backend {
     }
 }
 
-/// Durable records of changes, stage results, events, the transparency log and the artifact
-/// index.
-///
-/// Writes are acknowledged only after their transaction committed durably. An error for which
-/// [`crate::StoreError::is_fatal`] holds means the durability of a write is unknown: stop
-/// writing, never retry it.
-pub trait Store: Send + Sync + 'static {
-    fn backend(&self) -> Backend;
-
-    /// Where the store lives, for messages (a path, or a URL without its password).
-    fn location(&self) -> &str;
-
-    /// The schema version the database is at (the newest applied migration).
-    fn schema_version(&self) -> impl Future<Output = Result<i64>> + Send;
-
-    // ---- changes -------------------------------------------------------------------------
-
+/// Changes, their stage results, events and manifest versions.
+pub trait ChangeStore: Send + Sync + 'static {
     /// Records a change. Create-only: the same record again is accepted, a different record
     /// under the same correlation id is a conflict.
     fn put_change(&self, change: &ChangeRecord) -> impl Future<Output = Result<()>> + Send;
@@ -77,13 +75,26 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<EventRecord>>> + Send;
 
-    // ---- transparency log ----------------------------------------------------------------
+    /// The newest manifest version of a change.
+    fn latest_manifest(
+        &self,
+        change_id: &str,
+    ) -> impl Future<Output = Result<Option<ManifestRecord>>> + Send;
 
+    /// Every manifest version of a change, oldest first.
+    fn manifests(
+        &self,
+        change_id: &str,
+    ) -> impl Future<Output = Result<Vec<ManifestRecord>>> + Send;
+}
+
+/// The transparency log: leaves, the perfect-subtree nodes they complete, and checkpoints.
+pub trait LogStore: Send + Sync + 'static {
     /// Appends entries as leaves, with the perfect-subtree nodes they complete, in one
     /// transaction; returns their leaf indexes once the commit is durable.
     fn append_batch(&self, entries: &[Hash]) -> impl Future<Output = Result<Vec<u64>>> + Send;
 
-    /// [`Store::append_batch`] with an envelope digest per entry.
+    /// [`LogStore::append_batch`] with an envelope digest per entry.
     fn append_leaves(&self, leaves: &[LeafInput]) -> impl Future<Output = Result<Vec<u64>>> + Send;
 
     /// The number of leaves (the size under which everything is final).
@@ -96,7 +107,7 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// A scan of the log (about 0.2 s per million leaves): entries are random hashes, and
     /// indexing them would scatter every append's writes. Callers on a hot path keep the index
-    /// [`Store::append_batch`] returned.
+    /// [`LogStore::append_batch`] returned.
     fn find_leaf(&self, entry: &Hash) -> impl Future<Output = Result<Option<LogLeaf>>> + Send;
 
     /// The stored hashes of the perfect subtrees `keys` (level, index); level 0 is the leaf hash.
@@ -107,18 +118,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Option<Hash>>>> + Send;
 
     /// Stored nodes whose last covered leaf is in `[from, to)`, in the order appends complete
-    /// them (by last covered leaf, then level). With [`Store::leaves`] over the same range this
+    /// them (by last covered leaf, then level). With [`LogStore::leaves`] over the same range this
     /// is one aligned slice of the log: what the audit reads, chunk by chunk.
     fn nodes(&self, from: u64, to: u64) -> impl Future<Output = Result<Vec<LogNode>>> + Send;
 
-    /// [`Store::leaves`] over `[from, to)` in one row (entry and leaf hash only).
+    /// [`LogStore::leaves`] over `[from, to)` in one row (entry and leaf hash only).
     fn packed_leaves(
         &self,
         from: u64,
         to: u64,
     ) -> impl Future<Output = Result<PackedLeaves>> + Send;
 
-    /// [`Store::nodes`] over `[from, to)` in one row (hashes only, with key checks).
+    /// [`LogStore::nodes`] over `[from, to)` in one row (hashes only, with key checks).
     fn packed_nodes(&self, from: u64, to: u64) -> impl Future<Output = Result<PackedNodes>> + Send;
 
     /// Stores a checkpoint. The same checkpoint again is accepted; a different root at a stored
@@ -133,9 +144,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The checkpoint of the largest size.
     fn latest_checkpoint(&self) -> impl Future<Output = Result<Option<CheckpointRecord>>> + Send;
+}
 
-    // ---- artifact index ------------------------------------------------------------------
-
+/// The index of content-addressed artifacts (the bytes live in a [`crate::BlobStore`]).
+pub trait ArtifactIndex: Send + Sync + 'static {
     /// Indexes an artifact. Create-only: the same digest again is accepted if size and media type
     /// agree (the first record is kept).
     fn put_artifact(&self, artifact: &ArtifactRecord) -> impl Future<Output = Result<()>> + Send;
@@ -144,4 +156,27 @@ pub trait Store: Send + Sync + 'static {
         &self,
         digest: &Digest,
     ) -> impl Future<Output = Result<Option<ArtifactRecord>>> + Send;
+}
+
+/// Durable records of changes, stage results, events, the transparency log and the artifact
+/// index, on one database.
+///
+/// Writes are acknowledged only after their transaction committed durably. An error for which
+/// [`crate::StoreError::is_fatal`] holds means the durability of a write is unknown: stop
+/// writing, never retry it.
+pub trait Store: ChangeStore + LogStore + ArtifactIndex {
+    fn backend(&self) -> Backend;
+
+    /// Where the store lives, for messages (a path, or a URL without its password).
+    fn location(&self) -> &str;
+
+    /// The schema version the database is at (the newest applied migration).
+    fn schema_version(&self) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Writes every record of `tx` in one database transaction, or none of them; returns the
+    /// ids and leaf indexes once the commit is durable. The log head is locked for the whole
+    /// transaction (`BEGIN IMMEDIATE` on SQLite, `SELECT … FOR UPDATE` on PostgreSQL), so the
+    /// preconditions it checks (a manifest's previous version) hold at the commit. A manifest
+    /// version that another writer wrote first fails with [`crate::StoreError::Stale`].
+    fn commit(&self, tx: Transaction) -> impl Future<Output = Result<Committed>> + Send;
 }

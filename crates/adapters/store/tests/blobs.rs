@@ -6,7 +6,7 @@ mod common;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::PathBuf;
 
-use sluice_store::{BlobStore, Digest, LocalBlobs, Store, StoreError, put_artifact};
+use sluice_store::{ArtifactIndex, BlobStore, Digest, LocalBlobs, StoreError, put_artifact};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../shared/corpus");
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use sluice_evidence::merkle::{leaf_hash, verify_consistency};
 use sluice_store::log::{FnSigner, consistency_proof, create_checkpoint, root_at};
-use sluice_store::{Appender, AppenderOptions, AuditOptions, SqliteStore, Store, audit};
+use sluice_store::{Appender, AppenderOptions, AuditOptions, LogStore, SqliteStore, audit};
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD";
 const ITERATIONS: usize = 24;

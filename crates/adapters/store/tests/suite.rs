@@ -13,7 +13,8 @@ use sluice_store::audit::{AuditOptions, AuditProblem, audit};
 use sluice_store::log::{FnSigner, consistency_proof, create_checkpoint, inclusion_proof, root_at};
 use sluice_store::{
     Appender, AppenderOptions, ArtifactRecord, ChangeRecord, Digest, EventRecord, Hash, LeafInput,
-    PgStore, SqliteStore, StageOutcome, StageResultRecord, Store, StoreError, UnitKind,
+    NewManifest, PgStore, SqliteStore, StageOutcome, StageResultRecord, Store, StoreError,
+    Transaction, UnitKind,
 };
 
 fn entry(i: u64) -> Hash {
@@ -205,6 +206,119 @@ async fn stage_results_and_events<S: Store + Clone>(store: &S) {
             .await
             .is_err()
     );
+}
+
+/// One recorded stage as the recorder writes it: the log leaves, the stage row, the event and
+/// the manifest version in one transaction.
+fn stage_tx(
+    rec: &ChangeRecord,
+    n: u64,
+    version: u32,
+    previous: Option<Digest>,
+) -> (Transaction, Digest) {
+    let mut tx = Transaction::new();
+    tx.put_change(rec.clone());
+    let stage_leaf = tx.append_leaf(LeafInput {
+        entry: entry(1000 + n),
+        envelope_digest: None,
+    });
+    let mut row = StageResultRecord::new(
+        &rec.change_id,
+        Stage::Plan,
+        StageOutcome::Passed,
+        serde_json::json!({"n": n}),
+    );
+    row.envelope_digest = Some(Digest(entry(1000 + n)));
+    tx.put_stage_result(row);
+    tx.append_event(
+        EventRecord::new(
+            &rec.change_id,
+            "change.planned",
+            serde_json::json!({"stage": "plan", "leaf_index": null, "n": n}),
+        ),
+        Some(stage_leaf),
+    );
+    let manifest = Digest(entry(2000 + n));
+    let leaf = tx.append_leaf(LeafInput {
+        entry: manifest.0,
+        envelope_digest: Some(manifest),
+    });
+    tx.put_manifest(NewManifest {
+        change_id: rec.change_id.clone(),
+        version,
+        envelope: manifest,
+        previous,
+        leaf,
+    });
+    (tx, manifest)
+}
+
+async fn transactions_write_everything_or_nothing<S: Store + Clone>(store: &S) {
+    let rec = change("rds-payments");
+    // Some log before, so that leaf indexes are not positions in the transaction.
+    store.append_batch(&[entry(1), entry(2)]).await.unwrap();
+
+    let (tx, first) = stage_tx(&rec, 1, 1, None);
+    let done = store.commit(tx).await.unwrap();
+    assert_eq!(done.leaf_indexes, [2, 3]);
+    assert_eq!(done.log_size, 4);
+    assert_eq!(done.manifests[0].leaf_index, 3);
+    let events = store.events(Some(&rec.change_id), 0, 10).await.unwrap();
+    // The event names its leaf's index, set inside the commit, in the key's place.
+    assert_eq!(
+        events[0].payload,
+        serde_json::json!({"stage": "plan", "leaf_index": 2, "n": 1})
+    );
+    assert_eq!(
+        store.latest_manifest(&rec.change_id).await.unwrap(),
+        Some(done.manifests[0].clone())
+    );
+
+    // A second writer prepared version 2 from version 1 as well; the first to commit wins.
+    let (winner, second) = stage_tx(&rec, 2, 2, Some(first));
+    let (loser, _) = stage_tx(&rec, 3, 2, Some(first));
+    store.commit(winner).await.unwrap();
+    let err = store.commit(loser).await.unwrap_err();
+    assert!(err.is_stale(), "{err}");
+    assert!(err.to_string().contains("retry"), "{err}");
+    // ... and wrote nothing: no leaf, no stage row, no event, no version.
+    assert_eq!(store.log_size().await.unwrap(), 6);
+    assert_eq!(store.stage_results(&rec.change_id).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .events(Some(&rec.change_id), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // Prepared again from the new head, it commits as version 3.
+    let (retry, _) = stage_tx(&rec, 3, 3, Some(second));
+    let done = store.commit(retry).await.unwrap();
+    assert_eq!(done.leaf_indexes, [6, 7]);
+    // A version that skips one, or names the wrong previous envelope, is stale as well.
+    let (gap, _) = stage_tx(&rec, 4, 5, Some(second));
+    assert!(store.commit(gap).await.unwrap_err().is_stale());
+    let (wrong, _) = stage_tx(&rec, 4, 4, Some(first));
+    assert!(store.commit(wrong).await.unwrap_err().is_stale());
+    let chain = store.manifests(&rec.change_id).await.unwrap();
+    assert_eq!(
+        chain.iter().map(|m| m.version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(
+        chain
+            .windows(2)
+            .all(|w| w[1].previous == Some(w[0].envelope))
+    );
+
+    // An invalid record refuses the whole transaction before anything is written.
+    let (mut tx, _) = stage_tx(&rec, 4, 4, Some(chain[2].envelope));
+    tx.append_event(EventRecord::new("", "x", serde_json::json!({})), None);
+    assert!(store.commit(tx).await.is_err());
+    assert_eq!(store.log_size().await.unwrap(), 8);
+    let report = audit(store, &AuditOptions::default()).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
 }
 
 async fn log_matches_a_naive_tree<S: Store + Clone>(store: &S) {
@@ -660,6 +774,7 @@ async fn tamper_head_moved_back<S: Raw>(store: &S) {
 both_backends!(
     changes_are_create_only,
     stage_results_and_events,
+    transactions_write_everything_or_nothing,
     log_matches_a_naive_tree,
     checkpoints_are_signed_and_never_forked,
     artifacts_are_create_only,
@@ -676,7 +791,7 @@ both_backends!(
 );
 
 mod schema_version {
-    use sluice_store::{PgStore, SqliteStore, Store, StoreError};
+    use sluice_store::{LogStore, PgStore, SqliteStore, Store, StoreError};
 
     #[tokio::test]
     async fn sqlite_refuses_a_newer_database_untouched() {
@@ -758,7 +873,8 @@ mod schema_version {
             .fetch_one(fx.store.pool())
             .await
             .unwrap();
-        assert_eq!(n, 2);
+        // The migrations this sluice applied, plus the one from the future; nothing added.
+        assert_eq!(n, PgStore::known_schema_version() + 1);
     }
 
     #[tokio::test]

@@ -12,9 +12,10 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
+use sluice_flow::check::{self, CheckOptions};
+use sluice_flow::error::{PipelineError, exit};
 use sluice_model::exception::Timestamp;
-use sluice_pipeline::check::{self, CheckOptions};
-use sluice_pipeline::error::{PipelineError, exit};
+use sluice_recorder::evidence;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CheckFormat {
@@ -45,6 +46,10 @@ pub struct CheckArgs {
     /// Judge exception expiry at this instant (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339")]
     now: Option<String>,
+    /// With --record (needs --repo): the stack's stage 5 decision, bound to the plan stage 4
+    /// recorded for its change (the plan JSON must be that plan).
+    #[command(flatten)]
+    record: crate::cmd_evidence::RecordArgs,
     #[arg(long, value_enum, default_value = "md")]
     format: CheckFormat,
 }
@@ -99,6 +104,30 @@ pub fn run_check(a: CheckArgs) -> Result<i32, PipelineError> {
             return Ok(exit::USAGE);
         }
     };
+    // With --record, the gate first: policy does not start for a change whose plan was not
+    // recorded as passed.
+    let recorded = match (
+        &a.repo,
+        a.record.open(a.repo.as_deref().unwrap_or(Path::new("."))),
+    ) {
+        (_, Err(code)) => return Ok(code),
+        (None, Ok(Some(_))) => {
+            eprintln!("error: --record needs --repo (the change is the stack at --rev)");
+            return Ok(exit::USAGE);
+        }
+        (Some(repo), Ok(Some(recorder))) => {
+            let (change, org) = evidence::check_change(repo, &a.rev, &a.stack, a.record.pr)?;
+            if let Err(code) = crate::cmd_evidence::gate(
+                &recorder,
+                std::slice::from_ref(&change),
+                sluice_model::stage::Stage::Policy,
+            ) {
+                return Ok(code);
+            }
+            Some((recorder, change, org))
+        }
+        (_, Ok(None)) => None,
+    };
     let opts = CheckOptions {
         plan_json: a.plan_json,
         stack: a.stack,
@@ -123,6 +152,13 @@ pub fn run_check(a: CheckArgs) -> Result<i32, PipelineError> {
         CheckFormat::Md => emit(&check::render_markdown(&report)),
         CheckFormat::Json => print_json(&report),
         CheckFormat::Sarif => print_json(&check::render_sarif(&report, env!("CARGO_PKG_VERSION"))),
+    }
+    if let Some((recorder, change, org)) = &recorded {
+        let who = evidence::Identity::from_env();
+        let outcome = evidence::record_check(recorder, change, org, &opts.plan_json, &report, &who);
+        if let Some(code) = crate::cmd_evidence::report_recorded(recorder, outcome) {
+            return Ok(code);
+        }
     }
     Ok(report.exit_code())
 }

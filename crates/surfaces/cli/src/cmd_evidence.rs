@@ -1,7 +1,8 @@
 //! `sluice evidence`: bundles, offline verification, the log, checkpoints and audit.
 //!
-//! Also `sluice bench evidence` and the `--record` step of `sluice pr`. The work is
-//! `sluice_pipeline::evidence`'s; this module parses flags, prints and maps outcomes to exit
+//! Also `sluice bench evidence` and the `--record` step of `sluice pr`, `plan`, `check` and
+//! `validate`. The work is
+//! `sluice_recorder::evidence`'s; this module parses flags, prints and maps outcomes to exit
 //! codes: 0 ok; 1 a broken link (a bundle that does not verify, an audit that finds tampering,
 //! stored evidence that does not open); 2 bad or unreadable input (a missing or truncated
 //! file, a malformed key, an unknown change, a database at a newer schema version); 5 internal
@@ -14,11 +15,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use sluice_evidence::VerifyingKey;
 use sluice_evidence::keys::{key_id, public_key_pem};
-use sluice_pipeline::error::exit;
-use sluice_pipeline::evidence::{
+use sluice_flow::error::exit;
+use sluice_flow::pr::PrReport;
+use sluice_recorder::evidence::{
     self, BenchOptions, EvidenceError, LogListing, Recorded, Recorder, RecorderOptions,
 };
-use sluice_pipeline::pr::PrReport;
 use sluice_store::Store as _;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -41,13 +42,65 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    fn options(&self, repo: &std::path::Path, existing_only: bool) -> RecorderOptions {
+    pub(crate) fn options(&self, repo: &std::path::Path, existing_only: bool) -> RecorderOptions {
         let mut o = RecorderOptions::new(repo);
         o.database_url = self.database_url.clone();
         o.key_file = self.evidence_key.clone();
         o.existing_only = existing_only;
         o.with_env_defaults()
     }
+}
+
+/// `--record` of a stage run on its own (`plan`, `check`, `validate`).
+#[derive(Args, Clone, Default)]
+pub struct RecordArgs {
+    /// Record this stage's result as signed evidence when it finishes, in the store
+    /// (REPO/.sluice/sluice.db, or --database-url). The stage gate is asked first: a stage whose
+    /// input was not recorded as passed for the change does not start (exit 1).
+    #[arg(long)]
+    pub record: bool,
+    /// The pull request number, for correlation ids (as `sluice pr --pr`).
+    #[arg(long, requires = "record")]
+    pub pr: Option<u64>,
+    #[command(flatten)]
+    pub evidence: StoreArgs,
+}
+
+impl RecordArgs {
+    /// The recorder when `--record` was given; `Err(exit code)` (the error printed) when it
+    /// cannot be opened.
+    pub fn open(&self, repo: &std::path::Path) -> Result<Option<Recorder>, i32> {
+        if !self.record {
+            return Ok(None);
+        }
+        Recorder::open(&self.evidence.options(repo, false))
+            .map(Some)
+            .map_err(|e| fail(&e))
+    }
+}
+
+/// Reports a recording step on stderr; returns the exit code to use instead of the command's
+/// when recording failed (the stage gate refused, the store failed).
+pub fn report_recorded(
+    recorder: &Recorder,
+    outcome: Result<Recorded, EvidenceError>,
+) -> Option<i32> {
+    match outcome {
+        Ok(recorded) => {
+            eprintln!("{}", recorded_line(recorder, &recorded));
+            None
+        }
+        Err(e) => Some(fail(&e)),
+    }
+}
+
+/// The stage gate before a stage starts: `Err(exit code)` (the refusal printed) when it refuses.
+pub fn gate(
+    recorder: &Recorder,
+    changes: &[evidence::ChangeSubject],
+    stage: sluice_model::stage::Stage,
+) -> Result<(), i32> {
+    recorder.may_start(changes, stage).map_err(|e| fail(&e))
 }
 
 #[derive(Args)]
@@ -456,13 +509,8 @@ fn key(a: KeyArgs) -> Result<i32, EvidenceError> {
 /// `sluice pr --record`: records the report's stage results; returns the exit code to use
 /// instead of the report's when recording failed.
 pub fn record_pr(repo: &std::path::Path, store: &StoreArgs, report: &PrReport) -> Option<i32> {
-    let outcome = Recorder::open(&store.options(repo, false))
-        .and_then(|r| evidence::record_pr(&r, report).map(|rec| (r, rec)));
-    match outcome {
-        Ok((recorder, recorded)) => {
-            eprintln!("{}", recorded_line(&recorder, &recorded));
-            None
-        }
+    match Recorder::open(&store.options(repo, false)) {
+        Ok(recorder) => report_recorded(&recorder, evidence::record_pr(&recorder, report)),
         Err(e) => Some(fail(&e)),
     }
 }

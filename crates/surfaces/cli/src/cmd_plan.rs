@@ -22,15 +22,18 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use serde_json::json;
+use sluice_demo::plangen;
+use sluice_flow::error::{PipelineError, exit};
+use sluice_flow::{affected, workspace};
 use sluice_iac::config::PlanConfig;
-use sluice_iac::driver::{Driver, Outcome, Planned, StackPlan, StackSpec};
+use sluice_iac::driver::{Driver, Outcome, Planned, StackPlan};
 use sluice_iac::ingest::{self, IngestError};
 use sluice_iac::store::FsPlanStore;
 use sluice_model::affected::UnitStatus;
 use sluice_model::plan::{Plan, PlanSummary};
 use sluice_model::redact::{self, RedactionRules};
-use sluice_pipeline::error::{PipelineError, exit};
-use sluice_pipeline::{affected, plangen, workspace};
+use sluice_model::stage::Stage;
+use sluice_recorder::evidence;
 
 /// `sluice plan` exits with this when a stack could not be planned.
 pub const EXIT_PLAN_FAILED: i32 = 3;
@@ -59,6 +62,9 @@ pub struct PlanArgs {
     /// Where plans are stored (default: `<repo>/.sluice`).
     #[arg(long)]
     store: Option<PathBuf>,
+    /// With --record: each planned stack's stage 4 result, for its change.
+    #[command(flatten)]
+    record: crate::cmd_evidence::RecordArgs,
     #[arg(long, value_enum, default_value = "text")]
     format: PlanFormat,
 }
@@ -171,14 +177,14 @@ pub fn run_plan(a: PlanArgs) -> Result<i32, PipelineError> {
                 continue;
             }
             if let Some(s) = analysis.org.stacks.iter().find(|s| s.id == unit.id) {
-                specs.push(StackSpec::from_discovered(s));
+                specs.push(sluice_flow::stack_spec::stack_spec(s));
             }
         }
     } else {
         let mut unknown = Vec::new();
         for id in &a.stacks {
             match analysis.org.stacks.iter().find(|s| &s.id == id) {
-                Some(s) => specs.push(StackSpec::from_discovered(s)),
+                Some(s) => specs.push(sluice_flow::stack_spec::stack_spec(s)),
                 None if analysis
                     .report
                     .stacks
@@ -203,6 +209,22 @@ pub fn run_plan(a: PlanArgs) -> Result<i32, PipelineError> {
                 a.head
             );
             return Ok(exit::USAGE);
+        }
+    }
+
+    // With --record, the gate first: no stack is planned for a change whose validation was not
+    // recorded as passed.
+    let recorder = match a.record.open(&a.repo) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    if let Some(recorder) = &recorder {
+        let changes: Vec<_> = specs
+            .iter()
+            .map(|s| evidence::plan_change(&analysis, a.record.pr, &s.id))
+            .collect();
+        if let Err(code) = crate::cmd_evidence::gate(recorder, &changes, Stage::Plan) {
+            return Ok(code);
         }
     }
 
@@ -235,6 +257,13 @@ pub fn run_plan(a: PlanArgs) -> Result<i32, PipelineError> {
     match a.format {
         PlanFormat::Json => print_json(&report),
         PlanFormat::Text => emit(&render_plan_text(&report)),
+    }
+    if let Some(recorder) = &recorder {
+        let who = evidence::Identity::from_env();
+        let outcome = evidence::record_plans(recorder, &analysis, a.record.pr, &results, &who);
+        if let Some(code) = crate::cmd_evidence::report_recorded(recorder, outcome) {
+            return Ok(code);
+        }
     }
     Ok(if results.iter().any(StackPlan::failed) {
         EXIT_PLAN_FAILED

@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
+use sluice_demo::plangen;
+use sluice_flow::error::{PipelineError, exit};
+use sluice_flow::workspace;
 use sluice_model::config::OrgConfig;
 use sluice_model::exception::{self, ExceptionStatus, Timestamp};
 use sluice_model::plan::Plan;
 use sluice_model::redact::{self, RedactionRules};
-use sluice_pipeline::error::{PipelineError, exit};
-use sluice_pipeline::{plangen, workspace};
 use sluice_policy::builtin::{self, Params};
 use sluice_policy::engine::{BuiltinSettings, EngineSpec};
 use sluice_policy::exceptions::{self, LoadedExceptions};

@@ -14,13 +14,14 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use sluice_pipeline::error::{PipelineError, exit};
-use sluice_pipeline::workspace;
+use sluice_demo::render_bench as bench;
+use sluice_flow::error::{PipelineError, exit};
+use sluice_flow::workspace;
 use sluice_render::error::RenderError;
 use sluice_render::manifest::{DEFAULT_MAX_DOCUMENT_BYTES, Limits};
 use sluice_render::render::{self, Rendered};
 use sluice_render::report::{self, DiffSide};
-use sluice_render::{bench, diff, output, schema};
+use sluice_render::{diff, output, schema};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RenderFormat {
@@ -260,7 +261,7 @@ pub fn run_render(a: RenderArgs) -> Result<i32, PipelineError> {
 }
 
 fn render_side(
-    repo: &std::sync::Arc<sluice_repo::git::GitRepo>,
+    repo: &std::sync::Arc<sluice_git::git::GitRepo>,
     rev: &str,
     app: &str,
     options: &render::Options,

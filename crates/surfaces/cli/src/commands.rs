@@ -10,9 +10,10 @@ use crate::cmd_evidence;
 use crate::cmd_plan;
 use crate::cmd_policy;
 use crate::cmd_render;
+use sluice_demo::{bench, demo, generate};
+use sluice_flow::error::{PipelineError, exit};
+use sluice_flow::{affected, pr, validation, workspace};
 use sluice_model::stage::STAGES;
-use sluice_pipeline::error::{PipelineError, exit};
-use sluice_pipeline::{affected, bench, demo, generate, pr, sarif, validation, workspace};
 
 #[derive(Parser)]
 #[command(
@@ -192,6 +193,10 @@ struct ValidateArgs {
     /// Validate every file of the revision (`--head`, default HEAD).
     #[arg(long)]
     all: bool,
+    /// With --record (needs --base and --head): each change's stage 2 result (and its
+    /// proposal, stage 1, when none is recorded yet).
+    #[command(flatten)]
+    record: cmd_evidence::RecordArgs,
     #[arg(long, value_enum, default_value = "text")]
     format: ValidateFormat,
 }
@@ -436,6 +441,10 @@ fn run_stages(a: FormatArgs) -> Result<i32, PipelineError> {
 }
 
 fn run_validate(a: ValidateArgs) -> Result<i32, PipelineError> {
+    if a.record.record && a.base.is_none() {
+        eprintln!("error: --record needs the change: --base REV --head REV");
+        return Ok(exit::USAGE);
+    }
     let scope = match (a.base, a.all) {
         (Some(base), false) => validation::Scope::Change {
             base,
@@ -452,13 +461,31 @@ fn run_validate(a: ValidateArgs) -> Result<i32, PipelineError> {
         }
     };
     let report = validation::run(&a.repo, &scope)?;
+    let recorder = match a.record.open(&a.repo) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
     match a.format {
         ValidateFormat::Text => emit(&validation::render_text(&report)),
         ValidateFormat::Json => print_json(&report),
-        ValidateFormat::Sarif => print_json(&sarif::to_sarif(
+        ValidateFormat::Sarif => print_json(&sluice_report::to_sarif(
             &report.findings,
             env!("CARGO_PKG_VERSION"),
         )),
+    }
+    if let (Some(recorder), validation::Scope::Change { base, head }) = (&recorder, &scope) {
+        let analysis = affected::run(&a.repo, base, head)?;
+        let who = sluice_recorder::evidence::Identity::from_env();
+        let outcome = sluice_recorder::evidence::record_validation(
+            recorder,
+            &analysis,
+            a.record.pr,
+            &report,
+            &who,
+        );
+        if let Some(code) = cmd_evidence::report_recorded(recorder, outcome) {
+            return Ok(code);
+        }
     }
     Ok(if report.config_invalid {
         exit::USAGE

@@ -1,7 +1,8 @@
 //! The `sluice` command line: one binary for the change flow of GitOps and IaC changes.
 //!
-//! Each subcommand is a thin surface over `sluice-pipeline`: parse flags, run, render the
-//! report in the requested format and map the outcome to the documented exit codes.
+//! Each subcommand is a thin surface over the services (`sluice-flow`, `sluice-recorder`) and
+//! the tools (`sluice-demo`): parse flags, run, render the report in the requested format and
+//! map the outcome to the documented exit codes.
 
 mod cmd_check;
 mod cmd_evidence;

@@ -866,3 +866,87 @@ fn pr_run_plans_uses_the_engine_and_classifies_failures() {
         .clone();
     assert_eq!(stage4["status"], "blocked");
 }
+
+/// `sluice check --record` records stage 5 for the stack's change, bound to the plan stage 4
+/// recorded (here by `sluice pr --record --plans`): the same plan JSON is recorded and the bundle
+/// verifies; another plan JSON is refused, nothing recorded.
+#[test]
+fn check_record_binds_its_decision_to_the_recorded_plan() {
+    let (repo, base) = org();
+    repo.checkout_new("change");
+    repo.write(&format!("live/{STACK}/main.tf"), "# rds v2\n");
+    let head = repo.commit("change");
+    let plans = tempfile::tempdir().unwrap();
+    let plan_file = write(plans.path(), "prod__eu-west-1__rds.json", &replica_plan());
+    let dir = s(repo.path());
+    sluice(&[
+        "pr",
+        "--repo",
+        dir,
+        "--base",
+        &base,
+        "--head",
+        &head,
+        "--pr",
+        "7",
+        "--plans",
+        s(plans.path()),
+        "--record",
+    ])
+    .expect_code(0);
+    let check_record = |plan: &Path| {
+        check(&[
+            "--repo",
+            dir,
+            "--rev",
+            &head,
+            "--stack",
+            STACK,
+            "--plan-json",
+            s(plan),
+            "--pr",
+            "7",
+            "--record",
+        ])
+    };
+    let other = write(
+        plans.path(),
+        "other.json",
+        &plan(vec![rc(
+            "aws_sns_topic.events",
+            "aws_sns_topic",
+            &["create"],
+            Value::Null,
+            json!({"name": "events"}),
+        )]),
+    );
+    let refused = check_record(&other);
+    refused.expect_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("is not the plan JSON recorded by stage 4"),
+        "{}",
+        refused.stderr
+    );
+    let recorded = check_record(&plan_file);
+    recorded.expect_code(0);
+    assert!(
+        recorded.stderr.contains("1 change(s), 1 new statement(s)"),
+        "{}",
+        recorded.stderr
+    );
+    let change = format!("infra-live#7@{}/prod/eu-west-1/rds", &head[..7]);
+    let out = plans.path().join("bundle.json");
+    sluice(&[
+        "evidence",
+        "bundle",
+        &change,
+        "--out",
+        s(&out),
+        "--repo",
+        dir,
+    ])
+    .expect_code(0);
+    sluice(&["evidence", "verify", s(&out), "--repo", dir]).expect_code(0);
+}

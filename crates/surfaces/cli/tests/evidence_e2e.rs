@@ -487,3 +487,59 @@ fn postgres_store_records_bundles_and_audits() {
     audit.expect_code(0);
     assert!(audit.stdout.contains("6 leaves"), "{}", audit.stdout);
 }
+
+/// `validate`, `check` (and `plan`) record their own stage with `--record`, after asking the
+/// stage gate: policy does not start without a recorded plan; validation records stages 1–2 as
+/// `sluice pr --record` would, so the PR run finds them unchanged.
+#[test]
+fn stages_run_on_their_own_record_after_the_gate() {
+    let (repo, base, head) = changed_repo();
+    let dir = repo.path().to_str().unwrap();
+
+    // Stage 5 for a change with no recorded plan: refused before anything runs or is written.
+    let refused = run(&[
+        "check",
+        "--repo",
+        dir,
+        "--rev",
+        &head,
+        "--stack",
+        "dev/eu-west-1/network",
+        "--plan-json",
+        "never-read.json",
+        "--record",
+        "--pr",
+        "7",
+    ]);
+    refused.expect_code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("stage policy cannot start: its input from stage plan does not exist"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stdout.is_empty(), "{}", refused.stdout);
+
+    let validated = run(&[
+        "validate", "--repo", dir, "--base", &base, "--head", &head, "--record", "--pr", "7",
+    ]);
+    validated.expect_code(0);
+    assert!(
+        validated
+            .stderr
+            .contains("evidence: 2 change(s), 4 new statement(s), 0 unchanged"),
+        "{}",
+        validated.stderr
+    );
+    // The PR run records the same stage 1 and 2 results: nothing new for them.
+    let pr = record(repo.path(), &base, &head, &[]);
+    pr.expect_code(0);
+    assert!(
+        pr.stderr.contains("0 new statement(s), 4 unchanged"),
+        "{}",
+        pr.stderr
+    );
+    // Without --base there is no change to record for.
+    run(&["validate", "--repo", dir, "--all", "--record"]).expect_code(2);
+}

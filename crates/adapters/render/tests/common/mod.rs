@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use sluice_git::git::{GitRepo, Snapshot};
+use sluice_git::git_write::{Author, Writer};
 use sluice_model::config::OrgConfig;
-use sluice_repo::git::{GitRepo, Snapshot};
-use sluice_repo::git_write::{Author, Writer};
 use tempfile::TempDir;
 
 pub const SLUICE_YAML: &str = "version: 1
@@ -68,5 +68,5 @@ pub fn repo(revisions: &[BTreeMap<String, Vec<u8>>]) -> Repo {
 
 pub fn config(snapshot: &Snapshot) -> OrgConfig {
     let bytes = snapshot.read_file("sluice.yaml").unwrap().unwrap();
-    sluice_repo::config::load("sluice.yaml", std::str::from_utf8(&bytes).unwrap()).unwrap()
+    sluice_org::config::load("sluice.yaml", std::str::from_utf8(&bytes).unwrap()).unwrap()
 }

@@ -135,6 +135,315 @@ macro_rules! impl_store {
         // `$ty::PACKED_LEAVES` and `$ty::PACKED_NODES` are the backend's bulk-read SQL: one row of
         // (count, [misplaced,] concatenated bytes) over a range bound as $1, $2.
         impl $ty {
+            /// Reads the log size under the append lock (`BEGIN IMMEDIATE` holds SQLite's write
+            /// lock; PostgreSQL locks the head row until the transaction ends).
+            async fn locked_log_size(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+            ) -> $crate::error::Result<u64> {
+                let size: i64 = sqlx::query_scalar(Self::HEAD_FOR_UPDATE)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(self.fail("reading the log head"))?;
+                $crate::backend::row_u64(size, "log_head", 1, "size")
+            }
+
+            /// Writes `leaves` after a log of `size` (read under the append lock), with the
+            /// subtree nodes they complete, and moves the log head; returns the new right edge.
+            /// The caller commits.
+            async fn write_leaves_on(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                cached: Option<&$crate::frontier::Frontier>,
+                size: u64,
+                leaves: &[$crate::records::LeafInput],
+            ) -> $crate::error::Result<$crate::frontier::Frontier> {
+                use $crate::backend::{to_i64, INSERT_CHUNK};
+                // Another process (a second replica, a restarted appender) may have appended
+                // since: the cache is used only if it is at the size this transaction locked.
+                let mut frontier = match cached {
+                    Some(f) if f.size() == size => f.clone(),
+                    _ => {
+                        let keys = $crate::frontier::Frontier::keys(size);
+                        let hashes = Self::subtrees_on(&mut **tx, &keys).await?;
+                        let map = $crate::log::LogSnapshot::from_pairs(
+                            size,
+                            keys.iter().copied().zip(hashes),
+                        );
+                        $crate::frontier::Frontier::load(size, &map).map_err(|e| {
+                            $crate::error::StoreError::Log(format!(
+                                "the stored log of size {size} is missing a subtree ({e}); run \
+                                 the audit"
+                            ))
+                        })?
+                    }
+                };
+                let entries: Vec<$crate::records::Hash> = leaves.iter().map(|l| l.entry).collect();
+                let rows = frontier.append(&entries);
+                let now = $crate::records::now_millis();
+                for (chunk_no, chunk) in rows.leaves.chunks(INSERT_CHUNK).enumerate() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO log_leaves (idx, entry, leaf_hash, envelope_digest, created_at) ",
+                    );
+                    let base = chunk_no * INSERT_CHUNK;
+                    let mut bad = None;
+                    q.push_values(chunk.iter().enumerate(), |mut b, (i, (idx, entry, leaf))| {
+                        let idx = to_i64(*idx, "leaf").unwrap_or_else(|e| {
+                            bad = Some(e);
+                            0
+                        });
+                        b.push_bind(idx)
+                            .push_bind(entry.to_vec())
+                            .push_bind(leaf.to_vec())
+                            .push_bind(leaves[base + i].envelope_digest.map(|d| d.0.to_vec()))
+                            .push_bind(now);
+                    });
+                    if let Some(e) = bad {
+                        return Err(e);
+                    }
+                    q.build()
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(self.fail("writing log leaves"))?;
+                }
+                for chunk in rows.nodes.chunks(INSERT_CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO log_nodes (end_leaf, level, idx, hash) ",
+                    );
+                    q.push_values(chunk, |mut b, node| {
+                        b.push_bind(node.end_leaf() as i64)
+                            .push_bind(i32::from(node.level))
+                            .push_bind(node.index as i64)
+                            .push_bind(node.hash.to_vec());
+                    });
+                    q.build()
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(self.fail("writing log nodes"))?;
+                }
+                sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")
+                    .bind(to_i64(frontier.size(), "leaf")?)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(self.fail("moving the log head"))?;
+                Ok(frontier)
+            }
+
+            /// Records a change on `conn`, create-only (see `ChangeStore::put_change`).
+            async fn put_change_on(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                change: &$crate::records::ChangeRecord,
+            ) -> $crate::error::Result<()> {
+                change.validate()?;
+                let done = sqlx::query(
+                    "INSERT INTO changes (change_id, repo, pr, base_sha, head_sha, env, unit_kind, \
+                     unit, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (change_id) DO NOTHING",
+                )
+                .bind(&change.change_id)
+                .bind(&change.repo)
+                .bind(change.pr.map(|p| p as i64))
+                .bind(&change.base)
+                .bind(&change.head)
+                .bind(&change.env)
+                .bind(change.unit_kind.as_str())
+                .bind(&change.unit)
+                .bind(change.created_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(self.fail("recording a change"))?;
+                if done.rows_affected() == 1 {
+                    return Ok(());
+                }
+                let existing = sqlx::query("SELECT * FROM changes WHERE change_id = $1")
+                    .bind(&change.change_id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err($crate::error::db("reading a change"))?
+                    .as_ref()
+                    .map(Self::change_from_row)
+                    .transpose()?
+                    .ok_or_else(|| $crate::error::StoreError::Conflict {
+                        what: "change",
+                        detail: format!("{} vanished while being recorded", change.change_id),
+                    })?;
+                let same = $crate::records::ChangeRecord {
+                    created_at: existing.created_at,
+                    ..change.clone()
+                };
+                if same == existing {
+                    Ok(())
+                } else {
+                    Err($crate::error::StoreError::Conflict {
+                        what: "change",
+                        detail: format!(
+                            "{} is recorded with other fields (repo, PR, revisions, env or unit)",
+                            change.change_id
+                        ),
+                    })
+                }
+            }
+
+            /// Records a stage result on `conn` for a change that exists; returns its id.
+            async fn put_stage_result_on(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                result: &$crate::records::StageResultRecord,
+            ) -> $crate::error::Result<i64> {
+                if result.stage.trim().is_empty() {
+                    return Err($crate::error::StoreError::Invalid {
+                        record: "stage result",
+                        field: "stage",
+                        problem: "must not be empty".into(),
+                    });
+                }
+                let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM changes WHERE change_id = $1")
+                    .bind(&result.change_id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err($crate::error::db("reading a change"))?;
+                if known.is_none() {
+                    return Err($crate::error::StoreError::NotFound {
+                        what: "change",
+                        key: result.change_id.clone(),
+                    });
+                }
+                sqlx::query_scalar(
+                    "INSERT INTO stage_results (change_id, stage, outcome, detail, \
+                     envelope_digest, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                )
+                .bind(&result.change_id)
+                .bind(&result.stage)
+                .bind(result.outcome.as_str())
+                .bind(result.detail.to_string())
+                .bind(result.envelope_digest.map(|d| d.0.to_vec()))
+                .bind(result.recorded_at)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(self.fail("recording a stage result"))
+            }
+
+            /// Appends an event on `conn`; returns its id.
+            async fn append_event_on(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                event: &$crate::records::EventRecord,
+            ) -> $crate::error::Result<i64> {
+                for (field, value) in [("change_id", &event.change_id), ("kind", &event.kind)] {
+                    if value.trim().is_empty() {
+                        return Err($crate::error::StoreError::Invalid {
+                            record: "event",
+                            field,
+                            problem: "must not be empty".into(),
+                        });
+                    }
+                }
+                sqlx::query_scalar(
+                    "INSERT INTO events (change_id, kind, payload, created_at) \
+                     VALUES ($1, $2, $3, $4) RETURNING id",
+                )
+                .bind(&event.change_id)
+                .bind(&event.kind)
+                .bind(event.payload.to_string())
+                .bind(event.created_at)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(self.fail("recording an event"))
+            }
+
+            /// The newest manifest version of a change, read on `conn`.
+            async fn latest_manifest_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                change_id: &str,
+            ) -> $crate::error::Result<Option<$crate::records::ManifestRecord>> {
+                let row = sqlx::query(
+                    "SELECT * FROM manifests WHERE change_id = $1 ORDER BY version DESC LIMIT 1",
+                )
+                .bind(change_id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err($crate::error::db("reading a manifest version"))?;
+                row.as_ref().map(Self::manifest_from_row).transpose()
+            }
+
+            /// Writes the next manifest version of a change on `conn`, if the stored head is the
+            /// version before it; [`StoreError::Stale`] otherwise (also when the database's
+            /// (change, version) key refuses it: another writer got there first).
+            async fn put_manifest_on(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                m: &$crate::tx::NewManifest,
+                leaf_index: u64,
+            ) -> $crate::error::Result<$crate::records::ManifestRecord> {
+                let head = Self::latest_manifest_on(&mut *conn, &m.change_id).await?;
+                let stale = |found: String| $crate::error::StoreError::Stale {
+                    what: "manifest",
+                    detail: format!(
+                        "{} is at {found}; this write was prepared as version {}",
+                        m.change_id, m.version
+                    ),
+                };
+                match &head {
+                    None if m.version == 1 && m.previous.is_none() => {}
+                    None => return Err(stale("no version".into())),
+                    Some(h) if h.version.checked_add(1) == Some(m.version)
+                        && m.previous == Some(h.envelope) => {}
+                    Some(h) => return Err(stale(format!("version {} ({})", h.version, h.envelope))),
+                }
+                let record = $crate::records::ManifestRecord {
+                    change_id: m.change_id.clone(),
+                    version: m.version,
+                    envelope: m.envelope,
+                    previous: m.previous,
+                    leaf_index,
+                    created_at: $crate::records::now_millis(),
+                };
+                sqlx::query(
+                    "INSERT INTO manifests (change_id, version, envelope, previous, leaf_index, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&record.change_id)
+                .bind(i64::from(record.version))
+                .bind(record.envelope.0.to_vec())
+                .bind(record.previous.map(|d| d.0.to_vec()))
+                .bind($crate::backend::to_i64(leaf_index, "manifest")?)
+                .bind(record.created_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| {
+                    if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
+                        stale(format!("a version {} written by another writer", m.version))
+                    } else {
+                        self.fail("recording a manifest version")(e)
+                    }
+                })?;
+                Ok(record)
+            }
+
+            fn manifest_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> $crate::error::Result<$crate::records::ManifestRecord> {
+                use sqlx::Row as _;
+                use $crate::backend::{row_digest, row_hash, row_u64};
+                use $crate::error::db;
+                let change_id: String = row.try_get("change_id").map_err(db("reading a manifest version"))?;
+                let version: i64 = row.try_get("version").map_err(db("reading a manifest version"))?;
+                let key = format!("{change_id} version {version}");
+                let envelope: Vec<u8> = row.try_get("envelope").map_err(db("reading a manifest version"))?;
+                let previous: Option<Vec<u8>> = row.try_get("previous").map_err(db("reading a manifest version"))?;
+                let leaf_index: i64 = row.try_get("leaf_index").map_err(db("reading a manifest version"))?;
+                Ok($crate::records::ManifestRecord {
+                    version: u32::try_from(version)
+                        .map_err(|_| $crate::backend::bad_row("manifests", &key, "version", "out of range"))?,
+                    envelope: $crate::records::Digest(row_hash(&envelope, "manifests", &key, "envelope")?),
+                    previous: row_digest(previous, "manifests", &key, "previous")?,
+                    leaf_index: row_u64(leaf_index, "manifests", &key, "leaf_index")?,
+                    created_at: row.try_get("created_at").map_err(db("reading a manifest version"))?,
+                    change_id,
+                })
+            }
+
             /// Stored subtree hashes for `keys`, read on `conn` (inside a transaction when
             /// appending, so the frontier matches the head that transaction locked).
             async fn subtrees_on(
@@ -369,52 +678,92 @@ macro_rules! impl_store {
                 Ok(v.unwrap_or(0))
             }
 
+            async fn commit(
+                &self,
+                tx: $crate::tx::Transaction,
+            ) -> $crate::error::Result<$crate::tx::Committed> {
+                let invalid = |record, field, problem: &str| $crate::error::StoreError::Invalid {
+                    record,
+                    field,
+                    problem: problem.to_string(),
+                };
+                let n = tx.leaves.len();
+                if tx.events.iter().any(|(_, l)| l.is_some_and(|l| l.0 >= n))
+                    || tx.manifests.iter().any(|m| m.leaf.0 >= n)
+                {
+                    return Err(invalid("transaction", "leaf", "names a leaf it does not append"));
+                }
+                for m in &tx.manifests {
+                    if m.version == 0 || (m.version == 1) != m.previous.is_none() {
+                        return Err(invalid(
+                            "manifest",
+                            "previous",
+                            "version 1 names no previous version, every later one does",
+                        ));
+                    }
+                }
+                for change in &tx.changes {
+                    change.validate()?;
+                }
+                let mut cached = self.frontier.lock().await;
+                let mut db = self.begin_write().await?;
+                // Every write transaction takes the log head first: that serialises writers in
+                // the database, so the manifest heads read below stay the heads until commit.
+                let size = self.locked_log_size(&mut db).await?;
+                for change in &tx.changes {
+                    self.put_change_on(&mut *db, change).await?;
+                }
+                let frontier = if n > 0 {
+                    Some(self.write_leaves_on(&mut db, cached.as_ref(), size, &tx.leaves).await?)
+                } else {
+                    None
+                };
+                let index = |leaf: $crate::tx::LeafRef| size + leaf.0 as u64;
+                let mut out = $crate::tx::Committed {
+                    leaf_indexes: (size..size + n as u64).collect(),
+                    log_size: size + n as u64,
+                    ..Default::default()
+                };
+                for result in &tx.stage_results {
+                    out.stage_result_ids.push(self.put_stage_result_on(&mut *db, result).await?);
+                }
+                for (event, leaf) in &tx.events {
+                    let id = match leaf {
+                        Some(leaf) => {
+                            let mut event = event.clone();
+                            if let serde_json::Value::Object(map) = &mut event.payload {
+                                map.insert("leaf_index".into(), index(*leaf).into());
+                            }
+                            self.append_event_on(&mut *db, &event).await?
+                        }
+                        None => self.append_event_on(&mut *db, event).await?,
+                    };
+                    out.event_ids.push(id);
+                }
+                for m in &tx.manifests {
+                    out.manifests.push(self.put_manifest_on(&mut *db, m, index(m.leaf)).await?);
+                }
+                db.commit()
+                    .await
+                    .map_err($crate::error::durability("committing a transaction"))?;
+                if let Some(frontier) = frontier {
+                    *cached = Some(frontier);
+                }
+                Ok(out)
+            }
+        }
+
+        impl $crate::store::ChangeStore for $ty {
             async fn put_change(
                 &self,
                 change: &$crate::records::ChangeRecord,
             ) -> $crate::error::Result<()> {
-                change.validate()?;
-                let done = sqlx::query(
-                    "INSERT INTO changes (change_id, repo, pr, base_sha, head_sha, env, unit_kind, \
-                     unit, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (change_id) DO NOTHING",
-                )
-                .bind(&change.change_id)
-                .bind(&change.repo)
-                .bind(change.pr.map(|p| p as i64))
-                .bind(&change.base)
-                .bind(&change.head)
-                .bind(&change.env)
-                .bind(change.unit_kind.as_str())
-                .bind(&change.unit)
-                .bind(change.created_at)
-                .execute(&self.pool)
-                .await
-                .map_err(self.fail("recording a change"))?;
-                if done.rows_affected() == 1 {
-                    return Ok(());
-                }
-                let existing = self.change(&change.change_id).await?.ok_or_else(|| {
-                    $crate::error::StoreError::Conflict {
-                        what: "change",
-                        detail: format!("{} vanished while being recorded", change.change_id),
-                    }
-                })?;
-                let same = $crate::records::ChangeRecord {
-                    created_at: existing.created_at,
-                    ..change.clone()
-                };
-                if same == existing {
-                    Ok(())
-                } else {
-                    Err($crate::error::StoreError::Conflict {
-                        what: "change",
-                        detail: format!(
-                            "{} is recorded with other fields (repo, PR, revisions, env or unit)",
-                            change.change_id
-                        ),
-                    })
-                }
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(self.fail("recording a change"))?;
+                self.put_change_on(&mut *conn, change).await
             }
 
             async fn change(
@@ -447,33 +796,12 @@ macro_rules! impl_store {
                 &self,
                 result: &$crate::records::StageResultRecord,
             ) -> $crate::error::Result<i64> {
-                if self.change(&result.change_id).await?.is_none() {
-                    return Err($crate::error::StoreError::NotFound {
-                        what: "change",
-                        key: result.change_id.clone(),
-                    });
-                }
-                if result.stage.trim().is_empty() {
-                    return Err($crate::error::StoreError::Invalid {
-                        record: "stage result",
-                        field: "stage",
-                        problem: "must not be empty".into(),
-                    });
-                }
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO stage_results (change_id, stage, outcome, detail, \
-                     envelope_digest, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                )
-                .bind(&result.change_id)
-                .bind(&result.stage)
-                .bind(result.outcome.as_str())
-                .bind(result.detail.to_string())
-                .bind(result.envelope_digest.map(|d| d.0.to_vec()))
-                .bind(result.recorded_at)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(self.fail("recording a stage result"))?;
-                Ok(id)
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(self.fail("recording a stage result"))?;
+                self.put_stage_result_on(&mut *conn, result).await
             }
 
             async fn stage_results(
@@ -494,27 +822,12 @@ macro_rules! impl_store {
                 &self,
                 event: &$crate::records::EventRecord,
             ) -> $crate::error::Result<i64> {
-                for (field, value) in [("change_id", &event.change_id), ("kind", &event.kind)] {
-                    if value.trim().is_empty() {
-                        return Err($crate::error::StoreError::Invalid {
-                            record: "event",
-                            field,
-                            problem: "must not be empty".into(),
-                        });
-                    }
-                }
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO events (change_id, kind, payload, created_at) \
-                     VALUES ($1, $2, $3, $4) RETURNING id",
-                )
-                .bind(&event.change_id)
-                .bind(&event.kind)
-                .bind(event.payload.to_string())
-                .bind(event.created_at)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(self.fail("recording an event"))?;
-                Ok(id)
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(self.fail("recording an event"))?;
+                self.append_event_on(&mut *conn, event).await
             }
 
             async fn events(
@@ -547,6 +860,32 @@ macro_rules! impl_store {
                 rows.iter().map(Self::event_from_row).collect()
             }
 
+            async fn latest_manifest(
+                &self,
+                change_id: &str,
+            ) -> $crate::error::Result<Option<$crate::records::ManifestRecord>> {
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err($crate::error::db("reading a manifest version"))?;
+                Self::latest_manifest_on(&mut *conn, change_id).await
+            }
+
+            async fn manifests(
+                &self,
+                change_id: &str,
+            ) -> $crate::error::Result<Vec<$crate::records::ManifestRecord>> {
+                let rows = sqlx::query("SELECT * FROM manifests WHERE change_id = $1 ORDER BY version")
+                    .bind(change_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::error::db("reading manifest versions"))?;
+                rows.iter().map(Self::manifest_from_row).collect()
+            }
+        }
+
+        impl $crate::store::LogStore for $ty {
             async fn append_batch(
                 &self,
                 entries: &[$crate::records::Hash],
@@ -565,85 +904,14 @@ macro_rules! impl_store {
                 &self,
                 leaves: &[$crate::records::LeafInput],
             ) -> $crate::error::Result<Vec<u64>> {
-                use $crate::backend::{to_i64, INSERT_CHUNK};
                 if leaves.is_empty() {
                     return Ok(Vec::new());
                 }
                 // One append at a time per process: the cached frontier advances in commit order.
                 let mut cached = self.frontier.lock().await;
                 let mut tx = self.begin_write().await?;
-                let size: i64 = sqlx::query_scalar(Self::HEAD_FOR_UPDATE)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(self.fail("reading the log head"))?;
-                let size = $crate::backend::row_u64(size, "log_head", 1, "size")?;
-                // Another process (a second replica, a restarted appender) may have appended
-                // since: the cache is used only if it is at the size this transaction locked.
-                let mut frontier = match cached.as_ref() {
-                    Some(f) if f.size() == size => f.clone(),
-                    _ => {
-                        let keys = $crate::frontier::Frontier::keys(size);
-                        let hashes = Self::subtrees_on(&mut *tx, &keys).await?;
-                        let map = $crate::log::LogSnapshot::from_pairs(
-                            size,
-                            keys.iter().copied().zip(hashes),
-                        );
-                        $crate::frontier::Frontier::load(size, &map).map_err(|e| {
-                            $crate::error::StoreError::Log(format!(
-                                "the stored log of size {size} is missing a subtree ({e}); run \
-                                 the audit"
-                            ))
-                        })?
-                    }
-                };
-                let entries: Vec<$crate::records::Hash> = leaves.iter().map(|l| l.entry).collect();
-                let rows = frontier.append(&entries);
-                let now = $crate::records::now_millis();
-                for (chunk_no, chunk) in rows.leaves.chunks(INSERT_CHUNK).enumerate() {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO log_leaves (idx, entry, leaf_hash, envelope_digest, created_at) ",
-                    );
-                    let base = chunk_no * INSERT_CHUNK;
-                    let mut bad = None;
-                    q.push_values(chunk.iter().enumerate(), |mut b, (i, (idx, entry, leaf))| {
-                        let idx = to_i64(*idx, "leaf").unwrap_or_else(|e| {
-                            bad = Some(e);
-                            0
-                        });
-                        b.push_bind(idx)
-                            .push_bind(entry.to_vec())
-                            .push_bind(leaf.to_vec())
-                            .push_bind(leaves[base + i].envelope_digest.map(|d| d.0.to_vec()))
-                            .push_bind(now);
-                    });
-                    if let Some(e) = bad {
-                        return Err(e);
-                    }
-                    q.build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(self.fail("writing log leaves"))?;
-                }
-                for chunk in rows.nodes.chunks(INSERT_CHUNK) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO log_nodes (end_leaf, level, idx, hash) ",
-                    );
-                    q.push_values(chunk, |mut b, node| {
-                        b.push_bind(node.end_leaf() as i64)
-                            .push_bind(i32::from(node.level))
-                            .push_bind(node.index as i64)
-                            .push_bind(node.hash.to_vec());
-                    });
-                    q.build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(self.fail("writing log nodes"))?;
-                }
-                sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")
-                    .bind(to_i64(frontier.size(), "leaf")?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(self.fail("moving the log head"))?;
+                let size = self.locked_log_size(&mut tx).await?;
+                let frontier = self.write_leaves_on(&mut tx, cached.as_ref(), size, leaves).await?;
                 // The acknowledgement: after this returns Ok the append is durable. Any error
                 // here leaves durability unknown, so it is fatal and never retried.
                 tx.commit()
@@ -819,6 +1087,9 @@ macro_rules! impl_store {
                 row.as_ref().map(Self::checkpoint_from_row).transpose()
             }
 
+        }
+
+        impl $crate::store::ArtifactIndex for $ty {
             async fn put_artifact(
                 &self,
                 artifact: &$crate::records::ArtifactRecord,

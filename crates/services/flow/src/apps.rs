@@ -1,0 +1,808 @@
+//! Apps in a change (GitOps half of stages 3–6): render base and head, validate, diff, manifest
+//! policy, risk and approvals — one [`AppDecision`] per affected app, for the PR report.
+//!
+//! Reads top to bottom as the steps it takes for each app: render both sides from git objects
+//! (a render error is reported, never hidden, and blocks the app), validate the head's objects
+//! against the Kubernetes schemas and the repository's CRDs, diff the two renders (Secret values
+//! are never shown), evaluate manifest policy over the head objects (a decision record, whose
+//! input has Secret values redacted), classify risk over the object changes and approval
+//! requirements from the matrix, CODEOWNERS and policy `require_approval` results.
+//!
+//! Risk facts use the resource type convention of `sluice_model::risk::k8s_resource_type`
+//! (`k8s:apps/Deployment`, `k8s:core/Secret`), the address convention of the Kubernetes policy
+//! pack (`Kind/namespace/name`), and one extra `k8s:image` fact per container whose image the
+//! change sets or changes (`Kind/namespace/name#container`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use sluice_git::git::Snapshot;
+use sluice_model::affected::{AffectedUnit, UnitStatus};
+use sluice_model::approval::{self, PolicyRequest, Requirement};
+use sluice_model::codeowners::CodeOwners;
+use sluice_model::config::OrgConfig;
+use sluice_model::finding::Severity;
+use sluice_model::risk::{
+    self, ChangeAction, K8S_IMAGE, PolicyOutcome, ResourceFact, RiskAssessment, RiskInput,
+};
+use sluice_policy::PolicyEngine;
+use sluice_policy::{AppContext, ChangeContext, Decision, DecisionRecord, EvalInput, Outcome};
+use sluice_render::diagnostic::Diagnostic;
+use sluice_render::diff::{self, Change, RenderedDiff};
+use sluice_render::object::Identity;
+use sluice_render::render::{self, Rendered};
+use sluice_render::schema::{self, Validation};
+
+use crate::decide;
+
+/// Findings kept per app in the report (the counts stay exact).
+pub const MAX_FINDINGS: usize = 50;
+/// Unified diffs longer than this (lines) are cut in the Markdown report.
+pub const MAX_DIFF_LINES: usize = 400;
+
+/// How one side of the change rendered.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum RenderState {
+    Rendered {
+        commit: String,
+        digest: String,
+        objects: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tool: Option<String>,
+    },
+    /// The app does not exist at this revision (added or deleted by the change).
+    Absent,
+    Failed {
+        /// The render error (file:line:col, the tool's message...).
+        error: String,
+    },
+}
+
+impl RenderState {
+    fn failed(&self) -> bool {
+        matches!(self, RenderState::Failed { .. })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderSection {
+    pub base: RenderState,
+    pub head: RenderState,
+    /// Warnings of the head render (unresolved references, scope guesses...).
+    pub notes: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationSection {
+    pub kubernetes_version: &'static str,
+    pub objects: usize,
+    pub valid: usize,
+    pub invalid: usize,
+    pub errors: usize,
+    pub warnings: usize,
+    /// The first [`MAX_FINDINGS`] findings (errors first).
+    pub findings: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicySection {
+    /// `sha256:` of the canonical decision record (what approvals bind to).
+    pub decision_digest: String,
+    pub record: DecisionRecord,
+}
+
+/// What the app's change needs to proceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppStatus {
+    /// Nothing blocks; the approvals listed are the usual ones.
+    Ready,
+    /// A policy asks for approval beyond the usual ones.
+    NeedsApproval,
+    /// The head does not render, does not validate, or a policy denies.
+    Blocked,
+}
+
+/// Everything a reviewer needs to decide about one app's change.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppDecision {
+    pub app: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    pub production: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_id: Option<String>,
+    pub change: UnitStatus,
+    pub render: RenderSection,
+    /// Schema validation of the head objects (absent when the head did not render).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationSection>,
+    pub diff: RenderedDiff,
+    /// Manifest policy over the head objects (absent when not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicySection>,
+    /// Why policy did not run, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_error: Option<String>,
+    pub risk: RiskAssessment,
+    pub approvals: Vec<Requirement>,
+    pub status: AppStatus,
+    /// Why the app is blocked (empty unless `status` is `blocked`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blockers: Vec<String>,
+}
+
+/// The inputs of [`decide_apps`].
+pub struct AppsInput<'a> {
+    /// The snapshot the change is based on (the merge base) and its configuration (the head's
+    /// when the base has none).
+    pub base: &'a Snapshot,
+    pub base_config: &'a OrgConfig,
+    pub head: &'a Snapshot,
+    pub config: &'a OrgConfig,
+    /// The affected apps (`AffectedReport::apps`).
+    pub apps: &'a [AffectedUnit],
+    /// Owners by app id (discovery), for policy approvals that name no group.
+    pub owners: &'a BTreeMap<String, Vec<String>>,
+    pub codeowners: &'a CodeOwners,
+    /// Repository paths the change touches (CODEOWNERS is matched on those under each app and
+    /// on the files the app's reasons name).
+    pub changed_paths: &'a [String],
+    /// The manifest policy; `None`: not run (reported as such).
+    pub engine: Option<&'a PolicyEngine>,
+    /// Correlation ids by app id.
+    pub change_ids: &'a BTreeMap<String, String>,
+    pub render_options: render::Options,
+    /// Kinds without a schema are errors.
+    pub strict: bool,
+}
+
+/// One [`AppDecision`] per affected app, in the order given.
+pub fn decide_apps(input: &AppsInput<'_>) -> Vec<AppDecision> {
+    input.apps.iter().map(|u| decide_app(input, u)).collect()
+}
+
+fn render_side(
+    snapshot: &Snapshot,
+    config: &OrgConfig,
+    id: &str,
+    options: &render::Options,
+) -> (RenderState, Option<Rendered>) {
+    let spec = match render::find_app(config, snapshot, id) {
+        Ok(spec) => spec,
+        Err(sluice_render::error::RenderError::UnknownApp { .. }) => {
+            return (RenderState::Absent, None);
+        }
+        Err(e) => {
+            return (
+                RenderState::Failed {
+                    error: e.to_string(),
+                },
+                None,
+            );
+        }
+    };
+    match render::render_app(snapshot, &spec, options) {
+        Ok(r) => (
+            RenderState::Rendered {
+                commit: r.commit.clone(),
+                digest: r.digest.clone(),
+                objects: r.objects.len(),
+                tool: r.tool.as_ref().map(|t| format!("{} {}", t.name, t.version)),
+            },
+            Some(r),
+        ),
+        Err(e) => (
+            RenderState::Failed {
+                error: e.to_string(),
+            },
+            None,
+        ),
+    }
+}
+
+fn decide_app(input: &AppsInput<'_>, unit: &AffectedUnit) -> AppDecision {
+    let env = unit.env.clone();
+    let production = env.as_deref().is_some_and(|e| input.config.is_protected(e));
+    // Both sides at once: a Kustomize or Helm render is an external process each.
+    let ((base_state, base), (head_state, head)) = rayon::join(
+        || {
+            render_side(
+                input.base,
+                input.base_config,
+                &unit.id,
+                &input.render_options,
+            )
+        },
+        || render_side(input.head, input.config, &unit.id, &input.render_options),
+    );
+    let mut blockers = Vec::new();
+    if let RenderState::Failed { error } = &head_state {
+        blockers.push(format!("the head does not render: {error}"));
+    }
+
+    let validation = head.as_ref().map(|r| {
+        validation_section(schema::validate(
+            &r.objects,
+            &r.schemas,
+            schema::Options {
+                strict: input.strict,
+            },
+        ))
+    });
+    if let Some(v) = &validation
+        && v.errors > 0
+    {
+        blockers.push(format!("{} schema validation error(s)", v.errors));
+    }
+
+    let empty = Vec::new();
+    let d = diff::diff(
+        base.as_ref().map_or(&empty, |r| &r.objects),
+        head.as_ref().map_or(&empty, |r| &r.objects),
+    );
+
+    let change_id = input.change_ids.get(&unit.id).cloned();
+    let (policy, policy_error) = match (&head, input.engine) {
+        (Some(r), Some(engine)) => {
+            let app = AppContext {
+                id: unit.id.clone(),
+                env: env.clone().unwrap_or_default(),
+                protected: production,
+                namespace: r.namespace.clone(),
+                cluster: r.app.cluster.clone().unwrap_or_default(),
+                path: r.app.path.clone(),
+            };
+            let change = ChangeContext {
+                correlation_id: change_id.clone().unwrap_or_default(),
+                env: app.env.clone(),
+                stack: unit.id.clone(),
+                production: Some(production),
+                head: Some(r.commit.clone()),
+                base: base.as_ref().map(|b| b.commit.clone()),
+                ..Default::default()
+            };
+            let objects: Vec<serde_json::Value> =
+                r.objects.iter().map(|o| o.value.clone()).collect();
+            match engine.evaluate(&EvalInput::manifests(&objects, &change, &app)) {
+                Ok(record) => (
+                    Some(PolicySection {
+                        decision_digest: record.digest(),
+                        record,
+                    }),
+                    None,
+                ),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        }
+        (None, Some(_)) if head_state.failed() => {
+            (None, Some("not run: the head does not render".into()))
+        }
+        (None, Some(_)) => (None, None),
+        (_, None) => (None, Some("not run: no policy engine configured".into())),
+    };
+    if let Some(p) = &policy
+        && p.record.outcome == Decision::Deny
+    {
+        blockers.push(format!(
+            "policy denies: {}",
+            p.record
+                .results
+                .iter()
+                .filter(|r| r.outcome == Outcome::Deny)
+                .map(|r| r.rule.as_str())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if policy_error.is_some() && policy.is_none() && head.is_some() {
+        blockers.push("policy could not be evaluated".into());
+    }
+
+    let facts = resource_facts(&d);
+    let rules = input.config.risk_rules();
+    let risk = risk::classify(
+        &rules,
+        &RiskInput {
+            env: env.as_deref().unwrap_or(""),
+            stack: &unit.id,
+            resources: &facts,
+            policy: policy.as_ref().map(|p| policy_outcome(p.record.outcome)),
+        },
+    );
+    let owners = input.owners.get(&unit.id).cloned().unwrap_or_default();
+    let requests = policy
+        .as_ref()
+        .map(|p| policy_requests(&p.record, &owners))
+        .unwrap_or_default();
+    let paths = app_paths(unit, input.changed_paths);
+    let approvals = approval::requirements(
+        risk.risk,
+        &input.config.approvals,
+        input.codeowners,
+        &paths,
+        &requests,
+    );
+    let status = if !blockers.is_empty() {
+        AppStatus::Blocked
+    } else if !requests.is_empty() {
+        AppStatus::NeedsApproval
+    } else {
+        AppStatus::Ready
+    };
+    AppDecision {
+        app: unit.id.clone(),
+        path: unit.path.clone(),
+        env,
+        production,
+        change_id,
+        change: unit.status,
+        render: RenderSection {
+            base: base_state,
+            head: head_state,
+            notes: head.as_ref().map(|r| r.notes.clone()).unwrap_or_default(),
+        },
+        validation,
+        diff: d,
+        policy,
+        policy_error,
+        risk,
+        approvals,
+        status,
+        blockers,
+    }
+}
+
+fn validation_section(v: Validation) -> ValidationSection {
+    let (errors, warnings) = (v.errors(), v.warnings());
+    let mut findings = v.findings;
+    findings.sort_by_key(|f| f.severity != Severity::Error);
+    findings.truncate(MAX_FINDINGS);
+    ValidationSection {
+        kubernetes_version: v.kubernetes_version,
+        objects: v.objects,
+        valid: v.valid,
+        invalid: v.invalid,
+        errors,
+        warnings,
+        findings,
+    }
+}
+
+/// `Kind/namespace/name` (`Kind/name` cluster-scoped), as the Kubernetes policy pack names
+/// resources.
+pub fn address(id: &Identity) -> String {
+    if id.namespace.is_empty() {
+        format!("{}/{}", id.kind, id.name)
+    } else {
+        format!("{}/{}/{}", id.kind, id.namespace, id.name)
+    }
+}
+
+/// The rendered diff as risk rules see it: one fact per added, removed or changed object and
+/// one `k8s:image` fact per container whose image the change sets or changes.
+pub fn resource_facts(d: &RenderedDiff) -> Vec<ResourceFact> {
+    let mut out: Vec<ResourceFact> = d
+        .objects
+        .iter()
+        .map(|o| ResourceFact {
+            address: address(&o.identity),
+            resource_type: risk::k8s_resource_type(&o.identity.group, &o.identity.kind),
+            actions: vec![match o.change {
+                Change::Added => ChangeAction::Create,
+                Change::Removed => ChangeAction::Delete,
+                Change::Changed => ChangeAction::Update,
+            }],
+        })
+        .collect();
+    for i in &d.images {
+        let action = match (&i.old, &i.new) {
+            (None, Some(_)) => ChangeAction::Create,
+            (Some(_), None) => ChangeAction::Delete,
+            _ => ChangeAction::Update,
+        };
+        // A removed container is part of its workload's update, not an image rollout.
+        if action == ChangeAction::Delete {
+            continue;
+        }
+        out.push(ResourceFact {
+            address: format!("{}#{}", address(&i.object), i.container),
+            resource_type: K8S_IMAGE.to_string(),
+            actions: vec![action],
+        });
+    }
+    out
+}
+
+fn policy_outcome(d: Decision) -> PolicyOutcome {
+    match d {
+        Decision::Allow => PolicyOutcome::Allow,
+        Decision::Warn => PolicyOutcome::Warn,
+        Decision::RequireApproval => PolicyOutcome::RequireApproval,
+        Decision::Deny => PolicyOutcome::Deny,
+    }
+}
+
+/// A `require_approval` result per (rule, groups); a result without groups goes to the app's
+/// owners.
+fn policy_requests(record: &DecisionRecord, owners: &[String]) -> Vec<PolicyRequest> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for r in record
+        .results
+        .iter()
+        .filter(|r| r.outcome == Outcome::RequireApproval)
+    {
+        let groups = if r.groups.is_empty() {
+            owners.to_vec()
+        } else {
+            r.groups.clone()
+        };
+        if seen.insert((r.rule.clone(), groups.clone())) {
+            out.push(PolicyRequest {
+                rule: r.rule.clone(),
+                message: r.message.clone(),
+                groups,
+            });
+        }
+    }
+    out
+}
+
+/// The changed paths that belong to the app: under its folder or named by its reasons (a base
+/// or values file elsewhere).
+fn app_paths(unit: &AffectedUnit, changed: &[String]) -> Vec<String> {
+    let prefix = format!("{}/", unit.path.trim_end_matches('/'));
+    let mut out: BTreeSet<String> = changed
+        .iter()
+        .filter(|p| p.starts_with(&prefix))
+        .cloned()
+        .collect();
+    out.extend(unit.reasons.iter().filter_map(|r| r.path.clone()));
+    out.into_iter().collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Markdown
+
+fn status_word(s: AppStatus) -> &'static str {
+    match s {
+        AppStatus::Ready => "ready",
+        AppStatus::NeedsApproval => "needs approval",
+        AppStatus::Blocked => "blocked",
+    }
+}
+
+fn render_state(s: &RenderState) -> String {
+    match s {
+        RenderState::Rendered {
+            digest,
+            objects,
+            tool,
+            ..
+        } => {
+            let short = digest.strip_prefix("sha256:").unwrap_or(digest);
+            let short = &short[..short.len().min(12)];
+            match tool {
+                Some(t) => format!("{objects} objects, `sha256:{short}` ({t})"),
+                None => format!("{objects} objects, `sha256:{short}`"),
+            }
+        }
+        RenderState::Absent => "absent".into(),
+        RenderState::Failed { error } => format!("**failed**: {}", md_inline(error)),
+    }
+}
+
+/// Text safe inside a table cell or a list item.
+fn md_inline(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn change_word(c: Change) -> &'static str {
+    match c {
+        Change::Added => "added",
+        Change::Removed => "removed",
+        Change::Changed => "changed",
+    }
+}
+
+/// The apps part of the PR report in one piece: an `## Apps` heading and one section per app
+/// ([`app_markdown`]).
+pub fn render_markdown(apps: &[AppDecision]) -> String {
+    if apps.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("## Apps\n\n");
+    for a in apps {
+        out.push_str(&app_markdown(a));
+    }
+    out
+}
+
+/// One app's section, self-contained (every fence and `<details>` it opens is closed) so a
+/// report may be cut before or after it: render status, validation, the rendered diff summary
+/// (long unified diffs collapsed in `<details>`), policy results, risk and approvals.
+pub fn app_markdown(a: &AppDecision) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### App `{}` — {} — {}\n",
+        a.app,
+        a.risk.risk,
+        status_word(a.status)
+    );
+    let env = match (&a.env, a.production) {
+        (Some(e), true) => format!("environment `{e}` (protected)"),
+        (Some(e), false) => format!("environment `{e}`"),
+        (None, _) => "no environment".to_string(),
+    };
+    match &a.change_id {
+        Some(id) => {
+            let _ = writeln!(out, "Change `{id}` · {env}\n");
+        }
+        None => {
+            let _ = writeln!(out, "{env}\n");
+        }
+    }
+    for b in &a.blockers {
+        let _ = writeln!(out, "- :no_entry: {}", md_inline(b));
+    }
+    if !a.blockers.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "| render | |\n|---|---|");
+    let _ = writeln!(out, "| base | {} |", render_state(&a.render.base));
+    let _ = writeln!(out, "| head | {} |", render_state(&a.render.head));
+    if let Some(v) = &a.validation {
+        let _ = writeln!(
+            out,
+            "| schema (Kubernetes {}) | {} valid, {} invalid; {} error(s), {} warning(s) |",
+            v.kubernetes_version, v.valid, v.invalid, v.errors, v.warnings
+        );
+    }
+    out.push('\n');
+    if let Some(v) = &a.validation {
+        for f in v.findings.iter().filter(|f| f.severity == Severity::Error) {
+            let _ = writeln!(out, "- {}", md_inline(&f.to_string()));
+        }
+    }
+    render_diff(&mut out, &a.diff);
+    render_policy(&mut out, a);
+    if a.risk.reasons.iter().any(|r| r.risk > risk::RiskLevel::R1) {
+        let _ = writeln!(out, "**Risk {}**\n", a.risk.risk);
+        for r in a
+            .risk
+            .reasons
+            .iter()
+            .filter(|r| r.risk > risk::RiskLevel::R1)
+        {
+            let via = if r.addresses.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.addresses.join(", "))
+            };
+            let _ = writeln!(out, "- {} {}{}", r.risk, r.reason, md_inline(&via));
+        }
+        out.push('\n');
+    }
+    if !a.approvals.is_empty() {
+        let _ = writeln!(out, "**Required approvals ({})**\n", a.approvals.len());
+        for r in &a.approvals {
+            let why = match &r.source {
+                approval::Source::Risk { risk, configured } => {
+                    format!("risk {risk} (`approvals.{configured}`)")
+                }
+                approval::Source::Codeowners { pattern, line, .. } => {
+                    format!("CODEOWNERS line {line} `{pattern}`")
+                }
+                approval::Source::Policy { rule, .. } => format!("policy `{rule}`"),
+            };
+            let _ = writeln!(
+                out,
+                "- {} of {} — {}",
+                r.count,
+                r.approvers.join(" or "),
+                why
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// App findings as one SARIF run: manifest policy results that are not a pass and schema
+/// validation errors and warnings, each located at the app's folder (or the source file a
+/// finding names).
+pub fn apps_sarif(apps: &[AppDecision], tool_version: &str) -> serde_json::Value {
+    use serde_json::json;
+    let mut rules: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut results = Vec::new();
+    for a in apps {
+        if let Some(p) = &a.policy {
+            let unit = decide::SarifUnit {
+                kind: "app",
+                name: &a.app,
+                uri: &a.path,
+                risk: a.risk.risk,
+                decision_digest: &p.decision_digest,
+            };
+            decide::push_policy_results(&p.record, &unit, &mut rules, &mut results);
+        }
+        if let Some(v) = &a.validation {
+            for f in &v.findings {
+                rules.entry(f.rule.clone()).or_insert_with(|| {
+                    json!({
+                        "id": f.rule,
+                        "shortDescription": {"text": format!("Kubernetes schema check {}", f.rule)},
+                    })
+                });
+                let level = match f.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                    Severity::Info => "note",
+                };
+                let file = f.origin.as_deref().unwrap_or(f.file.as_str());
+                let mut physical = json!({"artifactLocation": {"uri": file}});
+                if f.line > 0 && f.origin.is_none() {
+                    physical["region"] = json!({"startLine": f.line});
+                }
+                let mut logical = vec![json!({"name": a.app, "kind": "module"})];
+                if let Some(o) = &f.object {
+                    logical.push(json!({"name": address(o), "kind": "resource"}));
+                }
+                results.push(json!({
+                    "ruleId": f.rule,
+                    "level": level,
+                    "message": {"text": f.to_string()},
+                    "locations": [{
+                        "physicalLocation": physical,
+                        "logicalLocations": logical,
+                    }],
+                    "properties": {"app": a.app, "path": f.path},
+                }));
+            }
+        }
+    }
+    decide::sarif_run("sluice-apps", tool_version, rules, results)
+}
+
+fn render_diff(out: &mut String, d: &RenderedDiff) {
+    let _ = writeln!(
+        out,
+        "**Rendered diff**: {} added, {} removed, {} changed, {} unchanged\n",
+        d.added, d.removed, d.changed, d.unchanged
+    );
+    for i in &d.images {
+        let _ = writeln!(
+            out,
+            "- image `{}` in {}: `{}` → `{}` ({})",
+            i.container,
+            address(&i.object),
+            i.old.as_deref().unwrap_or("-"),
+            i.new.as_deref().unwrap_or("-"),
+            i.summary
+        );
+    }
+    for r in &d.replicas {
+        let n = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+        let _ = writeln!(
+            out,
+            "- replicas of {}: {} → {}",
+            address(&r.object),
+            n(r.old),
+            n(r.new)
+        );
+    }
+    for r in &d.resources {
+        let _ = writeln!(
+            out,
+            "- {} of `{}` in {}: {} → {}",
+            r.field,
+            r.container,
+            address(&r.object),
+            r.old.as_deref().unwrap_or("-"),
+            r.new.as_deref().unwrap_or("-")
+        );
+    }
+    for o in &d.objects {
+        if !o.secret_keys.is_empty() {
+            let keys: Vec<String> = o
+                .secret_keys
+                .iter()
+                .map(|k| format!("{} {}", k.key, change_word(k.change)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "- Secret {}: {} (values not shown)",
+                address(&o.identity),
+                keys.join(", ")
+            );
+        }
+    }
+    if !(d.images.is_empty() && d.replicas.is_empty() && d.resources.is_empty())
+        || d.objects.iter().any(|o| !o.secret_keys.is_empty())
+    {
+        out.push('\n');
+    }
+    for o in &d.objects {
+        let lines: Vec<&str> = o.diff.lines().collect();
+        let shown = if lines.len() > MAX_DIFF_LINES {
+            let mut s = lines[..MAX_DIFF_LINES].join("\n");
+            let _ = write!(
+                s,
+                "\n… {} more lines (sluice diff shows them all)",
+                lines.len() - MAX_DIFF_LINES
+            );
+            s
+        } else {
+            o.diff.trim_end().to_string()
+        };
+        let _ = writeln!(
+            out,
+            "<details><summary>{} {} ({} lines)</summary>\n\n```diff\n{}\n```\n\n</details>\n",
+            change_word(o.change),
+            o.identity,
+            lines.len(),
+            shown
+        );
+    }
+}
+
+fn render_policy(out: &mut String, a: &AppDecision) {
+    match (&a.policy, &a.policy_error) {
+        (Some(p), _) => {
+            let short = p
+                .decision_digest
+                .strip_prefix("sha256:")
+                .unwrap_or(&p.decision_digest);
+            let _ = writeln!(
+                out,
+                "**Policy**: {} (decision `sha256:{}`)\n",
+                p.record.outcome.as_str(),
+                &short[..short.len().min(12)]
+            );
+            let findings: Vec<_> = p
+                .record
+                .results
+                .iter()
+                .filter(|r| r.outcome != Outcome::Pass)
+                .collect();
+            if findings.is_empty() {
+                let _ = writeln!(out, "{} rule(s) passed.\n", p.record.count(Outcome::Pass));
+                return;
+            }
+            let _ = writeln!(
+                out,
+                "| outcome | rule | resource | message |\n|---|---|---|---|"
+            );
+            for r in findings {
+                let outcome = match (r.outcome, &r.exception) {
+                    (Outcome::Excepted, Some(e)) => format!("excepted ({e})"),
+                    (o, _) => o.as_str().to_string(),
+                };
+                let rule = match &r.docs {
+                    Some(d) => format!("[`{}`]({d})", r.rule),
+                    None => format!("`{}`", r.rule),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} |",
+                    outcome,
+                    rule,
+                    md_inline(r.resource.as_deref().unwrap_or("")),
+                    md_inline(&r.message)
+                );
+            }
+            let _ = writeln!(out, "\n{} rule(s) passed.\n", p.record.count(Outcome::Pass));
+        }
+        (None, Some(e)) => {
+            let _ = writeln!(out, "**Policy**: {}\n", md_inline(e));
+        }
+        (None, None) => {}
+    }
+}

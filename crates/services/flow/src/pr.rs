@@ -1,0 +1,1685 @@
+//! `sluice pr`: the PR report. It runs the stages of the change flow over a change — propose
+//! (correlation ids), validate, and for every affected stack plan (stage 4), policy (5) and
+//! the approvals it needs (6) — and records a stage that did not run as not run, never
+//! invented, so a reviewer can decide from the PR alone what the change does, what blocks it
+//! and who must approve it.
+//!
+//! Where a stack's plan comes from ([`PrOptions`]):
+//! - `plans_dir`: plan JSON files made elsewhere (the user's CI), one per stack, named by
+//!   [`plan_file_name`]: the stack id with `/` replaced by `__`, plus `.json`
+//!   (`prod/ap-southeast-1/rds-payments` → `prod__ap-southeast-1__rds-payments.json`);
+//! - `run_plans`: sluice runs OpenTofu/Terraform/Terragrunt itself (as `sluice plan` does) for
+//!   the stacks without a file, storing each plan as a secret in the plan store.
+//!
+//! Plans already ingested into the plan store are not looked up: the store is
+//! content-addressed (a digest names a blob) and keeps no index from stack and commit to
+//! digest, so "the plan of this stack at this commit" cannot be found there yet.
+//!
+//! Affected apps go through the GitOps half of stages 3–6 ([`crate::apps`]): render base and
+//! head from git objects, schema validation, the rendered diff, manifest policy, risk and
+//! approvals. Stacks and apps share one policy engine (the org's bundles, exceptions and the
+//! built-in packs), compiled once per report.
+//!
+//! Validation blocks stages 3–7 (DESIGN.md §2): when it fails, no plan is read or made and no
+//! app is rendered.
+//!
+//! The Markdown report is a list of self-contained blocks ([`sections`]) that
+//! [`render_markdown_parts`] packs into PR comments under GitHub's 65,536-character limit.
+//! A new section is one more field on [`PrReport`] and one more push in [`sections`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+use sluice_iac::config::PlanConfig;
+use sluice_iac::driver::{Driver, Outcome as PlanOutcome, StackSpec};
+use sluice_iac::store::FsPlanStore;
+use sluice_model::affected::{AffectedUnit, UnitStatus};
+use sluice_model::change::ChangeId;
+use sluice_model::config::{OrgConfig, RepoLocation};
+use sluice_model::exception::Timestamp;
+use sluice_model::path;
+use sluice_model::plan::Plan;
+use sluice_model::stage::{Authority, Mark, Progress, Refusal, STAGES, Stage, UnitKind, may_start};
+use sluice_org::config::ConfigError;
+use sluice_policy::PolicyError;
+
+use crate::affected::{self, AffectedReport};
+use crate::apps::{self, AppDecision, AppStatus, AppsInput, RenderState};
+use crate::check::{CheckError, Checker, Target};
+use crate::decide::{self, PlanNote, StackDecision, Status};
+use crate::error::{PipelineError, exit};
+use crate::validation::{self, ValidationReport};
+use crate::workspace;
+
+pub const SCHEMA: &str = "sluice.pr/v1";
+
+/// GitHub's limit on the body of one issue or PR comment, in characters.
+pub const COMMENT_LIMIT: usize = 65_536;
+
+// Not `Copy`: callers serialise it by reference (the evidence recorder reads its name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    Passed,
+    Blocked,
+    /// The stage ran for some units and not for others (some stacks have no plan).
+    Partial,
+    /// The stage's output is known but waits for people (approvals to be given).
+    Pending,
+    /// The stage is not part of this build yet or was not run for this change.
+    NotRun,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageResult {
+    pub number: u8,
+    pub stage: Stage,
+    pub status: StageStatus,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitChange {
+    pub kind: &'static str,
+    pub change_id: String,
+    pub id: String,
+    pub env: Option<String>,
+    pub status: UnitStatus,
+    pub owners: Vec<String>,
+}
+
+/// Where a stack's plan came from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PlanSource {
+    /// A plan JSON file from `--plans DIR`.
+    File {
+        path: String,
+        /// Who made the file, when the caller knows (the demo says it wrote them).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// `sha256:` of the file's bytes as read (what policy evaluated; the evidence subject).
+        plan_json_digest: String,
+    },
+    /// sluice ran the engine; the plan is stored under its digest.
+    Engine {
+        engine: String,
+        /// The plan file's digest (what approvals and apply bind to).
+        plan_digest: String,
+        /// `sha256:` of the plan JSON the engine showed for it (what policy evaluated).
+        plan_json_digest: String,
+    },
+}
+
+impl PlanSource {
+    fn describe(&self) -> String {
+        match self {
+            PlanSource::File {
+                path, note: None, ..
+            } => format!("plan JSON {path}"),
+            PlanSource::File {
+                path,
+                note: Some(n),
+                ..
+            } => format!("plan JSON {path} ({n})"),
+            PlanSource::Engine {
+                engine,
+                plan_digest,
+                ..
+            } => format!("{engine}, plan {plan_digest}"),
+        }
+    }
+}
+
+/// Stage 4 for one stack.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PlanState {
+    NotRun {
+        reason: String,
+    },
+    Planned {
+        source: PlanSource,
+    },
+    Failed {
+        /// `engine_missing`, `auth`, `module`, `state_lock`, `plan`, `plan_json`, …
+        class: String,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+        /// Last lines of the engine's stderr, redacted.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        stderr_excerpt: Vec<String>,
+    },
+}
+
+/// Stages 4–6 for one affected stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackReport {
+    pub id: String,
+    pub change_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    pub status: UnitStatus,
+    pub plan: PlanState,
+    /// Policy, risk and approvals; present exactly when the plan is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<StackDecision>,
+}
+
+/// What the change as a whole may do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every affected stack was planned and allowed without approvals.
+    Allowed,
+    /// Allowed once the listed approvals are given.
+    ApprovalsRequired,
+    /// Some stack has no plan, so policy and risk were not decided for it.
+    Undecided,
+    /// A stack could not be planned (or its plan JSON could not be read).
+    PlanFailed,
+    Denied,
+    /// An app's head does not render, fails schema validation, or its policy could not be
+    /// evaluated.
+    AppBlocked,
+    ValidationBlocked,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::ApprovalsRequired => "approvals required",
+            Verdict::Undecided => "undecided (plan not run)",
+            Verdict::PlanFailed => "PLAN FAILED",
+            Verdict::Denied => "DENIED",
+            Verdict::AppBlocked => "BLOCKED: an app does not render, validate or evaluate",
+            Verdict::ValidationBlocked => "BLOCKED by validation",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrReport {
+    pub schema: &'static str,
+    pub org: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pr: Option<u64>,
+    pub base: String,
+    pub head: String,
+    /// The head commit's author: who proposed the change, as git recorded it (unauthenticated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<sluice_git::git::Author>,
+    /// Validation blocked the change, a policy denied it or an app is blocked.
+    pub blocked: bool,
+    pub verdict: Verdict,
+    pub changes: Vec<UnitChange>,
+    /// Reviewers CODEOWNERS requires for the affected units.
+    pub reviewers: Vec<String>,
+    pub stages: Vec<StageResult>,
+    /// Stages 4–6 per affected stack.
+    pub stacks: Vec<StackReport>,
+    /// Stages 3–6 per affected app (empty when validation blocked the change).
+    pub apps: Vec<AppDecision>,
+    /// What the reader must know about where plans came from (e.g. written by the demo).
+    pub notes: Vec<String>,
+    /// Unused plan files, exception notices and similar.
+    pub warnings: Vec<String>,
+    pub affected: AffectedReport,
+    pub validation: ValidationReport,
+}
+
+impl PrReport {
+    /// 0 allowed (approvals may be required, or plans were not given), 1 denied, an app
+    /// blocked or blocked by validation, 3 a plan failed.
+    pub fn exit_code(&self) -> i32 {
+        match self.verdict {
+            Verdict::ValidationBlocked | Verdict::Denied | Verdict::AppBlocked => exit::BLOCKED,
+            Verdict::PlanFailed => exit::REPO,
+            Verdict::Undecided | Verdict::ApprovalsRequired | Verdict::Allowed => exit::OK,
+        }
+    }
+}
+
+/// How `sluice pr` gets plans and judges exceptions.
+#[derive(Debug, Clone, Default)]
+pub struct PrOptions {
+    pub pr: Option<u64>,
+    /// Plan JSON per stack, named by [`plan_file_name`].
+    pub plans_dir: Option<PathBuf>,
+    /// Run the engine for stacks without a plan file.
+    pub run_plans: bool,
+    /// Plan store for engine runs (default `<repo>/.sluice`).
+    pub store: Option<PathBuf>,
+    /// Said of every plan read from `plans_dir`, and once in the report's notes.
+    pub plans_note: Option<String>,
+    /// Judge exception expiry at this instant (default: now).
+    pub now: Option<Timestamp>,
+}
+
+/// The plan file name of a stack in `--plans DIR`: `/` becomes `__`, then `.json`.
+pub fn plan_file_name(stack_id: &str) -> String {
+    format!("{}.json", stack_id.replace('/', "__"))
+}
+
+/// Run the stages without plans (stages 4–6 not run) for `base..head`.
+pub fn run(
+    repo: &Path,
+    base: &str,
+    head: &str,
+    pr: Option<u64>,
+) -> Result<PrReport, PipelineError> {
+    run_with(
+        repo,
+        base,
+        head,
+        &PrOptions {
+            pr,
+            ..Default::default()
+        },
+    )
+}
+
+/// Run every stage the options allow for `base..head` and assemble the report.
+pub fn run_with(
+    repo: &Path,
+    base: &str,
+    head: &str,
+    opts: &PrOptions,
+) -> Result<PrReport, PipelineError> {
+    let pr = opts.pr;
+    let analysis = affected::run(repo, base, head)?;
+    let scope: Vec<String> = analysis
+        .changes
+        .iter()
+        .filter(|c| c.status != sluice_model::affected::FileStatus::Deleted)
+        .map(|c| c.path.clone())
+        .collect();
+    let validation = validation::validate_snapshot(
+        &analysis.head.snapshot,
+        Some(analysis.report.base.clone()),
+        &scope,
+        Ok((&analysis.head.config, &analysis.org)),
+    );
+    let config = &analysis.head.config;
+    let owners_of = |id: &str, stack: bool| -> Vec<String> {
+        if stack {
+            analysis
+                .org
+                .stacks
+                .iter()
+                .find(|s| s.id == id)
+                .map(|s| s.owners.clone())
+        } else {
+            analysis
+                .org
+                .apps
+                .iter()
+                .find(|a| a.id == id)
+                .map(|a| a.owners.clone())
+        }
+        .unwrap_or_default()
+    };
+    let mut changes = Vec::new();
+    for (kind, units) in [
+        ("stack", &analysis.report.stacks),
+        ("app", &analysis.report.apps),
+    ] {
+        for u in units.iter() {
+            changes.push(UnitChange {
+                kind,
+                change_id: change_id(config, u, pr, &analysis.report.head).to_string(),
+                id: u.id.clone(),
+                env: u.env.clone(),
+                status: u.status,
+                owners: owners_of(&u.id, kind == "stack"),
+            });
+        }
+    }
+    let reviewers: BTreeSet<String> = changes
+        .iter()
+        .flat_map(|c| c.owners.iter().cloned())
+        .collect();
+
+    let mut warnings = Vec::new();
+    let mut notes = Vec::new();
+    let store_root = opts.store.clone().unwrap_or_else(|| repo.join(".sluice"));
+    let mut checker = None;
+    let stacks = stack_stages(
+        &analysis,
+        &validation,
+        opts,
+        &store_root,
+        &mut checker,
+        &mut warnings,
+        &mut notes,
+    )?;
+    let apps = if start(Stage::Render, UnitKind::App, &pr_progress(&validation)).is_ok()
+        && !analysis.report.apps.is_empty()
+    {
+        let checker = ensure_checker(&mut checker, &analysis, opts, &mut warnings)?;
+        app_stages(repo, base, head, &analysis, &changes, checker)?
+    } else {
+        Vec::new()
+    };
+    let stages = stage_results(&changes, &validation, &stacks, &apps);
+    let verdict = verdict(validation.passed, &stacks, &apps);
+    Ok(PrReport {
+        schema: SCHEMA,
+        org: config.org.clone(),
+        pr,
+        base: analysis.report.base.clone(),
+        head: analysis.report.head.clone(),
+        author: analysis.head.snapshot.author().ok(),
+        blocked: matches!(
+            verdict,
+            Verdict::ValidationBlocked | Verdict::Denied | Verdict::AppBlocked
+        ),
+        verdict,
+        changes,
+        reviewers: reviewers.into_iter().collect(),
+        stages,
+        stacks,
+        apps,
+        notes,
+        warnings,
+        affected: analysis.report,
+        validation,
+    })
+}
+
+/// The change's verdict from validation and the stacks' and apps' stages (worst first). An
+/// app's approvals (risk matrix, CODEOWNERS, policy) count as a stack's do.
+pub fn verdict(validation_passed: bool, stacks: &[StackReport], apps: &[AppDecision]) -> Verdict {
+    if !validation_passed {
+        return Verdict::ValidationBlocked;
+    }
+    let status = |s: Status| {
+        stacks
+            .iter()
+            .any(|r| r.decision.as_ref().is_some_and(|d| d.status == s))
+    };
+    if status(Status::Denied) || apps.iter().any(app_denied) {
+        Verdict::Denied
+    } else if apps.iter().any(|a| a.status == AppStatus::Blocked) {
+        Verdict::AppBlocked
+    } else if stacks
+        .iter()
+        .any(|s| matches!(s.plan, PlanState::Failed { .. }))
+    {
+        Verdict::PlanFailed
+    } else if stacks
+        .iter()
+        .any(|s| s.decision.is_none() && s.status != UnitStatus::Deleted)
+    {
+        Verdict::Undecided
+    } else if status(Status::ApprovalsRequired) || apps.iter().any(|a| !a.approvals.is_empty()) {
+        Verdict::ApprovalsRequired
+    } else {
+        Verdict::Allowed
+    }
+}
+
+/// A policy denies the app's head manifests.
+fn app_denied(a: &AppDecision) -> bool {
+    a.policy
+        .as_ref()
+        .is_some_and(|p| p.record.outcome == sluice_policy::Decision::Deny)
+}
+
+/// The org's policy setup, risk rules and approvals, compiled on first need and shared by
+/// stacks and apps.
+fn ensure_checker<'c>(
+    checker: &'c mut Option<Checker>,
+    analysis: &affected::Analysis,
+    opts: &PrOptions,
+    warnings: &mut Vec<String>,
+) -> Result<&'c Checker, PipelineError> {
+    if checker.is_none() {
+        let c = Checker::for_revision(
+            &analysis.head,
+            analysis.org.codeowners.clone(),
+            opts.now.unwrap_or_else(sluice_policy::now),
+        )
+        .map_err(check_to_pipeline)?;
+        warnings.extend(c.warnings());
+        *checker = Some(c);
+    }
+    Ok(checker.as_ref().expect("set above"))
+}
+
+/// Stages 3–6 for every affected app, with the stacks' policy engine. The base side renders
+/// from the merge base (as the affected analysis diffs), with its own configuration when it
+/// has a valid one.
+fn app_stages(
+    repo: &Path,
+    base: &str,
+    head: &str,
+    analysis: &affected::Analysis,
+    changes: &[UnitChange],
+    checker: &Checker,
+) -> Result<Vec<AppDecision>, PipelineError> {
+    let repository = workspace::open(repo)?;
+    let (base_snap, _) = workspace::change_snapshots(&repository, base, head)?;
+    let base_config =
+        workspace::load_config(&base_snap, base).unwrap_or_else(|_| analysis.head.config.clone());
+    let owners: BTreeMap<String, Vec<String>> = analysis
+        .org
+        .apps
+        .iter()
+        .map(|a| (a.id.clone(), a.owners.clone()))
+        .collect();
+    let changed: Vec<String> = analysis.changes.iter().map(|c| c.path.clone()).collect();
+    let change_ids: BTreeMap<String, String> = changes
+        .iter()
+        .filter(|c| c.kind == "app")
+        .map(|c| (c.id.clone(), c.change_id.clone()))
+        .collect();
+    Ok(apps::decide_apps(&AppsInput {
+        base: &base_snap,
+        base_config: &base_config,
+        head: &analysis.head.snapshot,
+        config: &analysis.head.config,
+        apps: &analysis.report.apps,
+        owners: &owners,
+        codeowners: &analysis.org.codeowners,
+        changed_paths: &changed,
+        engine: Some(&checker.setup.engine),
+        change_ids: &change_ids,
+        render_options: sluice_render::render::Options::default(),
+        strict: false,
+    }))
+}
+
+/// What the PR path knows when stage 3 could start: the change is proposed (this PR) and
+/// validation passed or blocked it.
+fn pr_progress(validation: &ValidationReport) -> Progress {
+    let mut progress = Progress::passed(&[Stage::Propose]);
+    progress.set(
+        Stage::Validate,
+        if validation.passed {
+            Mark::Passed
+        } else {
+            Mark::Failed
+        },
+    );
+    progress
+}
+
+/// The stage gate as the PR path asks it, holding [`Authority::PR_PIPELINE`]; a refusal becomes
+/// the reason the report gives for the stage not running.
+fn start(stage: Stage, unit: UnitKind, progress: &Progress) -> Result<(), String> {
+    may_start(stage, unit, progress, Authority::PR_PIPELINE).map_err(|refusal| match refusal {
+        Refusal::InputNotPassed {
+            input: Stage::Validate,
+            ..
+        } => "validation blocked the change (stage 2 blocks stages 3–7)".to_string(),
+        other => other.to_string(),
+    })
+}
+
+/// A plan waiting to be checked.
+enum Pending {
+    Plan(Box<Plan>, PlanSource),
+    Failed(PlanState),
+}
+
+/// Stages 4–6 for every affected stack.
+fn stack_stages(
+    analysis: &affected::Analysis,
+    validation: &ValidationReport,
+    opts: &PrOptions,
+    store_root: &Path,
+    checker: &mut Option<Checker>,
+    warnings: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<StackReport>, PipelineError> {
+    let config = &analysis.head.config;
+    let units = &analysis.report.stacks;
+    let mut pending: BTreeMap<usize, Pending> = BTreeMap::new();
+    let mut not_run: BTreeMap<usize, String> = BTreeMap::new();
+    let mut to_engine: Vec<(usize, StackSpec)> = Vec::new();
+
+    if let Some(dir) = &opts.plans_dir {
+        unused_plan_files(dir, units, warnings);
+        if let Some(n) = &opts.plans_note {
+            notes.push(format!("plans read from {}: {n}", dir.display()));
+        }
+    }
+    let progress = pr_progress(validation);
+    for (i, u) in units.iter().enumerate() {
+        if let Err(reason) = start(Stage::Plan, UnitKind::Stack, &progress) {
+            not_run.insert(i, reason);
+            continue;
+        }
+        if u.status == UnitStatus::Deleted {
+            not_run.insert(
+                i,
+                "deleted at head: nothing to plan here (destroying its resources needs a \
+                 destroy plan of the base revision)"
+                    .into(),
+            );
+            continue;
+        }
+        if let Some(dir) = &opts.plans_dir {
+            let file = dir.join(plan_file_name(&u.id));
+            if file.exists() {
+                pending.insert(i, read_plan_file(&file, opts.plans_note.clone()));
+                continue;
+            }
+        }
+        if opts.run_plans
+            && let Some(s) = analysis.org.stacks.iter().find(|s| s.id == u.id)
+        {
+            to_engine.push((i, crate::stack_spec::stack_spec(s)));
+            continue;
+        }
+        not_run.insert(
+            i,
+            match &opts.plans_dir {
+                Some(dir) => format!(
+                    "no plan: {} not found{}",
+                    dir.join(plan_file_name(&u.id)).display(),
+                    if opts.run_plans {
+                        ""
+                    } else {
+                        " (or pass --run-plans to plan with the engine)"
+                    }
+                ),
+                None => {
+                    "no plan given: pass --plans DIR (plan JSON per stack) or --run-plans".into()
+                }
+            },
+        );
+    }
+    if !to_engine.is_empty() {
+        for (i, p) in run_engine(analysis, store_root, &to_engine)? {
+            pending.insert(i, p);
+        }
+    }
+
+    let checker = if pending.values().any(|p| matches!(p, Pending::Plan(..))) {
+        Some(ensure_checker(checker, analysis, opts, warnings)?)
+    } else {
+        None
+    };
+
+    let mut out = Vec::with_capacity(units.len());
+    for (i, u) in units.iter().enumerate() {
+        let cid = change_id(config, u, opts.pr, &analysis.report.head).to_string();
+        let planned = {
+            let mut p = progress;
+            p.set(Stage::Plan, Mark::Passed);
+            p
+        };
+        let (plan, decision) = match pending.remove(&i) {
+            Some(Pending::Plan(plan, source))
+                if start(Stage::Policy, UnitKind::Stack, &planned).is_ok() =>
+            {
+                let checker = checker.expect("built when a plan is pending");
+                let target = stack_target(analysis, u, cid.clone());
+                let decision = checker.check(*plan, &target).map_err(check_to_pipeline)?;
+                (PlanState::Planned { source }, Some(decision))
+            }
+            // The gate kept policy from starting: no decision, so nothing can be approved.
+            Some(Pending::Plan(_, source)) => (PlanState::Planned { source }, None),
+            Some(Pending::Failed(state)) => (state, None),
+            None => (
+                PlanState::NotRun {
+                    reason: not_run.remove(&i).unwrap_or_default(),
+                },
+                None,
+            ),
+        };
+        out.push(StackReport {
+            id: u.id.clone(),
+            change_id: cid,
+            env: u.env.clone(),
+            status: u.status,
+            plan,
+            decision,
+        });
+    }
+    Ok(out)
+}
+
+/// The check target of an affected stack: CODEOWNERS is matched on the changed files that
+/// made it affected, or on the stack's own files when it is affected only as a dependent.
+fn stack_target(analysis: &affected::Analysis, u: &AffectedUnit, cid: String) -> Target {
+    let config = &analysis.head.config;
+    let mut paths: BTreeSet<String> = u.reasons.iter().filter_map(|r| r.path.clone()).collect();
+    let stack = analysis.org.stacks.iter().find(|s| s.id == u.id);
+    if paths.is_empty() {
+        paths = analysis
+            .head
+            .snapshot
+            .files_under(&u.path)
+            .map(str::to_string)
+            .collect();
+    }
+    let env = u.env.clone().unwrap_or_default();
+    let mut target = match stack {
+        Some(s) => Target::of_stack(s, config.is_protected(&s.env), paths.into_iter().collect()),
+        None => Target {
+            stack: u.id.clone(),
+            production: config.is_protected(&env),
+            env,
+            paths: paths.into_iter().collect(),
+            stack_json: serde_json::json!({"id": u.id}),
+            ..Default::default()
+        },
+    };
+    target.change_id = Some(cid);
+    target.base = Some(analysis.report.base.clone());
+    target.head = Some(analysis.report.head.clone());
+    target
+}
+
+fn read_plan_file(file: &Path, note: Option<String>) -> Pending {
+    let name = file.display().to_string();
+    let failed = |class: &str, message: String| {
+        Pending::Failed(PlanState::Failed {
+            class: class.into(),
+            message,
+            hint: Some(
+                "give the output of `tofu show -json PLANFILE` (or terraform's), unmodified".into(),
+            ),
+            stderr_excerpt: Vec::new(),
+        })
+    };
+    match std::fs::read(file) {
+        Err(e) => failed("plan_json", format!("{name}: {e}")),
+        Ok(bytes) => match Plan::parse(&name, &bytes) {
+            Ok(plan) => {
+                use sha2::Digest as _;
+                // The digest of the bytes policy evaluated: the plan's identity in evidence.
+                let plan_json_digest =
+                    format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+                Pending::Plan(
+                    Box::new(plan),
+                    PlanSource::File {
+                        path: name,
+                        note,
+                        plan_json_digest,
+                    },
+                )
+            }
+            Err(e) => failed("plan_json", e.to_string()),
+        },
+    }
+}
+
+/// Warn about `*.json` files in the plans folder that no affected stack would read (a typo in
+/// a file name must not silently leave a stack unplanned).
+fn unused_plan_files(dir: &Path, units: &[AffectedUnit], warnings: &mut Vec<String>) {
+    let expected: BTreeSet<String> = units.iter().map(|u| plan_file_name(&u.id)).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        warnings.push(format!("{}: plans folder not readable", dir.display()));
+        return;
+    };
+    let mut unused: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && !expected.contains(n))
+        .collect();
+    unused.sort();
+    for n in unused {
+        warnings.push(format!(
+            "{}: no affected stack reads this plan file (a stack `a/b/c` reads `a__b__c.json`); ignored",
+            dir.join(n).display()
+        ));
+    }
+}
+
+/// Plan the given stacks with the engine, as `sluice plan` does.
+fn run_engine(
+    analysis: &affected::Analysis,
+    repo_root: &Path,
+    specs: &[(usize, StackSpec)],
+) -> Result<Vec<(usize, Pending)>, PipelineError> {
+    let config =
+        PlanConfig::from_section(analysis.head.config.sections.get("plan")).map_err(|errors| {
+            PipelineError::Config(
+                errors
+                    .iter()
+                    .map(|e| ConfigError {
+                        file: "sluice.yaml".into(),
+                        line: 1,
+                        col: 1,
+                        message: e.to_string(),
+                        hint: None,
+                    })
+                    .collect(),
+            )
+        })?;
+    let store = FsPlanStore::new(repo_root);
+    let plugin_cache = match &config.plugin_cache_dir {
+        Some(p) if p.is_absolute() => p.clone(),
+        Some(p) => repo_root.join(p),
+        None => repo_root.join("plugin-cache"),
+    };
+    let driver = Driver {
+        config: &config,
+        store: &store,
+        rules: config.redaction_rules(),
+        path_var: None,
+        work_root: std::env::temp_dir().join(format!("sluice-pr-{}", std::process::id())),
+        plugin_cache,
+    };
+    let list: Vec<StackSpec> = specs.iter().map(|(_, s)| s.clone()).collect();
+    let results = driver.plan_stacks(&analysis.head.snapshot, &list);
+    let _ = std::fs::remove_dir(&driver.work_root);
+    Ok(specs
+        .iter()
+        .map(|(i, _)| *i)
+        .zip(results)
+        .map(|(i, r)| {
+            let pending = match plan_outcome(r) {
+                (PlanState::Planned { source }, Some(plan)) => {
+                    Pending::Plan(Box::new(plan), source)
+                }
+                (state, _) => Pending::Failed(state),
+            };
+            (i, pending)
+        })
+        .collect())
+}
+
+/// An engine run's result as stage 4's state, with the parsed plan when there is one (for
+/// `sluice pr --run-plans` and `sluice plan --record` alike).
+pub fn plan_outcome(r: sluice_iac::driver::StackPlan) -> (PlanState, Option<Plan>) {
+    let engine = r
+        .engine
+        .as_ref()
+        .map(|e| {
+            let mut t = format!("{} {}", e.kind.program(), e.version);
+            if let Some(tg) = &e.terragrunt {
+                let _ = write!(t, " via terragrunt {tg}");
+            }
+            t
+        })
+        .unwrap_or_else(|| "engine".into());
+    match r.outcome {
+        PlanOutcome::Planned(p) => (
+            PlanState::Planned {
+                source: PlanSource::Engine {
+                    engine,
+                    plan_digest: p.plan_digest.to_string(),
+                    plan_json_digest: p.plan_json.to_string(),
+                },
+            },
+            Some(p.plan),
+        ),
+        PlanOutcome::Failed(f) => (
+            PlanState::Failed {
+                class: serde_json::to_value(f.class)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| f.class.as_str().to_string()),
+                message: f.message,
+                hint: Some(f.hint.to_string()),
+                stderr_excerpt: f.stderr_excerpt,
+            },
+            None,
+        ),
+    }
+}
+
+/// Policy setup problems are configuration errors of the org (exit 2), with their positions.
+fn check_to_pipeline(e: CheckError) -> PipelineError {
+    let at = |file: &str, line: u32, col: u32, message: String| ConfigError {
+        file: file.to_string(),
+        line,
+        col,
+        message,
+        hint: None,
+    };
+    match e {
+        CheckError::Pipeline(p) => p,
+        CheckError::Policy(PolicyError::Rego {
+            file,
+            line,
+            col,
+            message,
+        }) => PipelineError::Config(vec![at(&file, line, col, message)]),
+        CheckError::Policy(PolicyError::Exceptions(errors)) => PipelineError::Config(
+            errors
+                .into_iter()
+                .map(|e| at(&e.file, e.line, e.col, e.message))
+                .collect(),
+        ),
+        CheckError::Policy(PolicyError::Input(m)) => {
+            PipelineError::Io(format!("policy input: {m}"))
+        }
+        other => PipelineError::Config(vec![at("sluice.yaml", 1, 1, other.to_string())]),
+    }
+}
+
+/// The correlation id of one unit's change; the repo is the logical repo holding the unit.
+pub fn change_id(config: &OrgConfig, unit: &AffectedUnit, pr: Option<u64>, head: &str) -> ChangeId {
+    change_id_of(config, &unit.path, &unit.id, unit.env.as_deref(), pr, head)
+}
+
+/// [`change_id`] of a unit at `path` with id `unit` (a stack checked on its own, by `sluice
+/// check --record`).
+pub fn change_id_of(
+    config: &OrgConfig,
+    path: &str,
+    unit: &str,
+    env: Option<&str>,
+    pr: Option<u64>,
+    head: &str,
+) -> ChangeId {
+    let repo = config
+        .repos
+        .iter()
+        .find(|r| matches!(&r.location, RepoLocation::Path(p) if path::is_under(path, p)))
+        .map_or_else(|| config.org.clone(), |r| r.name.clone());
+    ChangeId {
+        repo,
+        pr,
+        commit: head.to_string(),
+        env: env.unwrap_or("-").to_string(),
+        unit: unit.to_string(),
+    }
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// A stage's status and detail for one kind of unit (stacks or apps); `None` when no unit of
+/// that kind takes part.
+type Part = Option<(StageStatus, String)>;
+
+/// One stage row from its stack part and its app part: blocked when either is, the common
+/// status when they agree, partial otherwise (e.g. apps diffed, stacks without plans).
+fn merge_parts(stacks: Part, apps: Part, none: &str) -> (StageStatus, String) {
+    match (stacks, apps) {
+        (None, None) => (StageStatus::NotRun, none.to_string()),
+        (Some(p), None) | (None, Some(p)) => p,
+        (Some((a, da)), Some((b, db))) => {
+            let status = if a == StageStatus::Blocked || b == StageStatus::Blocked {
+                StageStatus::Blocked
+            } else if a == b {
+                a
+            } else {
+                StageStatus::Partial
+            };
+            (status, format!("{da}; {db}"))
+        }
+    }
+}
+
+/// What the apps contribute to stages 3–6.
+#[derive(Default)]
+struct AppCounts {
+    total: usize,
+    /// Head rendered (an app deleted by the change has no head and is not counted).
+    rendered: usize,
+    render_failed: usize,
+    objects: usize,
+    schema_errors: usize,
+    schema_warnings: usize,
+    /// Both sides rendered or absent, so the rendered diff is known.
+    diffed: usize,
+    added: usize,
+    removed: usize,
+    changed: usize,
+    evaluated: usize,
+    denied: usize,
+    /// Head rendered but policy could not be evaluated (fails closed).
+    policy_failed: usize,
+    blocked: usize,
+    requirements: usize,
+}
+
+impl AppCounts {
+    fn of(apps: &[AppDecision]) -> AppCounts {
+        let mut c = AppCounts {
+            total: apps.len(),
+            ..Default::default()
+        };
+        for a in apps {
+            let head_rendered = matches!(a.render.head, RenderState::Rendered { .. });
+            if let RenderState::Rendered { objects, .. } = &a.render.head {
+                c.rendered += 1;
+                c.objects += objects;
+            }
+            let failed = |s: &RenderState| matches!(s, RenderState::Failed { .. });
+            if failed(&a.render.head) {
+                c.render_failed += 1;
+            }
+            if let Some(v) = &a.validation {
+                c.schema_errors += v.errors;
+                c.schema_warnings += v.warnings;
+            }
+            if !failed(&a.render.head) && !failed(&a.render.base) {
+                c.diffed += 1;
+                c.added += a.diff.added;
+                c.removed += a.diff.removed;
+                c.changed += a.diff.changed;
+            }
+            if a.policy.is_some() {
+                c.evaluated += 1;
+            } else if head_rendered {
+                c.policy_failed += 1;
+            }
+            if app_denied(a) {
+                c.denied += 1;
+            }
+            if a.status == AppStatus::Blocked {
+                c.blocked += 1;
+            }
+            c.requirements += a.approvals.len();
+        }
+        c
+    }
+
+    fn render(&self) -> Part {
+        if self.total == 0 {
+            return None;
+        }
+        let schema = format!(
+            "{} object(s), {} schema error(s), {} warning(s)",
+            self.objects, self.schema_errors, self.schema_warnings
+        );
+        Some(if self.render_failed > 0 || self.schema_errors > 0 {
+            (
+                StageStatus::Blocked,
+                format!(
+                    "{} of {} do not render; {schema}",
+                    self.render_failed,
+                    plural(self.total, "app")
+                ),
+            )
+        } else {
+            (
+                StageStatus::Passed,
+                format!("{} rendered; {schema}", plural(self.rendered, "app")),
+            )
+        })
+    }
+
+    fn plan(&self) -> Part {
+        if self.total == 0 {
+            return None;
+        }
+        let objects = format!(
+            "{} added, {} removed, {} changed object(s)",
+            self.added, self.removed, self.changed
+        );
+        Some(if self.diffed == self.total {
+            (
+                StageStatus::Passed,
+                format!("{} diffed ({objects})", plural(self.diffed, "app")),
+            )
+        } else if self.diffed > 0 {
+            (
+                StageStatus::Partial,
+                format!(
+                    "{} of {} diffed ({objects}); the others do not render",
+                    self.diffed,
+                    plural(self.total, "app")
+                ),
+            )
+        } else {
+            (
+                StageStatus::NotRun,
+                format!("no app diff ({} do not render)", plural(self.total, "app")),
+            )
+        })
+    }
+
+    fn policy(&self) -> Part {
+        if self.total == 0 {
+            return None;
+        }
+        Some(if self.denied > 0 || self.policy_failed > 0 {
+            let mut d = format!(
+                "{} denied of {} evaluated",
+                plural(self.denied, "app"),
+                self.evaluated
+            );
+            if self.policy_failed > 0 {
+                let _ = write!(d, ", {} could not be evaluated", self.policy_failed);
+            }
+            (StageStatus::Blocked, d)
+        } else if self.evaluated == 0 {
+            (
+                StageStatus::NotRun,
+                "no rendered app to evaluate".to_string(),
+            )
+        } else {
+            (
+                StageStatus::Passed,
+                format!("{} evaluated, none denied", plural(self.evaluated, "app")),
+            )
+        })
+    }
+}
+
+fn stage_results(
+    changes: &[UnitChange],
+    validation: &ValidationReport,
+    stacks: &[StackReport],
+    apps: &[AppDecision],
+) -> Vec<StageResult> {
+    let active: Vec<&StackReport> = stacks
+        .iter()
+        .filter(|s| s.status != UnitStatus::Deleted)
+        .collect();
+    let planned = active
+        .iter()
+        .filter(|s| matches!(s.plan, PlanState::Planned { .. }))
+        .count();
+    let failed = active
+        .iter()
+        .filter(|s| matches!(s.plan, PlanState::Failed { .. }))
+        .count();
+    let decisions: Vec<&StackDecision> =
+        stacks.iter().filter_map(|s| s.decision.as_ref()).collect();
+    let denied = decisions
+        .iter()
+        .filter(|d| d.status == Status::Denied)
+        .count();
+    let app = AppCounts::of(apps);
+    let requirements: usize =
+        decisions.iter().map(|d| d.approvals.len()).sum::<usize>() + app.requirements;
+
+    let stack_plan: Part = if active.is_empty() {
+        None
+    } else if failed > 0 {
+        Some((
+            StageStatus::Blocked,
+            format!(
+                "{} failed, {} of {} planned",
+                plural(failed, "stack plan"),
+                planned,
+                plural(active.len(), "stack")
+            ),
+        ))
+    } else if planned == active.len() {
+        Some((
+            StageStatus::Passed,
+            format!("{} planned", plural(planned, "stack")),
+        ))
+    } else if planned > 0 {
+        Some((
+            StageStatus::Partial,
+            format!(
+                "{planned} of {} planned; the others have no plan",
+                plural(active.len(), "stack")
+            ),
+        ))
+    } else {
+        Some((
+            StageStatus::NotRun,
+            format!(
+                "no plan for {} (pass --plans DIR or --run-plans)",
+                plural(active.len(), "stack")
+            ),
+        ))
+    };
+    let stack_policy: Part = if decisions.is_empty() {
+        (!active.is_empty()).then(|| (StageStatus::NotRun, "no stack plan to evaluate".into()))
+    } else if denied > 0 {
+        Some((
+            StageStatus::Blocked,
+            format!(
+                "{} denied of {} evaluated",
+                plural(denied, "stack"),
+                decisions.len()
+            ),
+        ))
+    } else {
+        Some((
+            StageStatus::Passed,
+            format!(
+                "{} evaluated, none denied",
+                plural(decisions.len(), "stack")
+            ),
+        ))
+    };
+
+    STAGES
+        .iter()
+        .map(|c| {
+            let (status, detail) = match c.stage {
+                Stage::Propose => propose_row(changes.len()),
+                Stage::Validate => validate_row(validation),
+                Stage::Render | Stage::Plan | Stage::Policy | Stage::Approve
+                    if !validation.passed =>
+                {
+                    (StageStatus::NotRun, "blocked by validation".to_string())
+                }
+                Stage::Render => merge_parts(None, app.render(), "no app affected"),
+                Stage::Plan => merge_parts(stack_plan.clone(), app.plan(), "nothing to plan"),
+                Stage::Policy => merge_parts(
+                    stack_policy.clone(),
+                    app.policy(),
+                    "no plan or rendered app to evaluate",
+                ),
+                Stage::Approve if denied > 0 || app.blocked > 0 => (
+                    StageStatus::NotRun,
+                    "a denied or blocked change cannot be approved".to_string(),
+                ),
+                Stage::Approve if decisions.is_empty() && app.total == 0 => (
+                    StageStatus::NotRun,
+                    "no policy decision to approve".to_string(),
+                ),
+                Stage::Approve if requirements == 0 => {
+                    (StageStatus::Passed, "no approval required".to_string())
+                }
+                Stage::Approve => (
+                    StageStatus::Pending,
+                    format!(
+                        "{} to collect ({}); approvals bind to commit + plan/render + decision",
+                        plural(requirements, "approval requirement"),
+                        match (decisions.is_empty(), app.total) {
+                            (false, 0) => "listed per stack",
+                            (true, _) => "listed per app",
+                            _ => "listed per stack and app",
+                        }
+                    ),
+                ),
+                _ => (
+                    StageStatus::NotRun,
+                    "not available in this build".to_string(),
+                ),
+            };
+            StageResult {
+                number: c.number,
+                stage: c.stage,
+                status,
+                detail,
+            }
+        })
+        .collect()
+}
+
+/// Stage 1's row: the change proposed as `units` units with correlation ids.
+pub fn propose_row(units: usize) -> (StageStatus, String) {
+    (
+        StageStatus::Passed,
+        format!("{units} unit(s) with correlation ids"),
+    )
+}
+
+/// Stage 2's row from the validation report.
+pub fn validate_row(validation: &ValidationReport) -> (StageStatus, String) {
+    if validation.passed {
+        (
+            StageStatus::Passed,
+            format!(
+                "{} file(s), {} warning(s)",
+                validation.summary.files, validation.summary.warnings
+            ),
+        )
+    } else {
+        (
+            StageStatus::Blocked,
+            format!("{} blocking finding(s)", validation.summary.errors),
+        )
+    }
+}
+
+fn status_word(s: UnitStatus) -> &'static str {
+    match s {
+        UnitStatus::Added => "added",
+        UnitStatus::Modified => "modified",
+        UnitStatus::Deleted => "deleted",
+        UnitStatus::Dependent => "dependent",
+    }
+}
+
+/// The report as Markdown, in one piece (a terminal; for PR comments use
+/// [`render_markdown_parts`]).
+pub fn render_markdown(r: &PrReport) -> String {
+    sections(r).concat()
+}
+
+/// The report as PR comments, each under GitHub's comment limit, split at section
+/// boundaries.
+pub fn render_markdown_parts(r: &PrReport) -> Vec<String> {
+    split_parts(&sections(r), COMMENT_LIMIT)
+}
+
+/// The report's Markdown blocks in order. Each block is self-contained (closes every code
+/// fence and `<details>` it opens), so the report may be cut between any two.
+pub fn sections(r: &PrReport) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut out = String::new();
+    let pr = r.pr.map(|n| format!(" PR #{n}")).unwrap_or_default();
+    let _ = writeln!(out, "## sluice: {}{pr} — {}\n", r.org, r.verdict.as_str());
+    let _ = writeln!(
+        out,
+        "`{}` → `{}`\n",
+        affected::short(&r.base),
+        affected::short(&r.head)
+    );
+    for n in &r.notes {
+        let _ = writeln!(out, "> **Note:** {}\n", decide::md_text(n));
+    }
+    blocks.push(out);
+
+    let mut out = format!("### Changes ({})\n\n", r.changes.len());
+    if r.changes.is_empty() {
+        out.push_str("No stack or app is affected.\n\n");
+        blocks.push(out);
+    } else {
+        let mut table = String::from("| unit | status | change id | owners |\n|---|---|---|---|\n");
+        for c in &r.changes {
+            let _ = writeln!(
+                table,
+                "| {} `{}` | {} | `{}` | {} |",
+                c.kind,
+                c.id,
+                status_word(c.status),
+                c.change_id,
+                c.owners.join(" ")
+            );
+        }
+        out.push_str(&decide::collapse(
+            &format!("{} affected units", r.changes.len()),
+            &table,
+            false,
+        ));
+        blocks.push(out);
+    }
+
+    let mut why = String::new();
+    for u in r.affected.stacks.iter().chain(&r.affected.apps) {
+        let reasons: Vec<String> = u
+            .reasons
+            .iter()
+            .map(|x| {
+                let kind = format!("{:?}", x.kind).to_lowercase();
+                let what = x.path.as_deref().or(x.stack.as_deref()).unwrap_or("");
+                match &x.via {
+                    Some(via) => format!("{kind} `{what}` via `{via}`"),
+                    None => format!("{kind} `{what}`"),
+                }
+            })
+            .collect();
+        let _ = writeln!(why, "- `{}`: {}", u.id, reasons.join("; "));
+    }
+    blocks.push(format!(
+        "### Why\n\n{}",
+        decide::collapse("why each unit is affected", &why, false)
+    ));
+
+    let mut out =
+        String::from("### Stages\n\n| # | stage | status | detail |\n|---|---|---|---|\n");
+    for s in &r.stages {
+        let status = match s.status {
+            StageStatus::Passed => "passed",
+            StageStatus::Blocked => "**blocked**",
+            StageStatus::Partial => "partial",
+            StageStatus::Pending => "pending",
+            StageStatus::NotRun => "not run",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:?} | {status} | {} |",
+            s.number,
+            s.stage,
+            decide::md_text(&s.detail)
+        );
+    }
+    out.push('\n');
+    blocks.push(out);
+
+    for s in &r.stacks {
+        blocks.extend(stack_blocks(s));
+    }
+    // One block per app: a long app section is cut by the splitter like any other block.
+    blocks.extend(r.apps.iter().map(apps::app_markdown));
+
+    if !r.validation.findings.is_empty() {
+        let mut list = String::new();
+        for f in &r.validation.findings {
+            let _ = writeln!(
+                list,
+                "- {} `{}` at `{}:{}:{}`: {}",
+                f.severity.as_str(),
+                f.rule,
+                f.file,
+                f.line,
+                f.col,
+                decide::md_text(&f.message)
+            );
+        }
+        blocks.push(format!(
+            "### Validation findings ({})\n\n{}",
+            r.validation.findings.len(),
+            decide::collapse("findings", &list, false)
+        ));
+    }
+    if !r.reviewers.is_empty() {
+        blocks.push(format!(
+            "### Required reviewers (CODEOWNERS)\n\n{}\n\n",
+            r.reviewers.join(", ")
+        ));
+    }
+    let mut warnings: Vec<String> = r
+        .affected
+        .warnings
+        .iter()
+        .map(|w| format!("`{}:{}`: {}", w.file, w.line, decide::md_text(&w.message)))
+        .collect();
+    warnings.extend(r.warnings.iter().map(|w| decide::md_text(w)));
+    if !warnings.is_empty() {
+        let mut out = format!("### Warnings ({})\n\n", warnings.len());
+        for w in warnings {
+            let _ = writeln!(out, "- {w}");
+        }
+        out.push('\n');
+        blocks.push(out);
+    }
+    blocks
+}
+
+/// One stack's stage 4–6 blocks.
+fn stack_blocks(s: &StackReport) -> Vec<String> {
+    match (&s.plan, &s.decision) {
+        (PlanState::Planned { source }, Some(d)) => {
+            let text = source.describe();
+            decide::render_stack_markdown(d, Some(PlanNote { source: &text }))
+        }
+        (
+            PlanState::Failed {
+                class,
+                message,
+                hint,
+                stderr_excerpt,
+            },
+            _,
+        ) => {
+            let mut out = format!(
+                "### Stack {} — **plan failed** ({})\n\nChange {}\n\n{}\n\n",
+                decide::md_code(&s.id),
+                decide::md_text(class),
+                decide::md_code(&s.change_id),
+                decide::md_text(message)
+            );
+            if let Some(h) = hint {
+                let _ = writeln!(out, "Hint: {}\n", decide::md_text(h));
+            }
+            if !stderr_excerpt.is_empty() {
+                let body = format!(
+                    "```text\n{}\n```\n",
+                    stderr_excerpt.join("\n").replace("```", "'''")
+                );
+                out.push_str(&decide::collapse(
+                    "stderr (last lines, redacted)",
+                    &body,
+                    true,
+                ));
+            }
+            out.push_str("Policy and approvals: not run (no plan).\n\n");
+            vec![out]
+        }
+        (PlanState::NotRun { .. }, _) | (PlanState::Planned { .. }, None) => {
+            let reason = match &s.plan {
+                PlanState::NotRun { reason } => reason.as_str(),
+                _ => "",
+            };
+            vec![format!(
+                "### Stack {} — plan not run\n\nChange {}\n\nStage 4 (plan) not run: {}. Policy, risk and approvals are not decided without a plan.\n\n",
+                decide::md_code(&s.id),
+                decide::md_code(&s.change_id),
+                decide::md_text(reason)
+            )]
+        }
+    }
+}
+
+/// Room kept in every part for its `Part i of n` line.
+const PART_HEADER_ROOM: usize = 64;
+
+/// Pack blocks into parts of at most `limit` bytes (bytes bound characters from above), in
+/// order, cutting only between blocks. A block larger than a part is cut at line boundaries,
+/// closing and reopening the code fence or `<details>` it is inside. With more than one part,
+/// each starts with `*Part i of n*`.
+pub fn split_parts(blocks: &[String], limit: usize) -> Vec<String> {
+    let room = limit.saturating_sub(PART_HEADER_ROOM).max(256);
+    let mut pieces: Vec<String> = Vec::new();
+    for b in blocks {
+        if b.len() <= room {
+            pieces.push(b.clone());
+        } else {
+            pieces.extend(split_block(b, room));
+        }
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for p in pieces {
+        if !current.is_empty() && current.len() + p.len() > room {
+            parts.push(std::mem::take(&mut current));
+        }
+        current.push_str(&p);
+    }
+    if !current.is_empty() || parts.is_empty() {
+        parts.push(current);
+    }
+    let n = parts.len();
+    if n > 1 {
+        for (i, p) in parts.iter_mut().enumerate() {
+            *p = format!("*Part {} of {n}*\n\n{p}", i + 1);
+        }
+    }
+    parts
+}
+
+/// Cut one oversized block at line boundaries into pieces of at most `room` bytes.
+fn split_block(block: &str, room: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    // The open fence line (```diff) and whether a <details> is open, to close and reopen.
+    let mut fence: Option<String> = None;
+    let mut details = false;
+    let closing = |fence: &Option<String>, details: bool| {
+        let mut c = String::new();
+        if fence.is_some() {
+            c.push_str("```\n");
+        }
+        if details {
+            c.push_str("</details>\n\n");
+        }
+        c
+    };
+    let reopening = |fence: &Option<String>, details: bool| {
+        let mut c = String::new();
+        if details {
+            c.push_str("<details><summary>(continued)</summary>\n\n");
+        }
+        if let Some(f) = fence {
+            c.push_str(f);
+            c.push('\n');
+        }
+        c
+    };
+    for line in block.split_inclusive('\n') {
+        let mut line = line.to_string();
+        // A single line longer than a part (never produced by sluice's renderers) is cut.
+        let max_line = room / 2;
+        if line.len() > max_line {
+            let mut end = max_line;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line.truncate(end);
+            line.push_str(" …\n");
+        }
+        let tail = closing(&fence, details);
+        if current.len() + line.len() + tail.len() > room && !current.is_empty() {
+            current.push_str(&tail);
+            out.push(std::mem::take(&mut current));
+            current = reopening(&fence, details);
+        }
+        let trimmed = line.trim_end();
+        if trimmed.starts_with("```") {
+            fence = if fence.is_some() {
+                None
+            } else {
+                Some(trimmed.to_string())
+            };
+        } else if fence.is_none() {
+            if trimmed.starts_with("<details>") {
+                details = true;
+            }
+            if trimmed.ends_with("</details>") {
+                details = false;
+            }
+        }
+        current.push_str(&line);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// The report as SARIF: validation findings (one run), policy findings of every decided
+/// stack (another run), located at the stack's folder, and, when apps are affected, their
+/// manifest policy and schema findings (a third run), located at the app's folder.
+pub fn render_sarif(r: &PrReport, tool_version: &str) -> Value {
+    let mut runs = Vec::new();
+    let validation = sluice_report::to_sarif(&r.validation.findings, tool_version);
+    if let Some(run) = validation["runs"].get(0) {
+        runs.push(run.clone());
+    }
+    let paths: BTreeMap<&str, &str> = r
+        .affected
+        .stacks
+        .iter()
+        .map(|u| (u.id.as_str(), u.path.as_str()))
+        .collect();
+    let decided: Vec<(&StackDecision, &str)> = r
+        .stacks
+        .iter()
+        .filter_map(|s| {
+            s.decision
+                .as_ref()
+                .map(|d| (d, paths.get(s.id.as_str()).copied().unwrap_or(".")))
+        })
+        .collect();
+    runs.push(decide::decisions_sarif(&decided, tool_version));
+    if !r.apps.is_empty() {
+        runs.push(apps::apps_sarif(&r.apps, tool_version));
+    }
+    decide::sarif_log(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn plan_file_names_are_flat() {
+        assert_eq!(
+            plan_file_name("prod/ap-southeast-1/rds-payments"),
+            "prod__ap-southeast-1__rds-payments.json"
+        );
+        assert_eq!(plan_file_name("network"), "network.json");
+    }
+
+    #[test]
+    fn stage_parts_merge_worst_first() {
+        let p = |s: StageStatus, d: &str| Some((s, d.to_string()));
+        assert_eq!(
+            merge_parts(None, None, "nothing"),
+            (StageStatus::NotRun, "nothing".into())
+        );
+        assert_eq!(
+            merge_parts(p(StageStatus::Passed, "a"), None, "-"),
+            (StageStatus::Passed, "a".into())
+        );
+        assert_eq!(
+            merge_parts(
+                p(StageStatus::Passed, "a"),
+                p(StageStatus::Passed, "b"),
+                "-"
+            ),
+            (StageStatus::Passed, "a; b".into())
+        );
+        assert_eq!(
+            merge_parts(
+                p(StageStatus::NotRun, "a"),
+                p(StageStatus::Passed, "b"),
+                "-"
+            )
+            .0,
+            StageStatus::Partial
+        );
+        assert_eq!(
+            merge_parts(
+                p(StageStatus::Passed, "a"),
+                p(StageStatus::Blocked, "b"),
+                "-"
+            )
+            .0,
+            StageStatus::Blocked
+        );
+    }
+
+    fn balanced(part: &str) -> bool {
+        part.matches("```").count().is_multiple_of(2)
+            && part.matches("<details>").count() == part.matches("</details>").count()
+    }
+
+    #[test]
+    fn huge_blocks_are_cut_with_fences_and_details_closed() {
+        let mut body = String::from("```diff\n");
+        for i in 0..20_000 {
+            let _ = writeln!(body, "+ aws_s3_bucket.bucket_number_{i}");
+        }
+        body.push_str("```\n");
+        let block = decide::collapse("20000 address lines", &body, false);
+        let blocks = vec!["## head\n\n".to_string(), block, "### tail\n\n".into()];
+        let parts = split_parts(&blocks, COMMENT_LIMIT);
+        assert!(parts.len() > 5, "{}", parts.len());
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.len() <= COMMENT_LIMIT, "part {i} is {} bytes", p.len());
+            assert!(balanced(p), "part {i} leaves a fence or details open");
+            assert!(p.starts_with(&format!("*Part {} of {}*", i + 1, parts.len())));
+        }
+        let all = parts.concat();
+        for i in [0, 9_999, 19_999] {
+            assert!(all.contains(&format!("+ aws_s3_bucket.bucket_number_{i}\n")));
+        }
+        assert!(parts[0].contains("## head"));
+        assert!(parts.last().unwrap().contains("### tail"));
+    }
+
+    proptest! {
+        /// Blocks are never reordered, dropped or cut when they fit; every part fits.
+        #[test]
+        fn packing_keeps_order_and_limit(sizes in proptest::collection::vec(1usize..3000, 0..40)) {
+            let blocks: Vec<String> = sizes.iter().enumerate().map(|(i, n)| format!("<!-- {i} -->{}\n", "x".repeat(*n))).collect();
+            let limit = 8_000;
+            let parts = split_parts(&blocks, limit);
+            prop_assert!(parts.iter().all(|p| p.len() <= limit));
+            let all = parts.concat();
+            let mut at = 0;
+            for b in &blocks {
+                let found = all[at..].find(b.as_str());
+                prop_assert!(found.is_some());
+                at += found.unwrap() + b.len();
+            }
+            if blocks.iter().map(String::len).sum::<usize>() <= limit - PART_HEADER_ROOM {
+                prop_assert_eq!(parts.len(), 1);
+            }
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! `sluice validate` (stage 2) over a repository: picks the files in scope (those a change
+//! added or modified, or every file), reads them from git, runs the checks of [`validate`]
+//! and adds what only the whole org can tell (configuration errors, dependency cycles, layer
+//! violations, unresolvable paths, symlinks leaving the repository).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde::Serialize;
+use sluice_git::git::{self, Snapshot};
+use sluice_model::affected::FileStatus;
+use sluice_model::config::OrgConfig;
+use sluice_model::finding::{self, Finding, Severity};
+use sluice_model::path;
+use sluice_org::config::{self as org_config, ConfigError};
+use sluice_org::discovery::Org;
+
+use crate::error::PipelineError;
+use crate::workspace;
+use sluice_checks::secrets::SecretRules;
+use sluice_checks::validate::{self, Context, SourceFile};
+
+pub const SCHEMA: &str = "sluice.validate/v1";
+
+/// Which files are validated.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Files added or modified between two revisions (validated as they are at `head`).
+    Change { base: String, head: String },
+    /// Every file at a revision.
+    All { rev: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub files: usize,
+    pub errors: usize,
+    pub warnings: usize,
+    pub info: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationReport {
+    pub schema: &'static str,
+    pub rev: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    pub passed: bool,
+    pub summary: Summary,
+    pub findings: Vec<Finding>,
+    /// The configuration itself is invalid (exit code 2 rather than 1).
+    #[serde(skip)]
+    pub config_invalid: bool,
+}
+
+pub fn run(repo: &Path, scope: &Scope) -> Result<ValidationReport, PipelineError> {
+    let repository = workspace::open(repo)?;
+    let (head_rev, base, head) = match scope {
+        Scope::Change { base, head } => {
+            let (base, head_snap) = workspace::change_snapshots(&repository, base, head)?;
+            (head.as_str(), Some(base), head_snap)
+        }
+        Scope::All { rev } => (rev.as_str(), None, workspace::snapshot(&repository, rev)?),
+    };
+    let in_scope: Vec<String> = match &base {
+        Some(base) => git::diff(base, &head)
+            .into_iter()
+            .filter(|c| c.status != FileStatus::Deleted)
+            .map(|c| c.path)
+            .collect(),
+        None => head.entries().keys().cloned().collect(),
+    };
+    let base = base.as_ref().map(|b| b.commit.to_string());
+    Ok(match workspace::load_config(&head, head_rev) {
+        Ok(config) => {
+            let org = sluice_org::discovery::discover(&config, &head, head.files());
+            validate_snapshot(&head, base, &in_scope, Ok((&config, &org)))
+        }
+        Err(e) => validate_snapshot(&head, base, &in_scope, Err(e)),
+    })
+}
+
+/// Validate the files `in_scope` of `head` (paths need not be regular files: symlinks and
+/// submodules in scope are checked for what they are).
+pub fn validate_snapshot(
+    head: &Snapshot,
+    base: Option<String>,
+    in_scope: &[String],
+    org: Result<(&OrgConfig, &Org), PipelineError>,
+) -> ValidationReport {
+    let mut findings = Vec::new();
+    let fallback;
+    let (config, org, config_invalid) = match org {
+        Ok((c, o)) => (c, Some(o), false),
+        Err(e) => {
+            findings.extend(config_findings(&e));
+            fallback = fallback_config();
+            (&fallback, None, true)
+        }
+    };
+    let secrets = secret_rules(config, head, &mut findings);
+    let units = UnitIndex::new(org);
+    let env_of = |p: &str| units.env_of(p);
+    let in_live_stack = |p: &str| units.in_stack(p);
+    let ctx = Context {
+        config,
+        secrets: &secrets,
+        env_of: &env_of,
+        in_live_stack: &in_live_stack,
+    };
+
+    let regular: Vec<&str> = in_scope
+        .iter()
+        .map(String::as_str)
+        .filter(|p| {
+            head.entry(p)
+                .is_some_and(|e| e.kind == git::EntryType::File)
+        })
+        .collect();
+    let contents: Vec<(&str, Arc<[u8]>)> = regular
+        .par_iter()
+        .filter_map(|p| head.read_file(p).ok().flatten().map(|c| (*p, c)))
+        .collect();
+    let files: Vec<SourceFile<'_>> = contents
+        .iter()
+        .map(|(p, c)| SourceFile {
+            path: p,
+            content: c,
+        })
+        .collect();
+    findings.extend(validate::validate_files(&ctx, &files));
+
+    let scope: std::collections::HashSet<&str> = in_scope.iter().map(String::as_str).collect();
+    if let Ok(links) = head.escaping_symlinks() {
+        for (link, target) in links
+            .into_iter()
+            .filter(|(l, _)| scope.contains(l.as_str()))
+        {
+            findings.push(Finding::new(
+                validate::REPO_SYMLINK_ESCAPE,
+                Severity::Error,
+                &link,
+                1,
+                1,
+                format!(
+                    "symlink points outside the repository (`{target}`); sluice never follows it"
+                ),
+            ));
+        }
+    }
+    if let Some(org) = org {
+        findings.extend(org_findings(config, org, &scope));
+    }
+    findings.sort();
+    findings.dedup();
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    ValidationReport {
+        schema: SCHEMA,
+        rev: head.commit.to_string(),
+        base,
+        passed: !finding::blocking(&findings),
+        summary: Summary {
+            files: in_scope.len(),
+            errors: count(Severity::Error),
+            warnings: count(Severity::Warning),
+            info: count(Severity::Info),
+        },
+        findings,
+        config_invalid,
+    }
+}
+
+fn config_findings(e: &PipelineError) -> Vec<Finding> {
+    let one = |c: &ConfigError| {
+        let message = match &c.hint {
+            Some(h) => format!("{} (hint: {h})", c.message),
+            None => c.message.clone(),
+        };
+        Finding::new(
+            validate::CONFIG_SCHEMA,
+            Severity::Error,
+            &c.file,
+            c.line,
+            c.col,
+            message,
+        )
+    };
+    match e {
+        PipelineError::Config(errors) => errors.iter().map(one).collect(),
+        other => vec![Finding::new(
+            validate::CONFIG_SCHEMA,
+            Severity::Error,
+            org_config::FILE_NAME,
+            1,
+            1,
+            other.to_string(),
+        )],
+    }
+}
+
+/// Used when `sluice.yaml` is invalid, so that file-level checks (syntax, secrets, forbidden
+/// paths) still run. It discovers nothing and protects nothing.
+fn fallback_config() -> OrgConfig {
+    const MINIMAL: &str = "version: 1\norg: unknown\nenvironments: { default: {} }\nstacks: { root: .sluice-none, layout: \"{env}\" }\napps: { root: .sluice-none, layout: \"{env}\" }\n";
+    org_config::load("built-in", MINIMAL).expect("the built-in fallback configuration is valid")
+}
+
+/// sluice's own rules and/or the repository's gitleaks-format rule file.
+fn secret_rules(config: &OrgConfig, head: &Snapshot, findings: &mut Vec<Finding>) -> SecretRules {
+    let mut rules = if config.validate.default_secret_rules {
+        SecretRules::builtin()
+    } else {
+        SecretRules::empty()
+    };
+    let Some(file) = &config.validate.secret_rules else {
+        return rules;
+    };
+    match head.read_file(file).ok().flatten() {
+        None => findings.push(Finding::new(
+            validate::CONFIG_SCHEMA,
+            Severity::Error,
+            org_config::FILE_NAME,
+            1,
+            1,
+            format!("validate.secrets.rules: `{file}` does not exist at this revision"),
+        )),
+        Some(bytes) => match SecretRules::from_toml(&String::from_utf8_lossy(&bytes), file) {
+            Ok((custom, warnings)) => {
+                for w in warnings {
+                    findings.push(Finding::new(
+                        validate::CONFIG_SCHEMA,
+                        Severity::Warning,
+                        file,
+                        1,
+                        1,
+                        w,
+                    ));
+                }
+                rules = rules.merge(custom);
+            }
+            Err(e) => findings.push(Finding::new(
+                validate::CONFIG_SCHEMA,
+                Severity::Error,
+                file,
+                e.line,
+                e.col,
+                e.message.clone(),
+            )),
+        },
+    }
+    rules
+}
+
+/// Stack and app directories by path, to answer "which unit holds this file" by walking up.
+struct UnitIndex {
+    stacks: HashMap<String, String>,
+    apps: HashMap<String, Option<String>>,
+}
+
+impl UnitIndex {
+    fn new(org: Option<&Org>) -> Self {
+        let mut stacks = HashMap::new();
+        let mut apps = HashMap::new();
+        if let Some(org) = org {
+            for s in &org.stacks {
+                stacks.insert(s.path.clone(), s.env.clone());
+            }
+            for a in &org.apps {
+                apps.insert(a.path.clone(), a.env.clone());
+            }
+        }
+        UnitIndex { stacks, apps }
+    }
+
+    fn env_of(&self, file: &str) -> Option<String> {
+        path::ancestors(file).find_map(|d| {
+            self.stacks
+                .get(d)
+                .cloned()
+                .or_else(|| self.apps.get(d).cloned().flatten())
+        })
+    }
+
+    fn in_stack(&self, file: &str) -> bool {
+        path::ancestors(file).any(|d| self.stacks.contains_key(d))
+    }
+}
+
+/// Findings only the whole org can show. Graph errors are always reported (they block every
+/// change); warnings only for files in scope.
+fn org_findings(
+    config: &OrgConfig,
+    org: &Org,
+    scope: &std::collections::HashSet<&str>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let errors = org.graph_errors(config);
+    let config_file_of = |id: &str| {
+        org.stacks
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| format!("{}/terragrunt.hcl", s.path))
+            .unwrap_or_else(|| org_config::FILE_NAME.to_string())
+    };
+    for cycle in &errors.cycles {
+        out.push(Finding::new(
+            validate::GRAPH_CYCLE,
+            Severity::Error,
+            &config_file_of(&cycle[0]),
+            1,
+            1,
+            format!("dependency cycle: {}", cycle.join(" -> ")),
+        ));
+    }
+    for violation in &errors.layer_violations {
+        let stack = violation.split_whitespace().nth(2).unwrap_or_default();
+        out.push(Finding::new(
+            validate::GRAPH_LAYER,
+            Severity::Error,
+            &config_file_of(stack),
+            1,
+            1,
+            violation.clone(),
+        ));
+    }
+    for w in org
+        .warnings
+        .iter()
+        .filter(|w| scope.contains(w.file.as_str()))
+    {
+        let rule =
+            if w.message.contains("is not a discovered stack") || w.message.contains("not found") {
+                validate::GRAPH_MISSING_DEPENDENCY
+            } else {
+                validate::GRAPH_UNRESOLVED_PATH
+            };
+        out.push(Finding::new(
+            rule,
+            Severity::Warning,
+            &w.file,
+            w.line,
+            w.col,
+            w.message.clone(),
+        ));
+    }
+    out
+}
+
+/// Human-readable rendering: one line per finding, then a summary.
+pub fn render_text(report: &ValidationReport) -> String {
+    let mut out = String::new();
+    for f in &report.findings {
+        out.push_str(&format!(
+            "{}:{}:{}: {} [{}] {}\n",
+            f.file,
+            f.line,
+            f.col,
+            f.severity.as_str(),
+            f.rule,
+            f.message
+        ));
+    }
+    out.push_str(&format!(
+        "{} file(s) checked: {} error(s), {} warning(s), {} note(s) — {}\n",
+        report.summary.files,
+        report.summary.errors,
+        report.summary.warnings,
+        report.summary.info,
+        if report.passed { "passed" } else { "blocked" }
+    ));
+    out
+}
