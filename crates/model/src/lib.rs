@@ -17,6 +17,7 @@ pub mod approval;
 pub mod baseline;
 /// Approval records and the binding rules: whether an approval counts for what is applied.
 pub mod binding;
+pub mod breakglass;
 pub mod canonical;
 pub mod change;
 pub mod codeowners;
@@ -39,4 +40,5 @@ pub mod risk;
 pub mod sensitive;
 pub mod stage;
 pub mod tree;
+pub mod trust;
 pub mod yaml;
