@@ -257,7 +257,7 @@ mod tests {
             ..Default::default()
         };
         let doc = EvalInput::plan(
-            redacted(&json!({"format_version": "1.2"})),
+            redacted(&json!({"format_version": "1.2", "resource_changes": []})),
             &with,
             json!({}),
         )
@@ -267,7 +267,7 @@ mod tests {
             "infra-live#412@9f3a12c/prod/eu-west-1/data"
         );
         let without = EvalInput::plan(
-            redacted(&json!({"format_version": "1.2"})),
+            redacted(&json!({"format_version": "1.2", "resource_changes": []})),
             &ChangeContext::default(),
             json!({}),
         )
