@@ -20,6 +20,13 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // sluice never prints a library error's backtrace, but with `RUST_BACKTRACE=1` (common on CI
+    // runners) every `anyhow` error raised and handled inside the Rego engine captures one:
+    // about 4 ms of a 20 ms `sluice check`. Panics still honour `RUST_BACKTRACE`.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: nothing else runs yet: no other thread exists to read the environment.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
     let cli = commands::Cli::parse();
     let code = match commands::run(cli) {
         Ok(code) => code,
