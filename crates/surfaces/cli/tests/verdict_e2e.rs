@@ -176,3 +176,42 @@ fn render_shows_only_the_apps_own_crd_notes() {
     assert_has(&notes("dev-eu/ops"), &[NOTE]);
     assert_lacks(&notes("dev-eu/web"), &[NOTE, "widgets"]);
 }
+
+/// Two stacks, `app` depending on `db`, and a third whose `terragrunt.hcl` does not parse.
+fn org_with_a_broken_stack() -> Repo {
+    let repo = org_repo();
+    repo.write(&format!("{R}/db/terragrunt.hcl"), plain_stack("a = 1"));
+    repo.write(&format!("{R}/app/terragrunt.hcl"), dependency_on("db"));
+    repo.write(&format!("{R}/broken/terragrunt.hcl"), "inputs = {\n");
+    repo.commit("org");
+    repo
+}
+
+#[test]
+fn graph_stacks_and_affected_do_not_drop_a_stack_silently() {
+    let repo = org_with_a_broken_stack();
+    let file = format!("{R}/broken/terragrunt.hcl");
+    for args in [
+        vec!["graph", "--repo", repo.arg()],
+        vec!["stacks", "--repo", repo.arg()],
+        vec![
+            "affected",
+            "--repo",
+            repo.arg(),
+            "--base",
+            "HEAD",
+            "--head",
+            "HEAD",
+        ],
+    ] {
+        let run = sluice(&args);
+        run.expect_code(Exit::INCONSISTENT_ORG)
+            .stderr_has(&["warning:", &file, "--allow-errors"]);
+        let mut allowed = args.clone();
+        allowed.push("--allow-errors");
+        let run = sluice(&allowed);
+        run.expect_code(Exit::OK).stderr_has(&["warning:", &file]);
+    }
+    let graph = sluice(&["graph", "--repo", repo.arg(), "--allow-errors"]);
+    graph.stdout_has(&["dev/eu-west-1/app", "-> dev/eu-west-1/db"]);
+}
