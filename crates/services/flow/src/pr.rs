@@ -252,6 +252,10 @@ pub struct PrReport {
     pub notes: Vec<String>,
     /// Unused plan files, exception notices and similar.
     pub warnings: Vec<String>,
+    /// Why the org is inconsistent at head (dependency cycles, layer-rule violations), one line
+    /// each; the report is still made, and the change cannot go on until they are fixed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub org_errors: Vec<String>,
     pub affected: AffectedReport,
     pub validation: ValidationReport,
     /// Where policy documentation links resolve (`policy.docs_url`); not part of the JSON.
@@ -306,7 +310,7 @@ pub fn run_with(
     opts: &PrOptions,
 ) -> Result<PrReport, PipelineError> {
     let pr = opts.pr;
-    let analysis = affected::run(repo, base, head)?;
+    let (analysis, org_errors) = affected::run_despite_org_errors(repo, base, head)?;
     let scope: Vec<String> = analysis
         .changes
         .iter()
@@ -414,6 +418,7 @@ pub fn run_with(
         apps,
         notes,
         warnings,
+        org_errors,
         affected: analysis.report,
         validation,
         docs_url,
@@ -1532,6 +1537,13 @@ pub fn sections(r: &PrReport) -> Vec<String> {
         affected::short(&r.base),
         affected::short(&r.head)
     );
+    for e in &r.org_errors {
+        let _ = writeln!(
+            out,
+            "> **Inconsistent org:** {} (fix it before this change can go on)\n",
+            decide::md_text(e)
+        );
+    }
     for n in &r.notes {
         let _ = writeln!(out, "> **Note:** {}\n", decide::md_text(n));
     }

@@ -2655,6 +2655,7 @@ mod tests {
                 baseline: None,
             },
             docs_url: "https://docs.example/".into(),
+            org_errors: vec![],
         }
     }
 

@@ -587,7 +587,10 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
     {
         return Ok(code);
     }
-    Ok(exit::verdict(report.verdict))
+    for e in &report.org_errors {
+        eprintln!("error: {e}");
+    }
+    Ok(exit::pr_report(&report))
 }
 
 fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {

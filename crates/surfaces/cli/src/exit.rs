@@ -34,6 +34,15 @@ pub fn unparsed_stacks(count: usize, allowed: bool) -> i32 {
     if count == 0 || allowed { OK } else { GRAPH }
 }
 
+/// `sluice pr`, after its report: 4 when the org is inconsistent at head, else the verdict's.
+pub fn pr_report(r: &sluice_flow::pr::PrReport) -> i32 {
+    if r.org_errors.is_empty() {
+        verdict(r.verdict)
+    } else {
+        GRAPH
+    }
+}
+
 pub fn pipeline(e: &PipelineError) -> i32 {
     match e {
         PipelineError::Git(_) => REPO,

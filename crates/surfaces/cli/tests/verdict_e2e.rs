@@ -215,3 +215,51 @@ fn graph_stacks_and_affected_do_not_drop_a_stack_silently() {
     let graph = sluice(&["graph", "--repo", repo.arg(), "--allow-errors"]);
     graph.stdout_has(&["dev/eu-west-1/app", "-> dev/eu-west-1/db"]);
 }
+
+#[test]
+fn pr_reports_on_an_inconsistent_org_then_exits_4() {
+    let repo = org_repo();
+    repo.write(&format!("{R}/a/terragrunt.hcl"), dependency_on("b"));
+    repo.write(&format!("{R}/b/terragrunt.hcl"), plain_stack("b = 1"));
+    repo.commit("org");
+    repo.checkout_new("pr/1");
+    // The change closes a cycle: b now depends on a.
+    repo.write(
+        &format!("{R}/b/terragrunt.hcl"),
+        format!("{}{}", plain_stack("b = 2"), dependency_on("a")),
+    );
+    repo.commit("cycle");
+    let args = [
+        "pr",
+        "--repo",
+        repo.arg(),
+        "--base",
+        "main",
+        "--head",
+        "pr/1",
+    ];
+    let md = sluice(&args);
+    md.expect_code(Exit::INCONSISTENT_ORG)
+        .stdout_has(&["## sluice: test", "Inconsistent org:", "dependency cycle"])
+        .stderr_has(&["error: dependency cycle"]);
+    let mut json_args = args.to_vec();
+    json_args.extend(["--format", "json"]);
+    let run = sluice(&json_args);
+    run.expect_code(Exit::INCONSISTENT_ORG);
+    let report = run.json();
+    let errors = report["org_errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.as_str().unwrap().contains("dev/eu-west-1/a")),
+        "{errors:?}"
+    );
+    assert_units(
+        &report["affected"],
+        "stacks",
+        &[
+            ("dev/eu-west-1/a", "dependent"),
+            ("dev/eu-west-1/b", "modified"),
+        ],
+    );
+}
