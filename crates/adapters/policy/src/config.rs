@@ -415,7 +415,8 @@ mod tests {
         assert_eq!(c.options.namespaces, ["main"]);
         assert_eq!(c.exceptions_max_days, 90);
         assert_eq!(c.docs_url, DEFAULT_DOCS_URL);
-        assert!(c.docs_url.ends_with('/'));
+        // The workspace's `repository` (this crate's Cargo.toml must inherit it).
+        assert_eq!(c.docs_url, "https://example.invalid/sluice/blob/main/");
     }
 
     #[test]

@@ -62,10 +62,9 @@ fn policy_links_default_to_the_project_documentation() {
     let md = pr_markdown(&app_change(""));
     assert_has(
         &md,
-        &[&format!(
-            "[`k8s-resources`]({}/blob/main/docs/policy.md#k8s-resources)",
-            env!("CARGO_PKG_REPOSITORY")
-        )],
+        &[
+            "[`k8s-resources`](https://example.invalid/sluice/blob/main/docs/policy.md#k8s-resources)",
+        ],
     );
 }
 
