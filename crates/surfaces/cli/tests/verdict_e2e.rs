@@ -262,3 +262,50 @@ fn pr_reports_on_an_inconsistent_org_then_exits_4() {
         ],
     );
 }
+
+#[test]
+fn validate_reports_a_cycle_at_the_dependency_block() {
+    let repo = org_repo();
+    let a = format!("{R}/a/terragrunt.hcl");
+    let b = format!("{R}/b/terragrunt.hcl");
+    repo.write(&a, format!("# a reads b\n\n{}", dependency_on("b")));
+    repo.write(&b, plain_stack("b = 1"));
+    repo.commit("org");
+    repo.checkout_new("pr/1");
+    repo.write(
+        &b,
+        format!("{}{}", plain_stack("b = 2"), dependency_on("a")),
+    );
+    repo.commit("cycle");
+    let run = sluice(&[
+        "validate",
+        "--repo",
+        repo.arg(),
+        "--base",
+        "main",
+        "--head",
+        "pr/1",
+        "--format",
+        "json",
+    ]);
+    run.expect_code(Exit::BLOCKED);
+    let report = run.json();
+    let cycles: Vec<(String, u64)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "graph/cycle")
+        .map(|f| {
+            (
+                f["file"].as_str().unwrap().to_string(),
+                f["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // One cycle, at the `config_path` of the `dependency` block (not 1:1) of whichever stack
+    // it starts from.
+    assert!(
+        cycles == [(a.clone(), 4)] || cycles == [(b.clone(), 5)],
+        "{cycles:?}"
+    );
+}
