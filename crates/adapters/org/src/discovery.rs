@@ -361,20 +361,36 @@ fn discover_apps<'a>(
 impl Org {
     /// Cycles and layer-rule violations in the stack graph.
     pub fn graph_errors(&self, config: &OrgConfig) -> GraphErrors {
+        GraphErrors {
+            cycles: self.graph.cycles(),
+            layer_violations: self
+                .layer_violations(config)
+                .iter()
+                .map(LayerViolation::to_string)
+                .collect(),
+        }
+    }
+
+    /// Edges where a stack depends on a stack of a later layer (see [`Org::graph_errors`]).
+    pub fn layer_violations(&self, config: &OrgConfig) -> Vec<LayerViolation> {
         let layers: Vec<Option<(usize, &str)>> = self
             .stacks
             .iter()
             .map(|s| config.layer_of(&s.name))
             .collect();
-        GraphErrors {
-            cycles: self.graph.cycles(),
-            layer_violations: self
-                .graph
-                .layer_violations(&layers)
-                .iter()
-                .map(LayerViolation::to_string)
-                .collect(),
-        }
+        self.graph.layer_violations(&layers)
+    }
+
+    /// Where stack `from` declares its dependency on stack `to`: the file and line of the
+    /// `dependency` (or `dependencies`) block, when a Terragrunt config declares it.
+    pub fn dependency_position(&self, from: &str, to: &str) -> Option<(&str, u32)> {
+        let to = self.stacks.iter().find(|s| s.id == to)?;
+        let from = self.stacks.iter().find(|s| s.id == from)?;
+        from.refs
+            .dependencies
+            .iter()
+            .find(|d| d.dir == to.path)
+            .map(|d| (d.file.as_str(), d.line))
     }
 
     /// Stacks as units for affected detection (indexed like `self.graph`).

@@ -136,6 +136,19 @@ pub fn check_syntax(file: &str, src: &str) -> Result<(), HclError> {
     parse_hcl(file, src).map(|_| ())
 }
 
+/// Whether one Terraform/OpenTofu file (`*.tf`, `*.tofu`) configures where state lives: a
+/// `backend` or `cloud` block inside a `terraform` block. Without one in any of a stack's files
+/// the engine keeps local state in the working copy, so a fresh checkout plans against empty
+/// state.
+pub fn declares_backend(file: &str, src: &str) -> Result<bool, HclError> {
+    let body = parse_hcl(file, src)?;
+    Ok(body.get_blocks("terraform").any(|t| {
+        t.body
+            .blocks()
+            .any(|b| matches!(b.ident.as_str(), "backend" | "cloud"))
+    }))
+}
+
 /// Evaluates one stack directory (it contains `terragrunt.hcl` and/or `*.tf`, `*.tf.json`,
 /// `*.tofu`).
 ///
@@ -1985,6 +1998,28 @@ mod tests {
 
     fn eval(files: &MemoryFiles, dir: &str) -> StackRefs {
         evaluate_stack(dir, files, &ModuleCache::new()).expect("stack config parses")
+    }
+
+    #[test]
+    fn a_backend_or_cloud_block_inside_terraform_configures_state() {
+        let yes = [
+            "terraform {\n  backend \"s3\" {}\n}\n",
+            "terraform {\n  required_version = \">= 1.5\"\n  cloud {\n    organization = \"acme\"\n  }\n}\n",
+        ];
+        for src in yes {
+            assert_eq!(declares_backend("main.tf", src), Ok(true), "{src}");
+        }
+        let no = [
+            "resource \"terraform_data\" \"a\" {}\n",
+            "terraform {\n  required_version = \">= 1.5\"\n}\n",
+            // A block named backend outside `terraform` is something else.
+            "module \"backend\" {\n  source = \"./m\"\n}\nlocals {\n  backend = 1\n}\n",
+        ];
+        for src in no {
+            assert_eq!(declares_backend("main.tf", src), Ok(false), "{src}");
+        }
+        let e = declares_backend("live/x/main.tf", "terraform {").unwrap_err();
+        assert_eq!(e.file, "live/x/main.tf");
     }
 
     fn dep_dirs(refs: &StackRefs) -> Vec<&str> {

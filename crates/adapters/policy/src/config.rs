@@ -12,6 +12,7 @@
 //!   namespaces: [main, "terraform.**"]
 //!   limits: { timeout_ms: 10000, max_input_bytes: 268435456, max_results_per_rule: 100000 }
 //!   exceptions: { path: security-exceptions, max_days: 90 }
+//!   docs_url: https://docs.example.com/sluice/   # where `docs/policy.md#rule` links point
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,7 +37,14 @@ pub struct PolicyConfig {
     /// Folder of exception files. `None`: the org's `security-exceptions` repo, if any.
     pub exceptions_path: Option<String>,
     pub exceptions_max_days: u32,
+    /// The absolute URL (ending in `/`) that a rule's relative documentation link
+    /// (`docs/policy.md#rule`) is resolved against in reports: [`DEFAULT_DOCS_URL`] unless
+    /// `policy.docs_url` says otherwise.
+    pub docs_url: String,
 }
+
+/// The project's documentation, where the built-in pack's `docs/policy.md#rule` pages live.
+pub const DEFAULT_DOCS_URL: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/");
 
 impl Default for PolicyConfig {
     fn default() -> Self {
@@ -46,6 +54,7 @@ impl Default for PolicyConfig {
             options: EngineOptions::default(),
             exceptions_path: None,
             exceptions_max_days: DEFAULT_MAX_VALIDITY_DAYS,
+            docs_url: DEFAULT_DOCS_URL.to_string(),
         }
     }
 }
@@ -158,8 +167,12 @@ pub fn parse(section: Option<&J>) -> Result<PolicyConfig, PolicyError> {
             "limits",
             "exceptions",
             "preexisting",
+            "docs_url",
         ],
     )?;
+    if let Some(v) = root.get("docs_url") {
+        cfg.docs_url = docs_url(v)?;
+    }
     if let Some(b) = root.get("builtin") {
         cfg.builtin = parse_builtin(b)?;
     }
@@ -218,6 +231,35 @@ pub fn parse(section: Option<&J>) -> Result<PolicyConfig, PolicyError> {
         }
     }
     Ok(cfg)
+}
+
+/// An absolute `http(s)` URL, given a trailing `/` so that relative links join under it.
+fn docs_url(v: &J) -> Result<String, PolicyError> {
+    let field = "policy.docs_url";
+    let url = v
+        .as_str()
+        .ok_or_else(|| bad(field, format!("expected a URL, found {}", kind(v))))?
+        .trim();
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host)
+            if !host.is_empty() && !host.starts_with('/') && !url.contains(char::is_whitespace) =>
+        {
+            Ok(if url.ends_with('/') {
+                url.to_string()
+            } else {
+                format!("{url}/")
+            })
+        }
+        _ => Err(bad(
+            field,
+            format!(
+                "expected an absolute http(s) URL such as https://docs.example.com/sluice/, found `{url}`"
+            ),
+        )),
+    }
 }
 
 fn parse_builtin(v: &J) -> Result<Option<BuiltinSettings>, PolicyError> {
@@ -372,6 +414,27 @@ mod tests {
         assert_eq!(b.params.required_tags, ["owner"]);
         assert_eq!(c.options.namespaces, ["main"]);
         assert_eq!(c.exceptions_max_days, 90);
+        assert_eq!(c.docs_url, DEFAULT_DOCS_URL);
+        // The workspace's `repository` (this crate's Cargo.toml must inherit it).
+        assert_eq!(c.docs_url, "https://example.invalid/sluice/blob/main/");
+    }
+
+    #[test]
+    fn docs_url_is_an_absolute_url_ending_in_a_slash() {
+        let c = parse(Some(
+            &json!({"docs_url": "https://docs.example.com/sluice"}),
+        ))
+        .unwrap();
+        assert_eq!(c.docs_url, "https://docs.example.com/sluice/");
+        for bad in [
+            json!("docs/"),
+            json!("https://"),
+            json!(3),
+            json!("ftp://x/"),
+        ] {
+            let e = err(json!({"docs_url": bad}));
+            assert!(e.contains("policy.docs_url"), "{e}");
+        }
     }
 
     #[test]

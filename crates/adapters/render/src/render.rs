@@ -138,11 +138,12 @@ pub fn render_app(
         .namespace
         .clone()
         .unwrap_or_else(|| app.name.clone());
-    let (mut schemas, mut notes) = if options.repo_crds {
+    let (mut schemas, crd_notes) = if options.repo_crds {
         repo_schemas(snapshot, &options.limits)
     } else {
         (SchemaSet::new(), Vec::new())
     };
+    let mut notes = Vec::new();
     let (refs, ref_warnings) = kustomize::app_refs(&app.path, snapshot);
     for w in ref_warnings {
         notes.push(Diagnostic::new(
@@ -169,6 +170,13 @@ pub fn render_app(
         }
     };
     let assembled = assemble(docs, Some(&namespace), &mut schemas)?;
+    // Every CRD of the revision is learnt, but only the notes about this app's are its own.
+    let mut notes: Vec<Diagnostic> = crd_notes
+        .into_iter()
+        .filter(|n| crd_note_concerns(n, &app.path, &assembled.objects))
+        .map(|n| n.diagnostic)
+        .chain(notes)
+        .collect();
     notes.extend(assembled.notes);
     Ok(Rendered {
         app: app.clone(),
@@ -182,8 +190,27 @@ pub fn render_app(
     })
 }
 
+/// A note about a CRD learnt from the revision, with the group and kind it defines.
+#[derive(Debug, Clone)]
+pub struct CrdNote {
+    /// `(spec.group, spec.names.kind)`, when the CRD names them.
+    pub defines: Option<(String, String)>,
+    pub diagnostic: Diagnostic,
+}
+
+/// Whether a CRD note is about an app: the CRD's file lies in the app's folder, or one of the
+/// app's objects is of the kind it defines.
+pub fn crd_note_concerns(note: &CrdNote, app_path: &str, objects: &[Object]) -> bool {
+    path::is_under(&note.diagnostic.file, app_path)
+        || note.defines.as_ref().is_some_and(|(group, kind)| {
+            objects
+                .iter()
+                .any(|o| o.identity.kind == *kind && o.identity.group == *group)
+        })
+}
+
 /// CRDs anywhere in the revision: a quick byte search, then a parse of the files that match.
-pub fn repo_schemas(snapshot: &dyn Tree, limits: &Limits) -> (SchemaSet, Vec<Diagnostic>) {
+pub fn repo_schemas(snapshot: &dyn Tree, limits: &Limits) -> (SchemaSet, Vec<CrdNote>) {
     let candidates: Vec<&str> = snapshot
         .files_under("")
         .filter(|f| kustomize::is_manifest_name(f))
@@ -209,7 +236,19 @@ pub fn repo_schemas(snapshot: &dyn Tree, limits: &Limits) -> (SchemaSet, Vec<Dia
     let mut set = SchemaSet::new();
     let mut notes = Vec::new();
     for d in &found {
-        notes.extend(set.add_crd(&d.value, &d.source));
+        let spec = &d.value["spec"];
+        let defines = spec["group"]
+            .as_str()
+            .zip(spec["names"]["kind"].as_str())
+            .map(|(g, k)| (g.to_string(), k.to_string()));
+        notes.extend(
+            set.add_crd(&d.value, &d.source)
+                .into_iter()
+                .map(|diagnostic| CrdNote {
+                    defines: defines.clone(),
+                    diagnostic,
+                }),
+        );
     }
     (set, notes)
 }

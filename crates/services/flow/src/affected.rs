@@ -39,8 +39,25 @@ pub struct Analysis {
 }
 
 /// Compute the affected report for the change `base...head` (head against its merge base with
-/// base) of the repository at `repo`.
+/// base) of the repository at `repo`. An inconsistent org (a dependency cycle, a layer-rule
+/// violation) is an error.
 pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineError> {
+    let (analysis, org_errors) = run_despite_org_errors(repo, base, head)?;
+    if org_errors.is_empty() {
+        Ok(analysis)
+    } else {
+        Err(PipelineError::Graph(org_errors))
+    }
+}
+
+/// [`run`], with an inconsistent org's errors (one line each: cycles, then layer-rule
+/// violations) returned beside the analysis instead of failing, so that `sluice pr` can still
+/// report on the change. Dependents propagate over a cycle's edges like any others.
+pub fn run_despite_org_errors(
+    repo: &Path,
+    base: &str,
+    head: &str,
+) -> Result<(Analysis, Vec<String>), PipelineError> {
     let repository = workspace::open(repo)?;
     let (base_snap, head) = workspace::change(&repository, base, head)?;
     let changes = git::diff(&base_snap, &head.snapshot);
@@ -57,15 +74,12 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
 
     let org = head.discover();
     let errors = org.graph_errors(&head.config);
-    if !errors.is_empty() {
-        let mut lines: Vec<String> = errors
-            .cycles
-            .iter()
-            .map(|c| format!("dependency cycle: {}", c.join(" -> ")))
-            .collect();
-        lines.extend(errors.layer_violations.iter().cloned());
-        return Err(PipelineError::Graph(lines));
-    }
+    let mut org_errors: Vec<String> = errors
+        .cycles
+        .iter()
+        .map(|c| format!("dependency cycle: {}", c.join(" -> ")))
+        .collect();
+    org_errors.extend(errors.layer_violations.iter().cloned());
 
     let base_units = sluice_org::discovery::unit_ids(&base_config, base_snap.files());
     let stack_units = org.stack_units(&head.config);
@@ -107,12 +121,15 @@ pub fn run(repo: &Path, base: &str, head: &str) -> Result<Analysis, PipelineErro
         apps,
         warnings,
     };
-    Ok(Analysis {
-        report,
-        head,
-        org,
-        changes,
-    })
+    Ok((
+        Analysis {
+            report,
+            head,
+            org,
+            changes,
+        },
+        org_errors,
+    ))
 }
 
 /// When the base's own `sluice.yaml` cannot be used, the head's stands in for it. A base that

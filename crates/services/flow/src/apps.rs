@@ -628,13 +628,13 @@ fn change_word(c: Change) -> &'static str {
 
 /// The apps part of the PR report in one piece: an `## Apps` heading and one section per app
 /// ([`app_markdown`]).
-pub fn render_markdown(apps: &[AppDecision]) -> String {
+pub fn render_markdown(apps: &[AppDecision], docs_url: &str) -> String {
     if apps.is_empty() {
         return String::new();
     }
     let mut out = String::from("## Apps\n\n");
     for a in apps {
-        out.push_str(&app_markdown(a));
+        out.push_str(&app_markdown(a, docs_url));
     }
     out
 }
@@ -642,7 +642,7 @@ pub fn render_markdown(apps: &[AppDecision]) -> String {
 /// One app's section, self-contained (every fence and `<details>` it opens is closed) so a
 /// report may be cut before or after it: render status, validation, the rendered diff summary
 /// (long unified diffs collapsed in `<details>`), policy results, risk and approvals.
-pub fn app_markdown(a: &AppDecision) -> String {
+pub fn app_markdown(a: &AppDecision, docs_url: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -726,7 +726,7 @@ pub fn app_markdown(a: &AppDecision) -> String {
     } else {
         render_diff(&mut out, &a.diff);
     }
-    render_policy(&mut out, a);
+    render_policy(&mut out, a, docs_url);
     if a.risk.reasons.iter().any(|r| r.risk > risk::RiskLevel::R1) {
         let _ = writeln!(out, "**Risk {}**\n", a.risk.risk);
         for r in a
@@ -772,7 +772,7 @@ pub fn app_markdown(a: &AppDecision) -> String {
 /// App findings as one SARIF run: manifest policy results that are not a pass and schema
 /// validation errors and warnings, each located at the app's folder (or the source file a
 /// finding names).
-pub fn apps_sarif(apps: &[AppDecision], tool_version: &str) -> serde_json::Value {
+pub fn apps_sarif(apps: &[AppDecision], tool_version: &str, docs_url: &str) -> serde_json::Value {
     use serde_json::json;
     let mut rules: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut results = Vec::new();
@@ -784,6 +784,7 @@ pub fn apps_sarif(apps: &[AppDecision], tool_version: &str) -> serde_json::Value
                 uri: &a.path,
                 risk: a.risk.risk,
                 decision_digest: &p.decision_digest,
+                docs_url,
             };
             decide::push_policy_results(&p.record, &unit, &mut rules, &mut results);
         }
@@ -907,7 +908,7 @@ fn render_diff(out: &mut String, d: &RenderedDiff) {
     }
 }
 
-fn render_policy(out: &mut String, a: &AppDecision) {
+fn render_policy(out: &mut String, a: &AppDecision, docs_url: &str) {
     match (&a.policy, &a.policy_error) {
         (Some(p), _) => {
             let short = p
@@ -938,7 +939,7 @@ fn render_policy(out: &mut String, a: &AppDecision) {
                     (o, _) => o.as_str().to_string(),
                 };
                 let rule = match &r.docs {
-                    Some(d) => format!("[`{}`]({})", r.rule, decide::docs_link(d)),
+                    Some(d) => format!("[`{}`]({})", r.rule, decide::docs_link(docs_url, d)),
                     None => format!("`{}`", r.rule),
                 };
                 let class = a

@@ -222,6 +222,9 @@ pub struct CheckReport {
     pub rev: Option<String>,
     pub decision: StackDecision,
     pub warnings: Vec<String>,
+    /// Where policy documentation links resolve (`policy.docs_url`); not part of the JSON.
+    #[serde(skip)]
+    pub docs_url: String,
 }
 
 /// Run the check: parse the plan, resolve the stack, evaluate. The repository is read and the
@@ -261,6 +264,7 @@ pub fn run(opts: &CheckOptions) -> Result<CheckReport, CheckError> {
         rev,
         decision,
         warnings,
+        docs_url: checker.setup.config.docs_url.clone(),
     })
 }
 
@@ -383,5 +387,6 @@ pub fn render_sarif(r: &CheckReport, tool_version: &str) -> Value {
     decide::sarif_log(vec![decide::decisions_sarif(
         &[(&r.decision, r.plan_file.as_str())],
         tool_version,
+        &r.docs_url,
     )])
 }

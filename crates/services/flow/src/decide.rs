@@ -281,17 +281,15 @@ pub fn collapse(summary: &str, body: &str, force: bool) -> String {
     }
 }
 
-/// Where a relative documentation link of a policy result (`docs/policy.md#rule`, as the
-/// built-in pack names its pages) points: the project's documentation, so that the link works
-/// in a PR comment and in code scanning, which resolve nothing against the repository.
-pub const DOCS_BASE: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/");
-
-/// A policy result's documentation link as an absolute URL (absolute ones are kept).
-pub fn docs_link(docs: &str) -> String {
+/// A policy result's documentation link as an absolute URL: a relative one (`docs/policy.md#rule`,
+/// as the built-in pack names its pages) joins under `docs_url` (`policy.docs_url`, ending in
+/// `/`), so that the link works in a PR comment and in code scanning, which resolve nothing
+/// against the repository; absolute ones are kept.
+pub fn docs_link(docs_url: &str, docs: &str) -> String {
     if docs.contains("://") {
         docs.to_string()
     } else {
-        format!("{DOCS_BASE}{}", docs.trim_start_matches("./"))
+        format!("{docs_url}{}", docs.trim_start_matches("./"))
     }
 }
 
@@ -604,7 +602,11 @@ fn short_digest(d: &str) -> &str {
 /// Policy findings of decisions as a SARIF 2.1.0 run (passes are left out; excepted findings
 /// carry an external suppression naming the exception). `location` is the artifact each
 /// decision's findings point at (the plan JSON file, or the stack's folder).
-pub fn decisions_sarif(decisions: &[(&StackDecision, &str)], tool_version: &str) -> Value {
+pub fn decisions_sarif(
+    decisions: &[(&StackDecision, &str)],
+    tool_version: &str,
+    docs_url: &str,
+) -> Value {
     let mut rules: BTreeMap<String, Value> = BTreeMap::new();
     let mut results = Vec::new();
     for (d, location) in decisions {
@@ -614,6 +616,7 @@ pub fn decisions_sarif(decisions: &[(&StackDecision, &str)], tool_version: &str)
             uri: location,
             risk: d.risk.risk,
             decision_digest: &d.policy.decision_digest,
+            docs_url,
         };
         push_policy_results(&d.policy.record, &unit, &mut rules, &mut results);
     }
@@ -629,6 +632,8 @@ pub struct SarifUnit<'a> {
     pub uri: &'a str,
     pub risk: sluice_model::risk::RiskLevel,
     pub decision_digest: &'a str,
+    /// Where relative documentation links resolve ([`docs_link`]).
+    pub docs_url: &'a str,
 }
 
 /// Adds the findings of one decision record (passes left out) to a SARIF run's rules and
@@ -646,7 +651,7 @@ pub fn push_policy_results(
                 "shortDescription": {"text": format!("policy rule {}", r.rule)},
             });
             if let Some(docs) = &r.docs {
-                rule["helpUri"] = json!(docs_link(docs));
+                rule["helpUri"] = json!(docs_link(unit.docs_url, docs));
             }
             rule
         });
@@ -983,7 +988,7 @@ mod tests {
             ex,
         ]);
         let d = run(&plan(PLAN), rec, "dev", &CodeOwners::empty());
-        let run = decisions_sarif(&[(&d, "plan.json")], "0.1.0");
+        let run = decisions_sarif(&[(&d, "plan.json")], "0.1.0", "https://docs.example/");
         let results = run["results"].as_array().unwrap();
         assert_eq!(results.len(), 2);
         assert_eq!(results[0]["level"], "error");

@@ -252,8 +252,15 @@ pub struct PrReport {
     pub notes: Vec<String>,
     /// Unused plan files, exception notices and similar.
     pub warnings: Vec<String>,
+    /// Why the org is inconsistent at head (dependency cycles, layer-rule violations), one line
+    /// each; the report is still made, and the change cannot go on until they are fixed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub org_errors: Vec<String>,
     pub affected: AffectedReport,
     pub validation: ValidationReport,
+    /// Where policy documentation links resolve (`policy.docs_url`); not part of the JSON.
+    #[serde(skip)]
+    pub docs_url: String,
 }
 
 /// How `sluice pr` gets plans and judges exceptions.
@@ -303,7 +310,7 @@ pub fn run_with(
     opts: &PrOptions,
 ) -> Result<PrReport, PipelineError> {
     let pr = opts.pr;
-    let analysis = affected::run(repo, base, head)?;
+    let (analysis, org_errors) = affected::run_despite_org_errors(repo, base, head)?;
     let scope: Vec<String> = analysis
         .changes
         .iter()
@@ -392,6 +399,10 @@ pub fn run_with(
     };
     let stages = stage_results(&changes, &validation, &stacks, &apps);
     let verdict = verdict(validation.passed, &stacks, &apps);
+    // A broken `policy` section is the checker's error; the links keep the default then.
+    let docs_url = sluice_policy::config::from_org(config)
+        .map(|c| c.docs_url)
+        .unwrap_or_else(|_| sluice_policy::config::DEFAULT_DOCS_URL.to_string());
     Ok(PrReport {
         schema: SCHEMA,
         org: config.org.clone(),
@@ -407,8 +418,10 @@ pub fn run_with(
         apps,
         notes,
         warnings,
+        org_errors,
         affected: analysis.report,
         validation,
+        docs_url,
     })
 }
 
@@ -636,6 +649,9 @@ fn stack_stages(
                 if start(Stage::Policy, UnitKind::Stack, &planned).is_ok() =>
             {
                 let checker = checker.expect("built when a plan is pending");
+                if let Some(n) = empty_state_note(analysis, &u.id, &plan) {
+                    notes.push(n);
+                }
                 let target = stack_target(analysis, u, cid.clone());
                 let decision = checker.check(*plan, &target).map_err(check_to_pipeline)?;
                 (PlanState::Planned { source }, Some(decision))
@@ -660,6 +676,72 @@ fn stack_stages(
         });
     }
     Ok(out)
+}
+
+/// Whether a plan was made against no state at all: the plan JSON has no `prior_state`, or one
+/// whose root module (and every child module) holds no resources.
+pub fn planned_against_empty_state(plan: &Plan) -> bool {
+    fn holds_resources(module: &Value) -> bool {
+        module
+            .get("resources")
+            .and_then(Value::as_array)
+            .is_some_and(|r| !r.is_empty())
+            || module
+                .get("child_modules")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.iter().any(holds_resources))
+    }
+    match &plan.prior_state {
+        None => true,
+        Some(state) => !state
+            .expose()
+            .pointer("/values/root_module")
+            .is_some_and(holds_resources),
+    }
+}
+
+/// Whether a stack folder's own Terraform files (at `head`) configure no backend. Only said
+/// when it is certain: the folder has `.tf`/`.tofu` files that all parse, none with a
+/// `backend` or `cloud` block, and no `terragrunt.hcl` (whose `remote_state` or `generate` may
+/// write one) nor `.tf.json` file (not read here). `None`: unknown.
+fn configures_no_backend(head: &sluice_git::git::Snapshot, dir: &str) -> Option<bool> {
+    let mut tf = 0;
+    for file in head.files_under(dir) {
+        let name = file.strip_prefix(dir)?.trim_start_matches('/');
+        if name.contains('/') {
+            continue;
+        }
+        if name.starts_with("terragrunt.hcl") || name.ends_with(".tf.json") {
+            return None;
+        }
+        if name.ends_with(".tf") || name.ends_with(".tofu") {
+            let bytes = head.read_file(file).ok()??;
+            let src = std::str::from_utf8(&bytes).ok()?;
+            if sluice_org::terragrunt::declares_backend(file, src).ok()? {
+                return Some(false);
+            }
+            tf += 1;
+        }
+    }
+    (tf > 0).then_some(true)
+}
+
+/// The report note for a stack whose plan was made against empty state because its
+/// configuration names no backend: every resource it already has elsewhere shows as a create.
+fn empty_state_note(analysis: &affected::Analysis, id: &str, plan: &Plan) -> Option<String> {
+    if !planned_against_empty_state(plan) {
+        return None;
+    }
+    let stack = analysis.org.stacks.iter().find(|s| s.id == id)?;
+    configures_no_backend(&analysis.head.snapshot, &stack.path)?.then(|| {
+        format!(
+            "{id}: planned against empty state, because no backend is configured (the plan \
+             has no prior state and no `terraform` block in {} has a `backend` or `cloud` \
+             block, so the engine used local state in a fresh working copy); resources that \
+             exist elsewhere show as creates",
+            stack.path
+        )
+    })
 }
 
 /// The check target of an affected stack: CODEOWNERS is matched on the changed files that
@@ -1455,6 +1537,13 @@ pub fn sections(r: &PrReport) -> Vec<String> {
         affected::short(&r.base),
         affected::short(&r.head)
     );
+    for e in &r.org_errors {
+        let _ = writeln!(
+            out,
+            "> **Inconsistent org:** {} (fix it before this change can go on)\n",
+            decide::md_text(e)
+        );
+    }
     for n in &r.notes {
         let _ = writeln!(out, "> **Note:** {}\n", decide::md_text(n));
     }
@@ -1531,7 +1620,7 @@ pub fn sections(r: &PrReport) -> Vec<String> {
         blocks.extend(stack_blocks(s));
     }
     // One block per app: a long app section is cut by the splitter like any other block.
-    blocks.extend(r.apps.iter().map(apps::app_markdown));
+    blocks.extend(r.apps.iter().map(|a| apps::app_markdown(a, &r.docs_url)));
 
     blocks.extend(validation_block(&r.validation));
     if !r.reviewers.is_empty() {
@@ -1821,9 +1910,9 @@ pub fn render_sarif(r: &PrReport, tool_version: &str) -> Value {
                 .map(|d| (d, paths.get(s.id.as_str()).copied().unwrap_or(".")))
         })
         .collect();
-    runs.push(decide::decisions_sarif(&decided, tool_version));
+    runs.push(decide::decisions_sarif(&decided, tool_version, &r.docs_url));
     if !r.apps.is_empty() {
-        runs.push(apps::apps_sarif(&r.apps, tool_version));
+        runs.push(apps::apps_sarif(&r.apps, tool_version, &r.docs_url));
     }
     decide::sarif_log(runs)
 }

@@ -313,25 +313,33 @@ fn org_findings(
             .map(|s| format!("{}/terragrunt.hcl", s.path))
             .unwrap_or_else(|| org_config::FILE_NAME.to_string())
     };
+    // At the `dependency` block that makes the edge when a Terragrunt config declares it; an
+    // edge from `sluice.yaml` `depends_on` is reported at the stack's config, line 1.
+    let at = |from: &str, to: &str| -> (String, u32) {
+        org.dependency_position(from, to)
+            .map(|(file, line)| (file.to_string(), line.max(1)))
+            .unwrap_or_else(|| (config_file_of(from), 1))
+    };
     for cycle in &errors.cycles {
+        let (file, line) = at(&cycle[0], cycle.get(1).unwrap_or(&cycle[0]));
         out.push(Finding::new(
             validate::GRAPH_CYCLE,
             Severity::Error,
-            &config_file_of(&cycle[0]),
-            1,
+            &file,
+            line,
             1,
             format!("dependency cycle: {}", cycle.join(" -> ")),
         ));
     }
-    for violation in &errors.layer_violations {
-        let stack = violation.split_whitespace().nth(2).unwrap_or_default();
+    for v in org.layer_violations(config) {
+        let (file, line) = at(&v.stack, &v.upstream);
         out.push(Finding::new(
             validate::GRAPH_LAYER,
             Severity::Error,
-            &config_file_of(stack),
+            &file,
+            line,
             1,
-            1,
-            violation.clone(),
+            v.to_string(),
         ));
     }
     for w in org

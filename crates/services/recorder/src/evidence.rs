@@ -2654,6 +2654,8 @@ mod tests {
                 config_invalid: false,
                 baseline: None,
             },
+            docs_url: "https://docs.example/".into(),
+            org_errors: vec![],
         }
     }
 

@@ -175,6 +175,10 @@ struct AffectedArgs {
     head: String,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Exit 0 even when a stack's config does not parse (each such file is still a warning,
+    /// and that stack's dependency edges are missing from the answer).
+    #[arg(long)]
+    allow_errors: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -268,6 +272,10 @@ struct RevArgs {
     rev: String,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Exit 0 even when a stack's config does not parse (each such file is still a warning,
+    /// and that stack's dependency edges are missing from the answer).
+    #[arg(long)]
+    allow_errors: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -285,6 +293,10 @@ struct GraphArgs {
     rev: String,
     #[arg(long, value_enum, default_value = "text")]
     format: GraphFormat,
+    /// Exit 0 even when a stack's config does not parse (each such file is still a warning,
+    /// and that stack's dependency edges are missing from the answer).
+    #[arg(long)]
+    allow_errors: bool,
 }
 
 pub fn run(cli: Cli) -> Result<i32, PipelineError> {
@@ -341,7 +353,23 @@ fn run_affected(a: AffectedArgs) -> Result<i32, PipelineError> {
         Format::Json => print_json(&analysis.report),
         Format::Text => emit(&affected::render_text(&analysis.report)),
     }
-    Ok(exit::OK)
+    Ok(unparsed_stacks(&analysis.org.errors, a.allow_errors))
+}
+
+/// Stack configs that do not parse: each a warning naming the file on stderr (their stacks'
+/// dependency edges are unknown, so the answer is incomplete), and the exit code for them.
+fn unparsed_stacks(errors: &[impl std::fmt::Display], allowed: bool) -> i32 {
+    for e in errors {
+        eprintln!(
+            "warning: {e} (this stack's dependencies are left out{})",
+            if allowed {
+                ""
+            } else {
+                "; --allow-errors to exit 0"
+            }
+        );
+    }
+    exit::unparsed_stacks(errors.len(), allowed)
 }
 
 fn run_graph(a: GraphArgs) -> Result<i32, PipelineError> {
@@ -380,8 +408,9 @@ fn run_graph(a: GraphArgs) -> Result<i32, PipelineError> {
     for v in &errors.layer_violations {
         eprintln!("error: {v}");
     }
+    let unparsed = unparsed_stacks(&org.errors, a.allow_errors);
     Ok(if errors.is_empty() {
-        exit::OK
+        unparsed
     } else {
         exit::GRAPH
     })
@@ -425,7 +454,7 @@ fn run_stacks(a: RevArgs) -> Result<i32, PipelineError> {
             emit(&out);
         }
     }
-    Ok(exit::OK)
+    Ok(unparsed_stacks(&org.errors, a.allow_errors))
 }
 
 fn run_stages(a: FormatArgs) -> Result<i32, PipelineError> {
@@ -558,7 +587,10 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
     {
         return Ok(code);
     }
-    Ok(exit::verdict(report.verdict))
+    for e in &report.org_errors {
+        eprintln!("error: {e}");
+    }
+    Ok(exit::pr_report(&report))
 }
 
 fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {

@@ -28,6 +28,21 @@ pub const INTERNAL: i32 = 5;
 /// file could not be read.
 pub const PLAN_FAILED: i32 = 6;
 
+/// `graph`, `affected`, `stacks`: a stack config that does not parse leaves that stack's
+/// edges unknown, so the org as read is inconsistent (4), unless `--allow-errors` accepts it.
+pub fn unparsed_stacks(count: usize, allowed: bool) -> i32 {
+    if count == 0 || allowed { OK } else { GRAPH }
+}
+
+/// `sluice pr`, after its report: 4 when the org is inconsistent at head, else the verdict's.
+pub fn pr_report(r: &sluice_flow::pr::PrReport) -> i32 {
+    if r.org_errors.is_empty() {
+        verdict(r.verdict)
+    } else {
+        GRAPH
+    }
+}
+
 pub fn pipeline(e: &PipelineError) -> i32 {
     match e {
         PipelineError::Git(_) => REPO,
