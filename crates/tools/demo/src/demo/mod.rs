@@ -163,7 +163,8 @@ pub const PLANS_DIR: &str = ".sluice/demo-plans";
 
 /// What the report says about every plan the demo wrote.
 pub const DEMO_PLANS_NOTE: &str = "written by `sluice demo` from the stack's terragrunt.hcl \
-     inputs, not by an engine: no terragrunt + tofu/terraform on PATH";
+     inputs, not by an engine: the demo's stacks plan with terragrunt and tofu or terraform, \
+     and terragrunt or both engines are missing from PATH (stderr names which)";
 
 /// The time the demo judges exceptions at: the PR's commit time, so its report is the same
 /// on every run.
