@@ -52,6 +52,20 @@ pub struct EngineUsed {
     pub terragrunt: Option<String>,
 }
 
+impl EngineUsed {
+    /// How reports name it: `terraform 1.11.4`, or `tofu 1.9.0 via terragrunt 0.77.0`.
+    pub fn label(&self) -> String {
+        match &self.terragrunt {
+            Some(tg) => format!(
+                "{} {} via terragrunt {tg}",
+                self.kind.program(),
+                self.version
+            ),
+            None => format!("{} {}", self.kind.program(), self.version),
+        }
+    }
+}
+
 /// A stack planned successfully.
 #[derive(Debug, Clone, Serialize)]
 pub struct Planned {

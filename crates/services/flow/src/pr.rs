@@ -897,14 +897,7 @@ pub fn plan_outcome(r: sluice_iac::driver::StackPlan) -> (PlanState, Option<Plan
     let engine = r
         .engine
         .as_ref()
-        .map(|e| {
-            let mut t = format!("{} {}", e.kind.program(), e.version);
-            if let Some(tg) = &e.terragrunt {
-                let _ = write!(t, " via terragrunt {tg}");
-            }
-            t
-        })
-        .unwrap_or_else(|| "engine".into());
+        .map_or_else(|| "engine".into(), |e| e.label());
     match r.outcome {
         PlanOutcome::Planned(p) => (
             PlanState::Planned {

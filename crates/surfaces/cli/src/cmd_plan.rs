@@ -352,17 +352,7 @@ fn render_plan_text(r: &PlanReport<'_>) -> String {
     }
     for s in r.stacks {
         out.push('\n');
-        let engine = s
-            .engine
-            .as_ref()
-            .map(|e| {
-                let mut t = format!("{} {}", e.kind.program(), e.version);
-                if let Some(tg) = &e.terragrunt {
-                    let _ = write!(t, " via terragrunt {tg}");
-                }
-                t
-            })
-            .unwrap_or_default();
+        let engine = s.engine.as_ref().map(|e| e.label()).unwrap_or_default();
         match &s.outcome {
             Outcome::Planned(p) => {
                 let _ = writeln!(
