@@ -213,13 +213,17 @@ pub struct PublicKey(pub [u8; 32]);
 /// Why a registered key could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("key type `{0}` is not supported; approvals are signed with ed25519 (`ssh-ed25519 …` or a PEM ed25519 PUBLIC KEY)")]
+    #[error(
+        "key type `{0}` is not supported; approvals are signed with ed25519 (`ssh-ed25519 …` or a PEM ed25519 PUBLIC KEY)"
+    )]
     Unsupported(String),
     #[error("the key is not valid base64: {0}")]
     Base64(String),
     #[error("the key's encoded form is malformed: {0}")]
     Malformed(&'static str),
-    #[error("not a public key: expected `ssh-ed25519 AAAA… comment` or a PEM `-----BEGIN PUBLIC KEY-----` block")]
+    #[error(
+        "not a public key: expected `ssh-ed25519 AAAA… comment` or a PEM `-----BEGIN PUBLIC KEY-----` block"
+    )]
     Unrecognised,
 }
 
@@ -282,7 +286,9 @@ impl PublicKey {
             Ok(value)
         };
         if field()? != b"ssh-ed25519" {
-            return Err(KeyError::Malformed("the key's type inside differs from its label"));
+            return Err(KeyError::Malformed(
+                "the key's type inside differs from its label",
+            ));
         }
         let bytes: [u8; 32] = field()?
             .try_into()

@@ -4,13 +4,15 @@
 
 use std::collections::BTreeMap;
 
+use sluice_model::apply::MergeRule;
 use sluice_model::approval::{ApprovalMatrix, Approver};
 use sluice_model::config::{
-    self, AppsConfig, Environment, ExplicitDependency, Layer, LogicalRepo, OrgConfig, OwnersConfig,
-    RepoLocation, RiskConfig, StacksConfig, ValidateConfig, WatchRule,
+    self, ApplyConfig, AppsConfig, Environment, ExplicitDependency, Layer, LogicalRepo, OrgConfig,
+    OwnersConfig, RepoLocation, RiskConfig, StacksConfig, ValidateConfig, WatchRule,
 };
 use sluice_model::glob::GlobList;
 use sluice_model::layout::Layout;
+use sluice_model::people::{People, Person, PersonId, PublicKey};
 use sluice_model::risk::{ChangeAction, PolicyOutcome, RiskLevel, RiskRule, RiskWhen};
 
 use crate::yaml::{self, Node, Value};
@@ -50,6 +52,8 @@ const TOP_KEYS: &[&str] = &[
     "apps",
     "owners",
     "validate",
+    "people",
+    "apply",
 ];
 
 struct Ctx<'a> {
@@ -307,6 +311,10 @@ fn decode(cx: &mut Ctx<'_>, root: &Node) -> Option<OrgConfig> {
     let approvals = get(map, "approvals")
         .map(|n| approvals(cx, n))
         .unwrap_or_default();
+    let people = get(map, "people")
+        .map(|n| people(cx, n))
+        .unwrap_or_default();
+    let apply = get(map, "apply").map(|n| apply(cx, n)).unwrap_or_default();
     let sections = map
         .iter()
         .filter_map(|(k, v)| {
@@ -341,6 +349,8 @@ fn decode(cx: &mut Ctx<'_>, root: &Node) -> Option<OrgConfig> {
         validate,
         risk,
         approvals,
+        people,
+        apply,
         sections,
     };
     cross_check(cx, root, &config);
@@ -869,6 +879,131 @@ fn approvals(cx: &mut Ctx<'_>, node: &Node) -> ApprovalMatrix {
             }
         }
         out.levels.insert(level, approvers);
+    }
+    out
+}
+
+/// `people:` (docs/approvals.md): name → `{ emails, groups, keys }`. Every key must be an
+/// ed25519 public key (OpenSSH or PEM); an email may name one person only, since it decides who
+/// authored a change and so who may not approve it.
+fn people(cx: &mut Ctx<'_>, node: &Node) -> People {
+    let Some(map) = cx.expect_map(node, "people") else {
+        return People::default();
+    };
+    let mut out = Vec::new();
+    let mut seen: BTreeMap<PersonId, &Node> = BTreeMap::new();
+    let mut email_at: BTreeMap<String, (PersonId, &Node)> = BTreeMap::new();
+    for (k, v) in map {
+        let Some(name) = cx.string(k, "person name") else {
+            continue;
+        };
+        let id = PersonId::new(&name);
+        if let Some(first) = seen.get(&id) {
+            cx.error(
+                k,
+                format!("person `{name}` is listed twice (names compare without case)"),
+                Some(format!("the first is at line {}", first.line)),
+            );
+            continue;
+        }
+        seen.insert(id.clone(), k);
+        let mut person = Person::default();
+        let what = format!("people.{name}");
+        match &v.value {
+            Value::Null => {}
+            Value::Map(fields) => {
+                cx.check_keys(fields, &["emails", "groups", "keys"], &format!("`{what}`"));
+                if let Some(n) = get(fields, "emails") {
+                    for item in n
+                        .as_seq()
+                        .map(|s| s.to_vec())
+                        .unwrap_or_else(|| vec![n.clone()])
+                    {
+                        let Some(email) = cx.string(&item, &format!("{what}.emails")) else {
+                            continue;
+                        };
+                        if !email.contains('@') {
+                            cx.error(
+                                &item,
+                                format!("`{email}` in `{what}.emails` is not an email address"),
+                                None,
+                            );
+                            continue;
+                        }
+                        let lower = email.to_ascii_lowercase();
+                        if let Some((other, at)) = email_at.get(&lower) {
+                            if *other != id {
+                                cx.error(
+                                    &item,
+                                    format!("email `{email}` is listed for `{other}` (line {}) and `{name}`", at.line),
+                                    Some("an email must name one person: it decides who authored a change".into()),
+                                );
+                            }
+                        } else {
+                            email_at.insert(lower, (id.clone(), v));
+                        }
+                        person.emails.push(email);
+                    }
+                }
+                if let Some(n) = get(fields, "groups") {
+                    for group in cx.strings(n, &format!("{what}.groups")) {
+                        if !group.starts_with('@') {
+                            cx.error(n, format!("group `{group}` in `{what}.groups` must start with `@` (`@org/team`)"), None);
+                            continue;
+                        }
+                        person.groups.push(group);
+                    }
+                }
+                if let Some(n) = get(fields, "keys") {
+                    let items = n
+                        .as_seq()
+                        .map(|s| s.to_vec())
+                        .unwrap_or_else(|| vec![n.clone()]);
+                    for item in items {
+                        let Some(key) = cx.string(&item, &format!("{what}.keys")) else {
+                            continue;
+                        };
+                        match PublicKey::parse(&key) {
+                            Ok(_) => person.keys.push(key),
+                            Err(e) => cx.error(&item, format!("`{what}.keys`: {e}"), Some("paste the line of `ssh-keygen -y -f KEY` (or the contents of KEY.pub)".into())),
+                        }
+                    }
+                }
+            }
+            _ => {
+                cx.error(
+                    v,
+                    format!(
+                        "`{what}` must be a mapping with `emails`, `groups` and `keys`, found {}",
+                        v.type_name()
+                    ),
+                    None,
+                );
+                continue;
+            }
+        }
+        out.push((id, person));
+    }
+    People::new(out)
+}
+
+/// `apply:` — `{ merge: before_merge | after_merge }`.
+fn apply(cx: &mut Ctx<'_>, node: &Node) -> ApplyConfig {
+    let mut out = ApplyConfig::default();
+    let Some(map) = cx.expect_map(node, "apply") else {
+        return out;
+    };
+    cx.check_keys(map, &["merge"], "`apply`");
+    if let Some(n) = get(map, "merge") {
+        match n.as_str() {
+            Some("before_merge") => out.merge = MergeRule::BeforeMerge,
+            Some("after_merge") => out.merge = MergeRule::AfterMerge,
+            _ => cx.error(
+                n,
+                format!("`apply.merge` must be `before_merge` or `after_merge`, found `{n}`"),
+                Some("before_merge applies from the open PR; after_merge once it is merged into the default branch".into()),
+            ),
+        }
     }
     out
 }

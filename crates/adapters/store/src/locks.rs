@@ -42,7 +42,11 @@ pub trait LockStore: Send + Sync + 'static {
     /// it and, if the lock changed and the transition returned `Ok`, writes it back; all inside
     /// one write transaction holding the row, so transitions on one stack are serialised
     /// across processes and replicas.
-    fn transition<T, F>(&self, unit: &str, transition: F) -> impl Future<Output = LockResult<T>> + Send
+    fn transition<T, F>(
+        &self,
+        unit: &str,
+        transition: F,
+    ) -> impl Future<Output = LockResult<T>> + Send
     where
         T: Send,
         F: FnOnce(&mut Lock) -> std::result::Result<T, Refusal> + Send;
@@ -63,7 +67,10 @@ pub trait LockStore: Send + Sync + 'static {
         now: Timestamp,
         lease: Duration,
     ) -> impl Future<Output = LockResult<Acquired>> + Send {
-        async move { self.transition(unit, |l| l.acquire(change, now, lease)).await }
+        async move {
+            self.transition(unit, |l| l.acquire(change, now, lease))
+                .await
+        }
     }
 
     /// [`Lock::heartbeat`]: renews the holder's lease; returns the new expiry.
@@ -74,7 +81,10 @@ pub trait LockStore: Send + Sync + 'static {
         now: Timestamp,
         lease: Duration,
     ) -> impl Future<Output = LockResult<Timestamp>> + Send {
-        async move { self.transition(unit, |l| l.heartbeat(token, now, lease)).await }
+        async move {
+            self.transition(unit, |l| l.heartbeat(token, now, lease))
+                .await
+        }
     }
 
     /// [`Lock::begin_apply`]: from now on a lapsed lease means an interrupted apply.
@@ -129,7 +139,10 @@ pub trait LockStore: Send + Sync + 'static {
         reason: &str,
         now: Timestamp,
     ) -> impl Future<Output = LockResult<Unlocked>> + Send {
-        async move { self.transition(unit, |l| l.unlock(admin, reason, now)).await }
+        async move {
+            self.transition(unit, |l| l.unlock(admin, reason, now))
+                .await
+        }
     }
 
     /// [`Lock::settle`]: applies what time decided (an expired holder freed, an interrupted
@@ -189,9 +202,8 @@ pub(crate) fn encode(lock: &Lock) -> Result<LockRow> {
 }
 
 pub(crate) fn decode(unit: &str, state: &str) -> Result<Lock> {
-    let lock: Lock = serde_json::from_str(state).map_err(|e| {
-        crate::backend::bad_row("locks", unit, "state", format!("not a lock: {e}"))
-    })?;
+    let lock: Lock = serde_json::from_str(state)
+        .map_err(|e| crate::backend::bad_row("locks", unit, "state", format!("not a lock: {e}")))?;
     if lock.unit != unit {
         return Err(crate::backend::bad_row(
             "locks",

@@ -31,10 +31,20 @@ fn granted(a: Acquired) -> FencingToken {
 
 async fn tokens_only_grow<S: Store + LockStore + Clone>(store: &S) {
     assert!(store.lock(UNIT).await.unwrap().is_none());
-    let a = granted(store.acquire(UNIT, "r#1", t(0), LEASE).await.unwrap().unwrap());
+    let a = granted(
+        store
+            .acquire(UNIT, "r#1", t(0), LEASE)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     assert_eq!(a, FencingToken(1));
     // A second change queues; asking again keeps its place.
-    let q = store.acquire(UNIT, "r#2", t(1), LEASE).await.unwrap().unwrap();
+    let q = store
+        .acquire(UNIT, "r#2", t(1), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         q,
         Acquired::Queued {
@@ -42,7 +52,11 @@ async fn tokens_only_grow<S: Store + LockStore + Clone>(store: &S) {
             holder: "r#1".into()
         }
     );
-    let q3 = store.acquire(UNIT, "r#3", t(1), LEASE).await.unwrap().unwrap();
+    let q3 = store
+        .acquire(UNIT, "r#3", t(1), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(q3, Acquired::Queued { position: 2, .. }));
     // The holder asking again is refused and nothing changes.
     let stored = store.lock(UNIT).await.unwrap().unwrap();
@@ -58,10 +72,20 @@ async fn tokens_only_grow<S: Store + LockStore + Clone>(store: &S) {
     ));
     // r#3 is not first in line; r#2 is.
     assert!(matches!(
-        store.acquire(UNIT, "r#3", t(4), LEASE).await.unwrap().unwrap(),
+        store
+            .acquire(UNIT, "r#3", t(4), LEASE)
+            .await
+            .unwrap()
+            .unwrap(),
         Acquired::Queued { position: 2, .. }
     ));
-    let b = granted(store.acquire(UNIT, "r#2", t(4), LEASE).await.unwrap().unwrap());
+    let b = granted(
+        store
+            .acquire(UNIT, "r#2", t(4), LEASE)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     assert_eq!(b, FencingToken(2));
     assert!(matches!(
         store.check_write(UNIT, a, t(5)).await.unwrap(),
@@ -71,7 +95,10 @@ async fn tokens_only_grow<S: Store + LockStore + Clone>(store: &S) {
         })
     ));
     assert!(matches!(
-        store.check_write(UNIT, FencingToken(9), t(5)).await.unwrap(),
+        store
+            .check_write(UNIT, FencingToken(9), t(5))
+            .await
+            .unwrap(),
         Err(Refusal::UnknownToken { .. })
     ));
     store.check_write(UNIT, b, t(5)).await.unwrap().unwrap();
@@ -87,7 +114,13 @@ async fn tokens_only_grow<S: Store + LockStore + Clone>(store: &S) {
         .unwrap()
         .unwrap();
     assert_eq!(unlocked.previous.unwrap().token, b);
-    let c = granted(store.acquire(UNIT, "r#3", t(7), LEASE).await.unwrap().unwrap());
+    let c = granted(
+        store
+            .acquire(UNIT, "r#3", t(7), LEASE)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     assert_eq!(c, FencingToken(3));
     assert!(matches!(
         store.heartbeat(UNIT, b, t(8), LEASE).await.unwrap(),
@@ -101,9 +134,19 @@ async fn tokens_only_grow<S: Store + LockStore + Clone>(store: &S) {
 
 async fn leases_expire_and_failed_applies_keep_the_lock<S: Store + LockStore + Clone>(store: &S) {
     let lease = Duration::from_secs(10);
-    let a = granted(store.acquire(UNIT, "r#1", t(0), lease).await.unwrap().unwrap());
+    let a = granted(
+        store
+            .acquire(UNIT, "r#1", t(0), lease)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     assert_eq!(
-        store.heartbeat(UNIT, a, t(5), lease).await.unwrap().unwrap(),
+        store
+            .heartbeat(UNIT, a, t(5), lease)
+            .await
+            .unwrap()
+            .unwrap(),
         t(15)
     );
     // Lease ran out before applying: the lock is free, the old holder fenced.
@@ -118,7 +161,13 @@ async fn leases_expire_and_failed_applies_keep_the_lock<S: Store + LockStore + C
             token: a
         })
     );
-    let b = granted(store.acquire(UNIT, "r#2", t(16), lease).await.unwrap().unwrap());
+    let b = granted(
+        store
+            .acquire(UNIT, "r#2", t(16), lease)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     store.begin_apply(UNIT, b, t(17)).await.unwrap().unwrap();
     // Closing the PR mid-apply does not release; the apply's end decides.
     assert_eq!(
@@ -135,7 +184,11 @@ async fn leases_expire_and_failed_applies_keep_the_lock<S: Store + LockStore + C
         }
     ));
     assert!(matches!(
-        store.acquire(UNIT, "r#3", t(40), lease).await.unwrap().unwrap(),
+        store
+            .acquire(UNIT, "r#3", t(40), lease)
+            .await
+            .unwrap()
+            .unwrap(),
         Acquired::Queued { .. }
     ));
     // Stored as kept: nobody else gets it, the same change may take it again to recover.
@@ -143,7 +196,13 @@ async fn leases_expire_and_failed_applies_keep_the_lock<S: Store + LockStore + C
         store.release(UNIT, b, t(41)).await.unwrap(),
         Err(Refusal::Kept { .. })
     ));
-    let c = granted(store.acquire(UNIT, "r#2", t(42), lease).await.unwrap().unwrap());
+    let c = granted(
+        store
+            .acquire(UNIT, "r#2", t(42), lease)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     assert!(c > b);
     store.fail(UNIT, c, t(43)).await.unwrap().unwrap();
     assert_eq!(
@@ -158,13 +217,31 @@ async fn leases_expire_and_failed_applies_keep_the_lock<S: Store + LockStore + C
         .await
         .unwrap()
         .unwrap();
-    let d = granted(store.acquire(UNIT, "r#3", t(62), lease).await.unwrap().unwrap());
+    let d = granted(
+        store
+            .acquire(UNIT, "r#3", t(62), lease)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     assert_eq!(d, FencingToken(c.0 + 1));
 }
 
 async fn stacks_are_independent<S: Store + LockStore + Clone>(store: &S) {
-    let a = granted(store.acquire("dev/a", "r#1", t(0), LEASE).await.unwrap().unwrap());
-    let b = granted(store.acquire("dev/b", "r#1", t(0), LEASE).await.unwrap().unwrap());
+    let a = granted(
+        store
+            .acquire("dev/a", "r#1", t(0), LEASE)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let b = granted(
+        store
+            .acquire("dev/b", "r#1", t(0), LEASE)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     assert_eq!((a, b), (FencingToken(1), FencingToken(1)));
     // A token of one stack means nothing on another.
     store.release("dev/a", a, t(1)).await.unwrap().unwrap();
@@ -216,7 +293,10 @@ async fn hundred_acquirers_one_holder<S: Store + LockStore + Clone>(store: &S) {
                 if let Acquired::Granted { token, .. } = outcome {
                     break token;
                 }
-                assert!(started.elapsed() < Duration::from_secs(50), "waited too long");
+                assert!(
+                    started.elapsed() < Duration::from_secs(50),
+                    "waited too long"
+                );
                 tokio::time::sleep(Duration::from_millis(2)).await;
                 let lock = store.lock(UNIT).await.unwrap().unwrap().settled(wall());
                 let my_turn = lock.holder.is_none()
@@ -229,15 +309,29 @@ async fn hundred_acquirers_one_holder<S: Store + LockStore + Clone>(store: &S) {
                         .unwrap();
                 }
             };
-            assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
+            assert_eq!(
+                inside.fetch_add(1, Ordering::SeqCst),
+                0,
+                "two holders at once"
+            );
             assert_eq!(token, FencingToken(seq + 1), "{change} served out of order");
             let previous = last_granted.swap(token.0, Ordering::SeqCst);
             assert!(previous < token.0, "token {token} after {previous}");
-            store.check_write(UNIT, token, wall()).await.unwrap().unwrap();
+            store
+                .check_write(UNIT, token, wall())
+                .await
+                .unwrap()
+                .unwrap();
             tokio::time::sleep(Duration::from_millis(1)).await;
             inside.fetch_sub(1, Ordering::SeqCst);
             store.release(UNIT, token, wall()).await.unwrap().unwrap();
-            assert!(store.check_write(UNIT, token, wall()).await.unwrap().is_err());
+            assert!(
+                store
+                    .check_write(UNIT, token, wall())
+                    .await
+                    .unwrap()
+                    .is_err()
+            );
             token
         }));
     }
@@ -271,7 +365,11 @@ async fn locks_survive_a_reopen() {
             .unwrap()
             .unwrap(),
     );
-    fx.store.begin_apply(UNIT, token, t(1)).await.unwrap().unwrap();
+    fx.store
+        .begin_apply(UNIT, token, t(1))
+        .await
+        .unwrap()
+        .unwrap();
     fx.store.clone().close().await;
     let reopened = sluice_store::SqliteStore::open(&path).await.unwrap();
     let lock = reopened.lock(UNIT).await.unwrap().unwrap();
