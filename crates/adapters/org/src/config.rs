@@ -1229,6 +1229,46 @@ risk:
         assert!(errs.iter().all(|e| e.line > 20), "{errs:?}");
     }
 
+    const ALICE_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGAC9l5AZD1Ncw7DBIF7yS7SrIB6XobaC4qN8k3a8cHt alice";
+
+    #[test]
+    fn people_and_apply_load_as_the_issue_writes_them() {
+        let text = format!(
+            "{SAMPLE}people:\n  alice: {{ emails: [alice@acme.example], groups: [\"@acme/platform\"], keys: [\"{ALICE_KEY}\"] }}\n  bob: {{ emails: [bob@acme.example] }}\napply:\n  merge: after_merge\n"
+        );
+        let c = load("sluice.yaml", &text).unwrap();
+        let alice = c.people.get("alice").unwrap();
+        assert_eq!(alice.groups, ["@acme/platform"]);
+        assert_eq!(alice.public_keys().len(), 1);
+        assert!(c.people.get("bob").unwrap().keys.is_empty());
+        assert_eq!(c.apply.merge, MergeRule::AfterMerge);
+        let default = load("sluice.yaml", SAMPLE).unwrap();
+        assert!(default.people.is_empty());
+        assert_eq!(default.apply.merge, MergeRule::BeforeMerge);
+    }
+
+    #[test]
+    fn bad_people_are_reported_where_they_are() {
+        let text = format!(
+            "{SAMPLE}people:\n  alice:\n    emails: [alice@acme.example]\n    keys: [\"ssh-rsa AAAAB3NzaC1yc2E alice\"]\n    group: [x]\n  carol:\n    emails: [ALICE@acme.example, not-an-email]\n    groups: [platform]\napply: {{ merge: sometimes }}\n"
+        );
+        let errs = load("sluice.yaml", &text).unwrap_err();
+        let line_of = |needle: &str| {
+            errs.iter()
+                .find(|e| e.message.contains(needle))
+                .unwrap_or_else(|| panic!("{needle} in {errs:?}"))
+                .line
+        };
+        let base = SAMPLE.lines().count() as u32;
+        assert_eq!(line_of("key type `ssh-rsa` is not supported"), base + 4);
+        assert_eq!(line_of("unknown key `group`"), base + 5);
+        assert_eq!(line_of("is listed for `alice`"), base + 7);
+        assert_eq!(line_of("not-an-email"), base + 7);
+        assert_eq!(line_of("must start with `@`"), base + 8);
+        assert_eq!(line_of("`apply.merge` must be"), base + 9);
+        assert!(errs.iter().all(|e| e.file == "sluice.yaml"));
+    }
+
     #[test]
     fn typo_distance() {
         assert_eq!(closest("enviroments", TOP_KEYS), Some("environments"));
