@@ -717,6 +717,16 @@ fn check_bindings(change: &ChangeRef, stages: &[VerifiedStage]) -> Result<(), Ve
                 {
                     return bad(format!("{name} applied plan {a}, the approval is for {p}"));
                 }
+                // Applied means approved: a passed apply needs an approval of its plan.
+                if s.predicate.outcome == crate::statement::Outcome::Passed
+                    && plan_digest.is_some()
+                    && approved_plan.is_none()
+                {
+                    return bad(format!(
+                        "{name} applied plan {}, but no approval of it is in the bundle",
+                        plan_digest.as_deref().unwrap_or_default()
+                    ));
+                }
             }
             _ => {}
         }

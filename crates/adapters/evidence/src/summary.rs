@@ -194,16 +194,34 @@ pub fn summarize(change: &ChangeRef, stages: &[StagePredicate]) -> EvidenceSumma
             decision_digest: owned(p.detail_str(detail::DECISION_DIGEST)),
         }),
     };
+    // Only approvals of the plan that counts are evidence of it: the one applied, or (before an
+    // apply) the last one planned, under the last policy decision. An approval of a superseded
+    // plan listed beside them would tell an auditor it approved what ran.
+    let target_plan = last(stages, Stage::Apply)
+        .and_then(|p| p.detail_str(detail::PLAN_DIGEST))
+        .or_else(|| last(stages, Stage::Plan).and_then(|p| p.detail_str(detail::PLAN_DIGEST)));
+    let target_decision =
+        last(stages, Stage::Policy).and_then(|p| p.detail_str(detail::DECISION_DIGEST));
     let approvals: Vec<&StagePredicate> = stages
         .iter()
         .filter(|p| p.stage == Stage::Approve)
         .collect();
+    let binds = |p: &StagePredicate| {
+        let plan = p.detail_str(detail::PLAN_DIGEST);
+        let decision = p.detail_str(detail::DECISION_DIGEST);
+        (plan.is_none() || target_plan.is_none() || plan == target_plan)
+            && (decision.is_none() || target_decision.is_none() || decision == target_decision)
+    };
     let approval = if approvals.is_empty() {
         Recorded::NotRun
     } else {
         let mut approvers = Vec::new();
         let mut groups = Vec::new();
-        for p in approvals.iter().filter(|p| p.outcome == Outcome::Passed) {
+        let counted: Vec<&&StagePredicate> = approvals
+            .iter()
+            .filter(|p| p.outcome == Outcome::Passed && binds(p))
+            .collect();
+        for p in &counted {
             push_unique(&mut approvers, &p.actor);
             for g in p
                 .details
@@ -220,9 +238,14 @@ pub fn summarize(change: &ChangeRef, stages: &[StagePredicate]) -> EvidenceSumma
             approvers,
             groups,
             plan_hash: owned(
-                approvals
+                counted
                     .last()
-                    .and_then(|p| p.detail_str(detail::PLAN_DIGEST)),
+                    .and_then(|p| p.detail_str(detail::PLAN_DIGEST))
+                    .or_else(|| {
+                        approvals
+                            .last()
+                            .and_then(|p| p.detail_str(detail::PLAN_DIGEST))
+                    }),
             ),
         })
     };
@@ -360,5 +383,44 @@ mod tests {
         };
         assert_eq!(a.approvers, vec!["bob", "carol"]);
         assert_eq!(a.groups, vec!["platform", "security"]);
+    }
+
+    #[test]
+    fn only_approvals_of_the_applied_plan_are_listed() {
+        let plan = |d: &str| {
+            pred(
+                Stage::Plan,
+                "ci",
+                Outcome::Passed,
+                json!({"plan_digest": d}),
+            )
+        };
+        let approve = |who: &str, d: &str| {
+            pred(
+                Stage::Approve,
+                who,
+                Outcome::Passed,
+                json!({"plan_digest": d, "groups": [format!("@acme/{who}")]}),
+            )
+        };
+        let stages = vec![
+            plan("sha256:old"),
+            approve("bob", "sha256:old"),
+            plan("sha256:new"),
+            approve("carol", "sha256:new"),
+            pred(
+                Stage::Apply,
+                "runner",
+                Outcome::Passed,
+                json!({"plan_digest": "sha256:new"}),
+            ),
+        ];
+        let s = summarize(&change(), &stages);
+        let Recorded::Ran(a) = s.approval else {
+            panic!("approvals ran")
+        };
+        assert_eq!(a.approvers, vec!["carol"]);
+        assert_eq!(a.groups, vec!["@acme/carol"]);
+        assert_eq!(a.plan_hash.as_deref(), Some("sha256:new"));
     }
 }

@@ -25,6 +25,7 @@ pub mod appender;
 pub mod audit;
 mod backend;
 pub mod bench;
+pub mod bench_locks;
 pub mod blobs;
 pub mod error;
 pub mod frontier;

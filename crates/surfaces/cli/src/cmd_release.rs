@@ -344,3 +344,67 @@ pub fn run_recover(a: AdminArgs) -> i32 {
         Err(e) => fail(&e),
     }
 }
+
+#[derive(Args)]
+pub struct BenchLocksArgs {
+    /// Acquire + release rounds per store.
+    #[arg(long, default_value_t = 1_000)]
+    pub iterations: usize,
+    /// Which stores to measure.
+    #[arg(long, value_enum, default_value = "both")]
+    pub backend: crate::cmd_evidence::BenchBackend,
+    /// PostgreSQL to measure (in a scratch schema, dropped afterwards).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub postgres_url: String,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+/// `sluice bench locks`: durable acquire and release latency of a stack's lock.
+pub fn run_bench_locks(a: BenchLocksArgs) -> i32 {
+    use crate::cmd_evidence::BenchBackend;
+    use sluice_store::bench_locks;
+    let rt = runtime();
+    let mut figures = Vec::new();
+    if a.backend != BenchBackend::Postgres {
+        match rt.block_on(bench_locks::locks_sqlite_scratch(
+            &std::env::temp_dir(),
+            a.iterations,
+        )) {
+            Ok(f) => figures.push(f),
+            Err(e) => {
+                eprintln!("error: sqlite: {e}");
+                return exit::INTERNAL;
+            }
+        }
+    }
+    if a.backend != BenchBackend::Sqlite {
+        match rt.block_on(bench_locks::locks_postgres_scratch(
+            &a.postgres_url,
+            a.iterations,
+        )) {
+            Ok(f) => figures.push(f),
+            Err(e) => {
+                eprintln!("error: postgres: {e}");
+                return exit::INTERNAL;
+            }
+        }
+    }
+    match a.format {
+        Format::Json => print!("{}", json(&figures)),
+        Format::Text => {
+            for f in &figures {
+                println!(
+                    "{}: {} rounds; acquire p50 {:.3} ms, p99 {:.3} ms; release p50 {:.3} ms, p99 {:.3} ms",
+                    f.backend,
+                    f.iterations,
+                    f.acquire_p50_ms,
+                    f.acquire_p99_ms,
+                    f.release_p50_ms,
+                    f.release_p99_ms
+                );
+            }
+        }
+    }
+    exit::OK
+}

@@ -123,6 +123,9 @@ enum BenchCommand {
     /// Durable batched appends per second on SQLite and PostgreSQL, the audit of a
     /// 1,000,000-leaf log and inclusion proof build + verify latency.
     Evidence(cmd_evidence::BenchEvidenceArgs),
+    /// Durable acquire and release latency (p50, p99) of a stack's state lock on SQLite and
+    /// PostgreSQL.
+    Locks(cmd_release::BenchLocksArgs),
 }
 
 #[derive(Args)]
@@ -346,6 +349,7 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Unlock(a) => Ok(cmd_release::run_unlock(a)),
         Command::Recover(a) => Ok(cmd_release::run_recover(a)),
         Command::Bench(BenchCommand::Evidence(a)) => Ok(cmd_evidence::run_bench_evidence(a)),
+        Command::Bench(BenchCommand::Locks(a)) => Ok(cmd_release::run_bench_locks(a)),
     }
 }
 
