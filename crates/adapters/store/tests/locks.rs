@@ -9,11 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use sluice_model::apply::{
+    ApplyErrorClass, Degradation, EngineReport, PlanUse, ResourcesChanged, StackHealth,
+};
 use sluice_model::exception::Timestamp;
 use sluice_model::lock::{
     Acquired, Closed, FencingToken, KeptCause, Lock, Refusal, Settled, Tenure,
 };
-use sluice_store::{LockStore, Store};
+use sluice_model::redact::RedactionRules;
+use sluice_store::{LockStore, PlanUseState, ReleaseStore, Store};
 
 const LEASE: Duration = Duration::from_secs(30);
 const UNIT: &str = "prod/ap-southeast-1/network";
@@ -347,7 +351,61 @@ async fn hundred_acquirers_one_holder<S: Store + LockStore + Clone>(store: &S) {
     assert_eq!(lock.last_token, FencingToken(N as u64));
 }
 
+/// Two (here: ten) appliers race with one plan: exactly one claims it, the others see the
+/// claim; its end is recorded once; a stack's health survives in the store.
+async fn a_plan_is_claimed_once<S: Store + LockStore + ReleaseStore + Clone>(store: &S) {
+    let digest = "sha256:0123";
+    let mut tasks = Vec::new();
+    for i in 0..10u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .claim_plan(digest, &format!("c{i}"), UNIT, i + 1)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut claimed = 0;
+    for t in tasks {
+        if t.await.unwrap().is_none() {
+            claimed += 1;
+        }
+    }
+    assert_eq!(claimed, 1);
+    let row = store.plan_use(digest).await.unwrap().unwrap();
+    assert_eq!(row.state, PlanUseState::Applying);
+    // A claim that never ended counts as a failed use (its applier died).
+    assert_eq!(row.state.plan_use(), PlanUse::Failed);
+    store.end_plan_use(digest, PlanUse::Applied).await.unwrap();
+    assert!(store.end_plan_use(digest, PlanUse::Failed).await.is_err());
+    assert_eq!(
+        store.plan_use(digest).await.unwrap().unwrap().state,
+        PlanUseState::Ended(PlanUse::Applied)
+    );
+
+    assert_eq!(store.health(UNIT).await.unwrap(), StackHealth::Healthy);
+    let degraded = StackHealth::Degraded {
+        degradation: Degradation::new(
+            "c1",
+            FencingToken(1),
+            t(0),
+            EngineReport {
+                changed: ResourcesChanged::Known(vec!["terraform_data.a".into()]),
+                error: ApplyErrorClass::Engine,
+                output: "Error: boom".into(),
+            },
+            &RedactionRules::default(),
+        ),
+    };
+    store.set_health(UNIT, &degraded).await.unwrap();
+    assert_eq!(store.health(UNIT).await.unwrap(), degraded);
+    assert_eq!(store.unhealthy().await.unwrap().len(), 1);
+    store.set_health(UNIT, &StackHealth::Healthy).await.unwrap();
+    assert!(store.unhealthy().await.unwrap().is_empty());
+}
+
 both_backends!(
+    a_plan_is_claimed_once,
     tokens_only_grow,
     leases_expire_and_failed_applies_keep_the_lock,
     stacks_are_independent,
