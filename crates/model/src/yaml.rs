@@ -631,9 +631,9 @@ mod tests {
             (n.line, n.col)
         };
         assert_eq!(at("plan.engine"), (2, 11));
-        assert_eq!(at("plan.redact.secret_names[1]"), (4, 22));
+        assert_eq!(at("plan.redact.secret_names[1]"), (4, 23));
         // A key with a dot in it, then a field below it.
-        assert_eq!(at("policy.builtin.overrides.sg.open.outcome"), (8, 29));
+        assert_eq!(at("policy.builtin.overrides.sg.open.outcome"), (8, 27));
         // Unknown fields and indexes out of range stop at the deepest node reached.
         assert_eq!(at("plan.redact.nope"), (4, 5));
         assert_eq!(at("plan.redact.secret_names[9]"), (4, 19));
