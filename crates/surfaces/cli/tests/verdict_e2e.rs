@@ -397,7 +397,7 @@ fn validate_reports_a_bad_value_in_every_section_at_its_line() {
         ("plan.engine", "engine: auto", "engine: podman", "sluice.yaml", 36, "plan.engine"),
         ("plan.parallelism", "parallelism: 2", "parallelism: 0", "sluice.yaml", 37, "plan.parallelism"),
         ("plan.redact", "[\"^token$\"]", "[\"(\"]", "sluice.yaml", 39, "plan.redact"),
-        ("policy.preexisting", "preexisting: warn", "preexisting: maybe", "sluice.yaml", 41, "maybe"),
+        ("policy.preexisting", "preexisting: warn", "preexisting: maybe", "sluice.yaml", 41, "policy.preexisting"),
         ("policy.builtin", "disable: [required-tags]", "disable: [no-such-rule]", "sluice.yaml", 43, "policy.builtin.disable[0]"),
         ("policy.bundles", "bundles: [policies]", "bundles: [nowhere]", "sluice.yaml", 44, "nowhere"),
         ("policy.namespaces", "namespaces: [main]", "namespaces: []", "sluice.yaml", 45, "policy.namespaces"),
