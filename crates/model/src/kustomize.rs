@@ -420,7 +420,10 @@ mod tests {
                 "resources:\n  - deploy.yaml\n  - gone.yaml\ncomponents:\n  - ../components/gone\npatches:\n  - path: gone-patch.yaml\npatchesStrategicMerge:\n  - |-\n    kind: Deployment\n    metadata: { name: x }\nconfigMapGenerator:\n  - name: c\n    files:\n      - conf=gone.conf\n    envs: [gone.env]\nhelmCharts:\n  - name: x\n    valuesFile: gone-values.yaml\n",
             ),
             ("app/deploy.yaml", "kind: Deployment\n"),
-            ("chart/Chart.yaml", "name: c\ndependencies:\n  - name: lib\n    repository: file://../lib\n"),
+            (
+                "chart/Chart.yaml",
+                "name: c\ndependencies:\n  - name: lib\n    repository: file://../lib\n",
+            ),
         ]);
         let r = app_refs_checked("app", &repo);
         let at: Vec<(u32, &str)> = r

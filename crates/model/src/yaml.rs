@@ -103,8 +103,11 @@ impl Node {
                     .filter_map(|(k, v)| {
                         let key = k.scalar_text()?;
                         let after = rest.strip_prefix(key.as_str())?;
-                        (after.is_empty() || after.starts_with(['.', '[']))
-                            .then_some((key.len(), v, after))
+                        (after.is_empty() || after.starts_with(['.', '['])).then_some((
+                            key.len(),
+                            v,
+                            after,
+                        ))
                     })
                     .max_by_key(|(len, _, _)| *len)
                     .map(|(_, v, after)| (v, after)),

@@ -889,10 +889,19 @@ fn statefulsets_with_multi_line_quoted_commands_parse_as_kubectl_reads_them() {
     }
     // The scripts keep their line structure where YAML folding keeps it (a blank line is a
     // newline) and lose the under-indentation, as kubectl's parser does.
-    let redis = parse_documents("r", QUOTED_COMMAND_STATEFULSETS[0].1.as_bytes(), &Limits::default(), false).unwrap();
+    let redis = parse_documents(
+        "r",
+        QUOTED_COMMAND_STATEFULSETS[0].1.as_bytes(),
+        &Limits::default(),
+        false,
+    )
+    .unwrap();
     let script = redis[0].value["spec"]["template"]["spec"]["containers"][0]["command"][2]
         .as_str()
         .unwrap();
-    assert!(script.starts_with("set -e if [ -f /data/nodes.conf ]"), "{script}");
+    assert!(
+        script.starts_with("set -e if [ -f /data/nodes.conf ]"),
+        "{script}"
+    );
     assert!(script.contains("fi\nexec redis-server"), "{script}");
 }

@@ -129,9 +129,8 @@ impl Checker {
                 Err(errors) => return Err(CheckError::PlanConfig(errors)),
             };
         // Checked when `sluice.yaml` loads; a default here is never reached with a bad one.
-        let preexisting =
-            PreexistingPolicy::from_policy_section(rev.config.sections.get("policy"))
-                .unwrap_or_default();
+        let preexisting = PreexistingPolicy::from_policy_section(rev.config.sections.get("policy"))
+            .unwrap_or_default();
         Ok(Checker {
             setup,
             redaction,

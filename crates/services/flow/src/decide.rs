@@ -1087,7 +1087,9 @@ mod tests {
 
     #[test]
     fn denials_on_unchanged_resources_are_pre_existing_and_do_not_block_by_default() {
-        let pre = |rule: &str, outcome: Outcome, resource: &str| result(rule, outcome, Some(resource), &[]);
+        let pre = |rule: &str, outcome: Outcome, resource: &str| {
+            result(rule, outcome, Some(resource), &[])
+        };
         let rec = || {
             record(vec![
                 pre("custom-tags", Outcome::Deny, "aws_db_instance.primary"),
@@ -1096,11 +1098,22 @@ mod tests {
             ])
         };
         // Only the unchanged primary's denial: pre-existing, not blocking.
-        let only_pre = record(vec![pre("custom-tags", Outcome::Deny, "aws_db_instance.primary")]);
+        let only_pre = record(vec![pre(
+            "custom-tags",
+            Outcome::Deny,
+            "aws_db_instance.primary",
+        )]);
         let d = run(&plan(PLAN), only_pre, "dev", &CodeOwners::empty());
         assert_eq!(d.status, Status::Allowed);
-        assert_eq!(d.policy.record.outcome, Decision::Deny, "the engine's outcome is kept");
-        assert_eq!(d.policy.record.results[0].baseline, Some(Baseline::PreExisting));
+        assert_eq!(
+            d.policy.record.outcome,
+            Decision::Deny,
+            "the engine's outcome is kept"
+        );
+        assert_eq!(
+            d.policy.record.results[0].baseline,
+            Some(Baseline::PreExisting)
+        );
         assert_eq!(
             (d.policy_baseline.new, d.policy_baseline.preexisting),
             (0, 1)
@@ -1108,7 +1121,8 @@ mod tests {
         assert!(d.policy_baseline.blocking_denials.is_empty());
         let md = render_stack_markdown(&d, None).concat();
         assert!(
-            md.contains("0 new, 1 pre-existing") && md.contains("<details><summary>1 pre-existing policy findings"),
+            md.contains("0 new, 1 pre-existing")
+                && md.contains("<details><summary>1 pre-existing policy findings"),
             "{md}"
         );
         // The record says which is which, and the digest covers it.
@@ -1131,7 +1145,11 @@ mod tests {
         assert!(classes.contains(&("aws_kms_key.k", Some(Baseline::New))));
 
         // `policy.preexisting: block` makes the old denial block again.
-        let mut r = record(vec![pre("custom-tags", Outcome::Deny, "aws_db_instance.primary")]);
+        let mut r = record(vec![pre(
+            "custom-tags",
+            Outcome::Deny,
+            "aws_db_instance.primary",
+        )]);
         let block = PreexistingPolicy::from_json(&json!("block")).unwrap();
         let b = judge_results(&mut r, &unchanged_addresses(&plan(PLAN)), &block, "dev");
         assert_eq!(b.blocking_denials, ["custom-tags"]);
