@@ -51,20 +51,45 @@ pub fn is_manifest_name(name: &str) -> bool {
 /// Every local file and folder the app at `dir` is built from (including ones inside `dir`),
 /// with warnings for references that cannot be followed.
 pub fn app_refs(dir: &str, files: &dyn Tree) -> (Vec<AppRef>, Vec<Warning>) {
+    let r = app_refs_checked(dir, files);
+    (r.refs, r.warnings)
+}
+
+/// What [`app_refs_checked`] found for one app.
+#[derive(Debug, Clone, Default)]
+pub struct AppRefs {
+    pub refs: Vec<AppRef>,
+    /// Every reference that could not be followed, and kustomization or chart files that do
+    /// not parse.
+    pub warnings: Vec<Warning>,
+    /// The subset of `warnings` that makes the build fail for certain: a local reference that
+    /// does not exist at the revision or that leaves the repository (Kustomize and Helm
+    /// refuse both), at the kustomization or chart line that names it.
+    pub broken: Vec<Warning>,
+}
+
+/// [`app_refs`], telling references that break the app's build from the rest.
+pub fn app_refs_checked(dir: &str, files: &dyn Tree) -> AppRefs {
     let mut walk = Walk {
         files,
         refs: BTreeSet::new(),
         warnings: Vec::new(),
+        broken: Vec::new(),
         visited: BTreeSet::new(),
     };
     walk.dir(dir);
-    (walk.refs.into_iter().collect(), walk.warnings)
+    AppRefs {
+        refs: walk.refs.into_iter().collect(),
+        warnings: walk.warnings,
+        broken: walk.broken,
+    }
 }
 
 struct Walk<'a> {
     files: &'a dyn Tree,
     refs: BTreeSet<AppRef>,
     warnings: Vec<Warning>,
+    broken: Vec<Warning>,
     visited: BTreeSet<String>,
 }
 
@@ -109,15 +134,23 @@ impl Walk<'_> {
         });
     }
 
+    /// A reference that breaks the build: a warning, and remembered as broken.
+    fn broken(&mut self, file: &str, node: &Node, message: String) {
+        self.warn(file, Some(node), message);
+        self.broken
+            .push(self.warnings.last().expect("just pushed").clone());
+    }
+
     fn reference(&mut self, dir: &str, via: &str, node: &Node) {
         let Some(raw) = node.as_str() else { return };
-        if is_remote(raw) {
+        // `patchesStrategicMerge` also takes inline patches: YAML text, not a path.
+        if is_remote(raw) || raw.contains('\n') || raw.trim().is_empty() {
             return;
         }
         let Some(path) = crate::path::join(dir, raw) else {
-            self.warn(
+            self.broken(
                 via,
-                Some(node),
+                node,
                 format!("reference `{raw}` escapes the repository; not followed"),
             );
             return;
@@ -136,9 +169,9 @@ impl Walk<'_> {
                 via: via.to_string(),
             });
         } else {
-            self.warn(
+            self.broken(
                 via,
-                Some(node),
+                node,
                 format!("reference `{raw}` does not exist at this revision"),
             );
         }
@@ -376,5 +409,43 @@ mod tests {
         assert_eq!(warnings[0].line, 2);
         assert!(warnings[0].message.contains("escapes"));
         assert_eq!(warnings[1].line, 3);
+        assert_eq!(app_refs_checked("a", &repo).broken, warnings);
+    }
+
+    #[test]
+    fn every_kind_of_missing_reference_is_broken_at_its_line() {
+        let repo = mem(&[
+            (
+                "app/kustomization.yaml",
+                "resources:\n  - deploy.yaml\n  - gone.yaml\ncomponents:\n  - ../components/gone\npatches:\n  - path: gone-patch.yaml\npatchesStrategicMerge:\n  - |-\n    kind: Deployment\n    metadata: { name: x }\nconfigMapGenerator:\n  - name: c\n    files:\n      - conf=gone.conf\n    envs: [gone.env]\nhelmCharts:\n  - name: x\n    valuesFile: gone-values.yaml\n",
+            ),
+            ("app/deploy.yaml", "kind: Deployment\n"),
+            (
+                "chart/Chart.yaml",
+                "name: c\ndependencies:\n  - name: lib\n    repository: file://../lib\n",
+            ),
+        ]);
+        let r = app_refs_checked("app", &repo);
+        let at: Vec<(u32, &str)> = r
+            .broken
+            .iter()
+            .map(|w| (w.line, w.message.split('`').nth(1).unwrap()))
+            .collect();
+        assert_eq!(
+            at,
+            [
+                (3, "gone.yaml"),
+                (5, "../components/gone"),
+                (7, "gone-patch.yaml"),
+                (15, "gone.conf"),
+                (16, "gone.env"),
+                (19, "gone-values.yaml"),
+            ]
+        );
+        // The inline patch is not a path; the existing resource is fine.
+        assert_eq!(r.warnings.len(), r.broken.len());
+        let chart = app_refs_checked("chart", &repo);
+        assert_eq!(chart.broken.len(), 1, "{:?}", chart.broken);
+        assert_eq!(chart.broken[0].line, 4);
     }
 }

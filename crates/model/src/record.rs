@@ -114,6 +114,11 @@ pub struct RuleResult {
     /// The policy could not be evaluated (error or limit); the result fails closed as `deny`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub error: bool,
+    /// How the result relates to the change (`new` or `pre_existing`), set on results that
+    /// are not passes once the change has been judged against its baseline; absent in a
+    /// record straight from the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<crate::baseline::Baseline>,
 }
 
 /// A bundle as the record names it.

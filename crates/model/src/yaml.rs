@@ -81,6 +81,47 @@ impl Node {
             .map(|(k, _)| k)
     }
 
+    /// The node a dotted field path names (`plan.redact.secret_names[1]`,
+    /// `policy.builtin.overrides.sg-open-ingress.outcome`), as the loaders of `sluice.yaml`
+    /// sections name a bad field; or, when the path leaves the document (a missing or unknown
+    /// field), the deepest node it reached, so that an error still points into the right
+    /// block. A mapping key may itself contain dots: the longest key that fits is taken.
+    pub fn at_field(&self, path: &str) -> &Node {
+        let mut node = self;
+        let mut rest = path.trim_start_matches('.');
+        while !rest.is_empty() {
+            let next = match &node.value {
+                Value::Seq(items) => rest
+                    .strip_prefix('[')
+                    .and_then(|r| r.split_once(']'))
+                    .and_then(|(i, after)| {
+                        let item = items.get(i.parse::<usize>().ok()?)?;
+                        Some((item, after))
+                    }),
+                Value::Map(entries) => entries
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        let key = k.scalar_text()?;
+                        let after = rest.strip_prefix(key.as_str())?;
+                        (after.is_empty() || after.starts_with(['.', '['])).then_some((
+                            key.len(),
+                            v,
+                            after,
+                        ))
+                    })
+                    .max_by_key(|(len, _, _)| *len)
+                    .map(|(_, v, after)| (v, after)),
+                _ => None,
+            };
+            let Some((child, after)) = next else {
+                break;
+            };
+            node = child;
+            rest = after.trim_start_matches('.');
+        }
+        node
+    }
+
     /// Human name of the node's type, for "expected X, found Y" messages.
     pub fn type_name(&self) -> &'static str {
         match self.value {
@@ -580,6 +621,26 @@ mod tests {
         // An unterminated scalar is still an error at its position.
         let err = parse_stream("a:\n  - \"x\n y\n").unwrap_err();
         assert_eq!(err.line, 2);
+    }
+
+    #[test]
+    fn field_paths_find_their_node() {
+        let doc = parse_one(
+            "plan:\n  engine: tofu\n  redact:\n    secret_names: [a, \"(\"]\npolicy:\n  builtin:\n    overrides:\n      sg.open: { outcome: maybe }\n",
+        )
+        .unwrap();
+        let at = |p: &str| {
+            let n = doc.at_field(p);
+            (n.line, n.col)
+        };
+        assert_eq!(at("plan.engine"), (2, 11));
+        assert_eq!(at("plan.redact.secret_names[1]"), (4, 23));
+        // A key with a dot in it, then a field below it.
+        assert_eq!(at("policy.builtin.overrides.sg.open.outcome"), (8, 27));
+        // Unknown fields and indexes out of range stop at the deepest node reached.
+        assert_eq!(at("plan.redact.nope"), (4, 5));
+        assert_eq!(at("plan.redact.secret_names[9]"), (4, 19));
+        assert_eq!(at(""), (1, 1));
     }
 
     proptest::proptest! {

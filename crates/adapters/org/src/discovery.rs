@@ -48,6 +48,10 @@ pub struct App {
     pub owners: Vec<String>,
     #[serde(skip)]
     pub refs: Vec<kustomize::AppRef>,
+    /// Local references its kustomization or chart makes that do not exist or leave the
+    /// repository: the app cannot render (also among [`Org::warnings`]).
+    #[serde(skip)]
+    pub broken_refs: Vec<Warning>,
 }
 
 /// Graph problems that make a configuration invalid.
@@ -341,7 +345,11 @@ fn discover_apps<'a>(
         let Some(kind) = kustomize::kind_of(&dir, files) else {
             continue;
         };
-        let (refs, w) = kustomize::app_refs(&dir, files);
+        let kustomize::AppRefs {
+            refs,
+            warnings: w,
+            broken,
+        } = kustomize::app_refs_checked(&dir, files);
         warnings.extend(w);
         let representative = format!("{dir}/{}", names.first().copied().unwrap_or_default());
         apps.push(App {
@@ -352,6 +360,7 @@ fn discover_apps<'a>(
             kind,
             owners: codeowners.owners_of(&representative).to_vec(),
             refs,
+            broken_refs: broken,
         });
     }
     apps.sort_by(|a, b| a.id.cmp(&b.id));

@@ -932,6 +932,7 @@ impl PolicyEngine {
             bundle: bundle.reference.name.clone(),
             source: ep.path.clone(),
             error: false,
+            baseline: None,
         };
         let fail = |message: String| RuleResult {
             outcome: Outcome::Deny,

@@ -10,6 +10,7 @@ use std::path::Path;
 use common::{config, files, repo};
 use sluice_render::diff::diff;
 use sluice_render::error::RenderError;
+use sluice_render::manifest::{Limits, parse_documents};
 use sluice_render::render::{self, AppSpec, Options, find_app, render_app};
 use sluice_render::report;
 use sluice_render::schema::{self, validate};
@@ -807,4 +808,100 @@ fn render_options_default_to_the_app_name_namespace() {
         name: "y".into(),
     };
     assert_eq!(render::helm_values_files(&spec, &[]), Vec::<String>::new());
+}
+
+/// StatefulSets shaped like the real ones whose multi-line quoted `command` scripts were once
+/// refused ("invalid indentation in quoted scalar"): continuation lines indented less than the
+/// sequence they sit in, blank lines, escapes, a single-quoted script and a `\` line break.
+const QUOTED_COMMAND_STATEFULSETS: &[(&str, &str)] = &[
+    (
+        "redis.yaml",
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: redis\nspec:\n  serviceName: redis\n  selector:\n    matchLabels: {app: redis}\n  template:\n    metadata:\n      labels: {app: redis}\n    spec:\n      containers:\n        - name: redis\n          image: redis:7.2\n          command:\n            - sh\n            - -c\n            - \"set -e\n  if [ -f /data/nodes.conf ]; then\n    sed -i -e \\\"/myself/ s/[0-9.]*:6379/${POD_IP}:6379/\\\" /data/nodes.conf\n  fi\n\n  exec redis-server /conf/redis.conf\"\n",
+    ),
+    (
+        "zookeeper.yaml",
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: zk\nspec:\n  serviceName: zk\n  selector:\n    matchLabels: {app: zk}\n  template:\n    metadata:\n      labels: {app: zk}\n    spec:\n      containers:\n      - name: zk\n        image: zookeeper:3.9\n        command:\n        - bash\n        - -c\n        - 'ZK_ID=$((${HOSTNAME##*-}+1))\n  echo \"$ZK_ID\" > /data/myid;\n\n  exec zkServer.sh start-foreground'\n",
+    ),
+    (
+        "etcd.yaml",
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: etcd\nspec:\n  serviceName: etcd\n  selector:\n    matchLabels: {app: etcd}\n  template:\n    metadata:\n      labels: {app: etcd}\n    spec:\n      containers:\n        - name: etcd\n          image: quay.io/coreos/etcd:v3.5.17\n          command: [\"/bin/sh\", \"-ec\", \"PEERS=\\\"etcd-0=http://etcd-0.etcd:2380\\\"\n  exec etcd --name ${HOSTNAME} \\\n    --initial-cluster ${PEERS}\\t--data-dir /var/run/etcd\"]\n",
+    ),
+];
+
+/// Each StatefulSet as `kubectl kustomize` (or `kustomize build`) reads it, parsed back.
+fn as_kustomize_reads_it(name: &str, text: &str) -> serde_json::Value {
+    let tool = sluice_render::tool::kustomize(None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(name), text).unwrap();
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        format!("resources: [{name}]\n"),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(&tool.program);
+    if tool.name != "kustomize" {
+        cmd.arg("kustomize");
+    } else {
+        cmd.arg("build");
+    }
+    let out = cmd.arg(dir.path()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{} refused {name}: {}",
+        tool.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = parse_documents(name, &out.stdout, &Limits::default(), false).unwrap();
+    assert_eq!(docs.len(), 1, "{name}");
+    docs.into_iter().next().unwrap().value
+}
+
+#[test]
+fn statefulsets_with_multi_line_quoted_commands_parse_as_kubectl_reads_them() {
+    if !kustomize_available() {
+        return;
+    }
+    let mut cases: Vec<(String, String)> = QUOTED_COMMAND_STATEFULSETS
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    // The corpus's own StatefulSets, read in place.
+    if let Some(dir) = sluice_testkit::corpus(
+        "gatekeeper-library/library/general/storageclass/samples/storageclass",
+    ) {
+        for f in [
+            "example_allowed_ss.yaml",
+            "example_disallowed_ssvct_badnamename.yaml",
+            "example_disallowed_ssvct_nonamename.yaml",
+        ] {
+            cases.push((f.to_string(), std::fs::read_to_string(dir.join(f)).unwrap()));
+        }
+    }
+    for (name, text) in &cases {
+        let ours = parse_documents(name, text.as_bytes(), &Limits::default(), true)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(ours.len(), 1, "{name}");
+        assert_eq!(
+            ours[0].value,
+            as_kustomize_reads_it(name, text),
+            "{name}: sluice and kustomize read different objects"
+        );
+    }
+    // The scripts keep their line structure where YAML folding keeps it (a blank line is a
+    // newline) and lose the under-indentation, as kubectl's parser does.
+    let redis = parse_documents(
+        "r",
+        QUOTED_COMMAND_STATEFULSETS[0].1.as_bytes(),
+        &Limits::default(),
+        false,
+    )
+    .unwrap();
+    let script = redis[0].value["spec"]["template"]["spec"]["containers"][0]["command"][2]
+        .as_str()
+        .unwrap();
+    assert!(
+        script.starts_with("set -e if [ -f /data/nodes.conf ]"),
+        "{script}"
+    );
+    assert!(script.contains("fi\nexec redis-server"), "{script}");
 }

@@ -74,6 +74,7 @@ pub const GRAPH_CYCLE: &str = "graph/cycle";
 pub const GRAPH_LAYER: &str = "graph/layer";
 pub const GRAPH_UNRESOLVED_PATH: &str = "graph/unresolved-path";
 pub const GRAPH_MISSING_DEPENDENCY: &str = "graph/missing-dependency";
+pub const APP_MISSING_REFERENCE: &str = "app/missing-reference";
 /// Secret findings are `secret/<rule id of the secret rules>`.
 pub const SECRET_PREFIX: &str = "secret/";
 
@@ -169,6 +170,12 @@ pub const RULES: &[RuleInfo] = &[
         name: "MissingDependency",
         default_severity: Severity::Error,
         description: "A declared dependency does not exist.",
+    },
+    RuleInfo {
+        id: APP_MISSING_REFERENCE,
+        name: "AppMissingReference",
+        default_severity: Severity::Error,
+        description: "A kustomization or Helm chart references a local file or folder (resources, bases, components, patches, generator files, values files, file:// chart dependencies) that does not exist at this revision or leaves the repository: the app cannot render.",
     },
 ];
 

@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sluice_iac::config::ConfigFieldError;
 use sluice_model::approval::ApprovalMatrix;
+use sluice_model::baseline::PreexistingPolicy;
 use sluice_model::change::ChangeId;
 use sluice_model::codeowners::CodeOwners;
 use sluice_model::exception::Timestamp;
@@ -109,6 +110,8 @@ pub struct Checker {
     pub risk_rules: Vec<RiskRule>,
     pub approvals: ApprovalMatrix,
     pub codeowners: CodeOwners,
+    /// `policy.preexisting`: what a result on a resource the plan leaves unchanged does.
+    pub preexisting: PreexistingPolicy,
 }
 
 impl Checker {
@@ -125,12 +128,16 @@ impl Checker {
                 Ok(c) => c.redaction_rules(),
                 Err(errors) => return Err(CheckError::PlanConfig(errors)),
             };
+        // Checked when `sluice.yaml` loads; a default here is never reached with a bad one.
+        let preexisting = PreexistingPolicy::from_policy_section(rev.config.sections.get("policy"))
+            .unwrap_or_default();
         Ok(Checker {
             setup,
             redaction,
             risk_rules: rev.config.risk_rules(),
             approvals: rev.config.approvals.clone(),
             codeowners,
+            preexisting,
         })
     }
 
@@ -150,6 +157,7 @@ impl Checker {
             risk_rules: risk::default_rules(&prod),
             approvals: ApprovalMatrix::default(),
             codeowners: CodeOwners::empty(),
+            preexisting: PreexistingPolicy::default(),
         })
     }
 
@@ -170,6 +178,7 @@ impl Checker {
     pub fn check(&self, plan: Plan, target: &Target) -> Result<StackDecision, CheckError> {
         let summary = plan.summary();
         let facts = decide::resource_facts(&plan);
+        let unchanged = decide::unchanged_addresses(&plan);
         let projected = redact::redact_plan_owned(plan, &self.redaction);
         let change = ChangeContext {
             correlation_id: target.change_id.clone(),
@@ -196,6 +205,8 @@ impl Checker {
             paths: &target.paths,
             owners: &target.owners,
             redaction: &self.redaction,
+            unchanged: &unchanged,
+            preexisting: &self.preexisting,
         }))
     }
 }

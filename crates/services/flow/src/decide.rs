@@ -12,12 +12,13 @@
 //! and reasons only, and policy messages were produced over the redacted plan (and are passed
 //! through the redaction rules once more before they are kept).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 use sluice_model::approval::{self, ApprovalMatrix, PolicyRequest, Requirement, Source};
+use sluice_model::baseline::{Baseline, PreexistingPolicy};
 use sluice_model::change::UnitKind;
 use sluice_model::codeowners::CodeOwners;
 use sluice_model::plan::{Action, Plan, PlanSummary, ResourceChange};
@@ -73,6 +74,102 @@ pub struct StackDecision {
     /// Every approval requirement with its source (risk matrix, CODEOWNERS, policy).
     pub approvals: Vec<Requirement>,
     pub status: Status,
+    /// How the policy results relate to the change (each result's own class is in the record,
+    /// `policy.results[].baseline`).
+    pub policy_baseline: PlanBaseline,
+}
+
+/// A stack's policy results judged against the resources its plan leaves unchanged.
+///
+/// A plan is itself a comparison: the engine diffs the configuration at the head with the
+/// real state, which is what the merge base's configuration produced (drift aside). A
+/// resource the plan leaves as it is (`no-op`, or identical `before` and `after`) is the same
+/// at the merge base and at the head, so a finding on it was there before the change:
+/// `pre_existing`. Every other result is `new`: it is on something the change creates,
+/// updates, replaces, moves with changes, imports or deletes, or on no resource at all.
+/// Planning the merge base as well would cost a second engine run per stack to learn the
+/// same thing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanBaseline {
+    /// What the results were judged against: `plan_no_op` (see above).
+    pub basis: &'static str,
+    /// Results that are not passes and that the change brought.
+    pub new: usize,
+    /// Results on resources the plan leaves unchanged.
+    pub preexisting: usize,
+    /// Pre-existing results that block anyway (`policy.preexisting: block`).
+    pub preexisting_blocking: usize,
+    /// Denied rules that block the change (new denials, and pre-existing ones the org
+    /// blocks), sorted and unique.
+    pub blocking_denials: Vec<String>,
+}
+
+/// Addresses of the resources a plan leaves as they are: `no-op` (an import or a move
+/// changes the resource's management, so neither counts), or an update whose `before` and
+/// `after` are identical.
+pub fn unchanged_addresses(plan: &Plan) -> BTreeSet<String> {
+    plan.resource_changes
+        .iter()
+        .filter(|rc| rc.deposed.is_none() && rc.change.importing.is_none())
+        .filter(|rc| {
+            rc.previous_address
+                .as_ref()
+                .is_none_or(|p| p == &rc.address)
+        })
+        .filter(|rc| match rc.change.actions {
+            Action::NoOp => true,
+            Action::Update => rc.change.before == rc.change.after && !rc.change.before.is_null(),
+            _ => false,
+        })
+        .map(|rc| rc.address.clone())
+        .collect()
+}
+
+/// Mark every result that is not a pass `new` or `pre_existing` (on the record, so that the
+/// decision record says which is which) and decide which denials block: a new one always, a
+/// pre-existing one as `policy.preexisting` says (default: not). A result the engine could
+/// not evaluate is always new: it fails closed.
+pub fn judge_results(
+    record: &mut DecisionRecord,
+    unchanged: &BTreeSet<String>,
+    policy: &PreexistingPolicy,
+    env: &str,
+) -> PlanBaseline {
+    let mut out = PlanBaseline {
+        basis: "plan_no_op",
+        new: 0,
+        preexisting: 0,
+        preexisting_blocking: 0,
+        blocking_denials: Vec::new(),
+    };
+    let mut denials = BTreeSet::new();
+    for r in record
+        .results
+        .iter_mut()
+        .filter(|r| r.outcome != Outcome::Pass)
+    {
+        let pre = !r.error && r.resource.as_ref().is_some_and(|a| unchanged.contains(a));
+        let class = if pre {
+            Baseline::PreExisting
+        } else {
+            Baseline::New
+        };
+        r.baseline = Some(class);
+        let blocks = policy.blocks(class, &r.rule, Some(env));
+        if pre {
+            out.preexisting += 1;
+            if blocks && r.outcome == Outcome::Deny {
+                out.preexisting_blocking += 1;
+            }
+        } else {
+            out.new += 1;
+        }
+        if blocks && r.outcome == Outcome::Deny {
+            denials.insert(r.rule.clone());
+        }
+    }
+    out.blocking_denials = denials.into_iter().collect();
+    out
 }
 
 /// The inputs of [`decide`].
@@ -94,6 +191,10 @@ pub struct DecideInput<'a> {
     pub owners: &'a [String],
     /// Applied to policy messages before they are kept.
     pub redaction: &'a RedactionRules,
+    /// From [`unchanged_addresses`] of the same plan.
+    pub unchanged: &'a BTreeSet<String>,
+    /// `policy.preexisting`: what a result on an unchanged resource does.
+    pub preexisting: &'a PreexistingPolicy,
 }
 
 /// Put the stages' results together: risk from the rules over the plan's resource changes and
@@ -105,13 +206,21 @@ pub fn decide(input: DecideInput<'_>) -> StackDecision {
             r.message = input.redaction.redact_text(&r.message);
         }
     }
+    let baseline = judge_results(&mut record, input.unchanged, input.preexisting, input.env);
+    let denied = !baseline.blocking_denials.is_empty();
+    // A denial that does not block (every denied result pre-existing) reads as a warning to
+    // the risk rules, as for apps.
+    let outcome = match record.outcome {
+        Decision::Deny if !denied => PolicyOutcome::Warn,
+        d => policy_outcome(d),
+    };
     let risk = risk::classify(
         input.risk_rules,
         &RiskInput {
             env: input.env,
             stack: input.stack,
             resources: input.facts,
-            policy: Some(policy_outcome(record.outcome)),
+            policy: Some(outcome),
         },
     );
     let requests = policy_requests(&record, input.owners);
@@ -122,7 +231,7 @@ pub fn decide(input: DecideInput<'_>) -> StackDecision {
         input.paths,
         &requests,
     );
-    let status = status(record.outcome, &approvals);
+    let status = status(denied, &approvals);
     StackDecision {
         stack: input.stack.to_string(),
         env: input.env.to_string(),
@@ -136,6 +245,7 @@ pub fn decide(input: DecideInput<'_>) -> StackDecision {
         risk,
         approvals,
         status,
+        policy_baseline: baseline,
     }
 }
 
@@ -236,9 +346,9 @@ fn result_text(r: &RuleResult) -> String {
     }
 }
 
-/// deny ⇒ denied; otherwise any requirement ⇒ approvals required; else allowed.
-pub fn status(outcome: Decision, approvals: &[Requirement]) -> Status {
-    if outcome == Decision::Deny {
+/// A blocking denial ⇒ denied; otherwise any requirement ⇒ approvals required; else allowed.
+pub fn status(denied: bool, approvals: &[Requirement]) -> Status {
+    if denied {
         Status::Denied
     } else if approvals.is_empty() {
         Status::Allowed
@@ -546,6 +656,23 @@ pub fn render_stack_markdown(d: &StackDecision, note: Option<PlanNote<'_>>) -> V
         rec.count(Outcome::Pass),
         short_digest(&d.policy.decision_digest),
     );
+    let b = &d.policy_baseline;
+    if b.preexisting > 0 {
+        let _ = writeln!(
+            policy,
+            "{} new, {} pre-existing (on resources this plan leaves unchanged; {}).\n",
+            b.new,
+            b.preexisting,
+            if b.preexisting_blocking > 0 {
+                format!(
+                    "{} blocking by `policy.preexisting`",
+                    b.preexisting_blocking
+                )
+            } else {
+                "not blocking".to_string()
+            }
+        );
+    }
     for e in &rec.exceptions_expired {
         let _ = writeln!(
             policy,
@@ -555,6 +682,7 @@ pub fn render_stack_markdown(d: &StackDecision, note: Option<PlanNote<'_>>) -> V
     }
     blocks.push(policy);
     let mut findings = String::new();
+    let mut preexisting = String::new();
     for o in [
         Outcome::Deny,
         Outcome::RequireApproval,
@@ -562,12 +690,25 @@ pub fn render_stack_markdown(d: &StackDecision, note: Option<PlanNote<'_>>) -> V
         Outcome::Excepted,
     ] {
         for r in rec.results.iter().filter(|r| r.outcome == o) {
-            let _ = writeln!(findings, "- {}", policy_line(r));
+            let list = if r.baseline == Some(Baseline::PreExisting) {
+                &mut preexisting
+            } else {
+                &mut findings
+            };
+            let _ = writeln!(list, "- {}", policy_line(r));
         }
     }
     if !findings.is_empty() {
         let n = findings.lines().count();
         blocks.push(collapse(&format!("{n} policy findings"), &findings, false));
+    }
+    if !preexisting.is_empty() {
+        let n = preexisting.lines().count();
+        blocks.push(collapse(
+            &format!("{n} pre-existing policy findings (resources this plan leaves unchanged)"),
+            &preexisting,
+            true,
+        ));
     }
     let mut passes = String::new();
     for r in rec.results.iter().filter(|r| r.outcome == Outcome::Pass) {
@@ -761,6 +902,7 @@ mod tests {
             bundle: "builtin".into(),
             source: "data.x".into(),
             error: false,
+            baseline: None,
         }
     }
 
@@ -855,6 +997,8 @@ mod tests {
             paths: &paths,
             owners: &["@acme/db-owners".to_string()],
             redaction: &RedactionRules::default(),
+            unchanged: &unchanged_addresses(p),
+            preexisting: &PreexistingPolicy::default(),
         })
     }
 
@@ -920,6 +1064,107 @@ mod tests {
             ),
             "{md}"
         );
+    }
+
+    #[test]
+    fn unchanged_resources_are_no_ops_that_neither_move_nor_import() {
+        let got = unchanged_addresses(&plan(PLAN));
+        assert_eq!(
+            got.into_iter().collect::<Vec<_>>(),
+            ["aws_db_instance.primary"]
+        );
+        let same = plan(
+            r#"{"format_version":"1.2","resource_changes":[
+              {"address":"a.same","mode":"managed","type":"a","name":"same","change":{"actions":["update"],"before":{"x":1},"after":{"x":1}}},
+              {"address":"a.other","mode":"managed","type":"a","name":"other","change":{"actions":["update"],"before":{"x":1},"after":{"x":2}}}
+            ]}"#,
+        );
+        assert_eq!(
+            unchanged_addresses(&same).into_iter().collect::<Vec<_>>(),
+            ["a.same"]
+        );
+    }
+
+    #[test]
+    fn denials_on_unchanged_resources_are_pre_existing_and_do_not_block_by_default() {
+        let pre = |rule: &str, outcome: Outcome, resource: &str| {
+            result(rule, outcome, Some(resource), &[])
+        };
+        let rec = || {
+            record(vec![
+                pre("custom-tags", Outcome::Deny, "aws_db_instance.primary"),
+                pre("custom-tags", Outcome::Warn, "aws_iam_role.new"),
+                pre("custom-kms", Outcome::Deny, "aws_kms_key.k"),
+            ])
+        };
+        // Only the unchanged primary's denial: pre-existing, not blocking.
+        let only_pre = record(vec![pre(
+            "custom-tags",
+            Outcome::Deny,
+            "aws_db_instance.primary",
+        )]);
+        let d = run(&plan(PLAN), only_pre, "dev", &CodeOwners::empty());
+        assert_eq!(d.status, Status::Allowed);
+        assert_eq!(
+            d.policy.record.outcome,
+            Decision::Deny,
+            "the engine's outcome is kept"
+        );
+        assert_eq!(
+            d.policy.record.results[0].baseline,
+            Some(Baseline::PreExisting)
+        );
+        assert_eq!(
+            (d.policy_baseline.new, d.policy_baseline.preexisting),
+            (0, 1)
+        );
+        assert!(d.policy_baseline.blocking_denials.is_empty());
+        let md = render_stack_markdown(&d, None).concat();
+        assert!(
+            md.contains("0 new, 1 pre-existing")
+                && md.contains("<details><summary>1 pre-existing policy findings"),
+            "{md}"
+        );
+        // The record says which is which, and the digest covers it.
+        let json = d.policy.record.to_canonical_json();
+        assert!(json.contains(r#""baseline":"pre_existing""#), "{json}");
+
+        // A denial on an imported key is new: the change brings it under management.
+        let d = run(&plan(PLAN), rec(), "dev", &CodeOwners::empty());
+        assert_eq!(d.status, Status::Denied);
+        assert_eq!(d.policy_baseline.blocking_denials, ["custom-kms"]);
+        let classes: Vec<(&str, Option<Baseline>)> = d
+            .policy
+            .record
+            .results
+            .iter()
+            .map(|r| (r.resource.as_deref().unwrap(), r.baseline))
+            .collect();
+        assert!(classes.contains(&("aws_db_instance.primary", Some(Baseline::PreExisting))));
+        assert!(classes.contains(&("aws_iam_role.new", Some(Baseline::New))));
+        assert!(classes.contains(&("aws_kms_key.k", Some(Baseline::New))));
+
+        // `policy.preexisting: block` makes the old denial block again.
+        let mut r = record(vec![pre(
+            "custom-tags",
+            Outcome::Deny,
+            "aws_db_instance.primary",
+        )]);
+        let block = PreexistingPolicy::from_json(&json!("block")).unwrap();
+        let b = judge_results(&mut r, &unchanged_addresses(&plan(PLAN)), &block, "dev");
+        assert_eq!(b.blocking_denials, ["custom-tags"]);
+        assert_eq!(b.preexisting_blocking, 1);
+        // A result the engine could not evaluate is never excused.
+        let mut failed = pre("custom-tags", Outcome::Deny, "aws_db_instance.primary");
+        failed.error = true;
+        let mut r = record(vec![failed]);
+        let b = judge_results(
+            &mut r,
+            &unchanged_addresses(&plan(PLAN)),
+            &PreexistingPolicy::default(),
+            "dev",
+        );
+        assert_eq!(b.blocking_denials, ["custom-tags"]);
     }
 
     #[test]

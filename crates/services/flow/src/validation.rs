@@ -81,6 +81,7 @@ pub fn run(repo: &Path, scope: &Scope) -> Result<ValidationReport, PipelineError
         Ok(config) => {
             let org = sluice_org::discovery::discover(&config, &head, head.files());
             let mut report = validate_snapshot(&head, base_commit, &in_scope, Ok((&config, &org)));
+            add_section_findings(&mut report, section_findings(&head, &config));
             if let Some(base) = &base {
                 apply_baseline(&mut report, base, &head, &in_scope, (&config, &org));
             }
@@ -181,6 +182,147 @@ pub fn validate_snapshot(
     }
 }
 
+/// Where a field of `sluice.yaml` is, read from the revision's copy: problems found by the
+/// readers of later sections (which see the section as JSON and name a dotted field path) are
+/// reported at the field's line and column, like the loader's own errors.
+struct ConfigPositions(Option<sluice_model::yaml::Node>);
+
+impl ConfigPositions {
+    fn of(snapshot: &Snapshot) -> Self {
+        let root = snapshot
+            .read_file(org_config::FILE_NAME)
+            .ok()
+            .flatten()
+            .and_then(|b| sluice_model::yaml::parse_one(&String::from_utf8_lossy(&b)).ok());
+        ConfigPositions(root)
+    }
+
+    /// Line and column of `field` (`plan.redact.secret_names[1]`), or of the deepest part of
+    /// it the file has.
+    fn at(&self, field: &str) -> (u32, u32) {
+        self.0.as_ref().map_or((1, 1), |root| {
+            let n = root.at_field(field);
+            (n.line, n.col)
+        })
+    }
+
+    fn finding(&self, severity: Severity, field: &str, message: String) -> Finding {
+        let (line, col) = self.at(field);
+        Finding::new(
+            validate::CONFIG_SCHEMA,
+            severity,
+            org_config::FILE_NAME,
+            line,
+            col,
+            message,
+        )
+    }
+}
+
+/// What `sluice pr` would stop on, or warn about, in the parts of the configuration read after
+/// `sluice.yaml` loads: the `plan` section, the `policy` section, its bundles and the exception
+/// files. Errors come first in the pair, warnings second.
+pub fn section_findings(head: &Snapshot, config: &OrgConfig) -> (Vec<Finding>, Vec<Finding>) {
+    let at = ConfigPositions::of(head);
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    if let Err(es) = sluice_iac::config::PlanConfig::from_section(config.sections.get("plan")) {
+        errors.extend(es.into_iter().map(|e| {
+            let message = format!("`{}`: {}", e.field, e.message);
+            at.finding(Severity::Error, &e.field, message)
+        }));
+    }
+    match sluice_policy::from_revision(head, config, sluice_policy::now()) {
+        Ok(setup) => {
+            for n in &setup.notices {
+                warnings.push(Finding::new(
+                    validate::CONFIG_SCHEMA,
+                    Severity::Warning,
+                    &n.file,
+                    n.line.max(1),
+                    1,
+                    n.message.clone(),
+                ));
+            }
+            for w in &setup.warnings {
+                warnings.push(Finding::new(
+                    validate::CONFIG_SCHEMA,
+                    Severity::Warning,
+                    &w.file,
+                    w.line.max(1),
+                    w.col.max(1),
+                    w.message.clone(),
+                ));
+            }
+        }
+        Err(e) => errors.extend(policy_error_findings(&at, e)),
+    }
+    (errors, warnings)
+}
+
+/// A policy setup error at the place it names: a `policy.*` field of `sluice.yaml`, a Rego
+/// module's line, an exception file's line, or the bundle or file that could not be read.
+fn policy_error_findings(at: &ConfigPositions, e: sluice_policy::PolicyError) -> Vec<Finding> {
+    use sluice_policy::PolicyError as P;
+    let in_file = |file: &str, line: u32, col: u32, message: String| {
+        Finding::new(
+            validate::CONFIG_SCHEMA,
+            Severity::Error,
+            file,
+            line.max(1),
+            col.max(1),
+            message,
+        )
+    };
+    match e {
+        P::Config { field, message } => {
+            vec![at.finding(Severity::Error, &field, format!("`{field}`: {message}"))]
+        }
+        P::Rego {
+            file,
+            line,
+            col,
+            message,
+        } => vec![in_file(&file, line, col, message)],
+        P::Exceptions(errors) => errors
+            .into_iter()
+            .map(|l| in_file(&l.file, l.line, l.col, l.message))
+            .collect(),
+        P::Bundle { bundle, message } | P::Compile { bundle, message } => {
+            let (line, col) = at.at("policy.bundles");
+            vec![in_file(
+                org_config::FILE_NAME,
+                line,
+                col,
+                format!("policy bundle `{bundle}`: {message}"),
+            )]
+        }
+        P::Data { file, message } => vec![in_file(&file, 1, 1, message)],
+        P::Io { path, message } => vec![in_file(&path, 1, 1, message)],
+        P::Input(message) => vec![at.finding(Severity::Error, "policy", message)],
+    }
+}
+
+/// Add [`section_findings`] to a report: an error there stops `sluice pr` as an invalid
+/// configuration does (exit 2), so it makes the report's configuration invalid too, and no
+/// baseline excuses it.
+pub fn add_section_findings(
+    report: &mut ValidationReport,
+    (errors, warnings): (Vec<Finding>, Vec<Finding>),
+) {
+    if !errors.is_empty() {
+        report.config_invalid = true;
+        report.passed = false;
+    }
+    report.findings.extend(errors);
+    report.findings.extend(warnings);
+    report.findings.sort();
+    report.findings.dedup();
+    let count = |s: Severity| report.findings.iter().filter(|f| f.severity == s).count();
+    report.summary.errors = count(Severity::Error);
+    report.summary.warnings = count(Severity::Warning);
+}
+
 fn config_findings(e: &PipelineError) -> Vec<Finding> {
     let one = |c: &ConfigError| {
         let message = match &c.hint {
@@ -227,12 +369,9 @@ fn secret_rules(config: &OrgConfig, head: &Snapshot, findings: &mut Vec<Finding>
         return rules;
     };
     match head.read_file(file).ok().flatten() {
-        None => findings.push(Finding::new(
-            validate::CONFIG_SCHEMA,
+        None => findings.push(ConfigPositions::of(head).finding(
             Severity::Error,
-            org_config::FILE_NAME,
-            1,
-            1,
+            "validate.secrets.rules",
             format!("validate.secrets.rules: `{file}` does not exist at this revision"),
         )),
         Some(bytes) => match SecretRules::from_toml(&String::from_utf8_lossy(&bytes), file) {
@@ -313,11 +452,19 @@ fn org_findings(
             .map(|s| format!("{}/terragrunt.hcl", s.path))
             .unwrap_or_else(|| org_config::FILE_NAME.to_string())
     };
-    // At the `dependency` block that makes the edge when a Terragrunt config declares it; an
-    // edge from `sluice.yaml` `depends_on` is reported at the stack's config, line 1.
+    // At the `dependency` block that makes the edge when a Terragrunt config declares it, at
+    // the `depends_on` entry when `sluice.yaml` does, else at the stack's config.
     let at = |from: &str, to: &str| -> (String, u32) {
         org.dependency_position(from, to)
             .map(|(file, line)| (file.to_string(), line.max(1)))
+            .or_else(|| {
+                config
+                    .stacks
+                    .depends_on
+                    .iter()
+                    .find(|d| d.stack == from && d.on.iter().any(|o| o == to))
+                    .map(|d| (org_config::FILE_NAME.to_string(), d.line.max(1)))
+            })
             .unwrap_or_else(|| (config_file_of(from), 1))
     };
     for cycle in &errors.cycles {
@@ -342,11 +489,38 @@ fn org_findings(
             v.to_string(),
         ));
     }
-    for w in org
-        .warnings
-        .iter()
-        .filter(|w| scope.contains(w.file.as_str()))
-    {
+    // An app whose kustomization or chart names a file that is not there cannot render:
+    // always an error (like the graph's, whatever the change touched; the baseline tells a
+    // pre-existing one from the change's), once per place however many apps share it.
+    let mut broken: std::collections::BTreeMap<(&str, u32, u32, &str), Vec<&str>> =
+        Default::default();
+    for app in &org.apps {
+        for w in &app.broken_refs {
+            broken
+                .entry((&w.file, w.line, w.col, &w.message))
+                .or_default()
+                .push(&app.id);
+        }
+    }
+    for ((file, line, col, message), apps) in &broken {
+        let which = if apps.len() == 1 {
+            format!("app `{}`", apps[0])
+        } else {
+            format!("apps {}", apps.join(", "))
+        };
+        out.push(Finding::new(
+            validate::APP_MISSING_REFERENCE,
+            Severity::Error,
+            file,
+            *line,
+            *col,
+            format!("{message}: {which} cannot render"),
+        ));
+    }
+    for w in org.warnings.iter().filter(|w| {
+        scope.contains(w.file.as_str())
+            && !broken.contains_key(&(w.file.as_str(), w.line, w.col, w.message.as_str()))
+    }) {
         let rule =
             if w.message.contains("is not a discovered stack") || w.message.contains("not found") {
                 validate::GRAPH_MISSING_DEPENDENCY

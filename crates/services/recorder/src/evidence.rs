@@ -1737,8 +1737,9 @@ fn policy_entries(
     );
     inputs.insert("plan_json".into(), plan.json_digest.clone());
     inputs.insert("policy_input".into(), d.policy.record.input_digest.clone());
-    let denied = d.status == sluice_flow::decide::Status::Denied
-        || d.policy.record.outcome == sluice_model::record::Decision::Deny;
+    // The stack's status already counts every denial that blocks (a pre-existing one only
+    // when `policy.preexisting` says so); the record keeps the engine's own outcome.
+    let denied = d.status == sluice_flow::decide::Status::Denied;
     [
         unit_event(
             (rev, change, who),
@@ -1881,10 +1882,8 @@ fn app_entries(
         }
     }
     // Stage 5: manifest policy over the head objects.
-    let denied = app
-        .policy
-        .as_ref()
-        .is_some_and(|p| p.record.outcome == sluice_model::record::Decision::Deny);
+    // Denied when a denial blocks: new, or pre-existing and blocked by `policy.preexisting`.
+    let denied = app.denied();
     match &app.policy {
         Some(p) => {
             let mut details = decision_details(&p.record, &p.decision_digest);

@@ -309,3 +309,343 @@ fn validate_reports_a_cycle_at_the_dependency_block() {
         "{cycles:?}"
     );
 }
+
+/// A `sluice.yaml` using every section sluice reads, each valid; the table below breaks one
+/// value at a time. Line numbers are 1-based and listed beside the lines they test.
+const FULL_CONFIG: &str = r#"version: 1
+org: test
+environments:
+  dev: { order: 1 }
+  prod: { order: 2, protected: true }
+repos:
+  infra: { path: live }
+stacks:
+  root: live
+  layout: "{env}/{region}/{stack}"
+  layers: [network, { name: data, stacks: ["rds-*"] }]
+  depends_on:
+    - { stack: dev/eu-west-1/a, on: [dev/eu-west-1/b] }
+  watch:
+    - { stacks: "dev/*/*", paths: ["live/dev/env.hcl"] }
+  dependents: true
+apps:
+  root: gitops/clusters
+  layout: "{cluster}/apps/{app}"
+  clusters: { dev-eu: dev }
+owners:
+  codeowners: .github/CODEOWNERS
+validate:
+  forbidden_paths: ["**/*.tfstate"]
+  max_file_bytes: 1048576
+  secrets:
+    default_rules: true
+    allow_paths: ["**/testdata/**"]
+risk:
+  defaults: true
+  rules:
+    - { when: { env: prod, actions: [delete] }, risk: R4, reason: prod deletes }
+approvals:
+  R3: ["@test/platform"]
+plan:
+  engine: auto
+  parallelism: 2
+  redact:
+    secret_names: ["^token$"]
+policy:
+  preexisting: warn
+  builtin:
+    disable: [required-tags]
+  bundles: [policies]
+  namespaces: [main]
+  limits: { timeout_ms: 5000 }
+  exceptions: { path: exceptions, max_days: 90 }
+  docs_url: https://docs.example.com/sluice/
+"#;
+
+/// A valid Rego module for the `policies` bundle.
+const REGO: &str = "package main\n\nimport rego.v1\n\ndeny contains msg if {\n\tinput.never\n\tmsg := \"never\"\n}\n";
+
+#[test]
+fn validate_reports_a_bad_value_in_every_section_at_its_line() {
+    let repo = Repo::new();
+    repo.write("sluice.yaml", FULL_CONFIG);
+    repo.write("policies/main.rego", REGO);
+    repo.write("exceptions/.keep", "");
+    repo.write(&tg("a"), plain_stack("a = 1"));
+    repo.write(&tg("b"), plain_stack("b = 1"));
+    let good = repo.commit("a valid org using every section");
+    let run = sluice(&["validate", "--repo", repo.arg(), "--all", "--head", &good]);
+    assert_eq!(
+        run.code,
+        0,
+        "the full config is valid:\n{}",
+        run.all_output()
+    );
+
+    // (section, text to replace, replacement, file, expected line, words the message has)
+    let table: &[(&str, &str, &str, &str, u64, &str)] = &[
+        (
+            "version",
+            "version: 1",
+            "version: 2",
+            "sluice.yaml",
+            1,
+            "version 2",
+        ),
+        ("org", "org: test", "org: [test]", "sluice.yaml", 2, "`org`"),
+        (
+            "environments",
+            "protected: true",
+            "protected: maybe",
+            "sluice.yaml",
+            5,
+            "protected",
+        ),
+        (
+            "repos",
+            "{ path: live }",
+            "{ path: ../../etc }",
+            "sluice.yaml",
+            7,
+            "escapes",
+        ),
+        (
+            "stacks.layout",
+            "\"{env}/{region}/{stack}\"",
+            "\"{region}/{stack}\"",
+            "sluice.yaml",
+            10,
+            "{env}",
+        ),
+        (
+            "stacks.layers",
+            "stacks: [\"rds-*\"]",
+            "stackz: [\"rds-*\"]",
+            "sluice.yaml",
+            11,
+            "stackz",
+        ),
+        (
+            "stacks.depends_on",
+            "on: [dev/eu-west-1/b]",
+            "on: [b]",
+            "sluice.yaml",
+            13,
+            "`b`",
+        ),
+        (
+            "stacks.watch",
+            "paths: [\"live",
+            "pathz: [\"live",
+            "sluice.yaml",
+            15,
+            "pathz",
+        ),
+        (
+            "stacks.dependents",
+            "dependents: true",
+            "dependents: maybe",
+            "sluice.yaml",
+            16,
+            "dependents",
+        ),
+        (
+            "apps.clusters",
+            "dev-eu: dev",
+            "dev-eu: qa",
+            "sluice.yaml",
+            20,
+            "qa",
+        ),
+        (
+            "owners",
+            "codeowners: .github/CODEOWNERS",
+            "codeowners: [x]",
+            "sluice.yaml",
+            22,
+            "codeowners",
+        ),
+        (
+            "validate",
+            "max_file_bytes: 1048576",
+            "max_file_bytes: big",
+            "sluice.yaml",
+            25,
+            "max_file_bytes",
+        ),
+        (
+            "validate.secrets",
+            "default_rules: true",
+            "rules: security/none.toml",
+            "sluice.yaml",
+            27,
+            "security/none.toml",
+        ),
+        ("risk", "risk: R4", "risk: R9", "sluice.yaml", 32, "R9"),
+        ("approvals", "R3: [", "R9: [", "sluice.yaml", 34, "R9"),
+        (
+            "plan.engine",
+            "engine: auto",
+            "engine: podman",
+            "sluice.yaml",
+            36,
+            "plan.engine",
+        ),
+        (
+            "plan.parallelism",
+            "parallelism: 2",
+            "parallelism: 0",
+            "sluice.yaml",
+            37,
+            "plan.parallelism",
+        ),
+        (
+            "plan.redact",
+            "[\"^token$\"]",
+            "[\"(\"]",
+            "sluice.yaml",
+            39,
+            "plan.redact",
+        ),
+        (
+            "policy.preexisting",
+            "preexisting: warn",
+            "preexisting: maybe",
+            "sluice.yaml",
+            41,
+            "policy.preexisting",
+        ),
+        (
+            "policy.builtin",
+            "disable: [required-tags]",
+            "disable: [no-such-rule]",
+            "sluice.yaml",
+            43,
+            "policy.builtin.disable[0]",
+        ),
+        (
+            "policy.bundles",
+            "bundles: [policies]",
+            "bundles: [nowhere]",
+            "sluice.yaml",
+            44,
+            "nowhere",
+        ),
+        (
+            "policy.namespaces",
+            "namespaces: [main]",
+            "namespaces: []",
+            "sluice.yaml",
+            45,
+            "policy.namespaces",
+        ),
+        (
+            "policy.limits",
+            "timeout_ms: 5000",
+            "timeout_ms: 0",
+            "sluice.yaml",
+            46,
+            "policy.limits.timeout_ms",
+        ),
+        (
+            "policy.exceptions",
+            "max_days: 90",
+            "max_days: -1",
+            "sluice.yaml",
+            47,
+            "policy.exceptions.max_days",
+        ),
+        (
+            "policy.docs_url",
+            "https://docs.example.com/sluice/",
+            "docs/",
+            "sluice.yaml",
+            48,
+            "policy.docs_url",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (section, from, to, file, line, words) in table {
+        assert!(
+            FULL_CONFIG.contains(from),
+            "{section}: `{from}` not in the config"
+        );
+        repo.checkout(&good);
+        repo.write("sluice.yaml", FULL_CONFIG.replacen(from, to, 1));
+        let head = repo.commit(section);
+        let run = sluice(&[
+            "validate",
+            "--repo",
+            repo.arg(),
+            "--all",
+            "--head",
+            &head,
+            "--format",
+            "json",
+        ]);
+        let report = run.json();
+        let found = report["findings"].as_array().unwrap().iter().any(|f| {
+            f["file"] == *file
+                && f["line"] == *line
+                && f["severity"] == "error"
+                && f["message"].as_str().unwrap_or("").contains(words)
+        });
+        if run.code == 0 || !found {
+            failures.push(format!(
+                "{section}: exit {}, want an error at {file}:{line} saying {words:?}; got {}",
+                run.code,
+                serde_json::to_string(&report["findings"]).unwrap()
+            ));
+        }
+    }
+    // Errors outside `sluice.yaml` that `pr` would stop on: a Rego module that does not
+    // compile and an exception file that does not parse, at their own files.
+    for (section, path, content, line) in [
+        (
+            "bundle",
+            "policies/main.rego",
+            "package main\n\nimport rego.v1\n\ndeny contains msg if {\n",
+            5u64,
+        ),
+        (
+            "exceptions",
+            "exceptions/waiver.yaml",
+            "id: x\nexpires: [\n",
+            2,
+        ),
+    ] {
+        repo.checkout(&good);
+        repo.write(path, content);
+        let head = repo.commit(section);
+        let run = sluice(&[
+            "validate",
+            "--repo",
+            repo.arg(),
+            "--all",
+            "--head",
+            &head,
+            "--format",
+            "json",
+        ]);
+        let report = run.json();
+        let at: Vec<(String, u64)> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["severity"] == "error")
+            .map(|f| {
+                (
+                    f["file"].as_str().unwrap().to_string(),
+                    f["line"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        if run.code == 0 || !at.iter().any(|(f, l)| f == path && *l >= line.min(2)) {
+            failures.push(format!(
+                "{section}: exit {}, want an error in {path}; got {at:?}",
+                run.code
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
