@@ -11,6 +11,7 @@ mod cmd_policy;
 mod cmd_render;
 mod commands;
 mod exit;
+mod output;
 
 use clap::Parser;
 
