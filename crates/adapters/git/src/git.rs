@@ -24,8 +24,12 @@ pub enum GitError {
     /// The clone lacks the history the command needs (a CI checkout with a shallow depth).
     #[error("{what}: this is a shallow clone and {missing} is not in it; {FETCH_HINT}")]
     Shallow { what: String, missing: String },
-    #[error("git: {0}")]
-    Other(String),
+    /// Any other failure of the git library, with its cause.
+    #[error("git: {source}")]
+    Other {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// What to do about a shallow clone, in the words CI users search for.
@@ -67,8 +71,8 @@ fn revision_problem(rev: &str, shallow: bool, cause: &str) -> GitError {
     }
 }
 
-fn other(e: impl std::fmt::Display) -> GitError {
-    GitError::Other(e.to_string())
+pub(crate) fn other(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> GitError {
+    GitError::Other { source: e.into() }
 }
 
 /// An opened repository, shareable across threads.

@@ -9,11 +9,7 @@ use gix::ObjectId;
 use gix::objs::tree::{Entry, EntryKind};
 use gix::refs::transaction::PreviousValue;
 
-use crate::git::GitError;
-
-fn err(e: impl std::fmt::Display) -> GitError {
-    GitError::Other(e.to_string())
-}
+use crate::git::{GitError, other as err};
 
 /// Who wrote a commit, and when (seconds since the epoch, UTC).
 #[derive(Debug, Clone)]

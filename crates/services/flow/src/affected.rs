@@ -166,41 +166,6 @@ fn report_warning(w: &Warning) -> ReportWarning {
     }
 }
 
-/// Human-readable rendering.
-pub fn render_text(report: &AffectedReport) -> String {
-    let mut out = format!(
-        "affected {}..{}\n",
-        short(&report.base),
-        short(&report.head)
-    );
-    for (title, units) in [("stacks", &report.stacks), ("apps", &report.apps)] {
-        out.push_str(&format!("\n{title} ({}):\n", units.len()));
-        for u in units.iter() {
-            out.push_str(&format!(
-                "  {:<10} {}\n",
-                format!("{:?}", u.status).to_lowercase(),
-                u.id
-            ));
-            for r in &u.reasons {
-                let kind = format!("{:?}", r.kind).to_lowercase();
-                let what = r.path.as_deref().or(r.stack.as_deref()).unwrap_or("");
-                match &r.via {
-                    Some(via) => {
-                        out.push_str(&format!("             {kind}: {what} (via {via})\n"))
-                    }
-                    None => out.push_str(&format!("             {kind}: {what}\n")),
-                }
-            }
-        }
-    }
-    if !report.warnings.is_empty() {
-        out.push_str(&format!("\nwarnings ({}):\n", report.warnings.len()));
-        for w in &report.warnings {
-            out.push_str(&format!("  {}:{}: {}\n", w.file, w.line, w.message));
-        }
-    }
-    out
-}
 
 pub fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]

@@ -12,7 +12,6 @@
 //! or exception file, an unreadable repository. The CLI gives each its exit code.
 //! Nothing is written anywhere: the report goes to the caller.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -30,7 +29,7 @@ use sluice_org::discovery::Stack;
 use sluice_policy::builtin::Target as PolicyTarget;
 use sluice_policy::{ChangeContext, EvalInput, PolicyConfig, PolicyError, PolicySetup};
 
-use crate::decide::{self, DecideInput, PlanNote, StackDecision};
+use crate::decide::{self, DecideInput, StackDecision};
 use crate::error::PipelineError;
 use crate::workspace::{self, Revision};
 
@@ -361,43 +360,4 @@ fn repo_target(
     let target = Target::of_stack(stack, rev.config.is_protected(&stack.env), paths);
     let checker = Checker::for_revision(&rev, org.codeowners.clone(), now)?;
     Ok((checker, target, rev.commit()))
-}
-
-/// The report as Markdown (a PR comment or a terminal).
-pub fn render_markdown(r: &CheckReport) -> String {
-    let d = &r.decision;
-    let mut out = format!(
-        "## sluice check: {} — {}\n\n",
-        decide::md_code(&d.stack),
-        d.status.as_str()
-    );
-    let _ = writeln!(
-        out,
-        "Environment {}{} · risk **{}** · policy **{}**\n",
-        decide::md_code(&d.env),
-        if d.production { " (production)" } else { "" },
-        d.risk.risk,
-        d.policy.record.outcome.as_str()
-    );
-    let note = format!("plan JSON {}", r.plan_file);
-    for block in decide::render_stack_markdown(d, Some(PlanNote { source: &note })) {
-        out.push_str(&block);
-    }
-    if !r.warnings.is_empty() {
-        let _ = writeln!(out, "**Warnings ({})**\n", r.warnings.len());
-        for w in &r.warnings {
-            let _ = writeln!(out, "- {}", decide::md_text(w));
-        }
-        out.push('\n');
-    }
-    out
-}
-
-/// The policy findings as a SARIF log pointing at the plan JSON file.
-pub fn render_sarif(r: &CheckReport, tool_version: &str) -> Value {
-    decide::sarif_log(vec![decide::decisions_sarif(
-        &[(&r.decision, r.plan_file.as_str())],
-        tool_version,
-        &r.docs_url,
-    )])
 }

@@ -5,10 +5,10 @@
 //! Everything here is pure: the plan, the decision record, the org's risk rules, approval
 //! matrix and CODEOWNERS come in, a [`StackDecision`] comes out. Evaluating the policy engine
 //! and reading files live in [`crate::check`] (one plan) and [`crate::pr`] (a whole change);
-//! both render a decision with [`render_stack_markdown`] and [`decisions_sarif`], so `sluice
-//! check` and `sluice pr` say the same thing about the same plan.
+//! `sluice-report` renders a decision the same way for both, so `sluice check` and `sluice pr`
+//! say the same thing about the same plan.
 //!
-//! Nothing rendered here carries a value from the plan: the summary holds addresses, actions
+//! Nothing a report shows of a decision carries a value from the plan: the summary holds addresses, actions
 //! and reasons only, and policy messages were produced over the redacted plan (and are passed
 //! through the redaction rules once more before they are kept).
 
@@ -357,527 +357,6 @@ pub fn status(denied: bool, approvals: &[Requirement]) -> Status {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Markdown
-
-/// Sections longer than this many lines are collapsed in `<details>`.
-pub const COLLAPSE_LINES: usize = 25;
-
-/// Text safe to place in Markdown prose: no HTML, no line breaks.
-pub fn md_text(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace(['\n', '\r'], " ")
-}
-
-/// An inline code span that survives backticks inside `s`.
-pub fn md_code(s: &str) -> String {
-    let s = s.replace(['\n', '\r'], " ");
-    if s.contains('`') {
-        format!("`` {s} ``")
-    } else {
-        format!("`{s}`")
-    }
-}
-
-/// Wrap `body` in `<details>` when it has more than [`COLLAPSE_LINES`] lines (or always, with
-/// `force`).
-pub fn collapse(summary: &str, body: &str, force: bool) -> String {
-    if force || body.lines().count() > COLLAPSE_LINES {
-        format!("<details><summary>{summary}</summary>\n\n{body}\n</details>\n\n")
-    } else {
-        format!("{body}\n")
-    }
-}
-
-/// A policy result's documentation link as an absolute URL: a relative one (`docs/policy.md#rule`,
-/// as the built-in pack names its pages) joins under `docs_url` (`policy.docs_url`, ending in
-/// `/`), so that the link works in a PR comment and in code scanning, which resolve nothing
-/// against the repository; absolute ones are kept.
-pub fn docs_link(docs_url: &str, docs: &str) -> String {
-    if docs.contains("://") {
-        docs.to_string()
-    } else {
-        format!("{docs_url}{}", docs.trim_start_matches("./"))
-    }
-}
-
-/// The label of a result line.
-pub fn outcome_label(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Pass => "PASS",
-        Outcome::Warn => "WARN",
-        Outcome::Deny => "DENY",
-        Outcome::RequireApproval => "REQUIRE",
-        Outcome::Excepted => "EXCEPTED",
-    }
-}
-
-/// `LABEL rule-id: message (resource)`, with exception and approver notes.
-pub fn policy_line(r: &RuleResult) -> String {
-    let mut line = format!("{} {}", outcome_label(r.outcome), md_code(&r.rule));
-    if !r.message.is_empty() {
-        let _ = write!(line, ": {}", md_text(&r.message));
-    }
-    if let Some(a) = &r.resource {
-        let _ = write!(line, " ({})", md_code(a));
-    }
-    if !r.groups.is_empty() {
-        let _ = write!(line, " — approvers {}", md_text(&r.groups.join(", ")));
-    }
-    if let Some(e) = &r.exception {
-        let _ = write!(line, " — exception {}", md_code(e));
-    }
-    if !r.expired_exceptions.is_empty() {
-        let _ = write!(
-            line,
-            " — expired exception not honoured: {}",
-            md_text(&r.expired_exceptions.join(", "))
-        );
-    }
-    if r.error {
-        line.push_str(" — policy error, failed closed");
-    }
-    line
-}
-
-/// The `+ ~ - ±` lines of a plan as a `diff` block (GitHub colours `+` and `-`).
-pub fn address_lines(s: &PlanSummary) -> String {
-    let mut out = String::from("```diff\n");
-    for c in &s.changes {
-        let sym = match c.actions {
-            Action::NoOp if c.importing => "+",
-            Action::NoOp => "=",
-            a => a.symbol(),
-        };
-        let mut line = format!("{sym} {}", c.address.replace('\n', " "));
-        if let Some(from) = &c.previous_address
-            && from != &c.address
-        {
-            let _ = write!(line, " (moved from {})", from.replace('\n', " "));
-        }
-        if c.importing {
-            line.push_str(" (import)");
-        }
-        if let Some(r) = &c.reason {
-            let _ = write!(line, " [{}]", r.describe());
-        }
-        // A line starting with ``` would end the block early.
-        out.push_str(&line.replace("```", "'''"));
-        out.push('\n');
-    }
-    out.push_str("```\n");
-    out
-}
-
-fn plan_extras(s: &PlanSummary) -> String {
-    let mut out = String::new();
-    if !s.replaced.is_empty() {
-        let _ = writeln!(out, "**Replaced ({})**\n", s.replaced.len());
-        for r in &s.replaced {
-            let mut line = format!("- {} ({})", md_code(&r.address), r.actions.name());
-            if let Some(reason) = &r.reason {
-                let _ = write!(line, ": {}", md_text(reason.describe()));
-            }
-            if !r.paths.is_empty() {
-                let _ = write!(line, "; forced by {}", md_text(&r.paths.join(", ")));
-            }
-            let _ = writeln!(out, "{line}");
-        }
-        out.push('\n');
-    }
-    let list = |out: &mut String, title: &str, items: Vec<String>| {
-        if !items.is_empty() {
-            let _ = writeln!(out, "**{title} ({})**\n", items.len());
-            for i in items {
-                let _ = writeln!(out, "- {i}");
-            }
-            out.push('\n');
-        }
-    };
-    list(
-        &mut out,
-        "Moved",
-        s.moved
-            .iter()
-            .map(|m| format!("{} → {}", md_code(&m.from), md_code(&m.to)))
-            .collect(),
-    );
-    list(
-        &mut out,
-        "Imported",
-        s.imported.iter().map(|i| md_code(&i.address)).collect(),
-    );
-    list(
-        &mut out,
-        "Forgotten (left in the cloud, removed from state)",
-        s.forgotten.iter().map(|a| md_code(a)).collect(),
-    );
-    list(
-        &mut out,
-        "Drifted outside sluice",
-        s.drifted
-            .iter()
-            .map(|d| format!("{} ({})", md_code(&d.address), d.actions.name()))
-            .collect(),
-    );
-    list(
-        &mut out,
-        "Deferred to a later plan",
-        s.deferred
-            .iter()
-            .map(|d| format!("{} ({})", md_code(&d.address), md_text(d.reason.as_str())))
-            .collect(),
-    );
-    list(
-        &mut out,
-        "Outputs",
-        s.outputs
-            .iter()
-            .map(|o| {
-                format!(
-                    "{} ({}{})",
-                    md_code(&o.name),
-                    o.actions.name(),
-                    if o.sensitive { ", sensitive" } else { "" }
-                )
-            })
-            .collect(),
-    );
-    list(
-        &mut out,
-        "Plan warnings",
-        s.warnings.iter().map(|w| md_text(w)).collect(),
-    );
-    out
-}
-
-/// One approval requirement as a list item.
-pub fn approval_line(r: &Requirement) -> String {
-    let who = if r.approvers.is_empty() {
-        "(no approver named)".to_string()
-    } else {
-        md_text(&r.approvers.join(" or "))
-    };
-    let source = match &r.source {
-        Source::Risk { risk, configured } if risk == configured => {
-            format!("risk {risk} (`approvals.{configured}`)")
-        }
-        Source::Risk { risk, configured } => {
-            format!("risk {risk} (`approvals.{configured}`, the nearest configured level)")
-        }
-        Source::Codeowners {
-            pattern,
-            line,
-            paths,
-        } => format!(
-            "CODEOWNERS line {line} {} ({} path{})",
-            md_code(pattern),
-            paths.len(),
-            if paths.len() == 1 { "" } else { "s" }
-        ),
-        Source::Policy { rule, message } => {
-            format!("policy {}: {}", md_code(rule), md_text(message))
-        }
-    };
-    format!("- {} of {who} — {source}", r.count)
-}
-
-/// Where the plan came from, shown under the stack heading.
-pub struct PlanNote<'a> {
-    pub source: &'a str,
-}
-
-/// A stack's decision as Markdown blocks (each self-contained: a block never leaves a code
-/// fence or `<details>` open), for [`crate::pr::split_parts`] to pack into comments.
-pub fn render_stack_markdown(d: &StackDecision, note: Option<PlanNote<'_>>) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut head = format!(
-        "### Stack {} — {} — {}\n\n",
-        md_code(&d.stack),
-        d.risk.risk,
-        d.status.as_str()
-    );
-    if let Some(id) = &d.change_id {
-        let _ = writeln!(head, "Change {}\n", md_code(id));
-    }
-    if let Some(n) = note {
-        let _ = writeln!(head, "Plan source: {}\n", md_text(n.source));
-    }
-    let _ = writeln!(
-        head,
-        "**Plan** — {} ({} resource change{})\n",
-        md_text(&d.plan.headline()),
-        d.plan.changes.len(),
-        if d.plan.changes.len() == 1 { "" } else { "s" }
-    );
-    blocks.push(head);
-    if !d.plan.changes.is_empty() {
-        let lines = address_lines(&d.plan);
-        blocks.push(collapse(
-            &format!("{} address lines", d.plan.changes.len()),
-            &lines,
-            false,
-        ));
-    }
-    let extras = plan_extras(&d.plan);
-    if !extras.is_empty() {
-        blocks.push(collapse(
-            "Replaced, moved, imported, drifted",
-            &extras,
-            false,
-        ));
-    }
-
-    let mut risk = format!("**Risk {}**\n\n", d.risk.risk);
-    for r in &d.risk.reasons {
-        let _ = write!(risk, "- {} {}", r.risk, md_text(&r.reason));
-        if !r.addresses.is_empty() {
-            let shown: Vec<String> = r.addresses.iter().take(5).map(|a| md_code(a)).collect();
-            let _ = write!(risk, ": {}", shown.join(", "));
-            if r.addresses.len() > 5 {
-                let _ = write!(risk, " and {} more", r.addresses.len() - 5);
-            }
-        }
-        risk.push('\n');
-    }
-    risk.push('\n');
-    blocks.push(risk);
-
-    let rec = &d.policy.record;
-    let mut policy = format!(
-        "**Policy: {}** — {} deny, {} require approval, {} warn, {} excepted, {} pass · decision `{}`\n\n",
-        rec.outcome.as_str(),
-        rec.count(Outcome::Deny),
-        rec.count(Outcome::RequireApproval),
-        rec.count(Outcome::Warn),
-        rec.count(Outcome::Excepted),
-        rec.count(Outcome::Pass),
-        short_digest(&d.policy.decision_digest),
-    );
-    let b = &d.policy_baseline;
-    if b.preexisting > 0 {
-        let _ = writeln!(
-            policy,
-            "{} new, {} pre-existing (on resources this plan leaves unchanged; {}).\n",
-            b.new,
-            b.preexisting,
-            if b.preexisting_blocking > 0 {
-                format!(
-                    "{} blocking by `policy.preexisting`",
-                    b.preexisting_blocking
-                )
-            } else {
-                "not blocking".to_string()
-            }
-        );
-    }
-    for e in &rec.exceptions_expired {
-        let _ = writeln!(
-            policy,
-            "Expired exception {} matched and was **not** honoured.\n",
-            md_code(e)
-        );
-    }
-    blocks.push(policy);
-    let mut findings = String::new();
-    let mut preexisting = String::new();
-    for o in [
-        Outcome::Deny,
-        Outcome::RequireApproval,
-        Outcome::Warn,
-        Outcome::Excepted,
-    ] {
-        for r in rec.results.iter().filter(|r| r.outcome == o) {
-            let list = if r.baseline == Some(Baseline::PreExisting) {
-                &mut preexisting
-            } else {
-                &mut findings
-            };
-            let _ = writeln!(list, "- {}", policy_line(r));
-        }
-    }
-    if !findings.is_empty() {
-        let n = findings.lines().count();
-        blocks.push(collapse(&format!("{n} policy findings"), &findings, false));
-    }
-    if !preexisting.is_empty() {
-        let n = preexisting.lines().count();
-        blocks.push(collapse(
-            &format!("{n} pre-existing policy findings (resources this plan leaves unchanged)"),
-            &preexisting,
-            true,
-        ));
-    }
-    let mut passes = String::new();
-    for r in rec.results.iter().filter(|r| r.outcome == Outcome::Pass) {
-        let _ = writeln!(passes, "- {}", policy_line(r));
-    }
-    if !passes.is_empty() {
-        let n = passes.lines().count();
-        blocks.push(collapse(&format!("{n} passing rules"), &passes, true));
-    }
-
-    let mut appr = format!("**Required approvals ({})**\n\n", d.approvals.len());
-    if d.approvals.is_empty() {
-        appr.push_str("None.\n");
-    }
-    for r in &d.approvals {
-        appr.push_str(&approval_line(r));
-        appr.push('\n');
-    }
-    appr.push('\n');
-    blocks.push(appr);
-    blocks
-}
-
-fn short_digest(d: &str) -> &str {
-    let end = d.len().min("sha256:".len() + 12);
-    &d[..end]
-}
-
-// ---------------------------------------------------------------------------------------------
-// SARIF
-
-/// Policy findings of decisions as a SARIF 2.1.0 run (passes are left out; excepted findings
-/// carry an external suppression naming the exception). `location` is the artifact each
-/// decision's findings point at (the plan JSON file, or the stack's folder).
-pub fn decisions_sarif(
-    decisions: &[(&StackDecision, &str)],
-    tool_version: &str,
-    docs_url: &str,
-) -> Value {
-    let mut rules: BTreeMap<String, Value> = BTreeMap::new();
-    let mut results = Vec::new();
-    for (d, location) in decisions {
-        let unit = SarifUnit {
-            kind: UnitKind::Stack,
-            name: &d.stack,
-            uri: location,
-            risk: d.risk.risk,
-            decision_digest: &d.policy.decision_digest,
-            docs_url,
-        };
-        push_policy_results(&d.policy.record, &unit, &mut rules, &mut results);
-    }
-    sarif_run("sluice-policy", tool_version, rules, results)
-}
-
-/// The unit (stack or app) a decision record's SARIF results belong to.
-pub struct SarifUnit<'a> {
-    /// Names the property that holds the unit (`stack` or `app`).
-    pub kind: UnitKind,
-    pub name: &'a str,
-    /// The artifact the findings point at.
-    pub uri: &'a str,
-    pub risk: sluice_model::risk::RiskLevel,
-    pub decision_digest: &'a str,
-    /// Where relative documentation links resolve ([`docs_link`]).
-    pub docs_url: &'a str,
-}
-
-/// Adds the findings of one decision record (passes left out) to a SARIF run's rules and
-/// results; excepted findings carry an external suppression naming the exception.
-pub fn push_policy_results(
-    record: &DecisionRecord,
-    unit: &SarifUnit<'_>,
-    rules: &mut BTreeMap<String, Value>,
-    results: &mut Vec<Value>,
-) {
-    for r in record.results.iter().filter(|r| r.outcome != Outcome::Pass) {
-        rules.entry(r.rule.clone()).or_insert_with(|| {
-            let mut rule = json!({
-                "id": r.rule,
-                "shortDescription": {"text": format!("policy rule {}", r.rule)},
-            });
-            if let Some(docs) = &r.docs {
-                rule["helpUri"] = json!(docs_link(unit.docs_url, docs));
-            }
-            rule
-        });
-        let level = match r.outcome {
-            Outcome::Deny => "error",
-            Outcome::RequireApproval | Outcome::Warn => "warning",
-            Outcome::Excepted | Outcome::Pass => "note",
-        };
-        let mut message = if r.message.is_empty() {
-            r.rule.clone()
-        } else {
-            r.message.clone()
-        };
-        if r.outcome == Outcome::RequireApproval && !r.groups.is_empty() {
-            let _ = write!(message, " (approval by {})", r.groups.join(", "));
-        }
-        let mut logical = vec![json!({"name": unit.name, "kind": "module"})];
-        if let Some(a) = &r.resource {
-            logical.push(json!({
-                "name": a,
-                "fullyQualifiedName": format!("{}/{a}", unit.name),
-                "kind": "resource",
-            }));
-        }
-        let mut result = json!({
-            "ruleId": r.rule,
-            "level": level,
-            "message": {"text": message},
-            "locations": [{
-                "physicalLocation": {"artifactLocation": {"uri": unit.uri}},
-                "logicalLocations": logical,
-            }],
-            "properties": {
-                "outcome": r.outcome.as_str(),
-                unit.kind.as_str(): unit.name,
-                "risk": unit.risk,
-                "decisionDigest": unit.decision_digest,
-            },
-        });
-        if let Some(e) = &r.exception {
-            result["suppressions"] = json!([{
-                "kind": "external",
-                "justification": format!("exception {e}"),
-            }]);
-        }
-        results.push(result);
-    }
-}
-
-/// A SARIF run of `tool` over `rules` and `results`, each result indexed to its rule.
-pub fn sarif_run(
-    tool: &str,
-    tool_version: &str,
-    rules: BTreeMap<String, Value>,
-    mut results: Vec<Value>,
-) -> Value {
-    let rules: Vec<Value> = rules.into_values().collect();
-    let index: BTreeMap<String, usize> = rules
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r["id"].as_str().unwrap_or_default().to_string(), i))
-        .collect();
-    for r in &mut results {
-        let id = r["ruleId"].as_str().unwrap_or_default().to_string();
-        r["ruleIndex"] = json!(index[&id]);
-    }
-    json!({
-        "tool": {"driver": {
-            "name": tool,
-            "version": tool_version,
-            "informationUri": sluice_report::INFORMATION_URI,
-            "rules": rules,
-        }},
-        "results": results,
-    })
-}
-
-/// A SARIF log holding `runs`.
-pub fn sarif_log(runs: Vec<Value>) -> Value {
-    json!({
-        "$schema": sluice_report::SARIF_SCHEMA,
-        "version": sluice_report::SARIF_VERSION,
-        "runs": runs,
-    })
-}
 
 #[cfg(test)]
 mod tests {
@@ -1036,10 +515,6 @@ mod tests {
             matches!(sources[2], Source::Policy { rule, message } if rule == "stateful-destroy" && message.ends_with("(and 1 more)"))
         );
         assert_eq!(d.approvals.len(), 3, "two results of one rule ask once");
-        let md = render_stack_markdown(&d, None).concat();
-        assert!(md.contains("REQUIRE `stateful-destroy`"), "{md}");
-        assert!(md.contains("+ aws_db_instance.replica[1]"), "{md}");
-        assert!(md.contains("<details><summary>1 passing rules"), "{md}");
         // The full plan also replaces a bucket in production: destructive, R4.
         let d = run(&plan(PLAN), record(vec![]), "prod", &co);
         assert_eq!(d.risk.risk, RiskLevel::R4);
@@ -1057,12 +532,9 @@ mod tests {
         let d = run(&plan(PLAN), rec, "dev", &CodeOwners::empty());
         assert_eq!(d.status, Status::Denied);
         assert_eq!(d.risk.risk, RiskLevel::R1);
-        let md = render_stack_markdown(&d, None).concat();
-        assert!(
-            md.contains(
-                "DENY `db-public-access`: db-public-access fired (`aws_db_instance.replica[1]`)"
-            ),
-            "{md}"
+        assert_eq!(
+            d.policy.record.results[0].resource.as_deref(),
+            Some("aws_db_instance.replica[1]")
         );
     }
 
@@ -1119,12 +591,6 @@ mod tests {
             (0, 1)
         );
         assert!(d.policy_baseline.blocking_denials.is_empty());
-        let md = render_stack_markdown(&d, None).concat();
-        assert!(
-            md.contains("0 new, 1 pre-existing")
-                && md.contains("<details><summary>1 pre-existing policy findings"),
-            "{md}"
-        );
         // The record says which is which, and the digest covers it.
         let json = d.policy.record.to_canonical_json();
         assert!(json.contains(r#""baseline":"pre_existing""#), "{json}");
@@ -1190,58 +656,120 @@ mod tests {
     }
 
     #[test]
-    fn long_sections_collapse_and_blocks_close_what_they_open() {
-        let mut changes = String::new();
-        for i in 0..40 {
-            if i > 0 {
-                changes.push(',');
-            }
-            changes.push_str(&format!(r#"{{"address":"aws_s3_bucket.b{i}","mode":"managed","type":"aws_s3_bucket","name":"b{i}","change":{{"actions":["delete"],"before":{{}},"after":null}}}}"#));
-        }
-        let p = plan(&format!(
-            r#"{{"format_version":"1.2","resource_changes":[{changes}]}}"#
-        ));
-        let d = run(&p, record(vec![]), "prod", &CodeOwners::empty());
-        assert_eq!(d.risk.risk, RiskLevel::R4);
-        let blocks = render_stack_markdown(&d, None);
-        assert!(
-            blocks
-                .iter()
-                .any(|b| b.starts_with("<details><summary>40 address lines"))
+    fn unchanged_resources_are_no_ops_that_neither_move_nor_import() {
+        let got = unchanged_addresses(&plan(PLAN));
+        assert_eq!(
+            got.into_iter().collect::<Vec<_>>(),
+            ["aws_db_instance.primary"]
         );
-        for b in &blocks {
-            assert!(b.matches("```").count().is_multiple_of(2), "{b}");
-            assert_eq!(
-                b.matches("<details>").count(),
-                b.matches("</details>").count()
-            );
-        }
+        let same = plan(
+            r#"{"format_version":"1.2","resource_changes":[
+              {"address":"a.same","mode":"managed","type":"a","name":"same","change":{"actions":["update"],"before":{"x":1},"after":{"x":1}}},
+              {"address":"a.other","mode":"managed","type":"a","name":"other","change":{"actions":["update"],"before":{"x":1},"after":{"x":2}}}
+            ]}"#,
+        );
+        assert_eq!(
+            unchanged_addresses(&same).into_iter().collect::<Vec<_>>(),
+            ["a.same"]
+        );
     }
 
     #[test]
-    fn sarif_leaves_passes_out_and_suppresses_excepted() {
-        let mut ex = result(
-            "sg-open-ingress",
-            Outcome::Excepted,
-            Some("aws_security_group.x"),
-            &[],
-        );
-        ex.exception = Some("EXC-1".into());
-        let rec = record(vec![
-            result("db-public-access", Outcome::Pass, None, &[]),
-            result("db-public-access", Outcome::Deny, Some("a.b"), &[]),
-            ex,
-        ]);
-        let d = run(&plan(PLAN), rec, "dev", &CodeOwners::empty());
-        let run = decisions_sarif(&[(&d, "plan.json")], "0.1.0", "https://docs.example/");
-        let results = run["results"].as_array().unwrap();
-        assert_eq!(results.len(), 2);
-        assert_eq!(results[0]["level"], "error");
+    fn denials_on_unchanged_resources_are_pre_existing_and_do_not_block_by_default() {
+        let pre = |rule: &str, outcome: Outcome, resource: &str| {
+            result(rule, outcome, Some(resource), &[])
+        };
+        let rec = || {
+            record(vec![
+                pre("custom-tags", Outcome::Deny, "aws_db_instance.primary"),
+                pre("custom-tags", Outcome::Warn, "aws_iam_role.new"),
+                pre("custom-kms", Outcome::Deny, "aws_kms_key.k"),
+            ])
+        };
+        // Only the unchanged primary's denial: pre-existing, not blocking.
+        let only_pre = record(vec![pre(
+            "custom-tags",
+            Outcome::Deny,
+            "aws_db_instance.primary",
+        )]);
+        let d = run(&plan(PLAN), only_pre, "dev", &CodeOwners::empty());
+        assert_eq!(d.status, Status::Allowed);
         assert_eq!(
-            results[1]["suppressions"][0]["justification"],
-            "exception EXC-1"
+            d.policy.record.outcome,
+            Decision::Deny,
+            "the engine's outcome is kept"
         );
-        assert_eq!(run["tool"]["driver"]["rules"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            d.policy.record.results[0].baseline,
+            Some(Baseline::PreExisting)
+        );
+        assert_eq!(
+            (d.policy_baseline.new, d.policy_baseline.preexisting),
+            (0, 1)
+        );
+        assert!(d.policy_baseline.blocking_denials.is_empty());
+        // The record says which is which, and the digest covers it.
+        let json = d.policy.record.to_canonical_json();
+        assert!(json.contains(r#""baseline":"pre_existing""#), "{json}");
+
+        // A denial on an imported key is new: the change brings it under management.
+        let d = run(&plan(PLAN), rec(), "dev", &CodeOwners::empty());
+        assert_eq!(d.status, Status::Denied);
+        assert_eq!(d.policy_baseline.blocking_denials, ["custom-kms"]);
+        let classes: Vec<(&str, Option<Baseline>)> = d
+            .policy
+            .record
+            .results
+            .iter()
+            .map(|r| (r.resource.as_deref().unwrap(), r.baseline))
+            .collect();
+        assert!(classes.contains(&("aws_db_instance.primary", Some(Baseline::PreExisting))));
+        assert!(classes.contains(&("aws_iam_role.new", Some(Baseline::New))));
+        assert!(classes.contains(&("aws_kms_key.k", Some(Baseline::New))));
+
+        // `policy.preexisting: block` makes the old denial block again.
+        let mut r = record(vec![pre(
+            "custom-tags",
+            Outcome::Deny,
+            "aws_db_instance.primary",
+        )]);
+        let block = PreexistingPolicy::from_json(&json!("block")).unwrap();
+        let b = judge_results(&mut r, &unchanged_addresses(&plan(PLAN)), &block, "dev");
+        assert_eq!(b.blocking_denials, ["custom-tags"]);
+        assert_eq!(b.preexisting_blocking, 1);
+        // A result the engine could not evaluate is never excused.
+        let mut failed = pre("custom-tags", Outcome::Deny, "aws_db_instance.primary");
+        failed.error = true;
+        let mut r = record(vec![failed]);
+        let b = judge_results(
+            &mut r,
+            &unchanged_addresses(&plan(PLAN)),
+            &PreexistingPolicy::default(),
+            "dev",
+        );
+        assert_eq!(b.blocking_denials, ["custom-tags"]);
+    }
+
+    #[test]
+    fn require_without_groups_falls_back_to_owners() {
+        let rec = record(vec![result(
+            "main.require",
+            Outcome::RequireApproval,
+            None,
+            &[],
+        )]);
+        let req = policy_requests(&rec, &["@acme/owners".into()]);
+        assert_eq!(req.len(), 1);
+        assert_eq!(req[0].groups, vec!["@acme/owners".to_string()]);
+    }
+
+    #[test]
+    fn messages_are_redacted_before_they_are_kept() {
+        let mut r = result("main.deny", Outcome::Deny, None, &[]);
+        r.message = "db password = hunter2-canary-value".into();
+        let d = run(&plan(PLAN), record(vec![r]), "dev", &CodeOwners::empty());
+        let text = serde_json::to_string(&d).unwrap();
+        assert!(!text.contains("hunter2-canary-value"), "{text}");
     }
 
     fn outcome_strategy() -> impl Strategy<Value = Outcome> {

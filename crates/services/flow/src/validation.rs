@@ -539,45 +539,6 @@ fn org_findings(
     out
 }
 
-/// Human-readable rendering: one line per finding, then a summary.
-pub fn render_text(report: &ValidationReport) -> String {
-    let mut out = String::new();
-    for f in &report.findings {
-        let class = f
-            .baseline
-            .map(|b| format!(" ({})", b.as_str()))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "{}:{}:{}: {}{class} [{}] {}\n",
-            f.file,
-            f.line,
-            f.col,
-            f.severity.as_str(),
-            f.rule,
-            f.message
-        ));
-    }
-    if let Some(b) = &report.baseline {
-        out.push_str(&format!(
-            "against the merge base {}: {} new, {} pre-existing ({} still blocking, {} ignored), {} fixed\n",
-            &b.base[..b.base.len().min(7)],
-            b.new,
-            b.preexisting,
-            b.preexisting_blocking,
-            b.ignored,
-            b.fixed.len()
-        ));
-    }
-    out.push_str(&format!(
-        "{} file(s) checked: {} error(s), {} warning(s), {} note(s) — {}\n",
-        report.summary.files,
-        report.summary.errors,
-        report.summary.warnings,
-        report.summary.info,
-        if report.passed { "passed" } else { "blocked" }
-    ));
-    out
-}
 
 // ---------------------------------------------------------------------------------------------
 // Baseline: judge the change, not the repository

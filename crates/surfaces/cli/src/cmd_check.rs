@@ -18,6 +18,7 @@ use sluice_model::exception::Timestamp;
 use sluice_recorder::evidence;
 
 use crate::exit;
+use crate::output::{emit, print_json};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CheckFormat {
@@ -79,23 +80,7 @@ pub struct BenchCheckArgs {
     format: BenchFormat,
 }
 
-fn emit(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(exit::OK);
-        }
-        eprintln!("error: writing output: {e}");
-        std::process::exit(exit::INTERNAL);
-    }
-}
 
-fn print_json(value: &impl Serialize) {
-    let mut text = serde_json::to_string_pretty(value).expect("reports serialize");
-    text.push('\n');
-    emit(&text);
-}
 
 pub fn run_check(a: CheckArgs) -> Result<i32, PipelineError> {
     let now = match a.now.as_deref().map(Timestamp::parse_rfc3339) {
@@ -151,9 +136,9 @@ pub fn run_check(a: CheckArgs) -> Result<i32, PipelineError> {
         eprintln!("warning: {w}");
     }
     match a.format {
-        CheckFormat::Md => emit(&check::render_markdown(&report)),
+        CheckFormat::Md => emit(&sluice_report::check::render_markdown(&report)),
         CheckFormat::Json => print_json(&report),
-        CheckFormat::Sarif => print_json(&check::render_sarif(&report, env!("CARGO_PKG_VERSION"))),
+        CheckFormat::Sarif => print_json(&sluice_report::check::render_sarif(&report, env!("CARGO_PKG_VERSION"))),
     }
     if let Some((recorder, change, org)) = &recorded {
         let who = evidence::Identity::from_env();

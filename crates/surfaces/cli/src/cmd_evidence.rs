@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::exit;
+use crate::output::{emit, print_json};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use sluice_evidence::VerifyingKey;
@@ -252,24 +253,7 @@ fn fail(e: &EvidenceError) -> i32 {
     exit::evidence(e)
 }
 
-/// Writes to stdout; a closed pipe (`… | head`) ends the process quietly, as Unix tools do.
-fn emit(text: &str) {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(exit::OK);
-        }
-        eprintln!("error: writing output: {e}");
-        std::process::exit(exit::INTERNAL);
-    }
-}
 
-fn print_json(value: &impl serde::Serialize) {
-    let mut text = serde_json::to_string_pretty(value).expect("reports serialize");
-    text.push('\n');
-    emit(&text);
-}
 
 pub fn run_evidence(command: EvidenceCommand) -> i32 {
     let result = match command {

@@ -38,6 +38,7 @@ use sluice_model::stage::Stage;
 use sluice_recorder::evidence;
 
 use crate::exit;
+use crate::output::{emit, print_json};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
@@ -151,24 +152,7 @@ pub struct BenchPlanArgs {
     format: PlanFormat,
 }
 
-/// Write to stdout; a closed pipe ends the process quietly.
-fn emit(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(exit::OK);
-        }
-        eprintln!("error: writing output: {e}");
-        std::process::exit(exit::INTERNAL);
-    }
-}
 
-fn print_json(value: &impl Serialize) {
-    let mut text = serde_json::to_string_pretty(value).expect("reports serialize");
-    text.push('\n');
-    emit(&text);
-}
 
 #[derive(Serialize)]
 struct PlanReport<'a> {

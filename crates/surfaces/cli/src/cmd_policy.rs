@@ -20,6 +20,7 @@ use sluice_flow::error::PipelineError;
 use sluice_flow::workspace;
 
 use crate::exit;
+use crate::output::{emit, print_json};
 use sluice_model::config::OrgConfig;
 use sluice_model::exception::{self, ExceptionStatus, Timestamp};
 use sluice_model::plan::Plan;
@@ -191,24 +192,7 @@ pub struct BenchPolicyArgs {
     format: Format,
 }
 
-/// Write to stdout; a closed pipe ends the process quietly.
-fn emit(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(exit::OK);
-        }
-        eprintln!("error: writing output: {e}");
-        std::process::exit(exit::INTERNAL);
-    }
-}
 
-fn print_json(value: &impl serde::Serialize) {
-    let mut text = serde_json::to_string_pretty(value).expect("reports serialize");
-    text.push('\n');
-    emit(&text);
-}
 
 /// Report a policy error and map it to the usage/configuration exit code.
 fn fail(e: &PolicyError) -> i32 {

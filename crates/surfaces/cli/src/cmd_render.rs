@@ -19,6 +19,7 @@ use sluice_flow::error::PipelineError;
 use sluice_flow::workspace;
 
 use crate::exit;
+use crate::output::{emit, print_json};
 use sluice_render::error::RenderError;
 use sluice_render::manifest::{DEFAULT_MAX_DOCUMENT_BYTES, Limits};
 use sluice_render::render::{self, Rendered};
@@ -183,23 +184,7 @@ fn policy_bench(count: usize, seed: u64, runs: usize) -> Result<PolicyBench, Str
     })
 }
 
-/// Write to stdout; a closed pipe ends quietly, as Unix tools do.
-fn emit(text: &str) {
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(exit::OK);
-        }
-        eprintln!("error: writing output: {e}");
-        std::process::exit(exit::INTERNAL);
-    }
-}
 
-fn emit_json(value: &serde_json::Value) {
-    let mut text = serde_json::to_string_pretty(value).expect("reports serialise");
-    text.push('\n');
-    emit(&text);
-}
 
 /// A render failure is reported here (it has its own exit code), not as a pipeline error.
 fn fail(context: &str, e: &RenderError) -> i32 {
@@ -247,7 +232,7 @@ pub fn run_render(a: RenderArgs) -> Result<i32, PipelineError> {
         );
     }
     match a.format {
-        RenderFormat::Json => emit_json(&summary),
+        RenderFormat::Json => print_json(&summary),
         RenderFormat::Text => emit(&report::render_text(&rendered, validation.as_ref())),
         RenderFormat::Yaml => {
             emit(&report::render_yaml(&rendered));
@@ -314,7 +299,7 @@ pub fn run_diff(a: DiffArgs) -> Result<i32, PipelineError> {
     match a.format {
         DiffFormat::Json => {
             let notes: Vec<_> = head.iter().flat_map(|r| r.notes.iter().cloned()).collect();
-            emit_json(&report::diff_json(&a.app, &bs, &hs, &d, &notes));
+            print_json(&report::diff_json(&a.app, &bs, &hs, &d, &notes));
         }
         DiffFormat::Text => emit(&report::diff_text(&a.app, &bs, &hs, &d)),
     }
@@ -349,7 +334,7 @@ pub fn run_bench_render(a: BenchRenderArgs) -> Result<i32, PipelineError> {
         None
     };
     match a.format {
-        DiffFormat::Json => emit_json(&serde_json::json!({
+        DiffFormat::Json => print_json(&serde_json::json!({
             "schema": "sluice.bench-render/v1",
             "validate": v,
             "validate_and_policy": p.as_ref().map(|r| match r {

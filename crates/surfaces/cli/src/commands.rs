@@ -12,6 +12,7 @@ use crate::cmd_policy;
 use crate::cmd_release;
 use crate::cmd_render;
 use crate::exit;
+use crate::output::{emit, print_json};
 use sluice_demo::{bench, demo, generate};
 use sluice_flow::error::PipelineError;
 use sluice_flow::{affected, pr, validation, workspace};
@@ -353,31 +354,13 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
     }
 }
 
-/// Write a report to stdout. A closed pipe (`sluice ... | head`) ends the process quietly
-/// instead of panicking, as Unix tools do.
-fn emit(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(exit::OK);
-        }
-        eprintln!("error: writing output: {e}");
-        std::process::exit(exit::INTERNAL);
-    }
-}
 
-fn print_json(value: &impl serde::Serialize) {
-    let mut text = serde_json::to_string_pretty(value).expect("reports serialize");
-    text.push('\n');
-    emit(&text);
-}
 
 fn run_affected(a: AffectedArgs) -> Result<i32, PipelineError> {
     let analysis = affected::run(&a.repo, &a.base, &a.head)?;
     match a.format {
         Format::Json => print_json(&analysis.report),
-        Format::Text => emit(&affected::render_text(&analysis.report)),
+        Format::Text => emit(&sluice_report::text::affected(&analysis.report)),
     }
     Ok(unparsed_stacks(&analysis.org.errors, a.allow_errors))
 }
@@ -533,7 +516,7 @@ fn run_validate(a: ValidateArgs) -> Result<i32, PipelineError> {
         Err(code) => return Ok(code),
     };
     match a.format {
-        ValidateFormat::Text => emit(&validation::render_text(&report)),
+        ValidateFormat::Text => emit(&sluice_report::text::validation(&report)),
         ValidateFormat::Json => print_json(&report),
         ValidateFormat::Sarif => print_json(&sluice_report::to_sarif(
             &report.findings,
@@ -591,11 +574,11 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
         eprintln!("warning: {w}");
     }
     match a.format {
-        PrFormat::Text if a.parts_dir.is_none() => emit(&pr::render_text(&report)),
+        PrFormat::Text if a.parts_dir.is_none() => emit(&sluice_report::pr::render_text(&report)),
         PrFormat::Text | PrFormat::Markdown => match &a.parts_dir {
-            None => emit(&pr::render_markdown(&report)),
+            None => emit(&sluice_report::pr::render_markdown(&report)),
             Some(dir) => {
-                let parts = pr::render_markdown_parts(&report);
+                let parts = sluice_report::pr::render_markdown_parts(&report);
                 std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
                 for (i, p) in parts.iter().enumerate() {
                     let file = dir.join(format!("part-{}.md", i + 1));
@@ -605,7 +588,7 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
             }
         },
         PrFormat::Json => print_json(&report),
-        PrFormat::Sarif => print_json(&pr::render_sarif(&report, env!("CARGO_PKG_VERSION"))),
+        PrFormat::Sarif => print_json(&sluice_report::pr::render_sarif(&report, env!("CARGO_PKG_VERSION"))),
     }
     if a.record
         && let Some(code) =
@@ -651,7 +634,7 @@ fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
     let report = &run.report;
     match a.format {
         Format::Json => print_json(report),
-        Format::Text => emit(&pr::render_markdown(report)),
+        Format::Text => emit(&sluice_report::pr::render_markdown(report)),
     }
     let ev = &run.evidence;
     eprintln!(

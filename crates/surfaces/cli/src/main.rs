@@ -12,6 +12,7 @@ mod cmd_release;
 mod cmd_render;
 mod commands;
 mod exit;
+mod output;
 
 use clap::Parser;
 

@@ -151,7 +151,7 @@ fn demo_payments_image_bump_is_an_app_decision() {
     );
     assert_eq!(p.status, AppStatus::Ready);
 
-    let md = apps::render_markdown(&r.decisions, sluice_policy::config::DEFAULT_DOCS_URL);
+    let md = sluice_report::apps::render_markdown(&r.decisions, sluice_policy::config::DEFAULT_DOCS_URL);
     if std::env::var("SLUICE_PRINT").is_ok() {
         println!("{md}");
     }
@@ -238,7 +238,7 @@ fn a_planted_plaintext_secret_is_denied_without_its_value() {
     let everything = format!(
         "{}\n{}",
         serde_json::to_string(&r.decisions).unwrap(),
-        apps::render_markdown(&r.decisions, sluice_policy::config::DEFAULT_DOCS_URL)
+        sluice_report::apps::render_markdown(&r.decisions, sluice_policy::config::DEFAULT_DOCS_URL)
     );
     assert!(!everything.contains(CANARY), "the value leaked");
     assert!(!everything.contains(&encoded), "the encoded value leaked");

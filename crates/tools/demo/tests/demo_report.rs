@@ -103,7 +103,7 @@ fn demo_pr_report() {
         ev.verify_command
     );
 
-    let markdown = pr::render_markdown(report);
+    let markdown = sluice_report::pr::render_markdown(report);
     assert!(markdown.contains("not by an engine"), "{markdown}");
     if !kustomize_available() {
         eprintln!(
@@ -342,11 +342,11 @@ fn huge_report_splits_into_parts_under_the_comment_limit() {
             s
         })
         .collect();
-    let parts = pr::render_markdown_parts(&report);
+    let parts = sluice_report::pr::render_markdown_parts(&report);
     assert!(parts.len() > 10, "{} parts", parts.len());
     for (i, p) in parts.iter().enumerate() {
         assert!(
-            p.chars().count() <= pr::COMMENT_LIMIT,
+            p.chars().count() <= sluice_report::markdown::COMMENT_LIMIT,
             "part {i}: {}",
             p.len()
         );
@@ -421,7 +421,7 @@ fn check_markdown_of_the_demo_plan() {
     assert_eq!(report.decision.risk, pr_decision.risk);
     assert_eq!(report.decision.approvals, pr_decision.approvals);
     let markdown =
-        check::render_markdown(&report).replace(&run.repo.dir.display().to_string(), "[demo]");
+        sluice_report::check::render_markdown(&report).replace(&run.repo.dir.display().to_string(), "[demo]");
     insta::assert_snapshot!("check_markdown", redact_digests(&markdown));
 }
 
@@ -495,7 +495,7 @@ fn a_denied_app_blocks_the_pr() {
         stage(5).detail
     );
     assert_eq!(stage(6).status, pr::StageStatus::NotRun);
-    let sarif = pr::render_sarif(&report, "test");
+    let sarif = sluice_report::pr::render_sarif(&report, "test");
     let app_run = sarif["runs"]
         .as_array()
         .unwrap()
