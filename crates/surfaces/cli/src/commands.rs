@@ -10,6 +10,7 @@ use crate::cmd_evidence;
 use crate::cmd_plan;
 use crate::cmd_policy;
 use crate::cmd_render;
+use crate::cmd_serve;
 use crate::exit;
 use sluice_demo::{bench, demo, generate};
 use sluice_flow::error::PipelineError;
@@ -82,6 +83,13 @@ enum Command {
     /// Generate large orgs and measure sluice against a peer in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The control plane: GitHub webhooks into a durable job queue, workers running the PR
+    /// pipeline, the read API (/api/v1), /metrics, /healthz and /readyz. Stops gracefully on
+    /// SIGTERM or SIGINT.
+    Serve(cmd_serve::ServeArgs),
+    /// Bearer tokens for `sluice serve`'s API.
+    #[command(subcommand)]
+    Token(cmd_serve::TokenCommand),
 }
 
 #[derive(Subcommand)]
@@ -106,6 +114,12 @@ enum BenchCommand {
     /// Durable batched appends per second on SQLite and PostgreSQL, the audit of a
     /// 1,000,000-leaf log and inclusion proof build + verify latency.
     Evidence(cmd_evidence::BenchEvidenceArgs),
+    /// Webhook to job enqueued latency (p50/p99) at a fixed request rate, against a `sluice
+    /// serve` child process, on SQLite and/or PostgreSQL.
+    Webhook(cmd_serve::BenchWebhookArgs),
+    /// Job queue throughput: enqueue, then claim + complete with N workers, on SQLite and/or
+    /// PostgreSQL.
+    Queue(cmd_serve::BenchQueueArgs),
 }
 
 #[derive(Args)]
@@ -324,6 +338,10 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Bench(BenchCommand::Check(a)) => cmd_check::run_bench_check(a),
         Command::Evidence(c) => Ok(cmd_evidence::run_evidence(c)),
         Command::Bench(BenchCommand::Evidence(a)) => Ok(cmd_evidence::run_bench_evidence(a)),
+        Command::Bench(BenchCommand::Webhook(a)) => Ok(cmd_serve::run_bench_webhook(a)),
+        Command::Bench(BenchCommand::Queue(a)) => Ok(cmd_serve::run_bench_queue(a)),
+        Command::Serve(a) => Ok(cmd_serve::run_serve(a)),
+        Command::Token(c) => Ok(cmd_serve::run_token(c)),
     }
 }
 
