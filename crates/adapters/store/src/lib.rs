@@ -267,7 +267,7 @@ impl JobQueue for AnyStore {
     }
 
     async fn fail(&self, lease: Lease, error: &str, policy: Backoff) -> Result<JobState> {
-        delegate!(self, s => s.fail(lease, error, policy).await)
+        delegate!(self, s => JobQueue::fail(s, lease, error, policy).await)
     }
 
     async fn release(&self, lease: Lease) -> Result<()> {

@@ -83,7 +83,7 @@ macro_rules! impl_jobs {
                 .flatten();
                 let reason = match row {
                     None => Some("no such job".to_string()),
-                    Some((state, reason, token)) if token != lease.token => Some(format!(
+                    Some((state, _, token)) if token != lease.token => Some(format!(
                         "claimed again by another worker (token {token}; now {state})"
                     )),
                     Some((state, Some(reason), _)) => Some(format!("{state}: {reason}")),
