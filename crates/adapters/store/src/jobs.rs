@@ -260,8 +260,11 @@ pub trait JobQueue: Send + Sync + 'static {
 
     /// Extends a held lease; [`StoreError::LeaseLost`] when the job was cancelled, finished or
     /// claimed by another worker since.
-    fn heartbeat(&self, lease: Lease, lease_for: Duration)
-    -> impl Future<Output = Result<()>> + Send;
+    fn heartbeat(
+        &self,
+        lease: Lease,
+        lease_for: Duration,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Records a failed attempt: queued again after [`backoff`], or dead after the last attempt.
     /// Returns the state the job is now in.
@@ -278,7 +281,8 @@ pub trait JobQueue: Send + Sync + 'static {
     fn job(&self, id: i64) -> impl Future<Output = Result<Option<Job>>> + Send;
 
     /// Jobs, newest first, at most `limit`.
-    fn jobs(&self, filter: &JobFilter, limit: u32) -> impl Future<Output = Result<Vec<Job>>> + Send;
+    fn jobs(&self, filter: &JobFilter, limit: u32)
+    -> impl Future<Output = Result<Vec<Job>>> + Send;
 
     fn queue_depth(&self) -> impl Future<Output = Result<QueueDepth>> + Send;
 

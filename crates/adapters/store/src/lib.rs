@@ -47,7 +47,6 @@ pub use error::{Result, StoreError};
 pub use jobs::{
     Backoff, Claimed, DeliveryRecord, Job, JobFilter, JobQueue, JobState, Lease, NewJob, QueueDepth,
 };
-pub use tokens::{IssuedToken, Scope, TokenRecord, TokenStore};
 pub use log::{CheckpointSigner, LogSnapshot};
 pub use records::{
     ArtifactRecord, ChangeRecord, CheckpointRecord, Digest, EventRecord, Hash, LeafInput, LogLeaf,
@@ -55,6 +54,7 @@ pub use records::{
     UnixMillis, now_millis,
 };
 pub use store::{ArtifactIndex, Backend, ChangeStore, LogStore, Store};
+pub use tokens::{IssuedToken, Scope, TokenRecord, TokenStore};
 pub use tx::{Committed, LeafRef, NewManifest, Transaction};
 
 /// The embedded database, relative to the working directory.

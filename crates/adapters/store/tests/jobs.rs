@@ -48,7 +48,10 @@ async fn redelivery_is_refused_whole<S: Store + JobQueue>(store: &S) {
         "{err}"
     );
     // Nothing of the second transaction was written: one job, one event.
-    assert_eq!(store.jobs(&JobFilter::default(), 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.jobs(&JobFilter::default(), 10).await.unwrap().len(),
+        1
+    );
     assert_eq!(store.events(Some("o/r#1"), 0, 10).await.unwrap().len(), 1);
     let d = store.delivery("d-1").await.unwrap().unwrap();
     assert_eq!((d.event.as_str(), d.jobs), ("pull_request", 1));
@@ -91,7 +94,10 @@ async fn an_expired_lease_moves_the_job_and_fences_the_old_worker<S: Store + Job
         .await
         .unwrap()
         .unwrap();
-    assert!(store.claim("w2", LEASE).await.unwrap().is_none(), "lease held");
+    assert!(
+        store.claim("w2", LEASE).await.unwrap().is_none(),
+        "lease held"
+    );
     tokio::time::sleep(Duration::from_millis(120)).await;
     let new = store.claim("w2", LEASE).await.unwrap().unwrap();
     assert_eq!(new.job.id, id);
@@ -104,7 +110,8 @@ async fn an_expired_lease_moves_the_job_and_fences_the_old_worker<S: Store + Job
     assert!(err.to_string().contains("claimed again"), "{err}");
     // The old worker's completion, with its evidence, writes nothing.
     let mut tx = Transaction::new();
-    tx.append_event(event("o/r#3"), None).complete_job(old.lease);
+    tx.append_event(event("o/r#3"), None)
+        .complete_job(old.lease);
     let err = store.commit(tx).await.unwrap_err();
     assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
     assert!(store.events(Some("o/r#3"), 0, 10).await.unwrap().is_empty());
@@ -115,7 +122,8 @@ async fn an_expired_lease_moves_the_job_and_fences_the_old_worker<S: Store + Job
         entry: [7; 32],
         envelope_digest: None,
     });
-    tx.append_event(event("o/r#3"), Some(leaf)).complete_job(new.lease);
+    tx.append_event(event("o/r#3"), Some(leaf))
+        .complete_job(new.lease);
     let done = store.commit(tx).await.unwrap();
     assert_eq!(done.event_ids.len(), 1);
     assert_eq!(
@@ -237,7 +245,11 @@ async fn concurrent_workers_complete_every_job_once<S: Store + JobQueue + Clone>
         let mut tx = Transaction::new();
         for i in chunk {
             // Three jobs per key: serialisation and skipping both get exercised.
-            tx.enqueue(NewJob::new("bench", &format!("k{}", i / 3), json!({"i": i})));
+            tx.enqueue(NewJob::new(
+                "bench",
+                &format!("k{}", i / 3),
+                json!({"i": i}),
+            ));
         }
         store.commit(tx).await.unwrap();
     }
@@ -312,7 +324,11 @@ async fn tokens_are_stored_hashed_and_checked<S: Store + TokenStore>(store: &S) 
     assert_eq!(store.verify_token(&read.token).await.unwrap(), None);
     let listed = store.tokens().await.unwrap();
     assert_eq!(listed.len(), 2);
-    assert!(listed.iter().any(|t| t.id == read.id && t.revoked_at.is_some()));
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.id == read.id && t.revoked_at.is_some())
+    );
 }
 
 both_backends!(

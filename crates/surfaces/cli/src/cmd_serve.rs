@@ -275,10 +275,12 @@ pub fn run_bench_webhook(a: BenchWebhookArgs) -> i32 {
         let result = rt.block_on(async {
             let (schema, scoped) = match &url {
                 Some(url) => {
-                    let (schema, scoped) =
-                        sluice_store::queue_bench::create_scratch_schema(url, "sluice_webhook_bench")
-                            .await
-                            .map_err(|e| e.to_string())?;
+                    let (schema, scoped) = sluice_store::queue_bench::create_scratch_schema(
+                        url,
+                        "sluice_webhook_bench",
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
                     (Some(schema), Some(scoped))
                 }
                 None => (None, None),

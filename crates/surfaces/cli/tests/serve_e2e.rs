@@ -31,7 +31,14 @@ impl Drop for Replica {
 
 fn start(repo: &Path, url: &str, key: &Path, logs: &Path) -> Replica {
     let mut child = Command::new(sluice_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--repo"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--repo",
+        ])
         .arg(repo)
         .args(["--database-url", url, "--evidence-key"])
         .arg(key)

@@ -375,5 +375,8 @@ pub fn router() -> (axum::Router<Arc<App>>, utoipa::openapi::OpenApi) {
 
 /// The OpenAPI document as served.
 pub fn openapi_json() -> String {
-    router().1.to_pretty_json().expect("the document serialises")
+    router()
+        .1
+        .to_pretty_json()
+        .expect("the document serialises")
 }

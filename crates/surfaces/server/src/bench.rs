@@ -87,17 +87,26 @@ pub async fn bench_webhook(
     std::fs::create_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
     let key = scratch.join("evidence-key");
     let mut cmd = Command::new(exe);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--workers", "0", "--repo"])
-        .arg(scratch)
-        .env("SLUICE_GITHUB_WEBHOOK_SECRET", secret)
-        .env("SLUICE_KEY_DIR", &key)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "0",
+        "--repo",
+    ])
+    .arg(scratch)
+    .env("SLUICE_GITHUB_WEBHOOK_SECRET", secret)
+    .env("SLUICE_KEY_DIR", &key)
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     if let Some(url) = database_url {
         cmd.args(["--database-url", url]);
     }
-    let mut child = cmd.spawn().map_err(|e| format!("starting sluice serve: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("starting sluice serve: {e}"))?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped"))
         .read_line(&mut line)
@@ -129,7 +138,10 @@ pub async fn bench_webhook(
                 let resp = client
                     .post(format!("{base}/webhooks/github"))
                     .header("x-github-event", "pull_request")
-                    .header("x-github-delivery", format!("bench-{n}-{}", std::process::id()))
+                    .header(
+                        "x-github-delivery",
+                        format!("bench-{n}-{}", std::process::id()),
+                    )
                     .header("x-hub-signature-256", sig)
                     .body(body)
                     .send()

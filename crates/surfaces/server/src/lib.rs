@@ -96,7 +96,9 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         Ok(true) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
         Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ready": false, "reason": "the store's schema is behind this sluice"})),
+            axum::Json(
+                json!({"ready": false, "reason": "the store's schema is behind this sluice"}),
+            ),
         )
             .into_response(),
         Err(e) => {

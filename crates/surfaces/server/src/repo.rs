@@ -105,7 +105,13 @@ impl Revisions {
             if !mirror.join("HEAD").exists() {
                 git(
                     None,
-                    &["clone", "--mirror", "--quiet", &url, &mirror.to_string_lossy()],
+                    &[
+                        "clone",
+                        "--mirror",
+                        "--quiet",
+                        &url,
+                        &mirror.to_string_lossy(),
+                    ],
                 )?;
             }
             git(

@@ -44,7 +44,13 @@ pub fn pr_key(repo: &str, number: u64) -> String {
 }
 
 /// The payload of a pipeline job for one PR head.
-pub fn pipeline_payload(repo: &str, pr: u64, base: &str, head: &str, installation: Option<u64>) -> Value {
+pub fn pipeline_payload(
+    repo: &str,
+    pr: u64,
+    base: &str,
+    head: &str,
+    installation: Option<u64>,
+) -> Value {
     json!({"repo": repo, "pr": pr, "base_sha": base, "head_sha": head, "installation": installation})
 }
 
@@ -246,7 +252,11 @@ pub async fn github(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
     };
     let event_name = hdrs.event.unwrap_or_default();
     let plan = plan_delivery(event_name, &delivery.event, app.config.max_attempts);
-    let action = plan.summary.get("action").and_then(|a| a.as_str()).map(str::to_string);
+    let action = plan
+        .summary
+        .get("action")
+        .and_then(|a| a.as_str())
+        .map(str::to_string);
     let mut tx = Transaction::new();
     tx.record_delivery(DeliveryRecord {
         delivery_id: delivery.id.to_string(),

@@ -192,15 +192,14 @@ async fn pipeline(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::
     }
     let repo = app.revisions.path().to_path_buf();
     let (b, h) = (base.clone(), head.clone());
-    let report = match tokio::task::spawn_blocking(move || {
-        sluice_flow::pr::run(&repo, &b, &h, Some(pr))
-    })
-    .await
-    {
-        Ok(Ok(report)) => report,
-        Ok(Err(e)) => return Ran::Failed(format!("pipeline for {head}: {e}")),
-        Err(e) => return Ran::Failed(format!("pipeline task: {e}")),
-    };
+    let report =
+        match tokio::task::spawn_blocking(move || sluice_flow::pr::run(&repo, &b, &h, Some(pr)))
+            .await
+        {
+            Ok(Ok(report)) => report,
+            Ok(Err(e)) => return Ran::Failed(format!("pipeline for {head}: {e}")),
+            Err(e) => return Ran::Failed(format!("pipeline task: {e}")),
+        };
     let who = Identity {
         actor: "sluice-serve".into(),
         identity: format!("sluice-serve:{}", app.config.replica),
@@ -264,9 +263,9 @@ pub fn command_answer(command: &str) -> String {
              stage."
                 .to_string()
         }
-        Some(Command::Unlock { unit }) => format!(
-            "No lock is held on `{unit}`: this server takes no state locks yet."
-        ),
+        Some(Command::Unlock { unit }) => {
+            format!("No lock is held on `{unit}`: this server takes no state locks yet.")
+        }
         Some(Command::Help { reason: Some(r) }) => format!("{r}.\n\n```\n{USAGE}\n```"),
         Some(Command::Help { reason: None }) | None => format!("```\n{USAGE}\n```"),
     }

@@ -50,7 +50,9 @@ async fn forged_unsigned_and_malformed_deliveries_store_nothing() {
         assert!(server.app.store.delivery(&id).await.unwrap().is_none());
     }
     // Signed but malformed, or over the size limit.
-    let (status, answer) = server.signed("pull_request", "bad-json", b"{\"action\":").await;
+    let (status, answer) = server
+        .signed("pull_request", "bad-json", b"{\"action\":")
+        .await;
     assert_eq!(status, 400, "{answer}");
     let big = vec![b' '; 2 * 1024 * 1024];
     let (status, _) = server.signed("pull_request", "too-big", &big).await;
@@ -86,7 +88,10 @@ async fn signed_corpus_deliveries_are_stored_once() {
         .await
         .unwrap();
     assert_eq!(stored.len(), jobs, "a redelivery created no job");
-    assert!(jobs >= 4, "opened, reopened, synchronize and rerequested enqueue: {jobs}");
+    assert!(
+        jobs >= 4,
+        "opened, reopened, synchronize and rerequested enqueue: {jobs}"
+    );
     let events = server.app.store.events(None, 0, 1000).await.unwrap();
     assert_eq!(events.len(), deliveries.len(), "one event per delivery");
     // Each job names the delivery that caused it.
@@ -147,22 +152,33 @@ async fn a_pr_head_runs_through_the_pipeline_into_the_api() {
         .collect();
     assert!(stages.contains(&"validate"), "{stages:?}");
     let id = encode(&change.change_id);
-    let (status, body) = server.get(&format!("/api/v1/changes/{id}"), Some(&token)).await;
+    let (status, body) = server
+        .get(&format!("/api/v1/changes/{id}"), Some(&token))
+        .await;
     assert_eq!(status, 200, "{body}");
     let (status, bundle) = server
         .get(&format!("/api/v1/changes/{id}/bundle"), Some(&token))
         .await;
     assert_eq!(status, 200, "{bundle}");
-    assert!(bundle.contains("payload"), "a DSSE bundle: {}", &bundle[..200.min(bundle.len())]);
+    assert!(
+        bundle.contains("payload"),
+        "a DSSE bundle: {}",
+        &bundle[..200.min(bundle.len())]
+    );
     let (status, body) = server
         .get(&format!("/api/v1/changes/{id}/policy"), Some(&token))
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = server.get("/api/v1/changes/nope", Some(&token)).await;
     assert_eq!(status, 404, "{body}");
-    let (status, body) = server.get("/api/v1/jobs?state=succeeded", Some(&token)).await;
+    let (status, body) = server
+        .get("/api/v1/jobs?state=succeeded", Some(&token))
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()[0]["state"], "succeeded");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()[0]["state"],
+        "succeeded"
+    );
     let (status, body) = server.get("/api/v1/jobs?state=bogus", Some(&token)).await;
     assert_eq!(status, 400, "{body}");
     let (status, body) = server.get("/api/v1/locks", Some(&token)).await;
@@ -194,7 +210,9 @@ async fn fast_pushes_supersede_older_heads() {
     assert_eq!(status, 202);
     for (i, head) in heads.iter().enumerate().skip(1) {
         let body = pr_payload("synchronize", 9, &base, head).unwrap();
-        let (status, answer) = server.signed("pull_request", &format!("p-{i}"), &body).await;
+        let (status, answer) = server
+            .signed("pull_request", &format!("p-{i}"), &body)
+            .await;
         assert_eq!(status, 202, "{answer}");
     }
     server.drain(Duration::from_secs(30)).await;
@@ -202,14 +220,21 @@ async fn fast_pushes_supersede_older_heads() {
     let cancelled = server.jobs_in(JobState::Cancelled).await;
     let last = heads.last().unwrap();
     assert!(
-        succeeded.iter().any(|j| j.head_sha.as_deref() == Some(last.as_str())),
+        succeeded
+            .iter()
+            .any(|j| j.head_sha.as_deref() == Some(last.as_str())),
         "the newest head ran"
     );
     // Every older head was cancelled (unless it had finished before the next push arrived).
     assert_eq!(succeeded.len() + cancelled.len(), heads.len());
     for j in &cancelled {
         assert_ne!(j.head_sha.as_deref(), Some(last.as_str()));
-        assert!(j.reason.as_deref().unwrap().starts_with("superseded by a newer head"));
+        assert!(
+            j.reason
+                .as_deref()
+                .unwrap()
+                .starts_with("superseded by a newer head")
+        );
     }
     // Only heads whose job succeeded left evidence: a cancelled job's result was dropped.
     let recorded: BTreeSet<String> = server
@@ -229,7 +254,11 @@ async fn fast_pushes_supersede_older_heads() {
 
     // A closed PR cancels what is left.
     let (status, _) = server
-        .signed("pull_request", "p-close", &pr_payload("synchronize", 9, &base, &heads[0]).unwrap())
+        .signed(
+            "pull_request",
+            "p-close",
+            &pr_payload("synchronize", 9, &base, &heads[0]).unwrap(),
+        )
         .await;
     assert_eq!(status, 202);
     let closed = pr_payload("closed", 9, &base, &heads[0]).unwrap();
@@ -275,7 +304,10 @@ async fn metrics_show_every_control_loop_and_parse() {
             names.iter().any(|n| n.starts_with(family)),
             "{family} missing from:\n{text}"
         );
-        assert!(text.contains(&format!("# HELP {family} ")), "{family} undocumented");
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family} undocumented"
+        );
     }
     let count = |outcome: &str| -> f64 {
         scrape
@@ -297,7 +329,10 @@ async fn metrics_show_every_control_loop_and_parse() {
     // Bounded labels: no delivery id, PR number or correlation id in any label.
     for s in &scrape.samples {
         for (_, v) in s.labels.iter() {
-            assert!(!v.contains("m-1") && !v.contains('#'), "unbounded label {v}");
+            assert!(
+                !v.contains("m-1") && !v.contains('#'),
+                "unbounded label {v}"
+            );
         }
     }
     server.stop().await;
@@ -310,7 +345,11 @@ async fn the_openapi_document_matches_the_routes() {
     let (status, body) = server.get("/api/v1/openapi.json", None).await;
     assert_eq!(status, 200);
     let doc: Value = serde_json::from_str(&body).unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
     let token = server
         .app
         .store

@@ -28,7 +28,12 @@ pub struct Server {
 
 /// A configuration for a test server over `repo` (its store in `repo/.sluice` unless
 /// `database_url`).
-pub fn config(repo: &Path, workers: usize, database_url: Option<String>, key: PathBuf) -> ServerConfig {
+pub fn config(
+    repo: &Path,
+    workers: usize,
+    database_url: Option<String>,
+    key: PathBuf,
+) -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         repo: RepoSource::Local(repo.to_path_buf()),
@@ -123,7 +128,10 @@ impl Server {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// A correctly signed delivery.
@@ -150,7 +158,10 @@ impl Server {
             if d.queued == 0 && d.running == 0 {
                 return;
             }
-            assert!(start.elapsed() < within, "jobs still pending after {within:?}: {d:?}");
+            assert!(
+                start.elapsed() < within,
+                "jobs still pending after {within:?}: {d:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -207,7 +218,10 @@ pub fn pr_payload(action: &str, pr: u64, base: &str, head: &str) -> Option<Vec<u
 /// Returns the repository, the base commit and the PR heads in order.
 pub fn org_with_pushes(n: usize) -> (Repo, String, Vec<String>) {
     let repo = org_repo();
-    repo.write(&format!("{R}/net/terragrunt.hcl"), plain_stack("cidr = \"10.0.0.0/16\""));
+    repo.write(
+        &format!("{R}/net/terragrunt.hcl"),
+        plain_stack("cidr = \"10.0.0.0/16\""),
+    );
     let base = repo.commit("base");
     repo.checkout_new("pr");
     let heads = (0..n)
