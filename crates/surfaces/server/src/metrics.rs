@@ -266,17 +266,17 @@ impl Metrics {
         // Families whose label values are known get their series now, at zero, so a scrape
         // shows every loop before it first moves.
         for result in ["pass", "warn", "deny", "require", "excepted"] {
-            m.policy_decisions.get_or_create(&ResultLabel {
+            let _ = m.policy_decisions.get_or_create(&ResultLabel {
                 result: result.into(),
             });
         }
         for outcome in ["succeeded", "failed"] {
-            m.applies.get_or_create(&OutcomeLabel {
+            let _ = m.applies.get_or_create(&OutcomeLabel {
                 outcome: outcome.into(),
             });
         }
         for state in ["active", "expired"] {
-            m.exceptions.get_or_create(&StateLabel {
+            let _ = m.exceptions.get_or_create(&StateLabel {
                 state: state.into(),
             });
         }
