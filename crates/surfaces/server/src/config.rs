@@ -89,7 +89,7 @@ impl ServerConfig {
         env: impl Fn(&str) -> Option<String>,
         cwd: &Path,
     ) -> Result<ServerConfig, ConfigError> {
-        let invalid = |m: String| ConfigError::Invalid(m);
+        let invalid = ConfigError::Invalid;
         let listen_text = args
             .listen
             .clone()
