@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_store::{
-    Backoff, ChangeStore, DeliveryRecord, EventRecord, JobFilter, JobQueue, JobState, LeafInput,
-    NewJob, Scope, Store, StoreError, TokenStore, Transaction, now_millis,
+    Backoff, DeliveryRecord, EventRecord, JobFilter, JobQueue, JobState, LeafInput, NewJob, Scope,
+    Store, StoreError, TokenStore, Transaction, now_millis,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -286,7 +286,7 @@ async fn concurrent_workers_complete_every_job_once<S: Store + JobQueue + Clone>
     for w in workers {
         w.await.unwrap();
     }
-    let completed = completed.lock().unwrap();
+    let completed = completed.lock().unwrap().clone();
     assert_eq!(completed.len(), JOBS);
     assert!(completed.values().all(|&n| n == 1));
     let succeeded = store
