@@ -91,6 +91,20 @@ pub enum StoreError {
     #[error("{what} changed while this write was prepared: {detail}; nothing was written, retry")]
     Stale { what: &'static str, detail: String },
 
+    /// A record that may exist once (a webhook delivery) was already recorded; nothing was
+    /// written.
+    #[error("{what} {key} was already recorded; nothing was written")]
+    Duplicate { what: &'static str, key: String },
+
+    /// A job's lease is no longer held: it was cancelled (superseded), finished, or claimed by
+    /// another worker after the lease expired. Nothing was written.
+    #[error("job {job_id}: the lease (token {token}) is no longer held{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    LeaseLost {
+        job_id: i64,
+        token: i64,
+        reason: Option<String>,
+    },
+
     #[error("{what} not found: {key}")]
     NotFound { what: &'static str, key: String },
 

@@ -17,6 +17,8 @@
 //! - [`log`] builds inclusion and consistency proofs from stored nodes (O(log n) look-ups) and
 //!   signed checkpoints; [`audit`] recomputes the tree from every leaf and finds tampering,
 //!   truncation, gaps and reordering.
+//! - [`jobs`]: the durable job queue ([`JobQueue`]; enqueue and complete through
+//!   [`Transaction`]); [`tokens`]: hashed bearer tokens with a scope ([`TokenStore`]).
 //! - [`bench`] measures append throughput, audit time and proof latency.
 //!
 //! The Merkle hashing itself is sluice-evidence's (RFC 6962); this crate persists it.
@@ -30,10 +32,13 @@ pub mod blobs;
 pub mod error;
 pub mod frontier;
 pub mod locks;
+pub mod jobs;
 pub mod log;
+pub mod queue_bench;
 pub mod records;
 pub mod release;
 pub mod store;
+pub mod tokens;
 pub mod tx;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +50,9 @@ pub use backend::sqlite::SqliteStore;
 pub use blobs::{BlobStore, LocalBlobs, ObjectBlobs, put_artifact};
 pub use error::{Result, StoreError};
 pub use locks::{LockResult, LockStore};
+pub use jobs::{
+    Backoff, Claimed, DeliveryRecord, Job, JobFilter, JobQueue, JobState, Lease, NewJob, QueueDepth,
+};
 pub use log::{CheckpointSigner, LogSnapshot};
 pub use records::{
     ArtifactRecord, ChangeRecord, CheckpointRecord, Digest, EventRecord, Hash, LeafInput, LogLeaf,
@@ -53,6 +61,7 @@ pub use records::{
 };
 pub use release::{ApprovalRow, PlanUseRow, PlanUseState, ReleaseStore};
 pub use store::{ArtifactIndex, Backend, ChangeStore, LogStore, Store};
+pub use tokens::{IssuedToken, Scope, TokenRecord, TokenStore};
 pub use tx::{Committed, LeafRef, NewManifest, Transaction};
 
 /// The embedded database, relative to the working directory.
@@ -252,6 +261,69 @@ impl ArtifactIndex for AnyStore {
 
     async fn artifact(&self, digest: &Digest) -> Result<Option<ArtifactRecord>> {
         delegate!(self, s => s.artifact(digest).await)
+    }
+}
+
+impl JobQueue for AnyStore {
+    async fn claim(&self, worker: &str, lease_for: std::time::Duration) -> Result<Option<Claimed>> {
+        delegate!(self, s => s.claim(worker, lease_for).await)
+    }
+
+    async fn heartbeat(&self, lease: Lease, lease_for: std::time::Duration) -> Result<()> {
+        delegate!(self, s => s.heartbeat(lease, lease_for).await)
+    }
+
+    async fn fail(&self, lease: Lease, error: &str, policy: Backoff) -> Result<JobState> {
+        delegate!(self, s => JobQueue::fail(s, lease, error, policy).await)
+    }
+
+    async fn release(&self, lease: Lease) -> Result<()> {
+        delegate!(self, s => s.release(lease).await)
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<Job>> {
+        delegate!(self, s => s.job(id).await)
+    }
+
+    async fn jobs(&self, filter: &JobFilter, limit: u32) -> Result<Vec<Job>> {
+        delegate!(self, s => s.jobs(filter, limit).await)
+    }
+
+    async fn queue_depth(&self) -> Result<QueueDepth> {
+        delegate!(self, s => s.queue_depth().await)
+    }
+
+    async fn delivery(&self, delivery_id: &str) -> Result<Option<DeliveryRecord>> {
+        delegate!(self, s => s.delivery(delivery_id).await)
+    }
+}
+
+impl TokenStore for AnyStore {
+    async fn create_token(&self, scope: Scope, name: &str) -> Result<IssuedToken> {
+        delegate!(self, s => s.create_token(scope, name).await)
+    }
+
+    async fn verify_token(&self, token: &str) -> Result<Option<Scope>> {
+        delegate!(self, s => s.verify_token(token).await)
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool> {
+        delegate!(self, s => s.revoke_token(id).await)
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        delegate!(self, s => s.tokens().await)
+    }
+}
+
+impl AnyStore {
+    /// Whether every migration this binary knows is applied (what `/readyz` asks).
+    pub async fn migrations_current(&self) -> Result<bool> {
+        let known = match self {
+            AnyStore::Sqlite(_) => SqliteStore::known_schema_version(),
+            AnyStore::Postgres(_) => PgStore::known_schema_version(),
+        };
+        Ok(self.schema_version().await? >= known)
     }
 }
 

@@ -15,6 +15,7 @@
 //! fails with [`crate::StoreError::Stale`] and the caller prepares again. The next issues add
 //! theirs here (a lock's fencing token for an apply, a job's claim).
 
+use crate::jobs::{DeliveryRecord, Lease, NewJob};
 use crate::records::{
     ChangeRecord, Digest, EventRecord, LeafInput, ManifestRecord, StageResultRecord,
 };
@@ -42,6 +43,10 @@ pub struct Transaction {
     pub(crate) stage_results: Vec<StageResultRecord>,
     pub(crate) events: Vec<(EventRecord, Option<LeafRef>)>,
     pub(crate) manifests: Vec<NewManifest>,
+    pub(crate) deliveries: Vec<DeliveryRecord>,
+    pub(crate) jobs: Vec<NewJob>,
+    pub(crate) completions: Vec<Lease>,
+    pub(crate) cancellations: Vec<(String, String)>,
 }
 
 impl Transaction {
@@ -50,6 +55,20 @@ impl Transaction {
     }
 
     pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+            && self.leaves.is_empty()
+            && self.stage_results.is_empty()
+            && self.events.is_empty()
+            && self.manifests.is_empty()
+            && self.deliveries.is_empty()
+            && self.jobs.is_empty()
+            && self.completions.is_empty()
+            && self.cancellations.is_empty()
+    }
+
+    /// True when nothing in it needs the log head (no leaf, no manifest version): such a
+    /// transaction does not queue behind log appends.
+    pub(crate) fn only_jobs(&self) -> bool {
         self.changes.is_empty()
             && self.leaves.is_empty()
             && self.stage_results.is_empty()
@@ -82,6 +101,36 @@ impl Transaction {
         self
     }
 
+    // ---- job queue (JobQueue) ---------------------------------------------------------------
+
+    /// Records a webhook delivery. If its id is recorded already (a redelivery), the whole
+    /// transaction fails with [`crate::StoreError::Duplicate`] and nothing is written.
+    pub fn record_delivery(&mut self, delivery: DeliveryRecord) -> &mut Self {
+        self.deliveries.push(delivery);
+        self
+    }
+
+    /// Enqueues a job (cancelling the older heads' jobs of its key when it supersedes).
+    pub fn enqueue(&mut self, job: NewJob) -> &mut Self {
+        self.jobs.push(job);
+        self
+    }
+
+    /// Cancels every unfinished job of `serial_key` (a closed pull request), saying why.
+    pub fn cancel_jobs(&mut self, serial_key: &str, reason: &str) -> &mut Self {
+        self.cancellations
+            .push((serial_key.to_string(), reason.to_string()));
+        self
+    }
+
+    /// Marks a held job succeeded. If the lease is no longer held (the job was cancelled, or
+    /// its lease expired and another worker claimed it), the whole transaction fails with
+    /// [`crate::StoreError::LeaseLost`] and nothing is written.
+    pub fn complete_job(&mut self, lease: Lease) -> &mut Self {
+        self.completions.push(lease);
+        self
+    }
+
     // ---- transparency log (LogStore) --------------------------------------------------------
 
     /// Appends a leaf; the returned reference names it in this transaction's other writes.
@@ -104,6 +153,10 @@ pub struct Committed {
     pub manifests: Vec<ManifestRecord>,
     /// The log's size after the commit.
     pub log_size: u64,
+    /// Ids of the jobs enqueued, in order.
+    pub job_ids: Vec<i64>,
+    /// Jobs cancelled because a job of this transaction superseded them.
+    pub cancelled_jobs: Vec<i64>,
 }
 
 impl Committed {

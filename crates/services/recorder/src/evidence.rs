@@ -715,9 +715,22 @@ impl EvidenceService {
         &self,
         items: &[(ChangeSubject, Vec<StageEntry>)],
     ) -> Result<Recorded> {
+        self.record_many_with(items, |_| {}).await
+    }
+
+    /// [`EvidenceService::record_many`], with `also` adding writes of its own to the same store
+    /// transaction (the server completes the job that ran the stages there: the job is finished
+    /// exactly when its evidence is recorded). If one of those writes is refused (a lost job
+    /// lease), nothing is recorded.
+    pub async fn record_many_with(
+        &self,
+        items: &[(ChangeSubject, Vec<StageEntry>)],
+        also: impl Fn(&mut Transaction),
+    ) -> Result<Recorded> {
         let mut attempt = 0u32;
         let (prepared, committed) = loop {
-            let prepared = self.prepare(items).await?;
+            let mut prepared = self.prepare(items).await?;
+            also(&mut prepared.tx);
             match self.inner.store.commit(prepared.tx.clone()).await {
                 Ok(committed) => break (prepared, committed),
                 Err(e) if e.is_stale() && attempt < RECORD_ATTEMPTS => {
@@ -2203,6 +2216,24 @@ impl Recorder {
 /// Records the stage results of a PR report for each of its changes, in one batch.
 pub fn record_pr(recorder: &Recorder, report: &PrReport) -> Result<Recorded> {
     record_pr_as(recorder, report, &Identity::from_env())
+}
+
+/// [`record_pr`] for async callers (the server), with `also` adding writes to the same store
+/// transaction ([`EvidenceService::record_many_with`]).
+pub async fn record_pr_with(
+    service: &EvidenceService,
+    report: &PrReport,
+    who: &Identity,
+    also: impl Fn(&mut Transaction),
+) -> Result<Recorded> {
+    let items: Vec<_> = (0..report.changes.len())
+        .map(|i| {
+            let change = change_subject(report, i);
+            let entries = pr_entries(report, &change, who);
+            (change, entries)
+        })
+        .collect();
+    service.record_many_with(&items, also).await
 }
 
 /// [`record_pr`] with an explicit identity.

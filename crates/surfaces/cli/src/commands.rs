@@ -11,6 +11,7 @@ use crate::cmd_plan;
 use crate::cmd_policy;
 use crate::cmd_release;
 use crate::cmd_render;
+use crate::cmd_serve;
 use crate::exit;
 use crate::output::{emit, print_json};
 use sluice_demo::{bench, demo, generate};
@@ -100,6 +101,13 @@ enum Command {
     /// Generate large orgs and measure sluice against a peer in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The control plane: GitHub webhooks into a durable job queue, workers running the PR
+    /// pipeline, the read API (/api/v1), /metrics, /healthz and /readyz. Stops gracefully on
+    /// SIGTERM or SIGINT.
+    Serve(cmd_serve::ServeArgs),
+    /// Bearer tokens for `sluice serve`'s API.
+    #[command(subcommand)]
+    Token(cmd_serve::TokenCommand),
 }
 
 #[derive(Subcommand)]
@@ -127,6 +135,12 @@ enum BenchCommand {
     /// Durable acquire and release latency (p50, p99) of a stack's state lock on SQLite and
     /// PostgreSQL.
     Locks(cmd_release::BenchLocksArgs),
+    /// Webhook to job enqueued latency (p50/p99) at a fixed request rate, against a `sluice
+    /// serve` child process, on SQLite and/or PostgreSQL.
+    Webhook(cmd_serve::BenchWebhookArgs),
+    /// Job queue throughput: enqueue, then claim + complete with N workers, on SQLite and/or
+    /// PostgreSQL.
+    Queue(cmd_serve::BenchQueueArgs),
 }
 
 #[derive(Args)]
@@ -351,6 +365,10 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Recover(a) => Ok(cmd_release::run_recover(a)),
         Command::Bench(BenchCommand::Evidence(a)) => Ok(cmd_evidence::run_bench_evidence(a)),
         Command::Bench(BenchCommand::Locks(a)) => Ok(cmd_release::run_bench_locks(a)),
+        Command::Bench(BenchCommand::Webhook(a)) => Ok(cmd_serve::run_bench_webhook(a)),
+        Command::Bench(BenchCommand::Queue(a)) => Ok(cmd_serve::run_bench_queue(a)),
+        Command::Serve(a) => Ok(cmd_serve::run_serve(a)),
+        Command::Token(c) => Ok(cmd_serve::run_token(c)),
     }
 }
 

@@ -135,6 +135,17 @@ pub fn render(e: &RenderError) -> i32 {
 
 /// 1 a broken link or tampered evidence, 2 bad or unreadable input, 5 internal and
 /// durability failures.
+/// `sluice serve`: configuration and store problems are the user's to fix (2, or as for the
+/// evidence store); a port that cannot be bound or a failing listener is 5.
+pub fn serve(e: &sluice_server::ServeError) -> i32 {
+    use sluice_server::ServeError;
+    match e {
+        ServeError::Config(_) => USAGE,
+        ServeError::Evidence(e) => evidence(e),
+        ServeError::Bind { .. } | ServeError::Io(_) => INTERNAL,
+    }
+}
+
 pub fn evidence(e: &EvidenceError) -> i32 {
     use sluice_evidence::bundle::VerifyError;
     match e {

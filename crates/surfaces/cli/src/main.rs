@@ -10,6 +10,7 @@ mod cmd_plan;
 mod cmd_policy;
 mod cmd_release;
 mod cmd_render;
+mod cmd_serve;
 mod commands;
 mod exit;
 mod output;

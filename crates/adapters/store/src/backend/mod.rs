@@ -4,6 +4,7 @@
 //! transaction starts (`BEGIN IMMEDIATE` vs a row lock on the log head) and which errors mean
 //! the storage itself failed.
 
+pub mod jobs;
 pub mod postgres;
 pub mod sqlite;
 
@@ -705,16 +706,29 @@ macro_rules! impl_store {
                 for change in &tx.changes {
                     change.validate()?;
                 }
-                let mut cached = self.frontier.lock().await;
+                // A transaction of job-queue writes only (a webhook's delivery and jobs, a job's
+                // completion without evidence) touches no log row: it neither waits for the
+                // frontier nor locks the log head, so the queue does not queue behind appends.
+                let only_jobs = tx.only_jobs();
+                let mut cached = if only_jobs { None } else { Some(self.frontier.lock().await) };
                 let mut db = self.begin_write().await?;
-                // Every write transaction takes the log head first: that serialises writers in
-                // the database, so the manifest heads read below stay the heads until commit.
-                let size = self.locked_log_size(&mut db).await?;
+                // Every other write transaction takes the log head first: that serialises writers
+                // in the database, so the manifest heads read below stay the heads until commit.
+                let size = if only_jobs {
+                    let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1")
+                        .fetch_one(&mut *db)
+                        .await
+                        .map_err(self.fail("reading the log head"))?;
+                    $crate::backend::row_u64(size, "log_head", 1, "size")?
+                } else {
+                    self.locked_log_size(&mut db).await?
+                };
                 for change in &tx.changes {
                     self.put_change_on(&mut *db, change).await?;
                 }
                 let frontier = if n > 0 {
-                    Some(self.write_leaves_on(&mut db, cached.as_ref(), size, &tx.leaves).await?)
+                    let cached = cached.as_deref().and_then(|c| c.as_ref());
+                    Some(self.write_leaves_on(&mut db, cached, size, &tx.leaves).await?)
                 } else {
                     None
                 };
@@ -743,11 +757,12 @@ macro_rules! impl_store {
                 for m in &tx.manifests {
                     out.manifests.push(self.put_manifest_on(&mut *db, m, index(m.leaf)).await?);
                 }
+                self.write_jobs_on(&mut db, &tx, &mut out).await?;
                 db.commit()
                     .await
                     .map_err($crate::error::durability("committing a transaction"))?;
-                if let Some(frontier) = frontier {
-                    *cached = Some(frontier);
+                if let (Some(frontier), Some(cached)) = (frontier, cached.as_mut()) {
+                    **cached = Some(frontier);
                 }
                 Ok(out)
             }

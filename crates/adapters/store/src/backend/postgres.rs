@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions as _, Connection as _, Postgres, Transaction};
 use tokio::sync::Mutex;
 
+use crate::backend::jobs::impl_jobs;
 use crate::backend::{check_applied, impl_store, known_version};
 use crate::error::{Result, StoreError};
 use crate::frontier::Frontier;
@@ -38,6 +39,9 @@ impl std::fmt::Debug for PgStore {
 
 impl PgStore {
     /// SQL that reads the log size and holds its row lock until the transaction ends.
+    /// The claim's row lock: replicas skip the rows others are claiming instead of waiting.
+    pub(crate) const CLAIM_LOCK: &'static str = "FOR UPDATE SKIP LOCKED";
+
     pub(crate) const HEAD_FOR_UPDATE: &'static str =
         "SELECT size FROM log_head WHERE id = 1 FOR UPDATE";
 
@@ -196,6 +200,7 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 impl_store!(PgStore, Postgres, Backend::Postgres);
+impl_jobs!(PgStore, Postgres);
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions as _, Connection as _, Sqlite, Transaction};
 use tokio::sync::Mutex;
 
+use crate::backend::jobs::impl_jobs;
 use crate::backend::{check_applied, impl_store, known_version};
 use crate::error::{Result, StoreError};
 use crate::frontier::Frontier;
@@ -43,6 +44,9 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// SQL that reads the log size once the write lock is held (BEGIN IMMEDIATE holds it).
+    /// The claim's row lock: none, `BEGIN IMMEDIATE` already makes the claim the only writer.
+    pub(crate) const CLAIM_LOCK: &'static str = "";
+
     pub(crate) const HEAD_FOR_UPDATE: &'static str = "SELECT size FROM log_head WHERE id = 1";
 
     /// Subtree hashes by key: leaf indexes ($1, a JSON array) and nodes' (last leaf, level)
@@ -200,3 +204,4 @@ async fn check_existing(path: &Path, location: &str) -> Result<()> {
 }
 
 impl_store!(SqliteStore, Sqlite, Backend::Sqlite);
+impl_jobs!(SqliteStore, Sqlite);

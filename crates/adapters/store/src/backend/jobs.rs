@@ -1,0 +1,519 @@
+//! [`crate::JobQueue`] and [`crate::TokenStore`] on both backends, written once (as
+//! `impl_store!` is) and expanded per pool type. The backends differ only in `CLAIM_LOCK`: the
+//! row-locking clause of a claim's candidate query (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so
+//! replicas claim different jobs without waiting; nothing on SQLite, whose `BEGIN IMMEDIATE`
+//! already makes a claim the only writer).
+
+/// The columns a job is read with. Counters are cast so both backends decode them as `i64`.
+pub(crate) const JOB_COLUMNS: &str = "id, kind, serial_key, head_sha, payload, state, \
+     CAST(attempts AS BIGINT) AS attempts, CAST(max_attempts AS BIGINT) AS max_attempts, \
+     run_at, lease_owner, lease_until, lease_token, last_error, reason, delivery_id, created_at, \
+     started_at, finished_at";
+
+/// A job is runnable when it is queued and due, or running with an expired lease, and it is the
+/// oldest unfinished job of its key (`$1` is now). `{lock}` is the backend's `CLAIM_LOCK`.
+pub(crate) const CLAIM_CANDIDATE: &str = "SELECT j.id FROM jobs j \
+     WHERE j.state IN ('queued', 'running') \
+     AND ((j.state = 'queued' AND j.run_at <= $1) OR (j.state = 'running' AND j.lease_until < $1)) \
+     AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.serial_key = j.serial_key AND e.id < j.id \
+                     AND e.state IN ('queued', 'running')) \
+     ORDER BY j.id LIMIT 1";
+
+/// Running jobs whose lease expired on their last attempt (`$1` is now).
+pub(crate) const EXPIRED_LAST: &str = "SELECT id FROM jobs \
+     WHERE state = 'running' AND lease_until < $1 AND attempts >= max_attempts";
+
+macro_rules! impl_jobs {
+    ($ty:ty, $db:ty) => {
+        impl $ty {
+            fn job_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> $crate::error::Result<$crate::jobs::Job> {
+                use sqlx::Row as _;
+                use $crate::backend::bad_row;
+                let ctx = $crate::error::db("reading a job");
+                let id: i64 = row.try_get("id").map_err(ctx)?;
+                let get = |e| $crate::error::StoreError::Database {
+                    context: "reading a job",
+                    source: e,
+                };
+                let state: String = row.try_get("state").map_err(get)?;
+                let payload: String = row.try_get("payload").map_err(get)?;
+                let attempts: i64 = row.try_get("attempts").map_err(get)?;
+                let max_attempts: i64 = row.try_get("max_attempts").map_err(get)?;
+                let count = |v: i64, field| {
+                    u32::try_from(v).map_err(|_| bad_row("jobs", id, field, format!("{v} out of range")))
+                };
+                Ok($crate::jobs::Job {
+                    id,
+                    kind: row.try_get("kind").map_err(get)?,
+                    serial_key: row.try_get("serial_key").map_err(get)?,
+                    head_sha: row.try_get("head_sha").map_err(get)?,
+                    payload: $crate::backend::row_json(&payload, "jobs", id, "payload")?,
+                    state: $crate::jobs::JobState::parse(&state).ok_or_else(|| {
+                        bad_row("jobs", id, "state", format!("unknown state {state:?}"))
+                    })?,
+                    attempts: count(attempts, "attempts")?,
+                    max_attempts: count(max_attempts, "max_attempts")?,
+                    run_at: row.try_get("run_at").map_err(get)?,
+                    lease_owner: row.try_get("lease_owner").map_err(get)?,
+                    lease_until: row.try_get("lease_until").map_err(get)?,
+                    lease_token: row.try_get("lease_token").map_err(get)?,
+                    last_error: row.try_get("last_error").map_err(get)?,
+                    reason: row.try_get("reason").map_err(get)?,
+                    delivery_id: row.try_get("delivery_id").map_err(get)?,
+                    created_at: row.try_get("created_at").map_err(get)?,
+                    started_at: row.try_get("started_at").map_err(get)?,
+                    finished_at: row.try_get("finished_at").map_err(get)?,
+                })
+            }
+
+            /// Why `lease` is not held, read on `conn`.
+            async fn lease_lost_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                lease: $crate::jobs::Lease,
+            ) -> $crate::error::StoreError {
+                let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
+                    "SELECT state, reason, lease_token FROM jobs WHERE id = $1",
+                )
+                .bind(lease.job_id)
+                .fetch_optional(&mut *conn)
+                .await
+                .ok()
+                .flatten();
+                let reason = match row {
+                    None => Some("no such job".to_string()),
+                    Some((state, _, token)) if token != lease.token => Some(format!(
+                        "claimed again by another worker (token {token}; now {state})"
+                    )),
+                    Some((state, Some(reason), _)) => Some(format!("{state}: {reason}")),
+                    Some((state, None, _)) => Some(state),
+                };
+                $crate::error::StoreError::LeaseLost {
+                    job_id: lease.job_id,
+                    token: lease.token,
+                    reason,
+                }
+            }
+
+            /// The job-queue writes of a transaction, inside the commit's database transaction.
+            async fn write_jobs_on(
+                &self,
+                db: &mut sqlx::Transaction<'static, $db>,
+                tx: &$crate::tx::Transaction,
+                out: &mut $crate::tx::Committed,
+            ) -> $crate::error::Result<()> {
+                let now = $crate::records::now_millis();
+                for d in &tx.deliveries {
+                    let done = sqlx::query(
+                        "INSERT INTO webhook_deliveries (delivery_id, event, action, jobs, \
+                         received_at) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (delivery_id) DO NOTHING",
+                    )
+                    .bind(&d.delivery_id)
+                    .bind(&d.event)
+                    .bind(&d.action)
+                    .bind(d.jobs as i32)
+                    .bind(d.received_at)
+                    .execute(&mut **db)
+                    .await
+                    .map_err(self.fail("recording a webhook delivery"))?;
+                    if done.rows_affected() == 0 {
+                        return Err($crate::error::StoreError::Duplicate {
+                            what: "webhook delivery",
+                            key: d.delivery_id.clone(),
+                        });
+                    }
+                }
+                for (key, reason) in &tx.cancellations {
+                    let cancelled: Vec<i64> = sqlx::query_scalar(
+                        "UPDATE jobs SET state = 'cancelled', reason = $1, finished_at = $2, \
+                         lease_owner = NULL, lease_until = NULL \
+                         WHERE serial_key = $3 AND state IN ('queued', 'running') RETURNING id",
+                    )
+                    .bind(reason)
+                    .bind(now)
+                    .bind(key)
+                    .fetch_all(&mut **db)
+                    .await
+                    .map_err(self.fail("cancelling jobs"))?;
+                    out.cancelled_jobs.extend(cancelled);
+                }
+                let delivery = tx.deliveries.first().map(|d| d.delivery_id.clone());
+                for job in &tx.jobs {
+                    job.validate()?;
+                    if job.supersede {
+                        let head = job.head_sha.as_deref().unwrap_or_default();
+                        let cancelled: Vec<i64> = sqlx::query_scalar(
+                            "UPDATE jobs SET state = 'cancelled', reason = $1, finished_at = $2, \
+                             lease_owner = NULL, lease_until = NULL \
+                             WHERE serial_key = $3 AND state IN ('queued', 'running') \
+                             AND head_sha IS NOT NULL AND head_sha <> $4 RETURNING id",
+                        )
+                        .bind(format!("superseded by a newer head {head}"))
+                        .bind(now)
+                        .bind(&job.serial_key)
+                        .bind(head)
+                        .fetch_all(&mut **db)
+                        .await
+                        .map_err(self.fail("cancelling superseded jobs"))?;
+                        out.cancelled_jobs.extend(cancelled);
+                    }
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO jobs (kind, serial_key, head_sha, payload, state, attempts, \
+                         max_attempts, run_at, lease_token, delivery_id, created_at) \
+                         VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $7, $8) RETURNING id",
+                    )
+                    .bind(&job.kind)
+                    .bind(&job.serial_key)
+                    .bind(&job.head_sha)
+                    .bind(job.payload.to_string())
+                    .bind(job.max_attempts as i32)
+                    .bind(now)
+                    .bind(&delivery)
+                    .bind(now)
+                    .fetch_one(&mut **db)
+                    .await
+                    .map_err(self.fail("enqueueing a job"))?;
+                    out.job_ids.push(id);
+                }
+                for lease in &tx.completions {
+                    let done = sqlx::query(
+                        "UPDATE jobs SET state = 'succeeded', finished_at = $1, \
+                         lease_until = NULL, last_error = NULL \
+                         WHERE id = $2 AND lease_token = $3 AND state = 'running'",
+                    )
+                    .bind(now)
+                    .bind(lease.job_id)
+                    .bind(lease.token)
+                    .execute(&mut **db)
+                    .await
+                    .map_err(self.fail("completing a job"))?;
+                    if done.rows_affected() == 0 {
+                        return Err(Self::lease_lost_on(&mut **db, *lease).await);
+                    }
+                }
+                Ok(())
+            }
+        }
+
+        impl $crate::jobs::JobQueue for $ty {
+            async fn claim(
+                &self,
+                worker: &str,
+                lease_for: std::time::Duration,
+            ) -> $crate::error::Result<Option<$crate::jobs::Claimed>> {
+                use $crate::backend::jobs::{CLAIM_CANDIDATE, EXPIRED_LAST, JOB_COLUMNS};
+                let now = $crate::records::now_millis();
+                let until = $crate::jobs::lease_deadline(lease_for);
+                let mut db = self.begin_write().await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE jobs SET state = 'dead', finished_at = $1, lease_until = NULL, \
+                     reason = 'the lease expired on the last attempt (the worker stopped)' \
+                     WHERE id IN ({EXPIRED_LAST} {})",
+                    Self::CLAIM_LOCK
+                )))
+                .bind(now)
+                .execute(&mut *db)
+                .await
+                .map_err(self.fail("giving up expired jobs"))?;
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, \
+                     lease_owner = $2, lease_until = $3, lease_token = lease_token + 1, \
+                     started_at = $1 \
+                     WHERE id = ({CLAIM_CANDIDATE} {}) RETURNING {JOB_COLUMNS}",
+                    Self::CLAIM_LOCK
+                )))
+                .bind(now)
+                .bind(worker)
+                .bind(until)
+                .fetch_optional(&mut *db)
+                .await
+                .map_err(self.fail("claiming a job"))?;
+                db.commit()
+                    .await
+                    .map_err($crate::error::durability("committing a claim"))?;
+                let Some(row) = row else { return Ok(None) };
+                let job = Self::job_from_row(&row)?;
+                let lease = $crate::jobs::Lease {
+                    job_id: job.id,
+                    token: job.lease_token,
+                };
+                Ok(Some($crate::jobs::Claimed { job, lease }))
+            }
+
+            async fn heartbeat(
+                &self,
+                lease: $crate::jobs::Lease,
+                lease_for: std::time::Duration,
+            ) -> $crate::error::Result<()> {
+                let done = sqlx::query(
+                    "UPDATE jobs SET lease_until = $1 \
+                     WHERE id = $2 AND lease_token = $3 AND state = 'running'",
+                )
+                .bind($crate::jobs::lease_deadline(lease_for))
+                .bind(lease.job_id)
+                .bind(lease.token)
+                .execute(&self.pool)
+                .await
+                .map_err(self.fail("extending a lease"))?;
+                if done.rows_affected() == 1 {
+                    return Ok(());
+                }
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err($crate::error::db("reading a job"))?;
+                Err(Self::lease_lost_on(&mut *conn, lease).await)
+            }
+
+            async fn fail(
+                &self,
+                lease: $crate::jobs::Lease,
+                error: &str,
+                policy: $crate::jobs::Backoff,
+            ) -> $crate::error::Result<$crate::jobs::JobState> {
+                use $crate::jobs::{AfterFailure, JobState, after_failure};
+                let now = $crate::records::now_millis();
+                let mut db = self.begin_write().await?;
+                let held: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT CAST(attempts AS BIGINT), CAST(max_attempts AS BIGINT) FROM jobs \
+                     WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+                )
+                .bind(lease.job_id)
+                .bind(lease.token)
+                .fetch_optional(&mut *db)
+                .await
+                .map_err($crate::error::db("reading a job"))?;
+                let Some((attempts, max_attempts)) = held else {
+                    return Err(Self::lease_lost_on(&mut *db, lease).await);
+                };
+                // Errors are stored for people to read; a runaway message is cut.
+                let error: String = error.chars().take(4000).collect();
+                let state = match after_failure(attempts as u32, max_attempts as u32, policy, now) {
+                    AfterFailure::RetryAt(at) => {
+                        sqlx::query(
+                            "UPDATE jobs SET state = 'queued', run_at = $1, last_error = $2, \
+                             lease_owner = NULL, lease_until = NULL WHERE id = $3",
+                        )
+                        .bind(at)
+                        .bind(&error)
+                        .bind(lease.job_id)
+                        .execute(&mut *db)
+                        .await
+                        .map_err(self.fail("re-queueing a job"))?;
+                        JobState::Queued
+                    }
+                    AfterFailure::Dead => {
+                        sqlx::query(
+                            "UPDATE jobs SET state = 'dead', finished_at = $1, last_error = $2, \
+                             lease_until = NULL, reason = $3 WHERE id = $4",
+                        )
+                        .bind(now)
+                        .bind(&error)
+                        .bind(format!("failed {attempts} of {max_attempts} attempts"))
+                        .bind(lease.job_id)
+                        .execute(&mut *db)
+                        .await
+                        .map_err(self.fail("dead-lettering a job"))?;
+                        JobState::Dead
+                    }
+                };
+                db.commit()
+                    .await
+                    .map_err($crate::error::durability("committing a failed attempt"))?;
+                Ok(state)
+            }
+
+            async fn release(&self, lease: $crate::jobs::Lease) -> $crate::error::Result<()> {
+                let done = sqlx::query(
+                    "UPDATE jobs SET state = 'queued', attempts = attempts - 1, \
+                     lease_owner = NULL, lease_until = NULL \
+                     WHERE id = $1 AND lease_token = $2 AND state = 'running' AND attempts > 0",
+                )
+                .bind(lease.job_id)
+                .bind(lease.token)
+                .execute(&self.pool)
+                .await
+                .map_err(self.fail("releasing a job"))?;
+                if done.rows_affected() == 1 {
+                    return Ok(());
+                }
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err($crate::error::db("reading a job"))?;
+                Err(Self::lease_lost_on(&mut *conn, lease).await)
+            }
+
+            async fn job(&self, id: i64) -> $crate::error::Result<Option<$crate::jobs::Job>> {
+                use $crate::backend::jobs::JOB_COLUMNS;
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+                )))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::error::db("reading a job"))?;
+                row.as_ref().map(Self::job_from_row).transpose()
+            }
+
+            async fn jobs(
+                &self,
+                filter: &$crate::jobs::JobFilter,
+                limit: u32,
+            ) -> $crate::error::Result<Vec<$crate::jobs::Job>> {
+                use $crate::backend::jobs::JOB_COLUMNS;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs \
+                     WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR serial_key = $2) \
+                     ORDER BY id DESC LIMIT $3"
+                )))
+                .bind(filter.state.map(|s| s.as_str()))
+                .bind(filter.serial_key.as_deref())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::error::db("listing jobs"))?;
+                rows.iter().map(Self::job_from_row).collect()
+            }
+
+            async fn queue_depth(&self) -> $crate::error::Result<$crate::jobs::QueueDepth> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT state, COUNT(*) FROM jobs \
+                     WHERE state IN ('queued', 'running', 'dead') GROUP BY state",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::error::db("counting jobs"))?;
+                let mut depth = $crate::jobs::QueueDepth::default();
+                for (state, n) in rows {
+                    let n = n.max(0) as u64;
+                    match state.as_str() {
+                        "queued" => depth.queued = n,
+                        "running" => depth.running = n,
+                        _ => depth.dead = n,
+                    }
+                }
+                Ok(depth)
+            }
+
+            async fn delivery(
+                &self,
+                delivery_id: &str,
+            ) -> $crate::error::Result<Option<$crate::jobs::DeliveryRecord>> {
+                let row: Option<(String, String, Option<String>, i64, i64)> = sqlx::query_as(
+                    "SELECT delivery_id, event, action, CAST(jobs AS BIGINT), received_at \
+                     FROM webhook_deliveries WHERE delivery_id = $1",
+                )
+                .bind(delivery_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::error::db("reading a webhook delivery"))?;
+                Ok(row.map(|(delivery_id, event, action, jobs, received_at)| {
+                    $crate::jobs::DeliveryRecord {
+                        delivery_id,
+                        event,
+                        action,
+                        jobs: jobs.max(0) as u32,
+                        received_at,
+                    }
+                }))
+            }
+        }
+
+        impl $crate::tokens::TokenStore for $ty {
+            async fn create_token(
+                &self,
+                scope: $crate::tokens::Scope,
+                name: &str,
+            ) -> $crate::error::Result<$crate::tokens::IssuedToken> {
+                let (id, secret) = $crate::tokens::generate()?;
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, secret_hash, scope, name, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&id)
+                .bind($crate::tokens::secret_hash(&secret).to_vec())
+                .bind(scope.as_str())
+                .bind(name)
+                .bind($crate::records::now_millis())
+                .execute(&self.pool)
+                .await
+                .map_err(self.fail("storing a token"))?;
+                Ok($crate::tokens::IssuedToken {
+                    token: $crate::tokens::format_token(&id, &secret),
+                    id,
+                    scope,
+                })
+            }
+
+            async fn verify_token(
+                &self,
+                token: &str,
+            ) -> $crate::error::Result<Option<$crate::tokens::Scope>> {
+                let Some((id, secret)) = $crate::tokens::split_token(token) else {
+                    return Ok(None);
+                };
+                let row: Option<(Vec<u8>, String)> = sqlx::query_as(
+                    "SELECT secret_hash, scope FROM api_tokens \
+                     WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::error::db("reading a token"))?;
+                let Some((stored, scope)) = row else {
+                    return Ok(None);
+                };
+                let presented = $crate::tokens::secret_hash(secret);
+                if !$crate::tokens::constant_time_eq(&stored, &presented) {
+                    return Ok(None);
+                }
+                $crate::tokens::Scope::parse(&scope)
+                    .map(Some)
+                    .ok_or_else(|| $crate::backend::bad_row("api_tokens", id, "scope", scope))
+            }
+
+            async fn revoke_token(&self, id: &str) -> $crate::error::Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind($crate::records::now_millis())
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(self.fail("revoking a token"))?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn tokens(&self) -> $crate::error::Result<Vec<$crate::tokens::TokenRecord>> {
+                let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
+                    "SELECT id, scope, name, created_at, revoked_at FROM api_tokens \
+                     ORDER BY created_at, id",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::error::db("listing tokens"))?;
+                rows.into_iter()
+                    .map(|(id, scope, name, created_at, revoked_at)| {
+                        let parsed = $crate::tokens::Scope::parse(&scope).ok_or_else(|| {
+                            $crate::backend::bad_row("api_tokens", &id, "scope", scope.clone())
+                        })?;
+                        Ok($crate::tokens::TokenRecord {
+                            id,
+                            scope: parsed,
+                            name,
+                            created_at,
+                            revoked_at,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
+pub(crate) use impl_jobs;

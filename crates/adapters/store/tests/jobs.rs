@@ -1,0 +1,343 @@
+//! The job queue and token suite, written once over the traits and run against SQLite and
+//! PostgreSQL (DESIGN.md §6: one trait, two implementations, the same suite).
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_store::{
+    Backoff, DeliveryRecord, EventRecord, JobFilter, JobQueue, JobState, LeafInput, NewJob, Scope,
+    Store, StoreError, TokenStore, Transaction, now_millis,
+};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn delivery(id: &str, jobs: u32) -> DeliveryRecord {
+    DeliveryRecord {
+        delivery_id: id.into(),
+        event: "pull_request".into(),
+        action: Some("opened".into()),
+        jobs,
+        received_at: now_millis(),
+    }
+}
+
+fn event(key: &str) -> EventRecord {
+    EventRecord::new(key, "webhook.pull_request", json!({"delivery": "x"}))
+}
+
+async fn enqueue<S: Store + JobQueue>(store: &S, key: &str, head: &str) -> i64 {
+    let mut tx = Transaction::new();
+    tx.enqueue(NewJob::new("pr.pipeline", key, json!({"head": head})).superseding(head));
+    store.commit(tx).await.unwrap().job_ids[0]
+}
+
+async fn redelivery_is_refused_whole<S: Store + JobQueue>(store: &S) {
+    let mut tx = Transaction::new();
+    tx.record_delivery(delivery("d-1", 1))
+        .append_event(event("o/r#1"), None)
+        .enqueue(NewJob::new("pr.pipeline", "o/r#1", json!({})).superseding("aaa"));
+    let done = store.commit(tx.clone()).await.unwrap();
+    assert_eq!(done.job_ids.len(), 1);
+    let err = store.commit(tx).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Duplicate { key, .. } if key == "d-1"),
+        "{err}"
+    );
+    // Nothing of the second transaction was written: one job, one event.
+    assert_eq!(
+        store.jobs(&JobFilter::default(), 10).await.unwrap().len(),
+        1
+    );
+    assert_eq!(store.events(Some("o/r#1"), 0, 10).await.unwrap().len(), 1);
+    let d = store.delivery("d-1").await.unwrap().unwrap();
+    assert_eq!((d.event.as_str(), d.jobs), ("pull_request", 1));
+    let job = store.job(done.job_ids[0]).await.unwrap().unwrap();
+    assert_eq!(job.delivery_id.as_deref(), Some("d-1"));
+    assert_eq!(job.state, JobState::Queued);
+}
+
+async fn one_job_per_key_at_a_time_oldest_first<S: Store + JobQueue>(store: &S) {
+    let a1 = enqueue(store, "o/r#1", "h1").await;
+    let mut tx = Transaction::new();
+    tx.enqueue(NewJob::new("pr.command", "o/r#1", json!({"cmd": "help"})));
+    let a2 = store.commit(tx).await.unwrap().job_ids[0];
+    let b1 = enqueue(store, "o/r#2", "h1").await;
+
+    let first = store.claim("w1", LEASE).await.unwrap().unwrap();
+    assert_eq!(first.job.id, a1);
+    assert_eq!(first.job.state, JobState::Running);
+    assert_eq!(first.job.attempts, 1);
+    let second = store.claim("w2", LEASE).await.unwrap().unwrap();
+    assert_eq!(second.job.id, b1, "a2 waits for a1 of the same key");
+    assert!(store.claim("w3", LEASE).await.unwrap().is_none());
+
+    let mut tx = Transaction::new();
+    tx.complete_job(first.lease);
+    store.commit(tx).await.unwrap();
+    let third = store.claim("w3", LEASE).await.unwrap().unwrap();
+    assert_eq!(third.job.id, a2);
+    let depth = store.queue_depth().await.unwrap();
+    assert_eq!((depth.queued, depth.running, depth.dead), (0, 2, 0));
+    let done = store.job(a1).await.unwrap().unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    assert!(done.finished_at.is_some());
+}
+
+async fn an_expired_lease_moves_the_job_and_fences_the_old_worker<S: Store + JobQueue>(store: &S) {
+    let id = enqueue(store, "o/r#3", "h1").await;
+    let old = store
+        .claim("dead-worker", Duration::from_millis(50))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store.claim("w2", LEASE).await.unwrap().is_none(),
+        "lease held"
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let new = store.claim("w2", LEASE).await.unwrap().unwrap();
+    assert_eq!(new.job.id, id);
+    assert_eq!(new.lease.token, old.lease.token + 1);
+    assert_eq!(new.job.attempts, 2);
+    assert_eq!(new.job.lease_owner.as_deref(), Some("w2"));
+
+    let err = store.heartbeat(old.lease, LEASE).await.unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
+    assert!(err.to_string().contains("claimed again"), "{err}");
+    // The old worker's completion, with its evidence, writes nothing.
+    let mut tx = Transaction::new();
+    tx.append_event(event("o/r#3"), None)
+        .complete_job(old.lease);
+    let err = store.commit(tx).await.unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
+    assert!(store.events(Some("o/r#3"), 0, 10).await.unwrap().is_empty());
+
+    store.heartbeat(new.lease, LEASE).await.unwrap();
+    let mut tx = Transaction::new();
+    let leaf = tx.append_leaf(LeafInput {
+        entry: [7; 32],
+        envelope_digest: None,
+    });
+    tx.append_event(event("o/r#3"), Some(leaf))
+        .complete_job(new.lease);
+    let done = store.commit(tx).await.unwrap();
+    assert_eq!(done.event_ids.len(), 1);
+    assert_eq!(
+        store.job(id).await.unwrap().unwrap().state,
+        JobState::Succeeded
+    );
+    // A second completion of the same lease is refused: a job completes once.
+    let mut tx = Transaction::new();
+    tx.complete_job(new.lease);
+    assert!(matches!(
+        store.commit(tx).await.unwrap_err(),
+        StoreError::LeaseLost { .. }
+    ));
+}
+
+async fn failures_back_off_then_go_dead<S: Store + JobQueue>(store: &S) {
+    let mut tx = Transaction::new();
+    let mut job = NewJob::new("pr.pipeline", "o/r#4", json!({}));
+    job.max_attempts = 2;
+    tx.enqueue(job);
+    let id = store.commit(tx).await.unwrap().job_ids[0];
+    let policy = Backoff {
+        base: Duration::from_millis(150),
+        max: Duration::from_secs(1),
+    };
+    let c = store.claim("w", LEASE).await.unwrap().unwrap();
+    assert_eq!(
+        store.fail(c.lease, "engine crashed", policy).await.unwrap(),
+        JobState::Queued
+    );
+    let j = store.job(id).await.unwrap().unwrap();
+    assert_eq!(j.last_error.as_deref(), Some("engine crashed"));
+    assert!(j.run_at >= now_millis() + 50, "backoff applies");
+    assert!(
+        store.claim("w", LEASE).await.unwrap().is_none(),
+        "not due yet"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = store.claim("w", LEASE).await.unwrap().unwrap();
+    assert_eq!(c.job.attempts, 2);
+    assert_eq!(
+        store.fail(c.lease, "again", policy).await.unwrap(),
+        JobState::Dead
+    );
+    let j = store.job(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Dead);
+    assert_eq!(j.reason.as_deref(), Some("failed 2 of 2 attempts"));
+    assert_eq!(store.queue_depth().await.unwrap().dead, 1);
+    assert!(store.claim("w", LEASE).await.unwrap().is_none());
+
+    // A lease that expires on the last attempt is dead-lettered, not run a third time.
+    let mut tx = Transaction::new();
+    let mut job = NewJob::new("pr.pipeline", "o/r#5", json!({}));
+    job.max_attempts = 1;
+    tx.enqueue(job);
+    let id = store.commit(tx).await.unwrap().job_ids[0];
+    store
+        .claim("w", Duration::from_millis(20))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(store.claim("w", LEASE).await.unwrap().is_none());
+    let j = store.job(id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Dead);
+    assert!(j.reason.unwrap().contains("lease expired"));
+}
+
+async fn a_newer_head_supersedes_queued_and_running_jobs<S: Store + JobQueue>(store: &S) {
+    let running = enqueue(store, "o/r#6", "old").await;
+    let queued = {
+        let mut tx = Transaction::new();
+        tx.enqueue(NewJob::new("pr.command", "o/r#6", json!({})).superseding("old"));
+        store.commit(tx).await.unwrap().job_ids[0]
+    };
+    let other_pr = enqueue(store, "o/r#7", "old").await;
+    let held = store.claim("w", LEASE).await.unwrap().unwrap();
+    assert_eq!(held.job.id, running);
+
+    let mut tx = Transaction::new();
+    tx.enqueue(NewJob::new("pr.pipeline", "o/r#6", json!({})).superseding("new"));
+    let done = store.commit(tx).await.unwrap();
+    let mut cancelled = done.cancelled_jobs.clone();
+    cancelled.sort();
+    assert_eq!(cancelled, vec![running, queued]);
+    for id in [running, queued] {
+        let j = store.job(id).await.unwrap().unwrap();
+        assert_eq!(j.state, JobState::Cancelled);
+        assert_eq!(j.reason.as_deref(), Some("superseded by a newer head new"));
+    }
+    assert_eq!(
+        store.job(other_pr).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    let err = store.heartbeat(held.lease, LEASE).await.unwrap_err();
+    assert!(err.to_string().contains("superseded"), "{err}");
+    // Next up: the other PR's job, then the new head's.
+    let next = store.claim("w", LEASE).await.unwrap().unwrap();
+    assert_eq!(next.job.id, other_pr);
+    let next = store.claim("w", LEASE).await.unwrap().unwrap();
+    assert_eq!(next.job.id, done.job_ids[0]);
+    assert_eq!(next.job.head_sha.as_deref(), Some("new"));
+}
+
+async fn a_released_job_is_not_charged_an_attempt<S: Store + JobQueue>(store: &S) {
+    let id = enqueue(store, "o/r#8", "h").await;
+    let c = store.claim("w", LEASE).await.unwrap().unwrap();
+    store.release(c.lease).await.unwrap();
+    let j = store.job(id).await.unwrap().unwrap();
+    assert_eq!((j.state, j.attempts), (JobState::Queued, 0));
+    let c2 = store.claim("w2", LEASE).await.unwrap().unwrap();
+    assert_eq!((c2.job.id, c2.job.attempts), (id, 1));
+    assert!(store.release(c.lease).await.is_err(), "stale lease");
+}
+
+async fn concurrent_workers_complete_every_job_once<S: Store + JobQueue + Clone>(store: &S) {
+    const JOBS: usize = 120;
+    for chunk in (0..JOBS).collect::<Vec<_>>().chunks(40) {
+        let mut tx = Transaction::new();
+        for i in chunk {
+            // Three jobs per key: serialisation and skipping both get exercised.
+            tx.enqueue(NewJob::new(
+                "bench",
+                &format!("k{}", i / 3),
+                json!({"i": i}),
+            ));
+        }
+        store.commit(tx).await.unwrap();
+    }
+    let completed: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+    let running: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let store = store.clone();
+        let completed = completed.clone();
+        let running = running.clone();
+        workers.push(tokio::spawn(async move {
+            let mut idle = 0;
+            while idle < 20 {
+                let Some(c) = store.claim(&format!("w{w}"), LEASE).await.unwrap() else {
+                    idle += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                idle = 0;
+                let clash = running
+                    .lock()
+                    .unwrap()
+                    .insert(c.job.serial_key.clone(), c.job.id);
+                assert!(clash.is_none(), "two jobs of one key ran at once");
+                tokio::task::yield_now().await;
+                running.lock().unwrap().remove(&c.job.serial_key);
+                let mut tx = Transaction::new();
+                tx.complete_job(c.lease);
+                store.commit(tx).await.unwrap();
+                *completed.lock().unwrap().entry(c.job.id).or_default() += 1;
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    let completed = completed.lock().unwrap().clone();
+    assert_eq!(completed.len(), JOBS);
+    assert!(completed.values().all(|&n| n == 1));
+    let succeeded = store
+        .jobs(
+            &JobFilter {
+                state: Some(JobState::Succeeded),
+                serial_key: None,
+            },
+            1000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(succeeded.len(), JOBS);
+}
+
+async fn tokens_are_stored_hashed_and_checked<S: Store + TokenStore>(store: &S) {
+    let read = store.create_token(Scope::Read, "dashboard").await.unwrap();
+    let admin = store.create_token(Scope::Admin, "ops").await.unwrap();
+    assert!(!format!("{read:?}").contains(&read.token[20..]));
+    assert_eq!(
+        store.verify_token(&read.token).await.unwrap(),
+        Some(Scope::Read)
+    );
+    assert_eq!(
+        store.verify_token(&admin.token).await.unwrap(),
+        Some(Scope::Admin)
+    );
+    // Same id, another secret of the right shape.
+    let mut forged = read.token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(store.verify_token(&forged).await.unwrap(), None);
+    assert_eq!(store.verify_token("Bearer nonsense").await.unwrap(), None);
+    assert!(store.revoke_token(&read.id).await.unwrap());
+    assert_eq!(store.verify_token(&read.token).await.unwrap(), None);
+    let listed = store.tokens().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.id == read.id && t.revoked_at.is_some())
+    );
+}
+
+both_backends!(
+    redelivery_is_refused_whole,
+    one_job_per_key_at_a_time_oldest_first,
+    an_expired_lease_moves_the_job_and_fences_the_old_worker,
+    failures_back_off_then_go_dead,
+    a_newer_head_supersedes_queued_and_running_jobs,
+    a_released_job_is_not_charged_an_attempt,
+    concurrent_workers_complete_every_job_once,
+    tokens_are_stored_hashed_and_checked,
+);

@@ -1,0 +1,312 @@
+//! `sluice serve` (the control plane: webhooks, job queue, workers, API, metrics) and
+//! `sluice token` (bearer tokens for its API).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use sluice_server::config::{ServerSection, server_section};
+use sluice_server::{ServeArgs as ServerArgs, ServerConfig};
+use sluice_store::{Scope, TokenStore as _};
+
+use crate::cmd_evidence::StoreArgs;
+use crate::exit;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8080 or 0.0.0.0:8080 (port 0 picks a free port;
+    /// the bound address is printed) [default: server.listen in sluice.yaml, else
+    /// 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The platform repository: a local path (read in place) or a git URL (mirrored under
+    /// ./.sluice/repo.git and fetched when a job needs a commit).
+    #[arg(long, value_name = "PATH|URL")]
+    pub repo: String,
+    /// Jobs run at once by this process [default: server.workers, else 2].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Make a bearer token for the API; printed alone on the last line, once (only its hash
+    /// is stored).
+    Create(TokenCreateArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ScopeArg {
+    Read,
+    Admin,
+}
+
+#[derive(Args)]
+pub struct TokenCreateArgs {
+    #[arg(long, value_enum)]
+    pub scope: ScopeArg,
+    /// The repository whose store keeps the token (REPO/.sluice/sluice.db unless
+    /// --database-url).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub repo: PathBuf,
+    /// A name to recognise the token by.
+    #[arg(long, default_value = "api")]
+    pub name: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: starting the runtime: {e}");
+            exit::INTERNAL
+        })
+}
+
+pub fn run_serve(a: ServeArgs) -> i32 {
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: the working directory: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    let args = ServerArgs {
+        listen: a.listen,
+        repo: a.repo,
+        database_url: a.store.database_url,
+        evidence_key: a.store.evidence_key,
+        workers: a.workers,
+    };
+    // The `server:` section, from the repository's sluice.yaml when it is a local checkout.
+    let section = match sluice_server::repo::RepoSource::parse(&args.repo, &cwd) {
+        Ok(sluice_server::repo::RepoSource::Local(path)) => {
+            let file = path.join("sluice.yaml");
+            match std::fs::read_to_string(&file) {
+                Ok(text) => match server_section(&file.display().to_string(), &text) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return exit::USAGE;
+                    }
+                },
+                Err(_) => ServerSection::default(),
+            }
+        }
+        _ => ServerSection::default(),
+    };
+    let config = match ServerConfig::resolve(&args, &section, |k| std::env::var(k).ok(), &cwd) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    if config.webhook_secret.is_none() {
+        eprintln!(
+            "warning: {} is not set: every webhook will be refused (401)",
+            sluice_server::config::WEBHOOK_SECRET_ENV
+        );
+    }
+    sluice_server::init_logging();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(sluice_server::serve(config, sluice_server::termination())) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::serve(&e)
+        }
+    }
+}
+
+pub fn run_token(c: TokenCommand) -> i32 {
+    let TokenCommand::Create(a) = c;
+    let scope = match a.scope {
+        ScopeArg::Read => Scope::Read,
+        ScopeArg::Admin => Scope::Admin,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let options = a.store.options(&a.repo, false);
+    let database = options.database_url.clone().unwrap_or_else(|| {
+        a.repo
+            .join(sluice_store::DEFAULT_DATABASE)
+            .display()
+            .to_string()
+    });
+    let result = rt.block_on(async {
+        let store = sluice_store::open(&database).await?;
+        store.create_token(scope, &a.name).await
+    });
+    match result {
+        Ok(issued) => {
+            println!(
+                "created {} token {} ({}); it is shown once, store it now:",
+                issued.scope.as_str(),
+                issued.id,
+                a.name
+            );
+            println!("{}", issued.token);
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::evidence(&sluice_recorder::evidence::EvidenceError::Store(e))
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchBackend {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+impl BenchBackend {
+    fn sqlite(self) -> bool {
+        matches!(self, BenchBackend::Sqlite | BenchBackend::Both)
+    }
+
+    fn postgres(self) -> bool {
+        matches!(self, BenchBackend::Postgres | BenchBackend::Both)
+    }
+}
+
+#[derive(Args)]
+pub struct BenchWebhookArgs {
+    /// Requests per second.
+    #[arg(long, default_value_t = 200)]
+    pub rate: u32,
+    /// How long to send.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u32,
+    #[arg(long, value_enum, default_value = "both")]
+    pub backend: BenchBackend,
+    /// The PostgreSQL server (a scratch schema is made and dropped).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub postgres_url: String,
+}
+
+#[derive(Args)]
+pub struct BenchQueueArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub jobs: u64,
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    #[arg(long, value_enum, default_value = "both")]
+    pub backend: BenchBackend,
+    /// The PostgreSQL server (a scratch schema is made and dropped).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub postgres_url: String,
+}
+
+pub fn run_bench_queue(a: BenchQueueArgs) -> i32 {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let mut code = exit::OK;
+    if a.backend.sqlite() {
+        match rt.block_on(sluice_store::queue_bench::sqlite_scratch(
+            &std::env::temp_dir(),
+            a.jobs,
+            a.workers,
+        )) {
+            Ok(f) => print!("{}", f.text()),
+            Err(e) => {
+                eprintln!("error: sqlite: {e}");
+                code = exit::INTERNAL;
+            }
+        }
+    }
+    if a.backend.postgres() {
+        match rt.block_on(sluice_store::queue_bench::postgres_scratch(
+            &a.postgres_url,
+            a.jobs,
+            a.workers,
+        )) {
+            Ok(f) => print!("{}", f.text()),
+            Err(e) => {
+                eprintln!("error: postgres: {e}");
+                code = exit::INTERNAL;
+            }
+        }
+    }
+    code
+}
+
+pub fn run_bench_webhook(a: BenchWebhookArgs) -> i32 {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: locating this sluice binary: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    if a.rate == 0 || a.seconds == 0 {
+        eprintln!("error: --rate and --seconds must be greater than 0");
+        return exit::USAGE;
+    }
+    let scratch = std::env::temp_dir().join(format!("sluice-webhook-bench-{}", std::process::id()));
+    let mut code = exit::OK;
+    let mut runs: Vec<(&str, Option<String>)> = Vec::new();
+    if a.backend.sqlite() {
+        runs.push(("sqlite", None));
+    }
+    if a.backend.postgres() {
+        runs.push(("postgres", Some(a.postgres_url.clone())));
+    }
+    for (backend, url) in runs {
+        let dir = scratch.join(backend);
+        let result = rt.block_on(async {
+            let (schema, scoped) = match &url {
+                Some(url) => {
+                    let (schema, scoped) = sluice_store::queue_bench::create_scratch_schema(
+                        url,
+                        "sluice_webhook_bench",
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    (Some(schema), Some(scoped))
+                }
+                None => (None, None),
+            };
+            let figures = sluice_server::bench::bench_webhook(
+                &exe,
+                &dir,
+                scoped.as_deref(),
+                backend,
+                a.rate,
+                a.seconds,
+            )
+            .await;
+            if let (Some(url), Some(schema)) = (&url, &schema) {
+                let _ = sluice_store::queue_bench::drop_scratch_schema(url, schema).await;
+            }
+            figures
+        });
+        match result {
+            Ok(f) => print!("{}", f.text()),
+            Err(e) => {
+                eprintln!("error: {backend}: {e}");
+                code = exit::INTERNAL;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    code
+}

@@ -1,0 +1,286 @@
+//! `sluice serve` as processes: two replicas on one PostgreSQL schema, one SIGKILLed by pid
+//! while it runs jobs; the other finishes them once the leases expire, no job is lost and none
+//! completes twice, and the evidence audit passes. Also `sluice token create` and a graceful
+//! SIGTERM. Bounded in jobs (12) and time (about 30 s at most).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr as _;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sluice_testkit::postgres::PsqlSchema;
+use sluice_testkit::{Exit, R, org_repo_with, plain_stack, sluice, sluice_bin};
+use sqlx::ConnectOptions as _;
+
+const SECRET: &str = "ha-test-secret";
+const PRS: u64 = 12;
+
+struct Replica {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(repo: &Path, url: &str, key: &Path, logs: &Path) -> Replica {
+    let mut child = Command::new(sluice_bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--repo",
+        ])
+        .arg(repo)
+        .args(["--database-url", url, "--evidence-key"])
+        .arg(key)
+        .env("SLUICE_GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(logs).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("sluice serve listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}; logs in {}", logs.display()))
+        .to_string();
+    Replica { child, base }
+}
+
+fn sign(body: &[u8]) -> String {
+    sluice_vcs::WebhookSecret::new(SECRET).unwrap().sign(body)
+}
+
+fn payload(pr: u64, base: &str, head: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "action": "opened",
+        "number": pr,
+        "pull_request": {
+            "number": pr, "title": "t", "user": {"login": "dev"}, "draft": false,
+            "head": {"ref": format!("pr-{pr}"), "sha": head, "repo": {"full_name": "acme/platform"}},
+            "base": {"ref": "main", "sha": base, "repo": {"full_name": "acme/platform"}}
+        },
+        "repository": {"full_name": "acme/platform", "default_branch": "main"},
+        "sender": {"login": "dev"}
+    }))
+    .unwrap()
+}
+
+async fn jobs(pg: &sqlx::postgres::PgConnectOptions) -> Vec<(i64, String, i32, Option<String>)> {
+    let mut conn = pg.connect().await.unwrap();
+    sqlx::query_as("SELECT id, state, attempts, lease_owner FROM jobs ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replicas_jobs_are_finished_by_the_other_once() {
+    let Some(schema) = PsqlSchema::create() else {
+        return;
+    };
+    let url = schema.database_url();
+    let pg = sqlx::postgres::PgConnectOptions::from_str(&sluice_testkit::postgres::url())
+        .unwrap()
+        .options([("search_path", schema.name())]);
+
+    // An org whose leases expire fast, and one PR per branch so jobs run side by side.
+    let repo = org_repo_with("");
+    let yaml = repo.read("sluice.yaml");
+    repo.write(
+        "sluice.yaml",
+        format!("{yaml}server:\n  lease_seconds: 2\n  poll_ms: 50\n  backoff_base_ms: 100\n"),
+    );
+    repo.write(&format!("{R}/net/terragrunt.hcl"), plain_stack("a = 1"));
+    let base = repo.commit("base");
+    let heads: Vec<String> = (1..=PRS)
+        .map(|i| {
+            repo.git(&["checkout", "-q", "-B", &format!("pr-{i}"), &base]);
+            repo.write(
+                &format!("{R}/net/terragrunt.hcl"),
+                plain_stack(&format!("a = {}", i + 1)),
+            );
+            repo.commit(&format!("pr {i}"))
+        })
+        .collect();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("evidence.pem");
+    std::fs::write(
+        &key,
+        sluice_evidence::keys::EvidenceKey::from_seed(&[9; 32])
+            .to_pkcs8_pem()
+            .as_bytes(),
+    )
+    .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+
+    let a = start(repo.path(), &url, &key, &logs.path().join("a.log"));
+    let mut b = start(repo.path(), &url, &key, &logs.path().join("b.log"));
+    let client = reqwest::Client::new();
+    for (i, head) in heads.iter().enumerate() {
+        let body = payload(i as u64 + 1, &base, head);
+        let resp = client
+            .post(format!("{}/webhooks/github", a.base))
+            .header("x-github-event", "pull_request")
+            .header("x-github-delivery", format!("ha-{i}"))
+            .header("x-hub-signature-256", sign(&body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+    }
+
+    // Kill A (by pid, SIGKILL) the moment it holds a running job.
+    let a_pid = a.child.id();
+    let owner = format!(":{a_pid}/");
+    let start_wait = Instant::now();
+    let held = loop {
+        let rows = jobs(&pg).await;
+        if let Some(j) = rows
+            .iter()
+            .find(|j| j.1 == "running" && j.3.as_deref().is_some_and(|o| o.contains(&owner)))
+        {
+            break j.0;
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(20),
+            "replica A never ran a job: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // SAFETY: kill(2) on the pid of a child this test spawned.
+    assert_eq!(unsafe { libc::kill(a_pid as i32, libc::SIGKILL) }, 0);
+    drop(a);
+
+    // B finishes everything, A's held job after its lease expired.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = loop {
+        let rows = jobs(&pg).await;
+        if rows.iter().all(|j| j.1 == "succeeded") {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "jobs not finished: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(rows.len() as u64, PRS, "no job lost");
+    let taken_over = rows.iter().find(|j| j.0 == held).unwrap();
+    assert!(
+        taken_over.2 >= 2 || !taken_over.3.as_deref().unwrap().contains(&owner),
+        "the killed replica's job was finished by the other: {taken_over:?}"
+    );
+    // Completed once: one job.succeeded event per job.
+    let mut conn = pg.connect().await.unwrap();
+    let per_job: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT payload::json ->> 'job', COUNT(*) FROM events WHERE kind = 'job.succeeded' \
+         GROUP BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(per_job.len() as u64, PRS, "{per_job:?}");
+    assert!(per_job.iter().all(|(_, n)| *n == 1), "{per_job:?}");
+    let changes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM changes")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(changes as u64, PRS, "one change per PR head");
+
+    // The evidence log is whole.
+    let audit = sluice(&[
+        "evidence",
+        "audit",
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "--database-url",
+        &url,
+        "--evidence-key",
+        key.to_str().unwrap(),
+    ]);
+    audit.expect_code(Exit::OK);
+
+    // A token made with the CLI reads B's API.
+    let made = sluice(&[
+        "token",
+        "create",
+        "--scope",
+        "read",
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "--database-url",
+        &url,
+    ]);
+    made.expect_code(Exit::OK);
+    let token = made.stdout.lines().last().unwrap().to_string();
+    assert!(token.starts_with("sluice_"), "{}", made.stdout);
+    let listed: Value = client
+        .get(format!("{}/api/v1/jobs", b.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len() as u64, PRS);
+
+    // SIGTERM: B stops gracefully and exits 0.
+    // SAFETY: kill(2) on the pid of a child this test spawned.
+    assert_eq!(unsafe { libc::kill(b.child.id() as i32, libc::SIGTERM) }, 0);
+    let until = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = b.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "replica B did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let log_b = std::fs::read_to_string(logs.path().join("b.log")).unwrap();
+    // Structured logs: JSON lines carrying the correlation id of what was recorded.
+    let recorded = log_b
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "change recorded")
+        .expect("a JSON log line for a recorded change");
+    assert!(
+        recorded["fields"]["correlation_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("test#"),
+        "{recorded}"
+    );
+    let _: PathBuf = key;
+}
+
+#[test]
+fn serve_refuses_a_bad_listen_address_and_server_section() {
+    let repo = org_repo_with("");
+    let yaml = repo.read("sluice.yaml");
+    let out = sluice(&[
+        "serve",
+        "--listen",
+        "nowhere",
+        "--repo",
+        repo.path().to_str().unwrap(),
+    ]);
+    out.expect_code(Exit::USAGE);
+    assert!(out.stderr.contains("--listen"), "{}", out.stderr);
+    repo.write("sluice.yaml", format!("{yaml}server:\n  workerz: 2\n"));
+    let out = sluice(&["serve", "--repo", repo.path().to_str().unwrap()]);
+    out.expect_code(Exit::USAGE);
+    assert!(out.stderr.contains("workerz"), "{}", out.stderr);
+}

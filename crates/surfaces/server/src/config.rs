@@ -1,0 +1,245 @@
+//! `sluice serve`'s configuration: command-line flags over the `server:` section of the platform
+//! repository's `sluice.yaml` over defaults; secrets only from the environment
+//! (`SLUICE_GITHUB_WEBHOOK_SECRET`), never from a file in the repository.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sluice_store::Backoff;
+use sluice_vcs::WebhookSecret;
+
+use crate::repo::RepoSource;
+
+/// The environment variable holding the webhook secret shared with GitHub.
+pub const WEBHOOK_SECRET_ENV: &str = "SLUICE_GITHUB_WEBHOOK_SECRET";
+
+/// The `server:` section of `sluice.yaml` (every key optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// `ADDR:PORT` to listen on (the `--listen` flag wins).
+    pub listen: Option<String>,
+    /// `postgres://…` for several replicas; default the embedded SQLite store.
+    pub database_url: Option<String>,
+    /// Jobs run at once by this process (0: webhooks and API only).
+    pub workers: Option<usize>,
+    /// How long a claimed job stays with its worker without a heartbeat.
+    pub lease_seconds: Option<u64>,
+    /// How often an idle worker looks for a job.
+    pub poll_ms: Option<u64>,
+    /// Attempts before a job is dead-lettered.
+    pub max_attempts: Option<u32>,
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_max_seconds: Option<u64>,
+    /// Largest webhook body accepted (GitHub sends at most 25 MB).
+    pub max_body_bytes: Option<usize>,
+    /// How long a shutdown waits for running jobs before releasing them.
+    pub shutdown_grace_seconds: Option<u64>,
+}
+
+/// What `sluice serve` was told on its command line.
+#[derive(Debug, Clone, Default)]
+pub struct ServeArgs {
+    pub listen: Option<String>,
+    pub repo: String,
+    pub database_url: Option<String>,
+    pub evidence_key: Option<PathBuf>,
+    pub workers: Option<usize>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub repo: RepoSource,
+    /// Holds `.sluice/` (the embedded store, blobs, a mirror of a remote repository).
+    pub state_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub evidence_key: Option<PathBuf>,
+    /// `None`: every webhook is refused with 401 (nothing can be verified).
+    pub webhook_secret: Option<WebhookSecret>,
+    pub workers: usize,
+    pub lease: Duration,
+    pub poll: Duration,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+    /// This process's name in job leases: `host:pid`.
+    pub replica: String,
+}
+
+/// A configuration problem, naming where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    SluiceYaml(Vec<sluice_org::config::ConfigError>),
+}
+
+impl ServerConfig {
+    /// Flags over `sluice.yaml`'s `server:` section over defaults; the webhook secret from
+    /// `env(WEBHOOK_SECRET_ENV)`.
+    pub fn resolve(
+        args: &ServeArgs,
+        section: &ServerSection,
+        env: impl Fn(&str) -> Option<String>,
+        cwd: &Path,
+    ) -> Result<ServerConfig, ConfigError> {
+        let invalid = ConfigError::Invalid;
+        let listen_text = args
+            .listen
+            .clone()
+            .or_else(|| section.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|e| {
+            invalid(format!(
+                "--listen {listen_text:?}: expected ADDR:PORT such as 127.0.0.1:8080 ({e})"
+            ))
+        })?;
+        let repo = RepoSource::parse(&args.repo, cwd).map_err(invalid)?;
+        let state_dir = match &repo {
+            RepoSource::Local(path) => path.clone(),
+            RepoSource::Remote(_) => cwd.to_path_buf(),
+        };
+        let webhook_secret = match env(WEBHOOK_SECRET_ENV).filter(|s| !s.is_empty()) {
+            Some(s) => Some(WebhookSecret::new(s).map_err(|e| invalid(e.to_string()))?),
+            None => None,
+        };
+        let positive = |v: Option<u64>, name: &str, default: u64| -> Result<u64, ConfigError> {
+            match v {
+                Some(0) => Err(invalid(format!(
+                    "sluice.yaml: server.{name} must be greater than 0"
+                ))),
+                Some(v) => Ok(v),
+                None => Ok(default),
+            }
+        };
+        // 0 workers: a replica that only takes webhooks and answers the API.
+        let workers = args.workers.or(section.workers).unwrap_or(2);
+        let lease = Duration::from_secs(positive(section.lease_seconds, "lease_seconds", 60)?);
+        let max_attempts = positive(section.max_attempts.map(u64::from), "max_attempts", 5)? as u32;
+        Ok(ServerConfig {
+            listen,
+            repo,
+            state_dir,
+            database_url: args
+                .database_url
+                .clone()
+                .or_else(|| section.database_url.clone())
+                .or_else(|| env("SLUICE_DATABASE_URL")),
+            evidence_key: args
+                .evidence_key
+                .clone()
+                .or_else(|| env("SLUICE_EVIDENCE_KEY").map(PathBuf::from)),
+            webhook_secret,
+            workers,
+            lease,
+            poll: Duration::from_millis(positive(section.poll_ms, "poll_ms", 200)?),
+            max_attempts,
+            backoff: Backoff {
+                base: Duration::from_millis(positive(
+                    section.backoff_base_ms,
+                    "backoff_base_ms",
+                    2000,
+                )?),
+                max: Duration::from_secs(positive(
+                    section.backoff_max_seconds,
+                    "backoff_max_seconds",
+                    300,
+                )?),
+            },
+            max_body_bytes: positive(
+                section.max_body_bytes.map(|b| b as u64),
+                "max_body_bytes",
+                sluice_vcs::webhook::MAX_BODY_BYTES as u64,
+            )?
+            .min(sluice_vcs::webhook::MAX_BODY_BYTES as u64) as usize,
+            shutdown_grace: Duration::from_secs(positive(
+                section.shutdown_grace_seconds,
+                "shutdown_grace_seconds",
+                30,
+            )?),
+            replica: replica_name(),
+        })
+    }
+}
+
+/// `host:pid`: unique among live processes, readable in a job listing.
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// The `server:` section of `sluice.yaml` as `text` holds it (`file` names it in errors).
+pub fn server_section(file: &str, text: &str) -> Result<ServerSection, ConfigError> {
+    let config = sluice_org::config::load(file, text).map_err(ConfigError::SluiceYaml)?;
+    match config.sections.get("server") {
+        None | Some(serde_json::Value::Null) => Ok(ServerSection::default()),
+        Some(value) => serde_json::from_value(value.clone())
+            .map_err(|e| ConfigError::Invalid(format!("{file}: section `server`: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(server: &str) -> String {
+        format!(
+            "version: 1\norg: t\nenvironments:\n  dev: {{ order: 1 }}\nstacks:\n  root: live\n  layout: \"{{env}}/{{region}}/{{stack}}\"\n{server}"
+        )
+    }
+
+    #[test]
+    fn flags_win_over_the_section_and_secrets_come_from_env() {
+        let section = server_section(
+            "sluice.yaml",
+            &yaml("server:\n  listen: 0.0.0.0:9000\n  workers: 4\n  lease_seconds: 5\n"),
+        )
+        .unwrap();
+        assert_eq!(section.workers, Some(4));
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:0".into()),
+            repo: ".".into(),
+            ..Default::default()
+        };
+        let env = |k: &str| (k == WEBHOOK_SECRET_ENV).then(|| "s3cret".to_string());
+        let c = ServerConfig::resolve(&args, &section, env, Path::new("/tmp")).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:0");
+        assert_eq!((c.workers, c.lease), (4, Duration::from_secs(5)));
+        assert!(c.webhook_secret.is_some());
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let c = ServerConfig::resolve(&args, &section, |_| None, Path::new("/tmp")).unwrap();
+        assert!(c.webhook_secret.is_none());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = server_section("sluice.yaml", &yaml("server:\n  wrokers: 2\n")).unwrap_err();
+        assert!(err.to_string().contains("wrokers"), "{err}");
+        let section = ServerSection {
+            lease_seconds: Some(0),
+            ..Default::default()
+        };
+        let args = ServeArgs {
+            repo: ".".into(),
+            ..Default::default()
+        };
+        let err = ServerConfig::resolve(&args, &section, |_| None, Path::new("/tmp")).unwrap_err();
+        assert!(err.to_string().contains("server.lease_seconds"), "{err}");
+        let args = ServeArgs {
+            listen: Some("localhost".into()),
+            repo: ".".into(),
+            ..Default::default()
+        };
+        let err = ServerConfig::resolve(&args, &ServerSection::default(), |_| None, Path::new("/"))
+            .unwrap_err();
+        assert!(err.to_string().contains("--listen"), "{err}");
+    }
+}

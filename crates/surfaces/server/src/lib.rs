@@ -1,0 +1,230 @@
+//! `sluice serve` (DESIGN.md §4 surfaces: `server`, the only place HTTP statuses are chosen): one
+//! process that hears GitHub's webhooks, keeps a durable job queue in the store, runs the PR
+//! pipeline's stages as jobs, answers the read API and shows its control loops as metrics.
+//!
+//! - [`webhook`]: `/webhooks/github`, verified before parsing, each delivery written once with
+//!   its jobs in one transaction.
+//! - [`worker`]: claims jobs under leases, heartbeats, records each job's stages with its
+//!   completion in one transaction, retries with backoff, drops superseded results.
+//! - [`api`]: `/api/v1` with bearer tokens and its OpenAPI document; [`metrics`]: `/metrics`.
+//! - `/healthz` (the process answers) and `/readyz` (the store answers and its schema is
+//!   current).
+//! - [`serve`] binds, runs the workers, and on SIGTERM/SIGINT stops taking jobs, finishes or
+//!   releases the running ones within the grace period, and exits.
+//!
+//! Several replicas share one PostgreSQL store: claims skip each other's rows, and a replica
+//! that dies leaves its jobs to the others once their leases expire.
+
+pub mod api;
+pub mod bench;
+pub mod config;
+pub mod metrics;
+pub mod repo;
+pub mod webhook;
+pub mod worker;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use sluice_recorder::evidence::{EvidenceService, RecorderOptions};
+use sluice_store::{AnyStore, JobQueue as _, Store as _};
+use tokio::sync::watch;
+
+pub use config::{ServeArgs, ServerConfig, ServerSection};
+
+use crate::metrics::Metrics;
+use crate::repo::Revisions;
+
+/// What every handler and worker shares.
+pub struct App {
+    pub config: ServerConfig,
+    pub store: AnyStore,
+    pub evidence: EvidenceService,
+    pub metrics: Metrics,
+    pub revisions: Revisions,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("opening the store: {0}")]
+    Evidence(#[from] sluice_recorder::evidence::EvidenceError),
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl App {
+    /// Opens the store (migrating it) and the evidence key for `config`.
+    pub async fn open(config: ServerConfig) -> Result<App, ServeError> {
+        let options = RecorderOptions {
+            database_url: config.database_url.clone(),
+            key_file: config.evidence_key.clone(),
+            ..RecorderOptions::new(&config.state_dir)
+        }
+        .with_env_defaults();
+        let evidence = EvidenceService::open(&options).await?;
+        let revisions = Revisions::new(config.repo.clone(), &config.state_dir);
+        Ok(App {
+            store: evidence.store().clone(),
+            evidence,
+            metrics: Metrics::new(),
+            revisions,
+            config,
+        })
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match app.store.migrations_current().await {
+        Ok(true) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
+        Ok(false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(
+                json!({"ready": false, "reason": "the store's schema is behind this sluice"}),
+            ),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: store unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"ready": false, "reason": "the store is unreachable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
+    match app.store.queue_depth().await {
+        Ok(depth) => app.metrics.set_depth(depth),
+        Err(e) => tracing::warn!(error = %e, "metrics: queue depth unavailable"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        api::openapi_json(),
+    )
+        .into_response()
+}
+
+/// Every route of the server.
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.config.max_body_bytes;
+    let (api_routes, _) = api::router();
+    Router::new()
+        .route(
+            "/webhooks/github",
+            post(webhook::github).layer(DefaultBodyLimit::max(limit)),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler))
+        .route("/api/v1/openapi.json", get(openapi))
+        .nest("/api/v1", api_routes)
+        .with_state(app)
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Serves until `stop` resolves: binds, prints `sluice serve listening on http://ADDR` on
+/// stdout (the bound address, also for port 0), runs the workers, then shuts down gracefully.
+pub async fn serve(
+    config: ServerConfig,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let addr = config.listen;
+    let app = Arc::new(App::open(config).await?);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = listener.local_addr()?;
+    println!("sluice serve listening on http://{bound}");
+    run(listener, app, stop).await
+}
+
+/// Serves `app` on a bound `listener` with its workers until `stop` resolves; then stops
+/// taking jobs, lets running ones finish within the grace period (releasing the rest) and
+/// returns.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    tracing::info!(addr = %listener.local_addr()?, store = app.store.location(),
+        replica = %app.config.replica, workers = app.config.workers, "sluice serve started");
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let workers: Vec<_> = (0..app.config.workers)
+        .map(|i| tokio::spawn(worker::run(app.clone(), i, shutdown_rx.clone())))
+        .collect();
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stopped_tx.send(());
+    });
+    let shutdown = {
+        let shutdown_tx = shutdown_tx.clone();
+        async move {
+            let _ = stopped_rx.await;
+            tracing::info!("shutting down: no new jobs; finishing or releasing running ones");
+            let _ = shutdown_tx.send(true);
+        }
+    };
+    axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let _ = shutdown_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    tracing::info!("sluice serve stopped");
+    Ok(())
+}
+
+/// JSON logs on stderr (one object per line), filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .try_init();
+}

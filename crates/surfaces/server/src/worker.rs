@@ -1,0 +1,299 @@
+//! Workers: claim a job under a lease, keep the lease alive with heartbeats while it runs, and
+//! finish it in the same store transaction as the evidence it produced; a failed attempt is
+//! retried with backoff, then dead-lettered. A job superseded by a newer head (or whose lease
+//! another replica took over) loses its lease: its result is dropped, never recorded.
+//!
+//! What a `pr.pipeline` job runs: the PR pipeline's stages for the head (affected, validate,
+//! render and diff of apps, the approval requirements) through `sluice_flow::pr::run`, each
+//! stage recorded as a signed statement by the recorder. Stage 4 for stacks (the plan) needs a
+//! runner with the engine and cloud credentials; the server records it as not run (the runner
+//! protocol comes with the runner issue).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sluice_recorder::evidence::{Identity, record_pr_with};
+use sluice_store::{Claimed, EventRecord, JobQueue as _, Store as _, StoreError, Transaction};
+use tokio::sync::watch;
+
+use crate::App;
+use crate::metrics::{JobOutcome, KindLabel, StageLabels, kind_label};
+use crate::webhook::{COMMAND_JOB, PIPELINE_JOB};
+
+/// How a job's run ended, before the queue is told.
+enum Ran {
+    /// Recorded and completed in one transaction.
+    Done,
+    /// The lease was lost (superseded, or taken over): nothing was recorded.
+    LeaseLost(String),
+    Failed(String),
+}
+
+/// One worker: claims jobs until `shutdown` turns true.
+pub async fn run(app: Arc<App>, index: usize, mut shutdown: watch::Receiver<bool>) {
+    let name = format!("{}/w{index}", app.config.replica);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match app.store.claim(&name, app.config.lease).await {
+            Ok(Some(claimed)) => run_one(&app, claimed, &mut shutdown).await,
+            Ok(None) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(app.config.poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Err(e) => {
+                // The store is unreachable (a PostgreSQL restart, say): the pool reconnects;
+                // keep trying at the poll interval.
+                tracing::warn!(worker = %name, error = %e, "claiming a job failed");
+                tokio::time::sleep(app.config.poll.max(Duration::from_millis(500))).await;
+            }
+        }
+    }
+}
+
+async fn run_one(app: &Arc<App>, claimed: Claimed, shutdown: &mut watch::Receiver<bool>) {
+    let Claimed { job, lease } = claimed;
+    let started = Instant::now();
+    let waited_from = job.run_at.max(job.created_at);
+    let waited = (sluice_store::now_millis() - waited_from).max(0) as f64 / 1000.0;
+    app.metrics
+        .job_wait
+        .get_or_create(&KindLabel {
+            kind: kind_label(&job.kind).into(),
+        })
+        .observe(waited);
+    let span = tracing::info_span!("job", job = job.id, kind = %job.kind, key = %job.serial_key,
+        head = job.head_sha.as_deref().unwrap_or(""), attempt = job.attempts);
+    tracing::info!(parent: &span, "job claimed");
+
+    // Heartbeats keep the lease while the job runs; a lost lease stops them.
+    let lost = Arc::new(AtomicBool::new(false));
+    let beat = {
+        let app = app.clone();
+        let lost = lost.clone();
+        let every = app.config.lease / 3;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match app.store.heartbeat(lease, app.config.lease).await {
+                    Ok(()) => {}
+                    Err(StoreError::LeaseLost { reason, .. }) => {
+                        tracing::info!(job = lease.job_id, reason = ?reason, "job lease lost");
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(job = lease.job_id, error = %e, "heartbeat failed"),
+                }
+            }
+        })
+    };
+
+    let work = execute(app, &job, lease);
+    tokio::pin!(work);
+    let ran = tokio::select! {
+        ran = &mut work => ran,
+        _ = wait_for_shutdown(shutdown) => {
+            // Finish what is running if it ends within the grace period, else give it back.
+            match tokio::time::timeout(app.config.shutdown_grace, &mut work).await {
+                Ok(ran) => ran,
+                Err(_) => {
+                    beat.abort();
+                    let _ = app.store.release(lease).await;
+                    app.metrics.job(&job.kind, JobOutcome::Released, started.elapsed().as_secs_f64());
+                    tracing::info!(job = job.id, "job released at shutdown");
+                    return;
+                }
+            }
+        }
+    };
+    beat.abort();
+    let seconds = started.elapsed().as_secs_f64();
+    match ran {
+        Ran::Done => {
+            app.metrics.job(&job.kind, JobOutcome::Succeeded, seconds);
+            tracing::info!(job = job.id, seconds, "job succeeded");
+        }
+        Ran::LeaseLost(why) => {
+            app.metrics.job(&job.kind, JobOutcome::Cancelled, seconds);
+            tracing::info!(job = job.id, reason = %why, "job result dropped: lease lost");
+        }
+        Ran::Failed(error) => {
+            app.metrics.job(&job.kind, JobOutcome::Failed, seconds);
+            if lost.load(Ordering::SeqCst) {
+                tracing::info!(job = job.id, error = %error, "job failed after its lease was lost");
+                return;
+            }
+            match app.store.fail(lease, &error, app.config.backoff).await {
+                Ok(state) => {
+                    tracing::warn!(job = job.id, error = %error, now = state.as_str(), "job failed")
+                }
+                Err(e) => tracing::warn!(job = job.id, error = %e, "recording a failure failed"),
+            }
+        }
+    }
+}
+
+async fn wait_for_shutdown(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            // The sender is gone: the server is exiting.
+            return;
+        }
+    }
+}
+
+fn lease_lost(e: &StoreError) -> Option<String> {
+    match e {
+        StoreError::LeaseLost { reason, .. } => Some(reason.clone().unwrap_or_default()),
+        _ => None,
+    }
+}
+
+async fn execute(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::Lease) -> Ran {
+    match job.kind.as_str() {
+        PIPELINE_JOB => pipeline(app, job, lease).await,
+        COMMAND_JOB => command(app, job, lease).await,
+        other => Ran::Failed(format!("unknown job kind {other:?}")),
+    }
+}
+
+fn field<'a>(payload: &'a Value, name: &str) -> Result<&'a str, String> {
+    payload[name]
+        .as_str()
+        .ok_or_else(|| format!("job payload lacks `{name}`"))
+}
+
+/// The event that closes a job, written in its completion's transaction.
+fn job_event(job: &sluice_store::Job, outcome: Value) -> EventRecord {
+    EventRecord::new(
+        &job.serial_key,
+        "job.succeeded",
+        json!({"job": job.id, "kind": job.kind, "attempt": job.attempts, "outcome": outcome}),
+    )
+}
+
+async fn pipeline(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::Lease) -> Ran {
+    let (base, head, pr) = match (
+        field(&job.payload, "base_sha"),
+        field(&job.payload, "head_sha"),
+        job.payload["pr"].as_u64(),
+    ) {
+        (Ok(b), Ok(h), Some(pr)) => (b.to_string(), h.to_string(), pr),
+        (Err(e), _, _) | (_, Err(e), _) => return Ran::Failed(e),
+        _ => return Ran::Failed("job payload lacks `pr`".into()),
+    };
+    if let Err(e) = app.revisions.ensure(&[&base, &head]).await {
+        return Ran::Failed(e);
+    }
+    let repo = app.revisions.path().to_path_buf();
+    let (b, h) = (base.clone(), head.clone());
+    let report =
+        match tokio::task::spawn_blocking(move || sluice_flow::pr::run(&repo, &b, &h, Some(pr)))
+            .await
+        {
+            Ok(Ok(report)) => report,
+            Ok(Err(e)) => return Ran::Failed(format!("pipeline for {head}: {e}")),
+            Err(e) => return Ran::Failed(format!("pipeline task: {e}")),
+        };
+    let who = Identity {
+        actor: "sluice-serve".into(),
+        identity: format!("sluice-serve:{}", app.config.replica),
+    };
+    let outcome = json!({"verdict": report.verdict.as_str(), "head": head,
+        "changes": report.changes.iter().map(|c| c.change_id.to_string()).collect::<Vec<_>>()});
+    let event = job_event(job, outcome);
+    let result = if report.changes.is_empty() {
+        let mut tx = Transaction::new();
+        tx.append_event(event, None).complete_job(lease);
+        app.store
+            .commit(tx)
+            .await
+            .map(|_| ())
+            .map_err(sluice_recorder::evidence::EvidenceError::from)
+    } else {
+        record_pr_with(&app.evidence, &report, &who, |tx: &mut Transaction| {
+            tx.append_event(event.clone(), None).complete_job(lease);
+        })
+        .await
+        .map(|_| ())
+    };
+    match result {
+        Ok(()) => {
+            for change in &report.changes {
+                tracing::info!(correlation_id = %change.change_id, unit = %change.id,
+                    verdict = report.verdict.as_str(), "change recorded");
+            }
+            for stage in &report.stages {
+                app.metrics
+                    .stage_results
+                    .get_or_create(&StageLabels {
+                        stage: serde_json::to_value(stage.stage)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_else(|| "other".into()),
+                        status: stage.status.as_str().into(),
+                    })
+                    .inc();
+            }
+            Ran::Done
+        }
+        Err(sluice_recorder::evidence::EvidenceError::Store(e)) => match lease_lost(&e) {
+            Some(why) => Ran::LeaseLost(why),
+            None => Ran::Failed(e.to_string()),
+        },
+        Err(e) => Ran::Failed(e.to_string()),
+    }
+}
+
+/// The answer to a comment command, as the PR comment will say it.
+pub fn command_answer(command: &str) -> String {
+    use sluice_vcs::command::{Command, USAGE, parse};
+    match parse(command) {
+        Some(Command::Plan { .. }) => "Plans run in a runner with the engine and the stack's \
+             cloud role; this server does not run plans yet. Run `sluice pr --run-plans` in CI \
+             meanwhile."
+            .to_string(),
+        Some(Command::Apply { .. }) => {
+            "`sluice apply` is not available yet: apply under a state lock comes with the apply \
+             stage."
+                .to_string()
+        }
+        Some(Command::Unlock { unit }) => {
+            format!("No lock is held on `{unit}`: this server takes no state locks yet.")
+        }
+        Some(Command::Help { reason: Some(r) }) => format!("{r}.\n\n```\n{USAGE}\n```"),
+        Some(Command::Help { reason: None }) | None => format!("```\n{USAGE}\n```"),
+    }
+}
+
+async fn command(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::Lease) -> Ran {
+    let text = match field(&job.payload, "command") {
+        Ok(t) => t.to_string(),
+        Err(e) => return Ran::Failed(e),
+    };
+    let reply = command_answer(&text);
+    let mut tx = Transaction::new();
+    tx.append_event(
+        EventRecord::new(
+            &job.serial_key,
+            "command.answered",
+            json!({"job": job.id, "command": text, "comment": job.payload["comment"],
+                "author": job.payload["author"], "reply": reply}),
+        ),
+        None,
+    )
+    .append_event(job_event(job, json!({"command": text})), None)
+    .complete_job(lease);
+    match app.store.commit(tx).await {
+        Ok(_) => Ran::Done,
+        Err(e) => match lease_lost(&e) {
+            Some(why) => Ran::LeaseLost(why),
+            None => Ran::Failed(e.to_string()),
+        },
+    }
+}

@@ -1,0 +1,403 @@
+//! `sluice serve` over real HTTP on 127.0.0.1 (random ports): the corpus's deliveries signed,
+//! forged and redelivered; a PR head run through the pipeline into the read API; fast pushes
+//! superseding older heads; `/metrics` scraped and parsed; the OpenAPI document against the
+//! routes.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Server, corpus_deliveries, org_with_pushes, pr_payload};
+use serde_json::Value;
+use sluice_store::{ChangeStore as _, JobQueue as _, JobState, Scope, TokenStore as _};
+use sluice_vcs::WebhookSecret;
+
+async fn nothing_stored(server: &Server) {
+    let store = &server.app.store;
+    assert!(
+        store
+            .jobs(&Default::default(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.events(None, 0, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_unsigned_and_malformed_deliveries_store_nothing() {
+    let Some(deliveries) = corpus_deliveries() else {
+        return;
+    };
+    let (repo, _, _) = org_with_pushes(0);
+    let server = Server::start(repo.path(), 0).await;
+    let wrong = WebhookSecret::new("not the secret").unwrap();
+    for (i, (event, file, body)) in deliveries.iter().enumerate() {
+        let id = format!("forged-{i}");
+        let (status, answer) = server
+            .deliver(event, &id, body, Some(wrong.sign(body)))
+            .await;
+        assert_eq!(status, 401, "{}: {answer}", file.display());
+        let (status, _) = server.deliver(event, &id, body, None).await;
+        assert_eq!(status, 401, "{}", file.display());
+        // The right signature over another body.
+        let mut altered = body.clone();
+        altered.push(b' ');
+        let sig = WebhookSecret::new(common::SECRET).unwrap().sign(body);
+        let (status, _) = server.deliver(event, &id, &altered, Some(sig)).await;
+        assert_eq!(status, 401, "{}", file.display());
+        assert!(server.app.store.delivery(&id).await.unwrap().is_none());
+    }
+    // Signed but malformed, or over the size limit.
+    let (status, answer) = server
+        .signed("pull_request", "bad-json", b"{\"action\":")
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let (status, _) = server.signed("pull_request", "too-big", &big).await;
+    assert_eq!(status, 413);
+    let (status, answer) = server.signed("pull_request", "bad id!", b"{}").await;
+    assert_eq!(status, 400, "{answer}");
+    nothing_stored(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_corpus_deliveries_are_stored_once() {
+    let Some(deliveries) = corpus_deliveries() else {
+        return;
+    };
+    let (repo, _, _) = org_with_pushes(0);
+    // No workers: the corpus's commits are not in this repository.
+    let server = Server::start(repo.path(), 0).await;
+    let mut jobs = 0;
+    for (i, (event, file, body)) in deliveries.iter().enumerate() {
+        let id = format!("corpus-{i}");
+        let (status, answer) = server.signed(event, &id, body).await;
+        assert_eq!(status, 202, "{}: {answer}", file.display());
+        jobs += answer["jobs"].as_array().unwrap().len();
+        let (status, again) = server.signed(event, &id, body).await;
+        assert_eq!(status, 200, "{}: {again}", file.display());
+        assert_eq!(again["duplicate"], true);
+    }
+    let stored = server
+        .app
+        .store
+        .jobs(&Default::default(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), jobs, "a redelivery created no job");
+    assert!(
+        jobs >= 4,
+        "opened, reopened, synchronize and rerequested enqueue: {jobs}"
+    );
+    let events = server.app.store.events(None, 0, 1000).await.unwrap();
+    assert_eq!(events.len(), deliveries.len(), "one event per delivery");
+    // Each job names the delivery that caused it.
+    for job in &stored {
+        let d = job.delivery_id.as_deref().unwrap();
+        assert!(server.app.store.delivery(d).await.unwrap().is_some());
+    }
+    server.stop().await;
+}
+
+async fn wait_for(server: &Server, state: JobState, n: usize) -> Vec<sluice_store::Job> {
+    for _ in 0..400 {
+        let jobs = server.jobs_in(state).await;
+        if jobs.len() >= n {
+            return jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} jobs {state:?} after 20 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pr_head_runs_through_the_pipeline_into_the_api() {
+    let (repo, base, heads) = org_with_pushes(1);
+    let Some(body) = pr_payload("opened", 7, &base, &heads[0]) else {
+        return;
+    };
+    let server = Server::start(repo.path(), 1).await;
+    let (status, answer) = server.signed("pull_request", "open-7", &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let done = wait_for(&server, JobState::Succeeded, 1).await;
+    assert_eq!(done[0].head_sha.as_deref(), Some(heads[0].as_str()));
+
+    let store = &server.app.store;
+    let changes = store.changes(10).await.unwrap();
+    assert_eq!(changes.len(), 1, "one stack affected");
+    let change = &changes[0];
+    assert_eq!(change.head, heads[0]);
+    assert_eq!(change.pr, Some(7));
+
+    // The API wants a token.
+    let (status, _) = server.get("/api/v1/changes", None).await;
+    assert_eq!(status, 401);
+    let (status, _) = server
+        .get("/api/v1/changes", Some("sluice_000000000000_nope"))
+        .await;
+    assert_eq!(status, 401);
+    let token = store.create_token(Scope::Read, "test").await.unwrap().token;
+    let (status, body) = server.get("/api/v1/changes", Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed[0]["change_id"], change.change_id.as_str());
+    let stages: Vec<&str> = listed[0]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert!(stages.contains(&"validate"), "{stages:?}");
+    let id = encode(&change.change_id);
+    let (status, body) = server
+        .get(&format!("/api/v1/changes/{id}"), Some(&token))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, bundle) = server
+        .get(&format!("/api/v1/changes/{id}/bundle"), Some(&token))
+        .await;
+    assert_eq!(status, 200, "{bundle}");
+    assert!(
+        bundle.contains("payload"),
+        "a DSSE bundle: {}",
+        &bundle[..200.min(bundle.len())]
+    );
+    let (status, body) = server
+        .get(&format!("/api/v1/changes/{id}/policy"), Some(&token))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.get("/api/v1/changes/nope", Some(&token)).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = server
+        .get("/api/v1/jobs?state=succeeded", Some(&token))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()[0]["state"],
+        "succeeded"
+    );
+    let (status, body) = server.get("/api/v1/jobs?state=bogus", Some(&token)).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = server.get("/api/v1/locks", Some(&token)).await;
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    let (status, _) = server.get("/healthz", None).await;
+    assert_eq!(status, 200);
+    let (status, body) = server.get("/readyz", None).await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}
+
+fn encode(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_pushes_supersede_older_heads() {
+    let (repo, base, heads) = org_with_pushes(3);
+    let Some(opened) = pr_payload("opened", 9, &base, &heads[0]) else {
+        return;
+    };
+    let server = Server::start(repo.path(), 1).await;
+    let (status, _) = server.signed("pull_request", "p-0", &opened).await;
+    assert_eq!(status, 202);
+    for (i, head) in heads.iter().enumerate().skip(1) {
+        let body = pr_payload("synchronize", 9, &base, head).unwrap();
+        let (status, answer) = server
+            .signed("pull_request", &format!("p-{i}"), &body)
+            .await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    server.drain(Duration::from_secs(30)).await;
+    let succeeded = server.jobs_in(JobState::Succeeded).await;
+    let cancelled = server.jobs_in(JobState::Cancelled).await;
+    let last = heads.last().unwrap();
+    assert!(
+        succeeded
+            .iter()
+            .any(|j| j.head_sha.as_deref() == Some(last.as_str())),
+        "the newest head ran"
+    );
+    // Every older head was cancelled (unless it had finished before the next push arrived).
+    assert_eq!(succeeded.len() + cancelled.len(), heads.len());
+    for j in &cancelled {
+        assert_ne!(j.head_sha.as_deref(), Some(last.as_str()));
+        assert!(
+            j.reason
+                .as_deref()
+                .unwrap()
+                .starts_with("superseded by a newer head")
+        );
+    }
+    // Only heads whose job succeeded left evidence: a cancelled job's result was dropped.
+    let recorded: BTreeSet<String> = server
+        .app
+        .store
+        .changes(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.head)
+        .collect();
+    let ran: BTreeSet<String> = succeeded
+        .iter()
+        .filter_map(|j| j.head_sha.clone())
+        .collect();
+    assert_eq!(recorded, ran);
+
+    // A closed PR cancels what is left.
+    let (status, _) = server
+        .signed(
+            "pull_request",
+            "p-close",
+            &pr_payload("synchronize", 9, &base, &heads[0]).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let closed = pr_payload("closed", 9, &base, &heads[0]).unwrap();
+    let (status, answer) = server.signed("pull_request", "p-closed", &closed).await;
+    assert_eq!(status, 202, "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_every_control_loop_and_parse() {
+    let Some(deliveries) = corpus_deliveries() else {
+        return;
+    };
+    let (repo, _, _) = org_with_pushes(0);
+    let server = Server::start(repo.path(), 0).await;
+    let (event, _, body) = &deliveries[0];
+    server.signed(event, "m-1", body).await;
+    server.signed(event, "m-1", body).await;
+    server.deliver(event, "m-2", body, None).await;
+    let (status, text) = server.get("/metrics", None).await;
+    assert_eq!(status, 200);
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let names: BTreeSet<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    // Histograms may be folded into one sample by the parser: match on the family's name.
+    for family in [
+        "sluice_plan_duration_seconds",
+        "sluice_apply_duration_seconds",
+        "sluice_lock_wait_seconds",
+        "sluice_policy_decisions",
+        "sluice_exceptions",
+        "sluice_sync_lag_seconds",
+        "sluice_drifted_units",
+        "sluice_degraded_apps",
+        "sluice_rollbacks",
+        "sluice_applies",
+        "sluice_reconcile_duration_seconds",
+        "sluice_jobs",
+        "sluice_webhook_deliveries",
+        "sluice_webhook_enqueue_seconds",
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(family)),
+            "{family} missing from:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family} undocumented"
+        );
+    }
+    let count = |outcome: &str| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| {
+                s.metric.starts_with("sluice_webhook_deliveries")
+                    && s.labels.get("outcome") == Some(outcome)
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    assert_eq!(count("accepted"), 1.0);
+    assert_eq!(count("duplicate"), 1.0);
+    assert_eq!(count("unauthenticated"), 1.0);
+    // Bounded labels: no delivery id, PR number or correlation id in any label.
+    for s in &scrape.samples {
+        for (_, v) in s.labels.iter() {
+            assert!(
+                !v.contains("m-1") && !v.contains('#'),
+                "unbounded label {v}"
+            );
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_matches_the_routes() {
+    let (repo, _, _) = org_with_pushes(0);
+    let server = Server::start(repo.path(), 0).await;
+    let (status, body) = server.get("/api/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let token = server
+        .app
+        .store
+        .create_token(Scope::Admin, "t")
+        .await
+        .unwrap()
+        .token;
+    let paths = doc["paths"].as_object().unwrap();
+    let documented: BTreeSet<String> = paths.keys().cloned().collect();
+    assert_eq!(
+        documented,
+        [
+            "/changes",
+            "/changes/{id}",
+            "/changes/{id}/bundle",
+            "/changes/{id}/policy",
+            "/jobs",
+            "/locks"
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
+    );
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            assert_eq!(method, "get", "{path}: the API is read-only");
+            let concrete = path.replace("{id}", "unknown-change");
+            let (status, body) = server
+                .get(&format!("/api/v1{concrete}"), Some(&token))
+                .await;
+            let documented: Vec<String> = ops[method]["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            assert!(
+                documented.contains(&status.to_string()),
+                "{path}: answered {status} ({body}), documents {documented:?}"
+            );
+            // Without a token: 401, documented too.
+            let (status, _) = server.get(&format!("/api/v1{concrete}"), None).await;
+            assert_eq!(status, 401, "{path}");
+            assert!(documented.contains(&"401".to_string()), "{path}");
+        }
+    }
+    // And nothing answers that is not documented.
+    let (status, _) = server.get("/api/v1/changez", Some(&token)).await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
