@@ -270,7 +270,7 @@ impl JobQueue for AnyStore {
     }
 
     async fn heartbeat(&self, lease: Lease, lease_for: std::time::Duration) -> Result<()> {
-        delegate!(self, s => s.heartbeat(lease, lease_for).await)
+        delegate!(self, s => JobQueue::heartbeat(s, lease, lease_for).await)
     }
 
     async fn fail(&self, lease: Lease, error: &str, policy: Backoff) -> Result<JobState> {
@@ -278,7 +278,7 @@ impl JobQueue for AnyStore {
     }
 
     async fn release(&self, lease: Lease) -> Result<()> {
-        delegate!(self, s => s.release(lease).await)
+        delegate!(self, s => JobQueue::release(s, lease).await)
     }
 
     async fn job(&self, id: i64) -> Result<Option<Job>> {
