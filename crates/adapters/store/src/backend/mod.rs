@@ -6,6 +6,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+mod state;
 
 use sluice_evidence::merkle::Hash;
 
