@@ -246,14 +246,11 @@ pub fn state_id_problem(id: &str) -> Option<String> {
     }
     for segment in id.split('/') {
         if segment.is_empty() || segment == "." || segment == ".." {
-            return Some(format!(
-                "state id `{id}` has an empty, `.` or `..` segment"
-            ));
+            return Some(format!("state id `{id}` has an empty, `.` or `..` segment"));
         }
-        if let Some(c) = segment
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '=' | '@')))
-        {
+        if let Some(c) = segment.chars().find(|c| {
+            !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '=' | '@'))
+        }) {
             return Some(format!("state id `{id}` contains {c:?}"));
         }
     }
@@ -297,7 +294,10 @@ mod tests {
             (br#"{"version":4,"serial":1}"#, "no `lineage`"),
             (br#"{"version":4,"serial":-1,"lineage":"x"}"#, "`serial`"),
             (br#"{"version":4,"serial":1,"lineage":""}"#, "`lineage`"),
-            (br#"{"version":9,"serial":1,"lineage":"x"}"#, "format version 9"),
+            (
+                br#"{"version":9,"serial":1,"lineage":"x"}"#,
+                "format version 9",
+            ),
         ];
         for (body, needle) in cases {
             let e = StateHeader::parse(body).unwrap_err().to_string();
@@ -379,10 +379,16 @@ mod tests {
         let body = rollback_body(old, 9).unwrap();
         assert_eq!(StateHeader::parse(&body).unwrap(), header(10, "l"));
         let text = String::from_utf8(body).unwrap();
-        let keys: Vec<usize> = ["\"version\"", "\"terraform_version\"", "\"serial\"", "\"lineage\"", "\"outputs\""]
-            .iter()
-            .map(|k| text.find(k).unwrap())
-            .collect();
+        let keys: Vec<usize> = [
+            "\"version\"",
+            "\"terraform_version\"",
+            "\"serial\"",
+            "\"lineage\"",
+            "\"outputs\"",
+        ]
+        .iter()
+        .map(|k| text.find(k).unwrap())
+        .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{text}");
     }
 
@@ -401,7 +407,15 @@ mod tests {
     #[test]
     fn state_ids() {
         assert_eq!(state_id_problem("dev/ap-southeast-1/network"), None);
-        for bad in ["", "dev//x", "dev/../prod", "./x", "dev/x y", "dev/%2e", "a\\b"] {
+        for bad in [
+            "",
+            "dev//x",
+            "dev/../prod",
+            "./x",
+            "dev/x y",
+            "dev/%2e",
+            "a\\b",
+        ] {
             assert!(state_id_problem(bad).is_some(), "{bad}");
         }
     }

@@ -1162,7 +1162,9 @@ risk:
         let bad = good.replace("sub: \"repo:acme/infra-live:environment:dev\", ", "");
         let errors = load("sluice.yaml", &bad).unwrap_err();
         assert!(
-            errors.iter().any(|e| e.message.contains("trust.rules[0].when") && e.line == 12),
+            errors
+                .iter()
+                .any(|e| e.message.contains("trust.rules[0].when") && e.line == 12),
             "{errors:?}"
         );
     }

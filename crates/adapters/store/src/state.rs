@@ -111,8 +111,10 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<StateVersionRecord>> + Send;
 
     /// The newest version of a unit.
-    fn state_head(&self, unit: &str)
-    -> impl Future<Output = Result<Option<StateVersionRecord>>> + Send;
+    fn state_head(
+        &self,
+        unit: &str,
+    ) -> impl Future<Output = Result<Option<StateVersionRecord>>> + Send;
 
     fn state_version(
         &self,
@@ -145,10 +147,8 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<StateEventRecord>>> + Send;
 
     /// Attaches a Terraform lock to the unit (replacing one left from an older fencing token).
-    fn put_backend_lock(
-        &self,
-        lock: &BackendLockRecord,
-    ) -> impl Future<Output = Result<()>> + Send;
+    fn put_backend_lock(&self, lock: &BackendLockRecord)
+    -> impl Future<Output = Result<()>> + Send;
 
     fn backend_lock(
         &self,

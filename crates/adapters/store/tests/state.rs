@@ -52,7 +52,10 @@ async fn versions_chain_and_are_immutable<S: StateStore>(store: &S) {
         .await
         .unwrap();
     assert_eq!(store.state_head(unit).await.unwrap(), Some(v2.clone()));
-    assert_eq!(store.state_version(unit, 1).await.unwrap(), Some(v1.clone()));
+    assert_eq!(
+        store.state_version(unit, 1).await.unwrap(),
+        Some(v1.clone())
+    );
     assert_eq!(
         store.state_versions(unit, 10).await.unwrap(),
         vec![v2.clone(), v1.clone()]
@@ -98,14 +101,24 @@ async fn blobs_are_content_addressed_and_create_only<S: StateStore>(store: &S) {
         .unwrap();
     // The first sealed form is kept: blobs are written once.
     assert_eq!(
-        store.state_blob(&Digest::of(b"same")).await.unwrap().unwrap(),
+        store
+            .state_blob(&Digest::of(b"same"))
+            .await
+            .unwrap()
+            .unwrap(),
         b"sealed:same"
     );
 }
 
 async fn events_are_ordered_and_filtered<S: StateStore>(store: &S) {
-    let a = store.append_state_event(&event("dev/a", "read")).await.unwrap();
-    let b = store.append_state_event(&event("dev/b", "lock")).await.unwrap();
+    let a = store
+        .append_state_event(&event("dev/a", "read"))
+        .await
+        .unwrap();
+    let b = store
+        .append_state_event(&event("dev/b", "lock"))
+        .await
+        .unwrap();
     assert!(b > a);
     let all = store.state_events(None, 0, 10).await.unwrap();
     assert_eq!(

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use sha2::Digest as _;
 use sluice_iac::keys::KeyProvider;
 use sluice_iac::seal::{self, SealError};
 use sluice_model::exception::Timestamp;
@@ -919,9 +918,4 @@ pub fn holder_info(unit: &str, h: &Holder) -> BackendLockInfo {
         created: h.acquired_at.to_rfc3339(),
         path: unit.to_string(),
     }
-}
-
-/// The SHA-256 of a body as the store names it.
-pub fn digest_of(body: &[u8]) -> Digest {
-    Digest(sha2::Sha256::digest(body).into())
 }

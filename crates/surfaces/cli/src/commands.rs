@@ -10,6 +10,7 @@ use crate::cmd_evidence;
 use crate::cmd_plan;
 use crate::cmd_policy;
 use crate::cmd_render;
+use crate::cmd_state;
 use crate::exit;
 use sluice_demo::{bench, demo, generate};
 use sluice_flow::error::PipelineError;
@@ -79,6 +80,10 @@ enum Command {
     /// audit. See docs/evidence.md.
     #[command(subcommand)]
     Evidence(cmd_evidence::EvidenceCommand),
+    /// Remote state kept by the Terraform `http` backend: versions, pull, rollback. See
+    /// docs/state.md.
+    #[command(subcommand)]
+    State(cmd_state::StateCommand),
     /// Generate large orgs and measure sluice against a peer in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -106,6 +111,9 @@ enum BenchCommand {
     /// Durable batched appends per second on SQLite and PostgreSQL, the audit of a
     /// 1,000,000-leaf log and inclusion proof build + verify latency.
     Evidence(cmd_evidence::BenchEvidenceArgs),
+    /// GET/POST of a 1 MB state and LOCK/UNLOCK latencies of the Terraform state backend over
+    /// HTTP on SQLite and PostgreSQL, and cached token verification.
+    State(cmd_state::BenchStateArgs),
 }
 
 #[derive(Args)]
@@ -323,7 +331,9 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Check(a) => cmd_check::run_check(a),
         Command::Bench(BenchCommand::Check(a)) => cmd_check::run_bench_check(a),
         Command::Evidence(c) => Ok(cmd_evidence::run_evidence(c)),
+        Command::State(c) => Ok(cmd_state::run_state(c)),
         Command::Bench(BenchCommand::Evidence(a)) => Ok(cmd_evidence::run_bench_evidence(a)),
+        Command::Bench(BenchCommand::State(a)) => Ok(cmd_state::run_bench_state(a)),
     }
 }
 

@@ -9,6 +9,7 @@ mod cmd_evidence;
 mod cmd_plan;
 mod cmd_policy;
 mod cmd_render;
+mod cmd_state;
 mod commands;
 mod exit;
 
