@@ -87,7 +87,7 @@ pub enum PlanUse {
 // ---------------------------------------------------------------------------------------------
 
 /// How an apply failed, as far as the engine driver could tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApplyErrorClass {
     Auth,
@@ -111,7 +111,7 @@ impl fmt::Display for ApplyErrorClass {
 }
 
 /// Which resources the failed apply changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "addresses")]
 pub enum ResourcesChanged {
     Known(Vec<String>),
@@ -129,7 +129,7 @@ pub struct EngineReport {
 }
 
 /// A degraded stack: a failed or interrupted apply, with what the engine reported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Degradation {
     /// The change whose apply failed, and the lock token it applied under.
     pub change: String,
@@ -169,7 +169,7 @@ impl Degradation {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "health")]
 pub enum StackHealth {
     Healthy,

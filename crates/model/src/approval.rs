@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::codeowners::CodeOwners;
 use crate::risk::RiskLevel;
@@ -35,7 +35,7 @@ impl ApprovalMatrix {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Source {
     /// `approvals.<configured>` in sluice.yaml, applied because the change is `risk`.
@@ -54,7 +54,7 @@ pub enum Source {
 }
 
 /// `count` approvals from any of `approvers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Requirement {
     pub approvers: Vec<String>,
     pub count: u32,

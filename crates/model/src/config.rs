@@ -24,9 +24,29 @@ pub struct OrgConfig {
     pub validate: ValidateConfig,
     pub risk: RiskConfig,
     pub approvals: ApprovalMatrix,
+    /// `people:`: who may approve from the command line, with their emails, groups and keys.
+    pub people: crate::people::People,
+    /// `apply:`: when an apply may run relative to the PR's merge.
+    pub apply: ApplyConfig,
     /// Sections later stages own (risk, approvals, policy, sync, runners), kept as JSON so that
     /// a config written for a newer sluice still loads here.
     pub sections: BTreeMap<String, serde_json::Value>,
+}
+
+/// `apply:` in sluice.yaml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyConfig {
+    /// `apply.merge`: `before_merge` (the default: apply from the open PR, then merge what was
+    /// applied) or `after_merge` (only once merged into the default branch).
+    pub merge: crate::apply::MergeRule,
+}
+
+impl Default for ApplyConfig {
+    fn default() -> Self {
+        ApplyConfig {
+            merge: crate::apply::MergeRule::BeforeMerge,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

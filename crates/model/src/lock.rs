@@ -13,13 +13,13 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::exception::Timestamp;
 
 /// Handed to each new holder; strictly larger than every token handed out before for the
 /// same stack, so a write carrying an older token is recognisably stale.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct FencingToken(pub u64);
 
@@ -39,7 +39,7 @@ pub fn after(t: Timestamp, d: Duration) -> Timestamp {
 }
 
 /// What the holder is doing, which decides what happens when its lease runs out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Tenure {
     /// Held (before applying); when the lease runs out the lock is free for the next change.
@@ -54,7 +54,7 @@ pub enum Tenure {
     Kept { since: Timestamp, cause: KeptCause },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeptCause {
     /// The engine reported a failure.
@@ -63,7 +63,7 @@ pub enum KeptCause {
     Interrupted,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
     /// The change holding the lock. The store keys it by PR (`repo#pr`) rather than by commit,
     /// so a push to the PR keeps its place.
@@ -73,7 +73,7 @@ pub struct Holder {
     pub tenure: Tenure,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiter {
     pub change: String,
     pub since: Timestamp,
@@ -83,7 +83,7 @@ pub struct Waiter {
 }
 
 /// One stack's lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lock {
     pub unit: String,
     /// The last token handed out (0 before the first). Never decreases, even across unlocks.
@@ -92,7 +92,7 @@ pub struct Lock {
     pub queue: VecDeque<Waiter>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "result")]
 pub enum Acquired {
     Granted {
@@ -152,7 +152,7 @@ impl fmt::Display for KeptCause {
 }
 
 /// What [`Lock::close`] did when the change was merged or closed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "result")]
 pub enum Closed {
     /// The change held the lock and released it.
@@ -166,7 +166,7 @@ pub enum Closed {
 }
 
 /// What an admin unlock removed: the audit record's body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unlocked {
     pub unit: String,
     pub admin: String,
@@ -176,7 +176,7 @@ pub struct Unlocked {
 }
 
 /// What [`Lock::settle`] found at `now`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Settled {
     /// A holder's lease ran out before it applied; the lock is free.

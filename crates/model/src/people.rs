@@ -204,6 +204,126 @@ impl People {
     }
 }
 
+/// An ed25519 public key from `people.NAME.keys`: the raw 32 bytes, read from an OpenSSH line
+/// (`ssh-ed25519 AAAA… comment`) or a PEM `PUBLIC KEY` block (SubjectPublicKeyInfo).
+/// Approvals are signed with ed25519 only (DESIGN.md §3), so other key types are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey(pub [u8; 32]);
+
+/// Why a registered key could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "key type `{0}` is not supported; approvals are signed with ed25519 (`ssh-ed25519 …` or a PEM ed25519 PUBLIC KEY)"
+    )]
+    Unsupported(String),
+    #[error("the key is not valid base64: {0}")]
+    Base64(String),
+    #[error("the key's encoded form is malformed: {0}")]
+    Malformed(&'static str),
+    #[error(
+        "not a public key: expected `ssh-ed25519 AAAA… comment` or a PEM `-----BEGIN PUBLIC KEY-----` block"
+    )]
+    Unrecognised,
+}
+
+/// The DER prefix of an ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
+/// 1.3.101.112 }, BIT STRING (32 bytes) }.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+impl PublicKey {
+    pub fn parse(text: &str) -> Result<PublicKey, KeyError> {
+        use base64::Engine as _;
+        let text = text.trim();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        if text.starts_with("-----BEGIN") {
+            let Some(body) = text
+                .strip_prefix("-----BEGIN PUBLIC KEY-----")
+                .and_then(|rest| rest.trim_end().strip_suffix("-----END PUBLIC KEY-----"))
+            else {
+                let label = text.lines().next().unwrap_or_default();
+                return Err(KeyError::Unsupported(label.trim_matches('-').to_string()));
+            };
+            let compact: String = body.split_whitespace().collect();
+            let der = b64
+                .decode(compact)
+                .map_err(|e| KeyError::Base64(e.to_string()))?;
+            let key = der
+                .strip_prefix(&ED25519_SPKI_PREFIX[..])
+                .ok_or(KeyError::Unsupported("PEM key that is not ed25519".into()))?;
+            let bytes: [u8; 32] = key
+                .try_into()
+                .map_err(|_| KeyError::Malformed("an ed25519 key is 32 bytes"))?;
+            return Ok(PublicKey(bytes));
+        }
+        let mut fields = text.split_whitespace();
+        let (Some(kind), Some(blob)) = (fields.next(), fields.next()) else {
+            return Err(KeyError::Unrecognised);
+        };
+        if !kind.starts_with("ssh-") && !kind.starts_with("ecdsa-") && !kind.starts_with("sk-") {
+            return Err(KeyError::Unrecognised);
+        }
+        if kind != "ssh-ed25519" {
+            return Err(KeyError::Unsupported(kind.to_string()));
+        }
+        let wire = b64
+            .decode(blob)
+            .map_err(|e| KeyError::Base64(e.to_string()))?;
+        // RFC 4253 wire form: string "ssh-ed25519", string key (each a u32 length + bytes).
+        let mut rest = wire.as_slice();
+        let mut field = || -> Result<&[u8], KeyError> {
+            let len: [u8; 4] = rest
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(KeyError::Malformed("truncated length"))?;
+            let len = u32::from_be_bytes(len) as usize;
+            let value = rest
+                .get(4..4 + len)
+                .ok_or(KeyError::Malformed("truncated field"))?;
+            rest = &rest[4 + len..];
+            Ok(value)
+        };
+        if field()? != b"ssh-ed25519" {
+            return Err(KeyError::Malformed(
+                "the key's type inside differs from its label",
+            ));
+        }
+        let bytes: [u8; 32] = field()?
+            .try_into()
+            .map_err(|_| KeyError::Malformed("an ed25519 key is 32 bytes"))?;
+        Ok(PublicKey(bytes))
+    }
+
+    /// `SHA256:…` as `ssh-keygen -l` prints it (unpadded base64 of the SHA-256 of the wire
+    /// form), so a person can recognise their key in a record.
+    pub fn fingerprint(&self) -> String {
+        use base64::Engine as _;
+        use sha2::{Digest as _, Sha256};
+        let mut wire = Vec::with_capacity(51);
+        wire.extend_from_slice(&11u32.to_be_bytes());
+        wire.extend_from_slice(b"ssh-ed25519");
+        wire.extend_from_slice(&32u32.to_be_bytes());
+        wire.extend_from_slice(&self.0);
+        let digest = Sha256::digest(&wire);
+        format!(
+            "SHA256:{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+        )
+    }
+}
+
+impl Person {
+    /// The registered keys that parse (the loader reports the others with their position).
+    pub fn public_keys(&self) -> Vec<PublicKey> {
+        self.keys
+            .iter()
+            .filter_map(|k| PublicKey::parse(k).ok())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,5 +445,45 @@ mod tests {
         assert!(m.holds(&bob, "bob@acme.example"));
         assert!(!m.holds(&PersonId::new("alice"), "@acme/security"));
         assert!(!m.holds(&PersonId::new("carol"), "@alice"));
+    }
+
+    // `ssh-keygen -t ed25519` output and the same key as PEM (`openssl pkey -pubout`).
+    const SSH: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGAC9l5AZD1Ncw7DBIF7yS7SrIB6XobaC4qN8k3a8cHt alice@laptop";
+
+    #[test]
+    fn reads_openssh_and_pem_ed25519_keys() {
+        let key = PublicKey::parse(SSH).unwrap();
+        use base64::Engine as _;
+        let mut der = ED25519_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(&key.0);
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&der)
+        );
+        assert_eq!(PublicKey::parse(&pem).unwrap(), key);
+        assert!(key.fingerprint().starts_with("SHA256:"));
+        assert_eq!(key.fingerprint().len(), 7 + 43);
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_ed25519_public_key() {
+        assert!(matches!(
+            PublicKey::parse("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ bob"),
+            Err(KeyError::Unsupported(k)) if k == "ssh-rsa"
+        ));
+        assert_eq!(PublicKey::parse("hello"), Err(KeyError::Unrecognised));
+        assert!(matches!(
+            PublicKey::parse("ssh-ed25519 !!!notbase64"),
+            Err(KeyError::Base64(_))
+        ));
+        // Valid base64 whose wire form says another key type.
+        assert!(matches!(
+            PublicKey::parse("ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAABAQ=="),
+            Err(KeyError::Malformed(_))
+        ));
+        assert!(matches!(
+            PublicKey::parse("-----BEGIN RSA PUBLIC KEY-----\nAAAA\n-----END RSA PUBLIC KEY-----"),
+            Err(KeyError::Unsupported(_))
+        ));
     }
 }

@@ -7,12 +7,14 @@
 //!   from a PKCS#8 PEM file.
 //! - [`location`]: where that key and the `.sluice/` state folder live, so neither is committed.
 //! - [`dsse`] and [`statement`]: stage results as in-toto Statements v1 in DSSE envelopes.
+//! - [`approval`]: approvals signed with the approver's registered key (OpenSSH or PEM).
 //! - [`summary`]: the reference architecture's evidence fields, derived from signed statements.
 //! - [`bundle`]: a change's manifest, its statements, the inclusion proof and a checkpoint in one
 //!   JSON file, and the offline verifier that names the first broken link.
 //!
 //! Synchronous and free of databases: the store (sluice-store) persists what this crate builds.
 
+pub mod approval;
 pub mod bench;
 pub mod bundle;
 pub mod canonical;

@@ -192,6 +192,40 @@ impl GitRepo {
         })
     }
 
+    /// The authors of the commits a change adds: `head` and its ancestors down to (not
+    /// including) `base`, at most `limit` commits. Who authored a change decides who may not
+    /// approve it, so a commit an author slipped in under someone else's head commit counts
+    /// too. A merge of the base branch into the PR brings the base's commits along until
+    /// `base` itself is reached; at worst that bars more people, never fewer.
+    pub fn authors_between(
+        &self,
+        base: Option<ObjectId>,
+        head: ObjectId,
+        limit: usize,
+    ) -> Result<Vec<Author>, GitError> {
+        self.with_local(|repo| {
+            let mut seen = HashSet::new();
+            let mut queue = std::collections::VecDeque::from([head]);
+            let mut out: Vec<Author> = Vec::new();
+            while let Some(id) = queue.pop_front() {
+                if Some(id) == base || !seen.insert(id) || seen.len() > limit {
+                    continue;
+                }
+                let commit = repo.find_commit(id).map_err(other)?;
+                let sig = commit.author().map_err(other)?;
+                let author = Author {
+                    name: sig.name.to_string(),
+                    email: sig.email.to_string(),
+                };
+                if !out.contains(&author) {
+                    out.push(author);
+                }
+                queue.extend(commit.parent_ids().map(|p| p.detach()));
+            }
+            Ok(out)
+        })
+    }
+
     fn read_blob(&self, id: ObjectId) -> Result<Arc<[u8]>, GitError> {
         self.with_local(|repo| {
             let blob = repo.find_blob(id).map_err(other)?;

@@ -12,11 +12,14 @@
 //! - [`store`]: plan files and plan JSON stored content-addressed and encrypted at rest
 //!   behind [`store::PlanStore`]; [`seal`] is the encrypted format and [`keys`] the
 //!   key-encryption keys ([`keys::KeyProvider`], local key file or environment).
+//! - [`apply`]: `apply PLANFILE` of a saved plan, with the state's serial, lineage and
+//!   outputs' digest before and after, and a stale plan told apart from a failure.
 //! - [`ingest`]: accepting a plan JSON (and plan file) made in the user's CI.
 //!
 //! What a plan *means* (its JSON model, summary and redaction) is pure and lives in
 //! `sluice_model::plan` and `sluice_model::redact`.
 
+pub mod apply;
 pub mod classify;
 pub mod config;
 pub mod driver;

@@ -4,13 +4,15 @@
 
 use std::collections::BTreeMap;
 
+use sluice_model::apply::MergeRule;
 use sluice_model::approval::{ApprovalMatrix, Approver};
 use sluice_model::config::{
-    self, AppsConfig, Environment, ExplicitDependency, Layer, LogicalRepo, OrgConfig, OwnersConfig,
-    RepoLocation, RiskConfig, StacksConfig, ValidateConfig, WatchRule,
+    self, ApplyConfig, AppsConfig, Environment, ExplicitDependency, Layer, LogicalRepo, OrgConfig,
+    OwnersConfig, RepoLocation, RiskConfig, StacksConfig, ValidateConfig, WatchRule,
 };
 use sluice_model::glob::GlobList;
 use sluice_model::layout::Layout;
+use sluice_model::people::{People, Person, PersonId, PublicKey};
 use sluice_model::risk::{ChangeAction, PolicyOutcome, RiskLevel, RiskRule, RiskWhen};
 
 use crate::yaml::{self, Node, Value};
@@ -52,6 +54,8 @@ const TOP_KEYS: &[&str] = &[
     "apps",
     "owners",
     "validate",
+    "people",
+    "apply",
 ];
 
 struct Ctx<'a> {
@@ -309,6 +313,10 @@ fn decode(cx: &mut Ctx<'_>, root: &Node) -> Option<OrgConfig> {
     let approvals = get(map, "approvals")
         .map(|n| approvals(cx, n))
         .unwrap_or_default();
+    let people = get(map, "people")
+        .map(|n| people(cx, n))
+        .unwrap_or_default();
+    let apply = get(map, "apply").map(|n| apply(cx, n)).unwrap_or_default();
     let sections = map
         .iter()
         .filter_map(|(k, v)| {
@@ -353,6 +361,8 @@ fn decode(cx: &mut Ctx<'_>, root: &Node) -> Option<OrgConfig> {
         validate,
         risk,
         approvals,
+        people,
+        apply,
         sections,
     };
     cross_check(cx, root, &config);
@@ -885,6 +895,131 @@ fn approvals(cx: &mut Ctx<'_>, node: &Node) -> ApprovalMatrix {
     out
 }
 
+/// `people:` (docs/approvals.md): name → `{ emails, groups, keys }`. Every key must be an
+/// ed25519 public key (OpenSSH or PEM); an email may name one person only, since it decides who
+/// authored a change and so who may not approve it.
+fn people(cx: &mut Ctx<'_>, node: &Node) -> People {
+    let Some(map) = cx.expect_map(node, "people") else {
+        return People::default();
+    };
+    let mut out = Vec::new();
+    let mut seen: BTreeMap<PersonId, &Node> = BTreeMap::new();
+    let mut email_at: BTreeMap<String, (PersonId, &Node)> = BTreeMap::new();
+    for (k, v) in map {
+        let Some(name) = cx.string(k, "person name") else {
+            continue;
+        };
+        let id = PersonId::new(&name);
+        if let Some(first) = seen.get(&id) {
+            cx.error(
+                k,
+                format!("person `{name}` is listed twice (names compare without case)"),
+                Some(format!("the first is at line {}", first.line)),
+            );
+            continue;
+        }
+        seen.insert(id.clone(), k);
+        let mut person = Person::default();
+        let what = format!("people.{name}");
+        match &v.value {
+            Value::Null => {}
+            Value::Map(fields) => {
+                cx.check_keys(fields, &["emails", "groups", "keys"], &format!("`{what}`"));
+                if let Some(n) = get(fields, "emails") {
+                    for item in n
+                        .as_seq()
+                        .map(|s| s.to_vec())
+                        .unwrap_or_else(|| vec![n.clone()])
+                    {
+                        let Some(email) = cx.string(&item, &format!("{what}.emails")) else {
+                            continue;
+                        };
+                        if !email.contains('@') {
+                            cx.error(
+                                &item,
+                                format!("`{email}` in `{what}.emails` is not an email address"),
+                                None,
+                            );
+                            continue;
+                        }
+                        let lower = email.to_ascii_lowercase();
+                        if let Some((other, at)) = email_at.get(&lower) {
+                            if *other != id {
+                                cx.error(
+                                    &item,
+                                    format!("email `{email}` is listed for `{other}` (line {}) and `{name}`", at.line),
+                                    Some("an email must name one person: it decides who authored a change".into()),
+                                );
+                            }
+                        } else {
+                            email_at.insert(lower, (id.clone(), v));
+                        }
+                        person.emails.push(email);
+                    }
+                }
+                if let Some(n) = get(fields, "groups") {
+                    for group in cx.strings(n, &format!("{what}.groups")) {
+                        if !group.starts_with('@') {
+                            cx.error(n, format!("group `{group}` in `{what}.groups` must start with `@` (`@org/team`)"), None);
+                            continue;
+                        }
+                        person.groups.push(group);
+                    }
+                }
+                if let Some(n) = get(fields, "keys") {
+                    let items = n
+                        .as_seq()
+                        .map(|s| s.to_vec())
+                        .unwrap_or_else(|| vec![n.clone()]);
+                    for item in items {
+                        let Some(key) = cx.string(&item, &format!("{what}.keys")) else {
+                            continue;
+                        };
+                        match PublicKey::parse(&key) {
+                            Ok(_) => person.keys.push(key),
+                            Err(e) => cx.error(&item, format!("`{what}.keys`: {e}"), Some("paste the line of `ssh-keygen -y -f KEY` (or the contents of KEY.pub)".into())),
+                        }
+                    }
+                }
+            }
+            _ => {
+                cx.error(
+                    v,
+                    format!(
+                        "`{what}` must be a mapping with `emails`, `groups` and `keys`, found {}",
+                        v.type_name()
+                    ),
+                    None,
+                );
+                continue;
+            }
+        }
+        out.push((id, person));
+    }
+    People::new(out)
+}
+
+/// `apply:` — `{ merge: before_merge | after_merge }`.
+fn apply(cx: &mut Ctx<'_>, node: &Node) -> ApplyConfig {
+    let mut out = ApplyConfig::default();
+    let Some(map) = cx.expect_map(node, "apply") else {
+        return out;
+    };
+    cx.check_keys(map, &["merge"], "`apply`");
+    if let Some(n) = get(map, "merge") {
+        match n.as_str() {
+            Some("before_merge") => out.merge = MergeRule::BeforeMerge,
+            Some("after_merge") => out.merge = MergeRule::AfterMerge,
+            _ => cx.error(
+                n,
+                format!("`apply.merge` must be `before_merge` or `after_merge`, found `{n}`"),
+                Some("before_merge applies from the open PR; after_merge once it is merged into the default branch".into()),
+            ),
+        }
+    }
+    out
+}
+
 /// Checks across sections: the layouts name their environment, explicit dependencies
 /// name plausible stacks, clusters map to known environments.
 fn cross_check(cx: &mut Ctx<'_>, root: &Node, config: &OrgConfig) {
@@ -1133,6 +1268,46 @@ risk:
             "{errs:?}"
         );
         assert!(errs.iter().all(|e| e.line > 20), "{errs:?}");
+    }
+
+    const ALICE_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGAC9l5AZD1Ncw7DBIF7yS7SrIB6XobaC4qN8k3a8cHt alice";
+
+    #[test]
+    fn people_and_apply_load_as_the_issue_writes_them() {
+        let text = format!(
+            "{SAMPLE}people:\n  alice: {{ emails: [alice@acme.example], groups: [\"@acme/platform\"], keys: [\"{ALICE_KEY}\"] }}\n  bob: {{ emails: [bob@acme.example] }}\napply:\n  merge: after_merge\n"
+        );
+        let c = load("sluice.yaml", &text).unwrap();
+        let alice = c.people.get("alice").unwrap();
+        assert_eq!(alice.groups, ["@acme/platform"]);
+        assert_eq!(alice.public_keys().len(), 1);
+        assert!(c.people.get("bob").unwrap().keys.is_empty());
+        assert_eq!(c.apply.merge, MergeRule::AfterMerge);
+        let default = load("sluice.yaml", SAMPLE).unwrap();
+        assert!(default.people.is_empty());
+        assert_eq!(default.apply.merge, MergeRule::BeforeMerge);
+    }
+
+    #[test]
+    fn bad_people_are_reported_where_they_are() {
+        let text = format!(
+            "{SAMPLE}people:\n  alice:\n    emails: [alice@acme.example]\n    keys: [\"ssh-rsa AAAAB3NzaC1yc2E alice\"]\n    group: [x]\n  carol:\n    emails: [ALICE@acme.example, not-an-email]\n    groups: [platform]\napply: {{ merge: sometimes }}\n"
+        );
+        let errs = load("sluice.yaml", &text).unwrap_err();
+        let line_of = |needle: &str| {
+            errs.iter()
+                .find(|e| e.message.contains(needle))
+                .unwrap_or_else(|| panic!("{needle} in {errs:?}"))
+                .line
+        };
+        let base = SAMPLE.lines().count() as u32;
+        assert_eq!(line_of("key type `ssh-rsa` is not supported"), base + 4);
+        assert_eq!(line_of("unknown key `group`"), base + 5);
+        assert_eq!(line_of("is listed for `alice`"), base + 7);
+        assert_eq!(line_of("not-an-email"), base + 7);
+        assert_eq!(line_of("must start with `@`"), base + 8);
+        assert_eq!(line_of("`apply.merge` must be"), base + 9);
+        assert!(errs.iter().all(|e| e.file == "sluice.yaml"));
     }
 
     #[test]

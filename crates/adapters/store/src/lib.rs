@@ -2,9 +2,11 @@
 //! (leaves, perfect-subtree nodes, checkpoints) and the artifact index, on SQLite (the embedded
 //! default, `.sluice/sluice.db`) or PostgreSQL (`postgres://…`, for several replicas), behind
 //! async traits by concern ([`ChangeStore`], [`LogStore`], [`ArtifactIndex`], together
-//! [`Store`]) that write through one transaction type, [`Transaction`]; plus content-addressed
-//! artifact blobs ([`blobs`]) on local disk or S3; and remote state versions ([`state`]: the
-//! Terraform state backend's encrypted versions, audit events and backend locks).
+//! [`Store`]) that write through one transaction type, [`Transaction`]; state-domain locks with
+//! fencing tokens ([`LockStore`], [`locks`]); approvals, plan uses and stack health for stage 7
+//! ([`ReleaseStore`], [`release`]); remote state versions ([`state`]: the Terraform state
+//! backend's encrypted versions, audit events and backend locks); plus content-addressed
+//! artifact blobs ([`blobs`]) on local disk or S3.
 //!
 //! - [`Store::commit`] writes a transaction (a stage's log leaf, its stage row, its event and the
 //!   change's new manifest version) atomically; the manifest chain is guarded by the database
@@ -27,9 +29,11 @@ pub mod bench;
 pub mod blobs;
 pub mod error;
 pub mod frontier;
+pub mod locks;
 pub mod log;
 pub mod records;
 pub mod state;
+pub mod release;
 pub mod store;
 pub mod tx;
 
@@ -41,6 +45,7 @@ pub use backend::postgres::PgStore;
 pub use backend::sqlite::SqliteStore;
 pub use blobs::{BlobStore, LocalBlobs, ObjectBlobs, put_artifact};
 pub use error::{Result, StoreError};
+pub use locks::{LockResult, LockStore};
 pub use log::{CheckpointSigner, LogSnapshot};
 pub use records::{
     ArtifactRecord, ChangeRecord, CheckpointRecord, Digest, EventRecord, Hash, LeafInput, LogLeaf,
@@ -50,6 +55,7 @@ pub use records::{
 pub use state::{
     BackendLockRecord, NewStateVersion, StateEventRecord, StateStore, StateVersionRecord,
 };
+pub use release::{ApprovalRow, PlanUseRow, PlanUseState, ReleaseStore};
 pub use store::{ArtifactIndex, Backend, ChangeStore, LogStore, Store};
 pub use tx::{Committed, LeafRef, NewManifest, Transaction};
 

@@ -8,11 +8,11 @@
 //! - [`Store`]: all of them on one database, and [`Store::commit`], which writes one
 //!   [`Transaction`] (the one transaction type every concern writes through) atomically.
 //!
-//! Two concerns are the next issues' and have no trait yet, only their place here: a
-//! `LockStore` (per-state-domain locks with holder, lease and fencing token, surviving crashes)
-//! and a `JobQueue` (runner jobs claimed with `FOR UPDATE SKIP LOCKED`, woken by
-//! `LISTEN/NOTIFY` on PostgreSQL). Both are to write through [`Transaction`] too, so that a job's
-//! completion, its stage's evidence and a lock's release commit together.
+//! - [`crate::LockStore`] (in [`crate::locks`]): per-state-domain locks with holder, lease,
+//!   fencing token and FIFO queue, one model transition per write transaction.
+//!
+//! The `JobQueue` (runner jobs claimed with `FOR UPDATE SKIP LOCKED`, woken by `LISTEN/NOTIFY`
+//! on PostgreSQL) is the next issue's.
 
 use std::future::Future;
 

@@ -958,6 +958,8 @@ mod tests {
             },
             risk: Default::default(),
             approvals: Default::default(),
+            people: Default::default(),
+            apply: Default::default(),
             sections: BTreeMap::new(),
         }
     }

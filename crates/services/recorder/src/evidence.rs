@@ -1727,6 +1727,9 @@ fn policy_entries(
     let mut details = decision_details(&d.policy.record, &d.policy.decision_digest);
     details["risk"] = json!(d.risk);
     details["status"] = json!(d.status.as_str());
+    // What must approve this plan: the apply gate (`sluice apply`) reads the requirements
+    // from here, so they are the ones this decision was signed with.
+    details["approvals"] = json!(d.approvals);
     let mut inputs = rev.commit_inputs();
     inputs.insert(
         sluice_evidence::statement::input::PLAN.into(),

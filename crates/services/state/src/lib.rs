@@ -26,4 +26,4 @@ pub use auth::{AuthError, Authenticator, FirstOf, OidcAuthenticator, Principal};
 pub use backend::{
     BackendConfig, BackendStore, Environments, Pulled, StateBackend, StateError, Written,
 };
-pub use locks::{DomainLocks, ProcessLocks};
+pub use locks::DomainLocks;

@@ -12,7 +12,6 @@ use sluice_store::{AnyStore, StateVersionRecord, StoreError};
 
 use crate::auth::Principal;
 use crate::backend::{BackendConfig, Pulled, StateBackend, StateError};
-use crate::locks::ProcessLocks;
 
 /// Why the local backend could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +59,8 @@ impl LocalState {
         Ok(LocalState {
             runtime,
             backend: StateBackend::new(
-                store,
-                Arc::new(ProcessLocks::default()),
+                store.clone(),
+                Arc::new(store),
                 keys,
                 BackendConfig::default(),
             ),

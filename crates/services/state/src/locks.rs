@@ -1,21 +1,14 @@
 //! The state-domain locks the backend uses as its lock (one lock, not two): what it needs of a
-//! lock store, as three transitions of the model's [`Lock`] state machine.
-//!
-//! [`ProcessLocks`] keeps the locks of one process in memory. It is what the backend runs on
-//! until the store's durable `LockStore` (per-stack rows, one transition per write transaction,
-//! shared by replicas) implements [`DomainLocks`]; with it, the locks of `sluice serve`, the
-//! runners' applies and the Terraform clients are the same rows. Being in memory, it forgets its
-//! locks when the process ends (every lock is then free again, and fencing tokens restart, so
-//! a client from before a restart could write again after one).
+//! lock store, as three transitions of the model's [`Lock`] state machine. Every
+//! [`LockStore`] provides them, so the locks of `sluice serve`'s backend, of `sluice apply` and of
+//! `sluice locks`/`unlock` are the same rows.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use sluice_model::exception::Timestamp;
 use sluice_model::lock::{Acquired, FencingToken, Lock, Refusal};
-use sluice_store::StoreError;
+use sluice_store::{LockStore, StoreError};
 
 /// `Err(StoreError)` when the lock store failed; `Ok(Err(Refusal))` when the model refused.
 pub type LockResult<T> = Result<Result<T, Refusal>, StoreError>;
@@ -61,39 +54,9 @@ pub fn try_acquire_transition(
     }
 }
 
-/// The locks of one process (see the module documentation).
-#[derive(Default)]
-pub struct ProcessLocks {
-    locks: Mutex<HashMap<String, Lock>>,
-}
-
-impl ProcessLocks {
-    fn with<T>(
-        &self,
-        unit: &str,
-        f: impl FnOnce(&mut Lock) -> Result<T, Refusal>,
-    ) -> LockResult<T> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        let current = locks.get(unit).cloned().unwrap_or_else(|| Lock::new(unit));
-        let mut next = current.clone();
-        // Like a store transaction: a refusal changes nothing.
-        let out = f(&mut next);
-        if out.is_ok() && next != current {
-            locks.insert(unit.to_string(), next);
-        }
-        Ok(out)
-    }
-}
-
-impl DomainLocks for ProcessLocks {
+impl<T: LockStore> DomainLocks for T {
     fn lock<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<Option<Lock>, StoreError>> {
-        let found = self
-            .locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(unit)
-            .cloned();
-        Box::pin(async move { Ok(found) })
+        Box::pin(LockStore::lock(self, unit))
     }
 
     fn try_acquire<'a>(
@@ -103,8 +66,7 @@ impl DomainLocks for ProcessLocks {
         now: Timestamp,
         lease: Duration,
     ) -> BoxFuture<'a, LockResult<Option<FencingToken>>> {
-        let out = self.with(unit, |l| try_acquire_transition(l, change, now, lease));
-        Box::pin(async move { out })
+        Box::pin(self.transition(unit, move |l| try_acquire_transition(l, change, now, lease)))
     }
 
     fn release<'a>(
@@ -113,8 +75,7 @@ impl DomainLocks for ProcessLocks {
         token: FencingToken,
         now: Timestamp,
     ) -> BoxFuture<'a, LockResult<()>> {
-        let out = self.with(unit, |l| l.release(token, now).map(|_| ()));
-        Box::pin(async move { out })
+        Box::pin(async move { Ok(LockStore::release(self, unit, token, now).await?.map(|_| ())) })
     }
 }
 
@@ -124,7 +85,10 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_grow_and_a_busy_lock_is_not_queued() {
-        let locks = ProcessLocks::default();
+        let dir = tempfile::tempdir().unwrap();
+        let locks = sluice_store::SqliteStore::open(dir.path().join("s.db"))
+            .await
+            .unwrap();
         let t0 = Timestamp::from_unix(1_000, 0);
         let lease = Duration::from_secs(60);
         let a = locks
@@ -141,7 +105,7 @@ mod tests {
                 .unwrap(),
             None
         );
-        assert!(locks.lock("u").await.unwrap().unwrap().queue.is_empty());
+        assert!(DomainLocks::lock(&locks, "u").await.unwrap().unwrap().queue.is_empty());
         // A stale release is refused and changes nothing.
         assert!(
             locks

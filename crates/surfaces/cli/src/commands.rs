@@ -9,6 +9,7 @@ use crate::cmd_check;
 use crate::cmd_evidence;
 use crate::cmd_plan;
 use crate::cmd_policy;
+use crate::cmd_release;
 use crate::cmd_render;
 use crate::cmd_state;
 use crate::exit;
@@ -26,7 +27,8 @@ use sluice_model::stage::STAGES;
 validates it, plans it, evaluates policy, classifies risk, binds approvals to the exact plan and \
 keeps a verifiable evidence trail.\n\nExit codes: 0 ok, 1 blocked (blocking findings), 2 usage or \
 configuration error, 3 repository error (not a git repository, unknown revision), 4 inconsistent \
-org (dependency cycle, layer rule), 5 internal or IO error, 6 a plan failed."
+org (dependency cycle, layer rule), 5 internal or IO error, 6 a plan failed, 7 approval refused, \
+8 apply refused by the gate, 9 stack locked by another change, 10 apply failed (stack degraded)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -84,6 +86,21 @@ enum Command {
     /// docs/state.md.
     #[command(subcommand)]
     State(cmd_state::StateCommand),
+    /// Approve a recorded change (stage 6) as a person registered under `people:`, signing
+    /// the approval with your key. Exit 7 when refused (not registered, self-approval, key
+    /// not registered, nothing to approve).
+    Approve(cmd_release::ApproveArgs),
+    /// Apply a change's approved plan (stage 7) under the stack's state lock. Exit 8 when the
+    /// gate refuses (approval missing, plan used or stale, stack degraded), 9 when the stack
+    /// is locked by another change (queued), 10 when the engine apply failed (stack degraded).
+    Apply(cmd_release::ApplyArgs),
+    /// State-domain locks: holders, fencing tokens, queues, kept locks and degraded stacks.
+    Locks(cmd_release::LocksArgs),
+    /// Admin: remove a stack lock's holder (audited; --reason required).
+    Unlock(cmd_release::AdminArgs),
+    /// Admin: declare a degraded stack healthy and release its kept lock (audited; --reason
+    /// required).
+    Recover(cmd_release::AdminArgs),
     /// Generate large orgs and measure sluice against a peer in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -332,6 +349,11 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Bench(BenchCommand::Check(a)) => cmd_check::run_bench_check(a),
         Command::Evidence(c) => Ok(cmd_evidence::run_evidence(c)),
         Command::State(c) => Ok(cmd_state::run_state(c)),
+        Command::Approve(a) => Ok(cmd_release::run_approve(a)),
+        Command::Apply(a) => Ok(cmd_release::run_apply(a)),
+        Command::Locks(a) => Ok(cmd_release::run_locks(a)),
+        Command::Unlock(a) => Ok(cmd_release::run_unlock(a)),
+        Command::Recover(a) => Ok(cmd_release::run_recover(a)),
         Command::Bench(BenchCommand::Evidence(a)) => Ok(cmd_evidence::run_bench_evidence(a)),
         Command::Bench(BenchCommand::State(a)) => Ok(cmd_state::run_bench_state(a)),
     }

@@ -27,6 +27,36 @@ pub const INTERNAL: i32 = 5;
 /// A stack could not be planned (`sluice plan`, `sluice pr`): the engine failed, or a plan
 /// file could not be read.
 pub const PLAN_FAILED: i32 = 6;
+/// `sluice approve` refused before signing: the person is not registered, authored the
+/// change, the key is not theirs, or there is nothing to approve (no passed plan, a deny).
+pub const APPROVAL_REFUSED: i32 = 7;
+/// `sluice apply` refused by the gate (approval missing or bound to another plan, plan used,
+/// stale, denied, not merged as `apply.merge` requires, stack degraded) or by the plan file's
+/// digest: nothing was applied.
+pub const APPLY_REFUSED: i32 = 8;
+/// The stack's state lock is held by another change; this one is queued.
+pub const LOCKED: i32 = 9;
+/// The engine apply failed: the stack is degraded and its lock kept (recovery required).
+pub const APPLY_FAILED: i32 = 10;
+
+/// Stages 6 and 7 (`approve`, `apply`, `locks`, `unlock`, `recover`).
+pub fn release(e: &sluice_release::ReleaseError) -> i32 {
+    use sluice_release::ReleaseError as E;
+    match e {
+        E::Evidence(e) => evidence(e),
+        E::Store(e) if e.is_fatal() => INTERNAL,
+        E::Store(_) => INTERNAL,
+        E::Pipeline(e) => pipeline(e),
+        E::UnknownChange(_) | E::Usage(_) | E::Recovery(_) => USAGE,
+        E::NotApprovable { .. } | E::Approve(_) | E::Key(_) | E::KeyNotRegistered { .. } => {
+            APPROVAL_REFUSED
+        }
+        E::Gate { .. } | E::Lock { .. } | E::PlanFile { .. } | E::StalePlan { .. } => APPLY_REFUSED,
+        E::Locked { .. } => LOCKED,
+        E::ApplyFailed { .. } => APPLY_FAILED,
+        E::Engine(_) | E::Internal(_) => INTERNAL,
+    }
+}
 
 /// `graph`, `affected`, `stacks`: a stack config that does not parse leaves that stack's
 /// edges unknown, so the org as read is inconsistent (4), unless `--allow-errors` accepts it.
@@ -192,10 +222,22 @@ mod tests {
 
     #[test]
     fn every_code_is_distinct() {
-        let mut codes = vec![OK, BLOCKED, USAGE, REPO, GRAPH, INTERNAL, PLAN_FAILED];
+        let mut codes = vec![
+            OK,
+            BLOCKED,
+            USAGE,
+            REPO,
+            GRAPH,
+            INTERNAL,
+            PLAN_FAILED,
+            APPROVAL_REFUSED,
+            APPLY_REFUSED,
+            LOCKED,
+            APPLY_FAILED,
+        ];
         codes.sort_unstable();
         codes.dedup();
-        assert_eq!(codes.len(), 7);
+        assert_eq!(codes.len(), 11);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
-use sluice_state::{BackendConfig, Principal, ProcessLocks, StateBackend};
+use sluice_state::{BackendConfig, Principal, StateBackend};
 use sluice_store::SqliteStore;
 use sluice_testkit::{Exit, Sluice};
 
@@ -25,7 +25,7 @@ fn versions_pull_and_rollback() {
         let store = SqliteStore::open(&db).await.unwrap();
         let backend = StateBackend::new(
             store.clone(),
-            Arc::new(ProcessLocks::default()),
+            Arc::new(store.clone()),
             Arc::new(LocalKeys::new(KeySource::Inline(key.clone()))),
             BackendConfig::default(),
         );

@@ -18,7 +18,7 @@ use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
 use sluice_identity::verify::unix_now;
 use sluice_model::trust::TrustPolicy;
 use sluice_state::{
-    BackendConfig, BackendStore, Environments, OidcAuthenticator, ProcessLocks, StateBackend,
+    BackendConfig, BackendStore, DomainLocks, Environments, OidcAuthenticator, StateBackend,
 };
 use sluice_store::SqliteStore;
 
@@ -183,7 +183,7 @@ fn state_body(bytes: usize, serial: u64) -> Vec<u8> {
     .expect("state serialises")
 }
 
-async fn run_backend<S: BackendStore>(
+async fn run_backend<S: BackendStore + DomainLocks>(
     name: &str,
     store: S,
     issuer: &BenchIssuer,
@@ -198,8 +198,8 @@ async fn run_backend<S: BackendStore>(
         ..BackendConfig::default()
     };
     let backend = Arc::new(StateBackend::new(
-        store,
-        Arc::new(ProcessLocks::default()),
+        store.clone(),
+        Arc::new(store),
         keys,
         config,
     ));

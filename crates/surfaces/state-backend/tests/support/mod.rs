@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
 use sluice_model::trust::TrustPolicy;
-use sluice_state::{BackendConfig, Environments, OidcAuthenticator, ProcessLocks, StateBackend};
+use sluice_state::{BackendConfig, Environments, OidcAuthenticator, StateBackend};
 use sluice_store::SqliteStore;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -152,7 +152,7 @@ impl Served {
         config.environments = Environments::FirstSegment;
         let backend = Arc::new(StateBackend::new(
             store.clone(),
-            Arc::new(ProcessLocks::default()),
+            Arc::new(store.clone()),
             keys,
             config,
         ));

@@ -1,0 +1,182 @@
+//! `sluice approve CHANGE_ID --as NAME --key KEYFILE` (stage 6 from the command line).
+//!
+//! The approver's identity comes from the key, never from the flag: `--as` names whom to
+//! check the key against, and the key must be one registered for that person under
+//! `people:` in the base revision's `sluice.yaml`. In order, before anything is signed: the
+//! change must have a passed plan and a policy decision that does not deny; the person must be
+//! registered and must not have authored a commit of the change; the key must be theirs. Then
+//! the approval (change, commit, plan digest, decision digest, environment, unit, approver and
+//! groups) is signed with the key, checked against the registered key, and recorded as the
+//! `approve` statement of the change in the evidence log (which sluice's evidence key signs),
+//! with the approver's envelope inside it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::json;
+use sluice_evidence::approval::{load_approver_key, sign_approval, verify_approval};
+use sluice_evidence::statement::{Outcome, Subject};
+use sluice_model::apply::{PlanResult, PolicyResult};
+use sluice_model::binding::Approval;
+use sluice_model::people::PublicKey;
+use sluice_model::risk::PolicyOutcome;
+use sluice_model::stage::{Authority, Stage};
+use sluice_recorder::evidence::{
+    ChangeSubject, EvidenceService, Identity, RecordedChange, RecorderOptions, StageEntry,
+    StageEvent,
+};
+use sluice_store::{ApprovalRow, Digest, ReleaseStore};
+
+use crate::context::{ChangeContext, Governance};
+use crate::error::{ReleaseError, Result};
+
+pub struct ApproveRequest {
+    pub repo: PathBuf,
+    pub change_id: String,
+    /// The `people:` name the key must belong to.
+    pub name: String,
+    pub key_file: PathBuf,
+    pub options: RecorderOptions,
+}
+
+/// What `sluice approve` recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct Approved {
+    pub change_id: String,
+    pub approval: Approval,
+    /// `SHA256:…` of the key that signed it, as `ssh-keygen -l` prints it.
+    pub key_fingerprint: String,
+    /// Digest of the approver-signed envelope.
+    pub approval_envelope: String,
+    pub recorded: RecordedChange,
+}
+
+/// The statement details of an approval: what the bundle and the apply read.
+pub const APPROVAL_DETAIL: &str = "approval";
+pub const APPROVER_ENVELOPE_DETAIL: &str = "approver_envelope";
+
+pub async fn approve(req: ApproveRequest) -> Result<Approved> {
+    let mut options = req.options.clone();
+    options.existing_only = true;
+    options.authorities = Some(vec![Authority::Approver]);
+    let service = EvidenceService::open(&options).await?;
+    let store = service.store();
+    let ctx = ChangeContext::load(store, &req.change_id).await?;
+    let binding = approvable(&ctx)?;
+    let governance = Governance::load(&req.repo, &ctx.record)?;
+    // Identity and self-approval first: refused before the key is even read.
+    let approval = governance
+        .people
+        .approval(&req.name, &binding, &governance.authors)?;
+    let person = governance
+        .people
+        .get(&req.name)
+        .expect("approval() found the person");
+    let key = load_approver_key(&req.key_file)?;
+    let public = PublicKey(*key.verifying_key().as_bytes());
+    let registered = person.public_keys();
+    if !registered.contains(&public) {
+        return Err(ReleaseError::KeyNotRegistered {
+            person: approval.approver.to_string(),
+            fingerprint: public.fingerprint(),
+            base: governance.base.clone(),
+        });
+    }
+    let envelope = sign_approval(&approval, &key);
+    // What an auditor will do: check it against the registered key.
+    verify_approval(&envelope, approval.approver.as_str(), &registered)?;
+    let envelope_digest = envelope.digest();
+    let envelope_text = sluice_evidence::statement::digest_string(&envelope_digest);
+
+    let mut inputs = BTreeMap::new();
+    inputs.insert("plan".to_string(), binding.subject.digest().to_string());
+    inputs.insert(
+        "policy_decision".to_string(),
+        binding.decision_digest.clone(),
+    );
+    let hex = binding
+        .subject
+        .digest()
+        .strip_prefix("sha256:")
+        .unwrap_or(binding.subject.digest());
+    let stem = ctx.record.unit.replace('/', "__");
+    let event = StageEvent {
+        stage: Stage::Approve,
+        who: Identity {
+            actor: approval.approver.to_string(),
+            identity: format!("sluice-people-key:{}", public.fingerprint()),
+        },
+        input_digests: inputs,
+        subjects: vec![Subject::sha256(&format!("{stem}.tfplan"), hex)],
+        outcome: Outcome::Passed,
+        details: json!({
+            APPROVAL_DETAIL: approval,
+            APPROVER_ENVELOPE_DETAIL: envelope,
+            "plan_digest": binding.subject.digest(),
+            "decision_digest": binding.decision_digest,
+            "groups": approval.groups,
+            "key_fingerprint": public.fingerprint(),
+            "governance_revision": governance.base,
+        }),
+    };
+    let subject = ChangeSubject {
+        id: ctx.id.clone(),
+        base: ctx.record.base.clone(),
+        kind: ctx.record.unit_kind,
+    };
+    let recorded = service
+        .record_stage(&subject, StageEntry::Ran(event))
+        .await?;
+    store
+        .put_approval(&ApprovalRow {
+            change_id: ctx.change_id().to_string(),
+            approver: approval.approver.to_string(),
+            body: json!({
+                APPROVAL_DETAIL: approval,
+                APPROVER_ENVELOPE_DETAIL: envelope,
+            }),
+            envelope: Digest(envelope_digest),
+            created_at: sluice_store::now_millis(),
+        })
+        .await?;
+    let recorded = recorded
+        .changes
+        .into_iter()
+        .next()
+        .ok_or_else(|| ReleaseError::Internal("the approval was not recorded".into()))?;
+    Ok(Approved {
+        change_id: ctx.change_id().to_string(),
+        approval,
+        key_fingerprint: public.fingerprint(),
+        approval_envelope: envelope_text,
+        recorded,
+    })
+}
+
+/// The binding an approval of `ctx` would have, or why there is nothing to approve.
+fn approvable(ctx: &ChangeContext) -> Result<sluice_model::binding::Binding> {
+    let refuse = |reason: &str| ReleaseError::NotApprovable {
+        change_id: ctx.change_id().to_string(),
+        reason: reason.to_string(),
+    };
+    match &ctx.plan {
+        PlanResult::NotRun => return Err(refuse("no plan was recorded (stage 4)")),
+        PlanResult::Failed { class } => {
+            return Err(refuse(&format!("its plan failed ({class})")));
+        }
+        PlanResult::Passed { .. } => {}
+    }
+    match &ctx.policy {
+        PolicyResult::NotEvaluated => {
+            return Err(refuse("policy was not evaluated (stage 5)"));
+        }
+        PolicyResult::Evaluated {
+            outcome: PolicyOutcome::Deny,
+            ..
+        } => return Err(refuse("policy denies its plan")),
+        PolicyResult::Evaluated { .. } => {}
+    }
+    ctx.binding()
+        .ok_or_else(|| refuse("the plan or the decision has no digest"))
+}

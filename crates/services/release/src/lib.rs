@@ -1,0 +1,30 @@
+//! Stages 6 and 7 (DESIGN.md §2, issue 11): approvals signed by the registered approver and
+//! bound to the exact plan, applies of exactly that plan under the stack's fenced state lock,
+//! partial failure (a degraded stack, the lock kept) and the audited admin actions around
+//! locks (unlock) and recovery.
+//!
+//! Every decision is the model's (`sluice_model::{binding, apply, lock, people}`): this crate
+//! loads what the decisions need from the store, git and `sluice.yaml`, calls them, carries out
+//! what they decide (sign, take the lock, run the engine) and records what happened as signed
+//! statements in the evidence log.
+//!
+//! - [`approve`]: `sluice approve CHANGE_ID --as NAME --key KEYFILE`.
+//! - [`apply`]: `sluice apply CHANGE_ID [--unit U]`, one stack or every stack of a PR commit
+//!   in dependency order.
+//! - [`admin`]: `sluice locks`, `sluice unlock UNIT --reason`, `sluice recover UNIT --reason`.
+//!
+//! Who may approve is read from `people:` in the `sluice.yaml` of the change's *base*
+//! revision, never from the change itself: a PR that adds its author's key to `people:` must
+//! not be able to approve itself with it.
+
+pub mod admin;
+pub mod apply;
+pub mod approve;
+mod context;
+pub mod error;
+
+pub use context::ChangeContext;
+pub use error::ReleaseError;
+
+/// The `sluice.yaml` `people:` and `apply:` of a revision, and the change's authors.
+pub use context::Governance;

@@ -1,0 +1,346 @@
+//! `sluice approve`, `sluice apply`, `sluice locks`, `sluice unlock`, `sluice recover`
+//! (stages 6 and 7, docs/approvals.md): flags, rendering and exit codes over `sluice-release`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use sluice_recorder::evidence::{EvidenceService, Identity};
+use sluice_release::apply::{ApplyRequest, DEFAULT_LEASE};
+use sluice_release::approve::ApproveRequest;
+use sluice_release::{ReleaseError, admin};
+
+use crate::cmd_evidence::StoreArgs;
+use crate::exit;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+pub struct ApproveArgs {
+    /// The change id `sluice pr --record` printed (`changes[].change_id`).
+    pub change_id: String,
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Your name under `people:` in sluice.yaml (of the change's base revision).
+    #[arg(long = "as", value_name = "NAME")]
+    pub name: String,
+    /// Your private key (OpenSSH ed25519, unencrypted, or PKCS#8 PEM); its public key must be
+    /// registered for NAME. It signs the approval; it is never stored.
+    #[arg(long, value_name = "KEYFILE")]
+    pub key: PathBuf,
+    #[command(flatten)]
+    pub evidence: StoreArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Args)]
+pub struct ApplyArgs {
+    /// A change id, or the part of it a PR commit's changes share (`repo#pr@sha7`): every
+    /// stack of it then applies in dependency order.
+    pub change_id: String,
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Only this stack.
+    #[arg(long, value_name = "UNIT")]
+    pub unit: Option<String>,
+    /// Plan store (default: `<repo>/.sluice`).
+    #[arg(long, value_name = "DIR")]
+    pub plan_store: Option<PathBuf>,
+    /// The state lock's lease in seconds, renewed by heartbeat while the engine runs; an
+    /// applier that dies stops renewing it and the stack is then degraded.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_LEASE.as_secs())]
+    pub lease: u64,
+    /// The default branch, for `apply.merge: after_merge`.
+    #[arg(long, default_value = "main")]
+    pub default_branch: String,
+    #[command(flatten)]
+    pub evidence: StoreArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Args)]
+pub struct LocksArgs {
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    #[command(flatten)]
+    pub evidence: StoreArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Args)]
+pub struct AdminArgs {
+    /// The stack (`dev/net`).
+    pub unit: String,
+    /// Why (mandatory; recorded in the audit log with your identity).
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    #[command(flatten)]
+    pub evidence: StoreArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+}
+
+fn fail(e: &ReleaseError) -> i32 {
+    eprintln!("error: {e}");
+    exit::release(e)
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    let mut s = serde_json::to_string_pretty(value).expect("reports serialise");
+    s.push('\n');
+    s
+}
+
+pub fn run_approve(a: ApproveArgs) -> i32 {
+    let req = ApproveRequest {
+        change_id: a.change_id.clone(),
+        name: a.name.clone(),
+        key_file: a.key.clone(),
+        options: a.evidence.options(&a.repo, true),
+        repo: a.repo.clone(),
+    };
+    match runtime().block_on(sluice_release::approve::approve(req)) {
+        Ok(done) => {
+            let out = match a.format {
+                Format::Json => json(&done),
+                Format::Text => format!(
+                    "approved {} as {} (groups: {}) with key {}\n  plan {}\n  decision {}\n  signed approval {}\n",
+                    done.change_id,
+                    done.approval.approver,
+                    done.approval.groups.join(", "),
+                    done.key_fingerprint,
+                    done.approval.binding.subject.digest(),
+                    done.approval.binding.decision_digest,
+                    done.approval_envelope,
+                ),
+            };
+            print!("{out}");
+            exit::OK
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+pub fn run_apply(a: ApplyArgs) -> i32 {
+    let req = ApplyRequest {
+        change_id: a.change_id.clone(),
+        unit: a.unit.clone(),
+        options: a.evidence.options(&a.repo, true),
+        plan_store: a.plan_store.clone(),
+        lease: Duration::from_secs(a.lease.max(1)),
+        default_branch: a.default_branch.clone(),
+        path_var: None,
+        repo: a.repo.clone(),
+    };
+    match runtime().block_on(sluice_release::apply::apply(req)) {
+        Ok(report) => {
+            let out = match a.format {
+                Format::Json => json(&report),
+                Format::Text => {
+                    let mut out = String::new();
+                    for s in &report.applied {
+                        let _ = writeln!(
+                            out,
+                            "applied {} ({}) with {} under fencing token {}\n  plan {}\n  approved by {}\n  state serial {} -> {}",
+                            s.change_id,
+                            s.unit,
+                            s.engine,
+                            s.fencing_token,
+                            s.plan_digest,
+                            s.approved_by.join(", "),
+                            s.state_before
+                                .as_ref()
+                                .map_or("-".into(), |x| x.serial.to_string()),
+                            s.state_after
+                                .as_ref()
+                                .map_or("-".into(), |x| x.serial.to_string()),
+                        );
+                    }
+                    out
+                }
+            };
+            print!("{out}");
+            exit::OK
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn open(
+    repo: &std::path::Path,
+    evidence: &StoreArgs,
+) -> Result<(tokio::runtime::Runtime, EvidenceService), i32> {
+    let rt = runtime();
+    match rt.block_on(EvidenceService::open(&evidence.options(repo, true))) {
+        Ok(s) => Ok((rt, s)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(exit::evidence(&e))
+        }
+    }
+}
+
+pub fn run_locks(a: LocksArgs) -> i32 {
+    let (rt, service) = match open(&a.repo, &a.evidence) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    match rt.block_on(admin::locks(service.store())) {
+        Ok(views) => {
+            let out = match a.format {
+                Format::Json => {
+                    json(&serde_json::json!({"schema": "sluice.locks/v1", "locks": views}))
+                }
+                Format::Text => {
+                    let mut out = String::new();
+                    if views.is_empty() {
+                        out.push_str("no locks\n");
+                    }
+                    for v in &views {
+                        let holder = match &v.lock.holder {
+                            Some(h) => format!(
+                                "held by {} (token {}, {})",
+                                h.change,
+                                h.token,
+                                serde_json::to_value(&h.tenure)
+                                    .ok()
+                                    .and_then(|t| t
+                                        .get("kind")
+                                        .and_then(|k| k.as_str())
+                                        .map(str::to_string))
+                                    .unwrap_or_default()
+                            ),
+                            None => "free".to_string(),
+                        };
+                        let health = serde_json::to_value(&v.health)
+                            .ok()
+                            .and_then(|h| {
+                                h.get("health").and_then(|k| k.as_str()).map(str::to_string)
+                            })
+                            .unwrap_or_default();
+                        let _ = writeln!(
+                            out,
+                            "{}: {holder}; last token {}; {} waiting; {health}",
+                            v.unit,
+                            v.lock.last_token,
+                            v.lock.queue.len()
+                        );
+                        for (i, w) in v.lock.queue.iter().enumerate() {
+                            let _ = writeln!(out, "  {}. {} (since {})", i + 1, w.change, w.since);
+                        }
+                    }
+                    out
+                }
+            };
+            print!("{out}");
+            exit::OK
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn reason(a: &AdminArgs) -> Result<String, i32> {
+    match a.reason.as_deref().map(str::trim) {
+        Some(r) if !r.is_empty() => Ok(r.to_string()),
+        _ => {
+            eprintln!(
+                "error: --reason is required: admin actions are recorded in the audit log with their reason"
+            );
+            Err(exit::USAGE)
+        }
+    }
+}
+
+pub fn run_unlock(a: AdminArgs) -> i32 {
+    let reason = match reason(&a) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let (rt, service) = match open(&a.repo, &a.evidence) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let admin_id = Identity::from_env();
+    match rt.block_on(admin::unlock(
+        service.store(),
+        &a.unit,
+        &admin_id.identity,
+        &reason,
+    )) {
+        Ok(done) => {
+            let out = match a.format {
+                Format::Json => json(&done),
+                Format::Text => format!(
+                    "unlocked {} (previous holder: {}); recorded with reason {:?} by {}\n",
+                    done.unit,
+                    done.previous
+                        .as_ref()
+                        .map_or("none".into(), |h| format!("{} token {}", h.change, h.token)),
+                    done.reason,
+                    done.admin
+                ),
+            };
+            print!("{out}");
+            exit::OK
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+pub fn run_recover(a: AdminArgs) -> i32 {
+    let reason = match reason(&a) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let (rt, service) = match open(&a.repo, &a.evidence) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let admin_id = Identity::from_env();
+    let rules = sluice_model::redact::RedactionRules::default();
+    match rt.block_on(admin::recover(
+        service.store(),
+        &a.unit,
+        &admin_id.identity,
+        &reason,
+        &rules,
+    )) {
+        Ok(done) => {
+            let out = match a.format {
+                Format::Json => json(&done),
+                Format::Text => format!(
+                    "recovered {}: marked healthy{}; recorded with reason {:?} by {}\n",
+                    done.unit,
+                    if done.unlocked.is_some() {
+                        " and unlocked"
+                    } else {
+                        ""
+                    },
+                    done.reason,
+                    done.admin
+                ),
+            };
+            print!("{out}");
+            exit::OK
+        }
+        Err(e) => fail(&e),
+    }
+}
