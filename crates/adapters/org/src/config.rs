@@ -1270,7 +1270,8 @@ risk:
         assert!(errs.iter().all(|e| e.line > 20), "{errs:?}");
     }
 
-    const ALICE_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGAC9l5AZD1Ncw7DBIF7yS7SrIB6XobaC4qN8k3a8cHt alice";
+    const ALICE_KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGAC9l5AZD1Ncw7DBIF7yS7SrIB6XobaC4qN8k3a8cHt alice";
 
     #[test]
     fn people_and_apply_load_as_the_issue_writes_them() {

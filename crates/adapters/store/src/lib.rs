@@ -32,8 +32,8 @@ pub mod frontier;
 pub mod locks;
 pub mod log;
 pub mod records;
-pub mod state;
 pub mod release;
+pub mod state;
 pub mod store;
 pub mod tx;
 
@@ -52,10 +52,10 @@ pub use records::{
     LogNode, ManifestRecord, PackedLeaves, PackedNodes, StageOutcome, StageResultRecord, UnitKind,
     UnixMillis, now_millis,
 };
+pub use release::{ApprovalRow, PlanUseRow, PlanUseState, ReleaseStore};
 pub use state::{
     BackendLockRecord, NewStateVersion, StateEventRecord, StateStore, StateVersionRecord,
 };
-pub use release::{ApprovalRow, PlanUseRow, PlanUseState, ReleaseStore};
 pub use store::{ArtifactIndex, Backend, ChangeStore, LogStore, Store};
 pub use tx::{Committed, LeafRef, NewManifest, Transaction};
 

@@ -75,7 +75,11 @@ impl<T: LockStore> DomainLocks for T {
         token: FencingToken,
         now: Timestamp,
     ) -> BoxFuture<'a, LockResult<()>> {
-        Box::pin(async move { Ok(LockStore::release(self, unit, token, now).await?.map(|_| ())) })
+        Box::pin(async move {
+            Ok(LockStore::release(self, unit, token, now)
+                .await?
+                .map(|_| ()))
+        })
     }
 }
 
@@ -105,17 +109,18 @@ mod tests {
                 .unwrap(),
             None
         );
-        assert!(DomainLocks::lock(&locks, "u").await.unwrap().unwrap().queue.is_empty());
-        // A stale release is refused and changes nothing.
         assert!(
-            locks
-                .release("u", FencingToken(7), t0)
+            DomainLocks::lock(&locks, "u")
                 .await
                 .unwrap()
-                .is_err()
+                .unwrap()
+                .queue
+                .is_empty()
         );
-        locks
-            .release("u", FencingToken(1), t0)
+        // A stale release is refused and changes nothing.
+        let stale = DomainLocks::release(&locks, "u", FencingToken(7), t0).await;
+        assert!(stale.unwrap().is_err());
+        DomainLocks::release(&locks, "u", FencingToken(1), t0)
             .await
             .unwrap()
             .unwrap();
