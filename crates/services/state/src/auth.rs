@@ -56,11 +56,7 @@ impl AuthError {
     /// True when the caller's credentials are wrong (401), false when sluice could not check
     /// them (503: the issuer was unreachable).
     pub fn is_credentials(&self) -> bool {
-        match self {
-            AuthError::Keys(_) => false,
-            AuthError::Token(TokenError::Keys(_)) => false,
-            _ => true,
-        }
+        !matches!(self, AuthError::Keys(_) | AuthError::Token(TokenError::Keys(_)))
     }
 }
 
