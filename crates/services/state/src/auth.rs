@@ -56,7 +56,10 @@ impl AuthError {
     /// True when the caller's credentials are wrong (401), false when sluice could not check
     /// them (503: the issuer was unreachable).
     pub fn is_credentials(&self) -> bool {
-        !matches!(self, AuthError::Keys(_) | AuthError::Token(TokenError::Keys(_)))
+        !matches!(
+            self,
+            AuthError::Keys(_) | AuthError::Token(TokenError::Keys(_))
+        )
     }
 }
 
