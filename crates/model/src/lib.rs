@@ -39,6 +39,8 @@ pub mod redact;
 pub mod risk;
 pub mod sensitive;
 pub mod stage;
+/// Remote state: serial and lineage checks, rollback bodies, the backend's lock info.
+pub mod state;
 pub mod tree;
 pub mod trust;
 pub mod yaml;

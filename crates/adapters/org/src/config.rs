@@ -42,6 +42,8 @@ const LATER_SECTIONS: &[&str] = &[
     "runners",
     "evidence",
     "server",
+    // Runner trust policy (docs/identity.md), read by the server; validated here.
+    "trust",
 ];
 const TOP_KEYS: &[&str] = &[
     "version",
@@ -336,6 +338,16 @@ fn decode(cx: &mut Ctx<'_>, root: &Node) -> Option<OrgConfig> {
                 "e.g. `preexisting: warn`, or `preexisting: { default: warn, envs: { prod: block }, rules: { \"secret/*\": block } }`"
                     .into(),
             ),
+        );
+    }
+    if let Some(node) = root.get("trust")
+        && let Err(e) = sluice_model::trust::TrustPolicy::from_json(&node.to_json())
+    {
+        let at = node_at_path(root, &e.path);
+        cx.error(
+            at,
+            format!("{}: {}", e.path, e.message),
+            Some("see the trust policy reference in docs/identity.md".into()),
         );
     }
     let config = OrgConfig {
@@ -1096,6 +1108,35 @@ fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// The node a path such as `trust.rules[1].when.sub` names, or the deepest one that exists on
+/// the way (a missing key is reported at the mapping that lacks it).
+fn node_at_path<'a>(root: &'a Node, path: &str) -> &'a Node {
+    let mut at = root;
+    for part in path.split('.') {
+        let (key, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            match at.get(key) {
+                Some(n) => at = n,
+                None => return at,
+            }
+        }
+        for index in indexes
+            .split(['[', ']'])
+            .filter(|s| !s.is_empty())
+            .filter_map(|i| i.parse::<usize>().ok())
+        {
+            match at.as_seq().and_then(|s| s.get(index)) {
+                Some(n) => at = n,
+                None => return at,
+            }
+        }
+    }
+    at
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1274,5 +1315,33 @@ risk:
     fn typo_distance() {
         assert_eq!(closest("enviroments", TOP_KEYS), Some("environments"));
         assert_eq!(closest("zzz", TOP_KEYS), None);
+    }
+
+    #[test]
+    fn trust_section_is_validated_with_positions() {
+        let base = "version: 1\norg: acme\nenvironments:\n  dev: { order: 1 }\nstacks: { root: live, layout: \"{env}/{region}/{stack}\" }\n";
+        let good = format!(
+            "{base}trust:\n  issuers:\n    - issuer: https://token.actions.githubusercontent.com\n      audience: sluice\n  rules:\n    - name: apply-dev\n      when: {{ sub: \"repo:acme/infra-live:environment:dev\", environment: dev }}\n      grant: {{ stages: [apply], state: {{ write: [\"dev/*/network\"] }} }}\n"
+        );
+        let config = load("sluice.yaml", &good).unwrap();
+        assert!(config.sections.contains_key("trust"));
+        // A plan identity that writes state: reported at the rule's grant, with the path.
+        let bad = good.replace("stages: [apply]", "stages: [plan]");
+        let errors = load("sluice.yaml", &bad).unwrap_err();
+        let e = errors
+            .iter()
+            .find(|e| e.message.contains("trust.rules[0].grant.state.write"))
+            .unwrap_or_else(|| panic!("{errors:?}"));
+        assert_eq!((e.file.as_str(), e.line), ("sluice.yaml", 13));
+        assert!(e.message.contains("read-only"), "{}", e.message);
+        // A rule that trusts any subject of the issuer.
+        let bad = good.replace("sub: \"repo:acme/infra-live:environment:dev\", ", "");
+        let errors = load("sluice.yaml", &bad).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("trust.rules[0].when") && e.line == 12),
+            "{errors:?}"
+        );
     }
 }

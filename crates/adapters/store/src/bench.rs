@@ -272,6 +272,22 @@ pub async fn run_postgres_scratch(
     log_size: u64,
     proof_samples: usize,
 ) -> Result<Report> {
+    postgres_scratch(url, "sluice_bench", |store| async move {
+        let store = Arc::new(store);
+        let report = run(store.clone(), appends, callers, log_size, proof_samples).await;
+        store.pool().close().await;
+        report
+    })
+    .await?
+}
+
+/// Runs `f` on a PostgreSQL store in a scratch schema (`{prefix}_<pid>_<ms>`, migrated) on the
+/// server at `url`, and drops the schema afterwards: benchmarks never touch an existing store.
+pub async fn postgres_scratch<T, F, Fut>(url: &str, prefix: &str, f: F) -> Result<T>
+where
+    F: FnOnce(crate::PgStore) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     use sqlx::{ConnectOptions as _, Connection as _};
     use std::str::FromStr as _;
     let base =
@@ -284,7 +300,7 @@ pub async fn run_postgres_scratch(
         reason: format!("cannot connect: {e}"),
     };
     let schema = format!(
-        "sluice_bench_{}_{}",
+        "{prefix}_{}_{}",
         std::process::id(),
         crate::records::now_millis()
     );
@@ -294,13 +310,10 @@ pub async fn run_postgres_scratch(
         .await
         .map_err(crate::error::db("creating the benchmark schema"))?;
     let result = async {
-        let store = Arc::new(
+        let store =
             crate::PgStore::open_with(base.clone().options([("search_path", schema.as_str())]))
-                .await?,
-        );
-        let report = run(store.clone(), appends, callers, log_size, proof_samples).await;
-        store.pool().close().await;
-        report
+                .await?;
+        Ok(f(store).await)
     }
     .await;
     let dropped = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
@@ -308,7 +321,7 @@ pub async fn run_postgres_scratch(
         .await
         .map_err(crate::error::db("dropping the benchmark schema"));
     let _ = conn.close().await;
-    let report = result?;
+    let out = result?;
     dropped?;
-    Ok(report)
+    Ok(out)
 }

@@ -4,8 +4,9 @@
 //! async traits by concern ([`ChangeStore`], [`LogStore`], [`ArtifactIndex`], together
 //! [`Store`]) that write through one transaction type, [`Transaction`]; state-domain locks with
 //! fencing tokens ([`LockStore`], [`locks`]); approvals, plan uses and stack health for stage 7
-//! ([`ReleaseStore`], [`release`]); plus content-addressed artifact blobs ([`blobs`])
-//! on local disk or S3.
+//! ([`ReleaseStore`], [`release`]); remote state versions ([`state`]: the Terraform state
+//! backend's encrypted versions, audit events and backend locks); plus content-addressed
+//! artifact blobs ([`blobs`]) on local disk or S3.
 //!
 //! - [`Store::commit`] writes a transaction (a stage's log leaf, its stage row, its event and the
 //!   change's new manifest version) atomically; the manifest chain is guarded by the database
@@ -37,6 +38,7 @@ pub mod log;
 pub mod queue_bench;
 pub mod records;
 pub mod release;
+pub mod state;
 pub mod store;
 pub mod tokens;
 pub mod tx;
@@ -60,6 +62,9 @@ pub use records::{
     UnixMillis, now_millis,
 };
 pub use release::{ApprovalRow, PlanUseRow, PlanUseState, ReleaseStore};
+pub use state::{
+    BackendLockRecord, NewStateVersion, StateEventRecord, StateStore, StateVersionRecord,
+};
 pub use store::{ArtifactIndex, Backend, ChangeStore, LogStore, Store};
 pub use tokens::{IssuedToken, Scope, TokenRecord, TokenStore};
 pub use tx::{Committed, LeafRef, NewManifest, Transaction};
@@ -324,6 +329,57 @@ impl AnyStore {
             AnyStore::Postgres(_) => PgStore::known_schema_version(),
         };
         Ok(self.schema_version().await? >= known)
+    }
+}
+
+impl StateStore for AnyStore {
+    async fn put_state_version(
+        &self,
+        new: &NewStateVersion,
+        event: &StateEventRecord,
+    ) -> Result<StateVersionRecord> {
+        delegate!(self, s => s.put_state_version(new, event).await)
+    }
+
+    async fn state_head(&self, unit: &str) -> Result<Option<StateVersionRecord>> {
+        delegate!(self, s => s.state_head(unit).await)
+    }
+
+    async fn state_version(&self, unit: &str, version: u64) -> Result<Option<StateVersionRecord>> {
+        delegate!(self, s => s.state_version(unit, version).await)
+    }
+
+    async fn state_versions(&self, unit: &str, limit: u32) -> Result<Vec<StateVersionRecord>> {
+        delegate!(self, s => s.state_versions(unit, limit).await)
+    }
+
+    async fn state_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        delegate!(self, s => s.state_blob(digest).await)
+    }
+
+    async fn append_state_event(&self, event: &StateEventRecord) -> Result<i64> {
+        delegate!(self, s => s.append_state_event(event).await)
+    }
+
+    async fn state_events(
+        &self,
+        unit: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StateEventRecord>> {
+        delegate!(self, s => s.state_events(unit, after, limit).await)
+    }
+
+    async fn put_backend_lock(&self, lock: &BackendLockRecord) -> Result<()> {
+        delegate!(self, s => s.put_backend_lock(lock).await)
+    }
+
+    async fn backend_lock(&self, unit: &str) -> Result<Option<BackendLockRecord>> {
+        delegate!(self, s => s.backend_lock(unit).await)
+    }
+
+    async fn delete_backend_lock(&self, unit: &str, lock_id: &str) -> Result<bool> {
+        delegate!(self, s => s.delete_backend_lock(unit, lock_id).await)
     }
 }
 

@@ -857,6 +857,10 @@ mod schema_version {
         let Some(fx) = crate::common::postgres().await else {
             return;
         };
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(fx.store.pool())
+            .await
+            .unwrap();
         sqlx::query(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
              VALUES (9999, 'from the future', TRUE, '\\x00', 0)",
@@ -874,7 +878,9 @@ mod schema_version {
             .await
             .unwrap();
         // The migrations this sluice applied, plus the one from the future; nothing added.
-        assert_eq!(n, PgStore::known_schema_version() + 1);
+        // (Counted, not derived from the newest version: versions need not be contiguous.)
+        assert_eq!(n, applied + 1);
+        assert!(applied >= 1 && PgStore::known_schema_version() >= applied);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use crate::cmd_policy;
 use crate::cmd_release;
 use crate::cmd_render;
 use crate::cmd_serve;
+use crate::cmd_state;
 use crate::exit;
 use crate::output::{emit, print_json};
 use sluice_demo::{bench, demo, generate};
@@ -83,6 +84,10 @@ enum Command {
     /// audit. See docs/evidence.md.
     #[command(subcommand)]
     Evidence(cmd_evidence::EvidenceCommand),
+    /// Remote state kept by the Terraform `http` backend: versions, pull, rollback. See
+    /// docs/state.md.
+    #[command(subcommand)]
+    State(cmd_state::StateCommand),
     /// Approve a recorded change (stage 6) as a person registered under `people:`, signing
     /// the approval with your key. Exit 7 when refused (not registered, self-approval, key
     /// not registered, nothing to approve).
@@ -141,6 +146,9 @@ enum BenchCommand {
     /// Job queue throughput: enqueue, then claim + complete with N workers, on SQLite and/or
     /// PostgreSQL.
     Queue(cmd_serve::BenchQueueArgs),
+    /// GET/POST of a 1 MB state and LOCK/UNLOCK latencies of the Terraform state backend over
+    /// HTTP on SQLite and PostgreSQL, and cached token verification.
+    State(cmd_state::BenchStateArgs),
 }
 
 #[derive(Args)]
@@ -358,6 +366,7 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Check(a) => cmd_check::run_check(a),
         Command::Bench(BenchCommand::Check(a)) => cmd_check::run_bench_check(a),
         Command::Evidence(c) => Ok(cmd_evidence::run_evidence(c)),
+        Command::State(c) => Ok(cmd_state::run_state(c)),
         Command::Approve(a) => Ok(cmd_release::run_approve(a)),
         Command::Apply(a) => Ok(cmd_release::run_apply(a)),
         Command::Locks(a) => Ok(cmd_release::run_locks(a)),
@@ -369,6 +378,7 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Bench(BenchCommand::Queue(a)) => Ok(cmd_serve::run_bench_queue(a)),
         Command::Serve(a) => Ok(cmd_serve::run_serve(a)),
         Command::Token(c) => Ok(cmd_serve::run_token(c)),
+        Command::Bench(BenchCommand::State(a)) => Ok(cmd_state::run_bench_state(a)),
     }
 }
 

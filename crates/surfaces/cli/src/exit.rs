@@ -150,16 +150,7 @@ pub fn evidence(e: &EvidenceError) -> i32 {
     use sluice_evidence::bundle::VerifyError;
     match e {
         EvidenceError::Store(e) if e.is_fatal() => INTERNAL,
-        EvidenceError::Store(e) => match e {
-            StoreError::SchemaTooNew { .. }
-            | StoreError::SchemaDirty { .. }
-            | StoreError::BadLocation { .. }
-            | StoreError::Migrate { .. }
-            | StoreError::Invalid { .. }
-            | StoreError::NotFound { .. } => USAGE,
-            StoreError::BlobCorrupt { .. } | StoreError::Conflict { .. } => BLOCKED,
-            _ => INTERNAL,
-        },
+        EvidenceError::Store(e) => store(e),
         EvidenceError::Key(_)
         | EvidenceError::Location(_)
         | EvidenceError::Input { .. }
@@ -171,6 +162,48 @@ pub fn evidence(e: &EvidenceError) -> i32 {
         // The stage gate refused: the change is blocked at that stage.
         EvidenceError::Gate { .. } => BLOCKED,
         EvidenceError::Internal(_) => INTERNAL,
+    }
+}
+
+/// A store error on its own: 2 for a store that cannot be used as given, 1 for corrupt or
+/// conflicting records, 5 otherwise (durability failures included).
+pub fn store(e: &StoreError) -> i32 {
+    match e {
+        e if e.is_fatal() => INTERNAL,
+        StoreError::SchemaTooNew { .. }
+        | StoreError::SchemaDirty { .. }
+        | StoreError::BadLocation { .. }
+        | StoreError::Migrate { .. }
+        | StoreError::Invalid { .. }
+        | StoreError::NotFound { .. } => USAGE,
+        StoreError::BlobCorrupt { .. } | StoreError::Conflict { .. } => BLOCKED,
+        _ => INTERNAL,
+    }
+}
+
+/// `sluice state`: 1 a refused action (the unit is locked, a serial or lineage check) or a
+/// stored version that fails its integrity check; 2 bad input (an unknown version, no reason);
+/// 5 the store or the keys failed.
+pub fn state(e: &sluice_state::StateError) -> i32 {
+    use sluice_state::StateError as E;
+    match e {
+        E::Locked { .. } | E::LockConflict(_) | E::Tampered { .. } | E::Forbidden { .. } => BLOCKED,
+        E::Refused(sluice_model::state::WriteRefusal::ReasonRequired) => USAGE,
+        E::Refused(_) => BLOCKED,
+        E::BadRequest(_) | E::BadBody(_) | E::NotFound(_) => USAGE,
+        E::Store(s) => store(s),
+        // Decryption failures that are not tampering: a missing or wrong key.
+        E::Seal(_) => USAGE,
+    }
+}
+
+/// `sluice state`: the store or the keys could not be opened.
+pub fn state_open(e: &sluice_state::local::OpenError) -> i32 {
+    use sluice_state::local::OpenError as E;
+    match e {
+        E::Store(s) => store(s),
+        E::Keys(_) => USAGE,
+        E::Runtime(_) => INTERNAL,
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod jobs;
 pub mod postgres;
 pub mod sqlite;
+mod state;
 
 use sluice_evidence::merkle::Hash;
 

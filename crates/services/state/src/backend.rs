@@ -1,0 +1,921 @@
+//! The state backend's operations, surface-independent: what `GET`, `POST`, `LOCK` and `UNLOCK`
+//! of Terraform's `http` backend do, and what `sluice state …` does, over one store.
+//!
+//! Every operation authorizes first (the trust policy for runners: reading needs a read or
+//! write grant on the unit, writing and locking a write grant for the token's environment),
+//! then acts, then records one audit event, refusals included. Event details carry digests,
+//! serials, versions, lock ids and reasons, never state content.
+//!
+//! **One lock.** The backend's lock is the unit's state-domain lock (`sluice_model::lock`,
+//! stored by [`LockStore`]). A Terraform `LOCK` on a free unit acquires it for the change
+//! `terraform:<lock id>`, with a lease; a `LOCK` while a change holds it (a runner applying that
+//! change) is granted only when it names that change and its fencing token
+//! (`?change=…&fencing_token=…` on the lock address), and is otherwise answered with the
+//! holder's lock info. The Terraform lock id is attached to the holder's fencing token
+//! ([`BackendLockRecord`]); a `POST ?ID=` is accepted only when that id is attached and its
+//! token is still current (the lease alive, no newer holder), so a client whose lease lapsed
+//! cannot overwrite the state of whoever took the lock next.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use sluice_iac::keys::KeyProvider;
+use sluice_iac::seal::{self, SealError};
+use sluice_model::exception::Timestamp;
+use sluice_model::layout::Layout;
+use sluice_model::lock::{FencingToken, Holder, Lock, Tenure};
+use sluice_model::state::{
+    BackendLockInfo, Force, Head, StateBodyError, StateHeader, WriteDecision, WriteRefusal,
+    check_write, rollback_body, state_id_problem,
+};
+use sluice_model::trust::{Action, Refusal, TrustPolicy, Unit};
+use sluice_store::{
+    BackendLockRecord, Digest, NewStateVersion, StateEventRecord, StateStore, StateVersionRecord,
+    StoreError,
+};
+
+use crate::auth::Principal;
+use crate::locks::DomainLocks;
+
+/// The change name a Terraform client's own lock is held under.
+pub const TERRAFORM_CHANGE_PREFIX: &str = "terraform:";
+
+/// What the backend needs from the store.
+pub trait BackendStore: StateStore + Clone {}
+impl<T: StateStore + Clone> BackendStore for T {}
+
+/// How a unit's environment is found from its id, for the trust policy's per-environment rule.
+#[derive(Debug, Clone)]
+pub enum Environments {
+    /// The org's stack layout (`{env}/{region}/{stack}`): the `{env}` capture.
+    Layout(Layout),
+    /// The id's first segment (`dev/ap-southeast-1/network` → `dev`).
+    FirstSegment,
+}
+
+impl Environments {
+    pub fn env_of(&self, unit: &str) -> Option<String> {
+        match self {
+            Environments::Layout(layout) => layout.capture(unit)?.values.get("env").cloned(),
+            Environments::FirstSegment => unit.split('/').next().map(str::to_string),
+        }
+    }
+}
+
+/// Settings of the backend.
+#[derive(Clone)]
+pub struct BackendConfig {
+    /// The runner trust policy; without one, runner tokens are refused everything.
+    pub trust: Option<Arc<TrustPolicy>>,
+    pub environments: Environments,
+    /// The lease of a lock a Terraform client takes itself. Terraform does not renew locks,
+    /// so this bounds how long a killed client blocks the unit.
+    pub terraform_lease: Duration,
+    /// The largest state body accepted.
+    pub max_state_bytes: usize,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            trust: None,
+            environments: Environments::FirstSegment,
+            terraform_lease: Duration::from_secs(3600),
+            max_state_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Why an operation was refused or failed. The surface maps each to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    BadBody(#[from] StateBodyError),
+    #[error("{identity} may not do this: {refusal}")]
+    Forbidden { identity: String, refusal: String },
+    /// Held by someone else: their lock info (Terraform shows it and `-lock-timeout` retries).
+    #[error("the state of `{unit}` is locked by {}", .holder.who)]
+    Locked {
+        unit: String,
+        holder: Box<BackendLockInfo>,
+    },
+    /// The write or unlock does not come with the lock it needs.
+    #[error("{0}")]
+    LockConflict(String),
+    #[error("{0}")]
+    Refused(#[from] WriteRefusal),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("state version {version} of `{unit}` failed its integrity check: {problem}")]
+    Tampered {
+        unit: String,
+        version: u64,
+        problem: String,
+    },
+    #[error("encrypting or decrypting state: {0}")]
+    Seal(#[source] SealError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StateError {
+    /// The audit outcome of a refusal.
+    fn outcome(&self) -> &'static str {
+        match self {
+            StateError::NotFound(_) => "not_found",
+            StateError::Tampered { .. } => "tampered",
+            StateError::Seal(_) | StateError::Store(_) => "error",
+            _ => "refused",
+        }
+    }
+}
+
+/// What a successful write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    New(StateVersionRecord),
+    /// The body equals the newest version's.
+    Unchanged(StateVersionRecord),
+}
+
+/// A version with its plaintext body.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub record: StateVersionRecord,
+    pub body: Vec<u8>,
+}
+
+/// The state backend over one store (see the module documentation).
+pub struct StateBackend<S> {
+    store: S,
+    locks: Arc<dyn DomainLocks>,
+    keys: Arc<dyn KeyProvider>,
+    config: BackendConfig,
+}
+
+pub fn now() -> Timestamp {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_unix(d.as_secs() as i64, d.subsec_nanos())
+}
+
+impl<S: BackendStore> StateBackend<S> {
+    pub fn new(
+        store: S,
+        locks: Arc<dyn DomainLocks>,
+        keys: Arc<dyn KeyProvider>,
+        config: BackendConfig,
+    ) -> Self {
+        StateBackend {
+            store,
+            locks,
+            keys,
+            config,
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn config(&self) -> &BackendConfig {
+        &self.config
+    }
+
+    // ---- authorization and audit --------------------------------------------------------
+
+    fn authorize(&self, who: &Principal, action: Action, unit: &str) -> Result<(), StateError> {
+        if let Some(problem) = state_id_problem(unit) {
+            return Err(StateError::BadRequest(problem));
+        }
+        let claims = match who {
+            Principal::Admin { .. } => return Ok(()),
+            Principal::Runner(claims) => claims,
+        };
+        let forbidden = |refusal: String| StateError::Forbidden {
+            identity: who.identity(),
+            refusal,
+        };
+        let policy = self
+            .config
+            .trust
+            .as_ref()
+            .ok_or_else(|| forbidden("no trust policy is configured for runners".into()))?;
+        let env = self.config.environments.env_of(unit).ok_or_else(|| {
+            forbidden(format!(
+                "`{unit}` does not match the stack layout, so its environment is unknown"
+            ))
+        })?;
+        let unit = Unit {
+            id: unit.to_string(),
+            env,
+        };
+        policy
+            .authorize(claims, action, &unit)
+            .map(|_| ())
+            .map_err(|r: Refusal| forbidden(r.to_string()))
+    }
+
+    /// Records an audit event. A failure to record is an error of the operation: an
+    /// unaudited read or write must not be acknowledged.
+    async fn audit(
+        &self,
+        unit: &str,
+        action: &str,
+        outcome: &str,
+        who: &str,
+        version: Option<u64>,
+        detail: serde_json::Value,
+    ) -> Result<(), StateError> {
+        let event = StateEventRecord::new(unit, action, outcome, who, version, detail);
+        self.store.append_state_event(&event).await?;
+        Ok(())
+    }
+
+    /// Records a refusal decided before an operation could start (bad credentials, a wrong
+    /// Content-MD5): `identity` is what is known of the caller.
+    pub async fn audit_refusal(
+        &self,
+        unit: &str,
+        action: &str,
+        identity: &str,
+        reason: &str,
+    ) -> Result<(), StateError> {
+        self.audit(
+            unit,
+            action,
+            "refused",
+            identity,
+            None,
+            json!({ "reason": reason }),
+        )
+        .await
+    }
+
+    /// Runs `op`, then records its refusal (if it was refused) as an audit event.
+    async fn audited<T>(
+        &self,
+        unit: &str,
+        action: &str,
+        who: &Principal,
+        result: Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        if let Err(e) = &result {
+            self.audit(
+                unit,
+                action,
+                e.outcome(),
+                &who.identity(),
+                None,
+                json!({ "reason": e.to_string() }),
+            )
+            .await?;
+        }
+        result
+    }
+
+    // ---- reads ----------------------------------------------------------------------------
+
+    /// The newest version (or `version`), decrypted and checked against its record.
+    pub async fn read(
+        &self,
+        who: &Principal,
+        unit: &str,
+        version: Option<u64>,
+    ) -> Result<Option<Pulled>, StateError> {
+        let result = self.read_inner(who, unit, version).await;
+        let result = self.audited(unit, "read", who, result).await?;
+        let (outcome, version, detail) = match &result {
+            Some(p) => (
+                "ok",
+                Some(p.record.version),
+                json!({ "digest": p.record.digest, "serial": p.record.serial }),
+            ),
+            None => ("not_found", None, json!({})),
+        };
+        self.audit(unit, "read", outcome, &who.identity(), version, detail)
+            .await?;
+        Ok(result)
+    }
+
+    async fn read_inner(
+        &self,
+        who: &Principal,
+        unit: &str,
+        version: Option<u64>,
+    ) -> Result<Option<Pulled>, StateError> {
+        self.authorize(who, Action::ReadState, unit)?;
+        let record = match version {
+            None => self.store.state_head(unit).await?,
+            Some(v) => Some(self.store.state_version(unit, v).await?.ok_or_else(|| {
+                StateError::NotFound(format!("`{unit}` has no state version {v}"))
+            })?),
+        };
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let body = self.open(&record).await?;
+        Ok(Some(Pulled { record, body }))
+    }
+
+    /// Decrypts a version's body and checks it is what the record says: the blob opens with
+    /// its digest as associated data, hashes to the digest, and carries the recorded serial and
+    /// lineage.
+    async fn open(&self, record: &StateVersionRecord) -> Result<Vec<u8>, StateError> {
+        let tampered = |problem: String| StateError::Tampered {
+            unit: record.unit.clone(),
+            version: record.version,
+            problem,
+        };
+        let sealed = self
+            .store
+            .state_blob(&record.digest)
+            .await?
+            .ok_or_else(|| tampered(format!("its blob {} is missing", record.digest)))?;
+        let body =
+            seal::open(self.keys.as_ref(), &sealed, &record.digest.0).map_err(|e| match e {
+                SealError::Tampered | SealError::Malformed => tampered(e.to_string()),
+                other => StateError::Seal(other),
+            })?;
+        if Digest::of(&body) != record.digest {
+            return Err(tampered("the body does not hash to its digest".into()));
+        }
+        let header = StateHeader::parse(&body).map_err(|e| tampered(e.to_string()))?;
+        if header.serial != record.serial || header.lineage != record.lineage {
+            return Err(tampered(format!(
+                "the body has serial {} and another lineage than recorded (serial {})",
+                header.serial, record.serial
+            )));
+        }
+        Ok(body)
+    }
+
+    /// A unit's versions, newest first.
+    pub async fn versions(
+        &self,
+        who: &Principal,
+        unit: &str,
+        limit: u32,
+    ) -> Result<Vec<StateVersionRecord>, StateError> {
+        let result = async {
+            self.authorize(who, Action::ReadState, unit)?;
+            Ok(self.store.state_versions(unit, limit).await?)
+        }
+        .await;
+        let list = self.audited(unit, "versions", who, result).await?;
+        self.audit(
+            unit,
+            "versions",
+            "ok",
+            &who.identity(),
+            None,
+            json!({ "count": list.len() }),
+        )
+        .await?;
+        Ok(list)
+    }
+
+    // ---- writes -----------------------------------------------------------------------------
+
+    /// `POST ?ID=<lock id>`: a new version from the holder of the unit's lock.
+    pub async fn write(
+        &self,
+        who: &Principal,
+        unit: &str,
+        lock_id: Option<&str>,
+        body: &[u8],
+    ) -> Result<Written, StateError> {
+        let result = self.write_inner(who, unit, lock_id, body).await;
+        self.audited(unit, "write", who, result).await
+    }
+
+    async fn write_inner(
+        &self,
+        who: &Principal,
+        unit: &str,
+        lock_id: Option<&str>,
+        body: &[u8],
+    ) -> Result<Written, StateError> {
+        self.authorize(who, Action::WriteState, unit)?;
+        self.check_size(body)?;
+        let lock_id = lock_id.filter(|id| !id.is_empty()).ok_or_else(|| {
+            StateError::LockConflict(format!(
+                "writing the state of `{unit}` needs its lock: configure lock_address and \
+                 unlock_address so Terraform locks first and sends ?ID=<lock id>"
+            ))
+        })?;
+        let token = self.current_token(unit, lock_id).await?;
+        let header = StateHeader::parse(body)?;
+        let how = How {
+            lock: Some((lock_id, token)),
+            ..How::default()
+        };
+        self.put(who, unit, body, &header, how).await
+    }
+
+    /// An admin's write that overrides the serial and lineage checks, with a reason. It takes
+    /// the unit's lock for the write (refused while anyone holds it).
+    pub async fn force_write(
+        &self,
+        who: &Principal,
+        unit: &str,
+        body: &[u8],
+        reason: &str,
+    ) -> Result<Written, StateError> {
+        let result = async {
+            let force = self.admin_force(who, reason)?;
+            self.authorize(who, Action::WriteState, unit)?;
+            self.check_size(body)?;
+            let header = StateHeader::parse(body)?;
+            self.with_admin_lock(who, unit, |token| async move {
+                let how = How {
+                    admin_token: Some(token),
+                    force: Some(&force),
+                    ..How::default()
+                };
+                self.put(who, unit, body, &header, how).await
+            })
+            .await
+        }
+        .await;
+        self.audited(unit, "write", who, result).await
+    }
+
+    /// Restores version `version` as a new version (its body with the next serial), by an
+    /// admin with a reason, under the unit's lock.
+    pub async fn rollback(
+        &self,
+        who: &Principal,
+        unit: &str,
+        version: u64,
+        reason: &str,
+    ) -> Result<StateVersionRecord, StateError> {
+        let result = async {
+            let force = self.admin_force(who, reason)?;
+            self.authorize(who, Action::WriteState, unit)?;
+            let old = self
+                .store
+                .state_version(unit, version)
+                .await?
+                .ok_or_else(|| {
+                    StateError::NotFound(format!("`{unit}` has no state version {version}"))
+                })?;
+            let old_body = self.open(&old).await?;
+            self.with_admin_lock(who, unit, |token| async move {
+                let head = self
+                    .store
+                    .state_head(unit)
+                    .await?
+                    .ok_or_else(|| StateError::NotFound(format!("`{unit}` has no state")))?;
+                let body = rollback_body(&old_body, head.serial)?;
+                let header = StateHeader::parse(&body)?;
+                let how = How {
+                    admin_token: Some(token),
+                    force: Some(&force),
+                    rollback_of: Some(version),
+                    ..How::default()
+                };
+                match self.put(who, unit, &body, &header, how).await? {
+                    Written::New(r) | Written::Unchanged(r) => Ok(r),
+                }
+            })
+            .await
+        }
+        .await;
+        self.audited(unit, "rollback", who, result).await
+    }
+
+    fn admin_force(&self, who: &Principal, reason: &str) -> Result<Force, StateError> {
+        let Principal::Admin { name } = who else {
+            return Err(StateError::Forbidden {
+                identity: who.identity(),
+                refusal: "only a state administrator may force a write or roll back".into(),
+            });
+        };
+        if reason.trim().is_empty() {
+            return Err(WriteRefusal::ReasonRequired.into());
+        }
+        Ok(Force {
+            admin: name.clone(),
+            reason: reason.trim().to_string(),
+        })
+    }
+
+    fn check_size(&self, body: &[u8]) -> Result<(), StateError> {
+        if body.len() > self.config.max_state_bytes {
+            return Err(StateError::BadRequest(format!(
+                "the state is {} bytes; the limit is {}",
+                body.len(),
+                self.config.max_state_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the write against the head, seals the body and stores the version with its
+    /// audit event in one transaction.
+    async fn put(
+        &self,
+        who: &Principal,
+        unit: &str,
+        body: &[u8],
+        header: &StateHeader,
+        how: How<'_>,
+    ) -> Result<Written, StateError> {
+        let How {
+            lock,
+            admin_token,
+            force,
+            rollback_of,
+        } = how;
+        let digest = Digest::of(body);
+        let head_record = self.store.state_head(unit).await?;
+        let head = head_record.as_ref().map(|r| Head {
+            version: r.version,
+            serial: r.serial,
+            lineage: r.lineage.clone(),
+            digest: r.digest.0,
+        });
+        let decision = check_write(head.as_ref(), header, &digest.0, force)?;
+        let (version, overridden) = match decision {
+            WriteDecision::Unchanged { version } => {
+                self.audit(
+                    unit,
+                    "write",
+                    "unchanged",
+                    &who.identity(),
+                    Some(version),
+                    json!({ "digest": digest, "serial": header.serial }),
+                )
+                .await?;
+                return Ok(Written::Unchanged(
+                    head_record.expect("unchanged implies a head"),
+                ));
+            }
+            WriteDecision::NewVersion {
+                version,
+                overridden,
+            } => (version, overridden),
+        };
+        let sealed = seal::seal(self.keys.as_ref(), body, &digest.0).map_err(StateError::Seal)?;
+        let token = lock.map(|(_, t)| t).or(admin_token);
+        let record = StateVersionRecord {
+            unit: unit.to_string(),
+            version,
+            digest,
+            serial: header.serial,
+            lineage: header.lineage.clone(),
+            size: body.len() as u64,
+            identity: who.identity(),
+            lock_id: lock.map(|(id, _)| id.to_string()),
+            fencing_token: token.map(|t| t.0),
+            forced_reason: force.map(|f| f.reason.clone()),
+            rollback_of,
+            created_at: 0,
+        };
+        let event = StateEventRecord::new(
+            unit,
+            if rollback_of.is_some() {
+                "rollback"
+            } else {
+                "write"
+            },
+            "ok",
+            who.identity(),
+            Some(version),
+            json!({
+                "digest": digest,
+                "serial": header.serial,
+                "size": body.len(),
+                "lock_id": lock.map(|(id, _)| id),
+                "fencing_token": token.map(|t| t.0),
+                "forced": force.map(|f| json!({ "reason": f.reason, "overridden": overridden })),
+            }),
+        );
+        let stored = self
+            .store
+            .put_state_version(&NewStateVersion { record, sealed }, &event)
+            .await?;
+        Ok(Written::New(stored))
+    }
+
+    // ---- locks ------------------------------------------------------------------------------
+
+    /// The unit's state-domain lock as it stands now (an expired holder gone).
+    async fn domain_lock(&self, unit: &str, at: Timestamp) -> Result<Lock, StateError> {
+        Ok(self
+            .locks
+            .lock(unit)
+            .await?
+            .map(|l| l.settled(at))
+            .unwrap_or_else(|| Lock::new(unit)))
+    }
+
+    /// The fencing token a write with Terraform lock id `lock_id` is accepted under: the id must
+    /// be attached to the current holder's token, and that token must still be current.
+    async fn current_token(&self, unit: &str, lock_id: &str) -> Result<FencingToken, StateError> {
+        let at = now();
+        let lock = self.domain_lock(unit, at).await?;
+        let attached = self.store.backend_lock(unit).await?;
+        let Some(a) = attached.filter(|a| a.lock_id == lock_id) else {
+            return Err(match &lock.holder {
+                Some(h) => self.locked(unit, h).await?,
+                None => StateError::LockConflict(format!(
+                    "lock id {lock_id} does not hold the lock of `{unit}` (it expired or was \
+                     released); lock again"
+                )),
+            });
+        };
+        let token = FencingToken(a.fencing_token);
+        match lock.check_write(token, at) {
+            Ok(()) => Ok(token),
+            Err(refusal) => match &lock.holder {
+                Some(h) if h.token != token => Err(self.locked(unit, h).await?),
+                _ => Err(StateError::LockConflict(format!(
+                    "lock id {lock_id} of `{unit}`: {refusal}"
+                ))),
+            },
+        }
+    }
+
+    /// The refusal for a unit held by `holder`: its Terraform lock info when one is attached
+    /// to its token, else a description of the change holding it.
+    async fn locked(&self, unit: &str, holder: &Holder) -> Result<StateError, StateError> {
+        let attached = self.store.backend_lock(unit).await?;
+        let info = match attached.filter(|a| a.fencing_token == holder.token.0) {
+            Some(a) => serde_json::from_value(a.info).unwrap_or_default(),
+            None => holder_info(unit, holder),
+        };
+        let info = BackendLockInfo {
+            id: if info.id.is_empty() {
+                holder_info(unit, holder).id
+            } else {
+                info.id
+            },
+            ..info
+        };
+        Ok(StateError::Locked {
+            unit: unit.to_string(),
+            holder: Box::new(info),
+        })
+    }
+
+    /// `LOCK`: take the unit's lock for this Terraform client, or join the holding change
+    /// (`fence`: the change and fencing token the runner holds it with).
+    pub async fn lock(
+        &self,
+        who: &Principal,
+        unit: &str,
+        info: &BackendLockInfo,
+        fence: Option<(&str, u64)>,
+    ) -> Result<(), StateError> {
+        let result = self.lock_inner(who, unit, info, fence).await;
+        let token = self.audited(unit, "lock", who, result).await?;
+        self.audit(
+            unit,
+            "lock",
+            "ok",
+            &who.identity(),
+            None,
+            json!({ "lock_id": info.id, "operation": info.operation, "fencing_token": token.0 }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_inner(
+        &self,
+        who: &Principal,
+        unit: &str,
+        info: &BackendLockInfo,
+        fence: Option<(&str, u64)>,
+    ) -> Result<FencingToken, StateError> {
+        self.authorize(who, Action::WriteState, unit)?;
+        if let Some(p) = info.problem() {
+            return Err(StateError::BadRequest(p.to_string()));
+        }
+        let at = now();
+        let lock = self.domain_lock(unit, at).await?;
+        let attached = self.store.backend_lock(unit).await?;
+        let attach = |change: &str, token: FencingToken| BackendLockRecord {
+            unit: unit.to_string(),
+            lock_id: info.id.clone(),
+            change: change.to_string(),
+            fencing_token: token.0,
+            info: serde_json::to_value(info).expect("lock info serialises"),
+            created_at: sluice_store::now_millis(),
+        };
+        if let Some(h) = &lock.holder {
+            let live = |a: &BackendLockRecord| a.fencing_token == h.token.0;
+            if attached
+                .as_ref()
+                .is_some_and(|a| live(a) && a.lock_id == info.id)
+            {
+                // The same client locking again (a retry whose answer was lost).
+                return Ok(h.token);
+            }
+            let joins =
+                fence.is_some_and(|(change, token)| change == h.change && token == h.token.0);
+            if joins && !attached.as_ref().is_some_and(live) {
+                lock.check_write(h.token, at).map_err(|r| {
+                    StateError::LockConflict(format!("the lock of `{unit}` cannot be used: {r}"))
+                })?;
+                self.store
+                    .put_backend_lock(&attach(&h.change, h.token))
+                    .await?;
+                return Ok(h.token);
+            }
+            return Err(self.locked(unit, h).await?);
+        }
+        if let Some((change, _)) = fence {
+            return Err(StateError::LockConflict(format!(
+                "change {change} does not hold the lock of `{unit}`"
+            )));
+        }
+        let change = format!("{TERRAFORM_CHANGE_PREFIX}{}", info.id);
+        let lease = self.config.terraform_lease;
+        let granted = self
+            .locks
+            .try_acquire(unit, &change, at, lease)
+            .await?
+            .map_err(|r| StateError::LockConflict(r.to_string()))?;
+        match granted {
+            Some(token) => {
+                self.store.put_backend_lock(&attach(&change, token)).await?;
+                Ok(token)
+            }
+            None => {
+                let lock = self.domain_lock(unit, at).await?;
+                let holder = match (&lock.holder, lock.queue.front()) {
+                    (Some(h), _) => return Err(self.locked(unit, h).await?),
+                    (None, Some(w)) => BackendLockInfo {
+                        id: format!("sluice-queue:{}", w.change),
+                        operation: "sluice:queued".into(),
+                        info: format!("change {} is next in line for this lock", w.change),
+                        who: w.change.clone(),
+                        version: String::new(),
+                        created: w.since.to_rfc3339(),
+                        path: unit.to_string(),
+                    },
+                    (None, None) => {
+                        return Err(StateError::LockConflict(format!(
+                            "the lock of `{unit}` changed while it was taken; lock again"
+                        )));
+                    }
+                };
+                Err(StateError::Locked {
+                    unit: unit.to_string(),
+                    holder: Box::new(holder),
+                })
+            }
+        }
+    }
+
+    /// `UNLOCK` (also `terraform force-unlock`, which sends only the id): detach the Terraform
+    /// lock and release the state-domain lock if the client took it itself. A runner's change
+    /// keeps its lock; the runner releases it when the apply is done.
+    pub async fn unlock(
+        &self,
+        who: &Principal,
+        unit: &str,
+        info: &BackendLockInfo,
+    ) -> Result<(), StateError> {
+        let result = self.unlock_inner(who, unit, info).await;
+        let released = self.audited(unit, "unlock", who, result).await?;
+        self.audit(
+            unit,
+            "unlock",
+            "ok",
+            &who.identity(),
+            None,
+            json!({ "lock_id": info.id, "released": released }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn unlock_inner(
+        &self,
+        who: &Principal,
+        unit: &str,
+        info: &BackendLockInfo,
+    ) -> Result<bool, StateError> {
+        self.authorize(who, Action::WriteState, unit)?;
+        if let Some(p) = info.problem() {
+            return Err(StateError::BadRequest(p.to_string()));
+        }
+        let at = now();
+        match self.store.backend_lock(unit).await? {
+            Some(a) if a.lock_id == info.id => {
+                self.store.delete_backend_lock(unit, &a.lock_id).await?;
+                if a.change.starts_with(TERRAFORM_CHANGE_PREFIX) {
+                    let token = FencingToken(a.fencing_token);
+                    // A lease that already lapsed, or a newer holder, leaves nothing to release.
+                    let released = self.locks.release(unit, token, at).await?.is_ok();
+                    return Ok(released);
+                }
+                Ok(false)
+            }
+            Some(a) => {
+                let lock = self.domain_lock(unit, at).await?;
+                match &lock.holder {
+                    Some(h) if h.token.0 == a.fencing_token => {
+                        Err(StateError::LockConflict(format!(
+                            "lock id {} does not hold the lock of `{unit}`; {} does",
+                            info.id, a.lock_id
+                        )))
+                    }
+                    // The attached lock is left from a lapsed lease: nothing is held by it.
+                    _ => Ok(false),
+                }
+            }
+            None => {
+                let lock = self.domain_lock(unit, at).await?;
+                match &lock.holder {
+                    Some(h) => Err(StateError::LockConflict(format!(
+                        "the lock of `{unit}` is held by change {} (fencing token {}), not by a \
+                         Terraform client; an admin releases it with `sluice unlock`",
+                        h.change, h.token
+                    ))),
+                    None => Ok(false),
+                }
+            }
+        }
+    }
+
+    /// Runs an admin's write under the unit's lock, taken for `sluice:<admin>` and released
+    /// afterwards; refused while anyone else holds it.
+    async fn with_admin_lock<T, F, Fut>(
+        &self,
+        who: &Principal,
+        unit: &str,
+        f: F,
+    ) -> Result<T, StateError>
+    where
+        F: FnOnce(FencingToken) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StateError>>,
+    {
+        let at = now();
+        let change = format!("sluice-admin:{}", who.identity());
+        let lease = Duration::from_secs(60);
+        let granted = self
+            .locks
+            .try_acquire(unit, &change, at, lease)
+            .await?
+            .map_err(|r| StateError::LockConflict(r.to_string()))?;
+        let Some(token) = granted else {
+            let lock = self.domain_lock(unit, at).await?;
+            return Err(match &lock.holder {
+                Some(h) => self.locked(unit, h).await?,
+                None => StateError::LockConflict(format!(
+                    "changes are queued for the lock of `{unit}`; try again when they are done"
+                )),
+            });
+        };
+        let result = f(token).await;
+        // Released whatever the write did; a lapsed lease has nothing left to release.
+        let _ = self.locks.release(unit, token, now()).await?;
+        result
+    }
+}
+
+/// How a version is written: under a Terraform lock (its id and token), or by an admin under
+/// the lock taken for them, forced, as a rollback.
+#[derive(Default, Clone, Copy)]
+struct How<'a> {
+    lock: Option<(&'a str, FencingToken)>,
+    admin_token: Option<FencingToken>,
+    force: Option<&'a Force>,
+    rollback_of: Option<u64>,
+}
+
+/// Lock info describing a state-domain lock holder that no Terraform client attached to.
+pub fn holder_info(unit: &str, h: &Holder) -> BackendLockInfo {
+    let (operation, detail) = match &h.tenure {
+        Tenure::Leased { expires_at } => ("sluice:held", format!("lease until {expires_at}")),
+        Tenure::Applying { expires_at, .. } => (
+            "sluice:applying",
+            format!("applying, lease until {expires_at}"),
+        ),
+        Tenure::Kept { since, cause } => (
+            "sluice:kept",
+            format!("kept since {since} after {cause}; recovery is required"),
+        ),
+    };
+    BackendLockInfo {
+        id: format!("sluice:{}:{}", h.change, h.token),
+        operation: operation.into(),
+        info: format!(
+            "held by change {} with fencing token {}; {detail}",
+            h.change, h.token
+        ),
+        who: h.change.clone(),
+        version: String::new(),
+        created: h.acquired_at.to_rfc3339(),
+        path: unit.to_string(),
+    }
+}

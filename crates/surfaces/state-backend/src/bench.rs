@@ -1,0 +1,327 @@
+//! `sluice bench state`: latencies of the backend as Terraform uses it, over real HTTP on
+//! 127.0.0.1, on SQLite and PostgreSQL: `GET` and `POST` of a state of a given size (1 MB by
+//! default; encryption, the store's transaction and the audit event included), `LOCK` and
+//! `UNLOCK`, and runner token verification with the issuer's keys cached. Every request carries
+//! a real OIDC token (ES256, signed here; the verifier is seeded with the issuer's JWKS as a
+//! fetched key set would be) checked against a trust policy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use base64::Engine as _;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use md5::Digest as _;
+use serde_json::json;
+use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
+use sluice_identity::verify::unix_now;
+use sluice_model::trust::TrustPolicy;
+use sluice_state::{
+    BackendConfig, BackendStore, DomainLocks, Environments, OidcAuthenticator, StateBackend,
+};
+use sluice_store::SqliteStore;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// State body size in bytes.
+    pub state_bytes: usize,
+    /// Timed requests of each kind.
+    pub samples: usize,
+    pub sqlite: bool,
+    /// PostgreSQL server URL; the bench works in a schema of its own and drops it.
+    pub postgres_url: Option<String>,
+}
+
+/// Latency summary of one kind of request, in microseconds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Latency {
+    pub what: String,
+    pub samples: usize,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+impl Latency {
+    fn of(what: &str, mut d: Vec<Duration>) -> Latency {
+        d.sort();
+        let at = |q: f64| {
+            let i = ((d.len() as f64 * q).ceil() as usize).clamp(1, d.len()) - 1;
+            d[i].as_micros() as u64
+        };
+        Latency {
+            what: what.to_string(),
+            samples: d.len(),
+            p50_us: at(0.50),
+            p99_us: at(0.99),
+            max_us: d.last().map(|x| x.as_micros() as u64).unwrap_or(0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackendReport {
+    pub backend: String,
+    pub latencies: Vec<Latency>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub state_bytes: usize,
+    pub build: &'static str,
+    pub token_verification: Latency,
+    pub backends: Vec<BackendReport>,
+}
+
+impl BenchReport {
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "state backend over HTTP on 127.0.0.1, {} KiB state, {} build\n",
+            self.state_bytes / 1024,
+            self.build
+        );
+        let line = |l: &Latency| {
+            format!(
+                "  {:<28} p50 {:>8.3} ms   p99 {:>8.3} ms   max {:>8.3} ms   (n={})\n",
+                l.what,
+                l.p50_us as f64 / 1000.0,
+                l.p99_us as f64 / 1000.0,
+                l.max_us as f64 / 1000.0,
+                l.samples
+            )
+        };
+        out.push_str(&line(&self.token_verification));
+        for b in &self.backends {
+            out.push_str(&format!("{}:\n", b.backend));
+            for l in &b.latencies {
+                out.push_str(&line(l));
+            }
+        }
+        out
+    }
+}
+
+/// A signing key and the issuer it stands for.
+struct BenchIssuer {
+    issuer: String,
+    encoding: EncodingKey,
+    jwk: Jwk,
+}
+
+impl BenchIssuer {
+    fn new() -> BenchIssuer {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .expect("key generation");
+        let encoding = EncodingKey::from_ec_der(pkcs8.as_ref());
+        let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256).expect("jwk");
+        jwk.common.key_id = Some("bench".into());
+        BenchIssuer {
+            issuer: "http://127.0.0.1/sluice-bench".into(),
+            encoding,
+            jwk,
+        }
+    }
+
+    fn token(&self) -> String {
+        let now = unix_now();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("bench".into());
+        jsonwebtoken::encode(
+            &header,
+            &json!({
+                "iss": self.issuer, "aud": "sluice", "sub": "repo:acme/infra-live:environment:dev",
+                "environment": "dev", "iat": now - 5, "nbf": now - 5, "exp": now + 3600,
+            }),
+            &self.encoding,
+        )
+        .expect("signing")
+    }
+
+    fn policy(&self) -> TrustPolicy {
+        TrustPolicy::from_json(&json!({
+            "issuers": [{ "issuer": self.issuer, "audience": "sluice" }],
+            "rules": [{
+                "name": "apply-dev",
+                "when": { "sub": "repo:acme/infra-live:environment:dev", "environment": "dev" },
+                "grant": { "stages": ["apply"], "state": { "write": ["dev/**"] } }
+            }]
+        }))
+        .expect("bench policy")
+    }
+
+    fn authenticator(&self) -> OidcAuthenticator {
+        let auth = OidcAuthenticator::new(&self.policy()).expect("verifier");
+        auth.verifier(&self.issuer)
+            .expect("issuer listed")
+            .seed(&JwkSet {
+                keys: vec![self.jwk.clone()],
+            });
+        auth
+    }
+}
+
+/// A Terraform-shaped state of about `bytes` bytes with serial `serial`.
+fn state_body(bytes: usize, serial: u64) -> Vec<u8> {
+    let chunk = "x".repeat(1000);
+    let n = bytes / 1100 + 1;
+    let resources: Vec<_> = (0..n)
+        .map(|i| {
+            json!({
+                "mode": "managed", "type": "terraform_data", "name": format!("r{i}"),
+                "provider": "provider[\"terraform.io/builtin/terraform\"]",
+                "instances": [{ "attributes": { "id": format!("{i}"), "input": chunk } }]
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "version": 4, "terraform_version": "1.11.4", "serial": serial,
+        "lineage": "bench-lineage", "outputs": {}, "resources": resources,
+    }))
+    .expect("state serialises")
+}
+
+async fn run_backend<S: BackendStore + DomainLocks>(
+    name: &str,
+    store: S,
+    issuer: &BenchIssuer,
+    options: &BenchOptions,
+) -> Result<BackendReport, String> {
+    let keys = Arc::new(LocalKeys::new(KeySource::Inline(
+        generate_key().map_err(|e| e.to_string())?,
+    )));
+    let config = BackendConfig {
+        trust: Some(Arc::new(issuer.policy())),
+        environments: Environments::FirstSegment,
+        ..BackendConfig::default()
+    };
+    let backend = Arc::new(StateBackend::new(
+        store.clone(),
+        Arc::new(store),
+        keys,
+        config,
+    ));
+    let app = axum::Router::new().nest(
+        "/state",
+        crate::router(
+            backend,
+            Arc::new(issuer.authenticator()),
+            Default::default(),
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("http://{addr}/state/dev/bench/network");
+    let http = reqwest::Client::new();
+    let token = issuer.token();
+    let send = |method: &'static str, url: String, body: Option<Vec<u8>>| {
+        let http = http.clone();
+        let token = token.clone();
+        async move {
+            let mut req = http
+                .request(
+                    reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                    url,
+                )
+                .basic_auth("runner", Some(token));
+            if let Some(b) = body {
+                let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&b));
+                req = req.header("content-md5", md5).body(b);
+            }
+            let start = Instant::now();
+            let resp = req.send().await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let _ = resp.bytes().await.map_err(|e| e.to_string())?;
+            let took = start.elapsed();
+            if !status.is_success() {
+                return Err(format!("{method} answered {status}"));
+            }
+            Ok::<Duration, String>(took)
+        }
+    };
+    let info = |id: &str| {
+        serde_json::to_vec(&json!({ "ID": id, "Operation": "OperationTypeApply", "Who": "bench" }))
+            .expect("lock info")
+    };
+    let (mut gets, mut posts, mut locks, mut unlocks) = (vec![], vec![], vec![], vec![]);
+    // Warm up, then alternate as Terraform does: lock, read, write, unlock.
+    for i in 0..options.samples + 3 {
+        let id = format!("bench-{i}");
+        let l = send("LOCK", url.clone(), Some(info(&id))).await?;
+        let g = send("GET", url.clone(), None).await;
+        let body = state_body(options.state_bytes, i as u64 + 1);
+        let p = send("POST", format!("{url}?ID={id}"), Some(body)).await?;
+        let u = send("UNLOCK", url.clone(), Some(info(&id))).await?;
+        if i >= 3 {
+            locks.push(l);
+            posts.push(p);
+            unlocks.push(u);
+            gets.push(g?);
+        }
+    }
+    server.abort();
+    Ok(BackendReport {
+        backend: name.to_string(),
+        latencies: vec![
+            Latency::of("GET (decrypt, audit)", gets),
+            Latency::of("POST (encrypt, version)", posts),
+            Latency::of("LOCK", locks),
+            Latency::of("UNLOCK", unlocks),
+        ],
+    })
+}
+
+/// Runs the benchmark (see the module documentation).
+pub async fn bench(options: &BenchOptions) -> Result<BenchReport, String> {
+    let issuer = BenchIssuer::new();
+    let auth = issuer.authenticator();
+    let token = issuer.token();
+    let verifier = auth.verifier(&issuer.issuer).expect("issuer listed");
+    let mut verifications = Vec::with_capacity(options.samples * 10);
+    for _ in 0..options.samples * 10 {
+        let start = Instant::now();
+        verifier.verify(&token).await.map_err(|e| e.to_string())?;
+        verifications.push(start.elapsed());
+    }
+    let mut backends = Vec::new();
+    if options.sqlite {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let store = SqliteStore::open(dir.path().join("bench.db"))
+            .await
+            .map_err(|e| e.to_string())?;
+        backends.push(run_backend("sqlite", store, &issuer, options).await?);
+    }
+    if let Some(url) = &options.postgres_url {
+        let report = sluice_store::bench::postgres_scratch(url, "sluice_bench_state", |store| {
+            run_backend("postgres", store, &issuer, options)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        backends.push(report);
+    }
+    Ok(BenchReport {
+        state_bytes: options.state_bytes,
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        token_verification: Latency::of("token verification (cached)", verifications),
+        backends,
+    })
+}
+
+/// [`bench`] on a runtime of its own, for the synchronous command line.
+pub fn bench_blocking(options: &BenchOptions) -> Result<BenchReport, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(bench(options))
+}
