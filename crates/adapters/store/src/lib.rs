@@ -32,8 +32,8 @@ pub mod bench_locks;
 pub mod blobs;
 pub mod error;
 pub mod frontier;
-pub mod locks;
 pub mod jobs;
+pub mod locks;
 pub mod log;
 pub mod queue_bench;
 pub mod records;
@@ -51,10 +51,10 @@ pub use backend::postgres::PgStore;
 pub use backend::sqlite::SqliteStore;
 pub use blobs::{BlobStore, LocalBlobs, ObjectBlobs, put_artifact};
 pub use error::{Result, StoreError};
-pub use locks::{LockResult, LockStore};
 pub use jobs::{
     Backoff, Claimed, DeliveryRecord, Job, JobFilter, JobQueue, JobState, Lease, NewJob, QueueDepth,
 };
+pub use locks::{LockResult, LockStore};
 pub use log::{CheckpointSigner, LogSnapshot};
 pub use records::{
     ArtifactRecord, ChangeRecord, CheckpointRecord, Digest, EventRecord, Hash, LeafInput, LogLeaf,

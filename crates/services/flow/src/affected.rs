@@ -166,7 +166,6 @@ fn report_warning(w: &Warning) -> ReportWarning {
     }
 }
 
-
 pub fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }

@@ -13,13 +13,10 @@
 //! through the redaction rules once more before they are kept).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
 use serde::Serialize;
-use serde_json::{Value, json};
-use sluice_model::approval::{self, ApprovalMatrix, PolicyRequest, Requirement, Source};
+use sluice_model::approval::{self, ApprovalMatrix, PolicyRequest, Requirement};
 use sluice_model::baseline::{Baseline, PreexistingPolicy};
-use sluice_model::change::UnitKind;
 use sluice_model::codeowners::CodeOwners;
 use sluice_model::plan::{Action, Plan, PlanSummary, ResourceChange};
 use sluice_model::record::{Decision, DecisionRecord, Outcome, RuleResult};
@@ -357,12 +354,13 @@ pub fn status(denied: bool, approvals: &[Requirement]) -> Status {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::json;
     use sluice_model::approval::Approver;
+    use sluice_model::approval::Source;
     use sluice_model::record::{BundleRef, EngineRef};
     use sluice_model::risk::RiskLevel;
 
@@ -536,123 +534,6 @@ mod tests {
             d.policy.record.results[0].resource.as_deref(),
             Some("aws_db_instance.replica[1]")
         );
-    }
-
-    #[test]
-    fn unchanged_resources_are_no_ops_that_neither_move_nor_import() {
-        let got = unchanged_addresses(&plan(PLAN));
-        assert_eq!(
-            got.into_iter().collect::<Vec<_>>(),
-            ["aws_db_instance.primary"]
-        );
-        let same = plan(
-            r#"{"format_version":"1.2","resource_changes":[
-              {"address":"a.same","mode":"managed","type":"a","name":"same","change":{"actions":["update"],"before":{"x":1},"after":{"x":1}}},
-              {"address":"a.other","mode":"managed","type":"a","name":"other","change":{"actions":["update"],"before":{"x":1},"after":{"x":2}}}
-            ]}"#,
-        );
-        assert_eq!(
-            unchanged_addresses(&same).into_iter().collect::<Vec<_>>(),
-            ["a.same"]
-        );
-    }
-
-    #[test]
-    fn denials_on_unchanged_resources_are_pre_existing_and_do_not_block_by_default() {
-        let pre = |rule: &str, outcome: Outcome, resource: &str| {
-            result(rule, outcome, Some(resource), &[])
-        };
-        let rec = || {
-            record(vec![
-                pre("custom-tags", Outcome::Deny, "aws_db_instance.primary"),
-                pre("custom-tags", Outcome::Warn, "aws_iam_role.new"),
-                pre("custom-kms", Outcome::Deny, "aws_kms_key.k"),
-            ])
-        };
-        // Only the unchanged primary's denial: pre-existing, not blocking.
-        let only_pre = record(vec![pre(
-            "custom-tags",
-            Outcome::Deny,
-            "aws_db_instance.primary",
-        )]);
-        let d = run(&plan(PLAN), only_pre, "dev", &CodeOwners::empty());
-        assert_eq!(d.status, Status::Allowed);
-        assert_eq!(
-            d.policy.record.outcome,
-            Decision::Deny,
-            "the engine's outcome is kept"
-        );
-        assert_eq!(
-            d.policy.record.results[0].baseline,
-            Some(Baseline::PreExisting)
-        );
-        assert_eq!(
-            (d.policy_baseline.new, d.policy_baseline.preexisting),
-            (0, 1)
-        );
-        assert!(d.policy_baseline.blocking_denials.is_empty());
-        // The record says which is which, and the digest covers it.
-        let json = d.policy.record.to_canonical_json();
-        assert!(json.contains(r#""baseline":"pre_existing""#), "{json}");
-
-        // A denial on an imported key is new: the change brings it under management.
-        let d = run(&plan(PLAN), rec(), "dev", &CodeOwners::empty());
-        assert_eq!(d.status, Status::Denied);
-        assert_eq!(d.policy_baseline.blocking_denials, ["custom-kms"]);
-        let classes: Vec<(&str, Option<Baseline>)> = d
-            .policy
-            .record
-            .results
-            .iter()
-            .map(|r| (r.resource.as_deref().unwrap(), r.baseline))
-            .collect();
-        assert!(classes.contains(&("aws_db_instance.primary", Some(Baseline::PreExisting))));
-        assert!(classes.contains(&("aws_iam_role.new", Some(Baseline::New))));
-        assert!(classes.contains(&("aws_kms_key.k", Some(Baseline::New))));
-
-        // `policy.preexisting: block` makes the old denial block again.
-        let mut r = record(vec![pre(
-            "custom-tags",
-            Outcome::Deny,
-            "aws_db_instance.primary",
-        )]);
-        let block = PreexistingPolicy::from_json(&json!("block")).unwrap();
-        let b = judge_results(&mut r, &unchanged_addresses(&plan(PLAN)), &block, "dev");
-        assert_eq!(b.blocking_denials, ["custom-tags"]);
-        assert_eq!(b.preexisting_blocking, 1);
-        // A result the engine could not evaluate is never excused.
-        let mut failed = pre("custom-tags", Outcome::Deny, "aws_db_instance.primary");
-        failed.error = true;
-        let mut r = record(vec![failed]);
-        let b = judge_results(
-            &mut r,
-            &unchanged_addresses(&plan(PLAN)),
-            &PreexistingPolicy::default(),
-            "dev",
-        );
-        assert_eq!(b.blocking_denials, ["custom-tags"]);
-    }
-
-    #[test]
-    fn require_without_groups_falls_back_to_owners() {
-        let rec = record(vec![result(
-            "main.require",
-            Outcome::RequireApproval,
-            None,
-            &[],
-        )]);
-        let req = policy_requests(&rec, &["@acme/owners".into()]);
-        assert_eq!(req.len(), 1);
-        assert_eq!(req[0].groups, vec!["@acme/owners".to_string()]);
-    }
-
-    #[test]
-    fn messages_are_redacted_before_they_are_kept() {
-        let mut r = result("main.deny", Outcome::Deny, None, &[]);
-        r.message = "db password = hunter2-canary-value".into();
-        let d = run(&plan(PLAN), record(vec![r]), "dev", &CodeOwners::empty());
-        let text = serde_json::to_string(&d).unwrap();
-        assert!(!text.contains("hunter2-canary-value"), "{text}");
     }
 
     #[test]

@@ -1363,11 +1363,9 @@ fn preexisting_note(v: &ValidationReport) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use sluice_policy::PolicyError;
 
     /// Errors of a bundle or an exception file name that file, not `sluice.yaml:1:1`.

@@ -539,7 +539,6 @@ fn org_findings(
     out
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Baseline: judge the change, not the repository
 

@@ -80,8 +80,6 @@ pub struct BenchCheckArgs {
     format: BenchFormat,
 }
 
-
-
 pub fn run_check(a: CheckArgs) -> Result<i32, PipelineError> {
     let now = match a.now.as_deref().map(Timestamp::parse_rfc3339) {
         None => None,
@@ -138,7 +136,10 @@ pub fn run_check(a: CheckArgs) -> Result<i32, PipelineError> {
     match a.format {
         CheckFormat::Md => emit(&sluice_report::check::render_markdown(&report)),
         CheckFormat::Json => print_json(&report),
-        CheckFormat::Sarif => print_json(&sluice_report::check::render_sarif(&report, env!("CARGO_PKG_VERSION"))),
+        CheckFormat::Sarif => print_json(&sluice_report::check::render_sarif(
+            &report,
+            env!("CARGO_PKG_VERSION"),
+        )),
     }
     if let Some((recorder, change, org)) = &recorded {
         let who = evidence::Identity::from_env();

@@ -253,8 +253,6 @@ fn fail(e: &EvidenceError) -> i32 {
     exit::evidence(e)
 }
 
-
-
 pub fn run_evidence(command: EvidenceCommand) -> i32 {
     let result = match command {
         EvidenceCommand::Bundle(a) => bundle(a),

@@ -152,8 +152,6 @@ pub struct BenchPlanArgs {
     format: PlanFormat,
 }
 
-
-
 #[derive(Serialize)]
 struct PlanReport<'a> {
     schema: &'static str,

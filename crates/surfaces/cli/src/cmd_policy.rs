@@ -192,8 +192,6 @@ pub struct BenchPolicyArgs {
     format: Format,
 }
 
-
-
 /// Report a policy error and map it to the usage/configuration exit code.
 fn fail(e: &PolicyError) -> i32 {
     for line in e.to_string().lines() {

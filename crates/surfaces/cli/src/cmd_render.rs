@@ -10,7 +10,6 @@
 //! 2 usage (unknown app, bad flags, invalid sluice.yaml), 3 repository, 5 a tool is missing
 //! or IO failed.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -183,8 +182,6 @@ fn policy_bench(count: usize, seed: u64, runs: usize) -> Result<PolicyBench, Str
         policy_results,
     })
 }
-
-
 
 /// A render failure is reported here (it has its own exit code), not as a pipeline error.
 fn fail(context: &str, e: &RenderError) -> i32 {

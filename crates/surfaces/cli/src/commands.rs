@@ -382,8 +382,6 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
     }
 }
 
-
-
 fn run_affected(a: AffectedArgs) -> Result<i32, PipelineError> {
     let analysis = affected::run(&a.repo, &a.base, &a.head)?;
     match a.format {
@@ -616,7 +614,10 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
             }
         },
         PrFormat::Json => print_json(&report),
-        PrFormat::Sarif => print_json(&sluice_report::pr::render_sarif(&report, env!("CARGO_PKG_VERSION"))),
+        PrFormat::Sarif => print_json(&sluice_report::pr::render_sarif(
+            &report,
+            env!("CARGO_PKG_VERSION"),
+        )),
     }
     if a.record
         && let Some(code) =

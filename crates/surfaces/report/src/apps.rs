@@ -17,7 +17,6 @@ use sluice_render::diff::{Change, RenderedDiff};
 use crate::markdown::{collapse, docs_link, plural};
 use crate::policy_sarif::{SarifUnit, push_policy_results, sarif_run};
 
-
 /// An app that still waits for an approval is not "ready".
 fn status_word(s: AppStatus, needs_approvals: bool) -> &'static str {
     match s {

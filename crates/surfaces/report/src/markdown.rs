@@ -16,7 +16,6 @@ pub fn plural(n: usize, one: &str) -> String {
     }
 }
 
-
 /// Sections longer than this many lines are collapsed in `<details>`.
 pub const COLLAPSE_LINES: usize = 25;
 
@@ -59,7 +58,6 @@ pub fn docs_link(docs_url: &str, docs: &str) -> String {
         format!("{docs_url}{}", docs.trim_start_matches("./"))
     }
 }
-
 
 /// Room kept at the end of a fitted comment for the note on what was left out.
 const FIT_NOTE_ROOM: usize = 2_048;

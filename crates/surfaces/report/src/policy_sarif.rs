@@ -10,7 +10,6 @@ use sluice_model::record::{DecisionRecord, Outcome};
 
 use crate::markdown::docs_link;
 
-
 /// Policy findings of decisions as a SARIF 2.1.0 run (passes are left out; excepted findings
 /// carry an external suppression naming the exception). `location` is the artifact each
 /// decision's findings point at (the plan JSON file, or the stack's folder).

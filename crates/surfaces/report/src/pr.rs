@@ -11,12 +11,12 @@ use sluice_flow::pr::{PlanState, PrReport, StackReport, StageStatus};
 use sluice_flow::validation::ValidationReport;
 use sluice_model::affected::UnitStatus;
 
+use crate::apps;
 use crate::markdown::{
     COMMENT_LIMIT, collapse, fit_one_comment, md_code, md_text, plain_text, split_parts,
 };
-use crate::stack::{PlanNote, render_stack_markdown};
-use crate::apps;
 use crate::policy_sarif::{decisions_sarif, sarif_log};
+use crate::stack::{PlanNote, render_stack_markdown};
 
 fn status_word(s: UnitStatus) -> &'static str {
     match s {
@@ -277,11 +277,7 @@ fn stack_blocks(s: &StackReport) -> Vec<String> {
                     "```text\n{}\n```\n",
                     stderr_excerpt.join("\n").replace("```", "'''")
                 );
-                out.push_str(&collapse(
-                    "stderr (last lines, redacted)",
-                    &body,
-                    true,
-                ));
+                out.push_str(&collapse("stderr (last lines, redacted)", &body, true));
             }
             out.push_str("Policy and approvals: not run (no plan).\n\n");
             vec![out]

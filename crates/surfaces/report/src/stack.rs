@@ -344,13 +344,13 @@ fn short_digest(d: &str) -> &str {
     &d[..end]
 }
 
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use serde_json::json;
-    use sluice_flow::decide::{DecideInput, decide, resource_facts};
+    use sluice_flow::decide::{DecideInput, decide, resource_facts, unchanged_addresses};
     use sluice_model::approval::ApprovalMatrix;
+    use sluice_model::baseline::PreexistingPolicy;
     use sluice_model::codeowners::CodeOwners;
     use sluice_model::plan::Plan;
     use sluice_model::record::DecisionRecord;
@@ -412,6 +412,8 @@ pub(crate) mod tests {
             paths: &[],
             owners: &["@acme/db-owners".to_string()],
             redaction: &RedactionRules::default(),
+            unchanged: &unchanged_addresses(p),
+            preexisting: &PreexistingPolicy::default(),
         })
     }
 
@@ -425,7 +427,9 @@ pub(crate) mod tests {
         ]);
         let md = render_stack_markdown(&decision(&p, rec, "dev"), None).concat();
         assert!(
-            md.contains("DENY `db-public-access`: db-public-access fired (`aws_db_instance.replica`)"),
+            md.contains(
+                "DENY `db-public-access`: db-public-access fired (`aws_db_instance.replica`)"
+            ),
             "{md}"
         );
         assert!(md.contains("REQUIRE `stateful-destroy`"), "{md}");
@@ -435,7 +439,10 @@ pub(crate) mod tests {
 
     #[test]
     fn pre_existing_findings_are_counted_and_collapsed() {
-        let p = plan(&[("aws_db_instance.primary", "no-op"), ("aws_s3_bucket.a", "create")]);
+        let p = plan(&[
+            ("aws_db_instance.primary", "no-op"),
+            ("aws_s3_bucket.a", "create"),
+        ]);
         let rec = record(&[("custom-tags", "deny", Some("aws_db_instance.primary"))]);
         let d = decision(&p, rec, "dev");
         let md = render_stack_markdown(&d, None).concat();

@@ -151,7 +151,8 @@ fn demo_payments_image_bump_is_an_app_decision() {
     );
     assert_eq!(p.status, AppStatus::Ready);
 
-    let md = sluice_report::apps::render_markdown(&r.decisions, sluice_policy::config::DEFAULT_DOCS_URL);
+    let md =
+        sluice_report::apps::render_markdown(&r.decisions, sluice_policy::config::DEFAULT_DOCS_URL);
     if std::env::var("SLUICE_PRINT").is_ok() {
         println!("{md}");
     }

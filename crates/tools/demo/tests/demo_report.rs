@@ -420,8 +420,8 @@ fn check_markdown_of_the_demo_plan() {
     );
     assert_eq!(report.decision.risk, pr_decision.risk);
     assert_eq!(report.decision.approvals, pr_decision.approvals);
-    let markdown =
-        sluice_report::check::render_markdown(&report).replace(&run.repo.dir.display().to_string(), "[demo]");
+    let markdown = sluice_report::check::render_markdown(&report)
+        .replace(&run.repo.dir.display().to_string(), "[demo]");
     insta::assert_snapshot!("check_markdown", redact_digests(&markdown));
 }
 
