@@ -1027,7 +1027,7 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), RULES.len());
-        assert_eq!(RULES.len(), 15);
+        assert_eq!(RULES.len(), 16);
         assert_eq!(
             rule_info(FILE_TOO_LARGE).unwrap().default_severity,
             Severity::Warning
