@@ -130,45 +130,13 @@ pub async fn sqlite_scratch(
 
 /// [`bench_queue`] on PostgreSQL at `url`, in a scratch schema dropped afterwards.
 pub async fn postgres_scratch(url: &str, jobs: u64, workers: usize) -> Result<QueueFigures> {
-    use sqlx::{ConnectOptions as _, Connection as _};
-    use std::str::FromStr as _;
-    let base =
-        sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| StoreError::BadLocation {
-            input: crate::backend::postgres::redact_url(url),
-            reason: format!("not a PostgreSQL URL: {e}"),
-        })?;
-    let unreachable = |e: sqlx::Error| StoreError::BadLocation {
-        input: crate::backend::postgres::redact_url(url),
-        reason: format!("cannot connect: {e}"),
-    };
-    let schema = format!(
-        "sluice_queue_bench_{}_{}",
-        std::process::id(),
-        crate::records::now_millis()
-    );
-    let mut conn = base.connect().await.map_err(unreachable)?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut conn)
-        .await
-        .map_err(crate::error::db("creating the benchmark schema"))?;
-    let result = async {
-        let store = Arc::new(
-            crate::PgStore::open_with(base.clone().options([("search_path", schema.as_str())]))
-                .await?,
-        );
+    crate::bench::postgres_scratch(url, "sluice_queue_bench", |store| async move {
+        let store = Arc::new(store);
         let figures = bench_queue(store.clone(), jobs, workers).await;
         store.pool().close().await;
         figures
-    }
-    .await;
-    let dropped = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&mut conn)
-        .await
-        .map_err(crate::error::db("dropping the benchmark schema"));
-    let _ = conn.close().await;
-    let figures = result?;
-    dropped?;
-    Ok(figures)
+    })
+    .await?
 }
 
 /// Creates a schema of its own on the PostgreSQL server at `url` for a benchmark
