@@ -300,6 +300,74 @@ pub fn run(
     )
 }
 
+/// Told as the stages of a PR run finish, so that a recorder can record each stage then, not
+/// after the whole report: a run that stops at a later stage (an engine that crashes, a policy
+/// setup that fails to compile, a killed process) leaves the stages before it on record.
+///
+/// The calls come in stage order: [`validated`](Self::validated) once (stages 1–2 of every
+/// change), [`stack_decided`](Self::stack_decided) per affected stack as its stages 3–6 end,
+/// then [`apps_decided`](Self::apps_decided) once when the apps' stages end (apps are rendered
+/// and judged together). An error stops the run and is returned as [`RunError::Observer`].
+pub trait StageObserver {
+    type Error;
+    fn validated(
+        &mut self,
+        analysis: &affected::Analysis,
+        validation: &ValidationReport,
+    ) -> Result<(), Self::Error>;
+    fn stack_decided(
+        &mut self,
+        analysis: &affected::Analysis,
+        stack: &StackReport,
+    ) -> Result<(), Self::Error>;
+    fn apps_decided(
+        &mut self,
+        analysis: &affected::Analysis,
+        apps: &[AppDecision],
+    ) -> Result<(), Self::Error>;
+}
+
+/// The observer of a run nobody records.
+struct Unobserved;
+
+impl StageObserver for Unobserved {
+    type Error = std::convert::Infallible;
+    fn validated(
+        &mut self,
+        _: &affected::Analysis,
+        _: &ValidationReport,
+    ) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn stack_decided(
+        &mut self,
+        _: &affected::Analysis,
+        _: &StackReport,
+    ) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn apps_decided(
+        &mut self,
+        _: &affected::Analysis,
+        _: &[AppDecision],
+    ) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// Why an observed run stopped: the flow's own error, or the observer's.
+#[derive(Debug)]
+pub enum RunError<E> {
+    Pipeline(PipelineError),
+    Observer(E),
+}
+
+impl<E> From<PipelineError> for RunError<E> {
+    fn from(e: PipelineError) -> Self {
+        RunError::Pipeline(e)
+    }
+}
+
 /// Run every stage the options allow for `base..head` and assemble the report.
 pub fn run_with(
     repo: &Path,
@@ -307,6 +375,20 @@ pub fn run_with(
     head: &str,
     opts: &PrOptions,
 ) -> Result<PrReport, PipelineError> {
+    run_observed(repo, base, head, opts, &mut Unobserved).map_err(|e| match e {
+        RunError::Pipeline(e) => e,
+        RunError::Observer(never) => match never {},
+    })
+}
+
+/// [`run_with`], telling `observer` as each stage finishes.
+pub fn run_observed<O: StageObserver>(
+    repo: &Path,
+    base: &str,
+    head: &str,
+    opts: &PrOptions,
+    observer: &mut O,
+) -> Result<PrReport, RunError<O::Error>> {
     let pr = opts.pr;
     let (analysis, org_errors) = affected::run_despite_org_errors(repo, base, head)?;
     let scope: Vec<String> = analysis
@@ -330,6 +412,9 @@ pub fn run_with(
         &scope,
         (&analysis.head.config, &analysis.org),
     );
+    observer
+        .validated(&analysis, &validation)
+        .map_err(RunError::Observer)?;
     let config = &analysis.head.config;
     let owners_of = |id: &str, stack: bool| -> Vec<String> {
         if stack {
@@ -386,12 +471,17 @@ pub fn run_with(
         &mut checker,
         &mut warnings,
         &mut notes,
+        &mut |stack| observer.stack_decided(&analysis, stack),
     )?;
     let apps = if start(Stage::Render, UnitKind::App, &pr_progress(&validation)).is_ok()
         && !analysis.report.apps.is_empty()
     {
         let checker = ensure_checker(&mut checker, &analysis, opts, &mut warnings)?;
-        app_stages(base, &base_snap, &analysis, &changes, checker)?
+        let apps = app_stages(base, &base_snap, &analysis, &changes, checker)?;
+        observer
+            .apps_decided(&analysis, &apps)
+            .map_err(RunError::Observer)?;
+        apps
     } else {
         Vec::new()
     };
@@ -555,7 +645,8 @@ enum Pending {
 }
 
 /// Stages 4–6 for every affected stack.
-fn stack_stages(
+#[allow(clippy::too_many_arguments)]
+fn stack_stages<E>(
     analysis: &affected::Analysis,
     validation: &ValidationReport,
     opts: &PrOptions,
@@ -563,7 +654,8 @@ fn stack_stages(
     checker: &mut Option<Checker>,
     warnings: &mut Vec<String>,
     notes: &mut Vec<String>,
-) -> Result<Vec<StackReport>, PipelineError> {
+    decided: &mut dyn FnMut(&StackReport) -> Result<(), E>,
+) -> Result<Vec<StackReport>, RunError<E>> {
     let config = &analysis.head.config;
     let units = &analysis.report.stacks;
     let mut pending: BTreeMap<usize, Pending> = BTreeMap::new();
@@ -664,14 +756,16 @@ fn stack_stages(
                 None,
             ),
         };
-        out.push(StackReport {
+        let stack = StackReport {
             id: u.id.clone(),
             change_id: cid,
             env: u.env.clone(),
             status: u.status,
             plan,
             decision,
-        });
+        };
+        decided(&stack).map_err(RunError::Observer)?;
+        out.push(stack);
     }
     Ok(out)
 }

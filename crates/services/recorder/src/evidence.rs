@@ -1388,12 +1388,12 @@ pub fn pr_entries(report: &PrReport, change: &ChangeSubject, who: &Identity) -> 
             .apps
             .iter()
             .find(|a| a.change_id.as_ref() == Some(&change.id))
-            .map(|a| app_entries(report, change, who, a)),
+            .map(|a| app_entries(&Revisions::of(report), change, who, a)),
         _ => report
             .stacks
             .iter()
             .find(|s| s.change_id == change.id)
-            .map(|s| stack_entries(report, change, who, s)),
+            .map(|s| stack_entries(&Revisions::of(report), change, who, s)),
     };
     match unit_entries {
         Some(entries) => out.extend(entries),
@@ -1595,18 +1595,17 @@ fn approve_not_run(
 
 /// Stages 3–6 of one stack: nothing to render; its own plan, policy decision and approvals.
 fn stack_entries(
-    report: &PrReport,
+    rev: &Revisions,
     change: &ChangeSubject,
     who: &Identity,
     stack: &sluice_flow::pr::StackReport,
 ) -> Vec<StageEntry> {
-    let rev = Revisions::of(report);
     let mut out = vec![StageEntry::NotRun {
         stage: Stage::Render,
         reason: "not_run: stage 3 renders apps; a stack has nothing to render".to_string(),
     }];
     let summary = stack.decision.as_ref().map(|d| &d.plan);
-    let (plan, identity) = plan_entry((&rev, change, who), &stack.id, &stack.plan, summary);
+    let (plan, identity) = plan_entry((rev, change, who), &stack.id, &stack.plan, summary);
     out.push(plan);
     match (&stack.decision, &identity) {
         (Some(d), Some(identity)) => out.extend(policy_entries((&rev, change, who), d, identity)),
@@ -1775,7 +1774,7 @@ fn policy_entries(
 /// Stages 3–6 of one app: its head render (with schema validation), the rendered diff, the
 /// manifest policy decision and its approvals.
 fn app_entries(
-    report: &PrReport,
+    rev: &Revisions,
     change: &ChangeSubject,
     who: &Identity,
     app: &sluice_flow::apps::AppDecision,
@@ -1795,10 +1794,10 @@ fn app_entries(
             reason: "not_run: the app is absent at head (deleted by the change)".into(),
         }),
         RenderState::Failed { error } => out.push(unit_event(
-            (&Revisions::of(report), change, who),
+            (rev, change, who),
             Stage::Render,
             Vec::new(),
-            Revisions::of(report).commit_inputs(),
+            rev.commit_inputs(),
             Outcome::Failed,
             json!({"app": app.app, "error": error}),
         )),
@@ -1823,10 +1822,10 @@ fn app_entries(
                 })
             });
             out.push(unit_event(
-                (&Revisions::of(report), change, who),
+                (rev, change, who),
                 Stage::Render,
                 digest_subject(&name("head"), digest).into_iter().collect(),
-                Revisions::of(report).commit_inputs(),
+                rev.commit_inputs(),
                 if invalid {
                     Outcome::Failed
                 } else {
@@ -1856,7 +1855,7 @@ fn app_entries(
         }
         _ => {
             let mut subjects = Vec::new();
-            let mut inputs = Revisions::of(report).commit_inputs();
+            let mut inputs = rev.commit_inputs();
             if let Some(d) = &base_digest {
                 subjects.extend(digest_subject(&name("base"), d));
                 inputs.insert("base_rendered".into(), d.clone());
@@ -1872,7 +1871,7 @@ fn app_entries(
                 .map(|i| json!({"object": i.object.to_string(), "container": i.container, "summary": i.summary}))
                 .collect();
             out.push(unit_event(
-                (&Revisions::of(report), change, who),
+                (rev, change, who),
                 Stage::Plan,
                 subjects,
                 inputs,
@@ -1902,13 +1901,13 @@ fn app_entries(
             let mut details = decision_details(&p.record, &p.decision_digest);
             details["risk"] = json!(app.risk);
             details["status"] = json!(app.status);
-            let mut inputs = Revisions::of(report).commit_inputs();
+            let mut inputs = rev.commit_inputs();
             if let Some(d) = &head_digest {
                 inputs.insert("head_rendered".into(), d.clone());
             }
             inputs.insert("policy_input".into(), p.record.input_digest.clone());
             out.push(unit_event(
-                (&Revisions::of(report), change, who),
+                (rev, change, who),
                 Stage::Policy,
                 digest_subject("policy-decision.json", &p.decision_digest)
                     .into_iter()
@@ -2234,6 +2233,141 @@ pub async fn record_pr_with(
         })
         .collect();
     service.record_many_with(&items, also).await
+}
+
+/// Records the stages of a `sluice pr` run as each finishes ([`sluice_flow::pr::StageObserver`]):
+/// stages 1–2 of every change once validation ends, stages 3–6 of a stack when its decision is
+/// made, those of the apps when they are judged. [`finish`](Self::finish) then records what only
+/// the whole report says (the PR-wide rows of the later stages) and returns everything this run
+/// recorded. Each call is one store transaction and a checkpoint, so a run that stops part-way
+/// leaves the stages before it on record.
+pub struct PrRecording<'r> {
+    recorder: &'r Recorder,
+    who: Identity,
+    pr: Option<u64>,
+    recorded: Option<Recorded>,
+}
+
+impl<'r> PrRecording<'r> {
+    pub fn new(recorder: &'r Recorder, who: Identity, pr: Option<u64>) -> Self {
+        PrRecording {
+            recorder,
+            who,
+            pr,
+            recorded: None,
+        }
+    }
+
+    fn absorb(&mut self, later: Recorded) {
+        self.recorded = Some(match self.recorded.take() {
+            Some(earlier) => earlier.then(later),
+            None => later,
+        });
+    }
+
+    fn record_units(&mut self, units: Vec<(ChangeSubject, Vec<StageEntry>)>) -> Result<()> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        let recorded = self.recorder.record_many(&units)?;
+        self.absorb(recorded);
+        Ok(())
+    }
+
+    /// Record the rest of `report` (stages already recorded by this run are found unchanged)
+    /// and return what the whole run recorded.
+    pub fn finish(mut self, report: &PrReport) -> Result<Recorded> {
+        let rest = record_pr_as(self.recorder, report, &self.who)?;
+        self.absorb(rest);
+        Ok(self.recorded.expect("set by the call above"))
+    }
+}
+
+impl sluice_flow::pr::StageObserver for PrRecording<'_> {
+    type Error = EvidenceError;
+
+    fn validated(
+        &mut self,
+        analysis: &sluice_flow::affected::Analysis,
+        validation: &sluice_flow::validation::ValidationReport,
+    ) -> Result<()> {
+        if changes_of(analysis, self.pr).is_empty() {
+            return Ok(());
+        }
+        let recorded = record_validation(self.recorder, analysis, self.pr, validation, &self.who)?;
+        self.absorb(recorded);
+        Ok(())
+    }
+
+    fn stack_decided(
+        &mut self,
+        analysis: &sluice_flow::affected::Analysis,
+        stack: &sluice_flow::pr::StackReport,
+    ) -> Result<()> {
+        let change = ChangeSubject {
+            id: stack.change_id.clone(),
+            base: Some(analysis.report.base.clone()),
+            kind: UnitKind::Stack,
+        };
+        let entries = stack_entries(
+            &analysis_revisions(analysis, self.pr),
+            &change,
+            &self.who,
+            stack,
+        );
+        self.record_units(vec![(change, entries)])
+    }
+
+    fn apps_decided(
+        &mut self,
+        analysis: &sluice_flow::affected::Analysis,
+        apps: &[sluice_flow::apps::AppDecision],
+    ) -> Result<()> {
+        let rev = analysis_revisions(analysis, self.pr);
+        let units = apps
+            .iter()
+            .filter_map(|a| {
+                let change = ChangeSubject {
+                    id: a.change_id.clone()?,
+                    base: Some(analysis.report.base.clone()),
+                    kind: UnitKind::App,
+                };
+                let entries = app_entries(&rev, &change, &self.who, a);
+                Some((change, entries))
+            })
+            .collect();
+        self.record_units(units)
+    }
+}
+
+impl Recorded {
+    /// This record followed by `later` of the same run: per change, the stages either signed,
+    /// and what `later` found unchanged that this one did not sign; the later log size and
+    /// checkpoint.
+    fn then(mut self, later: Recorded) -> Recorded {
+        for l in later.changes {
+            match self.changes.iter_mut().find(|c| c.change_id == l.change_id) {
+                Some(c) => {
+                    let signed: Vec<String> = c.stages.iter().map(|s| s.stage.clone()).collect();
+                    c.unchanged
+                        .extend(l.unchanged.into_iter().filter(|u| !signed.contains(u)));
+                    c.unchanged.sort();
+                    c.unchanged.dedup();
+                    c.stages.extend(l.stages);
+                    c.not_run.extend(l.not_run);
+                    if l.manifest.is_some() {
+                        c.manifest = l.manifest;
+                    }
+                }
+                None => self.changes.push(l),
+            }
+        }
+        self.log_size = later.log_size;
+        if later.checkpoint.is_some() {
+            self.checkpoint = later.checkpoint;
+        }
+        self
+    }
 }
 
 /// [`record_pr`] with an explicit identity.

@@ -17,7 +17,6 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use sluice_evidence::VerifyingKey;
 use sluice_evidence::keys::{key_id, public_key_pem};
-use sluice_flow::pr::PrReport;
 use sluice_recorder::evidence::{
     self, BenchOptions, EvidenceError, LogListing, Recorded, Recorder, RecorderOptions,
 };
@@ -248,7 +247,7 @@ pub enum BenchBackend {
 }
 
 /// Prints an evidence error and returns its exit code.
-fn fail(e: &EvidenceError) -> i32 {
+pub fn fail(e: &EvidenceError) -> i32 {
     eprintln!("error: {e}");
     exit::evidence(e)
 }
@@ -502,11 +501,10 @@ fn key(a: KeyArgs) -> Result<i32, EvidenceError> {
 
 /// `sluice pr --record`: records the report's stage results; returns the exit code to use
 /// instead of the report's when recording failed.
-pub fn record_pr(repo: &std::path::Path, store: &StoreArgs, report: &PrReport) -> Option<i32> {
-    match Recorder::open(&store.options(repo, false)) {
-        Ok(recorder) => report_recorded(&recorder, evidence::record_pr(&recorder, report)),
-        Err(e) => Some(fail(&e)),
-    }
+/// The recorder `sluice pr --record` records into: `Err(exit code)`, printed, when the evidence
+/// store cannot be opened (before any stage runs).
+pub fn open_recorder(repo: &std::path::Path, store: &StoreArgs) -> Result<Recorder, i32> {
+    Recorder::open(&store.options(repo, false)).map_err(|e| fail(&e))
 }
 
 fn recorded_line(recorder: &Recorder, r: &Recorded) -> String {

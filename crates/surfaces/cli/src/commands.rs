@@ -595,7 +595,31 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
         plans_note: None,
         now,
     };
-    let report = pr::run_with(&a.repo, &a.base, &a.head, &opts)?;
+    // With --record, each stage is recorded as it finishes (a run that stops part-way leaves
+    // the stages before it on record); the rest of the report once it is printed.
+    let recorder = if a.record {
+        match cmd_evidence::open_recorder(&workspace::state_root(&a.repo), &a.evidence) {
+            Ok(r) => Some(r),
+            Err(code) => return Ok(code),
+        }
+    } else {
+        None
+    };
+    let mut recording = recorder.as_ref().map(|r| {
+        sluice_recorder::evidence::PrRecording::new(
+            r,
+            sluice_recorder::evidence::Identity::from_env(),
+            a.pr,
+        )
+    });
+    let report = match &mut recording {
+        None => pr::run_with(&a.repo, &a.base, &a.head, &opts)?,
+        Some(recording) => match pr::run_observed(&a.repo, &a.base, &a.head, &opts, recording) {
+            Ok(report) => report,
+            Err(pr::RunError::Pipeline(e)) => return Err(e),
+            Err(pr::RunError::Observer(e)) => return Ok(cmd_evidence::fail(&e)),
+        },
+    };
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
@@ -619,9 +643,8 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
             env!("CARGO_PKG_VERSION"),
         )),
     }
-    if a.record
-        && let Some(code) =
-            cmd_evidence::record_pr(&workspace::state_root(&a.repo), &a.evidence, &report)
+    if let (Some(recorder), Some(recording)) = (&recorder, recording)
+        && let Some(code) = cmd_evidence::report_recorded(recorder, recording.finish(&report))
     {
         return Ok(code);
     }

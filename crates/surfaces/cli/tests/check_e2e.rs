@@ -731,3 +731,62 @@ fn check_record_binds_its_decision_to_the_recorded_plan() {
     .expect_code(Exit::OK);
     sluice(&["evidence", "verify", s(&out), "--repo", dir]).expect_code(Exit::OK);
 }
+
+/// `sluice pr --record` records each stage as it finishes, not the whole report at its end:
+/// stages 1–2 (with a manifest) are in the log before the stack's plan statement, and the
+/// stack's stages 4–6 follow under a second manifest version of the same change.
+#[test]
+fn pr_record_records_each_stage_as_it_finishes() {
+    let (repo, base) = org();
+    repo.checkout_new("change");
+    repo.write(&format!("live/{STACK}/main.tf"), "# rds v2\n");
+    let head = repo.commit("change");
+    let plans = tempfile::tempdir().unwrap();
+    write_json(plans.path(), "prod__eu-west-1__rds.json", &replica_plan());
+    let dir = s(repo.path());
+    let pr = |extra: &[&str]| {
+        let mut args = vec!["pr", "--repo", dir, "--base", &base, "--head", &head];
+        args.extend(["--pr", "7", "--plans", s(plans.path()), "--record"]);
+        args.extend_from_slice(extra);
+        sluice(&args)
+    };
+    let first = pr(&[]);
+    first.expect_code(Exit::OK);
+    let change = format!("infra-live#7@{}/prod/eu-west-1/rds", &head[..7]);
+    let log = sluice(&[
+        "evidence", "log", "--repo", dir, "--change", &change, "--format", "json",
+    ]);
+    log.expect_code(Exit::OK);
+    let log = log.json();
+    let leaf = |pred: &dyn Fn(&Value) -> bool| -> u64 {
+        let found = log["entries"].as_array().unwrap().iter().find(|e| pred(e));
+        found
+            .and_then(|e| e["leaf_index"].as_u64())
+            .unwrap_or_else(|| panic!("no such entry in {log:#}"))
+    };
+    let validate = leaf(&|e| e["stage"] == "validate");
+    let first_manifest = leaf(&|e| e["manifest_version"] == 1);
+    let plan = leaf(&|e| e["stage"] == "plan");
+    let policy = leaf(&|e| e["stage"] == "policy");
+    let second_manifest = leaf(&|e| e["manifest_version"] == 2);
+    assert!(
+        validate < first_manifest && first_manifest < plan && plan < policy,
+        "stages 1–2 and their manifest come before the plan: {log:#}"
+    );
+    assert!(policy < second_manifest, "{log:#}");
+    // The summary counts each statement once, and the same run again signs nothing.
+    assert!(
+        first
+            .stderr
+            .contains("1 change(s), 4 new statement(s), 0 unchanged"),
+        "{}",
+        first.stderr
+    );
+    let again = pr(&[]);
+    again.expect_code(Exit::OK);
+    assert!(
+        again.stderr.contains("0 new statement(s), 4 unchanged"),
+        "{}",
+        again.stderr
+    );
+}
