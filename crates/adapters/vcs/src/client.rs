@@ -263,6 +263,10 @@ impl GitHubApp {
         })
     }
 
+    pub fn config(&self) -> &GitHubConfig {
+        &self.config
+    }
+
     /// The app's JWT (RS256), valid for nine minutes from a minute ago.
     pub fn jwt(&self) -> Result<String, GitHubError> {
         let now = now_secs();

@@ -183,7 +183,7 @@ pub struct StackReport {
 }
 
 /// What the change as a whole may do next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Every affected stack was planned and allowed without approvals.

@@ -37,7 +37,31 @@ pub struct ServerSection {
     pub max_body_bytes: Option<usize>,
     /// How long a shutdown waits for running jobs before releasing them.
     pub shutdown_grace_seconds: Option<u64>,
+    /// The GitHub App that publishes check runs and PR comments.
+    pub github: Option<GitHubSection>,
 }
+
+/// `server.github:`: which GitHub App publishes the check run and the PR comment. Its private
+/// key only ever comes from the environment ([`GITHUB_APP_KEY_ENV`] or
+/// [`GITHUB_APP_KEY_FILE_ENV`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubSection {
+    /// The app's id (also `SLUICE_GITHUB_APP_ID`).
+    pub app_id: Option<u64>,
+    /// `https://api.github.com` (default) or a GitHub Enterprise Server `https://HOST/api/v3`
+    /// (also `SLUICE_GITHUB_API_URL`).
+    pub api_url: Option<String>,
+    /// The app's bot login (`sluice[bot]`): only its comments are taken for sluice's.
+    pub bot_login: Option<String>,
+}
+
+pub const GITHUB_APP_ID_ENV: &str = "SLUICE_GITHUB_APP_ID";
+/// The app's private key, PEM text.
+pub const GITHUB_APP_KEY_ENV: &str = "SLUICE_GITHUB_APP_KEY";
+/// A file holding the app's private key (a mounted secret).
+pub const GITHUB_APP_KEY_FILE_ENV: &str = "SLUICE_GITHUB_APP_KEY_FILE";
+pub const GITHUB_API_URL_ENV: &str = "SLUICE_GITHUB_API_URL";
 
 /// What `sluice serve` was told on its command line.
 #[derive(Debug, Clone, Default)]
@@ -69,6 +93,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// This process's name in job leases: `host:pid`.
     pub replica: String,
+    /// `None`: nothing is published to GitHub (reports stay in the store and the API).
+    pub github: Option<(sluice_vcs::GitHubConfig, sluice_vcs::AppKey)>,
 }
 
 /// A configuration problem, naming where it is.
@@ -164,8 +190,66 @@ impl ServerConfig {
                 30,
             )?),
             replica: replica_name(),
+            github: github(section.github.as_ref(), &env)?,
         })
     }
+}
+
+/// The GitHub App from `server.github:` and the environment: none when neither names an app id
+/// nor a key; an error naming what is missing when only one does.
+fn github(
+    section: Option<&GitHubSection>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<(sluice_vcs::GitHubConfig, sluice_vcs::AppKey)>, ConfigError> {
+    let invalid = ConfigError::Invalid;
+    let app_id = match env(GITHUB_APP_ID_ENV).filter(|s| !s.is_empty()) {
+        Some(text) => Some(text.trim().parse::<u64>().map_err(|e| {
+            invalid(format!("{GITHUB_APP_ID_ENV}={text:?}: not an app id ({e})"))
+        })?),
+        None => section.and_then(|s| s.app_id),
+    };
+    let key = match (
+        env(GITHUB_APP_KEY_ENV).filter(|s| !s.is_empty()),
+        env(GITHUB_APP_KEY_FILE_ENV).filter(|s| !s.is_empty()),
+    ) {
+        (Some(pem), _) => Some((GITHUB_APP_KEY_ENV.to_string(), pem.into_bytes())),
+        (None, Some(file)) => Some((
+            format!("{GITHUB_APP_KEY_FILE_ENV}={file}"),
+            std::fs::read(&file)
+                .map_err(|e| invalid(format!("{GITHUB_APP_KEY_FILE_ENV}={file}: {e}")))?,
+        )),
+        (None, None) => None,
+    };
+    let (app_id, (key_source, pem)) = match (app_id, key) {
+        (None, None) => return Ok(None),
+        (Some(id), Some(key)) => (id, key),
+        (Some(_), None) => {
+            return Err(invalid(format!(
+                "a GitHub App id is configured but no private key: set {GITHUB_APP_KEY_ENV} or {GITHUB_APP_KEY_FILE_ENV}"
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(format!(
+                "a GitHub App private key is set but no app id: set server.github.app_id or {GITHUB_APP_ID_ENV}"
+            )));
+        }
+    };
+    let key = sluice_vcs::AppKey::from_pem(&pem).map_err(|e| invalid(format!("{key_source}: {e}")))?;
+    let mut config = sluice_vcs::GitHubConfig::new(app_id);
+    let api_url = env(GITHUB_API_URL_ENV)
+        .filter(|s| !s.is_empty())
+        .map(|u| (GITHUB_API_URL_ENV.to_string(), u))
+        .or_else(|| {
+            section
+                .and_then(|s| s.api_url.clone())
+                .map(|u| ("sluice.yaml: server.github.api_url".to_string(), u))
+        });
+    if let Some((source, url)) = api_url {
+        config.api_url = reqwest::Url::parse(&url)
+            .map_err(|e| invalid(format!("{source} {url:?}: not a URL ({e})")))?;
+    }
+    config.bot_login = section.and_then(|s| s.bot_login.clone());
+    Ok(Some((config, key)))
 }
 
 /// `host:pid`: unique among live processes, readable in a job listing.

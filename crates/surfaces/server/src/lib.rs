@@ -6,6 +6,8 @@
 //!   its jobs in one transaction.
 //! - [`worker`]: claims jobs under leases, heartbeats, records each job's stages with its
 //!   completion in one transaction, retries with backoff, drops superseded results.
+//! - [`publish`]: the check run and the PR comment on GitHub, each report published by a job of
+//!   its own once it is on record.
 //! - [`api`]: `/api/v1` with bearer tokens and its OpenAPI document; [`metrics`]: `/metrics`.
 //! - `/healthz` (the process answers) and `/readyz` (the store answers and its schema is
 //!   current).
@@ -19,6 +21,7 @@ pub mod api;
 pub mod bench;
 pub mod config;
 pub mod metrics;
+pub mod publish;
 pub mod repo;
 pub mod webhook;
 pub mod worker;
@@ -47,6 +50,8 @@ pub struct App {
     pub evidence: EvidenceService,
     pub metrics: Metrics,
     pub revisions: Revisions,
+    /// The GitHub App that publishes check runs and PR comments, when one is configured.
+    pub github: Option<sluice_vcs::GitHubApp>,
 }
 
 /// Why the server could not start or stopped.
@@ -77,7 +82,15 @@ impl App {
         .with_env_defaults();
         let evidence = EvidenceService::open(&options).await?;
         let revisions = Revisions::new(config.repo.clone(), &config.state_dir);
+        let github = match &config.github {
+            Some((github, key)) => Some(
+                sluice_vcs::GitHubApp::new(github.clone(), key.clone())
+                    .map_err(|e| config::ConfigError::Invalid(format!("GitHub App: {e}")))?,
+            ),
+            None => None,
+        };
         Ok(App {
+            github,
             store: evidence.store().clone(),
             evidence,
             metrics: Metrics::new(),

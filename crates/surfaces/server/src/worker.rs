@@ -23,7 +23,7 @@ use crate::metrics::{JobOutcome, KindLabel, StageLabels, kind_label};
 use crate::webhook::{COMMAND_JOB, PIPELINE_JOB};
 
 /// How a job's run ended, before the queue is told.
-enum Ran {
+pub(crate) enum Ran {
     /// Recorded and completed in one transaction.
     Done,
     /// The lease was lost (superseded, or taken over): nothing was recorded.
@@ -147,7 +147,7 @@ async fn wait_for_shutdown(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-fn lease_lost(e: &StoreError) -> Option<String> {
+pub(crate) fn lease_lost(e: &StoreError) -> Option<String> {
     match e {
         StoreError::LeaseLost { reason, .. } => Some(reason.clone().unwrap_or_default()),
         _ => None,
@@ -158,18 +158,19 @@ async fn execute(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::L
     match job.kind.as_str() {
         PIPELINE_JOB => pipeline(app, job, lease).await,
         COMMAND_JOB => command(app, job, lease).await,
+        crate::publish::PUBLISH_JOB => crate::publish::run(app, job, lease).await,
         other => Ran::Failed(format!("unknown job kind {other:?}")),
     }
 }
 
-fn field<'a>(payload: &'a Value, name: &str) -> Result<&'a str, String> {
+pub(crate) fn field<'a>(payload: &'a Value, name: &str) -> Result<&'a str, String> {
     payload[name]
         .as_str()
         .ok_or_else(|| format!("job payload lacks `{name}`"))
 }
 
 /// The event that closes a job, written in its completion's transaction.
-fn job_event(job: &sluice_store::Job, outcome: Value) -> EventRecord {
+pub(crate) fn job_event(job: &sluice_store::Job, outcome: Value) -> EventRecord {
     EventRecord::new(
         &job.serial_key,
         "job.succeeded",
@@ -207,9 +208,23 @@ async fn pipeline(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::
     let outcome = json!({"verdict": report.verdict.as_str(), "head": head,
         "changes": report.changes.iter().map(|c| c.change_id.to_string()).collect::<Vec<_>>()});
     let event = job_event(job, outcome);
+    // What GitHub will show, published by its own job once this one's record is committed.
+    let publish = match (&app.github, job.payload["installation"].as_u64(), field(&job.payload, "repo")) {
+        (Some(_), Some(installation), Ok(repo)) => Some(crate::publish::publish_job(
+            &report,
+            repo,
+            pr,
+            installation,
+            app.config.max_attempts,
+        )),
+        _ => None,
+    };
     let result = if report.changes.is_empty() {
         let mut tx = Transaction::new();
         tx.append_event(event, None).complete_job(lease);
+        if let Some(p) = &publish {
+            tx.enqueue(p.clone());
+        }
         app.store
             .commit(tx)
             .await
@@ -218,6 +233,9 @@ async fn pipeline(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::
     } else {
         record_pr_with(&app.evidence, &report, &who, |tx: &mut Transaction| {
             tx.append_event(event.clone(), None).complete_job(lease);
+            if let Some(p) = &publish {
+                tx.enqueue(p.clone());
+            }
         })
         .await
         .map(|_| ())
