@@ -202,12 +202,13 @@ fn github(
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<(sluice_vcs::GitHubConfig, sluice_vcs::AppKey)>, ConfigError> {
     let invalid = ConfigError::Invalid;
-    let app_id = match env(GITHUB_APP_ID_ENV).filter(|s| !s.is_empty()) {
-        Some(text) => Some(text.trim().parse::<u64>().map_err(|e| {
-            invalid(format!("{GITHUB_APP_ID_ENV}={text:?}: not an app id ({e})"))
-        })?),
-        None => section.and_then(|s| s.app_id),
-    };
+    let app_id =
+        match env(GITHUB_APP_ID_ENV).filter(|s| !s.is_empty()) {
+            Some(text) => Some(text.trim().parse::<u64>().map_err(|e| {
+                invalid(format!("{GITHUB_APP_ID_ENV}={text:?}: not an app id ({e})"))
+            })?),
+            None => section.and_then(|s| s.app_id),
+        };
     let key = match (
         env(GITHUB_APP_KEY_ENV).filter(|s| !s.is_empty()),
         env(GITHUB_APP_KEY_FILE_ENV).filter(|s| !s.is_empty()),
@@ -234,7 +235,8 @@ fn github(
             )));
         }
     };
-    let key = sluice_vcs::AppKey::from_pem(&pem).map_err(|e| invalid(format!("{key_source}: {e}")))?;
+    let key =
+        sluice_vcs::AppKey::from_pem(&pem).map_err(|e| invalid(format!("{key_source}: {e}")))?;
     let mut config = sluice_vcs::GitHubConfig::new(app_id);
     let api_url = env(GITHUB_API_URL_ENV)
         .filter(|s| !s.is_empty())
@@ -301,6 +303,55 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cret"));
         let c = ServerConfig::resolve(&args, &section, |_| None, Path::new("/tmp")).unwrap();
         assert!(c.webhook_secret.is_none());
+    }
+
+    #[test]
+    fn a_github_app_needs_an_id_and_a_key_from_the_environment() {
+        let args = ServeArgs {
+            repo: ".".into(),
+            ..Default::default()
+        };
+        let resolve = |section: &ServerSection, vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            ServerConfig::resolve(
+                &args,
+                section,
+                |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+                Path::new("/tmp"),
+            )
+        };
+        let none = resolve(&ServerSection::default(), &[]).unwrap();
+        assert!(none.github.is_none());
+        let section = server_section(
+            "sluice.yaml",
+            &yaml("server:\n  github:\n    app_id: 7\n    api_url: https://ghe.example/api/v3\n"),
+        )
+        .unwrap();
+        let err = resolve(&section, &[]).unwrap_err().to_string();
+        assert!(err.contains(GITHUB_APP_KEY_ENV), "{err}");
+        let err = resolve(&ServerSection::default(), &[(GITHUB_APP_KEY_ENV, "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no app id"), "{err}");
+        // A key that is not an RSA PEM is named by where it came from, never printed.
+        let err = resolve(&section, &[(GITHUB_APP_KEY_ENV, "not-a-pem-s3cret")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(GITHUB_APP_KEY_ENV) && !err.contains("s3cret"),
+            "{err}"
+        );
+        let err = resolve(&section, &[(GITHUB_APP_ID_ENV, "seven")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(GITHUB_APP_ID_ENV), "{err}");
+        let err = server_section("sluice.yaml", &yaml("server:\n  github:\n    app: 7\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("app"), "{err}");
     }
 
     #[test]

@@ -34,9 +34,10 @@ pub fn conclusion(verdict: Verdict, details_url: &str) -> Conclusion {
         Verdict::ApprovalsRequired | Verdict::Undecided => Conclusion::ActionRequired {
             details_url: details_url.to_string(),
         },
-        Verdict::PlanFailed | Verdict::Denied | Verdict::AppBlocked | Verdict::ValidationBlocked => {
-            Conclusion::Failure
-        }
+        Verdict::PlanFailed
+        | Verdict::Denied
+        | Verdict::AppBlocked
+        | Verdict::ValidationBlocked => Conclusion::Failure,
     }
 }
 
@@ -126,7 +127,11 @@ fn publication(payload: &Value, api_url: &str) -> Result<Publication, String> {
 
 /// Run a `pr.publish` job: the check run, then the comment; the job completes with an event
 /// naming what GitHub now shows. A GitHub error fails the attempt (the queue retries it).
-pub async fn run(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::Lease) -> Ran {
+pub(crate) async fn run(
+    app: &Arc<App>,
+    job: &sluice_store::Job,
+    lease: sluice_store::Lease,
+) -> Ran {
     let Some(github) = &app.github else {
         return Ran::Failed(
             "this replica has no GitHub App configured (SLUICE_GITHUB_APP_ID and \
@@ -144,7 +149,10 @@ pub async fn run(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::L
         Err(e) => return Ran::Failed(format!("publishing the check run: {e}")),
     };
     let marker = CommentMarker::new(REPORT_MARKER).expect("a valid marker key");
-    let comments = match client.upsert_comment(&p.repo, p.pr, &marker, &p.parts).await {
+    let comments = match client
+        .upsert_comment(&p.repo, p.pr, &marker, &p.parts)
+        .await
+    {
         Ok(ids) => ids,
         Err(e) => return Ran::Failed(format!("publishing the PR comment: {e}")),
     };

@@ -209,7 +209,11 @@ async fn pipeline(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::
         "changes": report.changes.iter().map(|c| c.change_id.to_string()).collect::<Vec<_>>()});
     let event = job_event(job, outcome);
     // What GitHub will show, published by its own job once this one's record is committed.
-    let publish = match (&app.github, job.payload["installation"].as_u64(), field(&job.payload, "repo")) {
+    let publish = match (
+        &app.github,
+        job.payload["installation"].as_u64(),
+        field(&job.payload, "repo"),
+    ) {
         (Some(_), Some(installation), Ok(repo)) => Some(crate::publish::publish_job(
             &report,
             repo,

@@ -44,7 +44,9 @@ fn app_key_pem() -> &'static str {
 async fn mock_github(flaky: bool) -> MockServer {
     let gh = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(format!("/app/installations/{INSTALLATION}/access_tokens")))
+        .and(path(format!(
+            "/app/installations/{INSTALLATION}/access_tokens"
+        )))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({
             "token": "ghs_test_installation_token",
             "expires_at": "2099-01-01T00:00:00Z"
@@ -52,7 +54,9 @@ async fn mock_github(flaky: bool) -> MockServer {
         .mount(&gh)
         .await;
     Mock::given(method("GET"))
-        .and(path_regex(format!("^/repos/{REPO}/commits/[0-9a-f]{{40}}/check-runs$")))
+        .and(path_regex(format!(
+            "^/repos/{REPO}/commits/[0-9a-f]{{40}}/check-runs$"
+        )))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json!({"total_count": 0, "check_runs": []})),
         )
@@ -69,7 +73,10 @@ async fn mock_github(flaky: bool) -> MockServer {
     }
     Mock::given(method("POST"))
         .and(path(format!("/repos/{REPO}/check-runs")))
-        .and(header("authorization", "Bearer ghs_test_installation_token"))
+        .and(header(
+            "authorization",
+            "Bearer ghs_test_installation_token",
+        ))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 11})))
         .mount(&gh)
         .await;
@@ -131,9 +138,15 @@ async fn a_pr_report_is_published_as_a_check_run_and_a_comment() {
     let done = server.jobs_in(JobState::Succeeded).await;
     let kinds: Vec<&str> = done.iter().map(|j| j.kind.as_str()).collect();
     assert_eq!(kinds.len(), 2, "{kinds:?}");
-    assert!(kinds.contains(&"pr.pipeline") && kinds.contains(&"pr.publish"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"pr.pipeline") && kinds.contains(&"pr.publish"),
+        "{kinds:?}"
+    );
     let publish = done.iter().find(|j| j.kind == "pr.publish").unwrap();
-    assert_eq!(publish.attempts, 2, "the 502 failed the first attempt; the queue retried");
+    assert_eq!(
+        publish.attempts, 2,
+        "the 502 failed the first attempt; the queue retried"
+    );
     assert_eq!(publish.head_sha.as_deref(), Some(heads[0].as_str()));
 
     // The check run: on the head, named sluice, concluded from the verdict (plans are not run by
