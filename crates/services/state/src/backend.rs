@@ -192,13 +192,14 @@ impl<S: BackendStore> StateBackend<S> {
         if let Some(problem) = state_id_problem(unit) {
             return Err(StateError::BadRequest(problem));
         }
-        let claims = match who {
-            Principal::Admin { .. } => return Ok(()),
-            Principal::Runner(claims) => claims,
-        };
         let forbidden = |refusal: String| StateError::Forbidden {
             identity: who.identity(),
             refusal,
+        };
+        let claims = match who {
+            Principal::Admin { .. } => return Ok(()),
+            Principal::Token(t) => return t.grants.authorize(action, unit).map_err(forbidden),
+            Principal::Runner(claims) => claims,
         };
         let policy = self
             .config
