@@ -221,6 +221,13 @@ fn method_name(value: Option<&String>, key: &str, default: &str) -> Result<Strin
     Ok(v.clone())
 }
 
+impl Default for StateConfig {
+    /// The defaults: `LOCK`/`UNLOCK`, a one-hour lease, 64 MiB, no trust policy.
+    fn default() -> Self {
+        state_config(&StateSection::default()).expect("the defaults are valid")
+    }
+}
+
 fn state_config(section: &StateSection) -> Result<StateConfig, ConfigError> {
     let lock_method = method_name(section.lock_method.as_ref(), "lock_method", "LOCK")?;
     let unlock_method = method_name(section.unlock_method.as_ref(), "unlock_method", "UNLOCK")?;

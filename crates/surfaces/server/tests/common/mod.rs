@@ -52,6 +52,7 @@ pub fn config(
         max_body_bytes: 1024 * 1024,
         shutdown_grace: Duration::from_secs(5),
         replica: format!("test:{}", std::process::id()),
+        state: Default::default(),
     }
 }
 
