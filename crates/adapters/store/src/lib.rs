@@ -63,7 +63,7 @@ pub use records::{
 };
 pub use release::{ApprovalRow, PlanUseRow, PlanUseState, ReleaseStore};
 pub use state::{
-    BackendLockRecord, NewStateVersion, StateEventRecord, StateStore, StateVersionRecord,
+    BackendLockRecord, Fence, NewStateVersion, StateEventRecord, StateStore, StateVersionRecord,
 };
 pub use store::{ArtifactIndex, Backend, ChangeStore, LogStore, Store};
 pub use tokens::{IssuedToken, Scope, StateGrants, TokenRecord, TokenStore, VerifiedToken};

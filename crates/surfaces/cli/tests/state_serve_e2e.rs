@@ -305,7 +305,11 @@ async fn terraform_against_sluice_serve() {
     };
     assert!(!refused.status.success(), "{}", show(&refused));
     // Terraform's http client words a 403 as "invalid auth".
-    assert!(show(&refused).contains("invalid auth"), "{}", show(&refused));
+    assert!(
+        show(&refused).contains("invalid auth"),
+        "{}",
+        show(&refused)
+    );
 
     // The state still holds the first client's last write: nothing the refusals sent changed it.
     let after = ok(&tf(&terraform, &b, "unused", &["output", "-raw", "run"]));
