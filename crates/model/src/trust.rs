@@ -719,6 +719,110 @@ impl TrustPolicy {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// sluice tokens for state
+// ---------------------------------------------------------------------------------------------
+
+/// What a sluice `state` token (made with `sluice token create --scope state --state-read GLOB
+/// --state-write GLOB`) may touch: globs over stack ids. The same least-privilege rule as the
+/// trust policy's `state:` grant: writing (and locking) needs a write glob; reading needs a read
+/// or a write glob (Terraform reads the state it replaces); nothing else is implied.
+#[derive(Debug, Clone)]
+pub struct TokenStateGrants {
+    read: GlobList,
+    write: GlobList,
+}
+
+/// Why a token's grant list was refused, naming the flag and the glob.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} `{pattern}`: {message}")]
+pub struct TokenGrantError {
+    pub field: &'static str,
+    pub pattern: String,
+    pub message: String,
+}
+
+impl TokenStateGrants {
+    /// Compiles the two lists; a glob that is only wildcards (`**`, `*`) is refused, so a
+    /// token always names which stacks it is for.
+    pub fn new<S: AsRef<str>>(read: &[S], write: &[S]) -> Result<Self, TokenGrantError> {
+        let compile = |field: &'static str, list: &[S]| {
+            for p in list {
+                let p = p.as_ref();
+                if p.trim().is_empty() || p.chars().all(|c| matches!(c, '*' | '/' | '?')) {
+                    return Err(TokenGrantError {
+                        field,
+                        pattern: p.to_string(),
+                        message: "name the stacks (e.g. `dev/*/network`), not only wildcards"
+                            .into(),
+                    });
+                }
+            }
+            GlobList::new(list).map_err(|e| TokenGrantError {
+                field,
+                pattern: e.pattern.clone(),
+                message: e.message,
+            })
+        };
+        Ok(TokenStateGrants {
+            read: compile("--state-read", read)?,
+            write: compile("--state-write", write)?,
+        })
+    }
+
+    /// Whether `action` on stack `unit` is granted; the refusal says what is missing.
+    pub fn authorize(&self, action: Action, unit: &str) -> Result<(), String> {
+        match action {
+            Action::WriteState if self.write.is_match(unit) => Ok(()),
+            Action::WriteState => Err(format!(
+                "the token may not lock or write the state of `{unit}` (no --state-write glob \
+                 matches it)"
+            )),
+            Action::ReadState if self.read.is_match(unit) || self.write.is_match(unit) => Ok(()),
+            Action::ReadState => Err(format!(
+                "the token may not read the state of `{unit}` (no --state-read or \
+                 --state-write glob matches it)"
+            )),
+            Action::Run(stage) => Err(format!("a sluice token may not run `{stage:?}`")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod token_grant_tests {
+    use super::*;
+
+    #[test]
+    fn token_grants_are_least_privilege() {
+        let g = TokenStateGrants::new(&["dev/**"], &["dev/*/network"]).unwrap();
+        assert!(g.authorize(Action::WriteState, "dev/ap/network").is_ok());
+        assert!(g.authorize(Action::ReadState, "dev/ap/network").is_ok());
+        assert!(g.authorize(Action::ReadState, "dev/ap/rds").is_ok());
+        let refused = g.authorize(Action::WriteState, "dev/ap/rds").unwrap_err();
+        assert!(refused.contains("dev/ap/rds"), "{refused}");
+        assert!(g.authorize(Action::ReadState, "prod/ap/network").is_err());
+        assert!(
+            g.authorize(Action::Run(Stage::Apply), "dev/ap/network")
+                .is_err()
+        );
+        // Write implies read; read implies nothing else.
+        let w = TokenStateGrants::new::<&str>(&[], &["dev/*/network"]).unwrap();
+        assert!(w.authorize(Action::ReadState, "dev/ap/network").is_ok());
+        let r = TokenStateGrants::new::<&str>(&["dev/**"], &[]).unwrap();
+        assert!(r.authorize(Action::WriteState, "dev/ap/network").is_err());
+    }
+
+    #[test]
+    fn token_grants_name_stacks() {
+        for bad in ["**", "*/*", "", "*"] {
+            let e = TokenStateGrants::new(&[bad], &[]).unwrap_err();
+            assert_eq!(e.field, "--state-read", "{bad}");
+        }
+        let e = TokenStateGrants::new(&["dev/**"], &["dev/[a"]).unwrap_err();
+        assert_eq!(e.field, "--state-write");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

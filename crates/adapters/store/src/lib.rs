@@ -63,10 +63,10 @@ pub use records::{
 };
 pub use release::{ApprovalRow, PlanUseRow, PlanUseState, ReleaseStore};
 pub use state::{
-    BackendLockRecord, NewStateVersion, StateEventRecord, StateStore, StateVersionRecord,
+    BackendLockRecord, Fence, NewStateVersion, StateEventRecord, StateStore, StateVersionRecord,
 };
 pub use store::{ArtifactIndex, Backend, ChangeStore, LogStore, Store};
-pub use tokens::{IssuedToken, Scope, TokenRecord, TokenStore};
+pub use tokens::{IssuedToken, Scope, StateGrants, TokenRecord, TokenStore, VerifiedToken};
 pub use tx::{Committed, LeafRef, NewManifest, Transaction};
 
 /// The embedded database, relative to the working directory.
@@ -308,8 +308,16 @@ impl TokenStore for AnyStore {
         delegate!(self, s => s.create_token(scope, name).await)
     }
 
+    async fn create_state_token(&self, name: &str, grants: &StateGrants) -> Result<IssuedToken> {
+        delegate!(self, s => s.create_state_token(name, grants).await)
+    }
+
     async fn verify_token(&self, token: &str) -> Result<Option<Scope>> {
         delegate!(self, s => s.verify_token(token).await)
+    }
+
+    async fn verify_token_grants(&self, token: &str) -> Result<Option<VerifiedToken>> {
+        delegate!(self, s => s.verify_token_grants(token).await)
     }
 
     async fn revoke_token(&self, id: &str) -> Result<bool> {

@@ -45,6 +45,21 @@ pub struct NewStateVersion {
     pub record: StateVersionRecord,
     /// The encrypted body; stored under `record.digest` unless a blob with that digest exists.
     pub sealed: Vec<u8>,
+    /// The lock the write must still hold when it commits, checked inside the write's own
+    /// transaction (so a holder whose lease lapsed, or who was replaced, between the service's
+    /// check and the write cannot slip a version in).
+    pub fence: Option<Fence>,
+}
+
+/// The state-domain lock a write is made under: its fencing token must be the current
+/// holder's, with a live lease at `at`; with `lock_id`, that Terraform lock must still be the
+/// one attached to the token. A write that fails this is [`crate::StoreError::Stale`] with
+/// `what: "lock"`, and nothing is written.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    pub token: sluice_model::lock::FencingToken,
+    pub lock_id: Option<String>,
+    pub at: sluice_model::exception::Timestamp,
 }
 
 /// One audit event of the state backend. `detail` never holds state content.

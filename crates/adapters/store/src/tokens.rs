@@ -1,5 +1,8 @@
-//! Bearer tokens for sluice's HTTP surfaces (the read API today, the state backend next): made
-//! once, shown once, stored as the SHA-256 of their secret, checked for a scope.
+//! Tokens for sluice's HTTP surfaces: made once, shown once, stored as the SHA-256 of their
+//! secret, checked for a scope. `read` and `admin` tokens are the read API's bearer tokens;
+//! `state` tokens are accepted only by the Terraform `http` state backend, for the stacks their
+//! [`StateGrants`] name (least privilege: a state token cannot read the API, an API token cannot
+//! touch state).
 //!
 //! A token reads `sluice_<id>_<secret>`: `id` (12 hex digits) is public and names the row;
 //! `secret` (32 random bytes, base64url) is never stored. [`TokenStore::verify_token`] looks the
@@ -17,12 +20,14 @@ use crate::records::UnixMillis;
 
 const PREFIX: &str = "sluice_";
 
-/// What a token may do. `Admin` includes `Read`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// What a token may do. `Admin` includes `Read`; `State` is only for the state backend, and
+/// what it may touch there is in its [`StateGrants`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     Read,
     Admin,
+    State,
 }
 
 impl Scope {
@@ -30,6 +35,7 @@ impl Scope {
         match self {
             Scope::Read => "read",
             Scope::Admin => "admin",
+            Scope::State => "state",
         }
     }
 
@@ -37,14 +43,44 @@ impl Scope {
         match text {
             "read" => Some(Scope::Read),
             "admin" => Some(Scope::Admin),
+            "state" => Some(Scope::State),
             _ => None,
         }
     }
 
-    /// Whether a token of this scope may do what `needed` allows.
+    /// Whether a token of this scope may do what `needed` allows. A `state` token allows
+    /// nothing but itself (its stacks are decided by its grants).
     pub fn allows(self, needed: Scope) -> bool {
-        self >= needed
+        matches!(
+            (self, needed),
+            (Scope::Admin, Scope::Read | Scope::Admin)
+                | (Scope::Read, Scope::Read)
+                | (Scope::State, Scope::State)
+        )
     }
+}
+
+/// The stacks a `state` token may touch: globs over stack ids. Writing implies reading
+/// (Terraform reads the state it replaces); reading implies nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StateGrants {
+    pub read: Vec<String>,
+    pub write: Vec<String>,
+}
+
+impl StateGrants {
+    pub fn is_empty(&self) -> bool {
+        self.read.is_empty() && self.write.is_empty()
+    }
+}
+
+/// A presented token that verified: who it is and what it may do (no secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    pub state: StateGrants,
 }
 
 /// A token just made: the whole secret string exists only here.
@@ -71,6 +107,7 @@ pub struct TokenRecord {
     pub id: String,
     pub scope: Scope,
     pub name: String,
+    pub state: StateGrants,
     pub created_at: UnixMillis,
     pub revoked_at: Option<UnixMillis>,
 }
@@ -85,6 +122,18 @@ pub fn split_token(token: &str) -> Option<(&str, &str)> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     (id_ok && secret_ok).then_some((id, secret))
+}
+
+/// A stored grant list (a JSON array of globs).
+pub(crate) fn grant_list(text: &str, id: &str, field: &'static str) -> Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| {
+        crate::backend::bad_row(
+            "api_tokens",
+            id,
+            field,
+            format!("not a JSON list of globs: {e}"),
+        )
+    })
 }
 
 /// The stored form of a secret.
@@ -129,8 +178,22 @@ pub trait TokenStore: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<IssuedToken>> + Send;
 
+    /// Makes a `state` token for the stacks `grants` names (at least one glob); the returned
+    /// string is the only copy of its secret.
+    fn create_state_token(
+        &self,
+        name: &str,
+        grants: &StateGrants,
+    ) -> impl Future<Output = Result<IssuedToken>> + Send;
+
     /// The scope of a valid, unrevoked token; `None` for anything else.
     fn verify_token(&self, token: &str) -> impl Future<Output = Result<Option<Scope>>> + Send;
+
+    /// A valid, unrevoked token's id, name, scope and state grants; `None` for anything else.
+    fn verify_token_grants(
+        &self,
+        token: &str,
+    ) -> impl Future<Output = Result<Option<VerifiedToken>>> + Send;
 
     fn revoke_token(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
 
@@ -165,6 +228,10 @@ mod tests {
         assert!(Scope::Admin.allows(Scope::Read));
         assert!(Scope::Read.allows(Scope::Read));
         assert!(!Scope::Read.allows(Scope::Admin));
+        // State tokens are for the state backend alone, and API tokens never reach state.
+        assert!(!Scope::State.allows(Scope::Read));
+        assert!(!Scope::Admin.allows(Scope::State));
+        assert!(Scope::State.allows(Scope::State));
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));

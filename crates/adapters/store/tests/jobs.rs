@@ -322,13 +322,46 @@ async fn tokens_are_stored_hashed_and_checked<S: Store + TokenStore>(store: &S) 
     assert_eq!(store.verify_token("Bearer nonsense").await.unwrap(), None);
     assert!(store.revoke_token(&read.id).await.unwrap());
     assert_eq!(store.verify_token(&read.token).await.unwrap(), None);
+    // State tokens carry the stacks they are for; no state token without them, and an API
+    // scope cannot be made into one.
+    let grants = sluice_store::StateGrants {
+        read: vec!["dev/**".into()],
+        write: vec!["dev/*/network".into()],
+    };
+    let state = store.create_state_token("ci", &grants).await.unwrap();
+    let verified = store
+        .verify_token_grants(&state.token)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (verified.scope, verified.name.as_str(), &verified.state),
+        (Scope::State, "ci", &grants)
+    );
+    assert_eq!(
+        store
+            .verify_token_grants(&admin.token)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        sluice_store::StateGrants::default()
+    );
+    assert!(
+        store
+            .create_state_token("none", &sluice_store::StateGrants::default())
+            .await
+            .is_err()
+    );
+    assert!(store.create_token(Scope::State, "bare").await.is_err());
     let listed = store.tokens().await.unwrap();
-    assert_eq!(listed.len(), 2);
+    assert_eq!(listed.len(), 3);
     assert!(
         listed
             .iter()
             .any(|t| t.id == read.id && t.revoked_at.is_some())
     );
+    assert!(listed.iter().any(|t| t.id == state.id && t.state == grants));
 }
 
 both_backends!(

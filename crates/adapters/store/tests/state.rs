@@ -3,8 +3,8 @@
 mod common;
 
 use sluice_store::{
-    BackendLockRecord, Digest, NewStateVersion, StateEventRecord, StateStore, StateVersionRecord,
-    StoreError,
+    BackendLockRecord, Digest, Fence, LockStore, NewStateVersion, StateEventRecord, StateStore,
+    StateVersionRecord, StoreError,
 };
 
 fn version(unit: &str, n: u64, body: &[u8]) -> NewStateVersion {
@@ -25,6 +25,7 @@ fn version(unit: &str, n: u64, body: &[u8]) -> NewStateVersion {
         },
         // The store keeps whatever sealed form it is given; the service encrypts.
         sealed: [b"sealed:".as_slice(), body].concat(),
+        fence: None,
     }
 }
 
@@ -156,7 +157,79 @@ async fn backend_locks_attach_and_detach<S: StateStore>(store: &S) {
     assert_eq!(store.backend_lock(unit).await.unwrap(), None);
 }
 
+/// A write fenced by the lock is checked inside its own transaction: only the current holder's
+/// token, with a live lease and its Terraform lock still attached, writes; a refused write
+/// keeps nothing.
+async fn fenced_writes_need_the_current_holder<S: StateStore + LockStore>(store: &S) {
+    use sluice_model::exception::Timestamp;
+    use sluice_model::lock::{Acquired, FencingToken};
+    use std::time::Duration;
+    let unit = "dev/ap/fenced";
+    let t0 = Timestamp::from_unix(2_000_000_000, 0);
+    let fenced = |n: u64, token: u64, lock_id: &str, at: Timestamp| NewStateVersion {
+        fence: Some(Fence {
+            token: FencingToken(token),
+            lock_id: Some(lock_id.into()),
+            at,
+        }),
+        ..version(unit, n, format!("body-{n}-{token}").as_bytes())
+    };
+    // Never locked: refused.
+    let err = store
+        .put_state_version(&fenced(1, 1, "a", t0), &event(unit, "write"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Stale { what: "lock", .. }),
+        "{err}"
+    );
+    let Acquired::Granted { token, .. } = store
+        .acquire(unit, "terraform:a", t0, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap()
+    else {
+        panic!("a free lock is granted")
+    };
+    store
+        .put_backend_lock(&BackendLockRecord {
+            unit: unit.into(),
+            lock_id: "a".into(),
+            change: "terraform:a".into(),
+            fencing_token: token.0,
+            info: serde_json::json!({ "ID": "a" }),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    store
+        .put_state_version(&fenced(1, token.0, "a", t0), &event(unit, "write"))
+        .await
+        .unwrap();
+    // Another lock id, a stale token, or the same holder after its lease: refused.
+    for bad in [
+        fenced(2, token.0, "b", t0),
+        fenced(2, token.0 + 1, "a", t0),
+        fenced(2, token.0, "a", t0.plus_seconds(61)),
+    ] {
+        let err = store
+            .put_state_version(&bad, &event(unit, "write"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Stale { what: "lock", .. }),
+            "{err}"
+        );
+    }
+    assert_eq!(store.state_head(unit).await.unwrap().unwrap().version, 1);
+    assert_eq!(
+        store.state_events(Some(unit), 0, 100).await.unwrap().len(),
+        1
+    );
+}
+
 both_backends!(
+    fenced_writes_need_the_current_holder,
     versions_chain_and_are_immutable,
     blobs_are_content_addressed_and_create_only,
     events_are_ordered_and_filtered,

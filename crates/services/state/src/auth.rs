@@ -2,9 +2,11 @@
 //! the credentials of HTTP basic auth into one.
 //!
 //! Terraform's `http` backend sends basic auth with a fixed user name and a password; sluice
-//! takes the password as the credential: a runner's OIDC JWT ([`OidcAuthenticator`]) or a sluice
-//! token (the server's token store implements [`Authenticator`] too; [`FirstOf`] tries several).
-//! What a principal may do is decided by [`crate::StateBackend`] (the trust policy for runners).
+//! takes the password as the credential: a sluice `state` token ([`TokenAuthenticator`], over
+//! the store's hashed tokens) or a runner's OIDC JWT ([`OidcAuthenticator`]); [`FirstOf`] tries
+//! them in turn, each answering [`AuthError::Unrecognised`] for a credential that is not its
+//! kind. What a principal may do is decided by [`crate::StateBackend`] (the trust policy for
+//! runners, the token's own grants for sluice tokens).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,17 +14,35 @@ use std::sync::Arc;
 use base64::Engine as _;
 use futures_util::future::BoxFuture;
 use sluice_identity::{JwksError, OidcVerifier, TokenError, VerifierConfig};
-use sluice_model::trust::{Claims, TrustPolicy};
+use sluice_model::trust::{Claims, TokenStateGrants, TrustPolicy};
+use sluice_store::{Scope, StoreError, TokenStore};
 
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// A runner or CI job with a verified OIDC token; the trust policy decides what it may do.
     Runner(Claims),
-    /// A person or service acting as a state administrator (the local CLI, an admin token): may
-    /// read, write, force and roll back any unit, always with audit events naming them.
+    /// A sluice `state` token: may touch only the stacks its grants name.
+    Token(Arc<TokenPrincipal>),
+    /// A person or service acting as a state administrator (the local CLI): may read, write,
+    /// force and roll back any unit, always with audit events naming them.
     Admin { name: String },
 }
+
+/// A verified sluice `state` token: its public id, its name and its compiled grants.
+#[derive(Debug)]
+pub struct TokenPrincipal {
+    pub id: String,
+    pub name: String,
+    pub grants: TokenStateGrants,
+}
+
+impl PartialEq for TokenPrincipal {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+impl Eq for TokenPrincipal {}
 
 impl Principal {
     /// How audit events and version records name the principal: `oidc:<iss>#<sub>` or
@@ -30,6 +50,7 @@ impl Principal {
     pub fn identity(&self) -> String {
         match self {
             Principal::Runner(claims) => claims.identity().to_string(),
+            Principal::Token(t) => format!("token:{}#{}", t.name, t.id),
             Principal::Admin { name } => format!("user:{name}"),
         }
     }
@@ -44,6 +65,12 @@ pub enum AuthError {
     Missing,
     #[error("the credentials are not a token sluice accepts")]
     Unrecognised,
+    /// Shaped like a sluice token, but unknown, revoked, wrong, or not a `state` token.
+    #[error("{0}")]
+    SluiceToken(String),
+    /// The token store could not be read (503).
+    #[error("checking the sluice token: {0}")]
+    Store(#[from] StoreError),
     #[error("OIDC token refused: {0}")]
     Token(#[from] TokenError),
     #[error("OIDC token issuer `{0}` is not trusted")]
@@ -58,7 +85,7 @@ impl AuthError {
     pub fn is_credentials(&self) -> bool {
         !matches!(
             self,
-            AuthError::Keys(_) | AuthError::Token(TokenError::Keys(_))
+            AuthError::Keys(_) | AuthError::Token(TokenError::Keys(_)) | AuthError::Store(_)
         )
     }
 }
@@ -70,6 +97,55 @@ pub trait Authenticator: Send + Sync + 'static {
         user: &'a str,
         password: &'a str,
     ) -> BoxFuture<'a, Result<Principal, AuthError>>;
+}
+
+/// sluice tokens (`sluice_<id>_<secret>`, stored hashed by [`TokenStore`]): only `state`
+/// tokens are accepted, with the stacks they were created for. A password that is not shaped
+/// like a sluice token is [`AuthError::Unrecognised`], so the next authenticator (OIDC) gets it.
+pub struct TokenAuthenticator<S> {
+    store: S,
+}
+
+impl<S: TokenStore> TokenAuthenticator<S> {
+    pub fn new(store: S) -> Self {
+        TokenAuthenticator { store }
+    }
+}
+
+impl<S: TokenStore> Authenticator for TokenAuthenticator<S> {
+    fn authenticate<'a>(
+        &'a self,
+        _user: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<Principal, AuthError>> {
+        Box::pin(async move {
+            if sluice_store::tokens::split_token(password).is_none() {
+                return Err(AuthError::Unrecognised);
+            }
+            let Some(token) = self.store.verify_token_grants(password).await? else {
+                return Err(AuthError::SluiceToken(
+                    "the sluice token is not valid (unknown, revoked or wrong)".into(),
+                ));
+            };
+            if token.scope != Scope::State {
+                return Err(AuthError::SluiceToken(format!(
+                    "sluice token {} has scope `{}`: the state backend takes only `state` \
+                     tokens (sluice token create --scope state --state-write GLOB)",
+                    token.id,
+                    token.scope.as_str()
+                )));
+            }
+            // Stored grants were validated when the token was made; a row that no longer
+            // compiles grants nothing rather than failing open.
+            let grants = TokenStateGrants::new(&token.state.read, &token.state.write)
+                .map_err(|e| AuthError::SluiceToken(format!("sluice token {}: {e}", token.id)))?;
+            Ok(Principal::Token(Arc::new(TokenPrincipal {
+                id: token.id,
+                name: token.name,
+                grants,
+            })))
+        })
+    }
 }
 
 /// Runner OIDC tokens, verified against the JWKS of the issuers the trust policy lists (keys

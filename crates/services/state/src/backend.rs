@@ -31,8 +31,8 @@ use sluice_model::state::{
 };
 use sluice_model::trust::{Action, Refusal, TrustPolicy, Unit};
 use sluice_store::{
-    BackendLockRecord, Digest, NewStateVersion, StateEventRecord, StateStore, StateVersionRecord,
-    StoreError,
+    BackendLockRecord, Digest, Fence, NewStateVersion, StateEventRecord, StateStore,
+    StateVersionRecord, StoreError,
 };
 
 use crate::auth::Principal;
@@ -192,13 +192,14 @@ impl<S: BackendStore> StateBackend<S> {
         if let Some(problem) = state_id_problem(unit) {
             return Err(StateError::BadRequest(problem));
         }
-        let claims = match who {
-            Principal::Admin { .. } => return Ok(()),
-            Principal::Runner(claims) => claims,
-        };
         let forbidden = |refusal: String| StateError::Forbidden {
             identity: who.identity(),
             refusal,
+        };
+        let claims = match who {
+            Principal::Admin { .. } => return Ok(()),
+            Principal::Token(t) => return t.grants.authorize(action, unit).map_err(forbidden),
+            Principal::Runner(claims) => claims,
         };
         let policy = self
             .config
@@ -596,10 +597,29 @@ impl<S: BackendStore> StateBackend<S> {
                 "forced": force.map(|f| json!({ "reason": f.reason, "overridden": overridden })),
             }),
         );
+        // The lock is checked again inside the write's transaction: a lease that lapsed (or a
+        // new holder) since `current_token` refuses the write there, with nothing written.
+        let fence = token.map(|token| Fence {
+            token,
+            lock_id: lock.map(|(id, _)| id.to_string()),
+            at: now(),
+        });
+        let new = NewStateVersion {
+            record,
+            sealed,
+            fence,
+        };
         let stored = self
             .store
-            .put_state_version(&NewStateVersion { record, sealed }, &event)
-            .await?;
+            .put_state_version(&new, &event)
+            .await
+            .map_err(|e| match e {
+                StoreError::Stale { what, detail } => StateError::LockConflict(format!(
+                    "the state of `{unit}` was not written: the {what} changed while it was \
+                     written ({detail}); lock again and retry"
+                )),
+                other => StateError::Store(other),
+            })?;
         Ok(Written::New(stored))
     }
 

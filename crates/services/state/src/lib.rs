@@ -22,7 +22,10 @@ pub mod backend;
 pub mod local;
 pub mod locks;
 
-pub use auth::{AuthError, Authenticator, FirstOf, OidcAuthenticator, Principal};
+pub use auth::{
+    AuthError, Authenticator, FirstOf, OidcAuthenticator, Principal, TokenAuthenticator,
+    TokenPrincipal,
+};
 pub use backend::{
     BackendConfig, BackendStore, Environments, Pulled, StateBackend, StateError, Written,
 };

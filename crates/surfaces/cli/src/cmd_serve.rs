@@ -1,12 +1,13 @@
-//! `sluice serve` (the control plane: webhooks, job queue, workers, API, metrics) and
-//! `sluice token` (bearer tokens for its API).
+//! `sluice serve` (the control plane: webhooks, job queue, workers, API, metrics, the Terraform
+//! state backend) and `sluice token` (bearer tokens for its API, `state` tokens for its state
+//! backend).
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use sluice_server::config::{ServerSection, server_section};
+use sluice_server::config::{ServerSection, server_section, state_policy};
 use sluice_server::{ServeArgs as ServerArgs, ServerConfig};
-use sluice_store::{Scope, TokenStore as _};
+use sluice_store::{Scope, StateGrants, TokenStore as _};
 
 use crate::cmd_evidence::StoreArgs;
 use crate::exit;
@@ -31,8 +32,9 @@ pub struct ServeArgs {
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
-    /// Make a bearer token for the API; printed alone on the last line, once (only its hash
-    /// is stored).
+    /// Make a token: a bearer token for the API (`--scope read|admin`) or a state backend
+    /// token for the stacks it names (`--scope state --state-read GLOB --state-write GLOB`);
+    /// printed alone on the last line, once (only its hash is stored).
     Create(TokenCreateArgs),
 }
 
@@ -40,6 +42,8 @@ pub enum TokenCommand {
 pub enum ScopeArg {
     Read,
     Admin,
+    /// The Terraform state backend only, for the stacks of --state-read / --state-write.
+    State,
 }
 
 #[derive(Args)]
@@ -50,9 +54,17 @@ pub struct TokenCreateArgs {
     /// --database-url).
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub repo: PathBuf,
-    /// A name to recognise the token by.
+    /// A name to recognise the token by (state events name it `token:<name>#<id>`).
     #[arg(long, default_value = "api")]
     pub name: String,
+    /// With --scope state: stacks whose state the token may read (a glob over stack ids such
+    /// as `dev/**`; repeatable).
+    #[arg(long = "state-read", value_name = "GLOB")]
+    pub state_read: Vec<String>,
+    /// With --scope state: stacks whose state the token may lock and write, and read (a glob
+    /// such as `dev/*/network`; repeatable).
+    #[arg(long = "state-write", value_name = "GLOB")]
+    pub state_write: Vec<String>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -83,29 +95,45 @@ pub fn run_serve(a: ServeArgs) -> i32 {
         workers: a.workers,
     };
     // The `server:` section, from the repository's sluice.yaml when it is a local checkout.
-    let section = match sluice_server::repo::RepoSource::parse(&args.repo, &cwd) {
+    let yaml = match sluice_server::repo::RepoSource::parse(&args.repo, &cwd) {
         Ok(sluice_server::repo::RepoSource::Local(path)) => {
             let file = path.join("sluice.yaml");
-            match std::fs::read_to_string(&file) {
-                Ok(text) => match server_section(&file.display().to_string(), &text) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return exit::USAGE;
-                    }
-                },
-                Err(_) => ServerSection::default(),
-            }
+            std::fs::read_to_string(&file)
+                .ok()
+                .map(|text| (file.display().to_string(), text))
         }
-        _ => ServerSection::default(),
+        _ => None,
     };
-    let config = match ServerConfig::resolve(&args, &section, |k| std::env::var(k).ok(), &cwd) {
+    let section = match &yaml {
+        Some((file, text)) => match server_section(file, text) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        },
+        None => ServerSection::default(),
+    };
+    let mut config = match ServerConfig::resolve(&args, &section, |k| std::env::var(k).ok(), &cwd) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;
         }
     };
+    // The state backend's trust policy and stack layout, from the same sluice.yaml.
+    if let Some((file, text)) = &yaml {
+        match state_policy(file, text) {
+            Ok((trust, environments)) => {
+                config.state.trust = trust.map(std::sync::Arc::new);
+                config.state.environments = environments;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
     if config.webhook_secret.is_none() {
         eprintln!(
             "warning: {} is not set: every webhook will be refused (401)",
@@ -131,7 +159,37 @@ pub fn run_token(c: TokenCommand) -> i32 {
     let scope = match a.scope {
         ScopeArg::Read => Scope::Read,
         ScopeArg::Admin => Scope::Admin,
+        ScopeArg::State => Scope::State,
     };
+    let grants = StateGrants {
+        read: a.state_read.clone(),
+        write: a.state_write.clone(),
+    };
+    match (scope, grants.is_empty()) {
+        (Scope::State, true) => {
+            eprintln!(
+                "error: --scope state needs the stacks the token is for: --state-read GLOB \
+                 and/or --state-write GLOB (e.g. --state-write 'dev/*/network')"
+            );
+            return exit::USAGE;
+        }
+        (Scope::State, false) => {
+            if let Err(e) = sluice_model::trust::TokenStateGrants::new(&grants.read, &grants.write)
+            {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        }
+        (_, false) => {
+            eprintln!(
+                "error: --state-read and --state-write are for --scope state; a {} token \
+                 cannot touch state",
+                scope.as_str()
+            );
+            return exit::USAGE;
+        }
+        (_, true) => {}
+    }
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -145,7 +203,11 @@ pub fn run_token(c: TokenCommand) -> i32 {
     });
     let result = rt.block_on(async {
         let store = sluice_store::open(&database).await?;
-        store.create_token(scope, &a.name).await
+        if scope == Scope::State {
+            store.create_state_token(&a.name, &grants).await
+        } else {
+            store.create_token(scope, &a.name).await
+        }
     });
     match result {
         Ok(issued) => {

@@ -142,6 +142,7 @@ pub fn serve(e: &sluice_server::ServeError) -> i32 {
     match e {
         ServeError::Config(_) => USAGE,
         ServeError::Evidence(e) => evidence(e),
+        ServeError::Keys(_) | ServeError::Trust(_) => USAGE,
         ServeError::Bind { .. } | ServeError::Io(_) => INTERNAL,
     }
 }

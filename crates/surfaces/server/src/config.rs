@@ -39,6 +39,37 @@ pub struct ServerSection {
     pub shutdown_grace_seconds: Option<u64>,
     /// The GitHub App that publishes check runs and PR comments.
     pub github: Option<GitHubSection>,
+    /// The Terraform `http` state backend at `/state/<stack id>`.
+    pub state: Option<StateSection>,
+}
+
+/// `server.state:` in `sluice.yaml` (every key optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// The request method Terraform's `lock_method` sends (default `LOCK`).
+    pub lock_method: Option<String>,
+    /// The request method Terraform's `unlock_method` sends (default `UNLOCK`).
+    pub unlock_method: Option<String>,
+    /// The lease of a lock a Terraform client takes (Terraform never renews it, so this bounds
+    /// how long a killed client blocks the stack; default 3600).
+    pub lock_lease_seconds: Option<u64>,
+    /// The largest state accepted (default 64 MiB).
+    pub max_state_bytes: Option<usize>,
+}
+
+/// The state backend's resolved settings.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    pub lock_method: String,
+    pub unlock_method: String,
+    pub lock_lease: Duration,
+    pub max_state_bytes: usize,
+    /// The `trust:` section: which runner OIDC identities may read and write which stacks.
+    /// `None`: runner tokens are refused everything (sluice `state` tokens still work).
+    pub trust: Option<std::sync::Arc<sluice_model::trust::TrustPolicy>>,
+    /// How a stack id's environment is found (the `{env}` of the stacks layout).
+    pub environments: sluice_state::Environments,
 }
 
 /// `server.github:`: which GitHub App publishes the check run and the PR comment. Its private
@@ -95,6 +126,7 @@ pub struct ServerConfig {
     pub replica: String,
     /// `None`: nothing is published to GitHub (reports stay in the store and the API).
     pub github: Option<(sluice_vcs::GitHubConfig, sluice_vcs::AppKey)>,
+    pub state: StateConfig,
 }
 
 /// A configuration problem, naming where it is.
@@ -191,6 +223,7 @@ impl ServerConfig {
             )?),
             replica: replica_name(),
             github: github(section.github.as_ref(), &env)?,
+            state: state_config(section.state.as_ref().unwrap_or(&StateSection::default()))?,
         })
     }
 }
@@ -252,6 +285,98 @@ fn github(
     }
     config.bot_login = section.and_then(|s| s.bot_login.clone());
     Ok(Some((config, key)))
+}
+
+/// A request method name as HTTP allows it (a token: letters, digits, `!#$%&'*+-.^_`|~`).
+fn method_name(value: Option<&String>, key: &str, default: &str) -> Result<String, ConfigError> {
+    let Some(v) = value else {
+        return Ok(default.to_string());
+    };
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if v.is_empty() || !v.bytes().all(token) {
+        return Err(ConfigError::Invalid(format!(
+            "sluice.yaml: server.state.{key} {v:?} is not an HTTP method name (e.g. LOCK)"
+        )));
+    }
+    if matches!(v.as_str(), "GET" | "POST" | "PUT" | "DELETE") {
+        return Err(ConfigError::Invalid(format!(
+            "sluice.yaml: server.state.{key} {v:?} is already a state backend method; pick \
+             another (e.g. LOCK, UNLOCK)"
+        )));
+    }
+    Ok(v.clone())
+}
+
+impl Default for StateConfig {
+    /// The defaults: `LOCK`/`UNLOCK`, a one-hour lease, 64 MiB, no trust policy.
+    fn default() -> Self {
+        state_config(&StateSection::default()).expect("the defaults are valid")
+    }
+}
+
+fn state_config(section: &StateSection) -> Result<StateConfig, ConfigError> {
+    let lock_method = method_name(section.lock_method.as_ref(), "lock_method", "LOCK")?;
+    let unlock_method = method_name(section.unlock_method.as_ref(), "unlock_method", "UNLOCK")?;
+    if lock_method == unlock_method {
+        return Err(ConfigError::Invalid(format!(
+            "sluice.yaml: server.state.lock_method and unlock_method are both {lock_method:?}"
+        )));
+    }
+    let lease = match section.lock_lease_seconds {
+        Some(0) => {
+            return Err(ConfigError::Invalid(
+                "sluice.yaml: server.state.lock_lease_seconds must be greater than 0".into(),
+            ));
+        }
+        Some(s) => s,
+        None => 3600,
+    };
+    let max_state_bytes = match section.max_state_bytes {
+        Some(0) => {
+            return Err(ConfigError::Invalid(
+                "sluice.yaml: server.state.max_state_bytes must be greater than 0".into(),
+            ));
+        }
+        Some(b) => b,
+        None => 64 << 20,
+    };
+    Ok(StateConfig {
+        lock_method,
+        unlock_method,
+        lock_lease: Duration::from_secs(lease),
+        max_state_bytes,
+        trust: None,
+        environments: sluice_state::Environments::FirstSegment,
+    })
+}
+
+/// From the repository's `sluice.yaml`: the `trust:` policy (if any) and how a stack id's
+/// environment is found (the stacks layout's `{env}`, else the id's first segment).
+pub fn state_policy(
+    file: &str,
+    text: &str,
+) -> Result<
+    (
+        Option<sluice_model::trust::TrustPolicy>,
+        sluice_state::Environments,
+    ),
+    ConfigError,
+> {
+    let config = sluice_org::config::load(file, text).map_err(ConfigError::SluiceYaml)?;
+    let trust = match config.sections.get("trust") {
+        None | Some(serde_json::Value::Null) => None,
+        // Validated with positions by the loader; this only converts.
+        Some(value) => Some(
+            sluice_model::trust::TrustPolicy::from_json(value)
+                .map_err(|e| ConfigError::Invalid(format!("{file}: section `trust`: {e}")))?,
+        ),
+    };
+    let environments = if config.stacks.is_declared() {
+        sluice_state::Environments::Layout(config.stacks.layout.clone())
+    } else {
+        sluice_state::Environments::FirstSegment
+    };
+    Ok((trust, environments))
 }
 
 /// `host:pid`: unique among live processes, readable in a job listing.

@@ -9,6 +9,8 @@
 //! - [`publish`]: the check run and the PR comment on GitHub, each report published by a job of
 //!   its own once it is on record.
 //! - [`api`]: `/api/v1` with bearer tokens and its OpenAPI document; [`metrics`]: `/metrics`.
+//! - `/state/<stack id>`: the Terraform `http` state backend (`sluice-state-backend`) over the
+//!   same store, authenticated by a sluice `state` token or a runner's OIDC token.
 //! - `/healthz` (the process answers) and `/readyz` (the store answers and its schema is
 //!   current).
 //! - [`serve`] binds, runs the workers, and on SIGTERM/SIGINT stops taking jobs, finishes or
@@ -34,11 +36,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use sluice_iac::keys::LocalKeys;
 use sluice_recorder::evidence::{EvidenceService, RecorderOptions};
+use sluice_state::{
+    Authenticator, BackendConfig, FirstOf, OidcAuthenticator, StateBackend, TokenAuthenticator,
+};
 use sluice_store::{AnyStore, JobQueue as _, Store as _};
 use tokio::sync::watch;
 
-pub use config::{ServeArgs, ServerConfig, ServerSection};
+pub use config::{ServeArgs, ServerConfig, ServerSection, StateConfig, StateSection};
 
 use crate::metrics::Metrics;
 use crate::repo::Revisions;
@@ -52,6 +58,56 @@ pub struct App {
     pub revisions: Revisions,
     /// The GitHub App that publishes check runs and PR comments, when one is configured.
     pub github: Option<sluice_vcs::GitHubApp>,
+    pub state: StateBackendParts,
+}
+
+/// The state backend over the server's store, and who may use it: sluice `state` tokens
+/// first, then runner OIDC tokens of the issuers the trust policy names.
+pub struct StateBackendParts {
+    pub backend: Arc<StateBackend<AnyStore>>,
+    pub auth: Arc<dyn Authenticator>,
+}
+
+impl StateBackendParts {
+    fn open(config: &StateConfig, store: &AnyStore) -> Result<StateBackendParts, ServeError> {
+        // Keys from SLUICE_ARTIFACT_KEY / SLUICE_ARTIFACT_KEY_FILE / the default key file,
+        // loaded on first use: a server that never stores state never touches them.
+        let keys = Arc::new(LocalKeys::from_env(None).map_err(ServeError::Keys)?);
+        let backend_config = BackendConfig {
+            trust: config.trust.clone(),
+            environments: config.environments.clone(),
+            terraform_lease: config.lock_lease,
+            max_state_bytes: config.max_state_bytes,
+        };
+        let backend = Arc::new(StateBackend::new(
+            store.clone(),
+            Arc::new(store.clone()),
+            keys,
+            backend_config,
+        ));
+        let mut chain: Vec<Arc<dyn Authenticator>> =
+            vec![Arc::new(TokenAuthenticator::new(store.clone()))];
+        if let Some(policy) = &config.trust {
+            chain.push(Arc::new(
+                OidcAuthenticator::new(policy).map_err(|e| ServeError::Trust(e.to_string()))?,
+            ));
+        }
+        Ok(StateBackendParts {
+            backend,
+            auth: Arc::new(FirstOf(chain)),
+        })
+    }
+
+    fn router(&self, config: &StateConfig) -> Router {
+        sluice_state_backend::router(
+            self.backend.clone(),
+            self.auth.clone(),
+            sluice_state_backend::Options {
+                lock_method: config.lock_method.clone(),
+                unlock_method: config.unlock_method.clone(),
+            },
+        )
+    }
 }
 
 /// Why the server could not start or stopped.
@@ -69,6 +125,10 @@ pub enum ServeError {
     },
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the state backend's keys: {0}")]
+    Keys(#[source] sluice_iac::keys::KeyError),
+    #[error("the trust policy's issuers: {0}")]
+    Trust(String),
 }
 
 impl App {
@@ -89,8 +149,10 @@ impl App {
             ),
             None => None,
         };
+        let state = StateBackendParts::open(&config.state, evidence.store())?;
         Ok(App {
             github,
+            state,
             store: evidence.store().clone(),
             evidence,
             metrics: Metrics::new(),
@@ -152,6 +214,7 @@ async fn openapi() -> Response {
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.max_body_bytes;
     let (api_routes, _) = api::router();
+    let state = app.state.router(&app.config.state);
     Router::new()
         .route(
             "/webhooks/github",
@@ -163,6 +226,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .nest("/api/v1", api_routes)
         .with_state(app)
+        .nest("/state", state)
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.

@@ -13,62 +13,18 @@ use std::time::{Duration, Instant};
 
 use sluice_state::BackendConfig;
 use sluice_store::StateStore;
+use sluice_testkit::terraform_http::{
+    CANARY, http_backend, http_backend_stack, ok, show, terraform_command,
+};
 use support::{Served, contains};
 use tokio::process::Command;
 
 const UNIT: &str = "dev/ap-southeast-1/network";
-const CANARY: &str = "CANARY-tf-sensitive-51c2";
 const LEASE: Duration = Duration::from_secs(20);
 
 /// A Terraform working directory configured for the backend at `url`.
 fn workdir(parent: &Path, name: &str, url: &str) -> PathBuf {
-    let dir = parent.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("main.tf"),
-        format!(
-            r#"terraform {{
-  backend "http" {{
-    address        = "{url}"
-    lock_address   = "{url}"
-    unlock_address = "{url}"
-    username       = "runner"
-    retry_max      = 0
-  }}
-}}
-
-variable "db_password" {{
-  type      = string
-  sensitive = true
-}}
-
-variable "run" {{
-  type    = string
-  default = "1"
-}}
-
-variable "pause" {{
-  type    = number
-  default = 0
-}}
-
-resource "terraform_data" "app" {{
-  input            = var.db_password
-  triggers_replace = [var.run]
-
-  provisioner "local-exec" {{
-    command = "sleep ${{var.pause}}"
-  }}
-}}
-
-output "run" {{
-  value = var.run
-}}
-"#
-        ),
-    )
-    .unwrap();
-    dir
+    http_backend_stack(parent, name, &http_backend(url, ""))
 }
 
 async fn tf(terraform: &Path, dir: &Path, token: &str, args: &[&str]) -> Output {
@@ -79,32 +35,9 @@ async fn tf(terraform: &Path, dir: &Path, token: &str, args: &[&str]) -> Output 
 }
 
 fn tf_command(terraform: &Path, dir: &Path, token: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(terraform);
-    c.current_dir(dir)
-        .args(args)
-        .env("TF_CLI_CONFIG_FILE", "/dev/null")
-        .env("CHECKPOINT_DISABLE", "1")
-        .env("TF_IN_AUTOMATION", "1")
-        .env("TF_INPUT", "0")
-        .env("TF_HTTP_PASSWORD", token)
-        .env("TF_VAR_db_password", CANARY)
-        .kill_on_drop(true);
+    let mut c = Command::from(terraform_command(terraform, dir, token, args));
+    c.kill_on_drop(true);
     c
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-#[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "{}", show(o));
-    show(o)
 }
 
 /// Waits until a Terraform client holds the unit's lock; its lock id.

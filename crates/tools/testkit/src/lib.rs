@@ -15,6 +15,7 @@ mod report;
 mod require;
 mod run;
 mod scenario;
+pub mod terraform_http;
 
 pub use corpus::{corpus, corpus_root, files_with_extension};
 pub use engines::{TestDoubleBin, terraform};

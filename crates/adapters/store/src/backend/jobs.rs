@@ -430,51 +430,76 @@ macro_rules! impl_jobs {
                 scope: $crate::tokens::Scope,
                 name: &str,
             ) -> $crate::error::Result<$crate::tokens::IssuedToken> {
-                let (id, secret) = $crate::tokens::generate()?;
-                sqlx::query(
-                    "INSERT INTO api_tokens (id, secret_hash, scope, name, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&id)
-                .bind($crate::tokens::secret_hash(&secret).to_vec())
-                .bind(scope.as_str())
-                .bind(name)
-                .bind($crate::records::now_millis())
-                .execute(&self.pool)
-                .await
-                .map_err(self.fail("storing a token"))?;
-                Ok($crate::tokens::IssuedToken {
-                    token: $crate::tokens::format_token(&id, &secret),
-                    id,
-                    scope,
-                })
+                if scope == $crate::tokens::Scope::State {
+                    return Err($crate::error::StoreError::Invalid {
+                        record: "token",
+                        field: "scope",
+                        problem: "a state token needs the stacks it may touch \
+                                  (create_state_token)"
+                            .into(),
+                    });
+                }
+                self.insert_token(scope, name, &$crate::tokens::StateGrants::default())
+                    .await
+            }
+
+            async fn create_state_token(
+                &self,
+                name: &str,
+                grants: &$crate::tokens::StateGrants,
+            ) -> $crate::error::Result<$crate::tokens::IssuedToken> {
+                if grants.is_empty() {
+                    return Err($crate::error::StoreError::Invalid {
+                        record: "token",
+                        field: "state",
+                        problem: "a state token needs at least one stack glob to read or write"
+                            .into(),
+                    });
+                }
+                self.insert_token($crate::tokens::Scope::State, name, grants)
+                    .await
             }
 
             async fn verify_token(
                 &self,
                 token: &str,
             ) -> $crate::error::Result<Option<$crate::tokens::Scope>> {
+                Ok(self.verify_token_grants(token).await?.map(|t| t.scope))
+            }
+
+            async fn verify_token_grants(
+                &self,
+                token: &str,
+            ) -> $crate::error::Result<Option<$crate::tokens::VerifiedToken>> {
                 let Some((id, secret)) = $crate::tokens::split_token(token) else {
                     return Ok(None);
                 };
-                let row: Option<(Vec<u8>, String)> = sqlx::query_as(
-                    "SELECT secret_hash, scope FROM api_tokens \
+                let row: Option<(Vec<u8>, String, String, String, String)> = sqlx::query_as(
+                    "SELECT secret_hash, scope, name, state_read, state_write FROM api_tokens \
                      WHERE id = $1 AND revoked_at IS NULL",
                 )
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err($crate::error::db("reading a token"))?;
-                let Some((stored, scope)) = row else {
+                let Some((stored, scope, name, read, write)) = row else {
                     return Ok(None);
                 };
                 let presented = $crate::tokens::secret_hash(secret);
                 if !$crate::tokens::constant_time_eq(&stored, &presented) {
                     return Ok(None);
                 }
-                $crate::tokens::Scope::parse(&scope)
-                    .map(Some)
-                    .ok_or_else(|| $crate::backend::bad_row("api_tokens", id, "scope", scope))
+                let scope = $crate::tokens::Scope::parse(&scope)
+                    .ok_or_else(|| $crate::backend::bad_row("api_tokens", id, "scope", scope))?;
+                Ok(Some($crate::tokens::VerifiedToken {
+                    id: id.to_string(),
+                    name,
+                    scope,
+                    state: $crate::tokens::StateGrants {
+                        read: $crate::tokens::grant_list(&read, id, "state_read")?,
+                        write: $crate::tokens::grant_list(&write, id, "state_write")?,
+                    },
+                }))
             }
 
             async fn revoke_token(&self, id: &str) -> $crate::error::Result<bool> {
@@ -490,27 +515,65 @@ macro_rules! impl_jobs {
             }
 
             async fn tokens(&self) -> $crate::error::Result<Vec<$crate::tokens::TokenRecord>> {
-                let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
-                    "SELECT id, scope, name, created_at, revoked_at FROM api_tokens \
-                     ORDER BY created_at, id",
+                type Row = (String, String, String, i64, Option<i64>, String, String);
+                let rows: Vec<Row> = sqlx::query_as(
+                    "SELECT id, scope, name, created_at, revoked_at, state_read, state_write \
+                     FROM api_tokens ORDER BY created_at, id",
                 )
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::error::db("listing tokens"))?;
                 rows.into_iter()
-                    .map(|(id, scope, name, created_at, revoked_at)| {
+                    .map(|(id, scope, name, created_at, revoked_at, read, write)| {
                         let parsed = $crate::tokens::Scope::parse(&scope).ok_or_else(|| {
                             $crate::backend::bad_row("api_tokens", &id, "scope", scope.clone())
                         })?;
+                        let state = $crate::tokens::StateGrants {
+                            read: $crate::tokens::grant_list(&read, &id, "state_read")?,
+                            write: $crate::tokens::grant_list(&write, &id, "state_write")?,
+                        };
                         Ok($crate::tokens::TokenRecord {
                             id,
                             scope: parsed,
                             name,
+                            state,
                             created_at,
                             revoked_at,
                         })
                     })
                     .collect()
+            }
+        }
+
+        impl $ty {
+            async fn insert_token(
+                &self,
+                scope: $crate::tokens::Scope,
+                name: &str,
+                grants: &$crate::tokens::StateGrants,
+            ) -> $crate::error::Result<$crate::tokens::IssuedToken> {
+                let (id, secret) = $crate::tokens::generate()?;
+                let json = |v: &Vec<String>| serde_json::to_string(v).expect("strings serialise");
+                sqlx::query(
+                    "INSERT INTO api_tokens \
+                     (id, secret_hash, scope, name, created_at, state_read, state_write) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&id)
+                .bind($crate::tokens::secret_hash(&secret).to_vec())
+                .bind(scope.as_str())
+                .bind(name)
+                .bind($crate::records::now_millis())
+                .bind(json(&grants.read))
+                .bind(json(&grants.write))
+                .execute(&self.pool)
+                .await
+                .map_err(self.fail("storing a token"))?;
+                Ok($crate::tokens::IssuedToken {
+                    token: $crate::tokens::format_token(&id, &secret),
+                    id,
+                    scope,
+                })
             }
         }
     };

@@ -5,7 +5,7 @@ use crate::backend::postgres::PgStore;
 use crate::backend::sqlite::SqliteStore;
 
 macro_rules! impl_state_store {
-    ($ty:ty, $db:ty) => {
+    ($ty:ty, $db:ty, $lock_select:expr) => {
         impl $ty {
             fn state_version_from_row(
                 row: &<$db as sqlx::Database>::Row,
@@ -96,6 +96,51 @@ macro_rules! impl_state_store {
                 .map_err(self.fail("recording a state event"))
             }
 
+            /// The fence of a write, checked on the write's transaction: the lock row is
+            /// read holding it (`$lock_select`), so no lock transition interleaves.
+            async fn check_fence_on(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                unit: &str,
+                fence: &$crate::state::Fence,
+            ) -> $crate::error::Result<()> {
+                let fenced = |detail: String| $crate::error::StoreError::Stale {
+                    what: "lock",
+                    detail,
+                };
+                let state: Option<String> = sqlx::query_scalar($lock_select)
+                    .bind(unit)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(self.fail("reading a lock"))?;
+                let Some(state) = state else {
+                    return Err(fenced(format!("{unit} has never been locked")));
+                };
+                let lock = $crate::locks::decode(unit, &state)?;
+                if let Err(refusal) = lock.check_write(fence.token, fence.at) {
+                    return Err(fenced(format!(
+                        "fencing token {} of {unit}: {refusal}",
+                        fence.token
+                    )));
+                }
+                if let Some(lock_id) = &fence.lock_id {
+                    let attached: Option<(String, i64)> = sqlx::query_as(
+                        "SELECT lock_id, fencing_token FROM state_backend_locks WHERE unit = $1",
+                    )
+                    .bind(unit)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(self.fail("reading a backend lock"))?;
+                    let token = $crate::backend::to_i64(fence.token.0, "fencing token")?;
+                    if attached.as_ref() != Some(&(lock_id.clone(), token)) {
+                        return Err(fenced(format!(
+                            "lock id {lock_id} no longer holds the lock of {unit}"
+                        )));
+                    }
+                }
+                Ok(())
+            }
+
             fn backend_lock_from_row(
                 row: &<$db as sqlx::Database>::Row,
             ) -> $crate::error::Result<$crate::state::BackendLockRecord> {
@@ -147,6 +192,9 @@ macro_rules! impl_state_store {
                 let head = head.unwrap_or(0);
                 if head.checked_add(1) != Some(to_i64(r.version, "state version")?) {
                     return Err(stale(format!("version {head}")));
+                }
+                if let Some(fence) = &new.fence {
+                    self.check_fence_on(&mut *tx, &r.unit, fence).await?;
                 }
                 sqlx::query(
                     "INSERT INTO state_blobs (digest, sealed, size, created_at) \
@@ -344,5 +392,14 @@ macro_rules! impl_state_store {
     };
 }
 
-impl_state_store!(SqliteStore, sqlx::Sqlite);
-impl_state_store!(PgStore, sqlx::Postgres);
+impl_state_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    // BEGIN IMMEDIATE already holds the database's write lock.
+    "SELECT state FROM locks WHERE unit = $1"
+);
+impl_state_store!(
+    PgStore,
+    sqlx::Postgres,
+    "SELECT state FROM locks WHERE unit = $1 FOR UPDATE"
+);

@@ -53,6 +53,7 @@ pub fn config(
         shutdown_grace: Duration::from_secs(5),
         replica: format!("test:{}", std::process::id()),
         github: None,
+        state: Default::default(),
     }
 }
 
