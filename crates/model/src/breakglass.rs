@@ -522,6 +522,26 @@ pub fn resolved_by<'a>(
         .collect()
 }
 
+/// The open backport items as of `now`: the recorded ones, plus the item of each used grant
+/// whose expiry has passed but was not recorded yet (readers that do not write, such as the
+/// API, see what a sweep would record).
+pub fn outstanding(
+    items: &[BackportItem],
+    grants: &[BreakGlassGrant],
+    now: Timestamp,
+) -> Vec<BackportItem> {
+    let mut out: Vec<BackportItem> = items.iter().filter(|i| i.is_open()).cloned().collect();
+    for g in grants {
+        if out.iter().any(|i| i.grant == g.id) || items.iter().any(|i| i.grant == g.id) {
+            continue;
+        }
+        if let Some(item) = g.clone().settle(now) {
+            out.push(item);
+        }
+    }
+    out
+}
+
 /// The open backport items a PR report shows: those of the units the PR touches first (this PR
 /// may be the backport), then the others (pending work of the org).
 pub fn pending_for<'a>(
@@ -888,6 +908,32 @@ mod tests {
         let back: BackportItem =
             serde_json::from_value(serde_json::to_value(&item).unwrap()).unwrap();
         assert_eq!(back, item);
+    }
+
+    #[test]
+    fn outstanding_items_include_unrecorded_expiries() {
+        let mut used = grant();
+        used.use_for(UNIT, true, t0()).unwrap();
+        let unused = open(&config(), &request(60), "bg-2".into(), t0()).unwrap();
+        let mut closed = open(&config(), &request(60), "bg-3".into(), t0()).unwrap();
+        closed.use_for(UNIT, true, t0()).unwrap();
+        let recorded = closed.close("bob", t0().plus_seconds(1)).unwrap();
+        let grants = vec![used.clone(), unused, closed];
+        // Before the expiry only the recorded item.
+        assert_eq!(
+            outstanding(std::slice::from_ref(&recorded), &grants, t0().plus_seconds(10)),
+            vec![recorded.clone()]
+        );
+        // After it, the used grant's item too; the unused grant owes nothing.
+        let later = outstanding(std::slice::from_ref(&recorded), &grants, t0().plus_seconds(3600));
+        assert_eq!(later.len(), 2);
+        assert_eq!(later[1].grant, "bg-1");
+        assert_eq!(later[1].ended_at, t0().plus_seconds(3600));
+        // A resolved item is not outstanding, and its grant does not come back.
+        let mut done = recorded.clone();
+        done.resolve(1, Some("c"), &[UNIT.into()]).unwrap();
+        let now = outstanding(&[done], &grants, t0().plus_seconds(3600));
+        assert_eq!(now.iter().map(|i| i.grant.as_str()).collect::<Vec<_>>(), vec!["bg-1"]);
     }
 
     proptest! {

@@ -9,6 +9,7 @@ use crate::cmd_check;
 use crate::cmd_evidence;
 use crate::cmd_plan;
 use crate::cmd_policy;
+use crate::cmd_breakglass;
 use crate::cmd_release;
 use crate::cmd_render;
 use crate::cmd_serve;
@@ -103,6 +104,14 @@ enum Command {
     /// Admin: declare a degraded stack healthy and release its kept lock (audited; --reason
     /// required).
     Recover(cmd_release::AdminArgs),
+    /// Break-glass grants (§15.3): apply one stack without the normal approvals, for a short
+    /// time, as a member of the configured group; never without its lock. See
+    /// docs/break-glass.md.
+    #[command(subcommand, name = "break-glass")]
+    BreakGlass(cmd_breakglass::BreakGlassCommand),
+    /// Open backport items: Git to bring back in line after a break-glass apply; `resolve`
+    /// one with a merged PR.
+    Backports(cmd_breakglass::BackportsArgs),
     /// Generate large orgs and measure sluice against a peer in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -372,6 +381,8 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Locks(a) => Ok(cmd_release::run_locks(a)),
         Command::Unlock(a) => Ok(cmd_release::run_unlock(a)),
         Command::Recover(a) => Ok(cmd_release::run_recover(a)),
+        Command::BreakGlass(c) => Ok(cmd_breakglass::run(c)),
+        Command::Backports(a) => Ok(cmd_breakglass::run_backports(a)),
         Command::Bench(BenchCommand::Evidence(a)) => Ok(cmd_evidence::run_bench_evidence(a)),
         Command::Bench(BenchCommand::Locks(a)) => Ok(cmd_release::run_bench_locks(a)),
         Command::Bench(BenchCommand::Webhook(a)) => Ok(cmd_serve::run_bench_webhook(a)),

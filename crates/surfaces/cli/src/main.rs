@@ -8,6 +8,7 @@ mod cmd_check;
 mod cmd_evidence;
 mod cmd_plan;
 mod cmd_policy;
+mod cmd_breakglass;
 mod cmd_release;
 mod cmd_render;
 mod cmd_serve;
