@@ -921,11 +921,19 @@ mod tests {
         let grants = vec![used.clone(), unused, closed];
         // Before the expiry only the recorded item.
         assert_eq!(
-            outstanding(std::slice::from_ref(&recorded), &grants, t0().plus_seconds(10)),
+            outstanding(
+                std::slice::from_ref(&recorded),
+                &grants,
+                t0().plus_seconds(10)
+            ),
             vec![recorded.clone()]
         );
         // After it, the used grant's item too; the unused grant owes nothing.
-        let later = outstanding(std::slice::from_ref(&recorded), &grants, t0().plus_seconds(3600));
+        let later = outstanding(
+            std::slice::from_ref(&recorded),
+            &grants,
+            t0().plus_seconds(3600),
+        );
         assert_eq!(later.len(), 2);
         assert_eq!(later[1].grant, "bg-1");
         assert_eq!(later[1].ended_at, t0().plus_seconds(3600));
@@ -933,7 +941,10 @@ mod tests {
         let mut done = recorded.clone();
         done.resolve(1, Some("c"), &[UNIT.into()]).unwrap();
         let now = outstanding(&[done], &grants, t0().plus_seconds(3600));
-        assert_eq!(now.iter().map(|i| i.grant.as_str()).collect::<Vec<_>>(), vec!["bg-1"]);
+        assert_eq!(
+            now.iter().map(|i| i.grant.as_str()).collect::<Vec<_>>(),
+            vec!["bg-1"]
+        );
     }
 
     proptest! {

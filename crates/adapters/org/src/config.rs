@@ -1364,7 +1364,10 @@ risk:
         let config = load("sluice.yaml", &good).unwrap();
         let section = config.sections.get("break_glass").unwrap();
         let bg = sluice_model::breakglass::BreakGlassConfig::from_json(section).unwrap();
-        assert_eq!((bg.group.as_str(), bg.max_ttl_secs), ("@acme/sre-oncall", 7200));
+        assert_eq!(
+            (bg.group.as_str(), bg.max_ttl_secs),
+            ("@acme/sre-oncall", 7200)
+        );
         let errors = load("sluice.yaml", &good.replace("2h", "2 hours")).unwrap_err();
         let e = errors
             .iter()
@@ -1378,7 +1381,11 @@ risk:
             .unwrap_or_else(|| panic!("{errors:?}"));
         assert_eq!(e.line, 7, "{e:?}");
         // A missing group is reported at the section.
-        let errors = load("sluice.yaml", &format!("{base}break_glass:\n  max_ttl: 1h\n")).unwrap_err();
+        let errors = load(
+            "sluice.yaml",
+            &format!("{base}break_glass:\n  max_ttl: 1h\n"),
+        )
+        .unwrap_err();
         assert!(
             errors
                 .iter()

@@ -48,8 +48,7 @@ pub trait BreakGlassStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool>> + Send;
 
     /// Backport items, oldest first; only the open ones when `open_only`.
-    fn backports(&self, open_only: bool)
-    -> impl Future<Output = Result<Vec<BackportItem>>> + Send;
+    fn backports(&self, open_only: bool) -> impl Future<Output = Result<Vec<BackportItem>>> + Send;
 
     /// Writes a resolved item over the open one, with its event. `Ok(false)` when the item is
     /// not open any more (or does not exist).
@@ -85,7 +84,12 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T, record: &'static str) -> R
 
 pub(crate) fn grant_of(id: &str, body: &str) -> Result<BreakGlassGrant> {
     serde_json::from_str(body).map_err(|e| {
-        crate::backend::bad_row("break_glass_grants", id, "body", format!("not a grant: {e}"))
+        crate::backend::bad_row(
+            "break_glass_grants",
+            id,
+            "body",
+            format!("not a grant: {e}"),
+        )
     })
 }
 

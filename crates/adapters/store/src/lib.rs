@@ -51,8 +51,8 @@ pub use appender::{Appender, AppenderOptions, LeafSink};
 pub use audit::{AuditOptions, AuditProblem, AuditReport, audit};
 pub use backend::postgres::PgStore;
 pub use backend::sqlite::SqliteStore;
-pub use breakglass::BreakGlassStore;
 pub use blobs::{BlobStore, LocalBlobs, ObjectBlobs, put_artifact};
+pub use breakglass::BreakGlassStore;
 pub use error::{Result, StoreError};
 pub use jobs::{
     Backoff, Claimed, DeliveryRecord, Job, JobFilter, JobQueue, JobState, Lease, NewJob, QueueDepth,

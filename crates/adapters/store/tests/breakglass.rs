@@ -38,7 +38,11 @@ fn opened(id: &str, unit: &str, at: i64, ttl: i64) -> BreakGlassGrant {
 }
 
 fn event(grant: &str, kind: &str) -> EventRecord {
-    EventRecord::new(format!("break-glass:{grant}"), kind, json!({"grant": grant}))
+    EventRecord::new(
+        format!("break-glass:{grant}"),
+        kind,
+        json!({"grant": grant}),
+    )
 }
 
 async fn events_of<S: Store>(store: &S, grant: &str) -> Vec<String> {
@@ -130,7 +134,12 @@ async fn transitions_are_conditional<S: Store + BreakGlassStore + Clone>(store: 
     let item = closed.close("bob", t(20)).unwrap();
     assert!(
         store
-            .update_grant(&b, &closed, Some(&item), &event("bg-1", "breakglass.closed"))
+            .update_grant(
+                &b,
+                &closed,
+                Some(&item),
+                &event("bg-1", "breakglass.closed")
+            )
             .await
             .unwrap()
     );
@@ -139,7 +148,12 @@ async fn transitions_are_conditional<S: Store + BreakGlassStore + Clone>(store: 
     let again = swept.settle(t(99_999)).unwrap();
     assert!(
         !store
-            .update_grant(&b, &swept, Some(&again), &event("bg-1", "breakglass.expired"))
+            .update_grant(
+                &b,
+                &swept,
+                Some(&again),
+                &event("bg-1", "breakglass.expired")
+            )
             .await
             .unwrap()
     );
@@ -186,7 +200,12 @@ async fn backport_items_resolve_once<S: Store + BreakGlassStore + Clone>(store: 
         let item = expired.settle(t(1000)).unwrap();
         assert!(
             store
-                .update_grant(&used, &expired, Some(&item), &event(&id, "breakglass.expired"))
+                .update_grant(
+                    &used,
+                    &expired,
+                    Some(&item),
+                    &event(&id, "breakglass.expired")
+                )
                 .await
                 .unwrap()
         );

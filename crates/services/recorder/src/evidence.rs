@@ -2687,6 +2687,7 @@ mod tests {
                 config_invalid: false,
                 baseline: None,
             },
+            backports: vec![],
             docs_url: "https://docs.example/".into(),
             org_errors: vec![],
         }

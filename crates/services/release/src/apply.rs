@@ -699,9 +699,10 @@ async fn record_use(
         {
             return Ok(u);
         }
-        before = env.store.grant(&grant.id).await?.ok_or_else(|| {
-            crate::breakglass::BreakGlassError::UnknownGrant(grant.id.clone())
-        })?;
+        before =
+            env.store.grant(&grant.id).await?.ok_or_else(|| {
+                crate::breakglass::BreakGlassError::UnknownGrant(grant.id.clone())
+            })?;
     }
     Err(crate::breakglass::BreakGlassError::Contended(grant.id.clone()).into())
 }

@@ -44,11 +44,15 @@ pub fn event_key(grant: &str) -> String {
 /// Why break-glass refused (the CLI gives these their own exit code).
 #[derive(Debug, thiserror::Error)]
 pub enum BreakGlassError {
-    #[error("break-glass is not configured: add `break_glass: {{ group: \"@org/team\", max_ttl: 4h }}` to sluice.yaml on {branch}")]
+    #[error(
+        "break-glass is not configured: add `break_glass: {{ group: \"@org/team\", max_ttl: 4h }}` to sluice.yaml on {branch}"
+    )]
     NotConfigured { branch: String },
     #[error("break-glass refused: {0}")]
     Open(#[from] breakglass::OpenError),
-    #[error("break-glass refused: `{name}` is not registered under `people:` in sluice.yaml on {branch}")]
+    #[error(
+        "break-glass refused: `{name}` is not registered under `people:` in sluice.yaml on {branch}"
+    )]
     NotRegistered { name: String, branch: String },
     #[error(
         "break-glass refused: the key {fingerprint} is not registered for {name} under `people:` in sluice.yaml on {branch}"
@@ -142,14 +146,14 @@ pub async fn open(req: OpenGrantRequest) -> Result<Opened> {
         )));
     }
     // Identity first: who is asking, proven by their key, before any rule is applied.
-    let person = rev
-        .config
-        .people
-        .get(&req.name)
-        .ok_or_else(|| BreakGlassError::NotRegistered {
-            name: req.name.clone(),
-            branch: req.default_branch.clone(),
-        })?;
+    let person =
+        rev.config
+            .people
+            .get(&req.name)
+            .ok_or_else(|| BreakGlassError::NotRegistered {
+                name: req.name.clone(),
+                branch: req.default_branch.clone(),
+            })?;
     let key = load_approver_key(&req.key_file)?;
     let public = PublicKey(*key.verifying_key().as_bytes());
     let registered = person.public_keys();

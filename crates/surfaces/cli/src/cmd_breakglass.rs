@@ -158,7 +158,9 @@ fn reason(given: Option<&str>, what: &str) -> Result<String, i32> {
     match given.map(str::trim) {
         Some(r) if !r.is_empty() => Ok(r.to_string()),
         _ => {
-            eprintln!("error: --reason is required: {what} is recorded in the audit log with its reason");
+            eprintln!(
+                "error: --reason is required: {what} is recorded in the audit log with its reason"
+            );
             Err(exit::USAGE)
         }
     }
@@ -352,5 +354,81 @@ fn run_resolve(a: ResolveArgs) -> i32 {
             exit::OK
         }
         Err(e) => fail(&e),
+    }
+}
+
+/// The store `sluice pr` would record into, if it exists (a PR report never creates one).
+fn existing_store(state_root: &std::path::Path, evidence: &StoreArgs) -> Option<String> {
+    let options = evidence.options(state_root, true);
+    let db = options.database_url.clone().unwrap_or_else(|| {
+        state_root
+            .join(sluice_store::DEFAULT_DATABASE)
+            .display()
+            .to_string()
+    });
+    match sluice_store::parse_location(&db) {
+        Ok(sluice_store::Location::Sqlite(p)) if !p.exists() => None,
+        Ok(_) => Some(db),
+        Err(_) => None,
+    }
+}
+
+/// For `sluice pr`: the open backport items of the store (none when there is no store yet).
+/// A store that cannot be read is a warning, not a failed report.
+pub fn pending_for_report(state_root: &std::path::Path, evidence: &StoreArgs) -> Vec<BackportItem> {
+    let Some(db) = existing_store(state_root, evidence) else {
+        return Vec::new();
+    };
+    let read = runtime().block_on(async {
+        let store = sluice_store::open(&db).await.map_err(|e| e.to_string())?;
+        bg::outstanding(&store, sluice_release::apply::now())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    read.unwrap_or_else(|e| {
+        eprintln!("warning: backport items not read: {e}");
+        Vec::new()
+    })
+}
+
+/// After `sluice pr --record`: the recorded changes already merged into `default_branch`
+/// resolve the open backport items of their stacks. Returns an exit code on failure.
+pub fn resolve_after_record(
+    repo: &std::path::Path,
+    state_root: &std::path::Path,
+    evidence: &StoreArgs,
+    report: &sluice_flow::pr::PrReport,
+    default_branch: &str,
+) -> Option<i32> {
+    let db = existing_store(state_root, evidence)?;
+    let recorded: Vec<(Option<u64>, String, String, String)> = report
+        .changes
+        .iter()
+        .map(|c| {
+            (
+                report.pr,
+                c.change_id.commit.clone(),
+                c.id.clone(),
+                c.change_id.to_string(),
+            )
+        })
+        .collect();
+    let done = runtime().block_on(async {
+        let store = sluice_store::open(&db)
+            .await
+            .map_err(sluice_release::ReleaseError::from)?;
+        bg::resolve_merged(&store, repo, &recorded, default_branch).await
+    });
+    match done {
+        Ok(resolved) => {
+            for r in resolved {
+                eprintln!(
+                    "backport of break-glass grant {} ({}) resolved by merged change {}",
+                    r.item.grant, r.item.unit, r.change_id
+                );
+            }
+            None
+        }
+        Err(e) => Some(fail(&e)),
     }
 }

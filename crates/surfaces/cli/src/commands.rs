@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cmd_breakglass;
 use crate::cmd_check;
 use crate::cmd_evidence;
 use crate::cmd_plan;
 use crate::cmd_policy;
-use crate::cmd_breakglass;
 use crate::cmd_release;
 use crate::cmd_render;
 use crate::cmd_serve;
@@ -308,6 +308,10 @@ struct PrArgs {
     /// store: REPO/.sluice/sluice.db, or --database-url.
     #[arg(long)]
     record: bool,
+    /// With --record: the default branch; a recorded change whose head is in it resolves the
+    /// open backport items of its stacks (docs/break-glass.md).
+    #[arg(long, default_value = "main")]
+    default_branch: String,
     #[command(flatten)]
     evidence: cmd_evidence::StoreArgs,
     /// markdown (default): one PR comment; text: plain text for a terminal.
@@ -606,7 +610,12 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
         plans_note: None,
         now,
     };
-    let report = pr::run_with(&a.repo, &a.base, &a.head, &opts)?;
+    let mut report = pr::run_with(&a.repo, &a.base, &a.head, &opts)?;
+    let state_root = workspace::state_root(&a.repo);
+    report.backports = pr::pending_backports(
+        &cmd_breakglass::pending_for_report(&state_root, &a.evidence),
+        &report.changes,
+    );
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
@@ -631,8 +640,20 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
         )),
     }
     if a.record
-        && let Some(code) =
-            cmd_evidence::record_pr(&workspace::state_root(&a.repo), &a.evidence, &report)
+        && let Some(code) = cmd_evidence::record_pr(&state_root, &a.evidence, &report)
+    {
+        return Ok(code);
+    }
+    // A recorded change already in the default branch brings Git back in line with what a
+    // break-glass applied to its stack.
+    if a.record
+        && let Some(code) = cmd_breakglass::resolve_after_record(
+            &a.repo,
+            &state_root,
+            &a.evidence,
+            &report,
+            &a.default_branch,
+        )
     {
         return Ok(code);
     }

@@ -71,9 +71,9 @@ pub fn break_glass(e: &sluice_release::breakglass::BreakGlassError) -> i32 {
     use sluice_release::breakglass::BreakGlassError as E;
     match e {
         E::NotConfigured { .. } | E::UnknownGrant(_) | E::UnknownBackport(_) => USAGE,
-        E::Open(OpenError::ReasonMissing | OpenError::TtlNotPositive | OpenError::TtlTooLong { .. }) => {
-            USAGE
-        }
+        E::Open(
+            OpenError::ReasonMissing | OpenError::TtlNotPositive | OpenError::TtlTooLong { .. },
+        ) => USAGE,
         E::Open(OpenError::NotInGroup { .. })
         | E::NotRegistered { .. }
         | E::KeyNotRegistered { .. }

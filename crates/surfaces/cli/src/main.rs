@@ -4,11 +4,11 @@
 //! the tools (`sluice-demo`): parse flags, run, render the report in the requested format and
 //! map the outcome to the documented exit codes.
 
+mod cmd_breakglass;
 mod cmd_check;
 mod cmd_evidence;
 mod cmd_plan;
 mod cmd_policy;
-mod cmd_breakglass;
 mod cmd_release;
 mod cmd_render;
 mod cmd_serve;
