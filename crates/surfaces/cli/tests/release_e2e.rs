@@ -7,7 +7,6 @@
 //! Skipped with a notice when `terraform` is not on PATH; a failure when
 //! `SLUICE_REQUIRE_TERRAFORM=1`.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
