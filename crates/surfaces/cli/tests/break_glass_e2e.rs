@@ -326,3 +326,59 @@ fn an_expired_grant_is_refused() {
     sc.apply(&change, &["--break-glass", "bg-nope"])
         .expect_error(Exit::USAGE, &["bg-nope does not exist"]);
 }
+
+#[test]
+fn recording_the_merged_change_resolves_the_backport() {
+    let Some(_tf) = sluice_testkit::terraform() else {
+        return;
+    };
+    let sc = scenario();
+    sc.change("v1");
+    let change = sc.record();
+    let opened = sc.open(
+        "alice",
+        "alice",
+        &["--reason", "INC-44", "--format", "json"],
+    );
+    opened.expect_code(Exit::OK);
+    let grant = opened.json()["grant"]["id"].as_str().unwrap().to_string();
+    sc.apply(&change, &["--break-glass", &grant])
+        .expect_code(Exit::OK)
+        .stdout_has(&["break-glass grant", &grant]);
+    sluice()
+        .run(&[
+            "break-glass",
+            "close",
+            &grant,
+            "--repo",
+            sc.repo.arg(),
+            "--reason",
+            "done",
+        ])
+        .expect_code(Exit::OK);
+    assert_eq!(
+        sc.json(&["backports", "--json"])["backports"][0]["grant"],
+        grant.as_str()
+    );
+    // The PR merged; the run on the default branch records its change of the stack.
+    sc.repo.checkout("main");
+    sc.repo.git(&["merge", "--no-ff", "-m", "merge pr1", "pr1"]);
+    let run = sluice().run(&[
+        "pr",
+        "--repo",
+        sc.repo.arg(),
+        "--base",
+        "main~1",
+        "--head",
+        "main",
+        "--pr",
+        "1",
+        "--run-plans",
+        "--record",
+        "--format",
+        "json",
+    ]);
+    run.stderr_has(&["resolved by merged change", &grant]);
+    let items = sc.json(&["backports", "--json"]);
+    assert_eq!(items["backports"], serde_json::json!([]), "{items}");
+}
