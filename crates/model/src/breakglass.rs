@@ -5,6 +5,12 @@
 //! This module is the pure lifecycle: open → used (each use an evidence event, recorded by the
 //! caller) → closed or expired → a backport item that stays open until a merged PR brings Git back
 //! in line with what was applied. The current time is always a parameter.
+//!
+//! Also the decisions around it: the `break_glass:` section ([`BreakGlassConfig::from_json`],
+//! TTLs by [`parse_ttl`]), what a grant waives at the apply gate ([`waives`], [`justify`]: the
+//! approvals and a pending `after_merge` merge, never a policy deny, a used plan or the lock),
+//! which grant of a stack is usable ([`usable_grant`]), and which backport items are still owed
+//! ([`outstanding`], [`pending_for`], [`resolved_by`]).
 
 use serde::{Deserialize, Serialize};
 
