@@ -5,9 +5,16 @@
 //! This module is the pure lifecycle: open → used (each use an evidence event, recorded by the
 //! caller) → closed or expired → a backport item that stays open until a merged PR brings Git back
 //! in line with what was applied. The current time is always a parameter.
+//!
+//! Also the decisions around it: the `break_glass:` section ([`BreakGlassConfig::from_json`],
+//! TTLs by [`parse_ttl`]), what a grant waives at the apply gate ([`waives`], [`justify`]: the
+//! approvals and a pending `after_merge` merge, never a policy deny, a used plan or the lock),
+//! which grant of a stack is usable ([`usable_grant`]), and which backport items are still owed
+//! ([`outstanding`], [`pending_for`], [`resolved_by`]).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::apply::GateRefusal;
 use crate::exception::Timestamp;
 
 /// The `break_glass:` settings of `sluice.yaml`.
@@ -30,7 +37,7 @@ pub struct OpenRequest {
     pub ttl_secs: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum GrantState {
     Open,
@@ -38,7 +45,7 @@ pub enum GrantState {
     Expired { at: Timestamp },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BreakGlassGrant {
     pub id: String,
     pub unit: String,
@@ -84,7 +91,7 @@ pub enum UseError {
 }
 
 /// One apply under a grant: the data of its evidence event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantUse {
     pub grant: String,
     pub unit: String,
@@ -96,7 +103,7 @@ pub struct GrantUse {
 }
 
 /// Work owed after a break-glass: Git must be brought back in line with what was applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackportItem {
     pub grant: String,
     pub unit: String,
@@ -107,7 +114,7 @@ pub struct BackportItem {
     pub status: BackportStatus,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum BackportStatus {
     Open,
@@ -291,6 +298,268 @@ impl BackportItem {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Configuration: `break_glass: { group, max_ttl }`
+// ---------------------------------------------------------------------------------------------
+
+/// A problem in the `break_glass:` section, at a path such as `break_glass.max_ttl`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+/// The longest `max_ttl` sluice accepts: a break-glass is for an incident, not a standing
+/// permission.
+pub const TTL_CEILING_SECS: i64 = 7 * 86_400;
+
+/// Parses a TTL such as `90s`, `30m`, `1h`, `1h30m` or `2d` into seconds. Units: `s`, `m`,
+/// `h`, `d`; each number needs one; the total must be positive.
+pub fn parse_ttl(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("a TTL is empty; write e.g. `30m`, `1h` or `1h30m`".into());
+    }
+    let mut total: i64 = 0;
+    let mut number = String::new();
+    for (i, c) in t.char_indices() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => {
+                return Err(format!(
+                    "`{t}`: unexpected `{c}` at character {}; units are s, m, h and d (e.g. `1h30m`)",
+                    i + 1
+                ));
+            }
+        };
+        if number.is_empty() {
+            return Err(format!(
+                "`{t}`: `{c}` at character {} has no number before it",
+                i + 1
+            ));
+        }
+        let n: i64 = number
+            .parse()
+            .map_err(|_| format!("`{t}`: {number} is too large"))?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|x| total.checked_add(x))
+            .ok_or_else(|| format!("`{t}` is too large"))?;
+        number.clear();
+    }
+    if !number.is_empty() {
+        return Err(format!(
+            "`{t}`: {number} has no unit; write e.g. `{number}m` or `{number}h`"
+        ));
+    }
+    if total <= 0 {
+        return Err(format!("`{t}` is not a positive duration"));
+    }
+    Ok(total)
+}
+
+/// Formats seconds the way [`parse_ttl`] reads them (`1h30m`).
+pub fn format_ttl(secs: i64) -> String {
+    if secs <= 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = secs;
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
+impl BreakGlassConfig {
+    /// Reads `break_glass:` (as JSON, the way the config loader keeps later sections):
+    /// `group` (an `@org/team` group, required) and `max_ttl` (a duration, default `4h`, at
+    /// most [`TTL_CEILING_SECS`]).
+    pub fn from_json(value: &serde_json::Value) -> Result<BreakGlassConfig, ConfigError> {
+        let err = |path: &str, message: String| ConfigError {
+            path: path.to_string(),
+            message,
+        };
+        let map = value.as_object().ok_or_else(|| {
+            err(
+                "break_glass",
+                "must be a mapping with `group` and `max_ttl`".into(),
+            )
+        })?;
+        if let Some(k) = map.keys().find(|k| *k != "group" && *k != "max_ttl") {
+            return Err(err(
+                &format!("break_glass.{k}"),
+                format!("unknown key `{k}`; expected `group` or `max_ttl`"),
+            ));
+        }
+        let group = match map.get("group") {
+            None => {
+                return Err(err(
+                    "break_glass.group",
+                    "is required: the group whose members may open a grant (e.g. `@acme/sre-oncall`)"
+                        .into(),
+                ));
+            }
+            Some(serde_json::Value::String(g)) if g.starts_with('@') && g.len() > 1 => g.clone(),
+            Some(other) => {
+                return Err(err(
+                    "break_glass.group",
+                    format!("must be a group such as `@acme/sre-oncall`, found {other}"),
+                ));
+            }
+        };
+        let max_ttl_secs = match map.get("max_ttl") {
+            None => DEFAULT_MAX_TTL_SECS,
+            Some(serde_json::Value::String(t)) => {
+                parse_ttl(t).map_err(|m| err("break_glass.max_ttl", m))?
+            }
+            Some(other) => {
+                return Err(err(
+                    "break_glass.max_ttl",
+                    format!("must be a duration such as `4h`, found {other}"),
+                ));
+            }
+        };
+        if max_ttl_secs > TTL_CEILING_SECS {
+            return Err(err(
+                "break_glass.max_ttl",
+                format!(
+                    "{} exceeds the ceiling of {}: a break-glass grant is for an incident",
+                    format_ttl(max_ttl_secs),
+                    format_ttl(TTL_CEILING_SECS)
+                ),
+            ));
+        }
+        Ok(BreakGlassConfig {
+            group,
+            max_ttl_secs,
+        })
+    }
+}
+
+/// `max_ttl` when the section does not say.
+pub const DEFAULT_MAX_TTL_SECS: i64 = 4 * 3600;
+
+// ---------------------------------------------------------------------------------------------
+// What a grant lets an apply skip
+// ---------------------------------------------------------------------------------------------
+
+/// Whether an open grant waives `refusal` of the apply gate.
+///
+/// A grant replaces the *people* of the normal path, nothing else (§15.3: explicit, audited,
+/// time-bounded, immutable artifact deployment): missing approvals, and an `after_merge` PR not
+/// merged yet (in an incident the fix is applied from its branch; the backport item then
+/// tracks the merge). Everything about *what* is applied still holds: the plan must have
+/// passed, be the recorded one and never used; policy must have been evaluated and must not
+/// deny (a deny needs a policy exception, the other escape hatch, §15.3); a degraded stack
+/// needs recovery first; a closed or already merged PR is not applied from.
+pub fn waives(refusal: &GateRefusal) -> bool {
+    match refusal {
+        GateRefusal::ApprovalsMissing { .. } | GateRefusal::NotMerged => true,
+        GateRefusal::PlanNotRun
+        | GateRefusal::PlanFailed { .. }
+        | GateRefusal::NotThePlan { .. }
+        | GateRefusal::PolicyNotEvaluated
+        | GateRefusal::PolicyDenied { .. }
+        | GateRefusal::DecisionDiffers { .. }
+        | GateRefusal::MergedElsewhere
+        | GateRefusal::AlreadyMerged
+        | GateRefusal::Closed
+        | GateRefusal::PlanAlreadyApplied
+        | GateRefusal::PlanAlreadyFailed
+        | GateRefusal::PlanStale
+        | GateRefusal::Degraded { .. }
+        | GateRefusal::PlanPredatesRefresh { .. } => false,
+    }
+}
+
+/// The gate's refusals under a grant: `(remaining, waived)`. The apply may go ahead only when
+/// `remaining` is empty, and it then records `waived` in its evidence.
+pub fn justify(refusals: Vec<GateRefusal>) -> (Vec<GateRefusal>, Vec<GateRefusal>) {
+    refusals.into_iter().partition(|r| !waives(r))
+}
+
+/// The open grant of `unit` at `now` among `grants`, the newest if several.
+pub fn usable_grant<'a>(
+    grants: &'a [BreakGlassGrant],
+    unit: &str,
+    now: Timestamp,
+) -> Option<&'a BreakGlassGrant> {
+    grants
+        .iter()
+        .filter(|g| g.unit == unit && matches!(g.state_at(now), GrantState::Open))
+        .max_by_key(|g| g.opened_at)
+}
+
+/// The grant of `unit` that most recently ended at `now` (expired or closed), to explain a
+/// refusal: "grant bg-… expired at …".
+pub fn last_ended_grant<'a>(
+    grants: &'a [BreakGlassGrant],
+    unit: &str,
+    now: Timestamp,
+) -> Option<&'a BreakGlassGrant> {
+    grants
+        .iter()
+        .filter(|g| g.unit == unit && !matches!(g.state_at(now), GrantState::Open))
+        .max_by_key(|g| g.opened_at)
+}
+
+/// Whether a change recorded on the default branch touching `touched_units` resolves `item`:
+/// the open items of those units, in order. A merged PR (`--record` of a commit on the
+/// default branch) that touches the unit brings Git back in line.
+pub fn resolved_by<'a>(
+    items: &'a [BackportItem],
+    touched_units: &[String],
+) -> Vec<&'a BackportItem> {
+    items
+        .iter()
+        .filter(|i| i.is_open() && touched_units.contains(&i.unit))
+        .collect()
+}
+
+/// The open backport items as of `now`: the recorded ones, plus the item of each used grant
+/// whose expiry has passed but was not recorded yet (readers that do not write, such as the
+/// API, see what a sweep would record).
+pub fn outstanding(
+    items: &[BackportItem],
+    grants: &[BreakGlassGrant],
+    now: Timestamp,
+) -> Vec<BackportItem> {
+    let mut out: Vec<BackportItem> = items.iter().filter(|i| i.is_open()).cloned().collect();
+    for g in grants {
+        if out.iter().any(|i| i.grant == g.id) || items.iter().any(|i| i.grant == g.id) {
+            continue;
+        }
+        if let Some(item) = g.clone().settle(now) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// The open backport items a PR report shows: those of the units the PR touches first (this PR
+/// may be the backport), then the others (pending work of the org).
+pub fn pending_for<'a>(
+    items: &'a [BackportItem],
+    touched_units: &[String],
+) -> (Vec<&'a BackportItem>, Vec<&'a BackportItem>) {
+    items
+        .iter()
+        .filter(|i| i.is_open())
+        .partition(|i| touched_units.contains(&i.unit))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,6 +705,252 @@ mod tests {
         let mut g = grant();
         assert_eq!(g.settle(t0().plus_seconds(3600)), None);
         assert!(matches!(g.state, GrantState::Expired { .. }));
+    }
+
+    #[test]
+    fn ttls_parse_in_seconds_with_positioned_errors() {
+        assert_eq!(parse_ttl("90s"), Ok(90));
+        assert_eq!(parse_ttl("30m"), Ok(1800));
+        assert_eq!(parse_ttl(" 1h "), Ok(3600));
+        assert_eq!(parse_ttl("1h30m"), Ok(5400));
+        assert_eq!(parse_ttl("2d"), Ok(172_800));
+        assert!(parse_ttl("").unwrap_err().contains("empty"));
+        assert!(parse_ttl("10").unwrap_err().contains("has no unit"));
+        assert!(parse_ttl("1x").unwrap_err().contains("character 2"));
+        assert!(parse_ttl("h").unwrap_err().contains("no number"));
+        assert!(parse_ttl("0m").unwrap_err().contains("not a positive"));
+        assert!(parse_ttl("-1h").unwrap_err().contains("unexpected `-`"));
+        assert!(
+            parse_ttl("99999999999999999999h")
+                .unwrap_err()
+                .contains("too large")
+        );
+        for secs in [1, 59, 60, 61, 3600, 5400, 86_400, 90_061] {
+            assert_eq!(parse_ttl(&format_ttl(secs)), Ok(secs), "{secs}");
+        }
+    }
+
+    #[test]
+    fn the_config_section_names_what_is_wrong() {
+        let ok = BreakGlassConfig::from_json(
+            &serde_json::json!({"group": "@acme/sre-oncall", "max_ttl": "2h"}),
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            BreakGlassConfig {
+                group: "@acme/sre-oncall".into(),
+                max_ttl_secs: 7200
+            }
+        );
+        let default =
+            BreakGlassConfig::from_json(&serde_json::json!({"group": "@acme/sre"})).unwrap();
+        assert_eq!(default.max_ttl_secs, DEFAULT_MAX_TTL_SECS);
+        let path = |v: serde_json::Value| BreakGlassConfig::from_json(&v).unwrap_err().path;
+        assert_eq!(path(serde_json::json!("x")), "break_glass");
+        assert_eq!(path(serde_json::json!({})), "break_glass.group");
+        assert_eq!(
+            path(serde_json::json!({"group": "sre"})),
+            "break_glass.group"
+        );
+        assert_eq!(path(serde_json::json!({"group": 3})), "break_glass.group");
+        assert_eq!(
+            path(serde_json::json!({"group": "@a/b", "max_ttl": "soon"})),
+            "break_glass.max_ttl"
+        );
+        assert_eq!(
+            path(serde_json::json!({"group": "@a/b", "max_ttl": 3600})),
+            "break_glass.max_ttl"
+        );
+        assert_eq!(
+            path(serde_json::json!({"group": "@a/b", "max_ttl": "8d"})),
+            "break_glass.max_ttl"
+        );
+        assert_eq!(
+            path(serde_json::json!({"group": "@a/b", "ttl": "1h"})),
+            "break_glass.ttl"
+        );
+    }
+
+    #[test]
+    fn a_grant_waives_only_approvals_and_the_pending_merge() {
+        use crate::apply::{ApplyErrorClass, MissingApproval};
+        use crate::binding::Subject;
+        let plan = Subject::Plan("sha256:aa".into());
+        // Every refusal the gate can give, each with what a grant does to it.
+        let all = [
+            (GateRefusal::PlanNotRun, false),
+            (GateRefusal::PlanFailed { class: "x".into() }, false),
+            (
+                GateRefusal::NotThePlan {
+                    planned: plan.clone(),
+                    applying: Subject::Plan("sha256:bb".into()),
+                },
+                false,
+            ),
+            (GateRefusal::PolicyNotEvaluated, false),
+            (
+                GateRefusal::PolicyDenied {
+                    decision_digest: "sha256:dd".into(),
+                },
+                false,
+            ),
+            (
+                GateRefusal::DecisionDiffers {
+                    evaluated: "a".into(),
+                    applying: "b".into(),
+                },
+                false,
+            ),
+            (
+                GateRefusal::ApprovalsMissing {
+                    subject: plan.clone(),
+                    missing: vec![MissingApproval {
+                        approvers: vec!["@acme/platform".into()],
+                        needed: 1,
+                    }],
+                },
+                true,
+            ),
+            (GateRefusal::NotMerged, true),
+            (GateRefusal::MergedElsewhere, false),
+            (GateRefusal::AlreadyMerged, false),
+            (GateRefusal::Closed, false),
+            (GateRefusal::PlanAlreadyApplied, false),
+            (GateRefusal::PlanAlreadyFailed, false),
+            (GateRefusal::PlanStale, false),
+            (
+                GateRefusal::Degraded {
+                    change: "c".into(),
+                    at: t0(),
+                    error: ApplyErrorClass::Killed,
+                },
+                false,
+            ),
+            (
+                GateRefusal::PlanPredatesRefresh {
+                    planned_at: t0(),
+                    refreshed_at: t0(),
+                },
+                false,
+            ),
+        ];
+        for (r, waived) in &all {
+            assert_eq!(waives(r), *waived, "{r:?}");
+        }
+        let (remaining, waived) = justify(all.iter().map(|(r, _)| r.clone()).collect());
+        assert_eq!(waived.len(), 2);
+        assert_eq!(remaining.len(), all.len() - 2);
+        assert!(remaining.iter().all(|r| !waives(r)));
+        let (remaining, waived) = justify(vec![GateRefusal::NotMerged]);
+        assert!(remaining.is_empty() && waived == vec![GateRefusal::NotMerged]);
+    }
+
+    #[test]
+    fn the_usable_grant_is_the_newest_open_one_of_the_unit() {
+        let mut a = grant();
+        let mut b = open(
+            &config(),
+            &request(600),
+            "bg-2".into(),
+            t0().plus_seconds(10),
+        )
+        .unwrap();
+        let mut other = request(3600);
+        other.unit = "prod/eu-west-1/network".into();
+        let c = open(&config(), &other, "bg-3".into(), t0().plus_seconds(20)).unwrap();
+        let grants = vec![a.clone(), b.clone(), c.clone()];
+        let now = t0().plus_seconds(30);
+        assert_eq!(usable_grant(&grants, UNIT, now).unwrap().id, "bg-2");
+        assert_eq!(
+            usable_grant(&grants, "prod/eu-west-1/network", now)
+                .unwrap()
+                .id,
+            "bg-3"
+        );
+        assert!(usable_grant(&grants, "dev/x/y", now).is_none());
+        assert!(last_ended_grant(&grants, UNIT, now).is_none());
+        // bg-2 expires first (600 s); bg-1 is then the one left.
+        let later = t0().plus_seconds(700);
+        assert_eq!(usable_grant(&grants, UNIT, later).unwrap().id, "bg-1");
+        assert_eq!(last_ended_grant(&grants, UNIT, later).unwrap().id, "bg-2");
+        b.close("bob", later);
+        a.close("bob", later);
+        let grants = vec![a, b, c];
+        assert!(usable_grant(&grants, UNIT, later).is_none());
+        assert_eq!(last_ended_grant(&grants, UNIT, later).unwrap().id, "bg-2");
+    }
+
+    #[test]
+    fn pending_items_split_by_the_units_a_pr_touches() {
+        let mut g = grant();
+        g.use_for(UNIT, true, t0()).unwrap();
+        let open_item = g.close("bob", t0().plus_seconds(5)).unwrap();
+        let mut resolved = open_item.clone();
+        resolved.grant = "bg-0".into();
+        resolved.resolve(3, Some("abc"), &[UNIT.into()]).unwrap();
+        let mut elsewhere = open_item.clone();
+        elsewhere.grant = "bg-9".into();
+        elsewhere.unit = "prod/eu-west-1/network".into();
+        let items = vec![open_item.clone(), resolved, elsewhere.clone()];
+        let (here, others) = pending_for(&items, &[UNIT.into()]);
+        assert_eq!(here, vec![&open_item]);
+        assert_eq!(others, vec![&elsewhere]);
+        let (here, others) = pending_for(&items, &[]);
+        assert!(here.is_empty());
+        assert_eq!(others.len(), 2);
+        assert_eq!(resolved_by(&items, &[UNIT.into()]), vec![&open_item]);
+        assert!(resolved_by(&items, &["dev/a/b".into()]).is_empty());
+    }
+
+    #[test]
+    fn grants_round_trip_as_json() {
+        let mut g = grant();
+        g.use_for(UNIT, true, t0()).unwrap();
+        let item = g.close("bob", t0().plus_seconds(9)).unwrap();
+        let back: BreakGlassGrant =
+            serde_json::from_value(serde_json::to_value(&g).unwrap()).unwrap();
+        assert_eq!(back, g);
+        let back: BackportItem =
+            serde_json::from_value(serde_json::to_value(&item).unwrap()).unwrap();
+        assert_eq!(back, item);
+    }
+
+    #[test]
+    fn outstanding_items_include_unrecorded_expiries() {
+        let mut used = grant();
+        used.use_for(UNIT, true, t0()).unwrap();
+        let unused = open(&config(), &request(60), "bg-2".into(), t0()).unwrap();
+        let mut closed = open(&config(), &request(60), "bg-3".into(), t0()).unwrap();
+        closed.use_for(UNIT, true, t0()).unwrap();
+        let recorded = closed.close("bob", t0().plus_seconds(1)).unwrap();
+        let grants = vec![used.clone(), unused, closed];
+        // Before the expiry only the recorded item.
+        assert_eq!(
+            outstanding(
+                std::slice::from_ref(&recorded),
+                &grants,
+                t0().plus_seconds(10)
+            ),
+            vec![recorded.clone()]
+        );
+        // After it, the used grant's item too; the unused grant owes nothing.
+        let later = outstanding(
+            std::slice::from_ref(&recorded),
+            &grants,
+            t0().plus_seconds(3600),
+        );
+        assert_eq!(later.len(), 2);
+        assert_eq!(later[1].grant, "bg-1");
+        assert_eq!(later[1].ended_at, t0().plus_seconds(3600));
+        // A resolved item is not outstanding, and its grant does not come back.
+        let mut done = recorded.clone();
+        done.resolve(1, Some("c"), &[UNIT.into()]).unwrap();
+        let now = outstanding(&[done], &grants, t0().plus_seconds(3600));
+        assert_eq!(
+            now.iter().map(|i| i.grant.as_str()).collect::<Vec<_>>(),
+            vec!["bg-1"]
+        );
     }
 
     proptest! {

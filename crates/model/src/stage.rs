@@ -324,8 +324,38 @@ pub fn may_start(
     progress: &Progress,
     held: &[Authority],
 ) -> Result<(), Refusal> {
+    gate_inputs(stage, unit, progress, held, |_| false)
+}
+
+/// Whether an open break-glass grant (§15.3) stands in for `input` of `stage`: for the approve
+/// stage's result of an apply, and for nothing else (an apply still needs everything the approve
+/// stage needs, and a grant never stands in for a plan, a policy decision or a lock).
+pub fn grant_stands_in_for(stage: Stage, input: Stage) -> bool {
+    stage == Stage::Apply && input == Stage::Approve
+}
+
+/// The stage gate for a stage run under a break-glass grant: [`may_start`], with the inputs
+/// [`grant_stands_in_for`] names not required.
+pub fn may_start_under_grant(
+    stage: Stage,
+    unit: UnitKind,
+    progress: &Progress,
+    held: &[Authority],
+) -> Result<(), Refusal> {
+    gate_inputs(stage, unit, progress, held, |input| {
+        grant_stands_in_for(stage, input)
+    })
+}
+
+fn gate_inputs(
+    stage: Stage,
+    unit: UnitKind,
+    progress: &Progress,
+    held: &[Authority],
+    waived: impl Fn(Stage) -> bool,
+) -> Result<(), Refusal> {
     let c = contract(stage);
-    for input in c.inputs(unit) {
+    for input in c.inputs(unit).filter(|i| !waived(*i)) {
         match progress.get(input) {
             None => return Err(Refusal::InputMissing { stage, input }),
             Some(Mark::Passed) => {}
@@ -362,6 +392,53 @@ mod tests {
     const STACK: UnitKind = UnitKind::Stack;
     const APP: UnitKind = UnitKind::App;
     const ALL_AUTHORITIES: &[Authority] = &Authority::ALL;
+
+    #[test]
+    fn a_grant_stands_in_for_the_approval_of_an_apply_only() {
+        use Stage::*;
+        for stage in STAGES.iter().map(|c| c.stage) {
+            for input in STAGES.iter().map(|c| c.stage) {
+                assert_eq!(
+                    grant_stands_in_for(stage, input),
+                    stage == Apply && input == Approve,
+                    "{stage:?} {input:?}"
+                );
+            }
+        }
+        // No approval recorded: refused normally, allowed under a grant.
+        let mut p = Progress::passed(&[Propose, Validate, Plan, Policy]);
+        assert_eq!(
+            may_start(Apply, STACK, &p, ALL_AUTHORITIES),
+            Err(Refusal::InputMissing {
+                stage: Apply,
+                input: Approve
+            })
+        );
+        assert_eq!(
+            may_start_under_grant(Apply, STACK, &p, ALL_AUTHORITIES),
+            Ok(())
+        );
+        // A failed approval is not needed either; the authority still is.
+        p.set(Approve, Mark::Failed);
+        assert_eq!(
+            may_start_under_grant(Apply, STACK, &p, ALL_AUTHORITIES),
+            Ok(())
+        );
+        assert_eq!(
+            may_start_under_grant(Apply, STACK, &p, &[Authority::Approver]),
+            Err(Refusal::NotAuthorised {
+                stage: Apply,
+                needs: Authority::ApplyIdentity
+            })
+        );
+        // Other stages keep every input.
+        let p = Progress::passed(&[Propose]);
+        assert_eq!(
+            may_start_under_grant(Plan, STACK, &p, ALL_AUTHORITIES),
+            may_start(Plan, STACK, &p, ALL_AUTHORITIES)
+        );
+        assert!(may_start_under_grant(Verify, STACK, &p, ALL_AUTHORITIES).is_err());
+    }
 
     #[test]
     fn named_forbidden_transitions() {

@@ -717,10 +717,15 @@ fn check_bindings(change: &ChangeRef, stages: &[VerifiedStage]) -> Result<(), Ve
                 {
                     return bad(format!("{name} applied plan {a}, the approval is for {p}"));
                 }
-                // Applied means approved: a passed apply needs an approval of its plan.
+                // Applied under a break-glass grant: the grant stands in for the approval,
+                // and must name who opened it, why, and this very plan.
+                let grant = break_glass_grant(s, plan_digest.as_deref())?;
+                // Applied means approved (or break-glassed): a passed apply needs an approval
+                // of its plan or a grant that names it.
                 if s.predicate.outcome == crate::statement::Outcome::Passed
                     && plan_digest.is_some()
                     && approved_plan.is_none()
+                    && grant.is_none()
                 {
                     return bad(format!(
                         "{name} applied plan {}, but no approval of it is in the bundle",
@@ -732,6 +737,39 @@ fn check_bindings(change: &ChangeRef, stages: &[VerifiedStage]) -> Result<(), Ve
         }
     }
     Ok(())
+}
+
+/// The break-glass grant an `apply` statement ran under (`details.break_glass`), checked: a
+/// grant id, the requester and the reason must be non-empty strings and its `plan_digest` must
+/// be the applied plan. `None` when the apply names no grant.
+fn break_glass_grant(
+    s: &VerifiedStage,
+    applied: Option<&str>,
+) -> Result<Option<String>, VerifyError> {
+    let bad = |m: String| VerifyError::Binding(format!("stage apply: details.break_glass: {m}"));
+    let Some(bg) = s.predicate.details.get("break_glass") else {
+        return Ok(None);
+    };
+    if bg.is_null() {
+        return Ok(None);
+    }
+    let field = |name: &str| -> Result<String, VerifyError> {
+        match bg.get(name).and_then(serde_json::Value::as_str) {
+            Some(v) if !v.trim().is_empty() => Ok(v.to_string()),
+            _ => Err(bad(format!("`{name}` must be a non-empty string"))),
+        }
+    };
+    let grant = field("grant")?;
+    field("requester")?;
+    field("reason")?;
+    let digest = field("plan_digest")?;
+    if applied != Some(digest.as_str()) {
+        return Err(bad(format!(
+            "grant {grant} names plan {digest}, the apply applied {}",
+            applied.unwrap_or("no plan")
+        )));
+    }
+    Ok(Some(grant))
 }
 
 fn check_keys(keys_listed: &[BundleKey]) -> Result<(), VerifyError> {

@@ -1177,3 +1177,77 @@ fn stage_order_follows_the_stage_table_but_allows_a_re_plan() {
         "{err}"
     );
 }
+
+/// A bundle of `preds` made by `write_bundle` (which verifies what it writes).
+fn bundle_of(
+    f: &Facts,
+    keys: &Keys,
+    preds: &[(Vec<Subject>, StagePredicate)],
+) -> Result<Vec<u8>, String> {
+    let stages = sign_stages(keys, preds);
+    let listed: Vec<(Stage, &Envelope)> = preds.iter().map(|(_, p)| p.stage).zip(&stages).collect();
+    let manifest = manifest_for(f, &listed, &keys.statements);
+    let published = publish(&manifest, keys);
+    let trusted = keys.trusted();
+    write_bundle(&BundleInput {
+        manifest: &manifest,
+        stages: &stages,
+        leaf_index: published.leaf_index,
+        checkpoint: &published.checkpoint,
+        log: &published.tree,
+        public_keys: &trusted,
+        consistency_from: None,
+    })
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn an_apply_needs_an_approval_or_a_break_glass_grant_that_names_its_plan() {
+    let Some(f) = facts() else {
+        return;
+    };
+    let keys = Keys::new();
+    // The change without its approvals.
+    let without = |apply_details: Value| {
+        let mut preds: Vec<_> = stage_predicates(&f)
+            .into_iter()
+            .filter(|(_, p)| p.stage != Stage::Approve)
+            .collect();
+        let apply = preds
+            .iter_mut()
+            .find(|(_, p)| p.stage == Stage::Apply)
+            .unwrap();
+        apply.1.details = apply_details;
+        bundle_of(&f, &keys, &preds)
+    };
+    let grant = |plan: &str, reason: &str| {
+        json!({
+            detail::PLAN_DIGEST: f.plan_digest,
+            "break_glass": {
+                "grant": "bg-0123456789ab",
+                "requester": "alice",
+                "reason": reason,
+                "plan_digest": plan,
+                "use": 1,
+            }
+        })
+    };
+    // Neither an approval nor a grant: refused.
+    let err = without(json!({ detail::PLAN_DIGEST: f.plan_digest })).unwrap_err();
+    assert!(
+        err.contains("but no approval of it is in the bundle"),
+        "{err}"
+    );
+    // A grant that names the applied plan: accepted, and the bundle verifies offline.
+    let bytes = without(grant(&f.plan_digest, "INC-42")).unwrap();
+    verify_bundle(&bytes, &keys.trusted(), None).unwrap();
+    // A grant for another plan, or without a reason: refused.
+    let other = digest_string(&[0xee; 32]);
+    let err = without(grant(&other, "INC-42")).unwrap_err();
+    assert!(
+        err.contains("grant bg-0123456789ab names plan sha256:eeee"),
+        "{err}"
+    );
+    let err = without(grant(&f.plan_digest, " ")).unwrap_err();
+    assert!(err.contains("`reason` must be a non-empty string"), "{err}");
+}

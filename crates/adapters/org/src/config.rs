@@ -44,6 +44,8 @@ const LATER_SECTIONS: &[&str] = &[
     "server",
     // Runner trust policy (docs/identity.md), read by the server; validated here.
     "trust",
+    // Who may open a break-glass grant and for how long (docs/break-glass.md); validated here.
+    "break_glass",
 ];
 const TOP_KEYS: &[&str] = &[
     "version",
@@ -348,6 +350,16 @@ fn decode(cx: &mut Ctx<'_>, root: &Node) -> Option<OrgConfig> {
             at,
             format!("{}: {}", e.path, e.message),
             Some("see the trust policy reference in docs/identity.md".into()),
+        );
+    }
+    if let Some(node) = root.get("break_glass")
+        && let Err(e) = sluice_model::breakglass::BreakGlassConfig::from_json(&node.to_json())
+    {
+        let at = node_at_path(root, &e.path);
+        cx.error(
+            at,
+            e.to_string(),
+            Some("e.g. `break_glass: { group: \"@acme/sre-oncall\", max_ttl: 4h }`; see docs/break-glass.md".into()),
         );
     }
     let config = OrgConfig {
@@ -1341,6 +1353,43 @@ risk:
             errors
                 .iter()
                 .any(|e| e.message.contains("trust.rules[0].when") && e.line == 12),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn break_glass_section_is_validated_with_positions() {
+        let base = "version: 1\norg: acme\nenvironments:\n  dev: { order: 1 }\nstacks: { root: live, layout: \"{env}/{region}/{stack}\" }\n";
+        let good = format!("{base}break_glass:\n  group: \"@acme/sre-oncall\"\n  max_ttl: 2h\n");
+        let config = load("sluice.yaml", &good).unwrap();
+        let section = config.sections.get("break_glass").unwrap();
+        let bg = sluice_model::breakglass::BreakGlassConfig::from_json(section).unwrap();
+        assert_eq!(
+            (bg.group.as_str(), bg.max_ttl_secs),
+            ("@acme/sre-oncall", 7200)
+        );
+        let errors = load("sluice.yaml", &good.replace("2h", "2 hours")).unwrap_err();
+        let e = errors
+            .iter()
+            .find(|e| e.message.contains("break_glass.max_ttl"))
+            .unwrap_or_else(|| panic!("{errors:?}"));
+        assert_eq!((e.line, e.col), (8, 12), "{e:?}");
+        let errors = load("sluice.yaml", &good.replace("\"@acme/sre-oncall\"", "sre")).unwrap_err();
+        let e = errors
+            .iter()
+            .find(|e| e.message.contains("break_glass.group"))
+            .unwrap_or_else(|| panic!("{errors:?}"));
+        assert_eq!(e.line, 7, "{e:?}");
+        // A missing group is reported at the section.
+        let errors = load(
+            "sluice.yaml",
+            &format!("{base}break_glass:\n  max_ttl: 1h\n"),
+        )
+        .unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("break_glass.group") && e.line == 7),
             "{errors:?}"
         );
     }

@@ -5,7 +5,8 @@
 //! [`Store`]) that write through one transaction type, [`Transaction`]; state-domain locks with
 //! fencing tokens ([`LockStore`], [`locks`]); approvals, plan uses and stack health for stage 7
 //! ([`ReleaseStore`], [`release`]); remote state versions ([`state`]: the Terraform state
-//! backend's encrypted versions, audit events and backend locks); plus content-addressed
+//! backend's encrypted versions, audit events and backend locks); break-glass grants and
+//! their backport items ([`BreakGlassStore`], [`breakglass`]); plus content-addressed
 //! artifact blobs ([`blobs`]) on local disk or S3.
 //!
 //! - [`Store::commit`] writes a transaction (a stage's log leaf, its stage row, its event and the
@@ -30,6 +31,7 @@ mod backend;
 pub mod bench;
 pub mod bench_locks;
 pub mod blobs;
+pub mod breakglass;
 pub mod error;
 pub mod frontier;
 pub mod jobs;
@@ -50,6 +52,7 @@ pub use audit::{AuditOptions, AuditProblem, AuditReport, audit};
 pub use backend::postgres::PgStore;
 pub use backend::sqlite::SqliteStore;
 pub use blobs::{BlobStore, LocalBlobs, ObjectBlobs, put_artifact};
+pub use breakglass::BreakGlassStore;
 pub use error::{Result, StoreError};
 pub use jobs::{
     Backoff, Claimed, DeliveryRecord, Job, JobFilter, JobQueue, JobState, Lease, NewJob, QueueDepth,

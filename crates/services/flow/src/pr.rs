@@ -256,9 +256,41 @@ pub struct PrReport {
     pub org_errors: Vec<String>,
     pub affected: AffectedReport,
     pub validation: ValidationReport,
+    /// Open backport items (Git to bring back in line after a break-glass apply), when the
+    /// store was available: pending work of the org, each flagged when this change touches its
+    /// stack (it may be the backport). Left out of the JSON when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backports: Vec<PendingBackport>,
     /// Where policy documentation links resolve (`policy.docs_url`); not part of the JSON.
     #[serde(skip)]
     pub docs_url: String,
+}
+
+/// An open backport item as the PR report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingBackport {
+    #[serde(flatten)]
+    pub item: sluice_model::breakglass::BackportItem,
+    /// This change touches the item's stack: merged into the default branch (and recorded),
+    /// it resolves the item.
+    pub touched_by_this_change: bool,
+}
+
+/// The open `items` for a report of `changes`: those of stacks the change touches first.
+pub fn pending_backports(
+    items: &[sluice_model::breakglass::BackportItem],
+    changes: &[UnitChange],
+) -> Vec<PendingBackport> {
+    let touched: Vec<String> = changes.iter().map(|c| c.id.clone()).collect();
+    let (here, elsewhere) = sluice_model::breakglass::pending_for(items, &touched);
+    here.into_iter()
+        .map(|i| (i, true))
+        .chain(elsewhere.into_iter().map(|i| (i, false)))
+        .map(|(i, t)| PendingBackport {
+            item: i.clone(),
+            touched_by_this_change: t,
+        })
+        .collect()
 }
 
 /// How `sluice pr` gets plans and judges exceptions.
@@ -509,6 +541,7 @@ pub fn run_observed<O: StageObserver>(
         org_errors,
         affected: analysis.report,
         validation,
+        backports: Vec::new(),
         docs_url,
     })
 }

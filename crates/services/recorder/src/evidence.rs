@@ -45,7 +45,9 @@ use sluice_evidence::statement::{
     stage_statement,
 };
 use sluice_model::change::ChangeId;
-use sluice_model::stage::{Authority, Mark, Progress, STAGES, Stage, contract, may_start};
+use sluice_model::stage::{
+    Authority, Mark, Progress, STAGES, Stage, contract, may_start, may_start_under_grant,
+};
 use sluice_store::blobs::BlobStore as _;
 use sluice_store::log::{FnSigner, LogSnapshot, create_checkpoint};
 use sluice_store::{
@@ -495,6 +497,16 @@ fn mark_of(outcome: StageOutcome) -> Mark {
     }
 }
 
+/// Whether `event` ran under a break-glass grant: an `apply` whose details name the grant
+/// (`details.break_glass.grant`, written by `sluice apply --break-glass`; the bundle verifier
+/// checks the same field).
+fn under_grant(event: &StageEvent) -> bool {
+    event.stage == Stage::Apply
+        && event.details["break_glass"]["grant"]
+            .as_str()
+            .is_some_and(|g| !g.trim().is_empty())
+}
+
 /// The stage gate ([`may_start`]) for a change, as an evidence error naming the change.
 fn gate(
     change: &ChangeSubject,
@@ -801,7 +813,22 @@ impl EvidenceService {
                             p.unchanged.push(name.to_string());
                             continue;
                         }
-                        gate(change, event.stage, &progress, &inner.authorities)?;
+                        if under_grant(event) {
+                            may_start_under_grant(
+                                event.stage,
+                                change.kind,
+                                &progress,
+                                &inner.authorities,
+                            )
+                            .map_err(|refusal| {
+                                EvidenceError::Gate {
+                                    change_id: change.id.to_string(),
+                                    refusal,
+                                }
+                            })?;
+                        } else {
+                            gate(change, event.stage, &progress, &inner.authorities)?;
+                        }
                         check_order(&listed, event.stage).map_err(|e| {
                             EvidenceError::Usage(format!("change {change_id}: {e}"))
                         })?;
@@ -2821,6 +2848,7 @@ mod tests {
                 config_invalid: false,
                 baseline: None,
             },
+            backports: vec![],
             docs_url: "https://docs.example/".into(),
             org_errors: vec![],
         }

@@ -41,6 +41,7 @@ use sluice_model::apply::{
     LockAfter, MergeRule, PrState, ResourcesChanged, StackHealth, after_apply, gate,
 };
 use sluice_model::binding::{Applying, Approval};
+use sluice_model::breakglass::{self, BreakGlassGrant, GrantUse};
 use sluice_model::change::UnitKind;
 use sluice_model::exception::Timestamp;
 use sluice_model::lock::{Acquired, FencingToken, Settled};
@@ -50,7 +51,8 @@ use sluice_recorder::evidence::{
     ChangeSubject, EvidenceService, Identity, RecorderOptions, StageEntry, StageEvent,
 };
 use sluice_store::{
-    AnyStore, ChangeStore, EventRecord, LockStore, PlanUseRow, ReleaseStore, StoreError,
+    AnyStore, BreakGlassStore, ChangeStore, EventRecord, LockStore, PlanUseRow, ReleaseStore,
+    StoreError,
 };
 
 use crate::approve::APPROVER_ENVELOPE_DETAIL;
@@ -72,6 +74,9 @@ pub struct ApplyRequest {
     pub default_branch: String,
     /// PATH for the engine (`None`: the process's).
     pub path_var: Option<OsString>,
+    /// Apply under this break-glass grant (`--break-glass GRANT`): missing approvals (and an
+    /// `after_merge` PR not merged yet) are waived, nothing else; each use is recorded.
+    pub break_glass: Option<String>,
 }
 
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -91,6 +96,8 @@ pub struct StackApplied {
     pub state_after: Option<StateInfo>,
     /// The approvers whose approvals bound to this plan.
     pub approved_by: Vec<String>,
+    /// The break-glass grant the apply ran under instead of approvals, if any.
+    pub break_glass: Option<GrantUse>,
     pub apply_ms: u64,
     pub total_ms: u64,
 }
@@ -384,8 +391,17 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
         plan_use,
         health: &health,
     });
-    if !decision.allows() {
-        return Err(refuse(env, ctx, decision.refusals).await);
+    // Under a grant, what it waives is recorded instead of refusing; everything else stands.
+    let grant = match &env.req.break_glass {
+        Some(id) => Some(usable_grant(env, ctx, id).await?),
+        None => None,
+    };
+    let (remaining, waived) = match &grant {
+        Some(_) => breakglass::justify(decision.refusals.clone()),
+        None => (decision.refusals.clone(), Vec::new()),
+    };
+    if !remaining.is_empty() {
+        return Err(refuse(env, ctx, remaining).await);
     }
     let approved_by: Vec<String> = approvals
         .iter()
@@ -424,6 +440,18 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
             let _ = env.store.release(unit, token, now()).await;
             return Err(e);
         }
+    };
+    // The grant's use is recorded under the lock, before the plan is claimed: a use that
+    // cannot be recorded (the grant ended meanwhile) applies nothing.
+    let grant_use = match &grant {
+        Some(g) => match record_use(env, ctx, g, &plan_digest, token, &waived).await {
+            Ok(u) => Some(u),
+            Err(e) => {
+                let _ = env.store.release(unit, token, now()).await;
+                return Err(e);
+            }
+        },
+        None => None,
     };
     if let Some(used) = env
         .store
@@ -527,6 +555,18 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
     if let StackHealth::Degraded { degradation } = &aftermath.health {
         details["degradation"] = json!(degradation);
     }
+    if let Some(u) = &grant_use {
+        // What justified the apply instead of approvals; the bundle verifier reads it.
+        details[BREAK_GLASS_DETAIL] = json!({
+            "grant": u.grant,
+            "requester": u.opened_by,
+            "reason": u.reason,
+            "plan_digest": plan_digest,
+            "use": u.number,
+            "at": u.at,
+            "waived": waived,
+        });
+    }
     let hex = plan_digest.strip_prefix("sha256:").unwrap_or(&plan_digest);
     let event = StageEvent {
         stage: Stage::Apply,
@@ -572,6 +612,7 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
             state_before: before,
             state_after: after,
             approved_by,
+            break_glass: grant_use,
             apply_ms: run.as_ref().map_or(0, |r| r.apply_ms),
             total_ms: started.elapsed().as_millis() as u64,
         }),
@@ -589,6 +630,81 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
             "a failed apply left the stack healthy".into(),
         )),
     }
+}
+
+/// The `apply` statement's detail naming the break-glass grant it ran under.
+pub const BREAK_GLASS_DETAIL: &str = "break_glass";
+
+/// The grant `id`, if it can justify an apply of `ctx` now; else why not (nothing applied).
+async fn usable_grant(env: &Env<'_>, ctx: &ChangeContext, id: &str) -> Result<BreakGlassGrant> {
+    let at = now();
+    crate::breakglass::sweep(env.store, at).await?;
+    let grant = env
+        .store
+        .grant(id)
+        .await?
+        .ok_or_else(|| crate::breakglass::BreakGlassError::UnknownGrant(id.to_string()))?;
+    // A dry run of the use (the lock is taken later; the use is recorded under it).
+    if let Err(source) = grant.clone().use_for(&ctx.record.unit, true, at) {
+        let _ = env
+            .store
+            .append_event(&EventRecord::new(
+                crate::breakglass::event_key(id),
+                "breakglass.refused",
+                json!({"change_id": ctx.change_id(), "unit": ctx.record.unit, "error": source.to_string()}),
+            ))
+            .await;
+        return Err(ReleaseError::GrantUnusable {
+            change_id: ctx.change_id().to_string(),
+            source,
+        });
+    }
+    Ok(grant)
+}
+
+/// Records one use of the grant (conditional on the grant as read, re-read on a race).
+async fn record_use(
+    env: &Env<'_>,
+    ctx: &ChangeContext,
+    grant: &BreakGlassGrant,
+    plan_digest: &str,
+    token: FencingToken,
+    waived: &[GateRefusal],
+) -> Result<GrantUse> {
+    let mut before = grant.clone();
+    for _ in 0..16 {
+        let mut after = before.clone();
+        let u = after
+            .use_for(&ctx.record.unit, true, now())
+            .map_err(|source| ReleaseError::GrantUnusable {
+                change_id: ctx.change_id().to_string(),
+                source,
+            })?;
+        let event = EventRecord::new(
+            crate::breakglass::event_key(&u.grant),
+            "breakglass.used",
+            json!({
+                "use": u,
+                "change_id": ctx.change_id(),
+                "plan_digest": plan_digest,
+                "fencing_token": token,
+                "waived": waived,
+                "identity": Identity::from_env(),
+            }),
+        );
+        if env
+            .store
+            .update_grant(&before, &after, None, &event)
+            .await?
+        {
+            return Ok(u);
+        }
+        before =
+            env.store.grant(&grant.id).await?.ok_or_else(|| {
+                crate::breakglass::BreakGlassError::UnknownGrant(grant.id.clone())
+            })?;
+    }
+    Err(crate::breakglass::BreakGlassError::Contended(grant.id.clone()).into())
 }
 
 fn state_json(s: &Option<StateInfo>) -> Value {

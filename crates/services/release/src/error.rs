@@ -69,6 +69,17 @@ pub enum ReleaseError {
     Engine(String),
     #[error("{0}")]
     Recovery(#[from] RecoveryError),
+    /// Break-glass refused (not configured, not in the group, a key not theirs, an unknown
+    /// or ended grant, a backport that does not resolve).
+    #[error(transparent)]
+    BreakGlass(#[from] crate::breakglass::BreakGlassError),
+    /// `sluice apply` named a break-glass grant that cannot be used (expired, closed, for
+    /// another stack): nothing was applied.
+    #[error("apply of {change_id} refused: {source}")]
+    GrantUnusable {
+        change_id: String,
+        source: sluice_model::breakglass::UseError,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]

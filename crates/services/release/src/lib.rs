@@ -11,6 +11,8 @@
 //! - [`approve`]: `sluice approve CHANGE_ID --as NAME --key KEYFILE`.
 //! - [`apply`]: `sluice apply CHANGE_ID [--unit U]`, one stack or every stack of a PR commit
 //!   in dependency order.
+//! - [`breakglass`]: `sluice break-glass open|close|list`, `sluice backports [resolve]`;
+//!   an apply under an open grant is [`apply`]'s.
 //! - [`admin`]: `sluice locks`, `sluice unlock UNIT --reason`, `sluice recover UNIT --reason`.
 //!
 //! Who may approve is read from `people:` in the `sluice.yaml` of the change's *base*
@@ -20,6 +22,7 @@
 pub mod admin;
 pub mod apply;
 pub mod approve;
+pub mod breakglass;
 mod context;
 pub mod error;
 

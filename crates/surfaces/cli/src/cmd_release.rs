@@ -59,6 +59,11 @@ pub struct ApplyArgs {
     /// The default branch, for `apply.merge: after_merge`.
     #[arg(long, default_value = "main")]
     pub default_branch: String,
+    /// Apply under this open break-glass grant (`sluice break-glass open`): approvals (and a
+    /// pending `after_merge` merge) are waived, nothing else; the use is recorded as evidence.
+    /// Exit 8 when the grant expired, was closed or is for another stack.
+    #[arg(long, value_name = "GRANT")]
+    pub break_glass: Option<String>,
     #[command(flatten)]
     pub evidence: StoreArgs,
     #[arg(long, value_enum, default_value = "text")]
@@ -148,6 +153,7 @@ pub fn run_apply(a: ApplyArgs) -> i32 {
         lease: Duration::from_secs(a.lease.max(1)),
         default_branch: a.default_branch.clone(),
         path_var: None,
+        break_glass: a.break_glass.clone(),
         repo: a.repo.clone(),
     };
     match runtime().block_on(sluice_release::apply::apply(req)) {
@@ -157,6 +163,13 @@ pub fn run_apply(a: ApplyArgs) -> i32 {
                 Format::Text => {
                     let mut out = String::new();
                     for s in &report.applied {
+                        let approved = match &s.break_glass {
+                            Some(u) => format!(
+                                "break-glass grant {} of {} (use {}; reason: {})",
+                                u.grant, u.opened_by, u.number, u.reason
+                            ),
+                            None => s.approved_by.join(", "),
+                        };
                         let _ = writeln!(
                             out,
                             "applied {} ({}) with {} under fencing token {}\n  plan {}\n  approved by {}\n  state serial {} -> {}",
@@ -165,7 +178,7 @@ pub fn run_apply(a: ApplyArgs) -> i32 {
                             s.engine,
                             s.fencing_token,
                             s.plan_digest,
-                            s.approved_by.join(", "),
+                            approved,
                             s.state_before
                                 .as_ref()
                                 .map_or("-".into(), |x| x.serial.to_string()),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cmd_breakglass;
 use crate::cmd_check;
 use crate::cmd_evidence;
 use crate::cmd_plan;
@@ -103,6 +104,14 @@ enum Command {
     /// Admin: declare a degraded stack healthy and release its kept lock (audited; --reason
     /// required).
     Recover(cmd_release::AdminArgs),
+    /// Break-glass grants (§15.3): apply one stack without the normal approvals, for a short
+    /// time, as a member of the configured group; never without its lock. See
+    /// docs/break-glass.md.
+    #[command(subcommand, name = "break-glass")]
+    BreakGlass(cmd_breakglass::BreakGlassCommand),
+    /// Open backport items: Git to bring back in line after a break-glass apply; `resolve`
+    /// one with a merged PR.
+    Backports(cmd_breakglass::BackportsArgs),
     /// Generate large orgs and measure sluice against a peer in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -299,6 +308,10 @@ struct PrArgs {
     /// store: REPO/.sluice/sluice.db, or --database-url.
     #[arg(long)]
     record: bool,
+    /// With --record: the default branch; a recorded change whose head is in it resolves the
+    /// open backport items of its stacks (docs/break-glass.md).
+    #[arg(long, default_value = "main")]
+    default_branch: String,
     #[command(flatten)]
     evidence: cmd_evidence::StoreArgs,
     /// markdown (default): one PR comment; text: plain text for a terminal.
@@ -372,6 +385,8 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Locks(a) => Ok(cmd_release::run_locks(a)),
         Command::Unlock(a) => Ok(cmd_release::run_unlock(a)),
         Command::Recover(a) => Ok(cmd_release::run_recover(a)),
+        Command::BreakGlass(c) => Ok(cmd_breakglass::run(c)),
+        Command::Backports(a) => Ok(cmd_breakglass::run_backports(a)),
         Command::Bench(BenchCommand::Evidence(a)) => Ok(cmd_evidence::run_bench_evidence(a)),
         Command::Bench(BenchCommand::Locks(a)) => Ok(cmd_release::run_bench_locks(a)),
         Command::Bench(BenchCommand::Webhook(a)) => Ok(cmd_serve::run_bench_webhook(a)),
@@ -597,8 +612,9 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
     };
     // With --record, each stage is recorded as it finishes (a run that stops part-way leaves
     // the stages before it on record); the rest of the report once it is printed.
+    let state_root = workspace::state_root(&a.repo);
     let recorder = if a.record {
-        match cmd_evidence::open_recorder(&workspace::state_root(&a.repo), &a.evidence) {
+        match cmd_evidence::open_recorder(&state_root, &a.evidence) {
             Ok(r) => Some(r),
             Err(code) => return Ok(code),
         }
@@ -612,7 +628,7 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
             a.pr,
         )
     });
-    let report = match &mut recording {
+    let mut report = match &mut recording {
         None => pr::run_with(&a.repo, &a.base, &a.head, &opts)?,
         Some(recording) => match pr::run_observed(&a.repo, &a.base, &a.head, &opts, recording) {
             Ok(report) => report,
@@ -620,6 +636,10 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
             Err(pr::RunError::Observer(e)) => return Ok(cmd_evidence::fail(&e)),
         },
     };
+    report.backports = pr::pending_backports(
+        &cmd_breakglass::pending_for_report(&state_root, &a.evidence),
+        &report.changes,
+    );
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
@@ -645,6 +665,19 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
     }
     if let (Some(recorder), Some(recording)) = (&recorder, recording)
         && let Some(code) = cmd_evidence::report_recorded(recorder, recording.finish(&report))
+    {
+        return Ok(code);
+    }
+    // A recorded change already in the default branch brings Git back in line with what a
+    // break-glass applied to its stack.
+    if a.record
+        && let Some(code) = cmd_breakglass::resolve_after_record(
+            &a.repo,
+            &state_root,
+            &a.evidence,
+            &report,
+            &a.default_branch,
+        )
     {
         return Ok(code);
     }

@@ -38,6 +38,10 @@ pub const APPLY_REFUSED: i32 = 8;
 pub const LOCKED: i32 = 9;
 /// The engine apply failed: the stack is degraded and its lock kept (recovery required).
 pub const APPLY_FAILED: i32 = 10;
+/// `sluice break-glass` / `sluice backports resolve` refused: not a member of the break-glass
+/// group, not registered, a key not theirs, a grant already ended, a PR that does not resolve
+/// the backport item. Nothing was written.
+pub const BREAK_GLASS_REFUSED: i32 = 11;
 
 /// Stages 6 and 7 (`approve`, `apply`, `locks`, `unlock`, `recover`).
 pub fn release(e: &sluice_release::ReleaseError) -> i32 {
@@ -55,6 +59,27 @@ pub fn release(e: &sluice_release::ReleaseError) -> i32 {
         E::Locked { .. } => LOCKED,
         E::ApplyFailed { .. } => APPLY_FAILED,
         E::Engine(_) | E::Internal(_) => INTERNAL,
+        E::GrantUnusable { .. } => APPLY_REFUSED,
+        E::BreakGlass(e) => break_glass(e),
+    }
+}
+
+/// Break-glass refusals (11); a missing configuration, a bad request or an unknown grant is
+/// a usage error (2).
+pub fn break_glass(e: &sluice_release::breakglass::BreakGlassError) -> i32 {
+    use sluice_model::breakglass::OpenError;
+    use sluice_release::breakglass::BreakGlassError as E;
+    match e {
+        E::NotConfigured { .. } | E::UnknownGrant(_) | E::UnknownBackport(_) => USAGE,
+        E::Open(
+            OpenError::ReasonMissing | OpenError::TtlNotPositive | OpenError::TtlTooLong { .. },
+        ) => USAGE,
+        E::Open(OpenError::NotInGroup { .. })
+        | E::NotRegistered { .. }
+        | E::KeyNotRegistered { .. }
+        | E::AlreadyEnded { .. }
+        | E::Resolve { .. } => BREAK_GLASS_REFUSED,
+        E::Contended(_) => INTERNAL,
     }
 }
 
@@ -246,10 +271,11 @@ mod tests {
             APPLY_REFUSED,
             LOCKED,
             APPLY_FAILED,
+            BREAK_GLASS_REFUSED,
         ];
         codes.sort_unstable();
         codes.dedup();
-        assert_eq!(codes.len(), 11);
+        assert_eq!(codes.len(), 12);
     }
 
     #[test]

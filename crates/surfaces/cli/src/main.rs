@@ -4,6 +4,7 @@
 //! the tools (`sluice-demo`): parse flags, run, render the report in the requested format and
 //! map the outcome to the documented exit codes.
 
+mod cmd_breakglass;
 mod cmd_check;
 mod cmd_evidence;
 mod cmd_plan;

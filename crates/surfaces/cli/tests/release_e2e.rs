@@ -7,12 +7,14 @@
 //! Skipped with a notice when `terraform` is not on PATH; a failure when
 //! `SLUICE_REQUIRE_TERRAFORM=1`.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sluice_testkit::{Author, Exit, Repo, Sluice, org_repo, s, sluice_yaml};
+use sluice_testkit::{
+    Author, Exit, Repo, Sluice, keygen, local_state_stack as stack, org_repo, s, sluice_yaml,
+    terraform_sluice,
+};
 
 const STACK_DIR: &str = "live/dev/eu-west-1/app";
 const UNIT: &str = "dev/eu-west-1/app";
@@ -24,33 +26,11 @@ const BOB: Author<'static> = Author {
     email: "bob@acme.example",
 };
 
-fn keygen(dir: &Path, name: &str) -> String {
-    let path = dir.join(format!("{name}_ed25519"));
-    let ok = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&path)
-        .status()
-        .expect("ssh-keygen runs")
-        .success();
-    assert!(ok, "ssh-keygen failed");
-    std::fs::read_to_string(path.with_extension("pub"))
-        .unwrap_or_else(|_| std::fs::read_to_string(format!("{}.pub", path.display())).unwrap())
-        .trim()
-        .to_string()
-}
-
 struct Scenario {
     repo: Repo,
     keys: tempfile::TempDir,
     state: tempfile::TempDir,
     base: String,
-}
-
-fn stack(state: &Path, body: &str) -> String {
-    format!(
-        "terraform {{\n  backend \"local\" {{\n    path = \"{}/terraform.tfstate\"\n  }}\n}}\n{body}",
-        s(state)
-    )
 }
 
 /// main: sluice.yaml with alice and bob (keys generated here), the stack with nothing in it.
@@ -80,11 +60,7 @@ fn scenario() -> Scenario {
 }
 
 fn sluice() -> Sluice {
-    Sluice::new()
-        .env("TF_CLI_CONFIG_FILE", "/dev/null")
-        .env("CHECKPOINT_DISABLE", "1")
-        .env_remove("TF_PLUGIN_CACHE_DIR")
-        .env("SLUICE_ACTOR", "ci")
+    terraform_sluice()
 }
 
 impl Scenario {

@@ -69,6 +69,7 @@ pub fn sections(r: &PrReport) -> Vec<String> {
         let _ = writeln!(out, "> **Note:** {}\n", md_text(n));
     }
     blocks.push(out);
+    blocks.extend(backports_block(r));
 
     let mut out = format!("### Changes ({})\n\n", r.changes.len());
     if r.changes.is_empty() {
@@ -166,6 +167,38 @@ pub fn sections(r: &PrReport) -> Vec<String> {
         blocks.push(out);
     }
     blocks
+}
+
+/// Open backport items: what a break-glass applied that Git does not say yet. Near the top,
+/// since a change to the same stack either is the backport or would undo it.
+fn backports_block(r: &PrReport) -> Option<String> {
+    if r.backports.is_empty() {
+        return None;
+    }
+    let mut out = format!(
+        "### Pending backports ({})\n\nBreak-glass applies that Git must be brought in line with (`sluice backports`):\n\n",
+        r.backports.len()
+    );
+    for b in &r.backports {
+        let i = &b.item;
+        let _ = writeln!(
+            out,
+            "- `{}` `{}`: break-glass by {} ({} apply(s), ended {}), reason: {}{}",
+            i.grant,
+            i.unit,
+            md_text(&i.opened_by),
+            i.uses,
+            i.ended_at,
+            md_text(&i.reason),
+            if b.touched_by_this_change {
+                " — **this change touches it**: merged and recorded, it resolves the item"
+            } else {
+                ""
+            }
+        );
+    }
+    out.push('\n');
+    Some(out)
 }
 
 /// The validation findings: those the change introduced first and open, pre-existing ones

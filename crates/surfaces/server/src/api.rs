@@ -1,6 +1,6 @@
 //! The read API under `/api/v1` (bearer tokens of scope `read` or `admin`, made with
 //! `sluice token create`): changes with their stages, one change by correlation id, its
-//! evidence bundle, jobs, locks, and the policy decision of a unit. The OpenAPI 3.1 document at
+//! evidence bundle, jobs, locks, the policy decision of a unit, and open backport items. The OpenAPI 3.1 document at
 //! `/api/v1/openapi.json` is generated from the same annotations the router is built from
 //! (utoipa-axum), so a route cannot exist without its documentation or the reverse.
 
@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_store::{
-    ChangeRecord, ChangeStore as _, JobFilter, JobQueue as _, JobState, Scope, StageResultRecord,
-    TokenStore as _,
+    BreakGlassStore as _, ChangeRecord, ChangeStore as _, JobFilter, JobQueue as _, JobState,
+    Scope, StageResultRecord, TokenStore as _,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
@@ -131,6 +131,24 @@ pub struct LockView {
     pub unit: String,
     pub holder: String,
     pub fencing_token: i64,
+}
+
+/// An open backport item: a break-glass grant that was used and has ended; Git must be brought
+/// back in line with what was applied (docs/break-glass.md).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackportView {
+    /// The grant id (`bg-…`).
+    pub grant: String,
+    pub unit: String,
+    /// Who opened the grant.
+    pub opened_by: String,
+    pub reason: String,
+    /// Applies run under the grant.
+    pub uses: u32,
+    /// When the grant ended (closed or expired), RFC 3339.
+    pub ended_at: String,
+    /// Always `open` here: resolved items are not listed.
+    pub status: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -341,6 +359,36 @@ async fn list_locks(_: Reader) -> Json<Vec<LockView>> {
     Json(Vec::new())
 }
 
+/// Open backport items, oldest first, including those of used grants whose expiry has passed
+/// but was not recorded yet.
+#[utoipa::path(get, path = "/backports", security(("bearer" = [])),
+    responses((status = 200, body = Vec<BackportView>), (status = 401, body = ApiError), (status = 503, body = ApiError)))]
+async fn list_backports(
+    _: Reader,
+    State(app): State<Arc<App>>,
+) -> Result<Json<Vec<BackportView>>, Failure> {
+    let items = app.store.backports(true).await.map_err(internal)?;
+    let grants = app.store.grants(None).await.map_err(internal)?;
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let now = sluice_model::exception::Timestamp::from_unix(d.as_secs() as i64, d.subsec_nanos());
+    Ok(Json(
+        sluice_model::breakglass::outstanding(&items, &grants, now)
+            .into_iter()
+            .map(|i| BackportView {
+                grant: i.grant,
+                unit: i.unit,
+                opened_by: i.opened_by,
+                reason: i.reason,
+                uses: i.uses,
+                ended_at: i.ended_at.to_string(),
+                status: "open".into(),
+            })
+            .collect(),
+    ))
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -370,6 +418,7 @@ pub fn router() -> (axum::Router<Arc<App>>, utoipa::openapi::OpenApi) {
         .routes(routes!(get_policy))
         .routes(routes!(list_jobs))
         .routes(routes!(list_locks))
+        .routes(routes!(list_backports))
         .split_for_parts()
 }
 

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use common::{Server, corpus_deliveries, org_with_pushes, pr_payload};
 use serde_json::Value;
-use sluice_store::{ChangeStore as _, JobQueue as _, JobState, Scope, TokenStore as _};
+use sluice_store::{
+    BreakGlassStore as _, ChangeStore as _, EventRecord, JobQueue as _, JobState, Scope,
+    TokenStore as _,
+};
 use sluice_vcs::WebhookSecret;
 
 async fn nothing_stored(server: &Server) {
@@ -367,7 +370,8 @@ async fn the_openapi_document_matches_the_routes() {
             "/changes/{id}/bundle",
             "/changes/{id}/policy",
             "/jobs",
-            "/locks"
+            "/locks",
+            "/backports"
         ]
         .into_iter()
         .map(String::from)
@@ -399,5 +403,105 @@ async fn the_openapi_document_matches_the_routes() {
     // And nothing answers that is not documented.
     let (status, _) = server.get("/api/v1/changez", Some(&token)).await;
     assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backports_are_listed_once_a_used_grant_ends() {
+    use sluice_model::breakglass::{self, BreakGlassConfig, OpenRequest};
+    use sluice_model::exception::Timestamp;
+    let (repo, _, _) = org_with_pushes(0);
+    let server = Server::start(repo.path(), 0).await;
+    let store = &server.app.store;
+    let token = store.create_token(Scope::Read, "t").await.unwrap().token;
+    let (status, body) = server.get("/api/v1/backports", Some(&token)).await;
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    let (status, _) = server.get("/api/v1/backports", None).await;
+    assert_eq!(status, 401);
+
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let now = Timestamp::from_unix(d.as_secs() as i64, 0);
+    let config = BreakGlassConfig {
+        group: "@acme/sre".into(),
+        max_ttl_secs: 3600,
+    };
+    let open = |id: &str, unit: &str, at: Timestamp, ttl: i64| {
+        breakglass::open(
+            &config,
+            &OpenRequest {
+                requester: "alice".into(),
+                requester_groups: vec!["@acme/sre".into()],
+                unit: unit.into(),
+                reason: "INC-7".into(),
+                ttl_secs: ttl,
+            },
+            id.into(),
+            at,
+        )
+        .unwrap()
+    };
+    let ev = |kind: &str| EventRecord::new("break-glass:t", kind, serde_json::json!({}));
+    // Closed after a use: a recorded item.
+    let g = open("bg-closed", "dev/eu-west-1/app", now, 600);
+    store
+        .open_grant(&g, &ev("breakglass.opened"))
+        .await
+        .unwrap();
+    let mut used = g.clone();
+    used.use_for(&g.unit, true, now).unwrap();
+    assert!(
+        store
+            .update_grant(&g, &used, None, &ev("breakglass.used"))
+            .await
+            .unwrap()
+    );
+    let mut closed = used.clone();
+    let item = closed.close("bob", now).unwrap();
+    assert!(
+        store
+            .update_grant(&used, &closed, Some(&item), &ev("breakglass.closed"))
+            .await
+            .unwrap()
+    );
+    // Used and expired, nobody recorded the expiry yet: listed too (a GET writes nothing).
+    let old = now.plus_seconds(-7200);
+    let g2 = open("bg-expired", "prod/eu-west-1/db", old, 60);
+    store
+        .open_grant(&g2, &ev("breakglass.opened"))
+        .await
+        .unwrap();
+    let mut used2 = g2.clone();
+    used2.use_for(&g2.unit, true, old).unwrap();
+    assert!(
+        store
+            .update_grant(&g2, &used2, None, &ev("breakglass.used"))
+            .await
+            .unwrap()
+    );
+    // Open and unused: nothing owed.
+    let g3 = open("bg-open", "dev/eu-west-1/app", now, 600);
+    store
+        .open_grant(&g3, &ev("breakglass.opened"))
+        .await
+        .unwrap();
+
+    let (status, body) = server.get("/api/v1/backports", Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    let grants: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["grant"].as_str().unwrap())
+        .collect();
+    assert_eq!(grants, vec!["bg-closed", "bg-expired"], "{list}");
+    assert_eq!(list[0]["unit"], "dev/eu-west-1/app");
+    assert_eq!(list[0]["opened_by"], "alice");
+    assert_eq!(list[0]["status"], "open");
+    assert_eq!(list[1]["uses"], 1);
+    // The GET recorded nothing: the expiry is still unrecorded in the store.
+    assert_eq!(store.backports(true).await.unwrap().len(), 1);
     server.stop().await;
 }

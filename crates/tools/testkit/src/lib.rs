@@ -11,6 +11,7 @@ mod engines;
 mod git;
 mod plan_json;
 pub mod postgres;
+mod release;
 mod report;
 mod require;
 mod run;
@@ -21,6 +22,7 @@ pub use corpus::{corpus, corpus_root, files_with_extension};
 pub use engines::{TestDoubleBin, terraform};
 pub use git::{Author, Repo, git_in};
 pub use plan_json::{plan_json, resource_change, write_json};
+pub use release::{keygen, local_state_stack, terraform_sluice};
 pub use report::{
     assert_warning, dependency_reasons, expect, kind_paths, kinds, reasons, statuses, unit,
     warnings,
