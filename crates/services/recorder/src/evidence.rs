@@ -2629,6 +2629,7 @@ mod tests {
                     },
                 },
                 decision: None,
+                approval_status: None,
             }],
             apps: vec![AppDecision {
                 app: "web".into(),

@@ -11,6 +11,8 @@
 //! - [`approve`]: `sluice approve CHANGE_ID --as NAME --key KEYFILE`.
 //! - [`apply`]: `sluice apply CHANGE_ID [--unit U]`, one stack or every stack of a PR commit
 //!   in dependency order.
+//! - [`status`]: each approval requirement met (by whom, for which digest) or missing, for
+//!   `sluice pr`.
 //! - [`admin`]: `sluice locks`, `sluice unlock UNIT --reason`, `sluice recover UNIT --reason`.
 //!
 //! Who may approve is read from `people:` in the `sluice.yaml` of the change's *base*
@@ -22,6 +24,7 @@ pub mod apply;
 pub mod approve;
 mod context;
 pub mod error;
+pub mod status;
 
 pub use context::ChangeContext;
 pub use error::ReleaseError;
