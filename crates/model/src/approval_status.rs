@@ -118,7 +118,9 @@ pub fn summarise(
 mod tests {
     use super::*;
     use crate::approval::Source;
-    use crate::binding::{Applying, ApprovalState, Binding, Counting, Membership, Subject, evaluate};
+    use crate::binding::{
+        Applying, ApprovalState, Binding, Counting, Membership, Subject, evaluate,
+    };
     use crate::people::PersonId;
     use crate::risk::RiskLevel;
 

@@ -777,7 +777,10 @@ fn print_carried(carried: &demo::carry::Carried) -> bool {
     );
     eprintln!(
         "a second apply of the same change was refused: {}",
-        c.second_apply_refused.split_whitespace().collect::<Vec<_>>().join(" ")
+        c.second_apply_refused
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     eprintln!(
         "wrote the bundle of change {} to {} with statements: {}",
@@ -790,7 +793,11 @@ fn print_carried(carried: &demo::carry::Carried) -> bool {
     } else {
         eprintln!("bundle NOT verified: {}", c.verification);
     }
-    eprintln!("PR #{} carried through in {} ms", carry::FLAGS_PR, c.total_ms);
+    eprintln!(
+        "PR #{} carried through in {} ms",
+        carry::FLAGS_PR,
+        c.total_ms
+    );
     c.verified
 }
 

@@ -358,18 +358,17 @@ pub fn render_stack_markdown_with(
 
 /// ` — **met** by alice (as `@acme/platform`) for plan `sha256:…`` or ` — **missing**: 1 more`.
 pub fn requirement_status(r: &RequirementStatus) -> String {
-    let by: Vec<String> = r
-        .by
-        .iter()
-        .map(|b| {
-            format!(
-                "{} (as {}) for {}",
-                md_text(&b.person),
-                md_code(&b.via),
-                md_code(short_digest(&b.digest))
-            )
-        })
-        .collect();
+    let by: Vec<String> =
+        r.by.iter()
+            .map(|b| {
+                format!(
+                    "{} (as {}) for {}",
+                    md_text(&b.person),
+                    md_code(&b.via),
+                    md_code(short_digest(&b.digest))
+                )
+            })
+            .collect();
     match r.status {
         Met::Met => format!(" — **met** by {}", by.join(", ")),
         Met::Missing if by.is_empty() => format!(" — **missing**: {} more", r.needed),
@@ -500,6 +499,56 @@ pub(crate) mod tests {
         assert!(md.contains("REQUIRE `stateful-destroy`"), "{md}");
         assert!(md.contains("+ aws_db_instance.replica"), "{md}");
         assert!(md.contains("<details><summary>1 passing rules"), "{md}");
+    }
+
+    /// The approvals block with the recorded approvals read: one requirement met (by whom, for
+    /// which digest), one missing, a void approval with its reason.
+    #[test]
+    fn approval_requirements_show_met_by_whom_or_missing() {
+        use sluice_model::approval_status::{MetBy, VoidApproval};
+        let p = plan(&[("aws_db_instance.replica", "create")]);
+        let d = decision(&p, record(&[]), "prod");
+        assert!(d.approvals.len() >= 2, "{:?}", d.approvals);
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let requirements: Vec<RequirementStatus> = d
+            .approvals
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RequirementStatus {
+                approvers: r.approvers.clone(),
+                count: r.count,
+                status: if i == 0 { Met::Met } else { Met::Missing },
+                by: if i == 0 {
+                    vec![MetBy {
+                        person: "alice".into(),
+                        via: r.approvers[0].clone(),
+                        digest: digest.clone(),
+                    }]
+                } else {
+                    vec![]
+                },
+                needed: if i == 0 { 0 } else { r.count },
+            })
+            .collect();
+        let status = ApprovalStatus {
+            digest: digest.clone(),
+            decision_digest: format!("sha256:{}", "cd".repeat(32)),
+            all_met: false,
+            requirements,
+            void: vec![VoidApproval {
+                person: "bob".into(),
+                reasons: vec!["the approver authored the change".into()],
+            }],
+        };
+        let blocks = render_stack_markdown_with(&d, None, Some(&status));
+        let block = blocks
+            .iter()
+            .find(|b| b.starts_with("**Required approvals"))
+            .expect("an approvals block");
+        insta::assert_snapshot!("approvals_with_status", block);
+        // Without the status, the block is as before.
+        let plain = render_stack_markdown(&d, None);
+        assert!(!plain.concat().contains("**met**"));
     }
 
     #[test]

@@ -111,7 +111,10 @@ fn demo_carries_a_change_through_approval_and_apply() {
     );
     // Independently of the verifier: the bundle's apply statement names the planned digest.
     let bundle = std::fs::read_to_string(&c.bundle_path).unwrap();
-    assert!(bundle.contains(&c.plan_digest[7..]), "plan digest in bundle");
+    assert!(
+        bundle.contains(&c.plan_digest[7..]),
+        "plan digest in bundle"
+    );
 
     // Keys: public ones registered in the committed sluice.yaml, private ones never in the
     // repository.

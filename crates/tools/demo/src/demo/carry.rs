@@ -104,9 +104,11 @@ pub fn engine_on_path(path: Option<&std::ffi::OsStr>) -> Result<&'static str, St
             return Ok(name);
         }
     }
-    Err("neither tofu nor terraform is on PATH: the demo skips planning and applying its \
+    Err(
+        "neither tofu nor terraform is on PATH: the demo skips planning and applying its \
          feature-flags stack (install Terraform or OpenTofu to see a change approved and applied)"
-        .to_string())
+            .to_string(),
+    )
 }
 
 /// The flags stack's `main.tf`: a local backend whose state lives at `state`, and the flags
@@ -186,10 +188,7 @@ pub fn run(repo: &DemoRepo) -> Result<Carried, PipelineError> {
     let mut private = BTreeMap::new();
     for (name, _, _) in PEOPLE {
         let key = EvidenceKey::generate().map_err(|e| failed("generating a key", e))?;
-        public.insert(
-            name.to_string(),
-            openssh_public(&key.verifying_key(), name),
-        );
+        public.insert(name.to_string(), openssh_public(&key.verifying_key(), name));
         private.insert(name.to_string(), write_key(keys_dir.path(), name, &key)?);
     }
 
