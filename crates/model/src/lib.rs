@@ -13,6 +13,7 @@ pub mod affected;
 /// The apply gate, degraded stacks and their recovery, multi-stack apply order.
 pub mod apply;
 pub mod approval;
+pub mod approval_status;
 /// New, pre-existing and fixed findings: a change is judged by what it introduces.
 pub mod baseline;
 /// Approval records and the binding rules: whether an approval counts for what is applied.

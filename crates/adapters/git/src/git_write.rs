@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use gix::ObjectId;
+pub use gix::ObjectId;
 use gix::objs::tree::{Entry, EntryKind};
 use gix::refs::transaction::PreviousValue;
 
@@ -28,6 +28,17 @@ impl Writer {
     pub fn init(dir: &Path) -> Result<Self, GitError> {
         let repo = gix::init(dir).map_err(err)?;
         Ok(Writer { repo })
+    }
+
+    /// Open the repository at `dir` to add commits to it.
+    pub fn open(dir: &Path) -> Result<Self, GitError> {
+        let repo = gix::open(dir).map_err(err)?;
+        Ok(Writer { repo })
+    }
+
+    /// The id of a commit given in hex (as [`Writer::commit`] returned it, printed).
+    pub fn object_id(hex: &str) -> Result<ObjectId, GitError> {
+        ObjectId::from_hex(hex.as_bytes()).map_err(err)
     }
 
     pub fn git_dir(&self) -> &Path {

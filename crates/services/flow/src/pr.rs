@@ -180,6 +180,11 @@ pub struct StackReport {
     /// Policy, risk and approvals; present exactly when the plan is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<StackDecision>,
+    /// Each approval requirement met (by whom, for which digest) or missing, from the
+    /// approvals recorded for this change; present when the change is recorded (`--record`,
+    /// or an earlier run recorded it) with a passed plan and a policy decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_status: Option<sluice_model::approval_status::ApprovalStatus>,
 }
 
 /// What the change as a whole may do next.
@@ -796,6 +801,7 @@ fn stack_stages<E>(
             status: u.status,
             plan,
             decision,
+            approval_status: None,
         };
         decided(&stack).map_err(RunError::Observer)?;
         out.push(stack);

@@ -2790,6 +2790,7 @@ mod tests {
                     },
                 },
                 decision: None,
+                approval_status: None,
             }],
             apps: vec![AppDecision {
                 app: "web".into(),

@@ -279,7 +279,7 @@ pub async fn settle(store: &AnyStore, unit: &str, rules: &RedactionRules) -> Res
 
 /// The approvals recorded for the change that still verify against the approver's registered
 /// key; the others are reported and left out.
-fn verified_approvals(
+pub(crate) fn verified_approvals(
     governance: &Governance,
     rows: &[sluice_store::ApprovalRow],
 ) -> Vec<Approval> {

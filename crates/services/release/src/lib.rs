@@ -13,6 +13,8 @@
 //!   in dependency order.
 //! - [`breakglass`]: `sluice break-glass open|close|list`, `sluice backports [resolve]`;
 //!   an apply under an open grant is [`apply`]'s.
+//! - [`status`]: each approval requirement met (by whom, for which digest) or missing, for
+//!   `sluice pr`.
 //! - [`admin`]: `sluice locks`, `sluice unlock UNIT --reason`, `sluice recover UNIT --reason`.
 //!
 //! Who may approve is read from `people:` in the `sluice.yaml` of the change's *base*
@@ -25,6 +27,7 @@ pub mod approve;
 pub mod breakglass;
 mod context;
 pub mod error;
+pub mod status;
 
 pub use context::ChangeContext;
 pub use error::ReleaseError;

@@ -114,6 +114,43 @@ fn json(value: &impl serde::Serialize) -> String {
     s
 }
 
+/// `sluice pr`: each stack's approval requirements met (by whom, for which digest) or missing,
+/// from the approvals recorded for its change. Only when the store exists and records the
+/// change; a store that cannot be read is a warning under `--record` (which just wrote it),
+/// and silent otherwise (no store yet is the normal case).
+pub fn attach_approval_status(
+    repo: &std::path::Path,
+    store: &StoreArgs,
+    report: &mut sluice_flow::pr::PrReport,
+    record: bool,
+) {
+    let root = sluice_flow::workspace::state_root(repo);
+    let options = store.options(&root, true);
+    if options.database_url.is_none() && !root.join(".sluice").join("sluice.db").exists() {
+        return;
+    }
+    let ids: Vec<String> = report
+        .stacks
+        .iter()
+        .filter(|s| s.decision.is_some())
+        .map(|s| s.change_id.to_string())
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    match runtime().block_on(sluice_release::status::approval_statuses(
+        &root, &options, &ids,
+    )) {
+        Ok(mut statuses) => {
+            for s in &mut report.stacks {
+                s.approval_status = statuses.remove(&s.change_id.to_string());
+            }
+        }
+        Err(e) if record => eprintln!("warning: approval status not shown: {e}"),
+        Err(_) => {}
+    }
+}
+
 pub fn run_approve(a: ApproveArgs) -> i32 {
     let req = ApproveRequest {
         change_id: a.change_id.clone(),

@@ -611,7 +611,8 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
         now,
     };
     // With --record, each stage is recorded as it finishes (a run that stops part-way leaves
-    // the stages before it on record); the rest of the report once it is printed.
+    // the stages before it on record), and the rest of the report before it is printed, so that
+    // the approval status below reads this run's change records.
     let state_root = workspace::state_root(&a.repo);
     let recorder = if a.record {
         match cmd_evidence::open_recorder(&state_root, &a.evidence) {
@@ -636,6 +637,13 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
             Err(pr::RunError::Observer(e)) => return Ok(cmd_evidence::fail(&e)),
         },
     };
+    let recorded = match (&recorder, recording) {
+        (Some(recorder), Some(recording)) => {
+            cmd_evidence::report_recorded(recorder, recording.finish(&report))
+        }
+        _ => None,
+    };
+    cmd_release::attach_approval_status(&a.repo, &a.evidence, &mut report, a.record);
     report.backports = pr::pending_backports(
         &cmd_breakglass::pending_for_report(&state_root, &a.evidence),
         &report.changes,
@@ -663,9 +671,7 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
             env!("CARGO_PKG_VERSION"),
         )),
     }
-    if let (Some(recorder), Some(recording)) = (&recorder, recording)
-        && let Some(code) = cmd_evidence::report_recorded(recorder, recording.finish(&report))
-    {
+    if let Some(code) = recorded {
         return Ok(code);
     }
     // A recorded change already in the default branch brings Git back in line with what a
@@ -742,6 +748,10 @@ fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
         eprintln!("bundle NOT verified: {}", ev.verification);
     }
     eprintln!("check it again offline with: {}", ev.verify_command);
+    for stack in &report.stacks {
+        eprintln!("{}: {}", stack.id, demo::apply_not_run_reason(mode));
+    }
+    let carried_ok = print_carried(&run.carried);
     eprintln!(
         "demo finished in {ms} ms; explore it with `sluice stacks --repo {dir}`, `sluice graph --repo {dir}` or `sluice pr --repo {dir} --base main --head {branch}{plans}`",
         ms = started.elapsed().as_millis(),
@@ -754,11 +764,99 @@ fn run_demo(a: DemoArgs) -> Result<i32, PipelineError> {
             .unwrap_or_default(),
     );
     // A bundle that does not verify is a defect the demo must not hide.
-    Ok(if ev.verified {
+    Ok(if ev.verified && carried_ok {
         exit::OK
     } else {
         exit::INTERNAL
     })
+}
+
+/// The summary of PR #413 carried through approval and apply; false when its bundle does not
+/// verify.
+fn print_carried(carried: &demo::carry::Carried) -> bool {
+    use demo::carry::{self, Carried};
+    let c = match carried {
+        Carried::Skipped { reason } => {
+            eprintln!("skipped the apply part: {reason}");
+            return true;
+        }
+        Carried::Done(c) => c,
+    };
+    let a = &c.applied;
+    eprintln!(
+        "registered approvers in sluice.yaml (`people:`) with ed25519 keys generated in a temporary directory outside the repository: {}",
+        carry::PEOPLE
+            .iter()
+            .map(|(name, _, group)| format!("{name} ({group})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    eprintln!(
+        "opened PR #{} on branch {}: {} rolls the new checkout out to 10% (terraform_data, local state {})",
+        carry::FLAGS_PR,
+        carry::FLAGS_BRANCH,
+        carry::FLAGS_STACK,
+        c.state_file.display()
+    );
+    eprintln!(
+        "planned it with {} ({}; {} ms) and recorded change {}: plan {}, requires approval by {}",
+        a.engine,
+        c.plan_summary,
+        c.plan_ms,
+        c.change_id,
+        c.plan_digest,
+        c.requirements.join(", ")
+    );
+    eprintln!(
+        "bob's approval of his own change was refused: {}",
+        c.self_approval_refused
+    );
+    for ap in &c.approvals {
+        eprintln!(
+            "{} approved it for {} with key {} (a signed approve statement bound to plan {} and decision {})",
+            ap.name,
+            ap.groups.join(", "),
+            ap.key_fingerprint,
+            c.plan_digest,
+            a.decision_digest
+        );
+    }
+    let serial = |s: &Option<sluice_iac::apply::StateInfo>| {
+        s.as_ref()
+            .map_or("no state".to_string(), |s| format!("serial {}", s.serial))
+    };
+    eprintln!(
+        "applied exactly that plan under the stack's lock (fencing token {}): state {} -> {}, engine {} ms of {} ms",
+        a.fencing_token,
+        serial(&a.state_before),
+        serial(&a.state_after),
+        a.apply_ms,
+        a.total_ms
+    );
+    eprintln!(
+        "a second apply of the same change was refused: {}",
+        c.second_apply_refused
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    eprintln!(
+        "wrote the bundle of change {} to {} with statements: {}",
+        c.change_id,
+        c.bundle_path.display(),
+        c.bundle_stages.join(", ")
+    );
+    if c.verified {
+        eprintln!("{}", c.verification.trim_end());
+    } else {
+        eprintln!("bundle NOT verified: {}", c.verification);
+    }
+    eprintln!(
+        "PR #{} carried through in {} ms",
+        carry::FLAGS_PR,
+        c.total_ms
+    );
+    c.verified
 }
 
 fn run_gen_org(a: GenOrgArgs) -> Result<i32, PipelineError> {

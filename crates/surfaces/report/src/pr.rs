@@ -16,7 +16,7 @@ use crate::markdown::{
     COMMENT_LIMIT, collapse, fit_one_comment, md_code, md_text, plain_text, split_parts,
 };
 use crate::policy_sarif::{decisions_sarif, sarif_log};
-use crate::stack::{PlanNote, render_stack_markdown};
+use crate::stack::{PlanNote, render_stack_markdown_with};
 
 fn status_word(s: UnitStatus) -> &'static str {
     match s {
@@ -284,7 +284,11 @@ fn stack_blocks(s: &StackReport) -> Vec<String> {
     match (&s.plan, &s.decision) {
         (PlanState::Planned { source }, Some(d)) => {
             let text = source.describe();
-            render_stack_markdown(d, Some(PlanNote { source: &text }))
+            render_stack_markdown_with(
+                d,
+                Some(PlanNote { source: &text }),
+                s.approval_status.as_ref(),
+            )
         }
         (
             PlanState::Failed {

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use sluice_flow::decide::StackDecision;
 use sluice_model::approval::{Requirement, Source};
+use sluice_model::approval_status::{ApprovalStatus, Met, RequirementStatus};
 use sluice_model::baseline::Baseline;
 use sluice_model::plan::{Action, PlanSummary};
 use sluice_model::record::{Outcome, RuleResult};
@@ -199,6 +200,16 @@ pub struct PlanNote<'a> {
 /// A stack's decision as Markdown blocks (each self-contained: a block never leaves a code
 /// fence or `<details>` open), for [`crate::pr::split_parts`] to pack into comments.
 pub fn render_stack_markdown(d: &StackDecision, note: Option<PlanNote<'_>>) -> Vec<String> {
+    render_stack_markdown_with(d, note, None)
+}
+
+/// [`render_stack_markdown`], with each approval requirement marked met (by whom, for which
+/// digest) or missing when the recorded approvals were read (`status`).
+pub fn render_stack_markdown_with(
+    d: &StackDecision,
+    note: Option<PlanNote<'_>>,
+    status: Option<&ApprovalStatus>,
+) -> Vec<String> {
     let mut blocks = Vec::new();
     let mut head = format!(
         "### Stack {} — {} — {}\n\n",
@@ -330,13 +341,66 @@ pub fn render_stack_markdown(d: &StackDecision, note: Option<PlanNote<'_>>) -> V
     if d.approvals.is_empty() {
         appr.push_str("None.\n");
     }
-    for r in &d.approvals {
+    for (i, r) in d.approvals.iter().enumerate() {
         appr.push_str(&approval_line(r));
+        if let Some(st) = status.and_then(|s| s.requirements.get(i)) {
+            appr.push_str(&requirement_status(st));
+        }
         appr.push('\n');
+    }
+    if let Some(st) = status {
+        appr.push_str(&approval_status_footer(st));
     }
     appr.push('\n');
     blocks.push(appr);
     blocks
+}
+
+/// ` — **met** by alice (as `@acme/platform`) for plan `sha256:…`` or ` — **missing**: 1 more`.
+pub fn requirement_status(r: &RequirementStatus) -> String {
+    let by: Vec<String> =
+        r.by.iter()
+            .map(|b| {
+                format!(
+                    "{} (as {}) for {}",
+                    md_text(&b.person),
+                    md_code(&b.via),
+                    md_code(short_digest(&b.digest))
+                )
+            })
+            .collect();
+    match r.status {
+        Met::Met => format!(" — **met** by {}", by.join(", ")),
+        Met::Missing if by.is_empty() => format!(" — **missing**: {} more", r.needed),
+        Met::Missing => format!(
+            " — **missing**: {} more (so far {})",
+            r.needed,
+            by.join(", ")
+        ),
+    }
+}
+
+/// What the recorded approvals were judged against, and those that do not count.
+fn approval_status_footer(s: &ApprovalStatus) -> String {
+    let mut out = format!(
+        "\nRecorded approvals judged against plan {} and decision {}: {}.\n",
+        md_code(short_digest(&s.digest)),
+        md_code(short_digest(&s.decision_digest)),
+        if s.all_met {
+            "every requirement is met"
+        } else {
+            "approvals missing"
+        }
+    );
+    for v in &s.void {
+        let _ = writeln!(
+            out,
+            "- approval by {} does not count: {}",
+            md_text(&v.person),
+            md_text(&v.reasons.join("; "))
+        );
+    }
+    out
 }
 
 fn short_digest(d: &str) -> &str {
@@ -435,6 +499,66 @@ pub(crate) mod tests {
         assert!(md.contains("REQUIRE `stateful-destroy`"), "{md}");
         assert!(md.contains("+ aws_db_instance.replica"), "{md}");
         assert!(md.contains("<details><summary>1 passing rules"), "{md}");
+    }
+
+    /// The approvals block with the recorded approvals read: one requirement met (by whom, for
+    /// which digest), one missing, a void approval with its reason.
+    #[test]
+    fn approval_requirements_show_met_by_whom_or_missing() {
+        use sluice_model::approval_status::{MetBy, VoidApproval};
+        let p = plan(&[("aws_db_instance.replica", "create")]);
+        let mut d = decision(&p, record(&[]), "prod");
+        d.approvals = ["@acme/platform", "@acme/security"]
+            .iter()
+            .map(|g| Requirement {
+                approvers: vec![g.to_string()],
+                count: 1,
+                source: Source::Risk {
+                    risk: sluice_model::risk::RiskLevel::R3,
+                    configured: sluice_model::risk::RiskLevel::R3,
+                },
+            })
+            .collect();
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let requirements: Vec<RequirementStatus> = d
+            .approvals
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RequirementStatus {
+                approvers: r.approvers.clone(),
+                count: r.count,
+                status: if i == 0 { Met::Met } else { Met::Missing },
+                by: if i == 0 {
+                    vec![MetBy {
+                        person: "alice".into(),
+                        via: r.approvers[0].clone(),
+                        digest: digest.clone(),
+                    }]
+                } else {
+                    vec![]
+                },
+                needed: if i == 0 { 0 } else { r.count },
+            })
+            .collect();
+        let status = ApprovalStatus {
+            digest: digest.clone(),
+            decision_digest: format!("sha256:{}", "cd".repeat(32)),
+            all_met: false,
+            requirements,
+            void: vec![VoidApproval {
+                person: "bob".into(),
+                reasons: vec!["the approver authored the change".into()],
+            }],
+        };
+        let blocks = render_stack_markdown_with(&d, None, Some(&status));
+        let block = blocks
+            .iter()
+            .find(|b| b.starts_with("**Required approvals"))
+            .expect("an approvals block");
+        insta::assert_snapshot!("approvals_with_status", block);
+        // Without the status, the block is as before.
+        let plain = render_stack_markdown(&d, None);
+        assert!(!plain.concat().contains("**met**"));
     }
 
     #[test]

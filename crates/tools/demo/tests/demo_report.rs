@@ -15,7 +15,7 @@ fn kustomize_available() -> bool {
 #[test]
 fn demo_pr_report() {
     let dir = tempfile::tempdir().unwrap();
-    let run = demo::run(&dir.path().join("org"), demo::PlanMode::DemoWritten).unwrap();
+    let run = demo::run_report(&dir.path().join("org"), demo::PlanMode::DemoWritten).unwrap();
     let report = &run.report;
 
     let stacks: Vec<(&str, UnitStatus)> = report
@@ -233,7 +233,7 @@ fn redact_digests(text: &str) -> String {
 #[test]
 fn demo_report_json_matches_the_documented_schema() {
     let dir = tempfile::tempdir().unwrap();
-    let run = demo::run(&dir.path().join("org"), demo::PlanMode::DemoWritten).unwrap();
+    let run = demo::run_report(&dir.path().join("org"), demo::PlanMode::DemoWritten).unwrap();
     let schema_text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../../docs/pr-report.schema.json"
@@ -320,7 +320,7 @@ fn demo_without_plans_leaves_stage_4_not_run() {
 #[test]
 fn huge_report_splits_into_parts_under_the_comment_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let run = demo::run(&dir.path().join("org"), demo::PlanMode::DemoWritten).unwrap();
+    let run = demo::run_report(&dir.path().join("org"), demo::PlanMode::DemoWritten).unwrap();
     let mut report = run.report;
     let template = report.stacks[0].clone();
     let mut decision = template.decision.clone().unwrap();
@@ -400,7 +400,7 @@ fn demo_is_rerunnable_and_refuses_foreign_dirs() {
 #[test]
 fn check_markdown_of_the_demo_plan() {
     let dir = tempfile::tempdir().unwrap();
-    let run = demo::run(&dir.path().join("org"), demo::PlanMode::DemoWritten).unwrap();
+    let run = demo::run_report(&dir.path().join("org"), demo::PlanMode::DemoWritten).unwrap();
     let report = check::run(&check::CheckOptions {
         plan_json: run.written[0].clone(),
         stack: "prod/ap-southeast-1/rds-payments".into(),

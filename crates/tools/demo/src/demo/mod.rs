@@ -11,6 +11,7 @@
 //! `<dir>/.sluice/demo-plans/` and the report says plainly that these plans were written by
 //! the demo, not by an engine ([`PlanMode::DemoWritten`]).
 
+pub mod carry;
 pub mod org;
 pub mod plans;
 
@@ -181,11 +182,39 @@ pub struct DemoRun {
     pub report: PrReport,
     /// The recorded stage statements and the verified bundle of the stack's change.
     pub evidence: DemoEvidence,
+    /// PR #413 carried through approval and apply with the engine ([`carry`]), or why not.
+    pub carried: carry::Carried,
+}
+
+/// Why the PR's stacks are not applied: the demo applies only what an engine planned, and
+/// these stacks' resources live in an AWS account the demo does not have.
+pub fn apply_not_run_reason(mode: PlanMode) -> &'static str {
+    match mode {
+        PlanMode::DemoWritten => {
+            "apply not run: its plan was written by the demo, not by an engine, so there is \
+             no plan file to approve and apply"
+        }
+        PlanMode::Engine => {
+            "apply not run: its resources are AWS resources and the demo has no AWS account \
+             to apply them to"
+        }
+    }
 }
 
 /// Build the demo repository, run the PR report over it with plans from `mode`, then record
-/// its evidence and write and verify the change bundle.
+/// its evidence and write and verify the change bundle; then carry PR #413 through approval
+/// and apply when an engine is on PATH ([`carry`]).
 pub fn run(dir: &Path, mode: PlanMode) -> Result<DemoRun, PipelineError> {
+    run_with(dir, mode, true)
+}
+
+/// [`run`] without the act that carries PR #413 through approval and apply (for tests of the
+/// PR report, which need no engine and should stay fast).
+pub fn run_report(dir: &Path, mode: PlanMode) -> Result<DemoRun, PipelineError> {
+    run_with(dir, mode, false)
+}
+
+fn run_with(dir: &Path, mode: PlanMode, carry_through: bool) -> Result<DemoRun, PipelineError> {
     let repo = build(dir)?;
     let mut opts = PrOptions {
         pr: Some(org::PR_NUMBER),
@@ -219,7 +248,15 @@ pub fn run(dir: &Path, mode: PlanMode) -> Result<DemoRun, PipelineError> {
     let report = pr::run_with(&repo.dir, &repo.base, &repo.head, &opts)?;
     let evidence = evidence::demo_evidence(&repo.dir, &report)
         .map_err(|e| PipelineError::failed("evidence of the demo", e))?;
+    let carried = if carry_through {
+        carry::run(&repo)?
+    } else {
+        carry::Carried::Skipped {
+            reason: "only the PR report was asked for".to_string(),
+        }
+    };
     Ok(DemoRun {
+        carried,
         repo,
         mode,
         written,
