@@ -237,8 +237,11 @@ impl SensitiveValues {
             return ValueRedactor { matcher: None };
         }
         // Longest match first, so that a secret that contains another is hidden whole.
+        // A contiguous NFA: built in a fraction of a DFA's time, which dominates for the few
+        // values of a typical plan, and searched nearly as fast.
         let matcher = AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
             .build(self.long.iter())
             .ok();
         ValueRedactor { matcher }

@@ -340,6 +340,7 @@ pub fn run(repo: &DemoRepo) -> Result<Carried, PipelineError> {
             lease: DEFAULT_LEASE,
             default_branch: "main".to_string(),
             path_var: None,
+            break_glass: None,
         }))
     };
     let mut done = apply().map_err(|e| failed(&format!("applying {change_id}"), e))?;
