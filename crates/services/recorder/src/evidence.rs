@@ -1635,7 +1635,7 @@ fn stack_entries(
     let (plan, identity) = plan_entry((rev, change, who), &stack.id, &stack.plan, summary);
     out.push(plan);
     match (&stack.decision, &identity) {
-        (Some(d), Some(identity)) => out.extend(policy_entries((&rev, change, who), d, identity)),
+        (Some(d), Some(identity)) => out.extend(policy_entries((rev, change, who), d, identity)),
         _ => {
             out.push(StageEntry::NotRun {
                 stage: Stage::Policy,
