@@ -280,14 +280,15 @@ pub fn command_answer(command: &str) -> String {
              cloud role; this server does not run plans yet. Run `sluice pr --run-plans` in CI \
              meanwhile."
             .to_string(),
-        Some(Command::Apply { .. }) => {
-            "`sluice apply` is not available yet: apply under a state lock comes with the apply \
-             stage."
-                .to_string()
-        }
-        Some(Command::Unlock { unit }) => {
-            format!("No lock is held on `{unit}`: this server takes no state locks yet.")
-        }
+        Some(Command::Apply { .. }) => "This server does not apply from comments yet. Apply \
+             from a runner with `sluice apply CHANGE_ID`: it checks the approvals bound to the \
+             recorded plan and applies exactly that plan under the stack's lock."
+            .to_string(),
+        Some(Command::Unlock { unit }) => format!(
+            "This server does not unlock from comments yet. An admin unlocks `{unit}` with \
+             `sluice unlock {unit} --reason \"…\"` (an audited action); `sluice locks` lists \
+             the holders."
+        ),
         Some(Command::Help { reason: Some(r) }) => format!("{r}.\n\n```\n{USAGE}\n```"),
         Some(Command::Help { reason: None }) | None => format!("```\n{USAGE}\n```"),
     }
