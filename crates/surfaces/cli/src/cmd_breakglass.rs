@@ -10,7 +10,7 @@ use sluice_recorder::evidence::{EvidenceService, Identity};
 use sluice_release::breakglass::{self as bg, OpenGrantRequest};
 
 use crate::cmd_evidence::StoreArgs;
-use crate::cmd_release::Format;
+use crate::cmd_release::{Format, fail, json, runtime};
 use crate::exit;
 
 #[derive(Subcommand)]
@@ -119,25 +119,6 @@ pub struct ResolveArgs {
     pub evidence: StoreArgs,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts")
-}
-
-fn fail(e: &sluice_release::ReleaseError) -> i32 {
-    eprintln!("error: {e}");
-    exit::release(e)
-}
-
-fn json(value: &impl serde::Serialize) -> String {
-    let mut s = serde_json::to_string_pretty(value).expect("reports serialise");
-    s.push('\n');
-    s
 }
 
 fn open_store(

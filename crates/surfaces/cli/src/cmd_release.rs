@@ -95,7 +95,7 @@ pub struct AdminArgs {
     pub format: Format,
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -103,12 +103,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime starts")
 }
 
-fn fail(e: &ReleaseError) -> i32 {
+pub(crate) fn fail(e: &ReleaseError) -> i32 {
     eprintln!("error: {e}");
     exit::release(e)
 }
 
-fn json(value: &impl serde::Serialize) -> String {
+pub(crate) fn json(value: &impl serde::Serialize) -> String {
     let mut s = serde_json::to_string_pretty(value).expect("reports serialise");
     s.push('\n');
     s
