@@ -98,6 +98,9 @@ pub enum EvidenceError {
     /// Stored evidence does not open or does not match what it is indexed under.
     #[error("stored evidence: {0}")]
     Corrupt(String),
+    /// The async runtime the store runs on could not start (threads, file descriptors).
+    #[error("starting the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
     #[error("{0}")]
     Internal(String),
 }
@@ -1216,7 +1219,7 @@ impl Recorder {
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| EvidenceError::Internal(format!("starting the runtime: {e}")))?;
+            .map_err(EvidenceError::Runtime)?;
         let service = runtime.block_on(EvidenceService::open(options))?;
         Ok(Recorder { runtime, service })
     }
@@ -2538,7 +2541,7 @@ pub fn bench(options: &BenchOptions) -> Result<BenchReport> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| EvidenceError::Internal(format!("starting the runtime: {e}")))?;
+        .map_err(EvidenceError::Runtime)?;
     let mut stores = Vec::new();
     if options.sqlite {
         let r = runtime.block_on(sluice_store::bench::run_sqlite_scratch(

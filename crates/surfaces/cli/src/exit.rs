@@ -187,7 +187,7 @@ pub fn evidence(e: &EvidenceError) -> i32 {
         EvidenceError::Verify(_) | EvidenceError::Bundle(_) | EvidenceError::Corrupt(_) => BLOCKED,
         // The stage gate refused: the change is blocked at that stage.
         EvidenceError::Gate { .. } => BLOCKED,
-        EvidenceError::Internal(_) => INTERNAL,
+        EvidenceError::Runtime(_) | EvidenceError::Internal(_) => INTERNAL,
     }
 }
 
