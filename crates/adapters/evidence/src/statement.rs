@@ -470,14 +470,20 @@ pub struct StateEventPredicate {
 /// Builds the statement of a state event. Its subject is the state version it read or wrote
 /// (`state:<unit>` with the SHA-256 of the plaintext state), or, when no version is involved,
 /// the unit itself (the SHA-256 of its id).
-pub fn state_event_statement(predicate: &StateEventPredicate, state: Option<&[u8; 32]>) -> Statement {
+pub fn state_event_statement(
+    predicate: &StateEventPredicate,
+    state: Option<&[u8; 32]>,
+) -> Statement {
     let digest = match state {
         Some(d) => hex::encode(d),
         None => hex::encode(crate::sha256(predicate.unit.as_bytes())),
     };
     Statement {
         statement_type: STATEMENT_TYPE.to_string(),
-        subject: vec![Subject::sha256(&format!("state:{}", predicate.unit), &digest)],
+        subject: vec![Subject::sha256(
+            &format!("state:{}", predicate.unit),
+            &digest,
+        )],
         predicate_type: STATE_EVENT_PREDICATE_TYPE.to_string(),
         predicate: serde_json::to_value(predicate).expect("a state event always serialises"),
     }

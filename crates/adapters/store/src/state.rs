@@ -155,7 +155,10 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(T, crate::tx::Committed)>> + Send
     where
         T: Send,
-        F: FnOnce(&mut sluice_model::lock::Lock, Option<BackendLockRecord>) -> (T, crate::tx::Transaction)
+        F: FnOnce(
+                &mut sluice_model::lock::Lock,
+                Option<BackendLockRecord>,
+            ) -> (T, crate::tx::Transaction)
             + Send;
 
     /// The unit's lock (`None` if never taken), its attached Terraform lock and its newest

@@ -80,7 +80,9 @@ impl Transaction {
     }
 
     fn state_is_empty(&self) -> bool {
-        self.backend_locks.is_empty() && self.state_versions.is_empty() && self.state_events.is_empty()
+        self.backend_locks.is_empty()
+            && self.state_versions.is_empty()
+            && self.state_events.is_empty()
     }
 
     /// True when nothing in it needs the log head (no leaf, no manifest version): such a
@@ -100,7 +102,10 @@ impl Transaction {
         let n = self.leaves.len();
         self.events.iter().all(|(_, l)| l.is_none_or(|l| l.0 < n))
             && self.manifests.iter().all(|m| m.leaf.0 < n)
-            && self.state_events.iter().all(|(_, l)| l.is_none_or(|l| l.0 < n))
+            && self
+                .state_events
+                .iter()
+                .all(|(_, l)| l.is_none_or(|l| l.0 < n))
     }
 
     // ---- changes (ChangeStore) --------------------------------------------------------------

@@ -231,7 +231,8 @@ async fn fenced_writes_need_the_current_holder<S: StateStore + LockStore>(store:
 /// A state event with a signed envelope and the leaf that holds the envelope's digest
 /// (`entry`, when given, stands in for a leaf that does not match).
 fn signed(tx: &mut Transaction, unit: &str, action: &str, entry: Option<[u8; 32]>) {
-    let envelope = format!("{{\"payloadType\":\"test\",\"unit\":\"{unit}\",\"action\":\"{action}\"}}");
+    let envelope =
+        format!("{{\"payloadType\":\"test\",\"unit\":\"{unit}\",\"action\":\"{action}\"}}");
     let entry = entry.unwrap_or(Digest::of(envelope.as_bytes()).0);
     let leaf = tx.append_leaf(LeafInput {
         entry,
@@ -278,7 +279,10 @@ async fn lock_transactions_commit_whole<S: Store + StateStore + LockStore + Clon
     let lock = LockStore::lock(store, unit).await.unwrap().unwrap();
     assert_eq!(lock.holder.map(|h| h.token), Some(token));
     let attached = store.backend_lock(unit).await.unwrap().unwrap();
-    assert_eq!((attached.lock_id.as_str(), attached.fencing_token), ("a", token.0));
+    assert_eq!(
+        (attached.lock_id.as_str(), attached.fencing_token),
+        ("a", token.0)
+    );
     let events = store.state_events(Some(unit), 0, 10).await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].leaf_index, Some(size));
@@ -315,13 +319,17 @@ async fn lock_transactions_commit_whole<S: Store + StateStore + LockStore + Clon
     assert_eq!(nothing.log_size, size + 1);
     assert!(nothing.state_event_ids.is_empty());
 
-    let report = sluice_store::audit(store, &Default::default()).await.unwrap();
+    let report = sluice_store::audit(store, &Default::default())
+        .await
+        .unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     // An event whose envelope is not what its leaf holds is reported.
     let mut tx = Transaction::new();
     signed(&mut tx, unit, "read", Some([7; 32]));
     let id = store.commit(tx).await.unwrap().state_event_ids[0];
-    let report = sluice_store::audit(store, &Default::default()).await.unwrap();
+    let report = sluice_store::audit(store, &Default::default())
+        .await
+        .unwrap();
     assert!(
         report.problems.iter().any(|p| matches!(
             p,

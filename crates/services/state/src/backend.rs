@@ -265,8 +265,8 @@ impl<S: BackendStore> StateBackend<S> {
             entry,
             envelope_digest: Some(Digest(entry)),
         });
-        let text = String::from_utf8(envelope.to_canonical_bytes())
-            .expect("canonical JSON is UTF-8");
+        let text =
+            String::from_utf8(envelope.to_canonical_bytes()).expect("canonical JSON is UTF-8");
         event.envelope = Some(text);
         tx.append_state_event(event, Some(leaf));
     }
@@ -1045,5 +1045,146 @@ pub fn holder_info(unit: &str, h: &Holder) -> BackendLockInfo {
         version: String::new(),
         created: h.acquired_at.to_rfc3339(),
         path: unit.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNIT: &str = "dev/ap/network";
+    const LEASE: Duration = Duration::from_secs(60);
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_unix(2_000_000_000 + secs, 0)
+    }
+
+    fn info(id: &str) -> BackendLockInfo {
+        BackendLockInfo {
+            id: id.into(),
+            operation: "OperationTypeApply".into(),
+            ..BackendLockInfo::default()
+        }
+    }
+
+    /// `id` takes the free lock of UNIT: the lock and the Terraform lock attached to it.
+    fn taken(id: &str) -> (Lock, BackendLockRecord) {
+        let mut lock = Lock::new(UNIT);
+        let (token, attach) = decide_lock(&mut lock, None, UNIT, &info(id), None, t(0), LEASE)
+            .expect("a free lock is granted");
+        let attach = attach.expect("the client's lock id is attached");
+        assert_eq!(token, FencingToken(1));
+        assert_eq!(attach.lock_id, id);
+        assert_eq!(attach.change, format!("{TERRAFORM_CHANGE_PREFIX}{id}"));
+        assert_eq!(attach.fencing_token, 1);
+        (lock, attach)
+    }
+
+    #[test]
+    fn lock_is_granted_once_and_shown_to_others() {
+        let (mut lock, attached) = taken("a");
+        assert_eq!(lock.holder.as_ref().map(|h| h.token), Some(FencingToken(1)));
+        // The same client again (its answer was lost): granted, nothing new attached.
+        let again = decide_lock(
+            &mut lock,
+            Some(&attached),
+            UNIT,
+            &info("a"),
+            None,
+            t(1),
+            LEASE,
+        );
+        assert_eq!(again.unwrap(), (FencingToken(1), None));
+        // Anyone else sees the holder's lock info, with its id (so -lock-timeout retries).
+        let before = lock.clone();
+        match decide_lock(
+            &mut lock,
+            Some(&attached),
+            UNIT,
+            &info("b"),
+            None,
+            t(1),
+            LEASE,
+        ) {
+            Err(StateError::Locked { holder, .. }) => assert_eq!(holder.id, "a"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lock, before, "a refused lock changes nothing");
+        // After the lease the next client takes it with a larger token.
+        let (token, _) = decide_lock(
+            &mut lock,
+            Some(&attached),
+            UNIT,
+            &info("b"),
+            None,
+            t(61),
+            LEASE,
+        )
+        .unwrap();
+        assert_eq!(token, FencingToken(2));
+    }
+
+    #[test]
+    fn a_runner_change_is_joined_only_with_its_token() {
+        let mut lock = Lock::new(UNIT);
+        lock.acquire("acme/infra-live#7", t(0), LEASE).unwrap();
+        let fence = Some(("acme/infra-live#7", 1));
+        let (token, attach) =
+            decide_lock(&mut lock, None, UNIT, &info("tf"), fence, t(1), LEASE).unwrap();
+        assert_eq!(token, FencingToken(1));
+        assert_eq!(attach.unwrap().change, "acme/infra-live#7");
+        let stale = Some(("acme/infra-live#7", 2));
+        assert!(matches!(
+            decide_lock(&mut lock, None, UNIT, &info("tf"), stale, t(1), LEASE),
+            Err(StateError::Locked { .. })
+        ));
+        // Its UNLOCK detaches the client and leaves the change holding the lock.
+        let attached = BackendLockRecord {
+            change: "acme/infra-live#7".into(),
+            ..taken("tf").1
+        };
+        let (released, detach) =
+            decide_unlock(&mut lock, Some(&attached), UNIT, &info("tf"), t(2)).unwrap();
+        assert!(!released);
+        assert_eq!(detach.as_deref(), Some("tf"));
+        assert!(lock.holder.is_some());
+        // Without an attached client, the change's lock is not a Terraform client's to unlock.
+        assert!(matches!(
+            decide_unlock(&mut lock, None, UNIT, &info("tf"), t(2)),
+            Err(StateError::LockConflict(_))
+        ));
+    }
+
+    #[test]
+    fn unlock_releases_only_the_holders_own_lock() {
+        let (mut lock, attached) = taken("a");
+        assert!(matches!(
+            decide_unlock(&mut lock, Some(&attached), UNIT, &info("b"), t(1)),
+            Err(StateError::LockConflict(_))
+        ));
+        let (released, detach) =
+            decide_unlock(&mut lock, Some(&attached), UNIT, &info("a"), t(1)).unwrap();
+        assert!(released);
+        assert_eq!(detach.as_deref(), Some("a"));
+        assert!(lock.settled(t(1)).holder.is_none());
+    }
+
+    #[test]
+    fn writes_need_the_attached_id_with_a_live_lease() {
+        let (lock, attached) = taken("a");
+        let token = current_token(UNIT, "a", Some(lock.clone()), Some(&attached), t(1));
+        assert_eq!(token.unwrap(), FencingToken(1));
+        assert!(matches!(
+            current_token(UNIT, "b", Some(lock.clone()), Some(&attached), t(1)),
+            Err(StateError::Locked { .. })
+        ));
+        assert!(matches!(
+            current_token(UNIT, "a", Some(lock), Some(&attached), t(61)),
+            Err(StateError::LockConflict(_))
+        ));
+        assert!(matches!(
+            current_token(UNIT, "a", None, None, t(1)),
+            Err(StateError::LockConflict(_))
+        ));
     }
 }

@@ -339,12 +339,11 @@ async fn terraform_against_sluice_serve() {
     .await
     .unwrap();
     assert_eq!(unsigned, 0, "a state event is not in the evidence log");
-    let writes: Vec<(String,)> = sqlx::query_as(
-        "SELECT detail FROM state_events WHERE action = 'write' AND outcome = 'ok'",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
+    let writes: Vec<(String,)> =
+        sqlx::query_as("SELECT detail FROM state_events WHERE action = 'write' AND outcome = 'ok'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     assert!(
         writes.iter().any(|(d,)| d.contains("\"serial\":")),
         "{writes:?}"
@@ -352,7 +351,12 @@ async fn terraform_against_sluice_serve() {
     drop(serve);
     let audit = sluice_testkit::Sluice::new()
         .env("XDG_DATA_HOME", home.path())
-        .run(&["evidence", "audit", "--repo", sluice_testkit::s(repo.path())]);
+        .run(&[
+            "evidence",
+            "audit",
+            "--repo",
+            sluice_testkit::s(repo.path()),
+        ]);
     audit.expect_code(Exit::OK);
 }
 

@@ -14,10 +14,10 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use md5::Digest as _;
 use serde_json::json;
+use sluice_evidence::keys::EvidenceKey;
 use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
 use sluice_identity::verify::unix_now;
 use sluice_model::trust::TrustPolicy;
-use sluice_evidence::keys::EvidenceKey;
 use sluice_state::{BackendConfig, BackendStore, Environments, OidcAuthenticator, StateBackend};
 use sluice_store::SqliteStore;
 

@@ -327,8 +327,22 @@ async fn signed_events(s: &Served) -> Vec<(String, Option<u64>)> {
         assert_eq!(opened.kind, PredicateKind::StateEvent);
         let p: StateEventPredicate = serde_json::from_value(opened.statement.predicate).unwrap();
         assert_eq!(
-            (&p.unit, &p.action, &p.outcome, &p.identity, p.version, &p.detail),
-            (&e.unit, &e.action, &e.outcome, &e.identity, e.version, &e.detail)
+            (
+                &p.unit,
+                &p.action,
+                &p.outcome,
+                &p.identity,
+                p.version,
+                &p.detail
+            ),
+            (
+                &e.unit,
+                &e.action,
+                &e.outcome,
+                &e.identity,
+                e.version,
+                &e.detail
+            )
         );
         let index = e.leaf_index.expect("every event names its leaf");
         let leaf = s.store.leaves(index, index + 1).await.unwrap();
@@ -337,7 +351,9 @@ async fn signed_events(s: &Served) -> Vec<(String, Option<u64>)> {
             ok.push((e.action.clone(), p.detail["serial"].as_u64()));
         }
     }
-    let report = sluice_store::audit(&s.store, &Default::default()).await.unwrap();
+    let report = sluice_store::audit(&s.store, &Default::default())
+        .await
+        .unwrap();
     assert!(report.is_clean(), "{report:?}");
     ok
 }

@@ -135,7 +135,11 @@ pub(crate) fn validate(tx: &crate::tx::Transaction) -> Result<(), StoreError> {
         problem: problem.to_string(),
     };
     if !tx.leaf_refs_valid() {
-        return Err(invalid("transaction", "leaf", "names a leaf it does not append"));
+        return Err(invalid(
+            "transaction",
+            "leaf",
+            "names a leaf it does not append",
+        ));
     }
     for m in &tx.manifests {
         if m.version == 0 || (m.version == 1) != m.previous.is_none() {
