@@ -43,12 +43,46 @@ pub enum StateBodyError {
 
 impl StateHeader {
     /// Read the header of a state body. Errors never quote the body (it holds secrets).
+    ///
+    /// Only the three fields are built; the rest of a state (megabytes of resources) is
+    /// checked as JSON and skipped, not turned into a tree of values.
     pub fn parse(body: &[u8]) -> Result<StateHeader, StateBodyError> {
-        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-            // serde_json's message names a line and column, never the input.
-            StateBodyError::NotJson(e.to_string())
-        })?;
-        StateHeader::from_value(&value)
+        /// A field as it is in the body (`null` included), `None` only when absent.
+        #[derive(Default)]
+        struct Present(Option<serde_json::Value>);
+        impl<'de> Deserialize<'de> for Present {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                serde_json::Value::deserialize(d).map(|v| Present(Some(v)))
+            }
+        }
+        #[derive(Deserialize)]
+        struct Fields {
+            #[serde(default)]
+            version: Present,
+            #[serde(default)]
+            serial: Present,
+            #[serde(default)]
+            lineage: Present,
+        }
+        // serde_json's messages name a line and column, never the input.
+        let not_json = |e: serde_json::Error| StateBodyError::NotJson(e.to_string());
+        // A struct would also be read from an array: anything but an object is refused first.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(not_json)?;
+            return Err(StateBodyError::NotObject);
+        }
+        let fields: Fields = serde_json::from_slice(body).map_err(not_json)?;
+        let mut obj = serde_json::Map::new();
+        for (name, field) in [
+            ("version", fields.version),
+            ("serial", fields.serial),
+            ("lineage", fields.lineage),
+        ] {
+            if let Present(Some(v)) = field {
+                obj.insert(name.to_string(), v);
+            }
+        }
+        StateHeader::from_value(&serde_json::Value::Object(obj))
     }
 
     pub fn from_value(value: &serde_json::Value) -> Result<StateHeader, StateBodyError> {

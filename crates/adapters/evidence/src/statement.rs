@@ -2,8 +2,10 @@
 //! record (correlation id, actor and identity, input digests, outcome), and the change manifest
 //! that lists a change's stage envelopes in order.
 //!
-//! Predicate types are `https://sluice.dev/predicates/<stage>/v1` per stage of DESIGN.md §2 and
-//! `https://sluice.dev/predicates/manifest/v1`; any other type is rejected when opened. Payloads
+//! Predicate types are `https://sluice.dev/predicates/<stage>/v1` per stage of DESIGN.md §2,
+//! `https://sluice.dev/predicates/manifest/v1` and `https://sluice.dev/predicates/state-event/v1`
+//! (one read, write, lock, unlock or refusal of the Terraform state backend); any other type is
+//! rejected when opened. Payloads
 //! are canonical JSON so their digests are stable.
 
 use std::collections::BTreeMap;
@@ -22,6 +24,7 @@ use crate::keys::EvidenceKey;
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const PREDICATE_PREFIX: &str = "https://sluice.dev/predicates/";
 pub const MANIFEST_PREDICATE_TYPE: &str = "https://sluice.dev/predicates/manifest/v1";
+pub const STATE_EVENT_PREDICATE_TYPE: &str = "https://sluice.dev/predicates/state-event/v1";
 
 /// Well-known keys of [`StagePredicate::details`] that the bundle summary and the cross-binding
 /// checks read. Values are strings unless noted.
@@ -96,12 +99,16 @@ pub fn predicate_type(stage: Stage) -> String {
 pub enum PredicateKind {
     Stage(Stage),
     Manifest,
+    StateEvent,
 }
 
 /// Maps a predicate type to what it denotes; anything sluice does not define is an error.
 pub fn parse_predicate_type(text: &str) -> Result<PredicateKind, StatementError> {
     if text == MANIFEST_PREDICATE_TYPE {
         return Ok(PredicateKind::Manifest);
+    }
+    if text == STATE_EVENT_PREDICATE_TYPE {
+        return Ok(PredicateKind::StateEvent);
     }
     text.strip_prefix(PREDICATE_PREFIX)
         .and_then(|rest| rest.strip_suffix("/v1"))
@@ -438,6 +445,48 @@ pub fn manifest_subjects(stages: &[ManifestEntry]) -> Vec<Subject> {
             )]),
         })
         .collect()
+}
+
+/// One audit event of the Terraform state backend (a read, write, rollback, lock, unlock, or a
+/// refusal of one) as the evidence log keeps it. It names the state by digest, serial, version
+/// and lock id, never by content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateEventPredicate {
+    /// The unit (stack id) whose state it is.
+    pub unit: String,
+    pub action: String,
+    /// `ok`, `unchanged`, `refused`, `not_found`, `tampered`, `error`.
+    pub outcome: String,
+    /// Who asked (`oidc:<iss>#<sub>`, `token:<name>`, `user:<name>`, `unauthenticated`).
+    pub identity: String,
+    /// The state version read or written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Digests, serials, lock ids, fencing tokens, reasons.
+    pub detail: Value,
+    pub recorded_at: String,
+}
+
+/// Builds the statement of a state event. Its subject is the state version it read or wrote
+/// (`state:<unit>` with the SHA-256 of the plaintext state), or, when no version is involved,
+/// the unit itself (the SHA-256 of its id).
+pub fn state_event_statement(
+    predicate: &StateEventPredicate,
+    state: Option<&[u8; 32]>,
+) -> Statement {
+    let digest = match state {
+        Some(d) => hex::encode(d),
+        None => hex::encode(crate::sha256(predicate.unit.as_bytes())),
+    };
+    Statement {
+        statement_type: STATEMENT_TYPE.to_string(),
+        subject: vec![Subject::sha256(
+            &format!("state:{}", predicate.unit),
+            &digest,
+        )],
+        predicate_type: STATE_EVENT_PREDICATE_TYPE.to_string(),
+        predicate: serde_json::to_value(predicate).expect("a state event always serialises"),
+    }
 }
 
 /// Signs a statement: canonical JSON payload in a DSSE envelope.

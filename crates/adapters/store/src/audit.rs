@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use crate::error::{Result, StoreError};
 use crate::log::parse_checkpoint_note;
 use crate::records::{CheckpointRecord, Digest, EventRecord, LogLeaf, LogNode};
+use crate::state::StateStore;
 use crate::store::Store;
 
 /// How many problems a report lists in full; the rest are counted.
@@ -121,6 +122,19 @@ pub enum AuditProblem {
         change_id: String,
         stage: String,
         envelope: String,
+    },
+    /// A state backend event names a leaf beyond the log's end.
+    StateEventLeafMissing {
+        event: i64,
+        unit: String,
+        leaf_index: u64,
+        log_size: u64,
+    },
+    /// A state backend event's signed envelope (changed, or gone) is not what its leaf holds.
+    StateEventLeafMismatch {
+        event: i64,
+        unit: String,
+        leaf_index: u64,
     },
 }
 
@@ -219,6 +233,25 @@ impl fmt::Display for AuditProblem {
                 f,
                 "stage result {stage} of {change_id} is signed by {envelope}, which is not in \
                  the log"
+            ),
+            AuditProblem::StateEventLeafMissing {
+                event,
+                unit,
+                leaf_index,
+                log_size,
+            } => write!(
+                f,
+                "state event {event} of {unit} names leaf {leaf_index}, but the log holds \
+                 {log_size} leaves (its newest leaves were removed)"
+            ),
+            AuditProblem::StateEventLeafMismatch {
+                event,
+                unit,
+                leaf_index,
+            } => write!(
+                f,
+                "state event {event} of {unit} names leaf {leaf_index}, which holds another \
+                 entry than the event's signed envelope"
             ),
         }
     }
@@ -683,7 +716,10 @@ async fn read_node_chunk<S: Store>(store: &S, from: u64, to: u64) -> Result<Vec<
 
 /// Audits the whole stored log: reads the leaves and the nodes below the head in aligned chunks
 /// (index order) and feeds them through an [`Auditor`].
-pub async fn audit<S: Store + Clone>(store: &S, options: &AuditOptions<'_>) -> Result<AuditReport> {
+pub async fn audit<S: Store + StateStore + Clone>(
+    store: &S,
+    options: &AuditOptions<'_>,
+) -> Result<AuditReport> {
     let head = store.log_size().await?;
     let checkpoints = store.checkpoints().await?;
     let mut signature_problems = Vec::new();
@@ -783,7 +819,7 @@ fn event_leaf(event: &EventRecord) -> Option<(u64, Option<Hash>)> {
 }
 
 /// The records that point into the log, held against a log of `log_size` leaves.
-async fn cross_check<S: Store>(store: &S, log_size: u64) -> Result<Vec<AuditProblem>> {
+async fn cross_check<S: Store + StateStore>(store: &S, log_size: u64) -> Result<Vec<AuditProblem>> {
     let mut problems = Vec::new();
     // Entries events showed to be in the log, so that stage results signed by them need no
     // search (the leaves have no index on their entry).
@@ -840,6 +876,51 @@ async fn cross_check<S: Store>(store: &S, log_size: u64) -> Result<Vec<AuditProb
                     change_id: result.change_id.clone(),
                     stage: result.stage.clone(),
                     envelope: envelope.to_string(),
+                });
+            }
+        }
+    }
+    problems.extend(cross_check_state_events(store, log_size).await?);
+    Ok(problems)
+}
+
+/// The state backend's events held against the log: each names the leaf of its signed
+/// statement, which must hold the SHA-256 of the envelope kept with the event.
+async fn cross_check_state_events<S: Store + StateStore>(
+    store: &S,
+    log_size: u64,
+) -> Result<Vec<AuditProblem>> {
+    let mut problems = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.state_events(None, after, EVENT_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for event in &page {
+            let Some(leaf_index) = event.leaf_index else {
+                continue;
+            };
+            if leaf_index >= log_size {
+                problems.push(AuditProblem::StateEventLeafMissing {
+                    event: event.id,
+                    unit: event.unit.clone(),
+                    leaf_index,
+                    log_size,
+                });
+                continue;
+            }
+            let entry = event
+                .envelope
+                .as_deref()
+                .map(|e| Digest::of(e.as_bytes()).0);
+            // A missing leaf row below the head is reported as a gap by the log audit.
+            if let Some(leaf) = store.leaves(leaf_index, leaf_index + 1).await?.first()
+                && entry != Some(leaf.entry)
+            {
+                problems.push(AuditProblem::StateEventLeafMismatch {
+                    event: event.id,
+                    unit: event.unit.clone(),
+                    leaf_index,
                 });
             }
         }

@@ -96,7 +96,7 @@ pub struct AuditFigures {
     pub clean: bool,
 }
 
-pub async fn bench_audit<S: Store + Clone>(store: &S) -> Result<AuditFigures> {
+pub async fn bench_audit<S: Store + crate::StateStore + Clone>(store: &S) -> Result<AuditFigures> {
     let started = Instant::now();
     let report = audit(store, &AuditOptions::default()).await?;
     Ok(AuditFigures {
@@ -135,7 +135,7 @@ pub struct Report {
 /// Runs the three measurements on `store` (best a fresh one: the audit reads the whole log):
 /// `appends` group-committed appends from `callers` tasks, then the log is filled to `log_size`
 /// leaves, audited, and `proof_samples` proofs are built and verified.
-pub async fn run<S: Store + Clone>(
+pub async fn run<S: Store + crate::StateStore + Clone>(
     store: Arc<S>,
     appends: u64,
     callers: usize,

@@ -66,7 +66,8 @@ pub use records::{
 };
 pub use release::{ApprovalRow, PlanUseRow, PlanUseState, ReleaseStore};
 pub use state::{
-    BackendLockRecord, Fence, NewStateVersion, StateEventRecord, StateStore, StateVersionRecord,
+    BackendLockRecord, BackendLockWrite, Fence, NewStateVersion, StateEventRecord, StateStore,
+    StateVersionRecord,
 };
 pub use store::{ArtifactIndex, Backend, ChangeStore, LogStore, Store};
 pub use tokens::{IssuedToken, Scope, StateGrants, TokenRecord, TokenStore, VerifiedToken};
@@ -344,6 +345,26 @@ impl AnyStore {
 }
 
 impl StateStore for AnyStore {
+    async fn lock_transaction<T, F>(&self, unit: &str, decide: F) -> Result<(T, Committed)>
+    where
+        T: Send,
+        F: FnOnce(&mut sluice_model::lock::Lock, Option<BackendLockRecord>) -> (T, Transaction)
+            + Send,
+    {
+        delegate!(self, s => s.lock_transaction(unit, decide).await)
+    }
+
+    async fn state_write_view(
+        &self,
+        unit: &str,
+    ) -> Result<(
+        Option<sluice_model::lock::Lock>,
+        Option<BackendLockRecord>,
+        Option<StateVersionRecord>,
+    )> {
+        delegate!(self, s => s.state_write_view(unit).await)
+    }
+
     async fn put_state_version(
         &self,
         new: &NewStateVersion,

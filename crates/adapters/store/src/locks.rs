@@ -231,21 +231,22 @@ pub(crate) fn check_monotonic(before: &Lock, after: &Lock) -> Result<()> {
     Ok(())
 }
 
-/// `impl LockStore` over `self.pool`, `self.begin_write()` and `self.fail(..)`; `$select` reads
+/// `impl LockStore` over `self.pool`, `self.begin_write()` and `self.fail(..)` (`$db` the
+/// database); `$select` reads
 /// a lock's state holding its row until the transaction ends.
 macro_rules! impl_lock_store {
-    ($ty:ty, $select:expr) => {
-        impl $crate::locks::LockStore for $ty {
-            async fn transition<T, F>(&self, unit: &str, transition: F) -> $crate::locks::LockResult<T>
-            where
-                T: Send,
-                F: FnOnce(&mut sluice_model::lock::Lock) -> std::result::Result<T, sluice_model::lock::Refusal>
-                    + Send,
-            {
+    ($ty:ty, $db:ty, $select:expr) => {
+        impl $ty {
+            /// Reads `unit`'s lock on a write transaction, holding its row until the transaction
+            /// ends (a fresh lock's row is created first, so that there is always a row to hold:
+            /// two transactions on a stack never locked before then serialise on it like on any
+            /// other).
+            pub(crate) async fn hold_lock_on(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                unit: &str,
+            ) -> $crate::error::Result<sluice_model::lock::Lock> {
                 let fresh = $crate::locks::encode(&sluice_model::lock::Lock::new(unit))?;
-                let mut tx = self.begin_write().await?;
-                // Create the row first so that there is always a row to hold: two transactions
-                // on a stack never locked before then serialise on it like on any other.
                 sqlx::query(
                     "INSERT INTO locks (unit, last_token, holder_change, holder_token, state, \
                      updated_at) VALUES ($1, 0, NULL, NULL, $2, $3) ON CONFLICT (unit) DO NOTHING",
@@ -253,15 +254,53 @@ macro_rules! impl_lock_store {
                 .bind(unit)
                 .bind(&fresh.state)
                 .bind($crate::records::now_millis())
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(self.fail("creating a lock"))?;
                 let state: String = sqlx::query_scalar($select)
                     .bind(unit)
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut *conn)
                     .await
                     .map_err(self.fail("reading a lock"))?;
-                let before = $crate::locks::decode(unit, &state)?;
+                $crate::locks::decode(unit, &state)
+            }
+
+            /// Writes a lock held by [`Self::hold_lock_on`] back, refusing a transition that
+            /// would move its last fencing token back.
+            pub(crate) async fn write_lock_on(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                before: &sluice_model::lock::Lock,
+                lock: &sluice_model::lock::Lock,
+            ) -> $crate::error::Result<()> {
+                $crate::locks::check_monotonic(before, lock)?;
+                let row = $crate::locks::encode(lock)?;
+                sqlx::query(
+                    "UPDATE locks SET last_token = $2, holder_change = $3, holder_token = $4, \
+                     state = $5, updated_at = $6 WHERE unit = $1 AND last_token <= $2",
+                )
+                .bind(&lock.unit)
+                .bind(row.last_token)
+                .bind(&row.holder_change)
+                .bind(row.holder_token)
+                .bind(&row.state)
+                .bind($crate::records::now_millis())
+                .execute(&mut *conn)
+                .await
+                .map_err(self.fail("writing a lock"))?;
+                Ok(())
+            }
+        }
+
+        impl $crate::locks::LockStore for $ty {
+            async fn transition<T, F>(&self, unit: &str, transition: F) -> $crate::locks::LockResult<T>
+            where
+                T: Send,
+                F: FnOnce(&mut sluice_model::lock::Lock) -> std::result::Result<T, sluice_model::lock::Refusal>
+                    + Send,
+            {
+                let mut tx = self.begin_write().await?;
+                let before = self.hold_lock_on(&mut *tx, unit).await?;
                 let mut lock = before.clone();
                 let outcome = transition(&mut lock);
                 if outcome.is_err() || lock == before {
@@ -270,21 +309,7 @@ macro_rules! impl_lock_store {
                         .map_err($crate::error::db("ending a lock transaction"))?;
                     return Ok(outcome);
                 }
-                $crate::locks::check_monotonic(&before, &lock)?;
-                let row = $crate::locks::encode(&lock)?;
-                sqlx::query(
-                    "UPDATE locks SET last_token = $2, holder_change = $3, holder_token = $4, \
-                     state = $5, updated_at = $6 WHERE unit = $1 AND last_token <= $2",
-                )
-                .bind(unit)
-                .bind(row.last_token)
-                .bind(&row.holder_change)
-                .bind(row.holder_token)
-                .bind(&row.state)
-                .bind($crate::records::now_millis())
-                .execute(&mut *tx)
-                .await
-                .map_err(self.fail("writing a lock"))?;
+                self.write_lock_on(&mut *tx, &before, &lock).await?;
                 tx.commit()
                     .await
                     .map_err($crate::error::durability("committing a lock transition"))?;
@@ -322,11 +347,13 @@ macro_rules! impl_lock_store {
 
 impl_lock_store!(
     crate::SqliteStore,
+    sqlx::Sqlite,
     // BEGIN IMMEDIATE already holds the database's write lock.
     "SELECT state FROM locks WHERE unit = $1"
 );
 impl_lock_store!(
     crate::PgStore,
+    sqlx::Postgres,
     "SELECT state FROM locks WHERE unit = $1 FOR UPDATE"
 );
 

@@ -4,9 +4,15 @@
 //! The store keeps what it is given: bodies arrive sealed (the state service encrypts them with
 //! sluice-iac's seal), addressed by the SHA-256 of their plaintext, written create-only; the
 //! decisions (serial and lineage checks, who may read or write) are the model's and the
-//! service's. [`StateStore::put_state_version`] writes the blob, the version and its audit event
-//! in one transaction, and only while the unit's newest version is the one the write was
-//! checked against ([`crate::StoreError::Stale`] otherwise).
+//! service's.
+//!
+//! State writes go through the one [`crate::Transaction`]: a version (its blob, its record and
+//! its fence), the Terraform lock attached or detached, and the audit events with the evidence
+//! log leaves that sign them, all committed together by [`crate::Store::commit`]. A version
+//! commits only while the unit's newest version is the one the write was checked against
+//! ([`crate::StoreError::Stale`] otherwise). The lock path decides inside its transaction:
+//! [`StateStore::lock_transaction`] hands a decision the unit's lock and its attached Terraform
+//! lock, holding both, and commits the decision's writes with the lock's new state.
 
 use std::future::Future;
 
@@ -63,6 +69,10 @@ pub struct Fence {
 }
 
 /// One audit event of the state backend. `detail` never holds state content.
+///
+/// With an evidence envelope (the service signs every event it records), the event is also a
+/// leaf of the transparency log: [`crate::Transaction::append_state_event`] with the leaf's
+/// reference sets `leaf_index` at commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StateEventRecord {
     /// Assigned by the store, increasing; ignored on insert.
@@ -76,6 +86,11 @@ pub struct StateEventRecord {
     pub version: Option<u64>,
     pub detail: serde_json::Value,
     pub created_at: UnixMillis,
+    /// The log leaf holding the SHA-256 of `envelope` (set by the store at commit).
+    pub leaf_index: Option<u64>,
+    /// The signed statement of this event: a DSSE envelope's canonical JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<String>,
 }
 
 impl StateEventRecord {
@@ -96,8 +111,19 @@ impl StateEventRecord {
             version,
             detail,
             created_at: crate::records::now_millis(),
+            leaf_index: None,
+            envelope: None,
         }
     }
+}
+
+/// A change to the Terraform lock attached to a unit, made in a [`crate::Transaction`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendLockWrite {
+    /// Attach (replacing one left from an older fencing token).
+    Put(BackendLockRecord),
+    /// Detach the unit's lock if its id is `lock_id`.
+    Delete { unit: String, lock_id: String },
 }
 
 /// The Terraform lock that acts for a unit's state-domain lock holder.
@@ -116,9 +142,43 @@ pub struct BackendLockRecord {
 
 /// Remote state on one database.
 pub trait StateStore: Send + Sync + 'static {
+    /// One transaction of the lock path: holds the log head, the unit's lock row (a fresh lock
+    /// if it was never taken) and reads its attached Terraform lock; `decide` changes the lock
+    /// and gathers its other writes (the attached lock, audit events and their log leaves) in
+    /// a [`crate::Transaction`]; then the lock (if it changed; a fencing token never goes
+    /// back) and those writes commit together. An empty transaction and an unchanged lock
+    /// write nothing.
+    fn lock_transaction<T, F>(
+        &self,
+        unit: &str,
+        decide: F,
+    ) -> impl Future<Output = Result<(T, crate::tx::Committed)>> + Send
+    where
+        T: Send,
+        F: FnOnce(
+                &mut sluice_model::lock::Lock,
+                Option<BackendLockRecord>,
+            ) -> (T, crate::tx::Transaction)
+            + Send;
+
+    /// The unit's lock (`None` if never taken), its attached Terraform lock and its newest
+    /// state version, read together: what a write is checked against before its transaction.
+    fn state_write_view(
+        &self,
+        unit: &str,
+    ) -> impl Future<
+        Output = Result<(
+            Option<sluice_model::lock::Lock>,
+            Option<BackendLockRecord>,
+            Option<StateVersionRecord>,
+        )>,
+    > + Send;
+
     /// Writes a version, its blob (create-only) and its audit event atomically, if the unit's
     /// newest version is `version - 1` (none for version 1); [`crate::StoreError::Stale`]
-    /// otherwise. Returns the record as stored.
+    /// otherwise. Returns the record as stored. (A [`crate::Transaction`] of
+    /// [`crate::Transaction::put_state_version`] and
+    /// [`crate::Transaction::append_state_event`].)
     fn put_state_version(
         &self,
         new: &NewStateVersion,

@@ -12,12 +12,21 @@
 //!
 //! Preconditions are part of the transaction too: a manifest version `N` commits only while the
 //! change's newest stored version is `N - 1` with the stated envelope; otherwise the commit
-//! fails with [`crate::StoreError::Stale`] and the caller prepares again. The next issues add
-//! theirs here (a lock's fencing token for an apply, a job's claim).
+//! fails with [`crate::StoreError::Stale`] and the caller prepares again. A state version is
+//! the same: it commits only on the head it was checked against and under its fence (the lock
+//! holder's current fencing token, checked with the lock row held).
+//!
+//! State writes ([`crate::state`]): a version, the attached Terraform lock, and audit events,
+//! each event with the log leaf of its signed statement. Every transaction that writes a leaf or
+//! a state record takes the log head first, so writers meet the rows they share (the log head,
+//! then a unit's lock row) in one order.
 
 use crate::jobs::{DeliveryRecord, Lease, NewJob};
 use crate::records::{
     ChangeRecord, Digest, EventRecord, LeafInput, ManifestRecord, StageResultRecord,
+};
+use crate::state::{
+    BackendLockRecord, BackendLockWrite, NewStateVersion, StateEventRecord, StateVersionRecord,
 };
 
 /// A leaf appended by this transaction, by its position in it.
@@ -47,6 +56,9 @@ pub struct Transaction {
     pub(crate) jobs: Vec<NewJob>,
     pub(crate) completions: Vec<Lease>,
     pub(crate) cancellations: Vec<(String, String)>,
+    pub(crate) backend_locks: Vec<BackendLockWrite>,
+    pub(crate) state_versions: Vec<NewStateVersion>,
+    pub(crate) state_events: Vec<(StateEventRecord, Option<LeafRef>)>,
 }
 
 impl Transaction {
@@ -64,6 +76,13 @@ impl Transaction {
             && self.jobs.is_empty()
             && self.completions.is_empty()
             && self.cancellations.is_empty()
+            && self.state_is_empty()
+    }
+
+    fn state_is_empty(&self) -> bool {
+        self.backend_locks.is_empty()
+            && self.state_versions.is_empty()
+            && self.state_events.is_empty()
     }
 
     /// True when nothing in it needs the log head (no leaf, no manifest version): such a
@@ -74,6 +93,19 @@ impl Transaction {
             && self.stage_results.is_empty()
             && self.events.is_empty()
             && self.manifests.is_empty()
+            && self.state_is_empty()
+    }
+
+    /// Whether [`crate::Store::commit`] must check this transaction names only leaves it
+    /// appends (and the like) before it starts.
+    pub(crate) fn leaf_refs_valid(&self) -> bool {
+        let n = self.leaves.len();
+        self.events.iter().all(|(_, l)| l.is_none_or(|l| l.0 < n))
+            && self.manifests.iter().all(|m| m.leaf.0 < n)
+            && self
+                .state_events
+                .iter()
+                .all(|(_, l)| l.is_none_or(|l| l.0 < n))
     }
 
     // ---- changes (ChangeStore) --------------------------------------------------------------
@@ -142,6 +174,42 @@ impl Transaction {
     pub fn leaves(&self) -> &[LeafInput] {
         &self.leaves
     }
+
+    // ---- remote state (StateStore) ----------------------------------------------------------
+
+    /// Writes a state version (see [`NewStateVersion`]): refused whole with
+    /// [`crate::StoreError::Stale`] unless the unit's newest version is the one before it and
+    /// its fence (if any) still holds.
+    pub fn put_state_version(&mut self, version: NewStateVersion) -> &mut Self {
+        self.state_versions.push(version);
+        self
+    }
+
+    /// Appends a state audit event; with `leaf` (the leaf of its signed statement), its
+    /// `leaf_index` is set to that leaf's index.
+    pub fn append_state_event(
+        &mut self,
+        event: StateEventRecord,
+        leaf: Option<LeafRef>,
+    ) -> &mut Self {
+        self.state_events.push((event, leaf));
+        self
+    }
+
+    /// Attaches a Terraform lock to its unit's state-domain lock holder.
+    pub fn put_backend_lock(&mut self, lock: BackendLockRecord) -> &mut Self {
+        self.backend_locks.push(BackendLockWrite::Put(lock));
+        self
+    }
+
+    /// Detaches the unit's Terraform lock if its id is `lock_id`.
+    pub fn delete_backend_lock(&mut self, unit: &str, lock_id: &str) -> &mut Self {
+        self.backend_locks.push(BackendLockWrite::Delete {
+            unit: unit.to_string(),
+            lock_id: lock_id.to_string(),
+        });
+        self
+    }
 }
 
 /// What a committed transaction was given: ids and indexes in the order of its writes.
@@ -157,6 +225,10 @@ pub struct Committed {
     pub job_ids: Vec<i64>,
     /// Jobs cancelled because a job of this transaction superseded them.
     pub cancelled_jobs: Vec<i64>,
+    /// The state versions written, as stored.
+    pub state_versions: Vec<StateVersionRecord>,
+    /// Ids of the state events appended, in order.
+    pub state_event_ids: Vec<i64>,
 }
 
 impl Committed {

@@ -10,7 +10,8 @@ use sluice_model::stage::Stage;
 use sluice_store::audit::{AuditOptions, AuditProblem, audit};
 use sluice_store::log::{FnSigner, create_checkpoint};
 use sluice_store::{
-    ChangeRecord, Digest, EventRecord, Hash, LeafInput, StageOutcome, StageResultRecord, Store,
+    ChangeRecord, Digest, EventRecord, Hash, LeafInput, StageOutcome, StageResultRecord,
+    StateStore, Store,
 };
 
 fn signer() -> FnSigner<impl Fn(&str) -> Result<String, String> + Send + Sync> {
@@ -76,7 +77,7 @@ async fn record<S: Store + Clone>(store: &S) -> String {
     change.change_id
 }
 
-async fn problems<S: Store + Clone>(store: &S) -> Vec<AuditProblem> {
+async fn problems<S: Store + StateStore + Clone>(store: &S) -> Vec<AuditProblem> {
     audit(store, &AuditOptions::default())
         .await
         .unwrap()

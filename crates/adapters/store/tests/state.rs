@@ -3,8 +3,8 @@
 mod common;
 
 use sluice_store::{
-    BackendLockRecord, Digest, Fence, LockStore, NewStateVersion, StateEventRecord, StateStore,
-    StateVersionRecord, StoreError,
+    BackendLockRecord, Digest, Fence, LeafInput, LockStore, NewStateVersion, StateEventRecord,
+    StateStore, StateVersionRecord, Store, StoreError, Transaction,
 };
 
 fn version(unit: &str, n: u64, body: &[u8]) -> NewStateVersion {
@@ -228,7 +228,120 @@ async fn fenced_writes_need_the_current_holder<S: StateStore + LockStore>(store:
     );
 }
 
+/// A state event with a signed envelope and the leaf that holds the envelope's digest
+/// (`entry`, when given, stands in for a leaf that does not match).
+fn signed(tx: &mut Transaction, unit: &str, action: &str, entry: Option<[u8; 32]>) {
+    let envelope =
+        format!("{{\"payloadType\":\"test\",\"unit\":\"{unit}\",\"action\":\"{action}\"}}");
+    let entry = entry.unwrap_or(Digest::of(envelope.as_bytes()).0);
+    let leaf = tx.append_leaf(LeafInput {
+        entry,
+        envelope_digest: Some(Digest(entry)),
+    });
+    let mut e = event(unit, action);
+    e.envelope = Some(envelope);
+    tx.append_state_event(e, Some(leaf));
+}
+
+/// A lock transaction commits the lock's transition, the attached Terraform lock and its
+/// signed event with its log leaf together, or nothing; the audit holds each state event
+/// against its leaf.
+async fn lock_transactions_commit_whole<S: Store + StateStore + LockStore + Clone>(store: &S) {
+    use sluice_model::exception::Timestamp;
+    use sluice_model::lock::Acquired;
+    use std::time::Duration;
+    let unit = "dev/ap/locked";
+    let t0 = Timestamp::from_unix(2_000_000_000, 0);
+    let size = store.log_size().await.unwrap();
+    let (token, committed) = store
+        .lock_transaction(unit, |lock, attached| {
+            assert_eq!(attached, None);
+            let Ok(Acquired::Granted { token, .. }) =
+                lock.acquire("terraform:a", t0, Duration::from_secs(60))
+            else {
+                panic!("a free lock is granted")
+            };
+            let mut tx = Transaction::new();
+            tx.put_backend_lock(BackendLockRecord {
+                unit: unit.into(),
+                lock_id: "a".into(),
+                change: "terraform:a".into(),
+                fencing_token: token.0,
+                info: serde_json::json!({ "ID": "a" }),
+                created_at: 1,
+            });
+            signed(&mut tx, unit, "lock", None);
+            (token, tx)
+        })
+        .await
+        .unwrap();
+    assert_eq!(committed.log_size, size + 1);
+    let lock = LockStore::lock(store, unit).await.unwrap().unwrap();
+    assert_eq!(lock.holder.map(|h| h.token), Some(token));
+    let attached = store.backend_lock(unit).await.unwrap().unwrap();
+    assert_eq!(
+        (attached.lock_id.as_str(), attached.fencing_token),
+        ("a", token.0)
+    );
+    let events = store.state_events(Some(unit), 0, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].leaf_index, Some(size));
+    assert!(events[0].envelope.is_some());
+
+    // The decision sees what the last one wrote; a transaction the store refuses (here an
+    // event naming a leaf it does not append) writes neither the lock nor anything else.
+    let refused = store
+        .lock_transaction(unit, |lock, attached| {
+            assert_eq!(attached.map(|a| a.lock_id), Some("a".to_string()));
+            lock.release(token, t0).unwrap();
+            let mut other = Transaction::new();
+            let leaf = other.append_leaf(LeafInput {
+                entry: [1; 32],
+                envelope_digest: None,
+            });
+            let mut tx = Transaction::new();
+            tx.delete_backend_lock(unit, "a")
+                .append_state_event(event(unit, "unlock"), Some(leaf));
+            ((), tx)
+        })
+        .await;
+    assert!(refused.is_err());
+    let lock = LockStore::lock(store, unit).await.unwrap().unwrap();
+    assert_eq!(lock.holder.map(|h| h.token), Some(token));
+    assert!(store.backend_lock(unit).await.unwrap().is_some());
+    assert_eq!(store.log_size().await.unwrap(), size + 1);
+
+    // An unchanged lock and an empty transaction write nothing.
+    let ((), nothing) = store
+        .lock_transaction(unit, |_, _| ((), Transaction::new()))
+        .await
+        .unwrap();
+    assert_eq!(nothing.log_size, size + 1);
+    assert!(nothing.state_event_ids.is_empty());
+
+    let report = sluice_store::audit(store, &Default::default())
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    // An event whose envelope is not what its leaf holds is reported.
+    let mut tx = Transaction::new();
+    signed(&mut tx, unit, "read", Some([7; 32]));
+    let id = store.commit(tx).await.unwrap().state_event_ids[0];
+    let report = sluice_store::audit(store, &Default::default())
+        .await
+        .unwrap();
+    assert!(
+        report.problems.iter().any(|p| matches!(
+            p,
+            sluice_store::AuditProblem::StateEventLeafMismatch { event, .. } if *event == id
+        )),
+        "{:?}",
+        report.problems
+    );
+}
+
 both_backends!(
+    lock_transactions_commit_whole,
     fenced_writes_need_the_current_holder,
     versions_chain_and_are_immutable,
     blobs_are_content_addressed_and_create_only,

@@ -13,8 +13,8 @@ use sluice_store::audit::{AuditOptions, AuditProblem, audit};
 use sluice_store::log::{FnSigner, consistency_proof, create_checkpoint, inclusion_proof, root_at};
 use sluice_store::{
     Appender, AppenderOptions, ArtifactRecord, ChangeRecord, Digest, EventRecord, Hash, LeafInput,
-    NewManifest, PgStore, SqliteStore, StageOutcome, StageResultRecord, Store, StoreError,
-    Transaction, UnitKind,
+    NewManifest, PgStore, SqliteStore, StageOutcome, StageResultRecord, StateStore, Store,
+    StoreError, Transaction, UnitKind,
 };
 
 fn entry(i: u64) -> Hash {
@@ -52,7 +52,7 @@ enum Arg {
     B(Vec<u8>),
 }
 
-trait Raw: Store + Clone {
+trait Raw: Store + StateStore + Clone {
     fn exec(&self, sql: &'static str, args: Vec<Arg>) -> impl Future<Output = ()> + Send;
 }
 
@@ -82,7 +82,7 @@ impl Raw for PgStore {
     }
 }
 
-async fn changes_are_create_only<S: Store + Clone>(store: &S) {
+async fn changes_are_create_only<S: Store + StateStore + Clone>(store: &S) {
     let rec = change("rds-payments");
     store.put_change(&rec).await.unwrap();
     // The same change again (a re-run of the pipeline) is fine.
@@ -125,7 +125,7 @@ async fn changes_are_create_only<S: Store + Clone>(store: &S) {
     assert!(err.contains("field head"), "{err}");
 }
 
-async fn stage_results_and_events<S: Store + Clone>(store: &S) {
+async fn stage_results_and_events<S: Store + StateStore + Clone>(store: &S) {
     let rec = change("network");
     let err = store
         .put_stage_result(&StageResultRecord::new(
@@ -253,7 +253,7 @@ fn stage_tx(
     (tx, manifest)
 }
 
-async fn transactions_write_everything_or_nothing<S: Store + Clone>(store: &S) {
+async fn transactions_write_everything_or_nothing<S: Store + StateStore + Clone>(store: &S) {
     let rec = change("rds-payments");
     // Some log before, so that leaf indexes are not positions in the transaction.
     store.append_batch(&[entry(1), entry(2)]).await.unwrap();
@@ -321,7 +321,7 @@ async fn transactions_write_everything_or_nothing<S: Store + Clone>(store: &S) {
     assert!(report.is_clean(), "{:?}", report.problems);
 }
 
-async fn log_matches_a_naive_tree<S: Store + Clone>(store: &S) {
+async fn log_matches_a_naive_tree<S: Store + StateStore + Clone>(store: &S) {
     assert_eq!(store.log_size().await.unwrap(), 0);
     assert_eq!(root_at(store, 0).await.unwrap(), merkle::EMPTY_ROOT);
     let mut tree = MemoryTree::new();
@@ -410,7 +410,7 @@ async fn log_matches_a_naive_tree<S: Store + Clone>(store: &S) {
     assert_eq!(report.leaves_checked, size + 1);
 }
 
-async fn group_commit_coalesces<S: Store + Clone>(store: &S) {
+async fn group_commit_coalesces<S: Store + StateStore + Clone>(store: &S) {
     let store = Arc::new(store.clone());
     store.append_batch(&[entry(0)]).await.unwrap();
     let appender = Appender::spawn(store.clone(), AppenderOptions::default());
@@ -445,7 +445,7 @@ async fn group_commit_coalesces<S: Store + Clone>(store: &S) {
     assert!(report.is_clean(), "{:?}", report.problems);
 }
 
-async fn checkpoints_are_signed_and_never_forked<S: Store + Clone>(store: &S) {
+async fn checkpoints_are_signed_and_never_forked<S: Store + StateStore + Clone>(store: &S) {
     let entries: Vec<Hash> = (0..10).map(entry).collect();
     store.append_batch(&entries).await.unwrap();
     let signer = signer();
@@ -508,7 +508,7 @@ async fn checkpoints_are_signed_and_never_forked<S: Store + Clone>(store: &S) {
     assert_eq!(report.checkpoints_checked, 2);
 }
 
-async fn artifacts_are_create_only<S: Store + Clone>(store: &S) {
+async fn artifacts_are_create_only<S: Store + StateStore + Clone>(store: &S) {
     let rec = ArtifactRecord {
         digest: Digest::of(b"plan"),
         size: 4,

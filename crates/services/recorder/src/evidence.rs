@@ -165,6 +165,44 @@ impl RecorderOptions {
     fn key_dir(&self) -> Result<PathBuf> {
         Ok(location::key_dir(&self.repo)?)
     }
+
+    /// The key file checked as a place a key may be kept, or the default key directory.
+    fn checked_key_dir(&self) -> Result<Option<PathBuf>> {
+        match &self.key_file {
+            Some(path) => {
+                location::check_key_path(path)?;
+                Ok(None)
+            }
+            None => Ok(Some(self.key_dir()?)),
+        }
+    }
+
+    /// The key from the key file, or from `key_dir` (generated there on first use unless
+    /// `existing_only`).
+    fn key_at(&self, key_dir: Option<&Path>) -> Result<EvidenceKey> {
+        Ok(match (&self.key_file, key_dir) {
+            (Some(path), _) => keys::load_pem_file(path)?,
+            (None, Some(dir)) if self.existing_only => {
+                let path = dir.join(keys::KEY_FILE);
+                if !path.exists() {
+                    return Err(EvidenceError::Usage(format!(
+                        "no evidence key at {}: pass --evidence-key PEM",
+                        path.display()
+                    )));
+                }
+                keys::load_or_generate(dir)?.0
+            }
+            (None, Some(dir)) => keys::load_or_generate(dir)?.0,
+            (None, None) => unreachable!("a key directory is resolved when no key file is given"),
+        })
+    }
+
+    /// The evidence signing key these options name (what other services sign their evidence
+    /// with, e.g. the state backend's audit events).
+    pub fn load_key(&self) -> Result<EvidenceKey> {
+        let key_dir = self.checked_key_dir()?;
+        self.key_at(key_dir.as_deref())
+    }
 }
 
 /// Who ran a stage: the actor (a login, a CI job, a runner) and the identity it ran under.
@@ -613,33 +651,13 @@ impl EvidenceService {
             )));
         }
         // Where the key is (and whether it may be used) is settled before anything is created.
-        let key_dir = match &options.key_file {
-            Some(path) => {
-                location::check_key_path(path)?;
-                None
-            }
-            None => Some(options.key_dir()?),
-        };
+        let key_dir = options.checked_key_dir()?;
         if !options.existing_only && (options.database_url.is_none() || options.blobs_url.is_none())
         {
             location::prepare_state_dir(&options.repo.join(SLUICE_DIR))?;
         }
         let store = sluice_store::open(&database).await?;
-        let key = match (&options.key_file, &key_dir) {
-            (Some(path), _) => keys::load_pem_file(path)?,
-            (None, Some(dir)) if options.existing_only => {
-                let path = dir.join(keys::KEY_FILE);
-                if !path.exists() {
-                    return Err(EvidenceError::Usage(format!(
-                        "no evidence key at {}: pass --evidence-key PEM",
-                        path.display()
-                    )));
-                }
-                keys::load_or_generate(dir)?.0
-            }
-            (None, Some(dir)) => keys::load_or_generate(dir)?.0,
-            (None, None) => unreachable!("a key directory is resolved when no key file is given"),
-        };
+        let key = options.key_at(key_dir.as_deref())?;
         let blobs = match &options.blobs_url {
             Some(url) => Blobs::Object(ObjectBlobs::s3(url)?),
             None => Blobs::Local(LocalBlobs::new(
@@ -673,6 +691,12 @@ impl EvidenceService {
 
     pub fn origin(&self) -> &str {
         &self.inner.origin
+    }
+
+    /// The key statements and checkpoints are signed with (for services that record evidence
+    /// of their own in this log, such as the state backend).
+    pub fn evidence_key(&self) -> &EvidenceKey {
+        &self.inner.key
     }
 
     /// The public key statements and checkpoints are signed with.

@@ -6,6 +6,18 @@
 //! then acts, then records one audit event, refusals included. Event details carry digests,
 //! serials, versions, lock ids and reasons, never state content.
 //!
+//! **Audit events are evidence.** Each event is a row of `state_events` and an in-toto
+//! statement (`https://sluice.dev/predicates/state-event/v1`) signed with the evidence key in a
+//! DSSE envelope, whose digest is appended to the transparency log in the same store
+//! transaction as the row (and as the write or lock change it records).
+//!
+//! **One transaction per request.** A `LOCK` or `UNLOCK` is decided inside one store
+//! transaction holding the unit's lock row ([`StateStore::lock_transaction`]): the lock
+//! transition, the attached Terraform lock and the audit event with its log leaf commit
+//! together, or nothing does. A `POST` is checked against the lock and head read beforehand,
+//! then writes the version, its blob and its audit event in one transaction that checks the
+//! head and the fence again with the lock row held.
+//!
 //! **One lock.** The backend's lock is the unit's state-domain lock (`sluice_model::lock`,
 //! stored by [`LockStore`]). A Terraform `LOCK` on a free unit acquires it for the change
 //! `terraform:<lock id>`, with a lease; a `LOCK` while a change holds it (a runner applying that
@@ -20,6 +32,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
+use sluice_evidence::keys::EvidenceKey;
+use sluice_evidence::statement::{
+    StateEventPredicate, now_rfc3339, sign_statement, state_event_statement,
+};
 use sluice_iac::keys::KeyProvider;
 use sluice_iac::seal::{self, SealError};
 use sluice_model::exception::Timestamp;
@@ -31,19 +47,20 @@ use sluice_model::state::{
 };
 use sluice_model::trust::{Action, Refusal, TrustPolicy, Unit};
 use sluice_store::{
-    BackendLockRecord, Digest, Fence, NewStateVersion, StateEventRecord, StateStore,
-    StateVersionRecord, StoreError,
+    BackendLockRecord, Digest, Fence, LeafInput, LockStore, NewStateVersion, StateEventRecord,
+    StateStore, StateVersionRecord, Store, StoreError, Transaction,
 };
 
 use crate::auth::Principal;
-use crate::locks::DomainLocks;
+use crate::locks::{DomainLocks, try_acquire_transition};
 
 /// The change name a Terraform client's own lock is held under.
 pub const TERRAFORM_CHANGE_PREFIX: &str = "terraform:";
 
-/// What the backend needs from the store.
-pub trait BackendStore: StateStore + Clone {}
-impl<T: StateStore + Clone> BackendStore for T {}
+/// What the backend needs from the store: its state records, its locks and its transaction
+/// (with the evidence log), on one database.
+pub trait BackendStore: StateStore + LockStore + Store + Clone {}
+impl<T: StateStore + LockStore + Store + Clone> BackendStore for T {}
 
 /// How a unit's environment is found from its id, for the trust policy's per-environment rule.
 #[derive(Debug, Clone)]
@@ -151,8 +168,9 @@ pub struct Pulled {
 /// The state backend over one store (see the module documentation).
 pub struct StateBackend<S> {
     store: S,
-    locks: Arc<dyn DomainLocks>,
     keys: Arc<dyn KeyProvider>,
+    /// Signs the audit events' statements (the evidence log's key).
+    evidence: EvidenceKey,
     config: BackendConfig,
 }
 
@@ -164,16 +182,18 @@ pub fn now() -> Timestamp {
 }
 
 impl<S: BackendStore> StateBackend<S> {
+    /// The backend over `store` (whose locks are the state-domain locks), encrypting with
+    /// `keys` and signing audit events with `evidence`.
     pub fn new(
         store: S,
-        locks: Arc<dyn DomainLocks>,
         keys: Arc<dyn KeyProvider>,
+        evidence: EvidenceKey,
         config: BackendConfig,
     ) -> Self {
         StateBackend {
             store,
-            locks,
             keys,
+            evidence,
             config,
         }
     }
@@ -221,8 +241,38 @@ impl<S: BackendStore> StateBackend<S> {
             .map_err(|r: Refusal| forbidden(r.to_string()))
     }
 
-    /// Records an audit event. A failure to record is an error of the operation: an
-    /// unaudited read or write must not be acknowledged.
+    /// Adds an audit event to `tx`: its row, and its signed statement as a log leaf. The
+    /// statement's subject is the state version the event's `digest` names, if any.
+    fn record(&self, tx: &mut Transaction, mut event: StateEventRecord) {
+        let state = event
+            .detail
+            .get("digest")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|d| d.parse::<Digest>().ok());
+        let predicate = StateEventPredicate {
+            unit: event.unit.clone(),
+            action: event.action.clone(),
+            outcome: event.outcome.clone(),
+            identity: event.identity.clone(),
+            version: event.version,
+            detail: event.detail.clone(),
+            recorded_at: now_rfc3339(),
+        };
+        let statement = state_event_statement(&predicate, state.as_ref().map(|d| &d.0));
+        let envelope = sign_statement(&statement, &self.evidence);
+        let entry = envelope.digest();
+        let leaf = tx.append_leaf(LeafInput {
+            entry,
+            envelope_digest: Some(Digest(entry)),
+        });
+        let text =
+            String::from_utf8(envelope.to_canonical_bytes()).expect("canonical JSON is UTF-8");
+        event.envelope = Some(text);
+        tx.append_state_event(event, Some(leaf));
+    }
+
+    /// Records an audit event in a transaction of its own. A failure to record is an error of
+    /// the operation: an unaudited read or write must not be acknowledged.
     async fn audit(
         &self,
         unit: &str,
@@ -232,8 +282,12 @@ impl<S: BackendStore> StateBackend<S> {
         version: Option<u64>,
         detail: serde_json::Value,
     ) -> Result<(), StateError> {
-        let event = StateEventRecord::new(unit, action, outcome, who, version, detail);
-        self.store.append_state_event(&event).await?;
+        let mut tx = Transaction::new();
+        self.record(
+            &mut tx,
+            StateEventRecord::new(unit, action, outcome, who, version, detail),
+        );
+        self.store.commit(tx).await?;
         Ok(())
     }
 
@@ -266,15 +320,9 @@ impl<S: BackendStore> StateBackend<S> {
         result: Result<T, StateError>,
     ) -> Result<T, StateError> {
         if let Err(e) = &result {
-            self.audit(
-                unit,
-                action,
-                e.outcome(),
-                &who.identity(),
-                None,
-                json!({ "reason": e.to_string() }),
-            )
-            .await?;
+            let mut tx = Transaction::new();
+            self.record(&mut tx, refusal_event(unit, action, &who.identity(), e));
+            self.store.commit(tx).await?;
         }
         result
     }
@@ -409,13 +457,15 @@ impl<S: BackendStore> StateBackend<S> {
                  unlock_address so Terraform locks first and sends ?ID=<lock id>"
             ))
         })?;
-        let token = self.current_token(unit, lock_id).await?;
+        // One read of what the write is checked against; its transaction checks it again.
+        let (lock, attached, head) = self.store.state_write_view(unit).await?;
+        let token = current_token(unit, lock_id, lock, attached.as_ref(), now())?;
         let header = StateHeader::parse(body)?;
         let how = How {
             lock: Some((lock_id, token)),
             ..How::default()
         };
-        self.put(who, unit, body, &header, how).await
+        self.put(who, unit, body, &header, how, head).await
     }
 
     /// An admin's write that overrides the serial and lineage checks, with a reason. It takes
@@ -438,7 +488,8 @@ impl<S: BackendStore> StateBackend<S> {
                     force: Some(&force),
                     ..How::default()
                 };
-                self.put(who, unit, body, &header, how).await
+                let head = self.store.state_head(unit).await?;
+                self.put(who, unit, body, &header, how, head).await
             })
             .await
         }
@@ -480,7 +531,7 @@ impl<S: BackendStore> StateBackend<S> {
                     rollback_of: Some(version),
                     ..How::default()
                 };
-                match self.put(who, unit, &body, &header, how).await? {
+                match self.put(who, unit, &body, &header, how, Some(head)).await? {
                     Written::New(r) | Written::Unchanged(r) => Ok(r),
                 }
             })
@@ -517,8 +568,9 @@ impl<S: BackendStore> StateBackend<S> {
         Ok(())
     }
 
-    /// Checks the write against the head, seals the body and stores the version with its
-    /// audit event in one transaction.
+    /// Checks the write against the head (`head_record`, as read), seals the body and stores
+    /// the version with its audit event in one transaction, which checks the head and the
+    /// fence again.
     async fn put(
         &self,
         who: &Principal,
@@ -526,6 +578,7 @@ impl<S: BackendStore> StateBackend<S> {
         body: &[u8],
         header: &StateHeader,
         how: How<'_>,
+        head_record: Option<StateVersionRecord>,
     ) -> Result<Written, StateError> {
         let How {
             lock,
@@ -534,7 +587,6 @@ impl<S: BackendStore> StateBackend<S> {
             rollback_of,
         } = how;
         let digest = Digest::of(body);
-        let head_record = self.store.state_head(unit).await?;
         let head = head_record.as_ref().map(|r| Head {
             version: r.version,
             serial: r.serial,
@@ -604,22 +656,25 @@ impl<S: BackendStore> StateBackend<S> {
             lock_id: lock.map(|(id, _)| id.to_string()),
             at: now(),
         });
-        let new = NewStateVersion {
+        let mut tx = Transaction::new();
+        tx.put_state_version(NewStateVersion {
             record,
             sealed,
             fence,
-        };
-        let stored = self
-            .store
-            .put_state_version(&new, &event)
-            .await
-            .map_err(|e| match e {
-                StoreError::Stale { what, detail } => StateError::LockConflict(format!(
-                    "the state of `{unit}` was not written: the {what} changed while it was \
-                     written ({detail}); lock again and retry"
-                )),
-                other => StateError::Store(other),
-            })?;
+        });
+        self.record(&mut tx, event);
+        let committed = self.store.commit(tx).await.map_err(|e| match e {
+            StoreError::Stale { what, detail } => StateError::LockConflict(format!(
+                "the state of `{unit}` was not written: the {what} changed while it was \
+                 written ({detail}); lock again and retry"
+            )),
+            other => StateError::Store(other),
+        })?;
+        let stored = committed
+            .state_versions
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Log("the store returned no version".into()))?;
         Ok(Written::New(stored))
     }
 
@@ -627,65 +682,15 @@ impl<S: BackendStore> StateBackend<S> {
 
     /// The unit's state-domain lock as it stands now (an expired holder gone).
     async fn domain_lock(&self, unit: &str, at: Timestamp) -> Result<Lock, StateError> {
-        Ok(self
-            .locks
-            .lock(unit)
+        Ok(LockStore::lock(&self.store, unit)
             .await?
             .map(|l| l.settled(at))
             .unwrap_or_else(|| Lock::new(unit)))
     }
 
-    /// The fencing token a write with Terraform lock id `lock_id` is accepted under: the id must
-    /// be attached to the current holder's token, and that token must still be current.
-    async fn current_token(&self, unit: &str, lock_id: &str) -> Result<FencingToken, StateError> {
-        let at = now();
-        let lock = self.domain_lock(unit, at).await?;
-        let attached = self.store.backend_lock(unit).await?;
-        let Some(a) = attached.filter(|a| a.lock_id == lock_id) else {
-            return Err(match &lock.holder {
-                Some(h) => self.locked(unit, h).await?,
-                None => StateError::LockConflict(format!(
-                    "lock id {lock_id} does not hold the lock of `{unit}` (it expired or was \
-                     released); lock again"
-                )),
-            });
-        };
-        let token = FencingToken(a.fencing_token);
-        match lock.check_write(token, at) {
-            Ok(()) => Ok(token),
-            Err(refusal) => match &lock.holder {
-                Some(h) if h.token != token => Err(self.locked(unit, h).await?),
-                _ => Err(StateError::LockConflict(format!(
-                    "lock id {lock_id} of `{unit}`: {refusal}"
-                ))),
-            },
-        }
-    }
-
-    /// The refusal for a unit held by `holder`: its Terraform lock info when one is attached
-    /// to its token, else a description of the change holding it.
-    async fn locked(&self, unit: &str, holder: &Holder) -> Result<StateError, StateError> {
-        let attached = self.store.backend_lock(unit).await?;
-        let info = match attached.filter(|a| a.fencing_token == holder.token.0) {
-            Some(a) => serde_json::from_value(a.info).unwrap_or_default(),
-            None => holder_info(unit, holder),
-        };
-        let info = BackendLockInfo {
-            id: if info.id.is_empty() {
-                holder_info(unit, holder).id
-            } else {
-                info.id
-            },
-            ..info
-        };
-        Ok(StateError::Locked {
-            unit: unit.to_string(),
-            holder: Box::new(info),
-        })
-    }
-
     /// `LOCK`: take the unit's lock for this Terraform client, or join the holding change
-    /// (`fence`: the change and fencing token the runner holds it with).
+    /// (`fence`: the change and fencing token the runner holds it with). Decided, written and
+    /// audited in one transaction.
     pub async fn lock(
         &self,
         who: &Principal,
@@ -693,178 +698,101 @@ impl<S: BackendStore> StateBackend<S> {
         info: &BackendLockInfo,
         fence: Option<(&str, u64)>,
     ) -> Result<(), StateError> {
-        let result = self.lock_inner(who, unit, info, fence).await;
-        let token = self.audited(unit, "lock", who, result).await?;
-        self.audit(
-            unit,
-            "lock",
-            "ok",
-            &who.identity(),
-            None,
-            json!({ "lock_id": info.id, "operation": info.operation, "fencing_token": token.0 }),
-        )
-        .await?;
-        Ok(())
+        let checked = self.check_lock_request(who, unit, info);
+        let identity = who.identity();
+        if checked.is_err() {
+            return self.audited(unit, "lock", who, checked).await;
+        }
+        let at = now();
+        let lease = self.config.terraform_lease;
+        let (result, _) = self
+            .store
+            .lock_transaction(unit, |lock, attached| {
+                let mut tx = Transaction::new();
+                let result = decide_lock(lock, attached.as_ref(), unit, info, fence, at, lease);
+                let event = match &result {
+                    Ok((token, attach)) => {
+                        if let Some(a) = attach {
+                            tx.put_backend_lock(a.clone());
+                        }
+                        StateEventRecord::new(
+                            unit,
+                            "lock",
+                            "ok",
+                            identity,
+                            None,
+                            json!({
+                                "lock_id": info.id,
+                                "operation": info.operation,
+                                "fencing_token": token.0,
+                            }),
+                        )
+                    }
+                    Err(e) => refusal_event(unit, "lock", &identity, e),
+                };
+                self.record(&mut tx, event);
+                (result.map(|_| ()), tx)
+            })
+            .await?;
+        result
     }
 
-    async fn lock_inner(
+    /// What a `LOCK` or `UNLOCK` must carry before the lock is looked at.
+    fn check_lock_request(
         &self,
         who: &Principal,
         unit: &str,
         info: &BackendLockInfo,
-        fence: Option<(&str, u64)>,
-    ) -> Result<FencingToken, StateError> {
+    ) -> Result<(), StateError> {
         self.authorize(who, Action::WriteState, unit)?;
-        if let Some(p) = info.problem() {
-            return Err(StateError::BadRequest(p.to_string()));
-        }
-        let at = now();
-        let lock = self.domain_lock(unit, at).await?;
-        let attached = self.store.backend_lock(unit).await?;
-        let attach = |change: &str, token: FencingToken| BackendLockRecord {
-            unit: unit.to_string(),
-            lock_id: info.id.clone(),
-            change: change.to_string(),
-            fencing_token: token.0,
-            info: serde_json::to_value(info).expect("lock info serialises"),
-            created_at: sluice_store::now_millis(),
-        };
-        if let Some(h) = &lock.holder {
-            let live = |a: &BackendLockRecord| a.fencing_token == h.token.0;
-            if attached
-                .as_ref()
-                .is_some_and(|a| live(a) && a.lock_id == info.id)
-            {
-                // The same client locking again (a retry whose answer was lost).
-                return Ok(h.token);
-            }
-            let joins =
-                fence.is_some_and(|(change, token)| change == h.change && token == h.token.0);
-            if joins && !attached.as_ref().is_some_and(live) {
-                lock.check_write(h.token, at).map_err(|r| {
-                    StateError::LockConflict(format!("the lock of `{unit}` cannot be used: {r}"))
-                })?;
-                self.store
-                    .put_backend_lock(&attach(&h.change, h.token))
-                    .await?;
-                return Ok(h.token);
-            }
-            return Err(self.locked(unit, h).await?);
-        }
-        if let Some((change, _)) = fence {
-            return Err(StateError::LockConflict(format!(
-                "change {change} does not hold the lock of `{unit}`"
-            )));
-        }
-        let change = format!("{TERRAFORM_CHANGE_PREFIX}{}", info.id);
-        let lease = self.config.terraform_lease;
-        let granted = self
-            .locks
-            .try_acquire(unit, &change, at, lease)
-            .await?
-            .map_err(|r| StateError::LockConflict(r.to_string()))?;
-        match granted {
-            Some(token) => {
-                self.store.put_backend_lock(&attach(&change, token)).await?;
-                Ok(token)
-            }
-            None => {
-                let lock = self.domain_lock(unit, at).await?;
-                let holder = match (&lock.holder, lock.queue.front()) {
-                    (Some(h), _) => return Err(self.locked(unit, h).await?),
-                    (None, Some(w)) => BackendLockInfo {
-                        id: format!("sluice-queue:{}", w.change),
-                        operation: "sluice:queued".into(),
-                        info: format!("change {} is next in line for this lock", w.change),
-                        who: w.change.clone(),
-                        version: String::new(),
-                        created: w.since.to_rfc3339(),
-                        path: unit.to_string(),
-                    },
-                    (None, None) => {
-                        return Err(StateError::LockConflict(format!(
-                            "the lock of `{unit}` changed while it was taken; lock again"
-                        )));
-                    }
-                };
-                Err(StateError::Locked {
-                    unit: unit.to_string(),
-                    holder: Box::new(holder),
-                })
-            }
+        match info.problem() {
+            Some(p) => Err(StateError::BadRequest(p.to_string())),
+            None => Ok(()),
         }
     }
 
     /// `UNLOCK` (also `terraform force-unlock`, which sends only the id): detach the Terraform
     /// lock and release the state-domain lock if the client took it itself. A runner's change
-    /// keeps its lock; the runner releases it when the apply is done.
+    /// keeps its lock; the runner releases it when the apply is done. Decided, written and
+    /// audited in one transaction.
     pub async fn unlock(
         &self,
         who: &Principal,
         unit: &str,
         info: &BackendLockInfo,
     ) -> Result<(), StateError> {
-        let result = self.unlock_inner(who, unit, info).await;
-        let released = self.audited(unit, "unlock", who, result).await?;
-        self.audit(
-            unit,
-            "unlock",
-            "ok",
-            &who.identity(),
-            None,
-            json!({ "lock_id": info.id, "released": released }),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn unlock_inner(
-        &self,
-        who: &Principal,
-        unit: &str,
-        info: &BackendLockInfo,
-    ) -> Result<bool, StateError> {
-        self.authorize(who, Action::WriteState, unit)?;
-        if let Some(p) = info.problem() {
-            return Err(StateError::BadRequest(p.to_string()));
+        let checked = self.check_lock_request(who, unit, info);
+        let identity = who.identity();
+        if checked.is_err() {
+            return self.audited(unit, "unlock", who, checked).await;
         }
         let at = now();
-        match self.store.backend_lock(unit).await? {
-            Some(a) if a.lock_id == info.id => {
-                self.store.delete_backend_lock(unit, &a.lock_id).await?;
-                if a.change.starts_with(TERRAFORM_CHANGE_PREFIX) {
-                    let token = FencingToken(a.fencing_token);
-                    // A lease that already lapsed, or a newer holder, leaves nothing to release.
-                    let released = self.locks.release(unit, token, at).await?.is_ok();
-                    return Ok(released);
-                }
-                Ok(false)
-            }
-            Some(a) => {
-                let lock = self.domain_lock(unit, at).await?;
-                match &lock.holder {
-                    Some(h) if h.token.0 == a.fencing_token => {
-                        Err(StateError::LockConflict(format!(
-                            "lock id {} does not hold the lock of `{unit}`; {} does",
-                            info.id, a.lock_id
-                        )))
+        let (result, _) = self
+            .store
+            .lock_transaction(unit, |lock, attached| {
+                let mut tx = Transaction::new();
+                let result = decide_unlock(lock, attached.as_ref(), unit, info, at);
+                let event = match &result {
+                    Ok((released, detach)) => {
+                        if let Some(lock_id) = detach {
+                            tx.delete_backend_lock(unit, lock_id);
+                        }
+                        StateEventRecord::new(
+                            unit,
+                            "unlock",
+                            "ok",
+                            identity,
+                            None,
+                            json!({ "lock_id": info.id, "released": released }),
+                        )
                     }
-                    // The attached lock is left from a lapsed lease: nothing is held by it.
-                    _ => Ok(false),
-                }
-            }
-            None => {
-                let lock = self.domain_lock(unit, at).await?;
-                match &lock.holder {
-                    Some(h) => Err(StateError::LockConflict(format!(
-                        "the lock of `{unit}` is held by change {} (fencing token {}), not by a \
-                         Terraform client; an admin releases it with `sluice unlock`",
-                        h.change, h.token
-                    ))),
-                    None => Ok(false),
-                }
-            }
-        }
+                    Err(e) => refusal_event(unit, "unlock", &identity, e),
+                };
+                self.record(&mut tx, event);
+                (result.map(|_| ()), tx)
+            })
+            .await?;
+        result
     }
 
     /// Runs an admin's write under the unit's lock, taken for `sluice:<admin>` and released
@@ -882,15 +810,16 @@ impl<S: BackendStore> StateBackend<S> {
         let at = now();
         let change = format!("sluice-admin:{}", who.identity());
         let lease = Duration::from_secs(60);
-        let granted = self
-            .locks
-            .try_acquire(unit, &change, at, lease)
+        let granted = DomainLocks::try_acquire(&self.store, unit, &change, at, lease)
             .await?
             .map_err(|r| StateError::LockConflict(r.to_string()))?;
         let Some(token) = granted else {
             let lock = self.domain_lock(unit, at).await?;
             return Err(match &lock.holder {
-                Some(h) => self.locked(unit, h).await?,
+                Some(h) => {
+                    let attached = self.store.backend_lock(unit).await?;
+                    locked(unit, h, attached.as_ref())
+                }
                 None => StateError::LockConflict(format!(
                     "changes are queued for the lock of `{unit}`; try again when they are done"
                 )),
@@ -898,7 +827,7 @@ impl<S: BackendStore> StateBackend<S> {
         };
         let result = f(token).await;
         // Released whatever the write did; a lapsed lease has nothing left to release.
-        let _ = self.locks.release(unit, token, now()).await?;
+        let _ = DomainLocks::release(&self.store, unit, token, now()).await?;
         result
     }
 }
@@ -911,6 +840,185 @@ struct How<'a> {
     admin_token: Option<FencingToken>,
     force: Option<&'a Force>,
     rollback_of: Option<u64>,
+}
+
+/// The audit event of a refusal (or failure) of `action`.
+fn refusal_event(unit: &str, action: &str, identity: &str, e: &StateError) -> StateEventRecord {
+    StateEventRecord::new(
+        unit,
+        action,
+        e.outcome(),
+        identity,
+        None,
+        json!({ "reason": e.to_string() }),
+    )
+}
+
+/// The fencing token a write with Terraform lock id `lock_id` is accepted under: the id must
+/// be attached to the current holder's token, and that token must still be current at `at`.
+/// `lock` and `attached` are the unit's stored lock and attached Terraform lock.
+fn current_token(
+    unit: &str,
+    lock_id: &str,
+    lock: Option<Lock>,
+    attached: Option<&BackendLockRecord>,
+    at: Timestamp,
+) -> Result<FencingToken, StateError> {
+    let lock = lock
+        .map(|l| l.settled(at))
+        .unwrap_or_else(|| Lock::new(unit));
+    let Some(a) = attached.filter(|a| a.lock_id == lock_id) else {
+        return Err(match &lock.holder {
+            Some(h) => locked(unit, h, attached),
+            None => StateError::LockConflict(format!(
+                "lock id {lock_id} does not hold the lock of `{unit}` (it expired or was \
+                 released); lock again"
+            )),
+        });
+    };
+    let token = FencingToken(a.fencing_token);
+    match lock.check_write(token, at) {
+        Ok(()) => Ok(token),
+        Err(refusal) => match &lock.holder {
+            Some(h) if h.token != token => Err(locked(unit, h, attached)),
+            _ => Err(StateError::LockConflict(format!(
+                "lock id {lock_id} of `{unit}`: {refusal}"
+            ))),
+        },
+    }
+}
+
+/// The refusal for a unit held by `holder`: its Terraform lock info when one is attached to
+/// its token, else a description of the change holding it.
+fn locked(unit: &str, holder: &Holder, attached: Option<&BackendLockRecord>) -> StateError {
+    let info = match attached.filter(|a| a.fencing_token == holder.token.0) {
+        Some(a) => serde_json::from_value(a.info.clone()).unwrap_or_default(),
+        None => holder_info(unit, holder),
+    };
+    let info = BackendLockInfo {
+        id: if info.id.is_empty() {
+            holder_info(unit, holder).id
+        } else {
+            info.id
+        },
+        ..info
+    };
+    StateError::Locked {
+        unit: unit.to_string(),
+        holder: Box::new(info),
+    }
+}
+
+/// The decision of a `LOCK`, on the unit's stored lock (changed in place when the client
+/// takes it) and its attached Terraform lock: the fencing token the client's lock id acts
+/// under and the Terraform lock to attach, or why not.
+///
+/// - The lock is free (and nobody waits ahead): taken for the change `terraform:<lock id>`
+///   with `lease`.
+/// - The same client locking again (a retry whose answer was lost): granted as it is.
+/// - A runner's change holds it and `fence` names that change and its token: the client's
+///   lock id is attached to it.
+/// - Otherwise: [`StateError::Locked`] with the holder's (or the first waiter's) lock info.
+fn decide_lock(
+    lock: &mut Lock,
+    attached: Option<&BackendLockRecord>,
+    unit: &str,
+    info: &BackendLockInfo,
+    fence: Option<(&str, u64)>,
+    at: Timestamp,
+    lease: Duration,
+) -> Result<(FencingToken, Option<BackendLockRecord>), StateError> {
+    let attach = |change: &str, token: FencingToken| BackendLockRecord {
+        unit: unit.to_string(),
+        lock_id: info.id.clone(),
+        change: change.to_string(),
+        fencing_token: token.0,
+        info: serde_json::to_value(info).expect("lock info serialises"),
+        created_at: sluice_store::now_millis(),
+    };
+    let current = lock.settled(at);
+    if let Some(h) = &current.holder {
+        let live = |a: &BackendLockRecord| a.fencing_token == h.token.0;
+        if attached.is_some_and(|a| live(a) && a.lock_id == info.id) {
+            return Ok((h.token, None));
+        }
+        let joins = fence.is_some_and(|(change, token)| change == h.change && token == h.token.0);
+        if joins && !attached.is_some_and(live) {
+            current.check_write(h.token, at).map_err(|r| {
+                StateError::LockConflict(format!("the lock of `{unit}` cannot be used: {r}"))
+            })?;
+            return Ok((h.token, Some(attach(&h.change, h.token))));
+        }
+        return Err(locked(unit, h, attached));
+    }
+    if let Some((change, _)) = fence {
+        return Err(StateError::LockConflict(format!(
+            "change {change} does not hold the lock of `{unit}`"
+        )));
+    }
+    let change = format!("{TERRAFORM_CHANGE_PREFIX}{}", info.id);
+    let granted = try_acquire_transition(lock, &change, at, lease)
+        .map_err(|r| StateError::LockConflict(r.to_string()))?;
+    if let Some(token) = granted {
+        return Ok((token, Some(attach(&change, token))));
+    }
+    // Free, but changes are waiting ahead (sluice's own queue): show the first of them.
+    let view = lock.settled(at);
+    match (&view.holder, view.queue.front()) {
+        (Some(h), _) => Err(locked(unit, h, attached)),
+        (None, Some(w)) => Err(StateError::Locked {
+            unit: unit.to_string(),
+            holder: Box::new(BackendLockInfo {
+                id: format!("sluice-queue:{}", w.change),
+                operation: "sluice:queued".into(),
+                info: format!("change {} is next in line for this lock", w.change),
+                who: w.change.clone(),
+                version: String::new(),
+                created: w.since.to_rfc3339(),
+                path: unit.to_string(),
+            }),
+        }),
+        (None, None) => Err(StateError::LockConflict(format!(
+            "the lock of `{unit}` changed while it was taken; lock again"
+        ))),
+    }
+}
+
+/// The decision of an `UNLOCK`, on the unit's stored lock (released in place when the client
+/// took it itself) and its attached Terraform lock: whether the state-domain lock was
+/// released, and the lock id to detach.
+fn decide_unlock(
+    lock: &mut Lock,
+    attached: Option<&BackendLockRecord>,
+    unit: &str,
+    info: &BackendLockInfo,
+    at: Timestamp,
+) -> Result<(bool, Option<String>), StateError> {
+    match attached {
+        Some(a) if a.lock_id == info.id => {
+            // A runner's change keeps its lock; a lease that already lapsed, or a newer
+            // holder, leaves nothing to release.
+            let released = a.change.starts_with(TERRAFORM_CHANGE_PREFIX)
+                && lock.release(FencingToken(a.fencing_token), at).is_ok();
+            Ok((released, Some(a.lock_id.clone())))
+        }
+        Some(a) => match &lock.settled(at).holder {
+            Some(h) if h.token.0 == a.fencing_token => Err(StateError::LockConflict(format!(
+                "lock id {} does not hold the lock of `{unit}`; {} does",
+                info.id, a.lock_id
+            ))),
+            // The attached lock is left from a lapsed lease: nothing is held by it.
+            _ => Ok((false, None)),
+        },
+        None => match &lock.settled(at).holder {
+            Some(h) => Err(StateError::LockConflict(format!(
+                "the lock of `{unit}` is held by change {} (fencing token {}), not by a \
+                 Terraform client; an admin releases it with `sluice unlock`",
+                h.change, h.token
+            ))),
+            None => Ok((false, None)),
+        },
+    }
 }
 
 /// Lock info describing a state-domain lock holder that no Terraform client attached to.
@@ -937,5 +1045,146 @@ pub fn holder_info(unit: &str, h: &Holder) -> BackendLockInfo {
         version: String::new(),
         created: h.acquired_at.to_rfc3339(),
         path: unit.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNIT: &str = "dev/ap/network";
+    const LEASE: Duration = Duration::from_secs(60);
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_unix(2_000_000_000 + secs, 0)
+    }
+
+    fn info(id: &str) -> BackendLockInfo {
+        BackendLockInfo {
+            id: id.into(),
+            operation: "OperationTypeApply".into(),
+            ..BackendLockInfo::default()
+        }
+    }
+
+    /// `id` takes the free lock of UNIT: the lock and the Terraform lock attached to it.
+    fn taken(id: &str) -> (Lock, BackendLockRecord) {
+        let mut lock = Lock::new(UNIT);
+        let (token, attach) = decide_lock(&mut lock, None, UNIT, &info(id), None, t(0), LEASE)
+            .expect("a free lock is granted");
+        let attach = attach.expect("the client's lock id is attached");
+        assert_eq!(token, FencingToken(1));
+        assert_eq!(attach.lock_id, id);
+        assert_eq!(attach.change, format!("{TERRAFORM_CHANGE_PREFIX}{id}"));
+        assert_eq!(attach.fencing_token, 1);
+        (lock, attach)
+    }
+
+    #[test]
+    fn lock_is_granted_once_and_shown_to_others() {
+        let (mut lock, attached) = taken("a");
+        assert_eq!(lock.holder.as_ref().map(|h| h.token), Some(FencingToken(1)));
+        // The same client again (its answer was lost): granted, nothing new attached.
+        let again = decide_lock(
+            &mut lock,
+            Some(&attached),
+            UNIT,
+            &info("a"),
+            None,
+            t(1),
+            LEASE,
+        );
+        assert_eq!(again.unwrap(), (FencingToken(1), None));
+        // Anyone else sees the holder's lock info, with its id (so -lock-timeout retries).
+        let before = lock.clone();
+        match decide_lock(
+            &mut lock,
+            Some(&attached),
+            UNIT,
+            &info("b"),
+            None,
+            t(1),
+            LEASE,
+        ) {
+            Err(StateError::Locked { holder, .. }) => assert_eq!(holder.id, "a"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lock, before, "a refused lock changes nothing");
+        // After the lease the next client takes it with a larger token.
+        let (token, _) = decide_lock(
+            &mut lock,
+            Some(&attached),
+            UNIT,
+            &info("b"),
+            None,
+            t(61),
+            LEASE,
+        )
+        .unwrap();
+        assert_eq!(token, FencingToken(2));
+    }
+
+    #[test]
+    fn a_runner_change_is_joined_only_with_its_token() {
+        let mut lock = Lock::new(UNIT);
+        lock.acquire("acme/infra-live#7", t(0), LEASE).unwrap();
+        let fence = Some(("acme/infra-live#7", 1));
+        let (token, attach) =
+            decide_lock(&mut lock, None, UNIT, &info("tf"), fence, t(1), LEASE).unwrap();
+        assert_eq!(token, FencingToken(1));
+        assert_eq!(attach.unwrap().change, "acme/infra-live#7");
+        let stale = Some(("acme/infra-live#7", 2));
+        assert!(matches!(
+            decide_lock(&mut lock, None, UNIT, &info("tf"), stale, t(1), LEASE),
+            Err(StateError::Locked { .. })
+        ));
+        // Its UNLOCK detaches the client and leaves the change holding the lock.
+        let attached = BackendLockRecord {
+            change: "acme/infra-live#7".into(),
+            ..taken("tf").1
+        };
+        let (released, detach) =
+            decide_unlock(&mut lock, Some(&attached), UNIT, &info("tf"), t(2)).unwrap();
+        assert!(!released);
+        assert_eq!(detach.as_deref(), Some("tf"));
+        assert!(lock.holder.is_some());
+        // Without an attached client, the change's lock is not a Terraform client's to unlock.
+        assert!(matches!(
+            decide_unlock(&mut lock, None, UNIT, &info("tf"), t(2)),
+            Err(StateError::LockConflict(_))
+        ));
+    }
+
+    #[test]
+    fn unlock_releases_only_the_holders_own_lock() {
+        let (mut lock, attached) = taken("a");
+        assert!(matches!(
+            decide_unlock(&mut lock, Some(&attached), UNIT, &info("b"), t(1)),
+            Err(StateError::LockConflict(_))
+        ));
+        let (released, detach) =
+            decide_unlock(&mut lock, Some(&attached), UNIT, &info("a"), t(1)).unwrap();
+        assert!(released);
+        assert_eq!(detach.as_deref(), Some("a"));
+        assert!(lock.settled(t(1)).holder.is_none());
+    }
+
+    #[test]
+    fn writes_need_the_attached_id_with_a_live_lease() {
+        let (lock, attached) = taken("a");
+        let token = current_token(UNIT, "a", Some(lock.clone()), Some(&attached), t(1));
+        assert_eq!(token.unwrap(), FencingToken(1));
+        assert!(matches!(
+            current_token(UNIT, "b", Some(lock.clone()), Some(&attached), t(1)),
+            Err(StateError::Locked { .. })
+        ));
+        assert!(matches!(
+            current_token(UNIT, "a", Some(lock), Some(&attached), t(61)),
+            Err(StateError::LockConflict(_))
+        ));
+        assert!(matches!(
+            current_token(UNIT, "a", None, None, t(1)),
+            Err(StateError::LockConflict(_))
+        ));
     }
 }

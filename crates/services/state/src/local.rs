@@ -1,12 +1,14 @@
 //! The state backend for the local command line (`sluice state versions | pull | rollback`): the
 //! store named by `--database-url` (default `.sluice/sluice.db`), the key-encryption keys of
-//! sluice-iac's key provider, and the caller as a state administrator (whoever can open the
+//! sluice-iac's key provider, the evidence key its audit events are signed with, and the caller
+//! as a state administrator (whoever can open the
 //! database file can read it anyway; every action is still an audit event naming them). Blocking
 //! calls over a runtime of its own, so the CLI stays synchronous.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use sluice_evidence::keys::EvidenceKey;
 use sluice_iac::keys::{KeyError, LocalKeys};
 use sluice_store::{AnyStore, StateVersionRecord, StoreError};
 
@@ -35,11 +37,13 @@ pub struct LocalState {
 
 impl LocalState {
     /// Opens the store (`database_url`, else `$SLUICE_DATABASE_URL`, else
-    /// `.sluice/sluice.db` under `dir`) with the keys from the environment or `key_file`.
+    /// `.sluice/sluice.db` under `dir`) with the keys from the environment or `key_file`;
+    /// audit events are signed with `evidence`.
     pub fn open(
         dir: &Path,
         database_url: Option<&str>,
         key_file: Option<&Path>,
+        evidence: EvidenceKey,
         admin: &str,
     ) -> Result<LocalState, OpenError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -58,12 +62,7 @@ impl LocalState {
         let keys = Arc::new(LocalKeys::from_env(key_file)?);
         Ok(LocalState {
             runtime,
-            backend: StateBackend::new(
-                store.clone(),
-                Arc::new(store),
-                keys,
-                BackendConfig::default(),
-            ),
+            backend: StateBackend::new(store, keys, evidence, BackendConfig::default()),
             who: Principal::Admin {
                 name: admin.to_string(),
             },

@@ -1,7 +1,8 @@
 //! The state-domain locks the backend uses as its lock (one lock, not two): what it needs of a
 //! lock store, as three transitions of the model's [`Lock`] state machine. Every
 //! [`LockStore`] provides them, so the locks of `sluice serve`'s backend, of `sluice apply` and of
-//! `sluice locks`/`unlock` are the same rows.
+//! `sluice locks`/`unlock` are the same rows. (`LOCK` and `UNLOCK` decide inside the store's
+//! lock transaction instead, with [`try_acquire_transition`]; these serve an admin's write.)
 
 use std::time::Duration;
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
+use sluice_recorder::evidence::RecorderOptions;
 use sluice_state::local::LocalState;
 
 use crate::exit;
@@ -28,6 +29,10 @@ pub struct StateStoreArgs {
     /// data directory's artifact-keys].
     #[arg(long, value_name = "PATH")]
     pub artifact_key_file: Option<PathBuf>,
+    /// The evidence key the audit events are signed with (PKCS#8 PEM) [default: env
+    /// SLUICE_EVIDENCE_KEY, or the key sluice keeps for this repository].
+    #[arg(long, value_name = "PEM")]
+    pub evidence_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -82,10 +87,21 @@ fn open(store: &StateStoreArgs) -> Result<LocalState, i32> {
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "local".into());
     let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let evidence = RecorderOptions {
+        key_file: store.evidence_key.clone(),
+        ..RecorderOptions::new(&dir)
+    }
+    .with_env_defaults()
+    .load_key()
+    .map_err(|e| {
+        eprintln!("sluice state: {e}");
+        exit::evidence(&e)
+    })?;
     LocalState::open(
         &dir,
         store.database_url.as_deref(),
         store.artifact_key_file.as_deref(),
+        evidence,
         &admin,
     )
     .map_err(|e| {

@@ -25,8 +25,8 @@ fn versions_pull_and_rollback() {
         let store = SqliteStore::open(&db).await.unwrap();
         let backend = StateBackend::new(
             store.clone(),
-            Arc::new(store.clone()),
             Arc::new(LocalKeys::new(KeySource::Inline(key.clone()))),
+            sluice_evidence::keys::EvidenceKey::generate().unwrap(),
             BackendConfig::default(),
         );
         let admin = Principal::Admin {

@@ -329,6 +329,35 @@ async fn terraform_against_sluice_serve() {
         .await
         .unwrap();
     assert!(events.iter().all(|(d,)| !d.contains(CANARY)));
+
+    // Every state event (the writes with their serials, the refusals too) is a signed leaf of
+    // the evidence log, and `sluice evidence audit` finds the log whole.
+    let unsigned: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM state_events WHERE leaf_index IS NULL OR envelope IS NULL",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(unsigned, 0, "a state event is not in the evidence log");
+    let writes: Vec<(String,)> =
+        sqlx::query_as("SELECT detail FROM state_events WHERE action = 'write' AND outcome = 'ok'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        writes.iter().any(|(d,)| d.contains("\"serial\":")),
+        "{writes:?}"
+    );
+    drop(serve);
+    let audit = sluice_testkit::Sluice::new()
+        .env("XDG_DATA_HOME", home.path())
+        .run(&[
+            "evidence",
+            "audit",
+            "--repo",
+            sluice_testkit::s(repo.path()),
+        ]);
+    audit.expect_code(Exit::OK);
 }
 
 #[test]

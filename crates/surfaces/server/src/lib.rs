@@ -69,7 +69,13 @@ pub struct StateBackendParts {
 }
 
 impl StateBackendParts {
-    fn open(config: &StateConfig, store: &AnyStore) -> Result<StateBackendParts, ServeError> {
+    /// The backend over `evidence`'s store, signing its audit events with the evidence key
+    /// (they are leaves of the same log as the changes' statements).
+    fn open(
+        config: &StateConfig,
+        evidence: &EvidenceService,
+    ) -> Result<StateBackendParts, ServeError> {
+        let store = evidence.store();
         // Keys from SLUICE_ARTIFACT_KEY / SLUICE_ARTIFACT_KEY_FILE / the default key file,
         // loaded on first use: a server that never stores state never touches them.
         let keys = Arc::new(LocalKeys::from_env(None).map_err(ServeError::Keys)?);
@@ -81,8 +87,8 @@ impl StateBackendParts {
         };
         let backend = Arc::new(StateBackend::new(
             store.clone(),
-            Arc::new(store.clone()),
             keys,
+            evidence.evidence_key().clone(),
             backend_config,
         ));
         let mut chain: Vec<Arc<dyn Authenticator>> =
@@ -149,7 +155,7 @@ impl App {
             ),
             None => None,
         };
-        let state = StateBackendParts::open(&config.state, evidence.store())?;
+        let state = StateBackendParts::open(&config.state, &evidence)?;
         Ok(App {
             github,
             state,

@@ -14,12 +14,11 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use md5::Digest as _;
 use serde_json::json;
+use sluice_evidence::keys::EvidenceKey;
 use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
 use sluice_identity::verify::unix_now;
 use sluice_model::trust::TrustPolicy;
-use sluice_state::{
-    BackendConfig, BackendStore, DomainLocks, Environments, OidcAuthenticator, StateBackend,
-};
+use sluice_state::{BackendConfig, BackendStore, Environments, OidcAuthenticator, StateBackend};
 use sluice_store::SqliteStore;
 
 /// What to measure.
@@ -183,7 +182,7 @@ fn state_body(bytes: usize, serial: u64) -> Vec<u8> {
     .expect("state serialises")
 }
 
-async fn run_backend<S: BackendStore + DomainLocks>(
+async fn run_backend<S: BackendStore>(
     name: &str,
     store: S,
     issuer: &BenchIssuer,
@@ -197,12 +196,8 @@ async fn run_backend<S: BackendStore + DomainLocks>(
         environments: Environments::FirstSegment,
         ..BackendConfig::default()
     };
-    let backend = Arc::new(StateBackend::new(
-        store.clone(),
-        Arc::new(store),
-        keys,
-        config,
-    ));
+    let evidence = EvidenceKey::generate().map_err(|e| e.to_string())?;
+    let backend = Arc::new(StateBackend::new(store, keys, evidence, config));
     let app = axum::Router::new().nest(
         "/state",
         crate::router(

@@ -2,7 +2,7 @@
 //! port, with `backend "http"` and the runner's OIDC token as the password: init, plan, apply,
 //! the state stored encrypted, a second client refused with sluice's lock info and then waiting
 //! with `-lock-timeout`, a killed client's lock lapsing with its lease, a wrong password, `state push` of
-//! an older serial. Skipped with a notice without terraform, failing under
+//! an older serial; every state event a signed statement in the evidence log. Skipped with a notice without terraform, failing under
 //! SLUICE_REQUIRE_TERRAFORM=1.
 
 mod support;
@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use sluice_evidence::dsse::Envelope;
+use sluice_evidence::statement::{PredicateKind, StateEventPredicate, open_statement};
 use sluice_state::BackendConfig;
-use sluice_store::StateStore;
+use sluice_store::{LogStore, StateStore};
 use sluice_testkit::terraform_http::{
     CANARY, http_backend, http_backend_stack, ok, show, terraform_command,
 };
@@ -104,6 +106,15 @@ async fn terraform_against_the_backend() {
     );
     // The lock was released after the apply.
     assert_eq!(s.store.backend_lock(UNIT).await.unwrap(), None);
+    // The apply's lock, reads, write and unlock are signed statements in the evidence log.
+    let logged = signed_events(&s).await;
+    for action in ["lock", "read", "unlock"] {
+        assert!(logged.iter().any(|(a, _)| a == action), "{logged:?}");
+    }
+    assert!(
+        logged.contains(&("write".to_string(), Some(head.serial))),
+        "{logged:?}"
+    );
 
     // Two applies on one stack: the second is refused with sluice's lock info, then waits.
     let slow = tf_command(
@@ -297,4 +308,52 @@ async fn terraform_against_the_backend() {
     assert!(!events.contains(CANARY));
     assert!(!events.contains(&token));
     assert!(!contains(&s.raw_database(), CANARY));
+    // After every client, refusal and lapsed lease, each event is still a signed leaf.
+    signed_events(&s).await;
+}
+
+/// Holds every state event against the evidence log: its envelope opens under the evidence
+/// key as a state-event statement saying what the row says, the leaf it names holds the
+/// envelope's digest, and the log audits clean. Returns the successful events' actions with
+/// the serial each names.
+async fn signed_events(s: &Served) -> Vec<(String, Option<u64>)> {
+    let events = s.store.state_events(None, 0, 10_000).await.unwrap();
+    let key = s.evidence.verifying_key();
+    let mut ok = Vec::new();
+    for e in &events {
+        let envelope: Envelope =
+            serde_json::from_str(e.envelope.as_deref().expect("every event is signed")).unwrap();
+        let opened = open_statement(&envelope, &[key]).unwrap();
+        assert_eq!(opened.kind, PredicateKind::StateEvent);
+        let p: StateEventPredicate = serde_json::from_value(opened.statement.predicate).unwrap();
+        assert_eq!(
+            (
+                &p.unit,
+                &p.action,
+                &p.outcome,
+                &p.identity,
+                p.version,
+                &p.detail
+            ),
+            (
+                &e.unit,
+                &e.action,
+                &e.outcome,
+                &e.identity,
+                e.version,
+                &e.detail
+            )
+        );
+        let index = e.leaf_index.expect("every event names its leaf");
+        let leaf = s.store.leaves(index, index + 1).await.unwrap();
+        assert_eq!(leaf[0].entry, envelope.digest(), "event {}", e.id);
+        if e.outcome == "ok" {
+            ok.push((e.action.clone(), p.detail["serial"].as_u64()));
+        }
+    }
+    let report = sluice_store::audit(&s.store, &Default::default())
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    ok
 }

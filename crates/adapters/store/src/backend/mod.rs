@@ -126,6 +126,36 @@ pub(crate) fn row_json(
     serde_json::from_str(text).map_err(|e| bad_row(table, key, field, format!("invalid JSON: {e}")))
 }
 
+/// The checks of [`crate::Store::commit`] made before anything starts: leaf references name
+/// leaves of the transaction, manifest chains are well formed, changes are valid.
+pub(crate) fn validate(tx: &crate::tx::Transaction) -> Result<(), StoreError> {
+    let invalid = |record, field, problem: &str| StoreError::Invalid {
+        record,
+        field,
+        problem: problem.to_string(),
+    };
+    if !tx.leaf_refs_valid() {
+        return Err(invalid(
+            "transaction",
+            "leaf",
+            "names a leaf it does not append",
+        ));
+    }
+    for m in &tx.manifests {
+        if m.version == 0 || (m.version == 1) != m.previous.is_none() {
+            return Err(invalid(
+                "manifest",
+                "previous",
+                "version 1 names no previous version, every later one does",
+            ));
+        }
+    }
+    for change in &tx.changes {
+        change.validate()?;
+    }
+    Ok(())
+}
+
 /// Generates `impl Store for $ty` over `self.pool` (a `sqlx::Pool<$db>`), `self.location`
 /// and `self.frontier` (the cached right edge of the log). The backend provides:
 /// `begin_write(&self)` (a transaction that holds the database's write lock or is about to
@@ -139,7 +169,7 @@ macro_rules! impl_store {
         impl $ty {
             /// Reads the log size under the append lock (`BEGIN IMMEDIATE` holds SQLite's write
             /// lock; PostgreSQL locks the head row until the transaction ends).
-            async fn locked_log_size(
+            pub(crate) async fn locked_log_size(
                 &self,
                 tx: &mut sqlx::Transaction<'static, $db>,
             ) -> $crate::error::Result<u64> {
@@ -229,6 +259,55 @@ macro_rules! impl_store {
                     .await
                     .map_err(self.fail("moving the log head"))?;
                 Ok(frontier)
+            }
+
+            /// Writes every record of `tx` on `db`, after a log of `size` leaves (read under the
+            /// append lock unless `tx` holds job-queue writes only); returns what was written and
+            /// the log's new right edge when leaves were appended. The caller commits.
+            pub(crate) async fn write_tx_on(
+                &self,
+                db: &mut sqlx::Transaction<'static, $db>,
+                cached: Option<&$crate::frontier::Frontier>,
+                size: u64,
+                tx: &$crate::tx::Transaction,
+            ) -> $crate::error::Result<($crate::tx::Committed, Option<$crate::frontier::Frontier>)> {
+                let n = tx.leaves.len();
+                for change in &tx.changes {
+                    self.put_change_on(&mut **db, change).await?;
+                }
+                let frontier = if n > 0 {
+                    Some(self.write_leaves_on(db, cached, size, &tx.leaves).await?)
+                } else {
+                    None
+                };
+                let index = |leaf: $crate::tx::LeafRef| size + leaf.0 as u64;
+                let mut out = $crate::tx::Committed {
+                    leaf_indexes: (size..size + n as u64).collect(),
+                    log_size: size + n as u64,
+                    ..Default::default()
+                };
+                for result in &tx.stage_results {
+                    out.stage_result_ids.push(self.put_stage_result_on(&mut **db, result).await?);
+                }
+                for (event, leaf) in &tx.events {
+                    let id = match leaf {
+                        Some(leaf) => {
+                            let mut event = event.clone();
+                            if let serde_json::Value::Object(map) = &mut event.payload {
+                                map.insert("leaf_index".into(), index(*leaf).into());
+                            }
+                            self.append_event_on(&mut **db, &event).await?
+                        }
+                        None => self.append_event_on(&mut **db, event).await?,
+                    };
+                    out.event_ids.push(id);
+                }
+                for m in &tx.manifests {
+                    out.manifests.push(self.put_manifest_on(&mut **db, m, index(m.leaf)).await?);
+                }
+                self.write_state_on(&mut **db, tx, size, &mut out).await?;
+                self.write_jobs_on(db, tx, &mut out).await?;
+                Ok((out, frontier))
             }
 
             /// Records a change on `conn`, create-only (see `ChangeStore::put_change`).
@@ -684,29 +763,7 @@ macro_rules! impl_store {
                 &self,
                 tx: $crate::tx::Transaction,
             ) -> $crate::error::Result<$crate::tx::Committed> {
-                let invalid = |record, field, problem: &str| $crate::error::StoreError::Invalid {
-                    record,
-                    field,
-                    problem: problem.to_string(),
-                };
-                let n = tx.leaves.len();
-                if tx.events.iter().any(|(_, l)| l.is_some_and(|l| l.0 >= n))
-                    || tx.manifests.iter().any(|m| m.leaf.0 >= n)
-                {
-                    return Err(invalid("transaction", "leaf", "names a leaf it does not append"));
-                }
-                for m in &tx.manifests {
-                    if m.version == 0 || (m.version == 1) != m.previous.is_none() {
-                        return Err(invalid(
-                            "manifest",
-                            "previous",
-                            "version 1 names no previous version, every later one does",
-                        ));
-                    }
-                }
-                for change in &tx.changes {
-                    change.validate()?;
-                }
+                $crate::backend::validate(&tx)?;
                 // A transaction of job-queue writes only (a webhook's delivery and jobs, a job's
                 // completion without evidence) touches no log row: it neither waits for the
                 // frontier nor locks the log head, so the queue does not queue behind appends.
@@ -724,41 +781,8 @@ macro_rules! impl_store {
                 } else {
                     self.locked_log_size(&mut db).await?
                 };
-                for change in &tx.changes {
-                    self.put_change_on(&mut *db, change).await?;
-                }
-                let frontier = if n > 0 {
-                    let cached = cached.as_deref().and_then(|c| c.as_ref());
-                    Some(self.write_leaves_on(&mut db, cached, size, &tx.leaves).await?)
-                } else {
-                    None
-                };
-                let index = |leaf: $crate::tx::LeafRef| size + leaf.0 as u64;
-                let mut out = $crate::tx::Committed {
-                    leaf_indexes: (size..size + n as u64).collect(),
-                    log_size: size + n as u64,
-                    ..Default::default()
-                };
-                for result in &tx.stage_results {
-                    out.stage_result_ids.push(self.put_stage_result_on(&mut *db, result).await?);
-                }
-                for (event, leaf) in &tx.events {
-                    let id = match leaf {
-                        Some(leaf) => {
-                            let mut event = event.clone();
-                            if let serde_json::Value::Object(map) = &mut event.payload {
-                                map.insert("leaf_index".into(), index(*leaf).into());
-                            }
-                            self.append_event_on(&mut *db, &event).await?
-                        }
-                        None => self.append_event_on(&mut *db, event).await?,
-                    };
-                    out.event_ids.push(id);
-                }
-                for m in &tx.manifests {
-                    out.manifests.push(self.put_manifest_on(&mut *db, m, index(m.leaf)).await?);
-                }
-                self.write_jobs_on(&mut db, &tx, &mut out).await?;
+                let frontier_in = cached.as_deref().and_then(|c| c.as_ref());
+                let (out, frontier) = self.write_tx_on(&mut db, frontier_in, size, &tx).await?;
                 db.commit()
                     .await
                     .map_err($crate::error::durability("committing a transaction"))?;

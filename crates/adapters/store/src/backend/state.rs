@@ -57,6 +57,8 @@ macro_rules! impl_state_store {
                 let id: i64 = row.try_get("id").map_err($crate::error::db(ctx))?;
                 let version: Option<i64> = row.try_get("version").map_err($crate::error::db(ctx))?;
                 let detail: String = row.try_get("detail").map_err($crate::error::db(ctx))?;
+                let leaf_index: Option<i64> =
+                    row.try_get("leaf_index").map_err($crate::error::db(ctx))?;
                 Ok($crate::state::StateEventRecord {
                     id,
                     unit: row.try_get("unit").map_err($crate::error::db(ctx))?,
@@ -68,6 +70,10 @@ macro_rules! impl_state_store {
                         .transpose()?,
                     detail: $crate::backend::row_json(&detail, "state_events", id, "detail")?,
                     created_at: row.try_get("created_at").map_err($crate::error::db(ctx))?,
+                    leaf_index: leaf_index
+                        .map(|v| $crate::backend::row_u64(v, "state_events", id, "leaf_index"))
+                        .transpose()?,
+                    envelope: row.try_get("envelope").map_err($crate::error::db(ctx))?,
                 })
             }
 
@@ -80,9 +86,14 @@ macro_rules! impl_state_store {
                     .version
                     .map(|v| $crate::backend::to_i64(v, "state event"))
                     .transpose()?;
+                let leaf_index = e
+                    .leaf_index
+                    .map(|v| $crate::backend::to_i64(v, "state event"))
+                    .transpose()?;
                 sqlx::query_scalar(
                     "INSERT INTO state_events (unit, action, outcome, identity, version, detail, \
-                     created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                     created_at, leaf_index, envelope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     RETURNING id",
                 )
                 .bind(&e.unit)
                 .bind(&e.action)
@@ -91,6 +102,8 @@ macro_rules! impl_state_store {
                 .bind(version)
                 .bind(e.detail.to_string())
                 .bind(e.created_at)
+                .bind(leaf_index)
+                .bind(&e.envelope)
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(self.fail("recording a state event"))
@@ -165,11 +178,12 @@ macro_rules! impl_state_store {
             }
         }
 
-        impl $crate::state::StateStore for $ty {
-            async fn put_state_version(
+        impl $ty {
+            /// Writes a state version on a write transaction (see `StateStore::put_state_version`).
+            async fn put_state_version_on(
                 &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
                 new: &$crate::state::NewStateVersion,
-                event: &$crate::state::StateEventRecord,
             ) -> $crate::error::Result<$crate::state::StateVersionRecord> {
                 use $crate::backend::to_i64;
                 let r = &new.record;
@@ -182,11 +196,10 @@ macro_rules! impl_state_store {
                         r.unit, r.version
                     ),
                 };
-                let mut tx = self.begin_write().await?;
                 let head: Option<i64> =
                     sqlx::query_scalar("SELECT MAX(version) FROM state_versions WHERE unit = $1")
                         .bind(&r.unit)
-                        .fetch_one(&mut *tx)
+                        .fetch_one(&mut *conn)
                         .await
                         .map_err(self.fail("reading the state head"))?;
                 let head = head.unwrap_or(0);
@@ -194,7 +207,7 @@ macro_rules! impl_state_store {
                     return Err(stale(format!("version {head}")));
                 }
                 if let Some(fence) = &new.fence {
-                    self.check_fence_on(&mut *tx, &r.unit, fence).await?;
+                    self.check_fence_on(&mut *conn, &r.unit, fence).await?;
                 }
                 sqlx::query(
                     "INSERT INTO state_blobs (digest, sealed, size, created_at) \
@@ -204,7 +217,7 @@ macro_rules! impl_state_store {
                 .bind(&new.sealed)
                 .bind(to_i64(r.size, "state blob")?)
                 .bind(record.created_at)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(self.fail("storing a state blob"))?;
                 sqlx::query(
@@ -224,7 +237,7 @@ macro_rules! impl_state_store {
                 .bind(&r.forced_reason)
                 .bind(r.rollback_of.map(|v| to_i64(v, "state version")).transpose()?)
                 .bind(record.created_at)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(|e| {
                     if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
@@ -233,11 +246,195 @@ macro_rules! impl_state_store {
                         self.fail("recording a state version")(e)
                     }
                 })?;
-                self.insert_state_event_on(&mut *tx, event).await?;
-                tx.commit()
-                    .await
-                    .map_err($crate::error::durability("committing a state version"))?;
                 Ok(record)
+            }
+
+            /// The state writes of a transaction, on its database transaction (a log of `size`
+            /// leaves before it): attached locks first, then versions (each checked against its
+            /// head and fence), then events with the indexes of their leaves.
+            pub(crate) async fn write_state_on(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                tx: &$crate::tx::Transaction,
+                size: u64,
+                out: &mut $crate::tx::Committed,
+            ) -> $crate::error::Result<()> {
+                for write in &tx.backend_locks {
+                    match write {
+                        $crate::state::BackendLockWrite::Put(lock) => {
+                            self.put_backend_lock_on(&mut *conn, lock).await?;
+                        }
+                        $crate::state::BackendLockWrite::Delete { unit, lock_id } => {
+                            self.delete_backend_lock_on(&mut *conn, unit, lock_id).await?;
+                        }
+                    }
+                }
+                for version in &tx.state_versions {
+                    out.state_versions.push(self.put_state_version_on(&mut *conn, version).await?);
+                }
+                for (event, leaf) in &tx.state_events {
+                    let id = match leaf {
+                        Some(leaf) => {
+                            let mut event = event.clone();
+                            event.leaf_index = Some(size + leaf.0 as u64);
+                            self.insert_state_event_on(&mut *conn, &event).await?
+                        }
+                        None => self.insert_state_event_on(&mut *conn, event).await?,
+                    };
+                    out.state_event_ids.push(id);
+                }
+                Ok(())
+            }
+
+            async fn put_backend_lock_on(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                lock: &$crate::state::BackendLockRecord,
+            ) -> $crate::error::Result<()> {
+                sqlx::query(
+                    "INSERT INTO state_backend_locks (unit, lock_id, change, fencing_token, info, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (unit) DO UPDATE SET lock_id = excluded.lock_id, \
+                     change = excluded.change, fencing_token = excluded.fencing_token, \
+                     info = excluded.info, created_at = excluded.created_at",
+                )
+                .bind(&lock.unit)
+                .bind(&lock.lock_id)
+                .bind(&lock.change)
+                .bind($crate::backend::to_i64(lock.fencing_token, "backend lock")?)
+                .bind(lock.info.to_string())
+                .bind(lock.created_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(self.fail("recording a backend lock"))?;
+                Ok(())
+            }
+
+            async fn delete_backend_lock_on(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                unit: &str,
+                lock_id: &str,
+            ) -> $crate::error::Result<bool> {
+                let done = sqlx::query(
+                    "DELETE FROM state_backend_locks WHERE unit = $1 AND lock_id = $2",
+                )
+                .bind(unit)
+                .bind(lock_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(self.fail("removing a backend lock"))?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn backend_lock_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                unit: &str,
+            ) -> $crate::error::Result<Option<$crate::state::BackendLockRecord>> {
+                let row = sqlx::query("SELECT * FROM state_backend_locks WHERE unit = $1")
+                    .bind(unit)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err($crate::error::db("reading a backend lock"))?;
+                row.as_ref().map(Self::backend_lock_from_row).transpose()
+            }
+        }
+
+        impl $crate::state::StateStore for $ty {
+            async fn lock_transaction<T, F>(
+                &self,
+                unit: &str,
+                decide: F,
+            ) -> $crate::error::Result<(T, $crate::tx::Committed)>
+            where
+                T: Send,
+                F: FnOnce(
+                        &mut sluice_model::lock::Lock,
+                        Option<$crate::state::BackendLockRecord>,
+                    ) -> (T, $crate::tx::Transaction)
+                    + Send,
+            {
+                // The order every leaf-writing transaction takes: the frontier, the log head,
+                // then the unit's lock row.
+                let mut cached = self.frontier.lock().await;
+                let mut db = self.begin_write().await?;
+                let size = self.locked_log_size(&mut db).await?;
+                let before = self.hold_lock_on(&mut *db, unit).await?;
+                let attached = Self::backend_lock_on(&mut *db, unit).await?;
+                let mut lock = before.clone();
+                let (out, tx) = decide(&mut lock, attached);
+                $crate::backend::validate(&tx)?;
+                if lock == before && tx.is_empty() {
+                    db.rollback()
+                        .await
+                        .map_err($crate::error::db("ending a lock transaction"))?;
+                    let nothing = $crate::tx::Committed {
+                        log_size: size,
+                        ..Default::default()
+                    };
+                    return Ok((out, nothing));
+                }
+                if lock != before {
+                    self.write_lock_on(&mut *db, &before, &lock).await?;
+                }
+                let (committed, frontier) =
+                    self.write_tx_on(&mut db, cached.as_ref(), size, &tx).await?;
+                db.commit()
+                    .await
+                    .map_err($crate::error::durability("committing a lock transaction"))?;
+                if let Some(frontier) = frontier {
+                    *cached = Some(frontier);
+                }
+                Ok((out, committed))
+            }
+
+            async fn state_write_view(
+                &self,
+                unit: &str,
+            ) -> $crate::error::Result<(
+                Option<sluice_model::lock::Lock>,
+                Option<$crate::state::BackendLockRecord>,
+                Option<$crate::state::StateVersionRecord>,
+            )> {
+                // One connection for the three reads (the write's transaction checks them again).
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err($crate::error::db("reading a unit's lock and state"))?;
+                let lock: Option<String> =
+                    sqlx::query_scalar("SELECT state FROM locks WHERE unit = $1")
+                        .bind(unit)
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err($crate::error::db("reading a lock"))?;
+                let lock = lock.map(|s| $crate::locks::decode(unit, &s)).transpose()?;
+                let attached = Self::backend_lock_on(&mut *conn, unit).await?;
+                let head = sqlx::query(
+                    "SELECT * FROM state_versions WHERE unit = $1 ORDER BY version DESC LIMIT 1",
+                )
+                .bind(unit)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err($crate::error::db("reading the state head"))?;
+                let head = head.as_ref().map(Self::state_version_from_row).transpose()?;
+                Ok((lock, attached, head))
+            }
+
+            async fn put_state_version(
+                &self,
+                new: &$crate::state::NewStateVersion,
+                event: &$crate::state::StateEventRecord,
+            ) -> $crate::error::Result<$crate::state::StateVersionRecord> {
+                let mut tx = $crate::tx::Transaction::new();
+                tx.put_state_version(new.clone())
+                    .append_state_event(event.clone(), None);
+                let committed = $crate::store::Store::commit(self, tx).await?;
+                Ok(committed
+                    .state_versions
+                    .into_iter()
+                    .next()
+                    .expect("a committed version is returned"))
             }
 
             async fn state_head(
@@ -342,35 +539,24 @@ macro_rules! impl_state_store {
                 &self,
                 lock: &$crate::state::BackendLockRecord,
             ) -> $crate::error::Result<()> {
-                sqlx::query(
-                    "INSERT INTO state_backend_locks (unit, lock_id, change, fencing_token, info, \
-                     created_at) VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (unit) DO UPDATE SET lock_id = excluded.lock_id, \
-                     change = excluded.change, fencing_token = excluded.fencing_token, \
-                     info = excluded.info, created_at = excluded.created_at",
-                )
-                .bind(&lock.unit)
-                .bind(&lock.lock_id)
-                .bind(&lock.change)
-                .bind($crate::backend::to_i64(lock.fencing_token, "backend lock")?)
-                .bind(lock.info.to_string())
-                .bind(lock.created_at)
-                .execute(&self.pool)
-                .await
-                .map_err(self.fail("recording a backend lock"))?;
-                Ok(())
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(self.fail("recording a backend lock"))?;
+                self.put_backend_lock_on(&mut *conn, lock).await
             }
 
             async fn backend_lock(
                 &self,
                 unit: &str,
             ) -> $crate::error::Result<Option<$crate::state::BackendLockRecord>> {
-                let row = sqlx::query("SELECT * FROM state_backend_locks WHERE unit = $1")
-                    .bind(unit)
-                    .fetch_optional(&self.pool)
+                let mut conn = self
+                    .pool
+                    .acquire()
                     .await
                     .map_err($crate::error::db("reading a backend lock"))?;
-                row.as_ref().map(Self::backend_lock_from_row).transpose()
+                Self::backend_lock_on(&mut *conn, unit).await
             }
 
             async fn delete_backend_lock(
@@ -378,15 +564,12 @@ macro_rules! impl_state_store {
                 unit: &str,
                 lock_id: &str,
             ) -> $crate::error::Result<bool> {
-                let done = sqlx::query(
-                    "DELETE FROM state_backend_locks WHERE unit = $1 AND lock_id = $2",
-                )
-                .bind(unit)
-                .bind(lock_id)
-                .execute(&self.pool)
-                .await
-                .map_err(self.fail("removing a backend lock"))?;
-                Ok(done.rows_affected() > 0)
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(self.fail("removing a backend lock"))?;
+                self.delete_backend_lock_on(&mut *conn, unit, lock_id).await
             }
         }
     };

@@ -11,6 +11,7 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use sluice_evidence::keys::EvidenceKey;
 use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
 use sluice_model::trust::TrustPolicy;
 use sluice_state::{BackendConfig, Environments, OidcAuthenticator, StateBackend};
@@ -128,6 +129,8 @@ impl Issuer {
 /// The backend on a random loopback port.
 pub struct Served {
     pub addr: SocketAddr,
+    /// The key the audit events' statements are signed with.
+    pub evidence: EvidenceKey,
     pub backend: Arc<StateBackend<SqliteStore>>,
     pub store: SqliteStore,
     pub db: PathBuf,
@@ -150,10 +153,11 @@ impl Served {
         let auth = Arc::new(OidcAuthenticator::new(&policy).unwrap());
         config.trust = Some(Arc::new(policy));
         config.environments = Environments::FirstSegment;
+        let evidence = EvidenceKey::generate().unwrap();
         let backend = Arc::new(StateBackend::new(
             store.clone(),
-            Arc::new(store.clone()),
             keys,
+            evidence.clone(),
             config,
         ));
         let app = axum::Router::new().nest(
@@ -165,6 +169,7 @@ impl Served {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Served {
             addr,
+            evidence,
             backend,
             store,
             db,
