@@ -144,7 +144,10 @@ pub fn detect_cached(
 }
 
 /// Which engine `choice` means on `path_var`, and where it is.
-fn locate(choice: EngineChoice, path_var: Option<&OsStr>) -> Result<(EngineKind, PathBuf), EngineError> {
+fn locate(
+    choice: EngineChoice,
+    path_var: Option<&OsStr>,
+) -> Result<(EngineKind, PathBuf), EngineError> {
     let candidates: &[EngineKind] = match choice {
         EngineChoice::Auto => &[EngineKind::Tofu, EngineKind::Terraform],
         EngineChoice::Tofu => &[EngineKind::Tofu],
@@ -270,10 +273,20 @@ mod tests {
         let path = dir.path().as_os_str().to_os_string();
         let cache = dir.path().join("engines.json");
         let detect = || {
-            detect_cached(EngineChoice::Terraform, Some(&path), Duration::from_secs(10), &cache)
-                .unwrap()
+            detect_cached(
+                EngineChoice::Terraform,
+                Some(&path),
+                Duration::from_secs(10),
+                &cache,
+            )
+            .unwrap()
         };
-        let count = || std::fs::read_to_string(&calls).unwrap_or_default().lines().count();
+        let count = || {
+            std::fs::read_to_string(&calls)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
         assert_eq!(detect().version, "1.11.4");
         assert_eq!(detect().version, "1.11.4");
         assert_eq!(count(), 1, "the second detection reads the cache");

@@ -149,7 +149,9 @@ impl<'a> Zip<'a> {
         if u32_at(self.bytes, local)? != LOCAL {
             return None;
         }
-        let start = local + 30 + u16_at(self.bytes, local + 26)? as usize
+        let start = local
+            + 30
+            + u16_at(self.bytes, local + 26)? as usize
             + u16_at(self.bytes, local + 28)? as usize;
         let data = self.bytes.get(start..start.checked_add(compressed)?)?;
         match method {
@@ -288,7 +290,9 @@ impl<'a> Cursor<'a> {
             0xc2 | 0xc3 | 0x00..=0x7f | 0xe0..=0xff => return Some(Item::Other),
             _ => return None,
         };
-        Some(Item::Str(String::from_utf8(self.take(str_len)?.to_vec()).ok()?))
+        Some(Item::Str(
+            String::from_utf8(self.take(str_len)?.to_vec()).ok()?,
+        ))
     }
 }
 
@@ -320,7 +324,10 @@ mod tests {
         assert!(f.needs_init(dir));
         let mut remote = backend_facts("s3", "default", None);
         remote.providers = Some(vec![]);
-        assert!(remote.needs_init(dir), "state pull needs the backend initialised");
+        assert!(
+            remote.needs_init(dir),
+            "state pull needs the backend initialised"
+        );
     }
 
     #[test]
@@ -337,7 +344,10 @@ mod tests {
         let map = msgpack_string_map(&b).unwrap();
         assert_eq!(map["path"].as_deref(), Some("/tmp/s/terraform.tfstate"));
         assert_eq!(map["workspace_dir"], None);
-        assert!(msgpack_string_map(&[0x81, 0xa1, b'a', 0xcb]).is_none(), "a float is not read");
+        assert!(
+            msgpack_string_map(&[0x81, 0xa1, b'a', 0xcb]).is_none(),
+            "a float is not read"
+        );
         assert!(msgpack_string_map(&[0x92]).is_none(), "not a map");
     }
 
@@ -369,7 +379,10 @@ mod tests {
             backend_facts("local", "staging", Some("/s/t")).local_state_file(dir),
             None
         );
-        assert_eq!(backend_facts("s3", "default", None).local_state_file(dir), None);
+        assert_eq!(
+            backend_facts("s3", "default", None).local_state_file(dir),
+            None
+        );
         assert_eq!(PlanFacts::default().local_state_file(dir), None);
     }
 

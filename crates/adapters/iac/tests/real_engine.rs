@@ -151,7 +151,11 @@ fn saved_plans_tell_what_an_apply_needs() {
             .env("CHECKPOINT_DISABLE", "1")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     std::fs::write(planned.join("main.tf"), tf("one")).unwrap();
     run(&planned, &["init", "-input=false"]);
@@ -193,5 +197,8 @@ fn saved_plans_tell_what_an_apply_needs() {
     run(&planned, &["plan", "-input=false", "-out=two.tfplan"]);
     let two = PlanFacts::read(&std::fs::read(planned.join("two.tfplan")).unwrap());
     let prior = two.prior.expect("a prior state");
-    assert_eq!((prior.serial, &prior.lineage), (after.serial, &after.lineage));
+    assert_eq!(
+        (prior.serial, &prior.lineage),
+        (after.serial, &after.lineage)
+    );
 }

@@ -392,14 +392,22 @@ fn a_plan_made_stale_by_another_apply_is_refused_and_its_approvals_do_not_carry_
             .env("CHECKPOINT_DISABLE", "1")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let moved = sc.state_text();
     assert!(moved.contains("\"moved\""), "{moved}");
 
     sc.apply(&change, &[]).expect_error(
         APPLY_REFUSED,
-        &["the state moved since plan", "Plan again", "approvals do not carry over"],
+        &[
+            "the state moved since plan",
+            "Plan again",
+            "approvals do not carry over",
+        ],
     );
     assert_eq!(sc.state_text(), moved, "nothing applied");
     // The plan is spent, the lock free, the stack healthy.
@@ -407,7 +415,11 @@ fn a_plan_made_stale_by_another_apply_is_refused_and_its_approvals_do_not_carry_
         .expect_error(APPLY_REFUSED, &["the state moved since this plan was made"]);
     let locks = sc.locks();
     assert!(lock_of(&locks, UNIT)["lock"]["holder"].is_null(), "{locks}");
-    assert_eq!(lock_of(&locks, UNIT)["health"]["health"], "healthy", "{locks}");
+    assert_eq!(
+        lock_of(&locks, UNIT)["health"]["health"],
+        "healthy",
+        "{locks}"
+    );
 
     // Planned again (same commit, a new plan): alice approved the old plan, not this one.
     let again = sc.record();
@@ -444,10 +456,21 @@ fn a_two_stack_change_applies_upstream_first_stops_at_the_first_failure_and_reco
     let failed = sc.apply(&commit, &[]);
     failed.expect_error(APPLY_FAILED, &[DB, "degraded"]);
     failed.stderr_has(&[&format!("skipped {UNIT}"), "upstream_failed"]);
-    assert!(!sc.state_text().contains("\"a1\""), "the dependent was not applied");
+    assert!(
+        !sc.state_text().contains("\"a1\""),
+        "the dependent was not applied"
+    );
     let locks = sc.locks();
-    assert_eq!(lock_of(&locks, DB)["health"]["health"], "degraded", "{locks}");
-    assert_eq!(lock_of(&locks, DB)["lock"]["holder"]["tenure"]["kind"], "kept", "{locks}");
+    assert_eq!(
+        lock_of(&locks, DB)["health"]["health"],
+        "degraded",
+        "{locks}"
+    );
+    assert_eq!(
+        lock_of(&locks, DB)["lock"]["holder"]["tenure"]["kind"],
+        "kept",
+        "{locks}"
+    );
 
     // A refresh-only plan shows what the failed apply left and moves db to recovering (a
     // healthy stack has nothing to refresh).
@@ -467,13 +490,20 @@ fn a_two_stack_change_applies_upstream_first_stops_at_the_first_failure_and_reco
     let refreshed = refreshed.json();
     assert_eq!(refreshed["health"]["health"], "recovering", "{refreshed}");
     assert!(
-        refreshed["plan_digest"].as_str().unwrap().starts_with("sha256:"),
+        refreshed["plan_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
         "{refreshed}"
     );
     let audit = sluice()
         .run(&["locks", "--repo", sc.repo.arg(), "--format", "json"])
         .json();
-    assert_eq!(lock_of(&audit, DB)["health"]["health"], "recovering", "{audit}");
+    assert_eq!(
+        lock_of(&audit, DB)["health"]["health"],
+        "recovering",
+        "{audit}"
+    );
 
     // Fixed, planned after the refresh, approved: both apply, db first, under the PR's lock.
     sc.write(DB_DIR, &sc.state.path().join("db"), "d2", "");
@@ -490,9 +520,17 @@ fn a_two_stack_change_applies_upstream_first_stops_at_the_first_failure_and_reco
         .filter_map(|a| a["unit"].as_str())
         .collect();
     assert_eq!(units, [DB, UNIT], "{report}");
-    assert!(sc.db_state_text().contains("\"d2\""), "{}", sc.db_state_text());
+    assert!(
+        sc.db_state_text().contains("\"d2\""),
+        "{}",
+        sc.db_state_text()
+    );
     assert!(sc.state_text().contains("\"a1\""), "{}", sc.state_text());
     let locks = sc.locks();
-    assert_eq!(lock_of(&locks, DB)["health"]["health"], "healthy", "{locks}");
+    assert_eq!(
+        lock_of(&locks, DB)["health"]["health"],
+        "healthy",
+        "{locks}"
+    );
     assert!(lock_of(&locks, DB)["lock"]["holder"].is_null(), "{locks}");
 }

@@ -50,7 +50,8 @@ impl Stats {
     pub fn from_runs(runs_ms: Vec<f64>) -> Self {
         let mut sorted = runs_ms.clone();
         sorted.sort_by(f64::total_cmp);
-        let at = |q: f64| sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1];
+        let at =
+            |q: f64| sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1];
         Stats {
             median_ms: at(0.5),
             p90_ms: at(0.9),
