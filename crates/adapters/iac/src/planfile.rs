@@ -50,7 +50,11 @@ impl PlanFacts {
             providers: zip
                 .entry(".terraform.lock.hcl")
                 .map(|b| lock_providers(&String::from_utf8_lossy(&b))),
-            prior: zip.entry("tfstate").and_then(|b| state_info(&b)),
+            prior: zip
+                .entry("tfstate")
+                .and_then(|b| state_info(&b))
+                // An empty state (nothing applied yet) has no lineage.
+                .filter(|s| !s.lineage.is_empty()),
             backend: zip.entry("tfplan").and_then(|b| backend(&b)),
         }
     }
