@@ -1,6 +1,7 @@
-//! Applying a saved plan file (stage 7) with the engine: `init`, the state's serial and lineage
-//! before (`state pull`), `apply PLANFILE` of exactly that file, and the state after, with the
-//! outputs' digest (never their values).
+//! Applying a saved plan file (stage 7) with the engine: `init` (when the plan needs it), the
+//! state's serial and lineage before, `apply PLANFILE` of exactly that file, and the state
+//! after, with the outputs' digest (never their values). The state is read from the file of a
+//! `local` backend the plan names, else with `state pull` ([`crate::planfile`]).
 //!
 //! What the caller decides (the gate, the lock, the plan's digest) is not here; this module
 //! only runs the engine in a directory the caller exported and reports what happened:
@@ -17,6 +18,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::engine::{self, Engine};
+use crate::planfile::PlanFacts;
 use crate::process;
 
 /// The engine and its environment for one apply.
@@ -137,11 +139,25 @@ impl ApplyEngine {
         state_info(&out.stdout)
     }
 
-    /// `apply PLANFILE` in `dir`, after [`ApplyEngine::init`]. The saved plan is applied as is:
-    /// the engine itself refuses a plan whose state moved ("stale").
-    pub fn apply(&self, dir: &Path, plan_file: &Path) -> Result<ApplyRun, ApplyError> {
+    /// The state as `facts` says where to read it: the `local` backend's file directly (what
+    /// `state pull` would read), else `state pull`.
+    pub fn state_for(&self, dir: &Path, facts: &PlanFacts) -> Option<StateInfo> {
+        match facts.local_state_file(dir) {
+            Some(file) => state_info(&std::fs::read(file).ok()?),
+            None => self.state(dir),
+        }
+    }
+
+    /// `apply PLANFILE` in `dir`, after [`ApplyEngine::init`] when `facts` need it. The saved
+    /// plan is applied as is: the engine itself refuses a plan whose state moved ("stale").
+    pub fn apply(
+        &self,
+        dir: &Path,
+        plan_file: &Path,
+        facts: &PlanFacts,
+    ) -> Result<ApplyRun, ApplyError> {
         let started = Instant::now();
-        let before = self.state(dir);
+        let before = self.state_for(dir, facts);
         let mut cmd = self.command(dir);
         cmd.args(["apply", "-input=false", "-no-color"])
             .arg(plan_file);
@@ -154,7 +170,7 @@ impl ApplyEngine {
         } else {
             classify(&output)
         };
-        let after = self.state(dir);
+        let after = self.state_for(dir, facts);
         Ok(ApplyRun {
             end,
             before,
@@ -171,13 +187,20 @@ impl ApplyEngine {
 }
 
 /// Finds the engine as `sluice plan` does (`plan.engine` in sluice.yaml, else tofu or
-/// terraform on PATH).
+/// terraform on PATH); its version remembered in `version_cache` when given
+/// ([`engine::detect_cached`]).
 pub fn detect(
     config: &crate::config::PlanConfig,
     path_var: Option<OsString>,
     plugin_cache: PathBuf,
+    version_cache: Option<&Path>,
 ) -> Result<ApplyEngine, engine::EngineError> {
-    let found = engine::detect(config.engine, path_var.as_deref(), config.timeout)?;
+    let found = match version_cache {
+        Some(cache) => {
+            engine::detect_cached(config.engine, path_var.as_deref(), config.timeout, cache)?
+        }
+        None => engine::detect(config.engine, path_var.as_deref(), config.timeout)?,
+    };
     Ok(ApplyEngine {
         engine: found,
         path_var,

@@ -53,6 +53,9 @@ pub struct PlanConfig {
     /// Shared provider plugin cache; `None` uses `<store>/plugin-cache`.
     pub plugin_cache_dir: Option<PathBuf>,
     pub redaction: RedactionConfig,
+    /// Plan with `-refresh-only` (what changed outside the state, no proposed change): set by
+    /// `sluice recover UNIT --refresh-only`, never read from `sluice.yaml`.
+    pub refresh_only: bool,
 }
 
 impl Default for PlanConfig {
@@ -64,6 +67,7 @@ impl Default for PlanConfig {
             lock_timeout: None,
             plugin_cache_dir: None,
             redaction: RedactionConfig::default(),
+            refresh_only: false,
         }
     }
 }

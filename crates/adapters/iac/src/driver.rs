@@ -329,6 +329,9 @@ impl Driver<'_> {
         let mut cmd = self.command(program, &p.dir, main, tg.is_some());
         cmd.args(["plan", "-input=false", "-no-color", "-detailed-exitcode"])
             .arg(format!("-out={}", p.plan_file.display()));
+        if self.config.refresh_only {
+            cmd.arg("-refresh-only");
+        }
         if let Some(lt) = self.config.lock_timeout {
             cmd.arg(format!("-lock-timeout={}s", lt.as_secs()));
         }

@@ -81,32 +81,99 @@ pub fn detect(
     path_var: Option<&OsStr>,
     timeout: Duration,
 ) -> Result<Engine, EngineError> {
+    let (kind, path) = locate(choice, path_var)?;
+    let version = version_of(kind, &path, path_var, timeout)?;
+    Ok(Engine {
+        kind,
+        path,
+        version,
+    })
+}
+
+/// [`detect`], with the version remembered in the JSON file `cache` for the engine binary as
+/// it is now (its path, size, modification time and inode): asking the engine costs a process
+/// start (about 100 ms for Terraform) on every apply. A binary replaced or upgraded in place
+/// is another key and is asked again; a cache that cannot be read or written only costs that
+/// process start.
+pub fn detect_cached(
+    choice: EngineChoice,
+    path_var: Option<&OsStr>,
+    timeout: Duration,
+    cache: &Path,
+) -> Result<Engine, EngineError> {
+    let (kind, path) = locate(choice, path_var)?;
+    let key = std::fs::metadata(&path).ok().map(|m| {
+        use std::os::unix::fs::MetadataExt as _;
+        format!(
+            "{}|{}|{}.{}|{}",
+            path.display(),
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ino()
+        )
+    });
+    let mut known: std::collections::BTreeMap<String, String> = std::fs::read(cache)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if let Some(version) = key.as_ref().and_then(|k| known.get(k)) {
+        return Ok(Engine {
+            kind,
+            path,
+            version: version.clone(),
+        });
+    }
+    let version = version_of(kind, &path, path_var, timeout)?;
+    if let Some(key) = key {
+        known.insert(key, version.clone());
+        // Written beside and renamed: a concurrent reader sees the old or the new file.
+        let tmp = cache.with_extension(format!("tmp{}", std::process::id()));
+        if let Ok(text) = serde_json::to_vec_pretty(&known)
+            && std::fs::write(&tmp, text).is_ok()
+            && std::fs::rename(&tmp, cache).is_err()
+        {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    Ok(Engine {
+        kind,
+        path,
+        version,
+    })
+}
+
+/// Which engine `choice` means on `path_var`, and where it is.
+fn locate(
+    choice: EngineChoice,
+    path_var: Option<&OsStr>,
+) -> Result<(EngineKind, PathBuf), EngineError> {
     let candidates: &[EngineKind] = match choice {
         EngineChoice::Auto => &[EngineKind::Tofu, EngineKind::Terraform],
         EngineChoice::Tofu => &[EngineKind::Tofu],
         EngineChoice::Terraform => &[EngineKind::Terraform],
     };
-    let found = candidates
+    candidates
         .iter()
-        .find_map(|k| find_on_path(k.program(), path_var).map(|p| (*k, p)));
-    let Some((kind, path)) = found else {
-        return Err(EngineError::NotFound {
+        .find_map(|k| find_on_path(k.program(), path_var).map(|p| (*k, p)))
+        .ok_or_else(|| EngineError::NotFound {
             wanted: match choice {
                 EngineChoice::Auto => "tofu or terraform".into(),
                 _ => candidates[0].program().into(),
             },
             configured: choice != EngineChoice::Auto,
-        });
-    };
-    let version =
-        version_json(&path, path_var, timeout).map_err(|message| EngineError::Version {
-            program: kind.program().into(),
-            message,
-        })?;
-    Ok(Engine {
-        kind,
-        path,
-        version,
+        })
+}
+
+fn version_of(
+    kind: EngineKind,
+    path: &Path,
+    path_var: Option<&OsStr>,
+    timeout: Duration,
+) -> Result<String, EngineError> {
+    version_json(path, path_var, timeout).map_err(|message| EngineError::Version {
+        program: kind.program().into(),
+        message,
     })
 }
 
@@ -188,6 +255,51 @@ mod tests {
             Some("0.67.16".into())
         );
         assert_eq!(parse_terragrunt_version("nothing"), None);
+    }
+
+    #[test]
+    fn the_version_cache_is_keyed_by_the_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("terraform");
+        let calls = dir.path().join("calls");
+        let script = |version: &str| {
+            format!(
+                "#!/bin/sh\necho x >> {}\necho '{{\"terraform_version\":\"{version}\"}}'\n",
+                calls.display()
+            )
+        };
+        std::fs::write(&bin, script("1.11.4")).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().as_os_str().to_os_string();
+        let cache = dir.path().join("engines.json");
+        let detect = || {
+            detect_cached(
+                EngineChoice::Terraform,
+                Some(&path),
+                Duration::from_secs(10),
+                &cache,
+            )
+            .unwrap()
+        };
+        let count = || {
+            std::fs::read_to_string(&calls)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        assert_eq!(detect().version, "1.11.4");
+        assert_eq!(detect().version, "1.11.4");
+        assert_eq!(count(), 1, "the second detection reads the cache");
+        // Upgraded in place: another size (and inode), asked again.
+        std::fs::remove_file(&bin).unwrap();
+        std::fs::write(&bin, script("1.12.0-beta")).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(detect().version, "1.12.0-beta");
+        assert_eq!(count(), 2);
+        // An unreadable cache is only slower.
+        std::fs::write(&cache, "not json").unwrap();
+        assert_eq!(detect().version, "1.12.0-beta");
+        assert_eq!(count(), 3);
     }
 
     #[test]

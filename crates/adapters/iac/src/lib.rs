@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: the `plan` section of `sluice.yaml` (engine, parallelism, timeouts, cache,
 //!   redaction rules).
-//! - [`engine`]: finding the engine on PATH and its version (`version -json`).
+//! - [`engine`]: finding the engine on PATH and its version (`version -json`, optionally
+//!   remembered per binary).
 //! - [`export`]: the stack and its local inputs exported from git into an isolated directory.
 //! - [`driver`]: `init`, `plan -out -detailed-exitcode`, `show -json` per stack, in parallel
 //!   with a provider cache that concurrent inits cannot corrupt.
@@ -14,6 +15,8 @@
 //!   key-encryption keys ([`keys::KeyProvider`], local key file or environment).
 //! - [`apply`]: `apply PLANFILE` of a saved plan, with the state's serial, lineage and
 //!   outputs' digest before and after, and a stale plan told apart from a failure.
+//! - [`planfile`]: what a saved plan file says without the engine (providers it needs, its
+//!   backend, the prior state), so that an apply skips what it does not need.
 //! - [`ingest`]: accepting a plan JSON (and plan file) made in the user's CI.
 //!
 //! What a plan *means* (its JSON model, summary and redaction) is pure and lives in
@@ -27,6 +30,7 @@ pub mod engine;
 pub mod export;
 pub mod ingest;
 pub mod keys;
+pub mod planfile;
 pub mod process;
 pub mod seal;
 pub mod store;

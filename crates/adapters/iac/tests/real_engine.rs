@@ -122,3 +122,83 @@ fn test_keys() -> std::sync::Arc<LocalKeys> {
     let key = KEY.get_or_init(|| generate_key().unwrap());
     std::sync::Arc::new(LocalKeys::new(KeySource::Inline(key.clone())))
 }
+
+/// A saved plan of a `terraform_data` stack with a local backend names no provider and its
+/// state file, so the apply runs in a fresh, never initialised directory and reads the state
+/// itself; a plan that needs a provider, or a state the engine must pull, still initialises.
+#[test]
+fn saved_plans_tell_what_an_apply_needs() {
+    use sluice_iac::apply::{ApplyEngine, EngineEnd};
+    use sluice_iac::planfile::PlanFacts;
+    let Some(terraform) = sluice_testkit::terraform() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state/terraform.tfstate");
+    let planned = work.path().join("planned");
+    std::fs::create_dir_all(&planned).unwrap();
+    let tf = |value: &str| {
+        format!(
+            "terraform {{\n  backend \"local\" {{\n    path = \"{}\"\n  }}\n}}\nresource \"terraform_data\" \"a\" {{\n  input = \"{value}\"\n}}\noutput \"v\" {{\n  value = terraform_data.a.output\n}}\n",
+            state.display()
+        )
+    };
+    let run = |dir: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(&terraform)
+            .args(args)
+            .current_dir(dir)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(planned.join("main.tf"), tf("one")).unwrap();
+    run(&planned, &["init", "-input=false"]);
+    run(&planned, &["plan", "-input=false", "-out=one.tfplan"]);
+    let bytes = std::fs::read(planned.join("one.tfplan")).unwrap();
+    let facts = PlanFacts::read(&bytes);
+    assert_eq!(facts.providers, Some(vec![]), "{facts:?}");
+    assert_eq!(facts.prior, None, "no state yet: {facts:?}");
+    let fresh = work.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    assert_eq!(facts.local_state_file(&fresh), Some(state.clone()));
+    assert!(!facts.needs_init(&fresh));
+
+    // Applied from a directory holding only the configuration and the plan.
+    std::fs::write(fresh.join("main.tf"), tf("one")).unwrap();
+    std::fs::copy(planned.join("one.tfplan"), fresh.join("one.tfplan")).unwrap();
+    let engine = ApplyEngine {
+        engine: sluice_iac::engine::detect(
+            sluice_iac::config::EngineChoice::Terraform,
+            None,
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap(),
+        path_var: None,
+        plugin_cache: work.path().join("plugin-cache"),
+        timeout: std::time::Duration::from_secs(60),
+    };
+    let applied = engine
+        .apply(&fresh, &fresh.join("one.tfplan"), &facts)
+        .unwrap();
+    assert_eq!(applied.end, EngineEnd::Applied, "{}", applied.output);
+    assert!(!fresh.join(".terraform").exists(), "never initialised");
+    assert_eq!(applied.before, None);
+    let after = applied.after.expect("the state file was read");
+    assert!(after.serial >= 1);
+
+    // The next plan was made against that state: its prior state is the one just written.
+    std::fs::write(planned.join("main.tf"), tf("two")).unwrap();
+    run(&planned, &["plan", "-input=false", "-out=two.tfplan"]);
+    let two = PlanFacts::read(&std::fs::read(planned.join("two.tfplan")).unwrap());
+    let prior = two.prior.expect("a prior state");
+    assert_eq!(
+        (prior.serial, &prior.lineage),
+        (after.serial, &after.lineage)
+    );
+}

@@ -13,7 +13,8 @@
 //! 3. the state-domain lock, with a fencing token; a lock held by another change queues this
 //!    one (FIFO) and stops;
 //! 4. the stored plan file, decrypted and checked against the approved digest, in an export of
-//!    the stack at the planned commit; `init`;
+//!    the stack at the planned commit; `init` unless the plan needs no provider and keeps its
+//!    state in a local file (`sluice_iac::planfile`);
 //! 5. the plan claimed (a plan applies at most once, even across racing appliers), the lock
 //!    moved to *applying*, its lease renewed by heartbeat while the engine runs `apply PLANFILE`;
 //! 6. the model's `after_apply`: applied (healthy, lock released), stale (nothing changed, plan
@@ -35,6 +36,7 @@ use sluice_evidence::dsse::Envelope;
 use sluice_evidence::statement::{Outcome, Subject as StatementSubject};
 use sluice_iac::apply::{ApplyEngine, EngineEnd, FailureKind, StateInfo};
 use sluice_iac::config::PlanConfig;
+use sluice_iac::planfile::PlanFacts;
 use sluice_iac::store::{Digest as PlanDigest, FsPlanStore, PlanStore};
 use sluice_model::apply::{
     ApplyEnd, ApplyErrorClass, ApplyRun, Degradation, EngineReport, GateInput, GateRefusal,
@@ -100,11 +102,31 @@ pub struct StackApplied {
     pub break_glass: Option<GrantUse>,
     pub apply_ms: u64,
     pub total_ms: u64,
+    /// Where `total_ms` went (`sluice bench apply` reports them).
+    pub phases: Phases,
+}
+
+/// Milliseconds per phase of one stack's apply.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Phases {
+    /// Settling the lock, approvals re-verified, the gate.
+    pub gate_ms: u64,
+    /// Acquiring the state-domain lock.
+    pub lock_ms: u64,
+    /// The plan file read and checked, the export, the engine found, `init` if needed, the
+    /// plan claimed and the lock moved to applying.
+    pub prepare_ms: u64,
+    /// The engine: the state before, `apply PLANFILE`, the state after.
+    pub engine_ms: u64,
+    /// Health, plan use and lock updated; the signed `apply` statement recorded.
+    pub record_ms: u64,
 }
 
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApplyReport {
+    /// Opening the store, loading the changes, the governance and the org at the head.
+    pub load_ms: u64,
     pub order: Vec<String>,
     pub applied: Vec<StackApplied>,
     pub outcomes: Vec<sluice_model::apply::StackOutcome>,
@@ -119,6 +141,7 @@ pub fn now() -> Timestamp {
 
 /// Applies the change (or each change of a PR commit, in dependency order).
 pub async fn apply(req: ApplyRequest) -> Result<ApplyReport> {
+    let started = std::time::Instant::now();
     let mut options = req.options.clone();
     options.existing_only = true;
     options.authorities = Some(vec![Authority::ApplyIdentity]);
@@ -165,6 +188,7 @@ pub async fn apply(req: ApplyRequest) -> Result<ApplyReport> {
         store_root: &store_root,
         req: &req,
     };
+    let load_ms = started.elapsed().as_millis() as u64;
     let mut applied = Vec::new();
     while let Some(next) = run.next().map(str::to_string) {
         let ctx = contexts
@@ -193,6 +217,7 @@ pub async fn apply(req: ApplyRequest) -> Result<ApplyReport> {
         }
     }
     Ok(ApplyReport {
+        load_ms,
         order: run.order.clone(),
         applied,
         outcomes: run.outcomes.clone(),
@@ -346,6 +371,13 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
             ctx.change_id()
         )));
     }
+    let mut phases = Phases::default();
+    let mut mark = std::time::Instant::now();
+    let mut lap = || {
+        let ms = mark.elapsed().as_millis() as u64;
+        mark = std::time::Instant::now();
+        ms
+    };
     settle(env.store, unit, &env.rules).await?;
 
     // The gate.
@@ -410,6 +442,8 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
         .map(|(a, _)| a.approver.to_string())
         .collect();
 
+    phases.gate_ms = lap();
+
     // The lock.
     let owner = ctx.lock_owner();
     let token = match env
@@ -433,6 +467,7 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
             });
         }
     };
+    phases.lock_ms = lap();
     // Anything that fails before the engine runs gives the lock back untouched.
     let prepared = match prepare(env, ctx, &plan_digest).await {
         Ok(p) => p,
@@ -468,6 +503,8 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
         });
     }
 
+    phases.prepare_ms = lap();
+
     // The engine, with the lease renewed while it runs.
     let stop = Arc::new(AtomicBool::new(false));
     let heartbeat = {
@@ -491,13 +528,18 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
         })
     };
     let engine = prepared.engine.clone();
-    let (dir, plan_path) = (prepared.dir.clone(), prepared.plan_path.clone());
-    let run = tokio::task::spawn_blocking(move || engine.apply(&dir, &plan_path))
+    let (dir, plan_path, facts) = (
+        prepared.dir.clone(),
+        prepared.plan_path.clone(),
+        prepared.facts.clone(),
+    );
+    let run = tokio::task::spawn_blocking(move || engine.apply(&dir, &plan_path, &facts))
         .await
         .map_err(|e| ReleaseError::Internal(format!("the apply task failed: {e}")))?;
     stop.store(true, Ordering::SeqCst);
     heartbeat.abort();
     drop(prepared.work);
+    phases.engine_ms = lap();
 
     let at = now();
     let (end, run) = match run {
@@ -600,6 +642,8 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
         .record_stage(&subject, StageEntry::Ran(event))
         .await?;
 
+    phases.record_ms = lap();
+
     match (end, aftermath.health) {
         (ApplyEnd::Applied, _) => Ok(StackApplied {
             change_id: ctx.change_id().to_string(),
@@ -615,6 +659,7 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
             break_glass: grant_use,
             apply_ms: run.as_ref().map_or(0, |r| r.apply_ms),
             total_ms: started.elapsed().as_millis() as u64,
+            phases,
         }),
         (ApplyEnd::StalePlan, _) => Err(ReleaseError::StalePlan {
             unit: unit.to_string(),
@@ -731,14 +776,19 @@ fn used_refusal(used: &PlanUseRow) -> GateRefusal {
     }
 }
 
-/// The stack exported at the planned commit, initialised, with the verified plan file in it.
+/// The stack exported at the planned commit, initialised if the plan needs it, with the
+/// verified plan file in it.
 struct Prepared {
     work: tempfile::TempDir,
     dir: PathBuf,
     plan_path: PathBuf,
     engine: ApplyEngine,
     label: String,
+    facts: PlanFacts,
 }
+
+/// The engine versions `sluice apply` remembers per binary, in the plan store's root.
+const ENGINE_VERSIONS: &str = "engine-versions.json";
 
 async fn prepare(env: &Env<'_>, ctx: &ChangeContext, plan_digest: &str) -> Result<Prepared> {
     let plan_error = |message: String| ReleaseError::PlanFile {
@@ -792,9 +842,25 @@ async fn prepare(env: &Env<'_>, ctx: &ChangeContext, plan_digest: &str) -> Resul
         Some(p) => env.store_root.join(p),
         None => env.store_root.join("plugin-cache"),
     };
-    let engine = sluice_iac::apply::detect(env.plan_config, env.req.path_var.clone(), plugin_cache)
-        .map_err(|e| ReleaseError::Engine(format!("{e}; nothing was applied")))?;
+    let engine = sluice_iac::apply::detect(
+        env.plan_config,
+        env.req.path_var.clone(),
+        plugin_cache,
+        Some(&env.store_root.join(ENGINE_VERSIONS)),
+    )
+    .map_err(|e| ReleaseError::Engine(format!("{e}; nothing was applied")))?;
     let label = engine.label();
+    let facts = PlanFacts::read(&bytes);
+    if !facts.needs_init(&dir) {
+        return Ok(Prepared {
+            work,
+            dir,
+            plan_path,
+            engine,
+            label,
+            facts,
+        });
+    }
     let init_engine = engine.clone();
     let init_dir = dir.clone();
     tokio::task::spawn_blocking(move || init_engine.init(&init_dir))
@@ -813,6 +879,7 @@ async fn prepare(env: &Env<'_>, ctx: &ChangeContext, plan_digest: &str) -> Resul
         plan_path,
         engine,
         label,
+        facts,
     })
 }
 

@@ -16,6 +16,8 @@
 //! - [`status`]: each approval requirement met (by whom, for which digest) or missing, for
 //!   `sluice pr`.
 //! - [`admin`]: `sluice locks`, `sluice unlock UNIT --reason`, `sluice recover UNIT --reason`.
+//! - [`refresh`]: `sluice recover UNIT --refresh-only`, the refresh-only plan that shows what
+//!   a failed apply changed and moves the stack to recovering.
 //!
 //! Who may approve is read from `people:` in the `sluice.yaml` of the change's *base*
 //! revision, never from the change itself: a PR that adds its author's key to `people:` must
@@ -27,6 +29,7 @@ pub mod approve;
 pub mod breakglass;
 mod context;
 pub mod error;
+pub mod refresh;
 pub mod status;
 
 pub use context::ChangeContext;

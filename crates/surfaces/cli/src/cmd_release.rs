@@ -355,7 +355,26 @@ pub fn run_unlock(a: AdminArgs) -> i32 {
     }
 }
 
-pub fn run_recover(a: AdminArgs) -> i32 {
+#[derive(Args)]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Instead of the admin override: a refresh-only plan of the stack at the revision whose
+    /// apply failed, showing what changed; the stack becomes recovering (a plan made after it,
+    /// approved and applied, makes it healthy). No --reason needed; audited as
+    /// `stack.refreshed`.
+    #[arg(long)]
+    pub refresh_only: bool,
+    /// Plan store (default: `<repo>/.sluice`), for --refresh-only.
+    #[arg(long, value_name = "DIR")]
+    pub plan_store: Option<PathBuf>,
+}
+
+pub fn run_recover(r: RecoverArgs) -> i32 {
+    if r.refresh_only {
+        return run_refresh_only(r);
+    }
+    let a = r.admin;
     let reason = match reason(&a) {
         Ok(r) => r,
         Err(code) => return code,
@@ -387,6 +406,52 @@ pub fn run_recover(a: AdminArgs) -> i32 {
                     done.reason,
                     done.admin
                 ),
+            };
+            print!("{out}");
+            exit::OK
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn run_refresh_only(r: RecoverArgs) -> i32 {
+    let a = r.admin;
+    let req = sluice_release::refresh::RefreshRequest {
+        unit: a.unit.clone(),
+        options: a.evidence.options(&a.repo, true),
+        plan_store: r.plan_store.clone(),
+        path_var: None,
+        repo: a.repo.clone(),
+    };
+    match runtime().block_on(sluice_release::refresh::refresh_only(req)) {
+        Ok(done) => {
+            let out = match a.format {
+                Format::Json => json(&done),
+                Format::Text => {
+                    let mut out = format!(
+                        "refresh-only plan of {} at {} ({}) with {}: {}\n  plan {}\n",
+                        done.unit,
+                        done.commit,
+                        done.change_id,
+                        done.engine,
+                        if done.has_changes {
+                            "changes outside the recorded state"
+                        } else {
+                            "no changes outside the recorded state"
+                        },
+                        done.plan_digest
+                    );
+                    for d in &done.drifted {
+                        let _ = writeln!(out, "  drifted {} ({})", d.address, d.actions);
+                    }
+                    for o in &done.outputs {
+                        let _ = writeln!(out, "  output {} changes", o.name);
+                    }
+                    out.push_str(
+                        "the stack is recovering: plan again (`sluice pr --run-plans --record`), approve and apply\n",
+                    );
+                    out
+                }
             };
             print!("{out}");
             exit::OK
@@ -454,6 +519,67 @@ pub fn run_bench_locks(a: BenchLocksArgs) -> i32 {
                     f.release_p99_ms
                 );
             }
+        }
+    }
+    exit::OK
+}
+
+#[derive(Args)]
+pub struct BenchApplyArgs {
+    /// Timed rounds of each side (after one warm-up round of each).
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+/// `sluice bench apply`: sluice's apply overhead over the engine's own apply of the same kind
+/// of plan, measured in one run (needs `tofu` or `terraform` on PATH).
+pub fn run_bench_apply(a: BenchApplyArgs) -> i32 {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: finding sluice: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    let result = match sluice_demo::apply_bench::apply(&exe, a.runs) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    match a.format {
+        Format::Json => print!("{}", json(&result)),
+        Format::Text => {
+            let line = |name: &str, s: &sluice_demo::apply_bench::Stats| {
+                format!(
+                    "  {name}: median {:.0} ms, p90 {:.0} ms, min {:.0} ms\n",
+                    s.median_ms, s.p90_ms, s.min_ms
+                )
+            };
+            let mut out = format!(
+                "apply of a terraform_data plan with {}, {} runs each\n",
+                result.engine, result.runs
+            );
+            out.push_str(&line(
+                &format!("{} apply PLANFILE", result.engine),
+                &result.engine_alone,
+            ));
+            out.push_str(&line("sluice apply CHANGE_ID", &result.sluice));
+            let _ = writeln!(
+                out,
+                "  overhead: median {:.0} ms, p90 {:.0} ms (target <= {:.0} ms)",
+                result.overhead_median_ms, result.overhead_p90_ms, result.target_overhead_ms
+            );
+            let phases: Vec<String> = result
+                .sluice_phases_median_ms
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.0}"))
+                .collect();
+            let _ = writeln!(out, "  sluice medians (ms): {}", phases.join(", "));
+            print!("{out}");
         }
     }
     exit::OK

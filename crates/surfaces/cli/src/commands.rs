@@ -102,8 +102,9 @@ enum Command {
     /// Admin: remove a stack lock's holder (audited; --reason required).
     Unlock(cmd_release::AdminArgs),
     /// Admin: declare a degraded stack healthy and release its kept lock (audited; --reason
-    /// required).
-    Recover(cmd_release::AdminArgs),
+    /// required); or, with --refresh-only, run the refresh-only plan that shows what the
+    /// failed apply changed and lets a new plan recover the stack.
+    Recover(cmd_release::RecoverArgs),
     /// Break-glass grants (§15.3): apply one stack without the normal approvals, for a short
     /// time, as a member of the configured group; never without its lock. See
     /// docs/break-glass.md.
@@ -149,6 +150,10 @@ enum BenchCommand {
     /// Durable acquire and release latency (p50, p99) of a stack's state lock on SQLite and
     /// PostgreSQL.
     Locks(cmd_release::BenchLocksArgs),
+    /// `sluice apply CHANGE_ID` (fresh process) against the engine's own `apply PLANFILE` of an
+    /// equivalent `terraform_data` plan, alternating, in the same run: medians, p90 and the
+    /// overhead, with where sluice's time went.
+    Apply(cmd_release::BenchApplyArgs),
     /// Webhook to job enqueued latency (p50/p99) at a fixed request rate, against a `sluice
     /// serve` child process, on SQLite and/or PostgreSQL.
     Webhook(cmd_serve::BenchWebhookArgs),
@@ -389,6 +394,7 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Backports(a) => Ok(cmd_breakglass::run_backports(a)),
         Command::Bench(BenchCommand::Evidence(a)) => Ok(cmd_evidence::run_bench_evidence(a)),
         Command::Bench(BenchCommand::Locks(a)) => Ok(cmd_release::run_bench_locks(a)),
+        Command::Bench(BenchCommand::Apply(a)) => Ok(cmd_release::run_bench_apply(a)),
         Command::Bench(BenchCommand::Webhook(a)) => Ok(cmd_serve::run_bench_webhook(a)),
         Command::Bench(BenchCommand::Queue(a)) => Ok(cmd_serve::run_bench_queue(a)),
         Command::Serve(a) => Ok(cmd_serve::run_serve(a)),

@@ -1,8 +1,10 @@
 //! Issue 11's CLI scenario with the real Terraform (`terraform_data`, a local backend): an
 //! apply refused without approval, a self-approval refused, an approval signed with the
 //! approver's registered key, the apply of exactly the approved plan (the state holds the new
-//! value), a second apply refused, a push voiding the approval; and a kill -9 during a slow
-//! apply leaving a degraded stack with a kept lock that an admin recovers.
+//! value), a second apply refused, a push voiding the approval; a kill -9 during a slow
+//! apply leaving a degraded stack with a kept lock that an admin recovers; a plan made stale
+//! by another apply (plan again, approvals do not carry over); and a two-stack change applied
+//! upstream first, stopped at the first failure and recovered through a refresh-only plan.
 //!
 //! Skipped with a notice when `terraform` is not on PATH; a failure when
 //! `SLUICE_REQUIRE_TERRAFORM=1`.
@@ -18,6 +20,11 @@ use sluice_testkit::{
 
 const STACK_DIR: &str = "live/dev/eu-west-1/app";
 const UNIT: &str = "dev/eu-west-1/app";
+/// The stack `app` depends on in the two-stack scenario (sorted after it, so that dependency
+/// order and id order differ).
+const DB_DIR: &str = "live/dev/eu-west-1/db";
+const DB: &str = "dev/eu-west-1/db";
+const APPLY_FAILED: Exit = Exit(10);
 const APPROVAL_REFUSED: Exit = Exit(7);
 const APPLY_REFUSED: Exit = Exit(8);
 
@@ -35,6 +42,12 @@ struct Scenario {
 
 /// main: sluice.yaml with alice and bob (keys generated here), the stack with nothing in it.
 fn scenario() -> Scenario {
+    scenario_with(false)
+}
+
+/// [`scenario`], and with `db` a second empty stack (its state in `state/db/`) that `app`
+/// depends on through `stacks.depends_on`.
+fn scenario_with(db: bool) -> Scenario {
     let keys = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let alice = keygen(keys.path(), "alice");
@@ -44,10 +57,20 @@ fn scenario() -> Scenario {
         "sluice.yaml",
         format!(
             "{}plan:\n  engine: terraform\napprovals:\n  R1: [\"@acme/platform\"]\npeople:\n  alice: {{ emails: [alice@acme.example], groups: [\"@acme/platform\"], keys: [\"{alice}\"] }}\n  bob: {{ emails: [bob@acme.example], groups: [\"@acme/platform\"], keys: [\"{bob}\"] }}\n",
-            sluice_yaml("")
+            sluice_yaml(if db {
+                "  depends_on:\n    - { stack: dev/eu-west-1/app, on: [dev/eu-west-1/db] }\n"
+            } else {
+                ""
+            })
         ),
     );
     repo.write(&format!("{STACK_DIR}/main.tf"), stack(state.path(), ""));
+    if db {
+        repo.write(
+            &format!("{DB_DIR}/main.tf"),
+            stack(&state.path().join("db"), ""),
+        );
+    }
     let base = repo.commit("base");
     repo.git(&["branch", "-M", "main"]);
     repo.checkout_new("pr1");
@@ -69,20 +92,39 @@ impl Scenario {
     }
 
     fn change(&self, value: &str, provisioner: &str) -> String {
+        self.write(STACK_DIR, self.state.path(), value, provisioner);
+        self.repo.commit_as(BOB, &format!("app {value}"))
+    }
+
+    /// The stack in `dir` (state in `state`) holding `value`, not committed.
+    fn write(&self, dir: &str, state: &std::path::Path, value: &str, provisioner: &str) {
         self.repo.write(
-            &format!("{STACK_DIR}/main.tf"),
+            &format!("{dir}/main.tf"),
             stack(
-                self.state.path(),
+                state,
                 &format!(
                     "resource \"terraform_data\" \"app\" {{\n  input = \"{value}\"\n{provisioner}}}\noutput \"value\" {{\n  value = terraform_data.app.output\n}}\n"
                 ),
             ),
         );
-        self.repo.commit_as(BOB, &format!("app {value}"))
     }
 
     /// `sluice pr --run-plans --record`; the change id of the stack.
     fn record(&self) -> String {
+        self.recorded(UNIT)
+    }
+
+    /// `sluice pr --run-plans --record`; the change id of `unit`.
+    fn recorded(&self, unit: &str) -> String {
+        self.record_all()
+            .into_iter()
+            .find(|(u, _)| u == unit)
+            .unwrap_or_else(|| panic!("no change id for {unit}"))
+            .1
+    }
+
+    /// `sluice pr --run-plans --record`; (unit, change id) of every recorded change.
+    fn record_all(&self) -> Vec<(String, String)> {
         let run = sluice().run(&[
             "pr",
             "--repo",
@@ -99,14 +141,17 @@ impl Scenario {
             "json",
         ]);
         let report = run.json();
-        report["changes"]
+        let changes: Vec<(String, String)> = report["changes"]
             .as_array()
-            .unwrap()
+            .unwrap_or_else(|| panic!("no changes: {}", run.all_output()))
             .iter()
-            .find(|c| c["unit"] == UNIT || c["id"] == UNIT)
-            .and_then(|c| c["change_id"].as_str())
-            .unwrap_or_else(|| panic!("no change id for {UNIT}: {}", run.all_output()))
-            .to_string()
+            .filter_map(|c| {
+                let unit = c["unit"].as_str().or(c["id"].as_str())?;
+                Some((unit.to_string(), c["change_id"].as_str()?.to_string()))
+            })
+            .collect();
+        assert!(!changes.is_empty(), "{}", run.all_output());
+        changes
     }
 
     fn approve(&self, change: &str, who: &str) -> sluice_testkit::Run {
@@ -131,6 +176,24 @@ impl Scenario {
     fn state_text(&self) -> String {
         std::fs::read_to_string(self.state.path().join("terraform.tfstate")).unwrap_or_default()
     }
+
+    fn db_state_text(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("db/terraform.tfstate")).unwrap_or_default()
+    }
+
+    fn locks(&self) -> Value {
+        sluice()
+            .run(&["locks", "--repo", self.repo.arg(), "--format", "json"])
+            .json()
+    }
+}
+
+/// The lock view of `unit` in `sluice locks --format json`.
+fn lock_of<'a>(locks: &'a Value, unit: &str) -> &'a Value {
+    locks["locks"]
+        .as_array()
+        .and_then(|l| l.iter().find(|v| v["unit"] == unit))
+        .unwrap_or_else(|| panic!("no lock view of {unit}: {locks}"))
 }
 
 #[test]
@@ -296,4 +359,178 @@ fn a_killed_apply_leaves_a_degraded_stack_that_an_admin_recovers() {
         .json();
     assert_eq!(view["locks"][0]["health"]["health"], "healthy", "{view}");
     assert!(view["locks"][0]["lock"]["holder"].is_null(), "{view}");
+}
+
+#[test]
+fn a_plan_made_stale_by_another_apply_is_refused_and_its_approvals_do_not_carry_over() {
+    let Some(tf) = sluice_testkit::terraform() else {
+        return;
+    };
+    let sc = scenario();
+    sc.change("v1", "");
+    let change = sc.record();
+    sc.approve(&change, "alice").expect_code(Exit::OK);
+
+    // Another apply moves the state after the plan: the engine, on the same backend.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(
+        other.path().join("main.tf"),
+        stack(
+            sc.state.path(),
+            "resource \"terraform_data\" \"other\" {\n  input = \"moved\"\n}\n",
+        ),
+    )
+    .unwrap();
+    for args in [
+        &["init", "-input=false"][..],
+        &["apply", "-input=false", "-auto-approve"],
+    ] {
+        let out = Command::new(&tf)
+            .args(args)
+            .current_dir(other.path())
+            .env("TF_CLI_CONFIG_FILE", "/dev/null")
+            .env("CHECKPOINT_DISABLE", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let moved = sc.state_text();
+    assert!(moved.contains("\"moved\""), "{moved}");
+
+    sc.apply(&change, &[]).expect_error(
+        APPLY_REFUSED,
+        &[
+            "the state moved since plan",
+            "Plan again",
+            "approvals do not carry over",
+        ],
+    );
+    assert_eq!(sc.state_text(), moved, "nothing applied");
+    // The plan is spent, the lock free, the stack healthy.
+    sc.apply(&change, &[])
+        .expect_error(APPLY_REFUSED, &["the state moved since this plan was made"]);
+    let locks = sc.locks();
+    assert!(lock_of(&locks, UNIT)["lock"]["holder"].is_null(), "{locks}");
+    assert_eq!(
+        lock_of(&locks, UNIT)["health"]["health"],
+        "healthy",
+        "{locks}"
+    );
+
+    // Planned again (same commit, a new plan): alice approved the old plan, not this one.
+    let again = sc.record();
+    sc.apply(&again, &[])
+        .expect_error(APPLY_REFUSED, &["approvals missing"]);
+    sc.approve(&again, "alice").expect_code(Exit::OK);
+    sc.apply(&again, &[]).expect_code(Exit::OK);
+    assert!(sc.state_text().contains("\"v1\""), "{}", sc.state_text());
+}
+
+#[test]
+fn a_two_stack_change_applies_upstream_first_stops_at_the_first_failure_and_recovers() {
+    let Some(_tf) = sluice_testkit::terraform() else {
+        return;
+    };
+    let sc = scenario_with(true);
+    // db fails mid-apply (its provisioner exits 1); app depends on db.
+    let failing = "  provisioner \"local-exec\" {\n    command = \"exit 3\"\n  }\n";
+    sc.write(DB_DIR, &sc.state.path().join("db"), "d1", failing);
+    sc.write(STACK_DIR, sc.state.path(), "a1", "");
+    sc.repo.commit_as(BOB, "db and app");
+    let approve_all = |changes: &[(String, String)]| -> String {
+        for (_, id) in changes {
+            sc.approve(id, "alice").expect_code(Exit::OK);
+        }
+        let (unit, id) = &changes[0];
+        // The part of the change ids the PR commit's changes share.
+        id.strip_suffix(&format!("/{unit}")).unwrap().to_string()
+    };
+    let changes = sc.record_all();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    let commit = approve_all(&changes);
+
+    let failed = sc.apply(&commit, &[]);
+    failed.expect_error(APPLY_FAILED, &[DB, "degraded"]);
+    failed.stderr_has(&[&format!("skipped {UNIT}"), "upstream_failed"]);
+    assert!(
+        !sc.state_text().contains("\"a1\""),
+        "the dependent was not applied"
+    );
+    let locks = sc.locks();
+    assert_eq!(
+        lock_of(&locks, DB)["health"]["health"],
+        "degraded",
+        "{locks}"
+    );
+    assert_eq!(
+        lock_of(&locks, DB)["lock"]["holder"]["tenure"]["kind"],
+        "kept",
+        "{locks}"
+    );
+
+    // A refresh-only plan shows what the failed apply left and moves db to recovering (a
+    // healthy stack has nothing to refresh).
+    sluice()
+        .run(&["recover", UNIT, "--refresh-only", "--repo", sc.repo.arg()])
+        .expect_error(Exit::USAGE, &["not degraded"]);
+    let refreshed = sluice().run(&[
+        "recover",
+        DB,
+        "--refresh-only",
+        "--repo",
+        sc.repo.arg(),
+        "--format",
+        "json",
+    ]);
+    refreshed.expect_code(Exit::OK);
+    let refreshed = refreshed.json();
+    assert_eq!(refreshed["health"]["health"], "recovering", "{refreshed}");
+    assert!(
+        refreshed["plan_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{refreshed}"
+    );
+    let audit = sluice()
+        .run(&["locks", "--repo", sc.repo.arg(), "--format", "json"])
+        .json();
+    assert_eq!(
+        lock_of(&audit, DB)["health"]["health"],
+        "recovering",
+        "{audit}"
+    );
+
+    // Fixed, planned after the refresh, approved: both apply, db first, under the PR's lock.
+    sc.write(DB_DIR, &sc.state.path().join("db"), "d2", "");
+    sc.repo.commit_as(BOB, "db fixed");
+    let commit = approve_all(&sc.record_all());
+    let applied = sc.apply(&commit, &["--format", "json"]);
+    applied.expect_code(Exit::OK);
+    let report = applied.json();
+    assert_eq!(report["order"], serde_json::json!([DB, UNIT]), "{report}");
+    let units: Vec<&str> = report["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["unit"].as_str())
+        .collect();
+    assert_eq!(units, [DB, UNIT], "{report}");
+    assert!(
+        sc.db_state_text().contains("\"d2\""),
+        "{}",
+        sc.db_state_text()
+    );
+    assert!(sc.state_text().contains("\"a1\""), "{}", sc.state_text());
+    let locks = sc.locks();
+    assert_eq!(
+        lock_of(&locks, DB)["health"]["health"],
+        "healthy",
+        "{locks}"
+    );
+    assert!(lock_of(&locks, DB)["lock"]["holder"].is_null(), "{locks}");
 }

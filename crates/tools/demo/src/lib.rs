@@ -2,6 +2,7 @@
 //! the deterministic scale generators (`sluice generate`, plan JSON generation) and the
 //! measurements behind `sluice bench`.
 
+pub mod apply_bench;
 pub mod bench;
 pub mod demo;
 pub mod generate;

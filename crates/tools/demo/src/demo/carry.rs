@@ -157,7 +157,11 @@ fn failed(what: &str, e: impl std::fmt::Display) -> PipelineError {
 }
 
 /// Write an approver's private key (PKCS#8 PEM, owner-only) into `dir`.
-fn write_key(dir: &Path, name: &str, key: &EvidenceKey) -> Result<PathBuf, PipelineError> {
+pub(crate) fn write_key(
+    dir: &Path,
+    name: &str,
+    key: &EvidenceKey,
+) -> Result<PathBuf, PipelineError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let path = dir.join(format!("{name}_ed25519.pem"));
