@@ -525,7 +525,15 @@ async fn reviews_become_approvals_bound_to_the_reviewed_commit() {
         all.contains(&"GET /orgs/acme/teams/platform/memberships/alice".to_string()),
         "{all:?}\n{:?}\n{:?}",
         events_of(&server, "review.recorded").await,
-        server.app.store.stage_results(&first).await.unwrap().iter().map(|s| (s.stage.clone(), s.detail["details"].clone())).collect::<Vec<_>>()
+        server
+            .app
+            .store
+            .stage_results(&first)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| (s.stage.clone(), s.detail["details"].clone()))
+            .collect::<Vec<_>>()
     );
     assert_eq!(
         approvals_of(&server, &first).await,
