@@ -389,6 +389,19 @@ pub fn standing(approval: &Approval, applying: Applying<'_>, membership: &Member
     }
 }
 
+/// The approval records that stand, in record order: a later record by the same approver for
+/// the same binding replaces an earlier one. A dismissal recorded after an approval (a GitHub
+/// review dismissed) therefore voids it, and a new approval after a dismissal gives it again;
+/// records for other bindings (an older commit's review) are kept and judged on their own.
+pub fn current(records: &[Approval]) -> Vec<Approval> {
+    let mut out: Vec<Approval> = Vec::new();
+    for record in records {
+        out.retain(|a| !(a.approver == record.approver && a.binding == record.binding));
+        out.push(record.clone());
+    }
+    out
+}
+
 /// Evaluate `approvals` against what is being applied, the `requirements` and current
 /// `membership`. The result does not depend on the order of `approvals`.
 pub fn evaluate(

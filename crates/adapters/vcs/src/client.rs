@@ -583,6 +583,11 @@ struct PermissionResponse {
     role_name: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct MembershipResponse {
+    state: String,
+}
+
 /// Calls made as one installation of the app.
 pub struct InstallationClient<'a> {
     app: &'a GitHubApp,
@@ -747,6 +752,42 @@ impl InstallationClient<'_> {
             Err(e) => Err(e),
         }
     }
+
+    /// Whether `login` is an active member of the team `team` (`@org/slug`): GitHub's "get
+    /// team membership for a user". A pending invitation, an unknown team or user (404) and a
+    /// principal that is not a team all answer `false`.
+    pub async fn team_member(&self, team: &str, login: &str) -> Result<bool, GitHubError> {
+        let Some((org, slug)) = team_of(team) else {
+            return Ok(false);
+        };
+        if !is_user_login(login) {
+            return Ok(false);
+        }
+        let call = Call::new(
+            Method::GET,
+            &["orgs", org, "teams", slug, "memberships", login],
+        );
+        match self.json::<MembershipResponse>(call).await {
+            Ok(m) => Ok(m.state == "active"),
+            Err(GitHubError::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The organization and team slug of a team principal as CODEOWNERS and the approval matrix
+/// write it (`@acme/platform-team`), when it names one that can go into an API path.
+pub fn team_of(principal: &str) -> Option<(&str, &str)> {
+    let (org, slug) = principal.strip_prefix('@')?.split_once('/')?;
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 100
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && p != "."
+            && p != ".."
+    };
+    (part_ok(org) && part_ok(slug)).then_some((org, slug))
 }
 
 /// A GitHub user name: up to 39 letters, digits and single inner hyphens.
@@ -781,6 +822,22 @@ mod tests {
             &"a".repeat(40),
         ] {
             assert!(!is_user_login(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn team_principals() {
+        assert_eq!(team_of("@acme/platform"), Some(("acme", "platform")));
+        for not_a_team in [
+            "@alice",
+            "alice@acme.example",
+            "acme/platform",
+            "@acme/",
+            "@/x",
+            "@a/../b",
+            "@a/b c",
+        ] {
+            assert_eq!(team_of(not_a_team), None, "{not_a_team}");
         }
     }
 

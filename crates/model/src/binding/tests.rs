@@ -255,6 +255,37 @@ fn a_dismissed_approval_is_void() {
 }
 
 #[test]
+fn a_later_dismissal_voids_the_approval_it_follows() {
+    let given = approval("alice", &[PLATFORM]);
+    let dismissed = Approval {
+        state: ApprovalState::Dismissed,
+        ..given.clone()
+    };
+    let reqs = [req(&[PLATFORM], 1)];
+    let now = current(&[given.clone(), dismissed.clone()]);
+    assert_eq!(now, vec![dismissed.clone()]);
+    let e = eval(&reqs, &now, Counting::PerRequirement);
+    assert!(!e.all_met());
+    assert_eq!(void_reasons(&e.approvals[0]), &[Void::Dismissed]);
+    // Approved again after the dismissal: it counts again.
+    let again = current(&[given.clone(), dismissed, given.clone()]);
+    assert_eq!(again, vec![given.clone()]);
+    assert!(eval(&reqs, &again, Counting::PerRequirement).all_met());
+    // A dismissal of another binding (an older commit's review) leaves this one standing.
+    let older = Approval {
+        binding: Binding {
+            commit: "0ld".into(),
+            ..target()
+        },
+        state: ApprovalState::Dismissed,
+        ..given.clone()
+    };
+    let both = current(&[given.clone(), older.clone()]);
+    assert_eq!(both, vec![given, older]);
+    assert!(eval(&reqs, &both, Counting::PerRequirement).all_met());
+}
+
+#[test]
 fn the_author_cannot_approve_their_own_change() {
     let e = eval(
         &[req(&[PLATFORM], 1)],

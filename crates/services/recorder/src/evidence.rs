@@ -689,6 +689,20 @@ impl EvidenceService {
         &self.inner.store
     }
 
+    /// The same store, key and log for a caller of other authorities: the server records the
+    /// pipeline's stages as the PR pipeline and a GitHub review's approval as an approver.
+    pub fn with_authorities(&self, authorities: &[Authority]) -> EvidenceService {
+        EvidenceService {
+            inner: Arc::new(Inner {
+                store: self.inner.store.clone(),
+                blobs: self.inner.blobs.clone(),
+                key: self.inner.key.clone(),
+                origin: self.inner.origin.clone(),
+                authorities: authorities.to_vec(),
+            }),
+        }
+    }
+
     pub fn origin(&self) -> &str {
         &self.inner.origin
     }
@@ -1955,6 +1969,9 @@ fn app_entries(
             let mut details = decision_details(&p.record, &p.decision_digest);
             details["risk"] = json!(app.risk);
             details["status"] = json!(app.status);
+            // As for stacks: what must approve these rendered manifests, as this decision was
+            // signed with (approvals of apps, from reviews through the server, read it here).
+            details["approvals"] = json!(app.approvals);
             let mut inputs = rev.commit_inputs();
             if let Some(d) = &head_digest {
                 inputs.insert("head_rendered".into(), d.clone());

@@ -88,7 +88,62 @@ pub async fn approve(req: ApproveRequest) -> Result<Approved> {
     verify_approval(&envelope, approval.approver.as_str(), &registered)?;
     let envelope_digest = envelope.digest();
     let envelope_text = sluice_evidence::statement::digest_string(&envelope_digest);
+    let recorded = record_approval(
+        &service,
+        &ctx,
+        ApprovalEntry {
+            approval: &approval,
+            binding: &binding,
+            who: Identity {
+                actor: approval.approver.to_string(),
+                identity: format!("sluice-people-key:{}", public.fingerprint()),
+            },
+            details: json!({
+                APPROVER_ENVELOPE_DETAIL: envelope,
+                "key_fingerprint": public.fingerprint(),
+                "governance_revision": governance.base,
+            }),
+            row: json!({ APPROVER_ENVELOPE_DETAIL: envelope }),
+            digest: envelope_digest,
+        },
+    )
+    .await?;
+    Ok(Approved {
+        change_id: ctx.change_id().to_string(),
+        approval,
+        key_fingerprint: public.fingerprint(),
+        approval_envelope: envelope_text,
+        recorded,
+    })
+}
 
+/// One approval (or dismissal) to record, and what its source adds to it.
+pub struct ApprovalEntry<'a> {
+    pub approval: &'a Approval,
+    /// What it approves: the plan (or rendered) digest and decision digest of the statement.
+    pub binding: &'a sluice_model::binding::Binding,
+    /// Who the statement says gave it.
+    pub who: Identity,
+    /// Statement details beside the approval, its digests and groups: the source's own proof
+    /// (the approver's signed envelope, or the GitHub review).
+    pub details: serde_json::Value,
+    /// What the approvals index keeps beside the approval.
+    pub row: serde_json::Value,
+    /// Identifies the record in the index (recording the same digest again adds no row): the
+    /// approver's envelope digest, or a digest of the review and what happened to it.
+    pub digest: [u8; 32],
+}
+
+/// Records `entry` as the change's signed `approve` statement (signed by `service`'s evidence
+/// key; its gate must allow the approver authority) and indexes it for the apply gate. The
+/// command line's approvals and the server's GitHub reviews both come through here.
+pub async fn record_approval(
+    service: &EvidenceService,
+    ctx: &ChangeContext,
+    entry: ApprovalEntry<'_>,
+) -> Result<RecordedChange> {
+    let binding = entry.binding;
+    let approval = entry.approval;
     let mut inputs = BTreeMap::new();
     inputs.insert("plan".to_string(), binding.subject.digest().to_string());
     inputs.insert(
@@ -101,24 +156,25 @@ pub async fn approve(req: ApproveRequest) -> Result<Approved> {
         .strip_prefix("sha256:")
         .unwrap_or(binding.subject.digest());
     let stem = ctx.record.unit.replace('/', "__");
+    let mut details = json!({
+        APPROVAL_DETAIL: approval,
+        "plan_digest": binding.subject.digest(),
+        "decision_digest": binding.decision_digest,
+        "groups": approval.groups,
+    });
+    let mut row = json!({ APPROVAL_DETAIL: approval });
+    for (extra, into) in [(&entry.details, &mut details), (&entry.row, &mut row)] {
+        if let (Some(extra), Some(into)) = (extra.as_object(), into.as_object_mut()) {
+            into.extend(extra.clone());
+        }
+    }
     let event = StageEvent {
         stage: Stage::Approve,
-        who: Identity {
-            actor: approval.approver.to_string(),
-            identity: format!("sluice-people-key:{}", public.fingerprint()),
-        },
+        who: entry.who,
         input_digests: inputs,
         subjects: vec![Subject::sha256(&format!("{stem}.tfplan"), hex)],
         outcome: Outcome::Passed,
-        details: json!({
-            APPROVAL_DETAIL: approval,
-            APPROVER_ENVELOPE_DETAIL: envelope,
-            "plan_digest": binding.subject.digest(),
-            "decision_digest": binding.decision_digest,
-            "groups": approval.groups,
-            "key_fingerprint": public.fingerprint(),
-            "governance_revision": governance.base,
-        }),
+        details,
     };
     let subject = ChangeSubject {
         id: ctx.id.clone(),
@@ -128,34 +184,25 @@ pub async fn approve(req: ApproveRequest) -> Result<Approved> {
     let recorded = service
         .record_stage(&subject, StageEntry::Ran(event))
         .await?;
-    store
+    service
+        .store()
         .put_approval(&ApprovalRow {
             change_id: ctx.change_id().to_string(),
             approver: approval.approver.to_string(),
-            body: json!({
-                APPROVAL_DETAIL: approval,
-                APPROVER_ENVELOPE_DETAIL: envelope,
-            }),
-            envelope: Digest(envelope_digest),
+            body: row,
+            envelope: Digest(entry.digest),
             created_at: sluice_store::now_millis(),
         })
         .await?;
-    let recorded = recorded
+    recorded
         .changes
         .into_iter()
         .next()
-        .ok_or_else(|| ReleaseError::Internal("the approval was not recorded".into()))?;
-    Ok(Approved {
-        change_id: ctx.change_id().to_string(),
-        approval,
-        key_fingerprint: public.fingerprint(),
-        approval_envelope: envelope_text,
-        recorded,
-    })
+        .ok_or_else(|| ReleaseError::Internal("the approval was not recorded".into()))
 }
 
 /// The binding an approval of `ctx` would have, or why there is nothing to approve.
-fn approvable(ctx: &ChangeContext) -> Result<sluice_model::binding::Binding> {
+pub fn approvable(ctx: &ChangeContext) -> Result<sluice_model::binding::Binding> {
     let refuse = |reason: &str| ReleaseError::NotApprovable {
         change_id: ctx.change_id().to_string(),
         reason: reason.to_string(),

@@ -107,10 +107,15 @@ impl ChangeContext {
     /// The lock owner: the PR (`repo#pr`) so that a push keeps the change's place in the
     /// queue, or the change id when there is no PR.
     pub fn lock_owner(&self) -> String {
-        match self.record.pr {
-            Some(pr) => format!("{}#{pr}", self.record.repo),
-            None => self.record.change_id.clone(),
-        }
+        lock_owner(&self.record)
+    }
+}
+
+/// The lock owner of a recorded change: its PR (`repo#pr`), or the change id without one.
+pub fn lock_owner(record: &ChangeRecord) -> String {
+    match record.pr {
+        Some(pr) => format!("{}#{pr}", record.repo),
+        None => record.change_id.clone(),
     }
 }
 

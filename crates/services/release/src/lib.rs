@@ -32,7 +32,7 @@ pub mod error;
 pub mod refresh;
 pub mod status;
 
-pub use context::ChangeContext;
+pub use context::{ChangeContext, lock_owner};
 pub use error::ReleaseError;
 
 /// The `sluice.yaml` `people:` and `apply:` of a revision, and the change's authors.

@@ -1,7 +1,9 @@
 //! `sluice serve` as processes: two replicas on one PostgreSQL schema, one SIGKILLed by pid
 //! while it runs jobs; the other finishes them once the leases expire, no job is lost and none
 //! completes twice, and the evidence audit passes. Also `sluice token create` and a graceful
-//! SIGTERM. Bounded in jobs (12) and time (about 30 s at most).
+//! SIGTERM. Bounded in jobs (12) and time (about 30 s at most). And a private PostgreSQL
+//! (`initdb` and `postgres` on a spare loopback port, never the shared server) restarted under
+//! a running `sluice serve`: it reconnects and carries on.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -283,4 +285,280 @@ fn serve_refuses_a_bad_listen_address_and_server_section() {
     let out = sluice(&["serve", "--repo", repo.path().to_str().unwrap()]);
     out.expect_code(Exit::USAGE);
     assert!(out.stderr.contains("workerz"), "{}", out.stderr);
+}
+
+/// A PostgreSQL of the test's own: `initdb` into a temporary directory and `postgres` on a
+/// spare loopback port (no Unix socket), run as the `postgres` user when the test runs as root
+/// (PostgreSQL refuses root). Stopped by pid on drop.
+struct PrivatePg {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    log: PathBuf,
+    owner: Option<(u32, u32)>,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivatePg {
+    /// `None` (a notice) when the PostgreSQL binaries are not installed and
+    /// `SLUICE_REQUIRE_POSTGRES` is not `1`.
+    fn init() -> Option<PrivatePg> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists() && b.join("postgres").exists())
+            .max();
+        let Some(bin) = bin else {
+            return sluice_testkit::Requirement::Postgres
+                .missing("initdb and postgres are not installed under /usr/lib/postgresql");
+        };
+        // SAFETY: geteuid and getpwnam are called with a valid C string; the entry is copied
+        // out at once.
+        let owner = unsafe {
+            if libc::geteuid() == 0 {
+                let pw = libc::getpwnam(c"postgres".as_ptr());
+                assert!(!pw.is_null(), "running as root needs a `postgres` user");
+                Some(((*pw).pw_uid, (*pw).pw_gid))
+            } else {
+                None
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&data, Some(uid), Some(gid)).unwrap();
+        }
+        let log = dir.path().join("postgres.log");
+        std::fs::write(&log, "").unwrap();
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&log, Some(uid), Some(gid)).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut pg = PrivatePg {
+            bin,
+            data,
+            port,
+            log,
+            owner,
+            child: None,
+            _dir: dir,
+        };
+        let out = pg
+            .command("initdb")
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&pg.data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.start();
+        Some(pg)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(program));
+        if let Some((uid, gid)) = self.owner {
+            use std::os::unix::process::CommandExt as _;
+            cmd.uid(uid).gid(gid);
+        }
+        cmd.env_remove("PGDATA");
+        cmd
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server and waits (bounded) until it accepts connections.
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = self
+            .command("postgres")
+            .arg("-D")
+            .arg(&self.data)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
+            .args(["-c", "unix_socket_directories=", "-c", "fsync=off"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = self
+                .command("pg_isready")
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .unwrap();
+            if ready.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "the private PostgreSQL did not start: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Fast shutdown (SIGINT to its pid), waiting for it to exit.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the pid of a child this test spawned.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let until = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() > until {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn job_states(url: &str) -> Vec<String> {
+    let mut conn = sqlx::postgres::PgConnectOptions::from_str(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query_scalar("SELECT state FROM jobs ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Waits (bounded) until `n` jobs exist and all succeeded.
+async fn all_succeeded(url: &str, n: usize) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let states = job_states(url).await;
+        if states.len() == n && states.iter().all(|s| s == "succeeded") {
+            return;
+        }
+        assert!(Instant::now() < until, "jobs: {states:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_is_survived() {
+    let Some(mut pg) = PrivatePg::init() else {
+        return;
+    };
+    let url = pg.url();
+    let repo = org_repo_with("");
+    let yaml = repo.read("sluice.yaml");
+    repo.write(
+        "sluice.yaml",
+        format!("{yaml}server:\n  poll_ms: 50\n  backoff_base_ms: 100\n"),
+    );
+    repo.write(&format!("{R}/net/terragrunt.hcl"), plain_stack("a = 1"));
+    let base = repo.commit("base");
+    let heads: Vec<String> = (1..=2)
+        .map(|i| {
+            repo.git(&["checkout", "-q", "-B", &format!("pr-{i}"), &base]);
+            repo.write(
+                &format!("{R}/net/terragrunt.hcl"),
+                plain_stack(&format!("a = {}", i + 1)),
+            );
+            repo.commit(&format!("pr {i}"))
+        })
+        .collect();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("evidence.pem");
+    std::fs::write(
+        &key,
+        sluice_evidence::keys::EvidenceKey::from_seed(&[5; 32])
+            .to_pkcs8_pem()
+            .as_bytes(),
+    )
+    .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("serve.log");
+    let server = start(repo.path(), &url, &key, &log);
+    let client = reqwest::Client::new();
+    let deliver = |i: usize| {
+        let body = payload(i as u64 + 1, &base, &heads[i]);
+        client
+            .post(format!("{}/webhooks/github", server.base))
+            .header("x-github-event", "pull_request")
+            .header("x-github-delivery", format!("pg-{i}"))
+            .header("x-hub-signature-256", sign(&body))
+            .body(body)
+            .send()
+    };
+    let ready = || client.get(format!("{}/readyz", server.base)).send();
+    assert_eq!(deliver(0).await.unwrap().status().as_u16(), 202);
+    all_succeeded(&url, 1).await;
+
+    // PostgreSQL goes away under the running server: it says at once that it is not ready
+    // (its workers keep retrying their claims meanwhile).
+    pg.stop();
+    let asked = Instant::now();
+    assert_eq!(ready().await.unwrap().status().as_u16(), 503);
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+
+    // Back on the same port: readiness recovers and a new delivery is processed.
+    pg.start();
+    let until = Instant::now() + Duration::from_secs(30);
+    while ready().await.unwrap().status().as_u16() != 200 {
+        assert!(
+            Instant::now() < until,
+            "readyz did not recover; logs in {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = deliver(1).await.unwrap().status().as_u16();
+    assert_eq!(
+        status,
+        202,
+        "logs: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    all_succeeded(&url, 2).await;
+    drop(server);
 }

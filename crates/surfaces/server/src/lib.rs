@@ -6,6 +6,10 @@
 //!   its jobs in one transaction.
 //! - [`worker`]: claims jobs under leases, heartbeats, records each job's stages with its
 //!   completion in one transaction, retries with backoff, drops superseded results.
+//! - [`review`]: a GitHub review as a signed approval bound to the reviewed commit's changes
+//!   (or its dismissal), then the check run published again.
+//! - [`lifecycle`]: a closed PR, and a push to the default branch that merged PRs, give up
+//!   their changes' state locks.
 //! - [`publish`]: the check run and the PR comment on GitHub, each report published by a job of
 //!   its own once it is on record.
 //! - [`api`]: `/api/v1` with bearer tokens and its OpenAPI document; [`metrics`]: `/metrics`.
@@ -22,9 +26,11 @@
 pub mod api;
 pub mod bench;
 pub mod config;
+pub mod lifecycle;
 pub mod metrics;
 pub mod publish;
 pub mod repo;
+pub mod review;
 pub mod webhook;
 pub mod worker;
 
@@ -172,8 +178,16 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// How long `/readyz` waits for the store: a store that is down must make the probe fail
+/// fast, not hang for the pool's acquire timeout while it keeps trying to reconnect.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    match app.store.migrations_current().await {
+    let answer = match tokio::time::timeout(READY_TIMEOUT, app.store.migrations_current()).await {
+        Ok(answer) => answer.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {READY_TIMEOUT:?}")),
+    };
+    match answer {
         Ok(true) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
         Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,

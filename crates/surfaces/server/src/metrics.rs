@@ -116,6 +116,10 @@ pub fn kind_label(kind: &str) -> &'static str {
     match kind {
         "pr.pipeline" => "pr.pipeline",
         "pr.command" => "pr.command",
+        "pr.review" => "pr.review",
+        "pr.publish" => "pr.publish",
+        "pr.closed" => "pr.closed",
+        "repo.push" => "repo.push",
         _ => "other",
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sluice_store::{
     DeliveryRecord, EventRecord, NewJob, Store as _, StoreError, Transaction, now_millis,
 };
-use sluice_vcs::event::{Event, PullRequestAction, ReviewAction};
+use sluice_vcs::event::{Event, PullRequestAction, ReviewAction, ReviewState};
 use sluice_vcs::webhook::{DeliveryHeaders, WebhookError, receive};
 
 use crate::App;
@@ -23,6 +23,9 @@ use crate::metrics::{WebhookOutcome, event_label};
 
 pub const PIPELINE_JOB: &str = "pr.pipeline";
 pub const COMMAND_JOB: &str = "pr.command";
+pub const REVIEW_JOB: &str = "pr.review";
+pub const CLOSED_JOB: &str = "pr.closed";
+pub const PUSH_JOB: &str = "repo.push";
 
 /// What one delivery leads to.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +55,22 @@ pub fn pipeline_payload(
     installation: Option<u64>,
 ) -> Value {
     json!({"repo": repo, "pr": pr, "base_sha": base, "head_sha": head, "installation": installation})
+}
+
+/// The command a job carries: the canonical form, except for a mistake answered with help,
+/// whose line as written is kept (bounded) so the answer can say what was wrong with it.
+fn command_text(body: &str, cmd: &sluice_vcs::command::Command) -> String {
+    match cmd {
+        sluice_vcs::command::Command::Help { reason: Some(_) } => body
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .take(200)
+            .collect(),
+        _ => cmd.to_string(),
+    }
 }
 
 /// Which jobs a verified delivery creates (pure: the event in, the writes out).
@@ -90,7 +109,17 @@ pub fn plan_delivery(event_name: &str, event: &Event, max_attempts: u32) -> Deli
                 ),
                 PullRequestAction::Closed { merged } => (
                     "closed",
-                    Vec::new(),
+                    // Enqueued after the cancellation in the same transaction, so it survives
+                    // it: the PR's locks are released (or its place in their queues given up).
+                    vec![{
+                        let mut job = NewJob::new(
+                            CLOSED_JOB,
+                            &key,
+                            json!({"repo": repo, "pr": pr.number, "merged": merged}),
+                        );
+                        job.max_attempts = max_attempts;
+                        job
+                    }],
                     Some((
                         key.clone(),
                         if *merged {
@@ -112,19 +141,40 @@ pub fn plan_delivery(event_name: &str, event: &Event, max_attempts: u32) -> Deli
         }
         Event::PullRequestReview(e) => {
             let repo = e.repository.full_name.to_string();
+            let key = pr_key(&repo, e.pull_request.number);
             let action = match e.action {
                 ReviewAction::Submitted => "submitted",
                 ReviewAction::Dismissed => "dismissed",
             };
-            // Approvals bind in the approval stage, which the server does not run yet: the
-            // review is recorded as an event for it.
+            // An approving review records an approval; a dismissal voids the one it gave.
+            // Other reviews (comments, changes requested) are only events.
+            let acts = match e.action {
+                ReviewAction::Submitted => e.review.state == ReviewState::Approved,
+                ReviewAction::Dismissed => true,
+            };
+            let jobs = if acts {
+                // Not superseding: a review of an older head is still recorded (bound to the
+                // commit it reviewed, it does not count for a newer head).
+                let mut job = NewJob::new(
+                    REVIEW_JOB,
+                    &key,
+                    json!({"repo": repo, "pr": e.pull_request.number, "action": action,
+                        "review": e.review.id, "commit": e.review.commit_id,
+                        "reviewer": e.review.user.login, "author": e.pull_request.user.login,
+                        "installation": e.installation.map(|i| i.id.0)}),
+                );
+                job.max_attempts = max_attempts;
+                vec![job]
+            } else {
+                Vec::new()
+            };
             DeliveryPlan {
-                key: pr_key(&repo, e.pull_request.number),
+                key,
                 kind: format!("webhook.{event_name}.{action}"),
                 summary: json!({"repo": repo, "pr": e.pull_request.number, "review": e.review.id,
                     "state": format!("{:?}", e.review.state).to_lowercase(),
                     "commit": e.review.commit_id, "reviewer": e.review.user.login}),
-                jobs: Vec::new(),
+                jobs,
                 cancel: None,
             }
         }
@@ -141,7 +191,7 @@ pub fn plan_delivery(event_name: &str, event: &Event, max_attempts: u32) -> Deli
                     let mut job = NewJob::new(
                         COMMAND_JOB,
                         &key,
-                        json!({"repo": repo, "pr": e.issue.number, "command": cmd.to_string(),
+                        json!({"repo": repo, "pr": e.issue.number, "command": command_text(&e.comment.body, cmd),
                             "comment": e.comment.id, "author": e.comment.user.login,
                             "installation": e.installation.map(|i| i.id.0)}),
                     );
@@ -161,13 +211,25 @@ pub fn plan_delivery(event_name: &str, event: &Event, max_attempts: u32) -> Deli
         }
         Event::Push(e) => {
             let repo = e.repository.full_name.to_string();
-            // The reconciler's cue once it exists; recorded now so nothing is lost.
+            // A push to the default branch lands merges: the changes whose heads it contains
+            // give up their locks. (Also the reconciler's cue once it exists.)
+            let jobs = if e.is_to_default_branch() {
+                let mut job = NewJob::new(
+                    PUSH_JOB,
+                    &repo,
+                    json!({"repo": repo, "ref": e.git_ref, "after": e.after}),
+                );
+                job.max_attempts = max_attempts;
+                vec![job]
+            } else {
+                Vec::new()
+            };
             DeliveryPlan {
                 kind: format!("webhook.{event_name}"),
                 summary: json!({"repo": repo, "ref": e.git_ref, "before": e.before,
                     "after": e.after, "default_branch": e.is_to_default_branch()}),
                 key: repo,
-                jobs: Vec::new(),
+                jobs,
                 cancel: None,
             }
         }

@@ -159,6 +159,9 @@ async fn execute(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::L
         PIPELINE_JOB => pipeline(app, job, lease).await,
         COMMAND_JOB => command(app, job, lease).await,
         crate::publish::PUBLISH_JOB => crate::publish::run(app, job, lease).await,
+        crate::webhook::REVIEW_JOB => crate::review::run(app, job, lease).await,
+        crate::webhook::CLOSED_JOB => crate::lifecycle::closed(app, job, lease).await,
+        crate::webhook::PUSH_JOB => crate::lifecycle::pushed(app, job, lease).await,
         other => Ran::Failed(format!("unknown job kind {other:?}")),
     }
 }
@@ -294,23 +297,131 @@ pub fn command_answer(command: &str) -> String {
     }
 }
 
+/// Who may run a comment command, as far as this server can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandGate {
+    /// `help` (and what is answered with help) needs no permission.
+    Open,
+    /// GitHub said the commenter holds this permission.
+    Checked(sluice_vcs::command::Permission),
+    /// No GitHub App (or no installation in the delivery): the permission cannot be asked.
+    Unverifiable,
+}
+
+/// The reply to a command comment by `login`, given what is known of their permission (pure).
+/// Commands that plan, apply or unlock need write access; without a GitHub App to ask, they are
+/// refused (fail closed) and the reply says how to enable them.
+pub fn command_reply(command: &str, login: &str, gate: &CommandGate) -> String {
+    match gate {
+        CommandGate::Open => command_answer(command),
+        CommandGate::Checked(permission) => {
+            match sluice_vcs::command::authorize(login, *permission) {
+                Ok(()) => command_answer(command),
+                Err(refused) => format!("{refused}."),
+            }
+        }
+        CommandGate::Unverifiable => format!(
+            "@{login}: this sluice server has no GitHub App configured, so it cannot check \
+             your permission on this repository; `{command}` is refused. Commands that plan, \
+             apply or unlock need `write`, `maintain` or `admin` permission, checked through \
+             the App (SLUICE_GITHUB_APP_ID and SLUICE_GITHUB_APP_KEY_FILE)."
+        ),
+    }
+}
+
+/// Whether a parsed command needs the commenter's write permission.
+pub fn needs_permission(command: &str) -> bool {
+    use sluice_vcs::command::{Command, parse};
+    matches!(
+        parse(command),
+        Some(Command::Plan { .. } | Command::Apply { .. } | Command::Unlock { .. })
+    )
+}
+
+/// The reply comment's body: the command quoted, then the answer.
+fn reply_body(command: &str, reply: &str) -> String {
+    format!("> {command}\n\n{reply}")
+}
+
 async fn command(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::Lease) -> Ran {
     let text = match field(&job.payload, "command") {
         Ok(t) => t.to_string(),
         Err(e) => return Ran::Failed(e),
     };
-    let reply = command_answer(&text);
+    let author = match field(&job.payload, "author") {
+        Ok(a) => a.to_string(),
+        Err(e) => return Ran::Failed(e),
+    };
+    let pr = job.payload["pr"].as_u64();
+    // The installation client and the repository, when this server can talk to GitHub.
+    let github = match (
+        &app.github,
+        job.payload["installation"].as_u64(),
+        field(&job.payload, "repo")
+            .ok()
+            .and_then(|r| r.parse::<sluice_vcs::RepoName>().ok()),
+        pr,
+    ) {
+        (Some(gh), Some(inst), Some(repo), Some(pr)) => {
+            Some((gh.installation(sluice_vcs::InstallationId(inst)), repo, pr))
+        }
+        _ => None,
+    };
+    let gate = match (&github, needs_permission(&text)) {
+        (_, false) => CommandGate::Open,
+        (None, true) => CommandGate::Unverifiable,
+        (Some((client, repo, _)), true) => {
+            match client.collaborator_permission(repo, &author).await {
+                Ok(p) => CommandGate::Checked(p),
+                // A 5xx or rate limit past the client's retries: the queue tries again later.
+                Err(e) => {
+                    return Ran::Failed(format!("asking GitHub for @{author}'s permission: {e}"));
+                }
+            }
+        }
+    };
+    let reply = command_reply(&text, &author, &gate);
+    let permission = match &gate {
+        CommandGate::Open => Value::Null,
+        CommandGate::Checked(p) => json!(p.as_str()),
+        CommandGate::Unverifiable => json!("unverifiable"),
+    };
+    let refused = match &gate {
+        CommandGate::Open => false,
+        CommandGate::Checked(p) => sluice_vcs::command::authorize(&author, *p).is_err(),
+        CommandGate::Unverifiable => true,
+    };
+    // The reply goes to the PR before the job completes: a crash in between may post it twice
+    // (at-least-once), never lose it.
+    let reply_comment = match &github {
+        Some((client, repo, pr)) => match client
+            .create_comment(repo, *pr, &reply_body(&text, &reply))
+            .await
+        {
+            Ok(id) => Some(id),
+            Err(e) => return Ran::Failed(format!("replying on the pull request: {e}")),
+        },
+        None => None,
+    };
     let mut tx = Transaction::new();
     tx.append_event(
         EventRecord::new(
             &job.serial_key,
-            "command.answered",
+            if refused {
+                "command.refused"
+            } else {
+                "command.answered"
+            },
             json!({"job": job.id, "command": text, "comment": job.payload["comment"],
-                "author": job.payload["author"], "reply": reply}),
+                "author": author, "permission": permission, "reply": reply,
+                "reply_comment": reply_comment}),
         ),
         None,
     )
-    .append_event(job_event(job, json!({"command": text})), None)
+    .append_event(
+        job_event(job, json!({"command": text, "refused": refused})),
+        None,
+    )
     .complete_job(lease);
     match app.store.commit(tx).await {
         Ok(_) => Ran::Done,
@@ -318,5 +429,46 @@ async fn command(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::L
             Some(why) => Ran::LeaseLost(why),
             None => Ran::Failed(e.to_string()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_vcs::command::Permission;
+
+    #[test]
+    fn only_plan_apply_and_unlock_need_permission() {
+        for c in ["sluice plan", "sluice apply a/b", "sluice unlock a/b"] {
+            assert!(needs_permission(c), "{c}");
+        }
+        for c in ["sluice help", "sluice destroy", "sluice", "sluice unlock"] {
+            assert!(!needs_permission(c), "{c}");
+        }
+    }
+
+    #[test]
+    fn replies_follow_the_gate() {
+        let refused = command_reply(
+            "sluice plan",
+            "eve",
+            &CommandGate::Checked(Permission::Triage),
+        );
+        assert!(
+            refused.contains("@eve has `triage` permission"),
+            "{refused}"
+        );
+        let ok = command_reply(
+            "sluice plan",
+            "amy",
+            &CommandGate::Checked(Permission::Maintain),
+        );
+        assert_eq!(ok, command_answer("sluice plan"));
+        let blind = command_reply("sluice apply", "amy", &CommandGate::Unverifiable);
+        assert!(blind.contains("no GitHub App configured"), "{blind}");
+        assert_eq!(
+            command_reply("sluice help", "eve", &CommandGate::Open),
+            command_answer("sluice help")
+        );
     }
 }

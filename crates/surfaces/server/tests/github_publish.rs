@@ -201,3 +201,418 @@ async fn without_a_github_app_nothing_is_published() {
     assert_eq!(kinds, ["pr.pipeline"]);
     server.stop().await;
 }
+
+/// A corpus `issue_comment` delivery rewritten as `login`'s comment `body` on PR 7, through the
+/// App's installation.
+fn command_payload(login: &str, body: &str) -> Option<Vec<u8>> {
+    let root = sluice_testkit::corpus("github-webhooks/payload-examples/api.github.com")?;
+    let file = root.join("issue_comment/created.payload.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    v["issue"]["number"] = 7.into();
+    v["issue"]["pull_request"] =
+        json!({"url": format!("https://api.github.com/repos/{REPO}/pulls/7")});
+    v["comment"]["body"] = body.into();
+    v["comment"]["user"]["login"] = login.into();
+    v["installation"] = json!({"id": INSTALLATION});
+    Some(serde_json::to_vec(&v).unwrap())
+}
+
+/// GitHub's "get repository permissions for a user" for `login`, answering `permission`.
+async fn mock_permission(gh: &MockServer, login: &str, permission: &str) {
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/repos/{REPO}/collaborators/{login}/permission"
+        )))
+        .and(header(
+            "authorization",
+            "Bearer ghs_test_installation_token",
+        ))
+        .and(header("x-github-api-version", "2022-11-28"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "permission": permission, "role_name": permission,
+            "user": {"login": login, "type": "User"}
+        })))
+        .mount(gh)
+        .await;
+}
+
+/// Every request the mock received, as `METHOD /path`.
+async fn calls(gh: &MockServer) -> Vec<String> {
+    gh.received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect()
+}
+
+async fn events_of(server: &Server, kind: &str) -> Vec<Value> {
+    use sluice_store::ChangeStore as _;
+    server
+        .app
+        .store
+        .events(None, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| e.payload)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comment_commands_need_write_permission_checked_with_github() {
+    let (repo, _, _) = org_with_pushes(1);
+    let Some(refused) = command_payload("mallory", "sluice plan") else {
+        return;
+    };
+    let gh = mock_github(false).await;
+    mock_permission(&gh, "mallory", "read").await;
+    mock_permission(&gh, "alice", "write").await;
+    let server = server_with_github(repo.path(), &gh).await;
+    let comments = format!("/repos/{REPO}/issues/7/comments");
+    let mallory_permission = format!("GET /repos/{REPO}/collaborators/mallory/permission");
+    let alice_permission = format!("GET /repos/{REPO}/collaborators/alice/permission");
+
+    // A reader's `sluice plan`: GitHub is asked, the reply says why it is refused.
+    let (status, answer) = server.signed("issue_comment", "c-1", &refused).await;
+    assert_eq!(status, 202, "{answer}");
+    wait_until_drained(&server).await;
+    assert_eq!(
+        calls(&gh).await,
+        [
+            format!("POST /app/installations/{INSTALLATION}/access_tokens"),
+            mallory_permission.clone(),
+            format!("POST {comments}"),
+        ]
+    );
+    let replies = received(&gh, "POST", &comments).await;
+    let reply = replies[0]["body"].as_str().unwrap();
+    assert!(reply.starts_with("> sluice plan\n\n"), "{reply}");
+    assert!(
+        reply.contains("@mallory has `read` permission on this repository"),
+        "{reply}"
+    );
+    let refusals = events_of(&server, "command.refused").await;
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0]["permission"], "read");
+
+    // `sluice help` and an unknown command need no permission: no permission call.
+    for (i, body) in ["sluice help", "sluice destroy"].iter().enumerate() {
+        let payload = command_payload("mallory", body).unwrap();
+        let (status, _) = server
+            .signed("issue_comment", &format!("c-help-{i}"), &payload)
+            .await;
+        assert_eq!(status, 202);
+    }
+    wait_until_drained(&server).await;
+    let after_help = calls(&gh).await;
+    assert_eq!(
+        after_help
+            .iter()
+            .filter(|c| **c == mallory_permission)
+            .count(),
+        1,
+        "{after_help:?}"
+    );
+    let replies = received(&gh, "POST", &comments).await;
+    assert_eq!(replies.len(), 3);
+    for r in &replies[1..] {
+        assert!(
+            r["body"].as_str().unwrap().contains("sluice unlock UNIT"),
+            "{r}"
+        );
+    }
+    assert!(
+        replies[2]["body"]
+            .as_str()
+            .unwrap()
+            .contains("unknown command `destroy`")
+    );
+
+    // A writer's `sluice unlock`: checked, then answered.
+    let allowed = command_payload("alice", "sluice unlock prod/net").unwrap();
+    let (status, _) = server.signed("issue_comment", "c-2", &allowed).await;
+    assert_eq!(status, 202);
+    wait_until_drained(&server).await;
+    let all = calls(&gh).await;
+    assert_eq!(
+        all.iter().filter(|c| **c == alice_permission).count(),
+        1,
+        "{all:?}"
+    );
+    let replies = received(&gh, "POST", &comments).await;
+    let reply = replies.last().unwrap()["body"].as_str().unwrap();
+    assert!(reply.starts_with("> sluice unlock prod/net"), "{reply}");
+    assert!(!reply.contains("permission on this repository"), "{reply}");
+    let answered = events_of(&server, "command.answered").await;
+    assert_eq!(answered.len(), 3, "{answered:?}");
+    assert_eq!(answered[2]["permission"], "write");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_github_app_commands_are_refused_and_help_is_answered() {
+    let (repo, _, _) = org_with_pushes(1);
+    let Some(plan) = command_payload("alice", "sluice apply") else {
+        return;
+    };
+    let server = Server::start(repo.path(), 1).await;
+    let (status, _) = server.signed("issue_comment", "n-1", &plan).await;
+    assert_eq!(status, 202);
+    let help = command_payload("alice", "sluice help").unwrap();
+    let (status, _) = server.signed("issue_comment", "n-2", &help).await;
+    assert_eq!(status, 202);
+    wait_until_drained(&server).await;
+    let refused = events_of(&server, "command.refused").await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["permission"], "unverifiable");
+    assert!(
+        refused[0]["reply"]
+            .as_str()
+            .unwrap()
+            .contains("no GitHub App configured"),
+        "{refused:?}"
+    );
+    let answered = events_of(&server, "command.answered").await;
+    assert_eq!(answered.len(), 1, "{answered:?}");
+    assert!(answered[0]["permission"].is_null());
+    server.stop().await;
+}
+
+const APP: &str = "gitops/clusters/dev-eu/apps/guestbook";
+
+/// An apps-only org whose every change needs an approval from `@acme/platform` (the built-in
+/// Kubernetes rules, which deny the fixture's untagged images, off): the guestbook
+/// (kubeconform's fixture, read from the corpus) on `main`, and a PR branch of `n` successive
+/// replica bumps. Returns the repository, the base and the heads.
+fn guestbook_org(n: usize) -> Option<(sluice_testkit::Repo, String, Vec<String>)> {
+    let fixture = sluice_testkit::corpus("k8s/kubeconform-fixtures/fixtures/multi_valid.yaml")?;
+    let manifests = std::fs::read_to_string(fixture).unwrap();
+    assert!(manifests.contains("replicas: 1"));
+    let repo = sluice_testkit::Repo::new();
+    repo.write(
+        "sluice.yaml",
+        "version: 1\norg: test\nenvironments:\n  dev: { order: 1 }\napps:\n  root: gitops/clusters\n  layout: \"{cluster}/apps/{app}\"\n  clusters: { dev-eu: dev }\napprovals:\n  R1: [\"@acme/platform\"]\npolicy:\n  builtin:\n    disable: [k8s-image-digest, k8s-resources, k8s-probes, k8s-network-policy, k8s-privileged, k8s-host-path, k8s-loadbalancer, k8s-plaintext-secret]\n",
+    );
+    repo.write(&format!("{APP}/guestbook.yaml"), &manifests);
+    let base = repo.commit("guestbook");
+    repo.checkout_new("pr");
+    let heads = (0..n)
+        .map(|i| {
+            repo.write(
+                &format!("{APP}/guestbook.yaml"),
+                manifests.replacen("replicas: 1", &format!("replicas: {}", i + 2), 1),
+            );
+            repo.commit(&format!("bump {i}"))
+        })
+        .collect();
+    Some((repo, base, heads))
+}
+
+/// A corpus `pull_request_review` delivery rewritten: `action` by `reviewer` on `commit` of PR 7
+/// (authored by `Codertocat`), review `id`, through the App's installation.
+fn review_payload(action: &str, id: u64, reviewer: &str, commit: &str, head: &str) -> Vec<u8> {
+    let root = sluice_testkit::corpus("github-webhooks/payload-examples/api.github.com").unwrap();
+    let file = root.join(format!("pull_request_review/{action}.payload.json"));
+    let mut v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    v["pull_request"]["number"] = 7.into();
+    v["pull_request"]["user"]["login"] = "Codertocat".into();
+    v["pull_request"]["head"]["sha"] = head.into();
+    v["review"]["id"] = id.into();
+    v["review"]["user"]["login"] = reviewer.into();
+    v["review"]["commit_id"] = commit.into();
+    v["review"]["state"] = if action == "dismissed" {
+        "dismissed"
+    } else {
+        "approved"
+    }
+    .into();
+    v["installation"] = json!({"id": INSTALLATION});
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// GitHub's "get team membership for a user": `login` is an active member of `@acme/platform`.
+async fn mock_team_member(gh: &MockServer, login: &str) {
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/orgs/acme/teams/platform/memberships/{login}"
+        )))
+        .and(header(
+            "authorization",
+            "Bearer ghs_test_installation_token",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "url": format!("https://api.github.com/teams/1/memberships/{login}"),
+            "role": "member", "state": "active"
+        })))
+        .mount(gh)
+        .await;
+}
+
+/// The approval records of `change` in the server's index: (approver, state, groups).
+async fn approvals_of(server: &Server, change: &str) -> Vec<(String, String, Value)> {
+    use sluice_store::ReleaseStore as _;
+    server
+        .app
+        .store
+        .approvals(change)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let a = &r.body["approval"];
+            (
+                r.approver,
+                a["state"].as_str().unwrap().to_string(),
+                a["groups"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_become_approvals_bound_to_the_reviewed_commit() {
+    use sluice_store::ChangeStore as _;
+    let Some((repo, base, heads)) = guestbook_org(2) else {
+        return;
+    };
+    let mut open: Value =
+        serde_json::from_slice(&pr_payload("opened", 7, &base, &heads[0]).unwrap()).unwrap();
+    open["installation"]["id"] = INSTALLATION.into();
+    let gh = mock_github(false).await;
+    mock_team_member(&gh, "alice").await;
+    let server = server_with_github(repo.path(), &gh).await;
+    let (status, answer) = server
+        .signed(
+            "pull_request",
+            "r-open",
+            &serde_json::to_vec(&open).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    wait_until_drained(&server).await;
+    let changes = server.app.store.changes(10).await.unwrap();
+    assert_eq!(changes.len(), 1, "one app change");
+    let first = changes[0].change_id.clone();
+    let checks = received(&gh, "POST", &format!("/repos/{REPO}/check-runs")).await;
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0]["conclusion"], "action_required", "{}", checks[0]);
+
+    // The author's own approving review is refused: nothing recorded.
+    let own = review_payload("submitted", 100, "Codertocat", &heads[0], &heads[0]);
+    assert_eq!(
+        server.signed("pull_request_review", "r-own", &own).await.0,
+        202
+    );
+    wait_until_drained(&server).await;
+    assert_eq!(events_of(&server, "review.refused").await.len(), 1);
+    assert!(approvals_of(&server, &first).await.is_empty());
+
+    // alice (in @acme/platform, asked of GitHub) approves the head: a signed approval, bound
+    // to that commit, counting for the team; the check run is published again, now met.
+    let approve = review_payload("submitted", 101, "alice", &heads[0], &heads[0]);
+    assert_eq!(
+        server
+            .signed("pull_request_review", "r-1", &approve)
+            .await
+            .0,
+        202
+    );
+    wait_until_drained(&server).await;
+    let all = calls(&gh).await;
+    assert!(
+        all.contains(&"GET /orgs/acme/teams/platform/memberships/alice".to_string()),
+        "{all:?}\n{:?}\n{:?}",
+        events_of(&server, "review.recorded").await,
+        server
+            .app
+            .store
+            .stage_results(&first)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| (s.stage.clone(), s.detail["details"].clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        approvals_of(&server, &first).await,
+        [(
+            "github:alice".to_string(),
+            "given".to_string(),
+            json!(["@acme/platform"])
+        )]
+    );
+    let stages = server.app.store.stage_results(&first).await.unwrap();
+    let approve_stage = stages.iter().rev().find(|s| s.stage == "approve").unwrap();
+    let details = &approve_stage.detail["details"];
+    assert_eq!(details["source"], "github_review");
+    assert_eq!(details["approval"]["binding"]["commit"], heads[0].as_str());
+    assert_eq!(details["approval"]["approver"], "github:alice");
+    let checks = received(&gh, "POST", &format!("/repos/{REPO}/check-runs")).await;
+    assert_eq!(checks.len(), 2, "published again after the approval");
+    let summary = checks[1]["output"]["summary"].as_str().unwrap();
+    assert!(summary.contains("met by github:alice"), "{summary}");
+    assert_eq!(checks[1]["conclusion"], "success", "{}", checks[1]);
+
+    // Dismissed: the approval is void, and the check asks for action again.
+    let dismiss = review_payload("dismissed", 101, "alice", &heads[0], &heads[0]);
+    assert_eq!(
+        server
+            .signed("pull_request_review", "r-2", &dismiss)
+            .await
+            .0,
+        202
+    );
+    wait_until_drained(&server).await;
+    let states: Vec<String> = approvals_of(&server, &first)
+        .await
+        .into_iter()
+        .map(|a| a.1)
+        .collect();
+    assert_eq!(states, ["given", "dismissed"]);
+    let checks = received(&gh, "POST", &format!("/repos/{REPO}/check-runs")).await;
+    assert_eq!(checks.len(), 3);
+    assert_eq!(checks[2]["conclusion"], "action_required", "{}", checks[2]);
+    let summary = checks[2]["output"]["summary"].as_str().unwrap();
+    assert!(summary.contains("the approval was dismissed"), "{summary}");
+
+    // alice approves the first head again, then a push: her approval binds to the commit she
+    // reviewed, never to the new head's change.
+    let again = review_payload("submitted", 102, "alice", &heads[0], &heads[0]);
+    assert_eq!(
+        server.signed("pull_request_review", "r-3", &again).await.0,
+        202
+    );
+    let mut push: Value =
+        serde_json::from_slice(&pr_payload("synchronize", 7, &base, &heads[1]).unwrap()).unwrap();
+    push["installation"]["id"] = INSTALLATION.into();
+    let (status, _) = server
+        .signed(
+            "pull_request",
+            "r-push",
+            &serde_json::to_vec(&push).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 202);
+    wait_until_drained(&server).await;
+    let changes = server.app.store.changes(10).await.unwrap();
+    let second = changes
+        .iter()
+        .find(|c| c.head == heads[1])
+        .unwrap()
+        .change_id
+        .clone();
+    assert!(approvals_of(&server, &second).await.is_empty());
+    let stale = review_payload("submitted", 103, "alice", &heads[0], &heads[1]);
+    assert_eq!(
+        server.signed("pull_request_review", "r-4", &stale).await.0,
+        202
+    );
+    wait_until_drained(&server).await;
+    assert!(
+        approvals_of(&server, &second).await.is_empty(),
+        "a review of the older commit does not approve the new head"
+    );
+    server.stop().await;
+}

@@ -1,7 +1,7 @@
 //! `sluice serve` over real HTTP on 127.0.0.1 (random ports): the corpus's deliveries signed,
 //! forged and redelivered; a PR head run through the pipeline into the read API; fast pushes
 //! superseding older heads; `/metrics` scraped and parsed; the OpenAPI document against the
-//! routes.
+//! routes; a closed PR and a push to the default branch releasing the locks of their changes.
 
 mod common;
 
@@ -503,5 +503,154 @@ async fn backports_are_listed_once_a_used_grant_ends() {
     assert_eq!(list[1]["uses"], 1);
     // The GET recorded nothing: the expiry is still unrecorded in the store.
     assert_eq!(store.backports(true).await.unwrap().len(), 1);
+    server.stop().await;
+}
+
+/// The lock owner of the change the server recorded for `head`.
+async fn owner_at(server: &Server, head: &str) -> String {
+    let changes = server.app.store.changes(100).await.unwrap();
+    let record = changes
+        .iter()
+        .find(|c| c.head == head)
+        .expect("a change for the head");
+    sluice_release::lock_owner(record)
+}
+
+/// `owner` takes (or queues for) the lock of `unit`.
+async fn take(server: &Server, unit: &str, owner: &str) -> sluice_model::lock::Acquired {
+    use sluice_store::LockStore as _;
+    server
+        .app
+        .store
+        .acquire(
+            unit,
+            owner,
+            sluice_release::apply::now(),
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn holder(server: &Server, unit: &str) -> (Option<String>, Vec<String>) {
+    use sluice_store::LockStore as _;
+    let lock = server.app.store.lock(unit).await.unwrap().unwrap();
+    (
+        lock.holder.map(|h| h.change),
+        lock.queue.into_iter().map(|w| w.change).collect(),
+    )
+}
+
+/// A corpus `push` delivery rewritten as a push of `after` to `main`, the default branch.
+fn push_payload(after: &str) -> Vec<u8> {
+    let root = sluice_testkit::corpus("github-webhooks/payload-examples/api.github.com").unwrap();
+    let mut v: Value =
+        serde_json::from_slice(&std::fs::read(root.join("push/payload.json")).unwrap()).unwrap();
+    v["ref"] = "refs/heads/main".into();
+    v["repository"]["default_branch"] = "main".into();
+    v["after"] = after.into();
+    v["deleted"] = false.into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_and_merged_prs_release_their_locks() {
+    let (repo, base, heads) = org_with_pushes(1);
+    let Some(open9) = pr_payload("opened", 9, &base, &heads[0]) else {
+        return;
+    };
+    // PR 10: another branch off the base, merged into main later; PR 11 never merged.
+    repo.git(&["checkout", "-q", "-B", "pr10", &base]);
+    repo.write(
+        "live/dev/eu-west-1/net/terragrunt.hcl",
+        sluice_testkit::plain_stack("cidr = \"10.10.0.0/16\""),
+    );
+    let head10 = repo.commit("pr 10");
+    repo.git(&["checkout", "-q", "-B", "pr11", &base]);
+    repo.write(
+        "live/dev/eu-west-1/net/terragrunt.hcl",
+        sluice_testkit::plain_stack("cidr = \"10.11.0.0/16\""),
+    );
+    let head11 = repo.commit("pr 11");
+    let server = Server::start(repo.path(), 1).await;
+    for (i, body) in [
+        open9,
+        pr_payload("opened", 10, &base, &head10).unwrap(),
+        pr_payload("opened", 11, &base, &head11).unwrap(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_eq!(
+            server
+                .signed("pull_request", &format!("l-{i}"), body)
+                .await
+                .0,
+            202
+        );
+    }
+    server.drain(Duration::from_secs(60)).await;
+    let (pr9, pr10, pr11) = (
+        owner_at(&server, &heads[0]).await,
+        owner_at(&server, &head10).await,
+        owner_at(&server, &head11).await,
+    );
+    // PR 9 holds `a` and waits for `b` (held by PR 10); PR 11 holds `c`.
+    take(&server, "dev/eu-west-1/a", &pr9).await;
+    take(&server, "dev/eu-west-1/b", &pr10).await;
+    take(&server, "dev/eu-west-1/b", &pr9).await;
+    take(&server, "dev/eu-west-1/c", &pr11).await;
+
+    // PR 9 closed (not merged): it releases `a` and leaves `b`'s queue.
+    let closed = pr_payload("closed", 9, &base, &heads[0]).unwrap();
+    assert_eq!(
+        server.signed("pull_request", "l-close", &closed).await.0,
+        202
+    );
+    server.drain(Duration::from_secs(30)).await;
+    assert_eq!(holder(&server, "dev/eu-west-1/a").await, (None, vec![]));
+    assert_eq!(
+        holder(&server, "dev/eu-west-1/b").await,
+        (Some(pr10.clone()), vec![])
+    );
+    let events = server
+        .app
+        .store
+        .events(Some("lock:dev/eu-west-1/a"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, "lock.released");
+    assert_eq!(events[0].payload["holder"], pr9.as_str());
+
+    // PR 10 merged into main, then pushed: its lock is released; PR 11's is kept.
+    repo.git(&["checkout", "-q", "main"]);
+    repo.git(&["merge", "-q", "--no-ff", "-m", "merge pr 10", "pr10"]);
+    let main = repo.head();
+    assert_eq!(
+        server
+            .signed("push", "l-push", &push_payload(&main))
+            .await
+            .0,
+        202
+    );
+    // A push to another branch does nothing.
+    let mut other: Value = serde_json::from_slice(&push_payload(&head11)).unwrap();
+    other["ref"] = "refs/heads/pr11".into();
+    let (status, answer) = server
+        .signed("push", "l-push-other", &serde_json::to_vec(&other).unwrap())
+        .await;
+    assert_eq!(status, 202);
+    assert!(answer["jobs"].as_array().unwrap().is_empty(), "{answer}");
+    server.drain(Duration::from_secs(30)).await;
+    assert_eq!(holder(&server, "dev/eu-west-1/b").await, (None, vec![]));
+    assert_eq!(
+        holder(&server, "dev/eu-west-1/c").await,
+        (Some(pr11.clone()), vec![])
+    );
+    let merged = server.app.store.events(None, 0, 1000).await.unwrap();
+    let push = merged.iter().find(|e| e.kind == "push.merged").unwrap();
+    assert_eq!(push.payload["merged"], serde_json::json!([pr10]));
     server.stop().await;
 }
