@@ -181,7 +181,11 @@ fn first_line(s: &str) -> String {
 /// group of its own, so its inline flags (`(?i)`) stay its own. The user's patterns
 /// (`checked`) are compiled alone first: an unbalanced `a)|(b` would otherwise change the
 /// meaning of the alternation instead of failing, and the error names the pattern.
-fn union(field: &str, patterns: &[String], checked: &[String]) -> Result<Option<Regex>, RedactError> {
+fn union(
+    field: &str,
+    patterns: &[String],
+    checked: &[String],
+) -> Result<Option<Regex>, RedactError> {
     let error = |e: regex::Error| RedactError {
         field: field.into(),
         message: format!("invalid regex: {}", first_line(&e.to_string())),
@@ -504,7 +508,9 @@ fn redact_kv(s: &str) -> Option<String> {
         if m.start() < copied {
             continue; // inside a value hidden already
         }
-        let name = m.as_str().trim_end_matches(|c: char| c == '=' || c.is_whitespace());
+        let name = m
+            .as_str()
+            .trim_end_matches(|c: char| c == '=' || c.is_whitespace());
         if !kv_secret_name(name) {
             continue;
         }
@@ -1097,6 +1103,34 @@ mod tests {
             let once = redact_shapes(&s).into_owned();
             let twice = redact_shapes(&once).into_owned();
             proptest::prop_assert_eq!(once, twice);
+        }
+
+        /// The pair scanner agrees with the case-insensitive regex it replaced (kept here as
+        /// the oracle) on ASCII text built from names, separators and quotes.
+        #[test]
+        fn secret_pairs_are_hidden_as_the_old_regex_hid_them(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "password", "PGPASSWORD", "Token", "db_", "x", "sig", "api_key", "dbpassword",
+                    "=", " = ", ";", "&", ",", " ", "\"", "'", "ab1", "_", "-", "\n",
+                ]),
+                0..16,
+            )
+        ) {
+            let s: String = parts.concat();
+            let oracle = Regex::new(
+                r#"(?i)(?P<key>(?:\b|_)(?:pgpassword|mysql_pwd|password|pwd|passwd|secret|client_secret|token|access_token|auth_token|accountkey|account_key|sharedaccesskey|sharedaccesssignature|sig|apikey|api_key|access_key|secret_key)\s*=\s*)(?P<value>"[^"]*"|'[^']*'|[^;&\s,"']+)"#,
+            )
+            .unwrap();
+            let expected = oracle.replace_all(&s, |c: &regex::Captures<'_>| {
+                let key = &c["key"];
+                match c["value"].chars().next() {
+                    Some(q @ ('"' | '\'')) => format!("{key}{q}{REDACTED}{q}"),
+                    _ => format!("{key}{REDACTED}"),
+                }
+            });
+            let got = redact_kv(&s).unwrap_or_else(|| s.clone());
+            proptest::prop_assert_eq!(got, expected.into_owned());
         }
 
         #[test]

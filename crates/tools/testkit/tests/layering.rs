@@ -109,9 +109,9 @@ fn every_crate_depends_only_on_the_layers_below_it() {
     let mut broken = Vec::new();
     for from in &crates {
         for dep in &from.deps {
-            let to = by_name
-                .get(dep.as_str())
-                .unwrap_or_else(|| panic!("{}: unknown sluice crate {dep}", from.manifest.display()));
+            let to = by_name.get(dep.as_str()).unwrap_or_else(|| {
+                panic!("{}: unknown sluice crate {dep}", from.manifest.display())
+            });
             if let Some(why) = forbidden(from, to) {
                 broken.push(format!("{} -> {}: {why}", from.name, to.name));
             }
@@ -137,11 +137,17 @@ fn the_rule_refuses_what_the_design_forbids() {
     let cli = c("sluice-cli", Layer::Surface);
     let testkit = c("sluice-testkit", Layer::Tool);
     assert!(forbidden(&policy, &git).is_some(), "adapter to adapter");
-    assert!(forbidden(&git, &evidence).is_some(), "only the store may use evidence");
+    assert!(
+        forbidden(&git, &evidence).is_some(),
+        "only the store may use evidence"
+    );
     assert!(forbidden(&store, &evidence).is_none());
     assert!(forbidden(&model, &git).is_some());
     assert!(forbidden(&flow, &cli).is_some(), "service to surface");
-    assert!(forbidden(&cli, &testkit).is_some(), "testkit in product code");
+    assert!(
+        forbidden(&cli, &testkit).is_some(),
+        "testkit in product code"
+    );
     assert!(forbidden(&flow, &policy).is_none());
     assert!(forbidden(&cli, &flow).is_none());
 }
