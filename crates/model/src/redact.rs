@@ -442,14 +442,6 @@ static URL_USERINFO: LazyLock<Regex> = LazyLock::new(|| {
         .expect("url regex")
 });
 
-/// The `name =` part of a `name=value` pair in a string: `Password=...;` pairs of ADO.NET /
-/// JDBC connection strings, `sig=` of SAS URLs, `DB_PASSWORD=...` assignments of scripts
-/// (`user_data`). Whether the name is a secret one is [`kv_secret_name`]'s call, not the
-/// regex's: a case-insensitive alternation of the names costs ten times as much to compile,
-/// on every run that meets an `=`.
-static KV_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[A-Za-z0-9_]+\s*=\s*").expect("kv regex"));
-
 /// Names whose value [`redact_shapes`] hides in a `name=value` pair, as the name or its last
 /// `_` word (`DB_PASSWORD`, `AccountKey`).
 const KV_SECRET_NAMES: &[&str] = &[
@@ -500,25 +492,35 @@ fn kv_value_len(s: &str) -> Option<usize> {
 }
 
 /// `s` with the value of every secret `name=value` pair hidden (quotes kept), or `None` when
-/// it has none.
+/// it has none: `Password=...;` pairs of ADO.NET / JDBC connection strings, `sig=` of SAS
+/// URLs, `DB_PASSWORD=...` assignments of scripts (`user_data`). Each `=` is looked at with the
+/// name before it (white space allowed around the `=`), by hand: a case-insensitive regex of
+/// the names costs more to compile than a small plan takes to redact, and a regex over every
+/// `name=` costs more on a large one.
 fn redact_kv(s: &str) -> Option<String> {
     let mut out = String::new();
     let mut copied = 0;
-    for m in KV_NAME.find_iter(s) {
-        if m.start() < copied {
+    for (eq, _) in s.match_indices('=') {
+        if eq < copied {
             continue; // inside a value hidden already
         }
-        let name = m
-            .as_str()
-            .trim_end_matches(|c: char| c == '=' || c.is_whitespace());
-        if !kv_secret_name(name) {
+        let name_end = s[..eq].trim_end().len();
+        let name_start = s.as_bytes()[..name_end]
+            .iter()
+            .rposition(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+            .map_or(0, |i| i + 1);
+        if name_start == name_end
+            || name_start < copied
+            || !kv_secret_name(&s[name_start..name_end])
+        {
             continue;
         }
-        let Some(len) = kv_value_len(&s[m.end()..]) else {
+        let value_start = eq + 1 + (s[eq + 1..].len() - s[eq + 1..].trim_start().len());
+        let Some(len) = kv_value_len(&s[value_start..]) else {
             continue;
         };
-        out.push_str(&s[copied..m.end()]);
-        match s[m.end()..].chars().next() {
+        out.push_str(&s[copied..value_start]);
+        match s[value_start..].chars().next() {
             Some(q @ ('"' | '\'')) => {
                 out.push(q);
                 out.push_str(REDACTED);
@@ -526,7 +528,7 @@ fn redact_kv(s: &str) -> Option<String> {
             }
             _ => out.push_str(REDACTED),
         }
-        copied = m.end() + len;
+        copied = value_start + len;
     }
     (copied > 0).then(|| {
         out.push_str(&s[copied..]);
