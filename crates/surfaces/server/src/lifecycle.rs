@@ -22,7 +22,7 @@ use sluice_store::{
 };
 
 use crate::App;
-use crate::worker::{Ran, field, job_event, lease_lost};
+use crate::worker::{Ran, commit_failed, field, job_event};
 
 /// Most recorded changes looked through for a lock holder's heads.
 const CHANGE_SCAN_LIMIT: u32 = 10_000;
@@ -96,10 +96,7 @@ async fn finish(
             tracing::info!(key = %job.serial_key, kind, locks = closed.len(), "locks closed");
             Ran::Done
         }
-        Err(e) => match lease_lost(&e) {
-            Some(why) => Ran::LeaseLost(why),
-            None => Ran::Failed(e.to_string()),
-        },
+        Err(e) => commit_failed(&e),
     }
 }
 

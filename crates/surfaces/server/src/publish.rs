@@ -18,7 +18,7 @@ use sluice_vcs::comment::CommentMarker;
 use sluice_vcs::{InstallationId, RepoName};
 
 use crate::App;
-use crate::worker::{Ran, field, job_event, lease_lost};
+use crate::worker::{Ran, commit_failed, field, job_event};
 
 pub const PUBLISH_JOB: &str = "pr.publish";
 /// The check run's name on every head commit.
@@ -174,10 +174,7 @@ pub(crate) async fn run(
                 "published to GitHub");
             Ran::Done
         }
-        Err(e) => match lease_lost(&e) {
-            Some(why) => Ran::LeaseLost(why),
-            None => Ran::Failed(e.to_string()),
-        },
+        Err(e) => commit_failed(&e),
     }
 }
 

@@ -38,7 +38,7 @@ use sluice_store::{
 use crate::App;
 use crate::publish::PUBLISH_JOB;
 use crate::webhook::PIPELINE_JOB;
-use crate::worker::{Ran, field, job_event, lease_lost};
+use crate::worker::{Ran, commit_failed, field, job_event};
 
 /// The `source` of approvals recorded from GitHub reviews, in their statement and index row.
 pub const SOURCE: &str = "github_review";
@@ -493,10 +493,7 @@ pub(crate) async fn run(
             tracing::info!(key = %job.serial_key, review = review.id, kind, "review handled");
             Ran::Done
         }
-        Err(e) => match lease_lost(&e) {
-            Some(why) => Ran::LeaseLost(why),
-            None => Ran::Failed(e.to_string()),
-        },
+        Err(e) => commit_failed(&e),
     }
 }
 

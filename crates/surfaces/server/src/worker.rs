@@ -154,6 +154,15 @@ pub(crate) fn lease_lost(e: &StoreError) -> Option<String> {
     }
 }
 
+/// What a job's failed completing commit means: another worker holds the job now (its lease
+/// lapsed), or the attempt failed and the queue retries it.
+pub(crate) fn commit_failed(e: &StoreError) -> Ran {
+    match lease_lost(e) {
+        Some(why) => Ran::LeaseLost(why),
+        None => Ran::Failed(e.to_string()),
+    }
+}
+
 async fn execute(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::Lease) -> Ran {
     match job.kind.as_str() {
         PIPELINE_JOB => pipeline(app, job, lease).await,
@@ -425,10 +434,7 @@ async fn command(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::L
     .complete_job(lease);
     match app.store.commit(tx).await {
         Ok(_) => Ran::Done,
-        Err(e) => match lease_lost(&e) {
-            Some(why) => Ran::LeaseLost(why),
-            None => Ran::Failed(e.to_string()),
-        },
+        Err(e) => commit_failed(&e),
     }
 }
 
