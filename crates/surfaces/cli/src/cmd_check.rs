@@ -113,6 +113,7 @@ pub fn run_check(a: CheckArgs) -> Result<i32, PipelineError> {
         }
         (_, Ok(None)) => None,
     };
+    crate::pages::huge_pages_for_input(&a.plan_json);
     let opts = CheckOptions {
         plan_json: a.plan_json,
         stack: a.stack,

@@ -437,6 +437,7 @@ fn run_eval(a: EvalArgs) -> Result<i32, PipelineError> {
         Err(code) => return Ok(code),
     };
     let file = a.plan_json.display().to_string();
+    crate::pages::huge_pages_for_input(&a.plan_json);
     let bytes = match std::fs::read(&a.plan_json) {
         Ok(b) => b,
         Err(e) => {

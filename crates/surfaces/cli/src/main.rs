@@ -16,6 +16,7 @@ mod cmd_state;
 mod commands;
 mod exit;
 mod output;
+mod pages;
 
 use clap::Parser;
 
@@ -32,14 +33,8 @@ fn main() {
         // SAFETY: nothing else runs yet: no other thread exists to read the environment.
         unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
-    // mimalloc asks for transparent huge pages on its arenas, and the kernel then zeroes a whole
-    // 2 MiB page on the first touch of each: about 4 ms of CPU in a 50-change `sluice check`,
-    // for memory a short-lived command mostly never uses. Ordinary 4 KiB pages are zeroed as
-    // they are touched. (Affects only this process; a failure leaves the default.)
-    // SAFETY: prctl with PR_SET_THP_DISABLE takes integer arguments and touches no memory.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
+    // Small pages unless a command's input is large (see `pages`).
+    pages::small_pages();
     let cli = commands::Cli::parse();
     let code = match commands::run(cli) {
         Ok(code) => code,
