@@ -264,6 +264,7 @@ async fn a_review_recorded_by_the_server_counts_at_apply_and_its_dismissal_voids
         "pr1",
         "--pr",
         "7",
+        "--run-plans",
         "--format",
         "json",
     ]);
@@ -336,6 +337,7 @@ async fn a_review_recorded_by_the_server_counts_at_apply_and_its_dismissal_voids
             "pr1",
             "--pr",
             "7",
+            "--run-plans",
             "--format",
             "json",
         ]);

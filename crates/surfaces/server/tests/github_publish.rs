@@ -685,8 +685,7 @@ async fn a_failed_apply_fails_the_check_run_and_tells_the_pr_once() {
         .await
         .unwrap()
         .unwrap();
-    store
-        .fail(&change.unit, token, now())
+    sluice_store::LockStore::fail(store, &change.unit, token, now())
         .await
         .unwrap()
         .unwrap();

@@ -722,8 +722,7 @@ async fn locks_show_holders_queues_kept_locks_degraded_stacks_and_terraform_lock
         .await
         .unwrap()
         .unwrap();
-    store
-        .fail("dev/eu-west-1/b", b_token, now())
+    sluice_store::LockStore::fail(store, "dev/eu-west-1/b", b_token, now())
         .await
         .unwrap()
         .unwrap();
