@@ -542,5 +542,7 @@ fn augment(
     false
 }
 
+pub mod vouched;
+
 #[cfg(test)]
 mod tests;

@@ -34,17 +34,22 @@ pub struct OrgConfig {
 }
 
 /// `apply:` in sluice.yaml.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyConfig {
     /// `apply.merge`: `before_merge` (the default: apply from the open PR, then merge what was
     /// applied) or `after_merge` (only once merged into the default branch).
     pub merge: crate::apply::MergeRule,
+    /// `apply.review_signers`: ed25519 public keys of `sluice serve` replicas whose signed
+    /// GitHub-review approvals an apply counts, beside the evidence key of the log it records
+    /// into (always trusted). Empty by default.
+    pub review_signers: Vec<crate::people::PublicKey>,
 }
 
 impl Default for ApplyConfig {
     fn default() -> Self {
         ApplyConfig {
             merge: crate::apply::MergeRule::BeforeMerge,
+            review_signers: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sluice_model::binding::Approval;
+use sluice_model::binding::vouched::ReviewApproval;
 use sluice_model::people::PublicKey;
 
 use crate::dsse::{self, DsseError, Envelope};
@@ -21,6 +22,10 @@ use crate::keys::EvidenceKey;
 
 /// The payload type of an approver-signed approval.
 pub const APPROVAL_PAYLOAD_TYPE: &str = "application/vnd.sluice.approval+json";
+
+/// The payload type of a GitHub review's approval (or dismissal) as a server signed it: a
+/// type of its own, so that a server's signature can never pass for a person's.
+pub const REVIEW_APPROVAL_PAYLOAD_TYPE: &str = "application/vnd.sluice.review-approval+json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalKeyError {
@@ -192,6 +197,41 @@ pub fn verify_approval(
     Ok(approval)
 }
 
+/// Signs a GitHub review's approval with the server's evidence key.
+pub fn sign_review_approval(review: &ReviewApproval, key: &EvidenceKey) -> Envelope {
+    let payload = crate::canonical::to_vec(review).expect("a review approval always serialises");
+    dsse::sign(REVIEW_APPROVAL_PAYLOAD_TYPE, &payload, key)
+}
+
+/// Verifies a server-signed review approval against the trusted server keys and returns it;
+/// it must name `approver`, the approver the index row is filed under.
+pub fn verify_review_approval(
+    envelope: &Envelope,
+    approver: &str,
+    trusted: &[VerifyingKey],
+) -> Result<ReviewApproval, ApprovalKeyError> {
+    let verified = envelope
+        .verify(REVIEW_APPROVAL_PAYLOAD_TYPE, trusted)
+        .map_err(|source| ApprovalKeyError::Signature {
+            approver: approver.to_string(),
+            source,
+        })?;
+    let review: ReviewApproval = serde_json::from_slice(&verified.payload)
+        .map_err(|e| ApprovalKeyError::Payload(e.to_string()))?;
+    if !review
+        .approval
+        .approver
+        .as_str()
+        .eq_ignore_ascii_case(approver)
+    {
+        return Err(ApprovalKeyError::Payload(format!(
+            "the review approval names {}, not {approver}",
+            review.approval.approver
+        )));
+    }
+    Ok(review)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +304,43 @@ mod tests {
         a.binding.subject = Subject::Plan("sha256:bb".into());
         forged.payload = B64.encode(crate::canonical::to_vec(&a).unwrap());
         assert!(verify_approval(&forged, "alice", &[registered]).is_err());
+    }
+
+    #[test]
+    fn a_server_signed_review_verifies_only_against_trusted_keys_and_never_as_a_persons() {
+        let server = EvidenceKey::from_seed(&[3; 32]);
+        let review = ReviewApproval {
+            approval: approval("github:erin"),
+            pr_author: PersonId::new("github:octocat"),
+            review: 101,
+        };
+        let envelope = sign_review_approval(&review, &server);
+        let trusted = [server.verifying_key()];
+        assert_eq!(
+            verify_review_approval(&envelope, "github:erin", &trusted).unwrap(),
+            review
+        );
+        // An untrusted server, a row filed under another approver, a tampered payload.
+        let other = EvidenceKey::from_seed(&[4; 32]).verifying_key();
+        assert!(matches!(
+            verify_review_approval(&envelope, "github:erin", &[other]),
+            Err(ApprovalKeyError::Signature { .. })
+        ));
+        assert!(matches!(
+            verify_review_approval(&envelope, "github:mallory", &trusted),
+            Err(ApprovalKeyError::Payload(_))
+        ));
+        let mut forged = envelope.clone();
+        let mut r = review.clone();
+        r.pr_author = PersonId::new("github:someone-else");
+        forged.payload = B64.encode(crate::canonical::to_vec(&r).unwrap());
+        assert!(verify_review_approval(&forged, "github:erin", &trusted).is_err());
+        // Even if the server's key were registered for a person, its review envelope is not a
+        // person's approval (another payload type), nor the reverse.
+        let as_person = PublicKey(*server.verifying_key().as_bytes());
+        assert!(verify_approval(&envelope, "github:erin", &[as_person]).is_err());
+        let personal = sign_approval(&approval("github:erin"), &server);
+        assert!(verify_review_approval(&personal, "github:erin", &trusted).is_err());
     }
 
     #[test]

@@ -1011,13 +1011,32 @@ fn people(cx: &mut Ctx<'_>, node: &Node) -> People {
     People::new(out)
 }
 
-/// `apply:` — `{ merge: before_merge | after_merge }`.
+/// `apply:` — `{ merge: before_merge | after_merge, review_signers: [PUBLIC KEY…] }`.
 fn apply(cx: &mut Ctx<'_>, node: &Node) -> ApplyConfig {
     let mut out = ApplyConfig::default();
     let Some(map) = cx.expect_map(node, "apply") else {
         return out;
     };
-    cx.check_keys(map, &["merge"], "`apply`");
+    cx.check_keys(map, &["merge", "review_signers"], "`apply`");
+    if let Some(n) = get(map, "review_signers") {
+        let items = n
+            .as_seq()
+            .map(|s| s.to_vec())
+            .unwrap_or_else(|| vec![n.clone()]);
+        for item in items {
+            let Some(key) = cx.string(&item, "apply.review_signers") else {
+                continue;
+            };
+            match PublicKey::parse(&key) {
+                Ok(k) => out.review_signers.push(k),
+                Err(e) => cx.error(
+                    &item,
+                    format!("`apply.review_signers`: {e}"),
+                    Some("the evidence public key of a `sluice serve` replica (`sluice evidence key`), as an `ssh-ed25519 …` line or a PEM PUBLIC KEY".into()),
+                ),
+            }
+        }
+    }
     if let Some(n) = get(map, "merge") {
         match n.as_str() {
             Some("before_merge") => out.merge = MergeRule::BeforeMerge,
@@ -1299,6 +1318,33 @@ risk:
         let default = load("sluice.yaml", SAMPLE).unwrap();
         assert!(default.people.is_empty());
         assert_eq!(default.apply.merge, MergeRule::BeforeMerge);
+    }
+
+    #[test]
+    fn review_signers_load_and_a_bad_one_is_reported_where_it_is() {
+        let text = format!("{SAMPLE}apply:\n  review_signers: [\"{ALICE_KEY}\"]\n");
+        let c = load("sluice.yaml", &text).unwrap();
+        assert_eq!(
+            c.apply.review_signers,
+            [PublicKey::parse(ALICE_KEY).unwrap()]
+        );
+        assert!(
+            load("sluice.yaml", SAMPLE)
+                .unwrap()
+                .apply
+                .review_signers
+                .is_empty()
+        );
+        let bad = format!(
+            "{SAMPLE}apply:\n  review_signers:\n    - \"{ALICE_KEY}\"\n    - \"ssh-rsa AAAAB3NzaC1yc2E x\"\n"
+        );
+        let errs = load("sluice.yaml", &bad).unwrap_err();
+        let e = errs
+            .iter()
+            .find(|e| e.message.contains("`apply.review_signers`"))
+            .unwrap_or_else(|| panic!("{errs:?}"));
+        assert_eq!(e.line, SAMPLE.lines().count() as u32 + 4, "{e:?}");
+        assert!(e.message.contains("ssh-rsa"), "{}", e.message);
     }
 
     #[test]

@@ -185,6 +185,11 @@ pub struct StackReport {
     /// or an earlier run recorded it) with a passed plan and a policy decision.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_status: Option<sluice_model::approval_status::ApprovalStatus>,
+    /// The stack's health when it is not healthy (a failed or killed apply left it degraded,
+    /// or a refresh-only plan made it recovering), from the store: every apply of it is
+    /// refused until it is recovered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<sluice_model::apply::StackHealth>,
 }
 
 /// What the change as a whole may do next.
@@ -802,6 +807,7 @@ fn stack_stages<E>(
             plan,
             decision,
             approval_status: None,
+            health: None,
         };
         decided(&stack).map_err(RunError::Observer)?;
         out.push(stack);

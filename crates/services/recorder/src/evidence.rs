@@ -2835,6 +2835,7 @@ mod tests {
                 },
                 decision: None,
                 approval_status: None,
+                health: None,
             }],
             apps: vec![AppDecision {
                 app: "web".into(),

@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use sluice_evidence::approval::verify_approval;
+use sluice_evidence::approval::{verify_approval, verify_review_approval};
 use sluice_evidence::dsse::Envelope;
 use sluice_evidence::statement::{Outcome, Subject as StatementSubject};
 use sluice_iac::apply::{ApplyEngine, EngineEnd, FailureKind, StateInfo};
@@ -42,7 +42,8 @@ use sluice_model::apply::{
     ApplyEnd, ApplyErrorClass, ApplyRun, Degradation, EngineReport, GateInput, GateRefusal,
     LockAfter, MergeRule, PrState, ResourcesChanged, StackHealth, after_apply, gate,
 };
-use sluice_model::binding::{Applying, Approval};
+use sluice_model::binding::Applying;
+use sluice_model::binding::vouched::{Admitted, Vouched, Voucher, admit};
 use sluice_model::breakglass::{self, BreakGlassGrant, GrantUse};
 use sluice_model::change::UnitKind;
 use sluice_model::exception::Timestamp;
@@ -57,7 +58,7 @@ use sluice_store::{
     StoreError,
 };
 
-use crate::approve::APPROVER_ENVELOPE_DETAIL;
+use crate::approve::{APPROVER_ENVELOPE_DETAIL, REVIEW_ENVELOPE_DETAIL};
 use crate::context::{ChangeContext, Governance};
 use crate::error::{ReleaseError, Result};
 
@@ -302,33 +303,72 @@ pub async fn settle(store: &AnyStore, unit: &str, rules: &RedactionRules) -> Res
     Ok(())
 }
 
-/// The approvals recorded for the change that still verify against the approver's registered
-/// key; the others are reported and left out.
-pub(crate) fn verified_approvals(
+/// The keys whose signed GitHub-review approvals count: the evidence key of the log this
+/// service records into (a `sluice serve` sharing the store signs with it), and the keys the
+/// base revision lists under `apply.review_signers` (replicas with keys of their own).
+pub fn trusted_review_signers(
+    service: &EvidenceService,
+    governance: &Governance,
+) -> Vec<sluice_evidence::VerifyingKey> {
+    let mut keys = sluice_evidence::approval::verifying_keys(&governance.apply.review_signers);
+    keys.push(service.public_key());
+    keys
+}
+
+/// The approvals recorded for the change, each verified against who vouches for it (the
+/// approver's key registered under `people:`, or a trusted server's key for a GitHub review),
+/// then admitted by the model (`sluice_model::binding::vouched::admit`): the latest record
+/// per approver and binding, the membership and the authors to judge them with. Records that
+/// do not verify or are not admitted are reported and left out.
+pub(crate) fn admitted_approvals(
     governance: &Governance,
     rows: &[sluice_store::ApprovalRow],
-) -> Vec<Approval> {
-    let mut out = Vec::new();
+    trusted_servers: &[sluice_evidence::VerifyingKey],
+) -> Admitted {
+    let mut records = Vec::new();
     for row in rows {
-        let envelope: Option<Envelope> = row
-            .body
-            .get(APPROVER_ENVELOPE_DETAIL)
-            .and_then(|e| serde_json::from_value(e.clone()).ok());
-        let keys = governance
-            .people
-            .get(&row.approver)
-            .map(|p| p.public_keys())
-            .unwrap_or_default();
-        match envelope.map(|e| verify_approval(&e, &row.approver, &keys)) {
-            Some(Ok(a)) => out.push(a),
-            Some(Err(e)) => eprintln!("warning: approval by {} left out: {e}", row.approver),
-            None => eprintln!(
+        let envelope = |detail: &str| -> Option<Envelope> {
+            row.body
+                .get(detail)
+                .and_then(|e| serde_json::from_value(e.clone()).ok())
+        };
+        let verified = if let Some(e) = envelope(REVIEW_ENVELOPE_DETAIL) {
+            verify_review_approval(&e, &row.approver, trusted_servers).map(|r| Vouched {
+                approval: r.approval,
+                voucher: Voucher::Server {
+                    pr_author: r.pr_author,
+                },
+            })
+        } else if let Some(e) = envelope(APPROVER_ENVELOPE_DETAIL) {
+            let keys = governance
+                .people
+                .get(&row.approver)
+                .map(|p| p.public_keys())
+                .unwrap_or_default();
+            verify_approval(&e, &row.approver, &keys).map(|approval| Vouched {
+                approval,
+                voucher: Voucher::Person,
+            })
+        } else {
+            eprintln!(
                 "warning: approval by {} left out: no signed envelope",
                 row.approver
-            ),
+            );
+            continue;
+        };
+        match verified {
+            Ok(v) => records.push(v),
+            Err(e) => eprintln!("warning: approval by {} left out: {e}", row.approver),
         }
     }
-    out
+    let admitted = admit(&records, &governance.people, &governance.authors);
+    for (i, why) in &admitted.rejected {
+        eprintln!(
+            "warning: approval by {} left out: {why}",
+            records[*i].approval.approver
+        );
+    }
+    admitted
 }
 
 /// Whether the PR's head is already in the default branch.
@@ -398,25 +438,29 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
     };
     let plan_digest = binding.subject.digest().to_string();
     let rows = env.store.approvals(ctx.change_id()).await?;
-    let approvals = verified_approvals(env.governance, &rows);
+    let admitted = admitted_approvals(
+        env.governance,
+        &rows,
+        &trusted_review_signers(env.service, env.governance),
+    );
+    let approvals = &admitted.approvals;
     let plan_use = env
         .store
         .plan_use(&plan_digest)
         .await?
         .map_or(sluice_model::apply::PlanUse::Unused, |u| u.state.plan_use());
     let health = env.store.health(unit).await?;
-    let membership = env.governance.people.membership();
     let pr = pr_state(env.governance, &ctx.record.head, &env.req.default_branch);
     let decision = gate(GateInput {
         applying: Applying {
             binding: &binding,
-            authors: &env.governance.authors,
+            authors: &admitted.authors,
         },
         plan: &ctx.plan,
         policy: &ctx.policy,
         requirements: &ctx.requirements,
-        approvals: &approvals,
-        membership: &membership,
+        approvals,
+        membership: &admitted.membership,
         counting: ctx.counting(),
         merge_rule: env.governance.apply.merge,
         pr,
@@ -566,6 +610,18 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
     };
     let aftermath = after_apply(&health, ctx.change_id(), token, at, end.clone(), &env.rules);
     env.store.set_health(unit, &aftermath.health).await?;
+    if let (ApplyEnd::Failed(_), StackHealth::Degraded { degradation }) = (&end, &aftermath.health)
+    {
+        // In the stack's audit log beside interrupted applies; `sluice serve` tells the PR.
+        env.store
+            .append_event(&EventRecord::new(
+                format!("lock:{unit}"),
+                "stack.degraded",
+                json!({"unit": unit, "holder": ctx.lock_owner(), "change_id": ctx.change_id(),
+                    "token": token, "cause": "failed", "degradation": degradation}),
+            ))
+            .await?;
+    }
     env.store.end_plan_use(&plan_digest, aftermath.plan).await?;
     let lock_result = match aftermath.lock {
         LockAfter::Release => env.store.release(unit, token, at).await?.map(|_| ()),

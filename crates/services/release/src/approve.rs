@@ -15,10 +15,14 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use serde_json::json;
-use sluice_evidence::approval::{load_approver_key, sign_approval, verify_approval};
+use sluice_evidence::approval::{
+    load_approver_key, sign_approval, sign_review_approval, verify_approval,
+};
+use sluice_evidence::dsse::Envelope;
 use sluice_evidence::statement::{Outcome, Subject};
 use sluice_model::apply::{PlanResult, PolicyResult};
 use sluice_model::binding::Approval;
+use sluice_model::binding::vouched::ReviewApproval;
 use sluice_model::people::PublicKey;
 use sluice_model::risk::PolicyOutcome;
 use sluice_model::stage::{Authority, Stage};
@@ -55,6 +59,9 @@ pub struct Approved {
 /// The statement details of an approval: what the bundle and the apply read.
 pub const APPROVAL_DETAIL: &str = "approval";
 pub const APPROVER_ENVELOPE_DETAIL: &str = "approver_envelope";
+/// The statement detail (and index field) holding a GitHub review's approval as the server
+/// signed it (`sluice_evidence::approval::sign_review_approval`).
+pub const REVIEW_ENVELOPE_DETAIL: &str = "review_envelope";
 
 pub async fn approve(req: ApproveRequest) -> Result<Approved> {
     let mut options = req.options.clone();
@@ -115,6 +122,12 @@ pub async fn approve(req: ApproveRequest) -> Result<Approved> {
         approval_envelope: envelope_text,
         recorded,
     })
+}
+
+/// A GitHub review's approval (or dismissal) signed with `service`'s evidence key: what a
+/// server puts under [`REVIEW_ENVELOPE_DETAIL`] so that an apply trusting the key counts it.
+pub fn sign_review(service: &EvidenceService, review: &ReviewApproval) -> Envelope {
+    sign_review_approval(review, service.evidence_key())
 }
 
 /// One approval (or dismissal) to record, and what its source adds to it.

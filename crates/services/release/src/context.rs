@@ -238,7 +238,7 @@ impl Governance {
             }
         }
         Ok(Governance {
-            apply: base_rev.config.apply,
+            apply: base_rev.config.apply.clone(),
             people,
             config: base_rev.config,
             base,

@@ -1,6 +1,6 @@
 //! Each approval requirement of a recorded change as met (by whom, for which digest) or
 //! missing, for `sluice pr` and the check run: the recorded approvals re-verified against the
-//! approvers' registered keys and judged by the same model function the apply gate uses
+//! approvers' registered keys (or, for GitHub reviews, the trusted servers' keys) and judged by the same model function the apply gate uses
 //! (`sluice_model::binding::evaluate`), summarised by `sluice_model::approval_status`.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use sluice_model::binding::{Applying, evaluate};
 use sluice_recorder::evidence::{EvidenceService, RecorderOptions};
 use sluice_store::{ChangeStore, ReleaseStore};
 
-use crate::apply::verified_approvals;
+use crate::apply::{admitted_approvals, trusted_review_signers};
 use crate::context::{ChangeContext, Governance};
 use crate::error::Result;
 
@@ -38,22 +38,26 @@ pub async fn approval_statuses(
         };
         let governance = Governance::load(repo, &ctx.record)?;
         let rows = store.approvals(id).await?;
-        let approvals = verified_approvals(&governance, &rows);
+        let admitted = admitted_approvals(
+            &governance,
+            &rows,
+            &trusted_review_signers(&service, &governance),
+        );
         let evaluation = evaluate(
             Applying {
                 binding: &binding,
-                authors: &governance.authors,
+                authors: &admitted.authors,
             },
             &ctx.requirements,
-            &approvals,
-            &governance.people.membership(),
+            &admitted.approvals,
+            &admitted.membership,
             ctx.counting(),
         );
         out.insert(
             id.clone(),
             summarise(
                 &ctx.requirements,
-                &approvals,
+                &admitted.approvals,
                 &evaluation,
                 binding.subject.digest(),
                 &binding.decision_digest,

@@ -354,6 +354,35 @@ fn existing_store(state_root: &std::path::Path, evidence: &StoreArgs) -> Option<
     }
 }
 
+/// For `sluice pr`: each stack that is not healthy (degraded by a failed or killed apply, or
+/// recovering) gets its health from the store, so the PR's people see it without a server.
+/// No store yet: nothing to show; a store that cannot be read is a warning.
+pub fn attach_health(
+    state_root: &std::path::Path,
+    evidence: &StoreArgs,
+    report: &mut sluice_flow::pr::PrReport,
+) {
+    use sluice_store::ReleaseStore as _;
+    let Some(db) = existing_store(state_root, evidence) else {
+        return;
+    };
+    let read = runtime().block_on(async {
+        let store = sluice_store::open(&db).await.map_err(|e| e.to_string())?;
+        store.unhealthy().await.map_err(|e| e.to_string())
+    });
+    match read {
+        Ok(unhealthy) => {
+            for s in &mut report.stacks {
+                s.health = unhealthy
+                    .iter()
+                    .find(|(unit, _)| *unit == s.id)
+                    .map(|(_, h)| h.clone());
+            }
+        }
+        Err(e) => eprintln!("warning: stack health not read: {e}"),
+    }
+}
+
 /// For `sluice pr`: the open backport items of the store (none when there is no store yet).
 /// A store that cannot be read is a warning, not a failed report.
 pub fn pending_for_report(state_root: &std::path::Path, evidence: &StoreArgs) -> Vec<BackportItem> {

@@ -650,6 +650,7 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
         _ => None,
     };
     cmd_release::attach_approval_status(&a.repo, &a.evidence, &mut report, a.record);
+    cmd_breakglass::attach_health(&state_root, &a.evidence, &mut report);
     report.backports = pr::pending_backports(
         &cmd_breakglass::pending_for_report(&state_root, &a.evidence),
         &report.changes,

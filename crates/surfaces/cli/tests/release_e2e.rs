@@ -338,6 +338,37 @@ fn a_killed_apply_leaves_a_degraded_stack_that_an_admin_recovers() {
         view["locks"][0]["health"]["degradation"]["error"], "killed",
         "{view}"
     );
+    // The PR report shows it too, without any server: JSON and Markdown.
+    let pr = |format: &str| {
+        sluice().run(&[
+            "pr",
+            "--repo",
+            sc.repo.arg(),
+            "--base",
+            "main",
+            "--head",
+            "pr1",
+            "--pr",
+            "1",
+            "--format",
+            format,
+        ])
+    };
+    let report = pr("json").json();
+    assert_eq!(
+        report["stacks"][0]["health"]["health"], "degraded",
+        "{report}"
+    );
+    assert_eq!(
+        report["stacks"][0]["health"]["degradation"]["error"], "killed",
+        "{report}"
+    );
+    let md = pr("markdown");
+    assert!(
+        md.stdout.contains("is degraded") && md.stdout.contains("sluice recover"),
+        "{}",
+        md.stdout
+    );
 
     // Recovery is an audited admin action with a reason.
     sluice()

@@ -279,8 +279,53 @@ fn validation_block(v: &ValidationReport) -> Option<String> {
     Some(out)
 }
 
-/// One stack's stage 4–6 blocks.
+/// One stack's stage 4–6 blocks, after a warning when the stack is not healthy.
 fn stack_blocks(s: &StackReport) -> Vec<String> {
+    let mut blocks = stage_blocks(s);
+    if let Some(h) = &s.health
+        && let Some(warning) = health_block(&s.id, h)
+    {
+        blocks.insert(0, warning);
+    }
+    blocks
+}
+
+/// What a degraded or recovering stack's owners must know before anything else.
+fn health_block(unit: &str, health: &sluice_model::apply::StackHealth) -> Option<String> {
+    use sluice_model::apply::StackHealth;
+    let (state, d) = match health {
+        StackHealth::Healthy => return None,
+        StackHealth::Degraded { degradation } => ("degraded", degradation),
+        StackHealth::Recovering { degradation, .. } => ("recovering", degradation),
+    };
+    let error = serde_json::to_value(d.error)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut out = format!(
+        "> **Stack {} is {state}**: the apply of {} (fencing token {}) ended with `{}` at {}; \
+         its lock is kept and applies are refused until it is recovered (`sluice recover {} \
+         --refresh-only`, then a new plan, approval and apply).\n",
+        md_code(unit),
+        md_code(&d.change),
+        d.token,
+        md_text(&error),
+        d.at,
+        unit
+    );
+    if !d.excerpt.is_empty() {
+        out.push('\n');
+        out.push_str(&collapse(
+            "engine output (last lines, redacted)",
+            &format!("```text\n{}\n```\n", d.excerpt.replace("```", "'''")),
+            true,
+        ));
+    }
+    out.push('\n');
+    Some(out)
+}
+
+fn stage_blocks(s: &StackReport) -> Vec<String> {
     match (&s.plan, &s.decision) {
         (PlanState::Planned { source }, Some(d)) => {
             let text = source.describe();

@@ -126,11 +126,53 @@ pub struct JobView {
     pub finished_at: Option<i64>,
 }
 
+/// One stack's state-domain lock as `sluice locks` shows it: the holder, its fencing token and
+/// lease, the waiting queue, the stack's health, and the Terraform HTTP backend lock attached
+/// to it (docs/approvals.md "State-domain locks").
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LockView {
     pub unit: String,
-    pub holder: String,
-    pub fencing_token: i64,
+    /// The change holding the lock (`repo#pr`, or a change id without a PR); `null` when free.
+    pub holder: Option<String>,
+    /// The holder's fencing token; `null` when free.
+    pub fencing_token: Option<u64>,
+    /// The last token handed out for this stack (never decreases).
+    pub last_token: u64,
+    /// What the holder is doing: `leased`, `applying` or `kept` (after a failed or interrupted
+    /// apply: recovery required); `null` when free.
+    pub tenure: Option<String>,
+    /// When the holder took the lock, RFC 3339.
+    pub acquired_at: Option<String>,
+    /// When the holder's lease runs out unless renewed, RFC 3339; `null` for a kept lock
+    /// (it never expires) or a free one.
+    pub lease_expires_at: Option<String>,
+    /// Why a kept lock is kept: `failed` or `interrupted`.
+    pub kept_cause: Option<String>,
+    /// Changes waiting for the lock, first in line first.
+    pub queue: Vec<WaiterView>,
+    /// `healthy`, `degraded` or `recovering`, with the degradation (the failed change, its
+    /// fencing token, error class, resources changed and a redacted excerpt) when not healthy.
+    pub health: Value,
+    /// The Terraform client's lock on the stack's remote state, when one is held: its lock id
+    /// and the lock info JSON it sent (`ID`, `Operation`, `Who`, …).
+    pub terraform_lock: Option<TerraformLockView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WaiterView {
+    pub change: String,
+    /// When it joined the queue, RFC 3339.
+    pub since: String,
+    /// It loses its place if it does not ask again by then, RFC 3339.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TerraformLockView {
+    pub lock_id: String,
+    pub change: String,
+    pub fencing_token: u64,
+    pub info: Value,
 }
 
 /// An open backport item: a break-glass grant that was used and has ended; Git must be brought
@@ -352,11 +394,69 @@ async fn list_jobs(
     ))
 }
 
-/// State locks held (none until the apply stage takes locks).
+/// Every stack with a lock or a health record, by unit: holders (expired leases settled, an
+/// apply whose lease ran out shown as kept), queues, health and Terraform backend locks.
 #[utoipa::path(get, path = "/locks", security(("bearer" = [])),
-    responses((status = 200, body = Vec<LockView>), (status = 401, body = ApiError)))]
-async fn list_locks(_: Reader) -> Json<Vec<LockView>> {
-    Json(Vec::new())
+    responses((status = 200, body = Vec<LockView>), (status = 401, body = ApiError), (status = 503, body = ApiError)))]
+async fn list_locks(
+    _: Reader,
+    State(app): State<Arc<App>>,
+) -> Result<Json<Vec<LockView>>, Failure> {
+    use sluice_model::lock::Tenure;
+    use sluice_store::StateStore as _;
+    let views = sluice_release::admin::locks(&app.store)
+        .await
+        .map_err(internal)?;
+    let mut out = Vec::with_capacity(views.len());
+    for v in views {
+        let terraform_lock = app
+            .store
+            .backend_lock(&v.unit)
+            .await
+            .map_err(internal)?
+            .map(|b| TerraformLockView {
+                lock_id: b.lock_id,
+                change: b.change,
+                fencing_token: b.fencing_token,
+                info: b.info,
+            });
+        let holder = v.lock.holder.as_ref();
+        let (tenure, expires, cause) = match holder.map(|h| &h.tenure) {
+            Some(Tenure::Leased { expires_at }) => (Some("leased"), Some(expires_at), None),
+            Some(Tenure::Applying { expires_at, .. }) => (Some("applying"), Some(expires_at), None),
+            Some(Tenure::Kept { cause, .. }) => (
+                Some("kept"),
+                None,
+                serde_json::to_value(cause)
+                    .ok()
+                    .and_then(|c| c.as_str().map(str::to_string)),
+            ),
+            None => (None, None, None),
+        };
+        out.push(LockView {
+            holder: holder.map(|h| h.change.clone()),
+            fencing_token: holder.map(|h| h.token.0),
+            last_token: v.lock.last_token.0,
+            tenure: tenure.map(str::to_string),
+            acquired_at: holder.map(|h| h.acquired_at.to_string()),
+            lease_expires_at: expires.map(|t| t.to_string()),
+            kept_cause: cause,
+            queue: v
+                .lock
+                .queue
+                .iter()
+                .map(|w| WaiterView {
+                    change: w.change.clone(),
+                    since: w.since.to_string(),
+                    expires_at: w.expires_at.to_string(),
+                })
+                .collect(),
+            health: serde_json::to_value(&v.health).map_err(internal)?,
+            terraform_lock,
+            unit: v.unit,
+        });
+    }
+    Ok(Json(out))
 }
 
 /// Open backport items, oldest first, including those of used grants whose expiry has passed

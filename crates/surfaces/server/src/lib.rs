@@ -12,6 +12,8 @@
 //!   their changes' state locks.
 //! - [`publish`]: the check run and the PR comment on GitHub, each report published by a job of
 //!   its own once it is on record.
+//! - [`notices`]: a degraded stack (a failed or killed apply) and a break-glass backport item
+//!   told on the PR they belong to (check run and comment), once each.
 //! - [`api`]: `/api/v1` with bearer tokens and its OpenAPI document; [`metrics`]: `/metrics`.
 //! - `/state/<stack id>`: the Terraform `http` state backend (`sluice-state-backend`) over the
 //!   same store, authenticated by a sluice `state` token or a runner's OIDC token.
@@ -28,6 +30,7 @@ pub mod bench;
 pub mod config;
 pub mod lifecycle;
 pub mod metrics;
+pub mod notices;
 pub mod publish;
 pub mod repo;
 pub mod review;
@@ -290,6 +293,7 @@ pub async fn run(
     let workers: Vec<_> = (0..app.config.workers)
         .map(|i| tokio::spawn(worker::run(app.clone(), i, shutdown_rx.clone())))
         .collect();
+    let notices = tokio::spawn(notices::run(app.clone(), shutdown_rx.clone()));
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         stop.await;
@@ -310,6 +314,7 @@ pub async fn run(
     for w in workers {
         let _ = w.await;
     }
+    let _ = notices.await;
     tracing::info!("sluice serve stopped");
     Ok(())
 }

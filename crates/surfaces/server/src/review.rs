@@ -6,7 +6,9 @@
 //! commit, the change's plan (or rendered) digest and policy decision digest, the approver
 //! `github:<login>` and the approval groups the reviewer holds (team membership asked from
 //! GitHub for the teams the change's approval requirements name). The server signs it with its
-//! own evidence key, as an approver authority, through `sluice_release::approve`, the same path
+//! own evidence key, as an approver authority (the statement and the approvals index carry the
+//! approval with the PR author as a DSSE envelope of its own, `review_envelope`, which
+//! `sluice apply` verifies against the keys it trusts for reviews), through `sluice_release::approve`, the same path
 //! the command line's `sluice approve` records through. A review of an older commit binds to
 //! that commit's changes only: the binding rules void it for a newer head. The PR author's own
 //! review is refused. A dismissal records the same approval again as `dismissed`: the latest
@@ -24,12 +26,16 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use sluice_flow::pr::Verdict;
 use sluice_model::approval_status::{ApprovalStatus, Met, summarise};
+use sluice_model::binding::vouched::ReviewApproval;
 use sluice_model::binding::{Applying, Approval, ApprovalState, Membership, current, evaluate};
 use sluice_model::people::PersonId;
 use sluice_model::stage::Authority;
 use sluice_recorder::evidence::Identity;
 use sluice_release::ChangeContext;
-use sluice_release::approve::{APPROVAL_DETAIL, ApprovalEntry, approvable, record_approval};
+use sluice_release::approve::{
+    APPROVAL_DETAIL, ApprovalEntry, REVIEW_ENVELOPE_DETAIL, approvable, record_approval,
+    sign_review,
+};
 use sluice_store::{
     ChangeStore as _, Digest, EventRecord, JobFilter, JobQueue as _, NewJob, ReleaseStore as _,
     Store as _, Transaction,
@@ -416,6 +422,19 @@ pub(crate) async fn run(
                     state: ApprovalState::Given,
                 }
             };
+            // Signed by this server's evidence key, with the PR author, so that an apply run
+            // anywhere that trusts the key counts it (and still bars the author).
+            let envelope = sign_review(
+                &app.evidence,
+                &ReviewApproval {
+                    approval: approval.clone(),
+                    pr_author: approver_of(&review.author),
+                    review: review.id,
+                },
+            );
+            let (mut details, mut row) = (details, row);
+            details[REVIEW_ENVELOPE_DETAIL] = json!(envelope);
+            row[REVIEW_ENVELOPE_DETAIL] = json!(envelope);
             let entry = ApprovalEntry {
                 binding: &approval.binding,
                 approval: &approval,

@@ -171,6 +171,8 @@ async fn execute(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::L
         crate::webhook::REVIEW_JOB => crate::review::run(app, job, lease).await,
         crate::webhook::CLOSED_JOB => crate::lifecycle::closed(app, job, lease).await,
         crate::webhook::PUSH_JOB => crate::lifecycle::pushed(app, job, lease).await,
+        crate::notices::DEGRADED_JOB => crate::notices::degraded(app, job, lease).await,
+        crate::notices::BACKPORT_JOB => crate::notices::backport(app, job, lease).await,
         other => Ran::Failed(format!("unknown job kind {other:?}")),
     }
 }

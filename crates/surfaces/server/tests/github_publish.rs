@@ -616,3 +616,286 @@ async fn reviews_become_approvals_bound_to_the_reviewed_commit() {
     );
     server.stop().await;
 }
+
+/// Now, as the model counts time.
+fn now() -> sluice_model::exception::Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    sluice_model::exception::Timestamp::from_unix(d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// PR 7 opened and published through the App; the repository, the server and its one change.
+async fn published_pr(
+    gh: &MockServer,
+) -> Option<(sluice_testkit::Repo, Server, sluice_store::ChangeRecord)> {
+    let (repo, base, heads) = org_with_pushes(1);
+    let mut v: Value = serde_json::from_slice(&pr_payload("opened", 7, &base, &heads[0])?).unwrap();
+    v["installation"]["id"] = INSTALLATION.into();
+    let server = server_with_github(repo.path(), gh).await;
+    let (status, answer) = server
+        .signed("pull_request", "open-7", &serde_json::to_vec(&v).unwrap())
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    wait_until_drained(&server).await;
+    let change = server.app.store.changes(10).await.unwrap().remove(0);
+    Some((repo, server, change))
+}
+
+/// Waits (bounded) for an event of `kind`, then for the queue to drain.
+async fn until_event(server: &Server, kind: &str) -> Vec<Value> {
+    let start = std::time::Instant::now();
+    loop {
+        let found = events_of(server, kind).await;
+        if !found.is_empty() {
+            wait_until_drained(server).await;
+            return events_of(server, kind).await;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no {kind} event within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_apply_fails_the_check_run_and_tells_the_pr_once() {
+    use sluice_model::apply::{
+        ApplyErrorClass, Degradation, EngineReport, ResourcesChanged, StackHealth,
+    };
+    use sluice_model::lock::Acquired;
+    use sluice_store::{LockStore as _, ReleaseStore as _};
+    let gh = mock_github(false).await;
+    let Some((_repo, server, change)) = published_pr(&gh).await else {
+        return;
+    };
+    let store = &server.app.store;
+    // What `sluice apply` leaves after the engine failed: the lock kept, the stack degraded.
+    let owner = sluice_release::lock_owner(&change);
+    let Ok(Acquired::Granted { token, .. }) = store
+        .acquire(&change.unit, &owner, now(), Duration::from_secs(600))
+        .await
+        .unwrap()
+    else {
+        panic!("the lock is free")
+    };
+    store
+        .begin_apply(&change.unit, token, now())
+        .await
+        .unwrap()
+        .unwrap();
+    sluice_store::LockStore::fail(store, &change.unit, token, now())
+        .await
+        .unwrap()
+        .unwrap();
+    let degradation = Degradation::new(
+        change.change_id.clone(),
+        token,
+        now(),
+        EngineReport {
+            changed: ResourcesChanged::Unknown,
+            error: ApplyErrorClass::Provider,
+            output: "Error: creating bucket: password=hunter2-canary AccessDenied".into(),
+        },
+        &sluice_model::redact::RedactionRules::default(),
+    );
+    store
+        .set_health(&change.unit, &StackHealth::Degraded { degradation })
+        .await
+        .unwrap();
+
+    let published = until_event(&server, "notice.degraded_published").await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    let checks = received(&gh, "POST", &format!("/repos/{REPO}/check-runs")).await;
+    assert_eq!(
+        checks.len(),
+        2,
+        "the report's, then the failure: {checks:?}"
+    );
+    let failed = &checks[1];
+    assert_eq!(failed["conclusion"], "failure", "{failed}");
+    assert_eq!(failed["head_sha"], change.head.as_str());
+    assert_eq!(failed["external_id"], change.change_id.as_str());
+    let title = failed["output"]["title"].as_str().unwrap();
+    assert!(
+        title.contains(&format!("{} is degraded", change.unit)),
+        "{title}"
+    );
+    let summary = failed["output"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("`provider`") && summary.contains("sluice recover"),
+        "{summary}"
+    );
+    assert!(!summary.contains("hunter2-canary"), "{summary}");
+    let comments = received(&gh, "POST", &format!("/repos/{REPO}/issues/7/comments")).await;
+    let told: Vec<&Value> = comments
+        .iter()
+        .filter(|c| c["body"].as_str().unwrap().contains("is degraded"))
+        .collect();
+    assert_eq!(told.len(), 1, "{comments:?}");
+    assert!(!told[0]["body"].as_str().unwrap().contains("hunter2-canary"));
+
+    // Later sweeps find the notice recorded: nothing is sent again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    wait_until_drained(&server).await;
+    assert_eq!(
+        received(&gh, "POST", &format!("/repos/{REPO}/check-runs"))
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(
+        events_of(&server, "notice.degraded_published").await.len(),
+        1
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_apply_is_found_by_the_server_and_told_to_the_pr() {
+    use sluice_model::lock::Acquired;
+    use sluice_store::{LockStore as _, ReleaseStore as _};
+    let gh = mock_github(false).await;
+    let Some((_repo, server, change)) = published_pr(&gh).await else {
+        return;
+    };
+    let store = &server.app.store;
+    // An applier that started and died: its lease runs out with nobody renewing it.
+    let owner = sluice_release::lock_owner(&change);
+    let Ok(Acquired::Granted { token, .. }) = store
+        .acquire(&change.unit, &owner, now(), Duration::from_millis(300))
+        .await
+        .unwrap()
+    else {
+        panic!("the lock is free")
+    };
+    store
+        .begin_apply(&change.unit, token, now())
+        .await
+        .unwrap()
+        .unwrap();
+
+    until_event(&server, "notice.degraded_published").await;
+    let health = serde_json::to_value(store.health(&change.unit).await.unwrap()).unwrap();
+    assert_eq!(health["health"], "degraded", "{health}");
+    assert_eq!(health["degradation"]["error"], "killed", "{health}");
+    let checks = received(&gh, "POST", &format!("/repos/{REPO}/check-runs")).await;
+    let last = checks.last().unwrap();
+    assert_eq!(last["conclusion"], "failure", "{last}");
+    assert!(
+        last["output"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("was interrupted"),
+        "{last}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backport_item_is_told_on_the_pr_that_used_the_grant_then_marked_resolved() {
+    use sluice_model::breakglass::{self, BackportStatus, BreakGlassConfig, OpenRequest};
+    use sluice_store::{BreakGlassStore as _, EventRecord};
+    let gh = mock_github(false).await;
+    let Some((_repo, server, change)) = published_pr(&gh).await else {
+        return;
+    };
+    let store = &server.app.store;
+    let key = sluice_release::breakglass::event_key("bg-7");
+    let ev = |kind: &str, payload: Value| EventRecord::new(&key, kind, payload);
+    let grant = breakglass::open(
+        &BreakGlassConfig {
+            group: "@acme/sre".into(),
+            max_ttl_secs: 3600,
+        },
+        &OpenRequest {
+            requester: "carol".into(),
+            requester_groups: vec!["@acme/sre".into()],
+            unit: change.unit.clone(),
+            reason: "INC-7 outage".into(),
+            ttl_secs: 600,
+        },
+        "bg-7".into(),
+        now(),
+    )
+    .unwrap();
+    store
+        .open_grant(&grant, &ev("breakglass.opened", json!({})))
+        .await
+        .unwrap();
+    // PR 7's change applied under the grant, then the grant was closed: an open item.
+    let mut used = grant.clone();
+    used.use_for(&grant.unit, true, now()).unwrap();
+    assert!(
+        store
+            .update_grant(
+                &grant,
+                &used,
+                None,
+                &ev("breakglass.used", json!({"change_id": change.change_id}))
+            )
+            .await
+            .unwrap()
+    );
+    let mut closed = used.clone();
+    let item = closed.close("carol", now()).unwrap();
+    assert!(
+        store
+            .update_grant(
+                &used,
+                &closed,
+                Some(&item),
+                &ev("breakglass.closed", json!({}))
+            )
+            .await
+            .unwrap()
+    );
+
+    until_event(&server, "notice.backport_published").await;
+    let backport_comments = || async {
+        received(&gh, "POST", &format!("/repos/{REPO}/issues/7/comments"))
+            .await
+            .into_iter()
+            .filter_map(|c| c["body"].as_str().map(str::to_string))
+            .filter(|b| b.contains("Backport"))
+            .collect::<Vec<String>>()
+    };
+    let told = backport_comments().await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].contains("Backport needed")
+            && told[0].contains("bg-7")
+            && told[0].contains("INC-7"),
+        "{}",
+        told[0]
+    );
+
+    // A merged PR brought Git back in line: the item's comment says so, once.
+    let mut resolved = item.clone();
+    resolved.status = BackportStatus::Resolved {
+        pr: 9,
+        commit: "c0ffee".into(),
+    };
+    assert!(
+        store
+            .resolve_backport(&resolved, &ev("backport.resolved", json!({})))
+            .await
+            .unwrap()
+    );
+    let start = std::time::Instant::now();
+    while events_of(&server, "notice.backport_published").await.len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(30), "never resolved");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    wait_until_drained(&server).await;
+    let told = backport_comments().await;
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert!(
+        told[1].contains("Backport resolved") && told[1].contains("PR #9"),
+        "{}",
+        told[1]
+    );
+    server.stop().await;
+}

@@ -654,3 +654,123 @@ async fn closed_and_merged_prs_release_their_locks() {
     assert_eq!(push.payload["merged"], serde_json::json!([pr10]));
     server.stop().await;
 }
+
+/// The current time as the model counts it.
+fn now() -> sluice_model::exception::Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    sluice_model::exception::Timestamp::from_unix(d.as_secs() as i64, d.subsec_nanos())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_show_holders_queues_kept_locks_degraded_stacks_and_terraform_locks() {
+    use sluice_model::apply::{
+        ApplyErrorClass, Degradation, EngineReport, ResourcesChanged, StackHealth,
+    };
+    use sluice_model::lock::Acquired;
+    use sluice_model::redact::RedactionRules;
+    use sluice_store::{BackendLockRecord, LockStore as _, ReleaseStore as _, StateStore as _};
+    let (repo, _, _) = org_with_pushes(0);
+    let server = Server::start(repo.path(), 0).await;
+    let store = &server.app.store;
+    let token = store.create_token(Scope::Read, "t").await.unwrap().token;
+    let (status, _) = server.get("/api/v1/locks", None).await;
+    assert_eq!(status, 401);
+    let (status, body) = server.get("/api/v1/locks", Some(&token)).await;
+    assert_eq!((status, body.as_str()), (200, "[]"));
+
+    // `a`: held by PR 1 (with Terraform's lock on its state), PR 2 waiting.
+    let lease = Duration::from_secs(600);
+    let Ok(Acquired::Granted { token: a_token, .. }) = store
+        .acquire("dev/eu-west-1/a", "acme/live#1", now(), lease)
+        .await
+        .unwrap()
+    else {
+        panic!("the first acquirer holds the lock")
+    };
+    let queued = store
+        .acquire("dev/eu-west-1/a", "acme/live#2", now(), lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(queued, Acquired::Queued { position: 1, .. }));
+    let info = serde_json::json!({"ID": "6f1c-lock", "Operation": "OperationTypeApply",
+        "Who": "runner@ci", "Version": "1.11.4", "Path": "dev/eu-west-1/a"});
+    store
+        .put_backend_lock(&BackendLockRecord {
+            unit: "dev/eu-west-1/a".into(),
+            lock_id: "6f1c-lock".into(),
+            change: "acme/live#1".into(),
+            fencing_token: a_token.0,
+            info: info.clone(),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    // `b`: PR 3's apply failed: the lock is kept and the stack degraded, the engine's output
+    // (with a secret in it) redacted.
+    let Ok(Acquired::Granted { token: b_token, .. }) = store
+        .acquire("dev/eu-west-1/b", "acme/live#3", now(), lease)
+        .await
+        .unwrap()
+    else {
+        panic!("b is free")
+    };
+    store
+        .begin_apply("dev/eu-west-1/b", b_token, now())
+        .await
+        .unwrap()
+        .unwrap();
+    sluice_store::LockStore::fail(store, "dev/eu-west-1/b", b_token, now())
+        .await
+        .unwrap()
+        .unwrap();
+    let degradation = Degradation::new(
+        "acme/live#3@abc/dev/dev/eu-west-1/b",
+        b_token,
+        now(),
+        EngineReport {
+            changed: ResourcesChanged::Unknown,
+            error: ApplyErrorClass::Provider,
+            output: "Error: creating bucket: password=hunter2-canary denied".into(),
+        },
+        &RedactionRules::default(),
+    );
+    store
+        .set_health("dev/eu-west-1/b", &StackHealth::Degraded { degradation })
+        .await
+        .unwrap();
+
+    let (status, body) = server.get("/api/v1/locks", Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("hunter2-canary"), "{body}");
+    let locks: Value = serde_json::from_str(&body).unwrap();
+    let locks = locks.as_array().unwrap();
+    assert_eq!(locks.len(), 2, "{body}");
+    let a = &locks[0];
+    assert_eq!(a["unit"], "dev/eu-west-1/a");
+    assert_eq!(a["holder"], "acme/live#1");
+    assert_eq!(a["fencing_token"], a_token.0);
+    assert_eq!(a["last_token"], a_token.0);
+    assert_eq!(a["tenure"], "leased");
+    assert!(
+        a["lease_expires_at"].as_str().unwrap().ends_with('Z'),
+        "{a}"
+    );
+    assert_eq!(a["queue"].as_array().unwrap().len(), 1);
+    assert_eq!(a["queue"][0]["change"], "acme/live#2");
+    assert_eq!(a["health"]["health"], "healthy");
+    assert_eq!(a["terraform_lock"]["lock_id"], "6f1c-lock");
+    assert_eq!(a["terraform_lock"]["info"], info);
+    let b = &locks[1];
+    assert_eq!(b["unit"], "dev/eu-west-1/b");
+    assert_eq!(b["holder"], "acme/live#3");
+    assert_eq!(b["tenure"], "kept");
+    assert_eq!(b["kept_cause"], "failed");
+    assert_eq!(b["lease_expires_at"], Value::Null);
+    assert_eq!(b["health"]["health"], "degraded");
+    assert_eq!(b["health"]["degradation"]["error"], "provider", "{b}");
+    assert_eq!(b["terraform_lock"], Value::Null);
+    server.stop().await;
+}
