@@ -123,6 +123,10 @@ enum Command {
     /// Bearer tokens for `sluice serve`'s API.
     #[command(subcommand)]
     Token(cmd_serve::TokenCommand),
+    /// A plan runner: takes plan jobs from `sluice serve`, plans each stack with the engine in
+    /// a fresh workspace under the stack's cloud role, uploads the plan. Stops on SIGTERM or
+    /// SIGINT after the job in hand.
+    Runner(cmd_runner::RunnerArgs),
 }
 
 #[derive(Subcommand)]
@@ -399,6 +403,7 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Bench(BenchCommand::Queue(a)) => Ok(cmd_serve::run_bench_queue(a)),
         Command::Serve(a) => Ok(cmd_serve::run_serve(a)),
         Command::Token(c) => Ok(cmd_serve::run_token(c)),
+        Command::Runner(a) => Ok(cmd_runner::run(a)),
         Command::Bench(BenchCommand::State(a)) => Ok(cmd_state::run_bench_state(a)),
     }
 }
@@ -615,6 +620,7 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
         store: a.plan_store.clone(),
         plans_note: None,
         now,
+        given: Default::default(),
     };
     // With --record, each stage is recorded as it finishes (a run that stops part-way leaves
     // the stages before it on record), and the rest of the report before it is printed, so that

@@ -6,8 +6,10 @@
 //! What a `pr.pipeline` job runs: the PR pipeline's stages for the head (affected, validate,
 //! render and diff of apps, the approval requirements) through `sluice_flow::pr::run`, each
 //! stage recorded as a signed statement by the recorder. Stage 4 for stacks (the plan) needs a
-//! runner with the engine and cloud credentials; the server records it as not run (the runner
-//! protocol comes with the runner issue).
+//! runner with the engine and the stack's cloud role: the pipeline records it as not run yet
+//! and, when the server has runners (`server.runners: true`, or `--runner`), queues in the
+//! same transaction one `runner.plan` job per stack change ([`crate::runner`]). Server workers never claim those (`Claimant::Server`); runners do, over
+//! `/api/v1/runner`, and their upload records stages 4–6 of the stack.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice_recorder::evidence::{Identity, record_pr_with};
-use sluice_store::{Claimed, EventRecord, JobQueue as _, Store as _, StoreError, Transaction};
+use sluice_store::{
+    Claimant, Claimed, EventRecord, JobQueue as _, Store as _, StoreError, Transaction,
+};
 use tokio::sync::watch;
 
 use crate::App;
@@ -38,7 +42,11 @@ pub async fn run(app: Arc<App>, index: usize, mut shutdown: watch::Receiver<bool
         if *shutdown.borrow() {
             return;
         }
-        match app.store.claim(&name, app.config.lease).await {
+        match app
+            .store
+            .claim_for(&name, app.config.lease, Claimant::Server)
+            .await
+        {
             Ok(Some(claimed)) => run_one(&app, claimed, &mut shutdown).await,
             Ok(None) => {
                 tokio::select! {
@@ -235,6 +243,19 @@ async fn pipeline(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::
         )),
         _ => None,
     };
+    // Stage 4 of the stacks, for runners (when this server has them); queued with this
+    // record or not at all.
+    let plans = if app.config.queue_plans {
+        crate::runner::plan_jobs(
+            &report,
+            field(&job.payload, "repo").unwrap_or_default(),
+            &app.config.repo.to_string(),
+            job.payload["installation"].as_u64(),
+            app.config.max_attempts,
+        )
+    } else {
+        Vec::new()
+    };
     let result = if report.changes.is_empty() {
         let mut tx = Transaction::new();
         tx.append_event(event, None).complete_job(lease);
@@ -251,6 +272,9 @@ async fn pipeline(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::
             tx.append_event(event.clone(), None).complete_job(lease);
             if let Some(p) = &publish {
                 tx.enqueue(p.clone());
+            }
+            for plan in &plans {
+                tx.enqueue(plan.clone());
             }
         })
         .await
@@ -289,8 +313,9 @@ pub fn command_answer(command: &str) -> String {
     use sluice_vcs::command::{Command, USAGE, parse};
     match parse(command) {
         Some(Command::Plan { .. }) => "Plans run in a runner with the engine and the stack's \
-             cloud role; this server does not run plans yet. Run `sluice pr --run-plans` in CI \
-             meanwhile."
+             cloud role: every push queues a plan job per affected stack, which a `sluice \
+             runner` (or `sluice serve --runner`) takes; the check run shows each plan as it is \
+             recorded. To plan again, push, or re-run the `sluice` check."
             .to_string(),
         Some(Command::Apply { .. }) => "This server does not apply from comments yet. Apply \
              from a runner with `sluice apply CHANGE_ID`: it checks the approvals bound to the \
