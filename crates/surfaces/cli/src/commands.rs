@@ -12,6 +12,7 @@ use crate::cmd_plan;
 use crate::cmd_policy;
 use crate::cmd_release;
 use crate::cmd_render;
+use crate::cmd_runner;
 use crate::cmd_serve;
 use crate::cmd_state;
 use crate::exit;

@@ -460,7 +460,8 @@ async fn a_runner_plans_a_stack_and_a_review_approves_that_plan() {
     assert!(
         !std::fs::read(store.blob_path(&parsed))
             .unwrap()
-            .starts_with(b"tf")
+            .starts_with(b"PK"),
+        "sealed, not the plan's zip"
     );
     assert!(
         server
