@@ -706,3 +706,52 @@ async fn oidc_runners_claim_only_what_the_trust_policy_lets_them_plan() {
     assert_eq!(status, 409);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_a_runner_plans_its_own_stacks() {
+    if sluice_testkit::terraform().is_none() {
+        return;
+    }
+    let (repo, base, heads) = terraform_org(1);
+    let Some(opened) = pr_payload("opened", 7, &base, &heads[0]) else {
+        return;
+    };
+    let (key_dir, key) = key_file();
+    let mut cfg = config(repo.path(), 1, None, key);
+    cfg.runner = true;
+    cfg.queue_plans = true;
+    let server = Server::start_with(cfg, key_dir).await;
+    assert_eq!(
+        server.signed("pull_request", "self-open", &opened).await.0,
+        202
+    );
+    let start = Instant::now();
+    loop {
+        let jobs = plan_jobs(&server).await;
+        if jobs.iter().any(|j| j.state == JobState::Succeeded) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the in-process runner did not plan: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let change = plan_jobs(&server).await[0].payload["change_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stages = server.app.store.stage_results(&change).await.unwrap();
+    let plan = stages.iter().rev().find(|s| s.stage == "plan").unwrap();
+    assert_eq!(plan.outcome.as_str(), "passed", "{:?}", plan.detail);
+    assert!(
+        plan.detail["identity"]
+            .as_str()
+            .unwrap()
+            .starts_with("runner-token:serve-runner:"),
+        "{:?}",
+        plan.detail
+    );
+    // Stops gracefully with its runner.
+    server.stop().await;
+}
