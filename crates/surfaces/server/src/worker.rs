@@ -246,6 +246,10 @@ async fn pipeline(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::
     // Stage 4 of the stacks, for runners (when this server has them); queued with this
     // record or not at all.
     let plans = if app.config.queue_plans {
+        let only: Vec<&str> = job.payload[PLAN_UNITS]
+            .as_array()
+            .map(|u| u.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         crate::runner::plan_jobs(
             &report,
             field(&job.payload, "repo").unwrap_or_default(),
@@ -253,6 +257,9 @@ async fn pipeline(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::
             job.payload["installation"].as_u64(),
             app.config.max_attempts,
         )
+        .into_iter()
+        .filter(|j| only.is_empty() || only.contains(&j.payload["unit"].as_str().unwrap_or("")))
+        .collect()
     } else {
         Vec::new()
     };
@@ -313,9 +320,10 @@ pub fn command_answer(command: &str) -> String {
     use sluice_vcs::command::{Command, USAGE, parse};
     match parse(command) {
         Some(Command::Plan { .. }) => "Plans run in a runner with the engine and the stack's \
-             cloud role: every push queues a plan job per affected stack, which a `sluice \
-             runner` (or `sluice serve --runner`) takes; the check run shows each plan as it is \
-             recorded. To plan again, push, or re-run the `sluice` check."
+             cloud role. Nothing was queued: this server has no runners (`server.runners: \
+             true` queues a plan job per stack change on every push, and on this command), or \
+             no pipeline has run for this pull request yet. Run `sluice pr --run-plans` in CI \
+             meanwhile."
             .to_string(),
         Some(Command::Apply { .. }) => "This server does not apply from comments yet. Apply \
              from a runner with `sluice apply CHANGE_ID`: it checks the approvals bound to the \
@@ -372,6 +380,43 @@ pub fn needs_permission(command: &str) -> bool {
     )
 }
 
+/// A re-run pipeline job's payload key: the units a `sluice plan UNIT…` comment named.
+const PLAN_UNITS: &str = "plan_units";
+
+/// For a `sluice plan [UNIT…]` command: the PR's latest pipeline job again (same base and head),
+/// marked with the units named; `None` for other commands or a PR no pipeline ran for.
+async fn replan_job(
+    app: &App,
+    job: &sluice_store::Job,
+    text: &str,
+) -> Result<Option<sluice_store::NewJob>, String> {
+    use sluice_vcs::command::{Command, parse};
+    let Some(Command::Plan { units }) = parse(text) else {
+        return Ok(None);
+    };
+    let filter = sluice_store::JobFilter {
+        state: None,
+        serial_key: Some(job.serial_key.clone()),
+    };
+    let jobs = app
+        .store
+        .jobs(&filter, 1000)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(last) = jobs.iter().find(|j| j.kind == PIPELINE_JOB) else {
+        return Ok(None);
+    };
+    let Some(head) = last.head_sha.as_deref() else {
+        return Ok(None);
+    };
+    let mut payload = last.payload.clone();
+    payload[PLAN_UNITS] = json!(units.iter().map(|u| u.as_str()).collect::<Vec<_>>());
+    let mut again =
+        sluice_store::NewJob::new(PIPELINE_JOB, &job.serial_key, payload).superseding(head);
+    again.max_attempts = app.config.max_attempts;
+    Ok(Some(again))
+}
+
 /// The reply comment's body: the command quoted, then the answer.
 fn reply_body(command: &str, reply: &str) -> String {
     format!("> {command}\n\n{reply}")
@@ -425,6 +470,34 @@ async fn command(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::L
         CommandGate::Checked(p) => sluice_vcs::command::authorize(&author, *p).is_err(),
         CommandGate::Unverifiable => true,
     };
+    // An allowed `sluice plan` on a server with runners: the PR head's pipeline runs again
+    // (enqueued with this job's completion) and queues plan jobs for the units named, or all.
+    let replan = match (refused, app.config.queue_plans) {
+        (false, true) => match replan_job(app, job, &text).await {
+            Ok(r) => r,
+            Err(e) => return Ran::Failed(e),
+        },
+        _ => None,
+    };
+    let reply = match &replan {
+        Some(p) => format!(
+            "Plans queued for runners for `{}`{}: the check run shows each plan as it is \
+             recorded.",
+            p.head_sha.as_deref().unwrap_or_default(),
+            match p.payload[PLAN_UNITS].as_array() {
+                Some(units) if !units.is_empty() => format!(
+                    " ({})",
+                    units
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => String::new(),
+            }
+        ),
+        None => reply,
+    };
     // The reply goes to the PR before the job completes: a crash in between may post it twice
     // (at-least-once), never lose it.
     let reply_comment = match &github {
@@ -457,6 +530,9 @@ async fn command(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::L
         None,
     )
     .complete_job(lease);
+    if let Some(p) = replan {
+        tx.enqueue(p);
+    }
     match app.store.commit(tx).await {
         Ok(_) => Ran::Done,
         Err(e) => commit_failed(&e),

@@ -551,7 +551,51 @@ async fn a_runner_plans_a_stack_and_a_review_approves_that_plan() {
         .0,
         409
     );
+    // `sluice plan UNIT` by a writer: the head's pipeline runs again and queues its plan.
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/repos/{REPO}/collaborators/alice/permission"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "permission": "write", "role_name": "write", "user": {"login": "alice"}
+        })))
+        .mount(&gh)
+        .await;
+    let before = plan_jobs(&server).await.len();
+    let comment = command_payload("alice", &format!("sluice plan {UNIT}"));
+    assert_eq!(
+        server.signed("issue_comment", "run-c1", &comment).await.0,
+        202
+    );
+    settle(&server).await;
+    let answered = events_of(&server, "command.answered").await;
+    assert_eq!(answered.len(), 1, "{answered:?}");
+    assert!(
+        answered[0]["reply"]
+            .as_str()
+            .unwrap()
+            .contains("Plans queued for runners"),
+        "{answered:?}"
+    );
+    let after = plan_jobs(&server).await;
+    assert_eq!(after.len(), before + 1, "{after:?}");
+    assert_eq!(after[0].head_sha.as_deref(), Some(heads[2].as_str()));
+    assert_eq!(after[0].payload["unit"], UNIT);
     server.stop().await;
+}
+
+/// A corpus `issue_comment` delivery: `login` comments `body` on PR 7.
+fn command_payload(login: &str, body: &str) -> Vec<u8> {
+    let root = sluice_testkit::corpus("github-webhooks/payload-examples/api.github.com").unwrap();
+    let file = root.join("issue_comment/created.payload.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    v["issue"]["number"] = 7.into();
+    v["issue"]["pull_request"] =
+        json!({"url": format!("https://api.github.com/repos/{REPO}/pulls/7")});
+    v["comment"]["body"] = body.into();
+    v["comment"]["user"]["login"] = login.into();
+    v["installation"] = json!({"id": INSTALLATION});
+    serde_json::to_vec(&v).unwrap()
 }
 
 /// A corpus `pull_request_review` delivery: `reviewer` approves `commit` of PR 7 (authored by
