@@ -173,7 +173,8 @@ pub struct AzureRole {
 
 /// The roles one unit's engine assumes; clouds are independent (a stack may use AWS and Azure
 /// providers), at least one is set.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CloudRole {
     pub aws: Option<AwsRole>,
     pub gcp: Option<GcpRole>,

@@ -143,6 +143,10 @@ pub struct Driver<'a> {
     pub rules: RedactionRules,
     /// PATH for finding and running engines; `None` uses the process's PATH.
     pub path_var: Option<OsString>,
+    /// The engine's whole environment, when the caller decides it (a runner hands the engine
+    /// the unit's cloud role and nothing long-lived: `sluice_identity::engine_env`); `None`
+    /// inherits this process's. `path_var` and the variables set here still apply on top.
+    pub engine_env: Option<std::collections::BTreeMap<String, String>>,
     /// Where stacks are exported; a fresh temporary directory (0700) per stack under it.
     pub work_root: PathBuf,
     /// Shared provider plugin cache.
@@ -291,6 +295,9 @@ impl Driver<'_> {
     fn command(&self, program: &Path, dir: &Path, main: &Engine, terragrunt: bool) -> Command {
         let mut cmd = Command::new(program);
         cmd.current_dir(dir);
+        if let Some(env) = &self.engine_env {
+            cmd.env_clear().envs(env);
+        }
         engine::set_path(&mut cmd, self.path_var.as_deref());
         cmd.env("TF_IN_AUTOMATION", "1")
             .env("TF_INPUT", "0")
@@ -513,6 +520,7 @@ mod tests {
             store: &store,
             rules: RedactionRules::default(),
             path_var: None,
+            engine_env: None,
             work_root,
             plugin_cache: dir.path().join("cache"),
         };

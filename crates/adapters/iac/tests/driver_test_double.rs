@@ -69,6 +69,7 @@ fn run(
         store: &store,
         rules: config.redaction_rules(),
         path_var: Some(bin.path_var()),
+        engine_env: None,
         work_root: fx.work.path().join("work"),
         plugin_cache: fx.work.path().join("plugin-cache"),
     };

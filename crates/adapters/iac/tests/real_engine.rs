@@ -61,6 +61,7 @@ output "password" {{
         store: &store,
         rules: RedactionRules::default(),
         path_var: None,
+        engine_env: None,
         work_root: store_dir.path().join("work"),
         plugin_cache: store_dir.path().join("plugin-cache"),
     };

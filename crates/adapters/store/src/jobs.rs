@@ -239,6 +239,25 @@ pub fn after_failure(
     }
 }
 
+/// Who claims a job: the server's own workers, or runners over HTTP. Jobs whose kind starts
+/// with [`RUNNER_KIND_PREFIX`] (plans, which need the engine and a cloud role) are claimed only
+/// by runners; every other kind only by the server's workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimant {
+    Server,
+    Runner,
+}
+
+/// The kind prefix of jobs only runners claim (`runner.plan`).
+pub const RUNNER_KIND_PREFIX: &str = "runner.";
+
+impl Claimant {
+    /// Whether this claimant takes jobs of `kind` (the rule the claim query applies).
+    pub fn takes(self, kind: &str) -> bool {
+        kind.starts_with(RUNNER_KIND_PREFIX) == (self == Claimant::Runner)
+    }
+}
+
 /// Which jobs a listing shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {
@@ -256,6 +275,15 @@ pub trait JobQueue: Send + Sync + 'static {
         &self,
         worker: &str,
         lease_for: Duration,
+    ) -> impl Future<Output = Result<Option<Claimed>>> + Send;
+
+    /// [`JobQueue::claim`] restricted to the jobs `claimant` takes ([`Claimant::takes`]); the
+    /// per-key serialisation still counts every kind.
+    fn claim_for(
+        &self,
+        worker: &str,
+        lease_for: Duration,
+        claimant: Claimant,
     ) -> impl Future<Output = Result<Option<Claimed>>> + Send;
 
     /// Extends a held lease; [`StoreError::LeaseLost`] when the job was cancelled, finished or
@@ -319,6 +347,14 @@ mod tests {
         let p = Backoff::default();
         assert_eq!(after_failure(5, 5, p, 1000), AfterFailure::Dead);
         assert_eq!(after_failure(1, 5, p, 1000), AfterFailure::RetryAt(3000));
+    }
+
+    #[test]
+    fn runner_jobs_go_to_runners_only() {
+        assert!(Claimant::Runner.takes("runner.plan"));
+        assert!(!Claimant::Server.takes("runner.plan"));
+        assert!(Claimant::Server.takes("pr.pipeline"));
+        assert!(!Claimant::Runner.takes("pr.pipeline"));
     }
 
     #[test]

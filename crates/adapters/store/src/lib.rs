@@ -55,7 +55,8 @@ pub use blobs::{BlobStore, LocalBlobs, ObjectBlobs, put_artifact};
 pub use breakglass::BreakGlassStore;
 pub use error::{Result, StoreError};
 pub use jobs::{
-    Backoff, Claimed, DeliveryRecord, Job, JobFilter, JobQueue, JobState, Lease, NewJob, QueueDepth,
+    Backoff, Claimant, Claimed, DeliveryRecord, Job, JobFilter, JobQueue, JobState, Lease, NewJob,
+    QueueDepth, RUNNER_KIND_PREFIX,
 };
 pub use locks::{LockResult, LockStore};
 pub use log::{CheckpointSigner, LogSnapshot};
@@ -276,6 +277,15 @@ impl ArtifactIndex for AnyStore {
 impl JobQueue for AnyStore {
     async fn claim(&self, worker: &str, lease_for: std::time::Duration) -> Result<Option<Claimed>> {
         delegate!(self, s => s.claim(worker, lease_for).await)
+    }
+
+    async fn claim_for(
+        &self,
+        worker: &str,
+        lease_for: std::time::Duration,
+        claimant: Claimant,
+    ) -> Result<Option<Claimed>> {
+        delegate!(self, s => s.claim_for(worker, lease_for, claimant).await)
     }
 
     async fn heartbeat(&self, lease: Lease, lease_for: std::time::Duration) -> Result<()> {

@@ -28,6 +28,9 @@ pub enum Scope {
     Read,
     Admin,
     State,
+    /// A plan runner (`sluice runner`): may claim runner jobs and upload their results through
+    /// `/api/v1/runner`, nothing else.
+    Runner,
 }
 
 impl Scope {
@@ -36,6 +39,7 @@ impl Scope {
             Scope::Read => "read",
             Scope::Admin => "admin",
             Scope::State => "state",
+            Scope::Runner => "runner",
         }
     }
 
@@ -44,18 +48,20 @@ impl Scope {
             "read" => Some(Scope::Read),
             "admin" => Some(Scope::Admin),
             "state" => Some(Scope::State),
+            "runner" => Some(Scope::Runner),
             _ => None,
         }
     }
 
     /// Whether a token of this scope may do what `needed` allows. A `state` token allows
-    /// nothing but itself (its stacks are decided by its grants).
+    /// nothing but itself (its stacks are decided by its grants), and so does a `runner` token.
     pub fn allows(self, needed: Scope) -> bool {
         matches!(
             (self, needed),
             (Scope::Admin, Scope::Read | Scope::Admin)
                 | (Scope::Read, Scope::Read)
                 | (Scope::State, Scope::State)
+                | (Scope::Runner, Scope::Runner)
         )
     }
 }

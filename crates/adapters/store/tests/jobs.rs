@@ -302,6 +302,50 @@ async fn concurrent_workers_complete_every_job_once<S: Store + JobQueue + Clone>
     assert_eq!(succeeded.len(), JOBS);
 }
 
+async fn runner_jobs_go_to_runners_and_the_rest_to_the_server<S: Store + JobQueue + TokenStore>(
+    store: &S,
+) {
+    use sluice_store::Claimant;
+    let server_job = enqueue(store, "o/r#1", "h1").await;
+    let mut tx = Transaction::new();
+    tx.enqueue(NewJob::new("runner.plan", "o/r#1:plan", json!({"unit": "a"})).superseding("h1"));
+    let plan = store.commit(tx).await.unwrap().job_ids[0];
+    // Runners see only the plan job; the server only its own, however old.
+    let r = store
+        .claim_for("runner", LEASE, Claimant::Runner)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.job.id, r.job.kind.as_str()), (plan, "runner.plan"));
+    assert!(
+        store
+            .claim_for("runner2", LEASE, Claimant::Runner)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let w = store
+        .claim_for("w1", LEASE, Claimant::Server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.job.id, server_job);
+    assert!(
+        store
+            .claim_for("w2", LEASE, Claimant::Server)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Runner tokens exist and are nothing else.
+    let t = store.create_token(Scope::Runner, "ci").await.unwrap();
+    assert_eq!(
+        store.verify_token(&t.token).await.unwrap(),
+        Some(Scope::Runner)
+    );
+    assert!(!Scope::Runner.allows(Scope::Read));
+}
+
 async fn tokens_are_stored_hashed_and_checked<S: Store + TokenStore>(store: &S) {
     let read = store.create_token(Scope::Read, "dashboard").await.unwrap();
     let admin = store.create_token(Scope::Admin, "ops").await.unwrap();
@@ -373,4 +417,5 @@ both_backends!(
     a_released_job_is_not_charged_an_attempt,
     concurrent_workers_complete_every_job_once,
     tokens_are_stored_hashed_and_checked,
+    runner_jobs_go_to_runners_and_the_rest_to_the_server,
 );

@@ -317,6 +317,22 @@ pub struct PrOptions {
     pub plans_note: Option<String>,
     /// Judge exception expiry at this instant (default: now).
     pub now: Option<Timestamp>,
+    /// Plans made elsewhere and already stored, by stack id: a runner's upload to `sluice
+    /// serve` (the plan file and JSON in the plan store under `source`'s digests). Taken before
+    /// `plans_dir` and `run_plans`.
+    pub given: BTreeMap<String, GivenPlan>,
+}
+
+/// A stack's stage 4 done elsewhere (by a runner): the parsed plan JSON and where the plan is
+/// stored, or the failure the runner reported.
+#[derive(Debug, Clone)]
+pub enum GivenPlan {
+    Planned {
+        plan: Box<Plan>,
+        source: PlanSource,
+    },
+    /// Always a [`PlanState::Failed`].
+    Failed(PlanState),
 }
 
 /// The plan file name of a stack in `--plans DIR`: `/` becomes `__`, then `.json`.
@@ -726,6 +742,18 @@ fn stack_stages<E>(
             );
             continue;
         }
+        if let Some(given) = opts.given.get(&u.id) {
+            pending.insert(
+                i,
+                match given {
+                    GivenPlan::Planned { plan, source } => {
+                        Pending::Plan(plan.clone(), source.clone())
+                    }
+                    GivenPlan::Failed(state) => Pending::Failed(state.clone()),
+                },
+            );
+            continue;
+        }
         if let Some(dir) = &opts.plans_dir {
             let file = dir.join(plan_file_name(&u.id));
             if file.exists() {
@@ -1006,6 +1034,7 @@ fn run_engine(
         store: &store,
         rules: config.redaction_rules(),
         path_var: None,
+        engine_env: None,
         work_root: std::env::temp_dir().join(format!("sluice-pr-{}", std::process::id())),
         plugin_cache,
     };

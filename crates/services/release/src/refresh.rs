@@ -102,6 +102,7 @@ pub async fn refresh_only(req: RefreshRequest) -> Result<Refreshed> {
         store: &plans,
         rules: config.redaction_rules(),
         path_var: req.path_var.clone(),
+        engine_env: None,
         work_root: work.path().join("work"),
         plugin_cache: match &config.plugin_cache_dir {
             Some(p) if p.is_absolute() => p.clone(),

@@ -262,6 +262,7 @@ pub fn run_plan(a: PlanArgs) -> Result<i32, PipelineError> {
         store: &store,
         rules: config.redaction_rules(),
         path_var: None,
+        engine_env: None,
         work_root: std::env::temp_dir().join(format!("sluice-plan-{}", std::process::id())),
         plugin_cache,
     };

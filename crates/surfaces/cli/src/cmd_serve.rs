@@ -26,14 +26,19 @@ pub struct ServeArgs {
     /// Jobs run at once by this process [default: server.workers, else 2].
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Also run one plan runner in this process, against this server (needs the engine on
+    /// PATH; the same as `server.runner: true`).
+    #[arg(long)]
+    pub runner: bool,
     #[command(flatten)]
     pub store: StoreArgs,
 }
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
-    /// Make a token: a bearer token for the API (`--scope read|admin`) or a state backend
-    /// token for the stacks it names (`--scope state --state-read GLOB --state-write GLOB`);
+    /// Make a token: a bearer token for the API (`--scope read|admin`), a state backend
+    /// token for the stacks it names (`--scope state --state-read GLOB --state-write GLOB`),
+    /// or a plan runner's (`--scope runner`);
     /// printed alone on the last line, once (only its hash is stored).
     Create(TokenCreateArgs),
 }
@@ -44,6 +49,8 @@ pub enum ScopeArg {
     Admin,
     /// The Terraform state backend only, for the stacks of --state-read / --state-write.
     State,
+    /// A plan runner (`sluice runner --token-file`): claims plan jobs and uploads plans.
+    Runner,
 }
 
 #[derive(Args)]
@@ -93,6 +100,7 @@ pub fn run_serve(a: ServeArgs) -> i32 {
         database_url: a.store.database_url,
         evidence_key: a.store.evidence_key,
         workers: a.workers,
+        runner: a.runner,
     };
     // The `server:` section, from the repository's sluice.yaml when it is a local checkout.
     let yaml = match sluice_server::repo::RepoSource::parse(&args.repo, &cwd) {
@@ -160,6 +168,7 @@ pub fn run_token(c: TokenCommand) -> i32 {
         ScopeArg::Read => Scope::Read,
         ScopeArg::Admin => Scope::Admin,
         ScopeArg::State => Scope::State,
+        ScopeArg::Runner => Scope::Runner,
     };
     let grants = StateGrants {
         read: a.state_read.clone(),

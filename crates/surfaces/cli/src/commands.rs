@@ -12,6 +12,7 @@ use crate::cmd_plan;
 use crate::cmd_policy;
 use crate::cmd_release;
 use crate::cmd_render;
+use crate::cmd_runner;
 use crate::cmd_serve;
 use crate::cmd_state;
 use crate::exit;
@@ -123,6 +124,10 @@ enum Command {
     /// Bearer tokens for `sluice serve`'s API.
     #[command(subcommand)]
     Token(cmd_serve::TokenCommand),
+    /// A plan runner: takes plan jobs from `sluice serve`, plans each stack with the engine in
+    /// a fresh workspace under the stack's cloud role, uploads the plan. Stops on SIGTERM or
+    /// SIGINT after the job in hand.
+    Runner(cmd_runner::RunnerArgs),
 }
 
 #[derive(Subcommand)]
@@ -399,6 +404,7 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Bench(BenchCommand::Queue(a)) => Ok(cmd_serve::run_bench_queue(a)),
         Command::Serve(a) => Ok(cmd_serve::run_serve(a)),
         Command::Token(c) => Ok(cmd_serve::run_token(c)),
+        Command::Runner(a) => Ok(cmd_runner::run(a)),
         Command::Bench(BenchCommand::State(a)) => Ok(cmd_state::run_bench_state(a)),
     }
 }
@@ -615,6 +621,7 @@ fn run_pr(a: PrArgs) -> Result<i32, PipelineError> {
         store: a.plan_store.clone(),
         plans_note: None,
         now,
+        given: Default::default(),
     };
     // With --record, each stage is recorded as it finishes (a run that stops part-way leaves
     // the stages before it on record), and the rest of the report before it is printed, so that

@@ -11,6 +11,7 @@ mod cmd_plan;
 mod cmd_policy;
 mod cmd_release;
 mod cmd_render;
+mod cmd_runner;
 mod cmd_serve;
 mod cmd_state;
 mod commands;

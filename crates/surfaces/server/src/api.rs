@@ -1,6 +1,7 @@
 //! The read API under `/api/v1` (bearer tokens of scope `read` or `admin`, made with
 //! `sluice token create`): changes with their stages, one change by correlation id, its
-//! evidence bundle, jobs, locks, the policy decision of a unit, and open backport items. The OpenAPI 3.1 document at
+//! evidence bundle, jobs, locks, the policy decision of a unit, and open backport items; and
+//! the runner protocol under `/api/v1/runner` ([`crate::runner`], runner tokens or OIDC). The OpenAPI 3.1 document at
 //! `/api/v1/openapi.json` is generated from the same annotations the router is built from
 //! (utoipa-axum), so a route cannot exist without its documentation or the reverse.
 
@@ -30,7 +31,8 @@ pub struct ApiError {
     pub error: String,
 }
 
-pub struct Failure(StatusCode, String);
+/// An API refusal: the status and what the body's `error` says.
+pub struct Failure(pub StatusCode, pub String);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
@@ -41,6 +43,11 @@ impl IntoResponse for Failure {
         }
         r
     }
+}
+
+/// A store (or other dependency) that could not answer: 503, the cause only in the log.
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> Failure {
+    internal(e)
 }
 
 fn internal(e: impl std::fmt::Display) -> Failure {
@@ -503,7 +510,7 @@ impl Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "sluice API", description = "Read API of sluice serve"),
+    info(title = "sluice API", description = "Read API and runner protocol of sluice serve"),
     servers((url = "/api/v1")),
     modifiers(&BearerAuth)
 )]
@@ -519,6 +526,9 @@ pub fn router() -> (axum::Router<Arc<App>>, utoipa::openapi::OpenApi) {
         .routes(routes!(list_jobs))
         .routes(routes!(list_locks))
         .routes(routes!(list_backports))
+        .routes(routes!(crate::runner::claim))
+        .routes(routes!(crate::runner::heartbeat))
+        .routes(routes!(crate::runner::result))
         .split_for_parts()
 }
 

@@ -41,6 +41,11 @@ pub struct ServerSection {
     pub github: Option<GitHubSection>,
     /// The Terraform `http` state backend at `/state/<stack id>`.
     pub state: Option<StateSection>,
+    /// Queue a plan job per stack change for runners (`sluice runner`); without runners the
+    /// plan stage stays "not run" and no job waits forever. Implied by `runner: true`.
+    pub runners: Option<bool>,
+    /// Run one plan runner inside this process, against itself (`--runner` wins).
+    pub runner: Option<bool>,
 }
 
 /// `server.state:` in `sluice.yaml` (every key optional).
@@ -102,6 +107,8 @@ pub struct ServeArgs {
     pub database_url: Option<String>,
     pub evidence_key: Option<PathBuf>,
     pub workers: Option<usize>,
+    /// `--runner`: run one plan runner in process.
+    pub runner: bool,
 }
 
 /// The resolved configuration.
@@ -127,6 +134,10 @@ pub struct ServerConfig {
     /// `None`: nothing is published to GitHub (reports stay in the store and the API).
     pub github: Option<(sluice_vcs::GitHubConfig, sluice_vcs::AppKey)>,
     pub state: StateConfig,
+    /// Queue `runner.plan` jobs for the stacks the pipeline cannot plan ([`crate::runner`]).
+    pub queue_plans: bool,
+    /// Run one plan runner loop inside `serve`, against this server ([`crate::runner_loop`]).
+    pub runner: bool,
 }
 
 /// A configuration problem, naming where it is.
@@ -224,6 +235,10 @@ impl ServerConfig {
             replica: replica_name(),
             github: github(section.github.as_ref(), &env)?,
             state: state_config(section.state.as_ref().unwrap_or(&StateSection::default()))?,
+            queue_plans: args.runner
+                || section.runner.unwrap_or(false)
+                || section.runners.unwrap_or(false),
+            runner: args.runner || section.runner.unwrap_or(false),
         })
     }
 }

@@ -15,6 +15,9 @@
 //! - [`notices`]: a degraded stack (a failed or killed apply) and a break-glass backport item
 //!   told on the PR they belong to (check run and comment), once each.
 //! - [`api`]: `/api/v1` with bearer tokens and its OpenAPI document; [`metrics`]: `/metrics`.
+//! - [`runner`]: `/api/v1/runner`, where runners claim the plan jobs the pipeline queues and
+//!   upload plans (recorded as stages 4–6 of the stack); [`runner_loop`] is the runner itself
+//!   (`sluice runner`, or one loop in `serve` with `--runner`).
 //! - `/state/<stack id>`: the Terraform `http` state backend (`sluice-state-backend`) over the
 //!   same store, authenticated by a sluice `state` token or a runner's OIDC token.
 //! - `/healthz` (the process answers) and `/readyz` (the store answers and its schema is
@@ -34,6 +37,8 @@ pub mod notices;
 pub mod publish;
 pub mod repo;
 pub mod review;
+pub mod runner;
+pub mod runner_loop;
 pub mod webhook;
 pub mod worker;
 
@@ -233,6 +238,9 @@ async fn openapi() -> Response {
         .into_response()
 }
 
+/// The largest request body under `/api/v1` (a runner's upload of a plan file and its JSON).
+pub const RUNNER_UPLOAD_LIMIT: usize = 256 * 1024 * 1024;
+
 /// Every route of the server.
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.max_body_bytes;
@@ -247,7 +255,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
         .route("/api/v1/openapi.json", get(openapi))
-        .nest("/api/v1", api_routes)
+        // Runner uploads carry the plan file and JSON (base64): larger than webhooks.
+        .nest(
+            "/api/v1",
+            api_routes.layer(DefaultBodyLimit::max(RUNNER_UPLOAD_LIMIT)),
+        )
         .with_state(app)
         .nest("/state", state)
 }
@@ -294,6 +306,11 @@ pub async fn run(
         .map(|i| tokio::spawn(worker::run(app.clone(), i, shutdown_rx.clone())))
         .collect();
     let notices = tokio::spawn(notices::run(app.clone(), shutdown_rx.clone()));
+    let runner = if app.config.runner {
+        Some(spawn_runner(&app, listener.local_addr()?, shutdown_rx.clone()).await?)
+    } else {
+        None
+    };
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         stop.await;
@@ -315,8 +332,46 @@ pub async fn run(
         let _ = w.await;
     }
     let _ = notices.await;
+    if let Some(r) = runner {
+        let _ = r.await;
+    }
     tracing::info!("sluice serve stopped");
     Ok(())
+}
+
+/// The runner loop `serve --runner` runs against itself, with a `runner` token made for it now
+/// (only its hash is stored; the secret lives in this process).
+async fn spawn_runner(
+    app: &Arc<App>,
+    addr: std::net::SocketAddr,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    use sluice_store::TokenStore as _;
+    let name = format!("serve-runner:{}", app.config.replica);
+    let token = app
+        .store
+        .create_token(sluice_store::Scope::Runner, &name)
+        .await
+        .map_err(|e| ServeError::Evidence(sluice_recorder::evidence::EvidenceError::Store(e)))?;
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    let opts = runner_loop::RunnerOptions {
+        server: format!("http://{host}"),
+        credential: runner_loop::Credential::Token(token.token),
+        work_dir: app.config.state_dir.join(".sluice/runner"),
+        once: false,
+        poll: app.config.poll.max(std::time::Duration::from_millis(200)),
+        name,
+        env: std::env::vars().collect(),
+    };
+    Ok(tokio::spawn(async move {
+        if let Err(e) = runner_loop::run(opts, stop).await {
+            tracing::error!(error = %e, "the in-process runner stopped");
+        }
+    }))
 }
 
 /// JSON logs on stderr (one object per line), filtered by `RUST_LOG` (default `info`).

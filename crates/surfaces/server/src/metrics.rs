@@ -120,6 +120,7 @@ pub fn kind_label(kind: &str) -> &'static str {
         "pr.publish" => "pr.publish",
         "pr.closed" => "pr.closed",
         "repo.push" => "repo.push",
+        "runner.plan" => "runner.plan",
         _ => "other",
     }
 }
@@ -214,7 +215,7 @@ impl Metrics {
         );
         registry.register(
             "sluice_plan_duration_seconds",
-            "Plan duration (control loop: plans run by runners; zero until serve runs plans)",
+            "Plan duration (control loop: plans run by runners, as each runner reported it)",
             m.plan_duration.clone(),
         );
         registry.register(

@@ -35,6 +35,16 @@ impl RepoSource {
 }
 
 /// Revisions on demand, from the configured source.
+/// The source as a runner is told to fetch it: the path, or the URL.
+impl std::fmt::Display for RepoSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RepoSource::Local(p) => write!(f, "{}", p.display()),
+            RepoSource::Remote(url) => f.write_str(url),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Revisions {
     source: RepoSource,

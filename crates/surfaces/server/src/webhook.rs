@@ -330,6 +330,10 @@ pub async fn github(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
     let mut summary = plan.summary.clone();
     summary["delivery"] = json!(delivery.id.as_str());
     tx.append_event(EventRecord::new(&plan.key, &plan.kind, summary), None);
+    // Plan jobs of an older head (or of a closed PR) wait under a key of their own.
+    for (key, reason) in crate::runner::plan_cancellations(&plan) {
+        tx.cancel_jobs(&key, &reason);
+    }
     if let Some((key, reason)) = &plan.cancel {
         tx.cancel_jobs(key, reason);
     }

@@ -6,8 +6,10 @@
 //! What a `pr.pipeline` job runs: the PR pipeline's stages for the head (affected, validate,
 //! render and diff of apps, the approval requirements) through `sluice_flow::pr::run`, each
 //! stage recorded as a signed statement by the recorder. Stage 4 for stacks (the plan) needs a
-//! runner with the engine and cloud credentials; the server records it as not run (the runner
-//! protocol comes with the runner issue).
+//! runner with the engine and the stack's cloud role: the pipeline records it as not run yet
+//! and, when the server has runners (`server.runners: true`, or `--runner`), queues in the
+//! same transaction one `runner.plan` job per stack change ([`crate::runner`]). Server workers never claim those (`Claimant::Server`); runners do, over
+//! `/api/v1/runner`, and their upload records stages 4–6 of the stack.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice_recorder::evidence::{Identity, record_pr_with};
-use sluice_store::{Claimed, EventRecord, JobQueue as _, Store as _, StoreError, Transaction};
+use sluice_store::{
+    Claimant, Claimed, EventRecord, JobQueue as _, Store as _, StoreError, Transaction,
+};
 use tokio::sync::watch;
 
 use crate::App;
@@ -38,7 +42,11 @@ pub async fn run(app: Arc<App>, index: usize, mut shutdown: watch::Receiver<bool
         if *shutdown.borrow() {
             return;
         }
-        match app.store.claim(&name, app.config.lease).await {
+        match app
+            .store
+            .claim_for(&name, app.config.lease, Claimant::Server)
+            .await
+        {
             Ok(Some(claimed)) => run_one(&app, claimed, &mut shutdown).await,
             Ok(None) => {
                 tokio::select! {
@@ -237,6 +245,26 @@ async fn pipeline(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::
         )),
         _ => None,
     };
+    // Stage 4 of the stacks, for runners (when this server has them); queued with this
+    // record or not at all.
+    let plans = if app.config.queue_plans {
+        let only: Vec<&str> = job.payload[PLAN_UNITS]
+            .as_array()
+            .map(|u| u.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        crate::runner::plan_jobs(
+            &report,
+            field(&job.payload, "repo").unwrap_or_default(),
+            &app.config.repo.to_string(),
+            job.payload["installation"].as_u64(),
+            app.config.max_attempts,
+        )
+        .into_iter()
+        .filter(|j| only.is_empty() || only.contains(&j.payload["unit"].as_str().unwrap_or("")))
+        .collect()
+    } else {
+        Vec::new()
+    };
     let result = if report.changes.is_empty() {
         let mut tx = Transaction::new();
         tx.append_event(event, None).complete_job(lease);
@@ -253,6 +281,9 @@ async fn pipeline(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::
             tx.append_event(event.clone(), None).complete_job(lease);
             if let Some(p) = &publish {
                 tx.enqueue(p.clone());
+            }
+            for plan in &plans {
+                tx.enqueue(plan.clone());
             }
         })
         .await
@@ -291,7 +322,9 @@ pub fn command_answer(command: &str) -> String {
     use sluice_vcs::command::{Command, USAGE, parse};
     match parse(command) {
         Some(Command::Plan { .. }) => "Plans run in a runner with the engine and the stack's \
-             cloud role; this server does not run plans yet. Run `sluice pr --run-plans` in CI \
+             cloud role. Nothing was queued: this server has no runners (`server.runners: \
+             true` queues a plan job per stack change on every push, and on this command), or \
+             no pipeline has run for this pull request yet. Run `sluice pr --run-plans` in CI \
              meanwhile."
             .to_string(),
         Some(Command::Apply { .. }) => "This server does not apply from comments yet. Apply \
@@ -349,6 +382,43 @@ pub fn needs_permission(command: &str) -> bool {
     )
 }
 
+/// A re-run pipeline job's payload key: the units a `sluice plan UNIT…` comment named.
+const PLAN_UNITS: &str = "plan_units";
+
+/// For a `sluice plan [UNIT…]` command: the PR's latest pipeline job again (same base and head),
+/// marked with the units named; `None` for other commands or a PR no pipeline ran for.
+async fn replan_job(
+    app: &App,
+    job: &sluice_store::Job,
+    text: &str,
+) -> Result<Option<sluice_store::NewJob>, String> {
+    use sluice_vcs::command::{Command, parse};
+    let Some(Command::Plan { units }) = parse(text) else {
+        return Ok(None);
+    };
+    let filter = sluice_store::JobFilter {
+        state: None,
+        serial_key: Some(job.serial_key.clone()),
+    };
+    let jobs = app
+        .store
+        .jobs(&filter, 1000)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(last) = jobs.iter().find(|j| j.kind == PIPELINE_JOB) else {
+        return Ok(None);
+    };
+    let Some(head) = last.head_sha.as_deref() else {
+        return Ok(None);
+    };
+    let mut payload = last.payload.clone();
+    payload[PLAN_UNITS] = json!(units.iter().map(|u| u.as_str()).collect::<Vec<_>>());
+    let mut again =
+        sluice_store::NewJob::new(PIPELINE_JOB, &job.serial_key, payload).superseding(head);
+    again.max_attempts = app.config.max_attempts;
+    Ok(Some(again))
+}
+
 /// The reply comment's body: the command quoted, then the answer.
 fn reply_body(command: &str, reply: &str) -> String {
     format!("> {command}\n\n{reply}")
@@ -402,6 +472,34 @@ async fn command(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::L
         CommandGate::Checked(p) => sluice_vcs::command::authorize(&author, *p).is_err(),
         CommandGate::Unverifiable => true,
     };
+    // An allowed `sluice plan` on a server with runners: the PR head's pipeline runs again
+    // (enqueued with this job's completion) and queues plan jobs for the units named, or all.
+    let replan = match (refused, app.config.queue_plans) {
+        (false, true) => match replan_job(app, job, &text).await {
+            Ok(r) => r,
+            Err(e) => return Ran::Failed(e),
+        },
+        _ => None,
+    };
+    let reply = match &replan {
+        Some(p) => format!(
+            "Plans queued for runners for `{}`{}: the check run shows each plan as it is \
+             recorded.",
+            p.head_sha.as_deref().unwrap_or_default(),
+            match p.payload[PLAN_UNITS].as_array() {
+                Some(units) if !units.is_empty() => format!(
+                    " ({})",
+                    units
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => String::new(),
+            }
+        ),
+        None => reply,
+    };
     // The reply goes to the PR before the job completes: a crash in between may post it twice
     // (at-least-once), never lose it.
     let reply_comment = match &github {
@@ -434,6 +532,9 @@ async fn command(app: &Arc<App>, job: &sluice_store::Job, lease: sluice_store::L
         None,
     )
     .complete_job(lease);
+    if let Some(p) = replan {
+        tx.enqueue(p);
+    }
     match app.store.commit(tx).await {
         Ok(_) => Ran::Done,
         Err(e) => commit_failed(&e),

@@ -371,15 +371,56 @@ async fn the_openapi_document_matches_the_routes() {
             "/changes/{id}/policy",
             "/jobs",
             "/locks",
-            "/backports"
+            "/backports",
+            "/runner/claim",
+            "/runner/jobs/{id}/heartbeat",
+            "/runner/jobs/{id}/result"
         ]
         .into_iter()
         .map(String::from)
         .collect()
     );
+    let runner = server
+        .app
+        .store
+        .create_token(Scope::Runner, "r")
+        .await
+        .unwrap()
+        .token;
     for (path, ops) in paths {
+        if path.starts_with("/runner/") {
+            // The runner protocol: POSTs with a runner token (no job is waiting, job 0 exists
+            // not), and 401 without one.
+            let concrete = path.replace("{id}", "0");
+            let url = format!("{}/api/v1{concrete}", server.base);
+            let body = serde_json::json!({"lease": 1, "result": {"outcome": "failed",
+                "class": "plan", "message": "x"}});
+            let documented: Vec<String> = ops["post"]["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            let resp = server
+                .client
+                .post(&url)
+                .bearer_auth(&runner)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16().to_string();
+            assert!(
+                documented.contains(&status),
+                "{path}: {status} not in {documented:?}"
+            );
+            let resp = server.client.post(&url).json(&body).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 401, "{path}");
+            assert!(documented.contains(&"401".to_string()), "{path}");
+            continue;
+        }
         for method in ops.as_object().unwrap().keys() {
-            assert_eq!(method, "get", "{path}: the API is read-only");
+            assert_eq!(method, "get", "{path}: the read API is read-only");
             let concrete = path.replace("{id}", "unknown-change");
             let (status, body) = server
                 .get(&format!("/api/v1{concrete}"), Some(&token))

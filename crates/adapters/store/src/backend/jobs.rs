@@ -23,6 +23,24 @@ pub(crate) const CLAIM_CANDIDATE: &str = "SELECT j.id FROM jobs j \
 pub(crate) const EXPIRED_LAST: &str = "SELECT id FROM jobs \
      WHERE state = 'running' AND lease_until < $1 AND attempts >= max_attempts";
 
+/// The claim candidate query restricted to the kinds `claimant` takes (see
+/// [`crate::jobs::Claimant::takes`]): the kind test goes before the ordering, the per-key
+/// serialisation (the `NOT EXISTS`) still sees every kind.
+pub(crate) fn claim_candidate_for(claimant: crate::jobs::Claimant) -> String {
+    let test = match claimant {
+        crate::jobs::Claimant::Runner => "LIKE",
+        crate::jobs::Claimant::Server => "NOT LIKE",
+    };
+    CLAIM_CANDIDATE.replacen(
+        " ORDER BY j.id",
+        &format!(
+            " AND j.kind {test} '{}%' ORDER BY j.id",
+            crate::jobs::RUNNER_KIND_PREFIX
+        ),
+        1,
+    )
+}
+
 macro_rules! impl_jobs {
     ($ty:ty, $db:ty) => {
         impl $ty {
@@ -222,6 +240,52 @@ macro_rules! impl_jobs {
                      lease_owner = $2, lease_until = $3, lease_token = lease_token + 1, \
                      started_at = $1 \
                      WHERE id = ({CLAIM_CANDIDATE} {}) RETURNING {JOB_COLUMNS}",
+                    Self::CLAIM_LOCK
+                )))
+                .bind(now)
+                .bind(worker)
+                .bind(until)
+                .fetch_optional(&mut *db)
+                .await
+                .map_err(self.fail("claiming a job"))?;
+                db.commit()
+                    .await
+                    .map_err($crate::error::durability("committing a claim"))?;
+                let Some(row) = row else { return Ok(None) };
+                let job = Self::job_from_row(&row)?;
+                let lease = $crate::jobs::Lease {
+                    job_id: job.id,
+                    token: job.lease_token,
+                };
+                Ok(Some($crate::jobs::Claimed { job, lease }))
+            }
+
+            async fn claim_for(
+                &self,
+                worker: &str,
+                lease_for: std::time::Duration,
+                claimant: $crate::jobs::Claimant,
+            ) -> $crate::error::Result<Option<$crate::jobs::Claimed>> {
+                use $crate::backend::jobs::{EXPIRED_LAST, JOB_COLUMNS, claim_candidate_for};
+                let now = $crate::records::now_millis();
+                let until = $crate::jobs::lease_deadline(lease_for);
+                let mut db = self.begin_write().await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE jobs SET state = 'dead', finished_at = $1, lease_until = NULL, \
+                     reason = 'the lease expired on the last attempt (the worker stopped)' \
+                     WHERE id IN ({EXPIRED_LAST} {})",
+                    Self::CLAIM_LOCK
+                )))
+                .bind(now)
+                .execute(&mut *db)
+                .await
+                .map_err(self.fail("giving up expired jobs"))?;
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, \
+                     lease_owner = $2, lease_until = $3, lease_token = lease_token + 1, \
+                     started_at = $1 \
+                     WHERE id = ({} {}) RETURNING {JOB_COLUMNS}",
+                    claim_candidate_for(claimant),
                     Self::CLAIM_LOCK
                 )))
                 .bind(now)

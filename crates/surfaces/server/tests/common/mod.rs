@@ -54,6 +54,8 @@ pub fn config(
         replica: format!("test:{}", std::process::id()),
         github: None,
         state: Default::default(),
+        queue_plans: false,
+        runner: false,
     }
 }
 
