@@ -307,12 +307,10 @@ async fn least_privilege_and_forged_tokens() {
     );
     let mut other_issuer = iss.claims(support::APPLY_SUB, Some("dev"));
     other_issuer["iss"] = json!("https://token.actions.githubusercontent.com");
-    let tampered_sig = format!(
-        "{}.{}.{}A",
-        parts[0],
-        parts[1],
-        &parts[2][..parts[2].len() - 1]
-    );
+    // Change the signature's first character: it carries six whole bits of the signature (the
+    // last one carries padding bits too, and may already be the replacement).
+    let first = if parts[2].starts_with('A') { "B" } else { "A" };
+    let tampered_sig = format!("{}.{}.{first}{}", parts[0], parts[1], &parts[2][1..]);
     for (name, token) in [
         ("expired", iss.sign(&expired)),
         ("not yet valid", iss.sign(&early)),
