@@ -274,8 +274,13 @@ impl ArtifactIndex for AnyStore {
 }
 
 impl JobQueue for AnyStore {
-    async fn claim(&self, worker: &str, lease_for: std::time::Duration) -> Result<Option<Claimed>> {
-        delegate!(self, s => s.claim(worker, lease_for).await)
+    async fn claim_batch(
+        &self,
+        worker: &str,
+        lease_for: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<Claimed>> {
+        delegate!(self, s => s.claim_batch(worker, lease_for, limit).await)
     }
 
     async fn heartbeat(&self, lease: Lease, lease_for: std::time::Duration) -> Result<()> {
@@ -383,6 +388,13 @@ impl StateStore for AnyStore {
 
     async fn state_versions(&self, unit: &str, limit: u32) -> Result<Vec<StateVersionRecord>> {
         delegate!(self, s => s.state_versions(unit, limit).await)
+    }
+
+    async fn state_head_sealed(
+        &self,
+        unit: &str,
+    ) -> Result<Option<(StateVersionRecord, Option<Vec<u8>>)>> {
+        delegate!(self, s => s.state_head_sealed(unit).await)
     }
 
     async fn state_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {

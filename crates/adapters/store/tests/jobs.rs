@@ -302,6 +302,118 @@ async fn concurrent_workers_complete_every_job_once<S: Store + JobQueue + Clone>
     assert_eq!(succeeded.len(), JOBS);
 }
 
+async fn a_batch_claim_takes_one_job_per_key_each_under_its_own_lease<S: Store + JobQueue>(
+    store: &S,
+) {
+    let a1 = enqueue(store, "o/r#10", "h1").await;
+    let mut tx = Transaction::new();
+    tx.enqueue(NewJob::new("pr.command", "o/r#10", json!({"cmd": "plan"})));
+    let a2 = store.commit(tx).await.unwrap().job_ids[0];
+    let b1 = enqueue(store, "o/r#11", "h1").await;
+    let c1 = enqueue(store, "o/r#12", "h1").await;
+
+    // At most `limit`, oldest first.
+    let two = store.claim_batch("w1", LEASE, 2).await.unwrap();
+    assert_eq!(two.iter().map(|c| c.job.id).collect::<Vec<_>>(), [a1, b1]);
+    // a2 waits behind a1 of its key, even in a batch with room for it.
+    let rest = store.claim_batch("w2", LEASE, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|c| c.job.id).collect::<Vec<_>>(), [c1]);
+    assert!(store.claim_batch("w3", LEASE, 10).await.unwrap().is_empty());
+    assert!(store.claim_batch("w3", LEASE, 0).await.unwrap().is_empty());
+    for c in two.iter().chain(&rest) {
+        assert_eq!(c.job.state, JobState::Running);
+        assert_eq!(c.lease.job_id, c.job.id);
+        assert_eq!(
+            c.job.lease_owner.as_deref(),
+            Some(if c.job.id == c1 { "w2" } else { "w1" })
+        );
+    }
+
+    // Each lease is its own: completing one leaves the other running, and a batch's
+    // completions commit together.
+    let mut tx = Transaction::new();
+    tx.complete_job(two[0].lease);
+    store.commit(tx).await.unwrap();
+    assert_eq!(
+        store.job(b1).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    let next = store.claim_batch("w1", LEASE, 10).await.unwrap();
+    assert_eq!(next.iter().map(|c| c.job.id).collect::<Vec<_>>(), [a2]);
+    let mut tx = Transaction::new();
+    tx.complete_job(two[1].lease)
+        .complete_job(rest[0].lease)
+        .complete_job(next[0].lease);
+    store.commit(tx).await.unwrap();
+    let depth = store.queue_depth().await.unwrap();
+    assert_eq!((depth.queued, depth.running), (0, 0));
+}
+
+/// Transactions committed at once each commit whole or fail alone: a redelivery among them is
+/// refused with nothing of it written (not its leaf, event or job), and the others, their log
+/// leaves included, are all written (the log stays consistent: the audit is clean).
+async fn concurrent_commits_each_commit_or_fail_alone<S>(store: &S)
+where
+    S: Store + JobQueue + sluice_store::StateStore + sluice_store::LogStore + Clone,
+{
+    let mut first = Transaction::new();
+    first
+        .record_delivery(delivery("dup", 1))
+        .append_event(event("o/r#20"), None)
+        .enqueue(NewJob::new("pr.pipeline", "o/r#20", json!({})));
+    store.commit(first).await.unwrap();
+    let size_before = store.log_size().await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..24u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = if i % 4 == 0 {
+                "dup".to_string()
+            } else {
+                format!("d-{i}")
+            };
+            let key = format!("o/r#{}", 100 + u32::from(i));
+            let mut tx = Transaction::new();
+            let leaf = tx.append_leaf(LeafInput {
+                entry: [i; 32],
+                envelope_digest: None,
+            });
+            tx.record_delivery(delivery(&id, 1))
+                .append_event(event(&key), Some(leaf))
+                .enqueue(NewJob::new("pr.pipeline", &key, json!({"i": i})));
+            (i, store.commit(tx).await)
+        }));
+    }
+    let mut written = 0u64;
+    for t in tasks {
+        let (i, result) = t.await.unwrap();
+        let key = format!("o/r#{}", 100 + u32::from(i));
+        if i % 4 == 0 {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Duplicate { key, .. } if key == "dup"),
+                "{err}"
+            );
+            assert!(store.events(Some(&key), 0, 10).await.unwrap().is_empty());
+        } else {
+            let done = result.unwrap();
+            assert_eq!(done.job_ids.len(), 1);
+            assert_eq!(store.events(Some(&key), 0, 10).await.unwrap().len(), 1);
+            written += 1;
+        }
+    }
+    assert_eq!(written, 18);
+    assert_eq!(store.log_size().await.unwrap(), size_before + written);
+    assert_eq!(
+        store.jobs(&JobFilter::default(), 100).await.unwrap().len(),
+        1 + written as usize
+    );
+    let report = sluice_store::audit(store, &Default::default())
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
+
 async fn tokens_are_stored_hashed_and_checked<S: Store + TokenStore>(store: &S) {
     let read = store.create_token(Scope::Read, "dashboard").await.unwrap();
     let admin = store.create_token(Scope::Admin, "ops").await.unwrap();
@@ -372,5 +484,7 @@ both_backends!(
     a_newer_head_supersedes_queued_and_running_jobs,
     a_released_job_is_not_charged_an_attempt,
     concurrent_workers_complete_every_job_once,
+    a_batch_claim_takes_one_job_per_key_each_under_its_own_lease,
+    concurrent_commits_each_commit_or_fail_alone,
     tokens_are_stored_hashed_and_checked,
 );
