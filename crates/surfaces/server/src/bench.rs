@@ -326,19 +326,22 @@ pub async fn bench_pr_events(
         let _ = t.await;
     }
     let accept_seconds = started.elapsed().as_secs_f64();
-    let metrics = loop {
-        let text = client
+    let scrape = || async {
+        client
             .get(format!("{}/metrics", server.base))
             .send()
             .await
             .map_err(|e| format!("reading the server's metrics: {e}"))?
             .text()
             .await
-            .map_err(|e| format!("reading the server's metrics: {e}"))?;
+            .map_err(|e| format!("reading the server's metrics: {e}"))
+    };
+    loop {
+        let text = scrape().await?;
         let open = sample(&text, "sluice_jobs", &["state=\"queued\""])
             + sample(&text, "sluice_jobs", &["state=\"running\""]);
         if open == 0.0 {
-            break text;
+            break;
         }
         if started.elapsed() > timeout {
             return Err(format!(
@@ -346,8 +349,11 @@ pub async fn bench_pr_events(
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
     let seconds = started.elapsed().as_secs_f64();
+    // A worker counts its job in the metrics just after the commit that finished it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metrics = scrape().await?;
     drop(server);
     let count = |outcome: &str| {
         sample(
