@@ -414,6 +414,37 @@ where
     assert!(report.is_clean(), "{:?}", report.problems);
 }
 
+/// Pushes of one PR committed at once still supersede each other: exactly one head is left to
+/// run, the others are cancelled as superseded (none of them missed a job committed beside it).
+async fn concurrent_pushes_leave_one_head<S: Store + JobQueue + Clone>(store: &S) {
+    let key = "o/r#30";
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let head = format!("head-{i}");
+            let mut tx = Transaction::new();
+            tx.record_delivery(delivery(&format!("push-{i}"), 1))
+                .append_event(event(key), None)
+                .enqueue(NewJob::new("pr.pipeline", key, json!({"i": i})).superseding(&head));
+            store.commit(tx).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let filter = |state| JobFilter {
+        state: Some(state),
+        serial_key: Some(key.to_string()),
+    };
+    let queued = store.jobs(&filter(JobState::Queued), 100).await.unwrap();
+    let cancelled = store.jobs(&filter(JobState::Cancelled), 100).await.unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(cancelled.len(), 11);
+    // The one left is the newest: every other was enqueued before it and cancelled by a later one.
+    assert!(cancelled.iter().all(|j| j.id < queued[0].id));
+}
+
 async fn tokens_are_stored_hashed_and_checked<S: Store + TokenStore>(store: &S) {
     let read = store.create_token(Scope::Read, "dashboard").await.unwrap();
     let admin = store.create_token(Scope::Admin, "ops").await.unwrap();
@@ -486,5 +517,6 @@ both_backends!(
     concurrent_workers_complete_every_job_once,
     a_batch_claim_takes_one_job_per_key_each_under_its_own_lease,
     concurrent_commits_each_commit_or_fail_alone,
+    concurrent_pushes_leave_one_head,
     tokens_are_stored_hashed_and_checked,
 );

@@ -129,6 +129,27 @@ macro_rules! impl_jobs {
                 out: &mut $crate::tx::Committed,
             ) -> $crate::error::Result<()> {
                 let now = $crate::records::now_millis();
+                // Cancelling a key's jobs must see every job of the key committed before it:
+                // transactions that cancel or supersede take their keys' locks first (in one
+                // order, so two never wait on each other), and each statement after that reads
+                // what the previous holder committed.
+                if let Some(key_lock) = Self::KEY_LOCK {
+                    let mut keys: Vec<&str> = tx
+                        .cancellations
+                        .iter()
+                        .map(|(key, _)| key.as_str())
+                        .chain(tx.jobs.iter().filter(|j| j.supersede).map(|j| j.serial_key.as_str()))
+                        .collect();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    for key in keys {
+                        sqlx::query(key_lock)
+                            .bind(key)
+                            .execute(&mut **db)
+                            .await
+                            .map_err(self.fail("locking a key's jobs"))?;
+                    }
+                }
                 for d in &tx.deliveries {
                     let done = sqlx::query(
                         "INSERT INTO webhook_deliveries (delivery_id, event, action, jobs, \

@@ -42,6 +42,12 @@ impl PgStore {
     pub(crate) const CLAIM_LOCK: &'static str = "FOR UPDATE SKIP LOCKED";
     /// Claims are one statement (giving up expired jobs in a `WITH`), committed on their own.
     pub(crate) const CLAIM_IN_ONE_STATEMENT: bool = true;
+    /// A job key's lock for a transaction that cancels or supersedes its jobs: an advisory lock
+    /// held until commit (class `0x736c7563`, "sluc"; the key's hash). Such transactions are no
+    /// longer serialised by the log head, and without it two pushes committing at once would
+    /// each miss the other's job and leave both to run.
+    pub(crate) const KEY_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(1936483683, hashtext($1))");
 
     /// SQL that reads the log size and holds its row lock until the transaction ends.
     pub(crate) const HEAD_FOR_UPDATE: &'static str =

@@ -50,6 +50,8 @@ impl SqliteStore {
     pub(crate) const CLAIM_LOCK: &'static str = "";
     /// SQLite has no `UPDATE` in `WITH`: a claim is two statements under `BEGIN IMMEDIATE`.
     pub(crate) const CLAIM_IN_ONE_STATEMENT: bool = false;
+    /// No key locks: a write transaction is the only writer already.
+    pub(crate) const KEY_LOCK: Option<&'static str> = None;
 
     /// SQL that reads the log size once the write lock is held (BEGIN IMMEDIATE holds it).
     pub(crate) const HEAD_FOR_UPDATE: &'static str = "SELECT size FROM log_head WHERE id = 1";
