@@ -6,9 +6,10 @@
 //!   delivery ([`Transaction::record_delivery`](crate::Transaction::record_delivery)) and its
 //!   event: a redelivery of the same `X-GitHub-Delivery` makes the whole transaction fail with
 //!   [`StoreError::Duplicate`](crate::StoreError::Duplicate), so no job is created twice.
-//! - **Claim** ([`JobQueue::claim`]) takes the oldest runnable job under a lease: PostgreSQL
-//!   skips rows other replicas hold (`FOR UPDATE SKIP LOCKED`); SQLite claims inside
-//!   `BEGIN IMMEDIATE`. A job runs only when it is the oldest unfinished job of its
+//! - **Claim** ([`JobQueue::claim`]) takes the oldest runnable job under a lease
+//!   ([`JobQueue::claim_batch`] several at once, each with its own lease): PostgreSQL skips
+//!   rows other replicas hold (`FOR UPDATE SKIP LOCKED`) in one statement committed on its own;
+//!   SQLite claims inside `BEGIN IMMEDIATE`. A job runs only when it is the oldest unfinished job of its
 //!   [`NewJob::serial_key`] (per-change serialisation, FIFO).
 //! - **Leases and heartbeats**: a running job whose lease expired is claimable again (its worker
 //!   is presumed dead); each claim increments the job's [`Lease::token`], and heartbeats,
@@ -268,23 +269,44 @@ pub struct JobFilter {
 /// The job queue (see the module documentation). Enqueueing and completing go through
 /// [`crate::Transaction`]; the rest is here.
 pub trait JobQueue: Send + Sync + 'static {
-    /// Claims the oldest runnable job for `worker` for `lease_for`, or `None`. Runnable: queued
-    /// and due, or running with an expired lease; and the oldest unfinished job of its key. A
-    /// running job whose lease expired on its last attempt goes to the dead-letter state instead.
-    fn claim(
+    /// Claims up to `limit` runnable jobs of the kinds `claimant` takes ([`Claimant::takes`])
+    /// for `worker` for `lease_for`, oldest first, each under a lease of its own, in one
+    /// transaction (a worker that runs short jobs pays one commit for several). Runnable: queued
+    /// and due, or running with an expired lease; and the oldest unfinished job of its key (of
+    /// any kind), so a batch never holds two jobs of one key. A running job whose lease expired
+    /// on its last attempt goes to the dead-letter state instead.
+    fn claim_batch(
         &self,
         worker: &str,
         lease_for: Duration,
-    ) -> impl Future<Output = Result<Option<Claimed>>> + Send;
+        limit: u32,
+        claimant: Claimant,
+    ) -> impl Future<Output = Result<Vec<Claimed>>> + Send;
 
-    /// [`JobQueue::claim`] restricted to the jobs `claimant` takes ([`Claimant::takes`]); the
-    /// per-key serialisation still counts every kind.
+    /// Claims the oldest runnable job `claimant` takes for `worker` for `lease_for`, or `None`
+    /// (see [`JobQueue::claim_batch`]).
     fn claim_for(
         &self,
         worker: &str,
         lease_for: Duration,
         claimant: Claimant,
-    ) -> impl Future<Output = Result<Option<Claimed>>> + Send;
+    ) -> impl Future<Output = Result<Option<Claimed>>> + Send {
+        async move {
+            Ok(self
+                .claim_batch(worker, lease_for, 1, claimant)
+                .await?
+                .pop())
+        }
+    }
+
+    /// [`JobQueue::claim_for`] the server's own workers.
+    fn claim(
+        &self,
+        worker: &str,
+        lease_for: Duration,
+    ) -> impl Future<Output = Result<Option<Claimed>>> + Send {
+        self.claim_for(worker, lease_for, Claimant::Server)
+    }
 
     /// Extends a held lease; [`StoreError::LeaseLost`] when the job was cancelled, finished or
     /// claimed by another worker since.

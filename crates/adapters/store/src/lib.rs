@@ -275,17 +275,14 @@ impl ArtifactIndex for AnyStore {
 }
 
 impl JobQueue for AnyStore {
-    async fn claim(&self, worker: &str, lease_for: std::time::Duration) -> Result<Option<Claimed>> {
-        delegate!(self, s => s.claim(worker, lease_for).await)
-    }
-
-    async fn claim_for(
+    async fn claim_batch(
         &self,
         worker: &str,
         lease_for: std::time::Duration,
+        limit: u32,
         claimant: Claimant,
-    ) -> Result<Option<Claimed>> {
-        delegate!(self, s => s.claim_for(worker, lease_for, claimant).await)
+    ) -> Result<Vec<Claimed>> {
+        delegate!(self, s => s.claim_batch(worker, lease_for, limit, claimant).await)
     }
 
     async fn heartbeat(&self, lease: Lease, lease_for: std::time::Duration) -> Result<()> {
@@ -393,6 +390,13 @@ impl StateStore for AnyStore {
 
     async fn state_versions(&self, unit: &str, limit: u32) -> Result<Vec<StateVersionRecord>> {
         delegate!(self, s => s.state_versions(unit, limit).await)
+    }
+
+    async fn state_head_sealed(
+        &self,
+        unit: &str,
+    ) -> Result<Option<(StateVersionRecord, Option<Vec<u8>>)>> {
+        delegate!(self, s => s.state_head_sealed(unit).await)
     }
 
     async fn state_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {

@@ -1,7 +1,9 @@
 //! `sluice bench queue`: job-queue throughput on a scratch store. `jobs` jobs (each its own
 //! key, so nothing serialises them) are enqueued in transactions of 100, then `workers`
-//! concurrent workers claim and complete them until the queue is empty. Reported: enqueue
-//! rate, claim + complete rate, and the whole (enqueue + claim + complete) per second.
+//! concurrent workers claim and complete them until the queue is empty: `batch` jobs per claim
+//! and their completions in one transaction (1 is what `sluice serve`'s workers do, one job at a
+//! time). Reported: enqueue rate, claim + complete rate, and the whole (enqueue + claim +
+//! complete) per second.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +20,8 @@ pub struct QueueFigures {
     pub backend: &'static str,
     pub jobs: u64,
     pub workers: usize,
+    /// Jobs per claim (and per completing transaction).
+    pub batch: u32,
     pub enqueue_seconds: f64,
     pub process_seconds: f64,
     pub enqueued_per_second: f64,
@@ -29,11 +33,12 @@ pub struct QueueFigures {
 impl QueueFigures {
     pub fn text(&self) -> String {
         format!(
-            "{}: {} jobs, {} workers: enqueue {:.0}/s; claim + complete {:.0}/s; enqueue + claim + \
-             complete {:.0} jobs/s ({:.2} s)\n",
+            "{}: {} jobs, {} workers, {} per claim: enqueue {:.0}/s; claim + complete {:.0}/s; \
+             enqueue + claim + complete {:.0} jobs/s ({:.2} s)\n",
             self.backend,
             self.jobs,
             self.workers,
+            self.batch,
             self.enqueued_per_second,
             self.processed_per_second,
             self.end_to_end_per_second,
@@ -49,7 +54,15 @@ pub async fn bench_queue<S: Store + JobQueue>(
     store: Arc<S>,
     jobs: u64,
     workers: usize,
+    batch: u32,
 ) -> Result<QueueFigures> {
+    if batch == 0 {
+        return Err(StoreError::Invalid {
+            record: "queue benchmark",
+            field: "batch",
+            problem: "must be at least 1".into(),
+        });
+    }
     let started = Instant::now();
     let mut i = 0;
     while i < jobs {
@@ -72,11 +85,24 @@ pub async fn bench_queue<S: Store + JobQueue>(
         tasks.push(tokio::spawn(async move {
             let name = format!("bench-w{w}");
             let mut done = 0u64;
-            while let Some(c) = store.claim(&name, Duration::from_secs(60)).await? {
+            loop {
+                let claimed = store
+                    .claim_batch(
+                        &name,
+                        Duration::from_secs(60),
+                        batch,
+                        crate::jobs::Claimant::Server,
+                    )
+                    .await?;
+                if claimed.is_empty() {
+                    break;
+                }
                 let mut tx = Transaction::new();
-                tx.complete_job(c.lease);
+                for c in &claimed {
+                    tx.complete_job(c.lease);
+                }
                 store.commit(tx).await?;
-                done += 1;
+                done += claimed.len() as u64;
             }
             Ok::<u64, StoreError>(done)
         }));
@@ -98,6 +124,7 @@ pub async fn bench_queue<S: Store + JobQueue>(
         backend: store.backend().as_str(),
         jobs,
         workers,
+        batch,
         enqueue_seconds,
         process_seconds,
         enqueued_per_second: jobs as f64 / enqueue_seconds.max(1e-9),
@@ -111,6 +138,7 @@ pub async fn sqlite_scratch(
     parent: &std::path::Path,
     jobs: u64,
     workers: usize,
+    batch: u32,
 ) -> Result<QueueFigures> {
     let dir = parent.join(format!(
         "sluice-queue-bench-{}-{}",
@@ -119,7 +147,7 @@ pub async fn sqlite_scratch(
     ));
     let result = async {
         let store = Arc::new(crate::SqliteStore::open(dir.join(crate::DEFAULT_DATABASE)).await?);
-        let figures = bench_queue(store.clone(), jobs, workers).await;
+        let figures = bench_queue(store.clone(), jobs, workers, batch).await;
         store.pool().close().await;
         figures
     }
@@ -129,10 +157,15 @@ pub async fn sqlite_scratch(
 }
 
 /// [`bench_queue`] on PostgreSQL at `url`, in a scratch schema dropped afterwards.
-pub async fn postgres_scratch(url: &str, jobs: u64, workers: usize) -> Result<QueueFigures> {
+pub async fn postgres_scratch(
+    url: &str,
+    jobs: u64,
+    workers: usize,
+    batch: u32,
+) -> Result<QueueFigures> {
     crate::bench::postgres_scratch(url, "sluice_queue_bench", |store| async move {
         let store = Arc::new(store);
-        let figures = bench_queue(store.clone(), jobs, workers).await;
+        let figures = bench_queue(store.clone(), jobs, workers, batch).await;
         store.pool().close().await;
         figures
     })

@@ -32,6 +32,10 @@ pub struct StateVersionRecord {
     pub lineage: String,
     /// Plaintext size in bytes.
     pub size: u64,
+    /// MD5 of the plaintext body (what a `GET` answers in `Content-MD5`), computed when the
+    /// version was written; `None` for versions stored before it was kept.
+    #[serde(skip)]
+    pub md5: Option<[u8; 16]>,
     /// Who wrote it (`oidc:<iss>#<sub>`, `user:<name>`, `token:<name>`).
     pub identity: String,
     /// The Terraform lock id the write came with.
@@ -203,6 +207,13 @@ pub trait StateStore: Send + Sync + 'static {
         unit: &str,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<StateVersionRecord>>> + Send;
+
+    /// The newest version of a unit with its sealed body (`None` when the blob is missing), read
+    /// in one query: what a `GET` needs.
+    fn state_head_sealed(
+        &self,
+        unit: &str,
+    ) -> impl Future<Output = Result<Option<(StateVersionRecord, Option<Vec<u8>>)>>> + Send;
 
     /// The sealed body stored under a plaintext digest.
     fn state_blob(&self, digest: &Digest) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;

@@ -85,15 +85,14 @@ impl Transaction {
             && self.state_events.is_empty()
     }
 
-    /// True when nothing in it needs the log head (no leaf, no manifest version): such a
-    /// transaction does not queue behind log appends.
-    pub(crate) fn only_jobs(&self) -> bool {
-        self.changes.is_empty()
-            && self.leaves.is_empty()
-            && self.stage_results.is_empty()
-            && self.events.is_empty()
-            && self.manifests.is_empty()
-            && self.state_is_empty()
+    /// True when it writes something whose position the log head decides or guards: a leaf, a
+    /// manifest version (checked against its change's newest version), a state record. Only
+    /// those transactions take the log head (and the cached right edge of the tree); the rest
+    /// (a webhook's delivery, event and jobs; a job's completion; a change or stage result
+    /// without a leaf) commit side by side, so the database can flush their commits together
+    /// instead of one fsync after another.
+    pub(crate) fn needs_log_head(&self) -> bool {
+        !self.leaves.is_empty() || !self.manifests.is_empty() || !self.state_is_empty()
     }
 
     /// Whether [`crate::Store::commit`] must check this transaction names only leaves it

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_store::{
-    Backoff, DeliveryRecord, EventRecord, JobFilter, JobQueue, JobState, LeafInput, NewJob, Scope,
-    Store, StoreError, TokenStore, Transaction, now_millis,
+    Backoff, Claimant, DeliveryRecord, EventRecord, JobFilter, JobQueue, JobState, LeafInput,
+    NewJob, Scope, Store, StoreError, TokenStore, Transaction, now_millis,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -305,7 +305,6 @@ async fn concurrent_workers_complete_every_job_once<S: Store + JobQueue + Clone>
 async fn runner_jobs_go_to_runners_and_the_rest_to_the_server<S: Store + JobQueue + TokenStore>(
     store: &S,
 ) {
-    use sluice_store::Claimant;
     let server_job = enqueue(store, "o/r#1", "h1").await;
     let mut tx = Transaction::new();
     tx.enqueue(NewJob::new("runner.plan", "o/r#1:plan", json!({"unit": "a"})).superseding("h1"));
@@ -344,6 +343,170 @@ async fn runner_jobs_go_to_runners_and_the_rest_to_the_server<S: Store + JobQueu
         Some(Scope::Runner)
     );
     assert!(!Scope::Runner.allows(Scope::Read));
+}
+
+async fn a_batch_claim_takes_one_job_per_key_each_under_its_own_lease<S: Store + JobQueue>(
+    store: &S,
+) {
+    let a1 = enqueue(store, "o/r#10", "h1").await;
+    let mut tx = Transaction::new();
+    tx.enqueue(NewJob::new("pr.command", "o/r#10", json!({"cmd": "plan"})));
+    let a2 = store.commit(tx).await.unwrap().job_ids[0];
+    let b1 = enqueue(store, "o/r#11", "h1").await;
+    let c1 = enqueue(store, "o/r#12", "h1").await;
+
+    // At most `limit`, oldest first.
+    let two = store
+        .claim_batch("w1", LEASE, 2, Claimant::Server)
+        .await
+        .unwrap();
+    assert_eq!(two.iter().map(|c| c.job.id).collect::<Vec<_>>(), [a1, b1]);
+    // a2 waits behind a1 of its key, even in a batch with room for it.
+    let rest = store
+        .claim_batch("w2", LEASE, 10, Claimant::Server)
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|c| c.job.id).collect::<Vec<_>>(), [c1]);
+    assert!(
+        store
+            .claim_batch("w3", LEASE, 10, Claimant::Server)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .claim_batch("w3", LEASE, 0, Claimant::Server)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for c in two.iter().chain(&rest) {
+        assert_eq!(c.job.state, JobState::Running);
+        assert_eq!(c.lease.job_id, c.job.id);
+        assert_eq!(
+            c.job.lease_owner.as_deref(),
+            Some(if c.job.id == c1 { "w2" } else { "w1" })
+        );
+    }
+
+    // Each lease is its own: completing one leaves the other running, and a batch's
+    // completions commit together.
+    let mut tx = Transaction::new();
+    tx.complete_job(two[0].lease);
+    store.commit(tx).await.unwrap();
+    assert_eq!(
+        store.job(b1).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    let next = store
+        .claim_batch("w1", LEASE, 10, Claimant::Server)
+        .await
+        .unwrap();
+    assert_eq!(next.iter().map(|c| c.job.id).collect::<Vec<_>>(), [a2]);
+    let mut tx = Transaction::new();
+    tx.complete_job(two[1].lease)
+        .complete_job(rest[0].lease)
+        .complete_job(next[0].lease);
+    store.commit(tx).await.unwrap();
+    let depth = store.queue_depth().await.unwrap();
+    assert_eq!((depth.queued, depth.running), (0, 0));
+}
+
+/// Transactions committed at once each commit whole or fail alone: a redelivery among them is
+/// refused with nothing of it written (not its leaf, event or job), and the others, their log
+/// leaves included, are all written (the log stays consistent: the audit is clean).
+async fn concurrent_commits_each_commit_or_fail_alone<S>(store: &S)
+where
+    S: Store + JobQueue + sluice_store::StateStore + sluice_store::LogStore + Clone,
+{
+    let mut first = Transaction::new();
+    first
+        .record_delivery(delivery("dup", 1))
+        .append_event(event("o/r#20"), None)
+        .enqueue(NewJob::new("pr.pipeline", "o/r#20", json!({})));
+    store.commit(first).await.unwrap();
+    let size_before = store.log_size().await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..24u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = if i % 4 == 0 {
+                "dup".to_string()
+            } else {
+                format!("d-{i}")
+            };
+            let key = format!("o/r#{}", 100 + u32::from(i));
+            let mut tx = Transaction::new();
+            let leaf = tx.append_leaf(LeafInput {
+                entry: [i; 32],
+                envelope_digest: None,
+            });
+            tx.record_delivery(delivery(&id, 1))
+                .append_event(event(&key), Some(leaf))
+                .enqueue(NewJob::new("pr.pipeline", &key, json!({"i": i})));
+            (i, store.commit(tx).await)
+        }));
+    }
+    let mut written = 0u64;
+    for t in tasks {
+        let (i, result) = t.await.unwrap();
+        let key = format!("o/r#{}", 100 + u32::from(i));
+        if i % 4 == 0 {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Duplicate { key, .. } if key == "dup"),
+                "{err}"
+            );
+            assert!(store.events(Some(&key), 0, 10).await.unwrap().is_empty());
+        } else {
+            let done = result.unwrap();
+            assert_eq!(done.job_ids.len(), 1);
+            assert_eq!(store.events(Some(&key), 0, 10).await.unwrap().len(), 1);
+            written += 1;
+        }
+    }
+    assert_eq!(written, 18);
+    assert_eq!(store.log_size().await.unwrap(), size_before + written);
+    assert_eq!(
+        store.jobs(&JobFilter::default(), 100).await.unwrap().len(),
+        1 + written as usize
+    );
+    let report = sluice_store::audit(store, &Default::default())
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
+
+/// Pushes of one PR committed at once still supersede each other: exactly one head is left to
+/// run, the others are cancelled as superseded (none of them missed a job committed beside it).
+async fn concurrent_pushes_leave_one_head<S: Store + JobQueue + Clone>(store: &S) {
+    let key = "o/r#30";
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let head = format!("head-{i}");
+            let mut tx = Transaction::new();
+            tx.record_delivery(delivery(&format!("push-{i}"), 1))
+                .append_event(event(key), None)
+                .enqueue(NewJob::new("pr.pipeline", key, json!({"i": i})).superseding(&head));
+            store.commit(tx).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let filter = |state| JobFilter {
+        state: Some(state),
+        serial_key: Some(key.to_string()),
+    };
+    let queued = store.jobs(&filter(JobState::Queued), 100).await.unwrap();
+    let cancelled = store.jobs(&filter(JobState::Cancelled), 100).await.unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(cancelled.len(), 11);
+    // The one left is the newest: every other was enqueued before it and cancelled by a later one.
+    assert!(cancelled.iter().all(|j| j.id < queued[0].id));
 }
 
 async fn tokens_are_stored_hashed_and_checked<S: Store + TokenStore>(store: &S) {
@@ -416,6 +579,9 @@ both_backends!(
     a_newer_head_supersedes_queued_and_running_jobs,
     a_released_job_is_not_charged_an_attempt,
     concurrent_workers_complete_every_job_once,
+    a_batch_claim_takes_one_job_per_key_each_under_its_own_lease,
+    concurrent_commits_each_commit_or_fail_alone,
+    concurrent_pushes_leave_one_head,
     tokens_are_stored_hashed_and_checked,
     runner_jobs_go_to_runners_and_the_rest_to_the_server,
 );

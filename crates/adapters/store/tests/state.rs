@@ -16,6 +16,7 @@ fn version(unit: &str, n: u64, body: &[u8]) -> NewStateVersion {
             serial: n * 2,
             lineage: "lin-1".into(),
             size: body.len() as u64,
+            md5: Some([n as u8; 16]),
             identity: "oidc:https://issuer.example#repo:acme/infra-live:environment:dev".into(),
             lock_id: Some(format!("lock-{n}")),
             fencing_token: Some(n),
@@ -53,6 +54,17 @@ async fn versions_chain_and_are_immutable<S: StateStore>(store: &S) {
         .await
         .unwrap();
     assert_eq!(store.state_head(unit).await.unwrap(), Some(v2.clone()));
+    // The MD5 the writer computed is kept with the version.
+    assert_eq!(v2.md5, Some([2; 16]));
+    // The newest version and its sealed body in one read.
+    assert_eq!(
+        store.state_head_sealed(unit).await.unwrap(),
+        Some((v2.clone(), Some(b"sealed:two".to_vec())))
+    );
+    assert_eq!(
+        store.state_head_sealed("dev/none/none").await.unwrap(),
+        None
+    );
     assert_eq!(
         store.state_version(unit, 1).await.unwrap(),
         Some(v1.clone())

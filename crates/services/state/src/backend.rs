@@ -163,6 +163,9 @@ pub enum Written {
 pub struct Pulled {
     pub record: StateVersionRecord,
     pub body: Vec<u8>,
+    /// The body's MD5 (`Content-MD5`): the one stored with the version, computed only for
+    /// versions stored before it was kept.
+    pub md5: [u8; 16],
 }
 
 /// The state backend over one store (see the module documentation).
@@ -358,33 +361,40 @@ impl<S: BackendStore> StateBackend<S> {
         version: Option<u64>,
     ) -> Result<Option<Pulled>, StateError> {
         self.authorize(who, Action::ReadState, unit)?;
-        let record = match version {
-            None => self.store.state_head(unit).await?,
-            Some(v) => Some(self.store.state_version(unit, v).await?.ok_or_else(|| {
-                StateError::NotFound(format!("`{unit}` has no state version {v}"))
-            })?),
+        // The newest version comes with its blob in one query (what every `GET` asks for).
+        let (record, sealed) = match version {
+            None => match self.store.state_head_sealed(unit).await? {
+                Some(found) => found,
+                None => return Ok(None),
+            },
+            Some(v) => {
+                let record = self.store.state_version(unit, v).await?.ok_or_else(|| {
+                    StateError::NotFound(format!("`{unit}` has no state version {v}"))
+                })?;
+                let sealed = self.store.state_blob(&record.digest).await?;
+                (record, sealed)
+            }
         };
-        let Some(record) = record else {
-            return Ok(None);
-        };
-        let body = self.open(&record).await?;
-        Ok(Some(Pulled { record, body }))
+        let body = self.open(&record, sealed)?;
+        let md5 = record.md5.unwrap_or_else(|| md5_of(&body));
+        Ok(Some(Pulled { record, body, md5 }))
     }
 
-    /// Decrypts a version's body and checks it is what the record says: the blob opens with
-    /// its digest as associated data, hashes to the digest, and carries the recorded serial and
-    /// lineage.
-    async fn open(&self, record: &StateVersionRecord) -> Result<Vec<u8>, StateError> {
+    /// Decrypts a version's body (`sealed`, as read with its record) and checks it is what the
+    /// record says: the blob opens with its digest as associated data, hashes to the digest,
+    /// and carries the recorded serial and lineage.
+    fn open(
+        &self,
+        record: &StateVersionRecord,
+        sealed: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, StateError> {
         let tampered = |problem: String| StateError::Tampered {
             unit: record.unit.clone(),
             version: record.version,
             problem,
         };
-        let sealed = self
-            .store
-            .state_blob(&record.digest)
-            .await?
-            .ok_or_else(|| tampered(format!("its blob {} is missing", record.digest)))?;
+        let sealed =
+            sealed.ok_or_else(|| tampered(format!("its blob {} is missing", record.digest)))?;
         let body =
             seal::open(self.keys.as_ref(), &sealed, &record.digest.0).map_err(|e| match e {
                 SealError::Tampered | SealError::Malformed => tampered(e.to_string()),
@@ -516,7 +526,8 @@ impl<S: BackendStore> StateBackend<S> {
                 .ok_or_else(|| {
                     StateError::NotFound(format!("`{unit}` has no state version {version}"))
                 })?;
-            let old_body = self.open(&old).await?;
+            let sealed = self.store.state_blob(&old.digest).await?;
+            let old_body = self.open(&old, sealed)?;
             self.with_admin_lock(who, unit, |token| async move {
                 let head = self
                     .store
@@ -623,6 +634,7 @@ impl<S: BackendStore> StateBackend<S> {
             serial: header.serial,
             lineage: header.lineage.clone(),
             size: body.len() as u64,
+            md5: Some(md5_of(body)),
             identity: who.identity(),
             lock_id: lock.map(|(id, _)| id.to_string()),
             fencing_token: token.map(|t| t.0),
@@ -830,6 +842,12 @@ impl<S: BackendStore> StateBackend<S> {
         let _ = DomainLocks::release(&self.store, unit, token, now()).await?;
         result
     }
+}
+
+/// The MD5 of a state body: what Terraform's `http` backend client checks a `GET` against.
+pub fn md5_of(body: &[u8]) -> [u8; 16] {
+    use md5::Digest as _;
+    md5::Md5::digest(body).into()
 }
 
 /// How a version is written: under a Terraform lock (its id and token), or by an admin under

@@ -269,11 +269,113 @@ pub struct BenchWebhookArgs {
 }
 
 #[derive(Args)]
+pub struct BenchPrEventsArgs {
+    /// Pull requests opened (one `pull_request` delivery each).
+    #[arg(long, default_value_t = 1000)]
+    pub prs: u32,
+    /// Workers of the server.
+    #[arg(long, default_value_t = 4)]
+    pub workers: u32,
+    /// Give up when the queue is not empty after this many seconds.
+    #[arg(long, default_value_t = 1800)]
+    pub timeout_seconds: u64,
+    #[arg(long, value_enum, default_value = "both")]
+    pub backend: BenchBackend,
+    /// The PostgreSQL server (a scratch schema is made and dropped).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub postgres_url: String,
+}
+
+/// `sluice bench pr-events`: the demo org is built in a scratch directory per backend, and each
+/// of `--prs` pull requests proposes the demo's change (same base and head, its own PR number,
+/// so its own changes and records).
+pub fn run_bench_pr_events(a: BenchPrEventsArgs) -> i32 {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: locating this sluice binary: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    if a.prs == 0 || a.workers == 0 {
+        eprintln!("error: --prs and --workers must be greater than 0");
+        return exit::USAGE;
+    }
+    let scratch =
+        std::env::temp_dir().join(format!("sluice-pr-events-bench-{}", std::process::id()));
+    let mut code = exit::OK;
+    let mut runs: Vec<(&str, Option<String>)> = Vec::new();
+    if a.backend.sqlite() {
+        runs.push(("sqlite", None));
+    }
+    if a.backend.postgres() {
+        runs.push(("postgres", Some(a.postgres_url.clone())));
+    }
+    for (backend, url) in runs {
+        let demo = match sluice_demo::demo::build(&scratch.join(backend)) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: building the demo org: {e}");
+                code = exit::INTERNAL;
+                continue;
+            }
+        };
+        let result = rt.block_on(async {
+            let (schema, scoped) = match &url {
+                Some(url) => {
+                    let (schema, scoped) = sluice_store::queue_bench::create_scratch_schema(
+                        url,
+                        "sluice_pr_events_bench",
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    (Some(schema), Some(scoped))
+                }
+                None => (None, None),
+            };
+            let figures = sluice_server::bench::bench_pr_events(
+                &exe,
+                &demo.dir,
+                &demo.base,
+                &demo.head,
+                scoped.as_deref(),
+                backend,
+                a.prs,
+                a.workers,
+                std::time::Duration::from_secs(a.timeout_seconds),
+            )
+            .await;
+            if let (Some(url), Some(schema)) = (&url, &schema) {
+                let _ = sluice_store::queue_bench::drop_scratch_schema(url, schema).await;
+            }
+            figures
+        });
+        match result {
+            Ok(f) => print!("{}", f.text()),
+            Err(e) => {
+                eprintln!("error: {backend}: {e}");
+                code = exit::INTERNAL;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    code
+}
+
+#[derive(Args)]
 pub struct BenchQueueArgs {
     #[arg(long, default_value_t = 10_000)]
     pub jobs: u64,
     #[arg(long, default_value_t = 8)]
     pub workers: usize,
+    /// Jobs a worker claims at once and completes in one transaction (1: one at a time, as
+    /// `sluice serve`'s workers run jobs).
+    #[arg(long, default_value_t = 1)]
+    pub batch: u32,
     #[arg(long, value_enum, default_value = "both")]
     pub backend: BenchBackend,
     /// The PostgreSQL server (a scratch schema is made and dropped).
@@ -286,12 +388,17 @@ pub fn run_bench_queue(a: BenchQueueArgs) -> i32 {
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    if a.batch == 0 {
+        eprintln!("error: --batch must be at least 1");
+        return exit::USAGE;
+    }
     let mut code = exit::OK;
     if a.backend.sqlite() {
         match rt.block_on(sluice_store::queue_bench::sqlite_scratch(
             &std::env::temp_dir(),
             a.jobs,
             a.workers,
+            a.batch,
         )) {
             Ok(f) => print!("{}", f.text()),
             Err(e) => {
@@ -305,6 +412,7 @@ pub fn run_bench_queue(a: BenchQueueArgs) -> i32 {
             &a.postgres_url,
             a.jobs,
             a.workers,
+            a.batch,
         )) {
             Ok(f) => print!("{}", f.text()),
             Err(e) => {

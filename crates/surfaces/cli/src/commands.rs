@@ -162,6 +162,9 @@ enum BenchCommand {
     /// Webhook to job enqueued latency (p50/p99) at a fixed request rate, against a `sluice
     /// serve` child process, on SQLite and/or PostgreSQL.
     Webhook(cmd_serve::BenchWebhookArgs),
+    /// PR events (`pull_request` opened) on the demo org processed end to end by a `sluice
+    /// serve` child process's workers (every stage but the plan), on SQLite and/or PostgreSQL.
+    PrEvents(cmd_serve::BenchPrEventsArgs),
     /// Job queue throughput: enqueue, then claim + complete with N workers, on SQLite and/or
     /// PostgreSQL.
     Queue(cmd_serve::BenchQueueArgs),
@@ -401,6 +404,7 @@ pub fn run(cli: Cli) -> Result<i32, PipelineError> {
         Command::Bench(BenchCommand::Locks(a)) => Ok(cmd_release::run_bench_locks(a)),
         Command::Bench(BenchCommand::Apply(a)) => Ok(cmd_release::run_bench_apply(a)),
         Command::Bench(BenchCommand::Webhook(a)) => Ok(cmd_serve::run_bench_webhook(a)),
+        Command::Bench(BenchCommand::PrEvents(a)) => Ok(cmd_serve::run_bench_pr_events(a)),
         Command::Bench(BenchCommand::Queue(a)) => Ok(cmd_serve::run_bench_queue(a)),
         Command::Serve(a) => Ok(cmd_serve::run_serve(a)),
         Command::Token(c) => Ok(cmd_serve::run_token(c)),

@@ -37,7 +37,13 @@ fn set_thp_disabled(disabled: bool) {
     // A failure (an old kernel) leaves the default, which is only slower.
     // SAFETY: prctl with PR_SET_THP_DISABLE takes integer arguments and touches no memory.
     unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, libc::c_ulong::from(disabled), 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_THP_DISABLE,
+            libc::c_ulong::from(disabled),
+            0,
+            0,
+            0,
+        );
     }
 }
 

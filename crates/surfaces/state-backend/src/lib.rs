@@ -167,7 +167,7 @@ async fn handle<S: BackendStore>(
     }
     let result = match op {
         Op::Read => match backend.read(&who, &unit, None).await {
-            Ok(Some(pulled)) => return state_response(pulled.body),
+            Ok(Some(pulled)) => return state_response(pulled.body, &pulled.md5),
             Ok(None) => return text(StatusCode::NOT_FOUND, format!("`{unit}` has no state yet")),
             Err(e) => Err(e),
         },
@@ -270,8 +270,10 @@ fn lock_info(body: &[u8]) -> Result<BackendLockInfo, StateError> {
         .map_err(|e| StateError::BadRequest(format!("the lock info is not lock-info JSON: {e}")))
 }
 
-fn state_response(body: Vec<u8>) -> Response {
-    let md5 = B64.encode(md5::Md5::digest(&body));
+/// The state with its `Content-MD5`: the MD5 stored with the version (not recomputed over the
+/// body on every read).
+fn state_response(body: Vec<u8>, md5: &[u8; 16]) -> Response {
+    let md5 = B64.encode(md5);
     let mut r = Response::new(Body::from(body));
     let h = r.headers_mut();
     h.insert(

@@ -1,8 +1,10 @@
 //! [`crate::JobQueue`] and [`crate::TokenStore`] on both backends, written once (as
-//! `impl_store!` is) and expanded per pool type. The backends differ only in `CLAIM_LOCK`: the
-//! row-locking clause of a claim's candidate query (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so
-//! replicas claim different jobs without waiting; nothing on SQLite, whose `BEGIN IMMEDIATE`
-//! already makes a claim the only writer).
+//! `impl_store!` is) and expanded per pool type. The backends differ only in how a claim is
+//! made: `CLAIM_LOCK`, the row-locking clause of its candidate query (`FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL, so replicas claim different jobs without waiting; nothing on SQLite, whose
+//! `BEGIN IMMEDIATE` already makes a claim the only writer), and `CLAIM_IN_ONE_STATEMENT`
+//! (PostgreSQL gives up expired jobs and claims in one statement committed on its own; SQLite,
+//! which has no `UPDATE` in `WITH`, runs the two in one transaction).
 
 /// The columns a job is read with. Counters are cast so both backends decode them as `i64`.
 pub(crate) const JOB_COLUMNS: &str = "id, kind, serial_key, head_sha, payload, state, \
@@ -10,14 +12,18 @@ pub(crate) const JOB_COLUMNS: &str = "id, kind, serial_key, head_sha, payload, s
      run_at, lease_owner, lease_until, lease_token, last_error, reason, delivery_id, created_at, \
      started_at, finished_at";
 
-/// A job is runnable when it is queued and due, or running with an expired lease, and it is the
-/// oldest unfinished job of its key (`$1` is now). `{lock}` is the backend's `CLAIM_LOCK`.
+/// A job is runnable when it is queued and due, or running with an expired lease on an attempt
+/// that is not its last (one on its last attempt is given up instead, see [`EXPIRED_LAST`]), and
+/// it is the oldest unfinished job of its key (`$1` is now, `$4` how many to take). `{lock}` is
+/// the backend's `CLAIM_LOCK`. Expired leases are found through `jobs_leased` and queued jobs in
+/// id order through `jobs_unfinished`: no claim reads finished jobs.
 pub(crate) const CLAIM_CANDIDATE: &str = "SELECT j.id FROM jobs j \
      WHERE j.state IN ('queued', 'running') \
-     AND ((j.state = 'queued' AND j.run_at <= $1) OR (j.state = 'running' AND j.lease_until < $1)) \
+     AND ((j.state = 'queued' AND j.run_at <= $1) \
+          OR (j.state = 'running' AND j.lease_until < $1 AND j.attempts < j.max_attempts)) \
      AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.serial_key = j.serial_key AND e.id < j.id \
                      AND e.state IN ('queued', 'running')) \
-     ORDER BY j.id LIMIT 1";
+     ORDER BY j.id LIMIT $4";
 
 /// Running jobs whose lease expired on their last attempt (`$1` is now).
 pub(crate) const EXPIRED_LAST: &str = "SELECT id FROM jobs \
@@ -38,6 +44,27 @@ pub(crate) fn claim_candidate_for(claimant: crate::jobs::Claimant) -> String {
             crate::jobs::RUNNER_KIND_PREFIX
         ),
         1,
+    )
+}
+
+/// Gives up the jobs [`EXPIRED_LAST`] finds (`$1` is now); `{lock}` is the backend's
+/// `CLAIM_LOCK`.
+pub(crate) fn give_up_expired_sql(lock: &str) -> String {
+    format!(
+        "UPDATE jobs SET state = 'dead', finished_at = $1, lease_until = NULL, \
+         reason = 'the lease expired on the last attempt (the worker stopped)' \
+         WHERE id IN ({EXPIRED_LAST} {lock})"
+    )
+}
+
+/// Claims the jobs [`claim_candidate_for`] `claimant` finds for worker `$2` until `$3`,
+/// returning them.
+pub(crate) fn claim_sql(lock: &str, claimant: crate::jobs::Claimant) -> String {
+    format!(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, \
+         lease_owner = $2, lease_until = $3, lease_token = lease_token + 1, started_at = $1 \
+         WHERE id IN ({} {lock}) RETURNING {JOB_COLUMNS}",
+        claim_candidate_for(claimant)
     )
 }
 
@@ -122,6 +149,27 @@ macro_rules! impl_jobs {
                 out: &mut $crate::tx::Committed,
             ) -> $crate::error::Result<()> {
                 let now = $crate::records::now_millis();
+                // Cancelling a key's jobs must see every job of the key committed before it:
+                // transactions that cancel or supersede take their keys' locks first (in one
+                // order, so two never wait on each other), and each statement after that reads
+                // what the previous holder committed.
+                if let Some(key_lock) = Self::KEY_LOCK {
+                    let mut keys: Vec<&str> = tx
+                        .cancellations
+                        .iter()
+                        .map(|(key, _)| key.as_str())
+                        .chain(tx.jobs.iter().filter(|j| j.supersede).map(|j| j.serial_key.as_str()))
+                        .collect();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    for key in keys {
+                        sqlx::query(key_lock)
+                            .bind(key)
+                            .execute(&mut **db)
+                            .await
+                            .map_err(self.fail("locking a key's jobs"))?;
+                    }
+                }
                 for d in &tx.deliveries {
                     let done = sqlx::query(
                         "INSERT INTO webhook_deliveries (delivery_id, event, action, jobs, \
@@ -216,94 +264,68 @@ macro_rules! impl_jobs {
         }
 
         impl $crate::jobs::JobQueue for $ty {
-            async fn claim(
+            async fn claim_batch(
                 &self,
                 worker: &str,
                 lease_for: std::time::Duration,
-            ) -> $crate::error::Result<Option<$crate::jobs::Claimed>> {
-                use $crate::backend::jobs::{CLAIM_CANDIDATE, EXPIRED_LAST, JOB_COLUMNS};
-                let now = $crate::records::now_millis();
-                let until = $crate::jobs::lease_deadline(lease_for);
-                let mut db = self.begin_write().await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE jobs SET state = 'dead', finished_at = $1, lease_until = NULL, \
-                     reason = 'the lease expired on the last attempt (the worker stopped)' \
-                     WHERE id IN ({EXPIRED_LAST} {})",
-                    Self::CLAIM_LOCK
-                )))
-                .bind(now)
-                .execute(&mut *db)
-                .await
-                .map_err(self.fail("giving up expired jobs"))?;
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, \
-                     lease_owner = $2, lease_until = $3, lease_token = lease_token + 1, \
-                     started_at = $1 \
-                     WHERE id = ({CLAIM_CANDIDATE} {}) RETURNING {JOB_COLUMNS}",
-                    Self::CLAIM_LOCK
-                )))
-                .bind(now)
-                .bind(worker)
-                .bind(until)
-                .fetch_optional(&mut *db)
-                .await
-                .map_err(self.fail("claiming a job"))?;
-                db.commit()
-                    .await
-                    .map_err($crate::error::durability("committing a claim"))?;
-                let Some(row) = row else { return Ok(None) };
-                let job = Self::job_from_row(&row)?;
-                let lease = $crate::jobs::Lease {
-                    job_id: job.id,
-                    token: job.lease_token,
-                };
-                Ok(Some($crate::jobs::Claimed { job, lease }))
-            }
-
-            async fn claim_for(
-                &self,
-                worker: &str,
-                lease_for: std::time::Duration,
+                limit: u32,
                 claimant: $crate::jobs::Claimant,
-            ) -> $crate::error::Result<Option<$crate::jobs::Claimed>> {
-                use $crate::backend::jobs::{EXPIRED_LAST, JOB_COLUMNS, claim_candidate_for};
+            ) -> $crate::error::Result<Vec<$crate::jobs::Claimed>> {
+                use $crate::backend::jobs::{claim_sql, give_up_expired_sql};
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
                 let now = $crate::records::now_millis();
                 let until = $crate::jobs::lease_deadline(lease_for);
-                let mut db = self.begin_write().await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE jobs SET state = 'dead', finished_at = $1, lease_until = NULL, \
-                     reason = 'the lease expired on the last attempt (the worker stopped)' \
-                     WHERE id IN ({EXPIRED_LAST} {})",
-                    Self::CLAIM_LOCK
-                )))
-                .bind(now)
-                .execute(&mut *db)
-                .await
-                .map_err(self.fail("giving up expired jobs"))?;
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, \
-                     lease_owner = $2, lease_until = $3, lease_token = lease_token + 1, \
-                     started_at = $1 \
-                     WHERE id = ({} {}) RETURNING {JOB_COLUMNS}",
-                    claim_candidate_for(claimant),
-                    Self::CLAIM_LOCK
-                )))
-                .bind(now)
-                .bind(worker)
-                .bind(until)
-                .fetch_optional(&mut *db)
-                .await
-                .map_err(self.fail("claiming a job"))?;
-                db.commit()
+                let give_up = give_up_expired_sql(Self::CLAIM_LOCK);
+                let claim = claim_sql(Self::CLAIM_LOCK, claimant);
+                let rows = if Self::CLAIM_IN_ONE_STATEMENT {
+                    // One statement, committed on its own: one round trip and one WAL flush,
+                    // which PostgreSQL shares between the claims and commits in flight.
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "WITH given_up AS ({give_up} RETURNING id) {claim}"
+                    )))
+                    .bind(now)
+                    .bind(worker)
+                    .bind(until)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
                     .await
-                    .map_err($crate::error::durability("committing a claim"))?;
-                let Some(row) = row else { return Ok(None) };
-                let job = Self::job_from_row(&row)?;
-                let lease = $crate::jobs::Lease {
-                    job_id: job.id,
-                    token: job.lease_token,
+                    .map_err(self.fail("claiming jobs"))?
+                } else {
+                    let mut db = self.begin_write().await?;
+                    sqlx::query(sqlx::AssertSqlSafe(give_up))
+                        .bind(now)
+                        .execute(&mut *db)
+                        .await
+                        .map_err(self.fail("giving up expired jobs"))?;
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(claim))
+                        .bind(now)
+                        .bind(worker)
+                        .bind(until)
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *db)
+                        .await
+                        .map_err(self.fail("claiming jobs"))?;
+                    db.commit()
+                        .await
+                        .map_err($crate::error::durability("committing a claim"))?;
+                    rows
                 };
-                Ok(Some($crate::jobs::Claimed { job, lease }))
+                let mut claimed = rows
+                    .iter()
+                    .map(|row| {
+                        let job = Self::job_from_row(row)?;
+                        let lease = $crate::jobs::Lease {
+                            job_id: job.id,
+                            token: job.lease_token,
+                        };
+                        Ok($crate::jobs::Claimed { job, lease })
+                    })
+                    .collect::<$crate::error::Result<Vec<_>>>()?;
+                // RETURNING has no order of its own: oldest first, as claimed.
+                claimed.sort_by_key(|c| c.job.id);
+                Ok(claimed)
             }
 
             async fn heartbeat(

@@ -4,6 +4,7 @@
 //! transaction starts (`BEGIN IMMEDIATE` vs a row lock on the log head) and which errors mean
 //! the storage itself failed.
 
+mod group;
 pub mod jobs;
 pub mod postgres;
 pub mod sqlite;
@@ -764,32 +765,9 @@ macro_rules! impl_store {
                 tx: $crate::tx::Transaction,
             ) -> $crate::error::Result<$crate::tx::Committed> {
                 $crate::backend::validate(&tx)?;
-                // A transaction of job-queue writes only (a webhook's delivery and jobs, a job's
-                // completion without evidence) touches no log row: it neither waits for the
-                // frontier nor locks the log head, so the queue does not queue behind appends.
-                let only_jobs = tx.only_jobs();
-                let mut cached = if only_jobs { None } else { Some(self.frontier.lock().await) };
-                let mut db = self.begin_write().await?;
-                // Every other write transaction takes the log head first: that serialises writers
-                // in the database, so the manifest heads read below stay the heads until commit.
-                let size = if only_jobs {
-                    let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1")
-                        .fetch_one(&mut *db)
-                        .await
-                        .map_err(self.fail("reading the log head"))?;
-                    $crate::backend::row_u64(size, "log_head", 1, "size")?
-                } else {
-                    self.locked_log_size(&mut db).await?
-                };
-                let frontier_in = cached.as_deref().and_then(|c| c.as_ref());
-                let (out, frontier) = self.write_tx_on(&mut db, frontier_in, size, &tx).await?;
-                db.commit()
-                    .await
-                    .map_err($crate::error::durability("committing a transaction"))?;
-                if let (Some(frontier), Some(cached)) = (frontier, cached.as_mut()) {
-                    **cached = Some(frontier);
-                }
-                Ok(out)
+                // PostgreSQL commits each on its own connection (the database shares WAL
+                // flushes between commits in flight); SQLite groups them (`group`).
+                self.commit_valid(tx).await
             }
         }
 

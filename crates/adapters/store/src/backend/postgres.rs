@@ -38,10 +38,18 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    /// SQL that reads the log size and holds its row lock until the transaction ends.
     /// The claim's row lock: replicas skip the rows others are claiming instead of waiting.
     pub(crate) const CLAIM_LOCK: &'static str = "FOR UPDATE SKIP LOCKED";
+    /// Claims are one statement (giving up expired jobs in a `WITH`), committed on their own.
+    pub(crate) const CLAIM_IN_ONE_STATEMENT: bool = true;
+    /// A job key's lock for a transaction that cancels or supersedes its jobs: an advisory lock
+    /// held until commit (class `0x736c7563`, "sluc"; the key's hash). Such transactions are no
+    /// longer serialised by the log head, and without it two pushes committing at once would
+    /// each miss the other's job and leave both to run.
+    pub(crate) const KEY_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(1936483683, hashtext($1))");
 
+    /// SQL that reads the log size and holds its row lock until the transaction ends.
     pub(crate) const HEAD_FOR_UPDATE: &'static str =
         "SELECT size FROM log_head WHERE id = 1 FOR UPDATE";
 
@@ -132,6 +140,41 @@ impl PgStore {
 
     pub async fn close(self) {
         self.pool.close().await;
+    }
+
+    /// [`crate::Store::commit`] of a validated transaction, on a connection of its own.
+    async fn commit_valid(&self, tx: crate::tx::Transaction) -> Result<crate::tx::Committed> {
+        // Only a transaction that appends to the log (or writes a manifest or state record)
+        // waits for the frontier and locks the log head; the rest neither queue behind appends
+        // nor behind each other (see `Transaction::needs_log_head`), so PostgreSQL can flush
+        // their commits together.
+        let serialised = tx.needs_log_head();
+        let mut cached = if serialised {
+            Some(self.frontier.lock().await)
+        } else {
+            None
+        };
+        let mut db = self.begin_write().await?;
+        // Every serialised transaction takes the log head first: that serialises them in the
+        // database, so the manifest heads read below stay the heads until commit.
+        let size = if serialised {
+            self.locked_log_size(&mut db).await?
+        } else {
+            let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1")
+                .fetch_one(&mut *db)
+                .await
+                .map_err(self.fail("reading the log head"))?;
+            crate::backend::row_u64(size, "log_head", 1, "size")?
+        };
+        let frontier_in = cached.as_deref().and_then(|c| c.as_ref());
+        let (out, frontier) = self.write_tx_on(&mut db, frontier_in, size, &tx).await?;
+        db.commit()
+            .await
+            .map_err(crate::error::durability("committing a transaction"))?;
+        if let (Some(frontier), Some(cached)) = (frontier, cached.as_mut()) {
+            **cached = Some(frontier);
+        }
+        Ok(out)
     }
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {

@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions as _, Connection as _, Sqlite, Transaction};
 use tokio::sync::Mutex;
 
+use crate::backend::group::{BatchWriter, GroupCommit};
 use crate::backend::jobs::impl_jobs;
 use crate::backend::{check_applied, impl_store, known_version};
 use crate::error::{Result, StoreError};
@@ -31,6 +32,8 @@ pub struct SqliteStore {
     pub(crate) location: String,
     /// Shared by clones: every handle appends through the same cached right edge.
     pub(crate) frontier: Arc<Mutex<Option<Frontier>>>,
+    /// Commits waiting to be written together (see [`crate::backend::group`]).
+    group: GroupCommit,
     path: PathBuf,
 }
 
@@ -43,10 +46,14 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// SQL that reads the log size once the write lock is held (BEGIN IMMEDIATE holds it).
     /// The claim's row lock: none, `BEGIN IMMEDIATE` already makes the claim the only writer.
     pub(crate) const CLAIM_LOCK: &'static str = "";
+    /// SQLite has no `UPDATE` in `WITH`: a claim is two statements under `BEGIN IMMEDIATE`.
+    pub(crate) const CLAIM_IN_ONE_STATEMENT: bool = false;
+    /// No key locks: a write transaction is the only writer already.
+    pub(crate) const KEY_LOCK: Option<&'static str> = None;
 
+    /// SQL that reads the log size once the write lock is held (BEGIN IMMEDIATE holds it).
     pub(crate) const HEAD_FOR_UPDATE: &'static str = "SELECT size FROM log_head WHERE id = 1";
 
     /// Subtree hashes by key: leaf indexes ($1, a JSON array) and nodes' (last leaf, level)
@@ -114,6 +121,7 @@ impl SqliteStore {
             pool,
             location,
             frontier: Arc::new(Mutex::new(None)),
+            group: GroupCommit::default(),
             path,
         })
     }
@@ -135,6 +143,12 @@ impl SqliteStore {
     /// Closes the pool, checkpointing the WAL into the main file.
     pub async fn close(self) {
         self.pool.close().await;
+    }
+
+    /// [`crate::Store::commit`] of a validated transaction: written with the others waiting
+    /// then, in one SQLite transaction and one sync of the WAL.
+    async fn commit_valid(&self, tx: crate::tx::Transaction) -> Result<crate::tx::Committed> {
+        self.group.commit(self, tx).await
     }
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
@@ -201,6 +215,60 @@ async fn check_existing(path: &Path, location: &str) -> Result<()> {
     };
     let _ = conn.close().await;
     check_applied(location, &applied, known_version(&MIGRATOR))
+}
+
+impl BatchWriter for SqliteStore {
+    /// Writes `batch` in order in one `BEGIN IMMEDIATE` transaction, each transaction inside a
+    /// savepoint: one that fails is rolled back to its savepoint with its own error (unless the
+    /// failure is the storage's, which fails the whole batch), and the log's right edge moves
+    /// only by the ones that were written.
+    async fn write_batch(
+        &self,
+        batch: &[crate::tx::Transaction],
+    ) -> Result<Vec<Result<crate::tx::Committed>>> {
+        // The order every leaf-writing transaction takes: the frontier, then the write lock.
+        let mut cached = self.frontier.lock().await;
+        let mut db = self.begin_write().await?;
+        let mut size = self.locked_log_size(&mut db).await?;
+        let mut frontier: Option<Frontier> = (*cached).clone();
+        let mut results = Vec::with_capacity(batch.len());
+        for tx in batch {
+            sqlx::query("SAVEPOINT sluice_group")
+                .execute(&mut *db)
+                .await
+                .map_err(self.fail("starting a grouped transaction"))?;
+            match self.write_tx_on(&mut db, frontier.as_ref(), size, tx).await {
+                Ok((out, moved)) => {
+                    sqlx::query("RELEASE SAVEPOINT sluice_group")
+                        .execute(&mut *db)
+                        .await
+                        .map_err(self.fail("ending a grouped transaction"))?;
+                    size = out.log_size;
+                    if moved.is_some() {
+                        frontier = moved;
+                    }
+                    results.push(Ok(out));
+                }
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT sluice_group")
+                        .execute(&mut *db)
+                        .await
+                        .map_err(self.fail("rolling back a grouped transaction"))?;
+                    sqlx::query("RELEASE SAVEPOINT sluice_group")
+                        .execute(&mut *db)
+                        .await
+                        .map_err(self.fail("ending a grouped transaction"))?;
+                    results.push(Err(e));
+                }
+            }
+        }
+        db.commit()
+            .await
+            .map_err(crate::error::durability("committing a transaction"))?;
+        *cached = frontier;
+        Ok(results)
+    }
 }
 
 impl_store!(SqliteStore, Sqlite, Backend::Sqlite);

@@ -39,6 +39,21 @@ macro_rules! impl_state_store {
                     serial: row_u64(get_i64("serial")?, "state_versions", &key, "serial")?,
                     lineage,
                     size: row_u64(get_i64("size")?, "state_versions", &key, "size")?,
+                    md5: {
+                        let md5: Option<Vec<u8>> =
+                            row.try_get("md5").map_err($crate::error::db(ctx))?;
+                        md5.map(|m| {
+                            <[u8; 16]>::try_from(m.as_slice()).map_err(|_| {
+                                bad_row(
+                                    "state_versions",
+                                    &key,
+                                    "md5",
+                                    format!("{} bytes, expected 16", m.len()),
+                                )
+                            })
+                        })
+                        .transpose()?
+                    },
                     identity: row.try_get("identity").map_err($crate::error::db(ctx))?,
                     lock_id: row.try_get("lock_id").map_err($crate::error::db(ctx))?,
                     fencing_token: opt_u64("fencing_token")?,
@@ -222,8 +237,8 @@ macro_rules! impl_state_store {
                 .map_err(self.fail("storing a state blob"))?;
                 sqlx::query(
                     "INSERT INTO state_versions (unit, version, digest, serial, lineage, size, \
-                     identity, lock_id, fencing_token, forced_reason, rollback_of, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     identity, lock_id, fencing_token, forced_reason, rollback_of, created_at, md5) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(&r.unit)
                 .bind(to_i64(r.version, "state version")?)
@@ -237,6 +252,7 @@ macro_rules! impl_state_store {
                 .bind(&r.forced_reason)
                 .bind(r.rollback_of.map(|v| to_i64(v, "state version")).transpose()?)
                 .bind(record.created_at)
+                .bind(r.md5.map(|m| m.to_vec()))
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| {
@@ -480,6 +496,30 @@ macro_rules! impl_state_store {
                 .await
                 .map_err($crate::error::db("reading state versions"))?;
                 rows.iter().map(Self::state_version_from_row).collect()
+            }
+
+            async fn state_head_sealed(
+                &self,
+                unit: &str,
+            ) -> $crate::error::Result<
+                Option<($crate::state::StateVersionRecord, Option<Vec<u8>>)>,
+            > {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "SELECT v.*, b.sealed AS sealed FROM state_versions v \
+                     LEFT JOIN state_blobs b ON b.digest = v.digest \
+                     WHERE v.unit = $1 ORDER BY v.version DESC LIMIT 1",
+                )
+                .bind(unit)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::error::db("reading the state head"))?;
+                let Some(row) = row else { return Ok(None) };
+                let record = Self::state_version_from_row(&row)?;
+                let sealed: Option<Vec<u8>> = row
+                    .try_get("sealed")
+                    .map_err($crate::error::db("reading a state blob"))?;
+                Ok(Some((record, sealed)))
             }
 
             async fn state_blob(
