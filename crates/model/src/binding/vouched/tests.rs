@@ -312,7 +312,8 @@ fn teams_come_from_the_reviewers_latest_review() {
 #[test]
 fn every_binding_rule_voids_a_review_approval() {
     type Change = fn(&mut Binding);
-    let cases: [(Change, fn(&Void) -> bool); 6] = [
+    type Expect = fn(&Void) -> bool;
+    let cases: [(Change, Expect); 6] = [
         (
             |b| b.commit = "other".into(),
             |v| matches!(v, Void::CommitDiffers { .. }),
