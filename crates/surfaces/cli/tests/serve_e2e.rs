@@ -146,26 +146,39 @@ async fn a_killed_replicas_jobs_are_finished_by_the_other_once() {
         assert_eq!(resp.status().as_u16(), 202);
     }
 
-    // Kill A (by pid, SIGKILL) the moment it holds a running job.
-    let a_pid = a.child.id();
+    // Kill A (by pid, SIGKILL) while it holds a running job. A job seen running may be
+    // finishing: its completion can already be on its way to PostgreSQL. So A is first
+    // frozen (SIGSTOP), in-flight commits are given time to land, and only a job still running
+    // under A's lease after that counts as held; if A holds none at that instant, it runs on
+    // and is frozen again.
+    let a_pid = a.child.id() as i32;
     let owner = format!(":{a_pid}/");
     let start_wait = Instant::now();
     let held = loop {
-        let rows = jobs(&pg).await;
-        if let Some(j) = rows
-            .iter()
-            .find(|j| j.1 == "running" && j.3.as_deref().is_some_and(|o| o.contains(&owner)))
-        {
-            break j.0;
-        }
         assert!(
             start_wait.elapsed() < Duration::from_secs(20),
-            "replica A never ran a job: {rows:?}"
+            "replica A never held a job while frozen: {:?}",
+            jobs(&pg).await
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        let rows = jobs(&pg).await;
+        let running_in_a = |j: &(i64, String, i32, Option<String>)| {
+            j.1 == "running" && j.3.as_deref().is_some_and(|o| o.contains(&owner))
+        };
+        if !rows.iter().any(running_in_a) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        // SAFETY: kill(2) on the pid of a child this test spawned.
+        assert_eq!(unsafe { libc::kill(a_pid, libc::SIGSTOP) }, 0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Some(j) = jobs(&pg).await.iter().find(|j| running_in_a(j)) {
+            break j.0;
+        }
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(a_pid, libc::SIGCONT) }, 0);
     };
     // SAFETY: kill(2) on the pid of a child this test spawned.
-    assert_eq!(unsafe { libc::kill(a_pid as i32, libc::SIGKILL) }, 0);
+    assert_eq!(unsafe { libc::kill(a_pid, libc::SIGKILL) }, 0);
     drop(a);
 
     // B finishes everything, A's held job after its lease expired.
