@@ -286,6 +286,39 @@ pub struct BenchPrEventsArgs {
     pub postgres_url: String,
 }
 
+/// The stores a benchmark runs on: SQLite, and PostgreSQL at `postgres_url`.
+fn backend_runs(backend: BenchBackend, postgres_url: &str) -> Vec<(&'static str, Option<String>)> {
+    let mut runs = Vec::new();
+    if backend.sqlite() {
+        runs.push(("sqlite", None));
+    }
+    if backend.postgres() {
+        runs.push(("postgres", Some(postgres_url.to_string())));
+    }
+    runs
+}
+
+/// Runs `bench` with a database URL: none for SQLite, or a scratch schema (`{prefix}_…`) on the
+/// PostgreSQL server at `url`, dropped afterwards, so benchmarks never touch an existing store.
+async fn on_scratch_store<T, Fut>(
+    url: Option<&str>,
+    prefix: &str,
+    bench: impl FnOnce(Option<String>) -> Fut,
+) -> Result<T, String>
+where
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let Some(url) = url else {
+        return bench(None).await;
+    };
+    let (schema, scoped) = sluice_store::queue_bench::create_scratch_schema(url, prefix)
+        .await
+        .map_err(|e| e.to_string())?;
+    let figures = bench(Some(scoped)).await;
+    let _ = sluice_store::queue_bench::drop_scratch_schema(url, &schema).await;
+    figures
+}
+
 /// `sluice bench pr-events`: the demo org is built in a scratch directory per backend, and each
 /// of `--prs` pull requests proposes the demo's change (same base and head, its own PR number,
 /// so its own changes and records).
@@ -308,14 +341,7 @@ pub fn run_bench_pr_events(a: BenchPrEventsArgs) -> i32 {
     let scratch =
         std::env::temp_dir().join(format!("sluice-pr-events-bench-{}", std::process::id()));
     let mut code = exit::OK;
-    let mut runs: Vec<(&str, Option<String>)> = Vec::new();
-    if a.backend.sqlite() {
-        runs.push(("sqlite", None));
-    }
-    if a.backend.postgres() {
-        runs.push(("postgres", Some(a.postgres_url.clone())));
-    }
-    for (backend, url) in runs {
+    for (backend, url) in backend_runs(a.backend, &a.postgres_url) {
         let demo = match sluice_demo::demo::build(&scratch.join(backend)) {
             Ok(d) => d,
             Err(e) => {
@@ -324,36 +350,25 @@ pub fn run_bench_pr_events(a: BenchPrEventsArgs) -> i32 {
                 continue;
             }
         };
-        let result = rt.block_on(async {
-            let (schema, scoped) = match &url {
-                Some(url) => {
-                    let (schema, scoped) = sluice_store::queue_bench::create_scratch_schema(
-                        url,
-                        "sluice_pr_events_bench",
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                    (Some(schema), Some(scoped))
-                }
-                None => (None, None),
-            };
-            let figures = sluice_server::bench::bench_pr_events(
-                &exe,
-                &demo.dir,
-                &demo.base,
-                &demo.head,
-                scoped.as_deref(),
-                backend,
-                a.prs,
-                a.workers,
-                std::time::Duration::from_secs(a.timeout_seconds),
-            )
-            .await;
-            if let (Some(url), Some(schema)) = (&url, &schema) {
-                let _ = sluice_store::queue_bench::drop_scratch_schema(url, schema).await;
-            }
-            figures
-        });
+        let (exe, demo) = (&exe, &demo);
+        let result = rt.block_on(on_scratch_store(
+            url.as_deref(),
+            "sluice_pr_events_bench",
+            |scoped| async move {
+                sluice_server::bench::bench_pr_events(
+                    exe,
+                    &demo.dir,
+                    &demo.base,
+                    &demo.head,
+                    scoped.as_deref(),
+                    backend,
+                    a.prs,
+                    a.workers,
+                    std::time::Duration::from_secs(a.timeout_seconds),
+                )
+                .await
+            },
+        ));
         match result {
             Ok(f) => print!("{}", f.text()),
             Err(e) => {
@@ -442,42 +457,24 @@ pub fn run_bench_webhook(a: BenchWebhookArgs) -> i32 {
     }
     let scratch = std::env::temp_dir().join(format!("sluice-webhook-bench-{}", std::process::id()));
     let mut code = exit::OK;
-    let mut runs: Vec<(&str, Option<String>)> = Vec::new();
-    if a.backend.sqlite() {
-        runs.push(("sqlite", None));
-    }
-    if a.backend.postgres() {
-        runs.push(("postgres", Some(a.postgres_url.clone())));
-    }
-    for (backend, url) in runs {
+    for (backend, url) in backend_runs(a.backend, &a.postgres_url) {
         let dir = scratch.join(backend);
-        let result = rt.block_on(async {
-            let (schema, scoped) = match &url {
-                Some(url) => {
-                    let (schema, scoped) = sluice_store::queue_bench::create_scratch_schema(
-                        url,
-                        "sluice_webhook_bench",
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                    (Some(schema), Some(scoped))
-                }
-                None => (None, None),
-            };
-            let figures = sluice_server::bench::bench_webhook(
-                &exe,
-                &dir,
-                scoped.as_deref(),
-                backend,
-                a.rate,
-                a.seconds,
-            )
-            .await;
-            if let (Some(url), Some(schema)) = (&url, &schema) {
-                let _ = sluice_store::queue_bench::drop_scratch_schema(url, schema).await;
-            }
-            figures
-        });
+        let exe = &exe;
+        let result = rt.block_on(on_scratch_store(
+            url.as_deref(),
+            "sluice_webhook_bench",
+            |scoped| async move {
+                sluice_server::bench::bench_webhook(
+                    exe,
+                    &dir,
+                    scoped.as_deref(),
+                    backend,
+                    a.rate,
+                    a.seconds,
+                )
+                .await
+            },
+        ));
         match result {
             Ok(f) => print!("{}", f.text()),
             Err(e) => {
