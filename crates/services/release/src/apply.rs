@@ -199,12 +199,12 @@ pub async fn apply(req: ApplyRequest) -> Result<ApplyReport> {
         match apply_one(&env, ctx).await {
             Ok(done) => {
                 run.record(&next, true)
-                    .map_err(|e| ReleaseError::Internal(e.to_string()))?;
+                    .map_err(|e| ReleaseError::failed("recording the apply order", e))?;
                 applied.push(done);
             }
             Err(e) => {
                 run.record(&next, false)
-                    .map_err(|e| ReleaseError::Internal(e.to_string()))?;
+                    .map_err(|e| ReleaseError::failed("recording the apply order", e))?;
                 for (unit, outcome) in run.order.iter().zip(&run.outcomes) {
                     if let sluice_model::apply::StackOutcome::Skipped(skip) = outcome {
                         eprintln!(
@@ -579,7 +579,7 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
     );
     let run = tokio::task::spawn_blocking(move || engine.apply(&dir, &plan_path, &facts))
         .await
-        .map_err(|e| ReleaseError::Internal(format!("the apply task failed: {e}")))?;
+        .map_err(|e| ReleaseError::failed("the apply task", e))?;
     stop.store(true, Ordering::SeqCst);
     heartbeat.abort();
     drop(prepared.work);
@@ -879,18 +879,18 @@ async fn prepare(env: &Env<'_>, ctx: &ChangeContext, plan_digest: &str) -> Resul
         .ok_or_else(|| ReleaseError::Usage(format!("stack {} not found", ctx.record.unit)))?;
     let spec = sluice_flow::stack_spec::stack_spec(stack);
     sluice_evidence::location::prepare_state_dir(env.store_root)
-        .map_err(|e| ReleaseError::Internal(e.to_string()))?;
+        .map_err(|e| ReleaseError::failed("preparing the state folder", e))?;
     let work = tempfile::Builder::new()
         .prefix("apply-")
         .tempdir_in(env.store_root)
-        .map_err(|e| ReleaseError::Internal(format!("{}: {e}", env.store_root.display())))?;
+        .map_err(|e| ReleaseError::io(env.store_root, e))?;
     let (dir, _) = sluice_iac::export::export_stack(
         &env.head.snapshot,
         &spec.dir,
         &spec.inputs,
         &work.path().join("repo"),
     )
-    .map_err(|e| ReleaseError::Internal(e.to_string()))?;
+    .map_err(|e| ReleaseError::failed(format!("exporting stack {}", stack.id), e))?;
     let plan_path = work.path().join("plan.tfplan");
     write_secret(&plan_path, &bytes)?;
     let plugin_cache = match &env.plan_config.plugin_cache_dir {
@@ -921,7 +921,7 @@ async fn prepare(env: &Env<'_>, ctx: &ChangeContext, plan_digest: &str) -> Resul
     let init_dir = dir.clone();
     tokio::task::spawn_blocking(move || init_engine.init(&init_dir))
         .await
-        .map_err(|e| ReleaseError::Internal(e.to_string()))?
+        .map_err(|e| ReleaseError::failed("the engine init task", e))?
         .map_err(|e| {
             let detail = match &e {
                 sluice_iac::apply::ApplyError::Init { output, .. } => env.rules.redact_text(output),
@@ -952,9 +952,8 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| ReleaseError::Internal(format!("{}: {e}", path.display())))?;
-    f.write_all(bytes)
-        .map_err(|e| ReleaseError::Internal(format!("{}: {e}", path.display())))
+        .map_err(|e| ReleaseError::io(path, e))?;
+    f.write_all(bytes).map_err(|e| ReleaseError::io(path, e))
 }
 
 /// The merge rule in words, for reports.

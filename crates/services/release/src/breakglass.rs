@@ -191,7 +191,7 @@ pub async fn open(req: OpenGrantRequest) -> Result<Opened> {
         "governance_revision": governance_revision,
     });
     let payload = sluice_evidence::canonical::to_vec(&request)
-        .map_err(|e| ReleaseError::Internal(e.to_string()))?;
+        .map_err(|e| ReleaseError::failed("encoding the break-glass request", e))?;
     let envelope = dsse::sign(REQUEST_PAYLOAD_TYPE, &payload, &key);
     verify_request(&envelope, &registered)?;
     store
@@ -223,7 +223,7 @@ pub fn verify_request(envelope: &Envelope, registered: &[PublicKey]) -> Result<(
     envelope
         .verify(REQUEST_PAYLOAD_TYPE, &verifying_keys(registered))
         .map(|_| ())
-        .map_err(|e| ReleaseError::Internal(format!("the signed request does not verify: {e}")))
+        .map_err(|e| ReleaseError::failed("the signed request does not verify", e))
 }
 
 /// Most attempts at a conditional write before giving up (each retry re-reads the grant).

@@ -91,12 +91,12 @@ pub async fn refresh_only(req: RefreshRequest) -> Result<Refreshed> {
         .clone()
         .unwrap_or_else(|| req.repo.join(".sluice"));
     sluice_evidence::location::prepare_state_dir(&store_root)
-        .map_err(|e| ReleaseError::Internal(e.to_string()))?;
+        .map_err(|e| ReleaseError::failed("preparing the state folder", e))?;
     let plans = FsPlanStore::new(&store_root);
     let work = tempfile::Builder::new()
         .prefix("refresh-")
         .tempdir_in(&store_root)
-        .map_err(|e| ReleaseError::Internal(format!("{}: {e}", store_root.display())))?;
+        .map_err(|e| ReleaseError::io(&store_root, e))?;
     let driver = Driver {
         config: &config,
         store: &plans,

@@ -9,14 +9,15 @@
 //! Skipped with a notice without `terraform` or the corpus (failures under
 //! `SLUICE_REQUIRE_TERRAFORM=1` / `SLUICE_REQUIRE_CORPUS=1`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice_store::JobQueue as _;
-use sluice_testkit::{Author, Exit, Repo, local_state_stack, org_repo, s, sluice_bin, sluice_yaml};
+use sluice_testkit::{
+    Author, Exit, Repo, Served, local_state_stack, org_repo, s, serve_command, sluice_yaml,
+    start_serve,
+};
 
 const SECRET: &str = "review-apply-secret";
 const STACK_DIR: &str = "live/dev/eu-west-1/app";
@@ -26,45 +27,11 @@ const BOB: Author<'static> = Author {
     email: "bob@acme.example",
 };
 
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `sluice serve` on `repo` (its store in `repo/.sluice`), signing with `key`; its address.
-fn serve(repo: &Path, key: &Path, logs: &Path) -> (Serve, String) {
-    let mut child = Command::new(sluice_bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--repo",
-        ])
-        .arg(repo)
-        .arg("--evidence-key")
-        .arg(key)
-        .env("SLUICE_GITHUB_WEBHOOK_SECRET", SECRET)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(logs).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("sluice serve listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}; logs in {}", logs.display()))
-        .to_string();
-    (Serve(child), base)
+/// `sluice serve` on `repo` (its store in `repo/.sluice`), signing with `key`.
+fn serve(repo: &Path, key: &Path, logs: &Path) -> Served {
+    let mut cmd = serve_command(repo, 1, SECRET);
+    cmd.arg("--evidence-key").arg(key);
+    start_serve(cmd, logs)
 }
 
 /// A corpus delivery of `event/action` rewritten by `edit`.
@@ -200,7 +167,8 @@ async fn a_review_recorded_by_the_server_counts_at_apply_and_its_dismissal_voids
     let head = repo.commit_as(BOB, "app reviewed");
 
     let logs = repo.path().join("serve.log");
-    let (_serve, base_url) = serve(repo.path(), &key, &logs);
+    let served = serve(repo.path(), &key, &logs);
+    let base_url = served.base.clone();
     let store = sluice_store::open(s(&repo.path().join(".sluice/sluice.db")))
         .await
         .unwrap();

@@ -5,73 +5,22 @@
 //! refuses (a `read` token) exits 12. Skipped without terraform (a failure with
 //! `SLUICE_REQUIRE_TERRAFORM=1`).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sluice_testkit::{Served, serve_command, start_serve, token_create};
 
 const SECRET: &str = "runner-test-secret";
 const STACK: &str = "live/dev/eu-west-1/data";
 
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(repo: &Path, logs: &Path) -> Served {
-    let mut child = Command::new(sluice_testkit::sluice_bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--repo",
-        ])
-        .arg(repo)
-        .env("SLUICE_GITHUB_WEBHOOK_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(logs).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("sluice serve listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}; logs in {}", logs.display()))
-        .to_string();
-    Served { child, base }
+    start_serve(serve_command(repo, 1, SECRET), logs)
 }
 
 fn token(repo: &Path, scope: &str) -> String {
-    let out = Command::new(sluice_testkit::sluice_bin())
-        .args(["token", "create", "--scope", scope, "--repo"])
-        .arg(repo)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_string()
+    token_create(repo, &["--scope", scope])
 }
 
 fn runner(base: &str, args: &[&str], work: &Path) -> Output {

@@ -5,7 +5,6 @@
 //! (`initdb` and `postgres` on a spare loopback port, never the shared server) restarted under
 //! a running `sluice serve`: it reconnects and carries on.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr as _;
@@ -13,53 +12,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice_testkit::postgres::PsqlSchema;
-use sluice_testkit::{Exit, R, org_repo_with, plain_stack, sluice, sluice_bin};
+use sluice_testkit::{
+    Exit, R, Served, org_repo_with, plain_stack, serve_command, sluice, start_serve,
+};
 use sqlx::ConnectOptions as _;
 
 const SECRET: &str = "ha-test-secret";
 const PRS: u64 = 12;
 
-struct Replica {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(repo: &Path, url: &str, key: &Path, logs: &Path) -> Replica {
-    let mut child = Command::new(sluice_bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--repo",
-        ])
-        .arg(repo)
-        .args(["--database-url", url, "--evidence-key"])
-        .arg(key)
-        .env("SLUICE_GITHUB_WEBHOOK_SECRET", SECRET)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(logs).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("sluice serve listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}; logs in {}", logs.display()))
-        .to_string();
-    Replica { child, base }
+fn start(repo: &Path, url: &str, key: &Path, logs: &Path) -> Served {
+    let mut cmd = serve_command(repo, 2, SECRET);
+    cmd.args(["--database-url", url, "--evidence-key"]).arg(key);
+    start_serve(cmd, logs)
 }
 
 fn sign(body: &[u8]) -> String {
@@ -151,7 +115,7 @@ async fn a_killed_replicas_jobs_are_finished_by_the_other_once() {
     // frozen (SIGSTOP), in-flight commits are given time to land, and only a job still running
     // under A's lease after that counts as held; if A holds none at that instant, it runs on
     // and is frozen again.
-    let a_pid = a.child.id() as i32;
+    let a_pid = a.pid();
     let owner = format!(":{a_pid}/");
     let start_wait = Instant::now();
     let held = loop {
@@ -254,7 +218,7 @@ async fn a_killed_replicas_jobs_are_finished_by_the_other_once() {
 
     // SIGTERM: B stops gracefully and exits 0.
     // SAFETY: kill(2) on the pid of a child this test spawned.
-    assert_eq!(unsafe { libc::kill(b.child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(unsafe { libc::kill(b.pid(), libc::SIGTERM) }, 0);
     let until = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(s) = b.child.try_wait().unwrap() {

@@ -7,72 +7,27 @@
 //! The sensitive value appears in none of serve's logs or answers. Skipped with a notice
 //! without terraform, failing under SLUICE_REQUIRE_TERRAFORM=1. Bounded: every wait has a limit.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice_testkit::terraform_http::{
     CANARY, http_backend, http_backend_stack, ok, show, terraform_command,
 };
-use sluice_testkit::{Exit, org_repo, sluice_bin};
+use sluice_testkit::{Exit, Served, org_repo, serve_command, start_serve, token_create};
 use sqlx::ConnectOptions as _;
 
 const UNIT: &str = "dev/ap-southeast-1/network";
 
-/// `sluice serve` as a child process, SIGKILLed by pid when dropped.
-struct Serve {
-    child: Child,
-    base: String,
-    logs: PathBuf,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(repo: &Path, home: &Path, logs: PathBuf) -> Serve {
-    let mut child = Command::new(sluice_bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "0",
-            "--repo",
-        ])
-        .arg(repo)
-        // The artifact key file is made under XDG_DATA_HOME on first use.
-        .env("XDG_DATA_HOME", home)
+fn start(repo: &Path, home: &Path, logs: PathBuf) -> Served {
+    let mut cmd = serve_command(repo, 0, "unused-webhook-secret");
+    // The artifact key file is made under XDG_DATA_HOME on first use.
+    cmd.env("XDG_DATA_HOME", home)
         .env_remove("SLUICE_ARTIFACT_KEY")
         .env_remove("SLUICE_ARTIFACT_KEY_FILE")
         .env_remove("SLUICE_DATABASE_URL")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&logs).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("sluice serve listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}; logs in {}", logs.display()))
-        .to_string();
-    Serve { child, base, logs }
-}
-
-fn token(repo: &Path, args: &[&str]) -> String {
-    let mut all = vec!["token", "create", "--repo", sluice_testkit::s(repo)];
-    all.extend_from_slice(args);
-    let run = sluice_testkit::sluice(&all);
-    run.expect_code(Exit::OK);
-    run.stdout.lines().last().unwrap().trim().to_string()
+        .env("RUST_LOG", "debug");
+    start_serve(cmd, logs)
 }
 
 fn tf(terraform: &Path, dir: &Path, password: &str, args: &[&str]) -> Output {
@@ -119,7 +74,7 @@ async fn terraform_against_sluice_serve() {
     let home = tempfile::tempdir().unwrap();
     let logs = home.path().join("serve.log");
     // Least privilege: this token writes (and reads) one stack, and nothing else.
-    let writer = token(
+    let writer = token_create(
         repo.path(),
         &[
             "--scope",
@@ -130,7 +85,7 @@ async fn terraform_against_sluice_serve() {
             "dev/*/network",
         ],
     );
-    let other = token(
+    let other = token_create(
         repo.path(),
         &[
             "--scope",
@@ -141,7 +96,7 @@ async fn terraform_against_sluice_serve() {
             "dev/*/rds",
         ],
     );
-    let api = token(repo.path(), &["--scope", "read"]);
+    let api = token_create(repo.path(), &["--scope", "read"]);
     let serve = start(repo.path(), home.path(), logs);
     let url = format!("{}/state/{UNIT}", serve.base);
     let backend = http_backend(

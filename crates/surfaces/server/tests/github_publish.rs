@@ -6,12 +6,9 @@
 
 mod common;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use aws_lc_rs::encoding::AsDer;
-use base64::Engine as _;
-use common::{Server, config, key_file, org_with_pushes, pr_payload};
+use common::{Server, app_key_pem, config, key_file, org_with_pushes, pr_payload};
 use serde_json::{Value, json};
 use sluice_store::{ChangeStore as _, JobState};
 use wiremock::matchers::{header, method, path, path_regex};
@@ -19,25 +16,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const REPO: &str = "Codertocat/Hello-World";
 const INSTALLATION: u64 = 42;
-
-/// A fresh 2048-bit RSA key (PKCS#8 PEM) for the app, made once per test binary.
-fn app_key_pem() -> &'static str {
-    static KEY: OnceLock<String> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-        let der = pair.as_der().unwrap();
-        let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            lines.join("\n")
-        )
-    })
-}
 
 /// The GitHub endpoints a publish uses, answering as GitHub's REST documentation says; the
 /// first check-run creation fails with 502 when `flaky`.

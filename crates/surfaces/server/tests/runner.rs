@@ -12,12 +12,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::encoding::AsDer;
 use base64::Engine as _;
-use common::{Server, config, key_file, pr_payload};
+use common::{Server, app_key_pem, config, key_file, pr_payload};
 use serde_json::{Value, json};
 use sluice_server::runner_loop::{Credential, RunnerOptions};
 use sluice_store::{ChangeStore as _, JobFilter, JobQueue as _, JobState, Scope, TokenStore as _};
@@ -28,24 +26,6 @@ const REPO: &str = "Codertocat/Hello-World";
 const INSTALLATION: u64 = 42;
 const STACK: &str = "live/dev/eu-west-1/data";
 const UNIT: &str = "dev/eu-west-1/data";
-
-fn app_key_pem() -> &'static str {
-    static KEY: OnceLock<String> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-        let der = pair.as_der().unwrap();
-        let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            lines.join("\n")
-        )
-    })
-}
 
 /// The GitHub endpoints publishing and reviews use, as GitHub's REST documentation answers.
 async fn mock_github() -> MockServer {

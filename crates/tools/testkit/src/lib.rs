@@ -16,6 +16,7 @@ mod report;
 mod require;
 mod run;
 mod scenario;
+mod serve;
 pub mod terraform_http;
 
 pub use corpus::{corpus, corpus_root, files_with_extension};
@@ -33,6 +34,7 @@ pub use scenario::{
     R, affected, affected_run, affected_since, assert_kind_paths, assert_units, dependency_on,
     org_repo, org_repo_with, plain_stack, sluice_yaml, tg,
 };
+pub use serve::{Served, serve_command, start_serve, token_create};
 
 use std::path::{Path, PathBuf};
 
