@@ -20,6 +20,9 @@ use crate::store::Backend;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// How long a pooled connection may sit idle before it is pinged before use.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
+
 /// The PostgreSQL implementation of [`crate::Store`]. Clones share the pool.
 #[derive(Clone)]
 pub struct PgStore {
@@ -27,6 +30,8 @@ pub struct PgStore {
     pub(crate) location: String,
     /// Shared by clones: every handle appends through the same cached right edge.
     pub(crate) frontier: Arc<Mutex<Option<Frontier>>>,
+    /// Notified when a commit enqueues jobs or a job is released ([`crate::JobQueue::job_signal`]).
+    pub(crate) jobs_ready: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -111,6 +116,21 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
+            // sqlx pings a connection when it goes back to the pool (a broken one is closed
+            // there) and, by default, again before handing it out: a round trip per statement
+            // outside a transaction, and as many as a job's completion makes itself. A
+            // connection that was in use a moment ago is live; only one idle long enough for
+            // the server to have gone away (a restart) is pinged before use.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING_AFTER {
+                        use sqlx::Connection as _;
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(unreachable)?;
@@ -125,6 +145,7 @@ impl PgStore {
             pool,
             location,
             frontier: Arc::new(Mutex::new(None)),
+            jobs_ready: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -175,6 +196,11 @@ impl PgStore {
             **cached = Some(frontier);
         }
         Ok(out)
+    }
+
+    /// No turn to wait for: PostgreSQL locks rows, so writers go side by side.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        None
     }
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {

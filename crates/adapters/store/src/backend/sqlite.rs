@@ -34,6 +34,14 @@ pub struct SqliteStore {
     pub(crate) frontier: Arc<Mutex<Option<Frontier>>>,
     /// Commits waiting to be written together (see [`crate::backend::group`]).
     group: GroupCommit,
+    /// This process's turn to write: the group commit's writer and the job queue's own writes
+    /// (claims, heartbeats, failures, releases) take it before `BEGIN IMMEDIATE`, so they queue
+    /// behind each other on a wake-up instead of polling SQLite's lock in its busy handler
+    /// (which sleeps 1, 2, 5, 10… up to 100 ms between tries). Other processes still meet the
+    /// busy handler.
+    turn: Arc<Mutex<()>>,
+    /// Notified when a commit enqueues jobs or a job is released ([`crate::JobQueue::job_signal`]).
+    pub(crate) jobs_ready: Arc<tokio::sync::Notify>,
     path: PathBuf,
 }
 
@@ -122,6 +130,8 @@ impl SqliteStore {
             location,
             frontier: Arc::new(Mutex::new(None)),
             group: GroupCommit::default(),
+            turn: Arc::new(Mutex::new(())),
+            jobs_ready: Arc::new(tokio::sync::Notify::new()),
             path,
         })
     }
@@ -149,6 +159,11 @@ impl SqliteStore {
     /// then, in one SQLite transaction and one sync of the WAL.
     async fn commit_valid(&self, tx: crate::tx::Transaction) -> Result<crate::tx::Committed> {
         self.group.commit(self, tx).await
+    }
+
+    /// Waits for this process's turn to write (see `turn`).
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        Some(self.turn.lock().await)
     }
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
@@ -228,6 +243,7 @@ impl BatchWriter for SqliteStore {
     ) -> Result<Vec<Result<crate::tx::Committed>>> {
         // The order every leaf-writing transaction takes: the frontier, then the write lock.
         let mut cached = self.frontier.lock().await;
+        let _turn = self.write_turn().await;
         let mut db = self.begin_write().await?;
         let mut size = self.locked_log_size(&mut db).await?;
         let mut frontier: Option<Frontier> = (*cached).clone();
