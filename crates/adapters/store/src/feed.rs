@@ -13,6 +13,9 @@
 //!   for all of them ([`JobQueue::heartbeat_batch`]) every third of the lease; a job whose lease
 //!   was lost (superseded, cancelled, taken over) is flagged for its worker
 //!   ([`HeldJob::lost`]).
+//! - **Two claims in flight**: while one waits for the database the other claims for the workers
+//!   that became free meanwhile; each reserves the demand it serves, so together they never
+//!   claim more jobs than workers wait for.
 //! - **Idle**: with nothing to claim the loop waits for the poll interval, or less when this
 //!   process enqueues or releases a job ([`JobQueue::job_signal`]).
 //! - **Shutdown**: the loop stops claiming; [`Feed::close`] releases the jobs claimed but not
@@ -42,17 +45,23 @@ pub struct FeedOptions {
     pub claimant: Claimant,
 }
 
-/// How many jobs the next claim asks for: as many as workers wait for, at most `max_batch`
-/// (0: nobody waits, no claim).
-pub fn claim_size(waiting: usize, max_batch: u32) -> u32 {
-    u32::try_from(waiting)
+/// How many jobs the next claim asks for: as many as workers wait for and no other claim in
+/// flight asks for already, at most `max_batch` (0: nobody waits, no claim).
+pub fn claim_size(unclaimed_demand: usize, max_batch: u32) -> u32 {
+    u32::try_from(unclaimed_demand)
         .unwrap_or(u32::MAX)
         .min(max_batch.max(1))
 }
 
+/// Claims in flight at once. Two: while one waits for the database, the other takes the
+/// workers that became free meanwhile (on PostgreSQL both run side by side; on SQLite they take
+/// turns with the other writers). Each reserves the demand it claims for, so together they
+/// never claim more jobs than workers wait for.
+const CLAIM_LOOPS: usize = 2;
+
 /// What the feed's tasks share.
 struct Shared {
-    /// Workers waiting for a job minus jobs already sent to them.
+    /// Workers waiting for a job that no claim has reserved yet.
     demand: AtomicUsize,
     /// A worker started waiting.
     wanted: Notify,
@@ -91,7 +100,7 @@ pub struct Feed {
     shared: Arc<Shared>,
     jobs: tokio::sync::Mutex<mpsc::UnboundedReceiver<Claimed>>,
     shutdown: watch::Receiver<bool>,
-    claimer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    claimers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
     release: Box<dyn Fn(Lease) -> futures_release::BoxFuture + Send + Sync>,
 }
@@ -116,13 +125,17 @@ impl Feed {
             held: Mutex::new(HashMap::new()),
         });
         let (tx, rx) = mpsc::unbounded_channel();
-        let claimer = tokio::spawn(claim_loop(
-            store.clone(),
-            options.clone(),
-            shared.clone(),
-            tx,
-            shutdown.clone(),
-        ));
+        let claimers = (0..CLAIM_LOOPS)
+            .map(|_| {
+                tokio::spawn(claim_loop(
+                    store.clone(),
+                    options.clone(),
+                    shared.clone(),
+                    tx.clone(),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
         let heartbeat = tokio::spawn(heartbeat_loop(
             store.clone(),
             options.lease,
@@ -133,7 +146,7 @@ impl Feed {
             shared,
             jobs: tokio::sync::Mutex::new(rx),
             shutdown,
-            claimer: Mutex::new(Some(claimer)),
+            claimers: Mutex::new(claimers),
             heartbeat: Mutex::new(Some(heartbeat)),
             release: Box::new(move |lease| {
                 let store = releaser.clone();
@@ -188,8 +201,8 @@ impl Feed {
     /// After the workers stopped: ends the claim loop, releases the jobs it claimed that no
     /// worker took (not charged an attempt), and stops the heartbeats.
     pub async fn close(&self) {
-        let claimer = self.claimer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(claimer) = claimer {
+        let claimers = std::mem::take(&mut *self.claimers.lock().unwrap_or_else(|e| e.into_inner()));
+        for claimer in claimers {
             let _ = claimer.await;
         }
         let mut unstarted = Vec::new();
@@ -239,7 +252,14 @@ async fn claim_loop<S: JobQueue>(
         if *shutdown.borrow() {
             return;
         }
-        let want = claim_size(shared.demand.load(Ordering::SeqCst), options.max_batch);
+        // Reserve the demand this claim serves; what it does not find goes back.
+        let mut want = 0;
+        let _ = shared
+            .demand
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
+                want = claim_size(d, options.max_batch);
+                Some(d - want as usize)
+            });
         if want == 0 {
             tokio::select! {
                 _ = shared.wanted.notified() => {}
@@ -247,6 +267,14 @@ async fn claim_loop<S: JobQueue>(
             }
             continue;
         }
+        let give_back = |claimed: usize| {
+            let unserved = (want as usize).saturating_sub(claimed);
+            // Not found now: this loop asks again at its next poll or enqueue signal (the
+            // other would find nothing more, so it is not woken).
+            if unserved > 0 {
+                shared.demand.fetch_add(unserved, Ordering::SeqCst);
+            }
+        };
         // Registered before the claim, so an enqueue committed while it runs is not missed.
         let enqueued = signal.notified();
         tokio::pin!(enqueued);
@@ -256,6 +284,7 @@ async fn claim_loop<S: JobQueue>(
             .await
         {
             Ok(claimed) if claimed.is_empty() => {
+                give_back(0);
                 tokio::select! {
                     _ = tokio::time::sleep(options.poll) => {}
                     _ = &mut enqueued => {}
@@ -263,20 +292,19 @@ async fn claim_loop<S: JobQueue>(
                 }
             }
             Ok(claimed) => {
+                give_back(claimed.len());
                 for c in claimed {
                     shared
                         .held
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(c.job.id, (c.lease, Arc::new(AtomicBool::new(false))));
-                    let _ = shared
-                        .demand
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| d.checked_sub(1));
                     // The receiver lives as long as the feed; if it is gone the lease lapses.
                     let _ = jobs.send(c);
                 }
             }
             Err(e) => {
+                give_back(0);
                 // The store is unreachable (a PostgreSQL restart, say): the pool reconnects;
                 // keep trying at the poll interval.
                 tracing::warn!(owner = %options.owner, error = %e, "claiming jobs failed");

@@ -71,25 +71,33 @@ pub(crate) fn claim_sql(lock: &str, claimant: crate::jobs::Claimant) -> String {
 /// Rows per multi-row job `INSERT`: 8 binds each stays far below both backends' limits.
 pub(crate) const INSERT_JOBS_CHUNK: usize = 500;
 
-/// Leases per `(id, lease_token) IN (VALUES …)` statement (2 binds each).
+/// Leases per statement that names them ([`push_lease_match`]: 3 binds each).
 pub(crate) const LEASE_CHUNK: usize = 1000;
 
-/// Pushes `(VALUES ($a, $b), …)` for `leases` onto `q`: the jobs a statement may touch, by id
-/// and claim token, so a worker that lost a job (its token moved on) changes nothing.
-pub(crate) fn push_leases<DB: sqlx::Database>(
+/// Pushes the condition "the job is one of `leases`, at its token" onto `q`:
+/// `id IN ($a, …) AND (id, lease_token) IN (VALUES ($a, $b), …)`. The plain `id IN` is there
+/// for the planner: it makes PostgreSQL find the rows by primary key (with the row values alone
+/// it scanned every running job's index entry, dead ones included). The token makes a worker
+/// that lost a job (its token moved on) change nothing.
+pub(crate) fn push_lease_match<DB: sqlx::Database>(
     q: &mut sqlx::QueryBuilder<DB>,
     leases: &[crate::jobs::Lease],
 ) where
     for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
 {
-    q.push("(VALUES ");
-    let mut sep = q.separated(", ");
+    q.push("id IN (");
+    let mut ids = q.separated(", ");
     for lease in leases {
-        sep.push("(");
-        sep.push_bind_unseparated(lease.job_id);
-        sep.push_unseparated(", ");
-        sep.push_bind_unseparated(lease.token);
-        sep.push_unseparated(")");
+        ids.push_bind(lease.job_id);
+    }
+    q.push(") AND (id, lease_token) IN (VALUES ");
+    let mut pairs = q.separated(", ");
+    for lease in leases {
+        pairs.push("(");
+        pairs.push_bind_unseparated(lease.job_id);
+        pairs.push_unseparated(", ");
+        pairs.push_bind_unseparated(lease.token);
+        pairs.push_unseparated(")");
     }
     q.push(")");
 }
@@ -238,9 +246,12 @@ macro_rules! impl_jobs {
                         .collect();
                     keys.sort_unstable();
                     keys.dedup();
-                    for key in keys {
+                    // All of them in one statement (a PR's delivery locks its key and its plan
+                    // key): one round trip, the locks taken in the order of the array.
+                    if !keys.is_empty() {
+                        let keys = serde_json::to_string(&keys).expect("strings serialise");
                         sqlx::query(key_lock)
-                            .bind(key)
+                            .bind(keys)
                             .execute(&mut **db)
                             .await
                             .map_err(self.fail("locking a key's jobs"))?;
@@ -318,10 +329,9 @@ macro_rules! impl_jobs {
                         "UPDATE jobs SET state = 'succeeded', finished_at = ",
                     );
                     q.push_bind(now).push(
-                        ", lease_until = NULL, last_error = NULL \
-                         WHERE state = 'running' AND (id, lease_token) IN ",
+                        ", lease_until = NULL, last_error = NULL WHERE state = 'running' AND ",
                     );
-                    $crate::backend::jobs::push_leases(&mut q, chunk);
+                    $crate::backend::jobs::push_lease_match(&mut q, chunk);
                     q.push(" RETURNING id");
                     let done: Vec<i64> = q
                         .build_query_scalar()
@@ -353,8 +363,8 @@ macro_rules! impl_jobs {
                 let give_up = give_up_expired_sql(Self::CLAIM_LOCK);
                 let claim = claim_sql(Self::CLAIM_LOCK, claimant);
                 let rows = if Self::CLAIM_IN_ONE_STATEMENT {
-                    // One statement, committed on its own: one round trip and one WAL flush,
-                    // which PostgreSQL shares between the claims and commits in flight.
+                    // One statement, committed on its own: one round trip, and no wait for a
+                    // WAL flush (the lease pool, see `PgStore::lease_pool`).
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "WITH given_up AS ({give_up} RETURNING id) {claim}"
                     )))
@@ -362,14 +372,14 @@ macro_rules! impl_jobs {
                     .bind(worker)
                     .bind(until)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.lease_pool)
                     .await
                     .map_err(self.fail("claiming jobs"))?
                 } else {
                     // Waits its turn behind this process's other writers (the group commit)
                     // instead of sleeping in SQLite's busy handler.
                     let _turn = self.write_turn().await;
-                    let mut db = self.begin_write().await?;
+                    let mut db = self.begin_lease_write().await?;
                     sqlx::query(sqlx::AssertSqlSafe(give_up))
                         .bind(now)
                         .execute(&mut *db)
@@ -417,7 +427,7 @@ macro_rules! impl_jobs {
                 .bind($crate::jobs::lease_deadline(lease_for))
                 .bind(lease.job_id)
                 .bind(lease.token)
-                .execute(&self.pool)
+                .execute(&self.lease_pool)
                 .await
                 .map_err(self.fail("extending a lease"))?;
                 drop(turn);
@@ -437,19 +447,18 @@ macro_rules! impl_jobs {
                 leases: &[$crate::jobs::Lease],
                 lease_for: std::time::Duration,
             ) -> $crate::error::Result<Vec<$crate::jobs::Lease>> {
-                use $crate::backend::jobs::{LEASE_CHUNK, push_leases};
+                use $crate::backend::jobs::{LEASE_CHUNK, push_lease_match};
                 let until = $crate::jobs::lease_deadline(lease_for);
                 let mut lost = Vec::new();
                 for chunk in leases.chunks(LEASE_CHUNK) {
                     let _turn = self.write_turn().await;
                     let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE jobs SET lease_until = ");
-                    q.push_bind(until)
-                        .push(" WHERE state = 'running' AND (id, lease_token) IN ");
-                    push_leases(&mut q, chunk);
+                    q.push_bind(until).push(" WHERE state = 'running' AND ");
+                    push_lease_match(&mut q, chunk);
                     q.push(" RETURNING id");
                     let extended: Vec<i64> = q
                         .build_query_scalar()
-                        .fetch_all(&self.pool)
+                        .fetch_all(&self.lease_pool)
                         .await
                         .map_err(self.fail("extending leases"))?;
                     let extended: std::collections::HashSet<i64> = extended.into_iter().collect();
