@@ -136,11 +136,7 @@ impl Feed {
                 ))
             })
             .collect();
-        let heartbeat = tokio::spawn(heartbeat_loop(
-            store.clone(),
-            options.lease,
-            shared.clone(),
-        ));
+        let heartbeat = tokio::spawn(heartbeat_loop(store.clone(), options.lease, shared.clone()));
         let releaser = store;
         Feed {
             shared,
@@ -201,7 +197,8 @@ impl Feed {
     /// After the workers stopped: ends the claim loop, releases the jobs it claimed that no
     /// worker took (not charged an attempt), and stops the heartbeats.
     pub async fn close(&self) {
-        let claimers = std::mem::take(&mut *self.claimers.lock().unwrap_or_else(|e| e.into_inner()));
+        let claimers =
+            std::mem::take(&mut *self.claimers.lock().unwrap_or_else(|e| e.into_inner()));
         for claimer in claimers {
             let _ = claimer.await;
         }
@@ -247,7 +244,9 @@ async fn claim_loop<S: JobQueue>(
     jobs: mpsc::UnboundedSender<Claimed>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let signal = store.job_signal().unwrap_or_else(|| Arc::new(Notify::new()));
+    let signal = store
+        .job_signal()
+        .unwrap_or_else(|| Arc::new(Notify::new()));
     loop {
         if *shutdown.borrow() {
             return;

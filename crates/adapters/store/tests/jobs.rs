@@ -582,14 +582,25 @@ async fn jobs_of_one_transaction_keep_their_order_and_supersede<S: Store + JobQu
         .enqueue(NewJob::new("pr.command", "o/r#33", json!({"n": 4})));
     let done = store.commit(tx).await.unwrap();
     assert_eq!(done.job_ids.len(), 5);
-    assert!(done.job_ids.windows(2).all(|w| w[0] < w[1]), "{:?}", done.job_ids);
+    assert!(
+        done.job_ids.windows(2).all(|w| w[0] < w[1]),
+        "{:?}",
+        done.job_ids
+    );
     for (n, id) in done.job_ids.iter().enumerate() {
-        assert_eq!(store.job(*id).await.unwrap().unwrap().payload["n"], n, "job {id}");
+        assert_eq!(
+            store.job(*id).await.unwrap().unwrap().payload["n"],
+            n,
+            "job {id}"
+        );
     }
     assert_eq!(done.cancelled_jobs, vec![done.job_ids[0]]);
     let first = store.job(done.job_ids[0]).await.unwrap().unwrap();
     assert_eq!(first.state, JobState::Cancelled);
-    assert_eq!(first.reason.as_deref(), Some("superseded by a newer head h2"));
+    assert_eq!(
+        first.reason.as_deref(),
+        Some("superseded by a newer head h2")
+    );
     // Many at once (more than one statement's chunk).
     let mut tx = Transaction::new();
     for n in 0..1203 {
@@ -598,8 +609,15 @@ async fn jobs_of_one_transaction_keep_their_order_and_supersede<S: Store + JobQu
     let bulk = store.commit(tx).await.unwrap();
     assert_eq!(bulk.job_ids.len(), 1203);
     assert!(bulk.job_ids.windows(2).all(|w| w[0] < w[1]));
-    let last = store.job(*bulk.job_ids.last().unwrap()).await.unwrap().unwrap();
-    assert_eq!((last.payload["n"].as_u64(), last.serial_key.as_str()), (Some(1202), "bulk-1202"));
+    let last = store
+        .job(*bulk.job_ids.last().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (last.payload["n"].as_u64(), last.serial_key.as_str()),
+        (Some(1202), "bulk-1202")
+    );
 }
 
 /// Completions of several jobs commit in one statement, all or none: one lease that is no
@@ -625,13 +643,19 @@ async fn completions_commit_together_or_not_at_all<S: Store + JobQueue>(store: &
         "{err}"
     );
     for c in &held[..2] {
-        assert_eq!(store.job(c.job.id).await.unwrap().unwrap().state, JobState::Running);
+        assert_eq!(
+            store.job(c.job.id).await.unwrap().unwrap().state,
+            JobState::Running
+        );
     }
     let mut tx = Transaction::new();
     tx.complete_job(held[0].lease).complete_job(held[1].lease);
     store.commit(tx).await.unwrap();
     for c in &held[..2] {
-        assert_eq!(store.job(c.job.id).await.unwrap().unwrap().state, JobState::Succeeded);
+        assert_eq!(
+            store.job(c.job.id).await.unwrap().unwrap().state,
+            JobState::Succeeded
+        );
     }
 }
 
@@ -645,12 +669,24 @@ async fn a_batch_heartbeat_extends_the_held_and_names_the_lost<S: Store + JobQue
         .await
         .unwrap();
     enqueue(store, &held[1].job.serial_key, "h2").await;
-    let before = store.job(held[0].job.id).await.unwrap().unwrap().lease_until.unwrap();
+    let before = store
+        .job(held[0].job.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .lease_until
+        .unwrap();
     let leases: Vec<_> = held.iter().map(|c| c.lease).collect();
     let lost = store.heartbeat_batch(&leases, LEASE).await.unwrap();
     assert_eq!(lost, vec![held[1].lease]);
     for c in [&held[0], &held[2]] {
-        let until = store.job(c.job.id).await.unwrap().unwrap().lease_until.unwrap();
+        let until = store
+            .job(c.job.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .lease_until
+            .unwrap();
         assert!(until >= before + 20_000, "{until} vs {before}");
     }
     assert!(store.heartbeat_batch(&[], LEASE).await.unwrap().is_empty());
@@ -659,7 +695,10 @@ async fn a_batch_heartbeat_extends_the_held_and_names_the_lost<S: Store + JobQue
         job_id: held[0].job.id,
         token: held[0].lease.token - 1,
     };
-    assert_eq!(store.heartbeat_batch(&[stale], LEASE).await.unwrap(), vec![stale]);
+    assert_eq!(
+        store.heartbeat_batch(&[stale], LEASE).await.unwrap(),
+        vec![stale]
+    );
 }
 
 /// The feed claims for the workers waiting and hands each job to one; its heartbeat keeps
@@ -740,7 +779,10 @@ async fn expiring_tokens_stop_verifying_unless_renewed<S: Store + TokenStore>(st
         .create_expiring_token(Scope::Runner, "serve-runner:test", now + 60_000)
         .await
         .unwrap();
-    assert_eq!(store.verify_token(&live.token).await.unwrap(), Some(Scope::Runner));
+    assert_eq!(
+        store.verify_token(&live.token).await.unwrap(),
+        Some(Scope::Runner)
+    );
     let lapsed = store
         .create_expiring_token(Scope::Runner, "serve-runner:crashed", now - 1)
         .await
@@ -757,7 +799,17 @@ async fn expiring_tokens_stop_verifying_unless_renewed<S: Store + TokenStore>(st
     assert_eq!(store.verify_token(&live.token).await.unwrap(), None);
     let forever = store.create_token(Scope::Read, "dash").await.unwrap();
     assert!(!store.renew_token(&forever.id, now + 1).await.unwrap());
-    assert_eq!(store.tokens().await.unwrap().iter().find(|t| t.id == forever.id).unwrap().expires_at, None);
+    assert_eq!(
+        store
+            .tokens()
+            .await
+            .unwrap()
+            .iter()
+            .find(|t| t.id == forever.id)
+            .unwrap()
+            .expires_at,
+        None
+    );
     assert!(
         store
             .create_expiring_token(Scope::State, "bare", now + 1000)

@@ -279,6 +279,7 @@ mod tests {
             APPLY_FAILED,
             BREAK_GLASS_REFUSED,
             RUNNER_REFUSED,
+            RUNNER_UNREACHABLE,
         ];
         codes.sort_unstable();
         let listed = codes.len();

@@ -534,4 +534,32 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("--listen"), "{err}");
     }
+
+    #[test]
+    fn claims_take_up_to_claim_batch_jobs() {
+        let args = ServeArgs {
+            repo: ".".into(),
+            ..Default::default()
+        };
+        let resolve = |yaml_text: &str| {
+            let section = server_section("sluice.yaml", &yaml(yaml_text)).unwrap();
+            ServerConfig::resolve(&args, &section, |_| None, Path::new("/tmp"))
+        };
+        assert_eq!(
+            resolve("server: {}\n").unwrap().claim_batch,
+            DEFAULT_CLAIM_BATCH
+        );
+        assert_eq!(
+            resolve("server:\n  claim_batch: 3\n").unwrap().claim_batch,
+            3
+        );
+        assert_eq!(
+            resolve("server:\n  claim_batch: 100000\n")
+                .unwrap()
+                .claim_batch,
+            MAX_CLAIM_BATCH
+        );
+        let err = resolve("server:\n  claim_batch: 0\n").unwrap_err();
+        assert!(err.to_string().contains("server.claim_batch"), "{err}");
+    }
 }

@@ -382,7 +382,9 @@ impl InProcessRunner {
         let _ = self.task.await;
         self.renew.abort();
         match app.store.revoke_token(&self.token_id).await {
-            Ok(_) => tracing::info!(token = %self.token_id, "the in-process runner's token was revoked"),
+            Ok(_) => {
+                tracing::info!(token = %self.token_id, "the in-process runner's token was revoked")
+            }
             Err(e) => tracing::warn!(token = %self.token_id, error = %e,
                 "revoking the in-process runner's token failed; it expires by itself"),
         }

@@ -73,7 +73,9 @@ pub enum RunnerError {
     Io(String),
     /// `--once`: the server did not answer a claim (unreachable, or a 5xx) in
     /// [`ONCE_ATTEMPTS`] tries; nothing was run.
-    #[error("the server did not answer the runner's claim in {attempts} tries over {waited:?}: {last}")]
+    #[error(
+        "the server did not answer the runner's claim in {attempts} tries over {waited:?}: {last}"
+    )]
     Unreachable {
         attempts: u32,
         waited: Duration,

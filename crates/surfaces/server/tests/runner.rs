@@ -866,7 +866,10 @@ async fn serve_with_a_runner_revokes_its_token_when_it_stops() {
         if let Some(t) = minted.into_iter().next() {
             break t;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "no runner token");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no runner token"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!((token.scope, token.revoked_at), (Scope::Runner, None));
@@ -876,5 +879,8 @@ async fn serve_with_a_runner_revokes_its_token_when_it_stops() {
     server.stop().await;
     let after = app.store.tokens().await.unwrap();
     let row = after.iter().find(|t| t.id == token.id).unwrap();
-    assert!(row.revoked_at.is_some(), "still live after shutdown: {row:?}");
+    assert!(
+        row.revoked_at.is_some(),
+        "still live after shutdown: {row:?}"
+    );
 }

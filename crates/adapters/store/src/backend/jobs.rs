@@ -108,7 +108,10 @@ pub(crate) fn first_missing(
     touched: &[i64],
 ) -> Option<crate::jobs::Lease> {
     let touched: std::collections::HashSet<i64> = touched.iter().copied().collect();
-    leases.iter().copied().find(|l| !touched.contains(&l.job_id))
+    leases
+        .iter()
+        .copied()
+        .find(|l| !touched.contains(&l.job_id))
 }
 
 macro_rules! impl_jobs {
