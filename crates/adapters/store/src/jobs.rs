@@ -316,6 +316,22 @@ pub trait JobQueue: Send + Sync + 'static {
         lease_for: Duration,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Extends every lease of `leases` that is still held, in one statement per thousand;
+    /// returns the ones that were not (their jobs cancelled, finished, or claimed by another
+    /// worker since). One round trip keeps all of a replica's running jobs alive.
+    fn heartbeat_batch(
+        &self,
+        leases: &[Lease],
+        lease_for: Duration,
+    ) -> impl Future<Output = Result<Vec<Lease>>> + Send;
+
+    /// Notified when jobs of this process's store may have become claimable (a commit enqueued
+    /// some, a job was released), so an idle claim loop need not wait for its next poll. Other
+    /// processes' enqueues are seen at the poll.
+    fn job_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// Records a failed attempt: queued again after [`backoff`], or dead after the last attempt.
     /// Returns the state the job is now in.
     fn fail(

@@ -33,6 +33,7 @@ pub mod bench_locks;
 pub mod blobs;
 pub mod breakglass;
 pub mod error;
+pub mod feed;
 pub mod frontier;
 pub mod jobs;
 pub mod locks;
@@ -289,6 +290,18 @@ impl JobQueue for AnyStore {
         delegate!(self, s => JobQueue::heartbeat(s, lease, lease_for).await)
     }
 
+    async fn heartbeat_batch(
+        &self,
+        leases: &[Lease],
+        lease_for: std::time::Duration,
+    ) -> Result<Vec<Lease>> {
+        delegate!(self, s => s.heartbeat_batch(leases, lease_for).await)
+    }
+
+    fn job_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        delegate!(self, s => s.job_signal())
+    }
+
     async fn fail(&self, lease: Lease, error: &str, policy: Backoff) -> Result<JobState> {
         delegate!(self, s => JobQueue::fail(s, lease, error, policy).await)
     }
@@ -333,6 +346,19 @@ impl TokenStore for AnyStore {
 
     async fn revoke_token(&self, id: &str) -> Result<bool> {
         delegate!(self, s => s.revoke_token(id).await)
+    }
+
+    async fn create_expiring_token(
+        &self,
+        scope: Scope,
+        name: &str,
+        expires_at: UnixMillis,
+    ) -> Result<IssuedToken> {
+        delegate!(self, s => s.create_expiring_token(scope, name, expires_at).await)
+    }
+
+    async fn renew_token(&self, id: &str, expires_at: UnixMillis) -> Result<bool> {
+        delegate!(self, s => s.renew_token(id, expires_at).await)
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {

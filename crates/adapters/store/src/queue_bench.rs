@@ -1,9 +1,10 @@
-//! `sluice bench queue`: job-queue throughput on a scratch store. `jobs` jobs (each its own
-//! key, so nothing serialises them) are enqueued in transactions of 100, then `workers`
-//! concurrent workers claim and complete them until the queue is empty: `batch` jobs per claim
-//! and their completions in one transaction (1 is what `sluice serve`'s workers do, one job at a
-//! time). Reported: enqueue rate, claim + complete rate, and the whole (enqueue + claim +
-//! complete) per second.
+//! `sluice bench queue`: job-queue throughput on a scratch store, through the same claim loop
+//! and workers' cycle as `sluice serve` ([`crate::feed`]). `jobs` jobs (each its own key, so
+//! nothing serialises them) are enqueued in transactions of 100, then `workers` workers take
+//! them from one [`Feed`] (claims of up to `batch` jobs, as many as workers wait for, leases
+//! kept by one heartbeat) and complete each in a transaction of its own, as a server worker
+//! completes a job with its evidence, until all are done. Reported: enqueue rate, claim +
+//! complete rate, and the whole (enqueue + claim + complete) per second.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{Result, StoreError};
+use crate::feed::{Feed, FeedOptions};
 use crate::jobs::{JobQueue, NewJob};
 use crate::store::Store;
 use crate::tx::Transaction;
@@ -20,7 +22,7 @@ pub struct QueueFigures {
     pub backend: &'static str,
     pub jobs: u64,
     pub workers: usize,
-    /// Jobs per claim (and per completing transaction).
+    /// The most jobs one claim takes (it takes as many as workers wait for).
     pub batch: u32,
     pub enqueue_seconds: f64,
     pub process_seconds: f64,
@@ -33,7 +35,7 @@ pub struct QueueFigures {
 impl QueueFigures {
     pub fn text(&self) -> String {
         format!(
-            "{}: {} jobs, {} workers, {} per claim: enqueue {:.0}/s; claim + complete {:.0}/s; \
+            "{}: {} jobs, {} workers, up to {} per claim: enqueue {:.0}/s; claim + complete {:.0}/s; \
              enqueue + claim + complete {:.0} jobs/s ({:.2} s)\n",
             self.backend,
             self.jobs,
@@ -50,7 +52,7 @@ impl QueueFigures {
 const BATCH: u64 = 100;
 
 /// Runs the benchmark on `store`, which must hold no jobs.
-pub async fn bench_queue<S: Store + JobQueue>(
+pub async fn bench_queue<S: Store + JobQueue + Clone>(
     store: Arc<S>,
     jobs: u64,
     workers: usize,
@@ -79,40 +81,55 @@ pub async fn bench_queue<S: Store + JobQueue>(
     }
     let enqueue_seconds = started.elapsed().as_secs_f64();
     let processing = Instant::now();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let feed = Arc::new(Feed::start(
+        (*store).clone(),
+        FeedOptions {
+            owner: "bench-feed".into(),
+            lease: Duration::from_secs(60),
+            poll: Duration::from_millis(50),
+            max_batch: batch,
+            claimant: crate::jobs::Claimant::Server,
+        },
+        shutdown,
+    ));
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = Arc::new(stop);
     let mut tasks = Vec::new();
-    for w in 0..workers {
-        let store = store.clone();
+    for _ in 0..workers {
+        let (store, feed, done, stop) = (store.clone(), feed.clone(), done.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
-            let name = format!("bench-w{w}");
-            let mut done = 0u64;
-            loop {
-                let claimed = store
-                    .claim_batch(
-                        &name,
-                        Duration::from_secs(60),
-                        batch,
-                        crate::jobs::Claimant::Server,
-                    )
-                    .await?;
-                if claimed.is_empty() {
-                    break;
-                }
+            while let Some(held) = feed.next().await {
                 let mut tx = Transaction::new();
-                for c in &claimed {
-                    tx.complete_job(c.lease);
-                }
+                tx.complete_job(held.claimed.lease);
                 store.commit(tx).await?;
-                done += claimed.len() as u64;
+                drop(held);
+                if done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == jobs {
+                    let _ = stop.send(true);
+                }
             }
-            Ok::<u64, StoreError>(done)
+            Ok::<(), StoreError>(())
         }));
     }
-    let mut processed = 0;
+    let mut failed = None;
     for t in tasks {
-        processed += t
-            .await
-            .map_err(|e| StoreError::Log(format!("a benchmark worker panicked: {e}")))??;
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = stop.send(true);
+                failed.get_or_insert(e);
+            }
+            Err(e) => {
+                let _ = stop.send(true);
+                failed.get_or_insert(StoreError::Log(format!("a benchmark worker panicked: {e}")));
+            }
+        }
     }
+    feed.close().await;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let processed = done.load(std::sync::atomic::Ordering::SeqCst);
     let process_seconds = processing.elapsed().as_secs_f64();
     if processed != jobs {
         return Err(StoreError::Log(format!(

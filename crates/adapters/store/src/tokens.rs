@@ -116,6 +116,8 @@ pub struct TokenRecord {
     pub state: StateGrants,
     pub created_at: UnixMillis,
     pub revoked_at: Option<UnixMillis>,
+    /// When it stops verifying unless renewed; `None`: never.
+    pub expires_at: Option<UnixMillis>,
 }
 
 /// The two halves of a presented token, if it has the shape of one.
@@ -202,6 +204,24 @@ pub trait TokenStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<VerifiedToken>>> + Send;
 
     fn revoke_token(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Makes a token of `scope` (not `state`) that stops verifying at `expires_at` unless
+    /// [`TokenStore::renew_token`] moves it: for a credential a process mints for itself and
+    /// may not live to revoke (`sluice serve --runner`).
+    fn create_expiring_token(
+        &self,
+        scope: Scope,
+        name: &str,
+        expires_at: UnixMillis,
+    ) -> impl Future<Output = Result<IssuedToken>> + Send;
+
+    /// Moves an expiring token's expiry to `expires_at`; `false` when the token is revoked,
+    /// already expired, unknown, or does not expire.
+    fn renew_token(
+        &self,
+        id: &str,
+        expires_at: UnixMillis,
+    ) -> impl Future<Output = Result<bool>> + Send;
 
     fn tokens(&self) -> impl Future<Output = Result<Vec<TokenRecord>>> + Send;
 }

@@ -218,7 +218,9 @@ pub struct Committed {
     pub stage_result_ids: Vec<i64>,
     pub event_ids: Vec<i64>,
     pub manifests: Vec<ManifestRecord>,
-    /// The log's size after the commit.
+    /// The log's size after the commit. On PostgreSQL a transaction that appends no leaf and
+    /// writes no manifest or state (a delivery, a bare completion) does not read the log and
+    /// reports 0; read [`crate::LogStore::log_size`] when it matters.
     pub log_size: u64,
     /// Ids of the jobs enqueued, in order.
     pub job_ids: Vec<i64>,

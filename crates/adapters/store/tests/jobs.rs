@@ -571,6 +571,253 @@ async fn tokens_are_stored_hashed_and_checked<S: Store + TokenStore>(store: &S) 
     assert!(listed.iter().any(|t| t.id == state.id && t.state == grants));
 }
 
+/// A transaction's jobs go in as one statement per run, in order; a superseding job among them
+/// still cancels the ones of its key enqueued before it in the same transaction.
+async fn jobs_of_one_transaction_keep_their_order_and_supersede<S: Store + JobQueue>(store: &S) {
+    let mut tx = Transaction::new();
+    tx.enqueue(NewJob::new("pr.pipeline", "o/r#30", json!({"n": 0})).superseding("h1"))
+        .enqueue(NewJob::new("pr.command", "o/r#31", json!({"n": 1})))
+        .enqueue(NewJob::new("pr.command", "o/r#32", json!({"n": 2})))
+        .enqueue(NewJob::new("pr.pipeline", "o/r#30", json!({"n": 3})).superseding("h2"))
+        .enqueue(NewJob::new("pr.command", "o/r#33", json!({"n": 4})));
+    let done = store.commit(tx).await.unwrap();
+    assert_eq!(done.job_ids.len(), 5);
+    assert!(
+        done.job_ids.windows(2).all(|w| w[0] < w[1]),
+        "{:?}",
+        done.job_ids
+    );
+    for (n, id) in done.job_ids.iter().enumerate() {
+        assert_eq!(
+            store.job(*id).await.unwrap().unwrap().payload["n"],
+            n,
+            "job {id}"
+        );
+    }
+    assert_eq!(done.cancelled_jobs, vec![done.job_ids[0]]);
+    let first = store.job(done.job_ids[0]).await.unwrap().unwrap();
+    assert_eq!(first.state, JobState::Cancelled);
+    assert_eq!(
+        first.reason.as_deref(),
+        Some("superseded by a newer head h2")
+    );
+    // Many at once (more than one statement's chunk).
+    let mut tx = Transaction::new();
+    for n in 0..1203 {
+        tx.enqueue(NewJob::new("bench", &format!("bulk-{n}"), json!({"n": n})));
+    }
+    let bulk = store.commit(tx).await.unwrap();
+    assert_eq!(bulk.job_ids.len(), 1203);
+    assert!(bulk.job_ids.windows(2).all(|w| w[0] < w[1]));
+    let last = store
+        .job(*bulk.job_ids.last().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (last.payload["n"].as_u64(), last.serial_key.as_str()),
+        (Some(1202), "bulk-1202")
+    );
+}
+
+/// Completions of several jobs commit in one statement, all or none: one lease that is no
+/// longer held fails the whole transaction and completes nothing.
+async fn completions_commit_together_or_not_at_all<S: Store + JobQueue>(store: &S) {
+    for n in 0..3 {
+        enqueue(store, &format!("o/r#4{n}"), "h1").await;
+    }
+    let held = store
+        .claim_batch("w1", LEASE, 3, Claimant::Server)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 3);
+    // The third is superseded while held.
+    enqueue(store, &held[2].job.serial_key, "h2").await;
+    let mut tx = Transaction::new();
+    for c in &held {
+        tx.complete_job(c.lease);
+    }
+    let err = store.commit(tx).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::LeaseLost { job_id, .. } if *job_id == held[2].job.id),
+        "{err}"
+    );
+    for c in &held[..2] {
+        assert_eq!(
+            store.job(c.job.id).await.unwrap().unwrap().state,
+            JobState::Running
+        );
+    }
+    let mut tx = Transaction::new();
+    tx.complete_job(held[0].lease).complete_job(held[1].lease);
+    store.commit(tx).await.unwrap();
+    for c in &held[..2] {
+        assert_eq!(
+            store.job(c.job.id).await.unwrap().unwrap().state,
+            JobState::Succeeded
+        );
+    }
+}
+
+/// One heartbeat extends every lease still held and names the ones that are not.
+async fn a_batch_heartbeat_extends_the_held_and_names_the_lost<S: Store + JobQueue>(store: &S) {
+    for n in 0..3 {
+        enqueue(store, &format!("o/r#5{n}"), "h1").await;
+    }
+    let held = store
+        .claim_batch("w1", Duration::from_secs(5), 3, Claimant::Server)
+        .await
+        .unwrap();
+    enqueue(store, &held[1].job.serial_key, "h2").await;
+    let before = store
+        .job(held[0].job.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .lease_until
+        .unwrap();
+    let leases: Vec<_> = held.iter().map(|c| c.lease).collect();
+    let lost = store.heartbeat_batch(&leases, LEASE).await.unwrap();
+    assert_eq!(lost, vec![held[1].lease]);
+    for c in [&held[0], &held[2]] {
+        let until = store
+            .job(c.job.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .lease_until
+            .unwrap();
+        assert!(until >= before + 20_000, "{until} vs {before}");
+    }
+    assert!(store.heartbeat_batch(&[], LEASE).await.unwrap().is_empty());
+    // A stale token (the job claimed again) is lost too.
+    let stale = sluice_store::Lease {
+        job_id: held[0].job.id,
+        token: held[0].lease.token - 1,
+    };
+    assert_eq!(
+        store.heartbeat_batch(&[stale], LEASE).await.unwrap(),
+        vec![stale]
+    );
+}
+
+/// The feed claims for the workers waiting and hands each job to one; its heartbeat keeps
+/// their leases and flags a lost one; an enqueue wakes it before its poll; a job claimed but
+/// taken by no worker when it closes is released without an attempt charged.
+async fn the_feed_serves_waiting_workers_and_releases_the_rest<S: Store + JobQueue + Clone>(
+    store: &S,
+) {
+    use sluice_store::feed::{Feed, FeedOptions};
+    for n in 0..3 {
+        enqueue(store, &format!("o/r#6{n}"), "h1").await;
+    }
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let feed = Feed::start(
+        store.clone(),
+        FeedOptions {
+            owner: "feed-test".into(),
+            lease: Duration::from_millis(900),
+            // Long enough that only the enqueue signal can explain a prompt claim below.
+            poll: Duration::from_secs(60),
+            max_batch: 8,
+            claimant: Claimant::Server,
+        },
+        shutdown,
+    );
+    let a = feed.next().await.unwrap();
+    let b = feed.next().await.unwrap();
+    assert_ne!(a.claimed.job.id, b.claimed.job.id);
+    // Only jobs a worker asked for are claimed.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(store.queue_depth().await.unwrap().queued, 1);
+    // A lease outlives its first term through the heartbeat; a superseded one is flagged.
+    enqueue(store, &b.claimed.job.serial_key, "h2").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!a.lost());
+    assert!(b.lost());
+    let job_a = store.job(a.claimed.job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (job_a.state, job_a.lease_token),
+        (JobState::Running, a.claimed.lease.token)
+    );
+    let mut tx = Transaction::new();
+    tx.complete_job(a.claimed.lease);
+    store.commit(tx).await.unwrap();
+    drop((a, b));
+    let c = feed.next().await.unwrap();
+    let d = feed.next().await.unwrap();
+    assert_ne!(c.claimed.job.id, d.claimed.job.id);
+    // The queue is empty: a worker that stops waiting leaves its demand behind (as one whose
+    // job is still on its way at shutdown does).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), feed.next())
+            .await
+            .is_err()
+    );
+    let late = enqueue(store, "o/r#69", "h1").await;
+    let claimed_at = std::time::Instant::now();
+    while store.job(late).await.unwrap().unwrap().state != JobState::Running {
+        assert!(
+            claimed_at.elapsed() < Duration::from_secs(5),
+            "the enqueue did not wake the feed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    assert!(feed.next().await.is_none());
+    feed.close().await;
+    let late = store.job(late).await.unwrap().unwrap();
+    assert_eq!((late.state, late.attempts), (JobState::Queued, 0));
+    drop((c, d));
+}
+
+/// An expiring token verifies until its expiry; renewing moves it; a revoked or expired one
+/// cannot be renewed; tokens made without an expiry never expire.
+async fn expiring_tokens_stop_verifying_unless_renewed<S: Store + TokenStore>(store: &S) {
+    let now = now_millis();
+    let live = store
+        .create_expiring_token(Scope::Runner, "serve-runner:test", now + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.verify_token(&live.token).await.unwrap(),
+        Some(Scope::Runner)
+    );
+    let lapsed = store
+        .create_expiring_token(Scope::Runner, "serve-runner:crashed", now - 1)
+        .await
+        .unwrap();
+    assert_eq!(store.verify_token(&lapsed.token).await.unwrap(), None);
+    assert!(!store.renew_token(&lapsed.id, now + 60_000).await.unwrap());
+    assert_eq!(store.verify_token(&lapsed.token).await.unwrap(), None);
+    assert!(store.renew_token(&live.id, now + 120_000).await.unwrap());
+    let listed = store.tokens().await.unwrap();
+    let row = listed.iter().find(|t| t.id == live.id).unwrap();
+    assert_eq!(row.expires_at, Some(now + 120_000));
+    assert!(store.revoke_token(&live.id).await.unwrap());
+    assert!(!store.renew_token(&live.id, now + 180_000).await.unwrap());
+    assert_eq!(store.verify_token(&live.token).await.unwrap(), None);
+    let forever = store.create_token(Scope::Read, "dash").await.unwrap();
+    assert!(!store.renew_token(&forever.id, now + 1).await.unwrap());
+    assert_eq!(
+        store
+            .tokens()
+            .await
+            .unwrap()
+            .iter()
+            .find(|t| t.id == forever.id)
+            .unwrap()
+            .expires_at,
+        None
+    );
+    assert!(
+        store
+            .create_expiring_token(Scope::State, "bare", now + 1000)
+            .await
+            .is_err()
+    );
+}
+
 both_backends!(
     redelivery_is_refused_whole,
     one_job_per_key_at_a_time_oldest_first,
@@ -584,4 +831,9 @@ both_backends!(
     concurrent_pushes_leave_one_head,
     tokens_are_stored_hashed_and_checked,
     runner_jobs_go_to_runners_and_the_rest_to_the_server,
+    jobs_of_one_transaction_keep_their_order_and_supersede,
+    completions_commit_together_or_not_at_all,
+    a_batch_heartbeat_extends_the_held_and_names_the_lost,
+    the_feed_serves_waiting_workers_and_releases_the_rest,
+    expiring_tokens_stop_verifying_unless_renewed,
 );

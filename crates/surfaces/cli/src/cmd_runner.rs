@@ -22,7 +22,8 @@ pub struct RunnerArgs {
     /// web-identity token file).
     #[arg(long, value_name = "FILE")]
     pub oidc_token_file: Option<PathBuf>,
-    /// Take at most one job, and exit when none waits.
+    /// Take at most one job, and exit when none waits. A server that does not answer is tried
+    /// 5 times over about 30 s, then the runner exits with code 13.
     #[arg(long)]
     pub once: bool,
     /// Where workspaces (one per job, deleted after it) and a repository mirror go [default: a
@@ -123,6 +124,7 @@ pub fn run(a: RunnerArgs) -> i32 {
                 RunnerError::Refused {
                     status: 401 | 403, ..
                 } => exit::RUNNER_REFUSED,
+                RunnerError::Unreachable { .. } => exit::RUNNER_UNREACHABLE,
                 _ => exit::INTERNAL,
             }
         }

@@ -387,9 +387,9 @@ pub struct BenchQueueArgs {
     pub jobs: u64,
     #[arg(long, default_value_t = 8)]
     pub workers: usize,
-    /// Jobs a worker claims at once and completes in one transaction (1: one at a time, as
-    /// `sluice serve`'s workers run jobs).
-    #[arg(long, default_value_t = 1)]
+    /// The most jobs one claim takes for the waiting workers, as `server.claim_batch` (the
+    /// benchmark runs the server's own claim loop; each job completes in its own transaction).
+    #[arg(long, default_value_t = sluice_server::config::DEFAULT_CLAIM_BATCH)]
     pub batch: u32,
     #[arg(long, value_enum, default_value = "both")]
     pub backend: BenchBackend,

@@ -45,6 +45,9 @@ pub const BREAK_GLASS_REFUSED: i32 = 11;
 /// `sluice runner`: the server refused the runner's credentials (401) or its trust policy
 /// refused the runner a job (403). Nothing was run.
 pub const RUNNER_REFUSED: i32 = 12;
+/// `sluice runner --once`: the server did not answer its claim (unreachable, or a 5xx) in
+/// `runner_loop::ONCE_ATTEMPTS` tries spread over about 30 s. Nothing was run.
+pub const RUNNER_UNREACHABLE: i32 = 13;
 
 /// Stages 6 and 7 (`approve`, `apply`, `locks`, `unlock`, `recover`).
 pub fn release(e: &sluice_release::ReleaseError) -> i32 {
@@ -276,6 +279,7 @@ mod tests {
             APPLY_FAILED,
             BREAK_GLASS_REFUSED,
             RUNNER_REFUSED,
+            RUNNER_UNREACHABLE,
         ];
         codes.sort_unstable();
         let listed = codes.len();

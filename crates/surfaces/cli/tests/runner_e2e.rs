@@ -193,3 +193,47 @@ async fn sluice_runner_plans_what_sluice_serve_queued() {
             .starts_with("sha256:")
     );
 }
+
+/// `sluice runner --once` against a server that is not there exits 13 after its bounded tries
+/// (5, the pauses doubling from `--poll-ms`), saying why; it used to retry for ever.
+#[test]
+fn a_one_shot_runner_exits_13_when_the_server_is_unreachable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "sluice_rt_notused.secret\n").unwrap();
+    let mut child = Command::new(sluice_testkit::sluice_bin())
+        .args(["runner", "--server"])
+        .arg(format!("http://127.0.0.1:{port}"))
+        .args(["--once", "--poll-ms", "100", "--token-file"])
+        .arg(&token_file)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sluice runner --once was still retrying after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(13), "{stderr}");
+    assert!(
+        stderr.contains("did not answer the runner's claim in 5 tries"),
+        "{stderr}"
+    );
+}

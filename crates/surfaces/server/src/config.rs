@@ -29,6 +29,8 @@ pub struct ServerSection {
     pub lease_seconds: Option<u64>,
     /// How often an idle worker looks for a job.
     pub poll_ms: Option<u64>,
+    /// The most jobs one claim takes for this process's waiting workers (default 8).
+    pub claim_batch: Option<u32>,
     /// Attempts before a job is dead-lettered.
     pub max_attempts: Option<u32>,
     pub backoff_base_ms: Option<u64>,
@@ -99,6 +101,12 @@ pub const GITHUB_APP_KEY_ENV: &str = "SLUICE_GITHUB_APP_KEY";
 pub const GITHUB_APP_KEY_FILE_ENV: &str = "SLUICE_GITHUB_APP_KEY_FILE";
 pub const GITHUB_API_URL_ENV: &str = "SLUICE_GITHUB_API_URL";
 
+/// The most jobs one claim takes by default: enough that a burst of short jobs costs one claim
+/// per several jobs, small enough that a claim stays a short statement.
+pub const DEFAULT_CLAIM_BATCH: u32 = 8;
+/// The most `server.claim_batch` may say.
+pub const MAX_CLAIM_BATCH: u32 = 256;
+
 /// What `sluice serve` was told on its command line.
 #[derive(Debug, Clone, Default)]
 pub struct ServeArgs {
@@ -125,6 +133,9 @@ pub struct ServerConfig {
     pub workers: usize,
     pub lease: Duration,
     pub poll: Duration,
+    /// The most jobs one claim takes; it takes only as many as workers wait for
+    /// (`sluice_store::feed`).
+    pub claim_batch: u32,
     pub max_attempts: u32,
     pub backoff: Backoff,
     pub max_body_bytes: usize,
@@ -208,6 +219,12 @@ impl ServerConfig {
             workers,
             lease,
             poll: Duration::from_millis(positive(section.poll_ms, "poll_ms", 200)?),
+            claim_batch: positive(
+                section.claim_batch.map(u64::from),
+                "claim_batch",
+                DEFAULT_CLAIM_BATCH.into(),
+            )?
+            .min(MAX_CLAIM_BATCH.into()) as u32,
             max_attempts,
             backoff: Backoff {
                 base: Duration::from_millis(positive(
@@ -516,5 +533,33 @@ mod tests {
         let err = ServerConfig::resolve(&args, &ServerSection::default(), |_| None, Path::new("/"))
             .unwrap_err();
         assert!(err.to_string().contains("--listen"), "{err}");
+    }
+
+    #[test]
+    fn claims_take_up_to_claim_batch_jobs() {
+        let args = ServeArgs {
+            repo: ".".into(),
+            ..Default::default()
+        };
+        let resolve = |yaml_text: &str| {
+            let section = server_section("sluice.yaml", &yaml(yaml_text)).unwrap();
+            ServerConfig::resolve(&args, &section, |_| None, Path::new("/tmp"))
+        };
+        assert_eq!(
+            resolve("server: {}\n").unwrap().claim_batch,
+            DEFAULT_CLAIM_BATCH
+        );
+        assert_eq!(
+            resolve("server:\n  claim_batch: 3\n").unwrap().claim_batch,
+            3
+        );
+        assert_eq!(
+            resolve("server:\n  claim_batch: 100000\n")
+                .unwrap()
+                .claim_batch,
+            MAX_CLAIM_BATCH
+        );
+        let err = resolve("server:\n  claim_batch: 0\n").unwrap_err();
+        assert!(err.to_string().contains("server.claim_batch"), "{err}");
     }
 }

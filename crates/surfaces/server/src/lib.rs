@@ -302,9 +302,21 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, store = app.store.location(),
         replica = %app.config.replica, workers = app.config.workers, "sluice serve started");
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let workers: Vec<_> = (0..app.config.workers)
-        .map(|i| tokio::spawn(worker::run(app.clone(), i, shutdown_rx.clone())))
-        .collect();
+    // No workers, no claims: a replica that only takes webhooks and answers the API.
+    let feed = (app.config.workers > 0).then(|| Arc::new(worker::feed(&app, shutdown_rx.clone())));
+    let workers: Vec<_> = match &feed {
+        Some(feed) => (0..app.config.workers)
+            .map(|i| {
+                tokio::spawn(worker::run(
+                    app.clone(),
+                    i,
+                    feed.clone(),
+                    shutdown_rx.clone(),
+                ))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let notices = tokio::spawn(notices::run(app.clone(), shutdown_rx.clone()));
     let runner = if app.config.runner {
         Some(spawn_runner(&app, listener.local_addr()?, shutdown_rx.clone()).await?)
@@ -331,26 +343,74 @@ pub async fn run(
     for w in workers {
         let _ = w.await;
     }
+    if let Some(feed) = &feed {
+        feed.close().await;
+    }
     let _ = notices.await;
     if let Some(r) = runner {
-        let _ = r.await;
+        r.stop(&app).await;
     }
     tracing::info!("sluice serve stopped");
     Ok(())
 }
 
+/// How long the in-process runner's token verifies without renewal. The token is revoked at a
+/// graceful shutdown; this bounds how long one left by a crash (or a SIGKILL) stays usable.
+pub const RUNNER_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How often the running server moves its runner token's expiry forward: five times a TTL,
+/// so a store that is briefly unreachable does not let the token lapse under a live runner.
+pub const RUNNER_TOKEN_RENEW: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The expiry a runner token renewed at `now` gets.
+pub fn runner_token_expiry(now: sluice_store::UnixMillis) -> sluice_store::UnixMillis {
+    now.saturating_add(RUNNER_TOKEN_TTL.as_millis() as i64)
+}
+
+/// The in-process runner of `serve --runner` and the id of the token it was given.
+struct InProcessRunner {
+    task: tokio::task::JoinHandle<()>,
+    renew: tokio::task::JoinHandle<()>,
+    token_id: String,
+}
+
+impl InProcessRunner {
+    /// After the runner loop stopped: stops renewing and revokes its token, so no credential
+    /// of this process outlives it.
+    async fn stop(self, app: &App) {
+        use sluice_store::TokenStore as _;
+        let _ = self.task.await;
+        self.renew.abort();
+        match app.store.revoke_token(&self.token_id).await {
+            Ok(_) => {
+                tracing::info!(token = %self.token_id, "the in-process runner's token was revoked")
+            }
+            Err(e) => tracing::warn!(token = %self.token_id, error = %e,
+                "revoking the in-process runner's token failed; it expires by itself"),
+        }
+    }
+}
+
 /// The runner loop `serve --runner` runs against itself, with a `runner` token made for it now
-/// (only its hash is stored; the secret lives in this process).
+/// (only its hash is stored; the secret lives in this process). The token expires
+/// [`RUNNER_TOKEN_TTL`] after its last renewal, and this process renews it every
+/// [`RUNNER_TOKEN_RENEW`]: revoking "the previous in-process token" at start instead cannot
+/// tell a crashed replica's token from a live one's when several replicas share a PostgreSQL
+/// store, and a crashed replica may never start again.
 async fn spawn_runner(
     app: &Arc<App>,
     addr: std::net::SocketAddr,
     stop: watch::Receiver<bool>,
-) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+) -> Result<InProcessRunner, ServeError> {
     use sluice_store::TokenStore as _;
     let name = format!("serve-runner:{}", app.config.replica);
     let token = app
         .store
-        .create_token(sluice_store::Scope::Runner, &name)
+        .create_expiring_token(
+            sluice_store::Scope::Runner,
+            &name,
+            runner_token_expiry(sluice_store::now_millis()),
+        )
         .await
         .map_err(|e| ServeError::Evidence(sluice_recorder::evidence::EvidenceError::Store(e)))?;
     let host = if addr.ip().is_unspecified() {
@@ -358,6 +418,7 @@ async fn spawn_runner(
     } else {
         addr
     };
+    let token_id = token.id.clone();
     let opts = runner_loop::RunnerOptions {
         server: format!("http://{host}"),
         credential: runner_loop::Credential::Token(token.token),
@@ -367,11 +428,36 @@ async fn spawn_runner(
         name,
         env: std::env::vars().collect(),
     };
-    Ok(tokio::spawn(async move {
+    let renew = tokio::spawn({
+        let app = app.clone();
+        let id = token_id.clone();
+        async move {
+            loop {
+                tokio::time::sleep(RUNNER_TOKEN_RENEW).await;
+                let until = runner_token_expiry(sluice_store::now_millis());
+                match app.store.renew_token(&id, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(token = %id, "the in-process runner's token was revoked or \
+                            expired; the runner will be refused");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(token = %id, error = %e,
+                        "renewing the in-process runner's token failed; trying again"),
+                }
+            }
+        }
+    });
+    let task = tokio::spawn(async move {
         if let Err(e) = runner_loop::run(opts, stop).await {
             tracing::error!(error = %e, "the in-process runner stopped");
         }
-    }))
+    });
+    Ok(InProcessRunner {
+        task,
+        renew,
+        token_id,
+    })
 }
 
 /// JSON logs on stderr (one object per line), filtered by `RUST_LOG` (default `info`).

@@ -71,6 +71,36 @@ pub enum RunnerError {
     Refused { status: u16, message: String },
     #[error("{0}")]
     Io(String),
+    /// `--once`: the server did not answer a claim (unreachable, or a 5xx) in
+    /// [`ONCE_ATTEMPTS`] tries; nothing was run.
+    #[error(
+        "the server did not answer the runner's claim in {attempts} tries over {waited:?}: {last}"
+    )]
+    Unreachable {
+        attempts: u32,
+        waited: Duration,
+        last: String,
+    },
+}
+
+/// How many times `--once` asks for a job before it gives up on a server that does not answer.
+/// A one-shot runner is a CI step: it should ride over a server restart or a dropped
+/// connection (a few seconds), but fail the step with a clear error, not hang until the CI
+/// job's own timeout, when the URL is wrong or the server is down.
+pub const ONCE_ATTEMPTS: u32 = 5;
+
+/// The longest pause between two of those tries.
+const ONCE_MAX_PAUSE: Duration = Duration::from_secs(30);
+
+/// The pause after failed try `attempt` (1-based) of `--once` before the next one, or `None`
+/// when that was the last: the poll interval, doubled after each failure, at most 30 s (with
+/// the default 2 s poll: 2, 4, 8, 16 s, so a little over 30 s in all).
+pub fn once_retry_pause(attempt: u32, poll: Duration) -> Option<Duration> {
+    if attempt >= ONCE_ATTEMPTS {
+        return None;
+    }
+    let doubled = poll.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    Some(doubled.min(ONCE_MAX_PAUSE))
 }
 
 /// What a run did.
@@ -164,11 +194,17 @@ pub async fn run(
     let client = Client {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(300))
+            // A server that drops packets fails a try in seconds, not at the 300 s timeout
+            // (which is for uploads of large plans).
+            .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| RunnerError::Io(e.to_string()))?,
         opts,
     };
     let mut summary = RunSummary::default();
+    // `--once`: failed claims so far, how long they waited, and the last failure.
+    let mut failures = 0u32;
+    let mut waited = Duration::ZERO;
     loop {
         if *stop.borrow() {
             return Ok(summary);
@@ -176,7 +212,8 @@ pub async fn run(
         let claimed = client
             .post("/runner/claim", &json!({"runner": client.opts.name}))
             .await;
-        match claimed {
+        // Why this claim failed, when it did and a retry may help.
+        let failed = match claimed {
             Ok((200, body)) => {
                 let job: ClaimedJob = serde_json::from_str(&body)
                     .map_err(|e| RunnerError::Io(format!("the claim's answer: {e}")))?;
@@ -190,16 +227,40 @@ pub async fn run(
                 continue;
             }
             Ok((204, _)) if client.opts.once => return Ok(summary),
-            Ok((204, _)) => {}
+            Ok((204, _)) => None,
             // Credentials or policy: retrying will not help.
             Ok((status @ (401 | 403), body)) => return Err(refused(status, &body)),
             Ok((status, body)) => {
-                tracing::warn!(status, error = %refused(status, &body), "claiming a plan job failed");
+                let error = refused(status, &body);
+                tracing::warn!(status, error = %error, "claiming a plan job failed");
+                Some(error.to_string())
             }
-            Err(e) => tracing::warn!(error = %e, "claiming a plan job failed"),
-        }
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming a plan job failed");
+                Some(e.to_string())
+            }
+        };
+        let pause = match (client.opts.once, failed) {
+            (true, Some(last)) => {
+                failures += 1;
+                match once_retry_pause(failures, client.opts.poll) {
+                    Some(pause) => {
+                        waited += pause;
+                        pause
+                    }
+                    None => {
+                        return Err(RunnerError::Unreachable {
+                            attempts: failures,
+                            waited,
+                            last,
+                        });
+                    }
+                }
+            }
+            _ => client.opts.poll,
+        };
         tokio::select! {
-            _ = tokio::time::sleep(client.opts.poll) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => {}
         }
     }
@@ -446,4 +507,24 @@ fn write_private(path: &Path, contents: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(contents.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_one_shot_runner_tries_five_times_with_doubling_pauses() {
+        let poll = Duration::from_secs(2);
+        let pauses: Vec<_> = (1..=ONCE_ATTEMPTS)
+            .map(|a| once_retry_pause(a, poll).map(|p| p.as_secs()))
+            .collect();
+        assert_eq!(pauses, vec![Some(2), Some(4), Some(8), Some(16), None]);
+        // Capped, and nothing after the last try whatever the poll.
+        assert_eq!(
+            once_retry_pause(4, Duration::from_secs(60)),
+            Some(ONCE_MAX_PAUSE)
+        );
+        assert_eq!(once_retry_pause(ONCE_ATTEMPTS + 3, poll), None);
+    }
 }

@@ -1,4 +1,5 @@
-//! Workers: claim a job under a lease, keep the lease alive with heartbeats while it runs, and
+//! Workers: take a job claimed under a lease (one claim loop per process claims for all the
+//! workers waiting, and one heartbeat keeps all their leases: [`sluice_store::feed`]), and
 //! finish it in the same store transaction as the evidence it produced; a failed attempt is
 //! retried with backoff, then dead-lettered. A job superseded by a newer head (or whose lease
 //! another replica took over) loses its lease: its result is dropped, never recorded.
@@ -12,11 +13,11 @@
 //! `/api/v1/runner`, and their upload records stages 4–6 of the stack.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 use sluice_recorder::evidence::{Identity, record_pr_with};
+use sluice_store::feed::{Feed, FeedOptions, HeldJob};
 use sluice_store::{
     Claimant, Claimed, EventRecord, JobQueue as _, Store as _, StoreError, Transaction,
 };
@@ -35,37 +36,38 @@ pub(crate) enum Ran {
     Failed(String),
 }
 
-/// One worker: claims jobs until `shutdown` turns true.
-pub async fn run(app: Arc<App>, index: usize, mut shutdown: watch::Receiver<bool>) {
+/// The claim loop this process's workers share ([`sluice_store::feed`]): one claim for all the
+/// workers waiting, one heartbeat for all the leases held.
+pub fn feed(app: &Arc<App>, shutdown: watch::Receiver<bool>) -> Feed {
+    Feed::start(
+        app.store.clone(),
+        FeedOptions {
+            owner: format!("{}/feed", app.config.replica),
+            lease: app.config.lease,
+            poll: app.config.poll,
+            max_batch: app.config.claim_batch,
+            claimant: Claimant::Server,
+        },
+        shutdown,
+    )
+}
+
+/// One worker: runs the jobs `feed` hands it until the feed shuts down.
+pub async fn run(
+    app: Arc<App>,
+    index: usize,
+    feed: Arc<Feed>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let name = format!("{}/w{index}", app.config.replica);
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        match app
-            .store
-            .claim_for(&name, app.config.lease, Claimant::Server)
-            .await
-        {
-            Ok(Some(claimed)) => run_one(&app, claimed, &mut shutdown).await,
-            Ok(None) => {
-                tokio::select! {
-                    _ = tokio::time::sleep(app.config.poll) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-            Err(e) => {
-                // The store is unreachable (a PostgreSQL restart, say): the pool reconnects;
-                // keep trying at the poll interval.
-                tracing::warn!(worker = %name, error = %e, "claiming a job failed");
-                tokio::time::sleep(app.config.poll.max(Duration::from_millis(500))).await;
-            }
-        }
+    while let Some(held) = feed.next().await {
+        tracing::debug!(worker = %name, job = held.claimed.job.id, "job taken");
+        run_one(&app, held, &mut shutdown).await;
     }
 }
 
-async fn run_one(app: &Arc<App>, claimed: Claimed, shutdown: &mut watch::Receiver<bool>) {
-    let Claimed { job, lease } = claimed;
+async fn run_one(app: &Arc<App>, held: HeldJob, shutdown: &mut watch::Receiver<bool>) {
+    let Claimed { job, lease } = held.claimed.clone();
     let started = Instant::now();
     let waited_from = job.run_at.max(job.created_at);
     let waited = (sluice_store::now_millis() - waited_from).max(0) as f64 / 1000.0;
@@ -79,28 +81,7 @@ async fn run_one(app: &Arc<App>, claimed: Claimed, shutdown: &mut watch::Receive
         head = job.head_sha.as_deref().unwrap_or(""), attempt = job.attempts);
     tracing::info!(parent: &span, "job claimed");
 
-    // Heartbeats keep the lease while the job runs; a lost lease stops them.
-    let lost = Arc::new(AtomicBool::new(false));
-    let beat = {
-        let app = app.clone();
-        let lost = lost.clone();
-        let every = app.config.lease / 3;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                match app.store.heartbeat(lease, app.config.lease).await {
-                    Ok(()) => {}
-                    Err(StoreError::LeaseLost { reason, .. }) => {
-                        tracing::info!(job = lease.job_id, reason = ?reason, "job lease lost");
-                        lost.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                    Err(e) => tracing::warn!(job = lease.job_id, error = %e, "heartbeat failed"),
-                }
-            }
-        })
-    };
-
+    // The feed's heartbeat keeps the lease while the job runs and flags it when lost.
     let work = execute(app, &job, lease);
     tokio::pin!(work);
     let ran = tokio::select! {
@@ -110,7 +91,6 @@ async fn run_one(app: &Arc<App>, claimed: Claimed, shutdown: &mut watch::Receive
             match tokio::time::timeout(app.config.shutdown_grace, &mut work).await {
                 Ok(ran) => ran,
                 Err(_) => {
-                    beat.abort();
                     let _ = app.store.release(lease).await;
                     app.metrics.job(&job.kind, JobOutcome::Released, started.elapsed().as_secs_f64());
                     tracing::info!(job = job.id, "job released at shutdown");
@@ -119,7 +99,6 @@ async fn run_one(app: &Arc<App>, claimed: Claimed, shutdown: &mut watch::Receive
             }
         }
     };
-    beat.abort();
     let seconds = started.elapsed().as_secs_f64();
     match ran {
         Ran::Done => {
@@ -132,7 +111,7 @@ async fn run_one(app: &Arc<App>, claimed: Claimed, shutdown: &mut watch::Receive
         }
         Ran::Failed(error) => {
             app.metrics.job(&job.kind, JobOutcome::Failed, seconds);
-            if lost.load(Ordering::SeqCst) {
+            if held.lost() {
                 tracing::info!(job = job.id, error = %error, "job failed after its lease was lost");
                 return;
             }

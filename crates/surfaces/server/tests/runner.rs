@@ -779,3 +779,88 @@ async fn serve_with_a_runner_plans_its_own_stacks() {
     // Stops gracefully with its runner.
     server.stop().await;
 }
+
+/// `--once` against a server that does not answer gives up after `ONCE_ATTEMPTS` tries with
+/// `Unreachable` (the CLI's exit code 13) instead of retrying for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_runner_gives_up_on_an_unreachable_server() {
+    use sluice_server::runner_loop::{ONCE_ATTEMPTS, RunnerError};
+    // A port nobody listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let work = tempfile::tempdir().unwrap();
+    let opts = RunnerOptions {
+        server: format!("http://127.0.0.1:{port}"),
+        credential: Credential::Token("sluice_rt_x.y".into()),
+        work_dir: work.path().to_path_buf(),
+        once: true,
+        poll: Duration::from_millis(50),
+        name: "test-runner".into(),
+        env: runner_env(),
+    };
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        sluice_server::runner_loop::run(opts, rx),
+    )
+    .await
+    .expect("a one-shot runner must give up on an unreachable server");
+    match result {
+        Err(RunnerError::Unreachable { attempts, last, .. }) => {
+            assert_eq!(attempts, ONCE_ATTEMPTS);
+            assert!(last.contains(&port.to_string()), "{last}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    // 50 + 100 + 200 + 400 ms of pauses.
+    assert!(started.elapsed() >= Duration::from_millis(750));
+}
+
+/// The runner token `serve --runner` mints for itself expires unless the server renews it, and
+/// is revoked when the server stops gracefully.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_a_runner_revokes_its_token_when_it_stops() {
+    let repo = sluice_testkit::Repo::new();
+    repo.write("README.md", "x\n");
+    repo.commit("init");
+    let (key_dir, key) = key_file();
+    let mut cfg = config(repo.path(), 1, None, key);
+    cfg.runner = true;
+    cfg.queue_plans = true;
+    let server = Server::start_with(cfg, key_dir).await;
+    let app = server.app.clone();
+    // The server mints it as it starts its runner.
+    let started = Instant::now();
+    let token = loop {
+        let tokens = app.store.tokens().await.unwrap();
+        let minted: Vec<_> = tokens
+            .iter()
+            .filter(|t| t.name.starts_with("serve-runner:"))
+            .cloned()
+            .collect();
+        assert!(minted.len() <= 1, "{tokens:?}");
+        if let Some(t) = minted.into_iter().next() {
+            break t;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no runner token"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!((token.scope, token.revoked_at), (Scope::Runner, None));
+    let expires = token.expires_at.expect("the in-process token expires");
+    let ttl = sluice_server::RUNNER_TOKEN_TTL.as_millis() as i64;
+    assert!(expires > sluice_store::now_millis() && expires <= token.created_at + ttl + 1000);
+    server.stop().await;
+    let after = app.store.tokens().await.unwrap();
+    let row = after.iter().find(|t| t.id == token.id).unwrap();
+    assert!(
+        row.revoked_at.is_some(),
+        "still live after shutdown: {row:?}"
+    );
+}

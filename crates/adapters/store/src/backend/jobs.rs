@@ -68,6 +68,52 @@ pub(crate) fn claim_sql(lock: &str, claimant: crate::jobs::Claimant) -> String {
     )
 }
 
+/// Rows per multi-row job `INSERT`: 8 binds each stays far below both backends' limits.
+pub(crate) const INSERT_JOBS_CHUNK: usize = 500;
+
+/// Leases per statement that names them ([`push_lease_match`]: 3 binds each).
+pub(crate) const LEASE_CHUNK: usize = 1000;
+
+/// Pushes the condition "the job is one of `leases`, at its token" onto `q`:
+/// `id IN ($a, …) AND (id, lease_token) IN (VALUES ($a, $b), …)`. The plain `id IN` is there
+/// for the planner: it makes PostgreSQL find the rows by primary key (with the row values alone
+/// it scanned every running job's index entry, dead ones included). The token makes a worker
+/// that lost a job (its token moved on) change nothing.
+pub(crate) fn push_lease_match<DB: sqlx::Database>(
+    q: &mut sqlx::QueryBuilder<DB>,
+    leases: &[crate::jobs::Lease],
+) where
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    q.push("id IN (");
+    let mut ids = q.separated(", ");
+    for lease in leases {
+        ids.push_bind(lease.job_id);
+    }
+    q.push(") AND (id, lease_token) IN (VALUES ");
+    let mut pairs = q.separated(", ");
+    for lease in leases {
+        pairs.push("(");
+        pairs.push_bind_unseparated(lease.job_id);
+        pairs.push_unseparated(", ");
+        pairs.push_bind_unseparated(lease.token);
+        pairs.push_unseparated(")");
+    }
+    q.push(")");
+}
+
+/// The first of `leases` whose job is not among the ids a statement touched.
+pub(crate) fn first_missing(
+    leases: &[crate::jobs::Lease],
+    touched: &[i64],
+) -> Option<crate::jobs::Lease> {
+    let touched: std::collections::HashSet<i64> = touched.iter().copied().collect();
+    leases
+        .iter()
+        .copied()
+        .find(|l| !touched.contains(&l.job_id))
+}
+
 macro_rules! impl_jobs {
     ($ty:ty, $db:ty) => {
         impl $ty {
@@ -141,6 +187,47 @@ macro_rules! impl_jobs {
                 }
             }
 
+            /// Enqueues `jobs` with one multi-row `INSERT` per chunk, pushing their ids in order.
+            async fn insert_jobs_on(
+                &self,
+                db: &mut sqlx::Transaction<'static, $db>,
+                jobs: &[&$crate::jobs::NewJob],
+                delivery: Option<&str>,
+                now: $crate::records::UnixMillis,
+                out: &mut $crate::tx::Committed,
+            ) -> $crate::error::Result<()> {
+                for chunk in jobs.chunks($crate::backend::jobs::INSERT_JOBS_CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO jobs (kind, serial_key, head_sha, payload, state, attempts, \
+                         max_attempts, run_at, lease_token, delivery_id, created_at) ",
+                    );
+                    q.push_values(chunk.iter(), |mut b, job| {
+                        b.push_bind(job.kind.clone())
+                            .push_bind(job.serial_key.clone())
+                            .push_bind(job.head_sha.clone())
+                            .push_bind(job.payload.to_string())
+                            .push("'queued'")
+                            .push("0")
+                            .push_bind(job.max_attempts as i32)
+                            .push_bind(now)
+                            .push("0")
+                            .push_bind(delivery.map(str::to_string))
+                            .push_bind(now);
+                    });
+                    q.push(" RETURNING id");
+                    let mut ids: Vec<i64> = q
+                        .build_query_scalar()
+                        .fetch_all(&mut **db)
+                        .await
+                        .map_err(self.fail("enqueueing jobs"))?;
+                    // RETURNING promises no order; one statement's rows take ascending ids in
+                    // the order of its VALUES (an identity column, a single writer on SQLite).
+                    ids.sort_unstable();
+                    out.job_ids.extend(ids);
+                }
+                Ok(())
+            }
+
             /// The job-queue writes of a transaction, inside the commit's database transaction.
             async fn write_jobs_on(
                 &self,
@@ -162,9 +249,12 @@ macro_rules! impl_jobs {
                         .collect();
                     keys.sort_unstable();
                     keys.dedup();
-                    for key in keys {
+                    // All of them in one statement (a PR's delivery locks its key and its plan
+                    // key): one round trip, the locks taken in the order of the array.
+                    if !keys.is_empty() {
+                        let keys = serde_json::to_string(&keys).expect("strings serialise");
                         sqlx::query(key_lock)
-                            .bind(key)
+                            .bind(keys)
                             .execute(&mut **db)
                             .await
                             .map_err(self.fail("locking a key's jobs"))?;
@@ -206,9 +296,16 @@ macro_rules! impl_jobs {
                     out.cancelled_jobs.extend(cancelled);
                 }
                 let delivery = tx.deliveries.first().map(|d| d.delivery_id.clone());
+                // Jobs go in with one multi-row INSERT per run of jobs between supersedes (one
+                // round trip for a hundred jobs instead of a hundred). A superseding job's
+                // UPDATE must see the jobs of this transaction enqueued before it, so the run
+                // before it is written first; the job itself starts the next run.
+                let mut run: Vec<&$crate::jobs::NewJob> = Vec::new();
                 for job in &tx.jobs {
                     job.validate()?;
                     if job.supersede {
+                        self.insert_jobs_on(db, &run, delivery.as_deref(), now, out).await?;
+                        run.clear();
                         let head = job.head_sha.as_deref().unwrap_or_default();
                         let cancelled: Vec<i64> = sqlx::query_scalar(
                             "UPDATE jobs SET state = 'cancelled', reason = $1, finished_at = $2, \
@@ -225,38 +322,27 @@ macro_rules! impl_jobs {
                         .map_err(self.fail("cancelling superseded jobs"))?;
                         out.cancelled_jobs.extend(cancelled);
                     }
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO jobs (kind, serial_key, head_sha, payload, state, attempts, \
-                         max_attempts, run_at, lease_token, delivery_id, created_at) \
-                         VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $7, $8) RETURNING id",
-                    )
-                    .bind(&job.kind)
-                    .bind(&job.serial_key)
-                    .bind(&job.head_sha)
-                    .bind(job.payload.to_string())
-                    .bind(job.max_attempts as i32)
-                    .bind(now)
-                    .bind(&delivery)
-                    .bind(now)
-                    .fetch_one(&mut **db)
-                    .await
-                    .map_err(self.fail("enqueueing a job"))?;
-                    out.job_ids.push(id);
+                    run.push(job);
                 }
-                for lease in &tx.completions {
-                    let done = sqlx::query(
-                        "UPDATE jobs SET state = 'succeeded', finished_at = $1, \
-                         lease_until = NULL, last_error = NULL \
-                         WHERE id = $2 AND lease_token = $3 AND state = 'running'",
-                    )
-                    .bind(now)
-                    .bind(lease.job_id)
-                    .bind(lease.token)
-                    .execute(&mut **db)
-                    .await
-                    .map_err(self.fail("completing a job"))?;
-                    if done.rows_affected() == 0 {
-                        return Err(Self::lease_lost_on(&mut **db, *lease).await);
+                self.insert_jobs_on(db, &run, delivery.as_deref(), now, out).await?;
+                // Completions in one statement (a transaction may finish several jobs); a lease
+                // that is not held any more fails the whole transaction.
+                for chunk in tx.completions.chunks($crate::backend::jobs::LEASE_CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE jobs SET state = 'succeeded', finished_at = ",
+                    );
+                    q.push_bind(now).push(
+                        ", lease_until = NULL, last_error = NULL WHERE state = 'running' AND ",
+                    );
+                    $crate::backend::jobs::push_lease_match(&mut q, chunk);
+                    q.push(" RETURNING id");
+                    let done: Vec<i64> = q
+                        .build_query_scalar()
+                        .fetch_all(&mut **db)
+                        .await
+                        .map_err(self.fail("completing jobs"))?;
+                    if let Some(lost) = $crate::backend::jobs::first_missing(chunk, &done) {
+                        return Err(Self::lease_lost_on(&mut **db, lost).await);
                     }
                 }
                 Ok(())
@@ -280,8 +366,8 @@ macro_rules! impl_jobs {
                 let give_up = give_up_expired_sql(Self::CLAIM_LOCK);
                 let claim = claim_sql(Self::CLAIM_LOCK, claimant);
                 let rows = if Self::CLAIM_IN_ONE_STATEMENT {
-                    // One statement, committed on its own: one round trip and one WAL flush,
-                    // which PostgreSQL shares between the claims and commits in flight.
+                    // One statement, committed on its own: one round trip, and no wait for a
+                    // WAL flush (the lease pool, see `PgStore::lease_pool`).
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "WITH given_up AS ({give_up} RETURNING id) {claim}"
                     )))
@@ -289,11 +375,14 @@ macro_rules! impl_jobs {
                     .bind(worker)
                     .bind(until)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.lease_pool)
                     .await
                     .map_err(self.fail("claiming jobs"))?
                 } else {
-                    let mut db = self.begin_write().await?;
+                    // Waits its turn behind this process's other writers (the group commit)
+                    // instead of sleeping in SQLite's busy handler.
+                    let _turn = self.write_turn().await;
+                    let mut db = self.begin_lease_write().await?;
                     sqlx::query(sqlx::AssertSqlSafe(give_up))
                         .bind(now)
                         .execute(&mut *db)
@@ -333,6 +422,7 @@ macro_rules! impl_jobs {
                 lease: $crate::jobs::Lease,
                 lease_for: std::time::Duration,
             ) -> $crate::error::Result<()> {
+                let turn = self.write_turn().await;
                 let done = sqlx::query(
                     "UPDATE jobs SET lease_until = $1 \
                      WHERE id = $2 AND lease_token = $3 AND state = 'running'",
@@ -340,9 +430,10 @@ macro_rules! impl_jobs {
                 .bind($crate::jobs::lease_deadline(lease_for))
                 .bind(lease.job_id)
                 .bind(lease.token)
-                .execute(&self.pool)
+                .execute(&self.lease_pool)
                 .await
                 .map_err(self.fail("extending a lease"))?;
+                drop(turn);
                 if done.rows_affected() == 1 {
                     return Ok(());
                 }
@@ -354,6 +445,35 @@ macro_rules! impl_jobs {
                 Err(Self::lease_lost_on(&mut *conn, lease).await)
             }
 
+            async fn heartbeat_batch(
+                &self,
+                leases: &[$crate::jobs::Lease],
+                lease_for: std::time::Duration,
+            ) -> $crate::error::Result<Vec<$crate::jobs::Lease>> {
+                use $crate::backend::jobs::{LEASE_CHUNK, push_lease_match};
+                let until = $crate::jobs::lease_deadline(lease_for);
+                let mut lost = Vec::new();
+                for chunk in leases.chunks(LEASE_CHUNK) {
+                    let _turn = self.write_turn().await;
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE jobs SET lease_until = ");
+                    q.push_bind(until).push(" WHERE state = 'running' AND ");
+                    push_lease_match(&mut q, chunk);
+                    q.push(" RETURNING id");
+                    let extended: Vec<i64> = q
+                        .build_query_scalar()
+                        .fetch_all(&self.lease_pool)
+                        .await
+                        .map_err(self.fail("extending leases"))?;
+                    let extended: std::collections::HashSet<i64> = extended.into_iter().collect();
+                    lost.extend(chunk.iter().copied().filter(|l| !extended.contains(&l.job_id)));
+                }
+                Ok(lost)
+            }
+
+            fn job_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+                Some(self.jobs_ready.clone())
+            }
+
             async fn fail(
                 &self,
                 lease: $crate::jobs::Lease,
@@ -362,6 +482,7 @@ macro_rules! impl_jobs {
             ) -> $crate::error::Result<$crate::jobs::JobState> {
                 use $crate::jobs::{AfterFailure, JobState, after_failure};
                 let now = $crate::records::now_millis();
+                let _turn = self.write_turn().await;
                 let mut db = self.begin_write().await?;
                 let held: Option<(i64, i64)> = sqlx::query_as(
                     "SELECT CAST(attempts AS BIGINT), CAST(max_attempts AS BIGINT) FROM jobs \
@@ -413,6 +534,7 @@ macro_rules! impl_jobs {
             }
 
             async fn release(&self, lease: $crate::jobs::Lease) -> $crate::error::Result<()> {
+                let turn = self.write_turn().await;
                 let done = sqlx::query(
                     "UPDATE jobs SET state = 'queued', attempts = attempts - 1, \
                      lease_owner = NULL, lease_until = NULL \
@@ -423,7 +545,10 @@ macro_rules! impl_jobs {
                 .execute(&self.pool)
                 .await
                 .map_err(self.fail("releasing a job"))?;
+                drop(turn);
                 if done.rows_affected() == 1 {
+                    // Claimable again now: idle claim loops of this process look at once.
+                    self.jobs_ready.notify_waiters();
                     return Ok(());
                 }
                 let mut conn = self
@@ -525,8 +650,51 @@ macro_rules! impl_jobs {
                             .into(),
                     });
                 }
-                self.insert_token(scope, name, &$crate::tokens::StateGrants::default())
+                self.insert_token(scope, name, &$crate::tokens::StateGrants::default(), None)
                     .await
+            }
+
+            async fn create_expiring_token(
+                &self,
+                scope: $crate::tokens::Scope,
+                name: &str,
+                expires_at: $crate::records::UnixMillis,
+            ) -> $crate::error::Result<$crate::tokens::IssuedToken> {
+                if scope == $crate::tokens::Scope::State {
+                    return Err($crate::error::StoreError::Invalid {
+                        record: "token",
+                        field: "scope",
+                        problem: "a state token needs the stacks it may touch \
+                                  (create_state_token)"
+                            .into(),
+                    });
+                }
+                self.insert_token(
+                    scope,
+                    name,
+                    &$crate::tokens::StateGrants::default(),
+                    Some(expires_at),
+                )
+                .await
+            }
+
+            async fn renew_token(
+                &self,
+                id: &str,
+                expires_at: $crate::records::UnixMillis,
+            ) -> $crate::error::Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE api_tokens SET expires_at = $1 \
+                     WHERE id = $2 AND revoked_at IS NULL AND expires_at IS NOT NULL \
+                     AND expires_at > $3",
+                )
+                .bind(expires_at)
+                .bind(id)
+                .bind($crate::records::now_millis())
+                .execute(&self.pool)
+                .await
+                .map_err(self.fail("renewing a token"))?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn create_state_token(
@@ -542,7 +710,7 @@ macro_rules! impl_jobs {
                             .into(),
                     });
                 }
-                self.insert_token($crate::tokens::Scope::State, name, grants)
+                self.insert_token($crate::tokens::Scope::State, name, grants, None)
                     .await
             }
 
@@ -562,9 +730,11 @@ macro_rules! impl_jobs {
                 };
                 let row: Option<(Vec<u8>, String, String, String, String)> = sqlx::query_as(
                     "SELECT secret_hash, scope, name, state_read, state_write FROM api_tokens \
-                     WHERE id = $1 AND revoked_at IS NULL",
+                     WHERE id = $1 AND revoked_at IS NULL \
+                     AND (expires_at IS NULL OR expires_at > $2)",
                 )
                 .bind(id)
+                .bind($crate::records::now_millis())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err($crate::error::db("reading a token"))?;
@@ -601,16 +771,16 @@ macro_rules! impl_jobs {
             }
 
             async fn tokens(&self) -> $crate::error::Result<Vec<$crate::tokens::TokenRecord>> {
-                type Row = (String, String, String, i64, Option<i64>, String, String);
+                type Row = (String, String, String, i64, Option<i64>, String, String, Option<i64>);
                 let rows: Vec<Row> = sqlx::query_as(
-                    "SELECT id, scope, name, created_at, revoked_at, state_read, state_write \
-                     FROM api_tokens ORDER BY created_at, id",
+                    "SELECT id, scope, name, created_at, revoked_at, state_read, state_write, \
+                     expires_at FROM api_tokens ORDER BY created_at, id",
                 )
                 .fetch_all(&self.pool)
                 .await
                 .map_err($crate::error::db("listing tokens"))?;
                 rows.into_iter()
-                    .map(|(id, scope, name, created_at, revoked_at, read, write)| {
+                    .map(|(id, scope, name, created_at, revoked_at, read, write, expires_at)| {
                         let parsed = $crate::tokens::Scope::parse(&scope).ok_or_else(|| {
                             $crate::backend::bad_row("api_tokens", &id, "scope", scope.clone())
                         })?;
@@ -625,6 +795,7 @@ macro_rules! impl_jobs {
                             state,
                             created_at,
                             revoked_at,
+                            expires_at,
                         })
                     })
                     .collect()
@@ -637,13 +808,14 @@ macro_rules! impl_jobs {
                 scope: $crate::tokens::Scope,
                 name: &str,
                 grants: &$crate::tokens::StateGrants,
+                expires_at: Option<$crate::records::UnixMillis>,
             ) -> $crate::error::Result<$crate::tokens::IssuedToken> {
                 let (id, secret) = $crate::tokens::generate()?;
                 let json = |v: &Vec<String>| serde_json::to_string(v).expect("strings serialise");
                 sqlx::query(
                     "INSERT INTO api_tokens \
-                     (id, secret_hash, scope, name, created_at, state_read, state_write) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     (id, secret_hash, scope, name, created_at, state_read, state_write, \
+                     expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&id)
                 .bind($crate::tokens::secret_hash(&secret).to_vec())
@@ -652,6 +824,7 @@ macro_rules! impl_jobs {
                 .bind($crate::records::now_millis())
                 .bind(json(&grants.read))
                 .bind(json(&grants.write))
+                .bind(expires_at)
                 .execute(&self.pool)
                 .await
                 .map_err(self.fail("storing a token"))?;

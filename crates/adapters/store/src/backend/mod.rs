@@ -767,7 +767,12 @@ macro_rules! impl_store {
                 $crate::backend::validate(&tx)?;
                 // PostgreSQL commits each on its own connection (the database shares WAL
                 // flushes between commits in flight); SQLite groups them (`group`).
-                self.commit_valid(tx).await
+                let out = self.commit_valid(tx).await?;
+                if !out.job_ids.is_empty() {
+                    // Idle claim loops of this process look now instead of at their next poll.
+                    self.jobs_ready.notify_waiters();
+                }
+                Ok(out)
             }
         }
 

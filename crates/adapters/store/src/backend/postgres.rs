@@ -20,6 +20,9 @@ use crate::store::Backend;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// How long a pooled connection may sit idle before it is pinged before use.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
+
 /// The PostgreSQL implementation of [`crate::Store`]. Clones share the pool.
 #[derive(Clone)]
 pub struct PgStore {
@@ -27,6 +30,14 @@ pub struct PgStore {
     pub(crate) location: String,
     /// Shared by clones: every handle appends through the same cached right edge.
     pub(crate) frontier: Arc<Mutex<Option<Frontier>>>,
+    /// Notified when a commit enqueues jobs or a job is released ([`crate::JobQueue::job_signal`]).
+    pub(crate) jobs_ready: Arc<tokio::sync::Notify>,
+    /// Connections for claims and heartbeats, whose commits do not wait for the WAL flush
+    /// (`synchronous_commit = off`). Losing one in a database crash loses nothing: a claim
+    /// lost is a job queued again (at least once; the worker that held it is fenced off by the
+    /// lease token), a heartbeat lost a lease that lapses sooner. Every completion, failure
+    /// and release still commits durably, and its flush covers the claim before it.
+    pub(crate) lease_pool: PgPool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -46,8 +57,11 @@ impl PgStore {
     /// held until commit (class `0x736c7563`, "sluc"; the key's hash). Such transactions are no
     /// longer serialised by the log head, and without it two pushes committing at once would
     /// each miss the other's job and leave both to run.
-    pub(crate) const KEY_LOCK: Option<&'static str> =
-        Some("SELECT pg_advisory_xact_lock(1936483683, hashtext($1))");
+    /// `$1` is a JSON array of the keys, sorted; a function scan yields them in that order.
+    pub(crate) const KEY_LOCK: Option<&'static str> = Some(
+        "SELECT count(pg_advisory_xact_lock(1936483683, hashtext(k))) \
+         FROM json_array_elements_text($1::json) AS k",
+    );
 
     /// SQL that reads the log size and holds its row lock until the transaction ends.
     pub(crate) const HEAD_FOR_UPDATE: &'static str =
@@ -108,9 +122,9 @@ impl PgStore {
         let _ = conn.close().await;
         check_applied(&location, &applied, known_version(&MIGRATOR))?;
 
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
+        let lease_pool = pool_options(LEASE_CONNECTIONS)
+            .connect_lazy_with(options.clone().options([("synchronous_commit", "off")]));
+        let pool = pool_options(8)
             .connect_with(options)
             .await
             .map_err(unreachable)?;
@@ -125,6 +139,8 @@ impl PgStore {
             pool,
             location,
             frontier: Arc::new(Mutex::new(None)),
+            jobs_ready: Arc::new(tokio::sync::Notify::new()),
+            lease_pool,
         })
     }
 
@@ -139,6 +155,7 @@ impl PgStore {
     }
 
     pub async fn close(self) {
+        self.lease_pool.close().await;
         self.pool.close().await;
     }
 
@@ -157,14 +174,13 @@ impl PgStore {
         let mut db = self.begin_write().await?;
         // Every serialised transaction takes the log head first: that serialises them in the
         // database, so the manifest heads read below stay the heads until commit.
+        // The others never read the log's size: it places leaves, manifests and state events,
+        // which they do not have (and a size read beside concurrent appends would say little),
+        // so they skip that round trip and report none (`Committed::log_size`).
         let size = if serialised {
             self.locked_log_size(&mut db).await?
         } else {
-            let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1")
-                .fetch_one(&mut *db)
-                .await
-                .map_err(self.fail("reading the log head"))?;
-            crate::backend::row_u64(size, "log_head", 1, "size")?
+            0
         };
         let frontier_in = cached.as_deref().and_then(|c| c.as_ref());
         let (out, frontier) = self.write_tx_on(&mut db, frontier_in, size, &tx).await?;
@@ -175,6 +191,20 @@ impl PgStore {
             **cached = Some(frontier);
         }
         Ok(out)
+    }
+
+    /// No turn to wait for: PostgreSQL locks rows, so writers go side by side.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        None
+    }
+
+    /// A transaction on the lease pool (claims are one statement on PostgreSQL; this is for
+    /// the code both backends share).
+    pub(crate) async fn begin_lease_write(&self) -> Result<Transaction<'static, Postgres>> {
+        self.lease_pool
+            .begin()
+            .await
+            .map_err(self.fail("starting a claim"))
     }
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
@@ -194,6 +224,31 @@ impl PgStore {
             }
         }
     }
+}
+
+/// How many connections claims and heartbeats use (see `PgStore::lease_pool`).
+const LEASE_CONNECTIONS: u32 = 2;
+
+/// The pool settings of both pools.
+fn pool_options(max: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(30))
+        // sqlx pings a connection when it goes back to the pool (a broken one is closed
+        // there) and, by default, again before handing it out: a round trip per statement
+        // outside a transaction, and as many as a job's completion makes itself. A
+        // connection that was in use a moment ago is live; only one idle long enough for
+        // the server to have gone away (a restart) is pinged before use.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_PING_AFTER {
+                    use sqlx::Connection as _;
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// SQLSTATE classes that mean the server's storage failed: 53 (insufficient resources: disk

@@ -34,6 +34,20 @@ pub struct SqliteStore {
     pub(crate) frontier: Arc<Mutex<Option<Frontier>>>,
     /// Commits waiting to be written together (see [`crate::backend::group`]).
     group: GroupCommit,
+    /// This process's turn to write: the group commit's writer and the job queue's own writes
+    /// (claims, heartbeats, failures, releases) take it before `BEGIN IMMEDIATE`, so they queue
+    /// behind each other on a wake-up instead of polling SQLite's lock in its busy handler
+    /// (which sleeps 1, 2, 5, 10… up to 100 ms between tries). Other processes still meet the
+    /// busy handler.
+    turn: Arc<Mutex<()>>,
+    /// Notified when a commit enqueues jobs or a job is released ([`crate::JobQueue::job_signal`]).
+    pub(crate) jobs_ready: Arc<tokio::sync::Notify>,
+    /// One connection for claims and heartbeats with `synchronous=NORMAL`: in WAL mode their
+    /// commits do not sync the WAL. Losing one in a power cut loses nothing: a claim lost is a
+    /// job queued again (at least once; its worker is fenced off by the lease token), a
+    /// heartbeat lost a lease that lapses sooner; every completion, failure and release still
+    /// syncs, and that sync covers the claims written before it.
+    pub(crate) lease_pool: SqlitePool,
     path: PathBuf,
 }
 
@@ -104,6 +118,9 @@ impl SqliteStore {
             .pragma("cache_size", "-65536");
         // WAL lets readers (audit scans, proofs) run beside the one writer; two cores here, so
         // a few connections are enough.
+        let lease_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options.clone().synchronous(SqliteSynchronous::Normal));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
@@ -122,6 +139,9 @@ impl SqliteStore {
             location,
             frontier: Arc::new(Mutex::new(None)),
             group: GroupCommit::default(),
+            turn: Arc::new(Mutex::new(())),
+            jobs_ready: Arc::new(tokio::sync::Notify::new()),
+            lease_pool,
             path,
         })
     }
@@ -142,6 +162,7 @@ impl SqliteStore {
 
     /// Closes the pool, checkpointing the WAL into the main file.
     pub async fn close(self) {
+        self.lease_pool.close().await;
         self.pool.close().await;
     }
 
@@ -149,6 +170,19 @@ impl SqliteStore {
     /// then, in one SQLite transaction and one sync of the WAL.
     async fn commit_valid(&self, tx: crate::tx::Transaction) -> Result<crate::tx::Committed> {
         self.group.commit(self, tx).await
+    }
+
+    /// Waits for this process's turn to write (see `turn`).
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        Some(self.turn.lock().await)
+    }
+
+    /// A write transaction on the lease pool (see `lease_pool`).
+    pub(crate) async fn begin_lease_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.lease_pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.fail("starting a claim"))
     }
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
@@ -228,6 +262,7 @@ impl BatchWriter for SqliteStore {
     ) -> Result<Vec<Result<crate::tx::Committed>>> {
         // The order every leaf-writing transaction takes: the frontier, then the write lock.
         let mut cached = self.frontier.lock().await;
+        let _turn = self.write_turn().await;
         let mut db = self.begin_write().await?;
         let mut size = self.locked_log_size(&mut db).await?;
         let mut frontier: Option<Frontier> = (*cached).clone();

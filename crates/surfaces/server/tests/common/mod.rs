@@ -65,6 +65,7 @@ pub fn config(
         workers,
         lease: Duration::from_secs(10),
         poll: Duration::from_millis(20),
+        claim_batch: sluice_server::config::DEFAULT_CLAIM_BATCH,
         max_attempts: 3,
         backoff: Backoff {
             base: Duration::from_millis(50),
