@@ -6,7 +6,7 @@
 //! `SLUICE_REQUIRE_TERRAFORM=1`).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
