@@ -170,8 +170,8 @@ struct CheckBench {
     /// `sluice check` as a fresh process, end to end.
     wall: Timing,
     /// User plus system CPU time of the same runs, all threads (`wait4`). On a loaded machine
-    /// the wall time is this work plus the time the process waited for a core; this figure
-    /// is the part sluice can change.
+    /// the wall time is this work plus the time the process's threads waited for a core (each
+    /// hand-off between threads is such a wait), so the two together tell work from waiting.
     cpu: Timing,
     /// Peak RSS of the largest `sluice check` process of this batch.
     peak_rss_mb: Option<f64>,
