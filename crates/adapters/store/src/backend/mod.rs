@@ -4,6 +4,7 @@
 //! transaction starts (`BEGIN IMMEDIATE` vs a row lock on the log head) and which errors mean
 //! the storage itself failed.
 
+mod checkpoint;
 mod group;
 pub mod jobs;
 pub mod postgres;
@@ -18,6 +19,34 @@ use crate::records::{Digest, UnitKind};
 /// Rows per multi-row INSERT: 5 binds each stays far below SQLite's and PostgreSQL's
 /// bind-parameter limits, and large enough that statement overhead is amortised.
 pub(crate) const INSERT_CHUNK: usize = 1000;
+
+/// How long a pooled connection may sit idle before it is pinged on the way out of the pool.
+///
+/// sqlx pings every connection it hands out by default: one more round trip to the database in
+/// front of every query and transaction (on PostgreSQL, 1 of the 5 round trips of a lock
+/// transition). A connection that was in use a moment ago is as good as the answer it just
+/// gave, so only connections idle longer than this are checked; a broken one is dropped there
+/// and the caller gets another.
+pub(crate) const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a connection idle for `idle_for` must be pinged before it is handed out.
+pub(crate) fn needs_ping(idle_for: std::time::Duration) -> bool {
+    idle_for >= PING_AFTER_IDLE
+}
+
+/// The pool's check of a connection leaving the idle queue: a ping, only if it sat idle (see
+/// [`PING_AFTER_IDLE`]). Use with `test_before_acquire(false)`.
+pub(crate) fn ping_if_idle<C: sqlx::Connection>(
+    conn: &mut C,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        if needs_ping(meta.idle_for) {
+            conn.ping().await?;
+        }
+        Ok(true)
+    })
+}
 
 /// The newest schema version this binary knows, from the embedded migrations.
 pub(crate) fn known_version(migrator: &sqlx::migrate::Migrator) -> i64 {
@@ -1173,6 +1202,15 @@ pub(crate) use impl_store;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_idle_connections_are_pinged() {
+        use std::time::Duration;
+        assert!(!needs_ping(Duration::ZERO));
+        assert!(!needs_ping(Duration::from_millis(999)));
+        assert!(needs_ping(PING_AFTER_IDLE));
+        assert!(needs_ping(Duration::from_secs(3600)));
+    }
 
     #[test]
     fn newer_schema_is_refused() {

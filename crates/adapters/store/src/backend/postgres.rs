@@ -110,6 +110,8 @@ impl PgStore {
 
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
+            .before_acquire(crate::backend::ping_if_idle)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await

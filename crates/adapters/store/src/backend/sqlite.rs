@@ -1,7 +1,8 @@
 //! The embedded store: one SQLite file (`.sluice/sluice.db` by default) in WAL mode with
 //! `synchronous=FULL`, so a commit returns only after the WAL is fsynced; every write
 //! transaction starts with `BEGIN IMMEDIATE`, taking the write lock up front instead of failing
-//! on a lock upgrade halfway through.
+//! on a lock upgrade halfway through. The WAL is checkpointed by a task of the store, not by
+//! whichever commit happens to take it past SQLite's threshold (see [`super::checkpoint`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions as _, Connection as _, Sqlite, Transaction};
 use tokio::sync::Mutex;
 
+use crate::backend::checkpoint;
 use crate::backend::group::{BatchWriter, GroupCommit};
 use crate::backend::jobs::impl_jobs;
 use crate::backend::{check_applied, impl_store, known_version};
@@ -35,6 +37,8 @@ pub struct SqliteStore {
     /// Commits waiting to be written together (see [`crate::backend::group`]).
     group: GroupCommit,
     path: PathBuf,
+    /// Keeps the WAL checkpoint task running while a clone of the store lives.
+    _checkpoints: checkpoint::Alive,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -101,12 +105,20 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             // The entry index takes random inserts: with SQLite's 2 MiB default page cache a
             // log of a million leaves spills to disk on every append. 64 MiB per connection.
-            .pragma("cache_size", "-65536");
+            .pragma("cache_size", "-65536")
+            // Checkpoints run on the store's own task (see `checkpoint`); a commit checkpoints
+            // only if the WAL grew past this bound.
+            .pragma(
+                "wal_autocheckpoint",
+                checkpoint::COMMIT_CHECKPOINT_PAGES.to_string(),
+            );
         // WAL lets readers (audit scans, proofs) run beside the one writer; two cores here, so
         // a few connections are enough.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
+            .test_before_acquire(false)
+            .before_acquire(crate::backend::ping_if_idle)
             .connect_with(options)
             .await
             .map_err(|e| open_error(&location, e))?;
@@ -117,12 +129,14 @@ impl SqliteStore {
                 location: location.clone(),
                 source,
             })?;
+        let checkpoints = checkpoint::start(&pool);
         Ok(SqliteStore {
             pool,
             location,
             frontier: Arc::new(Mutex::new(None)),
             group: GroupCommit::default(),
             path,
+            _checkpoints: checkpoints,
         })
     }
 
