@@ -243,6 +243,51 @@ macro_rules! impl_store {
                 let entries: Vec<$crate::records::Hash> = leaves.iter().map(|l| l.entry).collect();
                 let rows = frontier.append(&entries);
                 let now = $crate::records::now_millis();
+                let new_size = to_i64(frontier.size(), "leaf")?;
+                if Self::APPEND_IN_ONE_STATEMENT
+                    && rows.leaves.len() <= INSERT_CHUNK
+                    && rows.nodes.len() <= INSERT_CHUNK
+                {
+                    // The usual append (a few leaves): leaves, nodes and head in one statement.
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "WITH leaves AS (INSERT INTO log_leaves \
+                         (idx, entry, leaf_hash, envelope_digest, created_at) ",
+                    );
+                    let mut bad = None;
+                    q.push_values(rows.leaves.iter().enumerate(), |mut b, (i, (idx, entry, leaf))| {
+                        let idx = to_i64(*idx, "leaf").unwrap_or_else(|e| {
+                            bad = Some(e);
+                            0
+                        });
+                        b.push_bind(idx)
+                            .push_bind(entry.to_vec())
+                            .push_bind(leaf.to_vec())
+                            .push_bind(leaves[i].envelope_digest.map(|d| d.0.to_vec()))
+                            .push_bind(now);
+                    });
+                    if let Some(e) = bad {
+                        return Err(e);
+                    }
+                    q.push(")");
+                    if !rows.nodes.is_empty() {
+                        q.push(", nodes AS (INSERT INTO log_nodes (end_leaf, level, idx, hash) ");
+                        q.push_values(&rows.nodes, |mut b, node| {
+                            b.push_bind(node.end_leaf() as i64)
+                                .push_bind(i32::from(node.level))
+                                .push_bind(node.index as i64)
+                                .push_bind(node.hash.to_vec());
+                        });
+                        q.push(")");
+                    }
+                    q.push(" UPDATE log_head SET size = ");
+                    q.push_bind(new_size);
+                    q.push(" WHERE id = 1");
+                    q.build()
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(self.fail("appending to the log"))?;
+                    return Ok(frontier);
+                }
                 for (chunk_no, chunk) in rows.leaves.chunks(INSERT_CHUNK).enumerate() {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO log_leaves (idx, entry, leaf_hash, envelope_digest, created_at) ",
@@ -284,7 +329,7 @@ macro_rules! impl_store {
                         .map_err(self.fail("writing log nodes"))?;
                 }
                 sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")
-                    .bind(to_i64(frontier.size(), "leaf")?)
+                    .bind(new_size)
                     .execute(&mut **tx)
                     .await
                     .map_err(self.fail("moving the log head"))?;

@@ -54,6 +54,8 @@ impl SqliteStore {
     pub(crate) const CLAIM_LOCK: &'static str = "";
     /// SQLite has no `UPDATE` in `WITH`: a claim is two statements under `BEGIN IMMEDIATE`.
     pub(crate) const CLAIM_IN_ONE_STATEMENT: bool = false;
+    /// SQLite has no `INSERT` in `WITH`; its statements cost no round trip anyway.
+    pub(crate) const APPEND_IN_ONE_STATEMENT: bool = false;
     /// No key locks: a write transaction is the only writer already.
     pub(crate) const KEY_LOCK: Option<&'static str> = None;
 
