@@ -52,3 +52,39 @@ async fn run(pool: SqlitePool, alive: Weak<()>) {
             .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages committed to the WAL reach the database file although no commit checkpoints (the
+    /// commits here stay far below `COMMIT_CHECKPOINT_PAGES`): the task copied them.
+    #[tokio::test]
+    async fn the_task_checkpoints_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = crate::SqliteStore::open(&path).await.unwrap();
+        let pool = store.pool().clone();
+        sqlx::query("CREATE TABLE filler (b BLOB NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        for _ in 0..8 {
+            sqlx::query("INSERT INTO filler (b) VALUES (zeroblob(262144))")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        // 2 MiB committed to the WAL; the database file grows only by a checkpoint.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&path).unwrap().len() < before + (2 << 20) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL was not checkpointed into the database file"
+            );
+            tokio::time::sleep(INTERVAL).await;
+        }
+        store.close().await;
+    }
+}
