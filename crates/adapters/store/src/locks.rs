@@ -238,30 +238,44 @@ macro_rules! impl_lock_store {
     ($ty:ty, $db:ty, $select:expr) => {
         impl $ty {
             /// Reads `unit`'s lock on a write transaction, holding its row until the transaction
-            /// ends (a fresh lock's row is created first, so that there is always a row to hold:
-            /// two transactions on a stack never locked before then serialise on it like on any
-            /// other).
+            /// ends. A stack never locked before has no row: one is created first and then
+            /// held, so that two transactions on a new stack serialise on it like on any other.
+            /// The row is read first and created only when missing: a stack's row exists from
+            /// its first transition on, so this is one round trip, not two, on every later one.
             pub(crate) async fn hold_lock_on(
                 &self,
                 conn: &mut <$db as sqlx::Database>::Connection,
                 unit: &str,
             ) -> $crate::error::Result<sluice_model::lock::Lock> {
-                let fresh = $crate::locks::encode(&sluice_model::lock::Lock::new(unit))?;
-                sqlx::query(
-                    "INSERT INTO locks (unit, last_token, holder_change, holder_token, state, \
-                     updated_at) VALUES ($1, 0, NULL, NULL, $2, $3) ON CONFLICT (unit) DO NOTHING",
-                )
-                .bind(unit)
-                .bind(&fresh.state)
-                .bind($crate::records::now_millis())
-                .execute(&mut *conn)
-                .await
-                .map_err(self.fail("creating a lock"))?;
-                let state: String = sqlx::query_scalar($select)
+                let held: Option<String> = sqlx::query_scalar($select)
                     .bind(unit)
-                    .fetch_one(&mut *conn)
+                    .fetch_optional(&mut *conn)
                     .await
                     .map_err(self.fail("reading a lock"))?;
+                let state = match held {
+                    Some(state) => state,
+                    None => {
+                        let fresh = $crate::locks::encode(&sluice_model::lock::Lock::new(unit))?;
+                        // Another transaction may be creating it too: ON CONFLICT waits for it
+                        // and the read below then holds the row it created.
+                        sqlx::query(
+                            "INSERT INTO locks (unit, last_token, holder_change, holder_token, \
+                             state, updated_at) VALUES ($1, 0, NULL, NULL, $2, $3) \
+                             ON CONFLICT (unit) DO NOTHING",
+                        )
+                        .bind(unit)
+                        .bind(&fresh.state)
+                        .bind($crate::records::now_millis())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(self.fail("creating a lock"))?;
+                        sqlx::query_scalar($select)
+                            .bind(unit)
+                            .fetch_one(&mut *conn)
+                            .await
+                            .map_err(self.fail("reading a lock"))?
+                    }
+                };
                 $crate::locks::decode(unit, &state)
             }
 
@@ -293,10 +307,16 @@ macro_rules! impl_lock_store {
         }
 
         impl $crate::locks::LockStore for $ty {
-            async fn transition<T, F>(&self, unit: &str, transition: F) -> $crate::locks::LockResult<T>
+            async fn transition<T, F>(
+                &self,
+                unit: &str,
+                transition: F,
+            ) -> $crate::locks::LockResult<T>
             where
                 T: Send,
-                F: FnOnce(&mut sluice_model::lock::Lock) -> std::result::Result<T, sluice_model::lock::Refusal>
+                F: FnOnce(
+                        &mut sluice_model::lock::Lock,
+                    ) -> std::result::Result<T, sluice_model::lock::Refusal>
                     + Send,
             {
                 let mut tx = self.begin_write().await?;
@@ -326,9 +346,7 @@ macro_rules! impl_lock_store {
                         .fetch_optional(&self.pool)
                         .await
                         .map_err($crate::error::db("reading a lock"))?;
-                state
-                    .map(|s| $crate::locks::decode(unit, &s))
-                    .transpose()
+                state.map(|s| $crate::locks::decode(unit, &s)).transpose()
             }
 
             async fn locks(&self) -> $crate::error::Result<Vec<sluice_model::lock::Lock>> {

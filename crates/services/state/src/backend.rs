@@ -53,6 +53,7 @@ use sluice_store::{
 
 use crate::auth::Principal;
 use crate::locks::{DomainLocks, try_acquire_transition};
+use crate::verified::Verified;
 
 /// The change name a Terraform client's own lock is held under.
 pub const TERRAFORM_CHANGE_PREFIX: &str = "terraform:";
@@ -175,6 +176,8 @@ pub struct StateBackend<S> {
     /// Signs the audit events' statements (the evidence log's key).
     evidence: EvidenceKey,
     config: BackendConfig,
+    /// Heads already decrypted and checked (see [`crate::verified`]).
+    verified: Verified,
 }
 
 pub fn now() -> Timestamp {
@@ -198,6 +201,7 @@ impl<S: BackendStore> StateBackend<S> {
             keys,
             evidence,
             config,
+            verified: Verified::new(crate::verified::DEFAULT_BUDGET),
         }
     }
 
@@ -375,7 +379,21 @@ impl<S: BackendStore> StateBackend<S> {
                 (record, sealed)
             }
         };
-        let body = self.open(&record, sealed)?;
+        // The same record and the same sealed bytes as a version checked before: its body is
+        // what opening them would give again. Anything else is opened and checked.
+        let cached = sealed
+            .as_deref()
+            .and_then(|s| self.verified.get(&record, s));
+        let body = match cached {
+            Some(body) => body,
+            None => {
+                let body = self.open(&record, sealed.as_deref())?;
+                if let Some(sealed) = sealed {
+                    self.verified.put(&record, sealed, body.clone());
+                }
+                body
+            }
+        };
         let md5 = record.md5.unwrap_or_else(|| md5_of(&body));
         Ok(Some(Pulled { record, body, md5 }))
     }
@@ -386,7 +404,7 @@ impl<S: BackendStore> StateBackend<S> {
     fn open(
         &self,
         record: &StateVersionRecord,
-        sealed: Option<Vec<u8>>,
+        sealed: Option<&[u8]>,
     ) -> Result<Vec<u8>, StateError> {
         let tampered = |problem: String| StateError::Tampered {
             unit: record.unit.clone(),
@@ -396,7 +414,7 @@ impl<S: BackendStore> StateBackend<S> {
         let sealed =
             sealed.ok_or_else(|| tampered(format!("its blob {} is missing", record.digest)))?;
         let body =
-            seal::open(self.keys.as_ref(), &sealed, &record.digest.0).map_err(|e| match e {
+            seal::open(self.keys.as_ref(), sealed, &record.digest.0).map_err(|e| match e {
                 SealError::Tampered | SealError::Malformed => tampered(e.to_string()),
                 other => StateError::Seal(other),
             })?;
@@ -448,7 +466,22 @@ impl<S: BackendStore> StateBackend<S> {
         lock_id: Option<&str>,
         body: &[u8],
     ) -> Result<Written, StateError> {
-        let result = self.write_inner(who, unit, lock_id, body).await;
+        let result = self.write_inner(who, unit, lock_id, body, None).await;
+        self.audited(unit, "write", who, result).await
+    }
+
+    /// [`Self::write`] of a body whose MD5 the caller has computed already (`md5`, the HTTP
+    /// surface's check of `Content-MD5`): it is stored with the version as it is, instead of
+    /// hashing the body (a megabyte or more) a second time.
+    pub async fn write_with_md5(
+        &self,
+        who: &Principal,
+        unit: &str,
+        lock_id: Option<&str>,
+        body: &[u8],
+        md5: [u8; 16],
+    ) -> Result<Written, StateError> {
+        let result = self.write_inner(who, unit, lock_id, body, Some(md5)).await;
         self.audited(unit, "write", who, result).await
     }
 
@@ -458,6 +491,7 @@ impl<S: BackendStore> StateBackend<S> {
         unit: &str,
         lock_id: Option<&str>,
         body: &[u8],
+        md5: Option<[u8; 16]>,
     ) -> Result<Written, StateError> {
         self.authorize(who, Action::WriteState, unit)?;
         self.check_size(body)?;
@@ -473,6 +507,7 @@ impl<S: BackendStore> StateBackend<S> {
         let header = StateHeader::parse(body)?;
         let how = How {
             lock: Some((lock_id, token)),
+            md5,
             ..How::default()
         };
         self.put(who, unit, body, &header, how, head).await
@@ -527,7 +562,7 @@ impl<S: BackendStore> StateBackend<S> {
                     StateError::NotFound(format!("`{unit}` has no state version {version}"))
                 })?;
             let sealed = self.store.state_blob(&old.digest).await?;
-            let old_body = self.open(&old, sealed)?;
+            let old_body = self.open(&old, sealed.as_deref())?;
             self.with_admin_lock(who, unit, |token| async move {
                 let head = self
                     .store
@@ -596,6 +631,7 @@ impl<S: BackendStore> StateBackend<S> {
             admin_token,
             force,
             rollback_of,
+            md5,
         } = how;
         let digest = Digest::of(body);
         let head = head_record.as_ref().map(|r| Head {
@@ -634,7 +670,7 @@ impl<S: BackendStore> StateBackend<S> {
             serial: header.serial,
             lineage: header.lineage.clone(),
             size: body.len() as u64,
-            md5: Some(md5_of(body)),
+            md5: Some(md5.unwrap_or_else(|| md5_of(body))),
             identity: who.identity(),
             lock_id: lock.map(|(id, _)| id.to_string()),
             fencing_token: token.map(|t| t.0),
@@ -668,6 +704,9 @@ impl<S: BackendStore> StateBackend<S> {
             lock_id: lock.map(|(id, _)| id.to_string()),
             at: now(),
         });
+        // What the head's first `GET` will read back, to answer it without opening it again
+        // (kept only once the version is committed).
+        let written = sealed.clone();
         let mut tx = Transaction::new();
         tx.put_state_version(NewStateVersion {
             record,
@@ -687,6 +726,7 @@ impl<S: BackendStore> StateBackend<S> {
             .into_iter()
             .next()
             .ok_or_else(|| StoreError::Log("the store returned no version".into()))?;
+        self.verified.put(&stored, written, body.to_vec());
         Ok(Written::New(stored))
     }
 
@@ -858,6 +898,8 @@ struct How<'a> {
     admin_token: Option<FencingToken>,
     force: Option<&'a Force>,
     rollback_of: Option<u64>,
+    /// The body's MD5 when the caller computed it already.
+    md5: Option<[u8; 16]>,
 }
 
 /// The audit event of a refusal (or failure) of `action`.

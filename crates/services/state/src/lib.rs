@@ -13,6 +13,8 @@
 //!   with runner OIDC tokens verified against the trusted issuers' JWKS.
 //! - [`locks`]: [`DomainLocks`], the state-domain lock operations the backend uses as its lock.
 //! - [`local`]: the same operations, blocking, for the command line.
+//! - [`verified`]: the heads this process has already decrypted and checked, so a `GET` of an
+//!   unchanged head is not opened again.
 //!
 //! The HTTP surface (`sluice-state-backend`) maps these to Terraform's `http` backend protocol
 //! and chooses the status codes.
@@ -21,6 +23,7 @@ pub mod auth;
 pub mod backend;
 pub mod local;
 pub mod locks;
+pub mod verified;
 
 pub use auth::{
     AuthError, Authenticator, FirstOf, OidcAuthenticator, Principal, TokenAuthenticator,

@@ -156,13 +156,18 @@ async fn handle<S: BackendStore>(
             };
         }
     };
+    // The body's MD5 as checked against Content-MD5 (a write stores it with the version).
+    let mut checked_md5 = None;
     if !matches!(op, Op::Read) {
         let required = matches!(op, Op::Write);
-        if let Err(problem) = check_md5(&headers, &body, required) {
-            let _ = backend
-                .audit_refusal(&unit, op.action(), &who.identity(), &problem)
-                .await;
-            return text(StatusCode::BAD_REQUEST, problem);
+        match check_md5(&headers, &body, required) {
+            Ok(md5) => checked_md5 = md5,
+            Err(problem) => {
+                let _ = backend
+                    .audit_refusal(&unit, op.action(), &who.identity(), &problem)
+                    .await;
+                return text(StatusCode::BAD_REQUEST, problem);
+            }
         }
     }
     let result = match op {
@@ -171,13 +176,22 @@ async fn handle<S: BackendStore>(
             Ok(None) => return text(StatusCode::NOT_FOUND, format!("`{unit}` has no state yet")),
             Err(e) => Err(e),
         },
-        Op::Write => backend
-            .write(&who, &unit, params.id.as_deref(), &body)
-            .await
-            .map(|w| match w {
-                Written::New(r) => format!("stored version {} (serial {})", r.version, r.serial),
-                Written::Unchanged(r) => format!("unchanged: version {}", r.version),
-            }),
+        Op::Write => match checked_md5 {
+            Some(md5) => {
+                backend
+                    .write_with_md5(&who, &unit, params.id.as_deref(), &body, md5)
+                    .await
+            }
+            None => {
+                backend
+                    .write(&who, &unit, params.id.as_deref(), &body)
+                    .await
+            }
+        }
+        .map(|w| match w {
+            Written::New(r) => format!("stored version {} (serial {})", r.version, r.serial),
+            Written::Unchanged(r) => format!("unchanged: version {}", r.version),
+        }),
         Op::Lock => match lock_info(&body) {
             Ok(info) => {
                 let fence = match (&params.change, params.fencing_token) {
@@ -243,13 +257,14 @@ async fn authenticate(
 }
 
 /// Checks `Content-MD5` (base64 of the body's MD5, RFC 1864) when present; `required` for
-/// writes, which Terraform always sends it with.
-fn check_md5(headers: &HeaderMap, body: &[u8], required: bool) -> Result<(), String> {
+/// writes, which Terraform always sends it with. Returns the MD5 it checked (`None` when there
+/// was no header to check).
+fn check_md5(headers: &HeaderMap, body: &[u8], required: bool) -> Result<Option<[u8; 16]>, String> {
     let Some(value) = headers.get("content-md5") else {
         return if required {
             Err("Content-MD5 is missing: state writes must carry the body's MD5".into())
         } else {
-            Ok(())
+            Ok(None)
         };
     };
     let claimed = value
@@ -257,9 +272,9 @@ fn check_md5(headers: &HeaderMap, body: &[u8], required: bool) -> Result<(), Str
         .ok()
         .and_then(|v| B64.decode(v.trim()).ok())
         .ok_or("Content-MD5 is not base64")?;
-    let actual = md5::Md5::digest(body);
+    let actual: [u8; 16] = md5::Md5::digest(body).into();
     if claimed.as_slice() == actual.as_slice() {
-        Ok(())
+        Ok(Some(actual))
     } else {
         Err("Content-MD5 does not match the body: it was changed in transit".into())
     }
@@ -333,9 +348,10 @@ mod tests {
         let good = B64.encode(md5::Md5::digest(body));
         let mut h = HeaderMap::new();
         assert!(check_md5(&h, body, true).is_err());
-        assert!(check_md5(&h, body, false).is_ok());
+        assert_eq!(check_md5(&h, body, false), Ok(None));
         h.insert("content-md5", HeaderValue::from_str(&good).unwrap());
-        assert!(check_md5(&h, body, true).is_ok());
+        let md5: [u8; 16] = md5::Md5::digest(body).into();
+        assert_eq!(check_md5(&h, body, true), Ok(Some(md5)));
         assert!(check_md5(&h, b"{\"version\":5}", true).is_err());
         h.insert("content-md5", HeaderValue::from_static("!!"));
         assert!(check_md5(&h, body, true).is_err());

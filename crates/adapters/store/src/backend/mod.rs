@@ -4,6 +4,7 @@
 //! transaction starts (`BEGIN IMMEDIATE` vs a row lock on the log head) and which errors mean
 //! the storage itself failed.
 
+mod checkpoint;
 mod group;
 pub mod jobs;
 pub mod postgres;
@@ -18,6 +19,34 @@ use crate::records::{Digest, UnitKind};
 /// Rows per multi-row INSERT: 5 binds each stays far below SQLite's and PostgreSQL's
 /// bind-parameter limits, and large enough that statement overhead is amortised.
 pub(crate) const INSERT_CHUNK: usize = 1000;
+
+/// How long a pooled connection may sit idle before it is pinged on the way out of the pool.
+///
+/// sqlx pings every connection it hands out by default: one more round trip to the database in
+/// front of every query and transaction (on PostgreSQL, 1 of the 5 round trips of a lock
+/// transition). A connection that was in use a moment ago is as good as the answer it just
+/// gave, so only connections idle longer than this are checked; a broken one is dropped there
+/// and the caller gets another.
+pub(crate) const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a connection idle for `idle_for` must be pinged before it is handed out.
+pub(crate) fn needs_ping(idle_for: std::time::Duration) -> bool {
+    idle_for >= PING_AFTER_IDLE
+}
+
+/// The pool's check of a connection leaving the idle queue: a ping, only if it sat idle (see
+/// [`PING_AFTER_IDLE`]). Use with `test_before_acquire(false)`.
+pub(crate) fn ping_if_idle<C: sqlx::Connection>(
+    conn: &mut C,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        if needs_ping(meta.idle_for) {
+            conn.ping().await?;
+        }
+        Ok(true)
+    })
+}
 
 /// The newest schema version this binary knows, from the embedded migrations.
 pub(crate) fn known_version(migrator: &sqlx::migrate::Migrator) -> i64 {
@@ -214,6 +243,51 @@ macro_rules! impl_store {
                 let entries: Vec<$crate::records::Hash> = leaves.iter().map(|l| l.entry).collect();
                 let rows = frontier.append(&entries);
                 let now = $crate::records::now_millis();
+                let new_size = to_i64(frontier.size(), "leaf")?;
+                if Self::APPEND_IN_ONE_STATEMENT
+                    && rows.leaves.len() <= INSERT_CHUNK
+                    && rows.nodes.len() <= INSERT_CHUNK
+                {
+                    // The usual append (a few leaves): leaves, nodes and head in one statement.
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "WITH leaves AS (INSERT INTO log_leaves \
+                         (idx, entry, leaf_hash, envelope_digest, created_at) ",
+                    );
+                    let mut bad = None;
+                    q.push_values(rows.leaves.iter().enumerate(), |mut b, (i, (idx, entry, leaf))| {
+                        let idx = to_i64(*idx, "leaf").unwrap_or_else(|e| {
+                            bad = Some(e);
+                            0
+                        });
+                        b.push_bind(idx)
+                            .push_bind(entry.to_vec())
+                            .push_bind(leaf.to_vec())
+                            .push_bind(leaves[i].envelope_digest.map(|d| d.0.to_vec()))
+                            .push_bind(now);
+                    });
+                    if let Some(e) = bad {
+                        return Err(e);
+                    }
+                    q.push(")");
+                    if !rows.nodes.is_empty() {
+                        q.push(", nodes AS (INSERT INTO log_nodes (end_leaf, level, idx, hash) ");
+                        q.push_values(&rows.nodes, |mut b, node| {
+                            b.push_bind(node.end_leaf() as i64)
+                                .push_bind(i32::from(node.level))
+                                .push_bind(node.index as i64)
+                                .push_bind(node.hash.to_vec());
+                        });
+                        q.push(")");
+                    }
+                    q.push(" UPDATE log_head SET size = ");
+                    q.push_bind(new_size);
+                    q.push(" WHERE id = 1");
+                    q.build()
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(self.fail("appending to the log"))?;
+                    return Ok(frontier);
+                }
                 for (chunk_no, chunk) in rows.leaves.chunks(INSERT_CHUNK).enumerate() {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO log_leaves (idx, entry, leaf_hash, envelope_digest, created_at) ",
@@ -255,7 +329,7 @@ macro_rules! impl_store {
                         .map_err(self.fail("writing log nodes"))?;
                 }
                 sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")
-                    .bind(to_i64(frontier.size(), "leaf")?)
+                    .bind(new_size)
                     .execute(&mut **tx)
                     .await
                     .map_err(self.fail("moving the log head"))?;
@@ -1178,6 +1252,15 @@ pub(crate) use impl_store;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_idle_connections_are_pinged() {
+        use std::time::Duration;
+        assert!(!needs_ping(Duration::ZERO));
+        assert!(!needs_ping(Duration::from_millis(999)));
+        assert!(needs_ping(PING_AFTER_IDLE));
+        assert!(needs_ping(Duration::from_secs(3600)));
+    }
 
     #[test]
     fn newer_schema_is_refused() {

@@ -1,7 +1,8 @@
 //! The embedded store: one SQLite file (`.sluice/sluice.db` by default) in WAL mode with
 //! `synchronous=FULL`, so a commit returns only after the WAL is fsynced; every write
 //! transaction starts with `BEGIN IMMEDIATE`, taking the write lock up front instead of failing
-//! on a lock upgrade halfway through.
+//! on a lock upgrade halfway through. The WAL is checkpointed by a task of the store, not by
+//! whichever commit happens to take it past SQLite's threshold (see [`super::checkpoint`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions as _, Connection as _, Sqlite, Transaction};
 use tokio::sync::Mutex;
 
+use crate::backend::checkpoint;
 use crate::backend::group::{BatchWriter, GroupCommit};
 use crate::backend::jobs::impl_jobs;
 use crate::backend::{check_applied, impl_store, known_version};
@@ -49,6 +51,8 @@ pub struct SqliteStore {
     /// syncs, and that sync covers the claims written before it.
     pub(crate) lease_pool: SqlitePool,
     path: PathBuf,
+    /// Keeps the WAL checkpoint task running while a clone of the store lives.
+    _checkpoints: checkpoint::Alive,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -64,6 +68,8 @@ impl SqliteStore {
     pub(crate) const CLAIM_LOCK: &'static str = "";
     /// SQLite has no `UPDATE` in `WITH`: a claim is two statements under `BEGIN IMMEDIATE`.
     pub(crate) const CLAIM_IN_ONE_STATEMENT: bool = false;
+    /// SQLite has no `INSERT` in `WITH`; its statements cost no round trip anyway.
+    pub(crate) const APPEND_IN_ONE_STATEMENT: bool = false;
     /// No key locks: a write transaction is the only writer already.
     pub(crate) const KEY_LOCK: Option<&'static str> = None;
 
@@ -115,7 +121,13 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             // The entry index takes random inserts: with SQLite's 2 MiB default page cache a
             // log of a million leaves spills to disk on every append. 64 MiB per connection.
-            .pragma("cache_size", "-65536");
+            .pragma("cache_size", "-65536")
+            // Checkpoints run on the store's own task (see `checkpoint`); a commit checkpoints
+            // only if the WAL grew past this bound.
+            .pragma(
+                "wal_autocheckpoint",
+                checkpoint::COMMIT_CHECKPOINT_PAGES.to_string(),
+            );
         // WAL lets readers (audit scans, proofs) run beside the one writer; two cores here, so
         // a few connections are enough.
         let lease_pool = SqlitePoolOptions::new()
@@ -124,6 +136,8 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
+            .test_before_acquire(false)
+            .before_acquire(crate::backend::ping_if_idle)
             .connect_with(options)
             .await
             .map_err(|e| open_error(&location, e))?;
@@ -134,6 +148,7 @@ impl SqliteStore {
                 location: location.clone(),
                 source,
             })?;
+        let checkpoints = checkpoint::start(&pool);
         Ok(SqliteStore {
             pool,
             location,
@@ -143,6 +158,7 @@ impl SqliteStore {
             jobs_ready: Arc::new(tokio::sync::Notify::new()),
             lease_pool,
             path,
+            _checkpoints: checkpoints,
         })
     }
 

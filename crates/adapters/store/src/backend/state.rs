@@ -4,8 +4,13 @@
 use crate::backend::postgres::PgStore;
 use crate::backend::sqlite::SqliteStore;
 
+/// A unit's lock state and its attached Terraform lock, in one read (`b.*` is null when no
+/// Terraform lock is attached); no row when the unit was never locked.
+const LOCK_AND_ATTACHED: &str = "SELECT l.state AS lock_state, b.* FROM locks l \
+     LEFT JOIN state_backend_locks b ON b.unit = l.unit WHERE l.unit = $1";
+
 macro_rules! impl_state_store {
-    ($ty:ty, $db:ty, $lock_select:expr) => {
+    ($ty:ty, $db:ty, $lock_and_attached_held:expr) => {
         impl $ty {
             fn state_version_from_row(
                 row: &<$db as sqlx::Database>::Row,
@@ -124,8 +129,45 @@ macro_rules! impl_state_store {
                 .map_err(self.fail("recording a state event"))
             }
 
+            /// `unit`'s stored lock (its state as stored) and attached Terraform lock, read in
+            /// one round trip; `held` holds the lock row until the transaction ends
+            /// (`$lock_and_attached_held`). `None` when the unit was never locked.
+            async fn lock_and_attached_on(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                unit: &str,
+                held: bool,
+            ) -> $crate::error::Result<
+                Option<(sluice_model::lock::Lock, Option<$crate::state::BackendLockRecord>)>,
+            > {
+                use sqlx::Row as _;
+                let sql = if held {
+                    $lock_and_attached_held
+                } else {
+                    LOCK_AND_ATTACHED
+                };
+                let row = sqlx::query(sql)
+                    .bind(unit)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(self.fail("reading a lock"))?;
+                let Some(row) = row else { return Ok(None) };
+                let state: String = row
+                    .try_get("lock_state")
+                    .map_err($crate::error::db("reading a lock"))?;
+                let lock = $crate::locks::decode(unit, &state)?;
+                let lock_id: Option<String> = row
+                    .try_get("lock_id")
+                    .map_err($crate::error::db("reading a backend lock"))?;
+                let attached = match lock_id {
+                    Some(_) => Some(Self::backend_lock_from_row(&row)?),
+                    None => None,
+                };
+                Ok(Some((lock, attached)))
+            }
+
             /// The fence of a write, checked on the write's transaction: the lock row is
-            /// read holding it (`$lock_select`), so no lock transition interleaves.
+            /// read holding it (`$lock_and_attached_held`), so no lock transition interleaves.
             async fn check_fence_on(
                 &self,
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -136,15 +178,10 @@ macro_rules! impl_state_store {
                     what: "lock",
                     detail,
                 };
-                let state: Option<String> = sqlx::query_scalar($lock_select)
-                    .bind(unit)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(self.fail("reading a lock"))?;
-                let Some(state) = state else {
+                let Some((lock, attached)) = self.lock_and_attached_on(&mut *conn, unit, true).await?
+                else {
                     return Err(fenced(format!("{unit} has never been locked")));
                 };
-                let lock = $crate::locks::decode(unit, &state)?;
                 if let Err(refusal) = lock.check_write(fence.token, fence.at) {
                     return Err(fenced(format!(
                         "fencing token {} of {unit}: {refusal}",
@@ -152,15 +189,10 @@ macro_rules! impl_state_store {
                     )));
                 }
                 if let Some(lock_id) = &fence.lock_id {
-                    let attached: Option<(String, i64)> = sqlx::query_as(
-                        "SELECT lock_id, fencing_token FROM state_backend_locks WHERE unit = $1",
-                    )
-                    .bind(unit)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(self.fail("reading a backend lock"))?;
-                    let token = $crate::backend::to_i64(fence.token.0, "fencing token")?;
-                    if attached.as_ref() != Some(&(lock_id.clone(), token)) {
+                    let holds = attached
+                        .as_ref()
+                        .is_some_and(|a| &a.lock_id == lock_id && a.fencing_token == fence.token.0);
+                    if !holds {
                         return Err(fenced(format!(
                             "lock id {lock_id} no longer holds the lock of {unit}"
                         )));
@@ -375,8 +407,15 @@ macro_rules! impl_state_store {
                 let mut cached = self.frontier.lock().await;
                 let mut db = self.begin_write().await?;
                 let size = self.locked_log_size(&mut db).await?;
-                let before = self.hold_lock_on(&mut *db, unit).await?;
-                let attached = Self::backend_lock_on(&mut *db, unit).await?;
+                // The lock row held and the attached lock in one read; a unit never locked
+                // gets its row first.
+                let (before, attached) = match self.lock_and_attached_on(&mut *db, unit, true).await? {
+                    Some(found) => found,
+                    None => (
+                        self.hold_lock_on(&mut *db, unit).await?,
+                        Self::backend_lock_on(&mut *db, unit).await?,
+                    ),
+                };
                 let mut lock = before.clone();
                 let (out, tx) = decide(&mut lock, attached);
                 $crate::backend::validate(&tx)?;
@@ -418,14 +457,12 @@ macro_rules! impl_state_store {
                     .acquire()
                     .await
                     .map_err($crate::error::db("reading a unit's lock and state"))?;
-                let lock: Option<String> =
-                    sqlx::query_scalar("SELECT state FROM locks WHERE unit = $1")
-                        .bind(unit)
-                        .fetch_optional(&mut *conn)
-                        .await
-                        .map_err($crate::error::db("reading a lock"))?;
-                let lock = lock.map(|s| $crate::locks::decode(unit, &s)).transpose()?;
-                let attached = Self::backend_lock_on(&mut *conn, unit).await?;
+                // A Terraform lock is attached only to a holder of the unit's lock: no lock
+                // row, nothing attached.
+                let (lock, attached) = match self.lock_and_attached_on(&mut *conn, unit, false).await? {
+                    Some((lock, attached)) => (Some(lock), attached),
+                    None => (None, None),
+                };
                 let head = sqlx::query(
                     "SELECT * FROM state_versions WHERE unit = $1 ORDER BY version DESC LIMIT 1",
                 )
@@ -619,10 +656,11 @@ impl_state_store!(
     SqliteStore,
     sqlx::Sqlite,
     // BEGIN IMMEDIATE already holds the database's write lock.
-    "SELECT state FROM locks WHERE unit = $1"
+    LOCK_AND_ATTACHED
 );
 impl_state_store!(
     PgStore,
     sqlx::Postgres,
-    "SELECT state FROM locks WHERE unit = $1 FOR UPDATE"
+    "SELECT l.state AS lock_state, b.* FROM locks l \
+     LEFT JOIN state_backend_locks b ON b.unit = l.unit WHERE l.unit = $1 FOR UPDATE OF l"
 );
