@@ -141,8 +141,22 @@ impl Server {
         body: &[u8],
         signature: Option<String>,
     ) -> (u16, Value) {
-        let mut req = self
-            .client
+        self.try_deliver(&self.client, event, delivery, body, signature)
+            .await
+            .unwrap()
+    }
+
+    /// [`Self::deliver`] through `client`, keeping a failure to send (a connection the server
+    /// closed) as the error it is.
+    pub async fn try_deliver(
+        &self,
+        client: &reqwest::Client,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+        signature: Option<String>,
+    ) -> reqwest::Result<(u16, Value)> {
+        let mut req = client
             .post(format!("{}/webhooks/github", self.base))
             .header("content-type", "application/json")
             .header("x-github-event", event)
@@ -151,13 +165,13 @@ impl Server {
         if let Some(sig) = signature {
             req = req.header("x-hub-signature-256", sig);
         }
-        let resp = req.send().await.unwrap();
+        let resp = req.send().await?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
+        let text = resp.text().await?;
+        Ok((
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        ))
     }
 
     /// A correctly signed delivery.
