@@ -641,17 +641,7 @@ macro_rules! impl_jobs {
                 scope: $crate::tokens::Scope,
                 name: &str,
             ) -> $crate::error::Result<$crate::tokens::IssuedToken> {
-                if scope == $crate::tokens::Scope::State {
-                    return Err($crate::error::StoreError::Invalid {
-                        record: "token",
-                        field: "scope",
-                        problem: "a state token needs the stacks it may touch \
-                                  (create_state_token)"
-                            .into(),
-                    });
-                }
-                self.insert_token(scope, name, &$crate::tokens::StateGrants::default(), None)
-                    .await
+                self.insert_plain_token(scope, name, None).await
             }
 
             async fn create_expiring_token(
@@ -660,22 +650,7 @@ macro_rules! impl_jobs {
                 name: &str,
                 expires_at: $crate::records::UnixMillis,
             ) -> $crate::error::Result<$crate::tokens::IssuedToken> {
-                if scope == $crate::tokens::Scope::State {
-                    return Err($crate::error::StoreError::Invalid {
-                        record: "token",
-                        field: "scope",
-                        problem: "a state token needs the stacks it may touch \
-                                  (create_state_token)"
-                            .into(),
-                    });
-                }
-                self.insert_token(
-                    scope,
-                    name,
-                    &$crate::tokens::StateGrants::default(),
-                    Some(expires_at),
-                )
-                .await
+                self.insert_plain_token(scope, name, Some(expires_at)).await
             }
 
             async fn renew_token(
@@ -803,6 +778,32 @@ macro_rules! impl_jobs {
         }
 
         impl $ty {
+            /// A token of a scope without stack grants: every scope but `state`, whose tokens
+            /// name the stacks they may touch (`create_state_token`).
+            async fn insert_plain_token(
+                &self,
+                scope: $crate::tokens::Scope,
+                name: &str,
+                expires_at: Option<$crate::records::UnixMillis>,
+            ) -> $crate::error::Result<$crate::tokens::IssuedToken> {
+                if scope == $crate::tokens::Scope::State {
+                    return Err($crate::error::StoreError::Invalid {
+                        record: "token",
+                        field: "scope",
+                        problem: "a state token needs the stacks it may touch \
+                                  (create_state_token)"
+                            .into(),
+                    });
+                }
+                self.insert_token(
+                    scope,
+                    name,
+                    &$crate::tokens::StateGrants::default(),
+                    expires_at,
+                )
+                .await
+            }
+
             async fn insert_token(
                 &self,
                 scope: $crate::tokens::Scope,
