@@ -17,12 +17,18 @@ pub(crate) const JOB_COLUMNS: &str = "id, kind, serial_key, head_sha, payload, s
 /// it is the oldest unfinished job of its key (`$1` is now, `$4` how many to take). `{lock}` is
 /// the backend's `CLAIM_LOCK`. Expired leases are found through `jobs_leased` and queued jobs in
 /// id order through `jobs_unfinished`: no claim reads finished jobs.
+///
+/// The `LIMIT 1 OFFSET 0` keeps the per-key test a probe of `jobs_by_key` for each candidate:
+/// without it PostgreSQL turns the `NOT EXISTS` into an anti join, and on a table it has no
+/// statistics for (a new queue, or a server without autovacuum) it planned a nested loop over
+/// every unfinished job for every candidate: 57 ms per claim at 1,000 queued jobs instead of
+/// 1 ms.
 pub(crate) const CLAIM_CANDIDATE: &str = "SELECT j.id FROM jobs j \
      WHERE j.state IN ('queued', 'running') \
      AND ((j.state = 'queued' AND j.run_at <= $1) \
           OR (j.state = 'running' AND j.lease_until < $1 AND j.attempts < j.max_attempts)) \
      AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.serial_key = j.serial_key AND e.id < j.id \
-                     AND e.state IN ('queued', 'running')) \
+                     AND e.state IN ('queued', 'running') LIMIT 1 OFFSET 0) \
      ORDER BY j.id LIMIT $4";
 
 /// Running jobs whose lease expired on their last attempt (`$1` is now).
