@@ -61,6 +61,7 @@ use sluice_store::{
 use crate::approve::{APPROVER_ENVELOPE_DETAIL, REVIEW_ENVELOPE_DETAIL};
 use crate::context::{ChangeContext, Governance};
 use crate::error::{ReleaseError, Result};
+use sluice_flow::error::PipelineError;
 
 pub struct ApplyRequest {
     pub repo: PathBuf,
@@ -173,7 +174,7 @@ pub async fn apply(req: ApplyRequest) -> Result<ApplyReport> {
     let mut run =
         ApplyRun::new(&org.graph, &indices).map_err(|e| ReleaseError::Usage(e.to_string()))?;
     let plan_config = PlanConfig::from_section(head.config.sections.get("plan"))
-        .map_err(|e| ReleaseError::Pipeline(sluice_flow::error::PipelineError::PlanConfig(e)))?;
+        .map_err(|e| ReleaseError::Pipeline(PipelineError::PlanConfig(e)))?;
     let store_root = req
         .plan_store
         .clone()
@@ -199,12 +200,12 @@ pub async fn apply(req: ApplyRequest) -> Result<ApplyReport> {
         match apply_one(&env, ctx).await {
             Ok(done) => {
                 run.record(&next, true)
-                    .map_err(|e| ReleaseError::failed("recording the apply order", e))?;
+                    .map_err(|e| PipelineError::failed("recording the apply order", e))?;
                 applied.push(done);
             }
             Err(e) => {
                 run.record(&next, false)
-                    .map_err(|e| ReleaseError::failed("recording the apply order", e))?;
+                    .map_err(|e| PipelineError::failed("recording the apply order", e))?;
                 for (unit, outcome) in run.order.iter().zip(&run.outcomes) {
                     if let sluice_model::apply::StackOutcome::Skipped(skip) = outcome {
                         eprintln!(
@@ -579,7 +580,7 @@ async fn apply_one(env: &Env<'_>, ctx: &ChangeContext) -> Result<StackApplied> {
     );
     let run = tokio::task::spawn_blocking(move || engine.apply(&dir, &plan_path, &facts))
         .await
-        .map_err(|e| ReleaseError::failed("the apply task", e))?;
+        .map_err(|e| PipelineError::failed("the apply task", e))?;
     stop.store(true, Ordering::SeqCst);
     heartbeat.abort();
     drop(prepared.work);
@@ -879,18 +880,18 @@ async fn prepare(env: &Env<'_>, ctx: &ChangeContext, plan_digest: &str) -> Resul
         .ok_or_else(|| ReleaseError::Usage(format!("stack {} not found", ctx.record.unit)))?;
     let spec = sluice_flow::stack_spec::stack_spec(stack);
     sluice_evidence::location::prepare_state_dir(env.store_root)
-        .map_err(|e| ReleaseError::failed("preparing the state folder", e))?;
+        .map_err(|e| PipelineError::failed("preparing the state folder", e))?;
     let work = tempfile::Builder::new()
         .prefix("apply-")
         .tempdir_in(env.store_root)
-        .map_err(|e| ReleaseError::io(env.store_root, e))?;
+        .map_err(|e| PipelineError::io(env.store_root, e))?;
     let (dir, _) = sluice_iac::export::export_stack(
         &env.head.snapshot,
         &spec.dir,
         &spec.inputs,
         &work.path().join("repo"),
     )
-    .map_err(|e| ReleaseError::failed(format!("exporting stack {}", stack.id), e))?;
+    .map_err(|e| PipelineError::failed(format!("exporting stack {}", stack.id), e))?;
     let plan_path = work.path().join("plan.tfplan");
     write_secret(&plan_path, &bytes)?;
     let plugin_cache = match &env.plan_config.plugin_cache_dir {
@@ -921,7 +922,7 @@ async fn prepare(env: &Env<'_>, ctx: &ChangeContext, plan_digest: &str) -> Resul
     let init_dir = dir.clone();
     tokio::task::spawn_blocking(move || init_engine.init(&init_dir))
         .await
-        .map_err(|e| ReleaseError::failed("the engine init task", e))?
+        .map_err(|e| PipelineError::failed("the engine init task", e))?
         .map_err(|e| {
             let detail = match &e {
                 sluice_iac::apply::ApplyError::Init { output, .. } => env.rules.redact_text(output),
@@ -952,8 +953,9 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| ReleaseError::io(path, e))?;
-    f.write_all(bytes).map_err(|e| ReleaseError::io(path, e))
+        .map_err(|e| PipelineError::io(path, e))?;
+    f.write_all(bytes)
+        .map_err(|e| PipelineError::io(path, e).into())
 }
 
 /// The merge rule in words, for reports.

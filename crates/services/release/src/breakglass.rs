@@ -32,6 +32,7 @@ use sluice_store::{AnyStore, BreakGlassStore, ChangeStore, EventRecord};
 
 use crate::apply::now;
 use crate::error::{ReleaseError, Result};
+use sluice_flow::error::PipelineError;
 
 /// DSSE payload type of a requester-signed grant request.
 pub const REQUEST_PAYLOAD_TYPE: &str = "application/vnd.sluice.break-glass-request+json";
@@ -191,7 +192,7 @@ pub async fn open(req: OpenGrantRequest) -> Result<Opened> {
         "governance_revision": governance_revision,
     });
     let payload = sluice_evidence::canonical::to_vec(&request)
-        .map_err(|e| ReleaseError::failed("encoding the break-glass request", e))?;
+        .map_err(|e| PipelineError::failed("encoding the break-glass request", e))?;
     let envelope = dsse::sign(REQUEST_PAYLOAD_TYPE, &payload, &key);
     verify_request(&envelope, &registered)?;
     store
@@ -223,7 +224,7 @@ pub fn verify_request(envelope: &Envelope, registered: &[PublicKey]) -> Result<(
     envelope
         .verify(REQUEST_PAYLOAD_TYPE, &verifying_keys(registered))
         .map(|_| ())
-        .map_err(|e| ReleaseError::failed("the signed request does not verify", e))
+        .map_err(|e| PipelineError::failed("the signed request does not verify", e).into())
 }
 
 /// Most attempts at a conditional write before giving up (each retry re-reads the grant).

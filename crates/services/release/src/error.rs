@@ -82,45 +82,10 @@ pub enum ReleaseError {
     },
     #[error("{0}")]
     Usage(String),
-    /// A file or folder could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A step failed underneath: what was being done, and the error.
-    #[error("{context}: {source}")]
-    Failed {
-        context: String,
-        #[source]
-        source: sluice_flow::error::Cause,
-    },
     /// An invariant broke, with no error underneath (a result the engine did not return, a
     /// record that was not written).
     #[error("{0}")]
     Internal(String),
-}
-
-impl ReleaseError {
-    /// A file or folder at `path` that could not be read or written.
-    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> ReleaseError {
-        ReleaseError::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
-    }
-
-    /// `context` failed because of `source`.
-    pub fn failed(
-        context: impl Into<String>,
-        source: impl Into<sluice_flow::error::Cause>,
-    ) -> ReleaseError {
-        ReleaseError::Failed {
-            context: context.into(),
-            source: source.into(),
-        }
-    }
 }
 
 fn list(refusals: &[GateRefusal]) -> String {
@@ -141,12 +106,13 @@ mod tests {
 
     #[test]
     fn io_and_failed_keep_their_cause() {
+        use sluice_flow::error::PipelineError;
         let gone = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
-        let e = ReleaseError::io("/state/apply-x", gone);
+        let e = ReleaseError::from(PipelineError::io("/state/apply-x", gone));
         assert_eq!(e.to_string(), "/state/apply-x: gone");
         assert_eq!(e.source().unwrap().to_string(), "gone");
         let inner = ReleaseError::Internal("no result".into());
-        let e = ReleaseError::failed("the apply task", inner);
+        let e = ReleaseError::from(PipelineError::failed("the apply task", inner));
         assert_eq!(e.to_string(), "the apply task: no result");
         assert_eq!(e.source().unwrap().to_string(), "no result");
     }

@@ -29,6 +29,7 @@ use sluice_store::{AnyStore, ChangeStore, EventRecord, ReleaseStore};
 
 use crate::apply::{now, settle};
 use crate::error::{ReleaseError, Result};
+use sluice_flow::error::PipelineError;
 
 pub struct RefreshRequest {
     pub repo: PathBuf,
@@ -84,19 +85,19 @@ pub async fn refresh_only(req: RefreshRequest) -> Result<Refreshed> {
         ReleaseError::Usage(format!("stack {unit} is not found at {}", change.head))
     })?;
     let mut config = PlanConfig::from_section(revision.config.sections.get("plan"))
-        .map_err(|e| ReleaseError::Pipeline(sluice_flow::error::PipelineError::PlanConfig(e)))?;
+        .map_err(|e| ReleaseError::Pipeline(PipelineError::PlanConfig(e)))?;
     config.refresh_only = true;
     let store_root = req
         .plan_store
         .clone()
         .unwrap_or_else(|| req.repo.join(".sluice"));
     sluice_evidence::location::prepare_state_dir(&store_root)
-        .map_err(|e| ReleaseError::failed("preparing the state folder", e))?;
+        .map_err(|e| PipelineError::failed("preparing the state folder", e))?;
     let plans = FsPlanStore::new(&store_root);
     let work = tempfile::Builder::new()
         .prefix("refresh-")
         .tempdir_in(&store_root)
-        .map_err(|e| ReleaseError::io(&store_root, e))?;
+        .map_err(|e| PipelineError::io(&store_root, e))?;
     let driver = Driver {
         config: &config,
         store: &plans,

@@ -64,7 +64,7 @@ pub fn release(e: &sluice_release::ReleaseError) -> i32 {
         E::Gate { .. } | E::Lock { .. } | E::PlanFile { .. } | E::StalePlan { .. } => APPLY_REFUSED,
         E::Locked { .. } => LOCKED,
         E::ApplyFailed { .. } => APPLY_FAILED,
-        E::Engine(_) | E::Io { .. } | E::Failed { .. } | E::Internal(_) => INTERNAL,
+        E::Engine(_) | E::Internal(_) => INTERNAL,
         E::GrantUnusable { .. } => APPLY_REFUSED,
         E::BreakGlass(e) => break_glass(e),
     }

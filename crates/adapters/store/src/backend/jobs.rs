@@ -108,16 +108,14 @@ pub(crate) fn push_lease_match<DB: sqlx::Database>(
     q.push(")");
 }
 
-/// The first of `leases` whose job is not among the ids a statement touched.
-pub(crate) fn first_missing(
-    leases: &[crate::jobs::Lease],
-    touched: &[i64],
-) -> Option<crate::jobs::Lease> {
+/// The leases of `leases` whose job is not among the ids a statement touched, in order.
+pub(crate) fn missing(leases: &[crate::jobs::Lease], touched: &[i64]) -> Vec<crate::jobs::Lease> {
     let touched: std::collections::HashSet<i64> = touched.iter().copied().collect();
     leases
         .iter()
         .copied()
-        .find(|l| !touched.contains(&l.job_id))
+        .filter(|l| !touched.contains(&l.job_id))
+        .collect()
 }
 
 macro_rules! impl_jobs {
@@ -347,7 +345,7 @@ macro_rules! impl_jobs {
                         .fetch_all(&mut **db)
                         .await
                         .map_err(self.fail("completing jobs"))?;
-                    if let Some(lost) = $crate::backend::jobs::first_missing(chunk, &done) {
+                    if let Some(&lost) = $crate::backend::jobs::missing(chunk, &done).first() {
                         return Err(Self::lease_lost_on(&mut **db, lost).await);
                     }
                 }
@@ -456,7 +454,7 @@ macro_rules! impl_jobs {
                 leases: &[$crate::jobs::Lease],
                 lease_for: std::time::Duration,
             ) -> $crate::error::Result<Vec<$crate::jobs::Lease>> {
-                use $crate::backend::jobs::{LEASE_CHUNK, push_lease_match};
+                use $crate::backend::jobs::{LEASE_CHUNK, missing, push_lease_match};
                 let until = $crate::jobs::lease_deadline(lease_for);
                 let mut lost = Vec::new();
                 for chunk in leases.chunks(LEASE_CHUNK) {
@@ -470,8 +468,7 @@ macro_rules! impl_jobs {
                         .fetch_all(&self.lease_pool)
                         .await
                         .map_err(self.fail("extending leases"))?;
-                    let extended: std::collections::HashSet<i64> = extended.into_iter().collect();
-                    lost.extend(chunk.iter().copied().filter(|l| !extended.contains(&l.job_id)));
+                    lost.extend(missing(chunk, &extended));
                 }
                 Ok(lost)
             }
