@@ -69,6 +69,8 @@ pub struct BackendReport {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
     pub state_bytes: usize,
+    /// What one version of that state takes in the store (compressed and encrypted).
+    pub sealed_bytes: usize,
     pub build: &'static str,
     pub token_verification: Latency,
     pub backends: Vec<BackendReport>,
@@ -77,8 +79,9 @@ pub struct BenchReport {
 impl BenchReport {
     pub fn to_text(&self) -> String {
         let mut out = format!(
-            "state backend over HTTP on 127.0.0.1, {} KiB state, {} build\n",
+            "state backend over HTTP on 127.0.0.1, {} KiB state ({} KiB stored), {} build\n",
             self.state_bytes / 1024,
+            self.sealed_bytes / 1024,
             self.build
         );
         let line = |l: &Latency| {
@@ -162,19 +165,136 @@ impl BenchIssuer {
     }
 }
 
-/// A Terraform-shaped state of about `bytes` bytes with serial `serial`.
-fn state_body(bytes: usize, serial: u64) -> Vec<u8> {
-    let chunk = "x".repeat(1000);
-    let n = bytes / 1100 + 1;
-    let resources: Vec<_> = (0..n)
-        .map(|i| {
-            json!({
-                "mode": "managed", "type": "terraform_data", "name": format!("r{i}"),
-                "provider": "provider[\"terraform.io/builtin/terraform\"]",
-                "instances": [{ "attributes": { "id": format!("{i}"), "input": chunk } }]
-            })
-        })
-        .collect();
+/// A deterministic stream of pseudo-random numbers (splitmix64): the same state every run.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn hex(&mut self, digits: usize) -> String {
+        let mut s = format!("{:016x}{:016x}", self.next(), self.next());
+        s.truncate(digits);
+        s
+    }
+
+    fn ip(&mut self) -> String {
+        let n = self.next();
+        format!("10.{}.{}.{}", n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff)
+    }
+}
+
+/// One resource instance of a few common AWS shapes: unique ids, addresses, ARNs and times,
+/// repeated attribute names and tags, an embedded policy document, as in a real state.
+fn resource(i: usize, mix: &mut Mix) -> serde_json::Value {
+    let account = "123456789012";
+    let region = "ap-southeast-1";
+    let team = ["network", "payments", "platform"][i % 3];
+    let tags = json!({
+        "Name": format!("svc-{i}"), "team": team,
+        "env": "dev", "managed-by": "terraform", "cost-centre": format!("cc-{}", i % 17),
+    });
+    let created = format!(
+        "2026-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        1 + mix.next() % 12,
+        1 + mix.next() % 28,
+        mix.next() % 24,
+        mix.next() % 60,
+        mix.next() % 60
+    );
+    let (kind, attributes) = match i % 4 {
+        0 => {
+            let id = format!("i-{}", mix.hex(17));
+            (
+                "aws_instance",
+                json!({
+                    "id": id, "ami": format!("ami-{}", mix.hex(17)), "instance_type": "m6i.large",
+                    "arn": format!("arn:aws:ec2:{region}:{account}:instance/{id}"),
+                    "availability_zone": format!("{region}{}", ["a", "b", "c"][i % 3]),
+                    "private_ip": mix.ip(), "private_dns": format!("ip-{}.{region}.compute.internal", mix.hex(8)),
+                    "subnet_id": format!("subnet-{}", mix.hex(17)),
+                    "vpc_security_group_ids": [format!("sg-{}", mix.hex(17)), format!("sg-{}", mix.hex(17))],
+                    "root_block_device": [{ "volume_id": format!("vol-{}", mix.hex(17)), "volume_size": 50,
+                        "volume_type": "gp3", "encrypted": true, "iops": 3000, "throughput": 125,
+                        "delete_on_termination": true, "kms_key_id": format!("arn:aws:kms:{region}:{account}:key/{}", mix.hex(32)) }],
+                    "metadata_options": [{ "http_endpoint": "enabled", "http_tokens": "required",
+                        "http_put_response_hop_limit": 1, "instance_metadata_tags": "disabled" }],
+                    "monitoring": true, "ebs_optimized": true, "tenancy": "default",
+                    "launch_time": created, "tags": tags, "tags_all": tags,
+                }),
+            )
+        }
+        1 => {
+            let id = format!("sg-{}", mix.hex(17));
+            let rules: Vec<_> = (0..4)
+                .map(|r| json!({ "from_port": 443 + r, "to_port": 443 + r, "protocol": "tcp",
+                    "cidr_blocks": [format!("{}/32", mix.ip())], "description": format!("rule {r} of {id}"),
+                    "security_groups": [], "self": false }))
+                .collect();
+            (
+                "aws_security_group",
+                json!({
+                    "id": id, "arn": format!("arn:aws:ec2:{region}:{account}:security-group/{id}"),
+                    "name": format!("svc-{i}-sg"), "description": "Managed by Terraform",
+                    "vpc_id": format!("vpc-{}", mix.hex(17)), "ingress": rules, "egress": [{
+                        "from_port": 0, "to_port": 0, "protocol": "-1", "cidr_blocks": ["0.0.0.0/0"] }],
+                    "owner_id": account, "revoke_rules_on_delete": false, "tags": tags, "tags_all": tags,
+                }),
+            )
+        }
+        2 => {
+            let name = format!("svc-{i}-{}", mix.hex(6));
+            let policy = json!({ "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "kms:Decrypt"],
+                "Resource": [format!("arn:aws:s3:::{name}/*"),
+                    format!("arn:aws:kms:{region}:{account}:key/{}", mix.hex(32))] }] });
+            (
+                "aws_iam_policy",
+                json!({
+                    "id": format!("arn:aws:iam::{account}:policy/{name}"),
+                    "arn": format!("arn:aws:iam::{account}:policy/{name}"), "name": name,
+                    "path": "/", "policy_id": format!("ANPA{}", mix.hex(17).to_uppercase()),
+                    "policy": policy.to_string(), "description": "", "tags": tags, "tags_all": tags,
+                }),
+            )
+        }
+        _ => {
+            let zone = format!("Z{}", mix.hex(13).to_uppercase());
+            (
+                "aws_route53_record",
+                json!({
+                    "id": format!("{zone}_svc-{i}.internal.example.com_A"), "zone_id": zone,
+                    "name": format!("svc-{i}.internal.example.com"), "type": "A", "ttl": 300,
+                    "records": [mix.ip(), mix.ip()], "fqdn": format!("svc-{i}.internal.example.com"),
+                    "allow_overwrite": null, "health_check_id": "", "set_identifier": "",
+                }),
+            )
+        }
+    };
+    json!({
+        "mode": "managed", "type": kind, "name": format!("r{i}"),
+        "provider": "provider[\"registry.terraform.io/hashicorp/aws\"]",
+        "instances": [{ "schema_version": 1, "attributes": attributes, "sensitive_attributes": [],
+            "private": mix.hex(32), "dependencies": [] }]
+    })
+}
+
+/// A Terraform-shaped state of about `bytes` bytes with serial `serial`, the same for the same
+/// arguments (deterministic; it compresses about as a real state does, see [`resource`]).
+pub fn state_body(bytes: usize, serial: u64) -> Vec<u8> {
+    let mut mix = Mix(0x51c3_u64);
+    let mut resources = Vec::new();
+    let mut size = 0;
+    while size < bytes {
+        let r = resource(resources.len(), &mut mix);
+        size += r.to_string().len() + 1;
+        resources.push(r);
+    }
     serde_json::to_vec(&json!({
         "version": 4, "terraform_version": "1.11.4", "serial": serial,
         "lineage": "bench-lineage", "outputs": {}, "resources": resources,
@@ -299,8 +419,15 @@ pub async fn bench(options: &BenchOptions) -> Result<BenchReport, String> {
         .map_err(|e| e.to_string())??;
         backends.push(report);
     }
+    let body = state_body(options.state_bytes, 1);
+    let keys = LocalKeys::new(KeySource::Inline(
+        generate_key().map_err(|e| e.to_string())?,
+    ));
+    let digest = sluice_store::Digest::of(&body);
+    let sealed = sluice_iac::seal::seal(&keys, &body, &digest.0).map_err(|e| e.to_string())?;
     Ok(BenchReport {
-        state_bytes: options.state_bytes,
+        state_bytes: body.len(),
+        sealed_bytes: sealed.len(),
         build: if cfg!(debug_assertions) {
             "debug"
         } else {

@@ -34,6 +34,13 @@ pub struct PgStore {
     /// lost is a job queued again (at least once; the worker that held it is fenced off by the
     /// lease token), a heartbeat lost a lease that lapses sooner. Every completion, failure
     /// and release still commits durably, and its flush covers the claim before it.
+    ///
+    /// Its sessions also plan with `enable_sort = off`: a claim must walk the unfinished jobs
+    /// in id order through `jobs_unfinished` and stop at its limit. On a jobs table without
+    /// statistics (a new queue, or a server without autovacuum) PostgreSQL estimated a handful
+    /// of rows and chose to fetch every unfinished job and sort them: 18 ms a claim at 10,000
+    /// queued jobs instead of 0.3 ms. Statistics go stale on a queue by nature, so the plan is
+    /// not left to them. Heartbeats, the pool's only other statements, find rows by id.
     pub(crate) lease_pool: PgPool,
 }
 
@@ -123,8 +130,11 @@ impl PgStore {
         let _ = conn.close().await;
         check_applied(&location, &applied, known_version(&MIGRATOR))?;
 
-        let lease_pool = pool_options(LEASE_CONNECTIONS)
-            .connect_lazy_with(options.clone().options([("synchronous_commit", "off")]));
+        let lease_pool = pool_options(LEASE_CONNECTIONS).connect_lazy_with(
+            options
+                .clone()
+                .options([("synchronous_commit", "off"), ("enable_sort", "off")]),
+        );
         let pool = pool_options(8)
             .connect_with(options)
             .await
