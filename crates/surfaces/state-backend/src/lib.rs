@@ -156,42 +156,45 @@ async fn handle<S: BackendStore>(
             };
         }
     };
-    // The body's MD5 as checked against Content-MD5 (a write stores it with the version).
-    let mut checked_md5 = None;
-    if !matches!(op, Op::Read) {
-        let required = matches!(op, Op::Write);
-        match check_md5(&headers, &body, required) {
-            Ok(md5) => checked_md5 = md5,
-            Err(problem) => {
-                let _ = backend
-                    .audit_refusal(&unit, op.action(), &who.identity(), &problem)
-                    .await;
-                return text(StatusCode::BAD_REQUEST, problem);
-            }
+    // Content-MD5: a write must carry it (the backend hashes the body beside its other work
+    // and compares); a lock request's small body is checked here when it has one.
+    let checked = match op {
+        Op::Read | Op::Delete => Ok(None),
+        Op::Write => content_md5(&headers).and_then(|claimed| {
+            claimed.map(Some).ok_or_else(|| {
+                "Content-MD5 is missing: state writes must carry the body's MD5".into()
+            })
+        }),
+        Op::Lock | Op::Unlock => check_md5(&headers, &body),
+    };
+    let content_md5 = match checked {
+        Ok(md5) => md5,
+        Err(problem) => {
+            let _ = backend
+                .audit_refusal(&unit, op.action(), &who.identity(), &problem)
+                .await;
+            return text(StatusCode::BAD_REQUEST, problem);
         }
-    }
+    };
     let result = match op {
         Op::Read => match backend.read(&who, &unit, None).await {
             Ok(Some(pulled)) => return state_response(pulled.body, &pulled.md5),
             Ok(None) => return text(StatusCode::NOT_FOUND, format!("`{unit}` has no state yet")),
             Err(e) => Err(e),
         },
-        Op::Write => match checked_md5 {
-            Some(md5) => {
-                backend
-                    .write_with_md5(&who, &unit, params.id.as_deref(), &body, md5)
-                    .await
-            }
-            None => {
-                backend
-                    .write(&who, &unit, params.id.as_deref(), &body)
-                    .await
-            }
-        }
-        .map(|w| match w {
-            Written::New(r) => format!("stored version {} (serial {})", r.version, r.serial),
-            Written::Unchanged(r) => format!("unchanged: version {}", r.version),
-        }),
+        Op::Write => backend
+            .write(
+                &who,
+                &unit,
+                params.id.as_deref(),
+                &body,
+                content_md5.expect("a write carries Content-MD5"),
+            )
+            .await
+            .map(|w| match w {
+                Written::New(r) => format!("stored version {} (serial {})", r.version, r.serial),
+                Written::Unchanged(r) => format!("unchanged: version {}", r.version),
+            }),
         Op::Lock => match lock_info(&body) {
             Ok(info) => {
                 let fence = match (&params.change, params.fencing_token) {
@@ -256,24 +259,28 @@ async fn authenticate(
     auth.authenticate(user, password).await
 }
 
-/// Checks `Content-MD5` (base64 of the body's MD5, RFC 1864) when present; `required` for
-/// writes, which Terraform always sends it with. Returns the MD5 it checked (`None` when there
-/// was no header to check).
-fn check_md5(headers: &HeaderMap, body: &[u8], required: bool) -> Result<Option<[u8; 16]>, String> {
+/// The MD5 a request's `Content-MD5` header claims (base64 of 16 bytes, RFC 1864); `None`
+/// without the header.
+fn content_md5(headers: &HeaderMap) -> Result<Option<[u8; 16]>, String> {
     let Some(value) = headers.get("content-md5") else {
-        return if required {
-            Err("Content-MD5 is missing: state writes must carry the body's MD5".into())
-        } else {
-            Ok(None)
-        };
+        return Ok(None);
     };
-    let claimed = value
+    value
         .to_str()
         .ok()
         .and_then(|v| B64.decode(v.trim()).ok())
-        .ok_or("Content-MD5 is not base64")?;
+        .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
+        .map(Some)
+        .ok_or_else(|| "Content-MD5 is not the base64 of an MD5".into())
+}
+
+/// Checks `Content-MD5` against `body` when the header is present; returns the MD5 checked.
+fn check_md5(headers: &HeaderMap, body: &[u8]) -> Result<Option<[u8; 16]>, String> {
+    let Some(claimed) = content_md5(headers)? else {
+        return Ok(None);
+    };
     let actual: [u8; 16] = md5::Md5::digest(body).into();
-    if claimed.as_slice() == actual.as_slice() {
+    if claimed == actual {
         Ok(Some(actual))
     } else {
         Err("Content-MD5 does not match the body: it was changed in transit".into())
@@ -343,17 +350,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn content_md5_is_checked() {
+    fn content_md5_is_read_and_checked() {
         let body = b"{\"version\":4}";
-        let good = B64.encode(md5::Md5::digest(body));
-        let mut h = HeaderMap::new();
-        assert!(check_md5(&h, body, true).is_err());
-        assert_eq!(check_md5(&h, body, false), Ok(None));
-        h.insert("content-md5", HeaderValue::from_str(&good).unwrap());
         let md5: [u8; 16] = md5::Md5::digest(body).into();
-        assert_eq!(check_md5(&h, body, true), Ok(Some(md5)));
-        assert!(check_md5(&h, b"{\"version\":5}", true).is_err());
+        let mut h = HeaderMap::new();
+        assert_eq!(content_md5(&h), Ok(None));
+        assert_eq!(check_md5(&h, body), Ok(None));
+        h.insert(
+            "content-md5",
+            HeaderValue::from_str(&B64.encode(md5)).unwrap(),
+        );
+        assert_eq!(content_md5(&h), Ok(Some(md5)));
+        assert_eq!(check_md5(&h, body), Ok(Some(md5)));
+        assert!(check_md5(&h, b"{\"version\":5}").is_err());
         h.insert("content-md5", HeaderValue::from_static("!!"));
-        assert!(check_md5(&h, body, true).is_err());
+        assert!(content_md5(&h).is_err());
+        // Base64, but not of 16 bytes.
+        h.insert("content-md5", HeaderValue::from_static("AAAA"));
+        assert!(content_md5(&h).is_err());
     }
 }
