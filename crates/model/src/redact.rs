@@ -39,6 +39,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -553,9 +554,21 @@ const TOKEN_HINTS: &[&str] = &[
     "ACCA",
 ];
 
+/// Every substring one of the shape rules needs ([`redact_shapes`]): a private key's marker, a
+/// URL's scheme separator, `=`, and the token hints.
+static SHAPE_GATES: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    let mut gates = vec!["PRIVATE KEY", "://", "="];
+    gates.extend_from_slice(TOKEN_HINTS);
+    AhoCorasick::new(gates).expect("shape gates")
+});
+
 /// Value-shape rules over one string. Borrowed when nothing matched.
 pub fn redact_shapes(s: &str) -> Cow<'_, str> {
-    // Cheap gates first: most plan strings are ids, names and small numbers.
+    // Most plan strings are ids, names and small numbers: one scan for every rule's gate
+    // leaves them alone (fifteen substring searches each were a tenth of redacting a plan).
+    if !SHAPE_GATES.is_match(s) {
+        return Cow::Borrowed(s);
+    }
     let maybe_pem = s.contains("PRIVATE KEY");
     let maybe_url = s.contains("://") && s.contains('@');
     let maybe_kv = s.contains('=');
