@@ -39,6 +39,7 @@ pub mod record;
 pub mod redact;
 pub mod risk;
 pub mod sensitive;
+pub mod splitmix;
 pub mod stage;
 /// Remote state: serial and lineage checks, rollback bodies, the backend's lock info.
 pub mod state;

@@ -5,26 +5,7 @@
 
 use std::fmt::Write as _;
 
-/// splitmix64: tiny, fast and good enough to vary names and numbers reproducibly.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-}
+use sluice_model::splitmix::SplitMix64;
 
 /// Kinds per generated service, in order; the second Deployment and Service are the
 /// service's worker (names get a `-worker` suffix).
@@ -48,7 +29,7 @@ const KINDS: &[&str] = &[
 /// `count` manifests, one YAML document each. With `namespaced = false` no object carries a
 /// namespace (for Kustomize overlays that set one).
 pub fn manifests(count: usize, seed: u64, namespaced: bool) -> Vec<String> {
-    let mut rng = Rng::new(seed);
+    let mut rng = SplitMix64::new(seed);
     (0..count)
         .map(|i| {
             let (kind, worker) = match KINDS[i % KINDS.len()].split_once('+') {
@@ -79,10 +60,10 @@ fn metadata(out: &mut String, name: &str, ns: Option<&str>, app: &str) {
     );
 }
 
-fn pod_spec(out: &mut String, app: &str, rng: &mut Rng, indent: &str) {
+fn pod_spec(out: &mut String, app: &str, rng: &mut SplitMix64, indent: &str) {
     let tag = format!("v{}.{}.{}", rng.below(4), rng.below(20), rng.below(50));
-    let cpu = [100, 250, 500, 1000][rng.below(4) as usize];
-    let mem = [128, 256, 512, 1024][rng.below(4) as usize];
+    let cpu = [100, 250, 500, 1000][rng.below(4)];
+    let mem = [128, 256, 512, 1024][rng.below(4)];
     let port = 8000 + rng.below(100);
     let _ = write!(
         out,
@@ -116,7 +97,7 @@ fn pod_spec(out: &mut String, app: &str, rng: &mut Rng, indent: &str) {
     );
 }
 
-fn manifest(kind: &str, app: &str, ns: Option<&str>, rng: &mut Rng) -> String {
+fn manifest(kind: &str, app: &str, ns: Option<&str>, rng: &mut SplitMix64) -> String {
     let mut out = String::with_capacity(1024);
     match kind {
         "Deployment" | "StatefulSet" => {

@@ -17,6 +17,7 @@ use serde_json::json;
 use sluice_evidence::keys::EvidenceKey;
 use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
 use sluice_identity::verify::unix_now;
+use sluice_model::splitmix::SplitMix64;
 use sluice_model::trust::TrustPolicy;
 use sluice_state::{BackendConfig, BackendStore, Environments, OidcAuthenticator, StateBackend};
 use sluice_store::SqliteStore;
@@ -165,33 +166,15 @@ impl BenchIssuer {
     }
 }
 
-/// A deterministic stream of pseudo-random numbers (splitmix64): the same state every run.
-struct Mix(u64);
-
-impl Mix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn hex(&mut self, digits: usize) -> String {
-        let mut s = format!("{:016x}{:016x}", self.next(), self.next());
-        s.truncate(digits);
-        s
-    }
-
-    fn ip(&mut self) -> String {
-        let n = self.next();
-        format!("10.{}.{}.{}", n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff)
-    }
+/// A private address in 10.0.0.0/8.
+fn ip(mix: &mut SplitMix64) -> String {
+    let n = mix.next_u64();
+    format!("10.{}.{}.{}", n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff)
 }
 
 /// One resource instance of a few common AWS shapes: unique ids, addresses, ARNs and times,
 /// repeated attribute names and tags, an embedded policy document, as in a real state.
-fn resource(i: usize, mix: &mut Mix) -> serde_json::Value {
+fn resource(i: usize, mix: &mut SplitMix64) -> serde_json::Value {
     let account = "123456789012";
     let region = "ap-southeast-1";
     let team = ["network", "payments", "platform"][i % 3];
@@ -201,11 +184,11 @@ fn resource(i: usize, mix: &mut Mix) -> serde_json::Value {
     });
     let created = format!(
         "2026-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        1 + mix.next() % 12,
-        1 + mix.next() % 28,
-        mix.next() % 24,
-        mix.next() % 60,
-        mix.next() % 60
+        1 + mix.next_u64() % 12,
+        1 + mix.next_u64() % 28,
+        mix.next_u64() % 24,
+        mix.next_u64() % 60,
+        mix.next_u64() % 60
     );
     let (kind, attributes) = match i % 4 {
         0 => {
@@ -216,7 +199,7 @@ fn resource(i: usize, mix: &mut Mix) -> serde_json::Value {
                     "id": id, "ami": format!("ami-{}", mix.hex(17)), "instance_type": "m6i.large",
                     "arn": format!("arn:aws:ec2:{region}:{account}:instance/{id}"),
                     "availability_zone": format!("{region}{}", ["a", "b", "c"][i % 3]),
-                    "private_ip": mix.ip(), "private_dns": format!("ip-{}.{region}.compute.internal", mix.hex(8)),
+                    "private_ip": ip(mix), "private_dns": format!("ip-{}.{region}.compute.internal", mix.hex(8)),
                     "subnet_id": format!("subnet-{}", mix.hex(17)),
                     "vpc_security_group_ids": [format!("sg-{}", mix.hex(17)), format!("sg-{}", mix.hex(17))],
                     "root_block_device": [{ "volume_id": format!("vol-{}", mix.hex(17)), "volume_size": 50,
@@ -233,7 +216,7 @@ fn resource(i: usize, mix: &mut Mix) -> serde_json::Value {
             let id = format!("sg-{}", mix.hex(17));
             let rules: Vec<_> = (0..4)
                 .map(|r| json!({ "from_port": 443 + r, "to_port": 443 + r, "protocol": "tcp",
-                    "cidr_blocks": [format!("{}/32", mix.ip())], "description": format!("rule {r} of {id}"),
+                    "cidr_blocks": [format!("{}/32", ip(mix))], "description": format!("rule {r} of {id}"),
                     "security_groups": [], "self": false }))
                 .collect();
             (
@@ -270,7 +253,7 @@ fn resource(i: usize, mix: &mut Mix) -> serde_json::Value {
                 json!({
                     "id": format!("{zone}_svc-{i}.internal.example.com_A"), "zone_id": zone,
                     "name": format!("svc-{i}.internal.example.com"), "type": "A", "ttl": 300,
-                    "records": [mix.ip(), mix.ip()], "fqdn": format!("svc-{i}.internal.example.com"),
+                    "records": [ip(mix), ip(mix)], "fqdn": format!("svc-{i}.internal.example.com"),
                     "allow_overwrite": null, "health_check_id": "", "set_identifier": "",
                 }),
             )
@@ -287,7 +270,7 @@ fn resource(i: usize, mix: &mut Mix) -> serde_json::Value {
 /// A Terraform-shaped state of about `bytes` bytes with serial `serial`, the same for the same
 /// arguments (deterministic; it compresses about as a real state does, see [`resource`]).
 pub fn state_body(bytes: usize, serial: u64) -> Vec<u8> {
-    let mut mix = Mix(0x51c3_u64);
+    let mut mix = SplitMix64::new(0x51c3);
     let mut resources = Vec::new();
     let mut size = 0;
     while size < bytes {

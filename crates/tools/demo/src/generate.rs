@@ -9,28 +9,12 @@ use std::path::Path;
 use sluice_git::git_write::{Author, Writer};
 
 use sluice_flow::error::PipelineError;
+use sluice_model::splitmix::SplitMix64;
 
 pub type Files = BTreeMap<String, Vec<u8>>;
 
 pub const BASE_BRANCH: &str = "main";
 pub const PR_BRANCH: &str = "pr/bench";
-
-/// splitmix64: tiny, fast and good enough to make generated orgs look irregular.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -84,7 +68,7 @@ pub struct Generated {
 const SLUICE_YAML: &str = "version: 1\norg: bench\nenvironments:\n  dev: { order: 1 }\n  stage: { order: 2 }\n  prod: { order: 3, protected: true }\nstacks:\n  root: live\n  layout: \"{env}/{region}/{stack}\"\n  layers:\n    - network\n    - identity\n    - { name: cluster, stacks: [\"cluster-*\"] }\n    - { name: data, stacks: [\"data-*\"] }\n    - { name: app, stacks: [\"app-*\"] }\napps:\n  root: gitops/clusters\n  layout: \"{cluster}/apps/{app}\"\n";
 
 pub fn generate(spec: &Spec) -> Generated {
-    let mut rng = Rng(spec.seed);
+    let mut rng = SplitMix64::new(spec.seed);
     let mut main = Files::new();
     main.insert("sluice.yaml".into(), SLUICE_YAML.as_bytes().to_vec());
     main.insert("live/root.hcl".into(), b"remote_state {\n  backend = \"s3\"\n  config = { key = \"${path_relative_to_include()}/tf.tfstate\" }\n}\n".to_vec());
@@ -191,7 +175,7 @@ pub fn generate(spec: &Spec) -> Generated {
 }
 
 /// The PR: edits to stack configs, a few module files and one new stack, `pr_files` in all.
-fn pr_change(main: &Files, stacks: &[GenStack], spec: &Spec, rng: &mut Rng) -> Files {
+fn pr_change(main: &Files, stacks: &[GenStack], spec: &Spec, rng: &mut SplitMix64) -> Files {
     let mut pr = main.clone();
     let module_edits = (spec.pr_files / 12).max(1);
     let mut touched = 0;

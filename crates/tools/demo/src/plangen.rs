@@ -14,41 +14,7 @@
 //! document, byte for byte once serialised.
 
 use serde_json::{Map, Value, json};
-
-/// splitmix64, as in [`crate::generate`]: tiny, fast and irregular enough.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    /// True with probability `percent`/100.
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn hex(&mut self, len: usize) -> String {
-        let mut s = String::with_capacity(len);
-        while s.len() < len {
-            s.push_str(&format!("{:016x}", self.next()));
-        }
-        s.truncate(len);
-        s
-    }
-}
+use sluice_model::splitmix::SplitMix64;
 
 const PROVIDER: &str = "registry.terraform.io/hashicorp/aws";
 const TYPES: &[&str] = &[
@@ -89,7 +55,7 @@ enum Kind {
 
 impl Kind {
     /// Weights in per mille, roughly what a large real change set looks like.
-    fn pick(rng: &mut Rng) -> Kind {
+    fn pick(rng: &mut SplitMix64) -> Kind {
         let r = rng.below(1000);
         match r {
             0..400 => Kind::Create,
@@ -131,7 +97,7 @@ impl Kind {
 
 /// A generated plan JSON document with `changes` resource changes.
 pub fn generate_plan(changes: usize, seed: u64) -> Value {
-    let mut rng = Rng(seed ^ 0x005E_ED0F_91A4);
+    let mut rng = SplitMix64::new(seed ^ 0x005E_ED0F_91A4);
     let mut resource_changes = Vec::with_capacity(changes);
     let mut planned = Vec::new();
     let mut prior = Vec::new();
@@ -219,7 +185,7 @@ struct Generated {
     config: Option<Value>,
 }
 
-fn one_change(rng: &mut Rng, i: usize) -> Generated {
+fn one_change(rng: &mut SplitMix64, i: usize) -> Generated {
     let kind = Kind::pick(rng);
     let rtype = if kind == Kind::Read {
         *rng.pick(&["aws_iam_policy_document", "aws_ami", "aws_caller_identity"])
@@ -389,7 +355,7 @@ fn drifted(change: &Value) -> Value {
     d
 }
 
-fn replace_reason(rng: &mut Rng, rtype: &str) -> (&'static str, Vec<Vec<Value>>) {
+fn replace_reason(rng: &mut SplitMix64, rtype: &str) -> (&'static str, Vec<Vec<Value>>) {
     match rng.below(10) {
         0 => ("replace_because_tainted", Vec::new()),
         1 => ("replace_by_request", Vec::new()),
@@ -413,7 +379,7 @@ fn replace_reason(rng: &mut Rng, rtype: &str) -> (&'static str, Vec<Vec<Value>>)
     }
 }
 
-fn tags(rng: &mut Rng, name: &str) -> Value {
+fn tags(rng: &mut SplitMix64, name: &str) -> Value {
     let mut t = Map::new();
     t.insert("Name".into(), json!(name));
     t.insert("environment".into(), json!(rng.pick(ENVS)));
@@ -430,21 +396,21 @@ fn tags(rng: &mut Rng, name: &str) -> Value {
     Value::Object(t)
 }
 
-fn arn(rng: &mut Rng, service: &str, what: &str) -> String {
+fn arn(rng: &mut SplitMix64, service: &str, what: &str) -> String {
     format!(
         "arn:aws:{service}:ap-southeast-1:{:012}:{what}",
         100_000_000_000 + rng.below(900_000_000) as u64
     )
 }
 
-fn kms_arn(rng: &mut Rng) -> String {
+fn kms_arn(rng: &mut SplitMix64) -> String {
     let key = format!("key/{}", rng.hex(8));
     arn(rng, "kms", &key)
 }
 
 /// Attribute values of one object and their sensitivity mask. `after` varies the values so an
 /// update has something to change.
-fn attributes(rng: &mut Rng, rtype: &str, name: &str, after: bool) -> (Value, Value) {
+fn attributes(rng: &mut SplitMix64, rtype: &str, name: &str, after: bool) -> (Value, Value) {
     let id = format!("{}-{}", short(rtype), rng.hex(10));
     let none = json!({});
     let (values, sensitive) = match rtype {
@@ -631,7 +597,7 @@ fn attributes(rng: &mut Rng, rtype: &str, name: &str, after: bool) -> (Value, Va
     (values, sensitive)
 }
 
-fn ingress(rng: &mut Rng) -> Value {
+fn ingress(rng: &mut SplitMix64) -> Value {
     let port = *rng.pick(&[22, 443, 5432, 8080, 3389]);
     let open = rng.chance(10);
     json!({
@@ -644,7 +610,7 @@ fn ingress(rng: &mut Rng) -> Value {
 }
 
 /// An IAM policy document as the JSON string the provider stores, sometimes with wildcards.
-fn iam_policy(rng: &mut Rng) -> String {
+fn iam_policy(rng: &mut SplitMix64) -> String {
     let action = if rng.chance(8) {
         json!("*")
     } else if rng.chance(10) {
