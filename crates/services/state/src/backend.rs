@@ -460,7 +460,8 @@ impl<S: BackendStore> StateBackend<S> {
 
     /// `POST ?ID=<lock id>`: a new version from the holder of the unit's lock. `content_md5` is
     /// the MD5 the client sent with the body (`Content-MD5`): a body that does not hash to it
-    /// was changed in transit and is refused before anything else is looked at.
+    /// was changed in transit and is refused (after authorization, before the lock and the
+    /// head are looked at).
     pub async fn write(
         &self,
         who: &Principal,
