@@ -8,9 +8,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{self, KeyPair as _};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sluice_model::exception::Timestamp;
+use sluice_testkit::pem;
 use sluice_vcs::client::{CheckRunReport, CheckState, Conclusion, MAX_CHECK_TEXT_CHARS};
 use sluice_vcs::command::Permission;
 use sluice_vcs::comment::{CommentMarker, MAX_COMMENT_CHARS};
@@ -38,19 +39,6 @@ fn app_key() -> &'static (String, String, Vec<u8>) {
             pair.public_key().as_ref().to_vec(),
         )
     })
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    let body = STANDARD.encode(der);
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
 }
 
 /// One DER element: (tag, contents, rest).
@@ -817,11 +805,7 @@ fn a_key_that_is_not_rsa_pem_is_refused() {
 #[tokio::test]
 async fn a_refused_connection_is_retried_then_reported() {
     // Bind a port, then free it: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = sluice_testkit::free_port();
     let app = app_at(&format!("http://127.0.0.1:{port}"));
     let started = Instant::now();
     let err = app

@@ -198,11 +198,7 @@ async fn sluice_runner_plans_what_sluice_serve_queued() {
 /// (5, the pauses doubling from `--poll-ms`), saying why; it used to retry for ever.
 #[test]
 fn a_one_shot_runner_exits_13_when_the_server_is_unreachable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = sluice_testkit::free_port();
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "sluice_rt_notused.secret\n").unwrap();

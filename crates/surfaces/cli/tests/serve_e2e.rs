@@ -315,11 +315,7 @@ impl PrivatePg {
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(&log, Some(uid), Some(gid)).unwrap();
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = sluice_testkit::free_port();
         let mut pg = PrivatePg {
             bin,
             data,

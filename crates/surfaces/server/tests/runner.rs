@@ -786,11 +786,7 @@ async fn serve_with_a_runner_plans_its_own_stacks() {
 async fn a_one_shot_runner_gives_up_on_an_unreachable_server() {
     use sluice_server::runner_loop::{ONCE_ATTEMPTS, RunnerError};
     // A port nobody listens on: bound, then closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = sluice_testkit::free_port();
     let work = tempfile::tempdir().unwrap();
     let opts = RunnerOptions {
         server: format!("http://127.0.0.1:{port}"),

@@ -9,6 +9,7 @@
 mod corpus;
 mod engines;
 mod git;
+mod net;
 mod plan_json;
 pub mod postgres;
 mod release;
@@ -22,6 +23,7 @@ pub mod terraform_http;
 pub use corpus::{corpus, corpus_root, files_with_extension};
 pub use engines::{TestDoubleBin, terraform};
 pub use git::{Author, Repo, git_in};
+pub use net::{free_port, pem};
 pub use plan_json::{plan_json, resource_change, write_json};
 pub use release::{keygen, local_state_stack, terraform_sluice};
 pub use report::{

@@ -20,21 +20,10 @@ pub const SECRET: &str = "test-webhook-secret";
 /// A fresh 2048-bit RSA key (PKCS#8 PEM) for a GitHub App, made once per test binary.
 pub fn app_key_pem() -> &'static str {
     use aws_lc_rs::encoding::AsDer as _;
-    use base64::Engine as _;
     static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     KEY.get_or_init(|| {
         let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-        let der = pair.as_der().unwrap();
-        let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            lines.join("\n")
-        )
+        sluice_testkit::pem("PRIVATE KEY", pair.as_der().unwrap().as_ref())
     })
 }
 
