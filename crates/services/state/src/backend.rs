@@ -488,9 +488,7 @@ impl<S: BackendStore> StateBackend<S> {
         self.check_size(body)?;
         let (md5, prepared) = prepare(self.keys.as_ref(), body);
         if md5 != content_md5 {
-            return Err(StateError::BadRequest(
-                "Content-MD5 does not match the body: it was changed in transit".into(),
-            ));
+            return Err(md5_mismatch());
         }
         let lock_id = lock_id.filter(|id| !id.is_empty()).ok_or_else(|| {
             StateError::LockConflict(format!(
@@ -637,14 +635,13 @@ impl<S: BackendStore> StateBackend<S> {
             header,
             sealed,
         } = prepared;
-        let header = &header;
         let head = head_record.as_ref().map(|r| Head {
             version: r.version,
             serial: r.serial,
             lineage: r.lineage.clone(),
             digest: r.digest.0,
         });
-        let decision = check_write(head.as_ref(), header, &digest.0, force)?;
+        let decision = check_write(head.as_ref(), &header, &digest.0, force)?;
         let (version, overridden) = match decision {
             WriteDecision::Unchanged { version } => {
                 self.audit(
@@ -671,7 +668,7 @@ impl<S: BackendStore> StateBackend<S> {
             version,
             digest,
             serial: header.serial,
-            lineage: header.lineage.clone(),
+            lineage: header.lineage,
             size: body.len() as u64,
             md5: Some(md5),
             identity: who.identity(),
@@ -885,6 +882,11 @@ impl<S: BackendStore> StateBackend<S> {
         let _ = DomainLocks::release(&self.store, unit, token, now()).await?;
         result
     }
+}
+
+/// The refusal of a body that does not hash to the `Content-MD5` sent with it.
+pub fn md5_mismatch() -> StateError {
+    StateError::BadRequest("Content-MD5 does not match the body: it was changed in transit".into())
 }
 
 /// The MD5 of a state body: what Terraform's `http` backend client checks a `GET` against.

@@ -31,5 +31,6 @@ pub use auth::{
 };
 pub use backend::{
     BackendConfig, BackendStore, Environments, Pulled, StateBackend, StateError, Written,
+    md5_mismatch, md5_of,
 };
 pub use locks::DomainLocks;

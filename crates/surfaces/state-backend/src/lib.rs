@@ -35,11 +35,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use md5::Digest as _;
 use serde::Deserialize;
 use sluice_model::state::BackendLockInfo;
 use sluice_state::{
     AuthError, Authenticator, BackendStore, Principal, StateBackend, StateError, Written,
+    md5_mismatch, md5_of,
 };
 
 /// The request methods the backend answers to besides `GET`, `POST`/`PUT` and `DELETE`; match
@@ -279,11 +279,11 @@ fn check_md5(headers: &HeaderMap, body: &[u8]) -> Result<Option<[u8; 16]>, Strin
     let Some(claimed) = content_md5(headers)? else {
         return Ok(None);
     };
-    let actual: [u8; 16] = md5::Md5::digest(body).into();
+    let actual = md5_of(body);
     if claimed == actual {
         Ok(Some(actual))
     } else {
-        Err("Content-MD5 does not match the body: it was changed in transit".into())
+        Err(md5_mismatch().to_string())
     }
 }
 
@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn content_md5_is_read_and_checked() {
         let body = b"{\"version\":4}";
-        let md5: [u8; 16] = md5::Md5::digest(body).into();
+        let md5 = md5_of(body);
         let mut h = HeaderMap::new();
         assert_eq!(content_md5(&h), Ok(None));
         assert_eq!(check_md5(&h, body), Ok(None));
