@@ -1012,41 +1012,46 @@ impl Plan {
             .deferred_changes
             .iter_mut()
             .map(|d| &mut d.resource_change);
-        for rc in self
+        let changes: Vec<&mut ResourceChange> = self
             .resource_changes
             .iter_mut()
             .chain(self.resource_drift.iter_mut())
             .chain(deferred)
-        {
-            for s in [&mut rc.address, &mut rc.name]
-                .into_iter()
-                .chain(rc.previous_address.as_mut())
-                .chain(rc.module_address.as_mut())
-                .chain(rc.deposed.as_mut())
-            {
-                r.redact_string(s);
-            }
-            if let Some(i) = &mut rc.index {
-                r.redact_value(i);
-            }
-            scrub_change(&mut rc.change, &r);
-        }
-        for c in self.output_changes.values_mut() {
-            scrub_change(c, &r);
-        }
-        for v in [
+            .collect();
+        let r = &r;
+        let (outputs, planned_values, configuration, checks, relevant) = (
+            &mut self.output_changes,
             &mut self.planned_values,
             &mut self.configuration,
             &mut self.checks,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            r.redact_value(v);
+            &mut self.relevant_attributes,
+        );
+        // Everything but the resource changes: `planned_values` alone is as large as their
+        // `after` values.
+        let rest = move || {
+            outputs.values_mut().for_each(|c| scrub_change(c, r));
+            [planned_values, configuration, checks]
+                .into_iter()
+                .flatten()
+                .chain(relevant.iter_mut())
+                .for_each(|v| r.redact_value(v));
+        };
+        // Every string of a large plan is searched: on more than one core when that pays.
+        if changes.len() < PARALLEL_SCRUB_FROM {
+            changes.into_iter().for_each(|rc| scrub_resource_change(rc, r));
+            rest();
+        } else {
+            use rayon::prelude::*;
+            rayon::join(
+                || {
+                    changes
+                        .into_par_iter()
+                        .with_min_len(64)
+                        .for_each(|rc| scrub_resource_change(rc, r))
+                },
+                rest,
+            );
         }
-        self.relevant_attributes
-            .iter_mut()
-            .for_each(|v| r.redact_value(v));
     }
 
     /// A copy without `prior_state` and variable values (the parts nothing renders), cheaper
@@ -1087,6 +1092,25 @@ impl Plan {
     pub fn variable_names(&self) -> impl Iterator<Item = &str> {
         self.variables.keys().map(String::as_str)
     }
+}
+
+/// Resource changes from which [`Plan::scrub_sensitive_values`] runs on rayon's pool: below
+/// it, handing the work out costs more than it saves.
+const PARALLEL_SCRUB_FROM: usize = 512;
+
+fn scrub_resource_change(rc: &mut ResourceChange, r: &crate::sensitive::ValueRedactor) {
+    for s in [&mut rc.address, &mut rc.name]
+        .into_iter()
+        .chain(rc.previous_address.as_mut())
+        .chain(rc.module_address.as_mut())
+        .chain(rc.deposed.as_mut())
+    {
+        r.redact_string(s);
+    }
+    if let Some(i) = &mut rc.index {
+        r.redact_value(i);
+    }
+    scrub_change(&mut rc.change, r);
 }
 
 fn scrub_change(c: &mut Change, r: &crate::sensitive::ValueRedactor) {

@@ -234,7 +234,7 @@ impl SensitiveValues {
     /// The matcher that replaces every occurrence of these values.
     pub fn redactor(&self) -> ValueRedactor {
         if self.long.is_empty() {
-            return ValueRedactor { matcher: None };
+            return ValueRedactor::default();
         }
         // Longest match first, so that a secret that contains another is hidden whole.
         // A contiguous NFA: built in a fraction of a DFA's time, which dominates for the few
@@ -244,8 +244,14 @@ impl SensitiveValues {
             .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
             .build(self.long.iter())
             .ok();
-        ValueRedactor { matcher }
+        let numeric = self.long.iter().any(|v| v.bytes().all(is_number_byte));
+        ValueRedactor { matcher, numeric }
     }
+}
+
+/// A byte that may appear in a JSON number's text (`-12.5e+3`).
+fn is_number_byte(b: u8) -> bool {
+    b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E')
 }
 
 /// Replaces every occurrence of a plan's sensitive values (whole strings and substrings).
@@ -255,6 +261,9 @@ pub struct ValueRedactor {
     /// only a pathological pattern set causes, [`SensitiveValues::redactor`] also yields
     /// `None`; the caller warns through [`ValueRedactor::is_active`].)
     matcher: Option<AhoCorasick>,
+    /// Some value could occur in a number's text. Only then are numbers formatted and
+    /// searched: a plan has hundreds of thousands of them, and few secrets are digits.
+    numeric: bool,
 }
 
 impl ValueRedactor {
@@ -299,6 +308,7 @@ impl ValueRedactor {
             Value::String(s) => {
                 self.redact_string(s);
             }
+            Value::Number(_) if !self.numeric => {}
             Value::Number(n) => {
                 let text = n.to_string();
                 if text.len() >= MIN_VALUE_LEN && self.redact_str(&text) != text.as_str() {

@@ -422,6 +422,42 @@ struct Cache {
     last_attempt: Option<Instant>,
 }
 
+/// Tokens already verified under one key set, so that a client sending the same token on
+/// every request (Terraform sends its `http` backend password with each `LOCK`, `GET`, `POST`
+/// and `UNLOCK`) pays for the signature once. Emptied when the key set is replaced (fetched
+/// again or rotated); an entry is used only while its token has not expired.
+#[derive(Default)]
+struct Verified {
+    /// The key set the entries were verified with.
+    keys: Option<Arc<KeySet>>,
+    tokens: HashMap<String, VerifiedToken>,
+}
+
+/// The most tokens [`Verified`] holds; when full it starts over (a token is a few hundred
+/// bytes, and a fleet of runners holds far fewer live tokens than this).
+const MAX_VERIFIED: usize = 1024;
+
+impl Verified {
+    /// The verification of `token` under `keys`, if it was made and `token` is still
+    /// within its lifetime at `now`.
+    fn get(&self, keys: &Arc<KeySet>, token: &str, now: i64, leeway: i64) -> Option<VerifiedToken> {
+        let same_keys = self.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys));
+        let found = self.tokens.get(token).filter(|_| same_keys)?;
+        // The rule of `check_claims`: not accepted on or after `exp` (plus leeway).
+        (now < found.expires_at.saturating_add(leeway)).then(|| found.clone())
+    }
+
+    fn put(&mut self, keys: &Arc<KeySet>, token: &str, verified: &VerifiedToken) {
+        if !self.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys))
+            || self.tokens.len() >= MAX_VERIFIED
+        {
+            self.tokens.clear();
+            self.keys = Some(keys.clone());
+        }
+        self.tokens.insert(token.to_string(), verified.clone());
+    }
+}
+
 /// Verifies runner tokens of one issuer, with its keys cached.
 pub struct OidcVerifier {
     config: VerifierConfig,
@@ -430,6 +466,7 @@ pub struct OidcVerifier {
     cache: RwLock<Cache>,
     // One fetch at a time; tasks that waited reuse its result.
     refreshing: tokio::sync::Mutex<()>,
+    verified: RwLock<Verified>,
 }
 
 /// Discovery and key documents are small; a larger answer is refused rather than buffered.
@@ -473,6 +510,7 @@ impl OidcVerifier {
                 last_attempt: None,
             }),
             refreshing: tokio::sync::Mutex::new(()),
+            verified: RwLock::default(),
         })
     }
 
@@ -482,6 +520,7 @@ impl OidcVerifier {
 
     /// Verify a runner's token now. Fetches the issuer's keys when none are cached, when the
     /// cache is older than its TTL, or (rate-limited) when the token names an unknown key.
+    /// A token verified before with the same keys is not verified again while it is valid.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         // Refuse what needs no key before any network round trip.
         let header = parse_header(token)?;
@@ -491,7 +530,21 @@ impl OidcVerifier {
         } else if !keys.contains(&header.kid) && may_refresh {
             keys = self.refresh(Some(&header.kid)).await?;
         }
-        keys.verify_with_header(token, &header, &self.expect, unix_now())
+        let now = unix_now();
+        let leeway = self.expect.leeway_secs;
+        if let Some(known) = self.verified_cache().get(&keys, token, now, leeway) {
+            return Ok(known);
+        }
+        let verified = keys.verify_with_header(token, &header, &self.expect, now)?;
+        self.verified
+            .write()
+            .expect("verified tokens lock")
+            .put(&keys, token, &verified);
+        Ok(verified)
+    }
+
+    fn verified_cache(&self) -> std::sync::RwLockReadGuard<'_, Verified> {
+        self.verified.read().expect("verified tokens lock")
     }
 
     /// (keys, still within TTL, an unknown-kid refresh is allowed now)
@@ -612,6 +665,38 @@ mod tests {
         assert_eq!(c.get("repository"), Some("a/b"));
         assert_eq!(c.get("numeric"), None, "only string claims are matchable");
         assert_eq!(c.audience, vec!["sluice".to_string()]);
+    }
+
+    #[test]
+    fn a_verified_token_is_reused_only_with_its_keys_and_before_it_expires() {
+        let (claims, expires_at) = check_claims(claims(base()), &expect(), 950).unwrap();
+        let verified = VerifiedToken {
+            claims,
+            kid: "k1".into(),
+            expires_at,
+        };
+        let keys = Arc::new(KeySet::default());
+        let mut cache = Verified::default();
+        assert_eq!(cache.get(&keys, "t", 950, 30), None);
+        cache.put(&keys, "t", &verified);
+        assert_eq!(cache.get(&keys, "t", 950, 30), Some(verified.clone()));
+        assert_eq!(cache.get(&keys, "other", 950, 30), None);
+        // The same rule as `check_claims`: valid until `exp` plus the leeway.
+        assert!(cache.get(&keys, "t", 1_029, 30).is_some());
+        assert_eq!(cache.get(&keys, "t", 1_030, 30), None);
+        // Keys fetched again (even the same ones) are a new set: nothing verified under the
+        // old one is reused, and the first token verified under the new one replaces it all.
+        let rotated = Arc::new(KeySet::default());
+        assert_eq!(cache.get(&rotated, "t", 950, 30), None);
+        cache.put(&rotated, "u", &verified);
+        assert_eq!(cache.get(&keys, "t", 950, 30), None);
+        assert_eq!(cache.get(&rotated, "t", 950, 30), None);
+        assert!(cache.get(&rotated, "u", 950, 30).is_some());
+        // Bounded: a full cache starts over.
+        for n in 0..MAX_VERIFIED {
+            cache.put(&rotated, &format!("t{n}"), &verified);
+        }
+        assert!(cache.tokens.len() <= MAX_VERIFIED);
     }
 
     #[test]

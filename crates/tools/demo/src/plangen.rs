@@ -674,17 +674,23 @@ mod tests {
 
     #[test]
     fn sensitive_values_are_marked_and_redacted() {
-        let doc = generate_plan(500, 3);
-        let plan = Plan::parse("gen.json", doc.to_string().as_bytes()).unwrap();
-        let rules = sluice_model::redact::RedactionRules::default();
-        let redacted =
-            serde_json::to_string(&sluice_model::redact::redact_plan(&plan, &rules)).unwrap();
-        for secret_prefix in ["\"pw-", "sv-", "APP_TOKEN", "gen-", "out-"] {
-            assert!(!redacted.contains(secret_prefix), "{secret_prefix} leaked");
+        // Below and above the size from which the plan's values are scrubbed in parallel.
+        for changes in [300, 1_200] {
+            let doc = generate_plan(changes, 3);
+            let plan = Plan::parse("gen.json", doc.to_string().as_bytes()).unwrap();
+            let rules = sluice_model::redact::RedactionRules::default();
+            let redacted =
+                serde_json::to_string(&sluice_model::redact::redact_plan(&plan, &rules)).unwrap();
+            for secret_prefix in ["\"pw-", "sv-", "APP_TOKEN", "gen-", "out-"] {
+                assert!(
+                    !redacted.contains(secret_prefix),
+                    "{secret_prefix} leaked ({changes} changes)"
+                );
+            }
+            assert!(
+                doc.to_string().contains("\"pw-"),
+                "the generator plants passwords"
+            );
         }
-        assert!(
-            doc.to_string().contains("\"pw-"),
-            "the generator plants passwords"
-        );
     }
 }
