@@ -1038,7 +1038,9 @@ impl Plan {
         };
         // Every string of a large plan is searched: on more than one core when that pays.
         if changes.len() < PARALLEL_SCRUB_FROM {
-            changes.into_iter().for_each(|rc| scrub_resource_change(rc, r));
+            changes
+                .into_iter()
+                .for_each(|rc| scrub_resource_change(rc, r));
             rest();
         } else {
             use rayon::prelude::*;

@@ -532,7 +532,12 @@ impl OidcVerifier {
         }
         let now = unix_now();
         let leeway = self.expect.leeway_secs;
-        if let Some(known) = self.verified_cache().get(&keys, token, now, leeway) {
+        let known = self
+            .verified
+            .read()
+            .expect("verified tokens lock")
+            .get(&keys, token, now, leeway);
+        if let Some(known) = known {
             return Ok(known);
         }
         let verified = keys.verify_with_header(token, &header, &self.expect, now)?;
@@ -541,10 +546,6 @@ impl OidcVerifier {
             .expect("verified tokens lock")
             .put(&keys, token, &verified);
         Ok(verified)
-    }
-
-    fn verified_cache(&self) -> std::sync::RwLockReadGuard<'_, Verified> {
-        self.verified.read().expect("verified tokens lock")
     }
 
     /// (keys, still within TTL, an unknown-kid refresh is allowed now)
