@@ -5,7 +5,20 @@
 //! crates/model/tests/affected_decisions.rs; here each case checks what git, discovery and the
 //! parsers feed it.
 
+use serde_json::Value;
 use sluice_testkit::*;
+
+/// [`assert_kind_paths`] for each `(id, want)` row: the reasons of several units of one section.
+#[track_caller]
+fn assert_kind_paths_of<S: AsRef<str>>(
+    report: &Value,
+    section: &str,
+    rows: &[(&str, &[(&str, S)])],
+) {
+    for (id, want) in rows {
+        assert_kind_paths(report, section, id, want);
+    }
+}
 
 /// A stack at `live/dev/eu-west-1/<name>` (or the env/region given in `id`).
 fn stack_path(id: &str) -> String {
@@ -502,38 +515,33 @@ fn added_deleted_and_renamed_stacks() {
             ("dev/eu-west-1/old-name", "deleted"),
         ],
     );
-    assert_kind_paths(
+    assert_kind_paths_of(
         &r,
         "stacks",
-        "dev/eu-west-1/gone",
         &[
-            ("file", format!("{R}/gone/extra.tfvars")),
-            ("file", tg("gone")),
+            (
+                "dev/eu-west-1/gone",
+                &[
+                    ("file", format!("{R}/gone/extra.tfvars")),
+                    ("file", tg("gone")),
+                ],
+            ),
+            (
+                "dev/eu-west-1/old-name",
+                &[
+                    ("file", format!("{R}/old-name/main.tf")),
+                    ("file", tg("old-name")),
+                ],
+            ),
+            (
+                "dev/eu-west-1/new-name",
+                &[
+                    ("file", format!("{R}/new-name/main.tf")),
+                    ("file", tg("new-name")),
+                ],
+            ),
+            ("dev/eu-west-1/fresh", &[("file", tg("fresh"))]),
         ],
-    );
-    assert_kind_paths(
-        &r,
-        "stacks",
-        "dev/eu-west-1/old-name",
-        &[
-            ("file", format!("{R}/old-name/main.tf")),
-            ("file", tg("old-name")),
-        ],
-    );
-    assert_kind_paths(
-        &r,
-        "stacks",
-        "dev/eu-west-1/new-name",
-        &[
-            ("file", format!("{R}/new-name/main.tf")),
-            ("file", tg("new-name")),
-        ],
-    );
-    assert_kind_paths(
-        &r,
-        "stacks",
-        "dev/eu-west-1/fresh",
-        &[("file", tg("fresh"))],
     );
     let gone = unit(&r, "stacks", "dev/eu-west-1/gone");
     assert_eq!(gone["path"], format!("{R}/gone"));
@@ -697,20 +705,22 @@ fn app_files_added_and_deleted_apps() {
             ("prod-eu/search", "added"),
         ],
     );
-    assert_kind_paths(
+    assert_kind_paths_of(
         &r,
         "apps",
-        "prod-eu/orders",
-        &[(
-            "file",
-            "gitops/clusters/prod-eu/apps/orders/kustomization.yaml",
-        )],
-    );
-    assert_kind_paths(
-        &r,
-        "apps",
-        "dev-eu/plain",
-        &[("file", "gitops/clusters/dev-eu/apps/plain/configmap.yaml")],
+        &[
+            (
+                "prod-eu/orders",
+                &[(
+                    "file",
+                    "gitops/clusters/prod-eu/apps/orders/kustomization.yaml",
+                )],
+            ),
+            (
+                "dev-eu/plain",
+                &[("file", "gitops/clusters/dev-eu/apps/plain/configmap.yaml")],
+            ),
+        ],
     );
 }
 
@@ -983,20 +993,22 @@ fn nested_module_files_and_deleted_module_files_count() {
             ("dev/eu-west-1/network", "modified"),
         ],
     );
-    assert_kind_paths(
+    assert_kind_paths_of(
         &r,
         "stacks",
-        "dev/eu-west-1/network",
         &[
-            ("module", "modules/sg/variables.tf"),
-            ("module", "modules/vpc/templates/user-data.sh"),
+            (
+                "dev/eu-west-1/network",
+                &[
+                    ("module", "modules/sg/variables.tf"),
+                    ("module", "modules/vpc/templates/user-data.sh"),
+                ],
+            ),
+            (
+                "dev/eu-west-1/firewall",
+                &[("module", "modules/sg/variables.tf")],
+            ),
         ],
-    );
-    assert_kind_paths(
-        &r,
-        "stacks",
-        "dev/eu-west-1/firewall",
-        &[("module", "modules/sg/variables.tf")],
     );
 }
 
