@@ -441,20 +441,22 @@ impl Verified {
     /// The verification of `token` under `keys`, if it was made and `token` is still
     /// within its lifetime at `now`.
     fn get(&self, keys: &Arc<KeySet>, token: &str, now: i64, leeway: i64) -> Option<VerifiedToken> {
-        let same_keys = self.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys));
-        let found = self.tokens.get(token).filter(|_| same_keys)?;
+        let found = self.tokens.get(token).filter(|_| self.made_with(keys))?;
         // The rule of `check_claims`: not accepted on or after `exp` (plus leeway).
         (now < found.expires_at.saturating_add(leeway)).then(|| found.clone())
     }
 
     fn put(&mut self, keys: &Arc<KeySet>, token: &str, verified: &VerifiedToken) {
-        if !self.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys))
-            || self.tokens.len() >= MAX_VERIFIED
-        {
+        if !self.made_with(keys) || self.tokens.len() >= MAX_VERIFIED {
             self.tokens.clear();
             self.keys = Some(keys.clone());
         }
         self.tokens.insert(token.to_string(), verified.clone());
+    }
+
+    /// Whether the entries were verified with `keys` (this very set, not an equal one).
+    fn made_with(&self, keys: &Arc<KeySet>) -> bool {
+        self.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys))
     }
 }
 
