@@ -100,7 +100,7 @@ pub enum StoreError {
     /// another worker after the lease expired. Nothing was written.
     #[error("job {job_id}: the lease (token {token}) is no longer held{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     LeaseLost {
-        job_id: i64,
+        job_id: crate::jobs::JobId,
         token: i64,
         reason: Option<String>,
     },

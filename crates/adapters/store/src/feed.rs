@@ -66,7 +66,7 @@ struct Shared {
     /// A worker started waiting.
     wanted: Notify,
     /// Leases of the jobs handed out and not finished, with their lost flags.
-    held: Mutex<HashMap<i64, (Lease, Arc<AtomicBool>)>>,
+    held: Mutex<HashMap<crate::jobs::JobId, (Lease, Arc<AtomicBool>)>>,
 }
 
 /// A claimed job handed to a worker. Dropping it tells the feed the job is no longer held by
@@ -148,7 +148,7 @@ impl Feed {
                 let store = releaser.clone();
                 Box::pin(async move {
                     if let Err(e) = store.release(lease).await {
-                        tracing::warn!(job = lease.job_id, error = %e, "releasing an unstarted job failed");
+                        tracing::warn!(job = %lease.job_id, error = %e, "releasing an unstarted job failed");
                     }
                 })
             }),
@@ -216,7 +216,7 @@ impl Feed {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&claimed.job.id);
             (self.release)(claimed.lease).await;
-            tracing::info!(job = claimed.job.id, "unstarted job released at shutdown");
+            tracing::info!(job = %claimed.job.id, "unstarted job released at shutdown");
         }
         let heartbeat = self
             .heartbeat
@@ -339,7 +339,7 @@ async fn heartbeat_loop<S: JobQueue>(store: S, lease: Duration, shared: Arc<Shar
                     if let Some((held_lease, flag)) = held.get(&l.job_id)
                         && *held_lease == l
                     {
-                        tracing::info!(job = l.job_id, "job lease lost");
+                        tracing::info!(job = %l.job_id, "job lease lost");
                         flag.store(true, Ordering::SeqCst);
                     }
                 }

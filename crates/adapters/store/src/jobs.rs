@@ -30,6 +30,31 @@ use serde::Serialize;
 use crate::error::{Result, StoreError};
 use crate::records::{UnixMillis, now_millis};
 
+/// A job's id: the queue's row id, given at enqueue and increasing in enqueue order (claims and
+/// per-key FIFO order by it). Written as the bare number in JSON, logs and the API.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    serde::Deserialize,
+    sqlx::Type,
+)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct JobId(pub i64);
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -138,7 +163,7 @@ impl NewJob {
 /// A stored job.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Job {
-    pub id: i64,
+    pub id: JobId,
     pub kind: String,
     pub serial_key: String,
     pub head_sha: Option<String>,
@@ -163,7 +188,7 @@ pub struct Job {
 /// The proof that a worker holds a job: its id and the token of the claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Lease {
-    pub job_id: i64,
+    pub job_id: JobId,
     pub token: i64,
 }
 
@@ -344,7 +369,7 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Gives a held job back without counting the attempt (a graceful shutdown).
     fn release(&self, lease: Lease) -> impl Future<Output = Result<()>> + Send;
 
-    fn job(&self, id: i64) -> impl Future<Output = Result<Option<Job>>> + Send;
+    fn job(&self, id: JobId) -> impl Future<Output = Result<Option<Job>>> + Send;
 
     /// Jobs, newest first, at most `limit`.
     fn jobs(&self, filter: &JobFilter, limit: u32)
@@ -393,6 +418,15 @@ mod tests {
         assert!(!Claimant::Server.takes("runner.plan"));
         assert!(Claimant::Server.takes("pr.pipeline"));
         assert!(!Claimant::Runner.takes("pr.pipeline"));
+    }
+
+    #[test]
+    fn job_ids_are_bare_numbers_in_json_and_logs() {
+        let id = JobId(42);
+        assert_eq!(serde_json::to_value(id).unwrap(), serde_json::json!(42));
+        assert_eq!(serde_json::from_str::<JobId>("42").unwrap(), id);
+        assert_eq!(id.to_string(), "42");
+        assert!(JobId(7) < JobId(42), "ids order as enqueued");
     }
 
     #[test]

@@ -56,8 +56,8 @@ pub use blobs::{BlobStore, LocalBlobs, ObjectBlobs, put_artifact};
 pub use breakglass::BreakGlassStore;
 pub use error::{Result, StoreError};
 pub use jobs::{
-    Backoff, Claimant, Claimed, DeliveryRecord, Job, JobFilter, JobQueue, JobState, Lease, NewJob,
-    QueueDepth, RUNNER_KIND_PREFIX,
+    Backoff, Claimant, Claimed, DeliveryRecord, Job, JobFilter, JobId, JobQueue, JobState, Lease,
+    NewJob, QueueDepth, RUNNER_KIND_PREFIX,
 };
 pub use locks::{LockResult, LockStore};
 pub use log::{CheckpointSigner, LogSnapshot};
@@ -310,7 +310,7 @@ impl JobQueue for AnyStore {
         delegate!(self, s => JobQueue::release(s, lease).await)
     }
 
-    async fn job(&self, id: i64) -> Result<Option<Job>> {
+    async fn job(&self, id: JobId) -> Result<Option<Job>> {
         delegate!(self, s => s.job(id).await)
     }
 

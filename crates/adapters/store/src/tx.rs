@@ -223,9 +223,9 @@ pub struct Committed {
     /// reports 0; read [`crate::LogStore::log_size`] when it matters.
     pub log_size: u64,
     /// Ids of the jobs enqueued, in order.
-    pub job_ids: Vec<i64>,
+    pub job_ids: Vec<crate::jobs::JobId>,
     /// Jobs cancelled because a job of this transaction superseded them.
-    pub cancelled_jobs: Vec<i64>,
+    pub cancelled_jobs: Vec<crate::jobs::JobId>,
     /// The state versions written, as stored.
     pub state_versions: Vec<StateVersionRecord>,
     /// Ids of the state events appended, in order.

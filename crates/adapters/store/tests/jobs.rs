@@ -29,7 +29,7 @@ fn event(key: &str) -> EventRecord {
     EventRecord::new(key, "webhook.pull_request", json!({"delivery": "x"}))
 }
 
-async fn enqueue<S: Store + JobQueue>(store: &S, key: &str, head: &str) -> i64 {
+async fn enqueue<S: Store + JobQueue>(store: &S, key: &str, head: &str) -> sluice_store::JobId {
     let mut tx = Transaction::new();
     tx.enqueue(NewJob::new("pr.pipeline", key, json!({"head": head})).superseding(head));
     store.commit(tx).await.unwrap().job_ids[0]
@@ -253,8 +253,8 @@ async fn concurrent_workers_complete_every_job_once<S: Store + JobQueue + Clone>
         }
         store.commit(tx).await.unwrap();
     }
-    let completed: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
-    let running: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+    let completed: Arc<Mutex<HashMap<sluice_store::JobId, u32>>> = Arc::default();
+    let running: Arc<Mutex<HashMap<String, sluice_store::JobId>>> = Arc::default();
     let mut workers = Vec::new();
     for w in 0..6 {
         let store = store.clone();

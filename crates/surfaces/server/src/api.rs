@@ -383,7 +383,7 @@ async fn list_jobs(
     Ok(Json(
         jobs.into_iter()
             .map(|j| JobView {
-                id: j.id,
+                id: j.id.0,
                 kind: j.kind,
                 serial_key: j.serial_key,
                 head_sha: j.head_sha,

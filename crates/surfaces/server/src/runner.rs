@@ -319,7 +319,7 @@ pub struct UploadAnswer {
 async fn refuse(
     app: &App,
     caller: &RunnerCaller,
-    job: Option<i64>,
+    job: Option<sluice_store::JobId>,
     status: StatusCode,
     message: String,
 ) -> Failure {
@@ -336,7 +336,7 @@ async fn refuse(
     if let Err(e) = app.store.commit(tx).await {
         tracing::warn!(error = %e, "recording a runner refusal failed");
     }
-    tracing::info!(identity = %caller.identity(), job, status = status.as_u16(), reason = %message,
+    tracing::info!(identity = %caller.identity(), job = job.map(|j| j.0), status = status.as_u16(), reason = %message,
         "runner refused");
     Failure(status, message)
 }
@@ -346,7 +346,7 @@ async fn refuse(
 async fn held(
     app: &App,
     caller: &RunnerCaller,
-    id: i64,
+    id: sluice_store::JobId,
     lease: i64,
 ) -> Result<sluice_store::Job, Failure> {
     let job = app
@@ -430,10 +430,10 @@ pub async fn claim(
             .await);
         }
     };
-    tracing::info!(job = job.id, unit = %unit, runner = %name, identity = %caller.identity(),
+    tracing::info!(job = %job.id, unit = %unit, runner = %name, identity = %caller.identity(),
         correlation_id = %text("change_id"), "plan job claimed by a runner");
     Ok(Json(ClaimedJob {
-        job: job.id,
+        job: job.id.0,
         kind: job.kind.clone(),
         lease: lease.token,
         lease_seconds: app.config.lease.as_secs(),
@@ -460,7 +460,7 @@ pub async fn claim(
 pub async fn heartbeat(
     caller: RunnerCaller,
     State(app): State<Arc<App>>,
-    Path(id): Path<i64>,
+    Path(id): Path<sluice_store::JobId>,
     Json(body): Json<HeartbeatRequest>,
 ) -> Result<Json<Value>, Failure> {
     held(&app, &caller, id, body.lease).await?;
@@ -523,7 +523,7 @@ fn plan_store(app: &App) -> Result<FsPlanStore, String> {
 pub async fn result(
     caller: RunnerCaller,
     State(app): State<Arc<App>>,
-    Path(id): Path<i64>,
+    Path(id): Path<sluice_store::JobId>,
     Json(body): Json<UploadRequest>,
 ) -> Result<Json<UploadAnswer>, Failure> {
     let job = held(&app, &caller, id, body.lease).await?;
@@ -713,7 +713,7 @@ pub async fn result(
             app.metrics.plan_duration.observe(seconds);
             app.metrics
                 .job(RUNNER_PLAN_JOB, JobOutcome::Succeeded, seconds);
-            tracing::info!(correlation_id = %change_id, job = id, planned,
+            tracing::info!(correlation_id = %change_id, job = %id, planned,
                 identity = %caller.identity(), "runner plan recorded");
             Ok(Json(UploadAnswer {
                 change_id,

@@ -61,7 +61,7 @@ pub async fn run(
 ) {
     let name = format!("{}/w{index}", app.config.replica);
     while let Some(held) = feed.next().await {
-        tracing::debug!(worker = %name, job = held.claimed.job.id, "job taken");
+        tracing::debug!(worker = %name, job = %held.claimed.job.id, "job taken");
         run_one(&app, held, &mut shutdown).await;
     }
 }
@@ -77,7 +77,7 @@ async fn run_one(app: &Arc<App>, held: HeldJob, shutdown: &mut watch::Receiver<b
             kind: kind_label(&job.kind).into(),
         })
         .observe(waited);
-    let span = tracing::info_span!("job", job = job.id, kind = %job.kind, key = %job.serial_key,
+    let span = tracing::info_span!("job", job = %job.id, kind = %job.kind, key = %job.serial_key,
         head = job.head_sha.as_deref().unwrap_or(""), attempt = job.attempts);
     tracing::info!(parent: &span, "job claimed");
 
@@ -93,7 +93,7 @@ async fn run_one(app: &Arc<App>, held: HeldJob, shutdown: &mut watch::Receiver<b
                 Err(_) => {
                     let _ = app.store.release(lease).await;
                     app.metrics.job(&job.kind, JobOutcome::Released, started.elapsed().as_secs_f64());
-                    tracing::info!(job = job.id, "job released at shutdown");
+                    tracing::info!(job = %job.id, "job released at shutdown");
                     return;
                 }
             }
@@ -103,23 +103,23 @@ async fn run_one(app: &Arc<App>, held: HeldJob, shutdown: &mut watch::Receiver<b
     match ran {
         Ran::Done => {
             app.metrics.job(&job.kind, JobOutcome::Succeeded, seconds);
-            tracing::info!(job = job.id, seconds, "job succeeded");
+            tracing::info!(job = %job.id, seconds, "job succeeded");
         }
         Ran::LeaseLost(why) => {
             app.metrics.job(&job.kind, JobOutcome::Cancelled, seconds);
-            tracing::info!(job = job.id, reason = %why, "job result dropped: lease lost");
+            tracing::info!(job = %job.id, reason = %why, "job result dropped: lease lost");
         }
         Ran::Failed(error) => {
             app.metrics.job(&job.kind, JobOutcome::Failed, seconds);
             if held.lost() {
-                tracing::info!(job = job.id, error = %error, "job failed after its lease was lost");
+                tracing::info!(job = %job.id, error = %error, "job failed after its lease was lost");
                 return;
             }
             match app.store.fail(lease, &error, app.config.backoff).await {
                 Ok(state) => {
-                    tracing::warn!(job = job.id, error = %error, now = state.as_str(), "job failed")
+                    tracing::warn!(job = %job.id, error = %error, now = state.as_str(), "job failed")
                 }
-                Err(e) => tracing::warn!(job = job.id, error = %e, "recording a failure failed"),
+                Err(e) => tracing::warn!(job = %job.id, error = %e, "recording a failure failed"),
             }
         }
     }

@@ -501,7 +501,13 @@ async fn a_runner_plans_a_stack_and_a_review_approves_that_plan() {
         202
     );
     settle(&server).await;
-    let old = server.app.store.job(job).await.unwrap().unwrap();
+    let old = server
+        .app
+        .store
+        .job(sluice_store::JobId(job))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(old.state, JobState::Cancelled);
     assert!(
         old.reason.as_deref().unwrap().contains("superseded"),

@@ -40,6 +40,7 @@ pub struct Latency {
     pub what: String,
     pub samples: usize,
     pub p50_us: u64,
+    pub p90_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
 }
@@ -55,6 +56,7 @@ impl Latency {
             what: what.to_string(),
             samples: d.len(),
             p50_us: at(0.50),
+            p90_us: at(0.90),
             p99_us: at(0.99),
             max_us: d.last().map(|x| x.as_micros() as u64).unwrap_or(0),
         }
@@ -90,9 +92,10 @@ impl BenchReport {
         );
         let line = |l: &Latency| {
             format!(
-                "  {:<28} p50 {:>8.3} ms   p99 {:>8.3} ms   max {:>8.3} ms   (n={})\n",
+                "  {:<28} p50 {:>7.3} ms   p90 {:>7.3} ms   p99 {:>7.3} ms   max {:>7.3} ms   (n={})\n",
                 l.what,
                 l.p50_us as f64 / 1000.0,
+                l.p90_us as f64 / 1000.0,
                 l.p99_us as f64 / 1000.0,
                 l.max_us as f64 / 1000.0,
                 l.samples

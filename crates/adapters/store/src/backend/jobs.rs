@@ -94,13 +94,13 @@ pub(crate) fn push_lease_match<DB: sqlx::Database>(
     q.push("id IN (");
     let mut ids = q.separated(", ");
     for lease in leases {
-        ids.push_bind(lease.job_id);
+        ids.push_bind(lease.job_id.0);
     }
     q.push(") AND (id, lease_token) IN (VALUES ");
     let mut pairs = q.separated(", ");
     for lease in leases {
         pairs.push("(");
-        pairs.push_bind_unseparated(lease.job_id);
+        pairs.push_bind_unseparated(lease.job_id.0);
         pairs.push_unseparated(", ");
         pairs.push_bind_unseparated(lease.token);
         pairs.push_unseparated(")");
@@ -109,8 +109,11 @@ pub(crate) fn push_lease_match<DB: sqlx::Database>(
 }
 
 /// The leases of `leases` whose job is not among the ids a statement touched, in order.
-pub(crate) fn missing(leases: &[crate::jobs::Lease], touched: &[i64]) -> Vec<crate::jobs::Lease> {
-    let touched: std::collections::HashSet<i64> = touched.iter().copied().collect();
+pub(crate) fn missing(
+    leases: &[crate::jobs::Lease],
+    touched: &[crate::jobs::JobId],
+) -> Vec<crate::jobs::Lease> {
+    let touched: std::collections::HashSet<_> = touched.iter().copied().collect();
     leases
         .iter()
         .copied()
@@ -140,7 +143,7 @@ macro_rules! impl_jobs {
                     u32::try_from(v).map_err(|_| bad_row("jobs", id, field, format!("{v} out of range")))
                 };
                 Ok($crate::jobs::Job {
-                    id,
+                    id: $crate::jobs::JobId(id),
                     kind: row.try_get("kind").map_err(get)?,
                     serial_key: row.try_get("serial_key").map_err(get)?,
                     head_sha: row.try_get("head_sha").map_err(get)?,
@@ -219,7 +222,7 @@ macro_rules! impl_jobs {
                             .push_bind(now);
                     });
                     q.push(" RETURNING id");
-                    let mut ids: Vec<i64> = q
+                    let mut ids: Vec<$crate::jobs::JobId> = q
                         .build_query_scalar()
                         .fetch_all(&mut **db)
                         .await
@@ -286,7 +289,7 @@ macro_rules! impl_jobs {
                     }
                 }
                 for (key, reason) in &tx.cancellations {
-                    let cancelled: Vec<i64> = sqlx::query_scalar(
+                    let cancelled: Vec<$crate::jobs::JobId> = sqlx::query_scalar(
                         "UPDATE jobs SET state = 'cancelled', reason = $1, finished_at = $2, \
                          lease_owner = NULL, lease_until = NULL \
                          WHERE serial_key = $3 AND state IN ('queued', 'running') RETURNING id",
@@ -311,7 +314,7 @@ macro_rules! impl_jobs {
                         self.insert_jobs_on(db, &run, delivery.as_deref(), now, out).await?;
                         run.clear();
                         let head = job.head_sha.as_deref().unwrap_or_default();
-                        let cancelled: Vec<i64> = sqlx::query_scalar(
+                        let cancelled: Vec<$crate::jobs::JobId> = sqlx::query_scalar(
                             "UPDATE jobs SET state = 'cancelled', reason = $1, finished_at = $2, \
                              lease_owner = NULL, lease_until = NULL \
                              WHERE serial_key = $3 AND state IN ('queued', 'running') \
@@ -340,7 +343,7 @@ macro_rules! impl_jobs {
                     );
                     $crate::backend::jobs::push_lease_match(&mut q, chunk);
                     q.push(" RETURNING id");
-                    let done: Vec<i64> = q
+                    let done: Vec<$crate::jobs::JobId> = q
                         .build_query_scalar()
                         .fetch_all(&mut **db)
                         .await
@@ -463,7 +466,7 @@ macro_rules! impl_jobs {
                     q.push_bind(until).push(" WHERE state = 'running' AND ");
                     push_lease_match(&mut q, chunk);
                     q.push(" RETURNING id");
-                    let extended: Vec<i64> = q
+                    let extended: Vec<$crate::jobs::JobId> = q
                         .build_query_scalar()
                         .fetch_all(&self.lease_pool)
                         .await
@@ -562,7 +565,7 @@ macro_rules! impl_jobs {
                 Err(Self::lease_lost_on(&mut *conn, lease).await)
             }
 
-            async fn job(&self, id: i64) -> $crate::error::Result<Option<$crate::jobs::Job>> {
+            async fn job(&self, id: $crate::jobs::JobId) -> $crate::error::Result<Option<$crate::jobs::Job>> {
                 use $crate::backend::jobs::JOB_COLUMNS;
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
