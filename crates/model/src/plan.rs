@@ -811,7 +811,7 @@ impl Plan {
                 message: format!("plan JSON format_version {version}{no_masks_note}"),
             });
         }
-        plan.scrub_sensitive_values(file, &mut warnings);
+        plan.scrub_sensitive_values(file, text.len(), &mut warnings);
 
         plan.format_version = Some(version);
         let derived: Vec<&str> = plan
@@ -883,8 +883,13 @@ impl Plan {
     pub fn sensitive_values(&self) -> (SensitiveValues, Vec<String>) {
         let mut found = SensitiveValues::new();
         let mut notes = Vec::new();
-        let mut note = |what: String, issues: Vec<MaskIssue>| {
-            notes.extend(issues.iter().map(|i| i.describe(&what)));
+        // `what` names the value only when a mask did not line up (rarely): a large plan has
+        // tens of thousands of values to name otherwise.
+        let mut note = |what: &dyn Fn() -> String, issues: Vec<MaskIssue>| {
+            if !issues.is_empty() {
+                let what = what();
+                notes.extend(issues.iter().map(|i| i.describe(&what)));
+            }
         };
         let deferred = self.deferred_changes.iter().map(|d| &d.resource_change);
         for rc in self
@@ -895,9 +900,9 @@ impl Plan {
         {
             let c = &rc.change;
             let b = found.collect(&c.before, &c.before_sensitive, None);
-            note(format!("`{}` (before)", rc.address), b);
+            note(&|| format!("`{}` (before)", rc.address), b);
             let a = found.collect(&c.after, &c.after_sensitive, Some(&c.after_unknown));
-            note(format!("`{}` (after)", rc.address), a);
+            note(&|| format!("`{}` (after)", rc.address), a);
         }
         let sensitive_outputs = self.sensitive_output_names();
         for (name, c) in &self.output_changes {
@@ -906,9 +911,9 @@ impl Plan {
                 found.add_all(&c.after);
             } else {
                 let b = found.collect(&c.before, &c.before_sensitive, None);
-                note(format!("output `{name}` (before)"), b);
+                note(&|| format!("output `{name}` (before)"), b);
                 let a = found.collect(&c.after, &c.after_sensitive, Some(&c.after_unknown));
-                note(format!("output `{name}` (after)"), a);
+                note(&|| format!("output `{name}` (after)"), a);
             }
         }
         // Masks `resource_changes` carry for the state-shaped documents (0.x plans have none
@@ -988,7 +993,13 @@ impl Plan {
     /// everything sluice may render: values, addresses, replace paths, import ids, generated
     /// configuration, planned values, configuration, checks. `variables` and `prior_state`
     /// are left as they are (never rendered). Mask issues become warnings naming the address.
-    fn scrub_sensitive_values(&mut self, file: &str, warnings: &mut Vec<PlanWarning>) {
+    /// `text_bytes` is the document's size: how much text the matcher is built to search.
+    fn scrub_sensitive_values(
+        &mut self,
+        file: &str,
+        text_bytes: usize,
+        warnings: &mut Vec<PlanWarning>,
+    ) {
         let (found, notes) = self.sensitive_values();
         warnings.extend(notes.into_iter().map(|message| PlanWarning {
             file: file.to_string(),
@@ -997,7 +1008,7 @@ impl Plan {
         if found.is_empty() {
             return;
         }
-        let r = found.redactor();
+        let r = found.redactor_for(text_bytes);
         if !r.is_active() {
             // Only a pathological value set fails to build; fail closed on what it covers.
             warnings.push(PlanWarning {
@@ -1159,7 +1170,7 @@ fn collect_state(
     doc: &Value,
     carried: &std::collections::HashMap<&str, &Value>,
     found: &mut SensitiveValues,
-    note: &mut impl FnMut(String, Vec<MaskIssue>),
+    note: &mut impl FnMut(&dyn Fn() -> String, Vec<MaskIssue>),
 ) {
     if let Some(Value::Object(outputs)) = doc.get("outputs") {
         for o in outputs.values() {
@@ -1184,7 +1195,7 @@ fn collect_state(
                 // A carried mask lines up with `planned_values` only roughly (unknown values
                 // are absent there); report the document's own masks only.
                 if r.get("sensitive_values").is_some() {
-                    note(format!("`{address}` (planned or prior values)"), issues);
+                    note(&|| format!("`{address}` (planned or prior values)"), issues);
                 }
             }
         });

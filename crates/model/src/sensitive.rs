@@ -233,21 +233,44 @@ impl SensitiveValues {
 
     /// The matcher that replaces every occurrence of these values.
     pub fn redactor(&self) -> ValueRedactor {
+        self.redactor_for(0)
+    }
+
+    /// The matcher for searching about `text_bytes` of text. Longest match first, so that a
+    /// secret that contains another is hidden whole.
+    ///
+    /// A contiguous NFA is built in a fraction of a DFA's time, which dominates for the few
+    /// values of a small plan. A DFA searches several times faster, which dominates once the
+    /// text is megabytes ([`DFA_FROM_TEXT_BYTES`]); its table grows with the values' total
+    /// length, so it is used only while that stays small ([`DFA_MAX_VALUE_BYTES`]).
+    pub fn redactor_for(&self, text_bytes: usize) -> ValueRedactor {
+        use aho_corasick::AhoCorasickKind::{ContiguousNFA, DFA};
         if self.long.is_empty() {
             return ValueRedactor::default();
         }
-        // Longest match first, so that a secret that contains another is hidden whole.
-        // A contiguous NFA: built in a fraction of a DFA's time, which dominates for the few
-        // values of a typical plan, and searched nearly as fast.
-        let matcher = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostLongest)
-            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
-            .build(self.long.iter())
-            .ok();
+        let value_bytes: usize = self.long.iter().map(String::len).sum();
+        let build = |kind| {
+            AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostLongest)
+                .kind(Some(kind))
+                .build(self.long.iter())
+                .ok()
+        };
+        let matcher = if text_bytes >= DFA_FROM_TEXT_BYTES && value_bytes <= DFA_MAX_VALUE_BYTES {
+            build(DFA).or_else(|| build(ContiguousNFA))
+        } else {
+            build(ContiguousNFA)
+        };
         let numeric = self.long.iter().any(|v| v.bytes().all(is_number_byte));
         ValueRedactor { matcher, numeric }
     }
 }
+
+/// Text from which a [`ValueRedactor`] searches with a DFA (see [`SensitiveValues::redactor_for`]).
+pub const DFA_FROM_TEXT_BYTES: usize = 1 << 20;
+
+/// The most value bytes a DFA is built for: at most 16 Ki states, a few MiB of table.
+pub const DFA_MAX_VALUE_BYTES: usize = 16 << 10;
 
 /// A byte that may appear in a JSON number's text (`-12.5e+3`).
 fn is_number_byte(b: u8) -> bool {

@@ -77,11 +77,13 @@ pub fn check(group: &str, kind: &str, object: &Value) -> Vec<Violation> {
         "/spec/jobTemplate/spec/template/metadata/labels",
     ] {
         if let Some(Value::Object(labels)) = object.pointer(prefix) {
+            // The path is written only for a violation: most objects have none, and every
+            // object's labels are checked.
+            let path = |k: &str| format!("{prefix}/{}", escape(k));
             for (k, v) in labels {
-                let path = format!("{prefix}/{}", escape(k));
                 if let Err(why) = label_key(k) {
                     out.push(Violation {
-                        path: path.clone(),
+                        path: path(k),
                         rule: RULE_LABEL,
                         message: format!("invalid label key: {why}"),
                     });
@@ -90,7 +92,7 @@ pub fn check(group: &str, kind: &str, object: &Value) -> Vec<Violation> {
                     && let Err(why) = label_value(v)
                 {
                     out.push(Violation {
-                        path,
+                        path: path(k),
                         rule: RULE_LABEL,
                         message: format!("invalid label value: {why}"),
                     });
@@ -103,13 +105,17 @@ pub fn check(group: &str, kind: &str, object: &Value) -> Vec<Violation> {
         "/spec/template/spec",
         "/spec/jobTemplate/spec/template/spec",
     ] {
+        let Some(Value::Object(spec)) = object.pointer(pod) else {
+            continue;
+        };
         for list in ["containers", "initContainers"] {
-            let Some(Value::Array(containers)) = object.pointer(&format!("{pod}/{list}")) else {
+            let Some(Value::Array(containers)) = spec.get(list) else {
                 continue;
             };
             for (i, c) in containers.iter().enumerate() {
                 for part in ["requests", "limits"] {
-                    let Some(Value::Object(q)) = c.pointer(&format!("/resources/{part}")) else {
+                    let Some(Value::Object(q)) = c.get("resources").and_then(|r| r.get(part))
+                    else {
                         continue;
                     };
                     for (name, v) in q {
@@ -130,7 +136,9 @@ pub fn check(group: &str, kind: &str, object: &Value) -> Vec<Violation> {
     }
     if group.is_empty() && kind == "PersistentVolumeClaim" {
         for part in ["requests", "limits"] {
-            if let Some(Value::Object(q)) = object.pointer(&format!("/spec/resources/{part}")) {
+            if let Some(Value::Object(q)) =
+                object.pointer("/spec/resources").and_then(|r| r.get(part))
+            {
                 for (name, v) in q {
                     if !is_quantity_value(v) {
                         out.push(Violation {

@@ -417,6 +417,7 @@ pub fn run_ingest_plan(a: IngestPlanArgs) -> Result<i32, PipelineError> {
             return Ok(exit::USAGE);
         }
     };
+    crate::pages::huge_pages_for_bytes(json.len() as u64);
     let plan_file = match &a.plan_file {
         Some(p) => match std::fs::read(p) {
             Ok(b) => Some(b),
@@ -602,6 +603,8 @@ pub fn run_bench_plan(a: BenchPlanArgs) -> Result<i32, PipelineError> {
         std::fs::write(out, &bytes).map_err(|e| PipelineError::io(out, e))?;
         eprintln!("wrote {} ({} bytes)", out.display(), bytes.len());
     }
+    // As `sluice plan` or `check` would run on a plan of this size.
+    crate::pages::huge_pages_for_bytes(bytes.len() as u64);
     let rules = RedactionRules::default();
     let runs = a.runs.max(1);
     let (mut parse, mut summary, mut red, mut red_copy, mut total) =

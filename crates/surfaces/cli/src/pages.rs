@@ -5,8 +5,11 @@
 //! for memory a short-lived command mostly never uses, so `main` turns them off for the process.
 //! A large plan is the opposite case: the run touches hundreds of megabytes, and 4 KiB pages
 //! cost it hundreds of thousands of page faults (the 10,000-change `sluice check` ran about 25%
-//! slower with huge pages off). Commands that read one large input call
-//! [`huge_pages_for_input`] with its size before parsing it.
+//! slower with huge pages off). Commands that read one large plan call
+//! [`huge_pages_for_input`] or [`huge_pages_for_bytes`] before parsing it (`check`, `policy
+//! eval`, `plan`, and `bench plan` as those would on its generated plan). Not every large run
+//! gains: building a million-leaf log in memory was slower with huge pages, so the rule is
+//! applied where it was measured, not to every large input.
 
 use std::path::Path;
 
@@ -27,7 +30,15 @@ pub fn small_pages() {
 /// Turn huge pages back on when the file at `path` is large. An unreadable file changes
 /// nothing: reading it will report the error.
 pub fn huge_pages_for_input(path: &Path) {
-    if std::fs::metadata(path).is_ok_and(|m| wants_huge_pages(m.len())) {
+    if let Ok(m) = std::fs::metadata(path) {
+        huge_pages_for_bytes(m.len());
+    }
+}
+
+/// Turn huge pages back on for an input of `bytes` already in memory (read or generated) when
+/// it is large: what is parsed from it is touched from now on.
+pub fn huge_pages_for_bytes(bytes: u64) {
+    if wants_huge_pages(bytes) {
         set_thp_disabled(false);
     }
 }
