@@ -351,6 +351,38 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_large_text_is_searched_by_a_dfa_that_redacts_as_the_nfa_does() {
+        use aho_corasick::AhoCorasickKind::{ContiguousNFA, DFA};
+        let mut s = SensitiveValues::new();
+        s.add_all(&json!([
+            "hunter2-CANARY-tail",
+            "hunter2-CANARY",
+            "s3cr3t-value-1"
+        ]));
+        let kind = |r: &ValueRedactor| r.matcher.as_ref().map(|m| m.kind());
+        let (small, large) = (s.redactor_for(0), s.redactor_for(DFA_FROM_TEXT_BYTES));
+        assert_eq!(
+            (kind(&small), kind(&large)),
+            (Some(ContiguousNFA), Some(DFA))
+        );
+        let text = "a hunter2-CANARY-tail b hunter2-CANARY c s3cr3t-value-1 d";
+        let redacted = large.redact_str(text);
+        assert_eq!(redacted, small.redact_str(text));
+        assert_eq!(
+            redacted,
+            format!("a {REDACTED} b {REDACTED} c {REDACTED} d")
+        );
+        // Too many value bytes for a DFA's table: the NFA again.
+        let mut many = SensitiveValues::new();
+        let big = "v".repeat(DFA_MAX_VALUE_BYTES + 1);
+        many.add_all(&json!([big]));
+        assert_eq!(
+            kind(&many.redactor_for(DFA_FROM_TEXT_BYTES)),
+            Some(ContiguousNFA)
+        );
+    }
+
+    #[test]
     fn collects_marked_leaves_and_redacts_everywhere() {
         let value = json!({
             "input": {"conn": "postgres://app@db/x?pw=hunter2-CANARY-tail", "plain": "hello", "pin": "1234"},
