@@ -231,13 +231,9 @@ impl SensitiveValues {
         self.long.is_empty()
     }
 
-    /// The matcher that replaces every occurrence of these values.
-    pub fn redactor(&self) -> ValueRedactor {
-        self.redactor_for(0)
-    }
-
-    /// The matcher for searching about `text_bytes` of text. Longest match first, so that a
-    /// secret that contains another is hidden whole.
+    /// The matcher that replaces every occurrence of these values, built for searching about
+    /// `text_bytes` of text. Longest match first, so that a secret that contains another is
+    /// hidden whole.
     ///
     /// A contiguous NFA is built in a fraction of a DFA's time, which dominates for the few
     /// values of a small plan. A DFA searches several times faster, which dominates once the
@@ -281,7 +277,7 @@ fn is_number_byte(b: u8) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct ValueRedactor {
     /// `None` when there is nothing to redact. (If the automaton could not be built, which
-    /// only a pathological pattern set causes, [`SensitiveValues::redactor`] also yields
+    /// only a pathological pattern set causes, [`SensitiveValues::redactor_for`] also yields
     /// `None`; the caller warns through [`ValueRedactor::is_active`].)
     matcher: Option<AhoCorasick>,
     /// Some value could occur in a number's text. Only then are numbers formatted and
@@ -395,7 +391,7 @@ mod tests {
         assert!(s.any_marked());
         // The four-character pin is below the minimum: only its masked position hides it.
         assert_eq!(s.len(), 2);
-        let r = s.redactor();
+        let r = s.redactor_for(0);
         let mut v = value.clone();
         r.redact_value(&mut v);
         let text = v.to_string();
@@ -416,7 +412,7 @@ mod tests {
     fn longest_secret_wins_and_numbers_count() {
         let mut s = SensitiveValues::new();
         s.add_all(&json!(["abcdefgh", "abcdefghijkl", 123456789012u64]));
-        let r = s.redactor();
+        let r = s.redactor_for(0);
         assert_eq!(r.redact_str("xabcdefghijklx"), format!("x{REDACTED}x"));
         let mut v = json!({"n": 123456789012u64, "m": 5, "s": "id-123456789012"});
         r.redact_value(&mut v);
@@ -470,7 +466,7 @@ mod tests {
             .is_empty()
         );
         assert!(!s.any_marked());
-        let r = s.redactor();
+        let r = s.redactor_for(0);
         assert!(!r.is_active());
         assert!(matches!(
             r.redact_str("value-long-enough"),
@@ -526,7 +522,7 @@ mod tests {
         ) {
             let mut s = SensitiveValues::new();
             s.add_all(&json!(secret.clone()));
-            let r = s.redactor();
+            let r = s.redactor_for(0);
             let out = r.redact_str(&format!("{before}{secret}{after}")).into_owned();
             proptest::prop_assert!(!out.contains(&secret));
         }
@@ -536,7 +532,7 @@ mod tests {
             let mut s = SensitiveValues::new();
             let _ = s.collect(&value, &mask, None);
             let mut v = value.clone();
-            s.redactor().redact_value(&mut v);
+            s.redactor_for(0).redact_value(&mut v);
             overlay_mask(&mut v, &mask);
         }
     }
