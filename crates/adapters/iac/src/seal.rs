@@ -66,15 +66,28 @@ pub fn is_sealed(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC) || bytes.starts_with(MAGIC_V1)
 }
 
+/// A plaintext in the form it is sealed in ([`encode`]), not yet encrypted.
+pub struct Encoded {
+    encoding: Encoding,
+    payload: Vec<u8>,
+}
+
 /// The plaintext as it is sealed: compressed when that saves at least an eighth of it (a plan
-/// file is a zip already, and gains nothing).
-fn encode(plain: &[u8]) -> (Encoding, Vec<u8>) {
+/// file is a zip already, and gains nothing). The first half of [`seal`]: it needs no key and
+/// no digest, so a caller may run it beside the hashing of the same plaintext.
+pub fn encode(plain: &[u8]) -> Encoded {
     if let Ok(packed) = zstd::bulk::compress(plain, ZSTD_LEVEL)
         && packed.len() <= plain.len() - plain.len() / 8
     {
-        return (Encoding::Zstd, packed);
+        return Encoded {
+            encoding: Encoding::Zstd,
+            payload: packed,
+        };
     }
-    (Encoding::Plain, plain.to_vec())
+    Encoded {
+        encoding: Encoding::Plain,
+        payload: plain.to_vec(),
+    }
 }
 
 /// The plaintext back from its sealed encoding.
@@ -99,8 +112,17 @@ fn decode(encoding: Encoding, payload: Vec<u8>) -> Result<Vec<u8>, SealError> {
 
 /// Encrypt `plain`, whose SHA-256 is `digest` (raw 32 bytes).
 pub fn seal(keys: &dyn KeyProvider, plain: &[u8], digest: &[u8; 32]) -> Result<Vec<u8>, SealError> {
-    let (encoding, payload) = encode(plain);
-    seal_payload(keys, MAGIC, Some(encoding), payload, digest)
+    seal_encoded(keys, encode(plain), digest)
+}
+
+/// The second half of [`seal`]: encrypts what [`encode`] made of a plaintext whose SHA-256 is
+/// `digest`.
+pub fn seal_encoded(
+    keys: &dyn KeyProvider,
+    encoded: Encoded,
+    digest: &[u8; 32],
+) -> Result<Vec<u8>, SealError> {
+    seal_payload(keys, MAGIC, Some(encoded.encoding), encoded.payload, digest)
 }
 
 /// Seals `payload` under a header that starts with `magic` (and the `encoding` byte, which

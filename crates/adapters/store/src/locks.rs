@@ -287,21 +287,35 @@ macro_rules! impl_lock_store {
                 before: &sluice_model::lock::Lock,
                 lock: &sluice_model::lock::Lock,
             ) -> $crate::error::Result<()> {
+                let mut q = sqlx::QueryBuilder::new("");
+                Self::push_lock_write(&mut q, before, lock)?;
+                q.build()
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(self.fail("writing a lock"))?;
+                Ok(())
+            }
+
+            /// The statement of [`Self::write_lock_on`], for a batch of writes.
+            pub(crate) fn push_lock_write(
+                q: &mut sqlx::QueryBuilder<$db>,
+                before: &sluice_model::lock::Lock,
+                lock: &sluice_model::lock::Lock,
+            ) -> $crate::error::Result<()> {
                 $crate::locks::check_monotonic(before, lock)?;
                 let row = $crate::locks::encode(lock)?;
-                sqlx::query(
-                    "UPDATE locks SET last_token = $2, holder_change = $3, holder_token = $4, \
-                     state = $5, updated_at = $6 WHERE unit = $1 AND last_token <= $2",
-                )
-                .bind(&lock.unit)
-                .bind(row.last_token)
-                .bind(&row.holder_change)
-                .bind(row.holder_token)
-                .bind(&row.state)
-                .bind($crate::records::now_millis())
-                .execute(&mut *conn)
-                .await
-                .map_err(self.fail("writing a lock"))?;
+                $crate::backend::statements::push_sql!(
+                    q,
+                    "UPDATE locks SET last_token = ?, holder_change = ?, holder_token = ?, \
+                     state = ?, updated_at = ? WHERE unit = ? AND last_token <= ?",
+                    row.last_token,
+                    row.holder_change,
+                    row.holder_token,
+                    row.state,
+                    $crate::records::now_millis(),
+                    &lock.unit,
+                    row.last_token,
+                );
                 Ok(())
             }
         }

@@ -151,7 +151,8 @@ pub trait StateStore: Send + Sync + 'static {
     /// and gathers its other writes (the attached lock, audit events and their log leaves) in
     /// a [`crate::Transaction`]; then the lock (if it changed; a fencing token never goes
     /// back) and those writes commit together. An empty transaction and an unchanged lock
-    /// write nothing.
+    /// write nothing. A transaction holding a state version is refused (invalid): a version is
+    /// written by [`crate::Store::commit`], which checks its fence against the stored lock.
     fn lock_transaction<T, F>(
         &self,
         unit: &str,

@@ -99,6 +99,45 @@ async fn versions_chain_and_are_immutable<S: StateStore>(store: &S) {
     assert_eq!(store.state_head(other).await.unwrap().unwrap().version, 1);
 }
 
+/// A transaction's writes go to the database as one query, checked first: versions of one
+/// unit chain within the transaction, events get ids in the order they were added, and a
+/// version that collides with another of the same transaction is stale, with nothing written.
+async fn one_transaction_writes_versions_and_events_in_order<S: Store + StateStore>(store: &S) {
+    let unit = "dev/ap-southeast-1/batched";
+    let mut tx = Transaction::new();
+    tx.put_state_version(version(unit, 1, b"b-one"))
+        .put_state_version(version(unit, 2, b"b-two"))
+        .append_state_event(event(unit, "first"), None)
+        .append_state_event(event(unit, "second"), None)
+        .append_state_event(event(unit, "third"), None);
+    let committed = store.commit(tx).await.unwrap();
+    let numbers: Vec<u64> = committed.state_versions.iter().map(|v| v.version).collect();
+    assert_eq!(numbers, [1, 2]);
+    assert_eq!(store.state_head(unit).await.unwrap().unwrap().version, 2);
+    let events = store.state_events(Some(unit), 0, 10).await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["first", "second", "third"]);
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    assert_eq!(committed.state_event_ids, ids);
+
+    // Version 3 twice: the second is checked against the first, and is stale.
+    let mut tx = Transaction::new();
+    tx.put_state_version(version(unit, 3, b"b-three"))
+        .put_state_version(version(unit, 3, b"b-three-again"))
+        .append_state_event(event(unit, "collides"), None);
+    let err = store.commit(tx).await.unwrap_err();
+    assert!(matches!(err, StoreError::Stale { .. }), "{err}");
+    assert_eq!(store.state_head(unit).await.unwrap().unwrap().version, 2);
+    assert_eq!(
+        store.state_blob(&Digest::of(b"b-three")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.state_events(Some(unit), 0, 10).await.unwrap().len(),
+        3
+    );
+}
+
 async fn blobs_are_content_addressed_and_create_only<S: StateStore>(store: &S) {
     let a = "dev/x/a";
     let b = "dev/x/b";
@@ -323,6 +362,18 @@ async fn lock_transactions_commit_whole<S: Store + StateStore + LockStore + Clon
     assert!(store.backend_lock(unit).await.unwrap().is_some());
     assert_eq!(store.log_size().await.unwrap(), size + 1);
 
+    // A state version is not a lock transaction's to write (its fence would be checked
+    // against the lock before the transaction's own write-back).
+    let with_version = store
+        .lock_transaction(unit, |_, _| {
+            let mut tx = Transaction::new();
+            tx.put_state_version(version(unit, 1, b"from-a-lock"));
+            ((), tx)
+        })
+        .await;
+    assert!(matches!(with_version, Err(StoreError::Invalid { .. })));
+    assert_eq!(store.state_head(unit).await.unwrap(), None);
+
     // An unchanged lock and an empty transaction write nothing.
     let ((), nothing) = store
         .lock_transaction(unit, |_, _| ((), Transaction::new()))
@@ -354,6 +405,7 @@ async fn lock_transactions_commit_whole<S: Store + StateStore + LockStore + Clon
 
 both_backends!(
     lock_transactions_commit_whole,
+    one_transaction_writes_versions_and_events_in_order,
     fenced_writes_need_the_current_holder,
     versions_chain_and_are_immutable,
     blobs_are_content_addressed_and_create_only,

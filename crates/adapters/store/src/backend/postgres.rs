@@ -13,6 +13,7 @@ use sqlx::{ConnectOptions as _, Connection as _, Postgres, Transaction};
 use tokio::sync::Mutex;
 
 use crate::backend::jobs::impl_jobs;
+use crate::backend::statements::Statements;
 use crate::backend::{check_applied, impl_store, known_version};
 use crate::error::{Result, StoreError};
 use crate::frontier::Frontier;
@@ -57,10 +58,10 @@ impl PgStore {
     pub(crate) const CLAIM_LOCK: &'static str = "FOR UPDATE SKIP LOCKED";
     /// Claims are one statement (giving up expired jobs in a `WITH`), committed on their own.
     pub(crate) const CLAIM_IN_ONE_STATEMENT: bool = true;
-    /// An append (its leaves, the nodes they complete and the head's new size) is one statement,
-    /// data-modifying `WITH` clauses in front of the head's `UPDATE`: one round trip instead of
-    /// three on every transaction that writes a leaf.
-    pub(crate) const APPEND_IN_ONE_STATEMENT: bool = true;
+    /// A transaction's writes (see [`super::statements`]) are data-modifying `WITH`
+    /// clauses in front of one `SELECT`: one round trip for the log append, the lock's
+    /// write-back and the state writes.
+    pub(crate) const WRITES_IN_CTES: bool = true;
     /// A job key's lock for a transaction that cancels or supersedes its jobs: an advisory lock
     /// held until commit (class `0x736c7563`, "sluc"; the key's hash). Such transactions are no
     /// longer serialised by the log head, and without it two pushes committing at once would
@@ -194,7 +195,15 @@ impl PgStore {
             0
         };
         let frontier_in = cached.as_deref().and_then(|c| c.as_ref());
-        let (out, frontier) = self.write_tx_on(&mut db, frontier_in, size, &tx).await?;
+        let (out, frontier) = self
+            .write_tx_on(
+                &mut db,
+                frontier_in,
+                size,
+                &tx,
+                Statements::new(Self::WRITES_IN_CTES),
+            )
+            .await?;
         db.commit()
             .await
             .map_err(crate::error::durability("committing a transaction"))?;

@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use crate::backend::checkpoint;
 use crate::backend::group::{BatchWriter, GroupCommit};
 use crate::backend::jobs::impl_jobs;
+use crate::backend::statements::Statements;
 use crate::backend::{check_applied, impl_store, known_version};
 use crate::error::{Result, StoreError};
 use crate::frontier::Frontier;
@@ -51,6 +52,8 @@ pub struct SqliteStore {
     /// syncs, and that sync covers the claims written before it.
     pub(crate) lease_pool: SqlitePool,
     path: PathBuf,
+    /// When a write last began: the checkpoint task waits for a quiet moment.
+    activity: Arc<checkpoint::Activity>,
     /// Keeps the WAL checkpoint task running while a clone of the store lives.
     _checkpoints: checkpoint::Alive,
 }
@@ -68,8 +71,9 @@ impl SqliteStore {
     pub(crate) const CLAIM_LOCK: &'static str = "";
     /// SQLite has no `UPDATE` in `WITH`: a claim is two statements under `BEGIN IMMEDIATE`.
     pub(crate) const CLAIM_IN_ONE_STATEMENT: bool = false;
-    /// SQLite has no `INSERT` in `WITH`; its statements cost no round trip anyway.
-    pub(crate) const APPEND_IN_ONE_STATEMENT: bool = false;
+    /// SQLite has no `INSERT` in `WITH`: a transaction's writes (see [`super::statements`]) are
+    /// statements separated by `;`, run in one hand-off to the connection's thread.
+    pub(crate) const WRITES_IN_CTES: bool = false;
     /// No key locks: a write transaction is the only writer already.
     pub(crate) const KEY_LOCK: Option<&'static str> = None;
 
@@ -148,7 +152,8 @@ impl SqliteStore {
                 location: location.clone(),
                 source,
             })?;
-        let checkpoints = checkpoint::start(&pool);
+        let activity = Arc::new(checkpoint::Activity::new());
+        let checkpoints = checkpoint::start(&pool, activity.clone());
         Ok(SqliteStore {
             pool,
             location,
@@ -158,6 +163,7 @@ impl SqliteStore {
             jobs_ready: Arc::new(tokio::sync::Notify::new()),
             lease_pool,
             path,
+            activity,
             _checkpoints: checkpoints,
         })
     }
@@ -195,6 +201,7 @@ impl SqliteStore {
 
     /// A write transaction on the lease pool (see `lease_pool`).
     pub(crate) async fn begin_lease_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.activity.write_begins();
         self.lease_pool
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -202,6 +209,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.activity.write_begins();
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -287,7 +295,13 @@ impl BatchWriter for SqliteStore {
         // which is all it holds (two statements fewer on every commit nobody queued behind).
         if let [tx] = batch {
             let (out, moved) = self
-                .write_tx_on(&mut db, frontier.as_ref(), size, tx)
+                .write_tx_on(
+                    &mut db,
+                    frontier.as_ref(),
+                    size,
+                    tx,
+                    Statements::new(Self::WRITES_IN_CTES),
+                )
                 .await?;
             db.commit()
                 .await
@@ -302,7 +316,16 @@ impl BatchWriter for SqliteStore {
                 .execute(&mut *db)
                 .await
                 .map_err(self.fail("starting a grouped transaction"))?;
-            match self.write_tx_on(&mut db, frontier.as_ref(), size, tx).await {
+            match self
+                .write_tx_on(
+                    &mut db,
+                    frontier.as_ref(),
+                    size,
+                    tx,
+                    Statements::new(Self::WRITES_IN_CTES),
+                )
+                .await
+            {
                 Ok((out, moved)) => {
                     sqlx::query("RELEASE SAVEPOINT sluice_group")
                         .execute(&mut *db)

@@ -10,7 +10,7 @@ const LOCK_AND_ATTACHED: &str = "SELECT l.state AS lock_state, b.* FROM locks l 
      LEFT JOIN state_backend_locks b ON b.unit = l.unit WHERE l.unit = $1";
 
 macro_rules! impl_state_store {
-    ($ty:ty, $db:ty, $lock_and_attached_held:expr) => {
+    ($ty:ty, $db:ty, $lock_and_attached_held:expr, $head_lock_and_attached:expr) => {
         impl $ty {
             fn state_version_from_row(
                 row: &<$db as sqlx::Database>::Row,
@@ -102,31 +102,89 @@ macro_rules! impl_state_store {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 e: &$crate::state::StateEventRecord,
             ) -> $crate::error::Result<i64> {
-                let version = e
-                    .version
-                    .map(|v| $crate::backend::to_i64(v, "state event"))
-                    .transpose()?;
-                let leaf_index = e
-                    .leaf_index
-                    .map(|v| $crate::backend::to_i64(v, "state event"))
-                    .transpose()?;
-                sqlx::query_scalar(
+                let mut q = sqlx::QueryBuilder::new("");
+                Self::push_state_events(&mut q, std::iter::once((e, e.leaf_index)))?;
+                q.build_query_scalar()
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(self.fail("recording a state event"))
+            }
+
+            /// One `INSERT` of `events` (each with the index of its leaf, if any), returning
+            /// their ids.
+            fn push_state_events<'e>(
+                q: &mut sqlx::QueryBuilder<$db>,
+                events: impl Iterator<Item = (&'e $crate::state::StateEventRecord, Option<u64>)>,
+            ) -> $crate::error::Result<()> {
+                use $crate::backend::to_i64;
+                let events = events
+                    .map(|(e, leaf)| {
+                        let version = e.version.map(|v| to_i64(v, "state event")).transpose()?;
+                        let leaf = leaf.map(|v| to_i64(v, "state event")).transpose()?;
+                        Ok((e, version, leaf))
+                    })
+                    .collect::<$crate::error::Result<Vec<_>>>()?;
+                q.push(
                     "INSERT INTO state_events (unit, action, outcome, identity, version, detail, \
-                     created_at, leaf_index, envelope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     RETURNING id",
-                )
-                .bind(&e.unit)
-                .bind(&e.action)
-                .bind(&e.outcome)
-                .bind(&e.identity)
-                .bind(version)
-                .bind(e.detail.to_string())
-                .bind(e.created_at)
-                .bind(leaf_index)
-                .bind(&e.envelope)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(self.fail("recording a state event"))
+                     created_at, leaf_index, envelope) ",
+                );
+                q.push_values(events, |mut b, (e, version, leaf)| {
+                    b.push_bind(&e.unit)
+                        .push_bind(&e.action)
+                        .push_bind(&e.outcome)
+                        .push_bind(&e.identity)
+                        .push_bind(version)
+                        .push_bind(e.detail.to_string())
+                        .push_bind(e.created_at)
+                        .push_bind(leaf)
+                        .push_bind(&e.envelope);
+                });
+                q.push(" RETURNING id");
+                Ok(())
+            }
+
+            /// The ids the returning statement of a transaction's writes answered, in the order of the rows it
+            /// inserted (ids grow with each row), checked to be `expected` many.
+            pub(crate) fn returned_ids(
+                rows: &[<$db as sqlx::Database>::Row],
+                expected: usize,
+            ) -> $crate::error::Result<Vec<i64>> {
+                use sqlx::Row as _;
+                let mut ids = rows
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>(0))
+                    .collect::<Result<Vec<i64>, _>>()
+                    .map_err($crate::error::db("reading the ids of state events"))?;
+                if ids.len() != expected {
+                    return Err($crate::error::StoreError::Log(format!(
+                        "the store recorded {} state events of {expected}",
+                        ids.len()
+                    )));
+                }
+                ids.sort_unstable();
+                Ok(ids)
+            }
+
+            /// The error of a transaction's writes: a second version of the same
+            /// number means another writer got there first (stale), anything else is the
+            /// store's.
+            pub(crate) fn writes_error(
+                &self,
+                tx: &$crate::tx::Transaction,
+                e: sqlx::Error,
+                context: &'static str,
+            ) -> $crate::error::StoreError {
+                let duplicate = e.as_database_error().is_some_and(|d| d.is_unique_violation());
+                match tx.state_versions.first() {
+                    Some(v) if duplicate => $crate::error::StoreError::Stale {
+                        what: "state",
+                        detail: format!(
+                            "{} version {} was written by another writer",
+                            v.record.unit, v.record.version
+                        ),
+                    },
+                    _ => self.fail(context)(e),
+                }
             }
 
             /// `unit`'s stored lock (its state as stored) and attached Terraform lock, read in
@@ -140,7 +198,6 @@ macro_rules! impl_state_store {
             ) -> $crate::error::Result<
                 Option<(sluice_model::lock::Lock, Option<$crate::state::BackendLockRecord>)>,
             > {
-                use sqlx::Row as _;
                 let sql = if held {
                     $lock_and_attached_held
                 } else {
@@ -151,16 +208,56 @@ macro_rules! impl_state_store {
                     .fetch_optional(&mut *conn)
                     .await
                     .map_err(self.fail("reading a lock"))?;
-                let Some(row) = row else { return Ok(None) };
-                let state: String = row
+                match row {
+                    Some(row) => Self::lock_and_attached_from_row(unit, &row),
+                    None => Ok(None),
+                }
+            }
+
+            /// The log's size and `unit`'s lock and attached Terraform lock, in one read on a
+            /// write transaction, holding the log head and then the lock row
+            /// (`$head_lock_and_attached`) as every leaf-writing transaction takes them. The
+            /// lock is `None` when the unit was never locked.
+            async fn head_lock_and_attached_on(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                unit: &str,
+            ) -> $crate::error::Result<(
+                u64,
+                Option<(sluice_model::lock::Lock, Option<$crate::state::BackendLockRecord>)>,
+            )> {
+                use sqlx::Row as _;
+                let row = sqlx::query($head_lock_and_attached)
+                    .bind(unit)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(self.fail("reading the log head and a lock"))?;
+                let size: i64 = row
+                    .try_get("log_size")
+                    .map_err($crate::error::db("reading the log head"))?;
+                let size = $crate::backend::row_u64(size, "log_head", 1, "size")?;
+                Ok((size, Self::lock_and_attached_from_row(unit, &row)?))
+            }
+
+            /// A lock (`lock_state`, null when the unit has none) and its attached Terraform
+            /// lock (`state_backend_locks.*`, null when none is attached) from one row.
+            fn lock_and_attached_from_row(
+                unit: &str,
+                row: &<$db as sqlx::Database>::Row,
+            ) -> $crate::error::Result<
+                Option<(sluice_model::lock::Lock, Option<$crate::state::BackendLockRecord>)>,
+            > {
+                use sqlx::Row as _;
+                let state: Option<String> = row
                     .try_get("lock_state")
                     .map_err($crate::error::db("reading a lock"))?;
+                let Some(state) = state else { return Ok(None) };
                 let lock = $crate::locks::decode(unit, &state)?;
                 let lock_id: Option<String> = row
                     .try_get("lock_id")
                     .map_err($crate::error::db("reading a backend lock"))?;
                 let attached = match lock_id {
-                    Some(_) => Some(Self::backend_lock_from_row(&row)?),
+                    Some(_) => Some(Self::backend_lock_from_row(row)?),
                     None => None,
                 };
                 Ok(Some((lock, attached)))
@@ -226,153 +323,144 @@ macro_rules! impl_state_store {
         }
 
         impl $ty {
-            /// Writes a state version on a write transaction (see `StateStore::put_state_version`).
+            /// Checks a state version against its unit's head and fence on a write transaction
+            /// (see `StateStore::put_state_version`) and pushes its blob and record onto
+            /// `writes`; returns the record as it is written.
+            ///
+            /// `pushed` is the unit's newest version pushed before it in the same transaction,
+            /// if any: the database does not hold it yet.
             async fn put_state_version_on(
                 &self,
                 conn: &mut <$db as sqlx::Database>::Connection,
+                writes: &mut $crate::backend::statements::Statements<$db>,
                 new: &$crate::state::NewStateVersion,
+                pushed: Option<u64>,
             ) -> $crate::error::Result<$crate::state::StateVersionRecord> {
                 use $crate::backend::to_i64;
                 let r = &new.record;
                 let mut record = r.clone();
                 record.created_at = $crate::records::now_millis();
-                let stale = |found: String| $crate::error::StoreError::Stale {
-                    what: "state",
-                    detail: format!(
-                        "{} is at {found}; this write was checked as version {}",
-                        r.unit, r.version
-                    ),
-                };
-                let head: Option<i64> =
-                    sqlx::query_scalar("SELECT MAX(version) FROM state_versions WHERE unit = $1")
+                let head = match pushed {
+                    Some(v) => to_i64(v, "state version")?,
+                    None => {
+                        let head: Option<i64> = sqlx::query_scalar(
+                            "SELECT MAX(version) FROM state_versions WHERE unit = $1",
+                        )
                         .bind(&r.unit)
                         .fetch_one(&mut *conn)
                         .await
                         .map_err(self.fail("reading the state head"))?;
-                let head = head.unwrap_or(0);
+                        head.unwrap_or(0)
+                    }
+                };
                 if head.checked_add(1) != Some(to_i64(r.version, "state version")?) {
-                    return Err(stale(format!("version {head}")));
+                    return Err($crate::error::StoreError::Stale {
+                        what: "state",
+                        detail: format!(
+                            "{} is at version {head}; this write was checked as version {}",
+                            r.unit, r.version
+                        ),
+                    });
                 }
                 if let Some(fence) = &new.fence {
                     self.check_fence_on(&mut *conn, &r.unit, fence).await?;
                 }
-                sqlx::query(
+                $crate::backend::statements::push_sql!(
+                    writes.statement(),
                     "INSERT INTO state_blobs (digest, sealed, size, created_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
-                )
-                .bind(r.digest.0.to_vec())
-                .bind(&new.sealed)
-                .bind(to_i64(r.size, "state blob")?)
-                .bind(record.created_at)
-                .execute(&mut *conn)
-                .await
-                .map_err(self.fail("storing a state blob"))?;
-                sqlx::query(
+                     VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING",
+                    r.digest.0.to_vec(),
+                    &new.sealed,
+                    to_i64(r.size, "state blob")?,
+                    record.created_at,
+                );
+                $crate::backend::statements::push_sql!(
+                    writes.statement(),
                     "INSERT INTO state_versions (unit, version, digest, serial, lineage, size, \
                      identity, lock_id, fencing_token, forced_reason, rollback_of, created_at, md5) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                )
-                .bind(&r.unit)
-                .bind(to_i64(r.version, "state version")?)
-                .bind(r.digest.0.to_vec())
-                .bind(to_i64(r.serial, "state version")?)
-                .bind(&r.lineage)
-                .bind(to_i64(r.size, "state version")?)
-                .bind(&r.identity)
-                .bind(&r.lock_id)
-                .bind(r.fencing_token.map(|t| to_i64(t, "state version")).transpose()?)
-                .bind(&r.forced_reason)
-                .bind(r.rollback_of.map(|v| to_i64(v, "state version")).transpose()?)
-                .bind(record.created_at)
-                .bind(r.md5.map(|m| m.to_vec()))
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| {
-                    if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
-                        stale(format!("a version {} written by another writer", r.version))
-                    } else {
-                        self.fail("recording a state version")(e)
-                    }
-                })?;
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    &r.unit,
+                    to_i64(r.version, "state version")?,
+                    r.digest.0.to_vec(),
+                    to_i64(r.serial, "state version")?,
+                    &r.lineage,
+                    to_i64(r.size, "state version")?,
+                    &r.identity,
+                    &r.lock_id,
+                    r.fencing_token.map(|t| to_i64(t, "state version")).transpose()?,
+                    &r.forced_reason,
+                    r.rollback_of.map(|v| to_i64(v, "state version")).transpose()?,
+                    record.created_at,
+                    r.md5.map(|m| m.to_vec()),
+                );
                 Ok(record)
             }
 
-            /// The state writes of a transaction, on its database transaction (a log of `size`
-            /// leaves before it): attached locks first, then versions (each checked against its
-            /// head and fence), then events with the indexes of their leaves.
+            /// The state writes of a transaction (a log of `size` leaves before it), pushed
+            /// onto `writes`: attached locks, then versions (each checked against its head and
+            /// fence here, before anything is written), then events with the indexes of their
+            /// leaves, as the returning statement. Returns the versions as they are written.
             pub(crate) async fn write_state_on(
                 &self,
                 conn: &mut <$db as sqlx::Database>::Connection,
                 tx: &$crate::tx::Transaction,
                 size: u64,
-                out: &mut $crate::tx::Committed,
-            ) -> $crate::error::Result<()> {
+                writes: &mut $crate::backend::statements::Statements<$db>,
+            ) -> $crate::error::Result<Vec<$crate::state::StateVersionRecord>> {
                 for write in &tx.backend_locks {
                     match write {
                         $crate::state::BackendLockWrite::Put(lock) => {
-                            self.put_backend_lock_on(&mut *conn, lock).await?;
+                            Self::push_backend_lock_put(writes.statement(), lock)?;
                         }
                         $crate::state::BackendLockWrite::Delete { unit, lock_id } => {
-                            self.delete_backend_lock_on(&mut *conn, unit, lock_id).await?;
+                            Self::push_backend_lock_delete(writes.statement(), unit, lock_id);
                         }
                     }
                 }
+                let mut versions: Vec<$crate::state::StateVersionRecord> =
+                    Vec::with_capacity(tx.state_versions.len());
                 for version in &tx.state_versions {
-                    out.state_versions.push(self.put_state_version_on(&mut *conn, version).await?);
+                    let unit = &version.record.unit;
+                    let pushed = versions.iter().rev().find(|v| &v.unit == unit).map(|v| v.version);
+                    versions.push(self.put_state_version_on(&mut *conn, writes, version, pushed).await?);
                 }
-                for (event, leaf) in &tx.state_events {
-                    let id = match leaf {
-                        Some(leaf) => {
-                            let mut event = event.clone();
-                            event.leaf_index = Some(size + leaf.0 as u64);
-                            self.insert_state_event_on(&mut *conn, &event).await?
-                        }
-                        None => self.insert_state_event_on(&mut *conn, event).await?,
-                    };
-                    out.state_event_ids.push(id);
+                if !tx.state_events.is_empty() {
+                    let events = tx.state_events.iter().map(|(event, leaf)| {
+                        (event, leaf.map(|leaf| size + leaf.0 as u64).or(event.leaf_index))
+                    });
+                    Self::push_state_events(writes.returning_statement(), events)?;
                 }
-                Ok(())
+                Ok(versions)
             }
 
-            async fn put_backend_lock_on(
-                &self,
-                conn: &mut <$db as sqlx::Database>::Connection,
+            fn push_backend_lock_put(
+                q: &mut sqlx::QueryBuilder<$db>,
                 lock: &$crate::state::BackendLockRecord,
             ) -> $crate::error::Result<()> {
-                sqlx::query(
+                $crate::backend::statements::push_sql!(
+                    q,
                     "INSERT INTO state_backend_locks (unit, lock_id, change, fencing_token, info, \
-                     created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     created_at) VALUES (?, ?, ?, ?, ?, ?) \
                      ON CONFLICT (unit) DO UPDATE SET lock_id = excluded.lock_id, \
                      change = excluded.change, fencing_token = excluded.fencing_token, \
                      info = excluded.info, created_at = excluded.created_at",
-                )
-                .bind(&lock.unit)
-                .bind(&lock.lock_id)
-                .bind(&lock.change)
-                .bind($crate::backend::to_i64(lock.fencing_token, "backend lock")?)
-                .bind(lock.info.to_string())
-                .bind(lock.created_at)
-                .execute(&mut *conn)
-                .await
-                .map_err(self.fail("recording a backend lock"))?;
+                    &lock.unit,
+                    &lock.lock_id,
+                    &lock.change,
+                    $crate::backend::to_i64(lock.fencing_token, "backend lock")?,
+                    lock.info.to_string(),
+                    lock.created_at,
+                );
                 Ok(())
             }
 
-            async fn delete_backend_lock_on(
-                &self,
-                conn: &mut <$db as sqlx::Database>::Connection,
-                unit: &str,
-                lock_id: &str,
-            ) -> $crate::error::Result<bool> {
-                let done = sqlx::query(
-                    "DELETE FROM state_backend_locks WHERE unit = $1 AND lock_id = $2",
-                )
-                .bind(unit)
-                .bind(lock_id)
-                .execute(&mut *conn)
-                .await
-                .map_err(self.fail("removing a backend lock"))?;
-                Ok(done.rows_affected() > 0)
+            fn push_backend_lock_delete(q: &mut sqlx::QueryBuilder<$db>, unit: &str, lock_id: &str) {
+                $crate::backend::statements::push_sql!(
+                    q,
+                    "DELETE FROM state_backend_locks WHERE unit = ? AND lock_id = ?",
+                    unit,
+                    lock_id,
+                );
             }
 
             async fn backend_lock_on(
@@ -403,13 +491,12 @@ macro_rules! impl_state_store {
                     + Send,
             {
                 // The order every leaf-writing transaction takes: the frontier, the log head,
-                // then the unit's lock row.
+                // then the unit's lock row; the head and the lock row are held, and the
+                // attached lock read, in one statement. A unit never locked gets its row first.
                 let mut cached = self.frontier.lock().await;
                 let mut db = self.begin_write().await?;
-                let size = self.locked_log_size(&mut db).await?;
-                // The lock row held and the attached lock in one read; a unit never locked
-                // gets its row first.
-                let (before, attached) = match self.lock_and_attached_on(&mut *db, unit, true).await? {
+                let (size, found) = self.head_lock_and_attached_on(&mut *db, unit).await?;
+                let (before, attached) = match found {
                     Some(found) => found,
                     None => (
                         self.hold_lock_on(&mut *db, unit).await?,
@@ -419,6 +506,15 @@ macro_rules! impl_state_store {
                 let mut lock = before.clone();
                 let (out, tx) = decide(&mut lock, attached);
                 $crate::backend::validate(&tx)?;
+                if !tx.state_versions.is_empty() {
+                    // A version's fence would be checked against the lock as it was before this
+                    // transaction's own write-back, which goes in the same query.
+                    return Err($crate::error::StoreError::Invalid {
+                        record: "lock transaction",
+                        field: "state versions",
+                        problem: "a lock transaction writes no state version".into(),
+                    });
+                }
                 if lock == before && tx.is_empty() {
                     db.rollback()
                         .await
@@ -429,11 +525,14 @@ macro_rules! impl_state_store {
                     };
                     return Ok((out, nothing));
                 }
+                // The lock's write-back goes with the transaction's other writes, in one query.
+                let mut writes = $crate::backend::statements::Statements::new(Self::WRITES_IN_CTES);
                 if lock != before {
-                    self.write_lock_on(&mut *db, &before, &lock).await?;
+                    Self::push_lock_write(writes.statement(), &before, &lock)?;
                 }
-                let (committed, frontier) =
-                    self.write_tx_on(&mut db, cached.as_ref(), size, &tx).await?;
+                let (committed, frontier) = self
+                    .write_tx_on(&mut db, cached.as_ref(), size, &tx, writes)
+                    .await?;
                 db.commit()
                     .await
                     .map_err($crate::error::durability("committing a lock transaction"))?;
@@ -621,7 +720,13 @@ macro_rules! impl_state_store {
                     .acquire()
                     .await
                     .map_err(self.fail("recording a backend lock"))?;
-                self.put_backend_lock_on(&mut *conn, lock).await
+                let mut q = sqlx::QueryBuilder::new("");
+                Self::push_backend_lock_put(&mut q, lock)?;
+                q.build()
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(self.fail("recording a backend lock"))?;
+                Ok(())
             }
 
             async fn backend_lock(
@@ -646,7 +751,14 @@ macro_rules! impl_state_store {
                     .acquire()
                     .await
                     .map_err(self.fail("removing a backend lock"))?;
-                self.delete_backend_lock_on(&mut *conn, unit, lock_id).await
+                let mut q = sqlx::QueryBuilder::new("");
+                Self::push_backend_lock_delete(&mut q, unit, lock_id);
+                let done = q
+                    .build()
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(self.fail("removing a backend lock"))?;
+                Ok(done.rows_affected() > 0)
             }
         }
     };
@@ -656,11 +768,20 @@ impl_state_store!(
     SqliteStore,
     sqlx::Sqlite,
     // BEGIN IMMEDIATE already holds the database's write lock.
-    LOCK_AND_ATTACHED
+    LOCK_AND_ATTACHED,
+    "SELECT h.size AS log_size, l.state AS lock_state, b.* FROM log_head h \
+     LEFT JOIN locks l ON l.unit = $1 LEFT JOIN state_backend_locks b ON b.unit = l.unit \
+     WHERE h.id = 1"
 );
 impl_state_store!(
     PgStore,
     sqlx::Postgres,
     "SELECT l.state AS lock_state, b.* FROM locks l \
-     LEFT JOIN state_backend_locks b ON b.unit = l.unit WHERE l.unit = $1 FOR UPDATE OF l"
+     LEFT JOIN state_backend_locks b ON b.unit = l.unit WHERE l.unit = $1 FOR UPDATE OF l",
+    // The head's row is locked first: the lock row is read by a lateral subquery that depends
+    // on it, so no plan can take them the other way round (which could deadlock with a write).
+    "WITH h AS MATERIALIZED (SELECT size FROM log_head WHERE id = 1 FOR UPDATE) \
+     SELECT h.size AS log_size, l.state AS lock_state, b.* FROM h \
+     LEFT JOIN LATERAL (SELECT unit, state FROM locks WHERE unit = $1 AND h.size >= 0 \
+     FOR UPDATE) l ON true LEFT JOIN state_backend_locks b ON b.unit = l.unit"
 );
