@@ -941,38 +941,37 @@ const PREPARE_IN_PARALLEL_FROM: usize = 256 * 1024;
 /// Prepares `body` for a write, or says why it is not a state; its MD5 comes either way (a
 /// `POST` checks it against `Content-MD5` first).
 ///
-/// Why two threads: for a 1 MB state the passes over the body take about 4.3 ms of one core:
-/// the MD5 1.6 (it cannot be split), the SHA-256 digest 0.7, the JSON scan 0.8, the
-/// compression 1.1 and the encryption 0.1, which needs the digest. The hashes run on one
-/// thread while the scan and the compression run on the other, then the encryption: about
-/// 2.4 ms instead of 4.3. Compressing before the head is checked costs a refused or unchanged
-/// write its compression, which is rare next to every accepted one.
+/// Why two threads: for a 1 MB state the passes over the body take about 7 ms of one core
+/// (measured inside `sluice bench state`, p50): the MD5 1.7 (it cannot be split), the JSON
+/// scan 1.8, the SHA-256 digest 1.3, the compression 2.1 and the encryption 0.1, which needs
+/// the digest. The MD5 and the scan run on one thread, the digest and the compression on the
+/// other, then the encryption: about 3.5 ms on two cores. Compressing before the head is
+/// checked costs a refused or unchanged write its compression, which is rare next to every
+/// accepted one.
 fn prepare(keys: &dyn KeyProvider, body: &[u8]) -> ([u8; 16], Result<Prepared, StateError>) {
-    let hashes = || (md5_of(body), Digest::of(body));
-    let rest = || StateHeader::parse(body).map(|header| (header, seal::encode(body)));
-    let ((md5, digest), rest) = if body.len() >= PREPARE_IN_PARALLEL_FROM {
+    let checks = || (md5_of(body), StateHeader::parse(body));
+    let digest_and_encode = || (Digest::of(body), seal::encode(body));
+    let ((md5, header), (digest, encoded)) = if body.len() >= PREPARE_IN_PARALLEL_FROM {
         std::thread::scope(|scope| {
-            let hashes = scope.spawn(hashes);
-            let rest = rest();
-            let hashes = hashes
+            let checks = scope.spawn(checks);
+            let digested = digest_and_encode();
+            let checks = checks
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (hashes, rest)
+            (checks, digested)
         })
     } else {
-        (hashes(), rest())
+        (checks(), digest_and_encode())
     };
-    let prepared = rest
-        .map_err(StateError::from)
-        .and_then(|(header, encoded)| {
-            let sealed = seal::seal_encoded(keys, encoded, &digest.0).map_err(StateError::Seal)?;
-            Ok(Prepared {
-                md5,
-                digest,
-                header,
-                sealed,
-            })
-        });
+    let prepared = header.map_err(StateError::from).and_then(|header| {
+        let sealed = seal::seal_encoded(keys, encoded, &digest.0).map_err(StateError::Seal)?;
+        Ok(Prepared {
+            md5,
+            digest,
+            header,
+            sealed,
+        })
+    });
     (md5, prepared)
 }
 
