@@ -316,8 +316,9 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            /// Runs `writes` on `conn`; returns the rows of its returning statement (on
-            /// PostgreSQL one row more than none when it has none: ignore them then).
+            /// Runs `writes` on `conn`; returns the rows of its returning statement (without
+            /// one, PostgreSQL answers one row, to be ignored). An error comes with the
+            /// context the caller names it by.
             async fn run_writes_on(
                 &self,
                 conn: &mut <$db as sqlx::Database>::Connection,
