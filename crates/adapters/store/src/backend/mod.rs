@@ -316,17 +316,19 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            /// An empty set of writes for this store (see [`super::statements`]).
+            pub(crate) fn writes() -> $crate::backend::statements::Statements<$db> {
+                $crate::backend::statements::Statements::new(Self::WRITES_IN_CTES)
+            }
+
             /// Runs `writes` on `conn`; returns the rows of its returning statement (without
-            /// one, PostgreSQL answers one row, to be ignored). An error comes with the
-            /// context the caller names it by.
+            /// one, PostgreSQL answers one row, to be ignored).
             async fn run_writes_on(
-                &self,
                 conn: &mut <$db as sqlx::Database>::Connection,
                 writes: $crate::backend::statements::Statements<$db>,
-                context: &'static str,
-            ) -> std::result::Result<Vec<<$db as sqlx::Database>::Row>, (sqlx::Error, &'static str)> {
+            ) -> std::result::Result<Vec<<$db as sqlx::Database>::Row>, sqlx::Error> {
                 match writes.finish() {
-                    Some(mut q) => q.build().fetch_all(&mut *conn).await.map_err(|e| (e, context)),
+                    Some(mut q) => q.build().fetch_all(&mut *conn).await,
                     None => Ok(Vec::new()),
                 }
             }
@@ -342,11 +344,11 @@ macro_rules! impl_store {
                 leaves: &[$crate::records::LeafInput],
             ) -> $crate::error::Result<$crate::frontier::Frontier> {
                 let (frontier, rows) = self.append_rows_on(tx, cached, size, leaves).await?;
-                let mut writes = $crate::backend::statements::Statements::new(Self::WRITES_IN_CTES);
+                let mut writes = Self::writes();
                 self.write_append_on(tx, &mut writes, &rows, leaves, frontier.size()).await?;
-                self.run_writes_on(&mut **tx, writes, "appending to the log")
+                Self::run_writes_on(&mut **tx, writes)
                     .await
-                    .map_err(|(e, context)| self.fail(context)(e))?;
+                    .map_err(self.fail("appending to the log"))?;
                 Ok(frontier)
             }
 
@@ -403,10 +405,9 @@ macro_rules! impl_store {
                     self.write_append_on(db, &mut writes, rows, &tx.leaves, frontier.size()).await?;
                 }
                 out.state_versions = self.write_state_on(&mut **db, tx, size, &mut writes).await?;
-                let rows = self
-                    .run_writes_on(&mut **db, writes, "writing a transaction")
+                let rows = Self::run_writes_on(&mut **db, writes)
                     .await
-                    .map_err(|(e, context)| self.writes_error(tx, e, context))?;
+                    .map_err(|e| self.writes_error(tx, e))?;
                 if !tx.state_events.is_empty() {
                     out.state_event_ids = Self::returned_ids(&rows, tx.state_events.len())?;
                 }

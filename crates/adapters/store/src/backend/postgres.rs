@@ -13,7 +13,6 @@ use sqlx::{ConnectOptions as _, Connection as _, Postgres, Transaction};
 use tokio::sync::Mutex;
 
 use crate::backend::jobs::impl_jobs;
-use crate::backend::statements::Statements;
 use crate::backend::{check_applied, impl_store, known_version};
 use crate::error::{Result, StoreError};
 use crate::frontier::Frontier;
@@ -196,13 +195,7 @@ impl PgStore {
         };
         let frontier_in = cached.as_deref().and_then(|c| c.as_ref());
         let (out, frontier) = self
-            .write_tx_on(
-                &mut db,
-                frontier_in,
-                size,
-                &tx,
-                Statements::new(Self::WRITES_IN_CTES),
-            )
+            .write_tx_on(&mut db, frontier_in, size, &tx, Self::writes())
             .await?;
         db.commit()
             .await

@@ -17,7 +17,6 @@ use tokio::sync::Mutex;
 use crate::backend::checkpoint;
 use crate::backend::group::{BatchWriter, GroupCommit};
 use crate::backend::jobs::impl_jobs;
-use crate::backend::statements::Statements;
 use crate::backend::{check_applied, impl_store, known_version};
 use crate::error::{Result, StoreError};
 use crate::frontier::Frontier;
@@ -295,13 +294,7 @@ impl BatchWriter for SqliteStore {
         // which is all it holds (two statements fewer on every commit nobody queued behind).
         if let [tx] = batch {
             let (out, moved) = self
-                .write_tx_on(
-                    &mut db,
-                    frontier.as_ref(),
-                    size,
-                    tx,
-                    Statements::new(Self::WRITES_IN_CTES),
-                )
+                .write_tx_on(&mut db, frontier.as_ref(), size, tx, Self::writes())
                 .await?;
             db.commit()
                 .await
@@ -317,13 +310,7 @@ impl BatchWriter for SqliteStore {
                 .await
                 .map_err(self.fail("starting a grouped transaction"))?;
             match self
-                .write_tx_on(
-                    &mut db,
-                    frontier.as_ref(),
-                    size,
-                    tx,
-                    Statements::new(Self::WRITES_IN_CTES),
-                )
+                .write_tx_on(&mut db, frontier.as_ref(), size, tx, Self::writes())
                 .await
             {
                 Ok((out, moved)) => {

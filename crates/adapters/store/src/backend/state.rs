@@ -172,7 +172,6 @@ macro_rules! impl_state_store {
                 &self,
                 tx: &$crate::tx::Transaction,
                 e: sqlx::Error,
-                context: &'static str,
             ) -> $crate::error::StoreError {
                 let duplicate = e.as_database_error().is_some_and(|d| d.is_unique_violation());
                 match tx.state_versions.first() {
@@ -183,7 +182,7 @@ macro_rules! impl_state_store {
                             v.record.unit, v.record.version
                         ),
                     },
-                    _ => self.fail(context)(e),
+                    _ => self.fail("writing a transaction")(e),
                 }
             }
 
@@ -526,7 +525,7 @@ macro_rules! impl_state_store {
                     return Ok((out, nothing));
                 }
                 // The lock's write-back goes with the transaction's other writes, in one query.
-                let mut writes = $crate::backend::statements::Statements::new(Self::WRITES_IN_CTES);
+                let mut writes = Self::writes();
                 if lock != before {
                     Self::push_lock_write(writes.statement(), &before, &lock)?;
                 }
