@@ -834,6 +834,106 @@ mod schema_version {
         );
     }
 
+    /// Schema version 14 moves state blobs from a WITHOUT ROWID table into a rowid table: a
+    /// database written at version 13 keeps every version and its sealed body, and the
+    /// versions still reference their blobs.
+    #[tokio::test]
+    async fn sqlite_moves_state_blobs_of_an_older_database_into_a_rowid_table() {
+        use sluice_store::{Digest, StateStore};
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+        let dir = tempfile::tempdir().unwrap();
+        // The migrations up to version 13, as a database made by an earlier sluice has them.
+        let old = dir.path().join("migrations");
+        std::fs::create_dir(&old).unwrap();
+        let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        for file in std::fs::read_dir(&all).unwrap() {
+            let file = file.unwrap();
+            let name = file.file_name().to_string_lossy().into_owned();
+            let version: i64 = name.split('_').next().unwrap().parse().unwrap();
+            if version <= 13 {
+                std::fs::copy(file.path(), old.join(&name)).unwrap();
+            }
+        }
+        let path = dir.path().join("sluice.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        let bodies: Vec<Vec<u8>> = (0..4u8)
+            .map(|i| (0..200_000u32).map(|n| (n % 251) as u8 ^ i).collect())
+            .collect();
+        for (i, body) in bodies.iter().enumerate() {
+            let digest = vec![i as u8 + 1; 32];
+            sqlx::query("INSERT INTO state_blobs VALUES (?, ?, ?, 1)")
+                .bind(&digest)
+                .bind(body)
+                .bind(body.len() as i64)
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO state_versions (unit, version, digest, serial, lineage, size, \
+                 identity, created_at) VALUES ('dev/net', ?, ?, ?, 'lin', ?, 'me', 1)",
+            )
+            .bind(i as i64 + 1)
+            .bind(&digest)
+            .bind(i as i64)
+            .bind(body.len() as i64)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        let schema: String =
+            sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'state_blobs'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert!(!schema.contains("WITHOUT ROWID"), "{schema}");
+        let leftovers: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'state_blobs_moving'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(leftovers, 0);
+        let dangling: Vec<(String,)> =
+            sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        assert!(dangling.is_empty(), "{dangling:?}");
+        let (head, sealed) = store.state_head_sealed("dev/net").await.unwrap().unwrap();
+        assert_eq!(head.version, 4);
+        assert_eq!(sealed.as_deref(), Some(bodies[3].as_slice()));
+        for (i, body) in bodies.iter().enumerate() {
+            let blob = store.state_blob(&Digest([i as u8 + 1; 32])).await.unwrap();
+            assert_eq!(blob.as_deref(), Some(body.as_slice()), "blob {i}");
+        }
+        // The digest stays unique: the same digest again is refused by the table itself.
+        let again = sqlx::query(
+            "INSERT INTO state_blobs (digest, sealed, size, created_at) VALUES (?, X'00', 1, 1)",
+        )
+        .bind(vec![1u8; 32])
+        .execute(store.pool())
+        .await;
+        assert!(again.is_err());
+    }
+
     #[tokio::test]
     async fn sqlite_reports_a_file_that_is_not_a_database() {
         let dir = tempfile::tempdir().unwrap();
