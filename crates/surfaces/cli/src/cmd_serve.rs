@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
+use sluice_iac::keys::{KeyError, KeySource, LocalKeys};
 use sluice_server::config::{ServerSection, server_section, state_policy};
 use sluice_server::{ServeArgs as ServerArgs, ServerConfig};
 use sluice_store::{Scope, StateGrants, TokenStore as _};
@@ -148,6 +149,11 @@ pub fn run_serve(a: ServeArgs) -> i32 {
             sluice_server::config::WEBHOOK_SECRET_ENV
         );
     }
+    if let Some(problem) = state_key_problem() {
+        eprintln!(
+            "warning: every state read and write will fail (500) until this is fixed: {problem}"
+        );
+    }
     sluice_server::init_logging();
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -160,6 +166,23 @@ pub fn run_serve(a: ServeArgs) -> i32 {
             exit::serve(&e)
         }
     }
+}
+
+/// Why the state keys the environment configures cannot be used, if they cannot. The server
+/// loads them on the first state request (a server that keeps no state never needs them), so a
+/// key file that cannot work would otherwise show only as failed requests. `None` when they
+/// load, or when the default key file does not exist yet (the first write makes it).
+fn state_key_problem() -> Option<KeyError> {
+    let source = match KeySource::from_env(None) {
+        Ok(source) => source,
+        Err(e) => return Some(e),
+    };
+    if let KeySource::File { path, create: true } = &source
+        && !path.exists()
+    {
+        return None;
+    }
+    LocalKeys::new(source).key_ids().err()
 }
 
 pub fn run_token(c: TokenCommand) -> i32 {

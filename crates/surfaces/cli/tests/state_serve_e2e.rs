@@ -315,6 +315,83 @@ async fn terraform_against_sluice_serve() {
     audit.expect_code(Exit::OK);
 }
 
+/// A key file sluice cannot use (here: inside the repository's work tree, where `git add`
+/// could commit it) is named when `sluice serve` starts, not first met by a Terraform client,
+/// which retries a 500 and then reports it without the reason; the failed write is a 500 that
+/// the server logs with its reason.
+#[tokio::test]
+async fn serve_names_unusable_state_keys_when_it_starts() {
+    use base64::Engine as _;
+    let repo = org_repo();
+    repo.commit("org");
+    let home = tempfile::tempdir().unwrap();
+    let key_file = repo.path().join("artifact-keys");
+    std::fs::write(
+        &key_file,
+        format!("{}\n", sluice_iac::keys::generate_key().unwrap()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let token = token_create(
+        repo.path(),
+        &[
+            "--scope",
+            "state",
+            "--name",
+            "ci",
+            "--state-write",
+            "dev/*/network",
+        ],
+    );
+    let mut cmd = serve_command(repo.path(), 0, "unused-webhook-secret");
+    cmd.env("XDG_DATA_HOME", home.path())
+        .env_remove("SLUICE_ARTIFACT_KEY")
+        .env("SLUICE_ARTIFACT_KEY_FILE", &key_file)
+        .env_remove("SLUICE_DATABASE_URL");
+    let serve = start_serve(cmd, home.path().join("serve.log"));
+    // Printed before the address line the start waits for.
+    let started = serve.log_text();
+    sluice_testkit::assert_has(
+        &started,
+        &["warning:", "artifact-keys", "inside the git work tree"],
+    );
+
+    let url = format!("{}/state/{UNIT}", serve.base);
+    let http = reqwest::Client::new();
+    let info = r#"{"ID":"lock-1","Operation":"OperationTypeApply","Who":"test"}"#;
+    let lock = http
+        .request(reqwest::Method::from_bytes(b"LOCK").unwrap(), &url)
+        .basic_auth("ci", Some(&token))
+        .body(info)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lock.status(), 200, "{:?}", lock.text().await);
+    let body = br#"{"version":4,"serial":1,"lineage":"l","resources":[]}"#;
+    let md5 = base64::engine::general_purpose::STANDARD.encode(sluice_state::md5_of(body));
+    let write = http
+        .post(format!("{url}?ID=lock-1"))
+        .basic_auth("ci", Some(&token))
+        .header("content-md5", md5)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 500);
+    let reason = write.text().await.unwrap();
+    assert!(reason.contains("inside the git work tree"), "{reason}");
+    let logged = serve.log_text();
+    let failure = logged
+        .lines()
+        .find(|l| l.contains("state request failed"))
+        .unwrap_or_else(|| panic!("the failed write is not logged:\n{logged}"));
+    sluice_testkit::assert_has(failure, &["ERROR", UNIT, "inside the git work tree"]);
+}
+
 #[test]
 fn state_tokens_name_their_stacks() {
     let repo = org_repo();

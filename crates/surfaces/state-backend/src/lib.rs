@@ -231,7 +231,7 @@ async fn handle<S: BackendStore>(
     };
     match result {
         Ok(message) => text(StatusCode::OK, message),
-        Err(e) => error_response(e),
+        Err(e) => error_response(&unit, op.action(), e),
     }
 }
 
@@ -333,8 +333,13 @@ pub fn status_of(e: &StateError) -> StatusCode {
     }
 }
 
-fn error_response(e: StateError) -> Response {
+fn error_response(unit: &str, action: &str, e: StateError) -> Response {
     let status = status_of(&e);
+    // A refusal is the client's to read (and audited); a failure of the server is also the
+    // operator's: Terraform retries a 5xx and then reports it without the body's reason.
+    if status.is_server_error() {
+        tracing::error!(unit, action, status = status.as_u16(), error = %e, "state request failed");
+    }
     match e {
         // Terraform reads the holder's lock info from the body of a 423.
         StateError::Locked { holder, .. } => {
