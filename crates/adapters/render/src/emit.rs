@@ -179,7 +179,12 @@ fn write_literal(out: &mut String, s: &str, block_indent: usize) {
     let block_indent = block_indent.max(2);
     let trailing = s.len() - s.trim_end_matches('\n').len();
     out.push('|');
-    if s.starts_with(' ') {
+    // A reader takes the block's indentation from its first line that is not empty, so a
+    // first text line (after any empty ones) that starts with spaces needs the indicator.
+    if s.split('\n')
+        .find(|l| !l.is_empty())
+        .is_some_and(|l| l.starts_with(' '))
+    {
         let _ = write!(out, "{}", 2);
     }
     match trailing {
@@ -268,7 +273,8 @@ mod tests {
 
     #[test]
     fn multi_line_strings_are_literal_blocks() {
-        let v = json!({"script": "#!/bin/sh\necho hi\n", "nochomp": "a\nb", "keep": "a\n\n", "lead": "  indented\nx\n"});
+        let v = json!({"script": "#!/bin/sh\necho hi\n", "nochomp": "a\nb", "keep": "a\n\n", "lead": "  indented\nx\n",
+            "empty-then-lead": "\n A", "empties-then-lead": "\n\n  b\nc\n", "seq": ["\n A"]});
         let text = to_yaml(&v);
         assert!(
             text.contains("script: |\n  #!/bin/sh\n  echo hi\n"),
