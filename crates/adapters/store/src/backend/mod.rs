@@ -333,25 +333,6 @@ macro_rules! impl_store {
                 }
             }
 
-            /// Writes `leaves` after a log of `size` (read under the append lock), with the
-            /// subtree nodes they complete, and moves the log head; returns the new right edge.
-            /// The caller commits.
-            async fn write_leaves_on(
-                &self,
-                tx: &mut sqlx::Transaction<'static, $db>,
-                cached: Option<&$crate::frontier::Frontier>,
-                size: u64,
-                leaves: &[$crate::records::LeafInput],
-            ) -> $crate::error::Result<$crate::frontier::Frontier> {
-                let (frontier, rows) = self.append_rows_on(tx, cached, size, leaves).await?;
-                let mut writes = Self::writes();
-                self.write_append_on(tx, &mut writes, &rows, leaves, frontier.size()).await?;
-                Self::run_writes_on(&mut **tx, writes)
-                    .await
-                    .map_err(self.fail("appending to the log"))?;
-                Ok(frontier)
-            }
-
             /// Writes every record of `tx` on `db`, after a log of `size` leaves (read under the
             /// append lock unless `tx` holds job-queue writes only), with the statements already
             /// in `writes` (a lock's write-back); returns what was written and the log's new
@@ -1038,7 +1019,12 @@ macro_rules! impl_store {
                 let mut cached = self.frontier.lock().await;
                 let mut tx = self.begin_write().await?;
                 let size = self.locked_log_size(&mut tx).await?;
-                let frontier = self.write_leaves_on(&mut tx, cached.as_ref(), size, leaves).await?;
+                let (frontier, rows) = self.append_rows_on(&mut tx, cached.as_ref(), size, leaves).await?;
+                let mut writes = Self::writes();
+                self.write_append_on(&mut tx, &mut writes, &rows, leaves, frontier.size()).await?;
+                Self::run_writes_on(&mut *tx, writes)
+                    .await
+                    .map_err(self.fail("appending to the log"))?;
                 // The acknowledgement: after this returns Ok the append is durable. Any error
                 // here leaves durability unknown, so it is fatal and never retried.
                 tx.commit()

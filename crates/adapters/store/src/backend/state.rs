@@ -143,8 +143,8 @@ macro_rules! impl_state_store {
                 Ok(())
             }
 
-            /// The ids the returning statement of a transaction's writes answered, in the order of the rows it
-            /// inserted (ids grow with each row), checked to be `expected` many.
+            /// The ids a transaction's returning statement answered, in the order of the rows
+            /// it inserted (ids grow with each row), checked to be `expected` many.
             pub(crate) fn returned_ids(
                 rows: &[<$db as sqlx::Database>::Row],
                 expected: usize,
